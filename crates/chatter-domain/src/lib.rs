@@ -1,0 +1,12 @@
+//! Chatter's vocabulary: ids, validated values, roles and pure rules. No IO lives here.
+
+pub mod ids;
+pub mod role;
+pub mod source;
+pub mod totp;
+pub mod values;
+
+pub use ids::*;
+pub use role::{Permission, Role};
+pub use source::SourceKind;
+pub use values::{Email, FieldError, Password, Slug};

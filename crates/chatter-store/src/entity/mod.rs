@@ -1,0 +1,16 @@
+//! SeaORM entities, one module per table. Times are Unix milliseconds (`i64`) everywhere, so
+//! they compare the same way on both databases and in raw SQL.
+
+pub mod api_key;
+pub mod audit;
+pub mod backup;
+pub mod company;
+pub mod invite;
+pub mod job;
+pub mod membership;
+pub mod password_reset;
+pub mod recovery_code;
+pub mod session;
+pub mod source;
+pub mod throttle;
+pub mod user;
