@@ -1,1 +1,134 @@
-//! placeholder
+//! Use cases. Each public function owns its transaction, checks permissions, records the
+//! audit entry and enqueues jobs in that same transaction. Nothing here talks to the outside
+//! world inside a transaction: mail, backups and provider calls are jobs.
+
+pub mod accounts;
+pub mod api_keys;
+pub mod audit;
+pub mod backup;
+pub mod clock;
+pub mod error;
+pub mod mailer;
+pub mod secrets;
+pub mod team;
+pub mod throttle;
+pub mod worker;
+
+use chatter_domain::{Permission, Role};
+use sea_orm::DatabaseConnection;
+use std::path::PathBuf;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{CoreError, Result};
+pub use mailer::Mailer;
+pub use secrets::{Secret, Secrets};
+
+/// Settings the use cases need.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// The address people reach Chatter at, for links in mail (no trailing slash).
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    /// Platform bot for "Sign in with Telegram".
+    pub telegram_login_bot_token: Option<Secret>,
+    pub telegram_login_bot_username: Option<String>,
+    pub session_ttl_ms: i64,
+    /// How many daily backups to keep.
+    pub backup_keep: usize,
+    /// Where `pg_dump` / `pg_restore` live when not on PATH.
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+impl CoreConfig {
+    pub fn new(public_url: &str, data_dir: PathBuf) -> Self {
+        Self {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            data_dir,
+            telegram_login_bot_token: None,
+            telegram_login_bot_username: None,
+            session_ttl_ms: 30 * 24 * 3600 * 1000,
+            backup_keep: 7,
+            pg_bin_dir: None,
+        }
+    }
+}
+
+/// Everything a use case needs: the database and the seams to the outside.
+#[derive(Clone)]
+pub struct Core {
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    pub secrets: Arc<Secrets>,
+    pub mailer: Arc<dyn Mailer>,
+    pub config: Arc<CoreConfig>,
+    /// Wakes this node's workers when a job is enqueued here.
+    pub jobs_notify: Arc<tokio::sync::Notify>,
+}
+
+impl Core {
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn database_url_is_postgres(&self) -> bool {
+        sea_orm::ConnectionTrait::get_database_backend(&self.db) == sea_orm::DbBackend::Postgres
+    }
+}
+
+/// Where a request came from, for the audit log and throttling.
+#[derive(Clone, Debug, Default)]
+pub struct ReqMeta {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// Who is acting: a signed-in member (in their current company) or an API key.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub user_id: Option<Uuid>,
+    pub company_id: Uuid,
+    pub role: Role,
+    /// Shown in the audit log: the member's email or `api-key:<name>`.
+    pub label: String,
+    pub meta: ReqMeta,
+}
+
+impl Actor {
+    /// Refuses unless the actor's role grants `p`.
+    pub fn require(&self, p: Permission) -> Result<()> {
+        if self.role.can(p) {
+            Ok(())
+        } else {
+            Err(CoreError::Forbidden)
+        }
+    }
+
+    pub fn user(&self) -> Result<Uuid> {
+        self.user_id.ok_or(CoreError::Forbidden)
+    }
+}
+
+/// Random URL-safe token of 32 bytes (hex) and its SHA-256 (what we store).
+pub fn new_token() -> (String, String) {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    let t = hex::encode(b);
+    let h = hash_token(&t);
+    (t, h)
+}
+
+pub fn hash_token(t: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(t.as_bytes()))
+}
+
+/// Constant-time equality for secrets.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -114,3 +114,30 @@ mod tests {
         assert_eq!(base32(b"f"), "MY");
     }
 }
+
+/// Decodes base32 (as stored and shown); invalid characters are skipped.
+pub fn from_stored(b32: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for c in b32.bytes() {
+        let Some(v) = B32.iter().position(|&x| x == c.to_ascii_uppercase()) else {
+            continue;
+        };
+        buf = (buf << 5) | v as u32;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buf >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod decode_tests {
+    #[test]
+    fn base32_round_trip() {
+        let s = super::new_secret();
+        assert_eq!(super::from_stored(&super::base32(&s)), s);
+    }
+}

@@ -1,0 +1,1006 @@
+//! People and sign-in: sign-up (a company and its owner), email + password, sessions,
+//! two-factor (TOTP + recovery codes), password reset by mail, Sign in with Telegram.
+
+use crate::{
+    audit, ct_eq, hash_token, mailer, new_token, throttle, Core, CoreError, ReqMeta, Result,
+};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use chatter_domain::{totp, values::required_text, Email, FieldError, Password, Role, Slug};
+use chatter_store::entity::{company, membership, password_reset, recovery_code, session, user};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, TransactionTrait,
+};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub const RESET_TTL_MS: i64 = 3600 * 1000;
+const PENDING_2FA_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// A fresh session: the cookie value to hand to the browser.
+#[derive(Clone)]
+pub struct NewSession {
+    pub token: String,
+    pub pending_2fa: bool,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("pending_2fa", &self.pending_2fa)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in person, as a request sees them.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub session: session::Model,
+    pub user: user::Model,
+    /// The current company and the role in it (None: member of no company yet).
+    pub company: Option<(company::Model, Role)>,
+    /// All companies the person belongs to, for the switcher.
+    pub companies: Vec<(company::Model, Role)>,
+}
+
+pub fn hash_password(p: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(p.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| CoreError::Internal(format!("argon2: {e}")))
+}
+
+fn verify_password(p: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| Argon2::default().verify_password(p.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// A hash of nothing in particular, verified when the account does not exist so that the
+/// answer takes as long as for a real account.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| hash_password("not a real password").unwrap_or_default())
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct SignUp {
+    pub company_name: String,
+    pub name: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// Creates a company, its owner and a session, in one transaction.
+pub async fn sign_up(
+    core: &Core,
+    input: &SignUp,
+    meta: &ReqMeta,
+) -> Result<(NewSession, Uuid, Uuid)> {
+    let mut errs = Vec::new();
+    let company_name = required_text("company_name", &input.company_name, 120)
+        .map_err(|e| errs.push(e))
+        .ok();
+    let name = required_text("name", &input.name, 120)
+        .map_err(|e| errs.push(e))
+        .ok();
+    let email = Email::parse("email", &input.email)
+        .map_err(|e| errs.push(e))
+        .ok();
+    let password = Password::parse("password", &input.password)
+        .map_err(|e| errs.push(e))
+        .ok();
+    let (Some(company_name), Some(name), Some(email), Some(password)) =
+        (company_name, name, email, password)
+    else {
+        return Err(CoreError::Invalid(errs));
+    };
+    let hash = hash_password(password.expose())?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    if find_user_by_email(&txn, email.as_str()).await?.is_some() {
+        return Err(CoreError::field("email", "err.email_taken"));
+    }
+    let user_id = Uuid::now_v7();
+    user::ActiveModel {
+        id: Set(user_id),
+        email: Set(email.as_str().to_string()),
+        name: Set(name),
+        password_hash: Set(Some(hash)),
+        telegram_id: Set(None),
+        totp_secret: Set(None),
+        totp_enabled: Set(false),
+        totp_last_step: Set(None),
+        locale: Set("ru".into()),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| chatter_store::on_unique(e, "email"))?;
+    let company_id = create_company_in(&txn, &company_name, user_id, now).await?;
+    audit::insert(
+        &txn,
+        Some(company_id),
+        Some(user_id),
+        email.as_str(),
+        meta,
+        now,
+        "company.create",
+        &company_name,
+        serde_json::json!({}),
+    )
+    .await?;
+    let s = insert_session(core, &txn, user_id, Some(company_id), false, meta, now).await?;
+    audit::insert(
+        &txn,
+        Some(company_id),
+        Some(user_id),
+        email.as_str(),
+        meta,
+        now,
+        "user.sign_up",
+        email.as_str(),
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((s, user_id, company_id))
+}
+
+/// Inserts a company with a unique slug and makes `owner` its owner.
+pub async fn create_company_in(
+    conn: &impl ConnectionTrait,
+    name: &str,
+    owner: Uuid,
+    now: i64,
+) -> Result<Uuid> {
+    let base = Slug::suggest(name);
+    let mut slug = base.clone();
+    for n in 2.. {
+        let taken = company::Entity::find()
+            .filter(company::Column::Slug.eq(&slug))
+            .one(conn)
+            .await?
+            .is_some();
+        if !taken {
+            break;
+        }
+        slug = format!("{base}-{n}");
+    }
+    let id = Uuid::now_v7();
+    company::ActiveModel {
+        id: Set(id),
+        name: Set(name.to_string()),
+        slug: Set(slug),
+        timezone: Set("Europe/Moscow".into()),
+        created_at: Set(now),
+    }
+    .insert(conn)
+    .await
+    .map_err(|e| chatter_store::on_unique(e, "slug"))?;
+    membership::ActiveModel {
+        company_id: Set(id),
+        user_id: Set(owner),
+        role: Set(Role::Owner.as_str().into()),
+        created_at: Set(now),
+    }
+    .insert(conn)
+    .await?;
+    Ok(id)
+}
+
+pub async fn find_user_by_email(
+    conn: &impl ConnectionTrait,
+    email: &str,
+) -> Result<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
+        .one(conn)
+        .await?)
+}
+
+async fn insert_session(
+    core: &Core,
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    company_id: Option<Uuid>,
+    pending_2fa: bool,
+    meta: &ReqMeta,
+    now: i64,
+) -> Result<NewSession> {
+    let (token, hash) = new_token();
+    let (csrf, _) = new_token();
+    let company_id = match company_id {
+        Some(c) => Some(c),
+        None => first_company(conn, user_id).await?,
+    };
+    let ttl = if pending_2fa {
+        PENDING_2FA_TTL_MS
+    } else {
+        core.config.session_ttl_ms
+    };
+    session::ActiveModel {
+        id_hash: Set(hash),
+        user_id: Set(user_id),
+        company_id: Set(company_id),
+        pending_2fa: Set(pending_2fa),
+        csrf: Set(csrf),
+        ip: Set(meta.ip.clone()),
+        user_agent: Set(meta.user_agent.chars().take(300).collect()),
+        created_at: Set(now),
+        last_seen_at: Set(now),
+        expires_at: Set(now + ttl),
+    }
+    .insert(conn)
+    .await?;
+    Ok(NewSession { token, pending_2fa })
+}
+
+async fn first_company(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<Uuid>> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .order_by_asc(membership::Column::CreatedAt)
+        .one(conn)
+        .await?
+        .map(|m| m.company_id))
+}
+
+/// Email + password. On success the session is new (the id rotates at every sign-in); with
+/// 2FA on, it is only good for the second step.
+pub async fn sign_in(
+    core: &Core,
+    email: &str,
+    password: &str,
+    meta: &ReqMeta,
+) -> Result<NewSession> {
+    let now = core.now();
+    let keys = [throttle::ip_key(&meta.ip), throttle::account_key(email)];
+    if let Some(secs) = throttle::locked_for(&core.db, &keys, now).await? {
+        return Err(CoreError::Throttled(secs));
+    }
+    let user = find_user_by_email(&core.db, email).await?;
+    let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
+        Some(h) => verify_password(password, h),
+        None => {
+            verify_password(password, dummy_hash());
+            false
+        }
+    };
+    let txn = core.db.begin().await?;
+    let Some(user) = user.filter(|_| ok) else {
+        throttle::fail(&txn, &keys[0], throttle::IP_LIMIT, now).await?;
+        throttle::fail(&txn, &keys[1], throttle::ACCOUNT_LIMIT, now).await?;
+        let label = email.trim().to_lowercase();
+        let company = match find_user_by_email(&txn, &label).await? {
+            Some(u) => first_company(&txn, u.id).await?,
+            None => None,
+        };
+        audit::insert(
+            &txn,
+            company,
+            None,
+            &label,
+            meta,
+            now,
+            "user.sign_in_failed",
+            &label,
+            serde_json::json!({}),
+        )
+        .await?;
+        txn.commit().await?;
+        return Err(CoreError::BadCredentials);
+    };
+    throttle::clear(&txn, &keys[1]).await?;
+    let s = insert_session(core, &txn, user.id, None, user.totp_enabled, meta, now).await?;
+    if !s.pending_2fa {
+        let company = first_company(&txn, user.id).await?;
+        audit::insert(
+            &txn,
+            company,
+            Some(user.id),
+            &user.email,
+            meta,
+            now,
+            "user.sign_in",
+            &user.email,
+            serde_json::json!({"method": "password"}),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(s)
+}
+
+/// The second step: a TOTP code (or a recovery code). Replaces the pending session by a full one.
+pub async fn sign_in_2fa(
+    core: &Core,
+    token: &str,
+    code: &str,
+    meta: &ReqMeta,
+) -> Result<NewSession> {
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let s = session::Entity::find_by_id(hash_token(token))
+        .one(&txn)
+        .await?
+        .filter(|s| s.pending_2fa && s.expires_at > now)
+        .ok_or(CoreError::Unauthenticated)?;
+    let user = user::Entity::find_by_id(s.user_id)
+        .one(&txn)
+        .await?
+        .ok_or(CoreError::Unauthenticated)?;
+    let key = throttle::account_key(&user.email);
+    if let Some(secs) = throttle::locked_for(&txn, &[key.clone()], now).await? {
+        return Err(CoreError::Throttled(secs));
+    }
+    let method = match check_second_factor(core, &txn, &user, code, now).await? {
+        Some(m) => m,
+        None => {
+            throttle::fail(&txn, &key, throttle::ACCOUNT_LIMIT, now).await?;
+            txn.commit().await?;
+            return Err(CoreError::BadCode);
+        }
+    };
+    session::Entity::delete_by_id(s.id_hash).exec(&txn).await?;
+    let new = insert_session(core, &txn, user.id, s.company_id, false, meta, now).await?;
+    throttle::clear(&txn, &key).await?;
+    audit::insert(
+        &txn,
+        s.company_id,
+        Some(user.id),
+        &user.email,
+        meta,
+        now,
+        "user.sign_in",
+        &user.email,
+        serde_json::json!({"method": method}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(new)
+}
+
+/// Checks a TOTP code (refusing a replayed step) or consumes a recovery code.
+async fn check_second_factor(
+    core: &Core,
+    conn: &impl ConnectionTrait,
+    user: &user::Model,
+    code: &str,
+    now: i64,
+) -> Result<Option<&'static str>> {
+    let secret = match &user.totp_secret {
+        Some(enc) => core
+            .secrets
+            .decrypt(enc)
+            .map_err(|e| CoreError::Internal(e.to_string()))?,
+        None => return Ok(None),
+    };
+    let secret = totp::from_stored(secret.expose());
+    if let Some(step) = totp::verify(&secret, code, now / 1000) {
+        if user.totp_last_step.is_some_and(|last| step <= last) {
+            return Ok(None);
+        }
+        let mut m = user.clone().into_active_model();
+        m.totp_last_step = Set(Some(step));
+        m.update(conn).await?;
+        return Ok(Some("totp"));
+    }
+    let normalized: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
+    if normalized.len() == 10 {
+        let h = hash_token(&normalized);
+        if let Some(rc) = recovery_code::Entity::find_by_id(h).one(conn).await? {
+            if rc.user_id == user.id && rc.used_at.is_none() {
+                let mut m = rc.into_active_model();
+                m.used_at = Set(Some(now));
+                m.update(conn).await?;
+                return Ok(Some("recovery_code"));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Resolves a session cookie to the signed-in person. Pending-2FA sessions are not signed in.
+pub async fn load_session(core: &Core, token: &str) -> Result<Option<SessionInfo>> {
+    let now = core.now();
+    let Some(s) = session::Entity::find_by_id(hash_token(token))
+        .one(&core.db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if s.expires_at <= now || s.pending_2fa {
+        return Ok(None);
+    }
+    let Some(user) = user::Entity::find_by_id(s.user_id).one(&core.db).await? else {
+        return Ok(None);
+    };
+    let companies = companies_of(&core.db, user.id).await?;
+    let company = s
+        .company_id
+        .and_then(|c| companies.iter().find(|(m, _)| m.id == c).cloned())
+        .or_else(|| companies.first().cloned());
+    let s = if now - s.last_seen_at > 60_000 || company.as_ref().map(|c| c.0.id) != s.company_id {
+        let mut m = s.clone().into_active_model();
+        m.last_seen_at = Set(now);
+        m.company_id = Set(company.as_ref().map(|c| c.0.id));
+        m.update(&core.db).await?
+    } else {
+        s
+    };
+    Ok(Some(SessionInfo {
+        session: s,
+        user,
+        company,
+        companies,
+    }))
+}
+
+/// Whether `token` is a session waiting for its second factor.
+pub async fn pending_2fa(core: &Core, token: &str) -> Result<bool> {
+    Ok(session::Entity::find_by_id(hash_token(token))
+        .one(&core.db)
+        .await?
+        .is_some_and(|s| s.pending_2fa && s.expires_at > core.now()))
+}
+
+/// The companies a person belongs to, oldest membership first.
+pub async fn companies_of(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Vec<(company::Model, Role)>> {
+    let ms = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .order_by_asc(membership::Column::CreatedAt)
+        .all(conn)
+        .await?;
+    let mut out = Vec::new();
+    for m in ms {
+        if let (Some(c), Some(r)) = (
+            company::Entity::find_by_id(m.company_id).one(conn).await?,
+            Role::parse(&m.role),
+        ) {
+            out.push((c, r));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn sign_out(core: &Core, info: &SessionInfo, meta: &ReqMeta) -> Result<()> {
+    let txn = core.db.begin().await?;
+    session::Entity::delete_by_id(info.session.id_hash.clone())
+        .exec(&txn)
+        .await?;
+    audit::insert(
+        &txn,
+        info.session.company_id,
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        core.now(),
+        "user.sign_out",
+        &info.user.email,
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Ends every session of the person, on every device.
+pub async fn sign_out_everywhere(core: &Core, info: &SessionInfo, meta: &ReqMeta) -> Result<u64> {
+    let txn = core.db.begin().await?;
+    let n = session::Entity::delete_many()
+        .filter(session::Column::UserId.eq(info.user.id))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    audit::insert(
+        &txn,
+        info.session.company_id,
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        core.now(),
+        "user.sign_out_everywhere",
+        &info.user.email,
+        serde_json::json!({"sessions": n}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(n)
+}
+
+/// Points the session at another company the person belongs to.
+pub async fn switch_company(
+    core: &Core,
+    info: &SessionInfo,
+    company_id: Uuid,
+    meta: &ReqMeta,
+) -> Result<()> {
+    if !info.companies.iter().any(|(c, _)| c.id == company_id) {
+        return Err(CoreError::Forbidden);
+    }
+    let txn = core.db.begin().await?;
+    let mut m = info.session.clone().into_active_model();
+    m.company_id = Set(Some(company_id));
+    m.update(&txn).await?;
+    audit::insert(
+        &txn,
+        Some(company_id),
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        core.now(),
+        "user.switch_company",
+        &company_id.to_string(),
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Another company, owned by an already signed-in person.
+pub async fn create_company(
+    core: &Core,
+    info: &SessionInfo,
+    name: &str,
+    meta: &ReqMeta,
+) -> Result<Uuid> {
+    let name = required_text("company_name", name, 120).map_err(|e| CoreError::Invalid(vec![e]))?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let id = create_company_in(&txn, &name, info.user.id, now).await?;
+    let mut m = info.session.clone().into_active_model();
+    m.company_id = Set(Some(id));
+    m.update(&txn).await?;
+    audit::insert(
+        &txn,
+        Some(id),
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        now,
+        "company.create",
+        &name,
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(id)
+}
+
+/// "Forgot password": mails a single-use link valid for an hour. Answers the same whether or
+/// not the account exists.
+pub async fn request_password_reset(
+    core: &Core,
+    email: &str,
+    lang: &str,
+    meta: &ReqMeta,
+) -> Result<()> {
+    let email = Email::parse("email", email).map_err(|e| CoreError::Invalid(vec![e]))?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    if let Some(u) = find_user_by_email(&txn, email.as_str()).await? {
+        let (token, hash) = new_token();
+        password_reset::ActiveModel {
+            token_hash: Set(hash),
+            user_id: Set(u.id),
+            created_at: Set(now),
+            expires_at: Set(now + RESET_TTL_MS),
+            used_at: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        let link = format!("{}/reset-password/{token}", core.config.public_url);
+        let (subject, body) = if lang == "en" {
+            ("Chatter: reset your password".to_string(), format!("Hello, {}!\n\nTo set a new password, open this link within an hour:\n{link}\n\nIf you did not ask for it, ignore this mail; your password stays as it is.\n", u.name))
+        } else {
+            ("Чаттер: сброс пароля".to_string(), format!("Здравствуйте, {}!\n\nЧтобы задать новый пароль, откройте ссылку в течение часа:\n{link}\n\nЕсли вы не запрашивали сброс, просто проигнорируйте письмо — пароль останется прежним.\n", u.name))
+        };
+        mailer::enqueue(core, &txn, u.email.as_str(), &subject, &body).await?;
+        let company = first_company(&txn, u.id).await?;
+        audit::insert(
+            &txn,
+            company,
+            Some(u.id),
+            &u.email,
+            meta,
+            now,
+            "user.password_reset_requested",
+            &u.email,
+            serde_json::json!({}),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Whether a reset link is still good (for showing the form or the "expired" page).
+pub async fn reset_link_valid(core: &Core, token: &str) -> Result<bool> {
+    Ok(password_reset::Entity::find_by_id(hash_token(token))
+        .one(&core.db)
+        .await?
+        .is_some_and(|r| r.used_at.is_none() && r.expires_at > core.now()))
+}
+
+/// Sets a new password from a reset link; the link is used up and every session ends.
+pub async fn reset_password(
+    core: &Core,
+    token: &str,
+    new_password: &str,
+    meta: &ReqMeta,
+) -> Result<()> {
+    let password =
+        Password::parse("password", new_password).map_err(|e| CoreError::Invalid(vec![e]))?;
+    let hash = hash_password(password.expose())?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let r = password_reset::Entity::find_by_id(hash_token(token))
+        .one(&txn)
+        .await?
+        .filter(|r| r.used_at.is_none() && r.expires_at > now)
+        .ok_or(CoreError::LinkExpired)?;
+    // Conditional update: of two concurrent uses, one wins.
+    let used = password_reset::Entity::update_many()
+        .col_expr(
+            password_reset::Column::UsedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(password_reset::Column::TokenHash.eq(r.token_hash.clone()))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if used.rows_affected != 1 {
+        return Err(CoreError::LinkExpired);
+    }
+    let u = user::Entity::find_by_id(r.user_id)
+        .one(&txn)
+        .await?
+        .ok_or(CoreError::LinkExpired)?;
+    let mut m = u.clone().into_active_model();
+    m.password_hash = Set(Some(hash));
+    m.update(&txn).await?;
+    session::Entity::delete_many()
+        .filter(session::Column::UserId.eq(u.id))
+        .exec(&txn)
+        .await?;
+    throttle::clear(&txn, &throttle::account_key(&u.email)).await?;
+    let company = first_company(&txn, u.id).await?;
+    audit::insert(
+        &txn,
+        company,
+        Some(u.id),
+        &u.email,
+        meta,
+        now,
+        "user.password_reset",
+        &u.email,
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Changes the password of a signed-in person (the current one is required). Other sessions end.
+pub async fn change_password(
+    core: &Core,
+    info: &SessionInfo,
+    current: &str,
+    new: &str,
+    meta: &ReqMeta,
+) -> Result<()> {
+    let ok = info
+        .user
+        .password_hash
+        .as_deref()
+        .is_some_and(|h| verify_password(current, h));
+    if !ok {
+        return Err(CoreError::field(
+            "current_password",
+            "err.current_password_wrong",
+        ));
+    }
+    let password = Password::parse("new_password", new).map_err(|e| CoreError::Invalid(vec![e]))?;
+    let hash = hash_password(password.expose())?;
+    let txn = core.db.begin().await?;
+    let mut m = info.user.clone().into_active_model();
+    m.password_hash = Set(Some(hash));
+    m.update(&txn).await?;
+    session::Entity::delete_many()
+        .filter(session::Column::UserId.eq(info.user.id))
+        .filter(session::Column::IdHash.ne(info.session.id_hash.clone()))
+        .exec(&txn)
+        .await?;
+    audit::insert(
+        &txn,
+        info.session.company_id,
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        core.now(),
+        "user.password_change",
+        &info.user.email,
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Updates the person's name and interface language.
+pub async fn update_profile(
+    core: &Core,
+    info: &SessionInfo,
+    name: &str,
+    locale: &str,
+    meta: &ReqMeta,
+) -> Result<()> {
+    let name = required_text("name", name, 120).map_err(|e| CoreError::Invalid(vec![e]))?;
+    if locale != "ru" && locale != "en" {
+        return Err(CoreError::field("locale", "err.locale_invalid"));
+    }
+    let txn = core.db.begin().await?;
+    let mut m = info.user.clone().into_active_model();
+    m.name = Set(name);
+    m.locale = Set(locale.to_string());
+    m.update(&txn).await?;
+    audit::insert(
+        &txn,
+        info.session.company_id,
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        core.now(),
+        "user.profile_update",
+        &info.user.email,
+        serde_json::json!({"locale": locale}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Starts 2FA setup: a new secret (stored encrypted, not yet enabled). Returns the base32
+/// secret and the `otpauth://` URI.
+pub async fn begin_totp(core: &Core, info: &SessionInfo) -> Result<(String, String)> {
+    if info.user.totp_enabled {
+        return Err(CoreError::Conflict("totp_already_enabled"));
+    }
+    let secret = totp::new_secret();
+    let b32 = totp::base32(&secret);
+    let mut m = info.user.clone().into_active_model();
+    m.totp_secret = Set(Some(core.secrets.encrypt(&b32)));
+    m.update(&core.db).await?;
+    Ok((
+        b32.clone(),
+        totp::otpauth_uri(&secret, "Chatter", &info.user.email),
+    ))
+}
+
+/// The pending (not yet confirmed) secret, to show again if the first code was wrong.
+pub fn pending_totp(core: &Core, info: &SessionInfo) -> Option<(String, String)> {
+    let enc = info
+        .user
+        .totp_secret
+        .as_ref()
+        .filter(|_| !info.user.totp_enabled)?;
+    let b32 = core.secrets.decrypt(enc).ok()?;
+    let raw = totp::from_stored(b32.expose());
+    Some((
+        b32.expose().to_string(),
+        totp::otpauth_uri(&raw, "Chatter", &info.user.email),
+    ))
+}
+
+/// Confirms 2FA with a first code; returns ten one-time recovery codes (shown once).
+pub async fn enable_totp(
+    core: &Core,
+    info: &SessionInfo,
+    code: &str,
+    meta: &ReqMeta,
+) -> Result<Vec<String>> {
+    let now = core.now();
+    let enc = info
+        .user
+        .totp_secret
+        .as_ref()
+        .ok_or(CoreError::Conflict("totp_not_started"))?;
+    let b32 = core
+        .secrets
+        .decrypt(enc)
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let step = totp::verify(&totp::from_stored(b32.expose()), code, now / 1000).ok_or(
+        CoreError::Invalid(vec![FieldError::new("code", "err.code_wrong")]),
+    )?;
+    let txn = core.db.begin().await?;
+    let mut m = info.user.clone().into_active_model();
+    m.totp_enabled = Set(true);
+    m.totp_last_step = Set(Some(step));
+    m.update(&txn).await?;
+    recovery_code::Entity::delete_many()
+        .filter(recovery_code::Column::UserId.eq(info.user.id))
+        .exec(&txn)
+        .await?;
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        let (t, _) = new_token();
+        let c = t[..10].to_string();
+        recovery_code::ActiveModel {
+            code_hash: Set(hash_token(&c)),
+            user_id: Set(info.user.id),
+            used_at: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        codes.push(format!("{}-{}", &c[..5], &c[5..]));
+    }
+    audit::insert(
+        &txn,
+        info.session.company_id,
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        now,
+        "user.2fa_enable",
+        &info.user.email,
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(codes)
+}
+
+/// Turns 2FA off; needs the password.
+pub async fn disable_totp(
+    core: &Core,
+    info: &SessionInfo,
+    password: &str,
+    meta: &ReqMeta,
+) -> Result<()> {
+    let ok = info
+        .user
+        .password_hash
+        .as_deref()
+        .is_some_and(|h| verify_password(password, h));
+    if !ok {
+        return Err(CoreError::field("password", "err.current_password_wrong"));
+    }
+    let txn = core.db.begin().await?;
+    let mut m = info.user.clone().into_active_model();
+    m.totp_enabled = Set(false);
+    m.totp_secret = Set(None);
+    m.totp_last_step = Set(None);
+    m.update(&txn).await?;
+    recovery_code::Entity::delete_many()
+        .filter(recovery_code::Column::UserId.eq(info.user.id))
+        .exec(&txn)
+        .await?;
+    audit::insert(
+        &txn,
+        info.session.company_id,
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        core.now(),
+        "user.2fa_disable",
+        &info.user.email,
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Checks Telegram Login Widget data (specs/channels.md §1.10) and returns the Telegram user id.
+pub fn verify_telegram_login(core: &Core, fields: &BTreeMap<String, String>) -> Result<i64> {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let token = core
+        .config
+        .telegram_login_bot_token
+        .as_ref()
+        .ok_or(CoreError::NotConfigured("telegram_login"))?;
+    let hash = fields.get("hash").ok_or(CoreError::BadCredentials)?;
+    let check: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k.as_str() != "hash")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let data_check_string = check.join("\n");
+    let secret_key = Sha256::digest(token.expose().as_bytes());
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret_key)
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    mac.update(data_check_string.as_bytes());
+    let expected = hex::encode(mac.finalize().into_bytes());
+    if !ct_eq(expected.as_bytes(), hash.to_lowercase().as_bytes()) {
+        return Err(CoreError::BadCredentials);
+    }
+    let auth_date: i64 = fields
+        .get("auth_date")
+        .and_then(|d| d.parse().ok())
+        .ok_or(CoreError::BadCredentials)?;
+    let now_s = core.now() / 1000;
+    if now_s - auth_date > 3600 || auth_date - now_s > 300 {
+        return Err(CoreError::LinkExpired);
+    }
+    fields
+        .get("id")
+        .and_then(|i| i.parse().ok())
+        .ok_or(CoreError::BadCredentials)
+}
+
+/// Sign in with Telegram: the widget's data must be valid and linked to an account.
+pub async fn sign_in_telegram(
+    core: &Core,
+    fields: &BTreeMap<String, String>,
+    meta: &ReqMeta,
+) -> Result<NewSession> {
+    let tg_id = verify_telegram_login(core, fields)?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let user = user::Entity::find()
+        .filter(user::Column::TelegramId.eq(tg_id))
+        .one(&txn)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    let s = insert_session(core, &txn, user.id, None, user.totp_enabled, meta, now).await?;
+    if !s.pending_2fa {
+        let company = first_company(&txn, user.id).await?;
+        audit::insert(
+            &txn,
+            company,
+            Some(user.id),
+            &user.email,
+            meta,
+            now,
+            "user.sign_in",
+            &user.email,
+            serde_json::json!({"method": "telegram"}),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(s)
+}
+
+/// Links the signed-in person's account to their Telegram account (for Sign in with Telegram).
+pub async fn link_telegram(
+    core: &Core,
+    info: &SessionInfo,
+    fields: &BTreeMap<String, String>,
+    meta: &ReqMeta,
+) -> Result<()> {
+    let tg_id = verify_telegram_login(core, fields)?;
+    let txn = core.db.begin().await?;
+    let mut m = info.user.clone().into_active_model();
+    m.telegram_id = Set(Some(tg_id));
+    m.update(&txn)
+        .await
+        .map_err(|e| chatter_store::on_unique(e, "telegram_id"))?;
+    audit::insert(
+        &txn,
+        info.session.company_id,
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        core.now(),
+        "user.telegram_link",
+        &tg_id.to_string(),
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
