@@ -1,1 +1,58 @@
-//! placeholder
+//! The web application: server-rendered pages (`ui`), the REST API (`api`), operations
+//! endpoints (`ops`), and the request context every handler gets (session, language, CSRF).
+
+pub mod api;
+pub mod ctx;
+pub mod error;
+pub mod forms;
+pub mod i18n;
+mod i18n_table;
+pub mod ops;
+pub mod ui;
+
+use axum::{middleware, Router};
+use chatter_core::Core;
+use std::sync::Arc;
+
+/// Web-layer settings.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Mark cookies `Secure` (when served over TLS, directly or behind a proxy).
+    pub secure_cookies: bool,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit: usize,
+    /// The database URL, for backups made from Settings.
+    pub database_url: String,
+    /// Trust `X-Forwarded-For` for the client's address (behind a reverse proxy).
+    pub trust_proxy: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            body_limit: 1024 * 1024,
+            database_url: String::new(),
+            trust_proxy: false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Core,
+    pub cfg: Arc<WebConfig>,
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let limit = state.cfg.body_limit;
+    Router::new()
+        .merge(ui::routes())
+        .merge(api::routes())
+        .merge(ops::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), ctx::context))
+        .layer(middleware::from_fn(ops::count_requests))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .with_state(state)
+}

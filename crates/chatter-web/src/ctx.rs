@@ -1,0 +1,186 @@
+//! The request context, built once per request by the `context` middleware: who is signed
+//! in (and in which company), the language, the CSRF token, the client's address. It also
+//! turns handler errors into localized pages.
+
+use crate::error::ErrorPage;
+use crate::i18n::Lang;
+use crate::AppState;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chatter_core::accounts::{self, SessionInfo};
+use chatter_core::{Actor, ReqMeta};
+use chatter_domain::Role;
+use std::net::SocketAddr;
+
+pub const SESSION_COOKIE: &str = "chatter_session";
+pub const CSRF_COOKIE: &str = "chatter_csrf";
+pub const LANG_COOKIE: &str = "chatter_lang";
+
+#[derive(Clone)]
+pub struct Ctx {
+    pub lang: Lang,
+    /// The token forms must carry: the session's when signed in, else the CSRF cookie's.
+    pub csrf: String,
+    pub session: Option<SessionInfo>,
+    pub session_token: Option<String>,
+    pub meta: ReqMeta,
+    pub secure: bool,
+}
+
+impl Ctx {
+    /// The signed-in member acting in their current company.
+    pub fn actor(&self) -> Result<Actor, crate::error::AppError> {
+        let s = self
+            .session
+            .as_ref()
+            .ok_or(crate::error::AppError::SignIn)?;
+        let (company, role) = s
+            .company
+            .as_ref()
+            .ok_or(crate::error::AppError::NoCompany)?;
+        Ok(Actor {
+            user_id: Some(s.user.id),
+            company_id: company.id,
+            role: *role,
+            label: s.user.email.clone(),
+            meta: self.meta.clone(),
+        })
+    }
+
+    pub fn signed(&self) -> Result<&SessionInfo, crate::error::AppError> {
+        self.session.as_ref().ok_or(crate::error::AppError::SignIn)
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.company.as_ref().map(|c| c.1))
+    }
+
+    /// A `Set-Cookie` value for the session.
+    pub fn session_cookie(&self, token: &str) -> String {
+        cookie(SESSION_COOKIE, token, 30 * 24 * 3600, "Lax", self.secure)
+    }
+
+    pub fn clear_session_cookie(&self) -> String {
+        cookie(SESSION_COOKIE, "", 0, "Lax", self.secure)
+    }
+}
+
+pub fn cookie(name: &str, value: &str, max_age: i64, same_site: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}")
+}
+
+pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn lang_from(headers: &HeaderMap, session: Option<&SessionInfo>) -> Lang {
+    if let Some(l) = read_cookie(headers, LANG_COOKIE) {
+        return Lang::parse(&l);
+    }
+    if let Some(s) = session {
+        return Lang::parse(&s.user.locale);
+    }
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.trim_start().starts_with("en") {
+        Lang::En
+    } else {
+        Lang::Ru
+    }
+}
+
+fn client_ip(req: &Request, trust_proxy: bool) -> String {
+    if trust_proxy {
+        if let Some(ip) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+        {
+            return ip.trim().to_string();
+        }
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let headers = req.headers().clone();
+    let session_token = read_cookie(&headers, SESSION_COOKIE);
+    let session = match &session_token {
+        Some(t) => match accounts::load_session(&st.core, t).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load session");
+                return crate::error::AppError::Core(e.into()).into_response();
+            }
+        },
+        None => None,
+    };
+    let lang = lang_from(&headers, session.as_ref());
+    let csrf_cookie = read_cookie(&headers, CSRF_COOKIE);
+    let new_csrf = csrf_cookie.is_none().then(|| chatter_core::new_token().0);
+    let csrf = match &session {
+        Some(s) => s.session.csrf.clone(),
+        None => csrf_cookie
+            .clone()
+            .or_else(|| new_csrf.clone())
+            .unwrap_or_default(),
+    };
+    let meta = ReqMeta {
+        ip: client_ip(&req, st.cfg.trust_proxy),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+    };
+    let ctx = Ctx {
+        lang,
+        csrf,
+        session,
+        session_token,
+        meta,
+        secure: st.cfg.secure_cookies,
+    };
+    req.extensions_mut().insert(ctx.clone());
+    let mut resp = next.run(req).await;
+    if let Some(page) = resp.extensions_mut().remove::<ErrorPage>() {
+        let status = resp.status();
+        let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
+        let mut r = page.render(&ctx, status);
+        if let Some(ra) = retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, ra);
+        }
+        resp = r;
+    }
+    if let Some(t) = new_csrf {
+        if let Ok(v) = HeaderValue::from_str(&cookie(
+            CSRF_COOKIE,
+            &t,
+            365 * 24 * 3600,
+            "Lax",
+            st.cfg.secure_cookies,
+        )) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,188 @@
+//! Errors at the web edge. UI handlers return `AppError`; its response carries an
+//! `ErrorPage` marker that the context middleware renders in the user's language. Internal
+//! errors are logged in full and shown as a bare 500.
+
+use crate::ctx::Ctx;
+use crate::ui::Page;
+use askama::Template;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chatter_core::CoreError;
+
+#[derive(Debug)]
+pub enum AppError {
+    /// Not signed in: go to the sign-in page.
+    SignIn,
+    /// Signed in but a member of no company: offer to create one.
+    NoCompany,
+    /// The form's CSRF token did not match.
+    Csrf,
+    Core(Box<CoreError>),
+}
+
+impl From<CoreError> for AppError {
+    fn from(e: CoreError) -> Self {
+        AppError::Core(Box::new(e))
+    }
+}
+
+impl From<Box<CoreError>> for AppError {
+    fn from(e: Box<CoreError>) -> Self {
+        AppError::Core(e)
+    }
+}
+
+/// What to render; the middleware fills in the language.
+#[derive(Clone, Debug)]
+pub struct ErrorPage {
+    pub title: &'static str,
+    pub message: &'static str,
+    pub detail: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorTpl<'a> {
+    p: Page,
+    title: &'a str,
+    message: &'a str,
+    detail: Option<String>,
+}
+
+impl ErrorPage {
+    pub fn render(&self, ctx: &Ctx, status: StatusCode) -> Response {
+        let p = Page::new(ctx, "");
+        let tpl = ErrorTpl {
+            title: p.t(self.title),
+            message: p.t(self.message),
+            detail: self.detail.clone(),
+            p,
+        };
+        match tpl.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render the error page");
+                (status, "error").into_response()
+            }
+        }
+    }
+}
+
+fn page(
+    status: StatusCode,
+    title: &'static str,
+    message: &'static str,
+    detail: Option<String>,
+) -> Response {
+    let mut r = status.into_response();
+    r.extensions_mut().insert(ErrorPage {
+        title,
+        message,
+        detail,
+    });
+    r
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            AppError::SignIn => Redirect::to("/sign-in").into_response(),
+            AppError::NoCompany => Redirect::to("/app/companies/new").into_response(),
+            AppError::Csrf => page(StatusCode::FORBIDDEN, "err.csrf_title", "err.csrf", None),
+            AppError::Core(e) => match *e {
+                CoreError::Invalid(f) => {
+                    let keys: Vec<String> = f
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.key))
+                        .collect();
+                    page(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "err.invalid_title",
+                        "err.invalid",
+                        Some(keys.join(", ")),
+                    )
+                }
+                CoreError::BadCredentials => page(
+                    StatusCode::UNAUTHORIZED,
+                    "err.sign_in_title",
+                    "err.bad_credentials",
+                    None,
+                ),
+                CoreError::BadCode => page(
+                    StatusCode::UNAUTHORIZED,
+                    "err.sign_in_title",
+                    "err.code_wrong",
+                    None,
+                ),
+                CoreError::Unauthenticated => Redirect::to("/sign-in").into_response(),
+                CoreError::Forbidden => page(
+                    StatusCode::FORBIDDEN,
+                    "err.forbidden_title",
+                    "err.forbidden",
+                    None,
+                ),
+                CoreError::NotFound => page(
+                    StatusCode::NOT_FOUND,
+                    "err.not_found_title",
+                    "err.not_found",
+                    None,
+                ),
+                CoreError::Conflict(what) => page(
+                    StatusCode::CONFLICT,
+                    "err.conflict_title",
+                    conflict_key(what),
+                    None,
+                ),
+                CoreError::Throttled(secs) => {
+                    let mut r = page(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "err.throttled_title",
+                        "err.throttled",
+                        Some(format!("{} s", secs)),
+                    );
+                    if let Ok(v) = secs.to_string().parse() {
+                        r.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                    r
+                }
+                CoreError::LinkExpired => {
+                    page(StatusCode::GONE, "err.link_title", "err.link_expired", None)
+                }
+                CoreError::NotConfigured(what) => page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "err.not_configured_title",
+                    not_configured_key(what),
+                    None,
+                ),
+                e @ (CoreError::Store(_) | CoreError::Internal(_)) => {
+                    tracing::error!(error = ?e, "request failed");
+                    page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "err.internal_title",
+                        "err.internal",
+                        None,
+                    )
+                }
+            },
+        }
+    }
+}
+
+pub fn conflict_key(what: &str) -> &'static str {
+    match what {
+        "last_owner" => "err.last_owner",
+        "already_member" => "err.already_member",
+        "account_exists" => "err.account_exists",
+        "totp_already_enabled" => "err.totp_already_enabled",
+        "totp_not_started" => "err.totp_not_started",
+        "telegram_id" => "err.telegram_taken",
+        _ => "err.conflict",
+    }
+}
+
+pub fn not_configured_key(what: &str) -> &'static str {
+    match what {
+        "telegram_login" => "err.telegram_not_configured",
+        _ => "err.not_configured",
+    }
+}

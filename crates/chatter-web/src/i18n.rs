@@ -1,0 +1,81 @@
+//! Every user-visible string, in Russian (the default) and English.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Ru,
+    En,
+}
+
+impl Lang {
+    pub fn parse(s: &str) -> Lang {
+        if s.trim().eq_ignore_ascii_case("en") {
+            Lang::En
+        } else {
+            Lang::Ru
+        }
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ru => "ru",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// A translator bound to one language.
+#[derive(Clone, Copy, Debug)]
+pub struct Tr(pub Lang);
+
+impl Tr {
+    /// The text for `key`; an unknown key shows as itself (and a test keeps that from happening).
+    pub fn t(&self, key: &str) -> &'static str {
+        match TABLE.get(key) {
+            Some((ru, en)) => match self.0 {
+                Lang::Ru => ru,
+                Lang::En => en,
+            },
+            None => {
+                tracing::warn!(key, "missing translation");
+                "?"
+            }
+        }
+    }
+}
+
+/// Whether a key is in the table (for tests).
+pub fn has(key: &str) -> bool {
+    TABLE.contains_key(key)
+}
+
+/// Flash codes allowed in `?ok=` map to these keys.
+pub fn flash_key(code: &str) -> Option<&'static str> {
+    let key: &'static str = match code {
+        "saved" => "flash.saved",
+        "invited" => "flash.invited",
+        "password_changed" => "flash.password_changed",
+        "password_reset" => "flash.password_reset",
+        "reset_sent" => "flash.reset_sent",
+        "signed_out_everywhere" => "flash.signed_out_everywhere",
+        "twofa_disabled" => "flash.twofa_disabled",
+        "role_changed" => "flash.role_changed",
+        "removed" => "flash.removed",
+        "revoked" => "flash.revoked",
+        "backup_done" => "flash.backup_done",
+        "joined" => "flash.joined",
+        "switched" => "flash.switched",
+        "telegram_linked" => "flash.telegram_linked",
+        "job_retried" => "flash.job_retried",
+        _ => return None,
+    };
+    Some(key)
+}
+
+static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {
+    crate::i18n_table::ENTRIES
+        .iter()
+        .map(|(k, ru, en)| (*k, (*ru, *en)))
+        .collect()
+});

@@ -1,0 +1,132 @@
+//! The signed-in shell: the dashboard, the sections later releases fill, and companies
+//! (create another, switch between them).
+
+use super::{render, render_status, Flash, Page};
+use crate::ctx::Ctx;
+use crate::error::AppError;
+use crate::forms::CsrfForm;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chatter_core::{accounts, team, CoreError};
+use chatter_domain::Permission;
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/app", get(dashboard))
+        .route("/app/inbox", get(section))
+        .route("/app/sources", get(section))
+        .route("/app/crm", get(section))
+        .route("/app/automation", get(section))
+        .route("/app/billing", get(section))
+        .route("/app/companies/new", get(new_company_page))
+        .route("/app/companies", post(create_company))
+        .route("/app/companies/{id}/switch", post(switch_company))
+}
+
+#[derive(Template)]
+#[template(path = "app/dashboard.html")]
+struct DashboardTpl {
+    p: Page,
+    members: usize,
+    role: &'static str,
+}
+
+async fn dashboard(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<Flash>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    actor.require(Permission::Read).map_err(AppError::from)?;
+    let members = team::list_members(&st.core.db, &actor).await?.len();
+    let p = Page::new(&ctx, "dashboard").flash(&q);
+    let role = p.role_name(&actor.role);
+    Ok(render(DashboardTpl { p, members, role }))
+}
+
+#[derive(Template)]
+#[template(path = "app/section.html")]
+struct SectionTpl {
+    p: Page,
+    title: &'static str,
+    text: &'static str,
+}
+
+async fn section(
+    Extension(ctx): Extension<Ctx>,
+    uri: axum::http::Uri,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    actor.require(Permission::Read).map_err(AppError::from)?;
+    let (active, title, text) = match uri.path() {
+        "/app/inbox" => ("inbox", "nav.inbox", "section.inbox"),
+        "/app/sources" => ("sources", "nav.sources", "section.sources"),
+        "/app/crm" => ("crm", "nav.crm", "section.crm"),
+        "/app/automation" => ("automation", "nav.automation", "section.automation"),
+        _ => ("billing", "nav.billing", "section.billing"),
+    };
+    Ok(render(SectionTpl {
+        p: Page::new(&ctx, active),
+        title,
+        text,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "app/new_company.html")]
+struct NewCompanyTpl {
+    p: Page,
+    company_name: String,
+}
+
+async fn new_company_page(Extension(ctx): Extension<Ctx>) -> Result<Response, AppError> {
+    ctx.signed()?;
+    Ok(render(NewCompanyTpl {
+        p: Page::new(&ctx, ""),
+        company_name: String::new(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct CompanyForm {
+    company_name: String,
+}
+
+async fn create_company(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<CompanyForm>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    match accounts::create_company(&st.core, info, &f.company_name, &ctx.meta).await {
+        Ok(_) => Ok(Redirect::to("/app?ok=switched").into_response()),
+        Err(CoreError::Invalid(errs)) => Ok(render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            NewCompanyTpl {
+                p: Page::new(&ctx, "").errors(errs),
+                company_name: f.company_name,
+            },
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Empty {}
+
+async fn switch_company(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    accounts::switch_company(&st.core, info, id, &ctx.meta).await?;
+    Ok(Redirect::to("/app?ok=switched").into_response())
+}

@@ -1,0 +1,230 @@
+//! Server-rendered pages. Each handler calls one core function and renders one template;
+//! every state-changing form is a `CsrfForm`.
+
+mod app;
+mod audit;
+mod auth;
+mod profile;
+mod settings;
+mod team;
+
+use crate::ctx::{cookie, Ctx, LANG_COOKIE};
+use crate::i18n::{Lang, Tr};
+use crate::AppState;
+use axum::extract::{Path, Query};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use chatter_domain::{FieldError, Permission, Role};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/app.css", get(css))
+        .route("/static/app.js", get(js))
+        .route("/lang/{code}", get(set_lang))
+        .merge(auth::routes())
+        .merge(app::routes())
+        .merge(team::routes())
+        .merge(profile::routes())
+        .merge(audit::routes())
+        .merge(settings::routes())
+}
+
+/// What every page's layout needs.
+pub struct Page {
+    pub tr: Tr,
+    pub lang: Lang,
+    pub csrf: String,
+    pub signed_in: bool,
+    pub user_name: String,
+    pub company_name: String,
+    pub company_id: String,
+    /// (id, name, current)
+    pub companies: Vec<(String, String, bool)>,
+    pub role: Option<Role>,
+    pub active: &'static str,
+    pub flash: Option<&'static str>,
+    pub errors: Vec<FieldError>,
+}
+
+impl Page {
+    pub fn new(ctx: &Ctx, active: &'static str) -> Self {
+        let s = ctx.session.as_ref();
+        let current = s.and_then(|s| s.company.as_ref());
+        Self {
+            tr: Tr(ctx.lang),
+            lang: ctx.lang,
+            csrf: ctx.csrf.clone(),
+            signed_in: s.is_some(),
+            user_name: s.map(|s| s.user.name.clone()).unwrap_or_default(),
+            company_name: current.map(|c| c.0.name.clone()).unwrap_or_default(),
+            company_id: current.map(|c| c.0.id.to_string()).unwrap_or_default(),
+            companies: s
+                .map(|s| {
+                    s.companies
+                        .iter()
+                        .map(|(c, _)| {
+                            (
+                                c.id.to_string(),
+                                c.name.clone(),
+                                current.is_some_and(|x| x.0.id == c.id),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            role: current.map(|c| c.1),
+            active,
+            flash: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn flash(mut self, q: &Flash) -> Self {
+        self.flash = q.ok.as_deref().and_then(crate::i18n::flash_key);
+        self
+    }
+
+    pub fn errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub fn t(&self, key: &str) -> &'static str {
+        self.tr.t(key)
+    }
+
+    /// The translated error of a field, or "".
+    pub fn err(&self, field: &str) -> &'static str {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| self.tr.t(e.key))
+            .unwrap_or("")
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    pub fn can(&self, p: &str) -> bool {
+        let p = match p {
+            "reply" => Permission::Reply,
+            "manage" => Permission::Manage,
+            "audit" => Permission::ReadAudit,
+            "own" => Permission::Own,
+            _ => Permission::Read,
+        };
+        self.role.is_some_and(|r| r.can(p))
+    }
+
+    pub fn role_name(&self, r: &Role) -> &'static str {
+        self.tr.t(match r {
+            Role::Owner => "role.owner",
+            Role::Admin => "role.admin",
+            Role::Manager => "role.manager",
+            Role::Viewer => "role.viewer",
+        })
+    }
+
+    pub fn time(&self, ms: &i64) -> String {
+        chrono::DateTime::from_timestamp_millis(*ms)
+            .map(|t| {
+                t.with_timezone(&chrono_tz::Europe::Moscow)
+                    .format("%d.%m.%Y %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn lang_code(&self) -> &'static str {
+        self.lang.code()
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct Flash {
+    pub ok: Option<String>,
+}
+
+/// Renders a template or logs why it could not.
+pub fn render(t: impl askama::Template) -> Response {
+    match t.render() {
+        Ok(h) => Html(h).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
+        }
+    }
+}
+
+/// Renders with a status (422 for a refused form).
+pub fn render_status(status: StatusCode, t: impl askama::Template) -> Response {
+    let mut r = render(t);
+    if r.status() == StatusCode::OK {
+        *r.status_mut() = status;
+    }
+    r
+}
+
+async fn home(Extension(ctx): Extension<Ctx>) -> Redirect {
+    if ctx.session.is_some() {
+        Redirect::to("/app")
+    } else {
+        Redirect::to("/sign-in")
+    }
+}
+
+async fn css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/app.css"),
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/app.js"),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct Back {
+    back: Option<String>,
+}
+
+/// Switches the interface language (a cookie only; nothing else changes).
+async fn set_lang(
+    Extension(ctx): Extension<Ctx>,
+    Path(code): Path<String>,
+    Query(b): Query<Back>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::parse(&code);
+    let back = b
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//"))
+        .or_else(|| {
+            headers
+                .get(header::REFERER)
+                .and_then(|r| r.to_str().ok())
+                .and_then(|r| {
+                    url::Url::parse(r).ok().map(|u| match u.query() {
+                        Some(q) => format!("{}?{q}", u.path()),
+                        None => u.path().to_string(),
+                    })
+                })
+        })
+        .unwrap_or_else(|| "/".into());
+    let c = cookie(LANG_COOKIE, lang.code(), 365 * 24 * 3600, "Lax", ctx.secure);
+    ([(header::SET_COOKIE, c)], Redirect::to(&back)).into_response()
+}

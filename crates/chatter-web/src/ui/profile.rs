@@ -1,0 +1,201 @@
+//! Profile and security: name and language, password, two-factor sign-in, Telegram link,
+//! signing out everywhere.
+
+use super::{render, render_status, Flash, Page};
+use crate::ctx::Ctx;
+use crate::error::AppError;
+use crate::forms::CsrfForm;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chatter_core::{accounts, CoreError};
+use chatter_domain::FieldError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/app/profile", get(profile_page).post(update_profile))
+        .route("/app/profile/password", post(change_password))
+        .route("/app/profile/2fa/start", post(start_2fa))
+        .route("/app/profile/2fa/enable", post(enable_2fa))
+        .route("/app/profile/2fa/disable", post(disable_2fa))
+}
+
+#[derive(Template)]
+#[template(path = "app/profile.html")]
+struct ProfileTpl {
+    p: Page,
+    name: String,
+    email: String,
+    locale: String,
+    totp_enabled: bool,
+    /// (base32 secret, otpauth URI) while 2FA is being set up.
+    totp_setup: Option<(String, String)>,
+    recovery_codes: Vec<String>,
+    telegram_linked: bool,
+    telegram_bot: Option<String>,
+}
+
+fn tpl(st: &AppState, ctx: &Ctx, p: Page) -> Result<ProfileTpl, AppError> {
+    let info = ctx.signed()?;
+    Ok(ProfileTpl {
+        name: info.user.name.clone(),
+        email: info.user.email.clone(),
+        locale: info.user.locale.clone(),
+        totp_enabled: info.user.totp_enabled,
+        totp_setup: accounts::pending_totp(&st.core, info),
+        recovery_codes: Vec::new(),
+        telegram_linked: info.user.telegram_id.is_some(),
+        telegram_bot: st.core.config.telegram_login_bot_username.clone(),
+        p,
+    })
+}
+
+async fn profile_page(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<Flash>,
+) -> Result<Response, AppError> {
+    Ok(render(tpl(
+        &st,
+        &ctx,
+        Page::new(&ctx, "profile").flash(&q),
+    )?))
+}
+
+#[derive(serde::Deserialize)]
+struct ProfileForm {
+    name: String,
+    locale: String,
+}
+
+async fn update_profile(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<ProfileForm>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    match accounts::update_profile(&st.core, info, &f.name, &f.locale, &ctx.meta).await {
+        Ok(()) => {
+            // The language the person chose wins over an earlier switch in the header.
+            let c = crate::ctx::cookie(
+                crate::ctx::LANG_COOKIE,
+                &f.locale,
+                365 * 24 * 3600,
+                "Lax",
+                ctx.secure,
+            );
+            Ok((
+                [(axum::http::header::SET_COOKIE, c)],
+                Redirect::to("/app/profile?ok=saved"),
+            )
+                .into_response())
+        }
+        Err(CoreError::Invalid(errs)) => {
+            let mut t = tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs))?;
+            t.name = f.name;
+            Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, t))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<PasswordForm>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    match accounts::change_password(
+        &st.core,
+        info,
+        &f.current_password,
+        &f.new_password,
+        &ctx.meta,
+    )
+    .await
+    {
+        Ok(()) => Ok(Redirect::to("/app/profile?ok=password_changed").into_response()),
+        Err(CoreError::Invalid(errs)) => Ok(render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs))?,
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Empty {}
+
+async fn start_2fa(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    accounts::begin_totp(&st.core, info).await?;
+    Ok(Redirect::to("/app/profile#twofa").into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct CodeForm {
+    code: String,
+}
+
+async fn enable_2fa(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<CodeForm>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    match accounts::enable_totp(&st.core, info, &f.code, &ctx.meta).await {
+        Ok(codes) => {
+            let mut t = tpl(&st, &ctx, Page::new(&ctx, "profile"))?;
+            t.totp_enabled = true;
+            t.totp_setup = None;
+            t.recovery_codes = codes;
+            Ok(render(t))
+        }
+        Err(CoreError::Invalid(errs)) => Ok(render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs))?,
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DisableForm {
+    password: String,
+}
+
+async fn disable_2fa(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<DisableForm>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    match accounts::disable_totp(&st.core, info, &f.password, &ctx.meta).await {
+        Ok(()) => Ok(Redirect::to("/app/profile?ok=twofa_disabled").into_response()),
+        Err(CoreError::Invalid(errs)) => {
+            let errs = errs
+                .into_iter()
+                .map(|e| FieldError::new("disable_password", e.key))
+                .collect();
+            Ok(render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs))?,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
