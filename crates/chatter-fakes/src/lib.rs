@@ -1,1 +1,6 @@
-//! placeholder
+//! Stateful fake servers of the external APIs Chatter talks to, each listening on loopback, for
+//! tests, browser tests and `chatter demo`.
+
+pub mod smtp;
+
+pub use smtp::{CapturedMail, SmtpCapture};
