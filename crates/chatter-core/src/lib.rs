@@ -68,6 +68,23 @@ pub struct Core {
 }
 
 impl Core {
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        secrets: Secrets,
+        mailer: Arc<dyn Mailer>,
+        config: CoreConfig,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            secrets: Arc::new(secrets),
+            mailer,
+            config: Arc::new(config),
+            jobs_notify: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
     }

@@ -8,6 +8,7 @@ pub mod forms;
 pub mod i18n;
 mod i18n_table;
 pub mod ops;
+pub mod server;
 pub mod ui;
 
 use axum::{middleware, Router};

@@ -1,1 +1,413 @@
-fn main() {}
+//! The `chatter` binary: one program for the web server and workers (`serve`), workers only
+//! (`worker`), migrations, the demo, backups and administration.
+
+mod config;
+
+use anyhow::{bail, Context};
+use chatter_core::mailer::{FileMailer, SmtpMailer};
+use chatter_core::worker::{Registry, WorkerConfig};
+use chatter_core::{Core, CoreConfig, Mailer, Secrets, SystemClock};
+use clap::{Parser, Subcommand};
+use config::Config;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "chatter",
+    version,
+    about = "Chatter: customers' messengers connected to your CRM"
+)]
+struct Cli {
+    /// Configuration file (default: ./chatter.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    bind: Option<String>,
+    /// Data directory (SQLite database, master key, backups) [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web server and the job workers (the default).
+    Serve(ServeArgs),
+    /// Run job workers only (for extra nodes on PostgreSQL).
+    Worker(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(ServeArgs),
+    /// Run Chatter with a demo company and a built-in mail catcher, on a fresh data directory.
+    Demo(ServeArgs),
+    /// Write a consistent backup of the database into <data-dir>/backups.
+    Backup(ServeArgs),
+    /// Restore the database from a backup file (stop the server first).
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Manage API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// List companies.
+    Companies,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key for a company; prints the key once.
+    Create {
+        /// The company's id or slug.
+        #[arg(long)]
+        company: String,
+        /// A name to tell the key apart.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+fn init_logs(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CHATTER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let args = match &command {
+        Command::Serve(a) | Command::Worker(a) | Command::Migrate(a) | Command::Backup(a) => {
+            a.clone()
+        }
+        Command::Restore { args, .. } | Command::Admin { args, .. } => args.clone(),
+        Command::Demo(a) => {
+            let mut a = a.clone();
+            if a.data_dir.is_none() {
+                let dir = std::env::temp_dir()
+                    .join(format!("chatter-demo-{}", uuid::Uuid::new_v4().simple()));
+                a.data_dir = Some(dir);
+            }
+            a
+        }
+    };
+    let mut cfg = Config::load(
+        cli.config.as_deref(),
+        args.bind.as_deref(),
+        args.data_dir.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Ok(f) = std::env::var("CHATTER_LOG_FORMAT") {
+        cfg.log_format = f;
+    }
+    init_logs(&cfg.log_format);
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            cfg.data_dir.display()
+        )
+    })?;
+    match command {
+        Command::Serve(_) => serve(cfg, true, false).await,
+        Command::Worker(_) => serve(cfg, false, false).await,
+        Command::Demo(_) => serve(cfg, true, true).await,
+        Command::Migrate(_) => {
+            let db = chatter_store::connect(&cfg.database_url()).await?;
+            chatter_store::migrate(&db).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Backup(_) => {
+            let (core, _) = build_core(&cfg, &cfg.public_url(&cfg.bind), None).await?;
+            let b = chatter_core::backup::backup_now(&core, &cfg.database_url(), "manual").await?;
+            println!("backup written: {} ({} bytes)", b.path, b.size_bytes);
+            Ok(())
+        }
+        Command::Restore { file, .. } => {
+            let msg = chatter_core::backup::restore(
+                &cfg.database_url(),
+                &cfg.data_dir,
+                &file,
+                cfg.pg_bin_dir.as_deref(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            println!("{msg}");
+            Ok(())
+        }
+        Command::Admin { command, .. } => admin(cfg, command).await,
+    }
+}
+
+/// Connects, migrates and assembles the core.
+async fn build_core(
+    cfg: &Config,
+    public_url: &str,
+    mailer: Option<Arc<dyn Mailer>>,
+) -> anyhow::Result<(Core, bool)> {
+    let url = cfg.database_url();
+    let db = chatter_store::connect(&url)
+        .await
+        .with_context(|| "cannot open the database (check DATABASE_URL)")?;
+    chatter_store::migrate(&db)
+        .await
+        .context("migrations failed")?;
+    let (secrets, created) = Secrets::load_or_create(cfg.master_key.as_ref(), &cfg.data_dir)?;
+    if created {
+        tracing::warn!(path = %cfg.data_dir.join("master.key").display(), "generated a new master key for secrets at rest; back it up with the data");
+    }
+    let mailer: Arc<dyn Mailer> = match (mailer, &cfg.smtp) {
+        (Some(m), _) => m,
+        (None, Some(s)) => Arc::new(SmtpMailer::new(s).map_err(anyhow::Error::msg)?),
+        (None, None) => Arc::new(FileMailer {
+            dir: cfg.data_dir.join("outbox"),
+        }),
+    };
+    let mut core_cfg = CoreConfig::new(public_url, cfg.data_dir.clone());
+    core_cfg.backup_keep = cfg.backup_keep;
+    core_cfg.pg_bin_dir = cfg.pg_bin_dir.clone();
+    if let Some(t) = &cfg.telegram_login {
+        core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());
+        core_cfg.telegram_login_bot_username = Some(t.bot_username.clone());
+    }
+    let _ = chatter_core::backup::DATABASE_URL.set(url);
+    Ok((
+        Core::new(db, Arc::new(SystemClock), secrets, mailer, core_cfg),
+        created,
+    ))
+}
+
+async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
+    let listener = if http {
+        let l = tokio::net::TcpListener::bind(&cfg.bind)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (is another program using it? try --bind 127.0.0.1:8081)",
+                    cfg.bind
+                )
+            })?;
+        Some(l)
+    } else {
+        None
+    };
+    let bound = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| cfg.bind.clone());
+    let public_url = cfg.public_url(&bound);
+    let smtp_fake = if demo {
+        Some(chatter_fakes::SmtpCapture::start().await?)
+    } else {
+        None
+    };
+    let demo_mailer: Option<Arc<dyn Mailer>> = match &smtp_fake {
+        Some(s) => Some(Arc::new(
+            SmtpMailer::new(&chatter_core::mailer::SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: s.port(),
+                username: None,
+                password: None,
+                from: "Chatter demo <demo@chatter.local>".into(),
+                tls: "none".into(),
+            })
+            .map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
+    let (core, _) = build_core(&cfg, &public_url, demo_mailer).await?;
+    chatter_core::backup::schedule_daily(&core).await?;
+    let demo_info = if demo {
+        Some(demo_seed(&core).await?)
+    } else {
+        None
+    };
+    let web = chatter_web::WebConfig {
+        secure_cookies: cfg
+            .secure_cookies
+            .unwrap_or(public_url.starts_with("https://")),
+        body_limit: cfg.body_limit_bytes,
+        database_url: cfg.database_url(),
+        trust_proxy: cfg.trust_proxy,
+    };
+    let workers = WorkerConfig {
+        concurrency: cfg.worker.concurrency.max(1),
+        lease_ms: (cfg.worker.lease_secs.max(5) * 1000) as i64,
+        poll_ms: 500,
+    };
+    let server =
+        chatter_web::server::start(core, web, listener, Some((Registry::standard(), workers)))
+            .await;
+    let db_kind = if cfg.database_url().starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    if http {
+        tracing::info!(address = %bound, database = db_kind, data_dir = %cfg.data_dir.display(), "Chatter is listening");
+        println!(
+            "Chatter is listening on http://{bound}  (database: {db_kind}, data: {})",
+            cfg.data_dir.display()
+        );
+    } else {
+        println!("Chatter worker running (database: {db_kind})");
+    }
+    if let Some((email, password, key)) = demo_info {
+        println!("Demo sign-in: {email} / {password}");
+        println!("API key: {key}");
+        println!(
+            "Mail sent by the demo is caught on 127.0.0.1:{}",
+            smtp_fake.as_ref().map(|s| s.port()).unwrap_or(0)
+        );
+    }
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing requests and running jobs");
+    server.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The demo company, its owner and an API key (idempotent for a reused data directory).
+async fn demo_seed(core: &Core) -> anyhow::Result<(String, String, String)> {
+    use sea_orm::TransactionTrait;
+    let email = "demo@chatter.local".to_string();
+    let password = "demo-password".to_string();
+    let meta = chatter_core::ReqMeta {
+        ip: "127.0.0.1".into(),
+        user_agent: "chatter demo".into(),
+    };
+    let company_id = match chatter_core::accounts::find_user_by_email(&core.db, &email).await? {
+        Some(u) => chatter_core::accounts::companies_of(&core.db, u.id)
+            .await?
+            .first()
+            .map(|c| c.0.id),
+        None => {
+            let (_, _, c) = chatter_core::accounts::sign_up(
+                core,
+                &chatter_core::accounts::SignUp {
+                    company_name: "Демо: Рога и Копыта".into(),
+                    name: "Анна Демо".into(),
+                    email: email.clone(),
+                    password: password.clone(),
+                },
+                &meta,
+            )
+            .await?;
+            Some(c)
+        }
+    };
+    let Some(company_id) = company_id else {
+        bail!("the demo user has no company")
+    };
+    let txn = core.db.begin().await?;
+    let (key, _) =
+        chatter_core::api_keys::insert(&txn, company_id, None, "demo", core.now()).await?;
+    txn.commit().await?;
+    Ok((email, password, key))
+}
+
+async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {
+    use chatter_store::entity::company;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+    let (core, _) = build_core(&cfg, &cfg.public_url(&cfg.bind), None).await?;
+    match command {
+        AdminCommand::Companies => {
+            for c in company::Entity::find().all(&core.db).await? {
+                println!("{}\t{}\t{}", c.id, c.slug, c.name);
+            }
+        }
+        AdminCommand::ApiKey {
+            command:
+                ApiKeyCommand::Create {
+                    company: which,
+                    name,
+                },
+        } => {
+            let found = match uuid::Uuid::parse_str(&which) {
+                Ok(id) => company::Entity::find_by_id(id).one(&core.db).await?,
+                Err(_) => {
+                    company::Entity::find()
+                        .filter(company::Column::Slug.eq(which.as_str()))
+                        .one(&core.db)
+                        .await?
+                }
+            };
+            let Some(c) = found else {
+                bail!("no company with id or slug {which:?}; `chatter admin companies` lists them");
+            };
+            let txn = core.db.begin().await?;
+            let (key, id) =
+                chatter_core::api_keys::insert(&txn, c.id, None, &name, core.now()).await?;
+            chatter_core::audit::insert(
+                &txn,
+                Some(c.id),
+                None,
+                "cli",
+                &chatter_core::ReqMeta {
+                    ip: "local".into(),
+                    user_agent: "chatter admin".into(),
+                },
+                core.now(),
+                "api_key.create",
+                &name,
+                serde_json::json!({"id": id}),
+            )
+            .await?;
+            txn.commit().await?;
+            println!("API key: {key}");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

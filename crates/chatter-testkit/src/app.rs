@@ -1,0 +1,242 @@
+//! `TestApp`: the whole product on a random loopback port, over a fresh `TestDb`, with the
+//! SMTP capture fake as its mail server and its job workers running.
+
+use crate::db::TestDb;
+use chatter_core::mailer::{SmtpConfig, SmtpMailer};
+use chatter_core::worker::{Registry, WorkerConfig};
+use chatter_core::{Clock, Core, CoreConfig, ManualClock, Secret, Secrets, SystemClock};
+use chatter_fakes::SmtpCapture;
+use chatter_web::server::{self, Server};
+use chatter_web::WebConfig;
+use std::sync::Arc;
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub core: Core,
+    pub url: String,
+    pub smtp: SmtpCapture,
+    /// Set when built `with_manual_clock`.
+    pub clock: Option<Arc<ManualClock>>,
+    server: Option<Server>,
+}
+
+#[derive(Default)]
+pub struct TestAppBuilder {
+    manual_clock: bool,
+    telegram_login: Option<(String, String)>,
+    workers: bool,
+}
+
+impl TestAppBuilder {
+    /// Time stands still until the test moves it (`app.clock`).
+    pub fn with_manual_clock(mut self) -> Self {
+        self.manual_clock = true;
+        self
+    }
+    /// Sign in with Telegram through this platform bot.
+    pub fn with_telegram_login(mut self, token: &str, username: &str) -> Self {
+        self.telegram_login = Some((token.into(), username.into()));
+        self
+    }
+    /// No job workers (tests that run jobs by hand).
+    pub fn without_workers(mut self) -> Self {
+        self.workers = false;
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        let db = TestDb::new().await;
+        let smtp = SmtpCapture::start().await.expect("SMTP capture starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let url = format!("http://{addr}");
+        let mut cfg = CoreConfig::new(&url, db.data_dir().to_path_buf());
+        if let Some((token, username)) = &self.telegram_login {
+            cfg.telegram_login_bot_token = Some(Secret::new(token.clone()));
+            cfg.telegram_login_bot_username = Some(username.clone());
+        }
+        let (secrets, _) = Secrets::load_or_create(None, db.data_dir()).expect("master key");
+        let mailer = SmtpMailer::new(&SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: smtp.port(),
+            username: None,
+            password: None,
+            from: "Chatter <noreply@chatter.test>".into(),
+            tls: "none".into(),
+        })
+        .expect("smtp mailer");
+        let manual = self
+            .manual_clock
+            .then(|| Arc::new(ManualClock::new(1_767_225_600_000)));
+        let clock: Arc<dyn Clock> = match &manual {
+            Some(c) => c.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let core = Core::new(db.db.clone(), clock, secrets, Arc::new(mailer), cfg);
+        let web = WebConfig {
+            database_url: db.url.clone(),
+            ..WebConfig::default()
+        };
+        let workers = self.workers.then(|| {
+            (
+                Registry::standard(),
+                WorkerConfig {
+                    concurrency: 4,
+                    lease_ms: 30_000,
+                    poll_ms: 50,
+                },
+            )
+        });
+        let server = server::start(core.clone(), web, Some(listener), workers).await;
+        TestApp {
+            db,
+            core,
+            url,
+            smtp,
+            clock: manual,
+            server: Some(server),
+        }
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            workers: true,
+            ..TestAppBuilder::default()
+        }
+    }
+
+    pub async fn new() -> TestApp {
+        Self::builder().start().await
+    }
+
+    /// A client with its own cookie jar: one "browser session".
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client")
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Stops the server and its workers gracefully.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// The `_csrf` value of the first form in a page.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"_csrf\" value=\"";
+    html.find(marker)
+        .map(|i| {
+            let rest = &html[i + marker.len()..];
+            rest[..rest.find('"').unwrap_or(0)].to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// A signed-in person, driving the product over HTTP as a browser would.
+pub struct Session {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Session {
+    pub fn new(app: &TestApp) -> Self {
+        Self {
+            http: app.client(),
+            base: app.url.clone(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn html(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("body")
+    }
+
+    /// Posts a form from `page` (whose CSRF token is used) to `path`.
+    pub async fn post_from(
+        &self,
+        page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let csrf = csrf_of(&self.html(page).await);
+        self.post_with(path, &csrf, fields).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        csrf: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form: Vec<(&str, &str)> = vec![("_csrf", csrf)];
+        form.extend_from_slice(fields);
+        self.http
+            .post(format!("{}{path}", self.base))
+            .form(&form)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Signs up a company with its owner; the session is signed in afterwards.
+    pub async fn sign_up(
+        app: &TestApp,
+        company: &str,
+        name: &str,
+        email: &str,
+        password: &str,
+    ) -> Session {
+        let s = Session::new(app);
+        let r = s
+            .post_from(
+                "/sign-up",
+                "/sign-up",
+                &[
+                    ("company_name", company),
+                    ("name", name),
+                    ("email", email),
+                    ("password", password),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 303, "sign-up should redirect to the app");
+        s
+    }
+
+    /// Signs in with email and password.
+    pub async fn sign_in(
+        app: &TestApp,
+        email: &str,
+        password: &str,
+    ) -> (Session, reqwest::Response) {
+        let s = Session::new(app);
+        let r = s
+            .post_from(
+                "/sign-in",
+                "/sign-in",
+                &[("email", email), ("password", password)],
+            )
+            .await;
+        (s, r)
+    }
+}

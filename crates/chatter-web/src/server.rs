@@ -1,0 +1,74 @@
+//! Running the application: the HTTP server and this node's job workers, with a graceful
+//! stop that finishes in-flight requests and running jobs.
+
+use crate::{router, AppState, WebConfig};
+use chatter_core::worker::{self, Registry, WorkerConfig};
+use chatter_core::Core;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct Server {
+    pub addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    http: Option<JoinHandle<()>>,
+    workers: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Asks everything to stop and waits until in-flight requests and running jobs are done.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(h) = self.http.take() {
+            let _ = h.await;
+        }
+        if let Some(w) = self.workers.take() {
+            let _ = w.await;
+        }
+    }
+
+    /// Waits until the server stops by itself (it does not; used with a signal elsewhere).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Starts the HTTP server on `listener` (if any) and the workers (if any).
+pub async fn start(
+    core: Core,
+    cfg: WebConfig,
+    listener: Option<TcpListener>,
+    workers: Option<(Registry, WorkerConfig)>,
+) -> Server {
+    let (stop, stop_rx) = watch::channel(false);
+    let workers = workers.map(|(registry, wcfg)| {
+        let (core, rx) = (core.clone(), stop_rx.clone());
+        tokio::spawn(worker::run(core, registry, wcfg, rx))
+    });
+    let mut addr = None;
+    let http = listener.map(|l| {
+        addr = l.local_addr().ok();
+        let app = router(AppState {
+            core,
+            cfg: Arc::new(cfg),
+        });
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        })
+    });
+    Server {
+        addr,
+        stop,
+        http,
+        workers,
+    }
+}

@@ -1,0 +1,113 @@
+//! Configuration: defaults, then `chatter.toml` (or `--config`), then `CHATTER_*` environment
+//! variables (nested keys with `__`, e.g. `CHATTER_SMTP__HOST`), then command-line flags.
+//! `DATABASE_URL` is honoured as well. Every key is documented in the README.
+
+use chatter_core::mailer::SmtpConfig;
+use chatter_core::Secret;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: String,
+    /// Where the SQLite database, master key, backups, outbox and files live.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// The address people reach Chatter at (for links in mail). Default: `http://<bind>`.
+    pub public_url: Option<String>,
+    /// 64 hex characters; default: generated into `<data_dir>/master.key`.
+    pub master_key: Option<Secret>,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Mark cookies Secure. Default: on when `public_url` is https.
+    pub secure_cookies: Option<bool>,
+    /// Trust `X-Forwarded-For` (behind a reverse proxy).
+    pub trust_proxy: bool,
+    pub body_limit_bytes: usize,
+    pub backup_keep: usize,
+    pub pg_bin_dir: Option<PathBuf>,
+    pub smtp: Option<SmtpConfig>,
+    pub telegram_login: Option<TelegramLogin>,
+    pub worker: WorkerSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct TelegramLogin {
+    pub bot_token: Secret,
+    pub bot_username: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct WorkerSection {
+    pub concurrency: usize,
+    pub lease_secs: u64,
+}
+
+#[derive(Serialize)]
+struct Defaults {
+    bind: &'static str,
+    data_dir: &'static str,
+    log_format: &'static str,
+    trust_proxy: bool,
+    body_limit_bytes: usize,
+    backup_keep: usize,
+    worker: WorkerSection,
+}
+
+impl Config {
+    /// Loads from the file (if it exists), the environment, and the given overrides.
+    pub fn load(
+        file: Option<&Path>,
+        bind: Option<&str>,
+        data_dir: Option<&Path>,
+    ) -> Result<Config, String> {
+        let defaults = Defaults {
+            bind: "127.0.0.1:8080",
+            data_dir: "./data",
+            log_format: "text",
+            trust_proxy: false,
+            body_limit_bytes: 1024 * 1024,
+            backup_keep: 7,
+            worker: WorkerSection {
+                concurrency: 8,
+                lease_secs: 60,
+            },
+        };
+        let path = file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("chatter.toml"));
+        if file.is_some() && !path.exists() {
+            return Err(format!("config file {} does not exist", path.display()));
+        }
+        let mut fig = Figment::from(Serialized::defaults(defaults)).merge(Toml::file(&path));
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            fig = fig.merge(("database_url", url));
+        }
+        fig = fig.merge(Env::prefixed("CHATTER_").split("__"));
+        if let Some(b) = bind {
+            fig = fig.merge(("bind", b));
+        }
+        if let Some(d) = data_dir {
+            fig = fig.merge(("data_dir", d.display().to_string()));
+        }
+        fig.extract()
+            .map_err(|e| format!("configuration error: {e}"))
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| chatter_store::sqlite_url_in(&self.data_dir))
+    }
+
+    pub fn public_url(&self, bound: &str) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+}

@@ -1,0 +1,1 @@
+//! (tests come with this area's work)

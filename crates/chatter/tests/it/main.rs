@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per area. Each test starts the whole product on
+//! a loopback port over a fresh database (SQLite; PostgreSQL when TEST_DATABASE_URL is set).
+
+mod api;
+mod auth;
+mod browser;
+mod cli;
+mod permissions;
+mod storage;
+mod team;
