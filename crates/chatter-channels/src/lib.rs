@@ -1,0 +1,143 @@
+//! Messengers. Each module speaks one provider's API exactly as `shared/specs/channels.md`
+//! describes (base URL from configuration, so tests point it at `chatter-fakes`), turns what
+//! the provider sends into `InboundMessage`s, and sends our messages out. Nothing here touches
+//! the database; nothing provider-shaped leaks out of this crate's common types.
+
+pub mod telegram;
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong talking to a provider, classified by what the caller should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    /// Network trouble, timeouts, 5xx: retry with backoff.
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    /// The provider asked us to wait this many seconds.
+    #[error("rate limited, retry after {retry_after_secs} s: {message}")]
+    RateLimited { retry_after_secs: u64, message: String },
+    /// The credentials are invalid or revoked (bot token revoked, …): the source needs fixing.
+    #[error("credentials rejected: {0}")]
+    Unauthorized(String),
+    /// Retrying will not help (bad request, the customer blocked the bot, chat not found…).
+    #[error("refused: {0}")]
+    Permanent(String),
+}
+
+impl ChannelError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ChannelError::Transient(_) | ChannelError::RateLimited { .. })
+    }
+}
+
+/// The person who wrote, as the provider describes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// The provider's stable id of the person (Telegram user id, VK user id, phone for SMS…).
+    pub external_id: String,
+    pub name: String,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub language: Option<String>,
+}
+
+/// The conversation a message belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRef {
+    /// The provider's id of the chat (what we send replies to).
+    pub external_id: String,
+    /// `private` or `group`.
+    pub kind: ChatKind,
+    /// A group's title.
+    pub title: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    #[default]
+    Private,
+    Group,
+}
+
+impl ChatKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatKind::Private => "private",
+            ChatKind::Group => "group",
+        }
+    }
+}
+
+/// A file attached to a message, as the provider references it (fetched later into our blob store).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// photo | document | voice | audio | video | sticker
+    pub kind: String,
+    /// The provider's handle to download it (Telegram `file_id`).
+    pub file_ref: String,
+    pub file_name: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: Option<i64>,
+}
+
+/// What the message carries besides text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Extra {
+    Contact { phone: String, name: String },
+    Location { latitude: f64, longitude: f64 },
+}
+
+/// One event from a provider, normalised.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum InboundEvent {
+    /// A new message from a customer (or an edit of one: `edited` is set).
+    Message(InboundMessage),
+    /// The customer blocked the bot (`blocked = true`) or started it again.
+    Blocked { chat: ChatRef, sender: Sender, blocked: bool, at: i64 },
+    /// Something we do not handle (kept only as a cursor position).
+    Ignored { reason: String },
+}
+
+/// A customer's message, normalised across providers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Unique per source, stable across the provider's retries: dedup key.
+    pub external_id: String,
+    pub chat: ChatRef,
+    pub sender: Sender,
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub extra: Option<Extra>,
+    /// The provider's id of the message this one replies to (same id space as `external_id`).
+    pub reply_to_external_id: Option<String>,
+    /// Unix milliseconds when the provider says it was sent (or edited, for an edit).
+    pub sent_at: i64,
+    /// Set when this is an edit of an earlier message with the same `external_id`.
+    pub edited: bool,
+}
+
+/// A message to send to a customer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboundMessage {
+    pub chat_external_id: String,
+    pub text: String,
+    /// The provider's id of the message we answer.
+    pub reply_to_external_id: Option<String>,
+}
+
+/// What the provider said about a sent message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The provider's ids of what was sent (several when a long text was split).
+    pub external_ids: Vec<String>,
+}
+
+/// Who the credentials belong to (a bot's name), for the Sources page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub id: String,
+    pub name: String,
+    pub username: Option<String>,
+}

@@ -1,0 +1,1 @@
+//! Telegram Bot API (specs/channels.md §1): client, update parsing, webhook secret check.
