@@ -8,6 +8,12 @@ pub mod audit;
 pub mod backup;
 pub mod clock;
 pub mod error;
+pub mod events;
+pub mod inbox;
+pub mod ingest;
+pub mod blobs;
+pub mod sources;
+pub mod telegram;
 pub mod mailer;
 pub mod secrets;
 pub mod team;
@@ -39,6 +45,12 @@ pub struct CoreConfig {
     pub backup_keep: usize,
     /// Where `pg_dump` / `pg_restore` live when not on PATH.
     pub pg_bin_dir: Option<PathBuf>,
+    /// Telegram Bot API base URL (the fake's in tests and the demo).
+    pub telegram_api_base: String,
+    /// Public base URL Telegram can reach for webhooks; without it bots are long-polled.
+    pub telegram_webhook_base: Option<String>,
+    /// Long-poll wait in seconds for getUpdates.
+    pub telegram_poll_timeout_secs: u32,
 }
 
 impl CoreConfig {
@@ -51,6 +63,9 @@ impl CoreConfig {
             session_ttl_ms: 30 * 24 * 3600 * 1000,
             backup_keep: 7,
             pg_bin_dir: None,
+            telegram_api_base: "https://api.telegram.org".into(),
+            telegram_webhook_base: None,
+            telegram_poll_timeout_secs: 25,
         }
     }
 }
@@ -65,6 +80,12 @@ pub struct Core {
     pub config: Arc<CoreConfig>,
     /// Wakes this node's workers when a job is enqueued here.
     pub jobs_notify: Arc<tokio::sync::Notify>,
+    /// Live events for this node's browsers.
+    pub events: Arc<events::EventHub>,
+    /// One HTTP client for every provider call (rustls, connection pooling).
+    pub http: reqwest::Client,
+    /// This process's name in leases.
+    pub node_id: String,
 }
 
 impl Core {
@@ -82,7 +103,20 @@ impl Core {
             mailer,
             config: Arc::new(config),
             jobs_notify: Arc::new(tokio::sync::Notify::new()),
+            events: Arc::new(events::EventHub::default()),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(90))
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_default(),
+            node_id: format!("node-{}", Uuid::new_v4().simple()),
         }
+    }
+
+    /// Publishes events of a committed transaction to this node (SQLite; PostgreSQL uses NOTIFY).
+    pub fn published(&self, pending: events::Pending) {
+        pending.flush(&self.events, sea_orm::ConnectionTrait::get_database_backend(&self.db));
     }
 
     pub fn now(&self) -> i64 {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod ctx;
 pub mod error;
 pub mod forms;
+pub mod hooks;
 pub mod i18n;
 mod i18n_table;
 pub mod ops;
@@ -43,6 +44,10 @@ impl Default for WebConfig {
 pub struct AppState {
     pub core: Core,
     pub cfg: Arc<WebConfig>,
+    /// Group-commit writer for webhook deliveries.
+    pub ingester: chatter_core::ingest::Ingester,
+    /// Webhook sources by id, so a delivery does not wait for a database read.
+    pub hook_sources: hooks::SourceCache,
 }
 
 /// The whole application.
@@ -52,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .merge(api::routes())
         .merge(ops::routes())
+        .merge(hooks::routes())
         .layer(middleware::from_fn_with_state(state.clone(), ctx::context))
         .layer(middleware::from_fn(ops::count_requests))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))

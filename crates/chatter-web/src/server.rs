@@ -43,9 +43,17 @@ pub async fn start(
     workers: Option<(Registry, WorkerConfig)>,
 ) -> Server {
     let (stop, stop_rx) = watch::channel(false);
+    let workers_absent = workers.is_none();
     let workers = workers.map(|(registry, wcfg)| {
         let (core, rx) = (core.clone(), stop_rx.clone());
-        tokio::spawn(worker::run(core, registry, wcfg, rx))
+        let pollers = tokio::spawn(chatter_core::telegram::run_pollers(core.clone(), rx.clone()));
+        let listener = tokio::spawn(chatter_core::events::listen_postgres(core.db.clone(), core.events.clone(), rx.clone()));
+        let registry = chatter_core::telegram::register(registry);
+        tokio::spawn(async move {
+            worker::run(core, registry, wcfg, rx).await;
+            let _ = pollers.await;
+            let _ = listener.await;
+        })
     });
     let mut addr = None;
     let http = listener.map(|l| {

@@ -17,6 +17,11 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Polling position (Telegram: the next update offset).
+    pub cursor: Option<String>,
+    pub last_inbound_at: Option<i64>,
+    /// Last successful call to the provider.
+    pub last_ok_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Model {

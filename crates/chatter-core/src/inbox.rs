@@ -1,0 +1,566 @@
+//! Conversations: storing what customers write (the heart of the message path), and what
+//! managers do in the inbox — read, reply, assign, close, reopen, retry a failed reply.
+//!
+//! Inbound: contact, conversation, message, follow-up jobs and the live event are written in
+//! ONE transaction by `ingest_in`; a message is unique per (source, external id), so a
+//! provider's retry or a replayed update is a no-op. The provider is acknowledged only after
+//! the caller commits.
+
+use crate::events::{self, Pending};
+use crate::{audit, Actor, Core, CoreError, Result};
+use chatter_channels::{Attachment, InboundEvent, InboundMessage};
+use chatter_domain::Permission;
+use chatter_store::entity::{contact, conversation, message, source};
+use chatter_store::jobs::{self, NewJob};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const JOB_SEND_MESSAGE: &str = "send_message";
+pub const JOB_FETCH_FILE: &str = "fetch_file";
+
+/// An attachment as stored with a message: the provider's reference and, once fetched, our blob.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAttachment {
+    pub kind: String,
+    pub file_ref: String,
+    pub file_name: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: Option<i64>,
+    /// SHA-256 name in the blob store, once downloaded.
+    pub blob: Option<String>,
+}
+
+impl From<&Attachment> for StoredAttachment {
+    fn from(a: &Attachment) -> Self {
+        Self {
+            kind: a.kind.clone(),
+            file_ref: a.file_ref.clone(),
+            file_name: a.file_name.clone(),
+            mime_type: a.mime_type.clone(),
+            size: a.size,
+            blob: None,
+        }
+    }
+}
+
+pub fn attachments_of(m: &message::Model) -> Vec<StoredAttachment> {
+    serde_json::from_str(&m.attachments).unwrap_or_default()
+}
+
+/// What one ingested event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    New(Uuid),
+    Edited(Uuid),
+    Duplicate,
+    Other,
+}
+
+fn preview(text: Option<&str>, atts: &[Attachment], extra: bool) -> String {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => t.chars().take(140).collect(),
+        None if !atts.is_empty() => format!("[{}]", atts[0].kind),
+        None if extra => "[contact/location]".to_string(),
+        None => String::new(),
+    }
+}
+
+/// Finds or creates the contact and conversation of an inbound message.
+async fn upsert_chat(
+    conn: &impl ConnectionTrait,
+    src: &source::Model,
+    m_chat: &chatter_channels::ChatRef,
+    sender: &chatter_channels::Sender,
+    now: i64,
+) -> Result<(Uuid, conversation::Model, bool)> {
+    contact::Entity::insert(contact::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        company_id: Set(src.company_id),
+        source_id: Set(src.id),
+        external_id: Set(sender.external_id.clone()),
+        name: Set(sender.name.clone()),
+        username: Set(sender.username.clone()),
+        phone: Set(sender.phone.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(OnConflict::columns([contact::Column::SourceId, contact::Column::ExternalId]).do_nothing().to_owned())
+    .exec_without_returning(conn)
+    .await?;
+    let c = contact::Entity::find()
+        .filter(contact::Column::SourceId.eq(src.id))
+        .filter(contact::Column::ExternalId.eq(&sender.external_id))
+        .one(conn)
+        .await?
+        .ok_or(CoreError::Internal("contact vanished".into()))?;
+    if c.name != sender.name || c.username != sender.username {
+        let mut am = c.clone().into_active_model();
+        am.name = Set(sender.name.clone());
+        am.username = Set(sender.username.clone());
+        am.updated_at = Set(now);
+        am.update(conn).await?;
+    }
+    let inserted = conversation::Entity::insert(conversation::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        company_id: Set(src.company_id),
+        source_id: Set(src.id),
+        contact_id: Set(c.id),
+        external_chat_id: Set(m_chat.external_id.clone()),
+        chat_kind: Set(m_chat.kind.as_str().to_string()),
+        title: Set(m_chat.title.clone()),
+        status: Set("open".into()),
+        assignee_id: Set(None),
+        unread: Set(0),
+        blocked: Set(false),
+        last_text: Set(String::new()),
+        last_message_at: Set(now),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(OnConflict::columns([conversation::Column::SourceId, conversation::Column::ExternalChatId]).do_nothing().to_owned())
+    .exec_without_returning(conn)
+    .await?
+        == 1;
+    let conv = conversation::Entity::find()
+        .filter(conversation::Column::SourceId.eq(src.id))
+        .filter(conversation::Column::ExternalChatId.eq(&m_chat.external_id))
+        .one(conn)
+        .await?
+        .ok_or(CoreError::Internal("conversation vanished".into()))?;
+    Ok((c.id, conv, inserted))
+}
+
+/// Stores one inbound event inside the caller's transaction.
+pub async fn ingest_in(
+    conn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    src: &source::Model,
+    ev: &InboundEvent,
+    now: i64,
+) -> Result<Ingested> {
+    match ev {
+        InboundEvent::Message(m) => ingest_message(conn, pending, src, m, now).await,
+        InboundEvent::Blocked { chat, sender, blocked, .. } => {
+            let (_, conv, _) = upsert_chat(conn, src, chat, sender, now).await?;
+            if conv.blocked != *blocked {
+                let mut am = conv.clone().into_active_model();
+                am.blocked = Set(*blocked);
+                am.updated_at = Set(now);
+                am.update(conn).await?;
+                events::emit(conn, pending, src.company_id, "conversation", serde_json::json!({"conversation_id": conv.id}), now).await?;
+            }
+            Ok(Ingested::Other)
+        }
+        InboundEvent::Ignored { .. } => Ok(Ingested::Other),
+    }
+}
+
+async fn ingest_message(
+    conn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    src: &source::Model,
+    m: &InboundMessage,
+    now: i64,
+) -> Result<Ingested> {
+    if m.edited {
+        let existing = message::Entity::find()
+            .filter(message::Column::SourceId.eq(src.id))
+            .filter(message::Column::ExternalId.eq(&m.external_id))
+            .one(conn)
+            .await?;
+        if let Some(e) = existing {
+            if e.text == m.text && e.edited_at.is_some_and(|t| t >= m.sent_at) {
+                return Ok(Ingested::Duplicate);
+            }
+            let conv_id = e.conversation_id;
+            let mut am = e.into_active_model();
+            am.text = Set(m.text.clone());
+            am.edited_at = Set(Some(m.sent_at));
+            let e = am.update(conn).await?;
+            events::emit(conn, pending, src.company_id, "message", serde_json::json!({"conversation_id": conv_id, "message_id": e.id}), now).await?;
+            return Ok(Ingested::Edited(e.id));
+        }
+        // An edit of a message we never saw: store it as a message.
+    }
+    let (_, conv, _) = upsert_chat(conn, src, &m.chat, &m.sender, now).await?;
+    let reply_to_id = match &m.reply_to_external_id {
+        Some(r) => message::Entity::find()
+            .filter(message::Column::SourceId.eq(src.id))
+            .filter(message::Column::ExternalId.eq(r))
+            .select_only()
+            .column(message::Column::Id)
+            .into_tuple::<Uuid>()
+            .one(conn)
+            .await?,
+        None => None,
+    };
+    let atts: Vec<StoredAttachment> = m.attachments.iter().map(StoredAttachment::from).collect();
+    let id = Uuid::now_v7();
+    let n = message::Entity::insert(message::ActiveModel {
+        id: Set(id),
+        company_id: Set(src.company_id),
+        conversation_id: Set(conv.id),
+        source_id: Set(src.id),
+        direction: Set("in".into()),
+        external_id: Set(Some(m.external_id.clone())),
+        text: Set(m.text.clone()),
+        attachments: Set(serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into())),
+        extra: Set(m.extra.as_ref().and_then(|e| serde_json::to_string(e).ok())),
+        sender_name: Set(m.sender.name.clone()),
+        author_id: Set(None),
+        reply_to_id: Set(reply_to_id),
+        reply_to_external_id: Set(m.reply_to_external_id.clone()),
+        status: Set("received".into()),
+        error: Set(None),
+        sent_parts: Set("[]".into()),
+        created_at: Set(now),
+        sent_at: Set(Some(m.sent_at)),
+        edited_at: Set(m.edited.then_some(m.sent_at)),
+    })
+    .on_conflict(OnConflict::columns([message::Column::SourceId, message::Column::ExternalId]).do_nothing().to_owned())
+    .exec_without_returning(conn)
+    .await?;
+    if n == 0 {
+        return Ok(Ingested::Duplicate);
+    }
+    conversation::Entity::update_many()
+        .col_expr(conversation::Column::LastText, Expr::value(preview(m.text.as_deref(), &m.attachments, m.extra.is_some())))
+        .col_expr(conversation::Column::LastMessageAt, Expr::value(now))
+        .col_expr(conversation::Column::Unread, Expr::col(conversation::Column::Unread).add(1))
+        .col_expr(conversation::Column::Status, Expr::value("open"))
+        .col_expr(conversation::Column::Blocked, Expr::value(false))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
+        .filter(conversation::Column::Id.eq(conv.id))
+        .exec(conn)
+        .await?;
+    if !atts.is_empty() {
+        jobs::enqueue(conn, NewJob::new(JOB_FETCH_FILE, serde_json::json!({"message_id": id}), now).company(src.company_id), now).await?;
+    }
+    events::emit(conn, pending, src.company_id, "message", serde_json::json!({"conversation_id": conv.id, "message_id": id}), now).await?;
+    Ok(Ingested::New(id))
+}
+
+/// Stores a batch of events from one source in one transaction, with the new polling cursor.
+pub async fn ingest_batch(core: &Core, src: &source::Model, evs: &[InboundEvent], cursor: Option<String>) -> Result<Vec<Ingested>> {
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let mut pending = Pending::default();
+    let mut out = Vec::with_capacity(evs.len());
+    for ev in evs {
+        out.push(ingest_in(&txn, &mut pending, src, ev, now).await?);
+    }
+    let mut q = source::Entity::update_many().col_expr(source::Column::LastOkAt, Expr::value(now));
+    if let Some(c) = cursor {
+        q = q.col_expr(source::Column::Cursor, Expr::value(c));
+    }
+    if out.iter().any(|i| matches!(i, Ingested::New(_) | Ingested::Edited(_))) {
+        q = q.col_expr(source::Column::LastInboundAt, Expr::value(now));
+    }
+    q.filter(source::Column::Id.eq(src.id)).exec(&txn).await?;
+    txn.commit().await?;
+    core.published(pending);
+    if out.iter().any(|i| matches!(i, Ingested::New(_))) {
+        core.jobs_notify.notify_waiters();
+    }
+    Ok(out)
+}
+
+// ---- the inbox ----
+
+/// Filters of the conversation list.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ListFilter {
+    pub source: Option<Uuid>,
+    /// open | closed | all (default open)
+    pub status: Option<String>,
+    /// mine | unassigned | unread
+    pub only: Option<String>,
+    /// Search in the customer's name and the messages' text.
+    pub q: Option<String>,
+}
+
+/// A row of the conversation list.
+#[derive(Clone, Debug)]
+pub struct ConversationRow {
+    pub conversation: conversation::Model,
+    pub contact: contact::Model,
+    pub source_name: String,
+    pub source_kind: i32,
+}
+
+pub async fn list_conversations(core: &Core, actor: &Actor, f: &ListFilter, limit: u64) -> Result<Vec<ConversationRow>> {
+    actor.require(Permission::Read)?;
+    let mut q = conversation::Entity::find().filter(conversation::Column::CompanyId.eq(actor.company_id));
+    if let Some(s) = f.source {
+        q = q.filter(conversation::Column::SourceId.eq(s));
+    }
+    match f.status.as_deref().unwrap_or("open") {
+        "all" => {}
+        "closed" => q = q.filter(conversation::Column::Status.eq("closed")),
+        _ => q = q.filter(conversation::Column::Status.eq("open")),
+    }
+    match f.only.as_deref() {
+        Some("mine") => q = q.filter(conversation::Column::AssigneeId.eq(actor.user_id.unwrap_or_default())),
+        Some("unassigned") => q = q.filter(conversation::Column::AssigneeId.is_null()),
+        Some("unread") => q = q.filter(conversation::Column::Unread.gt(0)),
+        _ => {}
+    }
+    if let Some(text) = f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let like = format!("%{}%", text.replace('%', "").replace('_', ""));
+        let by_name = contact::Entity::find()
+            .filter(contact::Column::CompanyId.eq(actor.company_id))
+            .filter(Condition::any().add(Expr::col(contact::Column::Name).like(&like)).add(Expr::col(contact::Column::Username).like(&like)))
+            .select_only()
+            .column(contact::Column::Id)
+            .into_tuple::<Uuid>()
+            .all(&core.db)
+            .await?;
+        let by_text = message::Entity::find()
+            .filter(message::Column::CompanyId.eq(actor.company_id))
+            .filter(Expr::col(message::Column::Text).like(&like))
+            .select_only()
+            .column(message::Column::ConversationId)
+            .distinct()
+            .limit(500)
+            .into_tuple::<Uuid>()
+            .all(&core.db)
+            .await?;
+        q = q.filter(Condition::any().add(conversation::Column::ContactId.is_in(by_name)).add(conversation::Column::Id.is_in(by_text)));
+    }
+    let convs = q.order_by_desc(conversation::Column::LastMessageAt).limit(limit).all(&core.db).await?;
+    rows_for(core, convs).await
+}
+
+async fn rows_for(core: &Core, convs: Vec<conversation::Model>) -> Result<Vec<ConversationRow>> {
+    let contact_ids: Vec<Uuid> = convs.iter().map(|c| c.contact_id).collect();
+    let source_ids: Vec<Uuid> = convs.iter().map(|c| c.source_id).collect();
+    let contacts = contact::Entity::find().filter(contact::Column::Id.is_in(contact_ids)).all(&core.db).await?;
+    let sources = source::Entity::find().filter(source::Column::Id.is_in(source_ids)).all(&core.db).await?;
+    Ok(convs
+        .into_iter()
+        .filter_map(|c| {
+            let contact = contacts.iter().find(|x| x.id == c.contact_id)?.clone();
+            let s = sources.iter().find(|x| x.id == c.source_id)?;
+            Some(ConversationRow { source_name: s.name.clone(), source_kind: s.kind, contact, conversation: c })
+        })
+        .collect())
+}
+
+/// One conversation of the actor's company.
+pub async fn get_conversation(core: &Core, actor: &Actor, id: Uuid) -> Result<ConversationRow> {
+    actor.require(Permission::Read)?;
+    let c = conversation::Entity::find_by_id(id)
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .one(&core.db)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    rows_for(core, vec![c]).await?.pop().ok_or(CoreError::NotFound)
+}
+
+/// The conversation's messages, oldest first (the last `limit`).
+pub async fn messages(core: &Core, actor: &Actor, conversation_id: Uuid, limit: u64) -> Result<Vec<message::Model>> {
+    get_conversation(core, actor, conversation_id).await?;
+    let mut ms = message::Entity::find()
+        .filter(message::Column::ConversationId.eq(conversation_id))
+        .order_by_desc(message::Column::CreatedAt)
+        .order_by_desc(message::Column::Id)
+        .limit(limit)
+        .all(&core.db)
+        .await?;
+    ms.reverse();
+    Ok(ms)
+}
+
+pub async fn get_message(core: &Core, actor: &Actor, id: Uuid) -> Result<message::Model> {
+    actor.require(Permission::Read)?;
+    message::Entity::find_by_id(id)
+        .filter(message::Column::CompanyId.eq(actor.company_id))
+        .one(&core.db)
+        .await?
+        .ok_or(CoreError::NotFound)
+}
+
+/// Marks the conversation read (a manager opened it).
+pub async fn mark_read(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
+    actor.require(Permission::Read)?;
+    let n = conversation::Entity::update_many()
+        .col_expr(conversation::Column::Unread, Expr::value(0))
+        .filter(conversation::Column::Id.eq(id))
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .filter(conversation::Column::Unread.gt(0))
+        .exec(&core.db)
+        .await?;
+    if n.rows_affected > 0 {
+        let txn = core.db.begin().await?;
+        let mut pending = Pending::default();
+        events::emit(&txn, &mut pending, actor.company_id, "conversation", serde_json::json!({"conversation_id": id}), core.now()).await?;
+        txn.commit().await?;
+        core.published(pending);
+    }
+    Ok(())
+}
+
+/// A manager's answer: stored as pending with a send job, in one transaction.
+pub async fn reply(core: &Core, actor: &Actor, conversation_id: Uuid, text: &str, reply_to: Option<Uuid>) -> Result<message::Model> {
+    actor.require(Permission::Reply)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(CoreError::field("text", "err.required"));
+    }
+    if text.chars().count() > 20_000 {
+        return Err(CoreError::field("text", "err.too_long"));
+    }
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let conv = conversation::Entity::find_by_id(conversation_id)
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .one(&txn)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    let reply_to_external_id = match reply_to {
+        Some(r) => message::Entity::find_by_id(r)
+            .filter(message::Column::ConversationId.eq(conv.id))
+            .one(&txn)
+            .await?
+            .and_then(|m| m.external_id),
+        None => None,
+    };
+    let author = match actor.user_id {
+        Some(u) => chatter_store::entity::user::Entity::find_by_id(u).one(&txn).await?.map(|u| u.name),
+        None => None,
+    }
+    .unwrap_or_else(|| actor.label.clone());
+    let m = message::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        company_id: Set(actor.company_id),
+        conversation_id: Set(conv.id),
+        source_id: Set(conv.source_id),
+        direction: Set("out".into()),
+        external_id: Set(None),
+        text: Set(Some(text.to_string())),
+        attachments: Set("[]".into()),
+        extra: Set(None),
+        sender_name: Set(author),
+        author_id: Set(actor.user_id),
+        reply_to_id: Set(reply_to),
+        reply_to_external_id: Set(reply_to_external_id),
+        status: Set("pending".into()),
+        error: Set(None),
+        sent_parts: Set("[]".into()),
+        created_at: Set(now),
+        sent_at: Set(None),
+        edited_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    let mut cam = conv.clone().into_active_model();
+    cam.last_text = Set(text.chars().take(140).collect());
+    cam.last_message_at = Set(now);
+    cam.unread = Set(0);
+    if conv.assignee_id.is_none() {
+        cam.assignee_id = Set(actor.user_id);
+    }
+    cam.updated_at = Set(now);
+    cam.update(&txn).await?;
+    jobs::enqueue(&txn, NewJob::new(JOB_SEND_MESSAGE, serde_json::json!({"message_id": m.id}), now).company(actor.company_id).max_attempts(12), now).await?;
+    let mut pending = Pending::default();
+    events::emit(&txn, &mut pending, actor.company_id, "message", serde_json::json!({"conversation_id": conv.id, "message_id": m.id}), now).await?;
+    txn.commit().await?;
+    core.published(pending);
+    core.jobs_notify.notify_waiters();
+    Ok(m)
+}
+
+/// Sends a failed reply again.
+pub async fn retry_message(core: &Core, actor: &Actor, message_id: Uuid) -> Result<()> {
+    actor.require(Permission::Reply)?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let m = message::Entity::find_by_id(message_id)
+        .filter(message::Column::CompanyId.eq(actor.company_id))
+        .filter(message::Column::Status.eq("failed"))
+        .one(&txn)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    let conv_id = m.conversation_id;
+    let mut am = m.into_active_model();
+    am.status = Set("pending".into());
+    am.error = Set(None);
+    am.update(&txn).await?;
+    jobs::enqueue(&txn, NewJob::new(JOB_SEND_MESSAGE, serde_json::json!({"message_id": message_id}), now).company(actor.company_id).max_attempts(12), now).await?;
+    let mut pending = Pending::default();
+    events::emit(&txn, &mut pending, actor.company_id, "message", serde_json::json!({"conversation_id": conv_id, "message_id": message_id}), now).await?;
+    audit::record(&txn, actor, now, "message.retry", &message_id.to_string(), serde_json::json!({})).await?;
+    txn.commit().await?;
+    core.published(pending);
+    core.jobs_notify.notify_waiters();
+    Ok(())
+}
+
+/// Assigns the conversation (None: unassigned). The assignee must be a member who may reply.
+pub async fn assign(core: &Core, actor: &Actor, id: Uuid, assignee: Option<Uuid>) -> Result<()> {
+    actor.require(Permission::Reply)?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    if let Some(u) = assignee {
+        let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u)).one(&txn).await?;
+        let ok = m.and_then(|m| chatter_domain::Role::parse(&m.role)).is_some_and(|r| r.can(Permission::Reply));
+        if !ok {
+            return Err(CoreError::field("assignee", "err.assignee_invalid"));
+        }
+    }
+    let n = conversation::Entity::update_many()
+        .col_expr(conversation::Column::AssigneeId, Expr::value(assignee))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
+        .filter(conversation::Column::Id.eq(id))
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .exec(&txn)
+        .await?;
+    if n.rows_affected == 0 {
+        return Err(CoreError::NotFound);
+    }
+    let mut pending = Pending::default();
+    events::emit(&txn, &mut pending, actor.company_id, "conversation", serde_json::json!({"conversation_id": id}), now).await?;
+    audit::record(&txn, actor, now, "conversation.assign", &id.to_string(), serde_json::json!({"assignee": assignee})).await?;
+    txn.commit().await?;
+    core.published(pending);
+    Ok(())
+}
+
+/// Closes (`open = false`) or reopens a conversation.
+pub async fn set_open(core: &Core, actor: &Actor, id: Uuid, open: bool) -> Result<()> {
+    actor.require(Permission::Reply)?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let n = conversation::Entity::update_many()
+        .col_expr(conversation::Column::Status, Expr::value(if open { "open" } else { "closed" }))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
+        .filter(conversation::Column::Id.eq(id))
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .exec(&txn)
+        .await?;
+    if n.rows_affected == 0 {
+        return Err(CoreError::NotFound);
+    }
+    let mut pending = Pending::default();
+    events::emit(&txn, &mut pending, actor.company_id, "conversation", serde_json::json!({"conversation_id": id}), now).await?;
+    audit::record(&txn, actor, now, if open { "conversation.reopen" } else { "conversation.close" }, &id.to_string(), serde_json::json!({})).await?;
+    txn.commit().await?;
+    core.published(pending);
+    Ok(())
+}
+
+/// Counts for the navigation badge.
+pub async fn unread_conversations(core: &Core, company_id: Uuid) -> Result<u64> {
+    Ok(conversation::Entity::find()
+        .filter(conversation::Column::CompanyId.eq(company_id))
+        .filter(conversation::Column::Unread.gt(0))
+        .filter(conversation::Column::Status.eq("open"))
+        .count(&core.db)
+        .await?)
+}

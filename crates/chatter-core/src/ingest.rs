@@ -1,0 +1,105 @@
+//! Group commit for webhooks. Each webhook request hands its event to the ingester and waits;
+//! the ingester writes whatever has gathered (up to `MAX_BATCH`) in ONE transaction and
+//! answers every waiter after the commit. Durability is unchanged — nothing is acknowledged
+//! before its commit is on disk — but one fsync serves many requests.
+
+use crate::events::Pending;
+use crate::inbox::{self, Ingested};
+use crate::{Core, CoreError, Result};
+use chatter_channels::InboundEvent;
+use chatter_store::entity::source;
+use sea_orm::TransactionTrait;
+use tokio::sync::{mpsc, oneshot};
+
+pub const MAX_BATCH: usize = 512;
+
+struct Item {
+    src: source::Model,
+    ev: InboundEvent,
+    done: oneshot::Sender<Result<Ingested, String>>,
+}
+
+/// The handle webhook handlers submit to.
+#[derive(Clone)]
+pub struct Ingester {
+    tx: mpsc::Sender<Item>,
+}
+
+impl Ingester {
+    /// Starts the writer task.
+    pub fn start(core: Core) -> Ingester {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
+        tokio::spawn(run(core, rx));
+        Ingester { tx }
+    }
+
+    /// Stores `ev`; returns once it is committed (or failed).
+    pub async fn submit(&self, src: source::Model, ev: InboundEvent) -> Result<Ingested> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Item { src, ev, done })
+            .await
+            .map_err(|_| CoreError::Internal("ingester stopped".into()))?;
+        rx.await
+            .map_err(|_| CoreError::Internal("ingester dropped the request".into()))?
+            .map_err(CoreError::Internal)
+    }
+}
+
+async fn run(core: Core, mut rx: mpsc::Receiver<Item>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(i) => batch.push(i),
+                Err(_) => break,
+            }
+        }
+        match write(&core, &batch).await {
+            Ok(results) => {
+                for (item, r) in batch.drain(..).zip(results) {
+                    let _ = item.done.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                // One bad event must not fail its neighbours: write them one by one.
+                tracing::warn!(error = %e, size = batch.len(), "batch ingest failed; retrying one by one");
+                for item in batch.drain(..) {
+                    let r = write(&core, std::slice::from_ref(&item)).await;
+                    let _ = item.done.send(r.map(|mut v| v.pop().unwrap_or(Ingested::Other)).map_err(|e| e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let mut pending = Pending::default();
+    let mut out = Vec::with_capacity(items.len());
+    let mut touched: Vec<uuid::Uuid> = Vec::new();
+    for i in items {
+        let r = inbox::ingest_in(&txn, &mut pending, &i.src, &i.ev, now).await?;
+        if matches!(r, Ingested::New(_) | Ingested::Edited(_)) && !touched.contains(&i.src.id) {
+            touched.push(i.src.id);
+        }
+        out.push(r);
+    }
+    if !touched.is_empty() {
+        use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+        source::Entity::update_many()
+            .col_expr(source::Column::LastInboundAt, Expr::value(now))
+            .col_expr(source::Column::LastOkAt, Expr::value(now))
+            .filter(source::Column::Id.is_in(touched))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    core.published(pending);
+    if out.iter().any(|i| matches!(i, Ingested::New(_))) {
+        core.jobs_notify.notify_waiters();
+    }
+    Ok(out)
+}

@@ -1,0 +1,23 @@
+use sea_orm::entity::prelude::*;
+
+/// A customer as one source knows them.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "contacts")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub company_id: Uuid,
+    pub source_id: Uuid,
+    /// The provider's id of the person.
+    pub external_id: String,
+    pub name: String,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

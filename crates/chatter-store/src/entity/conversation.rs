@@ -1,0 +1,32 @@
+use sea_orm::entity::prelude::*;
+
+/// One chat with a customer (or a group) on one source.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "conversations")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub company_id: Uuid,
+    pub source_id: Uuid,
+    pub contact_id: Uuid,
+    pub external_chat_id: String,
+    /// private | group
+    pub chat_kind: String,
+    pub title: Option<String>,
+    /// open | closed
+    pub status: String,
+    pub assignee_id: Option<Uuid>,
+    /// Customer messages since a manager last opened the conversation.
+    pub unread: i32,
+    /// The customer blocked the bot.
+    pub blocked: bool,
+    pub last_text: String,
+    pub last_message_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,83 @@
+//! Inbound webhooks: `/hooks/{kind}/{source_id}`. The provider's secret is checked first
+//! (forged → 401, nothing stored), the body is parsed (malformed → 400, nothing stored), and
+//! the answer is sent only after the event is committed (group commit, see core::ingest).
+
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use chatter_core::sources;
+use chatter_domain::SourceKind;
+use chatter_store::entity::source;
+use sea_orm::EntityTrait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/hooks/telegram/{source_id}", post(telegram))
+}
+
+const CACHE_MS: i64 = 5_000;
+
+/// Sources with their webhook secret, cached for a few seconds.
+#[derive(Clone, Default)]
+pub struct SourceCache(Arc<Mutex<HashMap<Uuid, (source::Model, String, i64)>>>);
+
+impl SourceCache {
+    async fn get(&self, st: &AppState, id: Uuid) -> Option<(source::Model, String)> {
+        let now = st.core.now();
+        if let Ok(m) = self.0.lock() {
+            if let Some((s, secret, at)) = m.get(&id) {
+                if now - at < CACHE_MS {
+                    return Some((s.clone(), secret.clone()));
+                }
+            }
+        }
+        let s = source::Entity::find_by_id(id).one(&st.core.db).await.ok()??;
+        let secret = sources::secret_of(&st.core, &s).ok()?.webhook_secret.unwrap_or_default();
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(id, (s.clone(), secret.clone(), now));
+        }
+        Some((s, secret))
+    }
+}
+
+fn plain(status: StatusCode, msg: &'static str) -> Response {
+    (status, msg).into_response()
+}
+
+async fn telegram(State(st): State<AppState>, Path(id): Path<Uuid>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some((src, secret)) = st.hook_sources.get(&st, id).await else {
+        return plain(StatusCode::NOT_FOUND, "no such source");
+    };
+    if src.kind != SourceKind::TelegramBot.id() {
+        return plain(StatusCode::NOT_FOUND, "no such source");
+    }
+    let header = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
+    if secret.is_empty() || !chatter_channels::telegram::secret_matches(header, &secret) {
+        return plain(StatusCode::UNAUTHORIZED, "secret token mismatch");
+    }
+    let raw: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "malformed JSON: expected one Telegram Update object"),
+    };
+    if raw.get("update_id").and_then(|v| v.as_i64()).is_none() {
+        return plain(StatusCode::BAD_REQUEST, "not a Telegram Update: update_id missing");
+    }
+    let ev = chatter_channels::telegram::parse_update(&raw);
+    match st.ingester.submit(src, ev).await {
+        Ok(_) => plain(StatusCode::OK, "ok"),
+        Err(e) => {
+            // Not stored, so not acknowledged: Telegram delivers it again.
+            tracing::error!(error = %e, source = %id, "cannot store a webhook update");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry")
+        }
+    }
+}
