@@ -15,7 +15,10 @@ pub enum ChannelError {
     Transient(String),
     /// The provider asked us to wait this many seconds.
     #[error("rate limited, retry after {retry_after_secs} s: {message}")]
-    RateLimited { retry_after_secs: u64, message: String },
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
     /// The credentials are invalid or revoked (bot token revoked, …): the source needs fixing.
     #[error("credentials rejected: {0}")]
     Unauthorized(String),
@@ -26,7 +29,10 @@ pub enum ChannelError {
 
 impl ChannelError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ChannelError::Transient(_) | ChannelError::RateLimited { .. })
+        matches!(
+            self,
+            ChannelError::Transient(_) | ChannelError::RateLimited { .. }
+        )
     }
 }
 
@@ -95,7 +101,12 @@ pub enum InboundEvent {
     /// A new message from a customer (or an edit of one: `edited` is set).
     Message(InboundMessage),
     /// The customer blocked the bot (`blocked = true`) or started it again.
-    Blocked { chat: ChatRef, sender: Sender, blocked: bool, at: i64 },
+    Blocked {
+        chat: ChatRef,
+        sender: Sender,
+        blocked: bool,
+        at: i64,
+    },
     /// Something we do not handle (kept only as a cursor position).
     Ignored { reason: String },
 }

@@ -5,7 +5,10 @@
 
 use crate::Result;
 use chatter_store::entity::event;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -25,7 +28,9 @@ pub struct EventHub {
 
 impl Default for EventHub {
     fn default() -> Self {
-        Self { tx: broadcast::channel(4096).0 }
+        Self {
+            tx: broadcast::channel(4096).0,
+        }
     }
 }
 
@@ -86,7 +91,12 @@ pub async fn emit(
 }
 
 /// Events of a company after `after_id`, oldest first (catch-up).
-pub async fn since(conn: &impl ConnectionTrait, company_id: Uuid, after_id: i64, limit: u64) -> Result<Vec<event::Model>> {
+pub async fn since(
+    conn: &impl ConnectionTrait,
+    company_id: Uuid,
+    after_id: i64,
+    limit: u64,
+) -> Result<Vec<event::Model>> {
     Ok(event::Entity::find()
         .filter(event::Column::CompanyId.eq(company_id))
         .filter(event::Column::Id.gt(after_id))
@@ -101,7 +111,11 @@ pub async fn get(conn: &impl ConnectionTrait, id: i64) -> Result<Option<event::M
 }
 
 /// On PostgreSQL: forwards NOTIFYs from every node to this node's hub until `stop`.
-pub async fn listen_postgres(db: sea_orm::DatabaseConnection, hub: std::sync::Arc<EventHub>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn listen_postgres(
+    db: sea_orm::DatabaseConnection,
+    hub: std::sync::Arc<EventHub>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     if db.get_database_backend() != DbBackend::Postgres {
         return;
     }

@@ -14,8 +14,8 @@ use chatter_store::entity::{contact, conversation, message, source};
 use chatter_store::jobs::{self, NewJob};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -89,7 +89,11 @@ async fn upsert_chat(
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .on_conflict(OnConflict::columns([contact::Column::SourceId, contact::Column::ExternalId]).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::columns([contact::Column::SourceId, contact::Column::ExternalId])
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(conn)
     .await?;
     let c = contact::Entity::find()
@@ -122,7 +126,14 @@ async fn upsert_chat(
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .on_conflict(OnConflict::columns([conversation::Column::SourceId, conversation::Column::ExternalChatId]).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::columns([
+            conversation::Column::SourceId,
+            conversation::Column::ExternalChatId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
     .exec_without_returning(conn)
     .await?
         == 1;
@@ -145,14 +156,27 @@ pub async fn ingest_in(
 ) -> Result<Ingested> {
     match ev {
         InboundEvent::Message(m) => ingest_message(conn, pending, src, m, now).await,
-        InboundEvent::Blocked { chat, sender, blocked, .. } => {
+        InboundEvent::Blocked {
+            chat,
+            sender,
+            blocked,
+            ..
+        } => {
             let (_, conv, _) = upsert_chat(conn, src, chat, sender, now).await?;
             if conv.blocked != *blocked {
                 let mut am = conv.clone().into_active_model();
                 am.blocked = Set(*blocked);
                 am.updated_at = Set(now);
                 am.update(conn).await?;
-                events::emit(conn, pending, src.company_id, "conversation", serde_json::json!({"conversation_id": conv.id}), now).await?;
+                events::emit(
+                    conn,
+                    pending,
+                    src.company_id,
+                    "conversation",
+                    serde_json::json!({"conversation_id": conv.id}),
+                    now,
+                )
+                .await?;
             }
             Ok(Ingested::Other)
         }
@@ -182,21 +206,31 @@ async fn ingest_message(
             am.text = Set(m.text.clone());
             am.edited_at = Set(Some(m.sent_at));
             let e = am.update(conn).await?;
-            events::emit(conn, pending, src.company_id, "message", serde_json::json!({"conversation_id": conv_id, "message_id": e.id}), now).await?;
+            events::emit(
+                conn,
+                pending,
+                src.company_id,
+                "message",
+                serde_json::json!({"conversation_id": conv_id, "message_id": e.id}),
+                now,
+            )
+            .await?;
             return Ok(Ingested::Edited(e.id));
         }
         // An edit of a message we never saw: store it as a message.
     }
     let (_, conv, _) = upsert_chat(conn, src, &m.chat, &m.sender, now).await?;
     let reply_to_id = match &m.reply_to_external_id {
-        Some(r) => message::Entity::find()
-            .filter(message::Column::SourceId.eq(src.id))
-            .filter(message::Column::ExternalId.eq(r))
-            .select_only()
-            .column(message::Column::Id)
-            .into_tuple::<Uuid>()
-            .one(conn)
-            .await?,
+        Some(r) => {
+            message::Entity::find()
+                .filter(message::Column::SourceId.eq(src.id))
+                .filter(message::Column::ExternalId.eq(r))
+                .select_only()
+                .column(message::Column::Id)
+                .into_tuple::<Uuid>()
+                .one(conn)
+                .await?
+        }
         None => None,
     };
     let atts: Vec<StoredAttachment> = m.attachments.iter().map(StoredAttachment::from).collect();
@@ -222,16 +256,30 @@ async fn ingest_message(
         sent_at: Set(Some(m.sent_at)),
         edited_at: Set(m.edited.then_some(m.sent_at)),
     })
-    .on_conflict(OnConflict::columns([message::Column::SourceId, message::Column::ExternalId]).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::columns([message::Column::SourceId, message::Column::ExternalId])
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(conn)
     .await?;
     if n == 0 {
         return Ok(Ingested::Duplicate);
     }
     conversation::Entity::update_many()
-        .col_expr(conversation::Column::LastText, Expr::value(preview(m.text.as_deref(), &m.attachments, m.extra.is_some())))
+        .col_expr(
+            conversation::Column::LastText,
+            Expr::value(preview(
+                m.text.as_deref(),
+                &m.attachments,
+                m.extra.is_some(),
+            )),
+        )
         .col_expr(conversation::Column::LastMessageAt, Expr::value(now))
-        .col_expr(conversation::Column::Unread, Expr::col(conversation::Column::Unread).add(1))
+        .col_expr(
+            conversation::Column::Unread,
+            Expr::col(conversation::Column::Unread).add(1),
+        )
         .col_expr(conversation::Column::Status, Expr::value("open"))
         .col_expr(conversation::Column::Blocked, Expr::value(false))
         .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
@@ -239,14 +287,33 @@ async fn ingest_message(
         .exec(conn)
         .await?;
     if !atts.is_empty() {
-        jobs::enqueue(conn, NewJob::new(JOB_FETCH_FILE, serde_json::json!({"message_id": id}), now).company(src.company_id), now).await?;
+        jobs::enqueue(
+            conn,
+            NewJob::new(JOB_FETCH_FILE, serde_json::json!({"message_id": id}), now)
+                .company(src.company_id),
+            now,
+        )
+        .await?;
     }
-    events::emit(conn, pending, src.company_id, "message", serde_json::json!({"conversation_id": conv.id, "message_id": id}), now).await?;
+    events::emit(
+        conn,
+        pending,
+        src.company_id,
+        "message",
+        serde_json::json!({"conversation_id": conv.id, "message_id": id}),
+        now,
+    )
+    .await?;
     Ok(Ingested::New(id))
 }
 
 /// Stores a batch of events from one source in one transaction, with the new polling cursor.
-pub async fn ingest_batch(core: &Core, src: &source::Model, evs: &[InboundEvent], cursor: Option<String>) -> Result<Vec<Ingested>> {
+pub async fn ingest_batch(
+    core: &Core,
+    src: &source::Model,
+    evs: &[InboundEvent],
+    cursor: Option<String>,
+) -> Result<Vec<Ingested>> {
     let now = core.now();
     let txn = core.db.begin().await?;
     let mut pending = Pending::default();
@@ -258,7 +325,10 @@ pub async fn ingest_batch(core: &Core, src: &source::Model, evs: &[InboundEvent]
     if let Some(c) = cursor {
         q = q.col_expr(source::Column::Cursor, Expr::value(c));
     }
-    if out.iter().any(|i| matches!(i, Ingested::New(_) | Ingested::Edited(_))) {
+    if out
+        .iter()
+        .any(|i| matches!(i, Ingested::New(_) | Ingested::Edited(_)))
+    {
         q = q.col_expr(source::Column::LastInboundAt, Expr::value(now));
     }
     q.filter(source::Column::Id.eq(src.id)).exec(&txn).await?;
@@ -293,9 +363,15 @@ pub struct ConversationRow {
     pub source_kind: i32,
 }
 
-pub async fn list_conversations(core: &Core, actor: &Actor, f: &ListFilter, limit: u64) -> Result<Vec<ConversationRow>> {
+pub async fn list_conversations(
+    core: &Core,
+    actor: &Actor,
+    f: &ListFilter,
+    limit: u64,
+) -> Result<Vec<ConversationRow>> {
     actor.require(Permission::Read)?;
-    let mut q = conversation::Entity::find().filter(conversation::Column::CompanyId.eq(actor.company_id));
+    let mut q =
+        conversation::Entity::find().filter(conversation::Column::CompanyId.eq(actor.company_id));
     if let Some(s) = f.source {
         q = q.filter(conversation::Column::SourceId.eq(s));
     }
@@ -305,7 +381,9 @@ pub async fn list_conversations(core: &Core, actor: &Actor, f: &ListFilter, limi
         _ => q = q.filter(conversation::Column::Status.eq("open")),
     }
     match f.only.as_deref() {
-        Some("mine") => q = q.filter(conversation::Column::AssigneeId.eq(actor.user_id.unwrap_or_default())),
+        Some("mine") => {
+            q = q.filter(conversation::Column::AssigneeId.eq(actor.user_id.unwrap_or_default()))
+        }
         Some("unassigned") => q = q.filter(conversation::Column::AssigneeId.is_null()),
         Some("unread") => q = q.filter(conversation::Column::Unread.gt(0)),
         _ => {}
@@ -314,7 +392,11 @@ pub async fn list_conversations(core: &Core, actor: &Actor, f: &ListFilter, limi
         let like = format!("%{}%", text.replace('%', "").replace('_', ""));
         let by_name = contact::Entity::find()
             .filter(contact::Column::CompanyId.eq(actor.company_id))
-            .filter(Condition::any().add(Expr::col(contact::Column::Name).like(&like)).add(Expr::col(contact::Column::Username).like(&like)))
+            .filter(
+                Condition::any()
+                    .add(Expr::col(contact::Column::Name).like(&like))
+                    .add(Expr::col(contact::Column::Username).like(&like)),
+            )
             .select_only()
             .column(contact::Column::Id)
             .into_tuple::<Uuid>()
@@ -330,23 +412,42 @@ pub async fn list_conversations(core: &Core, actor: &Actor, f: &ListFilter, limi
             .into_tuple::<Uuid>()
             .all(&core.db)
             .await?;
-        q = q.filter(Condition::any().add(conversation::Column::ContactId.is_in(by_name)).add(conversation::Column::Id.is_in(by_text)));
+        q = q.filter(
+            Condition::any()
+                .add(conversation::Column::ContactId.is_in(by_name))
+                .add(conversation::Column::Id.is_in(by_text)),
+        );
     }
-    let convs = q.order_by_desc(conversation::Column::LastMessageAt).limit(limit).all(&core.db).await?;
+    let convs = q
+        .order_by_desc(conversation::Column::LastMessageAt)
+        .limit(limit)
+        .all(&core.db)
+        .await?;
     rows_for(core, convs).await
 }
 
 async fn rows_for(core: &Core, convs: Vec<conversation::Model>) -> Result<Vec<ConversationRow>> {
     let contact_ids: Vec<Uuid> = convs.iter().map(|c| c.contact_id).collect();
     let source_ids: Vec<Uuid> = convs.iter().map(|c| c.source_id).collect();
-    let contacts = contact::Entity::find().filter(contact::Column::Id.is_in(contact_ids)).all(&core.db).await?;
-    let sources = source::Entity::find().filter(source::Column::Id.is_in(source_ids)).all(&core.db).await?;
+    let contacts = contact::Entity::find()
+        .filter(contact::Column::Id.is_in(contact_ids))
+        .all(&core.db)
+        .await?;
+    let sources = source::Entity::find()
+        .filter(source::Column::Id.is_in(source_ids))
+        .all(&core.db)
+        .await?;
     Ok(convs
         .into_iter()
         .filter_map(|c| {
             let contact = contacts.iter().find(|x| x.id == c.contact_id)?.clone();
             let s = sources.iter().find(|x| x.id == c.source_id)?;
-            Some(ConversationRow { source_name: s.name.clone(), source_kind: s.kind, contact, conversation: c })
+            Some(ConversationRow {
+                source_name: s.name.clone(),
+                source_kind: s.kind,
+                contact,
+                conversation: c,
+            })
         })
         .collect())
 }
@@ -359,11 +460,19 @@ pub async fn get_conversation(core: &Core, actor: &Actor, id: Uuid) -> Result<Co
         .one(&core.db)
         .await?
         .ok_or(CoreError::NotFound)?;
-    rows_for(core, vec![c]).await?.pop().ok_or(CoreError::NotFound)
+    rows_for(core, vec![c])
+        .await?
+        .pop()
+        .ok_or(CoreError::NotFound)
 }
 
 /// The conversation's messages, oldest first (the last `limit`).
-pub async fn messages(core: &Core, actor: &Actor, conversation_id: Uuid, limit: u64) -> Result<Vec<message::Model>> {
+pub async fn messages(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    limit: u64,
+) -> Result<Vec<message::Model>> {
     get_conversation(core, actor, conversation_id).await?;
     let mut ms = message::Entity::find()
         .filter(message::Column::ConversationId.eq(conversation_id))
@@ -398,7 +507,15 @@ pub async fn mark_read(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
     if n.rows_affected > 0 {
         let txn = core.db.begin().await?;
         let mut pending = Pending::default();
-        events::emit(&txn, &mut pending, actor.company_id, "conversation", serde_json::json!({"conversation_id": id}), core.now()).await?;
+        events::emit(
+            &txn,
+            &mut pending,
+            actor.company_id,
+            "conversation",
+            serde_json::json!({"conversation_id": id}),
+            core.now(),
+        )
+        .await?;
         txn.commit().await?;
         core.published(pending);
     }
@@ -406,7 +523,13 @@ pub async fn mark_read(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
 }
 
 /// A manager's answer: stored as pending with a send job, in one transaction.
-pub async fn reply(core: &Core, actor: &Actor, conversation_id: Uuid, text: &str, reply_to: Option<Uuid>) -> Result<message::Model> {
+pub async fn reply(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    text: &str,
+    reply_to: Option<Uuid>,
+) -> Result<message::Model> {
     actor.require(Permission::Reply)?;
     let text = text.trim();
     if text.is_empty() {
@@ -431,7 +554,10 @@ pub async fn reply(core: &Core, actor: &Actor, conversation_id: Uuid, text: &str
         None => None,
     };
     let author = match actor.user_id {
-        Some(u) => chatter_store::entity::user::Entity::find_by_id(u).one(&txn).await?.map(|u| u.name),
+        Some(u) => chatter_store::entity::user::Entity::find_by_id(u)
+            .one(&txn)
+            .await?
+            .map(|u| u.name),
         None => None,
     }
     .unwrap_or_else(|| actor.label.clone());
@@ -467,9 +593,28 @@ pub async fn reply(core: &Core, actor: &Actor, conversation_id: Uuid, text: &str
     }
     cam.updated_at = Set(now);
     cam.update(&txn).await?;
-    jobs::enqueue(&txn, NewJob::new(JOB_SEND_MESSAGE, serde_json::json!({"message_id": m.id}), now).company(actor.company_id).max_attempts(12), now).await?;
+    jobs::enqueue(
+        &txn,
+        NewJob::new(
+            JOB_SEND_MESSAGE,
+            serde_json::json!({"message_id": m.id}),
+            now,
+        )
+        .company(actor.company_id)
+        .max_attempts(12),
+        now,
+    )
+    .await?;
     let mut pending = Pending::default();
-    events::emit(&txn, &mut pending, actor.company_id, "message", serde_json::json!({"conversation_id": conv.id, "message_id": m.id}), now).await?;
+    events::emit(
+        &txn,
+        &mut pending,
+        actor.company_id,
+        "message",
+        serde_json::json!({"conversation_id": conv.id, "message_id": m.id}),
+        now,
+    )
+    .await?;
     txn.commit().await?;
     core.published(pending);
     core.jobs_notify.notify_waiters();
@@ -492,10 +637,37 @@ pub async fn retry_message(core: &Core, actor: &Actor, message_id: Uuid) -> Resu
     am.status = Set("pending".into());
     am.error = Set(None);
     am.update(&txn).await?;
-    jobs::enqueue(&txn, NewJob::new(JOB_SEND_MESSAGE, serde_json::json!({"message_id": message_id}), now).company(actor.company_id).max_attempts(12), now).await?;
+    jobs::enqueue(
+        &txn,
+        NewJob::new(
+            JOB_SEND_MESSAGE,
+            serde_json::json!({"message_id": message_id}),
+            now,
+        )
+        .company(actor.company_id)
+        .max_attempts(12),
+        now,
+    )
+    .await?;
     let mut pending = Pending::default();
-    events::emit(&txn, &mut pending, actor.company_id, "message", serde_json::json!({"conversation_id": conv_id, "message_id": message_id}), now).await?;
-    audit::record(&txn, actor, now, "message.retry", &message_id.to_string(), serde_json::json!({})).await?;
+    events::emit(
+        &txn,
+        &mut pending,
+        actor.company_id,
+        "message",
+        serde_json::json!({"conversation_id": conv_id, "message_id": message_id}),
+        now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "message.retry",
+        &message_id.to_string(),
+        serde_json::json!({}),
+    )
+    .await?;
     txn.commit().await?;
     core.published(pending);
     core.jobs_notify.notify_waiters();
@@ -508,8 +680,12 @@ pub async fn assign(core: &Core, actor: &Actor, id: Uuid, assignee: Option<Uuid>
     let now = core.now();
     let txn = core.db.begin().await?;
     if let Some(u) = assignee {
-        let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u)).one(&txn).await?;
-        let ok = m.and_then(|m| chatter_domain::Role::parse(&m.role)).is_some_and(|r| r.can(Permission::Reply));
+        let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u))
+            .one(&txn)
+            .await?;
+        let ok = m
+            .and_then(|m| chatter_domain::Role::parse(&m.role))
+            .is_some_and(|r| r.can(Permission::Reply));
         if !ok {
             return Err(CoreError::field("assignee", "err.assignee_invalid"));
         }
@@ -525,8 +701,24 @@ pub async fn assign(core: &Core, actor: &Actor, id: Uuid, assignee: Option<Uuid>
         return Err(CoreError::NotFound);
     }
     let mut pending = Pending::default();
-    events::emit(&txn, &mut pending, actor.company_id, "conversation", serde_json::json!({"conversation_id": id}), now).await?;
-    audit::record(&txn, actor, now, "conversation.assign", &id.to_string(), serde_json::json!({"assignee": assignee})).await?;
+    events::emit(
+        &txn,
+        &mut pending,
+        actor.company_id,
+        "conversation",
+        serde_json::json!({"conversation_id": id}),
+        now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "conversation.assign",
+        &id.to_string(),
+        serde_json::json!({"assignee": assignee}),
+    )
+    .await?;
     txn.commit().await?;
     core.published(pending);
     Ok(())
@@ -538,7 +730,10 @@ pub async fn set_open(core: &Core, actor: &Actor, id: Uuid, open: bool) -> Resul
     let now = core.now();
     let txn = core.db.begin().await?;
     let n = conversation::Entity::update_many()
-        .col_expr(conversation::Column::Status, Expr::value(if open { "open" } else { "closed" }))
+        .col_expr(
+            conversation::Column::Status,
+            Expr::value(if open { "open" } else { "closed" }),
+        )
         .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
         .filter(conversation::Column::Id.eq(id))
         .filter(conversation::Column::CompanyId.eq(actor.company_id))
@@ -548,8 +743,28 @@ pub async fn set_open(core: &Core, actor: &Actor, id: Uuid, open: bool) -> Resul
         return Err(CoreError::NotFound);
     }
     let mut pending = Pending::default();
-    events::emit(&txn, &mut pending, actor.company_id, "conversation", serde_json::json!({"conversation_id": id}), now).await?;
-    audit::record(&txn, actor, now, if open { "conversation.reopen" } else { "conversation.close" }, &id.to_string(), serde_json::json!({})).await?;
+    events::emit(
+        &txn,
+        &mut pending,
+        actor.company_id,
+        "conversation",
+        serde_json::json!({"conversation_id": id}),
+        now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        if open {
+            "conversation.reopen"
+        } else {
+            "conversation.close"
+        },
+        &id.to_string(),
+        serde_json::json!({}),
+    )
+    .await?;
     txn.commit().await?;
     core.published(pending);
     Ok(())

@@ -67,7 +67,10 @@ async fn run(core: Core, mut rx: mpsc::Receiver<Item>) {
                 tracing::warn!(error = %e, size = batch.len(), "batch ingest failed; retrying one by one");
                 for item in batch.drain(..) {
                     let r = write(&core, std::slice::from_ref(&item)).await;
-                    let _ = item.done.send(r.map(|mut v| v.pop().unwrap_or(Ingested::Other)).map_err(|e| e.to_string()));
+                    let _ = item.done.send(
+                        r.map(|mut v| v.pop().unwrap_or(Ingested::Other))
+                            .map_err(|e| e.to_string()),
+                    );
                 }
             }
         }

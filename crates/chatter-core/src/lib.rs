@@ -6,17 +6,17 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod backup;
+pub mod blobs;
 pub mod clock;
 pub mod error;
 pub mod events;
 pub mod inbox;
 pub mod ingest;
-pub mod blobs;
-pub mod sources;
-pub mod telegram;
 pub mod mailer;
 pub mod secrets;
+pub mod sources;
 pub mod team;
+pub mod telegram;
 pub mod throttle;
 pub mod worker;
 
@@ -116,7 +116,10 @@ impl Core {
 
     /// Publishes events of a committed transaction to this node (SQLite; PostgreSQL uses NOTIFY).
     pub fn published(&self, pending: events::Pending) {
-        pending.flush(&self.events, sea_orm::ConnectionTrait::get_database_backend(&self.db));
+        pending.flush(
+            &self.events,
+            sea_orm::ConnectionTrait::get_database_backend(&self.db),
+        );
     }
 
     pub fn now(&self) -> i64 {

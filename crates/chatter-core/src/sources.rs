@@ -8,8 +8,8 @@ use chatter_domain::{values::required_text, Permission, SourceKind};
 use chatter_store::entity::source;
 use chatter_store::jobs::{self, NewJob};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -55,37 +55,54 @@ pub fn settings_of(s: &source::Model) -> SourceSettings {
 }
 
 pub fn secret_of(core: &Core, s: &source::Model) -> Result<SourceSecret> {
-    let enc = s.secret.as_deref().ok_or(CoreError::Internal("source has no credentials".into()))?;
-    let plain = core.secrets.decrypt(enc).map_err(|e| CoreError::Internal(e.to_string()))?;
-    serde_json::from_str(plain.expose()).map_err(|e| CoreError::Internal(format!("bad source secret: {e}")))
+    let enc = s
+        .secret
+        .as_deref()
+        .ok_or(CoreError::Internal("source has no credentials".into()))?;
+    let plain = core
+        .secrets
+        .decrypt(enc)
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    serde_json::from_str(plain.expose())
+        .map_err(|e| CoreError::Internal(format!("bad source secret: {e}")))
 }
 
 pub fn telegram_client(core: &Core, s: &source::Model) -> Result<TelegramClient> {
     let secret = secret_of(core, s)?;
-    Ok(TelegramClient::new(core.http.clone(), &core.config.telegram_api_base, &secret.token))
+    Ok(TelegramClient::new(
+        core.http.clone(),
+        &core.config.telegram_api_base,
+        &secret.token,
+    ))
 }
 
 /// Connects a Telegram bot by its token: checked with getMe first, so a wrong token changes nothing.
 pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &str) -> Result<Uuid> {
     actor.require(Permission::Manage)?;
     let token = token.trim();
-    let looks_right = token
-        .split_once(':')
-        .is_some_and(|(id, rest)| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && rest.len() >= 20);
+    let looks_right = token.split_once(':').is_some_and(|(id, rest)| {
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && rest.len() >= 20
+    });
     if !looks_right {
         return Err(CoreError::field("token", "err.token_format"));
     }
     let client = TelegramClient::new(core.http.clone(), &core.config.telegram_api_base, token);
     let me = match client.get_me().await {
         Ok(me) => me,
-        Err(ChannelError::Unauthorized(_)) => return Err(CoreError::field("token", "err.token_rejected")),
+        Err(ChannelError::Unauthorized(_)) => {
+            return Err(CoreError::field("token", "err.token_rejected"))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "getMe failed while adding a bot");
             return Err(CoreError::field("token", "err.provider_unreachable"));
         }
     };
     let name = match name.trim() {
-        "" => me.username.clone().map(|u| format!("@{u}")).unwrap_or_else(|| me.name.clone()),
+        "" => me
+            .username
+            .clone()
+            .map(|u| format!("@{u}"))
+            .unwrap_or_else(|| me.name.clone()),
         n => required_text("name", n, 80).map_err(|e| CoreError::Invalid(vec![e]))?,
     };
     let now = core.now();
@@ -100,15 +117,25 @@ pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &st
     if dup {
         return Err(CoreError::field("token", "err.bot_already_added"));
     }
-    let secret = SourceSecret { token: token.to_string(), webhook_secret: Some(chatter_channels::telegram::new_secret_token()) };
-    let settings = SourceSettings { mode: String::new(), bot_id: me.id.clone(), bot_name: me.name.clone(), bot_username: me.username.clone() };
+    let secret = SourceSecret {
+        token: token.to_string(),
+        webhook_secret: Some(chatter_channels::telegram::new_secret_token()),
+    };
+    let settings = SourceSettings {
+        mode: String::new(),
+        bot_id: me.id.clone(),
+        bot_name: me.name.clone(),
+        bot_username: me.username.clone(),
+    };
     let id = Uuid::now_v7();
     source::ActiveModel {
         id: Set(id),
         company_id: Set(actor.company_id),
         kind: Set(SourceKind::TelegramBot.id()),
         name: Set(name.clone()),
-        secret: Set(Some(core.secrets.encrypt(&serde_json::to_string(&secret).map_err(|e| CoreError::Internal(e.to_string()))?))),
+        secret: Set(Some(core.secrets.encrypt(
+            &serde_json::to_string(&secret).map_err(|e| CoreError::Internal(e.to_string()))?,
+        ))),
         settings: Set(serde_json::to_string(&settings).unwrap_or_else(|_| "{}".into())),
         status: Set(CONNECTING.into()),
         last_error: Set(None),
@@ -120,8 +147,22 @@ pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &st
     }
     .insert(&txn)
     .await?;
-    jobs::enqueue(&txn, NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now).company(actor.company_id), now).await?;
-    audit::record(&txn, actor, now, "source.create", &name, serde_json::json!({"kind": SourceKind::TelegramBot.as_str(), "bot": me.username})).await?;
+    jobs::enqueue(
+        &txn,
+        NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now)
+            .company(actor.company_id),
+        now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "source.create",
+        &name,
+        serde_json::json!({"kind": SourceKind::TelegramBot.as_str(), "bot": me.username}),
+    )
+    .await?;
     txn.commit().await?;
     core.jobs_notify.notify_waiters();
     Ok(id)
@@ -161,15 +202,39 @@ pub async fn set_enabled(core: &Core, actor: &Actor, id: Uuid, enabled: bool) ->
     am.last_error = Set(None);
     am.updated_at = Set(now);
     am.update(&txn).await?;
-    jobs::enqueue(&txn, NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now).company(actor.company_id), now).await?;
-    audit::record(&txn, actor, now, if enabled { "source.enable" } else { "source.disable" }, &name, serde_json::json!({})).await?;
+    jobs::enqueue(
+        &txn,
+        NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now)
+            .company(actor.company_id),
+        now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        if enabled {
+            "source.enable"
+        } else {
+            "source.disable"
+        },
+        &name,
+        serde_json::json!({}),
+    )
+    .await?;
     txn.commit().await?;
     core.jobs_notify.notify_waiters();
     Ok(())
 }
 
 /// Records the outcome of talking to the provider for the Sources page.
-pub async fn record_health(conn: &impl ConnectionTrait, id: Uuid, status: &str, error: Option<String>, now: i64) -> Result<()> {
+pub async fn record_health(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    status: &str,
+    error: Option<String>,
+    now: i64,
+) -> Result<()> {
     use sea_orm::sea_query::Expr;
     let mut q = source::Entity::update_many()
         .col_expr(source::Column::Status, Expr::value(status))

@@ -16,7 +16,10 @@ use chatter_store::entity::{conversation, message, source};
 use chatter_store::jobs::Claimed;
 use chatter_store::leases;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, TransactionTrait,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -27,13 +30,19 @@ const LEASE_TTL_MS: i64 = 60_000;
 
 /// Registers the Telegram job handlers.
 pub fn register(r: Registry) -> Registry {
-    r.with(sources::JOB_SOURCE_SETUP, Setup).with(JOB_SEND_MESSAGE, SendMessage).with(JOB_FETCH_FILE, FetchFile)
+    r.with(sources::JOB_SOURCE_SETUP, Setup)
+        .with(JOB_SEND_MESSAGE, SendMessage)
+        .with(JOB_FETCH_FILE, FetchFile)
 }
 
 fn job_uuid(job: &Claimed, key: &str) -> Result<Uuid, JobError> {
     serde_json::from_str::<serde_json::Value>(&job.payload)
         .ok()
-        .and_then(|v| v.get(key).and_then(|x| x.as_str()).and_then(|s| s.parse().ok()))
+        .and_then(|v| {
+            v.get(key)
+                .and_then(|x| x.as_str())
+                .and_then(|s| s.parse().ok())
+        })
         .ok_or_else(|| JobError::Permanent(format!("payload has no {key}")))
 }
 
@@ -43,7 +52,13 @@ fn internal(e: impl std::fmt::Display) -> JobError {
 
 fn channel_to_job(e: ChannelError) -> JobError {
     match e {
-        ChannelError::RateLimited { retry_after_secs, message } => JobError::RateLimited { retry_after_ms: retry_after_secs as i64 * 1000, message },
+        ChannelError::RateLimited {
+            retry_after_secs,
+            message,
+        } => JobError::RateLimited {
+            retry_after_ms: retry_after_secs as i64 * 1000,
+            message,
+        },
         ChannelError::Transient(m) => JobError::Transient(m),
         ChannelError::Unauthorized(m) | ChannelError::Permanent(m) => JobError::Permanent(m),
     }
@@ -60,13 +75,21 @@ struct Setup;
 impl JobHandler for Setup {
     async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
         let id = job_uuid(job, "source_id")?;
-        let Some(src) = source::Entity::find_by_id(id).one(&core.db).await.map_err(internal)? else {
+        let Some(src) = source::Entity::find_by_id(id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+        else {
             return Ok(());
         };
         if src.kind != SourceKind::TelegramBot.id() {
-            return Err(JobError::Permanent(format!("no setup for source kind {}", src.kind)));
+            return Err(JobError::Permanent(format!(
+                "no setup for source kind {}",
+                src.kind
+            )));
         }
-        let client = sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client =
+            sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let now = core.now();
         if src.status == DISABLED {
             // Stop receiving: Telegram keeps updates for a while; nothing is lost on re-enable.
@@ -75,24 +98,36 @@ impl JobHandler for Setup {
         }
         let result = match &core.config.telegram_webhook_base {
             Some(base) => {
-                let secret = sources::secret_of(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+                let secret = sources::secret_of(core, &src)
+                    .map_err(|e| JobError::Permanent(e.to_string()))?;
                 let token = secret.webhook_secret.unwrap_or_default();
-                client.set_webhook(&webhook_url(base, src.id), &token).await.map(|_| "webhook")
+                client
+                    .set_webhook(&webhook_url(base, src.id), &token)
+                    .await
+                    .map(|_| "webhook")
             }
             None => client.delete_webhook(false).await.map(|_| "polling"),
         };
         match result {
             Ok(mode) => {
-                sources::set_mode(&core.db, &src, mode).await.map_err(internal)?;
-                sources::record_health(&core.db, src.id, CONNECTED, None, now).await.map_err(internal)?;
+                sources::set_mode(&core.db, &src, mode)
+                    .await
+                    .map_err(internal)?;
+                sources::record_health(&core.db, src.id, CONNECTED, None, now)
+                    .await
+                    .map_err(internal)?;
                 Ok(())
             }
             Err(ChannelError::Unauthorized(m)) => {
-                sources::record_health(&core.db, src.id, TOKEN_REVOKED, Some(m), now).await.map_err(internal)?;
+                sources::record_health(&core.db, src.id, TOKEN_REVOKED, Some(m), now)
+                    .await
+                    .map_err(internal)?;
                 Ok(())
             }
             Err(e) => {
-                sources::record_health(&core.db, src.id, ERROR, Some(e.to_string()), now).await.map_err(internal)?;
+                sources::record_health(&core.db, src.id, ERROR, Some(e.to_string()), now)
+                    .await
+                    .map_err(internal)?;
                 Err(channel_to_job(e))
             }
         }
@@ -111,9 +146,14 @@ pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
                         continue;
                     }
                     let name = format!("telegram-poll:{id}");
-                    match leases::acquire(&core.db, &name, &core.node_id, core.now(), LEASE_TTL_MS).await {
+                    match leases::acquire(&core.db, &name, &core.node_id, core.now(), LEASE_TTL_MS)
+                        .await
+                    {
                         Ok(true) => {
-                            running.insert(id, tokio::spawn(poll_loop(core.clone(), id, stop.clone())));
+                            running.insert(
+                                id,
+                                tokio::spawn(poll_loop(core.clone(), id, stop.clone())),
+                            );
                         }
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "cannot take a poller lease"),
@@ -141,7 +181,11 @@ async fn polling_sources(core: &Core) -> crate::Result<Vec<Uuid>> {
         .filter(source::Column::Status.is_in([CONNECTED, ERROR]))
         .all(&core.db)
         .await?;
-    Ok(all.into_iter().filter(|s| sources::settings_of(s).mode == "polling").map(|s| s.id).collect())
+    Ok(all
+        .into_iter()
+        .filter(|s| sources::settings_of(s).mode == "polling")
+        .map(|s| s.id)
+        .collect())
 }
 
 async fn poll_loop(core: Core, id: Uuid, mut stop: watch::Receiver<bool>) {
@@ -163,7 +207,12 @@ async fn poll_loop(core: Core, id: Uuid, mut stop: watch::Receiver<bool>) {
             }
         }
         let src = match source::Entity::find_by_id(id).one(&core.db).await {
-            Ok(Some(s)) if (s.status == CONNECTED || s.status == ERROR) && sources::settings_of(&s).mode == "polling" => s,
+            Ok(Some(s))
+                if (s.status == CONNECTED || s.status == ERROR)
+                    && sources::settings_of(&s).mode == "polling" =>
+            {
+                s
+            }
             Ok(_) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot load source");
@@ -212,13 +261,16 @@ async fn poll_loop(core: Core, id: Uuid, mut stop: watch::Receiver<bool>) {
                 let _ = sources::record_health(&core.db, id, TOKEN_REVOKED, Some(m), now).await;
                 break;
             }
-            Err(ChannelError::RateLimited { retry_after_secs, .. }) => {
+            Err(ChannelError::RateLimited {
+                retry_after_secs, ..
+            }) => {
                 tokio::time::sleep(Duration::from_secs(retry_after_secs.max(1))).await;
             }
             Err(e) => {
                 failures += 1;
                 if failures >= 3 || matches!(e, ChannelError::Permanent(_)) {
-                    let _ = sources::record_health(&core.db, id, ERROR, Some(e.to_string()), now).await;
+                    let _ =
+                        sources::record_health(&core.db, id, ERROR, Some(e.to_string()), now).await;
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -230,7 +282,13 @@ async fn poll_loop(core: Core, id: Uuid, mut stop: watch::Receiver<bool>) {
 
 struct SendMessage;
 
-async fn finish_message(core: &Core, m: &message::Model, status: &str, error: Option<String>, external_id: Option<String>) -> Result<(), JobError> {
+async fn finish_message(
+    core: &Core,
+    m: &message::Model,
+    status: &str,
+    error: Option<String>,
+    external_id: Option<String>,
+) -> Result<(), JobError> {
     let now = core.now();
     let txn = core.db.begin().await.map_err(internal)?;
     let mut am = m.clone().into_active_model();
@@ -242,9 +300,16 @@ async fn finish_message(core: &Core, m: &message::Model, status: &str, error: Op
     }
     am.update(&txn).await.map_err(internal)?;
     let mut pending = Pending::default();
-    events::emit(&txn, &mut pending, m.company_id, "message", serde_json::json!({"conversation_id": m.conversation_id, "message_id": m.id}), now)
-        .await
-        .map_err(internal)?;
+    events::emit(
+        &txn,
+        &mut pending,
+        m.company_id,
+        "message",
+        serde_json::json!({"conversation_id": m.conversation_id, "message_id": m.id}),
+        now,
+    )
+    .await
+    .map_err(internal)?;
     txn.commit().await.map_err(internal)?;
     core.published(pending);
     Ok(())
@@ -254,7 +319,11 @@ async fn finish_message(core: &Core, m: &message::Model, status: &str, error: Op
 impl JobHandler for SendMessage {
     async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
         let id = job_uuid(job, "message_id")?;
-        let Some(m) = message::Entity::find_by_id(id).one(&core.db).await.map_err(internal)? else {
+        let Some(m) = message::Entity::find_by_id(id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+        else {
             return Ok(());
         };
         if m.status != "pending" {
@@ -270,26 +339,59 @@ impl JobHandler for SendMessage {
             .await
             .map_err(internal)?;
         if earlier > 0 {
-            return Err(JobError::RateLimited { retry_after_ms: 200, message: "waiting for an earlier reply in this conversation".into() });
+            return Err(JobError::RateLimited {
+                retry_after_ms: 200,
+                message: "waiting for an earlier reply in this conversation".into(),
+            });
         }
-        let conv = conversation::Entity::find_by_id(m.conversation_id).one(&core.db).await.map_err(internal)?.ok_or_else(|| JobError::Permanent("conversation gone".into()))?;
-        let src = source::Entity::find_by_id(m.source_id).one(&core.db).await.map_err(internal)?.ok_or_else(|| JobError::Permanent("source gone".into()))?;
+        let conv = conversation::Entity::find_by_id(m.conversation_id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| JobError::Permanent("conversation gone".into()))?;
+        let src = source::Entity::find_by_id(m.source_id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| JobError::Permanent("source gone".into()))?;
         if src.status == DISABLED {
-            return finish_message(core, &m, "failed", Some("the source is turned off; turn it on in Sources and retry".into()), None).await;
+            return finish_message(
+                core,
+                &m,
+                "failed",
+                Some("the source is turned off; turn it on in Sources and retry".into()),
+                None,
+            )
+            .await;
         }
-        let client = sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client =
+            sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let text = m.text.clone().unwrap_or_default();
         let parts = split_text(&text, MAX_TEXT);
         let mut sent: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
-        let reply_to = m.reply_to_external_id.as_deref().and_then(|r| r.rsplit(':').next()).and_then(|x| x.parse::<i64>().ok());
+        let reply_to = m
+            .reply_to_external_id
+            .as_deref()
+            .and_then(|r| r.rsplit(':').next())
+            .and_then(|x| x.parse::<i64>().ok());
         while sent.len() < parts.len() {
             let i = sent.len();
-            match client.send_text_part(&conv.external_chat_id, &parts[i], if i == 0 { reply_to } else { None }).await {
+            match client
+                .send_text_part(
+                    &conv.external_chat_id,
+                    &parts[i],
+                    if i == 0 { reply_to } else { None },
+                )
+                .await
+            {
                 Ok(mid) => {
                     sent.push(format!("{}:{mid}", conv.external_chat_id));
                     // Record each part at once, so a retry does not send it twice.
                     message::Entity::update_many()
-                        .col_expr(message::Column::SentParts, Expr::value(serde_json::to_string(&sent).unwrap_or_default()))
+                        .col_expr(
+                            message::Column::SentParts,
+                            Expr::value(serde_json::to_string(&sent).unwrap_or_default()),
+                        )
                         .filter(message::Column::Id.eq(m.id))
                         .exec(&core.db)
                         .await
@@ -298,16 +400,31 @@ impl JobHandler for SendMessage {
                 Err(e) => return handle_send_error(core, job, &m, &conv, e).await,
             }
         }
-        let _ = sources::record_health(&core.db, src.id, CONNECTED, None, core.now()).await.ok();
+        let _ = sources::record_health(&core.db, src.id, CONNECTED, None, core.now())
+            .await
+            .ok();
         finish_message(core, &m, "sent", None, sent.first().cloned()).await
     }
 }
 
-async fn handle_send_error(core: &Core, job: &Claimed, m: &message::Model, conv: &conversation::Model, e: ChannelError) -> Result<(), JobError> {
+async fn handle_send_error(
+    core: &Core,
+    job: &Claimed,
+    m: &message::Model,
+    conv: &conversation::Model,
+    e: ChannelError,
+) -> Result<(), JobError> {
     let now = core.now();
     match e {
         ChannelError::Unauthorized(msg) => {
-            let _ = sources::record_health(&core.db, m.source_id, TOKEN_REVOKED, Some(msg.clone()), now).await;
+            let _ = sources::record_health(
+                &core.db,
+                m.source_id,
+                TOKEN_REVOKED,
+                Some(msg.clone()),
+                now,
+            )
+            .await;
             finish_message(core, m, "failed", Some(msg), None).await
         }
         ChannelError::Permanent(msg) => {
@@ -320,7 +437,16 @@ async fn handle_send_error(core: &Core, job: &Claimed, m: &message::Model, conv:
             }
             finish_message(core, m, "failed", Some(msg), None).await
         }
-        e if job.attempts >= job.max_attempts => finish_message(core, m, "failed", Some(format!("gave up after {} attempts: {e}", job.attempts)), None).await,
+        e if job.attempts >= job.max_attempts => {
+            finish_message(
+                core,
+                m,
+                "failed",
+                Some(format!("gave up after {} attempts: {e}", job.attempts)),
+                None,
+            )
+            .await
+        }
         e => {
             let note = format!("retrying: {e}");
             let _ = message::Entity::update_many()
@@ -339,18 +465,33 @@ struct FetchFile;
 impl JobHandler for FetchFile {
     async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
         let id = job_uuid(job, "message_id")?;
-        let Some(m) = message::Entity::find_by_id(id).one(&core.db).await.map_err(internal)? else {
+        let Some(m) = message::Entity::find_by_id(id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+        else {
             return Ok(());
         };
-        let src = source::Entity::find_by_id(m.source_id).one(&core.db).await.map_err(internal)?.ok_or_else(|| JobError::Permanent("source gone".into()))?;
-        let client = sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let src = source::Entity::find_by_id(m.source_id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| JobError::Permanent("source gone".into()))?;
+        let client =
+            sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let mut atts: Vec<StoredAttachment> = inbox::attachments_of(&m);
         let mut changed = false;
         for a in atts.iter_mut().filter(|a| a.blob.is_none()) {
             let info = client.get_file(&a.file_ref).await.map_err(channel_to_job)?;
-            let path = info.file_path.ok_or_else(|| JobError::Permanent("Telegram gave no file_path (file over 20 MB?)".into()))?;
+            let path = info.file_path.ok_or_else(|| {
+                JobError::Permanent("Telegram gave no file_path (file over 20 MB?)".into())
+            })?;
             let bytes = client.download(&path).await.map_err(channel_to_job)?;
-            a.blob = Some(blobs::put(&core.config.data_dir, &bytes).await.map_err(internal)?);
+            a.blob = Some(
+                blobs::put(&core.config.data_dir, &bytes)
+                    .await
+                    .map_err(internal)?,
+            );
             if a.size.is_none() {
                 a.size = Some(bytes.len() as i64);
             }
@@ -363,9 +504,16 @@ impl JobHandler for FetchFile {
             am.attachments = Set(serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into()));
             am.update(&txn).await.map_err(internal)?;
             let mut pending = Pending::default();
-            events::emit(&txn, &mut pending, m.company_id, "message", serde_json::json!({"conversation_id": m.conversation_id, "message_id": m.id}), now)
-                .await
-                .map_err(internal)?;
+            events::emit(
+                &txn,
+                &mut pending,
+                m.company_id,
+                "message",
+                serde_json::json!({"conversation_id": m.conversation_id, "message_id": m.id}),
+                now,
+            )
+            .await
+            .map_err(internal)?;
             txn.commit().await.map_err(internal)?;
             core.published(pending);
         }

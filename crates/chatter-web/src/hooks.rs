@@ -37,8 +37,14 @@ impl SourceCache {
                 }
             }
         }
-        let s = source::Entity::find_by_id(id).one(&st.core.db).await.ok()??;
-        let secret = sources::secret_of(&st.core, &s).ok()?.webhook_secret.unwrap_or_default();
+        let s = source::Entity::find_by_id(id)
+            .one(&st.core.db)
+            .await
+            .ok()??;
+        let secret = sources::secret_of(&st.core, &s)
+            .ok()?
+            .webhook_secret
+            .unwrap_or_default();
         if let Ok(mut m) = self.0.lock() {
             if m.len() > 10_000 {
                 m.clear();
@@ -53,23 +59,38 @@ fn plain(status: StatusCode, msg: &'static str) -> Response {
     (status, msg).into_response()
 }
 
-async fn telegram(State(st): State<AppState>, Path(id): Path<Uuid>, headers: HeaderMap, body: Bytes) -> Response {
+async fn telegram(
+    State(st): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some((src, secret)) = st.hook_sources.get(&st, id).await else {
         return plain(StatusCode::NOT_FOUND, "no such source");
     };
     if src.kind != SourceKind::TelegramBot.id() {
         return plain(StatusCode::NOT_FOUND, "no such source");
     }
-    let header = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
+    let header = headers
+        .get("x-telegram-bot-api-secret-token")
+        .and_then(|v| v.to_str().ok());
     if secret.is_empty() || !chatter_channels::telegram::secret_matches(header, &secret) {
         return plain(StatusCode::UNAUTHORIZED, "secret token mismatch");
     }
     let raw: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(_) => return plain(StatusCode::BAD_REQUEST, "malformed JSON: expected one Telegram Update object"),
+        Err(_) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "malformed JSON: expected one Telegram Update object",
+            )
+        }
     };
     if raw.get("update_id").and_then(|v| v.as_i64()).is_none() {
-        return plain(StatusCode::BAD_REQUEST, "not a Telegram Update: update_id missing");
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "not a Telegram Update: update_id missing",
+        );
     }
     let ev = chatter_channels::telegram::parse_update(&raw);
     match st.ingester.submit(src, ev).await {

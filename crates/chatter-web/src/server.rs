@@ -46,8 +46,15 @@ pub async fn start(
     let workers_absent = workers.is_none();
     let workers = workers.map(|(registry, wcfg)| {
         let (core, rx) = (core.clone(), stop_rx.clone());
-        let pollers = tokio::spawn(chatter_core::telegram::run_pollers(core.clone(), rx.clone()));
-        let listener = tokio::spawn(chatter_core::events::listen_postgres(core.db.clone(), core.events.clone(), rx.clone()));
+        let pollers = tokio::spawn(chatter_core::telegram::run_pollers(
+            core.clone(),
+            rx.clone(),
+        ));
+        let listener = tokio::spawn(chatter_core::events::listen_postgres(
+            core.db.clone(),
+            core.events.clone(),
+            rx.clone(),
+        ));
         let registry = chatter_core::telegram::register(registry);
         tokio::spawn(async move {
             worker::run(core, registry, wcfg, rx).await;
@@ -58,10 +65,12 @@ pub async fn start(
     let mut addr = None;
     let http = listener.map(|l| {
         addr = l.local_addr().ok();
-        let app = router(AppState {
-            core,
-            cfg: Arc::new(cfg),
-        });
+        if workers_absent {
+            // A web-only process still needs live events from the other nodes.
+            tokio::spawn(chatter_core::events::listen_postgres(core.db.clone(), core.events.clone(), stop_rx.clone()));
+        }
+        let ingester = chatter_core::ingest::Ingester::start(core.clone());
+        let app = router(AppState { core, cfg: Arc::new(cfg), ingester, hook_sources: Default::default() });
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
             let serve = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
