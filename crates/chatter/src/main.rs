@@ -29,10 +29,12 @@ struct Cli {
 #[derive(clap::Args, Clone, Default)]
 struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long)]
+    // Global, so that `chatter admin companies --data-dir X` works as well as
+    // `chatter admin --data-dir X companies`.
+    #[arg(long, global = true)]
     bind: Option<String>,
     /// Data directory (SQLite database, master key, backups) [default: ./data].
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 }
 
