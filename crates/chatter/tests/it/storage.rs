@@ -138,7 +138,8 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys_on() {
             Uuid::new_v4()
         ))
         .await;
-    assert!(orphan.is_err(), "an orphan row was accepted");
+    let err = orphan.expect_err("an orphan row was accepted").to_string();
+    assert!(err.to_lowercase().contains("foreign key"), "{err}");
 }
 
 #[tokio::test]
