@@ -29,10 +29,12 @@ struct Cli {
 #[derive(clap::Args, Clone, Default)]
 struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long)]
+    // Global, so that `chatter admin companies --data-dir X` works as well as
+    // `chatter admin --data-dir X companies`.
+    #[arg(long, global = true)]
     bind: Option<String>,
     /// Data directory (SQLite database, master key, backups) [default: ./data].
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 }
 
@@ -269,6 +271,8 @@ async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
         lease_ms: (cfg.worker.lease_secs.max(5) * 1000) as i64,
         poll_ms: 500,
     };
+    // Before the server answers or says it is up: from then on a SIGTERM means a graceful stop.
+    let stop = shutdown_signal();
     let server =
         chatter_web::server::start(core, web, listener, Some((Registry::standard(), workers)))
             .await;
@@ -294,7 +298,7 @@ async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
             smtp_fake.as_ref().map(|s| s.port()).unwrap_or(0)
         );
     }
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("stopping: finishing requests and running jobs");
     server.shutdown().await;
     tracing::info!("stopped");
@@ -394,20 +398,34 @@ async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Listens for Ctrl-C and SIGTERM from the moment it is called (not from the first poll), so a
+/// signal that arrives right after the "listening" line still stops the server gracefully.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let unix = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async move {
+        #[cfg(unix)]
+        {
+            async fn recv(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            let (term, int) = unix;
+            tokio::select! { _ = recv(term) => {}, _ = recv(int) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

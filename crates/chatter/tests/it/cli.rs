@@ -1,1 +1,552 @@
-//! (tests come with this area's work)
+//! The `chatter` binary as an operator uses it: help, `serve` with health checks and a graceful
+//! stop on SIGTERM, `demo`, `admin`, `backup`/`restore`, JSON logs, and `migrate`. Each test runs
+//! the real program over SQLite in its own temporary data directory (one test uses PostgreSQL
+//! when `TEST_DATABASE_URL` is set).
+
+use chatter_testkit::TestDb;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a starting program may take before the test gives up on it (a hang guard).
+const START: Duration = Duration::from_secs(60);
+/// How long a stopping program may take after SIGTERM.
+const STOP: Duration = Duration::from_secs(15);
+
+/// The program with a clean environment: SQLite unless the test says otherwise, info logs, no
+/// operator settings leaking in from the test's environment, run from an empty directory so no
+/// `chatter.toml` is picked up.
+fn chatter(cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chatter"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHATTER_") {
+            c.env_remove(k);
+        }
+    }
+    c.env_remove("DATABASE_URL")
+        .env_remove("TEST_DATABASE_URL")
+        .env("CHATTER_LOG", "info")
+        .current_dir(cwd);
+    c
+}
+
+/// Runs to completion.
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("run chatter")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs and expects success; returns stdout.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A running `chatter` process whose stdout and stderr lines are collected as they come.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn spawn(cmd: &mut Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chatter");
+        let (tx, lines) = mpsc::channel();
+        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout"));
+        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("stderr"));
+        for stream in [out, err] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (from now on or already seen) that contains `needle`.
+    fn line_with(&mut self, needle: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + START;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line with {needle:?} ({e}); output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The base URL from "Chatter is listening on http://…".
+    fn url(&mut self) -> String {
+        let line = self.line_with("Chatter is listening on http://");
+        let rest = &line[line.find("http://").expect("url")..];
+        rest.split_whitespace()
+            .next()
+            .expect("url")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Sends SIGTERM and waits for the exit; asserts a clean exit. Returns all output.
+    fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + STOP;
+        let exit = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chatter did not stop within {STOP:?} of SIGTERM; output:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // The reader threads end with the process; collect what is left.
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        assert!(
+            exit.success(),
+            "chatter exited with {exit} after SIGTERM; output:\n{}",
+            self.seen.join("\n")
+        );
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed test must not leave its server behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+async fn get_text(url: &str) -> (u16, String) {
+    let r = http().get(url).send().await.expect("GET");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+/// `(slug, name)` of each company `chatter admin companies` lists.
+fn companies(data_dir: &Path, cwd: &Path) -> Vec<(String, String)> {
+    let out = run_ok(
+        chatter(cwd)
+            .args(["admin", "companies", "--data-dir"])
+            .arg(data_dir),
+    );
+    let mut list: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            let (_id, slug, name) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((slug.to_string(), name.to_string()))
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+/// Runs `chatter demo` on `data_dir` until it is up; returns the process and its API key.
+fn start_demo(data_dir: &Path, cwd: &Path) -> (Running, String, String) {
+    let mut demo = Running::spawn(
+        chatter(cwd)
+            .args(["demo", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir),
+    );
+    let url = demo.url();
+    let line = demo.line_with("API key: ");
+    let key = line["API key: ".len()..].trim().to_string();
+    (demo, url, key)
+}
+
+async fn me(url: &str, key: &str) -> (u16, serde_json::Value) {
+    let r = http()
+        .get(format!("{url}/api/v1/me"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("GET /api/v1/me");
+    let status = r.status().as_u16();
+    let body = r.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+#[test]
+fn help_lists_every_command() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let help = run_ok(chatter(tmp.path()).arg("--help"));
+    for command in [
+        "serve", "worker", "migrate", "demo", "backup", "restore", "admin",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "`chatter --help` does not list {command}:\n{help}"
+        );
+    }
+    let serve = run_ok(chatter(tmp.path()).args(["serve", "--help"]));
+    assert!(serve.contains("--bind"), "{serve}");
+    assert!(serve.contains("--data-dir"), "{serve}");
+    let admin = run_ok(chatter(tmp.path()).args(["admin", "--help"]));
+    assert!(
+        admin.contains("api-key") && admin.contains("companies"),
+        "{admin}"
+    );
+
+    let wrong = run(chatter(tmp.path()).arg("serv"));
+    assert!(!wrong.status.success(), "an unknown command is an error");
+    assert!(
+        text(&wrong.stderr).contains("serv"),
+        "{}",
+        text(&wrong.stderr)
+    );
+}
+
+#[tokio::test]
+async fn serve_answers_health_checks_and_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A data directory that does not exist yet: serve creates it.
+    let data = tmp.path().join("data");
+    let mut server = Running::spawn(
+        chatter(tmp.path())
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(&data),
+    );
+    let url = server.url();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_ne!(url, "http://127.0.0.1:0", "the real port is printed");
+    assert_eq!(
+        get_text(&format!("{url}/healthz")).await,
+        (200, "ok".into())
+    );
+    assert_eq!(
+        get_text(&format!("{url}/readyz")).await,
+        (200, "ready".into())
+    );
+    let (status, page) = get_text(&format!("{url}/sign-up")).await;
+    assert_eq!(status, 200, "the product is served: {page}");
+
+    assert!(
+        data.join("chatter.db").is_file(),
+        "SQLite lives in the data dir"
+    );
+    let key = data.join("master.key");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&key)
+            .expect("master.key is created on first start")
+            .permissions()
+            .mode()
+    };
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "master.key must be readable by its owner only"
+    );
+
+    let output = server.stop();
+    assert!(
+        output.iter().any(|l| l.contains("stopped")),
+        "a graceful stop is logged:\n{}",
+        output.join("\n")
+    );
+    // The port is released.
+    assert!(http().get(format!("{url}/healthz")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let (demo, url, key) = start_demo(&data, tmp.path());
+    assert!(key.starts_with("chk_"), "{key}");
+    let (status, body) = me(&url, &key).await;
+    assert_eq!(status, 200, "{body}");
+    let slug = body["company"]["slug"]
+        .as_str()
+        .expect("company slug")
+        .to_string();
+    let name = body["company"]["name"]
+        .as_str()
+        .expect("company name")
+        .to_string();
+    assert!(!slug.is_empty());
+    assert_eq!(me(&url, "chk_not-a-key").await.0, 401);
+    demo.stop();
+
+    assert_eq!(companies(&data, tmp.path()), vec![(slug.clone(), name)]);
+
+    let out = run_ok(
+        chatter(tmp.path())
+            .args([
+                "admin",
+                "api-key",
+                "create",
+                "--company",
+                &slug,
+                "--name",
+                "ops",
+            ])
+            .arg("--data-dir")
+            .arg(&data),
+    );
+    let new_key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("API key: "))
+        .unwrap_or_else(|| panic!("no key printed:\n{out}"))
+        .trim()
+        .to_string();
+    assert!(new_key.starts_with("chk_"), "{new_key}");
+    assert_ne!(new_key, key);
+
+    let wrong = run(chatter(tmp.path())
+        .args(["admin", "api-key", "create", "--company", "no-such-company"])
+        .arg("--data-dir")
+        .arg(&data));
+    assert!(!wrong.status.success(), "an unknown company is an error");
+    let err = text(&wrong.stderr);
+    assert!(
+        err.contains("no-such-company"),
+        "the message names the slug: {err}"
+    );
+
+    // The key made on the command line works against the server.
+    let mut server = Running::spawn(
+        chatter(tmp.path())
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(&data),
+    );
+    let url = server.url();
+    let (status, body) = me(&url, &new_key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["company"]["slug"], slug.as_str());
+    assert_eq!(body["key_name"], "ops");
+    server.stop();
+}
+
+#[tokio::test]
+async fn backup_and_restore_from_the_command_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let (demo, _, _) = start_demo(&data, tmp.path());
+    demo.stop();
+    let original = companies(&data, tmp.path());
+    assert_eq!(original.len(), 1, "{original:?}");
+
+    let out = run_ok(
+        chatter(tmp.path())
+            .arg("backup")
+            .arg("--data-dir")
+            .arg(&data),
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("backup written: "))
+        .unwrap_or_else(|| panic!("no backup line:\n{out}"));
+    let path = PathBuf::from(
+        line["backup written: ".len()..]
+            .rsplit_once(" (")
+            .map_or(&line["backup written: ".len()..], |(p, _)| p),
+    );
+    assert!(path.is_file(), "{} exists", path.display());
+    assert!(path.starts_with(data.join("backups")), "{}", path.display());
+
+    // Onto a new machine: an empty data directory.
+    let restored = tmp.path().join("restored");
+    let out = run_ok(
+        chatter(tmp.path())
+            .arg("restore")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(&restored),
+    );
+    assert!(out.contains("restored"), "{out}");
+    assert_eq!(companies(&restored, tmp.path()), original);
+
+    // Over an existing database: the old one is kept aside.
+    let out = run_ok(
+        chatter(tmp.path())
+            .arg("restore")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(&data),
+    );
+    assert!(out.contains("before-restore"), "{out}");
+    assert_eq!(companies(&data, tmp.path()), original);
+
+    // Not a backup: refused, and the data directory is left alone.
+    let elsewhere = tmp.path().join("elsewhere");
+    let bad = run(chatter(tmp.path())
+        .args(["restore", "/etc/hostname", "--data-dir"])
+        .arg(&elsewhere));
+    assert!(!bad.status.success(), "a non-backup file is refused");
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("/etc/hostname")
+            && (err.contains("not a SQLite database")
+                || err.contains("not a Chatter SQLite backup")),
+        "{err}"
+    );
+    assert!(!elsewhere.join("chatter.db").exists());
+    let missing = run(chatter(tmp.path())
+        .arg("restore")
+        .arg(tmp.path().join("nope.db"))
+        .arg("--data-dir")
+        .arg(&elsewhere));
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("nope.db"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut server = Running::spawn(
+        chatter(tmp.path())
+            .env("CHATTER_LOG_FORMAT", "json")
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(tmp.path().join("data")),
+    );
+    let url = server.url();
+    assert_eq!(get_text(&format!("{url}/healthz")).await.0, 200);
+    let output = server.stop();
+    let records: Vec<serde_json::Value> = output
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        !records.is_empty(),
+        "no JSON log lines:\n{}",
+        output.join("\n")
+    );
+    for r in &records {
+        assert!(r["level"].is_string(), "a record without a level: {r}");
+    }
+    let listening = records
+        .iter()
+        .find(|r| r["fields"]["message"] == "Chatter is listening")
+        .unwrap_or_else(|| panic!("no listening record:\n{}", output.join("\n")));
+    assert_eq!(listening["level"], "INFO");
+    assert_eq!(listening["fields"]["database"], "SQLite");
+    assert_eq!(
+        format!(
+            "http://{}",
+            listening["fields"]["address"].as_str().expect("address")
+        ),
+        url
+    );
+    // Besides the one line written for people, everything that is logged is JSON.
+    let plain: Vec<_> = output
+        .iter()
+        .filter(|l| !l.starts_with('{') && !l.starts_with("Chatter is listening"))
+        .collect();
+    assert!(plain.is_empty(), "non-JSON output: {plain:?}");
+}
+
+#[tokio::test]
+async fn migrate_prepares_a_fresh_database() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = TestDb::new().await;
+    if db.is_postgres() {
+        // A brand-new, empty PostgreSQL database (TestDb's, with its schema removed).
+        use sea_orm::ConnectionTrait;
+        db.db
+            .execute_unprepared("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+            .await
+            .expect("empty the database");
+        for _ in 0..2 {
+            let out = run_ok(
+                chatter(tmp.path())
+                    .env("DATABASE_URL", &db.url)
+                    .arg("migrate")
+                    .arg("--data-dir")
+                    .arg(tmp.path().join("data")),
+            );
+            assert!(out.contains("migrations applied"), "{out}");
+        }
+        let n = db
+            .db
+            .query_one(sea_orm::Statement::from_string(
+                db.db.get_database_backend(),
+                "SELECT count(*) AS n FROM companies",
+            ))
+            .await
+            .expect("the schema exists")
+            .expect("a row");
+        assert_eq!(n.try_get::<i64>("", "n").expect("count"), 0);
+        assert!(
+            !tmp.path().join("data").join("chatter.db").exists(),
+            "no SQLite file when PostgreSQL is configured"
+        );
+    } else {
+        let data = tmp.path().join("data");
+        for _ in 0..2 {
+            let out = run_ok(
+                chatter(tmp.path())
+                    .arg("migrate")
+                    .arg("--data-dir")
+                    .arg(&data),
+            );
+            assert!(out.contains("migrations applied"), "{out}");
+        }
+        assert!(data.join("chatter.db").is_file());
+        assert!(companies(&data, tmp.path()).is_empty());
+    }
+}
