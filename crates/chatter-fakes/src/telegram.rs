@@ -334,10 +334,12 @@ impl Bot {
         msg.insert("from".into(), user.clone());
         msg.insert("chat".into(), chat_json.clone());
         msg.insert("date".into(), json!(now()));
-        if let Some(text) = m.text {
+        // Telegram never sends an empty text or caption: a photo built from
+        // `CustomerMessage::text(.., "")` carries neither.
+        if let Some(text) = m.text.filter(|t| !t.is_empty()) {
             msg.insert("text".into(), json!(text));
         }
-        if let Some(caption) = m.caption {
+        if let Some(caption) = m.caption.filter(|c| !c.is_empty()) {
             msg.insert("caption".into(), json!(caption));
         }
         if let Some(bytes) = m.photo {
@@ -628,7 +630,8 @@ impl FakeTelegram {
         self.with_bot(token, |bot| bot.deliveries.values().cloned().collect())
     }
 
-    /// Bot API methods called with this token, in order (canonical spelling), failed ones included.
+    /// Bot API methods called with this token, in order (canonical spelling), including calls
+    /// that failed (injected failures, 401 after [`FakeTelegram::revoke`]).
     pub fn calls(&self, token: &str) -> Vec<String> {
         self.with_bot(token, |bot| bot.calls.clone())
     }
@@ -758,10 +761,13 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
 
     let failure = {
         let mut bots = shared.lock();
-        let Some(bot) = bots.get_mut(&token).filter(|bot| !bot.revoked) else {
+        let Some(bot) = bots.get_mut(&token) else {
             return ApiError::unauthorized().into_response();
         };
         bot.calls.push(method.clone());
+        if bot.revoked {
+            return ApiError::unauthorized().into_response();
+        }
         let lower = method.to_ascii_lowercase();
         let hit = bot
             .failures
@@ -1143,7 +1149,8 @@ async fn dispatch(shared: Arc<Shared>, token: String, seq: u64, max: usize) {
             let Some(bot) = bots.get_mut(&token) else {
                 return;
             };
-            let Some(webhook) = bot.webhook.clone().filter(|_| bot.webhook_seq == seq) else {
+            let current = bot.webhook_seq == seq && !bot.revoked;
+            let Some(webhook) = bot.webhook.clone().filter(|_| current) else {
                 return;
             };
             let found = bot

@@ -62,8 +62,11 @@ async fn form(
     read(response).await
 }
 
-/// A multipart/form-data body built by hand: (name, optional (file name, mime), content).
-fn multipart(parts: &[(&str, Option<(&str, &str)>, &[u8])]) -> (String, Vec<u8>) {
+/// A multipart part: name, optional (file name, mime), content.
+type Part<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a [u8]);
+
+/// A multipart/form-data body built by hand, as Telegram clients upload files.
+fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = "----chatter-test-boundary-7MA4YWxk";
     let mut body = Vec::new();
     for (name, file, content) in parts {
@@ -149,6 +152,7 @@ async fn get_me_describes_the_bot_until_the_token_is_revoked() {
         body,
         json!({"ok": false, "error_code": 401, "description": "Unauthorized"})
     );
+    assert_eq!(tg.calls(&token), vec!["getMe", "getMe"]);
 }
 
 #[tokio::test]
@@ -625,6 +629,10 @@ async fn files_round_trip_through_get_file_and_download() {
     let (_, body) = call(&client, &tg, &token, "getUpdates", json!({})).await;
     let message = &body["result"][0]["message"];
     assert_eq!(message["caption"], "Вот такой нужен");
+    assert!(
+        message.get("text").is_none(),
+        "no empty text next to a photo"
+    );
     let sizes = message["photo"].as_array().expect("photo sizes");
     assert_eq!(sizes.len(), 2);
     assert!(
@@ -849,4 +857,20 @@ async fn the_customers_phone_shows_replies_and_writes_as_the_customer() {
     assert_eq!(last["message"]["text"], "Спасибо");
     assert_eq!(last["message"]["from"]["first_name"], "Мария");
     assert_eq!(last["message"]["chat"]["id"], 77);
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_stops_the_server() {
+    let tg = FakeTelegram::start().await.expect("fake starts");
+    let token = tg.create_bot("demo_bot", "Демо");
+    let base = tg.base_url();
+    let clone = tg.clone();
+    drop(tg);
+    let client = reqwest::Client::new();
+    let response = client.get(format!("{base}/bot{token}/getMe")).send().await;
+    assert_eq!(response.expect("a clone keeps it running").status(), 200);
+    drop(clone);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = reqwest::Client::new();
+    assert!(fresh.get(format!("{base}/phone")).send().await.is_err());
 }
