@@ -2,5 +2,9 @@
 //! tests, browser tests and `chatter demo`.
 
 pub mod smtp;
+pub mod telegram;
 
 pub use smtp::{CapturedMail, SmtpCapture};
+pub use telegram::{
+    CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentMessage, WebhookConfig,
+};
