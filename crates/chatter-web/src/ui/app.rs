@@ -19,8 +19,6 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app", get(dashboard))
-        .route("/app/inbox", get(section))
-        .route("/app/sources", get(section))
         .route("/app/crm", get(section))
         .route("/app/automation", get(section))
         .route("/app/billing", get(section))
@@ -65,8 +63,6 @@ async fn section(
     let actor = ctx.actor()?;
     actor.require(Permission::Read).map_err(AppError::from)?;
     let (active, title, text) = match uri.path() {
-        "/app/inbox" => ("inbox", "nav.inbox", "section.inbox"),
-        "/app/sources" => ("sources", "nav.sources", "section.sources"),
         "/app/crm" => ("crm", "nav.crm", "section.crm"),
         "/app/automation" => ("automation", "nav.automation", "section.automation"),
         _ => ("billing", "nav.billing", "section.billing"),

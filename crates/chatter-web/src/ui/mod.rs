@@ -4,8 +4,10 @@
 mod app;
 mod audit;
 mod auth;
+pub mod inbox;
 mod profile;
 mod settings;
+pub mod sources;
 mod team;
 
 use crate::ctx::{cookie, Ctx, LANG_COOKIE};
@@ -30,6 +32,8 @@ pub fn routes() -> Router<AppState> {
         .merge(profile::routes())
         .merge(audit::routes())
         .merge(settings::routes())
+        .merge(inbox::routes())
+        .merge(sources::routes())
 }
 
 /// What every page's layout needs.

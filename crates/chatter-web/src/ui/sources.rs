@@ -1,0 +1,202 @@
+//! The Sources page: connected messengers with their health, adding a Telegram bot by token,
+//! turning a source off and on, and checking it again.
+
+use super::{render, render_status, Flash, Page};
+use crate::ctx::Ctx;
+use crate::error::AppError;
+use crate::forms::CsrfForm;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chatter_core::sources::{self, SourceSettings};
+use chatter_core::CoreError;
+use chatter_domain::{Permission, SourceKind};
+use chatter_store::entity::source;
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/app/sources", get(list_page).post(create))
+        .route("/app/sources/new", get(new_page))
+        .route("/app/sources/{id}", get(show_page))
+        .route("/app/sources/{id}/disable", post(disable))
+        .route("/app/sources/{id}/enable", post(enable))
+        .route("/app/sources/{id}/check", post(enable))
+}
+
+pub fn kind_key(kind: i32) -> &'static str {
+    match SourceKind::from_id(kind) {
+        Some(SourceKind::TelegramBot) => "kind.telegram_bot",
+        Some(SourceKind::TelegramPrivate) => "kind.telegram_private",
+        Some(SourceKind::VkBot) => "kind.vk_bot",
+        Some(SourceKind::MaxBot) => "kind.max_bot",
+        Some(SourceKind::Avito) => "kind.avito",
+        Some(SourceKind::Api) => "kind.api",
+        Some(SourceKind::Whatsapp) => "kind.whatsapp",
+        Some(SourceKind::SipoutSms) => "kind.sipout_sms",
+        Some(SourceKind::TelegramParsing) => "kind.telegram_parsing",
+        None => "kind.unknown",
+    }
+}
+
+pub fn status_key(status: &str) -> &'static str {
+    match status {
+        sources::CONNECTED => "status.connected",
+        sources::CONNECTING => "status.connecting",
+        sources::TOKEN_REVOKED => "status.token_revoked",
+        sources::DISABLED => "status.disabled",
+        _ => "status.error",
+    }
+}
+
+fn fix_key(s: &source::Model) -> &'static str {
+    match s.status.as_str() {
+        sources::TOKEN_REVOKED => "sources.revoked_fix",
+        sources::ERROR if s.last_error.as_deref().is_some_and(|e| e.contains("webhook")) => "sources.conflict_fix",
+        sources::ERROR => "sources.error_fix",
+        _ => "",
+    }
+}
+
+struct Row {
+    id: Uuid,
+    name: String,
+    username: Option<String>,
+    kind_id: i32,
+    kind_key: &'static str,
+    status: String,
+    status_key: &'static str,
+    last_error: Option<String>,
+    mode: String,
+    last_inbound_at: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "sources/list.html")]
+struct ListTpl {
+    p: Page,
+    rows: Vec<Row>,
+}
+
+async fn list_page(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Query(q): Query<Flash>) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let rows = sources::list(&st.core, &actor)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let set = sources::settings_of(&s);
+            Row {
+                id: s.id,
+                username: set.bot_username,
+                kind_id: s.kind,
+                kind_key: kind_key(s.kind),
+                status_key: status_key(&s.status),
+                status: s.status,
+                last_error: s.last_error,
+                mode: set.mode,
+                last_inbound_at: s.last_inbound_at,
+                name: s.name,
+            }
+        })
+        .collect();
+    Ok(render(ListTpl { p: Page::new(&ctx, "sources").flash(&q), rows }))
+}
+
+#[derive(Template)]
+#[template(path = "sources/new.html")]
+struct NewTpl {
+    p: Page,
+    token: String,
+    name: String,
+}
+
+async fn new_page(Extension(ctx): Extension<Ctx>) -> Result<Response, AppError> {
+    ctx.actor()?.require(Permission::Manage)?;
+    Ok(render(NewTpl { p: Page::new(&ctx, "sources"), token: String::new(), name: String::new() }))
+}
+
+#[derive(serde::Deserialize)]
+struct NewForm {
+    kind: Option<i32>,
+    token: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn create(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, CsrfForm(f): CsrfForm<NewForm>) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    if f.kind.unwrap_or(1) != SourceKind::TelegramBot.id() {
+        return Err(CoreError::field("kind", "err.kind_unsupported").into());
+    }
+    match sources::add_telegram_bot(&st.core, &actor, &f.name, &f.token).await {
+        Ok(id) => Ok(Redirect::to(&format!("/app/sources/{id}")).into_response()),
+        Err(CoreError::Invalid(errs)) => Ok(render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            NewTpl { p: Page::new(&ctx, "sources").errors(errs), token: String::new(), name: f.name },
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sources/show.html")]
+struct ShowTpl {
+    p: Page,
+    s: source::Model,
+    settings: SourceSettings,
+    kind_key: &'static str,
+    status_key: &'static str,
+    fix_key: &'static str,
+    webhook: Option<String>,
+}
+
+async fn show_page(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let s = sources::get(&st.core, &actor, id).await?;
+    let settings = sources::settings_of(&s);
+    // Live webhook state from Telegram, briefly; the page still renders if it does not answer.
+    let webhook = if settings.mode == "webhook" && s.status != sources::DISABLED {
+        match sources::telegram_client(&st.core, &s) {
+            Ok(c) => match tokio::time::timeout(std::time::Duration::from_secs(3), c.get_webhook_info()).await {
+                Ok(Ok(w)) => Some(format!(
+                    "{} · {}: {}{}",
+                    w.url,
+                    crate::i18n::Tr(ctx.lang).t("sources.pending_updates"),
+                    w.pending_update_count,
+                    w.last_error_message.map(|m| format!(" · {m}")).unwrap_or_default()
+                )),
+                _ => None,
+            },
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    Ok(render(ShowTpl {
+        p: Page::new(&ctx, "sources"),
+        kind_key: kind_key(s.kind),
+        status_key: status_key(&s.status),
+        fix_key: fix_key(&s),
+        settings,
+        webhook,
+        s,
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct Empty {}
+
+async fn disable(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, CsrfForm(_): CsrfForm<Empty>) -> Result<Response, AppError> {
+    sources::set_enabled(&st.core, &ctx.actor()?, id, false).await?;
+    Ok(Redirect::to(&format!("/app/sources/{id}")).into_response())
+}
+
+/// Turns a source on again, or re-runs its setup ("check").
+async fn enable(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, CsrfForm(_): CsrfForm<Empty>) -> Result<Response, AppError> {
+    sources::set_enabled(&st.core, &ctx.actor()?, id, true).await?;
+    Ok(Redirect::to(&format!("/app/sources/{id}")).into_response())
+}
