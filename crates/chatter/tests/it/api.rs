@@ -1,1 +1,474 @@
-//! (tests come with this area's work)
+//! The REST API with company keys made in Settings, its OpenAPI document and Swagger UI; the
+//! audit log page and CSV export; operations endpoints; the request body limit.
+
+use crate::team::{join_new, location, PW};
+use chatter_store::entity::{audit, company, session, user};
+use chatter_testkit::{Session, TestApp};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::Value;
+
+fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
+    let i = html.find(marker).expect("marker in page");
+    let tag_start = html[..i].rfind('<').unwrap_or(0);
+    let tag = &html[tag_start..tag_start + html[tag_start..].find('>').expect("tag end")];
+    let a = format!("{attr}=\"");
+    let v = &tag[tag.find(&a).expect("attribute") + a.len()..];
+    &v[..v.find('"').expect("closing quote")]
+}
+
+/// Creates a key in Settings and returns it as the page shows it, once.
+async fn create_key(s: &Session, name: &str) -> String {
+    let r = s
+        .post_from("/app/settings", "/app/settings/api-keys", &[("name", name)])
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.expect("body");
+    let key = attr_after(&page, "id=\"new-api-key\"", "value").to_string();
+    assert!(key.starts_with("chk_"), "{key}");
+    key
+}
+
+async fn api(app: &TestApp, path: &str, key: Option<&str>) -> reqwest::Response {
+    let mut req = app.client().get(app.at(path));
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    req.send().await.expect("GET")
+}
+
+async fn assert_unauthorized(app: &TestApp, path: &str, key: Option<&str>) {
+    let r = api(app, path, key).await;
+    assert_eq!(r.status(), 401, "{path} with {key:?}");
+    assert!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer")),
+        "WWW-Authenticate names the scheme"
+    );
+    assert!(r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json")));
+    let body: Value = r.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+}
+
+fn member_emails(members: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = members
+        .as_array()
+        .expect("an array of members")
+        .iter()
+        .map(|m| {
+            (
+                m["email"].as_str().expect("email").to_string(),
+                m["role"].as_str().expect("role").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_key_made_in_settings_reads_its_company_until_revoked() {
+    let app = TestApp::new().await;
+    let owner = Session::sign_up(&app, "Ромашка", "Анна", "anna@romashka.test", PW).await;
+    let _boris = join_new(&app, &owner, "boris@romashka.test", "Борис", "manager").await;
+
+    let key = create_key(&owner, "CRM sync").await;
+    let again = owner.html("/app/settings").await;
+    assert!(!again.contains(&key), "the key is shown once");
+    assert!(again.contains("CRM sync"), "the key is listed by name");
+
+    let r = api(&app, "/api/v1/me", Some(&key)).await;
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.expect("JSON");
+    let stored = company::Entity::find()
+        .one(&app.core.db)
+        .await
+        .expect("query")
+        .expect("company");
+    assert_eq!(me["company"]["name"], "Ромашка");
+    assert_eq!(me["company"]["slug"], stored.slug.as_str());
+    assert_eq!(me["company"]["id"], stored.id.to_string());
+    assert_eq!(me["key_name"], "CRM sync");
+
+    let r = api(&app, "/api/v1/members", Some(&key)).await;
+    assert_eq!(r.status(), 200);
+    let members: Value = r.json().await.expect("JSON");
+    assert_eq!(
+        member_emails(&members),
+        vec![
+            ("anna@romashka.test".into(), "owner".into()),
+            ("boris@romashka.test".into(), "manager".into()),
+        ]
+    );
+    assert!(members[0]["name"].is_string() && members[0]["user_id"].is_string());
+
+    for path in ["/api/v1/me", "/api/v1/members"] {
+        assert_unauthorized(&app, path, None).await;
+        assert_unauthorized(&app, path, Some("chk_0000000000000000")).await;
+        assert_unauthorized(&app, path, Some(&key[..key.len() - 1])).await;
+    }
+    // A session cookie is not a key.
+    let r = owner.get("/api/v1/me").await;
+    assert_eq!(r.status(), 401);
+
+    let page = owner.html("/app/settings").await;
+    let action = attr_after(&page, "/revoke\"", "action").to_string();
+    assert!(action.starts_with("/app/settings/api-keys/"), "{action}");
+    let r = owner.post_from("/app/settings", &action, &[]).await;
+    assert_eq!(r.status(), 303);
+    for path in ["/api/v1/me", "/api/v1/members"] {
+        assert_unauthorized(&app, path, Some(&key)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_of_one_company_never_sees_another() {
+    let app = TestApp::new().await;
+    let a = Session::sign_up(&app, "Ромашка", "Анна", "anna@romashka.test", PW).await;
+    let _boris = join_new(&app, &a, "boris@romashka.test", "Борис", "viewer").await;
+    let b = Session::sign_up(&app, "Лютик", "Вера", "vera@lutik.test", PW).await;
+    let key_a = create_key(&a, "a").await;
+    let key_b = create_key(&b, "b").await;
+
+    let members: Value = api(&app, "/api/v1/members", Some(&key_b))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        member_emails(&members),
+        vec![("vera@lutik.test".into(), "owner".into())]
+    );
+    let text = members.to_string();
+    assert!(!text.contains("romashka"), "{text}");
+    let me: Value = api(&app, "/api/v1/me", Some(&key_b))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(me["company"]["name"], "Лютик");
+
+    let members: Value = api(&app, "/api/v1/members", Some(&key_a))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(member_emails(&members).len(), 2);
+    assert!(!members.to_string().contains("lutik"));
+    app.stop().await;
+}
+
+fn is_external(url: &str) -> bool {
+    let u = url.trim().to_ascii_lowercase();
+    let u = u
+        .strip_prefix("http:")
+        .or_else(|| u.strip_prefix("https:"))
+        .unwrap_or(&u);
+    u.starts_with("//") && !u.starts_with("//127.0.0.1") && !u.starts_with("//localhost")
+}
+
+/// Values of `src` and `href` attributes in an HTML page.
+fn linked_urls(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["src=", "href="] {
+        for (i, _) in html.match_indices(attr) {
+            let rest = &html[i + attr.len()..];
+            let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+                continue;
+            };
+            let v = &rest[1..];
+            out.push(v[..v.find(q).unwrap_or(v.len())].to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn openapi_document_and_swagger_ui_are_served_from_the_product() {
+    let app = TestApp::new().await;
+    let http = app.client();
+    let r = http
+        .get(app.at("/api/openapi.json"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    let spec: Value = r.json().await.expect("valid JSON");
+    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
+    assert!(spec["paths"]["/api/v1/me"]["get"].is_object(), "{spec}");
+    assert!(spec["paths"]["/api/v1/members"]["get"].is_object());
+    let schemes = &spec["components"]["securitySchemes"];
+    let bearer = schemes
+        .as_object()
+        .expect("security schemes")
+        .values()
+        .find(|s| {
+            s["type"] == "http"
+                && s["scheme"].as_str().map(str::to_lowercase).as_deref() == Some("bearer")
+        });
+    assert!(bearer.is_some(), "a bearer scheme: {schemes}");
+
+    // Swagger UI, following redirects by hand.
+    let mut path = "/api/docs".to_string();
+    let mut hops = 0;
+    let html = loop {
+        let r = http.get(app.at(&path)).send().await.expect("GET");
+        if r.status().is_redirection() {
+            hops += 1;
+            assert!(hops < 5, "too many redirects");
+            let to = location(&r);
+            path = if to.starts_with('/') {
+                to
+            } else {
+                format!("{}/{to}", path.rsplit_once('/').map(|p| p.0).unwrap_or(""))
+            };
+            continue;
+        }
+        assert_eq!(r.status(), 200, "{path}");
+        break r.text().await.expect("body");
+    };
+    assert!(html.to_lowercase().contains("swagger"), "{html}");
+    let urls = linked_urls(&html);
+    assert!(!urls.is_empty(), "the page loads its script and style");
+    for u in &urls {
+        assert!(!is_external(u), "external resource {u} in {path}");
+    }
+    // The page's own scripts and styles are served too; the initializer points at our spec.
+    let base = if path.ends_with('/') {
+        path.clone()
+    } else {
+        format!("{path}/")
+    };
+    let mut initializer = false;
+    for u in urls
+        .iter()
+        .filter(|u| u.ends_with(".js") || u.ends_with(".css"))
+    {
+        let p = if u.starts_with('/') {
+            u.clone()
+        } else {
+            format!("{base}{}", u.trim_start_matches("./"))
+        };
+        let r = http.get(app.at(&p)).send().await.expect("GET");
+        assert_eq!(r.status(), 200, "{p}");
+        if p.ends_with("initializer.js") {
+            initializer = true;
+            let js = r.text().await.expect("body");
+            assert!(js.contains("/api/openapi.json"), "{js}");
+            assert!(!js.contains("https://"), "{js}");
+        }
+    }
+    assert!(initializer, "the page has its initializer script: {urls:?}");
+    app.stop().await;
+}
+
+/// (actor, action) of each row of the audit page.
+fn audit_rows(html: &str) -> Vec<(String, String)> {
+    let table = &html[html.find("<table id=\"audit\">").expect("audit table")..];
+    let table = &table[..table.find("</table>").expect("table end")];
+    table
+        .split("<tr><td>")
+        .skip(1)
+        .map(|row| {
+            let cells: Vec<&str> = row.split("</td><td>").collect();
+            (
+                cells[1].to_string(),
+                cells[2]
+                    .trim_start_matches("<code>")
+                    .trim_end_matches("</code>")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn audit_log_filters_and_exports_for_admins_only() {
+    let app = TestApp::new().await;
+    let owner = Session::sign_up(&app, "Ромашка", "Анна", "anna@romashka.test", PW).await;
+    let boris = join_new(&app, &owner, "boris@romashka.test", "Борис", "manager").await;
+    let _ = create_key(&owner, "CRM sync").await;
+    let r = boris
+        .post_from(
+            "/app/profile",
+            "/app/profile",
+            &[("name", "Борис Б."), ("locale", "ru")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+
+    let all = audit_rows(&owner.html("/app/audit").await);
+    let actions: Vec<&str> = all.iter().map(|r| r.1.as_str()).collect();
+    for a in [
+        "company.create",
+        "team.invite",
+        "team.invite_accept",
+        "api_key.create",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+
+    let team = audit_rows(&owner.html("/app/audit?action=team.").await);
+    assert!(!team.is_empty());
+    assert!(team.iter().all(|r| r.1.starts_with("team.")), "{team:?}");
+    assert!(team.len() < all.len());
+
+    let by_boris = audit_rows(&owner.html("/app/audit?actor=boris").await);
+    assert!(!by_boris.is_empty());
+    assert!(
+        by_boris.iter().all(|r| r.0.contains("boris")),
+        "{by_boris:?}"
+    );
+    assert!(by_boris.iter().any(|r| r.1 == "team.invite_accept"));
+    assert!(!by_boris.iter().any(|r| r.1 == "api_key.create"));
+
+    let r = owner.get("/app/audit.csv?action=team.&actor=").await;
+    assert_eq!(r.status(), 200);
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(ct.starts_with("text/csv"), "{ct}");
+    let csv = r.text().await.expect("body");
+    let mut lines = csv.lines();
+    let header = lines.next().expect("a header row");
+    assert!(
+        header.starts_with("time_utc,actor,action,target"),
+        "{header}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), team.len(), "{csv}");
+    assert!(
+        rows.iter()
+            .all(|l| l.split(',').nth(2).is_some_and(|a| a.starts_with("team."))),
+        "{csv}"
+    );
+
+    let csv = owner.html("/app/audit.csv?actor=boris").await;
+    assert_eq!(csv.lines().count() - 1, by_boris.len(), "{csv}");
+
+    assert_eq!(boris.get("/app/audit").await.status(), 403);
+    assert_eq!(boris.get("/app/audit.csv").await.status(), 403);
+    assert_eq!(boris.get("/app/audit.csv?action=team.").await.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn operations_endpoints_answer() {
+    let app = TestApp::new().await;
+    let http = app.client();
+    let get = |p: &'static str| {
+        let http = http.clone();
+        let url = app.at(p);
+        async move {
+            let r = http.get(url).send().await.expect("GET");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, "ok".to_string()));
+    assert_eq!(get("/readyz").await, (200, "ready".to_string()));
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("# TYPE chatter_http_responses_total counter"));
+    let ok: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("chatter_http_responses_total{class=\"2xx\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a 2xx counter");
+    assert!(ok >= 2, "the health checks were counted: {ok}");
+    assert!(metrics.contains("chatter_jobs_count{state=\"queued\"}"));
+    assert!(metrics.contains("chatter_jobs_count{state=\"dead\"}"));
+    for line in metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let value = line.rsplit(' ').next().unwrap_or("");
+        assert!(value.parse::<f64>().is_ok(), "not Prometheus text: {line}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_and_store_nothing() {
+    let app = TestApp::new().await;
+    let counts = || async {
+        (
+            user::Entity::find()
+                .count(&app.core.db)
+                .await
+                .expect("count"),
+            session::Entity::find()
+                .count(&app.core.db)
+                .await
+                .expect("count"),
+            audit::Entity::find()
+                .count(&app.core.db)
+                .await
+                .expect("count"),
+            company::Entity::find()
+                .count(&app.core.db)
+                .await
+                .expect("count"),
+        )
+    };
+    let s = Session::new(&app);
+    let csrf = chatter_testkit::csrf_of(&s.html("/sign-up").await);
+    let before = counts().await;
+    let big = "x".repeat(2 * 1024 * 1024);
+    let r = s
+        .post_with(
+            "/sign-in",
+            &csrf,
+            &[("email", "anna@romashka.test"), ("password", &big)],
+        )
+        .await;
+    assert_eq!(r.status(), 413);
+    let r = s
+        .post_with(
+            "/sign-up",
+            &csrf,
+            &[
+                ("company_name", "Ромашка"),
+                ("name", "Анна"),
+                ("email", "anna@romashka.test"),
+                ("password", PW),
+                ("padding", &big),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(counts().await, before, "nothing is stored");
+    assert!(user::Entity::find()
+        .filter(user::Column::Email.eq("anna@romashka.test"))
+        .one(&app.core.db)
+        .await
+        .expect("query")
+        .is_none());
+    // The same form under the limit goes through.
+    let r = s
+        .post_with(
+            "/sign-up",
+            &csrf,
+            &[
+                ("company_name", "Ромашка"),
+                ("name", "Анна"),
+                ("email", "anna@romashka.test"),
+                ("password", PW),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    app.stop().await;
+}
