@@ -5,7 +5,7 @@ use crate::db::TestDb;
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
 use chatter_core::worker::{Registry, WorkerConfig};
 use chatter_core::{Clock, Core, CoreConfig, ManualClock, Secret, Secrets, SystemClock};
-use chatter_fakes::SmtpCapture;
+use chatter_fakes::{FakeTelegram, SmtpCapture};
 use chatter_web::server::{self, Server};
 use chatter_web::WebConfig;
 use std::sync::Arc;
@@ -15,6 +15,8 @@ pub struct TestApp {
     pub core: Core,
     pub url: String,
     pub smtp: SmtpCapture,
+    /// The Telegram Bot API the product talks to.
+    pub telegram: FakeTelegram,
     /// Set when built `with_manual_clock`.
     pub clock: Option<Arc<ManualClock>>,
     server: Option<Server>,
@@ -25,9 +27,15 @@ pub struct TestAppBuilder {
     manual_clock: bool,
     telegram_login: Option<(String, String)>,
     workers: bool,
+    telegram_webhooks: bool,
 }
 
 impl TestAppBuilder {
+    /// Bots get a webhook pointing at this app instead of being long-polled.
+    pub fn with_telegram_webhooks(mut self) -> Self {
+        self.telegram_webhooks = true;
+        self
+    }
     /// Time stands still until the test moves it (`app.clock`).
     pub fn with_manual_clock(mut self) -> Self {
         self.manual_clock = true;
@@ -52,7 +60,13 @@ impl TestAppBuilder {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let url = format!("http://{addr}");
+        let telegram = FakeTelegram::start().await.expect("Telegram fake starts");
         let mut cfg = CoreConfig::new(&url, db.data_dir().to_path_buf());
+        cfg.telegram_api_base = telegram.base_url();
+        cfg.telegram_poll_timeout_secs = 2;
+        if self.telegram_webhooks {
+            cfg.telegram_webhook_base = Some(url.clone());
+        }
         if let Some((token, username)) = &self.telegram_login {
             cfg.telegram_login_bot_token = Some(Secret::new(token.clone()));
             cfg.telegram_login_bot_username = Some(username.clone());
@@ -95,6 +109,7 @@ impl TestAppBuilder {
             core,
             url,
             smtp,
+            telegram,
             clock: manual,
             server: Some(server),
         }

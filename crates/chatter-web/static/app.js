@@ -23,3 +23,67 @@ function chatterTelegramAuth(user) {
   });
   form.submit();
 }
+
+// The live inbox: server-sent events carry server-rendered fragments that replace or add the
+// conversation row and the message. Without JavaScript the page still works (reload to see).
+(function () {
+  var root = document.querySelector("[data-live]");
+  if (!root || !window.EventSource) return;
+  var thread = root.getAttribute("data-thread");
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  var list = document.getElementById("conv-list");
+  var box = document.getElementById("thread-messages");
+  function scrollDown() { if (box) box.scrollTop = box.scrollHeight; }
+  scrollDown();
+  function fragment(html) {
+    var t = document.createElement("template");
+    t.innerHTML = html.trim();
+    return t.content.firstElementChild;
+  }
+  function onEvent(e) {
+    var d;
+    try { d = JSON.parse(e.data); } catch (_) { return; }
+    if (list && d.row) {
+      var row = fragment(d.row);
+      var old = document.getElementById("conv-" + d.conversation_id);
+      if (d.conversation_id === thread) row.classList.add("on");
+      if (old) old.remove();
+      list.insertBefore(row, list.firstChild);
+      var empty = document.getElementById("inbox-empty");
+      if (empty) empty.remove();
+    }
+    if (box && d.conversation_id === thread && d.message) {
+      var m = fragment(d.message);
+      var prev = document.getElementById("msg-" + d.message_id);
+      if (prev) prev.replaceWith(m); else { box.appendChild(m); scrollDown(); }
+      if (document.visibilityState === "visible") {
+        fetch("/app/inbox/" + thread + "/read", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
+      }
+    }
+  }
+  var after = root.getAttribute("data-last-event") || "0";
+  var es = new EventSource("/app/events?after=" + encodeURIComponent(after));
+  es.addEventListener("message", onEvent);
+  es.addEventListener("conversation", onEvent);
+
+  var form = document.getElementById("reply-form");
+  var text = document.getElementById("reply-text");
+  if (form && text) {
+    text.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        if (form.requestSubmit) form.requestSubmit(); else form.submit();
+      }
+    });
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var body = new URLSearchParams(new FormData(form));
+      if (!text.value.trim()) return;
+      var sent = text.value;
+      text.value = "";
+      fetch(form.action, { method: "POST", body: body, headers: { "Accept": "application/json" }, credentials: "same-origin" })
+        .then(function (r) { if (!r.ok) { text.value = sent; return r.json().then(function (j) { alert(j.error || r.status); }); } })
+        .catch(function () { text.value = sent; });
+    });
+  }
+})();

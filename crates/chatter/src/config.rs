@@ -33,6 +33,16 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub telegram_login: Option<TelegramLogin>,
     pub worker: WorkerSection,
+    pub telegram: TelegramSection,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct TelegramSection {
+    /// Bot API base URL.
+    pub api_base: String,
+    /// Public HTTPS base URL Telegram can reach (webhooks); unset: long polling.
+    pub webhook_base: Option<String>,
+    pub poll_timeout_secs: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -56,6 +66,7 @@ struct Defaults {
     body_limit_bytes: usize,
     backup_keep: usize,
     worker: WorkerSection,
+    telegram: TelegramSection,
 }
 
 impl Config {
@@ -75,6 +86,11 @@ impl Config {
             worker: WorkerSection {
                 concurrency: 8,
                 lease_secs: 60,
+            },
+            telegram: TelegramSection {
+                api_base: "https://api.telegram.org".into(),
+                webhook_base: None,
+                poll_timeout_secs: 25,
             },
         };
         let path = file
