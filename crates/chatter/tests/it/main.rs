@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod browser;
 mod cli;
+mod messages;
 mod permissions;
 mod storage;
 mod team;
