@@ -83,6 +83,7 @@ async fn journey(size: &str, width: u32, height: u32, second_factor: SecondFacto
     owner
         .fill("input[name=code]", &totp::code_at(&secret, now))
         .await;
+    owner.scroll_to("#twofa").await;
     owner.shot("04-twofa-setup").await;
     owner.click("#twofa-enable").await;
     owner
@@ -105,6 +106,7 @@ async fn journey(size: &str, width: u32, height: u32, second_factor: SecondFacto
         status.contains("Включён"),
         "2FA reported on, got {status:?}"
     );
+    owner.scroll_to("#twofa").await;
     owner.shot("05-twofa-on").await;
     owner
         .assert_no_sideways_scroll("the profile with recovery codes")
@@ -184,10 +186,14 @@ async fn journey(size: &str, width: u32, height: u32, second_factor: SecondFacto
         .await;
 
     // Two companies now: the switcher moves between them.
-    invitee.switch_company(INVITEE_COMPANY).await;
-    invitee.shot("12-switched-to-own").await;
-    invitee.switch_company(COMPANY).await;
-    invitee.shot("13-switched-back").await;
+    invitee
+        .switch_company(INVITEE_COMPANY, "12-switcher-open")
+        .await;
+    invitee.shot("13-switched-to-own").await;
+    invitee
+        .switch_company(COMPANY, "14-switcher-open-again")
+        .await;
+    invitee.shot("15-switched-back").await;
 
     // Someone without an account creates one from the invitation.
     owner.goto("/app/team").await;
@@ -203,11 +209,11 @@ async fn journey(size: &str, width: u32, height: u32, second_factor: SecondFacto
     invitee
         .fill("input[name=password]", "вера-пароль-123")
         .await;
-    invitee.shot("14-new-account-from-invitation").await;
+    invitee.shot("16-new-account-from-invitation").await;
     invitee.click("#accept-invite").await;
     invitee.wait_path("/app").await;
     invitee.wait_text("#dashboard-company", COMPANY).await;
-    invitee.shot("15-newcomer-dashboard").await;
+    invitee.shot("17-newcomer-dashboard").await;
 
     // The owner's team lists both new members.
     owner.goto("/app/team").await;
@@ -218,7 +224,7 @@ async fn journey(size: &str, width: u32, height: u32, second_factor: SecondFacto
             .await
             .unwrap_or_else(|e| panic!("{email} is listed as a member: {e:#}"));
     }
-    owner.shot("16-team").await;
+    owner.shot("18-team").await;
     owner
         .assert_no_sideways_scroll("the team page with members")
         .await;
@@ -423,14 +429,31 @@ impl Window {
     }
 
     /// Picks `company` in the header's company switcher and waits for its dashboard.
-    async fn switch_company(&self, company: &str) {
+    async fn switch_company(&self, company: &str, shot: &str) {
         self.click("#company-switcher summary").await;
+        self.shot(shot).await;
         self.click(&format!(
             "#company-switcher button[data-company=\"{company}\"]"
         ))
         .await;
         self.wait_path("/app").await;
         self.wait_text("#dashboard-company", company).await;
+    }
+
+    async fn scroll_to(&self, css: &str) {
+        let element = self
+            .browser
+            .wait_for(css, NAV_WAIT)
+            .await
+            .expect("element to show");
+        self.browser
+            .client()
+            .execute(
+                "arguments[0].scrollIntoView();",
+                vec![serde_json::to_value(element).expect("element as JSON")],
+            )
+            .await
+            .expect("scroll");
     }
 
     /// The page is no wider than the window: nothing hides off to the right.
