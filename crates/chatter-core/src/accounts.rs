@@ -334,7 +334,7 @@ pub async fn sign_in_2fa(
         .await?
         .ok_or(CoreError::Unauthenticated)?;
     let key = throttle::account_key(&user.email);
-    if let Some(secs) = throttle::locked_for(&txn, &[key.clone()], now).await? {
+    if let Some(secs) = throttle::locked_for(&txn, std::slice::from_ref(&key), now).await? {
         return Err(CoreError::Throttled(secs));
     }
     let method = match check_second_factor(core, &txn, &user, code, now).await? {
