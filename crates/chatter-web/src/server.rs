@@ -67,10 +67,19 @@ pub async fn start(
         addr = l.local_addr().ok();
         if workers_absent {
             // A web-only process still needs live events from the other nodes.
-            tokio::spawn(chatter_core::events::listen_postgres(core.db.clone(), core.events.clone(), stop_rx.clone()));
+            tokio::spawn(chatter_core::events::listen_postgres(
+                core.db.clone(),
+                core.events.clone(),
+                stop_rx.clone(),
+            ));
         }
         let ingester = chatter_core::ingest::Ingester::start(core.clone());
-        let app = router(AppState { core, cfg: Arc::new(cfg), ingester, hook_sources: Default::default() });
+        let app = router(AppState {
+            core,
+            cfg: Arc::new(cfg),
+            ingester,
+            hook_sources: Default::default(),
+        });
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
             let serve = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -58,23 +58,41 @@ pub struct MessageTpl {
 
 impl MessageTpl {
     pub fn new(m: message::Model, lang: crate::i18n::Tr, csrf: &str, can_reply: bool) -> Self {
-        Self { atts: inbox::attachments_of(&m), m, lang, csrf: csrf.to_string(), can_reply }
+        Self {
+            atts: inbox::attachments_of(&m),
+            m,
+            lang,
+            csrf: csrf.to_string(),
+            can_reply,
+        }
     }
     pub fn time(&self) -> String {
         fmt_time(self.m.sent_at.unwrap_or(self.m.created_at))
     }
     pub fn extra_text(&self) -> String {
-        let Some(e) = self.m.extra.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()) else {
+        let Some(e) = self
+            .m
+            .extra
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        else {
             return String::new();
         };
         match e.get("type").and_then(|t| t.as_str()) {
-            Some("contact") => format!("☎ {} {}", e["name"].as_str().unwrap_or(""), e["phone"].as_str().unwrap_or("")),
+            Some("contact") => format!(
+                "☎ {} {}",
+                e["name"].as_str().unwrap_or(""),
+                e["phone"].as_str().unwrap_or("")
+            ),
             Some("location") => format!("📍 {}, {}", e["latitude"], e["longitude"]),
             _ => String::new(),
         }
     }
     pub fn is_image(a: &StoredAttachment) -> bool {
-        a.kind == "photo" || a.mime_type.as_deref().is_some_and(|m| m.starts_with("image/"))
+        a.kind == "photo"
+            || a.mime_type
+                .as_deref()
+                .is_some_and(|m| m.starts_with("image/"))
     }
 }
 
@@ -86,7 +104,11 @@ impl RowTpl {
 
 fn fmt_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.with_timezone(&chrono_tz::Europe::Moscow).format("%d.%m %H:%M").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono_tz::Europe::Moscow)
+                .format("%d.%m %H:%M")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -99,13 +121,25 @@ async fn names(st: &AppState, actor: &Actor) -> Result<Vec<(Uuid, String)>, AppE
         .collect())
 }
 
-fn row_html(r: ConversationRow, active: bool, ctx_lang: crate::i18n::Tr, members: &[(Uuid, String)]) -> String {
+fn row_html(
+    r: ConversationRow,
+    active: bool,
+    ctx_lang: crate::i18n::Tr,
+    members: &[(Uuid, String)],
+) -> String {
     let assignee = r
         .conversation
         .assignee_id
         .and_then(|a| members.iter().find(|m| m.0 == a).map(|m| m.1.clone()))
         .unwrap_or_default();
-    RowTpl { r, active, lang: ctx_lang, assignee }.render().unwrap_or_default()
+    RowTpl {
+        r,
+        active,
+        lang: ctx_lang,
+        assignee,
+    }
+    .render()
+    .unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -142,17 +176,29 @@ async fn last_event_id(st: &AppState, company: Uuid) -> i64 {
         .unwrap_or(0)
 }
 
-async fn page(st: &AppState, ctx: &Ctx, f: ListFilter, open: Option<Uuid>) -> Result<Response, AppError> {
+async fn page(
+    st: &AppState,
+    ctx: &Ctx,
+    f: ListFilter,
+    open: Option<Uuid>,
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let last_event = last_event_id(st, actor.company_id).await;
     let members = names(st, &actor).await?;
     let tr = crate::i18n::Tr(ctx.lang);
     let rows = inbox::list_conversations(&st.core, &actor, &f, 200).await?;
-    let rows = rows.into_iter().map(|r| {
-        let active = Some(r.conversation.id) == open;
-        row_html(r, active, tr, &members)
-    }).collect();
-    let sources = chatter_core::sources::list(&st.core, &actor).await?.into_iter().map(|s| (s.id, s.name)).collect();
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let active = Some(r.conversation.id) == open;
+            row_html(r, active, tr, &members)
+        })
+        .collect();
+    let sources = chatter_core::sources::list(&st.core, &actor)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.name))
+        .collect();
     let thread = match open {
         Some(id) => {
             let row = inbox::get_conversation(&st.core, &actor, id).await?;
@@ -161,22 +207,51 @@ async fn page(st: &AppState, ctx: &Ctx, f: ListFilter, open: Option<Uuid>) -> Re
             let messages = inbox::messages(&st.core, &actor, id, 300)
                 .await?
                 .into_iter()
-                .map(|m| MessageTpl::new(m, tr, &ctx.csrf, can_reply).render().unwrap_or_default())
+                .map(|m| {
+                    MessageTpl::new(m, tr, &ctx.csrf, can_reply)
+                        .render()
+                        .unwrap_or_default()
+                })
                 .collect();
-            let source_status = chatter_core::sources::get(&st.core, &actor, row.conversation.source_id).await?.status;
-            Some(ThreadView { row, messages, members: members.clone(), can_reply, source_status })
+            let source_status =
+                chatter_core::sources::get(&st.core, &actor, row.conversation.source_id)
+                    .await?
+                    .status;
+            Some(ThreadView {
+                row,
+                messages,
+                members: members.clone(),
+                can_reply,
+                source_status,
+            })
         }
         None => None,
     };
     let p = Page::new(ctx, "inbox");
-    Ok(render(ListTpl { p, rows, sources, f, thread, last_event }))
+    Ok(render(ListTpl {
+        p,
+        rows,
+        sources,
+        f,
+        thread,
+        last_event,
+    }))
 }
 
-async fn list_page(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Query(f): Query<ListFilter>) -> Result<Response, AppError> {
+async fn list_page(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(f): Query<ListFilter>,
+) -> Result<Response, AppError> {
     page(&st, &ctx, f, None).await
 }
 
-async fn show_page(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, Query(f): Query<ListFilter>) -> Result<Response, AppError> {
+async fn show_page(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    Query(f): Query<ListFilter>,
+) -> Result<Response, AppError> {
     page(&st, &ctx, f, Some(id)).await
 }
 
@@ -187,16 +262,34 @@ struct ReplyForm {
 }
 
 fn wants_json(h: &HeaderMap) -> bool {
-    h.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json"))
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"))
 }
 
-async fn reply(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, headers: HeaderMap, CsrfForm(f): CsrfForm<ReplyForm>) -> Result<Response, AppError> {
+async fn reply(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    CsrfForm(f): CsrfForm<ReplyForm>,
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let reply_to = f.reply_to.as_deref().and_then(|r| r.parse().ok());
     match inbox::reply(&st.core, &actor, id, &f.text, reply_to).await {
-        Ok(m) if wants_json(&headers) => Ok((StatusCode::CREATED, axum::Json(serde_json::json!({"id": m.id}))).into_response()),
+        Ok(m) if wants_json(&headers) => Ok((
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({"id": m.id})),
+        )
+            .into_response()),
         Ok(_) => Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response()),
-        Err(CoreError::Invalid(e)) if wants_json(&headers) => Ok((StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({"error": e.first().map(|e| crate::i18n::Tr(ctx.lang).t(e.key))}))).into_response()),
+        Err(CoreError::Invalid(e)) if wants_json(&headers) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(
+                serde_json::json!({"error": e.first().map(|e| crate::i18n::Tr(ctx.lang).t(e.key))}),
+            ),
+        )
+            .into_response()),
         Err(e) => Err(e.into()),
     }
 }
@@ -207,12 +300,20 @@ struct AssignForm {
     assignee: String,
 }
 
-async fn assign(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, CsrfForm(f): CsrfForm<AssignForm>) -> Result<Response, AppError> {
+async fn assign(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    CsrfForm(f): CsrfForm<AssignForm>,
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let who = match f.assignee.as_str() {
         "" => None,
         "me" => actor.user_id,
-        s => Some(s.parse().map_err(|_| CoreError::field("assignee", "err.assignee_invalid"))?),
+        s => Some(
+            s.parse()
+                .map_err(|_| CoreError::field("assignee", "err.assignee_invalid"))?,
+        ),
     };
     inbox::assign(&st.core, &actor, id, who).await?;
     Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response())
@@ -221,40 +322,77 @@ async fn assign(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path
 #[derive(serde::Deserialize)]
 struct Empty {}
 
-async fn close(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, CsrfForm(_): CsrfForm<Empty>) -> Result<Response, AppError> {
+async fn close(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
     inbox::set_open(&st.core, &ctx.actor()?, id, false).await?;
     Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response())
 }
 
-async fn reopen(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, CsrfForm(_): CsrfForm<Empty>) -> Result<Response, AppError> {
+async fn reopen(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
     inbox::set_open(&st.core, &ctx.actor()?, id, true).await?;
     Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response())
 }
 
-async fn read(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, CsrfForm(_): CsrfForm<Empty>) -> Result<Response, AppError> {
+async fn read(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
     inbox::mark_read(&st.core, &ctx.actor()?, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn retry(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path((id, mid)): Path<(Uuid, Uuid)>, CsrfForm(_): CsrfForm<Empty>) -> Result<Response, AppError> {
+async fn retry(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path((id, mid)): Path<(Uuid, Uuid)>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
     inbox::retry_message(&st.core, &ctx.actor()?, mid).await?;
     Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response())
 }
 
-async fn file(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path((mid, index)): Path<(Uuid, usize)>) -> Result<Response, AppError> {
+async fn file(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path((mid, index)): Path<(Uuid, usize)>,
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let m = inbox::get_message(&st.core, &actor, mid).await?;
     let atts = inbox::attachments_of(&m);
     let a = atts.get(index).ok_or(CoreError::NotFound)?;
     let blob = a.blob.as_deref().ok_or(CoreError::NotFound)?;
-    let bytes = chatter_core::blobs::get(&st.core.config.data_dir, blob).await.ok_or(CoreError::NotFound)?;
-    let mime = a.mime_type.clone().unwrap_or_else(|| match a.kind.as_str() {
-        "photo" => "image/jpeg".into(),
-        "voice" => "audio/ogg".into(),
-        _ => "application/octet-stream".into(),
-    });
-    let name = a.file_name.clone().unwrap_or_else(|| format!("{}-{}", a.kind, index)).replace(['"', '\r', '\n'], "_");
-    let disposition = if MessageTpl::is_image(a) { format!("inline; filename=\"{name}\"") } else { format!("attachment; filename=\"{name}\"") };
+    let bytes = chatter_core::blobs::get(&st.core.config.data_dir, blob)
+        .await
+        .ok_or(CoreError::NotFound)?;
+    let mime = a
+        .mime_type
+        .clone()
+        .unwrap_or_else(|| match a.kind.as_str() {
+            "photo" => "image/jpeg".into(),
+            "voice" => "audio/ogg".into(),
+            _ => "application/octet-stream".into(),
+        });
+    let name = a
+        .file_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", a.kind, index))
+        .replace(['"', '\r', '\n'], "_");
+    let disposition = if MessageTpl::is_image(a) {
+        format!("inline; filename=\"{name}\"")
+    } else {
+        format!("attachment; filename=\"{name}\"")
+    };
     Ok((
         [
             (header::CONTENT_TYPE, mime),
@@ -268,21 +406,40 @@ async fn file(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path((
 }
 
 /// What the browser receives for one event.
-async fn event_json(st: &AppState, ctx: &Ctx, actor: &Actor, e: &event::Model, members: &[(Uuid, String)]) -> Option<String> {
+async fn event_json(
+    st: &AppState,
+    ctx: &Ctx,
+    actor: &Actor,
+    e: &event::Model,
+    members: &[(Uuid, String)],
+) -> Option<String> {
     let payload: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
     let conv_id: Uuid = payload.get("conversation_id")?.as_str()?.parse().ok()?;
     let tr = crate::i18n::Tr(ctx.lang);
-    let row = inbox::get_conversation(&st.core, actor, conv_id).await.ok()?;
+    let row = inbox::get_conversation(&st.core, actor, conv_id)
+        .await
+        .ok()?;
     let mut out = serde_json::json!({
         "kind": e.kind,
         "conversation_id": conv_id,
         "status": row.conversation.status,
         "row": row_html(row, false, tr, members),
     });
-    if let Some(mid) = payload.get("message_id").and_then(|m| m.as_str()).and_then(|m| m.parse::<Uuid>().ok()) {
+    if let Some(mid) = payload
+        .get("message_id")
+        .and_then(|m| m.as_str())
+        .and_then(|m| m.parse::<Uuid>().ok())
+    {
         if let Ok(m) = inbox::get_message(&st.core, actor, mid).await {
             out["message_id"] = serde_json::json!(mid);
-            out["message"] = serde_json::json!(MessageTpl::new(m, tr, &ctx.csrf, actor.role.can(Permission::Reply)).render().unwrap_or_default());
+            out["message"] = serde_json::json!(MessageTpl::new(
+                m,
+                tr,
+                &ctx.csrf,
+                actor.role.can(Permission::Reply)
+            )
+            .render()
+            .unwrap_or_default());
         }
     }
     Some(out.to_string())
@@ -295,10 +452,18 @@ struct After {
 
 /// Server-sent events for the actor's company. `Last-Event-ID` (or `?after=`) replays what the
 /// browser missed from the event log before going live.
-async fn events(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, headers: HeaderMap, Query(q): Query<After>) -> Result<Response, AppError> {
+async fn events(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
+    Query(q): Query<After>,
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     actor.require(Permission::Read)?;
-    let from_header = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    let from_header = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
     let start = match from_header.or(q.after) {
         Some(id) => id,
         None => last_event_id(&st, actor.company_id).await,
@@ -315,8 +480,18 @@ async fn events(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, head
         last: i64,
         backlog: std::collections::VecDeque<event::Model>,
     }
-    let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000).await?.into();
-    let state = S { st, ctx, actor, members, rx, last: start, backlog };
+    let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000)
+        .await?
+        .into();
+    let state = S {
+        st,
+        ctx,
+        actor,
+        members,
+        rx,
+        last: start,
+        backlog,
+    };
     let stream = futures::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(e) = s.backlog.pop_front() {
@@ -325,7 +500,10 @@ async fn events(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, head
                 }
                 s.last = e.id;
                 if let Some(data) = event_json(&s.st, &s.ctx, &s.actor, &e, &s.members).await {
-                    let ev = Event::default().id(e.id.to_string()).event(e.kind.clone()).data(data);
+                    let ev = Event::default()
+                        .id(e.id.to_string())
+                        .event(e.kind.clone())
+                        .data(data);
                     return Some((Ok::<Event, Infallible>(ev), s));
                 }
                 continue;
@@ -333,14 +511,28 @@ async fn events(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, head
             match s.rx.recv().await {
                 Ok(p) if p.company_id == s.actor.company_id && p.id > s.last => {
                     // Read everything after our position: covers events committed out of order.
-                    match chatter_core::events::since(&s.st.core.db, s.actor.company_id, s.last, 1000).await {
+                    match chatter_core::events::since(
+                        &s.st.core.db,
+                        s.actor.company_id,
+                        s.last,
+                        1000,
+                    )
+                    .await
+                    {
                         Ok(v) => s.backlog.extend(v),
                         Err(_) => return None,
                     }
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    match chatter_core::events::since(&s.st.core.db, s.actor.company_id, s.last, 1000).await {
+                    match chatter_core::events::since(
+                        &s.st.core.db,
+                        s.actor.company_id,
+                        s.last,
+                        1000,
+                    )
+                    .await
+                    {
                         Ok(v) => s.backlog.extend(v),
                         Err(_) => return None,
                     }
@@ -349,5 +541,7 @@ async fn events(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, head
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -56,7 +56,13 @@ pub fn status_key(status: &str) -> &'static str {
 fn fix_key(s: &source::Model) -> &'static str {
     match s.status.as_str() {
         sources::TOKEN_REVOKED => "sources.revoked_fix",
-        sources::ERROR if s.last_error.as_deref().is_some_and(|e| e.contains("webhook")) => "sources.conflict_fix",
+        sources::ERROR
+            if s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("webhook")) =>
+        {
+            "sources.conflict_fix"
+        }
         sources::ERROR => "sources.error_fix",
         _ => "",
     }
@@ -82,7 +88,11 @@ struct ListTpl {
     rows: Vec<Row>,
 }
 
-async fn list_page(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Query(q): Query<Flash>) -> Result<Response, AppError> {
+async fn list_page(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<Flash>,
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let rows = sources::list(&st.core, &actor)
         .await?
@@ -103,7 +113,10 @@ async fn list_page(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Q
             }
         })
         .collect();
-    Ok(render(ListTpl { p: Page::new(&ctx, "sources").flash(&q), rows }))
+    Ok(render(ListTpl {
+        p: Page::new(&ctx, "sources").flash(&q),
+        rows,
+    }))
 }
 
 #[derive(Template)]
@@ -116,7 +129,11 @@ struct NewTpl {
 
 async fn new_page(Extension(ctx): Extension<Ctx>) -> Result<Response, AppError> {
     ctx.actor()?.require(Permission::Manage)?;
-    Ok(render(NewTpl { p: Page::new(&ctx, "sources"), token: String::new(), name: String::new() }))
+    Ok(render(NewTpl {
+        p: Page::new(&ctx, "sources"),
+        token: String::new(),
+        name: String::new(),
+    }))
 }
 
 #[derive(serde::Deserialize)]
@@ -127,7 +144,11 @@ struct NewForm {
     name: String,
 }
 
-async fn create(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, CsrfForm(f): CsrfForm<NewForm>) -> Result<Response, AppError> {
+async fn create(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<NewForm>,
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     if f.kind.unwrap_or(1) != SourceKind::TelegramBot.id() {
         return Err(CoreError::field("kind", "err.kind_unsupported").into());
@@ -136,7 +157,11 @@ async fn create(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Csrf
         Ok(id) => Ok(Redirect::to(&format!("/app/sources/{id}")).into_response()),
         Err(CoreError::Invalid(errs)) => Ok(render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            NewTpl { p: Page::new(&ctx, "sources").errors(errs), token: String::new(), name: f.name },
+            NewTpl {
+                p: Page::new(&ctx, "sources").errors(errs),
+                token: String::new(),
+                name: f.name,
+            },
         )),
         Err(e) => Err(e.into()),
     }
@@ -154,23 +179,33 @@ struct ShowTpl {
     webhook: Option<String>,
 }
 
-async fn show_page(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>) -> Result<Response, AppError> {
+async fn show_page(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let s = sources::get(&st.core, &actor, id).await?;
     let settings = sources::settings_of(&s);
     // Live webhook state from Telegram, briefly; the page still renders if it does not answer.
     let webhook = if settings.mode == "webhook" && s.status != sources::DISABLED {
         match sources::telegram_client(&st.core, &s) {
-            Ok(c) => match tokio::time::timeout(std::time::Duration::from_secs(3), c.get_webhook_info()).await {
-                Ok(Ok(w)) => Some(format!(
-                    "{} · {}: {}{}",
-                    w.url,
-                    crate::i18n::Tr(ctx.lang).t("sources.pending_updates"),
-                    w.pending_update_count,
-                    w.last_error_message.map(|m| format!(" · {m}")).unwrap_or_default()
-                )),
-                _ => None,
-            },
+            Ok(c) => {
+                match tokio::time::timeout(std::time::Duration::from_secs(3), c.get_webhook_info())
+                    .await
+                {
+                    Ok(Ok(w)) => Some(format!(
+                        "{} · {}: {}{}",
+                        w.url,
+                        crate::i18n::Tr(ctx.lang).t("sources.pending_updates"),
+                        w.pending_update_count,
+                        w.last_error_message
+                            .map(|m| format!(" · {m}"))
+                            .unwrap_or_default()
+                    )),
+                    _ => None,
+                }
+            }
             Err(_) => None,
         }
     } else {
@@ -190,13 +225,23 @@ async fn show_page(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, P
 #[derive(serde::Deserialize)]
 struct Empty {}
 
-async fn disable(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, CsrfForm(_): CsrfForm<Empty>) -> Result<Response, AppError> {
+async fn disable(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
     sources::set_enabled(&st.core, &ctx.actor()?, id, false).await?;
     Ok(Redirect::to(&format!("/app/sources/{id}")).into_response())
 }
 
 /// Turns a source on again, or re-runs its setup ("check").
-async fn enable(State(st): State<AppState>, Extension(ctx): Extension<Ctx>, Path(id): Path<Uuid>, CsrfForm(_): CsrfForm<Empty>) -> Result<Response, AppError> {
+async fn enable(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
     sources::set_enabled(&st.core, &ctx.actor()?, id, true).await?;
     Ok(Redirect::to(&format!("/app/sources/{id}")).into_response())
 }
