@@ -496,7 +496,7 @@ pub async fn get_message(core: &Core, actor: &Actor, id: Uuid) -> Result<message
 
 /// Marks the conversation read (a manager opened it).
 pub async fn mark_read(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
-    actor.require(Permission::Read)?;
+    get_conversation(core, actor, id).await?;
     let n = conversation::Entity::update_many()
         .col_expr(conversation::Column::Unread, Expr::value(0))
         .filter(conversation::Column::Id.eq(id))

@@ -21,8 +21,8 @@ use uuid::Uuid;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(me, members),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut)),
+    paths(me, members, sources, conversations, conversation_messages, send_message),
+    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -45,6 +45,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/me", get(me))
         .route("/api/v1/members", get(members))
+        .route("/api/v1/sources", get(sources))
+        .route("/api/v1/conversations", get(conversations))
+        .route(
+            "/api/v1/conversations/{id}/messages",
+            get(conversation_messages).post(send_message),
+        )
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
 }
 
@@ -246,4 +252,250 @@ pub async fn members(
             })
             .collect(),
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SourceOut {
+    pub id: Uuid,
+    /// The kind's numeric id (MISSION R1): 1 telegram_bot, 2 telegram_private, 3 vk_bot, 4 max_bot, 5 avito, 6 api, 7 whatsapp, 8 sipout_sms, 10 telegram_parsing.
+    pub kind_id: i32,
+    pub kind: String,
+    pub name: String,
+    /// connecting | connected | token_revoked | error | disabled
+    pub status: String,
+    /// webhook | polling
+    pub mode: String,
+    pub bot_username: Option<String>,
+    pub last_inbound_at: Option<i64>,
+    pub last_ok_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// The company's sources with their health.
+#[utoipa::path(get, path = "/api/v1/sources", tag = "sources",
+    responses((status = 200, body = Vec<SourceOut>), (status = 401, body = ApiErrorBody)))]
+pub async fn sources(
+    State(st): State<AppState>,
+    ApiActor(a): ApiActor,
+) -> Result<Json<Vec<SourceOut>>, ApiError> {
+    let list = chatter_core::sources::list(&st.core, &a).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|s| {
+                let set = chatter_core::sources::settings_of(&s);
+                SourceOut {
+                    id: s.id,
+                    kind_id: s.kind,
+                    kind: chatter_domain::SourceKind::from_id(s.kind)
+                        .map(|k| k.as_str().to_string())
+                        .unwrap_or_default(),
+                    name: s.name,
+                    status: s.status,
+                    mode: set.mode,
+                    bot_username: set.bot_username,
+                    last_inbound_at: s.last_inbound_at,
+                    last_ok_at: s.last_ok_at,
+                    last_error: s.last_error,
+                }
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContactOut {
+    pub id: Uuid,
+    pub name: String,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    /// The messenger's id of the person.
+    pub external_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationOut {
+    pub id: Uuid,
+    pub source_id: Uuid,
+    pub source_name: String,
+    pub contact: ContactOut,
+    /// private | group
+    pub chat_kind: String,
+    pub title: Option<String>,
+    /// open | closed
+    pub status: String,
+    pub assignee_id: Option<Uuid>,
+    pub unread: i32,
+    /// The customer blocked the bot.
+    pub blocked: bool,
+    pub last_text: String,
+    pub last_message_at: i64,
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct ConversationQuery {
+    /// open (default) | closed | all
+    pub status: Option<String>,
+    /// Only this source.
+    pub source: Option<Uuid>,
+    /// unassigned | unread
+    pub only: Option<String>,
+    /// Search in names and message text.
+    pub q: Option<String>,
+    /// At most this many (default 100, at most 500).
+    pub limit: Option<u64>,
+}
+
+fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut {
+    let c = r.conversation;
+    ConversationOut {
+        id: c.id,
+        source_id: c.source_id,
+        source_name: r.source_name,
+        contact: ContactOut {
+            id: r.contact.id,
+            name: r.contact.name,
+            username: r.contact.username,
+            phone: r.contact.phone,
+            external_id: r.contact.external_id,
+        },
+        chat_kind: c.chat_kind,
+        title: c.title,
+        status: c.status,
+        assignee_id: c.assignee_id,
+        unread: c.unread,
+        blocked: c.blocked,
+        last_text: c.last_text,
+        last_message_at: c.last_message_at,
+    }
+}
+
+/// Conversations, most recent first.
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", params(ConversationQuery),
+    responses((status = 200, body = Vec<ConversationOut>), (status = 401, body = ApiErrorBody)))]
+pub async fn conversations(
+    State(st): State<AppState>,
+    ApiActor(a): ApiActor,
+    axum::extract::Query(q): axum::extract::Query<ConversationQuery>,
+) -> Result<Json<Vec<ConversationOut>>, ApiError> {
+    let f = chatter_core::inbox::ListFilter {
+        source: q.source,
+        status: q.status,
+        only: q.only,
+        q: q.q,
+    };
+    let rows = chatter_core::inbox::list_conversations(
+        &st.core,
+        &a,
+        &f,
+        q.limit.unwrap_or(100).clamp(1, 500),
+    )
+    .await?;
+    Ok(Json(rows.into_iter().map(conversation_out).collect()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttachmentOut {
+    /// photo | document | voice | audio | video | sticker
+    pub kind: String,
+    pub file_name: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: Option<i64>,
+    /// Whether the file has been fetched from the messenger yet.
+    pub stored: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageOut {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    /// in (from the customer) | out (to the customer)
+    pub direction: String,
+    pub text: Option<String>,
+    pub attachments: Vec<AttachmentOut>,
+    /// received | pending | sent | failed
+    pub status: String,
+    /// Why sending failed, or the reason it is being retried.
+    pub error: Option<String>,
+    pub sender_name: String,
+    pub reply_to_id: Option<Uuid>,
+    /// The messenger's id of the message.
+    pub external_id: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub edited_at: Option<i64>,
+}
+
+fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
+    let atts = chatter_core::inbox::attachments_of(&m);
+    MessageOut {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        direction: m.direction,
+        text: m.text,
+        attachments: atts
+            .into_iter()
+            .map(|a| AttachmentOut {
+                kind: a.kind,
+                file_name: a.file_name,
+                mime_type: a.mime_type,
+                size: a.size,
+                stored: a.blob.is_some(),
+            })
+            .collect(),
+        status: m.status,
+        error: m.error,
+        sender_name: m.sender_name,
+        reply_to_id: m.reply_to_id,
+        external_id: m.external_id,
+        created_at: m.created_at,
+        sent_at: m.sent_at,
+        edited_at: m.edited_at,
+    }
+}
+
+/// A conversation's messages, oldest first (the last 500).
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = Vec<MessageOut>), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+pub async fn conversation_messages(
+    State(st): State<AppState>,
+    ApiActor(a): ApiActor,
+    axum::extract::Path(id): axum::extract::Path<Uuid>,
+) -> Result<Json<Vec<MessageOut>>, ApiError> {
+    let ms = chatter_core::inbox::messages(&st.core, &a, id, 500).await?;
+    Ok(Json(ms.into_iter().map(message_out).collect()))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct SendIn {
+    /// The text to send (a long text is split at the messenger's limit).
+    #[schema(example = "Здравствуйте! Доставка бесплатная от 3000 ₽.")]
+    pub text: String,
+    /// Our id of the message this answers.
+    pub reply_to: Option<Uuid>,
+}
+
+/// Sends a message to the customer: stored as `pending` and delivered by a job; poll the
+/// messages (or the status) to see it become `sent` or `failed`.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
+    params(("id" = Uuid, Path, description = "conversation id")), request_body = SendIn,
+    responses((status = 201, body = MessageOut), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn send_message(
+    State(st): State<AppState>,
+    ApiActor(a): ApiActor,
+    axum::extract::Path(id): axum::extract::Path<Uuid>,
+    body: Result<Json<SendIn>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body.map_err(|e| {
+        ApiError(CoreError::Invalid(vec![chatter_domain::FieldError::new(
+            "body",
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "err.too_long"
+            } else {
+                "err.json_invalid"
+            },
+        )]))
+    })?;
+    let m = chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await?;
+    Ok((StatusCode::CREATED, Json(message_out(m))).into_response())
 }
