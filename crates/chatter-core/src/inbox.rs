@@ -389,7 +389,7 @@ pub async fn list_conversations(
         _ => {}
     }
     if let Some(text) = f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let like = format!("%{}%", text.replace('%', "").replace('_', ""));
+        let like = format!("%{}%", text.replace(['%', '_'], ""));
         let by_name = contact::Entity::find()
             .filter(contact::Column::CompanyId.eq(actor.company_id))
             .filter(

@@ -25,7 +25,10 @@ const CACHE_MS: i64 = 5_000;
 
 /// Sources with their webhook secret, cached for a few seconds.
 #[derive(Clone, Default)]
-pub struct SourceCache(Arc<Mutex<HashMap<Uuid, (source::Model, String, i64)>>>);
+pub struct SourceCache(Arc<Mutex<HashMap<Uuid, Cached>>>);
+
+/// A source, its webhook secret, and when it was read.
+type Cached = (source::Model, String, i64);
 
 impl SourceCache {
     async fn get(&self, st: &AppState, id: Uuid) -> Option<(source::Model, String)> {
