@@ -249,6 +249,30 @@ async fn first_company(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Opt
         .map(|m| m.company_id))
 }
 
+/// Records an action of a signed-in person on their own account, in their current company.
+async fn audit_self(
+    conn: &impl ConnectionTrait,
+    info: &SessionInfo,
+    meta: &ReqMeta,
+    now: i64,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> Result<()> {
+    audit::insert(
+        conn,
+        info.session.company_id,
+        Some(info.user.id),
+        &info.user.email,
+        meta,
+        now,
+        action,
+        target,
+        details,
+    )
+    .await
+}
+
 /// Email + password. On success the session is new (the id rotates at every sign-in); with
 /// 2FA on, it is only good for the second step.
 pub async fn sign_in(
@@ -479,11 +503,9 @@ pub async fn sign_out(core: &Core, info: &SessionInfo, meta: &ReqMeta) -> Result
     session::Entity::delete_by_id(info.session.id_hash.clone())
         .exec(&txn)
         .await?;
-    audit::insert(
+    audit_self(
         &txn,
-        info.session.company_id,
-        Some(info.user.id),
-        &info.user.email,
+        info,
         meta,
         core.now(),
         "user.sign_out",
@@ -503,11 +525,9 @@ pub async fn sign_out_everywhere(core: &Core, info: &SessionInfo, meta: &ReqMeta
         .exec(&txn)
         .await?
         .rows_affected;
-    audit::insert(
+    audit_self(
         &txn,
-        info.session.company_id,
-        Some(info.user.id),
-        &info.user.email,
+        info,
         meta,
         core.now(),
         "user.sign_out_everywhere",
@@ -723,11 +743,9 @@ pub async fn change_password(
         .filter(session::Column::IdHash.ne(info.session.id_hash.clone()))
         .exec(&txn)
         .await?;
-    audit::insert(
+    audit_self(
         &txn,
-        info.session.company_id,
-        Some(info.user.id),
-        &info.user.email,
+        info,
         meta,
         core.now(),
         "user.password_change",
@@ -756,11 +774,9 @@ pub async fn update_profile(
     m.name = Set(name);
     m.locale = Set(locale.to_string());
     m.update(&txn).await?;
-    audit::insert(
+    audit_self(
         &txn,
-        info.session.company_id,
-        Some(info.user.id),
-        &info.user.email,
+        info,
         meta,
         core.now(),
         "user.profile_update",
@@ -846,11 +862,9 @@ pub async fn enable_totp(
         .await?;
         codes.push(format!("{}-{}", &c[..5], &c[5..]));
     }
-    audit::insert(
+    audit_self(
         &txn,
-        info.session.company_id,
-        Some(info.user.id),
-        &info.user.email,
+        info,
         meta,
         now,
         "user.2fa_enable",
@@ -887,11 +901,9 @@ pub async fn disable_totp(
         .filter(recovery_code::Column::UserId.eq(info.user.id))
         .exec(&txn)
         .await?;
-    audit::insert(
+    audit_self(
         &txn,
-        info.session.company_id,
-        Some(info.user.id),
-        &info.user.email,
+        info,
         meta,
         core.now(),
         "user.2fa_disable",
@@ -989,11 +1001,9 @@ pub async fn link_telegram(
     m.update(&txn)
         .await
         .map_err(|e| chatter_store::on_unique(e, "telegram_id"))?;
-    audit::insert(
+    audit_self(
         &txn,
-        info.session.company_id,
-        Some(info.user.id),
-        &info.user.email,
+        info,
         meta,
         core.now(),
         "user.telegram_link",
