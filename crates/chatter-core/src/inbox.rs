@@ -15,7 +15,7 @@ use chatter_store::jobs::{self, NewJob};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -700,28 +700,8 @@ pub async fn assign(core: &Core, actor: &Actor, id: Uuid, assignee: Option<Uuid>
     if n.rows_affected == 0 {
         return Err(CoreError::NotFound);
     }
-    let mut pending = Pending::default();
-    events::emit(
-        &txn,
-        &mut pending,
-        actor.company_id,
-        "conversation",
-        serde_json::json!({"conversation_id": id}),
-        now,
-    )
-    .await?;
-    audit::record(
-        &txn,
-        actor,
-        now,
-        "conversation.assign",
-        &id.to_string(),
-        serde_json::json!({"assignee": assignee}),
-    )
-    .await?;
-    txn.commit().await?;
-    core.published(pending);
-    Ok(())
+    let details = serde_json::json!({"assignee": assignee});
+    conversation_changed(core, txn, actor, id, "conversation.assign", details, now).await
 }
 
 /// Closes (`open = false`) or reopens a conversation.
@@ -742,40 +722,37 @@ pub async fn set_open(core: &Core, actor: &Actor, id: Uuid, open: bool) -> Resul
     if n.rows_affected == 0 {
         return Err(CoreError::NotFound);
     }
+    let action = if open {
+        "conversation.reopen"
+    } else {
+        "conversation.close"
+    };
+    conversation_changed(core, txn, actor, id, action, serde_json::json!({}), now).await
+}
+
+/// Finishes a change of a conversation: its live event and audit entry, then the commit.
+async fn conversation_changed(
+    core: &Core,
+    txn: sea_orm::DatabaseTransaction,
+    actor: &Actor,
+    id: Uuid,
+    action: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> Result<()> {
     let mut pending = Pending::default();
+    let payload = serde_json::json!({"conversation_id": id});
     events::emit(
         &txn,
         &mut pending,
         actor.company_id,
         "conversation",
-        serde_json::json!({"conversation_id": id}),
+        payload,
         now,
     )
     .await?;
-    audit::record(
-        &txn,
-        actor,
-        now,
-        if open {
-            "conversation.reopen"
-        } else {
-            "conversation.close"
-        },
-        &id.to_string(),
-        serde_json::json!({}),
-    )
-    .await?;
+    audit::record(&txn, actor, now, action, &id.to_string(), details).await?;
     txn.commit().await?;
     core.published(pending);
     Ok(())
-}
-
-/// Counts for the navigation badge.
-pub async fn unread_conversations(core: &Core, company_id: Uuid) -> Result<u64> {
-    Ok(conversation::Entity::find()
-        .filter(conversation::Column::CompanyId.eq(company_id))
-        .filter(conversation::Column::Unread.gt(0))
-        .filter(conversation::Column::Status.eq("open"))
-        .count(&core.db)
-        .await?)
 }
