@@ -220,6 +220,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("inbox.reply", "Ответ", "Reply"),
     ("inbox.reply_placeholder", "Ответ клиенту… (Enter — отправить, Shift+Enter — новая строка)", "Reply… (Enter sends, Shift+Enter new line)"),
     ("inbox.send", "Отправить", "Send"),
+    ("inbox.reply_to", "Ответить на это сообщение", "Reply to this message"),
     ("inbox.pending", "отправляется…", "sending…"),
     ("inbox.sent", "доставлено в мессенджер", "sent"),
     ("inbox.failed", "не отправлено", "not sent"),

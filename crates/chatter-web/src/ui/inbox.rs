@@ -154,6 +154,8 @@ struct ListTpl {
 }
 
 struct ThreadView {
+    /// The message being answered (`?reply_to=`), with a short quote.
+    reply_to: Option<(Uuid, String)>,
     row: ConversationRow,
     messages: Vec<String>,
     members: Vec<(Uuid, String)>,
@@ -181,6 +183,7 @@ async fn page(
     ctx: &Ctx,
     f: ListFilter,
     open: Option<Uuid>,
+    reply_to: Option<Uuid>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let last_event = last_event_id(st, actor.company_id).await;
@@ -217,7 +220,16 @@ async fn page(
                 chatter_core::sources::get(&st.core, &actor, row.conversation.source_id)
                     .await?
                     .status;
+            let reply_to = match reply_to {
+                Some(mid) => inbox::get_message(&st.core, &actor, mid)
+                    .await
+                    .ok()
+                    .filter(|m| m.conversation_id == id)
+                    .map(|m| (m.id, m.text.unwrap_or_default().chars().take(120).collect())),
+                None => None,
+            };
             Some(ThreadView {
+                reply_to,
                 row,
                 messages,
                 members: members.clone(),
@@ -243,7 +255,12 @@ async fn list_page(
     Extension(ctx): Extension<Ctx>,
     Query(f): Query<ListFilter>,
 ) -> Result<Response, AppError> {
-    page(&st, &ctx, f, None).await
+    page(&st, &ctx, f, None, None).await
+}
+
+#[derive(serde::Deserialize)]
+struct ReplyTo {
+    reply_to: Option<Uuid>,
 }
 
 async fn show_page(
@@ -251,8 +268,9 @@ async fn show_page(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<Uuid>,
     Query(f): Query<ListFilter>,
+    Query(r): Query<ReplyTo>,
 ) -> Result<Response, AppError> {
-    page(&st, &ctx, f, Some(id)).await
+    page(&st, &ctx, f, Some(id), r.reply_to).await
 }
 
 #[derive(serde::Deserialize)]

@@ -194,3 +194,49 @@ async fn webhook_mode_checks_the_secret_and_stores_each_update_once() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_reply_quotes_the_customers_message_in_telegram() {
+    let app = TestApp::new().await;
+    let (s, token, _) = company_with_bot(&app).await;
+    let first = app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5101, "Пётр", "Есть синий цвет?"),
+    );
+    eventually("stored", || async {
+        s.html("/app/inbox").await.contains("Есть синий цвет?")
+    })
+    .await;
+    let inbox = s.html("/app/inbox").await;
+    let conv = inbox
+        .split("<li id=\"conv-")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("row")
+        .to_string();
+    let thread = s.html(&format!("/app/inbox/{conv}")).await;
+    let mid = thread
+        .split("id=\"msg-")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("message")
+        .to_string();
+    let page = format!("/app/inbox/{conv}?reply_to={mid}");
+    let html = s.html(&page).await;
+    assert!(html.contains("id=\"reply-quote\""), "the quote is shown");
+    let r = s
+        .post_from(
+            &page,
+            &format!("/app/inbox/{conv}/reply"),
+            &[("text", "Да, есть"), ("reply_to", &mid)],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    eventually("sent as a reply", || async {
+        app.telegram
+            .sent(&token)
+            .iter()
+            .any(|m| m.text.as_deref() == Some("Да, есть") && m.reply_to_message_id == Some(first))
+    })
+    .await;
+}
