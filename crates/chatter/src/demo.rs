@@ -414,8 +414,8 @@ fn follow_ups() -> HashMap<i64, Vec<CustomerMessage>> {
         (
             DMITRY.chat_id(),
             vec![
-                DMITRY.says("Понял, спасибо. А когда будет белый?"),
-                DMITRY.says("Хорошо, беру"),
+                DMITRY.says("Понял, спасибо! Тогда беру"),
+                DMITRY.says("Хорошо, жду 👍"),
             ],
         ),
         (
@@ -442,7 +442,7 @@ fn follow_ups() -> HashMap<i64, Vec<CustomerMessage>> {
         (
             IRINA.chat_id(),
             vec![
-                IRINA.says("Отлично, в четверг подходит"),
+                IRINA.says("Отлично, подходит!"),
                 IRINA.says("Хорошо, спасибо"),
             ],
         ),
@@ -558,7 +558,7 @@ fn kettle_pixel(x: f64, y: f64) -> [u8; 3] {
         return [s, s, s.saturating_add(3)];
     }
     if spout {
-        return [236, 236, 240];
+        return [188, 192, 204];
     }
     if (0.62..=1.0).contains(&handle) && x > 170.0 {
         return [70, 72, 84];
