@@ -47,7 +47,8 @@ enum Command {
     Worker(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(ServeArgs),
-    /// Run Chatter with a demo company and a built-in mail catcher, on a fresh data directory.
+    /// Run Chatter with a demo company, a Telegram bot with simulated customers and a mail
+    /// catcher, all in this process, on a fresh data directory (unless --data-dir is given).
     Demo(ServeArgs),
     /// Write a consistent backup of the database into <data-dir>/backups.
     Backup(ServeArgs),
