@@ -534,6 +534,37 @@ impl FakeTelegram {
         self.with_bot(token, |bot| bot.customer_message(m))
     }
 
+    /// Makes the chat of `m`'s customer (their private chat, or `m.chat`) known with message
+    /// ids continuing after `last_message_id`, as if the earlier messages had been exchanged
+    /// before this fake started; nothing is queued. `chatter demo` on a reused data directory
+    /// needs it: the product already stored those ids, so restarting at 1 would look like
+    /// replays.
+    pub fn restore_chat(&self, token: &str, m: &CustomerMessage, last_message_id: i64) {
+        self.with_bot(token, |bot| {
+            let user = user_json(
+                m.user_id,
+                &m.first_name,
+                m.last_name.as_deref(),
+                m.username.as_deref(),
+            );
+            let (chat_id, chat_json) = match &m.chat {
+                Some(group) => (
+                    group.id,
+                    json!({"id": group.id, "type": "group", "title": group.title}),
+                ),
+                None => (m.user_id, private_chat_json(&user)),
+            };
+            let chat = bot.chats.entry(chat_id).or_insert_with(|| Chat {
+                json: chat_json,
+                customer: Some(user),
+                messages: BTreeMap::new(),
+                next_message_id: 1,
+                blocked: false,
+            });
+            chat.next_message_id = chat.next_message_id.max(last_message_id + 1);
+        });
+    }
+
     /// The customer edits an earlier message: its text (or caption) changes and an
     /// `edited_message` update is queued. Panics on an unknown chat or message.
     pub fn customer_edits(&self, token: &str, chat_id: i64, message_id: i64, text: &str) {

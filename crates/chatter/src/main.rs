@@ -2,6 +2,7 @@
 //! (`worker`), migrations, the demo, backups and administration.
 
 mod config;
+mod demo;
 
 use anyhow::{bail, Context};
 use chatter_core::mailer::{FileMailer, SmtpMailer};
@@ -46,7 +47,8 @@ enum Command {
     Worker(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(ServeArgs),
-    /// Run Chatter with a demo company and a built-in mail catcher, on a fresh data directory.
+    /// Run Chatter with a demo company, a Telegram bot with simulated customers and a mail
+    /// catcher, all in this process, on a fresh data directory (unless --data-dir is given).
     Demo(ServeArgs),
     /// Write a consistent backup of the database into <data-dir>/backups.
     Backup(ServeArgs),
@@ -235,31 +237,20 @@ async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
         .map(|a| a.to_string())
         .unwrap_or_else(|| cfg.bind.clone());
     let public_url = cfg.public_url(&bound);
-    let smtp_fake = if demo {
-        Some(chatter_fakes::SmtpCapture::start().await?)
+    let mut cfg = cfg;
+    let demo_fakes = if demo {
+        let fakes = demo::Fakes::start().await?;
+        fakes.configure(&mut cfg);
+        Some(fakes)
     } else {
         None
     };
-    let demo_mailer: Option<Arc<dyn Mailer>> = match &smtp_fake {
-        Some(s) => Some(Arc::new(
-            SmtpMailer::new(&chatter_core::mailer::SmtpConfig {
-                host: "127.0.0.1".into(),
-                port: s.port(),
-                username: None,
-                password: None,
-                from: "Chatter demo <demo@chatter.local>".into(),
-                tls: "none".into(),
-            })
-            .map_err(anyhow::Error::msg)?,
-        )),
-        None => None,
-    };
+    let demo_mailer = demo_fakes.as_ref().map(demo::Fakes::mailer).transpose()?;
     let (core, _) = build_core(&cfg, &public_url, demo_mailer).await?;
     chatter_core::backup::schedule_daily(&core).await?;
-    let demo_info = if demo {
-        Some(demo_seed(&core).await?)
-    } else {
-        None
+    let demo_run = match &demo_fakes {
+        Some(fakes) => Some(demo::Demo::start(&core, fakes).await?),
+        None => None,
     };
     let web = chatter_web::WebConfig {
         secure_cookies: cfg
@@ -293,58 +284,19 @@ async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
     } else {
         println!("Chatter worker running (database: {db_kind})");
     }
-    if let Some((email, password, key)) = demo_info {
-        println!("Demo sign-in: {email} / {password}");
-        println!("API key: {key}");
-        println!(
-            "Mail sent by the demo is caught on 127.0.0.1:{}",
-            smtp_fake.as_ref().map(|s| s.port()).unwrap_or(0)
-        );
+    if let Some(d) = &demo_run {
+        d.print();
     }
     stop.await;
     tracing::info!("stopping: finishing requests and running jobs");
+    if let Some(d) = demo_run {
+        d.stop().await;
+    }
     server.shutdown().await;
+    // The fakes outlive the server, so its pollers and jobs end against a live Bot API.
+    drop(demo_fakes);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The demo company, its owner and an API key (idempotent for a reused data directory).
-async fn demo_seed(core: &Core) -> anyhow::Result<(String, String, String)> {
-    use sea_orm::TransactionTrait;
-    let email = "demo@chatter.local".to_string();
-    let password = "demo-password".to_string();
-    let meta = chatter_core::ReqMeta {
-        ip: "127.0.0.1".into(),
-        user_agent: "chatter demo".into(),
-    };
-    let company_id = match chatter_core::accounts::find_user_by_email(&core.db, &email).await? {
-        Some(u) => chatter_core::accounts::companies_of(&core.db, u.id)
-            .await?
-            .first()
-            .map(|c| c.0.id),
-        None => {
-            let (_, _, c) = chatter_core::accounts::sign_up(
-                core,
-                &chatter_core::accounts::SignUp {
-                    company_name: "Демо: Рога и Копыта".into(),
-                    name: "Анна Демо".into(),
-                    email: email.clone(),
-                    password: password.clone(),
-                },
-                &meta,
-            )
-            .await?;
-            Some(c)
-        }
-    };
-    let Some(company_id) = company_id else {
-        bail!("the demo user has no company")
-    };
-    let txn = core.db.begin().await?;
-    let (key, _) =
-        chatter_core::api_keys::insert(&txn, company_id, None, "demo", core.now()).await?;
-    txn.commit().await?;
-    Ok((email, password, key))
 }
 
 async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {

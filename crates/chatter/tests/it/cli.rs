@@ -212,6 +212,96 @@ fn start_demo(data_dir: &Path, cwd: &Path) -> (Running, String, String) {
     (demo, url, key)
 }
 
+/// The first thing the demo's first customer writes.
+const OLGA_OPENS: &str = "Здравствуйте! Сколько стоит кофемолка «Бодрое утро»?";
+
+/// The "Customer's phone: <url>" line of a running demo.
+fn demo_phone_url(demo: &mut Running) -> String {
+    let line = demo.line_with("Customer's phone: ");
+    let phone = line["Customer's phone: ".len()..].trim().to_string();
+    assert!(
+        phone.starts_with("http://127.0.0.1:") && phone.ends_with("/phone"),
+        "{line}"
+    );
+    phone
+}
+
+/// A cookie-keeping client signed in with the printed demo credentials.
+async fn demo_sign_in(url: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let page = client
+        .get(format!("{url}/sign-in"))
+        .send()
+        .await
+        .expect("GET /sign-in")
+        .text()
+        .await
+        .expect("body");
+    let csrf = chatter_testkit::csrf_of(&page);
+    let r = client
+        .post(format!("{url}/sign-in"))
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("email", "demo@chatter.local"),
+            ("password", "demo-password"),
+        ])
+        .send()
+        .await
+        .expect("POST /sign-in");
+    assert_eq!(r.status(), 303, "the demo credentials sign in");
+    client
+}
+
+/// Waits (up to 20 s) until the demo inbox lists the simulated customer Ольга Смирнова, whose
+/// thread holds her opening question `times` times (once per demo run); returns the
+/// conversation's id.
+async fn wait_for_olga(client: &reqwest::Client, url: &str, times: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen;
+    loop {
+        let inbox = client
+            .get(format!("{url}/app/inbox"))
+            .send()
+            .await
+            .expect("GET /app/inbox")
+            .text()
+            .await
+            .expect("body");
+        let conversation = inbox.find("Ольга Смирнова").and_then(|at| {
+            let start = inbox[..at].rfind("id=\"conv-")? + "id=\"conv-".len();
+            let end = start + inbox[start..].find('"')?;
+            Some(inbox[start..end].to_string())
+        });
+        if let Some(id) = conversation {
+            let thread = client
+                .get(format!("{url}/app/inbox/{id}"))
+                .send()
+                .await
+                .expect("GET the conversation")
+                .text()
+                .await
+                .expect("body");
+            // Counted in the thread's bubbles, not in the list's last-message preview.
+            let bubble = format!("<div class=\"text\">{OLGA_OPENS}</div>");
+            if thread.matches(&bubble).count() >= times {
+                return id;
+            }
+            seen = thread;
+        } else {
+            seen = inbox;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ольга Смирнова's opening question is not there {times} time(s) within 20 s:\n{seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn me(url: &str, key: &str) -> (u16, serde_json::Value) {
     let r = http()
         .get(format!("{url}/api/v1/me"))
@@ -311,7 +401,7 @@ async fn serve_answers_health_checks_and_stops_cleanly_on_sigterm() {
 async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let (demo, url, key) = start_demo(&data, tmp.path());
+    let (mut demo, url, key) = start_demo(&data, tmp.path());
     assert!(key.starts_with("chk_"), "{key}");
     let (status, body) = me(&url, &key).await;
     assert_eq!(status, 200, "{body}");
@@ -325,6 +415,37 @@ async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
         .to_string();
     assert!(!slug.is_empty());
     assert_eq!(me(&url, "chk_not-a-key").await.0, 401);
+
+    // Simulated customers write to the demo bot: their conversations reach the demo inbox,
+    // and the customer's phone page is served.
+    let phone = demo_phone_url(&mut demo);
+    let (status, page) = get_text(&phone).await;
+    assert_eq!(status, 200, "{phone}: {page}");
+    assert!(page.contains("@chatter_demo_bot"), "{page}");
+    let manager = demo_sign_in(&url).await;
+    let olga = wait_for_olga(&manager, &url, 1).await;
+    demo.stop();
+
+    // The same data directory again: still one company and one demo bot, and the customers'
+    // new messages are stored (not taken for replays of the first run's ones).
+    let (mut demo, url, _) = start_demo(&data, tmp.path());
+    let _ = demo_phone_url(&mut demo);
+    let manager = demo_sign_in(&url).await;
+    let again = wait_for_olga(&manager, &url, 2).await;
+    assert_eq!(again, olga, "Ольга's conversation carries on");
+    let sources = manager
+        .get(format!("{url}/app/sources"))
+        .send()
+        .await
+        .expect("GET /app/sources")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(
+        sources.matches("@chatter_demo_bot").count(),
+        1,
+        "one demo bot after a second start: {sources}"
+    );
     demo.stop();
 
     assert_eq!(companies(&data, tmp.path()), vec![(slug.clone(), name)]);

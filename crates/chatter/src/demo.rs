@@ -1,0 +1,655 @@
+//! `chatter demo`: the product with every outside party faked inside this process — a mail
+//! catcher, a Telegram Bot API holding the demo company's bot, and simulated customers who
+//! write to that bot over time (and sometimes answer a manager's reply), so a newcomer sees
+//! messages arrive live and replies reach the "customer's phone" with no real messenger.
+
+use crate::config::Config;
+use anyhow::{bail, Context};
+use chatter_core::mailer::{SmtpConfig, SmtpMailer};
+use chatter_core::sources::{self, SourceSecret, SourceSettings};
+use chatter_core::{Actor, Core, Mailer, ReqMeta};
+use chatter_domain::SourceKind;
+use chatter_fakes::{CustomerMessage, FakeTelegram, GroupChat, SmtpCapture};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel, TransactionTrait};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const EMAIL: &str = "demo@chatter.local";
+pub const PASSWORD: &str = "demo-password";
+const BOT_NAME: &str = "Демо-бот";
+const BOT_USERNAME: &str = "chatter_demo_bot";
+
+/// The fake servers the demo runs in this process.
+pub struct Fakes {
+    pub smtp: SmtpCapture,
+    pub telegram: FakeTelegram,
+}
+
+impl Fakes {
+    pub async fn start() -> anyhow::Result<Fakes> {
+        Ok(Fakes {
+            smtp: SmtpCapture::start()
+                .await
+                .context("cannot start the demo mail catcher")?,
+            telegram: FakeTelegram::start()
+                .await
+                .context("cannot start the demo Telegram")?,
+        })
+    }
+
+    /// Points the configuration at the fakes: SQLite in the data directory (the demo never
+    /// touches a real database or messenger), the fake Bot API, and long polling.
+    pub fn configure(&self, cfg: &mut Config) {
+        cfg.database_url = None;
+        cfg.smtp = None;
+        cfg.telegram.api_base = self.telegram.base_url();
+        cfg.telegram.webhook_base = None;
+        cfg.telegram.poll_timeout_secs = 5;
+    }
+
+    /// Mail goes to the catcher.
+    pub fn mailer(&self) -> anyhow::Result<Arc<dyn Mailer>> {
+        let mailer = SmtpMailer::new(&SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: self.smtp.port(),
+            username: None,
+            password: None,
+            from: "Chatter demo <demo@chatter.local>".into(),
+            tls: "none".into(),
+        })
+        .map_err(anyhow::Error::msg)?;
+        Ok(Arc::new(mailer))
+    }
+}
+
+/// A running demo: the seeded sign-in, and the simulated customers until [`Demo::stop`].
+pub struct Demo {
+    pub api_key: String,
+    pub phone_url: String,
+    pub smtp_port: u16,
+    stop: watch::Sender<bool>,
+    customers: JoinHandle<()>,
+}
+
+impl Demo {
+    /// Seeds the demo company (idempotent for a reused data directory), connects the demo bot
+    /// and lets the simulated customers start writing.
+    pub async fn start(core: &Core, fakes: &Fakes) -> anyhow::Result<Demo> {
+        let actor = seed_company(core).await?;
+        let token = connect_bot(core, &actor, &fakes.telegram).await?;
+        let api_key = {
+            let txn = core.db.begin().await?;
+            let (key, _) =
+                chatter_core::api_keys::insert(&txn, actor.company_id, None, "demo", core.now())
+                    .await?;
+            txn.commit().await?;
+            key
+        };
+        let (stop, stopped) = watch::channel(false);
+        let customers = tokio::spawn(simulate(fakes.telegram.clone(), token, stopped));
+        Ok(Demo {
+            api_key,
+            phone_url: format!("{}/phone", fakes.telegram.base_url()),
+            smtp_port: fakes.smtp.port(),
+            stop,
+            customers,
+        })
+    }
+
+    /// What a newcomer (or a script) needs, after the "listening" line.
+    pub fn print(&self) {
+        println!("Demo sign-in: {EMAIL} / {PASSWORD}");
+        println!("API key: {}", self.api_key);
+        println!("Customer's phone: {}", self.phone_url);
+        println!(
+            "Mail sent by the demo is caught on 127.0.0.1:{}",
+            self.smtp_port
+        );
+    }
+
+    /// The customers stop writing.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.customers.await;
+    }
+}
+
+/// The demo user and company, created on the first run; the owner acting in it.
+async fn seed_company(core: &Core) -> anyhow::Result<Actor> {
+    let meta = ReqMeta {
+        ip: "127.0.0.1".into(),
+        user_agent: "chatter demo".into(),
+    };
+    let user_id = match chatter_core::accounts::find_user_by_email(&core.db, EMAIL).await? {
+        Some(u) => u.id,
+        None => {
+            let (_, user_id, _) = chatter_core::accounts::sign_up(
+                core,
+                &chatter_core::accounts::SignUp {
+                    company_name: "Демо: Рога и Копыта".into(),
+                    name: "Анна Демо".into(),
+                    email: EMAIL.into(),
+                    password: PASSWORD.into(),
+                },
+                &meta,
+            )
+            .await?;
+            user_id
+        }
+    };
+    let Some((company, role)) = chatter_core::accounts::companies_of(&core.db, user_id)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        bail!("the demo user has no company")
+    };
+    Ok(Actor {
+        user_id: Some(user_id),
+        company_id: company.id,
+        role,
+        label: EMAIL.into(),
+        meta,
+    })
+}
+
+/// Creates the demo bot in the fake and connects it as the company's source. The fake forgets
+/// its bots when the process ends, so on a reused data directory the existing source is
+/// pointed at this run's bot instead of adding a second one; conversations carry on because
+/// the simulated customers keep their Telegram ids.
+async fn connect_bot(core: &Core, actor: &Actor, fake: &FakeTelegram) -> anyhow::Result<String> {
+    let token = fake.create_bot(BOT_USERNAME, BOT_NAME);
+    let existing = sources::list(core, actor).await?.into_iter().find(|s| {
+        s.kind == SourceKind::TelegramBot.id()
+            && sources::settings_of(s).bot_username.as_deref() == Some(BOT_USERNAME)
+    });
+    let Some(source) = existing else {
+        sources::add_telegram_bot(core, actor, BOT_NAME, &token).await?;
+        return Ok(token);
+    };
+    let bot_id = token
+        .split_once(':')
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_default();
+    let secret = SourceSecret {
+        token: token.clone(),
+        webhook_secret: sources::secret_of(core, &source)?.webhook_secret,
+    };
+    let settings = SourceSettings {
+        bot_id,
+        ..sources::settings_of(&source)
+    };
+    let id = source.id;
+    let mut am = source.into_active_model();
+    am.secret = Set(Some(core.secrets.encrypt(&serde_json::to_string(&secret)?)));
+    am.settings = Set(serde_json::to_string(&settings)?);
+    // The new bot's update ids start afresh: an old offset would skip them.
+    am.cursor = Set(None);
+    am.update(&core.db).await?;
+    restore_chats(core, id, fake, &token).await?;
+    // Sets it up again (deleteWebhook, then long polling), as turning a source on does.
+    sources::set_enabled(core, actor, id, true).await?;
+    Ok(token)
+}
+
+/// Tells the fresh fake how far each customer's chat had got, so its message ids carry on
+/// after the stored ones (the same ids again would be taken for replays and dropped).
+async fn restore_chats(
+    core: &Core,
+    source_id: uuid::Uuid,
+    fake: &FakeTelegram,
+    token: &str,
+) -> anyhow::Result<()> {
+    use chatter_store::entity::{conversation, message};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    for customer in [&OLGA, &DMITRY, &ELENA, &SERGEY, &ALEXEY, &IRINA] {
+        let chat_id = customer.chat_id().to_string();
+        let Some(conv) = conversation::Entity::find()
+            .filter(conversation::Column::SourceId.eq(source_id))
+            .filter(conversation::Column::ExternalChatId.eq(chat_id.as_str()))
+            .one(&core.db)
+            .await?
+        else {
+            continue;
+        };
+        let last = message::Entity::find()
+            .filter(message::Column::ConversationId.eq(conv.id))
+            .all(&core.db)
+            .await?
+            .into_iter()
+            .flat_map(|m| {
+                let parts: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
+                parts.into_iter().chain(m.external_id)
+            })
+            .filter_map(|external| {
+                let (chat, id) = external.rsplit_once(':')?;
+                (chat == chat_id).then(|| id.parse::<i64>().ok()).flatten()
+            })
+            .max()
+            .unwrap_or(0);
+        fake.restore_chat(token, &customer.says(""), last);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulated customers
+
+/// Someone who writes to the demo bot.
+struct Customer {
+    user_id: i64,
+    first_name: &'static str,
+    last_name: Option<&'static str>,
+    username: Option<&'static str>,
+    /// Where they write: their private chat unless a group is given.
+    group: Option<(i64, &'static str)>,
+}
+
+const OLGA: Customer = Customer {
+    user_id: 5_120_334_781,
+    first_name: "Ольга",
+    last_name: Some("Смирнова"),
+    username: Some("olga_smirnova"),
+    group: None,
+};
+const DMITRY: Customer = Customer {
+    user_id: 5_240_118_902,
+    first_name: "Дмитрий",
+    last_name: Some("Кузнецов"),
+    username: Some("dkuznetsov"),
+    group: None,
+};
+const ELENA: Customer = Customer {
+    user_id: 5_377_902_615,
+    first_name: "Елена",
+    last_name: Some("Васильева"),
+    username: None,
+    group: None,
+};
+const WHOLESALE: (i64, &str) = (-4_087_215_530, "Оптовики");
+const SERGEY: Customer = Customer {
+    user_id: 5_411_563_077,
+    first_name: "Сергей",
+    last_name: Some("Петров"),
+    username: Some("petrov_opt"),
+    group: Some(WHOLESALE),
+};
+const MARINA: Customer = Customer {
+    user_id: 5_498_230_164,
+    first_name: "Марина",
+    last_name: Some("Ковалёва"),
+    username: Some("marina_kov"),
+    group: Some(WHOLESALE),
+};
+const ALEXEY: Customer = Customer {
+    user_id: 5_602_447_310,
+    first_name: "Алексей",
+    last_name: None,
+    username: Some("alexey_m"),
+    group: None,
+};
+const IRINA: Customer = Customer {
+    user_id: 5_713_880_245,
+    first_name: "Ирина",
+    last_name: Some("Морозова"),
+    username: Some("irina_moroz"),
+    group: None,
+};
+
+impl Customer {
+    fn chat_id(&self) -> i64 {
+        self.group.map_or(self.user_id, |(id, _)| id)
+    }
+
+    fn says(&self, text: &str) -> CustomerMessage {
+        CustomerMessage {
+            last_name: self.last_name.map(str::to_owned),
+            username: self.username.map(str::to_owned),
+            chat: self.group.map(|(id, title)| GroupChat {
+                id,
+                title: title.to_owned(),
+            }),
+            ..CustomerMessage::text(self.user_id, self.first_name, text)
+        }
+    }
+
+    fn sends_photo(&self, caption: &str) -> CustomerMessage {
+        CustomerMessage {
+            text: None,
+            caption: Some(caption.to_owned()),
+            photo: Some(kettle_png()),
+            ..self.says("")
+        }
+    }
+
+    fn sends_document(&self, name: &str, body: &str, caption: &str) -> CustomerMessage {
+        CustomerMessage {
+            text: None,
+            caption: Some(caption.to_owned()),
+            document: Some((
+                body.as_bytes().to_vec(),
+                name.to_owned(),
+                "text/plain".into(),
+            )),
+            ..self.says("")
+        }
+    }
+
+    fn shares_contact(&self, phone: &str) -> CustomerMessage {
+        CustomerMessage {
+            text: None,
+            contact: Some((phone.to_owned(), self.first_name.to_owned())),
+            ..self.says("")
+        }
+    }
+
+    fn shares_location(&self, latitude: f64, longitude: f64) -> CustomerMessage {
+        CustomerMessage {
+            text: None,
+            location: Some((latitude, longitude)),
+            ..self.says("")
+        }
+    }
+}
+
+/// The opening dialogues: seconds to wait, then the message. Busy at first, then slower.
+fn script() -> Vec<(u64, CustomerMessage)> {
+    vec![
+        (1, OLGA.says("Здравствуйте! Сколько стоит кофемолка «Бодрое утро»?")),
+        (3, DMITRY.sends_photo("Добрый день! Вот такой чайник у вас есть в наличии?")),
+        (3, OLGA.says("И сколько будет стоить доставка до Казани?")),
+        (4, SERGEY.says("Коллеги, добрый день! Интересует опт от 50 штук. Какие у вас скидки?")),
+        (4, ELENA.says("Здравствуйте, хочу заказать набор посуды, но удобнее обсудить по телефону")),
+        (3, ELENA.shares_contact("+7 916 123-45-67")),
+        (5, DMITRY.says("Нужен белый, на 1,7 литра")),
+        (6, MARINA.says("И пришлите, пожалуйста, актуальный прайс")),
+        (8, IRINA.says("Добрый вечер! Доставляете вот сюда?")),
+        (2, IRINA.shares_location(55.751_244, 37.618_423)),
+        (10, ALEXEY.says("Спасибо, заказ получил, всё отлично! 👍")),
+        (
+            12,
+            SERGEY.sends_document(
+                "заявка.txt",
+                "Заявка ООО «Опт-Снаб»\nКофемолка «Бодрое утро» — 50 шт.\nЧайник белый 1,7 л — 30 шт.\nДоставка: Подольск, склад № 3\n",
+                "Вот наша заявка",
+            ),
+        ),
+        (15, IRINA.says("Когда ближайшая доставка? Мне нужно до пятницы")),
+        (20, OLGA.says("А можно оплатить картой при получении?")),
+        (30, MARINA.says("Сергей, я добавила в заявку ещё 20 чайников")),
+        (45, ELENA.says("Перезвоните, пожалуйста, после 18:00")),
+        (
+            90,
+            ALEXEY.says("Снова я 🙂 Хочу заказать ещё две такие же кофемолки — родителям в подарок"),
+        ),
+    ]
+}
+
+/// After the opening dialogues, customers come back now and then, for as long as the demo runs.
+fn later() -> Vec<CustomerMessage> {
+    vec![
+        OLGA.says("Подскажите, мой заказ уже отправили?"),
+        DMITRY.says("Добрый день! Белые чайники так и не появились?"),
+        IRINA.says("Курьер не может найти подъезд, подскажите ему, пожалуйста: второй со двора"),
+        SERGEY.says("Когда ждать счёт на оплату?"),
+        ELENA.says("Вы мне так и не перезвонили 😔"),
+        ALEXEY.says("А гарантия на кофемолку сколько?"),
+        MARINA.says("Подтвердите, пожалуйста, отгрузку на четверг"),
+    ]
+}
+
+/// What a customer may answer to a manager's reply, by chat.
+fn follow_ups() -> HashMap<i64, Vec<CustomerMessage>> {
+    HashMap::from([
+        (
+            OLGA.chat_id(),
+            vec![
+                OLGA.says("Спасибо! Тогда оформляю заказ"),
+                OLGA.says("Отлично, буду ждать 😊"),
+            ],
+        ),
+        (
+            DMITRY.chat_id(),
+            vec![
+                DMITRY.says("Понял, спасибо! Тогда беру"),
+                DMITRY.says("Хорошо, жду 👍"),
+            ],
+        ),
+        (
+            ELENA.chat_id(),
+            vec![
+                ELENA.says("Да, жду звонка"),
+                ELENA.says("Спасибо за помощь!"),
+            ],
+        ),
+        (
+            WHOLESALE.0,
+            vec![
+                MARINA.says("Спасибо, получили. Сергей, посмотри условия"),
+                SERGEY.says("Условия подходят, готовы оплатить"),
+            ],
+        ),
+        (
+            ALEXEY.chat_id(),
+            vec![
+                ALEXEY.says("Супер, тогда жду счёт"),
+                ALEXEY.says("Спасибо!"),
+            ],
+        ),
+        (
+            IRINA.chat_id(),
+            vec![
+                IRINA.says("Отлично, подходит!"),
+                IRINA.says("Хорошо, спасибо"),
+            ],
+        ),
+    ])
+}
+
+/// How long a customer takes to answer a manager.
+const FOLLOW_UP_DELAY: Duration = Duration::from_secs(4);
+/// How often the customers look at their phones for the manager's replies.
+const LOOK: Duration = Duration::from_secs(1);
+
+/// Runs the customers until `stopped`: the opening script, then an occasional returning
+/// customer; each chat answers every other reply the bot sends into it.
+async fn simulate(fake: FakeTelegram, token: String, mut stopped: watch::Receiver<bool>) {
+    let mut script = script().into_iter();
+    let mut later = later().into_iter().cycle();
+    let mut follow_ups = follow_ups();
+    let mut replies_seen = 0usize;
+    let mut replies_per_chat: HashMap<i64, usize> = HashMap::new();
+    let mut answers: Vec<(tokio::time::Instant, CustomerMessage)> = Vec::new();
+    let mut next = match script.next() {
+        Some((wait, m)) => (tokio::time::Instant::now() + Duration::from_secs(wait), m),
+        None => return,
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LOOK) => {}
+            _ = stopped.changed() => {}
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= next.0 {
+            fake.customer_writes(&token, next.1);
+            next = match script.next() {
+                Some((wait, m)) => (now + Duration::from_secs(wait), m),
+                None => match later.next() {
+                    Some(m) => (now + Duration::from_secs(120), m),
+                    None => return,
+                },
+            };
+        }
+        let sent = fake.sent(&token);
+        for reply in sent.iter().skip(replies_seen) {
+            let n = replies_per_chat.entry(reply.chat_id).or_default();
+            *n += 1;
+            // Sometimes: the first reply in a chat gets an answer, then every other one.
+            if *n % 2 == 1 {
+                if let Some(list) = follow_ups.get_mut(&reply.chat_id) {
+                    if !list.is_empty() {
+                        answers.push((now + FOLLOW_UP_DELAY, list.remove(0)));
+                    }
+                }
+            }
+        }
+        replies_seen = sent.len();
+        let (due, waiting): (Vec<_>, Vec<_>) = answers.drain(..).partition(|(at, _)| *at <= now);
+        answers = waiting;
+        for (_, m) in due {
+            fake.customer_writes(&token, m);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The product photo: a small PNG drawn here, so the demo needs no image files.
+
+const PHOTO_W: usize = 240;
+const PHOTO_H: usize = 180;
+
+/// A white kettle on a soft background.
+fn kettle_png() -> Vec<u8> {
+    let mut raw = Vec::with_capacity((PHOTO_W * 3 + 1) * PHOTO_H);
+    for y in 0..PHOTO_H {
+        raw.push(0); // filter: none
+        for x in 0..PHOTO_W {
+            raw.extend_from_slice(&kettle_pixel(x as f64, y as f64));
+        }
+    }
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&(PHOTO_W as u32).to_be_bytes());
+    ihdr.extend_from_slice(&(PHOTO_H as u32).to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    png_chunk(&mut png, b"IHDR", &ihdr);
+    png_chunk(&mut png, b"IDAT", &zlib_stored(&raw));
+    png_chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn kettle_pixel(x: f64, y: f64) -> [u8; 3] {
+    let inside = |cx: f64, cy: f64, rx: f64, ry: f64| {
+        let (dx, dy) = ((x - cx) / rx, (y - cy) / ry);
+        dx * dx + dy * dy
+    };
+    let body = inside(120.0, 105.0, 58.0, 48.0);
+    let lid = inside(120.0, 58.0, 24.0, 8.0);
+    let knob = inside(120.0, 48.0, 7.0, 5.0);
+    let handle = inside(180.0, 100.0, 22.0, 30.0);
+    let shadow = inside(120.0, 158.0, 70.0, 9.0);
+    let spout = x > 40.0 && x < 72.0 && (y - (110.0 - (72.0 - x) * 0.9)).abs() < 7.0;
+    if knob <= 1.0 || (0.96..=1.0).contains(&body) || (0.85..=1.0).contains(&lid) {
+        return [70, 72, 84];
+    }
+    if lid < 0.85 {
+        return [215, 218, 226];
+    }
+    if body < 0.96 {
+        // Light from the upper left.
+        let shade = 250.0 - 40.0 * ((x - 95.0) / 90.0 + (y - 80.0) / 90.0).clamp(0.0, 1.0);
+        let s = shade as u8;
+        return [s, s, s.saturating_add(3)];
+    }
+    if spout {
+        return [188, 192, 204];
+    }
+    if (0.62..=1.0).contains(&handle) && x > 170.0 {
+        return [70, 72, 84];
+    }
+    if shadow <= 1.0 {
+        return [170, 180, 190];
+    }
+    let t = y / PHOTO_H as f64;
+    [
+        (205.0 + 30.0 * t) as u8,
+        (225.0 + 10.0 * t) as u8,
+        (240.0 - 20.0 * t) as u8,
+    ]
+}
+
+fn png_chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let start = png.len();
+    png.extend_from_slice(kind);
+    png.extend_from_slice(data);
+    let crc = crc32(&png[start..]);
+    png.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// A zlib stream of uncompressed ("stored") deflate blocks.
+fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = data.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        out.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                0xedb8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_png_reference_value() {
+        // The CRC of an empty IEND chunk, as every PNG file ends with it.
+        assert_eq!(crc32(b"IEND"), 0xae42_6082);
+    }
+
+    #[test]
+    fn the_photo_is_a_png_of_the_stated_size() {
+        let png = kettle_png();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        assert_eq!(
+            u32::from_be_bytes([png[16], png[17], png[18], png[19]]),
+            240
+        );
+        assert_eq!(
+            u32::from_be_bytes([png[20], png[21], png[22], png[23]]),
+            180
+        );
+        assert!(png.ends_with(&[0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82]));
+    }
+
+    #[test]
+    fn every_chat_that_is_written_to_can_follow_up() {
+        let chats = follow_ups();
+        for (_, m) in script() {
+            let chat = m.chat.as_ref().map_or(m.user_id, |g| g.id);
+            assert!(chats.contains_key(&chat), "no follow-ups for chat {chat}");
+        }
+    }
+}
