@@ -7,5 +7,7 @@ mod browser;
 mod cli;
 mod messages;
 mod permissions;
+mod reliability;
 mod storage;
 mod team;
+mod telegram;
