@@ -752,6 +752,8 @@ async fn a_browser_on_node_two_sees_a_message_ingested_by_node_one() {
     .await;
     let e = live1.until_message("Ответ со второго узла").await;
     assert_eq!(e.data["conversation_id"].as_str(), Some(conv.as_str()));
+    // A graceful stop waits for open connections: close the streams first.
+    drop((live1, live2));
     node2.shutdown().await;
 }
 
