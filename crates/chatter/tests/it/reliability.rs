@@ -372,7 +372,7 @@ const CONVERSATIONS: usize = 20;
 const REPLIES_EACH: usize = 10;
 
 #[tokio::test]
-async fn replies_enqueued_before_a_sigkill_are_all_sent_once_in_order() {
+async fn replies_survive_a_sigkill_in_order_and_only_a_send_in_flight_can_repeat() {
     let mut node = Node::start().await;
     let (s, token, _, _) = node.company_with_bot().await;
     for k in 0..CONVERSATIONS {
@@ -435,7 +435,8 @@ async fn replies_enqueued_before_a_sigkill_are_all_sent_once_in_order() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     node.kill9();
-    let sent_before = node.telegram.sent(&token).len();
+    let before = node.telegram.sent(&token);
+    let sent_before = before.len();
 
     node.spawn().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
@@ -461,17 +462,42 @@ async fn replies_enqueued_before_a_sigkill_are_all_sent_once_in_order() {
         "reliability: {sent_before} of {total} replies sent before SIGKILL; \
          {duplicates} sent twice across the crash"
     );
+    // Telegram has no idempotency key: a send whose answer arrived but whose "sent" was not yet
+    // committed when the process died is sent again after the restart (at-least-once). Only
+    // those can repeat: at most one per job in flight (the worker runs 8), each the last reply
+    // its conversation got before the crash, repeated right after itself.
+    assert!(
+        duplicates <= 8,
+        "{duplicates} repeats: more than the sends in flight"
+    );
     for k in 0..CONVERSATIONS {
+        let chat = 800_000 + k as i64;
         let got: Vec<String> = sent
             .iter()
-            .filter(|m| m.chat_id == 800_000 + k as i64)
+            .filter(|m| m.chat_id == chat)
             .filter_map(|m| m.text.clone())
             .collect();
+        let mut once = got.clone();
+        once.dedup();
         let want: Vec<String> = (0..REPLIES_EACH).map(|r| text(k, r)).collect();
-        assert_eq!(
-            got, want,
-            "customer {k} got every reply exactly once, in order"
-        );
+        assert_eq!(once, want, "customer {k} got every reply, in order");
+        if got.len() > want.len() {
+            let last_before = before
+                .iter()
+                .filter(|m| m.chat_id == chat)
+                .filter_map(|m| m.text.clone())
+                .next_back();
+            let repeated: Vec<&String> = got
+                .windows(2)
+                .filter(|w| w[0] == w[1])
+                .map(|w| &w[0])
+                .collect();
+            assert_eq!(
+                repeated,
+                [last_before.as_ref().expect("a send before the crash")],
+                "customer {k}: only the send in flight at the crash repeats, once"
+            );
+        }
     }
     assert_eq!(
         node.count("SELECT count(*) FROM messages WHERE direction = 'out' AND status = 'sent'")
