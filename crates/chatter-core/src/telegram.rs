@@ -339,7 +339,7 @@ impl JobHandler for SendMessage {
             .await
             .map_err(internal)?;
         if earlier > 0 {
-            return Err(JobError::RateLimited {
+            return Err(JobError::Wait {
                 retry_after_ms: 200,
                 message: "waiting for an earlier reply in this conversation".into(),
             });

@@ -29,6 +29,13 @@ pub enum JobError {
     /// Retrying cannot help; park the job as dead.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Not ready yet (e.g. an earlier reply of the conversation is still pending): run again
+    /// later without using up an attempt, however long the wait.
+    #[error("waiting {retry_after_ms} ms: {message}")]
+    Wait {
+        retry_after_ms: i64,
+        message: String,
+    },
 }
 
 #[async_trait]
@@ -177,6 +184,9 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
             METRICS.dead.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(job = %job.id, kind = job.kind, error = msg, "job failed permanently");
             jobs::fail(&core.db, job.id, &token, now, msg, None).await
+        }
+        Err(JobError::Wait { retry_after_ms, .. }) => {
+            jobs::postpone(&core.db, job.id, &token, now, now + retry_after_ms).await
         }
         Err(e) => {
             let (at, msg) = match e {

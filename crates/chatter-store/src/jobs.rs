@@ -150,6 +150,26 @@ pub async fn complete(
     Ok(r.rows_affected() == 1)
 }
 
+/// Puts a claimed job back in the queue until `at` without using up an attempt: the job was
+/// not ready to run (it waits for another one), which is not a failure.
+pub async fn postpone(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    token: &str,
+    now: i64,
+    at: i64,
+) -> Result<bool> {
+    let r = conn
+        .execute(stmt(
+            conn.get_database_backend(),
+            "UPDATE jobs SET status = 'queued', run_at = $3, attempts = attempts - 1, lease_until = NULL, \
+             locked_by = NULL, updated_at = $4 WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+            vec![id.into(), token.into(), at.into(), now.into()],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Records a failure: with `retry_at`, the job goes back to the queue; without, it is parked
 /// as dead (shown in the UI, retryable by hand).
 pub async fn fail(

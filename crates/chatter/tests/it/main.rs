@@ -8,5 +8,7 @@ mod browser_inbox;
 mod cli;
 mod messages;
 mod permissions;
+mod reliability;
 mod storage;
 mod team;
+mod telegram;
