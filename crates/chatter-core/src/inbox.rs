@@ -206,6 +206,26 @@ async fn ingest_message(
             am.text = Set(m.text.clone());
             am.edited_at = Set(Some(m.sent_at));
             let e = am.update(conn).await?;
+            // The list previews the latest message: keep it current when that one is edited.
+            let later = message::Entity::find()
+                .filter(message::Column::ConversationId.eq(conv_id))
+                .filter(message::Column::Id.gt(e.id))
+                .one(conn)
+                .await?;
+            if later.is_none() {
+                conversation::Entity::update_many()
+                    .col_expr(
+                        conversation::Column::LastText,
+                        Expr::value(preview(
+                            m.text.as_deref(),
+                            &m.attachments,
+                            m.extra.is_some(),
+                        )),
+                    )
+                    .filter(conversation::Column::Id.eq(conv_id))
+                    .exec(conn)
+                    .await?;
+            }
             events::emit(
                 conn,
                 pending,

@@ -317,6 +317,17 @@ async fn finish_message(
 
 #[async_trait]
 impl JobHandler for SendMessage {
+    async fn dead(&self, core: &Core, job: &Claimed, reason: &str) {
+        let Ok(id) = job_uuid(job, "message_id") else {
+            return;
+        };
+        if let Ok(Some(m)) = message::Entity::find_by_id(id).one(&core.db).await {
+            if m.status == "pending" {
+                let _ = finish_message(core, &m, "failed", Some(reason.to_string()), None).await;
+            }
+        }
+    }
+
     async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
         let id = job_uuid(job, "message_id")?;
         let Some(m) = message::Entity::find_by_id(id)

@@ -41,6 +41,10 @@ pub enum JobError {
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError>;
+
+    /// Called when the job is parked as dead, so that what it stood for (a reply, say) can be
+    /// marked failed where people see it, instead of waiting forever.
+    async fn dead(&self, _core: &Core, _job: &Claimed, _reason: &str) {}
 }
 
 /// Handlers by job kind.
@@ -183,6 +187,9 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
         Err(JobError::Permanent(msg)) => {
             METRICS.dead.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(job = %job.id, kind = job.kind, error = msg, "job failed permanently");
+            if let Some(h) = registry.0.get(&job.kind) {
+                h.dead(core, &job, msg).await;
+            }
             jobs::fail(&core.db, job.id, &token, now, msg, None).await
         }
         Err(JobError::Wait { retry_after_ms, .. }) => {
@@ -204,6 +211,9 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
             if give_up {
                 METRICS.dead.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.id, kind = job.kind, error = msg, "job failed, no attempts left");
+                if let Some(h) = registry.0.get(&job.kind) {
+                    h.dead(core, &job, &msg).await;
+                }
                 jobs::fail(&core.db, job.id, &token, now, &msg, None).await
             } else {
                 METRICS.retried.fetch_add(1, Ordering::Relaxed);

@@ -225,6 +225,12 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("inbox.sent", "доставлено в мессенджер", "sent"),
     ("inbox.failed", "не отправлено", "not sent"),
     ("inbox.retry", "Повторить", "Retry"),
+    ("inbox.err_blocked", "Клиент заблокировал бота — сообщение не доставлено. Когда клиент снова запустит бота, нажмите «Повторить».", "The customer blocked the bot, so the message was not delivered. Press Retry once they start the bot again."),
+    ("inbox.err_revoked", "Токен бота отозван — сообщение не отправлено. Подключите бота заново в «Источниках» и нажмите «Повторить».", "The bot token was revoked, so the message was not sent. Reconnect the bot in Sources and press Retry."),
+    ("inbox.err_retrying", "Мессенджер временно недоступен — повторяем отправку автоматически, сообщение не потеряется.", "The messenger is unavailable right now; we keep retrying and the message will not be lost."),
+    ("inbox.err_disabled", "Источник выключен — включите его в «Источниках» и нажмите «Повторить».", "The source is turned off: turn it on in Sources and press Retry."),
+    ("inbox.err_gave_up", "Не удалось отправить после многих попыток — нажмите «Повторить»", "Could not send after many attempts: press Retry"),
+    ("inbox.err_other", "Мессенджер не принял сообщение", "The messenger refused the message"),
     ("inbox.edited", "изменено", "edited"),
     ("inbox.file_loading", "загружается", "loading"),
     // source kinds (MISSION R1)

@@ -88,6 +88,28 @@ impl MessageTpl {
             _ => String::new(),
         }
     }
+    /// Why a reply failed (or is being retried), in the reader's language, with the
+    /// provider's own words kept for anything we do not recognise.
+    pub fn error_text(&self) -> String {
+        let Some(e) = self.m.error.as_deref() else {
+            return String::new();
+        };
+        let t = |k| self.lang.t(k).to_string();
+        if e.contains("blocked by the user") {
+            t("inbox.err_blocked")
+        } else if e.contains("token was revoked") || e.contains("Unauthorized") {
+            t("inbox.err_revoked")
+        } else if e.starts_with("retrying") {
+            t("inbox.err_retrying")
+        } else if e.contains("source is turned off") {
+            t("inbox.err_disabled")
+        } else if e.starts_with("gave up") {
+            format!("{} ({e})", t("inbox.err_gave_up"))
+        } else {
+            format!("{}: {e}", t("inbox.err_other"))
+        }
+    }
+
     pub fn is_image(a: &StoredAttachment) -> bool {
         a.kind == "photo"
             || a.mime_type

@@ -218,6 +218,11 @@ async fn an_edited_message_changes_in_place() {
     let block = message_block(&page, "Хочу заказать 3 пиццы").expect("the message");
     assert!(block.contains("изменено"), "marked as edited: {block}");
     assert_eq!(count(&app, "SELECT count(*) FROM messages").await, 1);
+    let list = s.html("/app/inbox").await;
+    assert!(
+        list.contains("Хочу заказать 3 пиццы") && !list.contains("2 пиццы"),
+        "the list previews the edited text"
+    );
 }
 
 #[tokio::test]
@@ -321,7 +326,7 @@ async fn a_revoked_token_is_shown_with_the_fix_and_replies_fail_visibly() {
     let block = message_block(&page, "Да, с 10 до 16").expect("the reply");
     assert!(block.contains("data-status=\"failed\""), "{block}");
     assert!(
-        block.contains("<div class=\"msg-error\">") && block.contains("revoked"),
+        block.contains("class=\"msg-error\"") && block.contains("Токен бота отозван"),
         "the reason is visible: {block}"
     );
 }
