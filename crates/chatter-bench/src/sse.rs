@@ -223,7 +223,14 @@ impl Hook {
     }
 }
 
-/// Reads the event stream; for every tag in an event, the first time it arrived.
+/// The `message` HTML fragment of an event's JSON data: the message itself, not the
+/// conversation row (whose preview may already show a later message).
+fn message_fragment(data: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    v.get("message")?.as_str().map(str::to_owned)
+}
+
+/// Reads the event stream; for every tag in an event's message, the first time it arrived.
 async fn read_events(
     mut response: reqwest::Response,
     arrivals: Arrivals,
@@ -237,11 +244,21 @@ async fn read_events(
         while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
             let event: Vec<u8> = buffer.drain(..end + 2).collect();
             let text = String::from_utf8_lossy(&event);
-            if text.lines().any(|l| l.starts_with("data:")) {
-                events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let data: String = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|l| l.strip_prefix(' ').unwrap_or(l))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if data.is_empty() {
+                continue;
             }
+            events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(message) = message_fragment(&data) else {
+                continue;
+            };
             let mut seen = lock(&arrivals);
-            for n in tags_in(&text) {
+            for n in tags_in(&message) {
                 seen.entry(n).or_insert(now);
             }
         }
@@ -253,9 +270,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_are_found_in_event_text() {
-        let text = format!("data: {{\"message\":\"<p>Здравствуйте {}</p>\"}}", tag(42));
-        assert_eq!(tags_in(&text).collect::<Vec<_>>(), vec![42]);
+    fn tags_are_found_in_the_message_fragment_only() {
+        let data = format!(
+            "{{\"row\":\"<p>{}</p>\",\"message\":\"<p>Здравствуйте {}</p>\"}}",
+            tag(43),
+            tag(42)
+        );
+        let message = message_fragment(&data).expect("a message fragment");
+        assert_eq!(tags_in(&message).collect::<Vec<_>>(), vec![42]);
+        assert_eq!(message_fragment("{\"row\":\"x\"}"), None);
         assert_eq!(tags_in("SSE12 SSEabc").count(), 0);
     }
 }
