@@ -120,11 +120,13 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
 
     let drain = Instant::now() + Duration::from_secs(args.drain_seconds);
     while Instant::now() < drain {
-        let seen = lock(&arrivals);
-        if sent_at.keys().all(|n| seen.contains_key(n)) {
+        let all_seen = {
+            let seen = lock(&arrivals);
+            sent_at.keys().all(|n| seen.contains_key(n))
+        };
+        if all_seen {
             break;
         }
-        drop(seen);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     reader.abort();
