@@ -1,24 +1,36 @@
 //! `chatter-bench`: starts a release `chatter serve` on a fresh data directory (SQLite, or the
-//! PostgreSQL database given), measures its idle memory, signs up a company over HTTP, then
-//! drives closed-loop load through keep-alive connections at `/healthz` and at the signed-in
-//! dashboard `/app`, and prints requests/s, latency percentiles, errors and memory as Markdown.
+//! PostgreSQL database given) and measures it.
+//!
+//! - no subcommand: idle memory, then closed-loop load through keep-alive connections at
+//!   `/healthz` and at the signed-in dashboard `/app` (requests/s, latency percentiles, memory);
+//! - `ingest`: Telegram webhook updates/s and latency to a durable commit, next to the raw
+//!   single-row commit rate of the same kind of database;
+//! - `sse`: latency from a webhook update to its event on a signed-in `/app/events` stream;
+//! - `pollers`: memory of one node long-polling 1,000 bots.
+//!
+//! The Telegram fake runs inside this process. Results are printed as Markdown.
 //!
 //! ```text
 //! cargo build --release -p chatter -p chatter-bench
 //! target/release/chatter-bench --seconds 10 --connections 32
 //! target/release/chatter-bench --database-url postgres://postgres@127.0.0.1:5432/bench
+//! target/release/chatter-bench ingest --seconds 10 --connections 64
+//! target/release/chatter-bench sse --rate 1000 --seconds 10
+//! target/release/chatter-bench pollers --bots 1000
 //! ```
 
+mod ingest;
+mod pollers;
+mod server;
+mod sse;
+mod telegram;
+
 use anyhow::{bail, Context as _};
-use clap::Parser;
-use reqwest::cookie::{CookieStore as _, Jar};
+use clap::{Parser, Subcommand};
 use reqwest::header::{HeaderValue, COOKIE};
-use reqwest::{StatusCode, Url};
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::Arc;
+use reqwest::StatusCode;
+use server::{mib, Common, Run, Server};
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,12 +38,8 @@ use tokio::process::{Child, Command};
     about = "Idle memory, throughput and latency of `chatter serve`"
 )]
 struct Args {
-    /// The chatter binary [default: $CARGO_TARGET_DIR/release/chatter, else target/release/chatter].
-    #[arg(long)]
-    chatter: Option<PathBuf>,
-    /// Run on this PostgreSQL database (passed as DATABASE_URL) instead of a fresh SQLite file.
-    #[arg(long)]
-    database_url: Option<String>,
+    #[command(flatten)]
+    common: Common,
     /// Seconds of load per endpoint.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -44,79 +52,58 @@ struct Args {
     /// Seconds of unmeasured load before each measured run.
     #[arg(long, default_value_t = 1)]
     warmup_seconds: u64,
+    #[command(subcommand)]
+    bench: Option<Bench>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Telegram webhook ingest: accepted updates/s and latency to commit, against the raw
+    /// single-row commit rate of the same database.
+    Ingest(ingest::Args),
+    /// Inbound update → event on a signed-in SSE stream, at a paced rate.
+    Sse(sse::Args),
+    /// Memory of one node long-polling many bots.
+    Pollers(pollers::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let binary = args.chatter.clone().unwrap_or_else(default_binary);
-    if !binary.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p chatter` or pass --chatter",
-            binary.display()
-        );
+    match &args.bench {
+        Some(Bench::Ingest(a)) => ingest::run(a).await,
+        Some(Bench::Sse(a)) => sse::run(a).await,
+        Some(Bench::Pollers(a)) => pollers::run(a).await,
+        None => http(&args).await,
     }
-    let data_dir = tempfile::Builder::new()
-        .prefix("chatter-bench-")
-        .tempdir()
-        .context("create a data directory")?;
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let database = if args.database_url.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
+}
 
-    let mut command = Command::new(&binary);
-    command
-        .arg("serve")
-        .arg("--bind")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .env("CHATTER_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    match &args.database_url {
-        Some(url) => command.env("DATABASE_URL", url),
-        None => command.env_remove("DATABASE_URL"),
-    };
-    let started = Instant::now();
-    let mut server = command
-        .spawn()
-        .with_context(|| format!("start {}", binary.display()))?;
-    let pid = server.id().context("the server's process id")?;
-    wait_ready(&base, &mut server).await?;
-    let startup = started.elapsed();
+/// The original benchmark: idle memory, `/healthz` and the signed-in dashboard under load.
+async fn http(args: &Args) -> anyhow::Result<()> {
+    let binary = args.common.binary()?;
+    let port = server::free_port()?;
+    let server = Server::start(&binary, args.common.database_url.as_deref(), port, &[]).await?;
+    let (pid, base, database) = (server.pid, server.base.clone(), server.database);
     eprintln!(
         "chatter serve (pid {pid}, {database}) ready in {:.2} s; idle for {} s",
-        startup.as_secs_f64(),
+        server.startup.as_secs_f64(),
         args.idle_seconds
     );
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
-    let idle_rss = rss_kib(pid)?;
+    let idle_rss = server.status("VmRSS:")?;
 
-    let cookie = sign_up(&base).await?;
+    let cookie = server::sign_up(&base).await?;
     eprintln!(
         "signed up a company; loading with {} connections",
         args.connections
     );
 
-    let health = load(&args, &format!("{base}/healthz"), None).await?;
-    let dashboard = load(&args, &format!("{base}/app"), Some(cookie)).await?;
-    let loaded_rss = rss_kib(pid)?;
-    let peak_rss = status_kib(pid, "VmHWM:")?;
-
-    let stopping = Instant::now();
-    terminate(pid)?;
-    let exit = tokio::time::timeout(Duration::from_secs(15), server.wait())
-        .await
-        .context("the server did not stop within 15 s of SIGTERM")?
-        .context("wait for the server")?;
-    let shutdown = stopping.elapsed();
+    let health = load(args, &format!("{base}/healthz"), None).await?;
+    let dashboard = load(args, &format!("{base}/app"), Some(cookie)).await?;
+    let loaded_rss = server.status("VmRSS:")?;
+    let peak_rss = server.status("VmHWM:")?;
+    let startup = server.startup;
+    let (shutdown, exit) = server.stop().await?;
 
     println!(
         "### chatter serve on {database}: {} connections, {} s per endpoint\n",
@@ -158,150 +145,6 @@ async fn main() -> anyhow::Result<()> {
         bail!("{} requests failed", health.errors + dashboard.errors);
     }
     Ok(())
-}
-
-fn default_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    target.join("release").join("chatter")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-async fn wait_ready(base: &str, server: &mut Child) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = server.try_wait()? {
-            bail!("chatter serve exited during startup ({status})");
-        }
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("{base}/readyz not ready within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A field of `/proc/<pid>/status` given in kB, such as `VmRSS:`.
-fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .with_context(|| format!("no {field} in {path}"))
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    status_kib(pid, "VmRSS:")
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-/// SIGTERM through `kill(1)`: the workspace forbids unsafe code, so no libc call here.
-fn terminate(pid: u32) -> anyhow::Result<()> {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .context("run kill")?;
-    if !status.success() {
-        bail!("kill -TERM {pid} failed ({status})");
-    }
-    Ok(())
-}
-
-/// Signs up a company as a browser would and returns the `Cookie` header of the signed-in
-/// session, checked against the dashboard.
-async fn sign_up(base: &str) -> anyhow::Result<HeaderValue> {
-    let jar = Arc::new(Jar::default());
-    let http = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let page = http
-        .get(format!("{base}/sign-up"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    let marker = "name=\"_csrf\" value=\"";
-    let csrf = page
-        .find(marker)
-        .map(|i| &page[i + marker.len()..])
-        .and_then(|rest| rest.split('"').next())
-        .context("no CSRF token on /sign-up")?;
-    let company = "Bench Co";
-    let signed_up = http
-        .post(format!("{base}/sign-up"))
-        .form(&[
-            ("_csrf", csrf),
-            ("company_name", company),
-            ("name", "Bench Owner"),
-            ("email", "owner@bench.test"),
-            ("password", "bench-password-123"),
-        ])
-        .send()
-        .await?;
-    if signed_up.status() != StatusCode::SEE_OTHER {
-        bail!("sign-up answered {}", signed_up.status());
-    }
-    let url = Url::parse(base)?;
-    let cookie = jar.cookies(&url).context("sign-up set no session cookie")?;
-    let dashboard = reqwest::Client::new()
-        .get(format!("{base}/app"))
-        .header(COOKIE, cookie.clone())
-        .send()
-        .await?;
-    let status = dashboard.status();
-    let body = dashboard.text().await?;
-    if status != StatusCode::OK || !body.contains(company) {
-        bail!("the dashboard with the session cookie answered {status}");
-    }
-    Ok(cookie)
-}
-
-/// Latencies of successful requests in microseconds, failures, and the measured time.
-struct Run {
-    latencies_us: Vec<u64>,
-    errors: u64,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn requests(&self) -> u64 {
-        self.latencies_us.len() as u64 + self.errors
-    }
-
-    fn per_second(&self) -> f64 {
-        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
-    }
-
-    /// Nearest-rank percentile of the sorted latencies, in milliseconds.
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let n = self.latencies_us.len();
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        let index = rank.clamp(1, n) - 1;
-        self.latencies_us[index] as f64 / 1000.0
-    }
 }
 
 /// A warm-up, then `--seconds` of closed-loop load on `url` from `--connections` clients that

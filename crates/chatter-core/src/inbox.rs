@@ -78,30 +78,40 @@ async fn upsert_chat(
     sender: &chatter_channels::Sender,
     now: i64,
 ) -> Result<(Uuid, conversation::Model, bool)> {
-    contact::Entity::insert(contact::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        company_id: Set(src.company_id),
-        source_id: Set(src.id),
-        external_id: Set(sender.external_id.clone()),
-        name: Set(sender.name.clone()),
-        username: Set(sender.username.clone()),
-        phone: Set(sender.phone.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::columns([contact::Column::SourceId, contact::Column::ExternalId])
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
-    let c = contact::Entity::find()
-        .filter(contact::Column::SourceId.eq(src.id))
-        .filter(contact::Column::ExternalId.eq(&sender.external_id))
-        .one(conn)
-        .await?
-        .ok_or(CoreError::Internal("contact vanished".into()))?;
+    // Look up first: a returning customer (the common case) costs one statement instead of
+    // an INSERT that does nothing plus the same SELECT. A miss takes the old path unchanged.
+    let find_contact = || {
+        contact::Entity::find()
+            .filter(contact::Column::SourceId.eq(src.id))
+            .filter(contact::Column::ExternalId.eq(&sender.external_id))
+            .one(conn)
+    };
+    let c = match find_contact().await? {
+        Some(c) => c,
+        None => {
+            contact::Entity::insert(contact::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                company_id: Set(src.company_id),
+                source_id: Set(src.id),
+                external_id: Set(sender.external_id.clone()),
+                name: Set(sender.name.clone()),
+                username: Set(sender.username.clone()),
+                phone: Set(sender.phone.clone()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::columns([contact::Column::SourceId, contact::Column::ExternalId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+            find_contact()
+                .await?
+                .ok_or(CoreError::Internal("contact vanished".into()))?
+        }
+    };
     if c.name != sender.name || c.username != sender.username {
         let mut am = c.clone().into_active_model();
         am.name = Set(sender.name.clone());
@@ -109,40 +119,49 @@ async fn upsert_chat(
         am.updated_at = Set(now);
         am.update(conn).await?;
     }
-    let inserted = conversation::Entity::insert(conversation::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        company_id: Set(src.company_id),
-        source_id: Set(src.id),
-        contact_id: Set(c.id),
-        external_chat_id: Set(m_chat.external_id.clone()),
-        chat_kind: Set(m_chat.kind.as_str().to_string()),
-        title: Set(m_chat.title.clone()),
-        status: Set("open".into()),
-        assignee_id: Set(None),
-        unread: Set(0),
-        blocked: Set(false),
-        last_text: Set(String::new()),
-        last_message_at: Set(now),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            conversation::Column::SourceId,
-            conversation::Column::ExternalChatId,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?
-        == 1;
-    let conv = conversation::Entity::find()
-        .filter(conversation::Column::SourceId.eq(src.id))
-        .filter(conversation::Column::ExternalChatId.eq(&m_chat.external_id))
-        .one(conn)
-        .await?
-        .ok_or(CoreError::Internal("conversation vanished".into()))?;
+    let find_conversation = || {
+        conversation::Entity::find()
+            .filter(conversation::Column::SourceId.eq(src.id))
+            .filter(conversation::Column::ExternalChatId.eq(&m_chat.external_id))
+            .one(conn)
+    };
+    let (conv, inserted) = match find_conversation().await? {
+        Some(conv) => (conv, false),
+        None => {
+            let inserted = conversation::Entity::insert(conversation::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                company_id: Set(src.company_id),
+                source_id: Set(src.id),
+                contact_id: Set(c.id),
+                external_chat_id: Set(m_chat.external_id.clone()),
+                chat_kind: Set(m_chat.kind.as_str().to_string()),
+                title: Set(m_chat.title.clone()),
+                status: Set("open".into()),
+                assignee_id: Set(None),
+                unread: Set(0),
+                blocked: Set(false),
+                last_text: Set(String::new()),
+                last_message_at: Set(now),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    conversation::Column::SourceId,
+                    conversation::Column::ExternalChatId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?
+                == 1;
+            let conv = find_conversation()
+                .await?
+                .ok_or(CoreError::Internal("conversation vanished".into()))?;
+            (conv, inserted)
+        }
+    };
     Ok((c.id, conv, inserted))
 }
 
