@@ -90,6 +90,48 @@ pub async fn emit(
     Ok(id)
 }
 
+/// Records several events of one company in one statement; subscribers are woken once, with
+/// the last id (they read everything after their position).
+pub async fn emit_many(
+    conn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    company_id: Uuid,
+    kind: &str,
+    payloads: Vec<serde_json::Value>,
+    now: i64,
+) -> Result<()> {
+    use sea_orm::QueryTrait;
+    let mut last = None;
+    for chunk in payloads.chunks(200) {
+        let rows = chunk.iter().map(|p| event::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            company_id: Set(company_id),
+            kind: Set(kind.to_string()),
+            payload: Set(p.to_string()),
+            created_at: Set(now),
+        });
+        let mut st = event::Entity::insert_many(rows).build(conn.get_database_backend());
+        st.sql.push_str(" RETURNING id");
+        for r in conn.query_all(st).await? {
+            let id: i64 = r.try_get("", "id")?;
+            last = Some(last.map_or(id, |l: i64| l.max(id)));
+        }
+    }
+    let Some(id) = last else {
+        return Ok(());
+    };
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute(chatter_store::stmt(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            vec![CHANNEL.into(), format!("{company_id}:{id}").into()],
+        ))
+        .await?;
+    }
+    pending.0.push(Published { company_id, id });
+    Ok(())
+}
+
 /// Events of a company after `after_id`, oldest first (catch-up).
 pub async fn since(
     conn: &impl ConnectionTrait,

@@ -61,7 +61,7 @@ pub enum Ingested {
     Other,
 }
 
-fn preview(text: Option<&str>, atts: &[Attachment], extra: bool) -> String {
+pub(crate) fn preview(text: Option<&str>, atts: &[Attachment], extra: bool) -> String {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         Some(t) => t.chars().take(140).collect(),
         None if !atts.is_empty() => format!("[{}]", atts[0].kind),
@@ -356,10 +356,8 @@ pub async fn ingest_batch(
     let now = core.now();
     let txn = core.db.begin().await?;
     let mut pending = Pending::default();
-    let mut out = Vec::with_capacity(evs.len());
-    for ev in evs {
-        out.push(ingest_in(&txn, &mut pending, src, ev, now).await?);
-    }
+    let items: Vec<(&source::Model, &InboundEvent)> = evs.iter().map(|e| (src, e)).collect();
+    let out = crate::inbox_batch::ingest_many(&txn, &mut pending, &items, now).await?;
     let mut q = source::Entity::update_many().col_expr(source::Column::LastOkAt, Expr::value(now));
     if let Some(c) = cursor {
         q = q.col_expr(source::Column::Cursor, Expr::value(c));

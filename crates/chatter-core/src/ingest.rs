@@ -4,7 +4,7 @@
 //! before its commit is on disk — but one fsync serves many requests.
 
 use crate::events::Pending;
-use crate::inbox::{self, Ingested};
+use crate::inbox::Ingested;
 use crate::{Core, CoreError, Result};
 use chatter_channels::InboundEvent;
 use chatter_store::entity::source;
@@ -81,14 +81,14 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
     let now = core.now();
     let txn = core.db.begin().await?;
     let mut pending = Pending::default();
-    let mut out = Vec::with_capacity(items.len());
+    let batch: Vec<(&source::Model, &InboundEvent)> =
+        items.iter().map(|i| (&i.src, &i.ev)).collect();
+    let out = crate::inbox_batch::ingest_many(&txn, &mut pending, &batch, now).await?;
     let mut touched: Vec<uuid::Uuid> = Vec::new();
-    for i in items {
-        let r = inbox::ingest_in(&txn, &mut pending, &i.src, &i.ev, now).await?;
+    for (i, r) in items.iter().zip(&out) {
         if matches!(r, Ingested::New(_) | Ingested::Edited(_)) && !touched.contains(&i.src.id) {
             touched.push(i.src.id);
         }
-        out.push(r);
     }
     if !touched.is_empty() {
         use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod inbox;
+mod inbox_batch;
 pub mod ingest;
 pub mod mailer;
 pub mod secrets;

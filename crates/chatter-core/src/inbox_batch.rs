@@ -1,0 +1,359 @@
+//! Set-based ingest: a batch of new customer messages is written with a handful of
+//! statements whatever its size — one lookup and one multi-row insert each for contacts,
+//! conversations, messages and events, and one UPDATE for the conversations' counters —
+//! instead of several statements per message. Same rows, same uniqueness guarantees (the
+//! inserts are `ON CONFLICT DO NOTHING` and we act only on the rows they return), same
+//! transaction: the caller commits, and only then acknowledges.
+//!
+//! Edits, replies to earlier messages and status events are rare and take the one-by-one
+//! path (`inbox::ingest_in`).
+
+use crate::events::{self, Pending};
+use crate::inbox::{ingest_in, preview, Ingested, StoredAttachment, JOB_FETCH_FILE};
+use crate::{CoreError, Result};
+use chatter_channels::{InboundEvent, InboundMessage};
+use chatter_store::entity::{contact, conversation, message, source};
+use chatter_store::jobs::{self, NewJob};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait, Value,
+};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// Rows per multi-row statement (well under both databases' parameter limits).
+const CHUNK: usize = 200;
+
+/// Stores `items` (each with its source) inside the caller's transaction.
+pub async fn ingest_many(
+    conn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    items: &[(&source::Model, &InboundEvent)],
+    now: i64,
+) -> Result<Vec<Ingested>> {
+    let mut out = vec![Ingested::Other; items.len()];
+    let mut fast: Vec<(usize, &source::Model, &InboundMessage)> = Vec::new();
+    let mut seen: HashSet<(Uuid, &str)> = HashSet::new();
+    let mut slow: Vec<usize> = Vec::new();
+    for (i, (src, ev)) in items.iter().enumerate() {
+        match ev {
+            InboundEvent::Message(m) if !m.edited && m.reply_to_external_id.is_none() => {
+                if seen.insert((src.id, m.external_id.as_str())) {
+                    fast.push((i, src, m));
+                } else {
+                    out[i] = Ingested::Duplicate;
+                }
+            }
+            _ => slow.push(i),
+        }
+    }
+    if !fast.is_empty() {
+        ingest_new(conn, pending, &fast, &mut out, now).await?;
+    }
+    // After the new messages, so an edit or a reply can find its message from the same batch.
+    for i in slow {
+        let (src, ev) = items[i];
+        out[i] = ingest_in(conn, pending, src, ev, now).await?;
+    }
+    Ok(out)
+}
+
+async fn ingest_new(
+    conn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    fast: &[(usize, &source::Model, &InboundMessage)],
+    out: &mut [Ingested],
+    now: i64,
+) -> Result<()> {
+    let contacts = ensure_contacts(conn, fast, now).await?;
+    let convs = ensure_conversations(conn, fast, &contacts, now).await?;
+
+    // Messages: only the rows the insert returns are new; the rest were stored before.
+    let mut ids: Vec<Uuid> = Vec::with_capacity(fast.len());
+    let mut new_ids: HashSet<Uuid> = HashSet::new();
+    for chunk in fast.chunks(CHUNK) {
+        let rows: Vec<message::ActiveModel> = chunk
+            .iter()
+            .map(|(_, src, m)| {
+                let id = Uuid::now_v7();
+                ids.push(id);
+                let conv = convs[&(src.id, m.chat.external_id.as_str())];
+                let atts: Vec<StoredAttachment> =
+                    m.attachments.iter().map(StoredAttachment::from).collect();
+                message::ActiveModel {
+                    id: Set(id),
+                    company_id: Set(src.company_id),
+                    conversation_id: Set(conv),
+                    source_id: Set(src.id),
+                    direction: Set("in".into()),
+                    external_id: Set(Some(m.external_id.clone())),
+                    text: Set(m.text.clone()),
+                    attachments: Set(serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into())),
+                    extra: Set(m.extra.as_ref().and_then(|e| serde_json::to_string(e).ok())),
+                    sender_name: Set(m.sender.name.clone()),
+                    author_id: Set(None),
+                    reply_to_id: Set(None),
+                    reply_to_external_id: Set(None),
+                    status: Set("received".into()),
+                    error: Set(None),
+                    sent_parts: Set("[]".into()),
+                    created_at: Set(now),
+                    sent_at: Set(Some(m.sent_at)),
+                    edited_at: Set(None),
+                }
+            })
+            .collect();
+        let mut st = message::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([message::Column::SourceId, message::Column::ExternalId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .build(conn.get_database_backend());
+        st.sql.push_str(" RETURNING id");
+        for r in conn.query_all(st).await? {
+            new_ids.insert(r.try_get::<Uuid>("", "id")?);
+        }
+    }
+
+    // Per conversation: how many new messages, and the preview of the last one.
+    let mut per_conv: HashMap<Uuid, (i32, String)> = HashMap::new();
+    let mut by_company: HashMap<Uuid, Vec<serde_json::Value>> = HashMap::new();
+    for ((i, src, m), id) in fast.iter().zip(&ids) {
+        if !new_ids.contains(id) {
+            out[*i] = Ingested::Duplicate;
+            continue;
+        }
+        out[*i] = Ingested::New(*id);
+        let conv = convs[&(src.id, m.chat.external_id.as_str())];
+        let e = per_conv.entry(conv).or_insert((0, String::new()));
+        e.0 += 1;
+        e.1 = preview(m.text.as_deref(), &m.attachments, m.extra.is_some());
+        if !m.attachments.is_empty() {
+            jobs::enqueue(
+                conn,
+                NewJob::new(JOB_FETCH_FILE, serde_json::json!({"message_id": id}), now)
+                    .company(src.company_id),
+                now,
+            )
+            .await?;
+        }
+        by_company
+            .entry(src.company_id)
+            .or_default()
+            .push(serde_json::json!({"conversation_id": conv, "message_id": id}));
+    }
+    update_conversations(conn, &per_conv, now).await?;
+    for (company, payloads) in by_company {
+        events::emit_many(conn, pending, company, "message", payloads, now).await?;
+    }
+    Ok(())
+}
+
+/// Finds or creates every sender's contact; returns (source, external id) → contact id.
+async fn ensure_contacts<'a>(
+    conn: &impl ConnectionTrait,
+    fast: &[(usize, &'a source::Model, &'a InboundMessage)],
+    now: i64,
+) -> Result<HashMap<(Uuid, &'a str), Uuid>> {
+    let mut wanted: HashMap<(Uuid, &'a str), (&source::Model, &InboundMessage)> = HashMap::new();
+    for (_, src, m) in fast {
+        wanted.insert((src.id, m.sender.external_id.as_str()), (src, m));
+    }
+    let mut found = find_contacts(conn, &wanted.keys().copied().collect::<Vec<_>>()).await?;
+    let missing: Vec<contact::ActiveModel> = wanted
+        .iter()
+        .filter(|(k, _)| !found.contains_key(&(k.0, k.1.to_string())))
+        .map(|(_, (src, m))| contact::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            company_id: Set(src.company_id),
+            source_id: Set(src.id),
+            external_id: Set(m.sender.external_id.clone()),
+            name: Set(m.sender.name.clone()),
+            username: Set(m.sender.username.clone()),
+            phone: Set(m.sender.phone.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .collect();
+    if !missing.is_empty() {
+        for chunk in missing.chunks(CHUNK) {
+            contact::Entity::insert_many(chunk.to_vec())
+                .on_conflict(
+                    OnConflict::columns([contact::Column::SourceId, contact::Column::ExternalId])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(conn)
+                .await?;
+        }
+        found = find_contacts(conn, &wanted.keys().copied().collect::<Vec<_>>()).await?;
+    }
+    let mut out = HashMap::new();
+    for (k, (_, m)) in &wanted {
+        let c = found
+            .get(&(k.0, k.1.to_string()))
+            .ok_or(CoreError::Internal("contact vanished".into()))?;
+        // A customer who changed their name or username in the messenger.
+        if c.name != m.sender.name || c.username != m.sender.username {
+            contact::Entity::update_many()
+                .col_expr(
+                    contact::Column::Name,
+                    sea_orm::sea_query::Expr::value(m.sender.name.clone()),
+                )
+                .col_expr(
+                    contact::Column::Username,
+                    sea_orm::sea_query::Expr::value(m.sender.username.clone()),
+                )
+                .col_expr(
+                    contact::Column::UpdatedAt,
+                    sea_orm::sea_query::Expr::value(now),
+                )
+                .filter(contact::Column::Id.eq(c.id))
+                .exec(conn)
+                .await?;
+        }
+        out.insert(*k, c.id);
+    }
+    Ok(out)
+}
+
+async fn find_contacts(
+    conn: &impl ConnectionTrait,
+    keys: &[(Uuid, &str)],
+) -> Result<HashMap<(Uuid, String), contact::Model>> {
+    let mut out = HashMap::new();
+    let sources: HashSet<Uuid> = keys.iter().map(|k| k.0).collect();
+    for chunk in keys.chunks(CHUNK) {
+        let ext: Vec<String> = chunk.iter().map(|k| k.1.to_string()).collect();
+        let rows = contact::Entity::find()
+            .filter(contact::Column::SourceId.is_in(sources.iter().copied()))
+            .filter(contact::Column::ExternalId.is_in(ext))
+            .all(conn)
+            .await?;
+        for r in rows {
+            out.insert((r.source_id, r.external_id.clone()), r);
+        }
+    }
+    Ok(out)
+}
+
+/// Finds or creates every message's conversation; returns (source, chat id) → conversation id.
+async fn ensure_conversations<'a>(
+    conn: &impl ConnectionTrait,
+    fast: &[(usize, &'a source::Model, &'a InboundMessage)],
+    contacts: &HashMap<(Uuid, &'a str), Uuid>,
+    now: i64,
+) -> Result<HashMap<(Uuid, &'a str), Uuid>> {
+    let mut wanted: HashMap<(Uuid, &'a str), (&source::Model, &InboundMessage)> = HashMap::new();
+    for (_, src, m) in fast {
+        wanted
+            .entry((src.id, m.chat.external_id.as_str()))
+            .or_insert((src, m));
+    }
+    let keys: Vec<(Uuid, &str)> = wanted.keys().copied().collect();
+    let mut found = find_conversations(conn, &keys).await?;
+    let missing: Vec<conversation::ActiveModel> = wanted
+        .iter()
+        .filter(|(k, _)| !found.contains_key(&(k.0, k.1.to_string())))
+        .map(|(_, (src, m))| conversation::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            company_id: Set(src.company_id),
+            source_id: Set(src.id),
+            contact_id: Set(contacts[&(src.id, m.sender.external_id.as_str())]),
+            external_chat_id: Set(m.chat.external_id.clone()),
+            chat_kind: Set(m.chat.kind.as_str().to_string()),
+            title: Set(m.chat.title.clone()),
+            status: Set("open".into()),
+            assignee_id: Set(None),
+            unread: Set(0),
+            blocked: Set(false),
+            last_text: Set(String::new()),
+            last_message_at: Set(now),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .collect();
+    if !missing.is_empty() {
+        for chunk in missing.chunks(CHUNK) {
+            conversation::Entity::insert_many(chunk.to_vec())
+                .on_conflict(
+                    OnConflict::columns([
+                        conversation::Column::SourceId,
+                        conversation::Column::ExternalChatId,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(conn)
+                .await?;
+        }
+        found = find_conversations(conn, &keys).await?;
+    }
+    keys.into_iter()
+        .map(|k| {
+            found
+                .get(&(k.0, k.1.to_string()))
+                .map(|c| (k, c.id))
+                .ok_or(CoreError::Internal("conversation vanished".into()))
+        })
+        .collect()
+}
+
+async fn find_conversations(
+    conn: &impl ConnectionTrait,
+    keys: &[(Uuid, &str)],
+) -> Result<HashMap<(Uuid, String), conversation::Model>> {
+    let mut out = HashMap::new();
+    let sources: HashSet<Uuid> = keys.iter().map(|k| k.0).collect();
+    for chunk in keys.chunks(CHUNK) {
+        let ext: Vec<String> = chunk.iter().map(|k| k.1.to_string()).collect();
+        let rows = conversation::Entity::find()
+            .filter(conversation::Column::SourceId.is_in(sources.iter().copied()))
+            .filter(conversation::Column::ExternalChatId.is_in(ext))
+            .all(conn)
+            .await?;
+        for r in rows {
+            out.insert((r.source_id, r.external_chat_id.clone()), r);
+        }
+    }
+    Ok(out)
+}
+
+/// One UPDATE for all touched conversations: unread += n, the preview, reopened, unblocked.
+async fn update_conversations(
+    conn: &impl ConnectionTrait,
+    per_conv: &HashMap<Uuid, (i32, String)>,
+    now: i64,
+) -> Result<()> {
+    let all: Vec<(&Uuid, &(i32, String))> = per_conv.iter().collect();
+    for chunk in all.chunks(CHUNK) {
+        let mut values: Vec<Value> = vec![now.into()];
+        let mut unread = String::from("CASE id");
+        let mut text = String::from("CASE id");
+        let mut ids = Vec::new();
+        for (id, (n, preview)) in chunk {
+            values.push((**id).into());
+            let p_id = values.len();
+            values.push((*n).into());
+            let p_n = values.len();
+            values.push(preview.clone().into());
+            let p_t = values.len();
+            unread.push_str(&format!(" WHEN ${p_id} THEN ${p_n}"));
+            text.push_str(&format!(" WHEN ${p_id} THEN ${p_t}"));
+            ids.push(format!("${p_id}"));
+        }
+        let sql = format!(
+            "UPDATE conversations SET unread = unread + ({unread} ELSE 0 END), last_text = ({text} ELSE last_text END), \
+             last_message_at = $1, updated_at = $1, status = 'open', blocked = FALSE WHERE id IN ({})",
+            ids.join(", ")
+        );
+        conn.execute(chatter_store::stmt(
+            conn.get_database_backend(),
+            &sql,
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
