@@ -489,6 +489,35 @@ async fn rows_for(core: &Core, convs: Vec<conversation::Model>) -> Result<Vec<Co
         .collect())
 }
 
+/// Several conversations of the actor's company at once (for rendering a batch of events).
+pub async fn conversations_by_ids(
+    core: &Core,
+    actor: &Actor,
+    ids: &[Uuid],
+) -> Result<Vec<ConversationRow>> {
+    actor.require(Permission::Read)?;
+    let convs = conversation::Entity::find()
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .filter(conversation::Column::Id.is_in(ids.iter().copied()))
+        .all(&core.db)
+        .await?;
+    rows_for(core, convs).await
+}
+
+/// Several messages of the actor's company at once.
+pub async fn messages_by_ids(
+    core: &Core,
+    actor: &Actor,
+    ids: &[Uuid],
+) -> Result<Vec<message::Model>> {
+    actor.require(Permission::Read)?;
+    Ok(message::Entity::find()
+        .filter(message::Column::CompanyId.eq(actor.company_id))
+        .filter(message::Column::Id.is_in(ids.iter().copied()))
+        .all(&core.db)
+        .await?)
+}
+
 /// One conversation of the actor's company.
 pub async fn get_conversation(core: &Core, actor: &Actor, id: Uuid) -> Result<ConversationRow> {
     actor.require(Permission::Read)?;

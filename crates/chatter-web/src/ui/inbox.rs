@@ -445,44 +445,74 @@ async fn file(
         .into_response())
 }
 
-/// What the browser receives for one event.
-async fn event_json(
+/// What the browser receives for a batch of events: each event's JSON (conversation row and
+/// message fragments), rendered from a few queries for the whole batch.
+async fn render_events(
     st: &AppState,
     ctx: &Ctx,
     actor: &Actor,
-    e: &event::Model,
+    evs: &[event::Model],
     members: &[(Uuid, String)],
-) -> Option<String> {
-    let payload: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
-    let conv_id: Uuid = payload.get("conversation_id")?.as_str()?.parse().ok()?;
+) -> Vec<(i64, String, String)> {
+    let parsed: Vec<(&event::Model, Uuid, Option<Uuid>)> = evs
+        .iter()
+        .filter_map(|e| {
+            let p: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
+            let conv: Uuid = p.get("conversation_id")?.as_str()?.parse().ok()?;
+            let mid = p
+                .get("message_id")
+                .and_then(|m| m.as_str())
+                .and_then(|m| m.parse().ok());
+            Some((e, conv, mid))
+        })
+        .collect();
+    let mut conv_ids: Vec<Uuid> = parsed.iter().map(|p| p.1).collect();
+    conv_ids.sort();
+    conv_ids.dedup();
+    let msg_ids: Vec<Uuid> = parsed.iter().filter_map(|p| p.2).collect();
+    let rows: std::collections::HashMap<Uuid, ConversationRow> =
+        inbox::conversations_by_ids(&st.core, actor, &conv_ids)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.conversation.id, r))
+            .collect();
+    let msgs: std::collections::HashMap<Uuid, message::Model> =
+        inbox::messages_by_ids(&st.core, actor, &msg_ids)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
     let tr = crate::i18n::Tr(ctx.lang);
-    let row = inbox::get_conversation(&st.core, actor, conv_id)
-        .await
-        .ok()?;
-    let mut out = serde_json::json!({
-        "kind": e.kind,
-        "conversation_id": conv_id,
-        "status": row.conversation.status,
-        "row": row_html(row, false, tr, members),
-    });
-    if let Some(mid) = payload
-        .get("message_id")
-        .and_then(|m| m.as_str())
-        .and_then(|m| m.parse::<Uuid>().ok())
-    {
-        if let Ok(m) = inbox::get_message(&st.core, actor, mid).await {
-            out["message_id"] = serde_json::json!(mid);
-            out["message"] = serde_json::json!(MessageTpl::new(
-                m,
-                tr,
-                &ctx.csrf,
-                actor.role.can(Permission::Reply)
-            )
-            .render()
-            .unwrap_or_default());
+    let can_reply = actor.role.can(Permission::Reply);
+    let mut row_html_cache: std::collections::HashMap<Uuid, String> =
+        std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(parsed.len());
+    for (e, conv_id, mid) in parsed {
+        let Some(row) = rows.get(&conv_id) else {
+            continue;
+        };
+        let html = row_html_cache
+            .entry(conv_id)
+            .or_insert_with(|| row_html(row.clone(), false, tr, members))
+            .clone();
+        let mut data = serde_json::json!({
+            "kind": e.kind,
+            "conversation_id": conv_id,
+            "status": row.conversation.status,
+            "row": html,
+        });
+        if let Some(m) = mid.and_then(|m| msgs.get(&m)) {
+            data["message_id"] = serde_json::json!(m.id);
+            data["message"] =
+                serde_json::json!(MessageTpl::new(m.clone(), tr, &ctx.csrf, can_reply)
+                    .render()
+                    .unwrap_or_default());
         }
+        out.push((e.id, e.kind.clone(), data.to_string()));
     }
-    Some(out.to_string())
+    out
 }
 
 #[derive(serde::Deserialize)]
@@ -518,11 +548,10 @@ async fn events(
         members: Vec<(Uuid, String)>,
         rx: tokio::sync::broadcast::Receiver<chatter_core::events::Published>,
         last: i64,
-        backlog: std::collections::VecDeque<event::Model>,
+        backlog: Vec<event::Model>,
+        ready: std::collections::VecDeque<Event>,
     }
-    let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000)
-        .await?
-        .into();
+    let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000).await?;
     let state = S {
         st,
         ctx,
@@ -531,53 +560,46 @@ async fn events(
         rx,
         last: start,
         backlog,
+        ready: Default::default(),
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
         loop {
-            if let Some(e) = s.backlog.pop_front() {
-                if e.id <= s.last {
-                    continue;
+            if let Some(ev) = s.ready.pop_front() {
+                return Some((Ok::<Event, Infallible>(ev), s));
+            }
+            if !s.backlog.is_empty() {
+                let evs: Vec<event::Model> = std::mem::take(&mut s.backlog)
+                    .into_iter()
+                    .filter(|e| e.id > s.last)
+                    .collect();
+                if let Some(max) = evs.iter().map(|e| e.id).max() {
+                    s.last = max;
                 }
-                s.last = e.id;
-                if let Some(data) = event_json(&s.st, &s.ctx, &s.actor, &e, &s.members).await {
-                    let ev = Event::default()
-                        .id(e.id.to_string())
-                        .event(e.kind.clone())
-                        .data(data);
-                    return Some((Ok::<Event, Infallible>(ev), s));
+                for (id, kind, data) in
+                    render_events(&s.st, &s.ctx, &s.actor, &evs, &s.members).await
+                {
+                    s.ready
+                        .push_back(Event::default().id(id.to_string()).event(kind).data(data));
                 }
                 continue;
             }
-            match s.rx.recv().await {
-                Ok(p) if p.company_id == s.actor.company_id && p.id > s.last => {
-                    // Read everything after our position: covers events committed out of order.
-                    match chatter_core::events::since(
-                        &s.st.core.db,
-                        s.actor.company_id,
-                        s.last,
-                        1000,
-                    )
-                    .await
-                    {
-                        Ok(v) => s.backlog.extend(v),
-                        Err(_) => return None,
-                    }
-                }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    match chatter_core::events::since(
-                        &s.st.core.db,
-                        s.actor.company_id,
-                        s.last,
-                        1000,
-                    )
-                    .await
-                    {
-                        Ok(v) => s.backlog.extend(v),
-                        Err(_) => return None,
-                    }
-                }
+            let catch_up = match s.rx.recv().await {
+                Ok(p) => p.company_id == s.actor.company_id && p.id > s.last,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
                 Err(_) => return None,
+            };
+            if catch_up {
+                // Read everything after our position: covers events committed out of order
+                // and several notifications folded into one read.
+                while let Ok(p) = s.rx.try_recv() {
+                    let _ = p;
+                }
+                match chatter_core::events::since(&s.st.core.db, s.actor.company_id, s.last, 1000)
+                    .await
+                {
+                    Ok(v) => s.backlog = v,
+                    Err(_) => return None,
+                }
             }
         }
     });
