@@ -2,7 +2,9 @@
 
 pub mod ids;
 pub mod role;
+pub mod routing;
 pub mod source;
+pub mod stem;
 pub mod totp;
 pub mod values;
 
