@@ -54,6 +54,12 @@ pub fn hmac_sha1_hex(secret: &str, msg: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The `Date` header (§4.2): RFC 2822 in UTC with a two-digit day, as amoCRM's own examples
+/// and PHP's `date('r')` write it (`Thu, 29 Oct 2020 11:59:55 +0000`).
+pub fn rfc2822_date(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
+}
+
 /// The headers of one signed request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedHeaders {
@@ -407,7 +413,7 @@ impl ChatsClient {
             .map_err(|e| CrmError::permanent(format!("bad Chats API URL: {e}")))?
             .path()
             .to_owned();
-        let date = self.clock.now().to_rfc2822();
+        let date = rfc2822_date(self.clock.now());
         let h = sign(&self.secret, method.as_str(), &signed_path, &bytes, &date);
         let what = format!("{method} {path}");
         let resp = self
@@ -617,11 +623,20 @@ mod tests {
     }
 
     #[test]
-    fn rfc2822_dates_match_the_spec_format() {
-        let t = chrono::DateTime::parse_from_rfc3339("2020-10-29T11:59:55Z")
-            .expect("valid")
-            .with_timezone(&chrono::Utc);
-        assert_eq!(t.to_rfc2822(), "Thu, 29 Oct 2020 11:59:55 +0000");
+    fn dates_are_rfc2822_with_a_two_digit_day() {
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("valid")
+                .with_timezone(&chrono::Utc)
+        };
+        assert_eq!(
+            rfc2822_date(t("2020-10-29T11:59:55Z")),
+            "Thu, 29 Oct 2020 11:59:55 +0000"
+        );
+        assert_eq!(
+            rfc2822_date(t("2024-01-01T03:00:00+03:00")),
+            "Mon, 01 Jan 2024 00:00:00 +0000"
+        );
     }
 
     fn hook_json() -> String {
