@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chatter_crm::amocrm::chats::{self, ChatsClient};
-use chatter_crm::amocrm::oauth::{AccountHosts, OAuthApp};
+use chatter_crm::amocrm::oauth::{self, AccountHosts, OAuthApp};
 use chatter_crm::amocrm::{AmoCrm, RateLimit, RateLimiter};
 use chatter_crm::{
     ChatDirection, ChatMessage, ChatParty, Clock, ContactQuery, Crm, CrmError, DealCreated,
@@ -695,6 +695,45 @@ async fn the_limiter_lets_at_most_seven_requests_a_second_through() {
     println!("requests per second window: {per_second:?}; worst sliding second: {worst_window}");
     assert!(per_second.values().all(|n| *n <= 7), "{per_second:?}");
     assert!(worst_window <= 7, "{worst_window}");
+}
+
+#[tokio::test]
+async fn sign_in_identifies_the_account_and_user_with_or_without_admin_rights() {
+    let stub = start(|c, _| match c.path.as_str() {
+        "/api/v4/account" => hal(
+            200,
+            json!({"id": 31000001, "name": "Acme", "subdomain": "acme", "current_user_id": 5500001}),
+        ),
+        "/api/v4/users/5500001" if c.header("authorization") == "Bearer admin-token" => hal(
+            200,
+            json!({"id": 5500001, "name": "Ivan", "email": "ivan@example.com", "lang": "ru", "rights": {"is_admin": true}}),
+        ),
+        // §1.8: reading a user needs admin rights.
+        "/api/v4/users/5500001" => problem(403, json!({"title": "Forbidden", "status": 403})),
+        _ => problem(404, json!({"title": "Not Found"})),
+    })
+    .await;
+    let limiter = RateLimiter::new(RateLimit::AMOCRM);
+    let admin = AmoCrm::new(
+        reqwest::Client::new(),
+        &stub.base,
+        "admin-token",
+        limiter.clone(),
+    );
+    let who = oauth::identify(&admin).await.expect("identified");
+    assert_eq!((who.account_id, who.user_id), (31000001, 5500001));
+    assert_eq!(who.email.as_deref(), Some("ivan@example.com"));
+    assert_eq!(who.is_admin, Some(true));
+
+    let manager = AmoCrm::new(reqwest::Client::new(), &stub.base, "manager-token", limiter);
+    let who = oauth::identify(&manager)
+        .await
+        .expect("identified without rights");
+    assert_eq!(
+        (who.account_id, who.user_id, who.subdomain.as_str()),
+        (31000001, 5500001, "acme")
+    );
+    assert_eq!((who.name, who.is_admin), (None, None));
 }
 
 fn chats_client(base: &str) -> ChatsClient {
