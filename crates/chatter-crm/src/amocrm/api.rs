@@ -1,0 +1,1177 @@
+//! The amoCRM REST API v4 client (§2–§3) for one account and access token; it implements `Crm`.
+//!
+//! Every request waits for the account's `RateLimiter` first. Answers are classified by
+//! `classify` (§2.1): 401 → `Unauthorized` (the caller refreshes and retries once), 429 →
+//! `RateLimited` (Retry-After when given), 5xx and network errors → `Transient`, everything else
+//! `Permanent` with amoCRM's `validation-errors` as field problems. 204 is an empty result.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::chats::ChatsClient;
+use super::limiter::RateLimiter;
+use super::{transport_error, STATUS_LOST, STATUS_WON};
+use crate::{
+    normalize_phone, BatchItem, ChatMessage, ChatSent, ContactCreated, ContactQuery, Crm,
+    CrmAccount, CrmContact, CrmDeal, CrmError, CrmId, CrmUser, CustomField, DealCreated, DealDraft,
+    DeliveryStatus, DraftContact, EntityKind, FieldEnum, FieldProblem, FieldScalar, FieldValue,
+    NewContact, NewDeal, Pipeline, Stage, StageKind,
+};
+
+/// `leads/complex` takes at most this many leads per request (§3.5).
+pub const MAX_COMPLEX: usize = 50;
+/// How many of a contact's newest deals `find_open_deal` reads (one request each, because the
+/// `filter[id]` list needs amoCRM's paid filter add-on).
+pub const OPEN_DEAL_LOOKBACK: usize = 25;
+/// `retry_after` for a 429 without a Retry-After header (the limit is per second).
+const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+/// Pages read at most from one list (250 users or 50 fields per page).
+const MAX_PAGES: u32 = 100;
+
+/// A REST v4 client for one account. `Debug` never shows the token.
+#[derive(Clone)]
+pub struct AmoCrm {
+    http: reqwest::Client,
+    base_url: String,
+    access_token: String,
+    limiter: RateLimiter,
+    chat: Option<ChatLink>,
+}
+
+#[derive(Clone, Debug)]
+struct ChatLink {
+    client: ChatsClient,
+    scope_id: String,
+}
+
+impl fmt::Debug for AmoCrm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmoCrm")
+            .field("base_url", &self.base_url)
+            .field("access_token", &"<redacted>")
+            .field("limiter", &self.limiter.limit())
+            .field("chat", &self.chat)
+            .finish()
+    }
+}
+
+/// A user as `GET /api/v4/users/{id}` describes them (§1.8, §3.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserDetails {
+    pub id: CrmId,
+    pub name: String,
+    pub email: Option<String>,
+    pub lang: Option<String>,
+    pub is_admin: bool,
+}
+
+impl AmoCrm {
+    /// `base_url` is the account's (`https://acme.amocrm.ru`, from `AccountHosts`); `limiter` is
+    /// the account's shared bucket. Timeouts come from `http`.
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        access_token: &str,
+        limiter: RateLimiter,
+    ) -> Self {
+        AmoCrm {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            access_token: access_token.trim().to_owned(),
+            limiter,
+            chat: None,
+        }
+    }
+
+    /// Enables the CRM's chat: messages go through `client` into the connected `scope_id`.
+    pub fn with_chats(mut self, client: ChatsClient, scope_id: &str) -> Self {
+        self.chat = Some(ChatLink {
+            client,
+            scope_id: scope_id.to_owned(),
+        });
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// One request: waits for the limiter, sends, classifies. `Ok(None)` is a 204.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, CrmError> {
+        self.limiter.acquire().await;
+        let what = format!("{method} {path}");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(&self.access_token)
+            .query(query);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| transport_error(&what, e))?;
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
+        let bytes = resp.bytes().await.map_err(|e| transport_error(&what, e))?;
+        if !(200..300).contains(&status) {
+            let e = classify(status, &bytes, retry_after);
+            tracing::debug!(%what, status, error = %e, "amoCRM refused");
+            return Err(e);
+        }
+        if status == 204 || bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| unexpected(&what, e))
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<T>, CrmError> {
+        match self.call(Method::GET, path, query, None).await? {
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| unexpected(path, e)),
+            None => Ok(None),
+        }
+    }
+
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, CrmError> {
+        let v = self
+            .call(Method::POST, path, &[], Some(body))
+            .await?
+            .ok_or_else(|| CrmError::permanent(format!("POST {path}: empty answer")))?;
+        serde_json::from_value(v).map_err(|e| unexpected(path, e))
+    }
+
+    /// Reads every page of a HAL list, `_embedded.{key}` of each.
+    async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        limit: u32,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, CrmError> {
+        let mut out = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let mut q = query.to_vec();
+            q.push(("page", page.to_string()));
+            q.push(("limit", limit.to_string()));
+            let Some(v) = self.call(Method::GET, path, &q, None).await? else {
+                break;
+            };
+            let items = v["_embedded"][key].clone();
+            if !items.is_null() {
+                let items: Vec<T> =
+                    serde_json::from_value(items).map_err(|e| unexpected(path, e))?;
+                out.extend(items);
+            }
+            if v["_links"]["next"].is_null() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /api/v4/users/{id}` (admin only: 403 → `Permanent`).
+    pub async fn user(&self, id: CrmId) -> Result<UserDetails, CrmError> {
+        let u: UserRead = self
+            .get(&format!("/api/v4/users/{id}"), &[])
+            .await?
+            .ok_or_else(|| CrmError::permanent(format!("user {id} not found")))?;
+        Ok(UserDetails {
+            id: u.id,
+            name: u.name,
+            email: u.email.filter(|e| !e.is_empty()),
+            lang: u.lang,
+            is_admin: u.rights.is_admin,
+        })
+    }
+
+    /// `GET /api/v4/contacts?query=…&with=leads` (§3.6); an empty list on 204.
+    async fn search_contacts(&self, query: &str) -> Result<Vec<ContactRead>, CrmError> {
+        let q = [
+            ("query", query.to_owned()),
+            ("with", "leads".to_owned()),
+            ("limit", "50".to_owned()),
+        ];
+        let page: Option<Embedded<ContactsKey>> = self.get("/api/v4/contacts", &q).await?;
+        Ok(page.map(|p| p.embedded.contacts).unwrap_or_default())
+    }
+
+    async fn get_lead(&self, id: CrmId) -> Result<Option<LeadRead>, CrmError> {
+        self.get(&format!("/api/v4/leads/{id}"), &[]).await
+    }
+
+    fn chat(&self) -> Result<&ChatLink, CrmError> {
+        self.chat
+            .as_ref()
+            .ok_or_else(|| CrmError::permanent("the amoCRM chat channel is not configured"))
+    }
+}
+
+fn unexpected(what: &str, e: serde_json::Error) -> CrmError {
+    // Not retryable: a write may well have taken effect.
+    CrmError::permanent(format!("{what}: unexpected answer: {e}"))
+}
+
+/// The Retry-After header in seconds, if given as a number.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Problem {
+    title: Option<String>,
+    detail: Option<String>,
+    #[serde(rename = "validation-errors")]
+    validation_errors: Vec<ValidationItem>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ValidationItem {
+    request_id: Option<Value>,
+    errors: Vec<ValidationError>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ValidationError {
+    code: String,
+    path: String,
+    detail: String,
+}
+
+/// Classifies a failed amoCRM answer (§2.1) by status, reading problem+json when present:
+///
+/// | status | class |
+/// |---|---|
+/// | 401 | `Unauthorized`: expired or revoked token, refresh once then reconnect |
+/// | 429 | `RateLimited` after Retry-After (1 s when absent) |
+/// | 5xx | `Transient` |
+/// | 400, 422 | `Permanent` with `validation-errors` as field problems |
+/// | 402 | `Permanent`: the account is not paid |
+/// | 403 | `Permanent`: no rights, or (an HTML page) the account/IP is blocked |
+/// | other | `Permanent` |
+pub fn classify(status: u16, body: &[u8], retry_after: Option<u64>) -> CrmError {
+    let problem: Option<Problem> = serde_json::from_slice(body).ok();
+    let said = problem
+        .as_ref()
+        .map(|p| {
+            [p.title.as_deref(), p.detail.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match status {
+        401 => CrmError::Unauthorized(format!(
+            "amoCRM rejected the access token, it is expired or revoked ({said})"
+        )),
+        429 => CrmError::RateLimited {
+            retry_after_secs: retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS),
+            message: format!("amoCRM: too many requests ({said})"),
+        },
+        500..=599 => CrmError::Transient(format!("amoCRM server error ({said})")),
+        402 => CrmError::permanent(format!(
+            "the amoCRM account is not paid or its subscription expired ({said})"
+        )),
+        403 if problem.is_none() => CrmError::permanent(
+            "amoCRM blocked API access (HTTP 403 without details): the account or our IP may be \
+             blocked for exceeding the request limit; contact amoCRM support",
+        ),
+        403 => CrmError::permanent(format!(
+            "amoCRM refused: the connected user lacks the rights ({said})"
+        )),
+        _ => {
+            let fields = problem
+                .map(|p| {
+                    p.validation_errors
+                        .into_iter()
+                        .flat_map(|item| {
+                            let rid = item.request_id.map(|r| match r {
+                                Value::String(s) => s,
+                                other => other.to_string(),
+                            });
+                            item.errors.into_iter().map(move |e| FieldProblem {
+                                request_id: rid.clone(),
+                                code: e.code,
+                                path: e.path,
+                                detail: e.detail,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            CrmError::Permanent {
+                message: format!("amoCRM refused the request ({said})"),
+                fields,
+            }
+        }
+    }
+}
+
+// ---- wire shapes (reads) ----
+
+#[derive(Deserialize)]
+struct Embedded<T> {
+    #[serde(rename = "_embedded")]
+    embedded: T,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContactsKey {
+    contacts: Vec<ContactRead>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct IdRead {
+    id: CrmId,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CreatedKey {
+    contacts: Vec<IdRead>,
+    companies: Vec<IdRead>,
+    leads: Vec<IdRead>,
+    notes: Vec<IdRead>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FieldRead {
+    field_id: Option<CrmId>,
+    field_code: Option<String>,
+    values: Vec<FieldItemRead>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FieldItemRead {
+    value: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContactEmbedded {
+    leads: Vec<IdRead>,
+    companies: Vec<IdRead>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContactRead {
+    id: CrmId,
+    name: String,
+    responsible_user_id: Option<CrmId>,
+    custom_fields_values: Option<Vec<FieldRead>>,
+    #[serde(rename = "_embedded")]
+    embedded: ContactEmbedded,
+}
+
+impl ContactRead {
+    fn fields(&self) -> &[FieldRead] {
+        self.custom_fields_values.as_deref().unwrap_or_default()
+    }
+
+    fn values_of(&self, code: &str) -> Vec<String> {
+        self.fields()
+            .iter()
+            .filter(|f| f.field_code.as_deref() == Some(code))
+            .flat_map(|f| f.values.iter())
+            .filter_map(|v| scalar_text(&v.value))
+            .collect()
+    }
+
+    fn phones(&self) -> Vec<String> {
+        self.values_of("PHONE")
+            .into_iter()
+            .map(|p| normalize_phone(&p).unwrap_or(p))
+            .collect()
+    }
+
+    fn emails(&self) -> Vec<String> {
+        self.values_of("EMAIL")
+            .into_iter()
+            .map(|e| e.trim().to_lowercase())
+            .collect()
+    }
+
+    fn has_value(&self, field_id: Option<CrmId>, wanted: &str) -> bool {
+        self.fields()
+            .iter()
+            .filter(|f| field_id.is_none() || f.field_id == field_id)
+            .flat_map(|f| f.values.iter())
+            .filter_map(|v| scalar_text(&v.value))
+            .any(|v| v.trim() == wanted)
+    }
+
+    fn into_contact(self) -> CrmContact {
+        let phones = self.phones();
+        let emails = self.emails();
+        CrmContact {
+            id: self.id,
+            name: self.name,
+            responsible_user_id: self.responsible_user_id,
+            phones,
+            emails,
+            company_id: self.embedded.companies.first().map(|c| c.id),
+            deal_ids: self.embedded.leads.iter().map(|l| l.id).collect(),
+        }
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LeadRead {
+    id: CrmId,
+    name: String,
+    pipeline_id: CrmId,
+    status_id: CrmId,
+    responsible_user_id: Option<CrmId>,
+    created_at: i64,
+    is_deleted: bool,
+}
+
+impl LeadRead {
+    fn into_deal(self) -> CrmDeal {
+        CrmDeal {
+            closed: self.status_id == STATUS_WON || self.status_id == STATUS_LOST,
+            id: self.id,
+            name: self.name,
+            pipeline_id: self.pipeline_id,
+            status_id: self.status_id,
+            responsible_user_id: self.responsible_user_id,
+            created_at: self.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AccountRead {
+    id: CrmId,
+    name: String,
+    subdomain: String,
+    current_user_id: CrmId,
+    country: Option<String>,
+    is_unsorted_on: bool,
+    amojo_id: Option<String>,
+    #[serde(rename = "_embedded")]
+    embedded: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PipelineRead {
+    id: CrmId,
+    name: String,
+    sort: i64,
+    is_main: bool,
+    is_archive: bool,
+    #[serde(rename = "_embedded")]
+    embedded: StatusesKey,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StatusesKey {
+    statuses: Vec<StatusRead>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StatusRead {
+    id: CrmId,
+    name: String,
+    sort: i64,
+    color: Option<String>,
+    #[serde(rename = "type")]
+    kind: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RightsRead {
+    is_admin: bool,
+    is_free: bool,
+    is_active: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UserRead {
+    id: CrmId,
+    name: String,
+    email: Option<String>,
+    lang: Option<String>,
+    amojo_id: Option<String>,
+    rights: RightsRead,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CustomFieldRead {
+    id: CrmId,
+    name: String,
+    code: Option<String>,
+    #[serde(rename = "type")]
+    field_type: String,
+    enums: Option<Vec<EnumRead>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EnumRead {
+    id: CrmId,
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct ComplexResult {
+    id: CrmId,
+    contact_id: Option<CrmId>,
+    company_id: Option<CrmId>,
+    /// The docs show an array (several when duplicates collapsed); tolerate a bare string.
+    request_id: Value,
+    #[serde(default)]
+    merged: bool,
+}
+
+// ---- wire shapes (writes) ----
+
+fn field_values_json(fields: &[FieldValue]) -> Vec<Value> {
+    fields
+        .iter()
+        .map(|f| {
+            let values: Vec<Value> = f
+                .values
+                .iter()
+                .map(|v| match v {
+                    FieldScalar::Text(s) => json!({ "value": s }),
+                    FieldScalar::Flag(b) => json!({ "value": b }),
+                    FieldScalar::Date(ts) => json!({ "value": ts }),
+                    FieldScalar::Choice(id) => json!({ "enum_id": id }),
+                })
+                .collect();
+            json!({ "field_id": f.field_id, "values": values })
+        })
+        .collect()
+}
+
+fn tags_json(tags: &[String]) -> Vec<Value> {
+    tags.iter().map(|t| json!({ "name": t })).collect()
+}
+
+/// A contact's fields for `POST /contacts` and `leads/complex`: PHONE (MOB) and EMAIL (WORK)
+/// by field code (§3.4), then our custom fields.
+fn contact_json(c: &NewContact) -> Value {
+    let mut fields = Vec::new();
+    if !c.phones.is_empty() {
+        let values: Vec<Value> = c
+            .phones
+            .iter()
+            .map(|p| json!({ "value": p, "enum_code": "MOB" }))
+            .collect();
+        fields.push(json!({ "field_code": "PHONE", "values": values }));
+    }
+    if !c.emails.is_empty() {
+        let values: Vec<Value> = c
+            .emails
+            .iter()
+            .map(|e| json!({ "value": e, "enum_code": "WORK" }))
+            .collect();
+        fields.push(json!({ "field_code": "EMAIL", "values": values }));
+    }
+    fields.extend(field_values_json(&c.fields));
+    let mut o = json!({ "name": c.name });
+    if let Some(f) = &c.first_name {
+        o["first_name"] = json!(f);
+    }
+    if let Some(l) = &c.last_name {
+        o["last_name"] = json!(l);
+    }
+    if let Some(u) = c.responsible_user_id {
+        o["responsible_user_id"] = json!(u);
+    }
+    if !fields.is_empty() {
+        o["custom_fields_values"] = Value::Array(fields);
+    }
+    if !c.tags.is_empty() {
+        o["tags_to_add"] = Value::Array(tags_json(&c.tags));
+    }
+    o
+}
+
+fn lead_json(d: &NewDeal) -> Value {
+    let mut o = json!({ "name": d.name, "request_id": d.request_id });
+    if let Some(p) = d.pipeline_id {
+        o["pipeline_id"] = json!(p);
+    }
+    if let Some(s) = d.status_id {
+        o["status_id"] = json!(s);
+    }
+    if let Some(u) = d.responsible_user_id {
+        o["responsible_user_id"] = json!(u);
+    }
+    if !d.fields.is_empty() {
+        o["custom_fields_values"] = Value::Array(field_values_json(&d.fields));
+    }
+    if !d.tags.is_empty() {
+        o["tags_to_add"] = Value::Array(tags_json(&d.tags));
+    }
+    o
+}
+
+fn company_json(c: &crate::NewCompany) -> Value {
+    let mut o = json!({ "name": c.name });
+    if let Some(u) = c.responsible_user_id {
+        o["responsible_user_id"] = json!(u);
+    }
+    o
+}
+
+fn first_id(ids: &[IdRead], what: &str) -> Result<CrmId, CrmError> {
+    ids.first()
+        .map(|i| i.id)
+        .ok_or_else(|| CrmError::permanent(format!("{what}: the answer lists nothing created")))
+}
+
+/// Batch results from a `leads/complex` answer, one per request id we sent.
+fn complex_results(drafts: &[DealDraft], results: Vec<ComplexResult>) -> Vec<BatchItem> {
+    drafts
+        .iter()
+        .map(|d| {
+            let rid = &d.deal.request_id;
+            let found = results.iter().find(|r| match &r.request_id {
+                Value::Array(ids) => ids.iter().any(|i| i.as_str() == Some(rid)),
+                Value::String(s) => s == rid,
+                _ => false,
+            });
+            BatchItem {
+                request_id: rid.clone(),
+                result: match found {
+                    Some(r) => Ok(DealCreated {
+                        deal_id: r.id,
+                        contact_id: r.contact_id,
+                        company_id: r.company_id,
+                        merged: r.merged,
+                    }),
+                    None => Err(CrmError::permanent(
+                        "amoCRM did not report this item in its answer",
+                    )),
+                },
+            }
+        })
+        .collect()
+}
+
+/// A batch refused with `validation-errors`: amoCRM creates nothing then, so the items it named
+/// fail for good and the others fail transiently (send them again without the bad ones).
+fn refused_batch(drafts: &[DealDraft], message: &str, fields: &[FieldProblem]) -> Vec<BatchItem> {
+    drafts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let rid = &d.deal.request_id;
+            let index = i.to_string();
+            // Without our request_id amoCRM keys errors by the item's index.
+            let mine: Vec<FieldProblem> = fields
+                .iter()
+                .filter(|f| {
+                    f.request_id.as_deref() == Some(rid) || f.request_id.as_deref() == Some(&index)
+                })
+                .cloned()
+                .collect();
+            let result = if mine.is_empty() {
+                Err(CrmError::Transient(
+                    "not created: amoCRM refused another item of the same batch".into(),
+                ))
+            } else {
+                Err(CrmError::Permanent {
+                    message: message.to_owned(),
+                    fields: mine,
+                })
+            };
+            BatchItem {
+                request_id: rid.clone(),
+                result,
+            }
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Crm for AmoCrm {
+    async fn account(&self) -> Result<CrmAccount, CrmError> {
+        let a: AccountRead = self
+            .get(
+                "/api/v4/account",
+                &[("with", "amojo_id,datetime_settings".to_owned())],
+            )
+            .await?
+            .ok_or_else(|| CrmError::permanent("GET /api/v4/account: empty answer"))?;
+        Ok(CrmAccount {
+            timezone: a.embedded["datetime_settings"]["timezone"]
+                .as_str()
+                .map(str::to_owned),
+            id: a.id,
+            name: a.name,
+            subdomain: a.subdomain,
+            current_user_id: a.current_user_id,
+            country: a.country,
+            is_unsorted_on: a.is_unsorted_on,
+            chat_account_id: a.amojo_id.filter(|s| !s.is_empty()),
+        })
+    }
+
+    async fn pipelines(&self) -> Result<Vec<Pipeline>, CrmError> {
+        let v: Option<Value> = self.get("/api/v4/leads/pipelines", &[]).await?;
+        let list = v
+            .map(|v| v["_embedded"]["pipelines"].clone())
+            .unwrap_or(Value::Null);
+        let list: Vec<PipelineRead> = if list.is_null() {
+            Vec::new()
+        } else {
+            serde_json::from_value(list).map_err(|e| unexpected("pipelines", e))?
+        };
+        Ok(list
+            .into_iter()
+            .map(|p| Pipeline {
+                id: p.id,
+                name: p.name,
+                sort: p.sort,
+                is_main: p.is_main,
+                is_archive: p.is_archive,
+                statuses: p
+                    .embedded
+                    .statuses
+                    .into_iter()
+                    .map(|s| Stage {
+                        kind: match (s.id, s.kind) {
+                            (STATUS_WON, _) => StageKind::Won,
+                            (STATUS_LOST, _) => StageKind::Lost,
+                            (_, 1) => StageKind::Unsorted,
+                            _ => StageKind::Regular,
+                        },
+                        id: s.id,
+                        name: s.name,
+                        sort: s.sort,
+                        color: s.color,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn users(&self) -> Result<Vec<CrmUser>, CrmError> {
+        let users: Vec<UserRead> = self
+            .list_all(
+                "/api/v4/users",
+                "users",
+                250,
+                &[("with", "amojo_id".to_owned())],
+            )
+            .await?;
+        Ok(users
+            .into_iter()
+            .map(|u| CrmUser {
+                id: u.id,
+                name: u.name,
+                email: u.email.filter(|e| !e.is_empty()),
+                is_admin: u.rights.is_admin,
+                is_active: u.rights.is_active,
+                is_free: u.rights.is_free,
+                chat_user_id: u.amojo_id.filter(|s| !s.is_empty()),
+            })
+            .collect())
+    }
+
+    async fn custom_fields(&self, entity: EntityKind) -> Result<Vec<CustomField>, CrmError> {
+        let path = match entity {
+            EntityKind::Deals => "/api/v4/leads/custom_fields",
+            EntityKind::Contacts => "/api/v4/contacts/custom_fields",
+            EntityKind::Companies => "/api/v4/companies/custom_fields",
+        };
+        let fields: Vec<CustomFieldRead> = self.list_all(path, "custom_fields", 50, &[]).await?;
+        Ok(fields
+            .into_iter()
+            .map(|f| CustomField {
+                id: f.id,
+                name: f.name,
+                code: f.code.filter(|c| !c.is_empty()),
+                field_type: f.field_type,
+                entity,
+                enums: f
+                    .enums
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| FieldEnum {
+                        id: e.id,
+                        value: e.value,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn find_contact(&self, query: &ContactQuery) -> Result<Option<CrmContact>, CrmError> {
+        // `query` is a substring search over however the account formatted the value (§3.6):
+        // search phones by their last 10 digits, then compare candidates exactly.
+        for phone in query.phones.iter().filter_map(|p| normalize_phone(p)) {
+            let tail: String = {
+                let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
+                digits[digits.len().saturating_sub(10)..].iter().collect()
+            };
+            let found = self.search_contacts(&tail).await?;
+            if let Some(c) = found
+                .into_iter()
+                .filter(|c| c.phones().contains(&phone))
+                .min_by_key(|c| c.id)
+            {
+                return Ok(Some(c.into_contact()));
+            }
+        }
+        for email in &query.emails {
+            let email = email.trim().to_lowercase();
+            let found = self.search_contacts(&email).await?;
+            if let Some(c) = found
+                .into_iter()
+                .filter(|c| c.emails().contains(&email))
+                .min_by_key(|c| c.id)
+            {
+                return Ok(Some(c.into_contact()));
+            }
+        }
+        for key in &query.messenger_keys {
+            let wanted = key.value.trim();
+            if wanted.is_empty() {
+                continue;
+            }
+            let found = self.search_contacts(wanted).await?;
+            if let Some(c) = found
+                .into_iter()
+                .filter(|c| c.has_value(key.field_id, wanted))
+                .min_by_key(|c| c.id)
+            {
+                return Ok(Some(c.into_contact()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_contact(&self, contact: &NewContact) -> Result<ContactCreated, CrmError> {
+        let company_id = match &contact.company {
+            Some(company) => {
+                let mut body = company_json(company);
+                body["request_id"] = json!("0");
+                let r: Embedded<CreatedKey> =
+                    self.post("/api/v4/companies", &json!([body])).await?;
+                Some(first_id(&r.embedded.companies, "POST /api/v4/companies")?)
+            }
+            None => None,
+        };
+        let mut body = contact_json(contact);
+        body["request_id"] = json!("0");
+        let r: Embedded<CreatedKey> = self.post("/api/v4/contacts", &json!([body])).await?;
+        let contact_id = first_id(&r.embedded.contacts, "POST /api/v4/contacts")?;
+        if let Some(company_id) = company_id {
+            // POST /contacts has no companies embed (§3.6): link them (§3.7).
+            let link = json!([{ "to_entity_id": company_id, "to_entity_type": "companies" }]);
+            self.call(
+                Method::POST,
+                &format!("/api/v4/contacts/{contact_id}/link"),
+                &[],
+                Some(&link),
+            )
+            .await?;
+        }
+        Ok(ContactCreated {
+            contact_id,
+            company_id,
+        })
+    }
+
+    async fn find_open_deal(&self, contact_id: CrmId) -> Result<Option<CrmDeal>, CrmError> {
+        let contact: Option<ContactRead> = self
+            .get(
+                &format!("/api/v4/contacts/{contact_id}"),
+                &[("with", "leads".to_owned())],
+            )
+            .await?;
+        let Some(contact) = contact else {
+            return Ok(None);
+        };
+        let mut ids: Vec<CrmId> = contact.embedded.leads.iter().map(|l| l.id).collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        for id in ids.into_iter().take(OPEN_DEAL_LOOKBACK) {
+            if let Some(lead) = self.get_lead(id).await? {
+                if !lead.is_deleted && lead.status_id != STATUS_WON && lead.status_id != STATUS_LOST
+                {
+                    return Ok(Some(lead.into_deal()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_deal(&self, deal: &NewDeal) -> Result<DealCreated, CrmError> {
+        let mut body = lead_json(deal);
+        if let Some(c) = deal.contact_id {
+            body["_embedded"] = json!({ "contacts": [{ "id": c, "is_main": true }] });
+        }
+        let r: Embedded<CreatedKey> = self.post("/api/v4/leads", &json!([body])).await?;
+        Ok(DealCreated {
+            deal_id: first_id(&r.embedded.leads, "POST /api/v4/leads")?,
+            contact_id: deal.contact_id,
+            company_id: None,
+            merged: false,
+        })
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_COMPLEX
+    }
+
+    async fn create_deals(&self, drafts: &[DealDraft]) -> Result<Vec<BatchItem>, CrmError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if drafts.len() > MAX_COMPLEX {
+            return Err(CrmError::permanent(format!(
+                "leads/complex takes at most {MAX_COMPLEX} deals, got {}",
+                drafts.len()
+            )));
+        }
+        let body: Vec<Value> = drafts
+            .iter()
+            .map(|d| {
+                let mut lead = lead_json(&d.deal);
+                lead["_embedded"] = match &d.contact {
+                    DraftContact::Existing(id) => json!({ "contacts": [{ "id": id }] }),
+                    DraftContact::New(c) => {
+                        let mut e = json!({ "contacts": [contact_json(c)] });
+                        if let Some(company) = &c.company {
+                            e["companies"] = json!([company_json(company)]);
+                        }
+                        e
+                    }
+                };
+                lead
+            })
+            .collect();
+        match self
+            .post::<Vec<ComplexResult>>("/api/v4/leads/complex", &Value::Array(body))
+            .await
+        {
+            Ok(results) => Ok(complex_results(drafts, results)),
+            Err(CrmError::Permanent { message, fields }) if !fields.is_empty() => {
+                Ok(refused_batch(drafts, &message, &fields))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn add_note(&self, deal_id: CrmId, text: &str) -> Result<CrmId, CrmError> {
+        let body = json!([{
+            "entity_id": deal_id,
+            "note_type": "common",
+            "params": { "text": text },
+            "request_id": "0",
+        }]);
+        let r: Embedded<CreatedKey> = self.post("/api/v4/leads/notes", &body).await?;
+        first_id(&r.embedded.notes, "POST /api/v4/leads/notes")
+    }
+
+    fn supports_chat(&self) -> bool {
+        self.chat.is_some()
+    }
+
+    async fn send_chat_message(&self, message: &ChatMessage) -> Result<ChatSent, CrmError> {
+        let chat = self.chat()?;
+        chat.client.send_message(&chat.scope_id, message).await
+    }
+
+    async fn link_chat(&self, contact_id: CrmId, conversation_ref: &str) -> Result<(), CrmError> {
+        let body =
+            json!([{ "contact_id": contact_id, "chat_id": conversation_ref, "request_id": "0" }]);
+        self.call(Method::POST, "/api/v4/contacts/chats", &[], Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    async fn update_delivery_status(
+        &self,
+        message_ref: &str,
+        status: &DeliveryStatus,
+    ) -> Result<(), CrmError> {
+        let chat = self.chat()?;
+        chat.client
+            .delivery_status(&chat.scope_id, message_ref, status)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_by_status() {
+        assert!(matches!(
+            classify(401, b"", None),
+            CrmError::Unauthorized(_)
+        ));
+        assert_eq!(
+            classify(429, b"", Some(3)),
+            CrmError::RateLimited {
+                retry_after_secs: 3,
+                message: "amoCRM: too many requests (HTTP 429)".into()
+            }
+        );
+        assert!(matches!(
+            classify(429, b"", None),
+            CrmError::RateLimited {
+                retry_after_secs: 1,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(502, b"<html>", None),
+            CrmError::Transient(_)
+        ));
+        assert!(matches!(classify(504, b"", None), CrmError::Transient(_)));
+        let CrmError::Permanent { message, .. } = classify(402, b"", None) else {
+            panic!("402 is permanent");
+        };
+        assert!(message.contains("not paid"), "{message}");
+        let CrmError::Permanent { message, .. } = classify(403, b"<html>nginx</html>", None) else {
+            panic!("403 is permanent");
+        };
+        assert!(message.contains("blocked"), "{message}");
+        let CrmError::Permanent { message, .. } = classify(
+            403,
+            br#"{"title":"Forbidden","status":403,"detail":"No rights"}"#,
+            None,
+        ) else {
+            panic!("403 is permanent");
+        };
+        assert!(message.contains("No rights"), "{message}");
+        assert!(matches!(
+            classify(404, b"", None),
+            CrmError::Permanent { .. }
+        ));
+    }
+
+    #[test]
+    fn classify_reads_validation_errors() {
+        let body = br#"{"title":"Bad Request","type":"https://httpstatus.es/400","status":400,
+            "detail":"Request validation failed","validation-errors":[{"request_id":"0","errors":[
+            {"code":"NotSupportedChoice","path":"custom_fields_values.0.field_id","detail":"This field is not supported"}]}]}"#;
+        assert_eq!(
+            classify(400, body, None),
+            CrmError::Permanent {
+                message: "amoCRM refused the request (Bad Request: Request validation failed)"
+                    .into(),
+                fields: vec![FieldProblem {
+                    request_id: Some("0".into()),
+                    code: "NotSupportedChoice".into(),
+                    path: "custom_fields_values.0.field_id".into(),
+                    detail: "This field is not supported".into(),
+                }],
+            }
+        );
+    }
+
+    #[test]
+    fn contact_json_uses_phone_and_email_codes() {
+        let c = NewContact {
+            name: "Ivan Petrov".into(),
+            phones: vec!["+79991234567".into()],
+            emails: vec!["i@x.ru".into()],
+            responsible_user_id: Some(5),
+            fields: vec![FieldValue {
+                field_id: 77,
+                values: vec![FieldScalar::Text("@ivan".into()), FieldScalar::Choice(3)],
+            }],
+            ..NewContact::default()
+        };
+        assert_eq!(
+            contact_json(&c),
+            json!({
+                "name": "Ivan Petrov",
+                "responsible_user_id": 5,
+                "custom_fields_values": [
+                    {"field_code": "PHONE", "values": [{"value": "+79991234567", "enum_code": "MOB"}]},
+                    {"field_code": "EMAIL", "values": [{"value": "i@x.ru", "enum_code": "WORK"}]},
+                    {"field_id": 77, "values": [{"value": "@ivan"}, {"enum_id": 3}]}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn refused_batch_blames_only_the_named_items() {
+        let draft = |rid: &str| DealDraft {
+            deal: NewDeal {
+                request_id: rid.into(),
+                ..NewDeal::default()
+            },
+            contact: DraftContact::Existing(1),
+        };
+        let drafts = [draft("a"), draft("b")];
+        let fields = vec![FieldProblem {
+            request_id: Some("b".into()),
+            code: "X".into(),
+            path: "name".into(),
+            detail: "bad".into(),
+        }];
+        let items = refused_batch(&drafts, "refused", &fields);
+        assert!(matches!(items[0].result, Err(CrmError::Transient(_))));
+        assert!(
+            matches!(&items[1].result, Err(CrmError::Permanent { fields, .. }) if fields.len() == 1)
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let c = AmoCrm::new(
+            reqwest::Client::new(),
+            "https://acme.amocrm.ru/",
+            "secret-token",
+            RateLimiter::new(Default::default()),
+        );
+        let s = format!("{c:?}");
+        assert!(!s.contains("secret-token"), "{s}");
+        assert_eq!(c.base_url(), "https://acme.amocrm.ru");
+    }
+}
