@@ -909,3 +909,75 @@ async fn a_managers_reply_reaches_our_webhook_signed() {
     let html = page.text().await.expect("html");
     assert!(html.contains("Здравствуйте") && html.contains("Добрый день! 1500 ₽"));
 }
+
+#[tokio::test]
+async fn a_chat_linked_to_a_contact_with_an_open_deal_bypasses_unsorted() {
+    let (amo, account, client) = start().await;
+    amo.register_chat_channel(CHANNEL, CHANNEL_SECRET, None);
+    let scope = connect_channel(&amo, &client, account).await;
+    let t = connect(&amo, &client, account).await;
+
+    let chat_request = json!({"conversation_id": "tg-987654321", "source": {"external_id": "tg-acme"},
+        "user": {"id": "tg-u-987654321", "name": "Ivan Petrov", "profile": {"phone": "79991234567"}}});
+    let (status, chat) = amojo(
+        &amo,
+        &client,
+        CHANNEL_SECRET,
+        "POST",
+        &format!("/v2/origin/custom/{scope}/chats"),
+        Some(&chat_request),
+    )
+    .await;
+    assert_eq!(status, 200, "{chat}");
+    let (_, same) = amojo(
+        &amo,
+        &client,
+        CHANNEL_SECRET,
+        "POST",
+        &format!("/v2/origin/custom/{scope}/chats"),
+        Some(&chat_request),
+    )
+    .await;
+    assert_eq!(same["id"], chat["id"], "one chat per conversation_id");
+
+    let (status, created) = api(
+        &amo,
+        &client,
+        &t.access,
+        "POST",
+        "/api/v4/leads/complex",
+        Some(json!([{"name": "Telegram: Ivan", "_embedded": {"contacts": [{"first_name": "Ivan"}]}}])),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let contact = created[0]["contact_id"].clone();
+    let (status, linked) = api(
+        &amo,
+        &client,
+        &t.access,
+        "POST",
+        "/api/v4/contacts/chats",
+        Some(json!([{"contact_id": contact, "chat_id": chat["id"]}])),
+    )
+    .await;
+    assert_eq!(status, 200, "{linked}");
+    assert_eq!(linked["_embedded"]["chats"][0]["request_id"], "0");
+
+    let (status, _) = amojo(
+        &amo,
+        &client,
+        CHANNEL_SECRET,
+        "POST",
+        &format!("/v2/origin/custom/{scope}"),
+        Some(&incoming("tg-m-1", "Привет")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        amo.leads(account).len(),
+        1,
+        "no Unsorted lead next to the open one"
+    );
+    assert_eq!(amo.contacts(account).len(), 1);
+    assert_eq!(amo.chats(account)[0]["contact_id"], contact);
+}
