@@ -508,7 +508,7 @@ async fn the_contacts_open_deal_is_found_and_a_closed_one_moves_out() {
         &t.access,
         "PATCH",
         &format!("/api/v4/leads/{old}"),
-        Some(json!({"status_id": 143})),
+        Some(json!({"status_id": 143, "tags_to_add": [{"name": "повтор"}]})),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -523,6 +523,7 @@ async fn the_contacts_open_deal_is_found_and_a_closed_one_moves_out() {
     .await;
     assert_eq!(lead["status_id"], 143);
     assert!(lead["closed_at"].is_i64());
+    assert_eq!(lead["_embedded"]["tags"][0]["name"], "повтор");
 
     let (_, c) = api(
         &amo,

@@ -332,7 +332,7 @@ fn route(
                 None => bad_json(),
             },
             Some(kind) if patch => match json_body() {
-                Some(items) => patch_entities(acc, ctx, kind, &items, None),
+                Some(items) => patch_entities(st, acc, ctx, kind, &items, None),
                 None => bad_json(),
             },
             _ => not_found(),
@@ -343,7 +343,7 @@ fn route(
                 None => no_content(),
             },
             (Some(kind), Some(id)) if patch => match json_body() {
-                Some(item) => patch_entities(acc, ctx, kind, &item, Some(id)),
+                Some(item) => patch_entities(st, acc, ctx, kind, &item, Some(id)),
                 None => bad_json(),
             },
             _ => not_found(),
@@ -1106,6 +1106,7 @@ fn create_entities(
 }
 
 fn patch_entities(
+    st: &mut AmoState,
     acc: &mut Account,
     ctx: &Ctx<'_>,
     kind: Kind,
@@ -1126,8 +1127,6 @@ fn patch_entities(
     };
     let mut updated = Vec::new();
     let mut failures = Vec::new();
-    // Tags resolved here may create new tag ids; they need the id counter, which lives in the
-    // state the caller holds, so PATCH only accepts existing tags by id or name.
     for (i, item) in items.iter().enumerate() {
         let mut errors = Vec::new();
         let Some(existing) = item["id"]
@@ -1141,7 +1140,17 @@ fn patch_entities(
             ));
             continue;
         };
-        let e = patch_one(acc, ctx, kind, existing, item, &mut errors);
+        // Named tags are created as on POST; ids must exist.
+        let add = resolve_tags(
+            st,
+            acc,
+            kind,
+            &item["tags_to_add"],
+            "tags_to_add",
+            &mut errors,
+        );
+        let mut e = patch_one(acc, ctx, kind, existing, item, &mut errors);
+        add_tags(&mut e, add);
         if errors.is_empty() {
             updated.push(e);
         } else {
@@ -1247,18 +1256,6 @@ fn patch_one(
     if item["_embedded"].get("tags").is_some_and(Value::is_null) {
         e["_embedded"]["tags"] = json!([]);
     }
-    let mut add = Vec::new();
-    for t in item["tags_to_add"].as_array().into_iter().flatten() {
-        match find_tag(t) {
-            Some(tag) => add.push(tag),
-            None => errors.push(error(
-                "NotFound",
-                "tags_to_add",
-                "Tag not found; create it with POST first",
-            )),
-        }
-    }
-    add_tags(&mut e, add);
     for t in item["tags_to_delete"].as_array().into_iter().flatten() {
         if let Some(tag) = find_tag(t) {
             if let Some(tags) = e["_embedded"]["tags"].as_array_mut() {
