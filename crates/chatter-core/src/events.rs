@@ -200,3 +200,110 @@ pub async fn listen_postgres(
         }
     }
 }
+
+/// A live stream's position in the event log. Event ids are handed out before commit, so on
+/// PostgreSQL (several writers) a smaller id can become visible after a larger one. The
+/// cursor remembers what it sent above its low-water mark and waits a little for the gaps to
+/// fill before moving past them (a gap that stays is a rolled-back transaction).
+#[derive(Debug, Default)]
+pub struct Cursor {
+    low: i64,
+    sent: std::collections::BTreeSet<i64>,
+    gaps: std::collections::BTreeMap<i64, i64>,
+}
+
+impl Cursor {
+    /// How long a missing id is waited for.
+    pub const GAP_WAIT_MS: i64 = 2_000;
+
+    pub fn new(start: i64) -> Self {
+        Self {
+            low: start,
+            ..Self::default()
+        }
+    }
+
+    /// Read the log after this id.
+    pub fn after(&self) -> i64 {
+        self.low
+    }
+
+    /// Whether `id` is new to this stream (and now counts as sent).
+    pub fn fresh(&mut self, id: i64) -> bool {
+        if id <= self.low || !self.sent.insert(id) {
+            return false;
+        }
+        self.gaps.remove(&id);
+        true
+    }
+
+    /// Moves the low-water mark over what was sent and over gaps older than the wait.
+    pub fn settle(&mut self, now_ms: i64) {
+        let Some(&max) = self.sent.iter().next_back() else {
+            return;
+        };
+        if max - self.low > 50_000 {
+            // Far too many holes to track: start afresh from the newest.
+            self.low = max;
+            self.sent.clear();
+            self.gaps.clear();
+            return;
+        }
+        for id in self.low + 1..max {
+            if !self.sent.contains(&id) {
+                self.gaps.entry(id).or_insert(now_ms);
+            }
+        }
+        loop {
+            let next = self.low + 1;
+            if self.sent.remove(&next) {
+                self.low = next;
+            } else if self
+                .gaps
+                .get(&next)
+                .is_some_and(|t| now_ms - t >= Self::GAP_WAIT_MS)
+            {
+                self.gaps.remove(&next);
+                self.low = next;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Whether some ids below what was sent are still missing.
+    pub fn waiting(&self) -> bool {
+        !self.gaps.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn a_late_commit_with_a_smaller_id_is_still_delivered_once() {
+        let mut c = Cursor::new(10);
+        assert!(c.fresh(11));
+        assert!(c.fresh(13));
+        c.settle(0);
+        assert_eq!(c.after(), 11, "waits below the hole at 12");
+        assert!(c.waiting());
+        assert!(!c.fresh(13), "not sent twice");
+        assert!(c.fresh(12), "the late one is delivered");
+        c.settle(10);
+        assert_eq!(c.after(), 13);
+        assert!(!c.waiting());
+    }
+
+    #[test]
+    fn a_hole_that_never_fills_is_passed_after_the_wait() {
+        let mut c = Cursor::new(0);
+        assert!(c.fresh(2));
+        c.settle(1_000);
+        assert_eq!(c.after(), 0);
+        c.settle(1_000 + Cursor::GAP_WAIT_MS);
+        assert_eq!(c.after(), 2);
+        assert!(!c.fresh(1), "too late: below the mark");
+    }
+}

@@ -161,8 +161,11 @@ async fn ensure_contacts<'a>(
         wanted.insert((src.id, m.sender.external_id.as_str()), (src, m));
     }
     let mut found = find_contacts(conn, &wanted.keys().copied().collect::<Vec<_>>()).await?;
-    let missing: Vec<contact::ActiveModel> = wanted
-        .iter()
+    // Inserted in key order, so concurrent writers take row locks in the same order.
+    let mut wanted_sorted: Vec<_> = wanted.iter().collect();
+    wanted_sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let missing: Vec<contact::ActiveModel> = wanted_sorted
+        .into_iter()
         .filter(|(k, _)| !found.contains_key(&(k.0, k.1.to_string())))
         .map(|(_, (src, m))| contact::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -253,8 +256,10 @@ async fn ensure_conversations<'a>(
     }
     let keys: Vec<(Uuid, &str)> = wanted.keys().copied().collect();
     let mut found = find_conversations(conn, &keys).await?;
-    let missing: Vec<conversation::ActiveModel> = wanted
-        .iter()
+    let mut wanted_sorted: Vec<_> = wanted.iter().collect();
+    wanted_sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let missing: Vec<conversation::ActiveModel> = wanted_sorted
+        .into_iter()
         .filter(|(k, _)| !found.contains_key(&(k.0, k.1.to_string())))
         .map(|(_, (src, m))| conversation::ActiveModel {
             id: Set(Uuid::now_v7()),

@@ -27,9 +27,21 @@ pub struct Ingester {
 
 impl Ingester {
     /// Starts the writer task.
+    ///
+    /// SQLite has one writer, so one task writes. PostgreSQL takes several transactions at
+    /// once, so several tasks write batches side by side (live streams cope with event ids
+    /// that commit out of order, see `events::Cursor`).
     pub fn start(core: Core) -> Ingester {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(run(core, rx));
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let writers = if core.database_url_is_postgres() {
+            4
+        } else {
+            1
+        };
+        for _ in 0..writers {
+            tokio::spawn(run(core.clone(), rx.clone()));
+        }
         Ingester { tx }
     }
 
@@ -46,14 +58,20 @@ impl Ingester {
     }
 }
 
-async fn run(core: Core, mut rx: mpsc::Receiver<Item>) {
+async fn run(core: Core, rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(i) => batch.push(i),
-                Err(_) => break,
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(i) => batch.push(i),
+                    Err(_) => break,
+                }
             }
         }
         match write(&core, &batch).await {

@@ -547,7 +547,7 @@ async fn events(
         actor: Actor,
         members: Vec<(Uuid, String)>,
         rx: tokio::sync::broadcast::Receiver<chatter_core::events::Published>,
-        last: i64,
+        cursor: chatter_core::events::Cursor,
         backlog: Vec<event::Model>,
         ready: std::collections::VecDeque<Event>,
     }
@@ -558,7 +558,7 @@ async fn events(
         actor,
         members,
         rx,
-        last: start,
+        cursor: chatter_core::events::Cursor::new(start),
         backlog,
         ready: Default::default(),
     };
@@ -570,34 +570,45 @@ async fn events(
             if !s.backlog.is_empty() {
                 let evs: Vec<event::Model> = std::mem::take(&mut s.backlog)
                     .into_iter()
-                    .filter(|e| e.id > s.last)
+                    .filter(|e| s.cursor.fresh(e.id))
                     .collect();
-                if let Some(max) = evs.iter().map(|e| e.id).max() {
-                    s.last = max;
-                }
+                s.cursor.settle(s.st.core.now());
                 for (id, kind, data) in
                     render_events(&s.st, &s.ctx, &s.actor, &evs, &s.members).await
                 {
                     s.ready
                         .push_back(Event::default().id(id.to_string()).event(kind).data(data));
                 }
-                continue;
+                if !s.ready.is_empty() {
+                    continue;
+                }
             }
-            let catch_up = match s.rx.recv().await {
-                Ok(p) => p.company_id == s.actor.company_id && p.id > s.last,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
-                Err(_) => return None,
+            // With a hole below what was sent, look again shortly even without a notification.
+            let wake = if s.cursor.waiting() { 200 } else { 3_600_000 };
+            let catch_up = tokio::select! {
+                r = s.rx.recv() => match r {
+                    Ok(p) => p.company_id == s.actor.company_id,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(_) => return None,
+                },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wake)) => s.cursor.waiting(),
             };
             if catch_up {
                 // Read everything after our position: covers events committed out of order
                 // and several notifications folded into one read.
-                while let Ok(p) = s.rx.try_recv() {
-                    let _ = p;
-                }
-                match chatter_core::events::since(&s.st.core.db, s.actor.company_id, s.last, 1000)
-                    .await
+                while s.rx.try_recv().is_ok() {}
+                match chatter_core::events::since(
+                    &s.st.core.db,
+                    s.actor.company_id,
+                    s.cursor.after(),
+                    2000,
+                )
+                .await
                 {
-                    Ok(v) => s.backlog = v,
+                    Ok(v) => {
+                        s.backlog = v;
+                        s.cursor.settle(s.st.core.now());
+                    }
                     Err(_) => return None,
                 }
             }
