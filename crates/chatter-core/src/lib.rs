@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 pub mod blobs;
 pub mod clock;
+pub mod crm;
 pub mod error;
 pub mod events;
 pub mod inbox;
@@ -52,6 +53,8 @@ pub struct CoreConfig {
     pub telegram_webhook_base: Option<String>,
     /// Long-poll wait in seconds for getUpdates.
     pub telegram_poll_timeout_secs: u32,
+    /// The amoCRM integration (client id and secret from amoCRM's developer page).
+    pub amocrm: Option<crm::AmoConfig>,
 }
 
 impl CoreConfig {
@@ -67,6 +70,7 @@ impl CoreConfig {
             telegram_api_base: "https://api.telegram.org".into(),
             telegram_webhook_base: None,
             telegram_poll_timeout_secs: 25,
+            amocrm: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::db::TestDb;
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
 use chatter_core::worker::{Registry, WorkerConfig};
 use chatter_core::{Clock, Core, CoreConfig, ManualClock, Secret, Secrets, SystemClock};
-use chatter_fakes::{FakeTelegram, SmtpCapture};
+use chatter_fakes::{FakeAmo, FakeTelegram, SmtpCapture};
 use chatter_web::server::{self, Server};
 use chatter_web::WebConfig;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub struct TestApp {
     pub smtp: SmtpCapture,
     /// The Telegram Bot API the product talks to.
     pub telegram: FakeTelegram,
+    /// amoCRM, with the integration `TestApp::AMO_CLIENT_ID` registered.
+    pub amo: FakeAmo,
     /// Set when built `with_manual_clock`.
     pub clock: Option<Arc<ManualClock>>,
     server: Option<Server>,
@@ -67,6 +69,20 @@ impl TestAppBuilder {
         if self.telegram_webhooks {
             cfg.telegram_webhook_base = Some(url.clone());
         }
+        let amo = FakeAmo::start().await.expect("amoCRM fake starts");
+        let redirect = format!("{url}/crm/amocrm/callback");
+        amo.register_integration(
+            TestApp::AMO_CLIENT_ID,
+            TestApp::AMO_CLIENT_SECRET,
+            &redirect,
+        );
+        cfg.amocrm = Some(chatter_core::crm::AmoConfig {
+            client_id: TestApp::AMO_CLIENT_ID.into(),
+            client_secret: Secret::new(TestApp::AMO_CLIENT_SECRET),
+            redirect_uri: Some(redirect),
+            consent_url: Some(format!("{}/oauth", amo.base_url())),
+            account_base: Some(amo.base_url()),
+        });
         if let Some((token, username)) = &self.telegram_login {
             cfg.telegram_login_bot_token = Some(Secret::new(token.clone()));
             cfg.telegram_login_bot_username = Some(username.clone());
@@ -110,6 +126,7 @@ impl TestAppBuilder {
             url,
             smtp,
             telegram,
+            amo,
             clock: manual,
             server: Some(server),
         }
@@ -117,6 +134,9 @@ impl TestAppBuilder {
 }
 
 impl TestApp {
+    pub const AMO_CLIENT_ID: &'static str = "chatter-test-integration";
+    pub const AMO_CLIENT_SECRET: &'static str = "test-client-secret-0123456789";
+
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             workers: true,

@@ -183,6 +183,7 @@ pub fn conflict_key(what: &str) -> &'static str {
 pub fn not_configured_key(what: &str) -> &'static str {
     match what {
         "telegram_login" => "err.telegram_not_configured",
+        "amocrm" => "crm.not_configured",
         _ => "err.not_configured",
     }
 }

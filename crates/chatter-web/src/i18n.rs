@@ -68,6 +68,7 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "switched" => "flash.switched",
         "telegram_linked" => "flash.telegram_linked",
         "job_retried" => "flash.job_retried",
+        "crm_connected" => "flash.crm_connected",
         _ => return None,
     };
     Some(key)

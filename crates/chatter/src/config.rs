@@ -34,6 +34,7 @@ pub struct Config {
     pub telegram_login: Option<TelegramLogin>,
     pub worker: WorkerSection,
     pub telegram: TelegramSection,
+    pub amocrm: Option<chatter_core::crm::AmoConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -203,6 +203,7 @@ async fn build_core(
     let mut core_cfg = CoreConfig::new(public_url, cfg.data_dir.clone());
     core_cfg.backup_keep = cfg.backup_keep;
     core_cfg.pg_bin_dir = cfg.pg_bin_dir.clone();
+    core_cfg.amocrm = cfg.amocrm.clone();
     core_cfg.telegram_api_base = cfg.telegram.api_base.clone();
     core_cfg.telegram_webhook_base = cfg.telegram.webhook_base.clone().filter(|w| !w.is_empty());
     core_cfg.telegram_poll_timeout_secs = cfg.telegram.poll_timeout_secs.clamp(1, 50);

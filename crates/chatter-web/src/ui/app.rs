@@ -19,7 +19,6 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app", get(dashboard))
-        .route("/app/crm", get(section))
         .route("/app/automation", get(section))
         .route("/app/billing", get(section))
         .route("/app/companies/new", get(new_company_page))
@@ -63,7 +62,6 @@ async fn section(
     let actor = ctx.actor()?;
     actor.require(Permission::Read).map_err(AppError::from)?;
     let (active, title, text) = match uri.path() {
-        "/app/crm" => ("crm", "nav.crm", "section.crm"),
         "/app/automation" => ("automation", "nav.automation", "section.automation"),
         _ => ("billing", "nav.billing", "section.billing"),
     };

@@ -4,6 +4,7 @@
 mod app;
 mod audit;
 mod auth;
+mod crm;
 pub mod inbox;
 mod profile;
 mod settings;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(inbox::routes())
         .merge(sources::routes())
+        .merge(crm::routes())
 }
 
 /// What every page's layout needs.

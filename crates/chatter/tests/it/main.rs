@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod browser_inbox;
 mod cli;
+mod crm;
 mod messages;
 mod permissions;
 mod reliability;
