@@ -299,14 +299,24 @@ async fn finish_message(
         am.sent_at = Set(Some(now));
     }
     am.update(&txn).await.map_err(internal)?;
+    commit_with_event(core, txn, m).await
+}
+
+/// Records the message's live event in `txn` and commits it.
+async fn commit_with_event(
+    core: &Core,
+    txn: sea_orm::DatabaseTransaction,
+    m: &message::Model,
+) -> Result<(), JobError> {
     let mut pending = Pending::default();
+    let payload = serde_json::json!({"conversation_id": m.conversation_id, "message_id": m.id});
     events::emit(
         &txn,
         &mut pending,
         m.company_id,
         "message",
-        serde_json::json!({"conversation_id": m.conversation_id, "message_id": m.id}),
-        now,
+        payload,
+        core.now(),
     )
     .await
     .map_err(internal)?;
@@ -509,24 +519,11 @@ impl JobHandler for FetchFile {
             changed = true;
         }
         if changed {
-            let now = core.now();
             let txn = core.db.begin().await.map_err(internal)?;
             let mut am = m.clone().into_active_model();
             am.attachments = Set(serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into()));
             am.update(&txn).await.map_err(internal)?;
-            let mut pending = Pending::default();
-            events::emit(
-                &txn,
-                &mut pending,
-                m.company_id,
-                "message",
-                serde_json::json!({"conversation_id": m.conversation_id, "message_id": m.id}),
-                now,
-            )
-            .await
-            .map_err(internal)?;
-            txn.commit().await.map_err(internal)?;
-            core.published(pending);
+            commit_with_event(core, txn, &m).await?;
         }
         Ok(())
     }

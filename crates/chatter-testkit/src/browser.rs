@@ -241,6 +241,23 @@ impl Browser {
     }
 
     /// Ends the session (Chromium exits) and stops chromedriver.
+    /// The page's content width and the window's width, in CSS pixels: content wider than
+    /// the window means something hides off to the right (sideways scrolling on a phone).
+    pub async fn widths(&self) -> anyhow::Result<(u64, u64)> {
+        let w = self
+            .client()
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            )
+            .await?;
+        let get = |i: usize| {
+            w[i].as_u64()
+                .ok_or_else(|| anyhow::anyhow!("the page did not report its widths: {w}"))
+        };
+        Ok((get(0)?, get(1)?))
+    }
+
     pub async fn close(mut self) -> anyhow::Result<()> {
         let closed = self.client.clone().close().await;
         self.closed = closed.is_ok();

@@ -458,17 +458,7 @@ impl Window {
 
     /// The page is no wider than the window: nothing hides off to the right.
     async fn assert_no_sideways_scroll(&self, what: &str) {
-        let widths = self
-            .browser
-            .client()
-            .execute(
-                "return [document.documentElement.scrollWidth, window.innerWidth];",
-                vec![],
-            )
-            .await
-            .expect("measure the page");
-        let scroll = widths[0].as_u64().expect("scrollWidth");
-        let inner = widths[1].as_u64().expect("innerWidth");
+        let (scroll, inner) = self.browser.widths().await.expect("measure the page");
         assert!(
             scroll <= inner,
             "{what} scrolls sideways in {}: {scroll}px of content in a {inner}px window",
