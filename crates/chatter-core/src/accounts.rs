@@ -319,11 +319,27 @@ pub async fn sign_in(
         return Err(CoreError::BadCredentials);
     };
     throttle::clear(&txn, &keys[1]).await?;
-    let s = insert_session(core, &txn, user.id, None, user.totp_enabled, meta, now).await?;
+    let s = start_session(core, &txn, &user, "password", meta, now).await?;
+    txn.commit().await?;
+    Ok(s)
+}
+
+/// A session after the first factor: full, or waiting for the second when 2FA is on (the
+/// sign-in is audited once it is complete).
+async fn start_session(
+    core: &Core,
+    conn: &impl ConnectionTrait,
+    user: &user::Model,
+    method: &str,
+    meta: &ReqMeta,
+    now: i64,
+) -> Result<NewSession> {
+    let s = insert_session(core, conn, user.id, None, user.totp_enabled, meta, now).await?;
     if !s.pending_2fa {
-        let company = first_company(&txn, user.id).await?;
+        let company = first_company(conn, user.id).await?;
+        let details = serde_json::json!({ "method": method });
         audit::insert(
-            &txn,
+            conn,
             company,
             Some(user.id),
             &user.email,
@@ -331,11 +347,10 @@ pub async fn sign_in(
             now,
             "user.sign_in",
             &user.email,
-            serde_json::json!({"method": "password"}),
+            details,
         )
         .await?;
     }
-    txn.commit().await?;
     Ok(s)
 }
 
@@ -967,22 +982,7 @@ pub async fn sign_in_telegram(
         .one(&txn)
         .await?
         .ok_or(CoreError::NotFound)?;
-    let s = insert_session(core, &txn, user.id, None, user.totp_enabled, meta, now).await?;
-    if !s.pending_2fa {
-        let company = first_company(&txn, user.id).await?;
-        audit::insert(
-            &txn,
-            company,
-            Some(user.id),
-            &user.email,
-            meta,
-            now,
-            "user.sign_in",
-            &user.email,
-            serde_json::json!({"method": "telegram"}),
-        )
-        .await?;
-    }
+    let s = start_session(core, &txn, &user, "telegram", meta, now).await?;
     txn.commit().await?;
     Ok(s)
 }

@@ -10,3 +10,21 @@ pub use smtp::{CapturedMail, SmtpCapture};
 pub use telegram::{
     CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentMessage, WebhookConfig,
 };
+
+/// Serves `app` on `listener` in the background until `stopped` resolves (each fake stops
+/// when its last handle is dropped).
+pub(crate) fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    what: &'static str,
+) {
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::warn!(%error, "{what}");
+        }
+    });
+}

@@ -458,14 +458,12 @@ impl FakeTelegram {
             .fallback(api)
             .with_state(shared.clone());
         let stop = shared.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.stopped().await })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "fake Telegram server stopped");
-            }
-        });
+        crate::spawn_server(
+            listener,
+            app,
+            async move { stop.stopped().await },
+            "fake Telegram server stopped",
+        );
         Ok(FakeTelegram {
             shared,
             guard: Arc::new(StopGuard(tx)),

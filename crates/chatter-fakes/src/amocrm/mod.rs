@@ -387,14 +387,12 @@ impl FakeAmo {
             .fallback(dispatch)
             .with_state(shared.clone());
         let stop = shared.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.stopped().await })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "fake amoCRM server stopped");
-            }
-        });
+        crate::spawn_server(
+            listener,
+            app,
+            async move { stop.stopped().await },
+            "fake amoCRM server stopped",
+        );
         Ok(FakeAmo {
             shared,
             guard: Arc::new(StopGuard(tx)),
