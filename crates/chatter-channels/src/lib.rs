@@ -107,8 +107,48 @@ pub enum InboundEvent {
         blocked: bool,
         at: i64,
     },
+    /// The provider reports what happened to a message we sent (WhatsApp statuses, SMS
+    /// delivery reports, VK read marks…). `external_id` is the id `send` returned in `Sent`.
+    Status {
+        external_id: String,
+        state: DeliveryState,
+        /// The provider's explanation when `state` is `Failed`.
+        error: Option<String>,
+        at: i64,
+    },
     /// Something we do not handle (kept only as a cursor position).
     Ignored { reason: String },
+}
+
+/// Delivery states a provider reports for our outgoing messages, in the order they happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// What every source kind's client offers core. Receiving differs by kind (webhook parsing
+/// functions and long-poll methods live on each module's client); these are the common parts.
+#[async_trait::async_trait]
+pub trait Channel: Send + Sync {
+    /// Checks the credentials against the provider and says whom they belong to. Used by the
+    /// add-source form: `Unauthorized` means the credentials are wrong.
+    async fn identify(&self) -> Result<Identity, ChannelError>;
+    /// Sends a text message (split into parts as the provider requires).
+    async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError>;
+    /// Downloads an attachment by its `Attachment::file_ref`.
+    async fn download(&self, file_ref: &str) -> Result<Download, ChannelError>;
+}
+
+/// A downloaded attachment.
+#[derive(Clone, Debug)]
+pub struct Download {
+    pub bytes: bytes::Bytes,
+    pub mime_type: Option<String>,
+    pub file_name: Option<String>,
 }
 
 /// A customer's message, normalised across providers.
@@ -136,6 +176,10 @@ pub struct OutboundMessage {
     pub text: String,
     /// The provider's id of the message we answer.
     pub reply_to_external_id: Option<String>,
+    /// Our stable id of this message (the same on every retry), for providers that dedupe
+    /// sends (VK `random_id`, Avito/WhatsApp client ids). Part `i` of a split text may derive
+    /// its own key from it.
+    pub idempotency_key: Option<String>,
 }
 
 /// What the provider said about a sent message.

@@ -211,6 +211,7 @@ async fn send_message_body_has_chat_id_text_and_reply_parameters() {
             chat_external_id: "123456789".into(),
             text: "Добрый день! Заказ готов.".into(),
             reply_to_external_id: Some("123456789:42".into()),
+            idempotency_key: None,
         })
         .await
         .expect("send");
@@ -243,6 +244,7 @@ async fn a_long_text_is_sent_as_two_messages_in_order() {
             chat_external_id: "-1001234567890".into(),
             text: text.clone(),
             reply_to_external_id: Some("-1001234567890:5".into()),
+            idempotency_key: None,
         })
         .await
         .expect("send");
@@ -513,6 +515,7 @@ async fn no_error_ever_contains_the_token() {
             chat_external_id: "1".into(),
             text: "x".into(),
             reply_to_external_id: None,
+            idempotency_key: None,
         })
         .await
         .expect_err("an error");

@@ -199,7 +199,7 @@ pub async fn ingest_in(
             }
             Ok(Ingested::Other)
         }
-        InboundEvent::Ignored { .. } => Ok(Ingested::Other),
+        InboundEvent::Ignored { .. } | InboundEvent::Status { .. } => Ok(Ingested::Other),
     }
 }
 
