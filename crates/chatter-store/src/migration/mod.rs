@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_foundation;
 mod m0002_messages;
 mod m0003_crm;
+mod m0004_crm_sync;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_foundation::Migration),
             Box::new(m0002_messages::Migration),
             Box::new(m0003_crm::Migration),
+            Box::new(m0004_crm_sync::Migration),
         ]
     }
 }
