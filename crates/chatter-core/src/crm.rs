@@ -32,6 +32,21 @@ pub struct AmoConfig {
     pub consent_url: Option<String>,
     /// For tests and the demo: every account's API at this base (with `{subdomain}` replaced).
     pub account_base: Option<String>,
+    /// The Chats API channel amoCRM support registered for us (§4.1). Without it conversations
+    /// reach deals as notes, and managers answer from Chatter.
+    #[serde(default)]
+    pub chats: Option<ChatsConfig>,
+}
+
+/// A registered Chats API channel.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ChatsConfig {
+    pub channel_id: String,
+    pub secret: Secret,
+    /// Default `https://amojo.amocrm.ru`.
+    pub base_url: Option<String>,
+    /// The chat's title in amoCRM (default «Chatter»).
+    pub title: Option<String>,
 }
 
 /// What the CRM page shows after a sync.
@@ -51,7 +66,7 @@ struct StoredTokens {
     expires_at: i64,
 }
 
-fn amo(core: &Core) -> Result<&AmoConfig> {
+pub(crate) fn amo(core: &Core) -> Result<&AmoConfig> {
     core.config
         .amocrm
         .as_ref()
@@ -65,7 +80,7 @@ fn redirect_uri(core: &Core, cfg: &AmoConfig) -> String {
 }
 
 #[derive(Debug)]
-struct CrmClock;
+pub(crate) struct CrmClock;
 
 impl chatter_crm::Clock for CrmClock {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -223,7 +238,7 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
 
 /// One rate limiter per amoCRM account in this process (amoCRM allows 7 requests/s per
 /// account). Across nodes the limit is not shared yet.
-fn limiter_for(base: &str) -> RateLimiter {
+pub(crate) fn limiter_for(base: &str) -> RateLimiter {
     type Limiters = std::sync::Mutex<std::collections::HashMap<String, RateLimiter>>;
     static LIMITERS: std::sync::LazyLock<Limiters> = std::sync::LazyLock::new(Default::default);
     match LIMITERS.lock() {
@@ -289,7 +304,12 @@ pub async fn get(core: &Core, actor: &Actor) -> Result<Option<(crm_integration::
 
 /// The stored tokens of a connection, refreshed first when they expire within 5 minutes.
 /// amoCRM refresh tokens are single-use: the new pair is stored before it is used.
-async fn fresh_tokens(core: &Core, i: &crm_integration::Model) -> Result<String> {
+/// With `force`, refreshes whatever the expiry says (after a 401).
+pub(crate) async fn fresh_tokens(
+    core: &Core,
+    i: &crm_integration::Model,
+    force: bool,
+) -> Result<String> {
     let enc = i
         .tokens
         .as_deref()
@@ -300,7 +320,7 @@ async fn fresh_tokens(core: &Core, i: &crm_integration::Model) -> Result<String>
         .map_err(|e| CoreError::Internal(e.to_string()))?;
     let t: StoredTokens =
         serde_json::from_str(plain.expose()).map_err(|e| CoreError::Internal(e.to_string()))?;
-    if t.expires_at - core.now() > 5 * 60 * 1000 {
+    if !force && t.expires_at - core.now() > 5 * 60 * 1000 {
         return Ok(t.access);
     }
     // One node at a time may spend the refresh token.
@@ -349,7 +369,7 @@ async fn store_tokens(core: &Core, id: Uuid, t: &Tokens) -> Result<()> {
     Ok(())
 }
 
-async fn mark(core: &Core, id: Uuid, status: &str, error: Option<String>) -> Result<()> {
+pub(crate) async fn mark(core: &Core, id: Uuid, status: &str, error: Option<String>) -> Result<()> {
     use sea_orm::sea_query::Expr;
     crm_integration::Entity::update_many()
         .col_expr(crm_integration::Column::Status, Expr::value(status))
@@ -368,7 +388,7 @@ pub async fn sync(core: &Core, actor: &Actor) -> Result<()> {
     if i.status == DISCONNECTED {
         return Err(CoreError::NotFound);
     }
-    let access = fresh_tokens(core, &i).await?;
+    let access = fresh_tokens(core, &i, false).await?;
     match read_metadata(core, &i.base_url, &access).await {
         Ok((account, meta)) => {
             let now = core.now();

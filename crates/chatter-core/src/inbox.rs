@@ -343,6 +343,7 @@ async fn ingest_message(
         now,
     )
     .await?;
+    crate::crm_sync::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
     Ok(Ingested::New(id))
 }
 
@@ -627,18 +628,61 @@ pub async fn reply(
         None => None,
     }
     .unwrap_or_else(|| actor.label.clone());
+    let mut pending = Pending::default();
+    let m = insert_outgoing(
+        &txn,
+        &mut pending,
+        &conv,
+        Outgoing {
+            text,
+            author_id: actor.user_id,
+            author_name: author,
+            reply_to: reply_to.map(|r| (r, reply_to_external_id)),
+        },
+        now,
+    )
+    .await?;
+    crate::crm_sync::on_reply(&txn, &conv, m.id, actor.user_id, now).await?;
+    txn.commit().await?;
+    core.published(pending);
+    core.jobs_notify.notify_waiters();
+    Ok(m)
+}
+
+/// An outgoing message to store.
+pub(crate) struct Outgoing<'a> {
+    pub text: &'a str,
+    pub author_id: Option<Uuid>,
+    pub author_name: String,
+    /// The message answered, with its provider id.
+    pub reply_to: Option<(Uuid, Option<String>)>,
+}
+
+/// Stores an outgoing message in `conv` with its send job and live event, inside the caller's
+/// transaction (replies from the inbox, from the API, and managers' answers from the CRM).
+pub(crate) async fn insert_outgoing(
+    txn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    conv: &conversation::Model,
+    o: Outgoing<'_>,
+    now: i64,
+) -> Result<message::Model> {
+    let (reply_to, reply_to_external_id) = match o.reply_to {
+        Some((id, ext)) => (Some(id), ext),
+        None => (None, None),
+    };
     let m = message::ActiveModel {
         id: Set(Uuid::now_v7()),
-        company_id: Set(actor.company_id),
+        company_id: Set(conv.company_id),
         conversation_id: Set(conv.id),
         source_id: Set(conv.source_id),
         direction: Set("out".into()),
         external_id: Set(None),
-        text: Set(Some(text.to_string())),
+        text: Set(Some(o.text.to_string())),
         attachments: Set("[]".into()),
         extra: Set(None),
-        sender_name: Set(author),
-        author_id: Set(actor.user_id),
+        sender_name: Set(o.author_name),
+        author_id: Set(o.author_id),
         reply_to_id: Set(reply_to),
         reply_to_external_id: Set(reply_to_external_id),
         status: Set("pending".into()),
@@ -648,42 +692,38 @@ pub async fn reply(
         sent_at: Set(None),
         edited_at: Set(None),
     }
-    .insert(&txn)
+    .insert(txn)
     .await?;
     let mut cam = conv.clone().into_active_model();
-    cam.last_text = Set(text.chars().take(140).collect());
+    cam.last_text = Set(o.text.chars().take(140).collect());
     cam.last_message_at = Set(now);
     cam.unread = Set(0);
     if conv.assignee_id.is_none() {
-        cam.assignee_id = Set(actor.user_id);
+        cam.assignee_id = Set(o.author_id);
     }
     cam.updated_at = Set(now);
-    cam.update(&txn).await?;
+    cam.update(txn).await?;
     jobs::enqueue(
-        &txn,
+        txn,
         NewJob::new(
             JOB_SEND_MESSAGE,
             serde_json::json!({"message_id": m.id}),
             now,
         )
-        .company(actor.company_id)
+        .company(conv.company_id)
         .max_attempts(12),
         now,
     )
     .await?;
-    let mut pending = Pending::default();
     events::emit(
-        &txn,
-        &mut pending,
-        actor.company_id,
+        txn,
+        pending,
+        conv.company_id,
         "message",
         serde_json::json!({"conversation_id": conv.id, "message_id": m.id}),
         now,
     )
     .await?;
-    txn.commit().await?;
-    core.published(pending);
-    core.jobs_notify.notify_waiters();
     Ok(m)
 }
 

@@ -119,6 +119,7 @@ async fn ingest_new(
     // Per conversation: how many new messages, and the preview of the last one.
     let mut per_conv: HashMap<Uuid, (i32, String)> = HashMap::new();
     let mut by_company: HashMap<Uuid, Vec<serde_json::Value>> = HashMap::new();
+    let mut for_crm: Vec<(Uuid, Uuid, Uuid)> = Vec::new();
     for ((i, src, m), id) in fast.iter().zip(&ids) {
         if !new_ids.contains(id) {
             out[*i] = Ingested::Duplicate;
@@ -142,8 +143,10 @@ async fn ingest_new(
             .entry(src.company_id)
             .or_default()
             .push(serde_json::json!({"conversation_id": conv, "message_id": id}));
+        for_crm.push((src.company_id, conv, *id));
     }
     update_conversations(conn, &per_conv, now).await?;
+    crate::crm_sync::enqueue_messages(conn, &for_crm, now).await?;
     for (company, payloads) in by_company {
         events::emit_many(conn, pending, company, "message", payloads, now).await?;
     }

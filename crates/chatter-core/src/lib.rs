@@ -9,6 +9,8 @@ pub mod backup;
 pub mod blobs;
 pub mod clock;
 pub mod crm;
+pub mod crm_settings;
+pub mod crm_sync;
 pub mod error;
 pub mod events;
 pub mod inbox;

@@ -293,13 +293,18 @@ async fn finish_message(
     let txn = core.db.begin().await.map_err(internal)?;
     let mut am = m.clone().into_active_model();
     am.status = Set(status.to_string());
-    am.error = Set(error);
+    am.error = Set(error.clone());
     if status == "sent" {
         am.external_id = Set(external_id);
         am.sent_at = Set(Some(now));
     }
     am.update(&txn).await.map_err(internal)?;
-    commit_with_event(core, txn, m).await
+    commit_with_event(core, txn, m).await?;
+    // A manager's answer written in the CRM: the CRM shows whether it arrived.
+    let blocked = error.as_deref().is_some_and(|e| e.contains("blocked"));
+    crate::crm_sync::on_delivery(core, m.id, error.as_deref(), blocked)
+        .await
+        .map_err(internal)
 }
 
 /// Records the message's live event in `txn` and commits it.

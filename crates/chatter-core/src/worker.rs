@@ -45,6 +45,10 @@ pub trait JobHandler: Send + Sync + 'static {
     /// Called when the job is parked as dead, so that what it stood for (a reply, say) can be
     /// marked failed where people see it, instead of waiting forever.
     async fn dead(&self, _core: &Core, _job: &Claimed, _reason: &str) {}
+
+    /// Called after the job was recorded as done (its dedup key is free again), so that a
+    /// handler draining a queue can enqueue itself again for work that arrived meanwhile.
+    async fn done(&self, _core: &Core, _job: &Claimed) {}
 }
 
 /// Handlers by job kind.
@@ -223,7 +227,13 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
         }
     };
     match recorded {
-        Ok(true) => {}
+        Ok(true) => {
+            if outcome.is_ok() {
+                if let Some(h) = registry.0.get(&job.kind) {
+                    h.done(core, &job).await;
+                }
+            }
+        }
         Ok(false) => {
             tracing::warn!(job = %job.id, "job lease was lost before its outcome was recorded")
         }

@@ -323,6 +323,9 @@ pub struct NewDeal {
     pub fields: Vec<FieldValue>,
     /// Links an existing contact as the deal's main contact.
     pub contact_id: Option<CrmId>,
+    /// Put the deal into Неразобранное (amoCRM Unsorted, category `forms`) under this form
+    /// name instead of a regular stage; managers accept or decline it there.
+    pub unsorted_form: Option<String>,
 }
 
 /// A deal with its contact, for batch creation.
@@ -489,6 +492,11 @@ pub trait Crm: Send + Sync {
     async fn create_deals(&self, drafts: &[DealDraft]) -> Result<Vec<BatchItem>, CrmError>;
     /// Adds a text note to a deal; returns the note's id.
     async fn add_note(&self, deal_id: CrmId, text: &str) -> Result<CrmId, CrmError>;
+    /// Adds up to `max_batch()` text notes in one call: `(deal_id, text)` each; the note ids in
+    /// the same order.
+    async fn add_notes(&self, notes: &[(CrmId, String)]) -> Result<Vec<CrmId>, CrmError>;
+    /// Makes `user_id` responsible for the deal (the first manager who answered, say).
+    async fn set_deal_responsible(&self, deal_id: CrmId, user_id: CrmId) -> Result<(), CrmError>;
 
     /// Whether this CRM has a chat we can post into (else core falls back to notes).
     fn supports_chat(&self) -> bool;

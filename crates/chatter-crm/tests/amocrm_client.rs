@@ -367,6 +367,7 @@ async fn finds_contact_by_phone_and_its_open_deal_then_creates_contact_company_a
                 values: vec![FieldScalar::Choice(2957741)],
             }],
             contact_id: Some(created.contact_id),
+            unsorted_form: None,
         })
         .await
         .expect("created");

@@ -30,10 +30,16 @@ pub struct TestAppBuilder {
     telegram_login: Option<(String, String)>,
     workers: bool,
     telegram_webhooks: bool,
+    amo_chats: bool,
 }
 
 impl TestAppBuilder {
     /// Bots get a webhook pointing at this app instead of being long-polled.
+    /// No Chats API channel: conversations reach amoCRM as notes.
+    pub fn without_amo_chats(mut self) -> Self {
+        self.amo_chats = false;
+        self
+    }
     pub fn with_telegram_webhooks(mut self) -> Self {
         self.telegram_webhooks = true;
         self
@@ -82,6 +88,19 @@ impl TestAppBuilder {
             redirect_uri: Some(redirect),
             consent_url: Some(format!("{}/oauth", amo.base_url())),
             account_base: Some(amo.base_url()),
+            chats: self.amo_chats.then(|| {
+                amo.register_chat_channel(
+                    TestApp::AMO_CHANNEL_ID,
+                    TestApp::AMO_CHANNEL_SECRET,
+                    Some(&format!("{url}/hooks/amojo/:scope_id")),
+                );
+                chatter_core::crm::ChatsConfig {
+                    channel_id: TestApp::AMO_CHANNEL_ID.into(),
+                    secret: Secret::new(TestApp::AMO_CHANNEL_SECRET),
+                    base_url: Some(amo.base_url()),
+                    title: None,
+                }
+            }),
         });
         if let Some((token, username)) = &self.telegram_login {
             cfg.telegram_login_bot_token = Some(Secret::new(token.clone()));
@@ -136,10 +155,13 @@ impl TestAppBuilder {
 impl TestApp {
     pub const AMO_CLIENT_ID: &'static str = "chatter-test-integration";
     pub const AMO_CLIENT_SECRET: &'static str = "test-client-secret-0123456789";
+    pub const AMO_CHANNEL_ID: &'static str = "f90ba33d-c9d9-44da-b76c-c349b0ecbe41";
+    pub const AMO_CHANNEL_SECRET: &'static str = "5a44c5dff55f3c15a4cce8d7c4cc27e207c7e189";
 
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             workers: true,
+            amo_chats: true,
             ..TestAppBuilder::default()
         }
     }

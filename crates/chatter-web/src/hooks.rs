@@ -18,7 +18,39 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/hooks/telegram/{source_id}", post(telegram))
+    Router::new()
+        .route("/hooks/telegram/{source_id}", post(telegram))
+        .route("/hooks/amojo/{scope_id}", post(amojo))
+}
+
+/// Managers' answers written in amoCRM (Chats API §4.6): `X-Signature` checked against the
+/// channel secret, then stored and sent to the customer. 200 only after the commit.
+async fn amojo(
+    State(st): State<AppState>,
+    Path(scope_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use chatter_core::CoreError;
+    let signature = headers
+        .get("x-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match chatter_core::crm_sync::receive_chat_hook(&st.core, &scope_id, &body, signature).await {
+        Ok(_) => plain(StatusCode::OK, "ok"),
+        Err(CoreError::Unauthenticated) => plain(StatusCode::UNAUTHORIZED, "bad signature"),
+        Err(CoreError::Invalid(_)) => plain(
+            StatusCode::BAD_REQUEST,
+            "malformed body: expected a Chats API v2 hook",
+        ),
+        Err(CoreError::NotConfigured(_)) => {
+            plain(StatusCode::NOT_FOUND, "the Chats API is not configured")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store a Chats API hook");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "try again")
+        }
+    }
 }
 
 const CACHE_MS: i64 = 5_000;

@@ -55,7 +55,7 @@ pub async fn start(
             core.events.clone(),
             rx.clone(),
         ));
-        let registry = chatter_core::telegram::register(registry);
+        let registry = chatter_core::crm_sync::register(chatter_core::telegram::register(registry));
         tokio::spawn(async move {
             worker::run(core, registry, wcfg, rx).await;
             let _ = pollers.await;

@@ -986,6 +986,16 @@ impl Crm for AmoCrm {
                         e
                     }
                 };
+                // With form metadata the deal lands in Unsorted (§3.5, §3.10).
+                if let Some(form) = &d.deal.unsorted_form {
+                    lead["_embedded"]["metadata"] = json!({
+                        "category": "forms",
+                        "form_id": "chatter",
+                        "form_name": form,
+                        "form_page": form,
+                        "form_sent_at": chrono::Utc::now().timestamp(),
+                    });
+                }
                 lead
             })
             .collect();
@@ -1010,6 +1020,47 @@ impl Crm for AmoCrm {
         }]);
         let r: Embedded<CreatedKey> = self.post("/api/v4/leads/notes", &body).await?;
         first_id(&r.embedded.notes, "POST /api/v4/leads/notes")
+    }
+
+    async fn add_notes(&self, notes: &[(CrmId, String)]) -> Result<Vec<CrmId>, CrmError> {
+        if notes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body: Vec<Value> = notes
+            .iter()
+            .enumerate()
+            .map(|(i, (deal, text))| {
+                json!({
+                    "entity_id": deal,
+                    "note_type": "common",
+                    "params": { "text": text },
+                    "request_id": i.to_string(),
+                })
+            })
+            .collect();
+        let r: Embedded<CreatedKey> = self
+            .post("/api/v4/leads/notes", &Value::Array(body))
+            .await?;
+        if r.embedded.notes.len() != notes.len() {
+            return Err(CrmError::permanent(format!(
+                "POST /api/v4/leads/notes: asked for {} notes, amoCRM reported {}",
+                notes.len(),
+                r.embedded.notes.len()
+            )));
+        }
+        Ok(r.embedded.notes.iter().map(|n| n.id).collect())
+    }
+
+    async fn set_deal_responsible(&self, deal_id: CrmId, user_id: CrmId) -> Result<(), CrmError> {
+        let body = json!({ "responsible_user_id": user_id });
+        self.call(
+            Method::PATCH,
+            &format!("/api/v4/leads/{deal_id}"),
+            &[],
+            Some(&body),
+        )
+        .await?;
+        Ok(())
     }
 
     fn supports_chat(&self) -> bool {
