@@ -537,6 +537,30 @@ pub fn migrate_to_chat_id(e: &ChannelError) -> Option<i64> {
     rest.strip_suffix(')')?.parse().ok()
 }
 
+#[async_trait::async_trait]
+impl crate::Channel for TelegramClient {
+    async fn identify(&self) -> Result<Identity, ChannelError> {
+        self.get_me().await
+    }
+
+    async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
+        TelegramClient::send(self, m).await
+    }
+
+    async fn download(&self, file_ref: &str) -> Result<crate::Download, ChannelError> {
+        let info = self.get_file(file_ref).await?;
+        let path = info.file_path.ok_or_else(|| {
+            ChannelError::Permanent("Telegram gave no file_path (file too big?)".into())
+        })?;
+        let bytes = TelegramClient::download(self, &path).await?;
+        Ok(crate::Download {
+            bytes,
+            mime_type: None,
+            file_name: None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,29 +750,5 @@ mod tests {
             let s = c.scrub(e).to_string();
             assert!(!s.contains(TOKEN), "{s}");
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::Channel for TelegramClient {
-    async fn identify(&self) -> Result<Identity, ChannelError> {
-        self.get_me().await
-    }
-
-    async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
-        TelegramClient::send(self, m).await
-    }
-
-    async fn download(&self, file_ref: &str) -> Result<crate::Download, ChannelError> {
-        let info = self.get_file(file_ref).await?;
-        let path = info.file_path.ok_or_else(|| {
-            ChannelError::Permanent("Telegram gave no file_path (file too big?)".into())
-        })?;
-        let bytes = TelegramClient::download(self, &path).await?;
-        Ok(crate::Download {
-            bytes,
-            mime_type: None,
-            file_name: None,
-        })
     }
 }

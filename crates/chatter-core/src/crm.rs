@@ -233,6 +233,8 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
     )
     .await?;
     txn.commit().await?;
+    // Work held while access was revoked drains now.
+    crate::crm_sync::wake(core, actor.company_id).await?;
     Ok(())
 }
 

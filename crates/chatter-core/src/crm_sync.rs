@@ -657,7 +657,56 @@ async fn step(core: &Core, s: &Session, items: &[Item]) -> std::result::Result<(
         let batch: Vec<Uuid> = need.into_iter().take(s.api.max_batch()).collect();
         return create_deals(core, s, &batch, items).await;
     }
-    // 2. Then the rest, item by item in id order, notes batched.
+    // 2. Chats for the conversations about to be mirrored, linked to contacts in batches.
+    if let Some((client, scope)) = &s.chats {
+        let mut to_link: Vec<(Uuid, i64, String)> = Vec::new();
+        for conv in &convs {
+            let Some(link) = synced.get(conv) else {
+                continue;
+            };
+            if link.chat_linked || to_link.len() >= s.api.max_batch() {
+                continue;
+            }
+            let chat = match &link.chat_ref {
+                Some(c) => c.clone(),
+                None => match open_chat(core, client, scope, *conv).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if let Some(stop) = stop_of(&e) {
+                            return Err(stop);
+                        }
+                        tracing::warn!(error = %e, "cannot create the amoCRM chat");
+                        continue;
+                    }
+                },
+            };
+            if let Some(contact) = link.contact_id {
+                to_link.push((*conv, contact, chat));
+            }
+        }
+        if !to_link.is_empty() {
+            let pairs: Vec<(i64, String)> =
+                to_link.iter().map(|(_, c, ch)| (*c, ch.clone())).collect();
+            match s.api.link_chats(&pairs).await {
+                Ok(()) => {
+                    for (conv, _, chat) in &to_link {
+                        set_chat(&core.db, *conv, chat, true)
+                            .await
+                            .map_err(db_stop)?;
+                    }
+                }
+                Err(e) => {
+                    if let Some(stop) = stop_of(&e) {
+                        return Err(stop);
+                    }
+                    tracing::warn!(error = %e, "cannot link amoCRM chats to contacts");
+                }
+            }
+            // Read the links again with their chats.
+            return Ok(());
+        }
+    }
+    // 3. Then the rest, item by item in id order, notes batched.
     let mut notes: Vec<(&Item, i64, String)> = Vec::new();
     let mut seen_conv: HashSet<Uuid> = HashSet::new();
     for item in items {
@@ -1436,24 +1485,12 @@ async fn mirror_chat(
         .ok_or_else(|| CrmError::permanent("no chat"))?;
     let customer = customer_party(ct.as_ref(), kind);
     let source_ref = conv.source_id.to_string();
-    // The chat, attached to the deal's contact, so messages show in the deal and not in
-    // Unsorted (§5 "Bypass Unsorted").
-    let mut chat_ref = link.chat_ref.clone();
-    if chat_ref.is_none() {
-        let created = client
-            .create_chat(scope, &conv.id.to_string(), Some(&source_ref), &customer)
-            .await?;
-        set_chat(&core.db, conv.id, &created.conversation_ref, false)
-            .await
-            .map_err(c)?;
-        chat_ref = Some(created.conversation_ref);
-    }
-    if !link.chat_linked {
-        if let (Some(contact_id), Some(chat)) = (link.contact_id, chat_ref.as_deref()) {
-            s.api.link_chat(contact_id, chat).await?;
-            set_chat(&core.db, conv.id, chat, true).await.map_err(c)?;
-        }
-    }
+    // The chat exists and is on the contact's card by now (step 2), so messages show in the
+    // deal and not in Unsorted (§5 "Bypass Unsorted").
+    let chat_ref = match &link.chat_ref {
+        Some(c) => Some(c.clone()),
+        None => Some(open_chat(core, client, scope, conv.id).await?),
+    };
     let direction = if m.direction == "in" {
         ChatDirection::FromCustomer
     } else {
@@ -1497,6 +1534,42 @@ async fn mirror_chat(
     .await
     .map_err(c)?;
     Ok(())
+}
+
+/// Creates (or finds: amojo is idempotent per conversation id) the chat of a conversation.
+async fn open_chat(
+    core: &Core,
+    client: &ChatsClient,
+    scope: &str,
+    conv_id: Uuid,
+) -> std::result::Result<String, CrmError> {
+    let t = |e: sea_orm::DbErr| CrmError::Transient(e.to_string());
+    let conv = conversation::Entity::find_by_id(conv_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?
+        .ok_or_else(|| CrmError::permanent("conversation gone"))?;
+    let ct = contact::Entity::find_by_id(conv.contact_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?;
+    let kind = source::Entity::find_by_id(conv.source_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?
+        .and_then(|s| SourceKind::from_id(s.kind));
+    let created = client
+        .create_chat(
+            scope,
+            &conv.id.to_string(),
+            Some(&conv.source_id.to_string()),
+            &customer_party(ct.as_ref(), kind),
+        )
+        .await?;
+    set_chat(&core.db, conv.id, &created.conversation_ref, false)
+        .await
+        .map_err(|e| CrmError::Transient(e.to_string()))?;
+    Ok(created.conversation_ref)
 }
 
 async fn set_chat(conn: &impl ConnectionTrait, conv: Uuid, chat: &str, linked: bool) -> Result<()> {

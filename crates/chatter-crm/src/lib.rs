@@ -503,6 +503,8 @@ pub trait Crm: Send + Sync {
     async fn send_chat_message(&self, message: &ChatMessage) -> Result<ChatSent, CrmError>;
     /// Shows the chat on the contact's card.
     async fn link_chat(&self, contact_id: CrmId, conversation_ref: &str) -> Result<(), CrmError>;
+    /// Links up to `max_batch()` chats to their contacts in one call: `(contact_id, chat)`.
+    async fn link_chats(&self, links: &[(CrmId, String)]) -> Result<(), CrmError>;
     /// Reports what happened to a manager's reply (`message_ref` = `CrmReply::msgid`).
     async fn update_delivery_status(
         &self,

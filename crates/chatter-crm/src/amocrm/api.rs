@@ -1080,6 +1080,27 @@ impl Crm for AmoCrm {
         Ok(())
     }
 
+    async fn link_chats(&self, links: &[(CrmId, String)]) -> Result<(), CrmError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let body: Vec<Value> = links
+            .iter()
+            .enumerate()
+            .map(|(i, (contact, chat))| {
+                json!({ "contact_id": contact, "chat_id": chat, "request_id": i.to_string() })
+            })
+            .collect();
+        self.call(
+            Method::POST,
+            "/api/v4/contacts/chats",
+            &[],
+            Some(&Value::Array(body)),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn update_delivery_status(
         &self,
         message_ref: &str,

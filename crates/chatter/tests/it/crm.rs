@@ -6,7 +6,7 @@ use crate::messages::{count, location, PW};
 use chatter_testkit::{Session, TestApp};
 
 /// Presses "Connect amoCRM" and approves on amoCRM's consent page; returns the callback path.
-async fn consent(app: &TestApp, s: &Session, account: chatter_fakes::AccountId) -> String {
+pub async fn consent(app: &TestApp, s: &Session, account: chatter_fakes::AccountId) -> String {
     let r = s.post_from("/app/crm", "/app/crm/connect", &[]).await;
     assert_eq!(r.status(), 303);
     let consent = location(&r);
