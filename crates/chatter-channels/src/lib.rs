@@ -4,6 +4,7 @@
 //! the database; nothing provider-shaped leaks out of this crate's common types.
 
 pub mod telegram;
+pub mod vk;
 
 use serde::{Deserialize, Serialize};
 

@@ -4,11 +4,15 @@
 pub mod amocrm;
 pub mod smtp;
 pub mod telegram;
+pub mod vk;
 
 pub use amocrm::{AccountId, FakeAmo, RecordedRequest};
 pub use smtp::{CapturedMail, SmtpCapture};
 pub use telegram::{
     CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentMessage, WebhookConfig,
+};
+pub use vk::{
+    FakeVk, VkCallbackServer, VkCustomerMessage, VkDelivery, VkFailure, VkGroup, VkSentMessage,
 };
 
 /// Serves `app` on `listener` in the background until `stopped` resolves (each fake stops

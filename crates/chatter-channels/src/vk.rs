@@ -1,0 +1,862 @@
+//! VK community bot (specs/channels.md §2): method calls, sends deduplicated by `random_id`,
+//! Callback API parsing and set-up, Bots Long Poll, error classification.
+//!
+//! Methods are `POST {api_base}/method/<name>` with a form body carrying `access_token` and
+//! `v` (§2.1); the token therefore never sits in a URL. Every failure becomes a `ChannelError`
+//! by `classify` (§2.5), and every error message is scrubbed of the token and of long-poll keys
+//! before it leaves this module; `Debug` shows neither.
+
+mod event;
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::RequestBuilder;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{ChannelError, Download, Identity, InboundEvent, OutboundMessage, Sent};
+
+pub use event::{parse_callback, parse_event, secret_matches, CallbackError, CallbackOutcome};
+
+/// The API version every call and every callback/long-poll subscription uses.
+pub const API_VERSION: &str = "5.199";
+
+/// Longest text per `messages.send`, in characters. VK documents 9000; clients split at 4096
+/// (§2.4 calls the limit unconfirmed), so we take the lower one.
+pub const MAX_TEXT: usize = 4096;
+
+/// Peer ids from here up are group conversations (`2000000000 + chat_id`, §2.2).
+pub const CHAT_PEER_OFFSET: i64 = 2_000_000_000;
+
+/// The body VK expects from a callback server for every event but `confirmation` (§2.2).
+pub const CALLBACK_OK: &str = "ok";
+
+/// The event types Chatter subscribes to, for Callback servers and Long Poll alike.
+pub const EVENT_TYPES: [&str; 4] = [
+    "message_new",
+    "message_edit",
+    "message_allow",
+    "message_deny",
+];
+
+/// Files larger than this are refused while downloading.
+pub const MAX_DOWNLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Longest long-poll `wait` VK accepts; 25 s is what it recommends (§2.3).
+pub const MAX_LONG_POLL_WAIT_SECS: u32 = 90;
+
+/// Added to a long poll's `wait` for the HTTP timeout, so VK answers first.
+const LONG_POLL_MARGIN_SECS: u64 = 10;
+
+const UNAUTHORIZED: &str = "the community token is invalid or revoked: create a new one in the \
+     community's settings (Manage → API usage → Access tokens) with the messages, manage, photos \
+     and docs rights";
+const NOT_A_COMMUNITY_TOKEN: &str = "this is not a community token: create one in the \
+     community's settings (Manage → API usage → Access tokens)";
+
+/// Where the community's Bots Long Poll session lives (`groups.getLongPollServer`, §2.3).
+#[derive(Clone, PartialEq, Eq)]
+pub struct LongPollServer {
+    /// The poll URL, e.g. `https://lp.vk.com/whp/<group_id>`.
+    pub server: String,
+    /// The session key; a secret of this community's event stream.
+    pub key: String,
+    /// The position to poll from (opaque; VK sends it as a string).
+    pub ts: String,
+}
+
+impl fmt::Debug for LongPollServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LongPollServer")
+            .field("server", &self.server)
+            .field("key", &"<redacted>")
+            .field("ts", &self.ts)
+            .finish()
+    }
+}
+
+/// One `a_check` answer (§2.3), as something the poller acts on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LongPoll {
+    /// Events in order; poll next from `ts` with the same server and key.
+    Events {
+        ts: String,
+        events: Vec<InboundEvent>,
+    },
+    /// `failed: 1`: the history is (partly) lost; continue from this `ts`, there may be a gap.
+    HistoryLost { ts: String },
+    /// `failed: 2`: the key expired; call `get_long_poll_server` for a new key, keep our `ts`.
+    KeyExpired,
+    /// `failed: 3`: the session is lost; call `get_long_poll_server` and take its key and `ts`.
+    SessionLost,
+}
+
+/// How a message answers an earlier one (§2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyTo {
+    /// `reply_to`: a community-local message id (what `send` returns), private dialogs.
+    MessageId(i64),
+    /// `forward` with `is_reply`: a message by its `conversation_message_id`, which works in
+    /// group conversations (where `id` is 0) as well as in private ones.
+    Conversation { peer_id: i64, cmid: i64 },
+}
+
+impl ReplyTo {
+    /// Reads a `reply_to_external_id` for a message to `peer_id`: `"{peer_id}:{cmid}"` (an
+    /// inbound `external_id`) or a bare message id (an id `send` returned). A message of another
+    /// peer cannot be replied to and gives `None`.
+    pub fn parse(peer_id: i64, reply_to: &str) -> Option<ReplyTo> {
+        match reply_to.split_once(':') {
+            Some((peer, cmid)) => {
+                let (peer, cmid) = (peer.parse::<i64>().ok()?, cmid.parse::<i64>().ok()?);
+                if peer != peer_id {
+                    tracing::warn!("reply target is in another VK chat; sending without a reply");
+                    return None;
+                }
+                Some(ReplyTo::Conversation { peer_id, cmid })
+            }
+            None => reply_to.parse().ok().map(ReplyTo::MessageId),
+        }
+    }
+}
+
+/// A VK API client for one community token.
+#[derive(Clone)]
+pub struct VkClient {
+    http: reqwest::Client,
+    api_base: String,
+    token: String,
+    group_id: i64,
+}
+
+impl fmt::Debug for VkClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VkClient")
+            .field("api_base", &self.api_base)
+            .field("group_id", &self.group_id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    response: Option<Value>,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    error_code: i64,
+    #[serde(default)]
+    error_msg: String,
+}
+
+#[derive(Deserialize)]
+struct Group {
+    id: i64,
+    name: String,
+    screen_name: Option<String>,
+}
+
+/// `groups.getById`: a bare list before 5.194, `{groups, profiles}` since.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Groups {
+    Wrapped { groups: Vec<Group> },
+    List(Vec<Group>),
+}
+
+#[derive(Deserialize)]
+struct RawLongPollServer {
+    server: String,
+    key: String,
+    ts: Value,
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct ServerId {
+    server_id: i64,
+}
+
+impl VkClient {
+    /// `api_base` is `https://api.vk.com` in production (or `https://api.vk.ru`), the fake's
+    /// `http://127.0.0.1:PORT` in tests. The token is trimmed (pasted tokens often carry a
+    /// newline). Timeouts come from `http`, except for `long_poll`, which sets its own.
+    pub fn new(http: reqwest::Client, api_base: &str, group_token: &str, group_id: i64) -> Self {
+        VkClient {
+            http,
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            token: group_token.trim().to_owned(),
+            group_id,
+        }
+    }
+
+    /// The community this client speaks for.
+    pub fn group_id(&self) -> i64 {
+        self.group_id
+    }
+
+    /// Checks the token and names its community (`groups.getById` without `group_id` answers
+    /// for the token's own community): id, name and `screen_name` as the username. A token of
+    /// another community than the configured `group_id` is `Unauthorized`.
+    pub async fn get_group(&self) -> Result<Identity, ChannelError> {
+        let groups: Groups = self.call("groups.getById", &[]).await?;
+        let groups = match groups {
+            Groups::Wrapped { groups } | Groups::List(groups) => groups,
+        };
+        let group = groups.into_iter().next().ok_or_else(|| {
+            ChannelError::Permanent("groups.getById: VK named no community".into())
+        })?;
+        if self.group_id != 0 && group.id != self.group_id {
+            return Err(ChannelError::Unauthorized(format!(
+                "the token belongs to community {} ({}), not to community {}",
+                group.id, group.name, self.group_id
+            )));
+        }
+        Ok(Identity {
+            id: group.id.to_string(),
+            name: group.name,
+            username: group.screen_name.filter(|s| !s.is_empty()),
+        })
+    }
+
+    /// Sends a text to `chat_external_id` (a peer id), split at `MAX_TEXT` characters into
+    /// consecutive messages; only the first part replies to `reply_to_external_id` (see
+    /// `ReplyTo::parse`). Part `i` gets `random_id_for(idempotency_key, i)`, so a retry of the
+    /// same message returns the same ids instead of sending again (§2.4). Returns VK's
+    /// community-local message id per part, in order.
+    pub async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
+        let peer_id: i64 = m.chat_external_id.trim().parse().map_err(|_| {
+            ChannelError::Permanent(format!("not a VK peer id: {:?}", m.chat_external_id))
+        })?;
+        let parts = crate::telegram::split_text(&m.text, MAX_TEXT);
+        if parts.is_empty() {
+            return Err(ChannelError::Permanent("message text is empty".into()));
+        }
+        let mut reply_to = m
+            .reply_to_external_id
+            .as_deref()
+            .and_then(|r| ReplyTo::parse(peer_id, r));
+        let mut external_ids = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            let random_id = match &m.idempotency_key {
+                Some(key) => random_id_for(key, i),
+                // No key, no dedup wanted: any fresh non-zero id.
+                None => rand::random::<i32>().checked_abs().unwrap_or(1).max(1),
+            };
+            let id = self
+                .send_text_part(peer_id, part, random_id, reply_to.take())
+                .await?;
+            external_ids.push(id.to_string());
+        }
+        Ok(Sent { external_ids })
+    }
+
+    /// One `messages.send` (§2.4); returns the message id. A repeat with the same non-zero
+    /// `random_id` returns the first message's id and sends nothing.
+    pub async fn send_text_part(
+        &self,
+        peer_id: i64,
+        text: &str,
+        random_id: i32,
+        reply_to: Option<ReplyTo>,
+    ) -> Result<i64, ChannelError> {
+        let mut params = vec![
+            ("peer_id", peer_id.to_string()),
+            ("random_id", random_id.to_string()),
+            ("message", text.to_owned()),
+        ];
+        match reply_to {
+            Some(ReplyTo::MessageId(id)) => params.push(("reply_to", id.to_string())),
+            Some(ReplyTo::Conversation { peer_id, cmid }) => params.push((
+                "forward",
+                json!({"peer_id": peer_id, "conversation_message_ids": [cmid], "is_reply": true})
+                    .to_string(),
+            )),
+            None => {}
+        }
+        self.call("messages.send", &params).await
+    }
+
+    /// `groups.getCallbackConfirmationCode` (§2.2): the string a callback server answers to a
+    /// `confirmation` request. It changes when servers are added or edited.
+    pub async fn get_callback_confirmation_code(&self) -> Result<String, ChannelError> {
+        let code: Code = self
+            .call(
+                "groups.getCallbackConfirmationCode",
+                &[("group_id", self.group_id.to_string())],
+            )
+            .await?;
+        Ok(code.code)
+    }
+
+    /// `groups.addCallbackServer` (§2.2): registers `url` with our `secret_key`; returns the
+    /// server id for `set_callback_settings`. VK keeps at most 10 servers per community.
+    pub async fn add_callback_server(
+        &self,
+        url: &str,
+        title: &str,
+        secret_key: &str,
+    ) -> Result<i64, ChannelError> {
+        let id: ServerId = self
+            .call(
+                "groups.addCallbackServer",
+                &[
+                    ("group_id", self.group_id.to_string()),
+                    ("url", url.to_owned()),
+                    ("title", title.to_owned()),
+                    ("secret_key", secret_key.to_owned()),
+                ],
+            )
+            .await?;
+        Ok(id.server_id)
+    }
+
+    /// `groups.setCallbackSettings` (§2.2): our API version and `EVENT_TYPES` on, for server
+    /// `server_id`.
+    pub async fn set_callback_settings(&self, server_id: i64) -> Result<(), ChannelError> {
+        let mut params = vec![
+            ("group_id", self.group_id.to_string()),
+            ("server_id", server_id.to_string()),
+            ("api_version", API_VERSION.to_owned()),
+        ];
+        params.extend(EVENT_TYPES.iter().map(|t| (*t, "1".to_owned())));
+        let _: Value = self.call("groups.setCallbackSettings", &params).await?;
+        Ok(())
+    }
+
+    /// `groups.setLongPollSettings` (§2.3): Long Poll on (or off) with our API version and
+    /// `EVENT_TYPES`.
+    pub async fn set_long_poll_settings(&self, enabled: bool) -> Result<(), ChannelError> {
+        let mut params = vec![
+            ("group_id", self.group_id.to_string()),
+            ("enabled", u8::from(enabled).to_string()),
+            ("api_version", API_VERSION.to_owned()),
+        ];
+        params.extend(EVENT_TYPES.iter().map(|t| (*t, "1".to_owned())));
+        let _: Value = self.call("groups.setLongPollSettings", &params).await?;
+        Ok(())
+    }
+
+    /// `groups.getLongPollServer` (§2.3): a fresh key and the current `ts`.
+    pub async fn get_long_poll_server(&self) -> Result<LongPollServer, ChannelError> {
+        let raw: RawLongPollServer = self
+            .call(
+                "groups.getLongPollServer",
+                &[("group_id", self.group_id.to_string())],
+            )
+            .await?;
+        Ok(LongPollServer {
+            server: raw.server,
+            key: raw.key,
+            ts: ts_string(&raw.ts)
+                .ok_or_else(|| ChannelError::Permanent("groups.getLongPollServer: no ts".into()))?,
+        })
+    }
+
+    /// One `a_check` (§2.3) waiting up to `wait_secs` (clamped to 1..=90) for events. The HTTP
+    /// timeout is `wait_secs` + 10 s so an idle poll ends with VK's empty answer, not ours.
+    pub async fn long_poll(
+        &self,
+        server: &str,
+        key: &str,
+        ts: &str,
+        wait_secs: u32,
+    ) -> Result<LongPoll, ChannelError> {
+        let wait = wait_secs.clamp(1, MAX_LONG_POLL_WAIT_SECS);
+        let server = if server.contains("://") {
+            server.to_owned()
+        } else {
+            // Older answers name the server without a scheme.
+            format!("https://{server}")
+        };
+        let mut url = url::Url::parse(&server)
+            .map_err(|_| ChannelError::Permanent("long poll: the server is not a URL".into()))?;
+        url.query_pairs_mut()
+            .append_pair("act", "a_check")
+            .append_pair("key", key)
+            .append_pair("ts", ts)
+            .append_pair("wait", &wait.to_string());
+        let timeout = Duration::from_secs(u64::from(wait) + LONG_POLL_MARGIN_SECS);
+        let result = async {
+            let resp = self
+                .http
+                .get(url)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| transport_error("long poll", e))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| transport_error("long poll", e))?;
+            self.read_long_poll(status, &body)
+        }
+        .await;
+        result.map_err(|e| scrub(e, &[&self.token, key]))
+    }
+
+    fn read_long_poll(&self, status: u16, body: &[u8]) -> Result<LongPoll, ChannelError> {
+        let value: Value = match serde_json::from_slice(body) {
+            Ok(value) if (200..300).contains(&status) => value,
+            _ => return Err(http_status_error("long poll", status)),
+        };
+        if let Some(failed) = value.get("failed").and_then(Value::as_i64) {
+            return match failed {
+                1 => match value.get("ts").and_then(ts_string) {
+                    Some(ts) => Ok(LongPoll::HistoryLost { ts }),
+                    None => Ok(LongPoll::SessionLost),
+                },
+                2 => Ok(LongPoll::KeyExpired),
+                3 => Ok(LongPoll::SessionLost),
+                other => Err(ChannelError::Permanent(format!(
+                    "long poll: failed {other} (not in the Bots Long Poll API)"
+                ))),
+            };
+        }
+        let ts = value
+            .get("ts")
+            .and_then(ts_string)
+            .ok_or_else(|| ChannelError::Transient("long poll: an answer without ts".into()))?;
+        let events = value
+            .get("updates")
+            .and_then(Value::as_array)
+            .map(|updates| {
+                updates
+                    .iter()
+                    .map(|u| parse_event(u, self.group_id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(LongPoll::Events { ts, events })
+    }
+
+    /// Polls `session` once and acts on `failed` codes as §2.3 says (new `ts`; new key keeping
+    /// `ts`; new key and `ts`), polling again after each, at most three times. Returns the
+    /// events of the first good answer (possibly none) with `session.ts` moved past them; the
+    /// caller stores `session.ts` as its cursor.
+    pub async fn poll(
+        &self,
+        session: &mut LongPollServer,
+        wait_secs: u32,
+    ) -> Result<Vec<InboundEvent>, ChannelError> {
+        for _ in 0..3 {
+            match self
+                .long_poll(&session.server, &session.key, &session.ts, wait_secs)
+                .await?
+            {
+                LongPoll::Events { ts, events } => {
+                    session.ts = ts;
+                    return Ok(events);
+                }
+                LongPoll::HistoryLost { ts } => {
+                    tracing::warn!("VK long poll history lost: continuing with a gap");
+                    session.ts = ts;
+                }
+                LongPoll::KeyExpired => {
+                    let fresh = self.get_long_poll_server().await?;
+                    session.server = fresh.server;
+                    session.key = fresh.key;
+                }
+                LongPoll::SessionLost => *session = self.get_long_poll_server().await?,
+            }
+        }
+        Err(ChannelError::Transient(
+            "long poll: VK kept failing the session".into(),
+        ))
+    }
+
+    /// Downloads an attachment by the URL VK gave for it (`Attachment::file_ref`). No token is
+    /// sent: VK's file URLs carry their own access hash.
+    pub async fn download(&self, url: &str) -> Result<Download, ChannelError> {
+        let parsed = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| ChannelError::Permanent("download: not an http(s) URL".into()))?;
+        let file_name = parsed
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .filter(|n| n.contains('.'))
+            .map(str::to_owned);
+        let result = async {
+            let mut resp = self
+                .http
+                .get(parsed)
+                .send()
+                .await
+                .map_err(|e| transport_error("download", e))?;
+            let status = resp.status().as_u16();
+            if !resp.status().is_success() {
+                return Err(http_status_error("download", status));
+            }
+            if resp
+                .content_length()
+                .is_some_and(|n| n > MAX_DOWNLOAD_BYTES as u64)
+            {
+                return Err(too_large());
+            }
+            let mime_type = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+            let mut buf = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| transport_error("download", e))?
+            {
+                if buf.len() + chunk.len() > MAX_DOWNLOAD_BYTES {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(Download {
+                bytes: bytes::Bytes::from(buf),
+                mime_type,
+                file_name,
+            })
+        }
+        .await;
+        result.map_err(|e| scrub(e, &[&self.token]))
+    }
+
+    fn post(&self, method: &str) -> RequestBuilder {
+        self.http.post(format!("{}/method/{method}", self.api_base))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &[(&str, String)],
+    ) -> Result<T, ChannelError> {
+        let mut form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.push(("access_token", &self.token));
+        form.push(("v", API_VERSION));
+        let req = self.post(method).form(&form);
+        let result = async {
+            let resp = req.send().await.map_err(|e| transport_error(method, e))?;
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await.map_err(|e| transport_error(method, e))?;
+            decode(method, status, &body)
+        }
+        .await;
+        result.map_err(|e| scrub(e, &[&self.token]))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Channel for VkClient {
+    async fn identify(&self) -> Result<Identity, ChannelError> {
+        self.get_group().await
+    }
+
+    async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
+        VkClient::send(self, m).await
+    }
+
+    async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
+        VkClient::download(self, file_ref).await
+    }
+}
+
+/// The `random_id` of part `part` of the message with idempotency key `key`: FNV-1a over both,
+/// folded to a positive 31-bit number (VK's `random_id` is at least an int32, and 0 would switch
+/// the dedup off). The same inputs give the same id in every process and version.
+pub fn random_id_for(key: &str, part: usize) -> i32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    let bytes = key
+        .as_bytes()
+        .iter()
+        .copied()
+        .chain([0xff])
+        .chain((part as u64).to_le_bytes());
+    for b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    let folded = ((hash >> 32) ^ hash) & 0x7fff_ffff;
+    // Lossless: masked to 31 bits.
+    i32::try_from(folded).unwrap_or(1).max(1)
+}
+
+/// Classifies a VK error (§2.5) by `error_code`:
+///
+/// | code | class |
+/// |---|---|
+/// | 5 | `Unauthorized`: token invalid or revoked (with the fix) |
+/// | 27 | `Unauthorized`: not a community token |
+/// | 6 | `RateLimited` 1 s (20 requests/s per community token) |
+/// | 9 | `RateLimited` 60 s (flood control) |
+/// | 14 | `RateLimited` 10 s (captcha: for a bot, a throttle) |
+/// | 1, 10 | `Transient` (unknown / internal error) |
+/// | 7, 15, 100, 901, 902, 925, anything else | `Permanent` with VK's message |
+pub fn classify(error_code: i64, error_msg: &str) -> ChannelError {
+    let message = format!("VK error {error_code}: {error_msg}");
+    let limited = |secs| ChannelError::RateLimited {
+        retry_after_secs: secs,
+        message: message.clone(),
+    };
+    match error_code {
+        5 => ChannelError::Unauthorized(format!("{message} ({UNAUTHORIZED})")),
+        27 => ChannelError::Unauthorized(format!("{message} ({NOT_A_COMMUNITY_TOKEN})")),
+        6 => limited(1),
+        9 => limited(60),
+        14 => limited(10),
+        1 | 10 => ChannelError::Transient(message),
+        _ => ChannelError::Permanent(message),
+    }
+}
+
+/// Reads a method's answer: `response` on success, a classified `error` otherwise. VK answers
+/// errors with HTTP 200, so the body decides; a body that is not VK JSON is judged by status.
+fn decode<T: DeserializeOwned>(method: &str, status: u16, body: &[u8]) -> Result<T, ChannelError> {
+    let env: Envelope = match serde_json::from_slice(body) {
+        Ok(env) => env,
+        Err(_) => return Err(http_status_error(method, status)),
+    };
+    if let Some(error) = env.error {
+        let e = classify(error.error_code, &error.error_msg);
+        return Err(prefix(method, e));
+    }
+    let Some(response) = env.response else {
+        return Err(http_status_error(method, status));
+    };
+    serde_json::from_value(response).map_err(|e| {
+        // Not retryable: the call may well have taken effect (a message sent).
+        ChannelError::Permanent(format!("{method}: unexpected response: {e}"))
+    })
+}
+
+/// A failure told only by the HTTP status (a proxy's page, an empty body).
+fn http_status_error(what: &str, status: u16) -> ChannelError {
+    let message = format!("{what}: HTTP {status} without a VK answer");
+    match status {
+        429 => ChannelError::RateLimited {
+            retry_after_secs: 1,
+            message,
+        },
+        // A 2xx that is not VK JSON is a cut-off body or a proxy in the way.
+        200..=299 | 500..=599 | 408 => ChannelError::Transient(message),
+        _ => ChannelError::Permanent(message),
+    }
+}
+
+fn prefix(method: &str, e: ChannelError) -> ChannelError {
+    match e {
+        ChannelError::Transient(m) => ChannelError::Transient(format!("{method}: {m}")),
+        ChannelError::RateLimited {
+            retry_after_secs,
+            message,
+        } => ChannelError::RateLimited {
+            retry_after_secs,
+            message: format!("{method}: {message}"),
+        },
+        ChannelError::Unauthorized(m) => ChannelError::Unauthorized(format!("{method}: {m}")),
+        ChannelError::Permanent(m) => ChannelError::Permanent(format!("{method}: {m}")),
+    }
+}
+
+/// Removes every secret in `secrets` from an error message, whatever put it there.
+fn scrub(e: ChannelError, secrets: &[&str]) -> ChannelError {
+    let clean = |mut s: String| {
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            s = s.replace(secret, "<redacted>");
+        }
+        s
+    };
+    match e {
+        ChannelError::Transient(m) => ChannelError::Transient(clean(m)),
+        ChannelError::RateLimited {
+            retry_after_secs,
+            message,
+        } => ChannelError::RateLimited {
+            retry_after_secs,
+            message: clean(message),
+        },
+        ChannelError::Unauthorized(m) => ChannelError::Unauthorized(clean(m)),
+        ChannelError::Permanent(m) => ChannelError::Permanent(clean(m)),
+    }
+}
+
+/// Network trouble of any kind (refused, reset, timed out, body cut off) is worth a retry. The
+/// URL (a long-poll URL holds the key) is dropped before the error is rendered.
+fn transport_error(what: &str, e: reqwest::Error) -> ChannelError {
+    let timed_out = e.is_timeout();
+    let e = e.without_url();
+    let mut message = format!("{what}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    if timed_out && !message.contains("timed out") {
+        message.push_str(" (timed out)");
+    }
+    ChannelError::Transient(message)
+}
+
+fn too_large() -> ChannelError {
+    ChannelError::Permanent(format!(
+        "download: the file is larger than {} MB",
+        MAX_DOWNLOAD_BYTES / (1024 * 1024)
+    ))
+}
+
+/// `ts` as VK sends it: a string, or a number in some answers.
+fn ts_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "vk1.a.SecretCommunityToken_0123456789abcdef";
+
+    #[test]
+    fn debug_hides_the_token_and_the_long_poll_key() {
+        let c = VkClient::new(
+            reqwest::Client::new(),
+            "https://api.vk.com/",
+            TOKEN,
+            214167102,
+        );
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("SecretCommunityToken"), "{dbg}");
+        assert!(
+            dbg.contains("214167102") && dbg.contains("https://api.vk.com\""),
+            "{dbg}"
+        );
+        let s = LongPollServer {
+            server: "https://lp.vk.com/whp/1".into(),
+            key: "sessionkey123".into(),
+            ts: "7".into(),
+        };
+        assert!(!format!("{s:?}").contains("sessionkey123"));
+    }
+
+    #[test]
+    fn random_ids_are_stable_positive_and_differ_by_part() {
+        let a = random_id_for("msg-0195f7a2", 0);
+        assert_eq!(a, random_id_for("msg-0195f7a2", 0));
+        assert!(a > 0);
+        assert_ne!(a, random_id_for("msg-0195f7a2", 1));
+        assert_ne!(a, random_id_for("msg-0195f7a3", 0));
+        assert!((0..1000).all(|i| random_id_for(&format!("k{i}"), i) > 0));
+    }
+
+    #[test]
+    fn classify_follows_the_error_table() {
+        assert!(matches!(
+            classify(5, "User authorization failed"),
+            ChannelError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            classify(27, "Group authorization failed"),
+            ChannelError::Unauthorized(_)
+        ));
+        assert_eq!(
+            classify(6, "Too many requests per second"),
+            ChannelError::RateLimited {
+                retry_after_secs: 1,
+                message: "VK error 6: Too many requests per second".into()
+            }
+        );
+        assert!(matches!(
+            classify(9, "Flood control"),
+            ChannelError::RateLimited {
+                retry_after_secs: 60,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(14, "Captcha needed"),
+            ChannelError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            classify(10, "Internal server error"),
+            ChannelError::Transient(_)
+        ));
+        for code in [7, 15, 100, 901, 902, 925] {
+            assert!(
+                matches!(classify(code, "x"), ChannelError::Permanent(_)),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn decode_reads_response_and_judges_other_bodies_by_status() {
+        let id: i64 = decode("messages.send", 200, br#"{"response":513}"#).expect("ok");
+        assert_eq!(id, 513);
+        let e = decode::<Value>(
+            "messages.send",
+            200,
+            br#"{"error":{"error_code":901,"error_msg":"Can't send messages for users without permission","request_params":[]}}"#,
+        )
+        .expect_err("error");
+        assert_eq!(
+            e,
+            ChannelError::Permanent(
+                "messages.send: VK error 901: Can't send messages for users without permission"
+                    .into()
+            )
+        );
+        let e = decode::<Value>("groups.getById", 502, b"<html>Bad Gateway</html>").expect_err("e");
+        assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
+        let e = decode::<Value>("groups.getById", 200, b"").expect_err("e");
+        assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
+        let e = decode::<Value>("groups.getById", 404, b"Not Found").expect_err("e");
+        assert!(matches!(e, ChannelError::Permanent(_)), "{e:?}");
+    }
+
+    #[test]
+    fn replies_by_cmid_in_the_same_peer_or_by_message_id() {
+        assert_eq!(
+            ReplyTo::parse(2000000001, "2000000001:42"),
+            Some(ReplyTo::Conversation {
+                peer_id: 2000000001,
+                cmid: 42
+            })
+        );
+        assert_eq!(
+            ReplyTo::parse(612444319, "513"),
+            Some(ReplyTo::MessageId(513))
+        );
+        assert_eq!(ReplyTo::parse(612444319, "1:2"), None);
+        assert_eq!(ReplyTo::parse(612444319, "x"), None);
+    }
+
+    #[test]
+    fn scrub_removes_every_secret_from_every_class() {
+        for e in [
+            ChannelError::Transient(format!("a {TOKEN} b")),
+            ChannelError::Permanent(format!("key=lpkey&{TOKEN}")),
+            ChannelError::Unauthorized(TOKEN.into()),
+            ChannelError::RateLimited {
+                retry_after_secs: 1,
+                message: "lpkey".into(),
+            },
+        ] {
+            let s = scrub(e, &[TOKEN, "lpkey", ""]).to_string();
+            assert!(!s.contains(TOKEN) && !s.contains("lpkey"), "{s}");
+        }
+    }
+}
