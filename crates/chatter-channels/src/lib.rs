@@ -3,6 +3,8 @@
 //! the provider sends into `InboundMessage`s, and sends our messages out. Nothing here touches
 //! the database; nothing provider-shaped leaks out of this crate's common types.
 
+pub mod avito;
+pub mod max;
 pub mod telegram;
 pub mod vk;
 

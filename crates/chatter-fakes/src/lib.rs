@@ -2,11 +2,15 @@
 //! tests, browser tests and `chatter demo`.
 
 pub mod amocrm;
+pub mod avito;
+pub mod max;
 pub mod smtp;
 pub mod telegram;
 pub mod vk;
 
 pub use amocrm::{AccountId, FakeAmo, RecordedRequest};
+pub use avito::FakeAvito;
+pub use max::FakeMax;
 pub use smtp::{CapturedMail, SmtpCapture};
 pub use telegram::{
     CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentMessage, WebhookConfig,

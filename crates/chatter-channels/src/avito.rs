@@ -1,0 +1,868 @@
+//! Avito Messenger API (specs/channels.md §4): OAuth client credentials, messenger calls,
+//! webhook v3 parsing and a polling fallback over chats and messages.
+//!
+//! The client fetches an access token with its client id and secret (§4.1), keeps it in a cache
+//! shared by its clones, refreshes it ahead of expiry and once more when a call answers 401.
+//! Avito webhooks carry no documented signature (§4.3: a header exists, its algorithm is not
+//! published), so `parse_webhook` checks nothing: core protects the hook URL with an
+//! unguessable path token. The client secret and access tokens never appear in `Debug` output
+//! or in error messages.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::max::{download_url, retry_after_header, scrub, transport_error};
+use crate::telegram::split_text;
+use crate::{
+    Attachment, ChannelError, ChatKind, ChatRef, Download, Extra, Identity, InboundEvent,
+    InboundMessage, OutboundMessage, Sender, Sent,
+};
+
+/// Longest message text, in characters (§4.2).
+pub const MAX_TEXT: usize = 1000;
+
+/// Files larger than this are refused while downloading (uploads are ≤ 24 MB).
+pub const MAX_DOWNLOAD_BYTES: usize = 32 * 1024 * 1024;
+
+/// Chats per page of the chat list, and the largest offset Avito accepts (§4.2).
+const CHAT_PAGE: usize = 100;
+const MAX_CHAT_OFFSET: usize = 1000;
+
+/// Messages read per chat while polling (the newest ones).
+const MESSAGE_PAGE: usize = 100;
+
+/// `retry_after` when a 429 gives no `Retry-After`: Avito's limit is per minute (§4.4).
+const DEFAULT_RETRY_AFTER_SECS: u64 = 60;
+
+/// A token is refreshed this long before it expires (at most a tenth of its lifetime).
+const REFRESH_AHEAD: Duration = Duration::from_secs(300);
+
+const UNAUTHORIZED: &str =
+    "Avito refused the client id / client secret: copy them again from avito.ru/professionals/api";
+
+/// Why a webhook delivery was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// The body is not a v3 webhook payload.
+    #[error("malformed webhook body: {0}")]
+    Malformed(String),
+}
+
+/// A webhook subscription as `POST /messenger/v1/subscriptions` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Subscription {
+    pub url: String,
+    #[serde(default)]
+    pub version: String,
+}
+
+/// Where the polling fallback stopped: messages created before `since` (unix seconds) were
+/// returned, and so were those created at `since` whose ids are in `seen`. Store it between
+/// polls; `Default` starts from the beginning of what the newest page of each chat holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollCursor {
+    pub since: i64,
+    pub seen: Vec<String>,
+}
+
+/// A chat of the account's chat list (§4.2), the parts polling and core need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatInfo {
+    pub id: String,
+    /// Unix seconds of the last change.
+    pub updated: i64,
+    /// The item the chat is about: id and title.
+    pub item: Option<(i64, String)>,
+    /// Everyone in the chat other than the account: (user id, name).
+    pub users: Vec<(i64, String)>,
+}
+
+/// An Avito Messenger client for one account's API credentials.
+#[derive(Clone)]
+pub struct AvitoClient {
+    http: reqwest::Client,
+    base_url: String,
+    client_id: String,
+    client_secret: String,
+    cache: Arc<Mutex<Cache>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    token: Option<Token>,
+    user_id: Option<i64>,
+}
+
+#[derive(Clone)]
+struct Token {
+    access: String,
+    refresh_at: Instant,
+}
+
+impl fmt::Debug for AvitoClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AvitoClient")
+            .field("base_url", &self.base_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Account {
+    id: i64,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct SentMessage {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct OkAnswer {
+    #[serde(default)]
+    ok: bool,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionList {
+    #[serde(default)]
+    subscriptions: Vec<Subscription>,
+}
+
+#[derive(Deserialize)]
+struct ChatList {
+    #[serde(default)]
+    chats: Vec<RawChat>,
+}
+
+#[derive(Deserialize)]
+struct RawChat {
+    id: String,
+    #[serde(default)]
+    updated: i64,
+    context: Option<Value>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    id: i64,
+    #[serde(default)]
+    name: String,
+}
+
+/// A message of `GET …/messages/` (§4.2) or a webhook `value` (§4.3).
+#[derive(Deserialize)]
+struct RawMessage {
+    id: String,
+    #[serde(default)]
+    author_id: i64,
+    #[serde(default)]
+    created: i64,
+    direction: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    content: Value,
+    quote: Option<Value>,
+}
+
+/// The error body of §4.4: `{"error":{"code":..,"message":..}}`; OAuth errors are flat.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<Value>,
+    message: Option<String>,
+}
+
+impl AvitoClient {
+    /// `api_base` is `https://api.avito.ru` in production, the fake's `http://127.0.0.1:PORT` in
+    /// tests. Clones share the token cache.
+    pub fn new(
+        http: reqwest::Client,
+        api_base: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Self {
+        AvitoClient {
+            http,
+            base_url: api_base.trim_end_matches('/').to_owned(),
+            client_id: client_id.trim().to_owned(),
+            client_secret: client_secret.trim().to_owned(),
+            cache: Arc::new(Mutex::new(Cache::default())),
+        }
+    }
+
+    /// `GET /core/v1/accounts/self` (§4.1): whose credentials these are. The account number is
+    /// remembered for the messenger paths.
+    pub async fn account(&self) -> Result<Identity, ChannelError> {
+        let me: Account = self
+            .call(Method::GET, "/core/v1/accounts/self", None)
+            .await?;
+        self.cache.lock().await.user_id = Some(me.id);
+        Ok(Identity {
+            id: me.id.to_string(),
+            name: me.name,
+            username: None,
+        })
+    }
+
+    /// The account number (`user_id` in messenger paths), asked once.
+    pub async fn user_id(&self) -> Result<i64, ChannelError> {
+        if let Some(id) = self.cache.lock().await.user_id {
+            return Ok(id);
+        }
+        let me = self.account().await?;
+        me.id
+            .parse()
+            .map_err(|_| ChannelError::Permanent("Avito gave a non-numeric account id".into()))
+    }
+
+    /// Sends a text to chat `m.chat_external_id`, split at `MAX_TEXT` characters; returns the
+    /// message id of each part. Avito has no reply-to on send and no idempotency key (§4.4):
+    /// after a timeout, look at the chat's recent messages before sending again.
+    pub async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
+        let parts = split_text(&m.text, MAX_TEXT);
+        if parts.is_empty() {
+            return Err(ChannelError::Permanent("message text is empty".into()));
+        }
+        let mut external_ids = Vec::with_capacity(parts.len());
+        for part in &parts {
+            external_ids.push(self.send_text_part(&m.chat_external_id, part).await?);
+        }
+        Ok(Sent { external_ids })
+    }
+
+    /// One `POST /messenger/v1/accounts/{user_id}/chats/{chat_id}/messages`; returns its id.
+    pub async fn send_text_part(&self, chat_id: &str, text: &str) -> Result<String, ChannelError> {
+        let uid = self.user_id().await?;
+        let path = format!(
+            "/messenger/v1/accounts/{uid}/chats/{}/messages",
+            path_segment(chat_id)?
+        );
+        let body = json!({ "message": { "text": text }, "type": "text" });
+        let sent: SentMessage = self.call(Method::POST, &path, Some(body)).await?;
+        Ok(sent.id)
+    }
+
+    /// `POST /messenger/v3/webhook`: Avito starts POSTing v3 payloads to `url`.
+    pub async fn subscribe(&self, url: &str) -> Result<(), ChannelError> {
+        self.ok("/messenger/v3/webhook", json!({ "url": url }))
+            .await
+    }
+
+    /// `POST /messenger/v1/webhook/unsubscribe`.
+    pub async fn unsubscribe(&self, url: &str) -> Result<(), ChannelError> {
+        self.ok("/messenger/v1/webhook/unsubscribe", json!({ "url": url }))
+            .await
+    }
+
+    /// `POST /messenger/v1/subscriptions` (a POST that lists).
+    pub async fn subscriptions(&self) -> Result<Vec<Subscription>, ChannelError> {
+        let list: SubscriptionList = self
+            .call(Method::POST, "/messenger/v1/subscriptions", Some(json!({})))
+            .await?;
+        Ok(list.subscriptions)
+    }
+
+    /// One page of the account's chats (`u2i` and `u2u`), as Avito orders them.
+    pub async fn chats(&self, offset: usize) -> Result<Vec<ChatInfo>, ChannelError> {
+        let uid = self.user_id().await?;
+        let path = format!(
+            "/messenger/v2/accounts/{uid}/chats?chat_types=u2i,u2u&limit={CHAT_PAGE}&offset={offset}"
+        );
+        let list: ChatList = self.call(Method::GET, &path, None).await?;
+        Ok(list.chats.into_iter().map(|c| chat_info(c, uid)).collect())
+    }
+
+    /// One chat with its item and people (to name the author of a webhook message).
+    pub async fn chat(&self, chat_id: &str) -> Result<ChatInfo, ChannelError> {
+        let uid = self.user_id().await?;
+        let path = format!(
+            "/messenger/v2/accounts/{uid}/chats/{}",
+            path_segment(chat_id)?
+        );
+        let chat: RawChat = self.call(Method::GET, &path, None).await?;
+        Ok(chat_info(chat, uid))
+    }
+
+    /// The polling fallback: every customer message created since `cursor` in chats updated
+    /// since then, oldest first, and the cursor to pass next time. Messages keep Avito's ids as
+    /// `external_id`, and the cursor remembers which ones at its second were returned, so a
+    /// re-poll returns nothing twice. Only the newest page of each chat is read: a chat with
+    /// more than 100 new messages between two polls loses the oldest.
+    pub async fn poll(
+        &self,
+        cursor: &PollCursor,
+    ) -> Result<(Vec<InboundEvent>, PollCursor), ChannelError> {
+        let uid = self.user_id().await?;
+        let mut changed = Vec::new();
+        let mut offset = 0;
+        'pages: loop {
+            let page = self.chats(offset).await?;
+            let full = page.len() == CHAT_PAGE;
+            for chat in page {
+                // The list is newest first: the rest did not change either.
+                if chat.updated < cursor.since {
+                    break 'pages;
+                }
+                changed.push(chat);
+            }
+            offset += CHAT_PAGE;
+            if !full || offset > MAX_CHAT_OFFSET {
+                break;
+            }
+        }
+        let mut found: Vec<(i64, InboundMessage)> = Vec::new();
+        for chat in &changed {
+            let path = format!(
+                "/messenger/v3/accounts/{uid}/chats/{}/messages/?limit={MESSAGE_PAGE}&offset=0",
+                path_segment(&chat.id)?
+            );
+            let raw: Vec<RawMessage> = self.call(Method::GET, &path, None).await?;
+            // Avito lists newest first.
+            for m in raw.into_iter().rev() {
+                let new = m.created > cursor.since
+                    || (m.created == cursor.since && !cursor.seen.contains(&m.id));
+                if !new || m.direction.as_deref() != Some("in") || m.author_id == uid {
+                    continue;
+                }
+                let created = m.created;
+                if let Ok(msg) = message(m, &chat.id, chat) {
+                    found.push((created, msg));
+                }
+            }
+        }
+        found.sort_by_key(|(created, _)| *created);
+        let mut next = cursor.clone();
+        for (created, m) in &found {
+            if *created > next.since {
+                next.since = *created;
+                next.seen.clear();
+            }
+            next.seen.push(m.external_id.clone());
+        }
+        let events = found
+            .into_iter()
+            .map(|(_, m)| InboundEvent::Message(m))
+            .collect();
+        Ok((events, next))
+    }
+
+    /// Downloads an image by the URL in its `sizes` (`Attachment::file_ref`), without
+    /// credentials (Avito's image links are public).
+    pub async fn download(&self, url: &str) -> Result<Download, ChannelError> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ChannelError::Permanent(
+                "download: the attachment reference is not a URL".into(),
+            ));
+        }
+        let result = download_url(&self.http, url, MAX_DOWNLOAD_BYTES).await;
+        result.map_err(|e| self.scrub(e))
+    }
+
+    async fn ok(&self, path: &str, body: Value) -> Result<(), ChannelError> {
+        let answer: OkAnswer = self.call(Method::POST, path, Some(body)).await?;
+        if answer.ok {
+            Ok(())
+        } else {
+            Err(ChannelError::Permanent(format!(
+                "{path}: Avito said not ok"
+            )))
+        }
+    }
+
+    /// A messenger call with a valid token: a 401 drops the cached token and retries once with
+    /// a fresh one (it may have been revoked early); a second 401 means the credentials are bad.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, ChannelError> {
+        let result = async {
+            let mut refreshed = false;
+            loop {
+                let token = self.token(refreshed).await?;
+                let mut req = self
+                    .http
+                    .request(method.clone(), format!("{}{path}", self.base_url))
+                    .bearer_auth(&token);
+                if let Some(body) = &body {
+                    req = req.json(body);
+                }
+                let (status, retry_after, bytes) = send(req).await?;
+                if status == 401 && !refreshed {
+                    tracing::debug!("Avito answered 401: fetching a new token once");
+                    refreshed = true;
+                    continue;
+                }
+                return decode(status, retry_after, &bytes);
+            }
+        }
+        .await;
+        result.map_err(|e| self.scrub(e))
+    }
+
+    /// The cached token, or a new one when it is due for refresh or `force`d.
+    async fn token(&self, force: bool) -> Result<String, ChannelError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(token) = cache.token.as_ref().filter(|_| !force) {
+            if Instant::now() < token.refresh_at {
+                return Ok(token.access.clone());
+            }
+        }
+        // The lock is held while fetching: concurrent callers wait for one refresh.
+        let token = self.fetch_token().await?;
+        let access = token.access.clone();
+        cache.token = Some(token);
+        Ok(access)
+    }
+
+    /// `POST /token` with `grant_type=client_credentials` (§4.1).
+    async fn fetch_token(&self) -> Result<Token, ChannelError> {
+        let req = self.http.post(format!("{}/token", self.base_url)).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &self.client_id),
+            ("client_secret", &self.client_secret),
+        ]);
+        let started = Instant::now();
+        let (status, retry_after, bytes) = send(req).await?;
+        match status {
+            200..=299 => {}
+            429 | 500..=599 => return Err(error_of(status, retry_after, &bytes)),
+            _ => return Err(ChannelError::Unauthorized(UNAUTHORIZED.into())),
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&bytes)
+            .map_err(|e| ChannelError::Transient(format!("token: unexpected answer: {e}")))?;
+        let Some(access) = answer.access_token.filter(|t| !t.is_empty()) else {
+            // An OAuth error with status 200 (`{"error":"invalid_client"}`).
+            return Err(ChannelError::Unauthorized(UNAUTHORIZED.into()));
+        };
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(86_400));
+        let ahead = REFRESH_AHEAD.min(lifetime / 10);
+        Ok(Token {
+            access,
+            refresh_at: started + lifetime - ahead,
+        })
+    }
+
+    fn scrub(&self, e: ChannelError) -> ChannelError {
+        // Tokens are only in headers, but a proxy could echo them; the secret never goes out.
+        scrub(e, &[&self.client_secret])
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Channel for AvitoClient {
+    async fn identify(&self) -> Result<Identity, ChannelError> {
+        self.account().await
+    }
+
+    async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
+        AvitoClient::send(self, m).await
+    }
+
+    async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
+        AvitoClient::download(self, file_ref).await
+    }
+}
+
+/// Parses a webhook v3 delivery (§4.3). Customers' messages become `Message` events (the
+/// sender's name is empty: the payload has none, fetch it with `AvitoClient::chat`); our own
+/// messages (`author_id == user_id`), system messages and payloads of other types are
+/// `Ignored`. Avito signs nothing documented, so there is nothing to verify here.
+pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, HookError> {
+    let hook: Value =
+        serde_json::from_slice(body).map_err(|e| HookError::Malformed(e.to_string()))?;
+    let payload = hook
+        .get("payload")
+        .ok_or_else(|| HookError::Malformed("no payload".into()))?;
+    let kind = payload.get("type").and_then(Value::as_str).unwrap_or("");
+    if kind != "message" {
+        return Ok(vec![InboundEvent::Ignored {
+            reason: format!("Avito webhook payload of type {kind:?}"),
+        }]);
+    }
+    let value = payload
+        .get("value")
+        .ok_or_else(|| HookError::Malformed("no payload.value".into()))?;
+    let raw = RawMessage::deserialize(value)
+        .map_err(|e| HookError::Malformed(format!("payload.value: {e}")))?;
+    let chat_id = value
+        .get("chat_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| HookError::Malformed("no chat_id".into()))?
+        .to_owned();
+    let owner = value.get("user_id").and_then(Value::as_i64);
+    if owner == Some(raw.author_id) {
+        return Ok(vec![InboundEvent::Ignored {
+            reason: "our own message".into(),
+        }]);
+    }
+    let chat = ChatInfo {
+        id: chat_id.clone(),
+        updated: raw.created,
+        item: None,
+        users: Vec::new(),
+    };
+    let event = match message(raw, &chat_id, &chat) {
+        Ok(m) => InboundEvent::Message(m),
+        Err(reason) => InboundEvent::Ignored { reason },
+    };
+    Ok(vec![event])
+}
+
+fn chat_info(c: RawChat, uid: i64) -> ChatInfo {
+    let item = c.context.as_ref().and_then(|ctx| {
+        let v = ctx.get("value")?;
+        Some((
+            v.get("id")?.as_i64()?,
+            v.get("title")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    });
+    ChatInfo {
+        id: c.id,
+        updated: c.updated,
+        item,
+        users: c
+            .users
+            .into_iter()
+            .filter(|u| u.id != uid)
+            .map(|u| (u.id, u.name))
+            .collect(),
+    }
+}
+
+/// A customer's message (§4.2 Message) as an `InboundMessage`; `Err(reason)` for what we do
+/// not show (system, deleted, calls, content-less types).
+fn message(m: RawMessage, chat_id: &str, chat: &ChatInfo) -> Result<InboundMessage, String> {
+    if m.author_id == 0 {
+        return Err("a system message".into());
+    }
+    let content = &m.content;
+    let str_at = |ptr: &str| {
+        content
+            .pointer(ptr)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let mut text = None;
+    let mut attachments = Vec::new();
+    let mut extra = None;
+    match m.kind.as_str() {
+        "text" => text = str_at("/text"),
+        "image" => {
+            let url = largest_image(content.pointer("/image/sizes"))
+                .ok_or_else(|| "an image without sizes".to_owned())?;
+            attachments.push(Attachment {
+                kind: "photo".into(),
+                file_ref: url,
+                ..Attachment::default()
+            });
+        }
+        "link" => {
+            text = match (str_at("/link/text"), str_at("/link/url")) {
+                (Some(t), Some(u)) if !t.contains(&u) => Some(format!("{t}\n{u}")),
+                (t, u) => t.or(u),
+            }
+        }
+        "item" => {
+            text = match (str_at("/item/title"), str_at("/item/item_url")) {
+                (Some(t), Some(u)) => Some(format!("{t}\n{u}")),
+                (t, u) => t.or(u),
+            }
+        }
+        "location" => {
+            let coord = |k: &str| content.pointer(&format!("/location/{k}"))?.as_f64();
+            if let (Some(latitude), Some(longitude)) = (coord("lat"), coord("lon")) {
+                extra = Some(Extra::Location {
+                    latitude,
+                    longitude,
+                });
+            }
+            text = str_at("/location/text");
+        }
+        other => return Err(format!("Avito message of type {other:?} is not handled")),
+    }
+    let name = chat
+        .users
+        .iter()
+        .find(|(id, _)| *id == m.author_id)
+        .map(|(_, n)| n.clone())
+        .unwrap_or_default();
+    let reply_to_external_id = m
+        .quote
+        .as_ref()
+        .and_then(|q| q.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(InboundMessage {
+        external_id: m.id,
+        chat: ChatRef {
+            external_id: chat_id.to_owned(),
+            kind: ChatKind::Private,
+            title: chat.item.as_ref().map(|(_, title)| title.clone()),
+        },
+        sender: Sender {
+            external_id: m.author_id.to_string(),
+            name,
+            ..Sender::default()
+        },
+        text: text.filter(|t| !t.is_empty()),
+        attachments,
+        extra,
+        reply_to_external_id,
+        sent_at: m.created.saturating_mul(1000),
+        edited: false,
+    })
+}
+
+/// The URL of the largest `WxH` entry of an image's `sizes`.
+fn largest_image(sizes: Option<&Value>) -> Option<String> {
+    let sizes = sizes?.as_object()?;
+    sizes
+        .iter()
+        .filter_map(|(dims, url)| {
+            let (w, h) = dims.split_once('x')?;
+            let area = w.parse::<u64>().ok()? * h.parse::<u64>().ok()?;
+            Some((area, url.as_str()?.to_owned()))
+        })
+        .max_by_key(|(area, _)| *area)
+        .map(|(_, url)| url)
+}
+
+/// A chat id as a path segment: Avito's ids are `u2i-…` style tokens, nothing to escape.
+fn path_segment(id: &str) -> Result<&str, ChannelError> {
+    let ok = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~:".contains(&b));
+    if ok {
+        Ok(id)
+    } else {
+        Err(ChannelError::Permanent(format!(
+            "not an Avito chat id: {id:?}"
+        )))
+    }
+}
+
+async fn send(req: RequestBuilder) -> Result<(u16, Option<u64>, bytes::Bytes), ChannelError> {
+    let resp = req.send().await.map_err(transport_error)?;
+    let status = resp.status().as_u16();
+    let retry_after = retry_after_header(resp.headers());
+    let bytes = resp.bytes().await.map_err(transport_error)?;
+    Ok((status, retry_after, bytes))
+}
+
+fn decode<T: DeserializeOwned>(
+    status: u16,
+    retry_after: Option<u64>,
+    body: &[u8],
+) -> Result<T, ChannelError> {
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(body).map_err(|e| {
+            // Not retryable: the call may well have taken effect (a message sent).
+            ChannelError::Permanent(format!("unexpected answer from Avito: {e}"))
+        });
+    }
+    Err(error_of(status, retry_after, body))
+}
+
+/// A non-2xx answer, classified with the message of its error body.
+fn error_of(status: u16, retry_after: Option<u64>, body: &[u8]) -> ChannelError {
+    let err: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let message = err
+        .and_then(|e| {
+            let nested = e.error.as_ref().and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                v => v.get("message")?.as_str().map(str::to_owned),
+            });
+            nested.or(e.message)
+        })
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    classify(status, &message, retry_after)
+}
+
+/// Classifies an Avito API failure (§4.4) by HTTP status:
+///
+/// | status | class |
+/// |---|---|
+/// | 401 (after one token refresh) | `Unauthorized` |
+/// | 402 | `Permanent`: the account's tariff has no Messenger API |
+/// | 429 | `RateLimited` after `Retry-After` s (60 s, Avito's window, when absent) |
+/// | 5xx | `Transient` |
+/// | 400, 403, 404, other 4xx | `Permanent` with Avito's message |
+pub fn classify(status: u16, message: &str, retry_after: Option<u64>) -> ChannelError {
+    match status {
+        401 => ChannelError::Unauthorized(UNAUTHORIZED.into()),
+        402 => ChannelError::Permanent(format!(
+            "{message} (the Avito tariff does not include the Messenger API)"
+        )),
+        429 => ChannelError::RateLimited {
+            retry_after_secs: retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS),
+            message: message.to_owned(),
+        },
+        500..=599 => ChannelError::Transient(message.to_owned()),
+        _ => ChannelError::Permanent(message.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let c = AvitoClient::new(
+            reqwest::Client::new(),
+            "https://api.avito.ru",
+            "cid",
+            "s3cr3t-value",
+        );
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cr3t-value"), "{dbg}");
+        assert!(dbg.contains("cid"), "{dbg}");
+    }
+
+    #[test]
+    fn classify_follows_the_spec_table() {
+        assert!(matches!(
+            classify(401, "x", None),
+            ChannelError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            classify(402, "x", None),
+            ChannelError::Permanent(_)
+        ));
+        assert!(matches!(
+            classify(403, "x", None),
+            ChannelError::Permanent(_)
+        ));
+        assert!(matches!(
+            classify(404, "x", None),
+            ChannelError::Permanent(_)
+        ));
+        assert_eq!(
+            classify(429, "too many", None),
+            ChannelError::RateLimited {
+                retry_after_secs: 60,
+                message: "too many".into()
+            }
+        );
+        assert!(matches!(
+            classify(429, "x", Some(3)),
+            ChannelError::RateLimited {
+                retry_after_secs: 3,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(500, "x", None),
+            ChannelError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(503, "x", None),
+            ChannelError::Transient(_)
+        ));
+        let e = decode::<Value>(400, None, br#"{"error":{"code":400,"message":"bad chat"}}"#)
+            .expect_err("error");
+        assert_eq!(e, ChannelError::Permanent("bad chat".into()));
+    }
+
+    #[test]
+    fn the_spec_webhook_sample_is_a_message() {
+        let body = br#"{"id":"4a5c2f","version":"v3.0.0","timestamp":1767225600,
+ "payload":{"type":"message","value":{
+   "id":"bdcc5bac2d00345f1cc66fa657813958","chat_id":"u2i-abc123","user_id":94235311,"author_id":141906442,
+   "created":1767225600,"published_at":"2026-01-01T00:00:00Z","type":"text","chat_type":"u2i",
+   "item_id":1768287444,"content":{"text":"Is it available?"},"read":null}}}"#;
+        let events = parse_webhook(body).expect("parsed");
+        let [InboundEvent::Message(m)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(m.external_id, "bdcc5bac2d00345f1cc66fa657813958");
+        assert_eq!(m.chat.external_id, "u2i-abc123");
+        assert_eq!(m.sender.external_id, "141906442");
+        assert_eq!(m.text.as_deref(), Some("Is it available?"));
+        assert_eq!(m.sent_at, 1767225600000);
+    }
+
+    #[test]
+    fn own_system_and_unknown_messages_are_ignored() {
+        let hook = |author: i64, kind: &str, content: &str| {
+            format!(
+                r#"{{"id":"1","version":"v3.0.0","timestamp":1,"payload":{{"type":"message","value":{{
+                "id":"m1","chat_id":"u2i-1","user_id":5,"author_id":{author},"created":1,
+                "type":"{kind}","chat_type":"u2i","content":{content}}}}}}}"#
+            )
+        };
+        for body in [
+            hook(5, "text", r#"{"text":"ours"}"#),
+            hook(0, "system", r#"{"text":"system"}"#),
+            hook(
+                7,
+                "call",
+                r#"{"call":{"status":"missed","target_user_id":5}}"#,
+            ),
+            hook(7, "file", "{}"),
+            r#"{"id":"1","payload":{"type":"something_else","value":{}}}"#.to_owned(),
+        ] {
+            let events = parse_webhook(body.as_bytes()).expect("parsed");
+            assert!(
+                matches!(events.as_slice(), [InboundEvent::Ignored { .. }]),
+                "{body}: {events:?}"
+            );
+        }
+        let events = parse_webhook(
+            hook(
+                7,
+                "image",
+                r#"{"image":{"sizes":{"140x105":"http://s","1280x960":"http://l"}}}"#,
+            )
+            .as_bytes(),
+        )
+        .expect("parsed");
+        let [InboundEvent::Message(m)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(m.attachments[0].file_ref, "http://l");
+    }
+
+    #[test]
+    fn malformed_webhooks_are_errors() {
+        for body in [
+            &b"nope"[..],
+            b"{}",
+            br#"{"payload":{"type":"message"}}"#,
+            br#"{"payload":{"type":"message","value":{"id":"x"}}}"#,
+        ] {
+            assert!(
+                matches!(parse_webhook(body), Err(HookError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
