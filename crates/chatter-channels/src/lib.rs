@@ -3,7 +3,9 @@
 //! the provider sends into `InboundMessage`s, and sends our messages out. Nothing here touches
 //! the database; nothing provider-shaped leaks out of this crate's common types.
 
+pub mod sms;
 pub mod telegram;
+pub mod whatsapp;
 
 use serde::{Deserialize, Serialize};
 

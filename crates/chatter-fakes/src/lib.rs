@@ -2,13 +2,19 @@
 //! tests, browser tests and `chatter demo`.
 
 pub mod amocrm;
+pub mod sms;
 pub mod smtp;
 pub mod telegram;
+pub mod whatsapp;
 
 pub use amocrm::{AccountId, FakeAmo, RecordedRequest};
+pub use sms::{FakeSms, SmsCallback, SmsFailure, SmsSent};
 pub use smtp::{CapturedMail, SmtpCapture};
 pub use telegram::{
     CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentMessage, WebhookConfig,
+};
+pub use whatsapp::{
+    FakeWhatsApp, WaCustomerContent, WaDelivery, WaFailure, WaNumber, WaSentMessage,
 };
 
 /// Serves `app` on `listener` in the background until `stopped` resolves (each fake stops
