@@ -21,8 +21,8 @@ use uuid::Uuid;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(me, members, sources, conversations, conversation_messages, send_message),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn)),
+    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm),
+    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/members", get(members))
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/conversations", get(conversations))
+        .route("/api/v1/conversations/{id}/crm", get(conversation_crm))
         .route(
             "/api/v1/conversations/{id}/messages",
             get(conversation_messages).post(send_message),
@@ -498,4 +499,48 @@ pub async fn send_message(
     })?;
     let m = chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await?;
     Ok((StatusCode::CREATED, Json(message_out(m))).into_response())
+}
+
+/// The conversation's side in the CRM.
+#[derive(Serialize, ToSchema)]
+pub struct CrmOut {
+    /// The deal in amoCRM (`None` until it is created).
+    pub deal_id: Option<i64>,
+    pub deal_url: Option<String>,
+    pub contact_id: Option<i64>,
+    /// amoCRM's chat id when the Chats API is used.
+    pub chat_id: Option<String>,
+    /// The routing rule that fired (`None`: the settings' default applied).
+    pub rule_id: Option<String>,
+    pub rule_name: Option<String>,
+    /// Items not in amoCRM yet, and how many of them amoCRM refused.
+    pub pending: i64,
+    pub failed: i64,
+    pub last_error: Option<String>,
+}
+
+/// Where the conversation is in amoCRM and which routing rule placed it.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/crm", tag = "conversations",
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = CrmOut), (status = 404, body = ApiErrorBody), (status = 401, body = ApiErrorBody)))]
+pub async fn conversation_crm(
+    State(st): State<AppState>,
+    ApiActor(a): ApiActor,
+    axum::extract::Path(id): axum::extract::Path<Uuid>,
+) -> Result<Json<CrmOut>, ApiError> {
+    chatter_core::inbox::get_conversation(&st.core, &a, id).await?;
+    let l = chatter_core::crm_sync::link_of(&st.core, &a, id)
+        .await?
+        .unwrap_or_default();
+    Ok(Json(CrmOut {
+        deal_id: l.deal_id,
+        deal_url: l.deal_url,
+        contact_id: l.contact_id,
+        chat_id: l.chat_ref,
+        rule_id: l.rule_id,
+        rule_name: l.rule_name,
+        pending: l.pending,
+        failed: l.failed,
+        last_error: l.last_error,
+    }))
 }

@@ -5,6 +5,7 @@ mod app;
 mod audit;
 mod auth;
 mod crm;
+mod crm_settings;
 pub mod inbox;
 mod profile;
 mod settings;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .merge(inbox::routes())
         .merge(sources::routes())
         .merge(crm::routes())
+        .merge(crm_settings::routes())
 }
 
 /// What every page's layout needs.
