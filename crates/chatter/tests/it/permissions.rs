@@ -153,7 +153,7 @@ const ROUTES: &[Route] = &[
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[200, 404]),
-    r(Get,  "/api/v1/conversations/{conv}/crm", ApiKey, &[], &[200]),
+    r(Get,  "/api/v1/conversations/{conv}/crm", ApiKey, &[], &[200, 404]),
     r(Post, "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[201, 404]),
     r(Get,  "/api/v1/members", ApiKey, &[], &[200]),
     r(Get,  "/api/openapi.json", Public, &[], &[200]),
