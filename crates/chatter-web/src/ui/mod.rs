@@ -7,6 +7,7 @@ mod auth;
 mod crm;
 pub mod inbox;
 mod profile;
+pub mod rules;
 mod settings;
 pub mod sources;
 mod team;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .merge(inbox::routes())
         .merge(sources::routes())
         .merge(crm::routes())
+        .merge(rules::routes())
 }
 
 /// What every page's layout needs.

@@ -10,6 +10,7 @@ mod crm;
 mod messages;
 mod permissions;
 mod reliability;
+mod rules;
 mod storage;
 mod team;
 mod telegram;
