@@ -17,6 +17,7 @@ pub mod inbox;
 mod inbox_batch;
 pub mod ingest;
 pub mod mailer;
+pub mod rules;
 pub mod secrets;
 pub mod sources;
 pub mod team;

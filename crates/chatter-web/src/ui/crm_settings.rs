@@ -93,12 +93,7 @@ impl SettingsTpl {
     fn mappings(&self) -> Vec<(&'static str, &'static str, Option<i64>, &'static str)> {
         let f = &self.s.fields;
         vec![
-            (
-                "f_source_name",
-                "crm.f_source_name",
-                f.source_name,
-                "leads",
-            ),
+            ("f_source_name", "crm.f_source_name", f.source_name, "leads"),
             ("f_username", "crm.f_username", f.username, "contacts"),
             ("f_chat_link", "crm.f_chat_link", f.chat_link, "leads"),
             (

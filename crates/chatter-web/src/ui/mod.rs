@@ -8,6 +8,7 @@ mod crm;
 mod crm_settings;
 pub mod inbox;
 mod profile;
+pub mod rules;
 mod settings;
 pub mod sources;
 mod team;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sources::routes())
         .merge(crm::routes())
         .merge(crm_settings::routes())
+        .merge(rules::routes())
 }
 
 /// What every page's layout needs.

@@ -11,6 +11,7 @@ mod crm_sync;
 mod messages;
 mod permissions;
 mod reliability;
+mod rules;
 mod storage;
 mod team;
 mod telegram;
