@@ -19,6 +19,8 @@ use uuid::Uuid;
 pub const CONNECTED: &str = "connected";
 pub const TOKEN_INVALID: &str = "token_invalid";
 pub const DISCONNECTED: &str = "disconnected";
+/// An admin switched the integration off in amoCRM (§1.7): tokens are gone, reconnect to fix.
+pub const DISABLED: &str = "disabled";
 const STATE_TTL_MS: i64 = 15 * 60 * 1000;
 
 /// The integration's registration at amoCRM.
@@ -51,11 +53,31 @@ struct StoredTokens {
     expires_at: i64,
 }
 
-fn amo(core: &Core) -> Result<&AmoConfig> {
+pub(crate) fn amo(core: &Core) -> Result<&AmoConfig> {
     core.config
         .amocrm
         .as_ref()
         .ok_or(CoreError::NotConfigured("amocrm"))
+}
+
+/// How a redirect's `referer` becomes an account's base URL (one fixed base in tests and the demo).
+pub(crate) fn account_hosts(cfg: &AmoConfig) -> AccountHosts {
+    match &cfg.account_base {
+        Some(t) => AccountHosts::Template(t.clone()),
+        None => AccountHosts::Amocrm,
+    }
+}
+
+/// Tokens as stored: encrypted JSON with the expiry in milliseconds.
+pub(crate) fn seal_tokens(core: &Core, t: &Tokens) -> Result<String> {
+    let stored = StoredTokens {
+        access: t.access.clone(),
+        refresh: t.refresh.clone(),
+        expires_at: t.expires_at * 1000,
+    };
+    Ok(core
+        .secrets
+        .encrypt(&serde_json::to_string(&stored).map_err(|e| CoreError::Internal(e.to_string()))?))
 }
 
 fn redirect_uri(core: &Core, cfg: &AmoConfig) -> String {
@@ -73,7 +95,7 @@ impl chatter_crm::Clock for CrmClock {
     }
 }
 
-fn oauth(core: &Core) -> Result<OAuthApp> {
+pub(crate) fn oauth(core: &Core) -> Result<OAuthApp> {
     let cfg = amo(core)?;
     Ok(OAuthApp::new(
         core.http.clone(),
@@ -87,7 +109,7 @@ fn oauth(core: &Core) -> Result<OAuthApp> {
     ))
 }
 
-fn crm_error(e: CrmError) -> CoreError {
+pub(crate) fn crm_error(e: CrmError) -> CoreError {
     match e {
         CrmError::Unauthorized(_) => CoreError::field("crm", "err.crm_rejected"),
         CrmError::Transient(_) | CrmError::RateLimited { .. } => {
@@ -208,6 +230,8 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
             .await?;
         }
     }
+    // The person who connected is this amoCRM user: they can sign in with amoCRM from now on.
+    crate::crm_signin::link_connecting(&txn, actor, &account, now).await?;
     audit::record(
         &txn,
         actor,
@@ -223,7 +247,7 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
 
 /// One rate limiter per amoCRM account in this process (amoCRM allows 7 requests/s per
 /// account). Across nodes the limit is not shared yet.
-fn limiter_for(base: &str) -> RateLimiter {
+pub(crate) fn limiter_for(base: &str) -> RateLimiter {
     type Limiters = std::sync::Mutex<std::collections::HashMap<String, RateLimiter>>;
     static LIMITERS: std::sync::LazyLock<Limiters> = std::sync::LazyLock::new(Default::default);
     match LIMITERS.lock() {
@@ -235,7 +259,7 @@ fn limiter_for(base: &str) -> RateLimiter {
     }
 }
 
-async fn read_metadata(
+pub(crate) async fn read_metadata(
     core: &Core,
     base: &str,
     access: &str,

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod blobs;
 pub mod clock;
 pub mod crm;
+pub mod crm_signin;
 pub mod error;
 pub mod events;
 pub mod inbox;
