@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod clock;
 pub mod crm;
 pub mod crm_settings;
+pub mod crm_signin;
 pub mod crm_sync;
 pub mod error;
 pub mod events;

@@ -1,15 +1,19 @@
 //! Inbound webhooks: `/hooks/{kind}/{source_id}`. The provider's secret is checked first
 //! (forged → 401, nothing stored), the body is parsed (malformed → 400, nothing stored), and
 //! the answer is sent only after the event is committed (group commit, see core::ingest).
+//! Also amoCRM's "integration disabled" hook, `/hooks/amocrm/disabled`: a GET whose query carries
+//! an HMAC-SHA256 signature (forged → 401, malformed → 400, nothing changed).
 
+use crate::ctx::Ctx;
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
-use chatter_core::sources;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chatter_core::crm_signin::{self, DisabledHookError};
+use chatter_core::{sources, CoreError};
 use chatter_domain::SourceKind;
 use chatter_store::entity::source;
 use sea_orm::EntityTrait;
@@ -20,6 +24,7 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/hooks/telegram/{source_id}", post(telegram))
+        .route("/hooks/amocrm/disabled", get(amocrm_disabled))
         .route("/hooks/amojo/{scope_id}", post(amojo))
 }
 
@@ -133,6 +138,32 @@ async fn telegram(
         Err(e) => {
             // Not stored, so not acknowledged: Telegram delivers it again.
             tracing::error!(error = %e, source = %id, "cannot store a webhook update");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry")
+        }
+    }
+}
+
+/// amoCRM: an admin switched our integration off in their account (specs/amocrm.md §1.7).
+async fn amocrm_disabled(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = q.unwrap_or_default();
+    match crm_signin::integration_disabled(&st.core, &q, &ctx.meta).await {
+        Ok(_) => plain(StatusCode::OK, "ok"),
+        Err(DisabledHookError::BadSignature) => {
+            plain(StatusCode::UNAUTHORIZED, "signature mismatch")
+        }
+        Err(DisabledHookError::Malformed(_)) => plain(
+            StatusCode::BAD_REQUEST,
+            "malformed: account_id (a number), client_uuid and signature are required",
+        ),
+        Err(DisabledHookError::Core(CoreError::NotConfigured(_))) => {
+            plain(StatusCode::NOT_FOUND, "amoCRM is not set up here")
+        }
+        Err(DisabledHookError::Core(e)) => {
+            tracing::error!(error = %e, "cannot record a disabled amoCRM integration");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry")
         }
     }

@@ -7,6 +7,7 @@ mod browser;
 mod browser_inbox;
 mod cli;
 mod crm;
+mod crm_signin;
 mod crm_sync;
 mod messages;
 mod permissions;
