@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod browser;
+mod browser_crm;
 mod browser_inbox;
 mod cli;
 mod crm;
