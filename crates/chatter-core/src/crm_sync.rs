@@ -28,7 +28,8 @@ use chatter_crm::amocrm::chats::ChatsClient;
 use chatter_crm::amocrm::AmoCrm;
 use chatter_crm::{
     ChatDirection, ChatMessage, ChatParty, ContactQuery, Crm, CrmError, CrmReply, DealDraft,
-    DeliveryFailure, DeliveryStatus, DraftContact, FieldScalar, FieldValue, NewContact, NewDeal,
+    DeliveryFailure, DeliveryStatus, DraftContact, FieldScalar, FieldValue, MessengerKey,
+    NewContact, NewDeal,
 };
 use chatter_domain::routing::{self, Actions, Decision, Responsible};
 use chatter_domain::{Permission, SourceKind};
@@ -1025,9 +1026,20 @@ async fn prepare(
                 .and_then(chatter_crm::normalize_phone)
                 .into_iter()
                 .collect();
-            if !phones.is_empty() {
+            // Where the company stores messenger usernames in a contact field, a contact made
+            // by hand with the customer's @username is found too (one more request per new
+            // customer, so only then).
+            let messenger_keys: Vec<MessengerKey> = match (settings.fields.username, &ct.username) {
+                (Some(field), Some(u)) => vec![MessengerKey {
+                    field_id: Some(field),
+                    value: format!("@{u}"),
+                }],
+                _ => Vec::new(),
+            };
+            if !phones.is_empty() || !messenger_keys.is_empty() {
                 let q = ContactQuery {
                     phones,
+                    messenger_keys,
                     ..ContactQuery::default()
                 };
                 contact_remote = s.api.find_contact(&q).await?.map(|c| c.id);
@@ -1598,9 +1610,28 @@ pub(crate) async fn on_reply(
     now: i64,
 ) -> Result<()> {
     enqueue_messages(conn, &[(conv.company_id, conv.id, message_id)], now).await?;
-    let Some(author) = author else {
-        return Ok(());
-    };
+    match author {
+        Some(a) => assign_first_answer(conn, conv, Answerer::Member(a), now).await,
+        None => Ok(()),
+    }
+}
+
+/// Who answered a customer.
+pub(crate) enum Answerer<'a> {
+    /// A member, in Chatter's inbox (matched to an amoCRM user by email).
+    Member(Uuid),
+    /// An amoCRM user, in amoCRM's chat (by their chat service id).
+    CrmChatUser(&'a str),
+}
+
+/// When the conversation's deal waits for "whoever answers first" and has no responsible yet,
+/// queues making the one who just answered responsible.
+async fn assign_first_answer(
+    conn: &impl ConnectionTrait,
+    conv: &conversation::Model,
+    who: Answerer<'_>,
+    now: i64,
+) -> Result<()> {
     let row = conn
         .query_one(stmt(
             conn.get_database_backend(),
@@ -1631,22 +1662,34 @@ pub(crate) async fn on_reply(
         return Ok(());
     };
     let meta: Metadata = serde_json::from_str(&i.metadata).unwrap_or_default();
-    let Some(u) = user::Entity::find_by_id(author).one(conn).await? else {
-        return Ok(());
+    let crm_user = match who {
+        Answerer::Member(author) => {
+            let Some(u) = user::Entity::find_by_id(author).one(conn).await? else {
+                return Ok(());
+            };
+            meta.users
+                .iter()
+                .find(|x| {
+                    x.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(&u.email))
+                })
+                .map(|x| x.id)
+        }
+        Answerer::CrmChatUser(r) => meta
+            .users
+            .iter()
+            .find(|x| x.chat_user_id.as_deref() == Some(r))
+            .map(|x| x.id),
     };
-    let crm_user = meta.users.iter().find(|x| {
-        x.email
-            .as_deref()
-            .is_some_and(|e| e.eq_ignore_ascii_case(&u.email))
-    });
-    if let Some(cu) = crm_user {
+    if let Some(id) = crm_user {
         enqueue_item(
             conn,
             conv.company_id,
             conv.id,
             None,
             K_ASSIGN,
-            serde_json::json!({ "crm_user_id": cu.id }),
+            serde_json::json!({ "crm_user_id": id }),
             now,
         )
         .await?;
@@ -1798,6 +1841,7 @@ pub async fn receive_chat_hook(
     )
     .await?;
     record_message(&txn, conv.company_id, m.id, "reply", &reply.msgid, now).await?;
+    assign_first_answer(&txn, &conv, Answerer::CrmChatUser(&reply.manager_ref), now).await?;
     txn.commit().await?;
     core.published(pending);
     core.jobs_notify.notify_waiters();

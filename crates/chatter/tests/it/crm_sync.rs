@@ -393,3 +393,66 @@ async fn a_routing_rule_places_the_deal_and_is_recorded_on_the_conversation() {
         1
     );
 }
+
+#[tokio::test]
+async fn whoever_answers_first_in_amocrm_becomes_responsible_and_bad_settings_are_refused() {
+    let app = TestApp::new().await;
+    let (s, token, _source, account) = connected(&app).await;
+    // A stage from no pipeline is refused and nothing is stored.
+    let r = s
+        .post_from(
+            "/app/crm/settings",
+            "/app/crm/settings",
+            &[("status_id", "999999"), ("responsible", "")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("data-field=\"status_id\""));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM crm_settings WHERE scope = 'default'"
+        )
+        .await,
+        0
+    );
+    let r = s
+        .post_from(
+            "/app/crm/settings",
+            "/app/crm/settings",
+            &[("responsible", "first"), ("tags", "первый ответ")],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5008, "Вера", "Кто мне ответит?"),
+    );
+    let leads = leads_eventually(&app, account, 1).await;
+    assert!(tags(&leads[0]).contains(&"первый ответ".to_string()));
+    eventually("the chat exists", || async {
+        !app.amo.chats(account).is_empty()
+    })
+    .await;
+    let chat = app.amo.chats(account)[0]["id"]
+        .as_str()
+        .expect("chat")
+        .to_string();
+    // The fake answers as its second user («Менеджер»).
+    let manager = app.amo.users(account)[1]["id"].clone();
+    assert_eq!(
+        app.amo
+            .manager_replies(account, &chat, "Я отвечу, Вера")
+            .await
+            .expect("hook"),
+        200
+    );
+    eventually("the manager who answered is responsible", || async {
+        app.amo.leads(account)[0]["responsible_user_id"] == manager
+    })
+    .await;
+}
