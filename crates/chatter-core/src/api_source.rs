@@ -260,10 +260,11 @@ pub async fn set_webhook_url(core: &Core, actor: &Actor, id: Uuid, url: &str) ->
 
 /// Makes sure the dispatcher runs, starting at the end of the event log the first time.
 async fn start_dispatcher(conn: &impl ConnectionTrait, now: i64) -> Result<()> {
+    // `WHERE TRUE`: without it SQLite reads `ON CONFLICT` as a join constraint.
     conn.execute(stmt(
         conn.get_database_backend(),
         "INSERT INTO api_webhook_cursor (name, last_event_id, updated_at) \
-         SELECT $1, COALESCE(MAX(id), 0), $2 FROM events ON CONFLICT (name) DO NOTHING",
+         SELECT $1, COALESCE(MAX(id), 0), $2 FROM events WHERE TRUE ON CONFLICT (name) DO NOTHING",
         vec![CURSOR.into(), now.into()],
     ))
     .await?;
