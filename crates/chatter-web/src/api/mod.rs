@@ -769,6 +769,8 @@ pub async fn routing_dry_run(
             })
             .collect(),
     }))
+}
+
 // ---- the API source (kind 6): documented here, served by `hooks::api_message` ----
 
 /// A customer's message sent by your system to an API source.
