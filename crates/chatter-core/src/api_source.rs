@@ -13,8 +13,8 @@
 //! webhook, and marked sent when the customer's system answers 2xx.
 
 use crate::events::{self, Pending};
-use crate::ingest::Ingester;
 use crate::inbox::Ingested;
+use crate::ingest::Ingester;
 use crate::worker::{JobError, JobHandler, Registry};
 use crate::{audit, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
@@ -113,7 +113,10 @@ fn new_secret(core: &Core) -> (String, String) {
 
 /// `sha256=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>`: the signature of both directions.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
+    format!(
+        "sha256={}",
+        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    )
 }
 
 fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
@@ -204,8 +207,15 @@ pub async fn rotate_secret(core: &Core, actor: &Actor, id: Uuid) -> Result<Strin
     am.secret = Set(Some(enc));
     am.updated_at = Set(now);
     am.update(&txn).await?;
-    audit::record(&txn, actor, now, "source.rotate_secret", &name, json!({"source_id": id}))
-        .await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "source.rotate_secret",
+        &name,
+        json!({"source_id": id}),
+    )
+    .await?;
     txn.commit().await?;
     Ok(plain)
 }
@@ -445,9 +455,10 @@ fn id_field(v: &Value, key: &str, field: &str) -> Result<String, ReceiveError> {
 fn opt_text(v: &Value, key: &str, field: &str, max: usize) -> Result<Option<String>, ReceiveError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > max => {
-            Err(malformed(field, &format!("is longer than {max} characters")))
-        }
+        Some(Value::String(s)) if s.chars().count() > max => Err(malformed(
+            field,
+            &format!("is longer than {max} characters"),
+        )),
         Some(Value::String(s)) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
         Some(_) => Err(malformed(field, "must be a string")),
     }
@@ -495,7 +506,10 @@ fn parse_body(body: &[u8]) -> Result<InboundBody, ReceiveError> {
     match v.get("utm") {
         None | Some(Value::Null) => {}
         Some(u @ Value::Object(_)) => {
-            for (i, k) in ["source", "medium", "campaign", "content", "term"].iter().enumerate() {
+            for (i, k) in ["source", "medium", "campaign", "content", "term"]
+                .iter()
+                .enumerate()
+            {
                 utm[i] = opt_text(u, k, &format!("utm.{k}"), 500)?;
             }
         }
@@ -545,9 +559,9 @@ pub async fn receive(
             "X-Chatter-Timestamp is more than 5 minutes away from our clock",
         ));
     }
-    let sig = h.signature.ok_or(ReceiveError::Unauthorized(
-        "X-Chatter-Signature is missing",
-    ))?;
+    let sig = h
+        .signature
+        .ok_or(ReceiveError::Unauthorized("X-Chatter-Signature is missing"))?;
     if !verify(&secret, ts, body, sig) {
         return Err(ReceiveError::Unauthorized(
             "X-Chatter-Signature does not match the body",
@@ -643,7 +657,9 @@ pub async fn inbound_meta(
     conn: &impl ConnectionTrait,
     message_id: Uuid,
 ) -> Result<Option<api_inbound::Model>> {
-    Ok(api_inbound::Entity::find_by_id(message_id).one(conn).await?)
+    Ok(api_inbound::Entity::find_by_id(message_id)
+        .one(conn)
+        .await?)
 }
 
 // ---- outbound: replies ----
@@ -678,9 +694,24 @@ pub async fn deliver_reply(core: &Core, m: &message::Model) -> Result<(), JobErr
         .map_err(|e| transient(e.into()))?
         .ok_or_else(|| JobError::Permanent("conversation gone".into()))?;
     let dedup = format!("message.created:{}", m.id);
-    let created = create_delivery(&txn, &src, &conv, "message.created", &dedup, None, Some(m.id), |id| {
-        envelope(id, "message.created", now, message_data(&src, &conv, None, m))
-    }, now)
+    let created = create_delivery(
+        &txn,
+        &src,
+        &conv,
+        "message.created",
+        &dedup,
+        None,
+        Some(m.id),
+        |id| {
+            envelope(
+                id,
+                "message.created",
+                now,
+                message_data(&src, &conv, None, m),
+            )
+        },
+        now,
+    )
     .await
     .map_err(transient)?;
     let mut pending = Pending::default();
@@ -846,7 +877,11 @@ async fn horizon(core: &Core) -> Result<i64> {
     let backend = db.get_database_backend();
     if backend != DbBackend::Postgres {
         let row = db
-            .query_one(stmt(backend, "SELECT COALESCE(MAX(id), 0) AS m FROM events", vec![]))
+            .query_one(stmt(
+                backend,
+                "SELECT COALESCE(MAX(id), 0) AS m FROM events",
+                vec![],
+            ))
             .await?
             .ok_or(CoreError::Internal("no max".into()))?;
         return Ok(row.try_get::<i64>("", "m")?);
@@ -969,7 +1004,9 @@ async fn dispatch(core: &Core) -> Result<bool> {
             .await?
             .rows_affected();
         if moved != 1 {
-            return Err(CoreError::Internal("the webhook cursor moved under us".into()));
+            return Err(CoreError::Internal(
+                "the webhook cursor moved under us".into(),
+            ));
         }
         txn.commit().await?;
         core.jobs_notify.notify_waiters();
@@ -1029,11 +1066,28 @@ async fn derive(
         if let Some(m) = message::Entity::find_by_id(mid).one(conn).await? {
             match mark_of(conn, m.id).await? {
                 None => {
-                    let contact = contact::Entity::find_by_id(conv.contact_id).one(conn).await?;
+                    let contact = contact::Entity::find_by_id(conv.contact_id)
+                        .one(conn)
+                        .await?;
                     let dedup = format!("message.created:{}", m.id);
-                    create_delivery(conn, src, &conv, "message.created", &dedup, Some(ev.id), Some(m.id), |id| {
-                        envelope(id, "message.created", now, message_data(src, &conv, contact.as_ref(), &m))
-                    }, now)
+                    create_delivery(
+                        conn,
+                        src,
+                        &conv,
+                        "message.created",
+                        &dedup,
+                        Some(ev.id),
+                        Some(m.id),
+                        |id| {
+                            envelope(
+                                id,
+                                "message.created",
+                                now,
+                                message_data(src, &conv, contact.as_ref(), &m),
+                            )
+                        },
+                        now,
+                    )
                     .await?;
                     set_mark(conn, m.id, &m.status, now).await?;
                 }
@@ -1047,9 +1101,17 @@ async fn derive(
                             "message": {"id": m.id, "direction": m.direction, "status": m.status,
                                         "error": m.error, "external_id": m.external_id, "sent_at": m.sent_at},
                         });
-                        create_delivery(conn, src, &conv, "message.status_changed", &dedup, Some(ev.id), Some(m.id), |id| {
-                            envelope(id, "message.status_changed", now, data)
-                        }, now)
+                        create_delivery(
+                            conn,
+                            src,
+                            &conv,
+                            "message.status_changed",
+                            &dedup,
+                            Some(ev.id),
+                            Some(m.id),
+                            |id| envelope(id, "message.status_changed", now, data),
+                            now,
+                        )
                         .await?;
                     }
                     set_mark(conn, m.id, &m.status, now).await?;
@@ -1059,7 +1121,9 @@ async fn derive(
         }
     }
     // The conversation's status and assignee, against what was last reported.
-    let seen = mark_of(conn, conv.id).await?.unwrap_or_else(|| "open|".into());
+    let seen = mark_of(conn, conv.id)
+        .await?
+        .unwrap_or_else(|| "open|".into());
     let (seen_status, seen_assignee) = seen.split_once('|').unwrap_or(("open", ""));
     let assignee = conv.assignee_id.map(|a| a.to_string()).unwrap_or_default();
     if seen_status == conv.status && seen_assignee == assignee {
@@ -1069,9 +1133,17 @@ async fn derive(
         let dedup = format!("conversation.status_changed:{}:{}", conv.id, ev.id);
         let data = json!({"source_id": src.id, "conversation_id": conv.id,
                           "chat_id": conv.external_chat_id, "status": conv.status});
-        create_delivery(conn, src, &conv, "conversation.status_changed", &dedup, Some(ev.id), None, |id| {
-            envelope(id, "conversation.status_changed", now, data)
-        }, now)
+        create_delivery(
+            conn,
+            src,
+            &conv,
+            "conversation.status_changed",
+            &dedup,
+            Some(ev.id),
+            None,
+            |id| envelope(id, "conversation.status_changed", now, data),
+            now,
+        )
         .await?;
     }
     if seen_assignee != assignee {
@@ -1085,9 +1157,17 @@ async fn derive(
         let dedup = format!("conversation.assigned:{}:{}", conv.id, ev.id);
         let data = json!({"source_id": src.id, "conversation_id": conv.id,
                           "chat_id": conv.external_chat_id, "assignee": who});
-        create_delivery(conn, src, &conv, "conversation.assigned", &dedup, Some(ev.id), None, |id| {
-            envelope(id, "conversation.assigned", now, data)
-        }, now)
+        create_delivery(
+            conn,
+            src,
+            &conv,
+            "conversation.assigned",
+            &dedup,
+            Some(ev.id),
+            None,
+            |id| envelope(id, "conversation.assigned", now, data),
+            now,
+        )
         .await?;
     }
     set_mark(conn, conv.id, &format!("{}|{assignee}", conv.status), now).await
@@ -1103,7 +1183,11 @@ pub fn register(r: Registry) -> Registry {
 fn job_uuid(job: &Claimed, key: &str) -> Result<Uuid, JobError> {
     serde_json::from_str::<Value>(&job.payload)
         .ok()
-        .and_then(|v| v.get(key).and_then(Value::as_str).and_then(|s| s.parse().ok()))
+        .and_then(|v| {
+            v.get(key)
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+        })
         .ok_or_else(|| JobError::Permanent(format!("payload has no {key}")))
 }
 
@@ -1183,7 +1267,10 @@ impl JobHandler for Deliver {
             .timeout(std::time::Duration::from_secs(DELIVERY_TIMEOUT_SECS))
             .header("content-type", "application/json")
             .header("x-chatter-timestamp", ts.to_string())
-            .header("x-chatter-signature", sign(&secret, ts, d.payload.as_bytes()))
+            .header(
+                "x-chatter-signature",
+                sign(&secret, ts, d.payload.as_bytes()),
+            )
             .header("x-chatter-event", d.event_type.as_str())
             .header("x-chatter-delivery", d.id.to_string())
             .body(d.payload.clone())
@@ -1193,10 +1280,19 @@ impl JobHandler for Deliver {
             Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16() as i32), None),
             Ok(resp) => {
                 let code = resp.status().as_u16();
-                let text: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
+                let text: String = resp
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
                 (Some(code as i32), Some(format!("HTTP {code}: {text}")))
             }
-            Err(e) if e.is_timeout() => (None, Some(format!("no answer within {DELIVERY_TIMEOUT_SECS} s"))),
+            Err(e) if e.is_timeout() => (
+                None,
+                Some(format!("no answer within {DELIVERY_TIMEOUT_SECS} s")),
+            ),
             Err(e) => (None, Some(format!("cannot connect: {e}"))),
         };
         let now = core.now();
@@ -1219,7 +1315,10 @@ impl JobHandler for Deliver {
                     None => mark_message(&txn, &mut pending, mid, "sent", None, now).await,
                     // Shown on the pending reply while it is retried.
                     Some(e) => message::Entity::update_many()
-                        .col_expr(message::Column::Error, Expr::value(format!("retrying: {e}")))
+                        .col_expr(
+                            message::Column::Error,
+                            Expr::value(format!("retrying: {e}")),
+                        )
                         .filter(message::Column::Id.eq(mid))
                         .filter(message::Column::Status.eq("pending"))
                         .exec(&txn)
@@ -1251,8 +1350,15 @@ impl JobHandler for Deliver {
             let mut pending = Pending::default();
             if d.event_type == "message.created" {
                 if let Some(mid) = d.message_id {
-                    mark_message(&txn, &mut pending, mid, "failed", Some(reason.to_string()), now)
-                        .await?;
+                    mark_message(
+                        &txn,
+                        &mut pending,
+                        mid,
+                        "failed",
+                        Some(reason.to_string()),
+                        now,
+                    )
+                    .await?;
                 }
             }
             let mut am = d.into_active_model();

@@ -3,8 +3,8 @@
 //! world inside a transaction: mail, backups and provider calls are jobs.
 
 pub mod accounts;
-pub mod api_source;
 pub mod api_keys;
+pub mod api_source;
 pub mod audit;
 pub mod backup;
 pub mod blobs;

@@ -177,7 +177,9 @@ fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
         .collect();
     (
         status,
-        axum::Json(serde_json::json!({"error": {"code": code, "message": message, "fields": fields}})),
+        axum::Json(
+            serde_json::json!({"error": {"code": code, "message": message, "fields": fields}}),
+        ),
     )
         .into_response()
 }
@@ -218,9 +220,12 @@ pub async fn api_message(
     };
     match api_source::receive(&st.core, &st.ingester, id, &signed, &body).await {
         Ok(r) => (StatusCode::OK, axum::Json(r)).into_response(),
-        Err(ReceiveError::NotFound) => {
-            api_error(StatusCode::NOT_FOUND, "not_found", "no such API source", None)
-        }
+        Err(ReceiveError::NotFound) => api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such API source",
+            None,
+        ),
         Err(ReceiveError::Disabled) => api_error(
             StatusCode::FORBIDDEN,
             "disabled",

@@ -30,7 +30,11 @@ fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
 async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let r = s
-        .post_from("/app/sources/new/api", "/app/api-sources", &[("name", "Сайт")])
+        .post_from(
+            "/app/sources/new/api",
+            "/app/api-sources",
+            &[("name", "Сайт")],
+        )
         .await;
     assert_eq!(r.status(), 200);
     let page = r.text().await.expect("body");
@@ -45,7 +49,10 @@ async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
         .expect("source id in page")
         .to_string();
     let shown = s.html(&format!("/app/api-sources/{id}")).await;
-    assert!(shown.contains(&format!("{}/hooks/api/{id}", app.url)), "inbound URL shown");
+    assert!(
+        shown.contains(&format!("{}/hooks/api/{id}", app.url)),
+        "inbound URL shown"
+    );
     assert!(!shown.contains(&secret), "the secret is shown once");
     (s, id, secret)
 }
@@ -100,13 +107,34 @@ async fn a_signed_message_reaches_the_inbox_and_a_replay_stores_nothing_new() {
     let (s, id, secret) = company_with_api_source(&app).await;
     let http = reqwest::Client::new();
     let body = message_body("42", "client-7", "Здравствуйте! Есть доставка в Казань?");
-    let r = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, Some("k-42")).await;
+    let r = post_signed(
+        &http,
+        &app,
+        &id,
+        &secret,
+        now_secs(&app),
+        &body,
+        Some("k-42"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let first: Value = r.json().await.expect("JSON");
-    assert!(first["message_id"].is_string() && first["conversation_id"].is_string(), "{first}");
+    assert!(
+        first["message_id"].is_string() && first["conversation_id"].is_string(),
+        "{first}"
+    );
 
     // The same call again (a retry after a lost answer), and with only the message id.
-    let again = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, Some("k-42")).await;
+    let again = post_signed(
+        &http,
+        &app,
+        &id,
+        &secret,
+        now_secs(&app),
+        &body,
+        Some("k-42"),
+    )
+    .await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.json::<Value>().await.expect("JSON"), first);
     let by_id = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, None).await;
@@ -121,11 +149,18 @@ async fn a_signed_message_reaches_the_inbox_and_a_replay_stores_nothing_new() {
     let inbox = s.html("/app/inbox").await;
     assert!(inbox.contains("Есть доставка в Казань?"), "{inbox}");
     let conv = first["conversation_id"].as_str().expect("id");
-    assert!(s.html(&format!("/app/inbox/{conv}")).await.contains("Иван Петров"));
+    assert!(s
+        .html(&format!("/app/inbox/{conv}"))
+        .await
+        .contains("Иван Петров"));
 
     // The REST API sees the same conversation.
     let r = s
-        .post_from("/app/settings", "/app/settings/api-keys", &[("name", "crm")])
+        .post_from(
+            "/app/settings",
+            "/app/settings/api-keys",
+            &[("name", "crm")],
+        )
         .await;
     let page = r.text().await.expect("body");
     let key = attr_after(&page, "id=\"new-api-key\"", "value").to_string();
@@ -156,7 +191,11 @@ async fn forged_stale_and_malformed_calls_are_refused_and_store_nothing() {
 
     let forged = post_signed(&http, &app, &id, "whsec_not_the_secret", ts, &body, None).await;
     assert_eq!(forged.status(), 401);
-    assert!(forged.text().await.expect("body").contains("\"code\":\"unauthorized\""));
+    assert!(forged
+        .text()
+        .await
+        .expect("body")
+        .contains("\"code\":\"unauthorized\""));
     let stale = post_signed(&http, &app, &id, &secret, ts - 301, &body, None).await;
     assert_eq!(stale.status(), 401);
     assert!(stale.text().await.expect("body").contains("5 minutes"));
@@ -320,11 +359,19 @@ async fn outgoing_webhooks_are_signed_retried_until_acknowledged_logged_and_repl
     *rx.secret.lock().expect("lock") = secret.clone();
     let page = format!("/app/api-sources/{id}");
     let r = s
-        .post_from(&page, &format!("{page}/webhook"), &[("webhook_url", "not a url")])
+        .post_from(
+            &page,
+            &format!("{page}/webhook"),
+            &[("webhook_url", "not a url")],
+        )
         .await;
     assert_eq!(r.status(), 422);
     let r = s
-        .post_from(&page, &format!("{page}/webhook"), &[("webhook_url", &rx.url)])
+        .post_from(
+            &page,
+            &format!("{page}/webhook"),
+            &[("webhook_url", &rx.url)],
+        )
         .await;
     assert_eq!(r.status(), 303);
 
@@ -338,13 +385,23 @@ async fn outgoing_webhooks_are_signed_retried_until_acknowledged_logged_and_repl
     // Three 500s, then acknowledged: one delivery, four attempts, all signed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     while !rx.of_type("message.created").iter().any(|g| g.acknowledged) {
-        assert!(tokio::time::Instant::now() < deadline, "never delivered: {:?}", rx.got());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never delivered: {:?}",
+            rx.got()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let created = rx.of_type("message.created");
     assert_eq!(created.len(), 4, "{created:?}");
-    assert!(created.iter().all(|g| g.signature_ok), "signed with the source's secret");
-    assert!(created.iter().all(|g| g.body == created[0].body), "the same event each time");
+    assert!(
+        created.iter().all(|g| g.signature_ok),
+        "signed with the source's secret"
+    );
+    assert!(
+        created.iter().all(|g| g.body == created[0].body),
+        "the same event each time"
+    );
     let ev = &created[0].json;
     assert_eq!(ev["data"]["message"]["id"], stored["message_id"]);
     assert_eq!(ev["data"]["message"]["direction"], "in");
@@ -353,7 +410,9 @@ async fn outgoing_webhooks_are_signed_retried_until_acknowledged_logged_and_repl
     let delivery = ev["id"].as_str().expect("id").to_string();
     eventually("the log shows the delivery", || async {
         let log = s.html(&page).await;
-        log.contains(&format!("id=\"delivery-{delivery}\" data-status=\"delivered\" data-attempts=\"4\""))
+        log.contains(&format!(
+            "id=\"delivery-{delivery}\" data-status=\"delivered\" data-attempts=\"4\""
+        ))
     })
     .await;
 
@@ -406,13 +465,21 @@ async fn outgoing_webhooks_are_signed_retried_until_acknowledged_logged_and_repl
     .await;
 
     // Replay from the log sends the same event again.
-    let before = rx.got().iter().filter(|g| g.json["id"] == delivery.as_str()).count();
+    let before = rx
+        .got()
+        .iter()
+        .filter(|g| g.json["id"] == delivery.as_str())
+        .count();
     let r = s
         .post_from(&page, &format!("{page}/deliveries/{delivery}/replay"), &[])
         .await;
     assert_eq!(r.status(), 303);
     eventually("the replay arrives", || async {
-        rx.got().iter().filter(|g| g.json["id"] == delivery.as_str()).count() == before + 1
+        rx.got()
+            .iter()
+            .filter(|g| g.json["id"] == delivery.as_str())
+            .count()
+            == before + 1
     })
     .await;
     assert_eq!(
@@ -441,7 +508,11 @@ async fn rotating_the_secret_retires_the_old_one() {
     let r = post_signed(&http, &app, &id, &new, now_secs(&app), &body, None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'source.rotate_secret'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'source.rotate_secret'"
+        )
+        .await,
         1
     );
     app.stop().await;
@@ -463,8 +534,13 @@ async fn a_burst_from_eight_clients_is_stored_exactly_once() {
                 let owner = (client + round) % 8;
                 for i in 0..25 {
                     let n = owner * 25 + i;
-                    let body = message_body(&format!("b-{n}"), &format!("chat-{}", n % 20), &format!("Сообщение {n}"));
-                    let r = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, None).await;
+                    let body = message_body(
+                        &format!("b-{n}"),
+                        &format!("chat-{}", n % 20),
+                        &format!("Сообщение {n}"),
+                    );
+                    let r =
+                        post_signed(&http, &app, &id, &secret, now_secs(&app), &body, None).await;
                     assert_eq!(r.status(), 200, "message {n}");
                     let v: Value = r.json().await.expect("JSON");
                     answers.push((n, v["message_id"].as_str().expect("id").to_string()));
@@ -477,7 +553,10 @@ async fn a_burst_from_eight_clients_is_stored_exactly_once() {
     for t in tasks {
         for (n, m) in t.await.expect("client") {
             let prev = by_n.insert(n, m.clone());
-            assert!(prev.is_none_or(|p| p == m), "message {n} answered with two ids");
+            assert!(
+                prev.is_none_or(|p| p == m),
+                "message {n} answered with two ids"
+            );
         }
     }
     assert_eq!(by_n.len(), 200);
