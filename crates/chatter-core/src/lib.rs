@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod api_source;
 pub mod audit;
 pub mod backup;
 pub mod blobs;

@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/hooks/telegram/{source_id}", post(telegram))
         .route("/hooks/amocrm/disabled", get(amocrm_disabled))
         .route("/hooks/amojo/{scope_id}", post(amojo))
+        .route("/hooks/api/{source_id}", post(api_message))
 }
 
 /// Managers' answers written in amoCRM (Chats API §4.6): `X-Signature` checked against the
@@ -165,6 +166,90 @@ async fn amocrm_disabled(
         Err(DisabledHookError::Core(e)) => {
             tracing::error!(error = %e, "cannot record a disabled amoCRM integration");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry")
+        }
+    }
+}
+
+fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
+    let fields: Vec<serde_json::Value> = field
+        .map(|f| serde_json::json!({"field": f, "code": "invalid"}))
+        .into_iter()
+        .collect();
+    (
+        status,
+        axum::Json(
+            serde_json::json!({"error": {"code": code, "message": message, "fields": fields}}),
+        ),
+    )
+        .into_response()
+}
+
+/// A message from the customer's system to an API source (kind 6). Signed with the source's
+/// secret: `X-Chatter-Signature: sha256=<hex HMAC-SHA256(secret, "{X-Chatter-Timestamp}.{body}")>`,
+/// the timestamp (Unix seconds) within 5 minutes. The message is stored once per `message_id`
+/// (or `Idempotency-Key`): a repeat answers the same 200. Bad signature or time: 401, a wrong
+/// body: 400 naming the field — nothing is stored either way. 200 only after the commit.
+#[utoipa::path(post, path = "/hooks/api/{source_id}", tag = "api source",
+    params(
+        ("source_id" = Uuid, Path, description = "the API source's id (its page shows the full URL)"),
+        ("X-Chatter-Timestamp" = i64, Header, description = "Unix seconds; at most 5 minutes from Chatter's clock"),
+        ("X-Chatter-Signature" = String, Header, description = "`sha256=` + hex HMAC-SHA256 with the source's secret of `{timestamp}.{raw body}`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "optional; a repeat with the same key answers what the first call answered"),
+    ),
+    request_body = crate::api::ApiSourceMessageIn,
+    security(()),
+    responses(
+        (status = 200, body = crate::api::ApiSourceReceivedOut, description = "stored (or stored before: a replay)"),
+        (status = 400, body = crate::api::ApiErrorBody, description = "malformed body; `message` and `fields` name the field"),
+        (status = 401, body = crate::api::ApiErrorBody, description = "bad or missing signature, or a stale timestamp"),
+        (status = 403, body = crate::api::ApiErrorBody, description = "the source is turned off"),
+        (status = 404, body = crate::api::ApiErrorBody, description = "no such API source"),
+    ))]
+pub async fn api_message(
+    State(st): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use chatter_core::api_source::{self, ReceiveError, Signed};
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let signed = Signed {
+        timestamp: h("x-chatter-timestamp"),
+        signature: h("x-chatter-signature"),
+        idempotency_key: h("idempotency-key"),
+    };
+    match api_source::receive(&st.core, &st.ingester, id, &signed, &body).await {
+        Ok(r) => (StatusCode::OK, axum::Json(r)).into_response(),
+        Err(ReceiveError::NotFound) => api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such API source",
+            None,
+        ),
+        Err(ReceiveError::Disabled) => api_error(
+            StatusCode::FORBIDDEN,
+            "disabled",
+            "this source is turned off in Chatter; turn it on in Sources",
+            None,
+        ),
+        Err(ReceiveError::Unauthorized(m)) => {
+            api_error(StatusCode::UNAUTHORIZED, "unauthorized", m, None)
+        }
+        Err(ReceiveError::Malformed { field, message }) => api_error(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            &format!("`{field}` {message}"),
+            Some(&field),
+        ),
+        Err(ReceiveError::Core(e)) => {
+            // Not stored, so not acknowledged: the caller sends it again.
+            tracing::error!(error = %e, source = %id, "cannot store an API source message");
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "not stored; retry",
+                None,
+            )
         }
     }
 }

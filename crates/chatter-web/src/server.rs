@@ -56,6 +56,7 @@ pub async fn start(
             rx.clone(),
         ));
         let registry = chatter_core::crm_sync::register(chatter_core::telegram::register(registry));
+        let registry = chatter_core::api_source::register(registry);
         tokio::spawn(async move {
             worker::run(core, registry, wcfg, rx).await;
             let _ = pollers.await;

@@ -1,7 +1,9 @@
 //! SeaORM entities, one module per table. Times are Unix milliseconds (`i64`) everywhere, so
 //! they compare the same way on both databases and in raw SQL.
 
+pub mod api_inbound;
 pub mod api_key;
+pub mod api_webhook_delivery;
 pub mod audit;
 pub mod backup;
 pub mod company;

@@ -7,6 +7,7 @@ mod m0002_messages;
 mod m0003_crm;
 mod m0004_crm_sync;
 mod m0005_identities;
+mod m0007_api_source;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_crm::Migration),
             Box::new(m0004_crm_sync::Migration),
             Box::new(m0005_identities::Migration),
+            Box::new(m0007_api_source::Migration),
         ]
     }
 }

@@ -21,8 +21,8 @@ use uuid::Uuid;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn)),
+    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run, crate::hooks::api_message),
+    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -769,4 +769,87 @@ pub async fn routing_dry_run(
             })
             .collect(),
     }))
+}
+
+// ---- the API source (kind 6): documented here, served by `hooks::api_message` ----
+
+/// A customer's message sent by your system to an API source.
+#[derive(serde::Deserialize, ToSchema)]
+#[schema(example = json!({
+    "message_id": "42",
+    "chat_id": "client-7",
+    "sender": {"id": "client-7", "name": "Иван Петров", "phone": "+79990001122", "email": "ivan@example.ru"},
+    "text": "Здравствуйте! Есть ли доставка в Казань?",
+    "sent_at": 1767225600000_i64,
+    "utm": {"source": "yandex", "medium": "cpc", "campaign": "spring"}
+}))]
+pub struct ApiSourceMessageIn {
+    /// Your id of the message, unique per source: a repeat with the same id stores nothing new.
+    pub message_id: String,
+    /// Your id of the conversation; answers are addressed to it.
+    pub chat_id: String,
+    pub sender: ApiSourceSenderIn,
+    /// The message (up to 20,000 characters).
+    pub text: String,
+    /// When it was written, Unix milliseconds (default: when received).
+    pub sent_at: Option<i64>,
+    /// Advertising tags, kept for the CRM.
+    pub utm: Option<ApiSourceUtmIn>,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct ApiSourceSenderIn {
+    /// Your stable id of the person: one contact per id.
+    pub id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub username: Option<String>,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct ApiSourceUtmIn {
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub content: Option<String>,
+    pub term: Option<String>,
+}
+
+/// What Chatter stored: the same answer for every repeat of the message.
+#[derive(Serialize, ToSchema)]
+pub struct ApiSourceReceivedOut {
+    /// Chatter's id of the message.
+    pub message_id: Uuid,
+    pub conversation_id: Uuid,
+}
+
+/// An outgoing webhook Chatter posts to an API source's URL, signed like inbound calls
+/// (`X-Chatter-Timestamp`, `X-Chatter-Signature`; also `X-Chatter-Event` and `X-Chatter-Delivery`).
+/// `type` is `message.created` (`data.message.direction` `in` or `out` — a manager's answer to
+/// deliver to `data.chat_id`), `message.status_changed`, `conversation.status_changed`
+/// (`data.status` `open` | `closed`) or `conversation.assigned` (`data.assignee`). Answer 2xx;
+/// anything else is retried with backoff (15 attempts), the same `id` each time.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "01950f2e-8c4b-7d1e-9a51-3f0c2b7e4d10",
+    "type": "message.created",
+    "created_at": 1767225660000_i64,
+    "data": {
+        "source_id": "01950f2e-0000-7000-8000-000000000001",
+        "conversation_id": "01950f2e-0000-7000-8000-000000000002",
+        "chat_id": "client-7",
+        "message": {"id": "01950f2e-0000-7000-8000-000000000003", "direction": "out",
+                    "text": "Да, доставляем за 2 дня.", "status": "pending", "sender_name": "Анна"}
+    }
+}))]
+pub struct WebhookEventOut {
+    /// The delivery's id (the same on retries and replays: dedupe by it).
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
 }

@@ -1,6 +1,7 @@
 //! Server-rendered pages. Each handler calls one core function and renders one template;
 //! every state-changing form is a `CsrfForm`.
 
+mod api_sources;
 mod app;
 mod audit;
 mod auth;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crm::routes())
         .merge(crm_settings::routes())
         .merge(rules::routes())
+        .merge(api_sources::routes())
 }
 
 /// What every page's layout needs.

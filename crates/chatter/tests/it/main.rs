@@ -2,6 +2,7 @@
 //! a loopback port over a fresh database (SQLite; PostgreSQL when TEST_DATABASE_URL is set).
 
 mod api;
+mod api_source;
 mod auth;
 mod browser;
 mod browser_crm;

@@ -165,6 +165,13 @@ const ROUTES: &[Route] = &[
     r(Post, "/hooks/telegram/{source}", Public, &[], &[401]),
     r(Post, "/hooks/amojo/{zero}", Public, &[], &[401]),
     r(Get,  "/hooks/amocrm/disabled", Public, &[], &[400]),
+    r(Get,  "/app/sources/new/api", MANAGE, &[], &[200]),
+    r(Post, "/app/api-sources", MANAGE, &[("name", "")], &[422]),
+    r(Get,  "/app/api-sources/{api_source}", READ, &[], &[200]),
+    r(Post, "/app/api-sources/{api_source}/webhook", MANAGE, &[("webhook_url", "")], &[303]),
+    r(Post, "/app/api-sources/{api_source}/rotate", MANAGE, &[], &[200]),
+    r(Post, "/app/api-sources/{api_source}/deliveries/{delivery}/replay", MANAGE, &[], &[303]),
+    r(Post, "/hooks/api/{api_source}", Public, &[], &[401]),
     r(Get,  "/api/v1/me", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),
@@ -192,6 +199,8 @@ const COMPANY_OBJECTS: &[&str] = &[
     "{msg}",
     "{source}",
     "{rule}",
+    "{api_source}",
+    "{delivery}",
 ];
 /// Endpoints that never finish their body (server-sent events): only the status is read.
 const STREAMS: &[&str] = &["/app/events"];
@@ -385,6 +394,40 @@ async fn conversation_of(app: &TestApp, owner: &Actor) -> (Uuid, Uuid, Uuid) {
     (source, conv, msg)
 }
 
+/// An API source with one delivery in its log (to replay).
+async fn api_source_with_delivery(app: &TestApp, owner: &Actor, conv: Uuid) -> (Uuid, Uuid) {
+    use chatter_store::entity::api_webhook_delivery;
+    let (id, _) = chatter_core::api_source::create(&app.core, owner, "Сайт")
+        .await
+        .expect("API source");
+    let delivery = Uuid::now_v7();
+    let now = app.core.now();
+    api_webhook_delivery::ActiveModel {
+        id: Set(delivery),
+        company_id: Set(owner.company_id),
+        source_id: Set(id),
+        dedup_key: Set("walk".into()),
+        event_type: Set("conversation.status_changed".into()),
+        event_id: Set(None),
+        conversation_id: Set(Some(conv)),
+        message_id: Set(None),
+        payload: Set("{}".into()),
+        url: Set("http://127.0.0.1:9/hook".into()),
+        status: Set("failed".into()),
+        attempts: Set(1),
+        status_code: Set(None),
+        last_error: Set(Some("cannot connect".into())),
+        job_id: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        delivered_at: Set(None),
+    }
+    .insert(&app.core.db)
+    .await
+    .expect("delivery row");
+    (id, delivery)
+}
+
 impl Fixture {
     async fn build(app: &TestApp) -> Fixture {
         let (owner, a) = sign_up(app, "Альфа", "owner@alpha.test").await;
@@ -444,6 +487,7 @@ impl Fixture {
         .await
         .expect("a routing rule");
         let rules = stored_rules(app).await;
+        let (api_source, delivery) = api_source_with_delivery(app, &boss, conv).await;
         let job = jobs::enqueue(
             &app.core.db,
             NewJob::new(DEAD_KIND, serde_json::json!({}), app.core.now())
@@ -476,6 +520,8 @@ impl Fixture {
             ("{key}", key_id.to_string()),
             ("{job}", job.to_string()),
             ("{source}", source.to_string()),
+            ("{api_source}", api_source.to_string()),
+            ("{delivery}", delivery.to_string()),
             ("{conv}", conv.to_string()),
             ("{msg}", msg.to_string()),
             ("{rule}", rule),
@@ -1011,7 +1057,10 @@ async fn the_table_lists_every_route_the_product_serves() {
                 .iter()
                 .find(|r| normalize(r.path) == key.1)
                 .expect("row");
-            assert_eq!(row.access, ApiKey, "{path} takes an API key");
+            // Inbound webhooks are documented too; they are signed, not keyed.
+            if !path.starts_with("/hooks/") {
+                assert_eq!(row.access, ApiKey, "{path} takes an API key");
+            }
         }
     }
     app.stop().await;
