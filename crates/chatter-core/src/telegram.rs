@@ -390,6 +390,10 @@ impl JobHandler for SendMessage {
             )
             .await;
         }
+        // An API source's customer system gets the reply through its outgoing webhook.
+        if src.kind == SourceKind::Api.id() {
+            return crate::api_source::deliver_reply(core, &m).await;
+        }
         let client =
             sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let text = m.text.clone().unwrap_or_default();
