@@ -1101,6 +1101,23 @@ async fn prepare(
         _ => format!("{}/app/inbox/{}", core.config.public_url, conv.id),
     };
     text_field(settings.fields.chat_link, chat_link, &mut deal_fields);
+    // What the API source passed with the first message: UTM tags and the sender's email.
+    let api_meta = match (&first, kind) {
+        (Some(m), Some(SourceKind::Api)) => {
+            crate::api_source::inbound_meta(db, m.id).await.map_err(c)?
+        }
+        _ => None,
+    };
+    if let Some(meta) = &api_meta {
+        let utm = [
+            (settings.fields.utm_source, &meta.utm_source),
+            (settings.fields.utm_medium, &meta.utm_medium),
+            (settings.fields.utm_campaign, &meta.utm_campaign),
+        ];
+        for (field, value) in utm {
+            text_field(field, value.clone().unwrap_or_default(), &mut deal_fields);
+        }
+    }
     let mut tags = vec![kind_tag(kind)];
     if !source_name.is_empty() {
         tags.push(source_name.clone());
@@ -1151,6 +1168,12 @@ async fn prepare(
                     .as_ref()
                     .and_then(|c| c.phone.as_deref())
                     .and_then(chatter_crm::normalize_phone)
+                    .into_iter()
+                    .collect(),
+                emails: api_meta
+                    .as_ref()
+                    .and_then(|m| m.sender_email.clone())
+                    .map(|e| e.to_lowercase())
                     .into_iter()
                     .collect(),
                 responsible_user_id: responsible,
