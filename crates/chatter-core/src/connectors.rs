@@ -63,6 +63,15 @@ impl ClientCache {
     }
 }
 
+impl ClientCache {
+    /// Drops the cached client of a source whose credentials changed.
+    pub(crate) fn forget(&self, id: Uuid) {
+        if let Ok(mut m) = self.avito.lock() {
+            m.remove(&id);
+        }
+    }
+}
+
 impl Core {
     /// The HTTP client for Max (with `max.extra_ca_pem` trusted when configured).
     pub fn max_http(&self) -> reqwest::Client {
