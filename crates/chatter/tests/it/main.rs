@@ -3,14 +3,17 @@
 
 mod api;
 mod auth;
+mod avito;
 mod browser;
 mod browser_inbox;
 mod cli;
 mod crm;
 mod crm_sync;
+mod max;
 mod messages;
 mod permissions;
 mod reliability;
 mod storage;
 mod team;
 mod telegram;
+mod vk;

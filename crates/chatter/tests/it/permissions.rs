@@ -142,6 +142,10 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/sources/{source}/enable", MANAGE, &[], &[303]),
     r(Post, "/app/sources/{source}/check", MANAGE, &[], &[303]),
     r(Post, "/hooks/telegram/{source}", Public, &[], &[401]),
+    // `{source}` is a Telegram bot: the other kinds' hooks do not know it.
+    r(Post, "/hooks/vk/{source}", Public, &[], &[404]),
+    r(Post, "/hooks/max/{source}", Public, &[], &[404]),
+    r(Post, "/hooks/avito/{source}/{zero}", Public, &[], &[404]),
     r(Get,  "/api/v1/me", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),
