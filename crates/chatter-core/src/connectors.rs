@@ -209,9 +209,9 @@ impl SourceClient {
                 Ok(format!("{chat}:{mid}"))
             }
             SourceClient::Vk(c) => {
-                let peer: i64 = chat.parse().map_err(|_| {
-                    ChannelError::Permanent(format!("not a VK peer id: {chat:?}"))
-                })?;
+                let peer: i64 = chat
+                    .parse()
+                    .map_err(|_| ChannelError::Permanent(format!("not a VK peer id: {chat:?}")))?;
                 let reply = reply_to.and_then(|r| ReplyTo::parse(peer, r));
                 let id = c
                     .send_text_part(peer, text, vk::random_id_for(key, part), reply)
@@ -408,7 +408,10 @@ pub async fn poll_once(
                 .get_updates(offset, core.config.telegram_poll_timeout_secs, 100)
                 .await?;
             let cursor = updates.last().map(|u| (u.update_id + 1).to_string());
-            Ok((updates.iter().map(|u| parse_update(&u.raw)).collect(), cursor))
+            Ok((
+                updates.iter().map(|u| parse_update(&u.raw)).collect(),
+                cursor,
+            ))
         }
         SourceClient::Vk(c) => {
             let session = match &mut state.vk {

@@ -18,10 +18,10 @@ pub mod inbox;
 mod inbox_batch;
 pub mod ingest;
 pub mod mailer;
+pub mod runner;
 pub mod secrets;
 pub mod sources;
 pub mod team;
-pub mod runner;
 pub mod throttle;
 pub mod worker;
 

@@ -3,13 +3,13 @@
 //! the cursor advances only in the transaction that stores the events), sending replies in
 //! order, and fetching files into the blob store. What differs by kind lives in `connectors`.
 
+use crate::connectors::{self, PollState, SourceClient};
 use crate::events::{self, Pending};
 use crate::inbox::{self, StoredAttachment, JOB_FETCH_FILE, JOB_SEND_MESSAGE};
 use crate::sources::{self, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
 use crate::worker::{JobError, JobHandler, Registry};
 use crate::{blobs, Core};
 use async_trait::async_trait;
-use crate::connectors::{self, PollState, SourceClient};
 use chatter_channels::telegram::split_text;
 use chatter_channels::ChannelError;
 use chatter_domain::SourceKind;
@@ -83,8 +83,8 @@ impl JobHandler for Setup {
         else {
             return Ok(());
         };
-        let client = connectors::client_for(core, &src)
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client =
+            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let now = core.now();
         if src.status == DISABLED {
             connectors::stop(core, &src, &client).await;
@@ -341,7 +341,8 @@ impl JobHandler for SendMessage {
         };
         if let Ok(Some(m)) = message::Entity::find_by_id(id).one(&core.db).await {
             if m.status == "pending" {
-                let _ = finish_message(core, &m, "failed", Some(reason.to_string()), None, false).await;
+                let _ =
+                    finish_message(core, &m, "failed", Some(reason.to_string()), None, false).await;
             }
         }
     }
@@ -394,8 +395,8 @@ impl JobHandler for SendMessage {
             )
             .await;
         }
-        let client = connectors::client_for(core, &src)
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client =
+            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let text = m.text.clone().unwrap_or_default();
         let parts = split_text(&text, client.max_text());
         let mut sent: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
@@ -508,8 +509,8 @@ impl JobHandler for FetchFile {
             .await
             .map_err(internal)?
             .ok_or_else(|| JobError::Permanent("source gone".into()))?;
-        let client = connectors::client_for(core, &src)
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client =
+            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let mut atts: Vec<StoredAttachment> = inbox::attachments_of(&m);
         let mut changed = false;
         for a in atts.iter_mut().filter(|a| a.blob.is_none()) {

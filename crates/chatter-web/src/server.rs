@@ -46,10 +46,7 @@ pub async fn start(
     let workers_absent = workers.is_none();
     let workers = workers.map(|(registry, wcfg)| {
         let (core, rx) = (core.clone(), stop_rx.clone());
-        let pollers = tokio::spawn(chatter_core::runner::run_pollers(
-            core.clone(),
-            rx.clone(),
-        ));
+        let pollers = tokio::spawn(chatter_core::runner::run_pollers(core.clone(), rx.clone()));
         let listener = tokio::spawn(chatter_core::events::listen_postgres(
             core.db.clone(),
             core.events.clone(),

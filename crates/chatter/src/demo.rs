@@ -46,7 +46,9 @@ impl Fakes {
                 .await
                 .context("cannot start the demo Telegram")?,
             vk: FakeVk::start().await.context("cannot start the demo VK")?,
-            max: FakeMax::start().await.context("cannot start the demo Max")?,
+            max: FakeMax::start()
+                .await
+                .context("cannot start the demo Max")?,
             avito: FakeAvito::start()
                 .await
                 .context("cannot start the demo Avito")?,
@@ -549,7 +551,9 @@ struct Others {
 /// Creates the community, the bot and the account in the fakes and connects each as a source
 /// (a reused data directory keeps its sources and gets this run's credentials).
 async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Result<Others> {
-    let group = fakes.vk.create_group("Рога и Копыта ВКонтакте", "horns_demo");
+    let group = fakes
+        .vk
+        .create_group("Рога и Копыта ВКонтакте", "horns_demo");
     let max_token = fakes.max.add_bot("Рога и Копыта в Max", "horns_demo_bot");
     let avito = fakes.avito.add_account("Рога и Копыта на Авито");
     let wanted = [
@@ -602,8 +606,14 @@ enum Line {
 
 /// Seconds after the start, and what is written.
 const OTHER_SCRIPT: [(u64, Line); 7] = [
-    (12, Line::Vk("Здравствуйте! Увидела ваш пост про чайники. Есть белый?")),
-    (20, Line::Max("Добрый день. Можно заказать доставку на завтра?")),
+    (
+        12,
+        Line::Vk("Здравствуйте! Увидела ваш пост про чайники. Есть белый?"),
+    ),
+    (
+        20,
+        Line::Max("Добрый день. Можно заказать доставку на завтра?"),
+    ),
     (28, Line::Avito("Здравствуйте, диван ещё продаётся?")),
     (45, Line::Vk("И сколько стоит доставка по Москве?")),
     (55, Line::Max("Адрес: Тверская, 7. После 18:00 удобно.")),

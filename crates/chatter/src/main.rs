@@ -215,8 +215,11 @@ async fn build_core(
         // Refuse to start with a CA file that cannot work, rather than fail every Max call.
         let bytes = std::fs::read(pem)
             .with_context(|| format!("max.extra_ca_pem: cannot read {}", pem.display()))?;
-        chatter_channels::max::http_client_with_extra_ca(&bytes, std::time::Duration::from_secs(90))
-            .map_err(|e| anyhow::anyhow!("max.extra_ca_pem ({}): {e}", pem.display()))?;
+        chatter_channels::max::http_client_with_extra_ca(
+            &bytes,
+            std::time::Duration::from_secs(90),
+        )
+        .map_err(|e| anyhow::anyhow!("max.extra_ca_pem ({}): {e}", pem.display()))?;
         core_cfg.max_extra_ca_pem = Some(pem.clone());
     }
     core_cfg.avito_api_base = cfg.avito.api_base.clone();

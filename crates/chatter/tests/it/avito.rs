@@ -53,7 +53,11 @@ async fn wrong_avito_credentials_are_refused_and_nothing_is_stored() {
     let creds = app.avito.add_account("Рога и Копыта");
     let before = count(&app, "SELECT count(*) FROM sources").await;
     for (id, secret, field) in [
-        (creds.client_id.as_str(), "wrong-secret", "avito_client_secret"),
+        (
+            creds.client_id.as_str(),
+            "wrong-secret",
+            "avito_client_secret",
+        ),
         ("", creds.client_secret.as_str(), "avito_client_id"),
         (creds.client_id.as_str(), "", "avito_client_secret"),
     ] {
@@ -90,14 +94,20 @@ async fn an_avito_buyer_is_polled_and_answers_survive_an_outage_in_order() {
         .customer_writes(&creds.client_id, sofa("Здравствуйте, диван ещё продаётся?"));
     let conv = conversation_with(&s, "диван ещё продаётся?").await;
     let page = thread_shows(&s, &conv, "диван ещё продаётся?").await;
-    assert!(page.contains("Диван угловой"), "the chat is titled by the item: {page}");
+    assert!(
+        page.contains("Диван угловой"),
+        "the chat is titled by the item: {page}"
+    );
     assert_eq!(
         count(&app, "SELECT count(*) FROM contacts WHERE name = 'Николай'").await,
         1,
         "the buyer is named"
     );
     within(10, "the poll cursor is stored", || async {
-        count(&app, "SELECT count(*) FROM sources WHERE cursor IS NOT NULL")
+        count(
+            &app,
+            "SELECT count(*) FROM sources WHERE cursor IS NOT NULL",
+        )
         .await
             == 1
     })
@@ -111,7 +121,11 @@ async fn an_avito_buyer_is_polled_and_answers_survive_an_outage_in_order() {
         },
         3,
     );
-    for t in ["Да, продаётся", "Можно посмотреть в субботу", "Адрес пришлю"] {
+    for t in [
+        "Да, продаётся",
+        "Можно посмотреть в субботу",
+        "Адрес пришлю",
+    ] {
         reply(&s, &conv, t).await;
     }
     within(60, "all replies arrive", || async {
@@ -121,7 +135,11 @@ async fn an_avito_buyer_is_polled_and_answers_survive_an_outage_in_order() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
         sent_texts(&app, &creds.client_id),
-        ["Да, продаётся", "Можно посмотреть в субботу", "Адрес пришлю"]
+        [
+            "Да, продаётся",
+            "Можно посмотреть в субботу",
+            "Адрес пришлю"
+        ]
     );
     within(20, "all three show as sent", || async {
         s.html(&format!("/app/inbox/{conv}"))
@@ -171,10 +189,20 @@ async fn avito_webhooks_need_the_path_token_and_store_each_message_once() {
             "type": "text", "chat_type": "u2i", "content": {"text": "Повтор"}}}});
     let before = count(&app, "SELECT count(*) FROM messages").await;
     let forged = app.at(&format!("/hooks/avito/{source_id}/{}", "0".repeat(64)));
-    let r = http.post(&forged).json(&payload).send().await.expect("post");
+    let r = http
+        .post(&forged)
+        .json(&payload)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 401);
     let url = app.at(&format!("/hooks/avito/{source_id}/{token}"));
-    let r = http.post(&url).body("{not json").send().await.expect("post");
+    let r = http
+        .post(&url)
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 400);
     assert_eq!(count(&app, "SELECT count(*) FROM messages").await, before);
     for _ in 0..3 {

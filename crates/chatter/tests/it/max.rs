@@ -69,9 +69,15 @@ async fn a_max_customer_is_long_polled_and_answers_survive_an_outage_in_order() 
     );
     let conv = conversation_with(&s, "Можно доставку на завтра?").await;
     let page = thread_shows(&s, &conv, "Можно доставку на завтра?").await;
-    assert!(page.contains("Павел Орлов"), "the customer is named: {page}");
+    assert!(
+        page.contains("Павел Орлов"),
+        "the customer is named: {page}"
+    );
     within(10, "the marker is stored", || async {
-        count(&app, "SELECT count(*) FROM sources WHERE cursor IS NOT NULL")
+        count(
+            &app,
+            "SELECT count(*) FROM sources WHERE cursor IS NOT NULL",
+        )
         .await
             == 1
     })

@@ -146,6 +146,7 @@ const ROUTES: &[Route] = &[
     r(Post, "/hooks/vk/{source}", Public, &[], &[404]),
     r(Post, "/hooks/max/{source}", Public, &[], &[404]),
     r(Post, "/hooks/avito/{source}/{zero}", Public, &[], &[404]),
+    r(Post, "/hooks/amojo/{zero}", Public, &[], &[401, 404]),
     r(Get,  "/api/v1/me", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),

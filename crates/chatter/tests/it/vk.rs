@@ -80,7 +80,11 @@ async fn wrong_vk_tokens_and_communities_are_refused_and_nothing_is_stored() {
         .post_from(
             "/app/sources/new",
             "/app/sources",
-            &[("kind", "3"), ("vk_token", &ours.token), ("vk_group_id", &club)],
+            &[
+                ("kind", "3"),
+                ("vk_token", &ours.token),
+                ("vk_group_id", &club),
+            ],
         )
         .await;
     assert_eq!(r.status(), 422);
@@ -104,10 +108,16 @@ async fn a_vk_customer_is_read_by_long_poll_and_gets_the_answer_once() {
     );
     let conv = conversation_with(&s, "Есть белые чайники?").await;
     let page = thread_shows(&s, &conv, "Есть белые чайники?").await;
-    assert!(page.contains("id612444319"), "the customer is named: {page}");
+    assert!(
+        page.contains("id612444319"),
+        "the customer is named: {page}"
+    );
     // The position is stored with the messages.
     within(10, "the long-poll ts is stored", || async {
-        count(&app, "SELECT count(*) FROM sources WHERE cursor IS NOT NULL")
+        count(
+            &app,
+            "SELECT count(*) FROM sources WHERE cursor IS NOT NULL",
+        )
         .await
             == 1
     })
@@ -140,12 +150,13 @@ async fn a_vk_customer_is_read_by_long_poll_and_gets_the_answer_once() {
     };
     let before = sessions(&app);
     app.vk.lose_long_poll_session(group.id);
-    within(20, "a new long-poll session", || async { sessions(&app) > before }).await;
+    within(20, "a new long-poll session", || async {
+        sessions(&app) > before
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    app.vk.customer_writes(
-        group.id,
-        VkCustomerMessage::text(612_444_319, "Жду ответа"),
-    );
+    app.vk
+        .customer_writes(group.id, VkCustomerMessage::text(612_444_319, "Жду ответа"));
     thread_shows(&s, &conv, "Жду ответа").await;
     assert_eq!(
         count(&app, "SELECT count(*) FROM messages WHERE direction = 'in'").await,
@@ -165,17 +176,15 @@ async fn replies_during_a_vk_outage_arrive_once_and_in_order() {
         app.vk.calls(group.id).iter().any(|c| c == "a_check")
     })
     .await;
-    app.vk
-        .customer_writes(group.id, VkCustomerMessage::text(700_001, "Ответьте, пожалуйста"));
+    app.vk.customer_writes(
+        group.id,
+        VkCustomerMessage::text(700_001, "Ответьте, пожалуйста"),
+    );
     let conv = conversation_with(&s, "Ответьте").await;
     app.vk
         .fail_next(group.id, "messages.send", VkFailure::Http(502), 2);
-    app.vk.fail_next(
-        group.id,
-        "messages.send",
-        VkFailure::too_many_requests(),
-        1,
-    );
+    app.vk
+        .fail_next(group.id, "messages.send", VkFailure::too_many_requests(), 1);
     for t in ["1", "2", "3"] {
         reply(&s, &conv, t).await;
     }
@@ -231,14 +240,29 @@ async fn vk_callbacks_are_confirmed_checked_and_stored_once() {
     };
     let before = count(&app, "SELECT count(*) FROM messages").await;
     for forged in ["forged", ""] {
-        let r = http.post(&url).json(&event(forged)).send().await.expect("post");
+        let r = http
+            .post(&url)
+            .json(&event(forged))
+            .send()
+            .await
+            .expect("post");
         assert_eq!(r.status(), 401, "secret {forged:?}");
     }
-    let r = http.post(&url).body("{not json").send().await.expect("post");
+    let r = http
+        .post(&url)
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 400);
     assert_eq!(count(&app, "SELECT count(*) FROM messages").await, before);
     for _ in 0..3 {
-        let r = http.post(&url).json(&event(&secret)).send().await.expect("post");
+        let r = http
+            .post(&url)
+            .json(&event(&secret))
+            .send()
+            .await
+            .expect("post");
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.expect("body"), "ok");
     }
@@ -254,7 +278,10 @@ async fn vk_callbacks_are_confirmed_checked_and_stored_once() {
         .send()
         .await
         .expect("post");
-    assert_eq!(r.text().await.expect("body"), app.vk.confirmation_code(group.id));
+    assert_eq!(
+        r.text().await.expect("body"),
+        app.vk.confirmation_code(group.id)
+    );
     let page = s.html(&format!("/app/sources/{source_id}")).await;
     assert!(page.contains("вебхук"), "webhook mode shown: {page}");
 }
