@@ -17,8 +17,10 @@
 //! target/release/chatter-bench ingest --seconds 10 --connections 64
 //! target/release/chatter-bench sse --rate 1000 --seconds 10
 //! target/release/chatter-bench pollers --bots 1000
+//! target/release/chatter-bench crm --rate 20 --seconds 10 --burst 1000
 //! ```
 
+mod crm;
 mod ingest;
 mod pollers;
 mod server;
@@ -65,6 +67,8 @@ enum Bench {
     Sse(sse::Args),
     /// Memory of one node long-polling many bots.
     Pollers(pollers::Args),
+    /// Conversations into amoCRM: inbound → deal latency, and a burst of new customers.
+    Crm(crm::Args),
 }
 
 #[tokio::main]
@@ -74,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Ingest(a)) => ingest::run(a).await,
         Some(Bench::Sse(a)) => sse::run(a).await,
         Some(Bench::Pollers(a)) => pollers::run(a).await,
+        Some(Bench::Crm(a)) => crm::run(a).await,
         None => http(&args).await,
     }
 }

@@ -23,24 +23,28 @@ pub struct WebhookSetup {
 /// Starts the fake and `chatter serve` in webhook mode, signs up, adds a bot through the
 /// Sources form and waits until the server has set the bot's webhook on the fake.
 pub async fn webhook_setup(common: &Common) -> anyhow::Result<WebhookSetup> {
+    webhook_setup_with(common, |_| Vec::new()).await
+}
+
+/// [`webhook_setup`] with more environment for the server, made from its port.
+pub async fn webhook_setup_with(
+    common: &Common,
+    extra_env: impl FnOnce(u16) -> Vec<(&'static str, String)>,
+) -> anyhow::Result<WebhookSetup> {
     let binary = common.binary()?;
     let fake = FakeTelegram::start()
         .await
         .context("start the fake Telegram")?;
     let port = server::free_port()?;
-    let server = Server::start(
-        &binary,
-        common.database_url.as_deref(),
-        port,
-        &[
-            ("CHATTER_TELEGRAM__API_BASE", fake.base_url()),
-            (
-                "CHATTER_TELEGRAM__WEBHOOK_BASE",
-                format!("http://127.0.0.1:{port}"),
-            ),
-        ],
-    )
-    .await?;
+    let mut env = vec![
+        ("CHATTER_TELEGRAM__API_BASE", fake.base_url()),
+        (
+            "CHATTER_TELEGRAM__WEBHOOK_BASE",
+            format!("http://127.0.0.1:{port}"),
+        ),
+    ];
+    env.extend(extra_env(port));
+    let server = Server::start(&binary, common.database_url.as_deref(), port, &env).await?;
     eprintln!(
         "chatter serve (pid {}, {}) ready in {:.2} s",
         server.pid,

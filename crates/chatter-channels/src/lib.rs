@@ -5,8 +5,10 @@
 
 pub mod avito;
 pub mod max;
+pub mod sms;
 pub mod telegram;
 pub mod vk;
+pub mod whatsapp;
 
 use serde::{Deserialize, Serialize};
 

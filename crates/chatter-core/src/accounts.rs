@@ -319,24 +319,29 @@ pub async fn sign_in(
         return Err(CoreError::BadCredentials);
     };
     throttle::clear(&txn, &keys[1]).await?;
-    let s = start_session(core, &txn, &user, "password", meta, now).await?;
+    let s = start_session(core, &txn, &user, None, "password", meta, now).await?;
     txn.commit().await?;
     Ok(s)
 }
 
 /// A session after the first factor: full, or waiting for the second when 2FA is on (the
-/// sign-in is audited once it is complete).
-async fn start_session(
+/// sign-in is audited once it is complete). `company`: where to land; `None` for the first
+/// company the person joined.
+pub(crate) async fn start_session(
     core: &Core,
     conn: &impl ConnectionTrait,
     user: &user::Model,
+    company: Option<Uuid>,
     method: &str,
     meta: &ReqMeta,
     now: i64,
 ) -> Result<NewSession> {
-    let s = insert_session(core, conn, user.id, None, user.totp_enabled, meta, now).await?;
+    let s = insert_session(core, conn, user.id, company, user.totp_enabled, meta, now).await?;
     if !s.pending_2fa {
-        let company = first_company(conn, user.id).await?;
+        let company = match company {
+            Some(c) => Some(c),
+            None => first_company(conn, user.id).await?,
+        };
         let details = serde_json::json!({ "method": method });
         audit::insert(
             conn,
@@ -982,7 +987,7 @@ pub async fn sign_in_telegram(
         .one(&txn)
         .await?
         .ok_or(CoreError::NotFound)?;
-    let s = start_session(core, &txn, &user, "telegram", meta, now).await?;
+    let s = start_session(core, &txn, &user, None, "telegram", meta, now).await?;
     txn.commit().await?;
     Ok(s)
 }

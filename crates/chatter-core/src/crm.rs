@@ -19,6 +19,8 @@ use uuid::Uuid;
 pub const CONNECTED: &str = "connected";
 pub const TOKEN_INVALID: &str = "token_invalid";
 pub const DISCONNECTED: &str = "disconnected";
+/// An admin switched the integration off in amoCRM (§1.7): tokens are gone, reconnect to fix.
+pub const DISABLED: &str = "disabled";
 const STATE_TTL_MS: i64 = 15 * 60 * 1000;
 
 /// The integration's registration at amoCRM.
@@ -73,6 +75,26 @@ pub(crate) fn amo(core: &Core) -> Result<&AmoConfig> {
         .ok_or(CoreError::NotConfigured("amocrm"))
 }
 
+/// How a redirect's `referer` becomes an account's base URL (one fixed base in tests and the demo).
+pub(crate) fn account_hosts(cfg: &AmoConfig) -> AccountHosts {
+    match &cfg.account_base {
+        Some(t) => AccountHosts::Template(t.clone()),
+        None => AccountHosts::Amocrm,
+    }
+}
+
+/// Tokens as stored: encrypted JSON with the expiry in milliseconds.
+pub(crate) fn seal_tokens(core: &Core, t: &Tokens) -> Result<String> {
+    let stored = StoredTokens {
+        access: t.access.clone(),
+        refresh: t.refresh.clone(),
+        expires_at: t.expires_at * 1000,
+    };
+    Ok(core
+        .secrets
+        .encrypt(&serde_json::to_string(&stored).map_err(|e| CoreError::Internal(e.to_string()))?))
+}
+
 fn redirect_uri(core: &Core, cfg: &AmoConfig) -> String {
     cfg.redirect_uri
         .clone()
@@ -88,7 +110,7 @@ impl chatter_crm::Clock for CrmClock {
     }
 }
 
-fn oauth(core: &Core) -> Result<OAuthApp> {
+pub(crate) fn oauth(core: &Core) -> Result<OAuthApp> {
     let cfg = amo(core)?;
     Ok(OAuthApp::new(
         core.http.clone(),
@@ -102,7 +124,7 @@ fn oauth(core: &Core) -> Result<OAuthApp> {
     ))
 }
 
-fn crm_error(e: CrmError) -> CoreError {
+pub(crate) fn crm_error(e: CrmError) -> CoreError {
     match e {
         CrmError::Unauthorized(_) => CoreError::field("crm", "err.crm_rejected"),
         CrmError::Transient(_) | CrmError::RateLimited { .. } => {
@@ -223,6 +245,8 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
             .await?;
         }
     }
+    // The person who connected is this amoCRM user: they can sign in with amoCRM from now on.
+    crate::crm_signin::link_connecting(&txn, actor, &account, now).await?;
     audit::record(
         &txn,
         actor,
@@ -252,7 +276,7 @@ pub(crate) fn limiter_for(base: &str) -> RateLimiter {
     }
 }
 
-async fn read_metadata(
+pub(crate) async fn read_metadata(
     core: &Core,
     base: &str,
     access: &str,

@@ -30,7 +30,7 @@ use chatter_crm::{
     ChatDirection, ChatMessage, ChatParty, ContactQuery, Crm, CrmError, CrmReply, DealDraft,
     DeliveryFailure, DeliveryStatus, DraftContact, FieldScalar, FieldValue, NewContact, NewDeal,
 };
-use chatter_domain::routing::{self, Actions, Decision, Responsible, Rule, RuleSet};
+use chatter_domain::routing::{self, Actions, Decision, Responsible};
 use chatter_domain::{Permission, SourceKind};
 use chatter_store::entity::{contact, conversation, crm_integration, message, source, user};
 use chatter_store::jobs::{self, Claimed, NewJob};
@@ -876,59 +876,22 @@ async fn synced_conversations(
     Ok(out)
 }
 
-/// The routing decision for a new conversation: the company's rules over the settings.
-pub async fn decide(
-    conn: &impl ConnectionTrait,
-    company_id: Uuid,
-    default: &Actions,
-    source_id: Uuid,
-    text: &str,
-    at_ms: i64,
-) -> Result<(Decision, Option<String>)> {
-    let row = conn
-        .query_one(stmt(
-            conn.get_database_backend(),
-            "SELECT r.rules AS rules, c.timezone AS tz FROM companies c \
-             LEFT JOIN routing_rules r ON r.company_id = c.id WHERE c.id = $1",
-            vec![company_id.into()],
-        ))
-        .await?;
-    let (rules, tz): (Vec<Rule>, chrono_tz::Tz) = match row {
-        Some(r) => (
-            r.try_get::<Option<String>>("", "rules")?
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_default(),
-            r.try_get::<String>("", "tz")?
-                .parse()
-                .unwrap_or(chrono_tz::Europe::Moscow),
-        ),
-        None => (Vec::new(), chrono_tz::Europe::Moscow),
-    };
-    let set = RuleSet::compile(&rules).unwrap_or_else(|_| {
-        // Rules are validated when saved; a stored rule that no longer compiles is skipped.
-        let ok: Vec<Rule> = rules
-            .iter()
-            .filter(|r| routing::validate(r).is_ok())
-            .cloned()
-            .collect();
-        RuleSet::compile(&ok).unwrap_or_else(|_| RuleSet::compile(&[]).expect("empty set"))
-    });
-    let at = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
-    let d = set.decide(
-        default,
-        &routing::Input {
-            source_id,
-            text,
-            at,
-            tz,
-        },
-    );
-    let name = d
-        .rule_id
-        .as_ref()
-        .and_then(|id| rules.iter().find(|r| &r.id == id))
-        .map(|r| r.name.clone());
-    Ok((d, name))
+/// What the settings decide when no rule fires.
+pub fn default_actions(settings: &SyncSettings) -> Actions {
+    Actions {
+        pipeline_id: settings.pipeline_id,
+        status_id: settings.status_id,
+        responsible: settings.responsible.clone(),
+        tags: settings.tags.clone(),
+    }
+}
+
+/// The name of the rule that fired, from the decision's explanation.
+fn rule_name(d: &Decision) -> Option<String> {
+    d.explanation.iter().find_map(|s| match s {
+        routing::Step::Matched { rule, .. } => Some(rule.clone()),
+        _ => None,
+    })
 }
 
 /// The next user of a round-robin list (the drain holds the company's lease, so a plain
@@ -1025,15 +988,10 @@ async fn prepare(
     let settings: SyncSettings = crm_settings::effective(db, conv.company_id, conv.source_id)
         .await
         .map_err(c)?;
-    let default = Actions {
-        pipeline_id: settings.pipeline_id,
-        status_id: settings.status_id,
-        responsible: settings.responsible.clone(),
-        tags: settings.tags.clone(),
-    };
+    let default = default_actions(&settings);
     let at = first.as_ref().map_or(conv.created_at, |m| m.created_at);
-    let (decision, rule_name) = decide(
-        db,
+    let decision = crate::rules::decide(
+        core,
         conv.company_id,
         &default,
         conv.source_id,
@@ -1042,6 +1000,7 @@ async fn prepare(
     )
     .await
     .map_err(c)?;
+    let rule_name = rule_name(&decision);
     let kind = src.as_ref().and_then(|s| SourceKind::from_id(s.kind));
     let source_name = src.as_ref().map(|s| s.name.clone()).unwrap_or_default();
 

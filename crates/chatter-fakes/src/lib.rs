@@ -4,19 +4,25 @@
 pub mod amocrm;
 pub mod avito;
 pub mod max;
+pub mod sms;
 pub mod smtp;
 pub mod telegram;
 pub mod vk;
+pub mod whatsapp;
 
 pub use amocrm::{AccountId, FakeAmo, RecordedRequest};
 pub use avito::FakeAvito;
 pub use max::FakeMax;
+pub use sms::{FakeSms, SmsCallback, SmsFailure, SmsSent};
 pub use smtp::{CapturedMail, SmtpCapture};
 pub use telegram::{
     CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentMessage, WebhookConfig,
 };
 pub use vk::{
     FakeVk, VkCallbackServer, VkCustomerMessage, VkDelivery, VkFailure, VkGroup, VkSentMessage,
+};
+pub use whatsapp::{
+    FakeWhatsApp, WaCustomerContent, WaDelivery, WaFailure, WaNumber, WaSentMessage,
 };
 
 /// Serves `app` on `listener` in the background until `stopped` resolves (each fake stops

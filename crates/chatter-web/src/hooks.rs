@@ -3,15 +3,19 @@
 //! checked (forged → 401, nothing stored), the body is parsed (malformed → 400, nothing
 //! stored), and the answer is sent only after the events are committed (group commit, see
 //! core::ingest).
+//! Also amoCRM's "integration disabled" hook, `/hooks/amocrm/disabled`: a GET whose query carries
+//! an HMAC-SHA256 signature (forged → 401, malformed → 400, nothing changed).
 
+use crate::ctx::Ctx;
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
-use chatter_core::sources;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chatter_core::crm_signin::{self, DisabledHookError};
+use chatter_core::{sources, CoreError};
 use chatter_domain::SourceKind;
 use chatter_store::entity::source;
 use sea_orm::EntityTrait;
@@ -25,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/hooks/vk/{source_id}", post(vk))
         .route("/hooks/max/{source_id}", post(max))
         .route("/hooks/avito/{source_id}/{token}", post(avito))
+        .route("/hooks/amocrm/disabled", get(amocrm_disabled))
         .route("/hooks/amojo/{scope_id}", post(amojo))
 }
 
@@ -250,5 +255,31 @@ async fn avito(
             StatusCode::BAD_REQUEST,
             "malformed body: expected an Avito webhook v3 payload",
         ),
+    }
+}
+
+/// amoCRM: an admin switched our integration off in their account (specs/amocrm.md §1.7).
+async fn amocrm_disabled(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = q.unwrap_or_default();
+    match crm_signin::integration_disabled(&st.core, &q, &ctx.meta).await {
+        Ok(_) => plain(StatusCode::OK, "ok"),
+        Err(DisabledHookError::BadSignature) => {
+            plain(StatusCode::UNAUTHORIZED, "signature mismatch")
+        }
+        Err(DisabledHookError::Malformed(_)) => plain(
+            StatusCode::BAD_REQUEST,
+            "malformed: account_id (a number), client_uuid and signature are required",
+        ),
+        Err(DisabledHookError::Core(CoreError::NotConfigured(_))) => {
+            plain(StatusCode::NOT_FOUND, "amoCRM is not set up here")
+        }
+        Err(DisabledHookError::Core(e)) => {
+            tracing::error!(error = %e, "cannot record a disabled amoCRM integration");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry")
+        }
     }
 }

@@ -69,6 +69,7 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "telegram_linked" => "flash.telegram_linked",
         "job_retried" => "flash.job_retried",
         "crm_connected" => "flash.crm_connected",
+        "retrying" => "flash.retrying",
         _ => return None,
     };
     Some(key)

@@ -12,7 +12,7 @@ use chatter_core::sources::{self, NewSource, SourceSecret, SourceSettings};
 use chatter_core::{Actor, Core, Mailer, ReqMeta};
 use chatter_domain::SourceKind;
 use chatter_fakes::{
-    CustomerMessage, FakeAvito, FakeMax, FakeTelegram, FakeVk, GroupChat, SmtpCapture,
+    CustomerMessage, FakeAmo, FakeAvito, FakeMax, FakeTelegram, FakeVk, GroupChat, SmtpCapture,
     VkCustomerMessage,
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel, TransactionTrait};
@@ -34,7 +34,15 @@ pub struct Fakes {
     pub vk: FakeVk,
     pub max: FakeMax,
     pub avito: FakeAvito,
+    /// amoCRM with the demo account «Рога и Копыта CRM», its Chats API channel, and a page
+    /// (`/ui/demo`) listing its deals where you answer customers as a manager.
+    pub amo: FakeAmo,
 }
+
+const AMO_CLIENT_ID: &str = "chatter-demo";
+const AMO_CLIENT_SECRET: &str = "demo-client-secret-not-for-production";
+const AMO_CHANNEL_ID: &str = "5c5b3e0e-0d1f-4a52-9a10-6a1d7c0de001";
+const AMO_CHANNEL_SECRET: &str = "0d3a5f7c9e1b2d4f6a8c0e2a4c6e8a0b2d4f6a8c";
 
 impl Fakes {
     pub async fn start() -> anyhow::Result<Fakes> {
@@ -52,12 +60,19 @@ impl Fakes {
             avito: FakeAvito::start()
                 .await
                 .context("cannot start the demo Avito")?,
+            amo: {
+                let amo = FakeAmo::start()
+                    .await
+                    .context("cannot start the demo amoCRM")?;
+                amo.create_account("demo", "Рога и Копыта CRM");
+                amo
+            },
         })
     }
 
     /// Points the configuration at the fakes: SQLite in the data directory (the demo never
     /// touches a real database or messenger), the fake Bot API, and long polling.
-    pub fn configure(&self, cfg: &mut Config) {
+    pub fn configure(&self, cfg: &mut Config, public_url: &str) {
         cfg.database_url = None;
         cfg.smtp = None;
         cfg.telegram.api_base = self.telegram.base_url();
@@ -69,6 +84,30 @@ impl Fakes {
         cfg.max.extra_ca_pem = None;
         cfg.avito.api_base = self.avito.base_url();
         cfg.avito.poll_interval_secs = 3;
+        // amoCRM: an integration registered at the fake, with a Chats API channel whose
+        // managers' answers come back to this server.
+        let redirect = format!("{public_url}/crm/amocrm/callback");
+        self.amo
+            .register_integration(AMO_CLIENT_ID, AMO_CLIENT_SECRET, &redirect);
+        self.amo.register_chat_channel(
+            AMO_CHANNEL_ID,
+            AMO_CHANNEL_SECRET,
+            Some(&format!("{public_url}/hooks/amojo/:scope_id")),
+        );
+        let base = self.amo.base_url();
+        cfg.amocrm = Some(chatter_core::crm::AmoConfig {
+            client_id: AMO_CLIENT_ID.into(),
+            client_secret: chatter_core::Secret::new(AMO_CLIENT_SECRET),
+            redirect_uri: Some(redirect),
+            consent_url: Some(format!("{base}/oauth")),
+            account_base: Some(base.clone()),
+            chats: Some(chatter_core::crm::ChatsConfig {
+                channel_id: AMO_CHANNEL_ID.into(),
+                secret: chatter_core::Secret::new(AMO_CHANNEL_SECRET),
+                base_url: Some(base),
+                title: Some("Chatter demo".into()),
+            }),
+        });
     }
 
     /// Mail goes to the catcher.
@@ -90,6 +129,7 @@ impl Fakes {
 pub struct Demo {
     pub api_key: String,
     pub phone_url: String,
+    pub crm_url: String,
     pub smtp_port: u16,
     stop: watch::Sender<bool>,
     customers: JoinHandle<()>,
@@ -117,6 +157,7 @@ impl Demo {
         Ok(Demo {
             api_key,
             phone_url: format!("{}/phone", fakes.telegram.base_url()),
+            crm_url: format!("{}/ui/demo", fakes.amo.base_url()),
             smtp_port: fakes.smtp.port(),
             stop,
             customers,
@@ -129,6 +170,10 @@ impl Demo {
         println!("Demo sign-in: {EMAIL} / {PASSWORD}");
         println!("API key: {}", self.api_key);
         println!("Customer's phone: {}", self.phone_url);
+        println!(
+            "amoCRM (fake): {} (connect it in Chatter: CRM → «Подключить amoCRM» → «Разрешить»)",
+            self.crm_url
+        );
         println!(
             "Mail sent by the demo is caught on 127.0.0.1:{}",
             self.smtp_port

@@ -258,7 +258,7 @@ async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
     let mut cfg = cfg;
     let demo_fakes = if demo {
         let fakes = demo::Fakes::start().await?;
-        fakes.configure(&mut cfg);
+        fakes.configure(&mut cfg, &public_url);
         Some(fakes)
     } else {
         None

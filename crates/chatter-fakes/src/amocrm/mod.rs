@@ -106,6 +106,8 @@ struct Grant {
 struct Integration {
     secret: String,
     redirect_uri: String,
+    /// Where "integration disabled" hooks go (§1.7), when set.
+    disabled_hook_url: Option<String>,
 }
 
 struct Channel {
@@ -605,6 +607,7 @@ impl FakeAmo {
             Integration {
                 secret: client_secret.to_owned(),
                 redirect_uri: redirect_uri.to_owned(),
+                disabled_hook_url: None,
             },
         );
     }
@@ -627,7 +630,66 @@ impl FakeAmo {
     /// Empty when the integration or account is unknown.
     pub fn approve(&self, account: AccountId, client_id: &str, state: &str) -> String {
         let mut st = self.shared.lock();
-        oauth::approve(&mut st, account.0, client_id, state).unwrap_or_default()
+        oauth::approve(&mut st, account.0, None, client_id, state).unwrap_or_default()
+    }
+
+    /// [`FakeAmo::approve`] by another user of the account (from [`FakeAmo::add_user`]): the
+    /// token is theirs, so `/api/v4/account` names them as `current_user_id`. Empty when the
+    /// user is not in the account.
+    pub fn approve_as(
+        &self,
+        account: AccountId,
+        user_id: i64,
+        client_id: &str,
+        state: &str,
+    ) -> String {
+        let mut st = self.shared.lock();
+        oauth::approve(&mut st, account.0, Some(user_id), client_id, state).unwrap_or_default()
+    }
+
+    /// Sets the integration's "disabled hook" URL (§1.7), as its settings in amoCRM do.
+    pub fn set_disabled_hook_url(&self, client_id: &str, url: &str) {
+        if let Some(i) = self.shared.lock().integrations.get_mut(client_id) {
+            i.disabled_hook_url = Some(url.to_owned());
+        }
+    }
+
+    /// An admin switches the integration off in the account: its tokens stop working (as
+    /// [`FakeAmo::revoke_tokens`]) and amoCRM calls the disabled-hook URL with
+    /// `account_id`, `client_uuid` and `signature = hex(HMAC-SHA256(client_secret,
+    /// "{client_uuid}|{account_id}"))`. Returns the receiver's HTTP status.
+    pub async fn disable_integration(
+        &self,
+        account: AccountId,
+        client_id: &str,
+    ) -> Result<u16, String> {
+        let (url, secret) = {
+            let st = self.shared.lock();
+            let i = st
+                .integrations
+                .get(client_id)
+                .ok_or_else(|| format!("no integration {client_id}"))?;
+            let url = i
+                .disabled_hook_url
+                .clone()
+                .ok_or_else(|| format!("integration {client_id} has no disabled-hook URL"))?;
+            (url, i.secret.clone())
+        };
+        self.revoke_tokens(account);
+        let signature = oauth::disabled_hook_signature(&secret, client_id, account.0);
+        let mut url = url::Url::parse(&url).map_err(|e| format!("bad hook URL: {e}"))?;
+        url.query_pairs_mut()
+            .append_pair("account_id", &account.0.to_string())
+            .append_pair("client_uuid", client_id)
+            .append_pair("signature", &signature);
+        let response = self
+            .shared
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("hook delivery failed: {e}"))?;
+        Ok(response.status().as_u16())
     }
 
     /// Stored contacts as `GET /api/v4/contacts/{id}?with=leads` returns them.

@@ -17,15 +17,21 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Issues a code for the account's admin and builds the redirect to the integration (§1.2).
+/// `user`: who approves (`None`: the account's admin).
 pub(super) fn approve(
     st: &mut AmoState,
     account: i64,
+    user: Option<i64>,
     client_id: &str,
     state: &str,
 ) -> Option<String> {
     let redirect_uri = st.integrations.get(client_id)?.redirect_uri.clone();
     let acc = st.accounts.get(&account)?;
-    let (subdomain, user_id) = (acc.subdomain.clone(), acc.admin_id());
+    let user_id = match user {
+        Some(u) => acc.user(u)?["id"].as_i64()?,
+        None => acc.admin_id(),
+    };
+    let subdomain = acc.subdomain.clone();
     let code = format!("def50200{}", random_hex(96));
     let expires_at = st.now() + CODE_TTL;
     st.codes.insert(
@@ -45,6 +51,16 @@ pub(super) fn approve(
         .append_pair("platform", "1")
         .append_pair("client_id", client_id);
     Some(url.to_string())
+}
+
+/// The "integration disabled" hook's signature (§1.7):
+/// `hex(HMAC-SHA256(client_secret, "{client_uuid}|{account_id}"))`.
+pub(super) fn disabled_hook_signature(secret: &str, client_id: &str, account: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("{client_id}|{account}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Resolves `Authorization: Bearer …` to its grant; `None` when missing, unknown, revoked or expired.
@@ -140,7 +156,7 @@ pub(super) async fn consent_submit(
     }
     match form
         .account
-        .and_then(|account| approve(&mut st, account, &form.client_id, &form.state))
+        .and_then(|account| approve(&mut st, account, None, &form.client_id, &form.state))
     {
         Some(url) => Redirect::to(&url).into_response(),
         None => (StatusCode::BAD_REQUEST, "unknown account").into_response(),
@@ -303,4 +319,20 @@ fn jwt(grant: &Grant, now: i64, api_domain: &str) -> String {
         URL_SAFE_NO_PAD.encode(claims.to_string()),
         URL_SAFE_NO_PAD.encode(random_hex(128)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn disabled_hook_signature_matches_the_spec_vector() {
+        // §1.7's own test vector.
+        assert_eq!(
+            super::disabled_hook_signature(
+                "client-secret",
+                "0b0832f6-d123-4123-9123-e73f236833c0",
+                12345678
+            ),
+            "87ea6a59e475d7a45d24bbe17566da706baa3d6919d7bdf5d4d9d5edc4ed4d38"
+        );
+    }
 }

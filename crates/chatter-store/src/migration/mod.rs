@@ -6,6 +6,7 @@ mod m0001_foundation;
 mod m0002_messages;
 mod m0003_crm;
 mod m0004_crm_sync;
+mod m0005_identities;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_messages::Migration),
             Box::new(m0003_crm::Migration),
             Box::new(m0004_crm_sync::Migration),
+            Box::new(m0005_identities::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chatter_core::{team, Actor, CoreError};
 use chatter_store::entity::company;
@@ -21,8 +21,8 @@ use uuid::Uuid;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(me, members, sources, conversations, conversation_messages, send_message),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn)),
+    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run),
+    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -47,10 +47,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/members", get(members))
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/conversations", get(conversations))
+        .route("/api/v1/conversations/{id}/crm", get(conversation_crm))
         .route(
             "/api/v1/conversations/{id}/messages",
             get(conversation_messages).post(send_message),
         )
+        .route("/api/v1/routing-rules", get(routing_rules))
+        .route("/api/v1/routing-rules/dry-run", post(routing_dry_run))
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
 }
 
@@ -498,4 +501,272 @@ pub async fn send_message(
     })?;
     let m = chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await?;
     Ok((StatusCode::CREATED, Json(message_out(m))).into_response())
+}
+
+/// The conversation's side in the CRM.
+#[derive(Serialize, ToSchema)]
+pub struct CrmOut {
+    /// The deal in amoCRM (`None` until it is created).
+    pub deal_id: Option<i64>,
+    pub deal_url: Option<String>,
+    pub contact_id: Option<i64>,
+    /// amoCRM's chat id when the Chats API is used.
+    pub chat_id: Option<String>,
+    /// The routing rule that fired (`None`: the settings' default applied).
+    pub rule_id: Option<String>,
+    pub rule_name: Option<String>,
+    /// Items not in amoCRM yet, and how many of them amoCRM refused.
+    pub pending: i64,
+    pub failed: i64,
+    pub last_error: Option<String>,
+}
+
+/// Where the conversation is in amoCRM and which routing rule placed it.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/crm", tag = "conversations",
+    params(("id" = Uuid, Path, description = "conversation id")),
+    responses((status = 200, body = CrmOut), (status = 404, body = ApiErrorBody), (status = 401, body = ApiErrorBody)))]
+pub async fn conversation_crm(
+    State(st): State<AppState>,
+    ApiActor(a): ApiActor,
+    axum::extract::Path(id): axum::extract::Path<Uuid>,
+) -> Result<Json<CrmOut>, ApiError> {
+    chatter_core::inbox::get_conversation(&st.core, &a, id).await?;
+    let l = chatter_core::crm_sync::link_of(&st.core, &a, id)
+        .await?
+        .unwrap_or_default();
+    Ok(Json(CrmOut {
+        deal_id: l.deal_id,
+        deal_url: l.deal_url,
+        contact_id: l.contact_id,
+        chat_id: l.chat_ref,
+        rule_id: l.rule_id,
+        rule_name: l.rule_name,
+        pending: l.pending,
+        failed: l.failed,
+        last_error: l.last_error,
+    }))
+}
+
+// ---- routing rules ----
+
+/// A routing rule (MISSION R3.4), in the order the rules are tried.
+#[derive(Serialize, ToSchema)]
+pub struct RuleOut {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+    pub conditions: ConditionsOut,
+    pub actions: ActionsOut,
+}
+
+/// Every part must hold; an empty list means "any".
+#[derive(Serialize, ToSchema)]
+pub struct ConditionsOut {
+    /// Source ids the message may come from.
+    pub sources: Vec<Uuid>,
+    /// Words or phrases (any one is enough), matched by Russian and English word stems.
+    pub keywords: Vec<String>,
+    /// Searched case-insensitively, ё = е; with keywords, either may match.
+    pub regex: Option<String>,
+    /// Words or phrases that stop the rule.
+    pub exclude: Vec<String>,
+    /// When the message may arrive, in the company's time zone.
+    pub windows: Vec<TimeWindowOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TimeWindowOut {
+    /// mon | tue | wed | thu | fri | sat | sun
+    pub weekdays: Vec<String>,
+    /// `HH:MM`, inclusive.
+    #[schema(example = "09:00")]
+    pub from: String,
+    /// `HH:MM`, exclusive; before `from` = past midnight; equal to `from` = the whole day.
+    #[schema(example = "18:00")]
+    pub to: String,
+}
+
+/// What happens to the conversation; `null` and empty leave it to the source's settings.
+#[derive(Serialize, ToSchema)]
+pub struct ActionsOut {
+    pub pipeline_id: Option<i64>,
+    /// The pipeline's name in the synced amoCRM account.
+    pub pipeline_name: Option<String>,
+    /// The stage (amoCRM status id); `null` with a pipeline = its first stage.
+    pub status_id: Option<i64>,
+    pub status_name: Option<String>,
+    pub responsible: Option<ResponsibleOut>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResponsibleOut {
+    /// user | round_robin | first_to_answer
+    pub kind: String,
+    /// amoCRM user ids: the user, or those taking turns.
+    pub user_ids: Vec<i64>,
+    pub user_names: Vec<String>,
+}
+
+/// Which rule fired, what to do, and why.
+#[derive(Serialize, ToSchema)]
+pub struct DecisionOut {
+    /// The rule that fired; `null` = none did and the default (the source's settings) applies.
+    pub rule_id: Option<String>,
+    pub rule_name: Option<String>,
+    pub actions: ActionsOut,
+    /// One step per rule looked at, in order, ending with the match or the default.
+    pub explanation: Vec<StepOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StepOut {
+    /// skipped | matched | default
+    pub step: String,
+    /// The rule's name (absent for the default).
+    pub rule: Option<String>,
+    /// Why a skipped rule did not fire: the first condition that failed.
+    pub reason: Option<String>,
+    /// Why the matched rule fired: every condition that held.
+    pub why: Vec<String>,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct DryRunIn {
+    pub source_id: Uuid,
+    #[schema(example = "Сколько стоит доставку в Казань?")]
+    pub text: String,
+    /// Local date and time in the company's time zone, `YYYY-MM-DDTHH:MM`; absent = now.
+    #[schema(example = "2025-03-08T23:30")]
+    pub at: Option<String>,
+}
+
+fn actions_out(
+    names: &crate::ui::rules::Names,
+    a: &chatter_domain::routing::Actions,
+) -> ActionsOut {
+    use chatter_domain::routing::Responsible;
+    ActionsOut {
+        pipeline_id: a.pipeline_id,
+        pipeline_name: a.pipeline_id.map(|p| names.pipeline(p)),
+        status_id: a.status_id,
+        status_name: a.status_id.map(|s| names.stage(s)),
+        responsible: a.responsible.as_ref().map(|r| {
+            let (kind, ids) = match r {
+                Responsible::User(u) => ("user", vec![*u]),
+                Responsible::RoundRobin(us) => ("round_robin", us.clone()),
+                Responsible::FirstToAnswer => ("first_to_answer", vec![]),
+            };
+            ResponsibleOut {
+                kind: kind.into(),
+                user_names: ids.iter().map(|u| names.user(*u)).collect(),
+                user_ids: ids,
+            }
+        }),
+        tags: a.tags.clone(),
+    }
+}
+
+/// The company's routing rules, in the order they are tried.
+#[utoipa::path(get, path = "/api/v1/routing-rules", tag = "routing",
+    responses((status = 200, body = Vec<RuleOut>), (status = 401, body = ApiErrorBody)))]
+pub async fn routing_rules(
+    State(st): State<AppState>,
+    ApiActor(a): ApiActor,
+) -> Result<Json<Vec<RuleOut>>, ApiError> {
+    let rules = chatter_core::rules::list(&st.core, &a).await?;
+    let names = crate::ui::rules::Names::load(&st, &a).await?;
+    Ok(Json(
+        rules
+            .into_iter()
+            .map(|r| {
+                let c = r.conditions;
+                RuleOut {
+                    actions: actions_out(&names, &r.actions),
+                    id: r.id,
+                    name: r.name,
+                    enabled: r.enabled,
+                    conditions: ConditionsOut {
+                        sources: c.sources,
+                        keywords: c.keywords,
+                        regex: c.regex,
+                        exclude: c.exclude,
+                        windows: c
+                            .windows
+                            .into_iter()
+                            .map(|w| TimeWindowOut {
+                                weekdays: w
+                                    .weekdays
+                                    .iter()
+                                    .map(|d| d.to_string().to_lowercase())
+                                    .collect(),
+                                from: w.from.format("%H:%M").to_string(),
+                                to: w.to.format("%H:%M").to_string(),
+                            })
+                            .collect(),
+                    },
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// Which rule would fire for a message from a source at a time, and why. Changes nothing.
+/// Actions left to the default are `null`: the source's CRM settings fill them in.
+#[utoipa::path(post, path = "/api/v1/routing-rules/dry-run", tag = "routing", request_body = DryRunIn,
+    responses((status = 200, body = DecisionOut), (status = 401, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn routing_dry_run(
+    State(st): State<AppState>,
+    ApiActor(a): ApiActor,
+    body: Result<Json<DryRunIn>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<DecisionOut>, ApiError> {
+    use chatter_domain::routing::Step;
+    let Json(b) = body.map_err(|_| {
+        ApiError(CoreError::Invalid(vec![chatter_domain::FieldError::new(
+            "body",
+            "err.json_invalid",
+        )]))
+    })?;
+    let d = chatter_core::rules::dry_run(
+        &st.core,
+        &a,
+        b.source_id,
+        &b.text,
+        b.at.as_deref().unwrap_or(""),
+    )
+    .await?;
+    let names = crate::ui::rules::Names::load(&st, &a).await?;
+    let rule_name = d.explanation.iter().find_map(|s| match s {
+        Step::Matched { rule, .. } => Some(rule.clone()),
+        _ => None,
+    });
+    Ok(Json(DecisionOut {
+        rule_id: d.rule_id.clone(),
+        rule_name,
+        actions: actions_out(&names, &d.actions),
+        explanation: d
+            .explanation
+            .into_iter()
+            .map(|s| match s {
+                Step::Skipped { rule, reason } => StepOut {
+                    step: "skipped".into(),
+                    rule: Some(rule),
+                    reason: Some(reason),
+                    why: vec![],
+                },
+                Step::Matched { rule, why } => StepOut {
+                    step: "matched".into(),
+                    rule: Some(rule),
+                    reason: None,
+                    why,
+                },
+                Step::Default => StepOut {
+                    step: "default".into(),
+                    rule: None,
+                    reason: None,
+                    why: vec![],
+                },
+            })
+            .collect(),
+    }))
 }

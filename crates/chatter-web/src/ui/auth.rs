@@ -1,17 +1,18 @@
-//! Sign-up, sign-in (with the 2FA step and Telegram), sign-out, forgotten passwords,
+//! Sign-up, sign-in (with the 2FA step, Telegram and amoCRM), sign-out, forgotten passwords,
 //! and accepting an invitation.
 
 use super::{render, render_status, Flash, Page};
-use crate::ctx::Ctx;
+use crate::ctx::{cookie, read_cookie, Ctx};
 use crate::error::AppError;
 use crate::forms::CsrfForm;
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use chatter_core::crm_signin::{self, SignInOutcome};
 use chatter_core::{accounts, team, CoreError};
 use chatter_domain::FieldError;
 use std::collections::BTreeMap;
@@ -21,6 +22,11 @@ pub fn routes() -> Router<AppState> {
         .route("/sign-up", get(sign_up_page).post(sign_up))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-in/2fa", get(two_factor_page).post(two_factor))
+        .route("/sign-in/amocrm", post(amocrm_start))
+        .route(
+            "/sign-up/amocrm",
+            get(amocrm_sign_up_page).post(amocrm_sign_up),
+        )
         .route("/auth/telegram", post(telegram))
         .route("/sign-out", post(sign_out))
         .route("/sign-out-everywhere", post(sign_out_everywhere))
@@ -81,6 +87,20 @@ struct SignInTpl {
     email: String,
     message: &'static str,
     telegram_bot: Option<String>,
+    /// Show «Войти через amoCRM».
+    amocrm: bool,
+}
+
+impl SignInTpl {
+    fn new(st: &AppState, p: Page, email: String, message: &'static str) -> Self {
+        SignInTpl {
+            p,
+            email,
+            message,
+            telegram_bot: st.core.config.telegram_login_bot_username.clone(),
+            amocrm: st.core.config.amocrm.is_some(),
+        }
+    }
 }
 
 async fn sign_in_page(
@@ -91,12 +111,12 @@ async fn sign_in_page(
     if ctx.session.is_some() {
         return Redirect::to("/app").into_response();
     }
-    render(SignInTpl {
-        p: Page::new(&ctx, "").flash(&q),
-        email: String::new(),
-        message: "",
-        telegram_bot: st.core.config.telegram_login_bot_username.clone(),
-    })
+    render(SignInTpl::new(
+        &st,
+        Page::new(&ctx, "").flash(&q),
+        String::new(),
+        "",
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -113,12 +133,7 @@ async fn sign_in(
     let fail = |status, message| {
         render_status(
             status,
-            SignInTpl {
-                p: Page::new(&ctx, ""),
-                email: f.email.clone(),
-                message,
-                telegram_bot: st.core.config.telegram_login_bot_username.clone(),
-            },
+            SignInTpl::new(&st, Page::new(&ctx, ""), f.email.clone(), message),
         )
     };
     match accounts::sign_in(&st.core, &f.email, &f.password, &ctx.meta).await {
@@ -209,12 +224,12 @@ async fn telegram(
         Ok(s) => Ok(with_cookie(ctx.session_cookie(&s.token), "/app")),
         Err(CoreError::NotFound) => Ok(render_status(
             StatusCode::UNAUTHORIZED,
-            SignInTpl {
-                p: Page::new(&ctx, ""),
-                email: String::new(),
-                message: "err.telegram_not_linked",
-                telegram_bot: st.core.config.telegram_login_bot_username.clone(),
-            },
+            SignInTpl::new(
+                &st,
+                Page::new(&ctx, ""),
+                String::new(),
+                "err.telegram_not_linked",
+            ),
         )),
         Err(e) => Err(e.into()),
     }
@@ -416,4 +431,181 @@ async fn accept_invite(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The state of a Sign in with amoCRM in progress: only the browser that started it may finish.
+const AMO_STATE_COOKIE: &str = "chatter_amocrm_state";
+/// The handle of a sign-up waiting for its form (its tokens stay on the server).
+const AMO_SIGNUP_COOKIE: &str = "chatter_amocrm_signup";
+/// Both live as long as what they point at: 15 minutes.
+const AMO_COOKIE_SECS: i64 = 15 * 60;
+
+/// «Войти через amoCRM»: off to amoCRM's consent page.
+async fn amocrm_start(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
+    let (url, state) = crm_signin::signin_url(&st.core).await?;
+    let c = cookie(AMO_STATE_COOKIE, &state, AMO_COOKIE_SECS, "Lax", ctx.secure);
+    Ok(([(header::SET_COOKIE, c)], Redirect::to(&url)).into_response())
+}
+
+/// amoCRM's redirect for a sign-in consent (dispatched from the one callback route).
+pub(super) async fn amocrm_signed_in(
+    st: &AppState,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Response, AppError> {
+    // Someone else's callback link opened in this browser must not sign it in.
+    let kept = read_cookie(headers, AMO_STATE_COOKIE);
+    let given = crm_signin::callback_state(query);
+    let same = matches!((&kept, &given), (Some(k), Some(g)) if chatter_core::ct_eq(k.as_bytes(), g.as_bytes()));
+    if !same {
+        return Err(CoreError::LinkExpired.into());
+    }
+    let clear_state = cookie(AMO_STATE_COOKIE, "", 0, "Lax", ctx.secure);
+    match crm_signin::finish_signin(&st.core, query, &ctx.meta).await {
+        Ok(SignInOutcome::SignedIn(s)) => {
+            let to = if s.pending_2fa {
+                "/sign-in/2fa"
+            } else {
+                "/app"
+            };
+            Ok((
+                AppendHeaders([
+                    (header::SET_COOKIE, ctx.session_cookie(&s.token)),
+                    (header::SET_COOKIE, clear_state),
+                ]),
+                Redirect::to(to),
+            )
+                .into_response())
+        }
+        Ok(SignInOutcome::NotMember { account_name }) => {
+            let mut r = render_status(
+                StatusCode::FORBIDDEN,
+                NotMemberTpl {
+                    p: Page::new(ctx, ""),
+                    account_name,
+                },
+            );
+            if let Ok(v) = clear_state.parse() {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            Ok(r)
+        }
+        Ok(SignInOutcome::NewCompany { handle }) => Ok((
+            AppendHeaders([
+                (
+                    header::SET_COOKIE,
+                    cookie(
+                        AMO_SIGNUP_COOKIE,
+                        &handle,
+                        AMO_COOKIE_SECS,
+                        "Lax",
+                        ctx.secure,
+                    ),
+                ),
+                (header::SET_COOKIE, clear_state),
+            ]),
+            Redirect::to("/sign-up/amocrm"),
+        )
+            .into_response()),
+        Err(CoreError::Invalid(errs)) => {
+            let message = errs.first().map_or("err.crm_callback_invalid", |e| e.key);
+            Ok(render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                SignInTpl::new(st, Page::new(ctx, ""), String::new(), message),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "auth/amocrm_not_member.html")]
+struct NotMemberTpl {
+    p: Page,
+    account_name: String,
+}
+
+#[derive(Template)]
+#[template(path = "auth/amocrm_sign_up.html")]
+struct AmoSignUpTpl {
+    p: Page,
+    account_name: String,
+    subdomain: String,
+    company_name: String,
+    name: String,
+    email: String,
+    message: &'static str,
+}
+
+fn signup_handle(headers: &HeaderMap) -> Result<String, AppError> {
+    read_cookie(headers, AMO_SIGNUP_COOKIE).ok_or_else(|| CoreError::LinkExpired.into())
+}
+
+/// The "create a company linked to this amoCRM account" form, prefilled from amoCRM.
+async fn amocrm_sign_up_page(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let handle = signup_handle(&headers)?;
+    let f = crm_signin::signup_prefill(&st.core, &handle).await?;
+    Ok(render(AmoSignUpTpl {
+        p: Page::new(&ctx, ""),
+        company_name: f.account_name.clone(),
+        account_name: f.account_name,
+        subdomain: f.subdomain,
+        name: f.name,
+        email: f.email,
+        message: if f.email_taken {
+            "amocrm.account_exists"
+        } else {
+            ""
+        },
+    }))
+}
+
+async fn amocrm_sign_up(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
+    CsrfForm(f): CsrfForm<accounts::SignUp>,
+) -> Result<Response, AppError> {
+    let handle = signup_handle(&headers)?;
+    let (status, errs, message) =
+        match crm_signin::create_company(&st.core, &handle, &f, &ctx.meta).await {
+            Ok(s) => {
+                let clear = cookie(AMO_SIGNUP_COOKIE, "", 0, "Lax", ctx.secure);
+                return Ok((
+                    AppendHeaders([
+                        (header::SET_COOKIE, ctx.session_cookie(&s.token)),
+                        (header::SET_COOKIE, clear),
+                    ]),
+                    Redirect::to("/app"),
+                )
+                    .into_response());
+            }
+            Err(CoreError::Invalid(errs)) => (StatusCode::UNPROCESSABLE_ENTITY, errs, ""),
+            Err(CoreError::Conflict("amocrm_account_exists")) => {
+                (StatusCode::CONFLICT, Vec::new(), "amocrm.account_exists")
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let prefill = crm_signin::signup_prefill(&st.core, &handle).await?;
+    Ok(render_status(
+        status,
+        AmoSignUpTpl {
+            p: Page::new(&ctx, "").errors(errs),
+            account_name: prefill.account_name,
+            subdomain: prefill.subdomain,
+            company_name: f.company_name,
+            name: f.name,
+            email: f.email,
+            message,
+        },
+    ))
 }

@@ -7,11 +7,12 @@ use crate::forms::CsrfForm;
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Query, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::crm::{self, Metadata};
+use chatter_core::crm_signin::{self, Purpose};
 use chatter_core::CoreError;
 use chatter_store::entity::crm_integration;
 
@@ -58,14 +59,28 @@ async fn connect(
     Ok(Redirect::to(&url).into_response())
 }
 
-/// amoCRM's redirect after the person allowed (or denied) access.
+/// amoCRM's redirect after the person allowed (or denied) access. One Redirect URI serves
+/// connecting a company, Sign in with amoCRM and linking a profile: the state says which.
 async fn callback(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, AppError> {
+    let q = q.unwrap_or_default();
+    match crm_signin::state_purpose(&st.core, &q).await? {
+        Some(Purpose::SignIn) => {
+            return super::auth::amocrm_signed_in(&st, &ctx, &headers, &q).await
+        }
+        Some(Purpose::Link) => return super::profile::amocrm_linked(&st, &ctx, &q).await,
+        // A used, expired or made-up state, and nobody signed in: nothing to finish.
+        None if ctx.session.is_none() && crm_signin::has_state(&q) => {
+            return Err(CoreError::LinkExpired.into())
+        }
+        _ => {}
+    }
     let actor = ctx.actor()?;
-    match crm::finish_connect(&st.core, &actor, q.as_deref().unwrap_or("")).await {
+    match crm::finish_connect(&st.core, &actor, &q).await {
         Ok(()) => Ok(Redirect::to("/app/crm?ok=crm_connected").into_response()),
         Err(e) => refused(&st, &ctx, e).await,
     }

@@ -183,6 +183,8 @@ struct ThreadView {
     members: Vec<(Uuid, String)>,
     can_reply: bool,
     source_status: String,
+    /// The deal in the CRM and the routing rule that placed it.
+    crm: Option<chatter_core::crm_sync::CrmLink>,
 }
 
 async fn last_event_id(st: &AppState, company: Uuid) -> i64 {
@@ -250,6 +252,7 @@ async fn page(
                     .map(|m| (m.id, m.text.unwrap_or_default().chars().take(120).collect())),
                 None => None,
             };
+            let crm = chatter_core::crm_sync::link_of(&st.core, &actor, id).await?;
             Some(ThreadView {
                 reply_to,
                 row,
@@ -257,6 +260,7 @@ async fn page(
                 members: members.clone(),
                 can_reply,
                 source_status,
+                crm,
             })
         }
         None => None,

@@ -5,8 +5,10 @@ mod app;
 mod audit;
 mod auth;
 mod crm;
+mod crm_settings;
 pub mod inbox;
 mod profile;
+pub mod rules;
 mod settings;
 pub mod sources;
 mod team;
@@ -36,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .merge(inbox::routes())
         .merge(sources::routes())
         .merge(crm::routes())
+        .merge(crm_settings::routes())
+        .merge(rules::routes())
 }
 
 /// What every page's layout needs.

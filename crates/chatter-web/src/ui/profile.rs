@@ -1,5 +1,5 @@
-//! Profile and security: name and language, password, two-factor sign-in, Telegram link,
-//! signing out everywhere.
+//! Profile and security: name and language, password, two-factor sign-in, Telegram and
+//! amoCRM links, signing out everywhere.
 
 use super::{render, render_status, Flash, Page};
 use crate::ctx::Ctx;
@@ -12,8 +12,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::{accounts, CoreError};
+use chatter_core::{accounts, crm_signin, CoreError};
 use chatter_domain::FieldError;
+use chatter_store::entity::user_identity;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -22,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/app/profile/2fa/start", post(start_2fa))
         .route("/app/profile/2fa/enable", post(enable_2fa))
         .route("/app/profile/2fa/disable", post(disable_2fa))
+        .route("/app/profile/amocrm/link", post(link_amocrm))
+        .route("/app/profile/amocrm/unlink", post(unlink_amocrm))
 }
 
 #[derive(Template)]
@@ -37,11 +40,16 @@ struct ProfileTpl {
     recovery_codes: Vec<String>,
     telegram_linked: bool,
     telegram_bot: Option<String>,
+    /// amoCRM is set up on this server (the link button shows).
+    amocrm: bool,
+    amocrm_links: Vec<user_identity::Model>,
 }
 
-fn tpl(st: &AppState, ctx: &Ctx, p: Page) -> Result<ProfileTpl, AppError> {
+async fn tpl(st: &AppState, ctx: &Ctx, p: Page) -> Result<ProfileTpl, AppError> {
     let info = ctx.signed()?;
     Ok(ProfileTpl {
+        amocrm: st.core.config.amocrm.is_some(),
+        amocrm_links: crm_signin::links_of(&st.core, info.user.id).await?,
         name: info.user.name.clone(),
         email: info.user.email.clone(),
         locale: info.user.locale.clone(),
@@ -59,11 +67,9 @@ async fn profile_page(
     Extension(ctx): Extension<Ctx>,
     Query(q): Query<Flash>,
 ) -> Result<Response, AppError> {
-    Ok(render(tpl(
-        &st,
-        &ctx,
-        Page::new(&ctx, "profile").flash(&q),
-    )?))
+    Ok(render(
+        tpl(&st, &ctx, Page::new(&ctx, "profile").flash(&q)).await?,
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -95,7 +101,7 @@ async fn update_profile(
                 .into_response())
         }
         Err(CoreError::Invalid(errs)) => {
-            let mut t = tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs))?;
+            let mut t = tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs)).await?;
             t.name = f.name;
             Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, t))
         }
@@ -127,7 +133,7 @@ async fn change_password(
         Ok(()) => Ok(Redirect::to("/app/profile?ok=password_changed").into_response()),
         Err(CoreError::Invalid(errs)) => Ok(render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs))?,
+            tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs)).await?,
         )),
         Err(e) => Err(e.into()),
     }
@@ -159,7 +165,7 @@ async fn enable_2fa(
     let info = ctx.signed()?;
     match accounts::enable_totp(&st.core, info, &f.code, &ctx.meta).await {
         Ok(codes) => {
-            let mut t = tpl(&st, &ctx, Page::new(&ctx, "profile"))?;
+            let mut t = tpl(&st, &ctx, Page::new(&ctx, "profile")).await?;
             t.totp_enabled = true;
             t.totp_setup = None;
             t.recovery_codes = codes;
@@ -167,7 +173,7 @@ async fn enable_2fa(
         }
         Err(CoreError::Invalid(errs)) => Ok(render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs))?,
+            tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs)).await?,
         )),
         Err(e) => Err(e.into()),
     }
@@ -193,9 +199,58 @@ async fn disable_2fa(
                 .collect();
             Ok(render_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs))?,
+                tpl(&st, &ctx, Page::new(&ctx, "profile").errors(errs)).await?,
             ))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// «Привязать amoCRM»: off to amoCRM's consent page; the callback links the amoCRM user.
+async fn link_amocrm(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    let url = crm_signin::link_url(&st.core, info).await?;
+    Ok(Redirect::to(&url).into_response())
+}
+
+/// amoCRM's redirect for a link consent (dispatched from the one callback route).
+pub(super) async fn amocrm_linked(
+    st: &AppState,
+    ctx: &Ctx,
+    query: &str,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    let (status, key) = match crm_signin::finish_link(&st.core, info, query, &ctx.meta).await {
+        Ok(()) => return Ok(Redirect::to("/app/profile?ok=saved").into_response()),
+        Err(CoreError::Invalid(errs)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            errs.first().map_or("err.crm_callback_invalid", |e| e.key),
+        ),
+        Err(CoreError::Conflict(_)) => (StatusCode::CONFLICT, "amocrm.linked_elsewhere"),
+        Err(e) => return Err(e.into()),
+    };
+    let errs = vec![FieldError::new("amocrm", key)];
+    Ok(render_status(
+        status,
+        tpl(st, ctx, Page::new(ctx, "profile").errors(errs)).await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct UnlinkForm {
+    subject: String,
+}
+
+async fn unlink_amocrm(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<UnlinkForm>,
+) -> Result<Response, AppError> {
+    let info = ctx.signed()?;
+    crm_signin::unlink(&st.core, info, &f.subject, &ctx.meta).await?;
+    Ok(Redirect::to("/app/profile?ok=saved").into_response())
 }

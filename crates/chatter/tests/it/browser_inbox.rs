@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// How long a page, a live update or a delivery gets; generous because two cores run four
 /// browsers.
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 const CUSTOMER_ID: i64 = 6_021_550_347;
 const FIRST: &str = "Здравствуйте! Есть ли доставка в Тверь?";
@@ -181,14 +181,14 @@ fn maria(text: &str) -> CustomerMessage {
 }
 
 /// One browser window on one site.
-struct Window {
-    browser: Browser,
+pub(crate) struct Window {
+    pub(crate) browser: Browser,
     base: String,
     shot_prefix: String,
 }
 
 impl Window {
-    async fn open(base: &str, shot_prefix: &str, width: u32, height: u32) -> Window {
+    pub(crate) async fn open(base: &str, shot_prefix: &str, width: u32, height: u32) -> Window {
         let browser = Browser::start(width, height)
             .await
             .unwrap_or_else(|e| panic!("start a {width}x{height} browser: {e:#}"));
@@ -199,26 +199,26 @@ impl Window {
         }
     }
 
-    async fn goto(&self, path: &str) {
+    pub(crate) async fn goto(&self, path: &str) {
         self.browser
             .goto(&format!("{}{path}", self.base))
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         if let Err(e) = self.browser.fill(css, text).await {
             panic!("{e:#}\n{}", self.where_am_i().await);
         }
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         if let Err(e) = self.browser.click(css).await {
             panic!("{e:#}\n{}", self.where_am_i().await);
         }
     }
 
-    async fn shot(&self, step: &str) {
+    pub(crate) async fn shot(&self, step: &str) {
         self.browser
             .screenshot(&format!("{}-{step}", self.shot_prefix))
             .await
@@ -226,7 +226,7 @@ impl Window {
     }
 
     /// The rendered texts of every element matched by `css` (none: empty).
-    async fn texts(&self, css: &str) -> Vec<String> {
+    pub(crate) async fn texts(&self, css: &str) -> Vec<String> {
         let mut out = Vec::new();
         let Ok(found) = self.browser.client().find_all(Locator::Css(css)).await else {
             return out;
@@ -241,7 +241,7 @@ impl Window {
     }
 
     /// Waits until some element matched by `css` shows `text`, without reloading the page.
-    async fn wait_text_in(&self, css: &str, text: &str) {
+    pub(crate) async fn wait_text_in(&self, css: &str, text: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let now = self.texts(css).await;
@@ -259,7 +259,7 @@ impl Window {
     }
 
     /// Waits until the address bar's path satisfies `ok`.
-    async fn wait_path(&self, ok: impl Fn(&str) -> bool) {
+    pub(crate) async fn wait_path(&self, ok: impl Fn(&str) -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let url = self
@@ -279,7 +279,7 @@ impl Window {
     }
 
     /// Leaves a mark in the page's window object; a reload or a navigation would wipe it.
-    async fn mark_page(&self) {
+    pub(crate) async fn mark_page(&self) {
         self.browser
             .client()
             .execute("window.chatterSamePage = true; return true;", vec![])
@@ -287,7 +287,7 @@ impl Window {
             .expect("mark the page");
     }
 
-    async fn assert_same_page(&self, what: &str) {
+    pub(crate) async fn assert_same_page(&self, what: &str) {
         let marked = self
             .browser
             .client()
@@ -303,7 +303,7 @@ impl Window {
     }
 
     /// The page is no wider than the window: nothing hides off to the right.
-    async fn assert_no_sideways_scroll(&self, what: &str) {
+    pub(crate) async fn assert_no_sideways_scroll(&self, what: &str) {
         let (scroll, inner) = self.browser.widths().await.expect("measure the page");
         assert!(
             scroll <= inner,
@@ -313,7 +313,7 @@ impl Window {
     }
 
     /// The current URL and the start of the page, for failure messages.
-    async fn where_am_i(&self) -> String {
+    pub(crate) async fn where_am_i(&self) -> String {
         let url = self
             .browser
             .client()
@@ -326,7 +326,7 @@ impl Window {
         format!("at {url}:\n{start}")
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         self.browser.close().await.expect("close the browser");
     }
 }

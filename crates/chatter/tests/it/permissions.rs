@@ -86,6 +86,9 @@ const ROUTES: &[Route] = &[
     r(Post, "/sign-in", Public, &[("email", "nobody@walk.test"), ("password", "wrong password")], &[401, 429]),
     r(Get,  "/sign-in/2fa", Public, &[], &[303]),
     r(Post, "/sign-in/2fa", Public, &[("code", "000000")], &[303, 401]),
+    r(Post, "/sign-in/amocrm", Public, &[], &[303]),
+    r(Get,  "/sign-up/amocrm", Public, &[], &[410]),
+    r(Post, "/sign-up/amocrm", Public, &[("company_name", "Из обхода"), ("name", "Кто-то"), ("email", "walk@amo.test"), ("password", PW)], &[410]),
     r(Post, "/auth/telegram", Public, &[("id", "1"), ("hash", "00")], &[503]),
     r(Post, "/sign-out", Public, &[], &[303]),
     r(Post, "/sign-out-everywhere", Signed, &[], &[303]),
@@ -103,6 +106,22 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/crm/sync", MANAGE, &[], &[404]),
     r(Post, "/app/crm/disconnect", MANAGE, &[], &[404]),
     r(Get,  "/crm/amocrm/callback", MANAGE, &[], &[422]),
+    r(Get,  "/app/crm/settings", READ, &[], &[404]),
+    r(Post, "/app/crm/settings", MANAGE, &[("pipeline_id", "")], &[404]),
+    r(Get,  "/app/crm/health", READ, &[], &[404]),
+    r(Post, "/app/crm/health/retry", MANAGE, &[("id", "0")], &[404]),
+    r(Post, "/app/crm/health/retry-all", MANAGE, &[], &[303]),
+    r(Post, "/app/crm/chats/reconnect", MANAGE, &[], &[303]),
+    r(Get,  "/app/crm/rules", READ, &[], &[200]),
+    r(Post, "/app/crm/rules", MANAGE, &[("name", "")], &[422]),
+    r(Get,  "/app/crm/rules/new", MANAGE, &[], &[200]),
+    r(Post, "/app/crm/rules/dry-run", READ, &[("text", "доставка"), ("source", "")], &[422]),
+    r(Get,  "/app/crm/rules/{rule}", MANAGE, &[], &[200]),
+    r(Post, "/app/crm/rules/{rule}", MANAGE, &[("name", "Обход"), ("enabled", "1")], &[303]),
+    r(Post, "/app/crm/rules/{rule}/delete", MANAGE, &[], &[303]),
+    r(Post, "/app/crm/rules/{rule}/move", MANAGE, &[("dir", "down")], &[303]),
+    r(Post, "/app/crm/rules/{rule}/enable", MANAGE, &[], &[303]),
+    r(Post, "/app/crm/rules/{rule}/disable", MANAGE, &[], &[303]),
     r(Get,  "/app/automation", READ, &[], &[200]),
     r(Get,  "/app/billing", READ, &[], &[200]),
     r(Get,  "/app/companies/new", Signed, &[], &[200]),
@@ -119,6 +138,8 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/profile/2fa/start", Signed, &[], &[303]),
     r(Post, "/app/profile/2fa/enable", Signed, &[("code", "000000")], &[422]),
     r(Post, "/app/profile/2fa/disable", Signed, &[("password", "wrong password")], &[422]),
+    r(Post, "/app/profile/amocrm/link", Signed, &[], &[303]),
+    r(Post, "/app/profile/amocrm/unlink", Signed, &[("subject", "1:1")], &[404]),
     r(Get,  "/app/audit", AUDIT, &[], &[200]),
     r(Get,  "/app/audit.csv", AUDIT, &[], &[200]),
     r(Get,  "/app/settings", MANAGE, &[], &[200]),
@@ -146,13 +167,17 @@ const ROUTES: &[Route] = &[
     r(Post, "/hooks/vk/{source}", Public, &[], &[404]),
     r(Post, "/hooks/max/{source}", Public, &[], &[404]),
     r(Post, "/hooks/avito/{source}/{zero}", Public, &[], &[404]),
-    r(Post, "/hooks/amojo/{zero}", Public, &[], &[401, 404]),
+    r(Post, "/hooks/amojo/{zero}", Public, &[], &[401]),
+    r(Get,  "/hooks/amocrm/disabled", Public, &[], &[400]),
     r(Get,  "/api/v1/me", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[200, 404]),
+    r(Get,  "/api/v1/conversations/{conv}/crm", ApiKey, &[], &[200, 404]),
     r(Post, "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[201, 404]),
     r(Get,  "/api/v1/members", ApiKey, &[], &[200]),
+    r(Get,  "/api/v1/routing-rules", ApiKey, &[], &[200]),
+    r(Post, "/api/v1/routing-rules/dry-run", ApiKey, &[], &[422]),
     r(Get,  "/api/openapi.json", Public, &[], &[200]),
     r(Get,  "/api/docs", Public, &[], &[200, 301, 303, 307, 308]),
     r(Get,  "/healthz", Public, &[], &[200]),
@@ -170,6 +195,7 @@ const COMPANY_OBJECTS: &[&str] = &[
     "{conv}",
     "{msg}",
     "{source}",
+    "{rule}",
 ];
 /// Endpoints that never finish their body (server-sent events): only the status is read.
 const STREAMS: &[&str] = &["/app/events"];
@@ -203,9 +229,12 @@ struct Visitor {
 }
 
 /// Company A with its owner, admin, manager and viewer; a member to change and remove; an open
-/// invitation, a used one, an API key and a dead job; and company B with its owner.
+/// invitation, a used one, an API key, a dead job and a routing rule; and company B with its
+/// owner.
 struct Fixture {
     company: Uuid,
+    /// Company A's routing rules as stored, put back after each visit.
+    rules: String,
     victim: Uuid,
     job: Uuid,
     params: HashMap<&'static str, String>,
@@ -402,6 +431,23 @@ impl Fixture {
         .await
         .expect("key");
         let (source, conv, msg) = conversation_of(app, &boss).await;
+        let rule = chatter_core::rules::save(
+            &app.core,
+            &boss,
+            chatter_domain::routing::Rule {
+                id: String::new(),
+                name: "Доставка".into(),
+                enabled: true,
+                conditions: chatter_domain::routing::Conditions {
+                    keywords: vec!["доставка".into()],
+                    ..Default::default()
+                },
+                actions: Default::default(),
+            },
+        )
+        .await
+        .expect("a routing rule");
+        let rules = stored_rules(app).await;
         let job = jobs::enqueue(
             &app.core.db,
             NewJob::new(DEAD_KIND, serde_json::json!({}), app.core.now())
@@ -436,10 +482,12 @@ impl Fixture {
             ("{source}", source.to_string()),
             ("{conv}", conv.to_string()),
             ("{msg}", msg.to_string()),
+            ("{rule}", rule),
             ("{zero}", "0".to_string()),
         ]);
         let f = Fixture {
             company: a,
+            rules,
             victim,
             job,
             params,
@@ -460,9 +508,19 @@ impl Fixture {
         p
     }
 
-    /// Puts back what allowed requests change: the member to remove, the dead job.
+    /// Puts back what allowed requests change: the member to remove, the dead job, the rules.
     async fn reset(&self, app: &TestApp) {
         let db = &app.core.db;
+        {
+            use sea_orm::ConnectionTrait;
+            db.execute(chatter_store::stmt(
+                db.get_database_backend(),
+                "UPDATE routing_rules SET rules = $1 WHERE company_id = $2",
+                vec![self.rules.clone().into(), self.company.into()],
+            ))
+            .await
+            .expect("rules back");
+        }
         match membership::Entity::find_by_id((self.company, self.victim))
             .one(db)
             .await
@@ -506,9 +564,26 @@ impl Fixture {
     }
 }
 
+/// Every company's stored routing rules, one document per line.
+async fn stored_rules(app: &TestApp) -> String {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &app.core.db;
+    db.query_all(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT rules FROM routing_rules ORDER BY company_id",
+    ))
+    .await
+    .expect("routing rules")
+    .iter()
+    .map(|r| r.try_get_by_index::<String>(0).expect("rules text"))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
 /// What a refused request must leave untouched.
 async fn snapshot(app: &TestApp) -> String {
     let db = &app.core.db;
+    let rules = stored_rules(app).await;
     let memberships = membership::Entity::find()
         .order_by_asc(membership::Column::CompanyId)
         .order_by_asc(membership::Column::UserId)
@@ -553,7 +628,7 @@ async fn snapshot(app: &TestApp) -> String {
         audit::Entity::find().count(db).await.expect("count"),
         backup::Entity::find().count(db).await.expect("count"),
     );
-    format!("{memberships:?}\n{invites:?}\n{keys:?}\n{users:?}\n{sessions:?}\n{companies:?}\n{dead:?}\n{counts:?}")
+    format!("{memberships:?}\n{invites:?}\n{keys:?}\n{users:?}\n{sessions:?}\n{companies:?}\n{dead:?}\n{counts:?}\n{rules}")
 }
 
 enum Expect {
