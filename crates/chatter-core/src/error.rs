@@ -47,6 +47,11 @@ impl CoreError {
     pub fn field(field: &'static str, key: &'static str) -> Self {
         CoreError::Invalid(vec![FieldError::new(field, key)])
     }
+
+    /// Several refused fields at once, as (field, translation key).
+    pub fn fields(errs: &[(&'static str, &'static str)]) -> Self {
+        CoreError::Invalid(errs.iter().map(|(f, k)| FieldError::new(f, k)).collect())
+    }
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

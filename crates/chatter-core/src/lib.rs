@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backup;
 pub mod blobs;
 pub mod clock;
+pub mod connectors;
 pub mod crm;
 pub mod crm_settings;
 pub mod crm_signin;
@@ -20,10 +21,10 @@ mod inbox_batch;
 pub mod ingest;
 pub mod mailer;
 pub mod rules;
+pub mod runner;
 pub mod secrets;
 pub mod sources;
 pub mod team;
-pub mod telegram;
 pub mod throttle;
 pub mod worker;
 
@@ -60,6 +61,22 @@ pub struct CoreConfig {
     pub telegram_poll_timeout_secs: u32,
     /// The amoCRM integration (client id and secret from amoCRM's developer page).
     pub amocrm: Option<crm::AmoConfig>,
+    /// Public base URL every messenger can reach for webhooks (VK, Max, Avito, and Telegram
+    /// when `telegram_webhook_base` is unset); without it those sources are polled.
+    pub webhook_base: Option<String>,
+    /// Long-poll wait in seconds for VK and Max.
+    pub poll_timeout_secs: u32,
+    /// VK API base URL (`https://api.vk.com`).
+    pub vk_api_base: String,
+    /// Max Bot API base URL (`https://platform-api2.max.ru`).
+    pub max_api_base: String,
+    /// A PEM file with the extra root CA Max's host needs (the Russian Ministry of Digital
+    /// Development root); read once when `Core` starts.
+    pub max_extra_ca_pem: Option<PathBuf>,
+    /// Avito API base URL (`https://api.avito.ru`).
+    pub avito_api_base: String,
+    /// Seconds between two polls of an Avito account without webhooks.
+    pub avito_poll_interval_secs: u32,
 }
 
 impl CoreConfig {
@@ -76,6 +93,13 @@ impl CoreConfig {
             telegram_webhook_base: None,
             telegram_poll_timeout_secs: 25,
             amocrm: None,
+            webhook_base: None,
+            poll_timeout_secs: 25,
+            vk_api_base: "https://api.vk.com".into(),
+            max_api_base: "https://platform-api2.max.ru".into(),
+            max_extra_ca_pem: None,
+            avito_api_base: "https://api.avito.ru".into(),
+            avito_poll_interval_secs: 15,
         }
     }
 }
@@ -96,6 +120,8 @@ pub struct Core {
     pub http: reqwest::Client,
     /// This process's name in leases.
     pub node_id: String,
+    /// Clients that keep state between calls (Avito's token cache), by source.
+    pub(crate) clients: Arc<connectors::ClientCache>,
 }
 
 impl Core {
@@ -106,6 +132,7 @@ impl Core {
         mailer: Arc<dyn Mailer>,
         config: CoreConfig,
     ) -> Self {
+        let clients = Arc::new(connectors::ClientCache::new(&config));
         Self {
             db,
             clock,
@@ -121,6 +148,7 @@ impl Core {
                 .build()
                 .unwrap_or_default(),
             node_id: format!("node-{}", Uuid::new_v4().simple()),
+            clients,
         }
     }
 

@@ -3,7 +3,10 @@
 //! (connected, mode, last message, last error) is tracked for the Sources page.
 
 use crate::{audit, Actor, Core, CoreError, Result};
-use chatter_channels::{telegram::TelegramClient, ChannelError};
+use chatter_channels::avito::AvitoClient;
+use chatter_channels::max::MaxClient;
+use chatter_channels::vk::VkClient;
+use chatter_channels::{telegram::TelegramClient, ChannelError, Identity};
 use chatter_domain::{values::required_text, Permission, SourceKind};
 use chatter_store::entity::source;
 use chatter_store::jobs::{self, NewJob};
@@ -22,12 +25,19 @@ pub const TOKEN_REVOKED: &str = "token_revoked";
 pub const ERROR: &str = "error";
 pub const DISABLED: &str = "disabled";
 
-/// Credentials, stored encrypted.
+/// Credentials, stored encrypted. One shape for every kind (rows written before VK, Max and
+/// Avito existed read unchanged); what each field holds depends on the kind.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SourceSecret {
+    /// Telegram, Max: the bot token. VK: the community token. Avito: the client secret.
     pub token: String,
-    /// What Telegram must send in `X-Telegram-Bot-Api-Secret-Token`.
+    /// What the provider must present on webhooks: Telegram's
+    /// `X-Telegram-Bot-Api-Secret-Token`, VK's callback `secret`, Max's `X-Max-Bot-Api-Secret`,
+    /// Avito's path token (Avito signs nothing, so the hook URL itself is the secret).
     pub webhook_secret: Option<String>,
+    /// Avito: the client id that goes with the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl std::fmt::Debug for SourceSecret {
@@ -42,12 +52,22 @@ pub struct SourceSettings {
     /// webhook | polling
     #[serde(default)]
     pub mode: String,
+    /// The provider's id of the bot / community / account the credentials belong to.
     #[serde(default)]
     pub bot_id: String,
     #[serde(default)]
     pub bot_name: String,
     #[serde(default)]
     pub bot_username: Option<String>,
+    /// The webhook URL we subscribed (Max, Avito), so it can be removed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// VK: our callback server's id in the community.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vk_server_id: Option<i64>,
+    /// VK: the string our callback server answers VK's `confirmation` request with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vk_confirmation: Option<String>,
 }
 
 pub fn settings_of(s: &source::Model) -> SourceSettings {
@@ -76,62 +96,239 @@ pub fn telegram_client(core: &Core, s: &source::Model) -> Result<TelegramClient>
     ))
 }
 
+/// What the add-source form asks for, per kind.
+pub enum NewSource {
+    TelegramBot {
+        token: String,
+    },
+    /// A community token and the community's id (a number, `club123` or a vk.com link).
+    VkBot {
+        token: String,
+        group_id: String,
+    },
+    MaxBot {
+        token: String,
+    },
+    Avito {
+        client_id: String,
+        client_secret: String,
+    },
+}
+
+impl NewSource {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            NewSource::TelegramBot { .. } => SourceKind::TelegramBot,
+            NewSource::VkBot { .. } => SourceKind::VkBot,
+            NewSource::MaxBot { .. } => SourceKind::MaxBot,
+            NewSource::Avito { .. } => SourceKind::Avito,
+        }
+    }
+
+    /// The form field a wrong credential is reported on.
+    fn main_field(&self) -> &'static str {
+        match self {
+            NewSource::TelegramBot { .. } => "token",
+            NewSource::VkBot { .. } => "vk_token",
+            NewSource::MaxBot { .. } => "max_token",
+            NewSource::Avito { .. } => "avito_client_secret",
+        }
+    }
+}
+
+/// Reads a VK community id as people paste it: `214167102`, `club214167102`,
+/// `public214167102`, `-214167102` or a `vk.com/club214167102` link.
+pub fn parse_vk_group_id(raw: &str) -> Option<i64> {
+    let last = raw.trim().trim_end_matches('/').rsplit('/').next()?;
+    let digits = last
+        .strip_prefix("club")
+        .or_else(|| last.strip_prefix("public"))
+        .or_else(|| last.strip_prefix('-'))
+        .unwrap_or(last);
+    digits.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
 /// Connects a Telegram bot by its token: checked with getMe first, so a wrong token changes nothing.
 pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &str) -> Result<Uuid> {
-    actor.require(Permission::Manage)?;
-    let token = token.trim();
-    let looks_right = token.split_once(':').is_some_and(|(id, rest)| {
-        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && rest.len() >= 20
-    });
-    if !looks_right {
-        return Err(CoreError::field("token", "err.token_format"));
-    }
-    let client = TelegramClient::new(core.http.clone(), &core.config.telegram_api_base, token);
-    let me = match client.get_me().await {
-        Ok(me) => me,
-        Err(ChannelError::Unauthorized(_)) => {
-            return Err(CoreError::field("token", "err.token_rejected"))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "getMe failed while adding a bot");
-            return Err(CoreError::field("token", "err.provider_unreachable"));
-        }
+    add_source(
+        core,
+        actor,
+        name,
+        NewSource::TelegramBot {
+            token: token.to_string(),
+        },
+    )
+    .await
+}
+
+/// Checks `new`'s credentials with the provider; returns what to store and whom they belong to.
+async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identity)> {
+    let field = new.main_field();
+    let unreachable = |e: ChannelError| {
+        tracing::warn!(error = %e, "the provider did not answer while adding a source");
+        CoreError::field(field, "err.provider_unreachable")
     };
+    match new {
+        NewSource::TelegramBot { token } => {
+            let token = token.trim();
+            let looks_right = token.split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && rest.len() >= 20
+            });
+            if !looks_right {
+                return Err(CoreError::field("token", "err.token_format"));
+            }
+            let client =
+                TelegramClient::new(core.http.clone(), &core.config.telegram_api_base, token);
+            let me = match client.get_me().await {
+                Ok(me) => me,
+                Err(ChannelError::Unauthorized(_)) => {
+                    return Err(CoreError::field("token", "err.token_rejected"))
+                }
+                Err(e) => return Err(unreachable(e)),
+            };
+            let secret = SourceSecret {
+                token: token.to_string(),
+                webhook_secret: Some(chatter_channels::telegram::new_secret_token()),
+                client_id: None,
+            };
+            Ok((secret, me))
+        }
+        NewSource::VkBot { token, group_id } => {
+            let token = token.trim();
+            let mut errs = Vec::new();
+            if token.len() < 20 || token.chars().any(char::is_whitespace) {
+                errs.push(("vk_token", "err.vk_token_format"));
+            }
+            let group = parse_vk_group_id(group_id);
+            if group.is_none() {
+                errs.push(("vk_group_id", "err.vk_group_id"));
+            }
+            if !errs.is_empty() {
+                return Err(CoreError::fields(&errs));
+            }
+            let group = group.unwrap_or_default();
+            let client = VkClient::new(core.http.clone(), &core.config.vk_api_base, token, group);
+            let me = match client.get_group().await {
+                Ok(me) => me,
+                Err(ChannelError::Unauthorized(m)) if m.contains("belongs to community") => {
+                    return Err(CoreError::field("vk_group_id", "err.vk_group_mismatch"))
+                }
+                Err(ChannelError::Unauthorized(_)) | Err(ChannelError::Permanent(_)) => {
+                    return Err(CoreError::field("vk_token", "err.vk_token_rejected"))
+                }
+                Err(e) => return Err(unreachable(e)),
+            };
+            let secret = SourceSecret {
+                token: token.to_string(),
+                webhook_secret: Some(crate::new_token().0[..40].to_string()),
+                client_id: None,
+            };
+            Ok((secret, me))
+        }
+        NewSource::MaxBot { token } => {
+            let token = token.trim();
+            if token.len() < 10 || token.chars().any(char::is_whitespace) {
+                return Err(CoreError::field("max_token", "err.max_token_format"));
+            }
+            let client = MaxClient::new(core.max_http(), &core.config.max_api_base, token);
+            let me = match client.me().await {
+                Ok(me) => me,
+                Err(ChannelError::Unauthorized(_)) | Err(ChannelError::Permanent(_)) => {
+                    return Err(CoreError::field("max_token", "err.max_token_rejected"))
+                }
+                Err(e) => return Err(unreachable(e)),
+            };
+            let secret = SourceSecret {
+                token: token.to_string(),
+                webhook_secret: Some(chatter_channels::max::new_webhook_secret()),
+                client_id: None,
+            };
+            Ok((secret, me))
+        }
+        NewSource::Avito {
+            client_id,
+            client_secret,
+        } => {
+            let (client_id, client_secret) = (client_id.trim(), client_secret.trim());
+            let mut errs = Vec::new();
+            if client_id.is_empty() {
+                errs.push(("avito_client_id", "err.required"));
+            }
+            if client_secret.is_empty() {
+                errs.push(("avito_client_secret", "err.required"));
+            }
+            if !errs.is_empty() {
+                return Err(CoreError::fields(&errs));
+            }
+            let client = AvitoClient::new(
+                core.http.clone(),
+                &core.config.avito_api_base,
+                client_id,
+                client_secret,
+            );
+            let me = match client.account().await {
+                Ok(me) => me,
+                Err(ChannelError::Unauthorized(_)) => {
+                    return Err(CoreError::field(
+                        "avito_client_secret",
+                        "err.avito_rejected",
+                    ))
+                }
+                Err(ChannelError::Permanent(_)) => {
+                    return Err(CoreError::field(
+                        "avito_client_secret",
+                        "err.avito_no_access",
+                    ))
+                }
+                Err(e) => return Err(unreachable(e)),
+            };
+            let secret = SourceSecret {
+                token: client_secret.to_string(),
+                webhook_secret: Some(crate::new_token().0),
+                client_id: Some(client_id.to_string()),
+            };
+            Ok((secret, me))
+        }
+    }
+}
+
+/// Connects a source: the credentials are checked with the provider first, so wrong ones
+/// change nothing; then the source is stored (credentials encrypted) with its setup job.
+pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) -> Result<Uuid> {
+    actor.require(Permission::Manage)?;
+    let kind = new.kind();
+    let (secret, me) = validate(core, &new).await?;
     let name = match name.trim() {
-        "" => me
-            .username
-            .clone()
-            .map(|u| format!("@{u}"))
-            .unwrap_or_else(|| me.name.clone()),
+        "" => match (&me.username, kind) {
+            (Some(u), SourceKind::TelegramBot | SourceKind::MaxBot) => format!("@{u}"),
+            _ if !me.name.is_empty() => me.name.chars().take(80).collect(),
+            _ => format!("{} {}", kind.as_str(), me.id),
+        },
         n => required_text("name", n, 80).map_err(|e| CoreError::Invalid(vec![e]))?,
     };
     let now = core.now();
     let txn = core.db.begin().await?;
     let dup = source::Entity::find()
         .filter(source::Column::CompanyId.eq(actor.company_id))
-        .filter(source::Column::Kind.eq(SourceKind::TelegramBot.id()))
+        .filter(source::Column::Kind.eq(kind.id()))
         .all(&txn)
         .await?
         .into_iter()
         .any(|s| settings_of(&s).bot_id == me.id && s.status != DISABLED);
     if dup {
-        return Err(CoreError::field("token", "err.bot_already_added"));
+        return Err(CoreError::field(new.main_field(), "err.bot_already_added"));
     }
-    let secret = SourceSecret {
-        token: token.to_string(),
-        webhook_secret: Some(chatter_channels::telegram::new_secret_token()),
-    };
     let settings = SourceSettings {
-        mode: String::new(),
         bot_id: me.id.clone(),
         bot_name: me.name.clone(),
         bot_username: me.username.clone(),
+        ..SourceSettings::default()
     };
     let id = Uuid::now_v7();
     source::ActiveModel {
         id: Set(id),
         company_id: Set(actor.company_id),
-        kind: Set(SourceKind::TelegramBot.id()),
+        kind: Set(kind.id()),
         name: Set(name.clone()),
         secret: Set(Some(core.secrets.encrypt(
             &serde_json::to_string(&secret).map_err(|e| CoreError::Internal(e.to_string()))?,
@@ -160,12 +357,69 @@ pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &st
         now,
         "source.create",
         &name,
-        serde_json::json!({"kind": SourceKind::TelegramBot.as_str(), "bot": me.username}),
+        serde_json::json!({"kind": kind.as_str(), "bot": me.username, "account": me.id}),
     )
     .await?;
     txn.commit().await?;
     core.jobs_notify.notify_waiters();
     Ok(id)
+}
+
+/// Gives an existing source new credentials of the same kind (a new bot token after the old
+/// one was revoked, a new account after a move): checked with the provider first, then stored
+/// with a fresh polling position and set up again. History stays with the source.
+pub async fn replace_credentials(
+    core: &Core,
+    actor: &Actor,
+    id: Uuid,
+    new: NewSource,
+) -> Result<()> {
+    actor.require(Permission::Manage)?;
+    let s = get(core, actor, id).await?;
+    if s.kind != new.kind().id() {
+        return Err(CoreError::field("kind", "err.kind_unsupported"));
+    }
+    let (secret, me) = validate(core, &new).await?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let name = s.name.clone();
+    let settings = SourceSettings {
+        bot_id: me.id.clone(),
+        bot_name: me.name.clone(),
+        bot_username: me.username.clone(),
+        ..SourceSettings::default()
+    };
+    let mut am = s.into_active_model();
+    am.secret = Set(Some(core.secrets.encrypt(
+        &serde_json::to_string(&secret).map_err(|e| CoreError::Internal(e.to_string()))?,
+    )));
+    am.settings = Set(serde_json::to_string(&settings).unwrap_or_else(|_| "{}".into()));
+    am.status = Set(CONNECTING.into());
+    am.last_error = Set(None);
+    // The new credentials' positions start afresh: an old cursor would skip or mean nothing.
+    am.cursor = Set(None);
+    am.updated_at = Set(now);
+    am.update(&txn).await?;
+    jobs::enqueue(
+        &txn,
+        NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now)
+            .company(actor.company_id),
+        now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "source.reconnect",
+        &name,
+        serde_json::json!({"account": me.id}),
+    )
+    .await?;
+    txn.commit().await?;
+    core.clients.forget(id);
+    core.jobs_notify.notify_waiters();
+    Ok(())
 }
 
 pub async fn list(core: &Core, actor: &Actor) -> Result<Vec<source::Model>> {
@@ -246,6 +500,24 @@ pub async fn record_health(
         q = q.col_expr(source::Column::LastOkAt, Expr::value(now));
     }
     q.exec(conn).await?;
+    Ok(())
+}
+
+/// Stores a source's public settings.
+pub async fn save_settings(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    settings: &SourceSettings,
+) -> Result<()> {
+    use sea_orm::sea_query::Expr;
+    source::Entity::update_many()
+        .col_expr(
+            source::Column::Settings,
+            Expr::value(serde_json::to_string(settings).unwrap_or_else(|_| "{}".into())),
+        )
+        .filter(source::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 

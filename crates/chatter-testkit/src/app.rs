@@ -1,11 +1,12 @@
 //! `TestApp`: the whole product on a random loopback port, over a fresh `TestDb`, with the
-//! SMTP capture fake as its mail server and its job workers running.
+//! SMTP capture fake as its mail server, the Telegram, VK, Max, Avito and amoCRM fakes as the
+//! outside world, and its job workers running.
 
 use crate::db::TestDb;
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
 use chatter_core::worker::{Registry, WorkerConfig};
 use chatter_core::{Clock, Core, CoreConfig, ManualClock, Secret, Secrets, SystemClock};
-use chatter_fakes::{FakeAmo, FakeTelegram, SmtpCapture};
+use chatter_fakes::{FakeAmo, FakeAvito, FakeMax, FakeTelegram, FakeVk, SmtpCapture};
 use chatter_web::server::{self, Server};
 use chatter_web::WebConfig;
 use std::sync::Arc;
@@ -17,6 +18,12 @@ pub struct TestApp {
     pub smtp: SmtpCapture,
     /// The Telegram Bot API the product talks to.
     pub telegram: FakeTelegram,
+    /// The VK API (community bots).
+    pub vk: FakeVk,
+    /// The Max Bot API.
+    pub max: FakeMax,
+    /// The Avito API.
+    pub avito: FakeAvito,
     /// amoCRM, with the integration `TestApp::AMO_CLIENT_ID` registered.
     pub amo: FakeAmo,
     /// Set when built `with_manual_clock`.
@@ -30,6 +37,7 @@ pub struct TestAppBuilder {
     telegram_login: Option<(String, String)>,
     workers: bool,
     telegram_webhooks: bool,
+    webhooks: bool,
     amo_chats: bool,
 }
 
@@ -42,6 +50,12 @@ impl TestAppBuilder {
     }
     pub fn with_telegram_webhooks(mut self) -> Self {
         self.telegram_webhooks = true;
+        self
+    }
+    /// Every source (VK, Max, Avito and Telegram) gets a webhook pointing at this app
+    /// (`public_webhook_base`) instead of being polled.
+    pub fn with_webhooks(mut self) -> Self {
+        self.webhooks = true;
         self
     }
     /// Time stands still until the test moves it (`app.clock`).
@@ -75,6 +89,17 @@ impl TestAppBuilder {
         if self.telegram_webhooks {
             cfg.telegram_webhook_base = Some(url.clone());
         }
+        if self.webhooks {
+            cfg.webhook_base = Some(url.clone());
+        }
+        let vk = FakeVk::start().await.expect("VK fake starts");
+        let max = FakeMax::start().await.expect("Max fake starts");
+        let avito = FakeAvito::start().await.expect("Avito fake starts");
+        cfg.vk_api_base = vk.base_url();
+        cfg.max_api_base = max.base_url();
+        cfg.avito_api_base = avito.base_url();
+        cfg.poll_timeout_secs = 2;
+        cfg.avito_poll_interval_secs = 1;
         let amo = FakeAmo::start().await.expect("amoCRM fake starts");
         let redirect = format!("{url}/crm/amocrm/callback");
         amo.register_integration(
@@ -145,6 +170,9 @@ impl TestAppBuilder {
             url,
             smtp,
             telegram,
+            vk,
+            max,
+            avito,
             amo,
             clock: manual,
             server: Some(server),

@@ -1,6 +1,8 @@
-//! Inbound webhooks: `/hooks/{kind}/{source_id}`. The provider's secret is checked first
-//! (forged → 401, nothing stored), the body is parsed (malformed → 400, nothing stored), and
-//! the answer is sent only after the event is committed (group commit, see core::ingest).
+//! Inbound webhooks: `/hooks/{kind}/{source_id}` (Avito: `/hooks/avito/{source_id}/{token}`,
+//! the path token being the only proof, as Avito signs nothing). The provider's secret is
+//! checked (forged → 401, nothing stored), the body is parsed (malformed → 400, nothing
+//! stored), and the answer is sent only after the events are committed (group commit, see
+//! core::ingest).
 //! Also amoCRM's "integration disabled" hook, `/hooks/amocrm/disabled`: a GET whose query carries
 //! an HMAC-SHA256 signature (forged → 401, malformed → 400, nothing changed).
 
@@ -24,6 +26,9 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/hooks/telegram/{source_id}", post(telegram))
+        .route("/hooks/vk/{source_id}", post(vk))
+        .route("/hooks/max/{source_id}", post(max))
+        .route("/hooks/avito/{source_id}/{token}", post(avito))
         .route("/hooks/amocrm/disabled", get(amocrm_disabled))
         .route("/hooks/amojo/{scope_id}", post(amojo))
         .route("/hooks/api/{source_id}", post(api_message))
@@ -141,6 +146,116 @@ async fn telegram(
             tracing::error!(error = %e, source = %id, "cannot store a webhook update");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry")
         }
+    }
+}
+
+/// Stores `events` of `src` (each committed before the next); the provider is answered with
+/// `ack` only when all are stored.
+async fn store(
+    st: &AppState,
+    src: source::Model,
+    events: Vec<chatter_channels::InboundEvent>,
+    ack: &'static str,
+) -> Response {
+    let id = src.id;
+    for mut ev in events {
+        chatter_core::connectors::normalize(&mut ev);
+        if let Err(e) = st.ingester.submit(src.clone(), ev).await {
+            // Not stored, so not acknowledged: the provider delivers it again.
+            tracing::error!(error = %e, source = %id, "cannot store a webhook event");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry");
+        }
+    }
+    plain(StatusCode::OK, ack)
+}
+
+/// The source `id` if it is of `kind`, with its webhook secret.
+async fn source_of(
+    st: &AppState,
+    id: Uuid,
+    kind: SourceKind,
+) -> Result<(source::Model, String), Response> {
+    match st.hook_sources.get(st, id).await {
+        Some((src, secret)) if src.kind == kind.id() => Ok((src, secret)),
+        _ => Err(plain(StatusCode::NOT_FOUND, "no such source")),
+    }
+}
+
+/// VK Callback API (spec §2.2): the `confirmation` request is answered with the community's
+/// code; every other event must carry our secret and is answered `ok` once stored.
+async fn vk(State(st): State<AppState>, Path(id): Path<Uuid>, body: Bytes) -> Response {
+    use chatter_channels::vk::{parse_callback, CallbackError, CallbackOutcome, CALLBACK_OK};
+    let (src, secret) = match source_of(&st, id, SourceKind::VkBot).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let group_id = sources::settings_of(&src).bot_id.parse().unwrap_or(0);
+    match parse_callback(&body, &secret, group_id) {
+        Ok(CallbackOutcome::Confirmation { .. }) => {
+            // Read afresh: the code changes while the callback server is being added.
+            let code = source::Entity::find_by_id(id)
+                .one(&st.core.db)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| sources::settings_of(&s).vk_confirmation);
+            match code {
+                Some(code) => (StatusCode::OK, code).into_response(),
+                None => plain(StatusCode::SERVICE_UNAVAILABLE, "not set up yet"),
+            }
+        }
+        Ok(CallbackOutcome::Events { events, .. }) => store(&st, src, events, CALLBACK_OK).await,
+        Err(CallbackError::Unauthenticated) => plain(StatusCode::UNAUTHORIZED, "secret mismatch"),
+        Err(CallbackError::Malformed(_)) => plain(
+            StatusCode::BAD_REQUEST,
+            "malformed body: expected a VK Callback API event",
+        ),
+    }
+}
+
+/// Max webhook (spec §3.3): `X-Max-Bot-Api-Secret` must be our secret; one Update per POST.
+async fn max(
+    State(st): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use chatter_channels::max::{parse_webhook, HookError, SECRET_HEADER};
+    let (src, secret) = match source_of(&st, id, SourceKind::MaxBot).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let header = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
+    match parse_webhook(&body, header, &secret) {
+        Ok(events) => store(&st, src, events, "ok").await,
+        Err(HookError::Forged) => plain(StatusCode::UNAUTHORIZED, "secret mismatch"),
+        Err(HookError::Malformed(_)) => plain(
+            StatusCode::BAD_REQUEST,
+            "malformed body: expected one Max Update object",
+        ),
+    }
+}
+
+/// Avito webhook v3 (spec §4.3): the unguessable path token stands in for a signature.
+async fn avito(
+    State(st): State<AppState>,
+    Path((id, token)): Path<(Uuid, String)>,
+    body: Bytes,
+) -> Response {
+    use chatter_channels::avito::{parse_webhook, HookError};
+    let (src, secret) = match source_of(&st, id, SourceKind::Avito).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if secret.is_empty() || !chatter_core::ct_eq(token.as_bytes(), secret.as_bytes()) {
+        return plain(StatusCode::UNAUTHORIZED, "unknown hook token");
+    }
+    match parse_webhook(&body) {
+        Ok(events) => store(&st, src, events, "{\"ok\":true}").await,
+        Err(HookError::Malformed(_)) => plain(
+            StatusCode::BAD_REQUEST,
+            "malformed body: expected an Avito webhook v3 payload",
+        ),
     }
 }
 

@@ -46,16 +46,13 @@ pub async fn start(
     let workers_absent = workers.is_none();
     let workers = workers.map(|(registry, wcfg)| {
         let (core, rx) = (core.clone(), stop_rx.clone());
-        let pollers = tokio::spawn(chatter_core::telegram::run_pollers(
-            core.clone(),
-            rx.clone(),
-        ));
+        let pollers = tokio::spawn(chatter_core::runner::run_pollers(core.clone(), rx.clone()));
         let listener = tokio::spawn(chatter_core::events::listen_postgres(
             core.db.clone(),
             core.events.clone(),
             rx.clone(),
         ));
-        let registry = chatter_core::crm_sync::register(chatter_core::telegram::register(registry));
+        let registry = chatter_core::crm_sync::register(chatter_core::runner::register(registry));
         let registry = chatter_core::api_source::register(registry);
         tokio::spawn(async move {
             worker::run(core, registry, wcfg, rx).await;

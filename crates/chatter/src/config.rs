@@ -35,6 +35,37 @@ pub struct Config {
     pub worker: WorkerSection,
     pub telegram: TelegramSection,
     pub amocrm: Option<chatter_core::crm::AmoConfig>,
+    /// Public HTTPS base URL every messenger can reach for webhooks (VK, Max, Avito; Telegram
+    /// too unless `telegram.webhook_base` is set); unset: those sources are polled.
+    #[serde(default)]
+    pub public_webhook_base: Option<String>,
+    pub vk: VkSection,
+    pub max: MaxSection,
+    pub avito: AvitoSection,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct VkSection {
+    /// VK API base URL.
+    pub api_base: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct MaxSection {
+    /// Max Bot API base URL.
+    pub api_base: String,
+    /// A PEM file with the extra root CA Max's host is signed by (the Russian Ministry of
+    /// Digital Development root).
+    #[serde(default)]
+    pub extra_ca_pem: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct AvitoSection {
+    /// Avito API base URL.
+    pub api_base: String,
+    /// Seconds between two polls of an account when there is no public webhook URL.
+    pub poll_interval_secs: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -68,6 +99,9 @@ struct Defaults {
     backup_keep: usize,
     worker: WorkerSection,
     telegram: TelegramSection,
+    vk: VkSection,
+    max: MaxSection,
+    avito: AvitoSection,
 }
 
 impl Config {
@@ -92,6 +126,17 @@ impl Config {
                 api_base: "https://api.telegram.org".into(),
                 webhook_base: None,
                 poll_timeout_secs: 25,
+            },
+            vk: VkSection {
+                api_base: "https://api.vk.com".into(),
+            },
+            max: MaxSection {
+                api_base: "https://platform-api2.max.ru".into(),
+                extra_ca_pem: None,
+            },
+            avito: AvitoSection {
+                api_base: "https://api.avito.ru".into(),
+                poll_interval_secs: 15,
             },
         };
         let path = file

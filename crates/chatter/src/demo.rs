@@ -1,15 +1,20 @@
 //! `chatter demo`: the product with every outside party faked inside this process — a mail
 //! catcher, a Telegram Bot API holding the demo company's bot, and simulated customers who
 //! write to that bot over time (and sometimes answer a manager's reply), so a newcomer sees
-//! messages arrive live and replies reach the "customer's phone" with no real messenger.
+//! messages arrive live and replies reach the "customer's phone" with no real messenger. VK,
+//! Max and Avito are faked too, each with one connected source and one customer writing a
+//! short dialogue.
 
 use crate::config::Config;
 use anyhow::{bail, Context};
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
-use chatter_core::sources::{self, SourceSecret, SourceSettings};
+use chatter_core::sources::{self, NewSource, SourceSecret, SourceSettings};
 use chatter_core::{Actor, Core, Mailer, ReqMeta};
 use chatter_domain::SourceKind;
-use chatter_fakes::{CustomerMessage, FakeAmo, FakeTelegram, GroupChat, SmtpCapture};
+use chatter_fakes::{
+    CustomerMessage, FakeAmo, FakeAvito, FakeMax, FakeTelegram, FakeVk, GroupChat, SmtpCapture,
+    VkCustomerMessage,
+};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel, TransactionTrait};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +31,9 @@ const BOT_USERNAME: &str = "chatter_demo_bot";
 pub struct Fakes {
     pub smtp: SmtpCapture,
     pub telegram: FakeTelegram,
+    pub vk: FakeVk,
+    pub max: FakeMax,
+    pub avito: FakeAvito,
     /// amoCRM with the demo account «Рога и Копыта CRM», its Chats API channel, and a page
     /// (`/ui/demo`) listing its deals where you answer customers as a manager.
     pub amo: FakeAmo,
@@ -45,6 +53,13 @@ impl Fakes {
             telegram: FakeTelegram::start()
                 .await
                 .context("cannot start the demo Telegram")?,
+            vk: FakeVk::start().await.context("cannot start the demo VK")?,
+            max: FakeMax::start()
+                .await
+                .context("cannot start the demo Max")?,
+            avito: FakeAvito::start()
+                .await
+                .context("cannot start the demo Avito")?,
             amo: {
                 let amo = FakeAmo::start()
                     .await
@@ -63,6 +78,12 @@ impl Fakes {
         cfg.telegram.api_base = self.telegram.base_url();
         cfg.telegram.webhook_base = None;
         cfg.telegram.poll_timeout_secs = 5;
+        cfg.public_webhook_base = None;
+        cfg.vk.api_base = self.vk.base_url();
+        cfg.max.api_base = self.max.base_url();
+        cfg.max.extra_ca_pem = None;
+        cfg.avito.api_base = self.avito.base_url();
+        cfg.avito.poll_interval_secs = 3;
         // amoCRM: an integration registered at the fake, with a Chats API channel whose
         // managers' answers come back to this server.
         let redirect = format!("{public_url}/crm/amocrm/callback");
@@ -112,6 +133,7 @@ pub struct Demo {
     pub smtp_port: u16,
     stop: watch::Sender<bool>,
     customers: JoinHandle<()>,
+    others: JoinHandle<()>,
 }
 
 impl Demo {
@@ -129,7 +151,9 @@ impl Demo {
             key
         };
         let (stop, stopped) = watch::channel(false);
-        let customers = tokio::spawn(simulate(fakes.telegram.clone(), token, stopped));
+        let others = connect_others(core, &actor, fakes).await?;
+        let customers = tokio::spawn(simulate(fakes.telegram.clone(), token, stopped.clone()));
+        let others = tokio::spawn(simulate_others(others, stopped));
         Ok(Demo {
             api_key,
             phone_url: format!("{}/phone", fakes.telegram.base_url()),
@@ -137,6 +161,7 @@ impl Demo {
             smtp_port: fakes.smtp.port(),
             stop,
             customers,
+            others,
         })
     }
 
@@ -159,6 +184,7 @@ impl Demo {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.customers.await;
+        let _ = self.others.await;
     }
 }
 
@@ -222,6 +248,7 @@ async fn connect_bot(core: &Core, actor: &Actor, fake: &FakeTelegram) -> anyhow:
     let secret = SourceSecret {
         token: token.clone(),
         webhook_secret: sources::secret_of(core, &source)?.webhook_secret,
+        client_id: None,
     };
     let settings = SourceSettings {
         bot_id,
@@ -551,6 +578,142 @@ async fn simulate(fake: FakeTelegram, token: String, mut stopped: watch::Receive
             fake.customer_writes(&token, m);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// VK, Max and Avito: one source and one customer each
+
+/// The demo's accounts in the VK, Max and Avito fakes.
+struct Others {
+    vk: FakeVk,
+    vk_group: i64,
+    max: FakeMax,
+    max_token: String,
+    avito: FakeAvito,
+    avito_client: String,
+}
+
+/// Creates the community, the bot and the account in the fakes and connects each as a source
+/// (a reused data directory keeps its sources and gets this run's credentials).
+async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Result<Others> {
+    let group = fakes
+        .vk
+        .create_group("Рога и Копыта ВКонтакте", "horns_demo");
+    let max_token = fakes.max.add_bot("Рога и Копыта в Max", "horns_demo_bot");
+    let avito = fakes.avito.add_account("Рога и Копыта на Авито");
+    let wanted = [
+        (
+            "ВКонтакте: Рога и Копыта",
+            NewSource::VkBot {
+                token: group.token.clone(),
+                group_id: group.id.to_string(),
+            },
+        ),
+        (
+            "Max: Рога и Копыта",
+            NewSource::MaxBot {
+                token: max_token.clone(),
+            },
+        ),
+        (
+            "Авито: Рога и Копыта",
+            NewSource::Avito {
+                client_id: avito.client_id.clone(),
+                client_secret: avito.client_secret.clone(),
+            },
+        ),
+    ];
+    let existing = sources::list(core, actor).await?;
+    for (name, new) in wanted {
+        match existing.iter().find(|s| s.kind == new.kind().id()) {
+            Some(s) => sources::replace_credentials(core, actor, s.id, new).await?,
+            None => {
+                sources::add_source(core, actor, name, new).await?;
+            }
+        }
+    }
+    Ok(Others {
+        vk: fakes.vk.clone(),
+        vk_group: group.id,
+        max: fakes.max.clone(),
+        max_token,
+        avito: fakes.avito.clone(),
+        avito_client: avito.client_id,
+    })
+}
+
+/// Where a line of the short dialogues is written.
+enum Line {
+    Vk(&'static str),
+    Max(&'static str),
+    Avito(&'static str),
+}
+
+/// Seconds after the start, and what is written.
+const OTHER_SCRIPT: [(u64, Line); 7] = [
+    (
+        12,
+        Line::Vk("Здравствуйте! Увидела ваш пост про чайники. Есть белый?"),
+    ),
+    (
+        20,
+        Line::Max("Добрый день. Можно заказать доставку на завтра?"),
+    ),
+    (28, Line::Avito("Здравствуйте, диван ещё продаётся?")),
+    (45, Line::Vk("И сколько стоит доставка по Москве?")),
+    (55, Line::Max("Адрес: Тверская, 7. После 18:00 удобно.")),
+    (70, Line::Avito("Торг уместен? Могу забрать сам в субботу.")),
+    (90, Line::Vk("Спасибо, жду ответа!")),
+];
+
+/// Runs the VK, Max and Avito customers' lines until `stopped`.
+async fn simulate_others(o: Others, mut stopped: watch::Receiver<bool>) {
+    // A fresh fake numbers VK messages from 1 again: a new customer id per run keeps them
+    // from being taken for replays of a reused data directory's messages.
+    let vk_user = 600_000_000 + i64::from(rand_u16());
+    let started = tokio::time::Instant::now();
+    for (at, line) in OTHER_SCRIPT {
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + Duration::from_secs(at)) => {}
+            _ = stopped.changed() => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        match line {
+            Line::Vk(text) => {
+                o.vk.customer_writes(o.vk_group, VkCustomerMessage::text(vk_user, text));
+            }
+            Line::Max(text) => {
+                o.max.customer_writes(
+                    &o.max_token,
+                    chatter_fakes::max::CustomerMessage {
+                        last_name: Some("Орлов".into()),
+                        ..chatter_fakes::max::CustomerMessage::text(7_301_224, "Павел", text)
+                    },
+                );
+            }
+            Line::Avito(text) => {
+                let mut m = chatter_fakes::avito::BuyerMessage::text(
+                    48_112_907,
+                    "Николай",
+                    3_402_118_775,
+                    text,
+                );
+                m.item_title = "Диван угловой «Комфорт»".into();
+                o.avito.customer_writes(&o.avito_client, m);
+            }
+        }
+    }
+}
+
+/// A little randomness without another dependency on the binary.
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos % 60_000) as u16
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -207,6 +207,23 @@ async fn build_core(
     core_cfg.telegram_api_base = cfg.telegram.api_base.clone();
     core_cfg.telegram_webhook_base = cfg.telegram.webhook_base.clone().filter(|w| !w.is_empty());
     core_cfg.telegram_poll_timeout_secs = cfg.telegram.poll_timeout_secs.clamp(1, 50);
+    core_cfg.poll_timeout_secs = core_cfg.telegram_poll_timeout_secs;
+    core_cfg.webhook_base = cfg.public_webhook_base.clone().filter(|w| !w.is_empty());
+    core_cfg.vk_api_base = cfg.vk.api_base.clone();
+    core_cfg.max_api_base = cfg.max.api_base.clone();
+    if let Some(pem) = &cfg.max.extra_ca_pem {
+        // Refuse to start with a CA file that cannot work, rather than fail every Max call.
+        let bytes = std::fs::read(pem)
+            .with_context(|| format!("max.extra_ca_pem: cannot read {}", pem.display()))?;
+        chatter_channels::max::http_client_with_extra_ca(
+            &bytes,
+            std::time::Duration::from_secs(90),
+        )
+        .map_err(|e| anyhow::anyhow!("max.extra_ca_pem ({}): {e}", pem.display()))?;
+        core_cfg.max_extra_ca_pem = Some(pem.clone());
+    }
+    core_cfg.avito_api_base = cfg.avito.api_base.clone();
+    core_cfg.avito_poll_interval_secs = cfg.avito.poll_interval_secs.clamp(1, 3600);
     if let Some(t) = &cfg.telegram_login {
         core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());
         core_cfg.telegram_login_bot_username = Some(t.bot_username.clone());

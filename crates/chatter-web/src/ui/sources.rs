@@ -1,5 +1,6 @@
-//! The Sources page: connected messengers with their health, adding a Telegram bot by token,
-//! turning a source off and on, and checking it again.
+//! The Sources page: connected messengers with their health, adding a source of any supported
+//! kind (Telegram bot, VK community, Max bot, Avito account) with its own credentials, turning
+//! a source off and on, and checking it again.
 
 use super::{render, render_status, Flash, Page};
 use crate::ctx::Ctx;
@@ -12,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::sources::{self, SourceSettings};
+use chatter_core::sources::{self, NewSource, SourceSettings};
 use chatter_core::CoreError;
 use chatter_domain::{Permission, SourceKind};
 use chatter_store::entity::source;
@@ -55,7 +56,12 @@ pub fn status_key(status: &str) -> &'static str {
 
 fn fix_key(s: &source::Model) -> &'static str {
     match s.status.as_str() {
-        sources::TOKEN_REVOKED => "sources.revoked_fix",
+        sources::TOKEN_REVOKED => match SourceKind::from_id(s.kind) {
+            Some(SourceKind::VkBot) => "sources.revoked_fix_vk",
+            Some(SourceKind::MaxBot) => "sources.revoked_fix_max",
+            Some(SourceKind::Avito) => "sources.revoked_fix_avito",
+            _ => "sources.revoked_fix",
+        },
         sources::ERROR
             if s.last_error
                 .as_deref()
@@ -123,23 +129,64 @@ async fn list_page(
 #[template(path = "sources/new.html")]
 struct NewTpl {
     p: Page,
-    token: String,
+    /// The kind whose form was sent (its fields keep their values and show the errors).
+    kind: i32,
     name: String,
+    vk_group_id: String,
+    avito_client_id: String,
+}
+
+impl NewTpl {
+    fn blank(p: Page) -> Self {
+        NewTpl {
+            p,
+            kind: 0,
+            name: String::new(),
+            vk_group_id: String::new(),
+            avito_client_id: String::new(),
+        }
+    }
+
+    /// The name typed into the form of `kind` (empty in the others).
+    fn name_for(&self, kind: i32) -> &str {
+        if self.kind == kind {
+            &self.name
+        } else {
+            ""
+        }
+    }
+
+    /// The error of `field` in the form of `kind` (empty in the others).
+    fn err_for(&self, kind: i32, field: &str) -> String {
+        if self.kind == kind {
+            self.p.err(field).to_string()
+        } else {
+            String::new()
+        }
+    }
 }
 
 async fn new_page(Extension(ctx): Extension<Ctx>) -> Result<Response, AppError> {
     ctx.actor()?.require(Permission::Manage)?;
-    Ok(render(NewTpl {
-        p: Page::new(&ctx, "sources"),
-        token: String::new(),
-        name: String::new(),
-    }))
+    Ok(render(NewTpl::blank(Page::new(&ctx, "sources"))))
 }
 
+/// One form per kind; each sends its own fields (secrets are never sent back to the page).
 #[derive(serde::Deserialize)]
 struct NewForm {
     kind: Option<i32>,
+    #[serde(default)]
     token: String,
+    #[serde(default)]
+    vk_token: String,
+    #[serde(default)]
+    vk_group_id: String,
+    #[serde(default)]
+    max_token: String,
+    #[serde(default)]
+    avito_client_id: String,
+    #[serde(default)]
+    avito_client_secret: String,
     #[serde(default)]
     name: String,
 }
@@ -150,17 +197,30 @@ async fn create(
     CsrfForm(f): CsrfForm<NewForm>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
-    if f.kind.unwrap_or(1) != SourceKind::TelegramBot.id() {
-        return Err(CoreError::field("kind", "err.kind_unsupported").into());
-    }
-    match sources::add_telegram_bot(&st.core, &actor, &f.name, &f.token).await {
+    let kind = f.kind.unwrap_or(SourceKind::TelegramBot.id());
+    let new = match SourceKind::from_id(kind) {
+        Some(SourceKind::TelegramBot) => NewSource::TelegramBot { token: f.token },
+        Some(SourceKind::VkBot) => NewSource::VkBot {
+            token: f.vk_token,
+            group_id: f.vk_group_id.clone(),
+        },
+        Some(SourceKind::MaxBot) => NewSource::MaxBot { token: f.max_token },
+        Some(SourceKind::Avito) => NewSource::Avito {
+            client_id: f.avito_client_id.clone(),
+            client_secret: f.avito_client_secret,
+        },
+        _ => return Err(CoreError::field("kind", "err.kind_unsupported").into()),
+    };
+    match sources::add_source(&st.core, &actor, &f.name, new).await {
         Ok(id) => Ok(Redirect::to(&format!("/app/sources/{id}")).into_response()),
         Err(CoreError::Invalid(errs)) => Ok(render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             NewTpl {
-                p: Page::new(&ctx, "sources").errors(errs),
-                token: String::new(),
+                kind,
                 name: f.name,
+                vk_group_id: f.vk_group_id,
+                avito_client_id: f.avito_client_id,
+                ..NewTpl::blank(Page::new(&ctx, "sources").errors(errs))
             },
         )),
         Err(e) => Err(e.into()),
@@ -188,7 +248,10 @@ async fn show_page(
     let s = sources::get(&st.core, &actor, id).await?;
     let settings = sources::settings_of(&s);
     // Live webhook state from Telegram, briefly; the page still renders if it does not answer.
-    let webhook = if settings.mode == "webhook" && s.status != sources::DISABLED {
+    let webhook = if settings.mode == "webhook"
+        && s.status != sources::DISABLED
+        && s.kind == SourceKind::TelegramBot.id()
+    {
         match sources::telegram_client(&st.core, &s) {
             Ok(c) => {
                 match tokio::time::timeout(std::time::Duration::from_secs(3), c.get_webhook_info())

@@ -163,6 +163,10 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/sources/{source}/enable", MANAGE, &[], &[303]),
     r(Post, "/app/sources/{source}/check", MANAGE, &[], &[303]),
     r(Post, "/hooks/telegram/{source}", Public, &[], &[401]),
+    // `{source}` is a Telegram bot: the other kinds' hooks do not know it.
+    r(Post, "/hooks/vk/{source}", Public, &[], &[404]),
+    r(Post, "/hooks/max/{source}", Public, &[], &[404]),
+    r(Post, "/hooks/avito/{source}/{zero}", Public, &[], &[404]),
     r(Post, "/hooks/amojo/{zero}", Public, &[], &[401]),
     r(Get,  "/hooks/amocrm/disabled", Public, &[], &[400]),
     r(Get,  "/app/sources/new/api", MANAGE, &[], &[200]),

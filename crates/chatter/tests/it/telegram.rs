@@ -9,7 +9,7 @@ use chatter_testkit::{csrf_of, Session, TestApp};
 use std::time::Duration;
 
 /// Polls `f` until it is true or `secs` pass (outages need longer than `messages::eventually`).
-async fn within<F, Fut>(secs: u64, what: &str, mut f: F)
+pub(crate) async fn within<F, Fut>(secs: u64, what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -25,7 +25,7 @@ where
 }
 
 /// The first conversation in the inbox whose row mentions `text`.
-async fn conversation_with(s: &Session, text: &str) -> String {
+pub(crate) async fn conversation_with(s: &Session, text: &str) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let inbox = s.html("/app/inbox").await;
@@ -43,7 +43,7 @@ async fn conversation_with(s: &Session, text: &str) -> String {
 }
 
 /// Waits until the conversation's thread contains `needle`; returns the page.
-async fn thread_shows(s: &Session, conv: &str, needle: &str) -> String {
+pub(crate) async fn thread_shows(s: &Session, conv: &str, needle: &str) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let page = s.html(&format!("/app/inbox/{conv}")).await;
@@ -59,7 +59,7 @@ async fn thread_shows(s: &Session, conv: &str, needle: &str) -> String {
 }
 
 /// The `<div id="msg-…">` block of the message whose text is `text`.
-fn message_block<'a>(page: &'a str, text: &str) -> Option<&'a str> {
+pub(crate) fn message_block<'a>(page: &'a str, text: &str) -> Option<&'a str> {
     page.split("<div id=\"msg-")
         .skip(1)
         .find(|b| b.contains(&format!("<div class=\"text\">{text}</div>")))
@@ -70,7 +70,7 @@ fn message_id_of(block: &str) -> String {
 }
 
 /// Replies through the inbox form, as a browser without JavaScript does.
-async fn reply(s: &Session, conv: &str, text: &str) {
+pub(crate) async fn reply(s: &Session, conv: &str, text: &str) {
     let r = s
         .post_from(
             &format!("/app/inbox/{conv}"),

@@ -1,15 +1,16 @@
-//! Running Telegram bot sources: setting each bot up (webhook when a public URL is
-//! configured, long polling otherwise), the pollers (exactly one per bot across all nodes,
-//! through a lease; the offset advances only in the transaction that stores the updates),
-//! sending replies in order, and fetching files into the blob store.
+//! Running sources of every kind: setting each up (webhook when a public URL is configured,
+//! polling otherwise), the pollers (exactly one per source across all nodes, through a lease;
+//! the cursor advances only in the transaction that stores the events), sending replies in
+//! order, and fetching files into the blob store. What differs by kind lives in `connectors`.
 
+use crate::connectors::{self, PollState, SourceClient};
 use crate::events::{self, Pending};
 use crate::inbox::{self, StoredAttachment, JOB_FETCH_FILE, JOB_SEND_MESSAGE};
 use crate::sources::{self, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
 use crate::worker::{JobError, JobHandler, Registry};
 use crate::{blobs, Core};
 use async_trait::async_trait;
-use chatter_channels::telegram::{parse_update, split_text, MAX_TEXT};
+use chatter_channels::telegram::split_text;
 use chatter_channels::ChannelError;
 use chatter_domain::SourceKind;
 use chatter_store::entity::{conversation, message, source};
@@ -28,7 +29,7 @@ use uuid::Uuid;
 
 const LEASE_TTL_MS: i64 = 60_000;
 
-/// Registers the Telegram job handlers.
+/// Registers the source job handlers (setup, sending, fetching files) for every kind.
 pub fn register(r: Registry) -> Registry {
     r.with(sources::JOB_SOURCE_SETUP, Setup)
         .with(JOB_SEND_MESSAGE, SendMessage)
@@ -82,35 +83,28 @@ impl JobHandler for Setup {
         else {
             return Ok(());
         };
-        if src.kind != SourceKind::TelegramBot.id() {
-            return Err(JobError::Permanent(format!(
-                "no setup for source kind {}",
-                src.kind
-            )));
-        }
-        let client =
-            sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
-        let now = core.now();
-        if src.status == DISABLED {
-            // Stop receiving: Telegram keeps updates for a while; nothing is lost on re-enable.
-            let _ = client.delete_webhook(false).await;
+        // An API source has nothing to set up at a provider: it is on when enabled.
+        if src.kind == chatter_domain::SourceKind::Api.id() {
+            let status = if src.status == DISABLED {
+                DISABLED
+            } else {
+                CONNECTED
+            };
+            sources::record_health(&core.db, src.id, status, None, core.now())
+                .await
+                .map_err(internal)?;
             return Ok(());
         }
-        let result = match &core.config.telegram_webhook_base {
-            Some(base) => {
-                let secret = sources::secret_of(core, &src)
-                    .map_err(|e| JobError::Permanent(e.to_string()))?;
-                let token = secret.webhook_secret.unwrap_or_default();
-                client
-                    .set_webhook(&webhook_url(base, src.id), &token)
-                    .await
-                    .map(|_| "webhook")
-            }
-            None => client.delete_webhook(false).await.map(|_| "polling"),
-        };
-        match result {
-            Ok(mode) => {
-                sources::set_mode(&core.db, &src, mode)
+        let client =
+            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let now = core.now();
+        if src.status == DISABLED {
+            connectors::stop(core, &src, &client).await;
+            return Ok(());
+        }
+        match connectors::setup(core, &src, &client).await {
+            Ok(settings) => {
+                sources::save_settings(&core.db, src.id, &settings)
                     .await
                     .map_err(internal)?;
                 sources::record_health(&core.db, src.id, CONNECTED, None, now)
@@ -134,25 +128,26 @@ impl JobHandler for Setup {
     }
 }
 
-/// Keeps exactly one poller per polling Telegram source across the nodes sharing the database.
+/// Keeps exactly one poller per polling source (of every kind) across the nodes sharing the
+/// database.
 pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
     let mut running: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
     loop {
         running.retain(|_, h| !h.is_finished());
         match polling_sources(&core).await {
             Ok(ids) => {
-                for id in ids {
+                for (id, prefix) in ids {
                     if running.contains_key(&id) {
                         continue;
                     }
-                    let name = format!("telegram-poll:{id}");
+                    let name = format!("{prefix}:{id}");
                     match leases::acquire(&core.db, &name, &core.node_id, core.now(), LEASE_TTL_MS)
                         .await
                     {
                         Ok(true) => {
                             running.insert(
                                 id,
-                                tokio::spawn(poll_loop(core.clone(), id, stop.clone())),
+                                tokio::spawn(poll_loop(core.clone(), id, name, stop.clone())),
                             );
                         }
                         Ok(false) => {}
@@ -175,24 +170,35 @@ pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn polling_sources(core: &Core) -> crate::Result<Vec<Uuid>> {
+/// Sources to poll, with their lease prefix.
+async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, &'static str)>> {
+    let kinds: Vec<i32> = connectors::SUPPORTED.iter().map(|k| k.id()).collect();
     let all = source::Entity::find()
-        .filter(source::Column::Kind.eq(SourceKind::TelegramBot.id()))
+        .filter(source::Column::Kind.is_in(kinds))
         .filter(source::Column::Status.is_in([CONNECTED, ERROR]))
         .all(&core.db)
         .await?;
     Ok(all
         .into_iter()
         .filter(|s| sources::settings_of(s).mode == "polling")
-        .map(|s| s.id)
+        .filter_map(|s| {
+            let prefix = match SourceKind::from_id(s.kind)? {
+                SourceKind::TelegramBot => "telegram-poll",
+                SourceKind::VkBot => "vk-poll",
+                SourceKind::MaxBot => "max-poll",
+                SourceKind::Avito => "avito-poll",
+                _ => return None,
+            };
+            Some((s.id, prefix))
+        })
         .collect())
 }
 
-async fn poll_loop(core: Core, id: Uuid, mut stop: watch::Receiver<bool>) {
-    let lease = format!("telegram-poll:{id}");
+async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(500);
     let mut failures = 0u32;
     let mut last_ok_write = 0i64;
+    let mut state = PollState::default();
     loop {
         if *stop.borrow() {
             break;
@@ -220,32 +226,31 @@ async fn poll_loop(core: Core, id: Uuid, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        let client = match sources::telegram_client(&core, &src) {
+        let client = match connectors::client_for(&core, &src) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, source = %id, "cannot read the bot token");
+                tracing::error!(error = %e, source = %id, "cannot read the source's credentials");
                 break;
             }
         };
-        let offset = src.cursor.as_deref().and_then(|c| c.parse::<i64>().ok());
         let r = tokio::select! {
-            r = client.get_updates(offset, core.config.telegram_poll_timeout_secs, 100) => r,
+            r = connectors::poll_once(&core, &src, &client, &mut state) => r,
             _ = stop.changed() => break,
         };
         let now = core.now();
         match r {
-            Ok(updates) => {
+            Ok((mut evs, cursor)) => {
                 failures = 0;
                 backoff = Duration::from_millis(500);
                 if src.status != CONNECTED {
                     let _ = sources::record_health(&core.db, id, CONNECTED, None, now).await;
                 }
-                if let Some(last) = updates.last() {
-                    let cursor = (last.update_id + 1).to_string();
-                    let evs: Vec<_> = updates.iter().map(|u| parse_update(&u.raw)).collect();
-                    if let Err(e) = inbox::ingest_batch(&core, &src, &evs, Some(cursor)).await {
-                        // Not committed, so the offset did not move: the same updates come again.
+                if !evs.is_empty() || cursor.is_some() {
+                    evs.iter_mut().for_each(connectors::normalize);
+                    if let Err(e) = inbox::ingest_batch(&core, &src, &evs, cursor).await {
+                        // Not committed, so the cursor did not move: the same events come again.
                         tracing::error!(error = %e, source = %id, "cannot store updates; will fetch them again");
+                        state.reset();
                         tokio::time::sleep(backoff).await;
                     }
                 } else if now - last_ok_write > 30_000 {
@@ -256,6 +261,12 @@ async fn poll_loop(core: Core, id: Uuid, mut stop: watch::Receiver<bool>) {
                         .exec(&core.db)
                         .await;
                 }
+                if let Some(pause) = client.poll_pause(&core.config) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
             }
             Err(ChannelError::Unauthorized(m)) => {
                 let _ = sources::record_health(&core.db, id, TOKEN_REVOKED, Some(m), now).await;
@@ -264,10 +275,14 @@ async fn poll_loop(core: Core, id: Uuid, mut stop: watch::Receiver<bool>) {
             Err(ChannelError::RateLimited {
                 retry_after_secs, ..
             }) => {
-                tokio::time::sleep(Duration::from_secs(retry_after_secs.max(1))).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(retry_after_secs.max(1))) => {}
+                    _ = stop.changed() => break,
+                }
             }
             Err(e) => {
                 failures += 1;
+                state.reset();
                 if failures >= 3 || matches!(e, ChannelError::Permanent(_)) {
                     let _ =
                         sources::record_health(&core.db, id, ERROR, Some(e.to_string()), now).await;
@@ -288,6 +303,7 @@ async fn finish_message(
     status: &str,
     error: Option<String>,
     external_id: Option<String>,
+    blocked: bool,
 ) -> Result<(), JobError> {
     let now = core.now();
     let txn = core.db.begin().await.map_err(internal)?;
@@ -301,7 +317,6 @@ async fn finish_message(
     am.update(&txn).await.map_err(internal)?;
     commit_with_event(core, txn, m).await?;
     // A manager's answer written in the CRM: the CRM shows whether it arrived.
-    let blocked = error.as_deref().is_some_and(|e| e.contains("blocked"));
     crate::crm_sync::on_delivery(core, m.id, error.as_deref(), blocked)
         .await
         .map_err(internal)
@@ -338,7 +353,8 @@ impl JobHandler for SendMessage {
         };
         if let Ok(Some(m)) = message::Entity::find_by_id(id).one(&core.db).await {
             if m.status == "pending" {
-                let _ = finish_message(core, &m, "failed", Some(reason.to_string()), None).await;
+                let _ =
+                    finish_message(core, &m, "failed", Some(reason.to_string()), None, false).await;
             }
         }
     }
@@ -387,6 +403,7 @@ impl JobHandler for SendMessage {
                 "failed",
                 Some("the source is turned off; turn it on in Sources and retry".into()),
                 None,
+                false,
             )
             .await;
         }
@@ -395,27 +412,25 @@ impl JobHandler for SendMessage {
             return crate::api_source::deliver_reply(core, &m).await;
         }
         let client =
-            sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let text = m.text.clone().unwrap_or_default();
-        let parts = split_text(&text, MAX_TEXT);
+        let parts = split_text(&text, client.max_text());
         let mut sent: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
-        let reply_to = m
-            .reply_to_external_id
-            .as_deref()
-            .and_then(|r| r.rsplit(':').next())
-            .and_then(|x| x.parse::<i64>().ok());
+        // Our id, the same on every retry: providers that dedupe sends (VK) key on it.
+        let key = m.id.to_string();
         while sent.len() < parts.len() {
             let i = sent.len();
+            let reply_to = if i == 0 {
+                m.reply_to_external_id.as_deref()
+            } else {
+                None
+            };
             match client
-                .send_text_part(
-                    &conv.external_chat_id,
-                    &parts[i],
-                    if i == 0 { reply_to } else { None },
-                )
+                .send_part(&conv.external_chat_id, &parts[i], reply_to, &key, i)
                 .await
             {
-                Ok(mid) => {
-                    sent.push(format!("{}:{mid}", conv.external_chat_id));
+                Ok(id) => {
+                    sent.push(id);
                     // Record each part at once, so a retry does not send it twice.
                     message::Entity::update_many()
                         .col_expr(
@@ -427,13 +442,13 @@ impl JobHandler for SendMessage {
                         .await
                         .map_err(internal)?;
                 }
-                Err(e) => return handle_send_error(core, job, &m, &conv, e).await,
+                Err(e) => return handle_send_error(core, job, &m, &conv, &client, e).await,
             }
         }
         let _ = sources::record_health(&core.db, src.id, CONNECTED, None, core.now())
             .await
             .ok();
-        finish_message(core, &m, "sent", None, sent.first().cloned()).await
+        finish_message(core, &m, "sent", None, sent.first().cloned(), false).await
     }
 }
 
@@ -442,6 +457,7 @@ async fn handle_send_error(
     job: &Claimed,
     m: &message::Model,
     conv: &conversation::Model,
+    client: &SourceClient,
     e: ChannelError,
 ) -> Result<(), JobError> {
     let now = core.now();
@@ -455,17 +471,18 @@ async fn handle_send_error(
                 now,
             )
             .await;
-            finish_message(core, m, "failed", Some(msg), None).await
+            finish_message(core, m, "failed", Some(msg), None, false).await
         }
         ChannelError::Permanent(msg) => {
-            if msg.contains("blocked") {
+            let blocked = client.is_blocked(&msg);
+            if blocked {
                 let _ = conversation::Entity::update_many()
                     .col_expr(conversation::Column::Blocked, Expr::value(true))
                     .filter(conversation::Column::Id.eq(conv.id))
                     .exec(&core.db)
                     .await;
             }
-            finish_message(core, m, "failed", Some(msg), None).await
+            finish_message(core, m, "failed", Some(msg), None, blocked).await
         }
         e if job.attempts >= job.max_attempts => {
             finish_message(
@@ -474,6 +491,7 @@ async fn handle_send_error(
                 "failed",
                 Some(format!("gave up after {} attempts: {e}", job.attempts)),
                 None,
+                false,
             )
             .await
         }
@@ -508,22 +526,24 @@ impl JobHandler for FetchFile {
             .map_err(internal)?
             .ok_or_else(|| JobError::Permanent("source gone".into()))?;
         let client =
-            sources::telegram_client(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let mut atts: Vec<StoredAttachment> = inbox::attachments_of(&m);
         let mut changed = false;
         for a in atts.iter_mut().filter(|a| a.blob.is_none()) {
-            let info = client.get_file(&a.file_ref).await.map_err(channel_to_job)?;
-            let path = info.file_path.ok_or_else(|| {
-                JobError::Permanent("Telegram gave no file_path (file over 20 MB?)".into())
-            })?;
-            let bytes = client.download(&path).await.map_err(channel_to_job)?;
+            let file = client.download(&a.file_ref).await.map_err(channel_to_job)?;
             a.blob = Some(
-                blobs::put(&core.config.data_dir, &bytes)
+                blobs::put(&core.config.data_dir, &file.bytes)
                     .await
                     .map_err(internal)?,
             );
             if a.size.is_none() {
-                a.size = Some(bytes.len() as i64);
+                a.size = Some(file.bytes.len() as i64);
+            }
+            if a.mime_type.is_none() {
+                a.mime_type = file.mime_type;
+            }
+            if a.file_name.is_none() {
+                a.file_name = file.file_name;
             }
             changed = true;
         }
