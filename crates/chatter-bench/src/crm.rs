@@ -179,10 +179,18 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     );
     println!("| measure | value |\n|---|---|");
     println!(
-        "| inbound → deal at {}/s, {n} customers: p50 / p99 | {:.0} / {:.0} ms |",
+        "| inbound → deal at {}/s, {n} customers: p50 / p99 / max | {:.0} / {:.0} / {:.0} ms |",
         args.rate,
-        percentile_ms(&lat, 0.50),
-        percentile_ms(&lat, 0.99)
+        percentile_ms(&lat, 50.0),
+        percentile_ms(&lat, 99.0),
+        percentile_ms(&lat, 100.0)
+    );
+    println!(
+        "| latency run: REST requests to amoCRM (leads/complex) | {requests_before} ({}) |",
+        reqs[..requests_before]
+            .iter()
+            .filter(|r| r.line == "POST /api/v4/leads/complex")
+            .count()
     );
     println!(
         "| burst of {} new customers: webhooks accepted | {accepted} in {:.2} s |",
