@@ -952,73 +952,136 @@ struct Prepared {
     responsible: Option<i64>,
 }
 
+/// What preparing a batch of deals reads from our database, in a few queries for the batch.
+#[derive(Default)]
+struct Preloaded {
+    convs: HashMap<Uuid, conversation::Model>,
+    contacts: HashMap<Uuid, contact::Model>,
+    sources: HashMap<Uuid, source::Model>,
+    /// Each conversation's first customer message.
+    first: HashMap<Uuid, message::Model>,
+    /// Our contact → the CRM's contact.
+    mapped: HashMap<Uuid, i64>,
+    settings: HashMap<Uuid, SyncSettings>,
+    decisions: HashMap<Uuid, Decision>,
+}
+
+async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Result<Preloaded> {
+    let db = &core.db;
+    let mut p = Preloaded::default();
+    for c in conversation::Entity::find()
+        .filter(conversation::Column::Id.is_in(batch.iter().copied()))
+        .all(db)
+        .await?
+    {
+        p.convs.insert(c.id, c);
+    }
+    let contact_ids: Vec<Uuid> = p.convs.values().map(|c| c.contact_id).collect();
+    let source_ids: HashSet<Uuid> = p.convs.values().map(|c| c.source_id).collect();
+    for c in contact::Entity::find()
+        .filter(contact::Column::Id.is_in(contact_ids.iter().copied()))
+        .all(db)
+        .await?
+    {
+        p.contacts.insert(c.id, c);
+    }
+    for src in source::Entity::find()
+        .filter(source::Column::Id.is_in(source_ids.iter().copied()))
+        .all(db)
+        .await?
+    {
+        let settings = crm_settings::effective(db, company_id, src.id).await?;
+        p.settings.insert(src.id, settings);
+        p.sources.insert(src.id, src);
+    }
+    for m in message::Entity::find()
+        .filter(message::Column::ConversationId.is_in(batch.iter().copied()))
+        .filter(message::Column::Direction.eq("in"))
+        .order_by_asc(message::Column::CreatedAt)
+        .all(db)
+        .await?
+    {
+        p.first.entry(m.conversation_id).or_insert(m);
+    }
+    if !contact_ids.is_empty() {
+        let marks: Vec<String> = (1..=contact_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT contact_id, remote_id FROM crm_contacts WHERE contact_id IN ({})",
+            marks.join(",")
+        );
+        let values: Vec<Value> = contact_ids.iter().map(|u| (*u).into()).collect();
+        for r in db
+            .query_all(stmt(db.get_database_backend(), &sql, values))
+            .await?
+        {
+            p.mapped
+                .insert(r.try_get("", "contact_id")?, r.try_get("", "remote_id")?);
+        }
+    }
+    // The rules, read and compiled once for the batch.
+    let inputs: Vec<(Uuid, Actions, Uuid, String, i64)> = p
+        .convs
+        .values()
+        .map(|c| {
+            let first = p.first.get(&c.id);
+            (
+                c.id,
+                p.settings
+                    .get(&c.source_id)
+                    .map(default_actions)
+                    .unwrap_or_default(),
+                c.source_id,
+                first.and_then(|m| m.text.clone()).unwrap_or_default(),
+                first.map_or(c.created_at, |m| m.created_at),
+            )
+        })
+        .collect();
+    let decided = crate::rules::decide_many(
+        core,
+        company_id,
+        &inputs
+            .iter()
+            .map(|(_, d, src, text, at)| (d, *src, text.as_str(), *at))
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    for ((id, ..), d) in inputs.iter().zip(decided) {
+        p.decisions.insert(*id, d);
+    }
+    Ok(p)
+}
+
 async fn prepare(
     core: &Core,
     s: &Session,
+    pre: &Preloaded,
     conv_id: Uuid,
 ) -> std::result::Result<Option<Prepared>, CrmError> {
     let db = &core.db;
-    let t = |e: sea_orm::DbErr| CrmError::Transient(e.to_string());
     let c = |e: CoreError| CrmError::Transient(e.to_string());
-    let Some(conv) = conversation::Entity::find_by_id(conv_id)
-        .one(db)
-        .await
-        .map_err(t)?
-    else {
+    let Some(conv) = pre.convs.get(&conv_id).cloned() else {
         return Ok(None);
     };
-    let contact = contact::Entity::find_by_id(conv.contact_id)
-        .one(db)
-        .await
-        .map_err(t)?;
-    let src = source::Entity::find_by_id(conv.source_id)
-        .one(db)
-        .await
-        .map_err(t)?;
-    let first = message::Entity::find()
-        .filter(message::Column::ConversationId.eq(conv.id))
-        .filter(message::Column::Direction.eq("in"))
-        .order_by_asc(message::Column::CreatedAt)
-        .one(db)
-        .await
-        .map_err(t)?;
-    let first_text = first
-        .as_ref()
-        .and_then(|m| m.text.clone())
+    let contact = pre.contacts.get(&conv.contact_id);
+    let src = pre.sources.get(&conv.source_id);
+    let first = pre.first.get(&conv.id);
+    let first_text = first.and_then(|m| m.text.clone()).unwrap_or_default();
+    let settings = pre
+        .settings
+        .get(&conv.source_id)
+        .cloned()
         .unwrap_or_default();
-    let settings: SyncSettings = crm_settings::effective(db, conv.company_id, conv.source_id)
-        .await
-        .map_err(c)?;
-    let default = default_actions(&settings);
-    let at = first.as_ref().map_or(conv.created_at, |m| m.created_at);
-    let decision = crate::rules::decide(
-        core,
-        conv.company_id,
-        &default,
-        conv.source_id,
-        &first_text,
-        at,
-    )
-    .await
-    .map_err(c)?;
+    let Some(decision) = pre.decisions.get(&conv.id).cloned() else {
+        return Ok(None);
+    };
     let rule_name = rule_name(&decision);
     let kind = src.as_ref().and_then(|s| SourceKind::from_id(s.kind));
     let source_name = src.as_ref().map(|s| s.name.clone()).unwrap_or_default();
 
     // The contact: our mapping, else the CRM by phone or email.
     let mut contact_remote = None;
-    if let Some(ct) = &contact {
-        contact_remote = db
-            .query_one(stmt(
-                db.get_database_backend(),
-                "SELECT remote_id FROM crm_contacts WHERE contact_id = $1",
-                vec![ct.id.into()],
-            ))
-            .await
-            .map_err(t)?
-            .map(|r| r.try_get::<i64>("", "remote_id"))
-            .transpose()
-            .map_err(t)?;
+    if let Some(ct) = contact {
+        contact_remote = pre.mapped.get(&ct.id).copied();
         if contact_remote.is_none() {
             let phones: Vec<String> = ct
                 .phone
@@ -1250,9 +1313,13 @@ async fn create_deals(
     items: &[Item],
 ) -> std::result::Result<(), Stop> {
     let first_item = |conv: Uuid| items.iter().find(|i| i.conversation_id == conv);
+    let pre = match preload(core, s.integration.company_id, batch).await {
+        Ok(p) => p,
+        Err(e) => return Err(db_stop(e)),
+    };
     let mut prepared: Vec<Prepared> = Vec::new();
     for conv in batch {
-        match prepare(core, s, *conv).await {
+        match prepare(core, s, &pre, *conv).await {
             Ok(Some(p)) => prepared.push(p),
             Ok(None) => {
                 // The conversation is gone: its items have nothing to do.
@@ -1286,25 +1353,36 @@ async fn create_deals(
     }
     match s.api.create_deals(&drafts).await {
         Ok(results) => {
+            let by_request: HashMap<String, &Prepared> = prepared
+                .iter()
+                .map(|p| (p.conversation.id.to_string(), p))
+                .collect();
+            let mut created = Vec::new();
+            let mut refused = Vec::new();
             for r in results {
-                let Some(p) = prepared
-                    .iter()
-                    .find(|p| p.conversation.id.to_string() == r.request_id)
-                else {
+                let Some(p) = by_request.get(&r.request_id) else {
                     continue;
                 };
                 match r.result {
-                    Ok(created) => {
-                        let contact = created.contact_id.or(p.contact_remote);
-                        record_conversation(&core.db, p, created.deal_id, contact, core.now())
-                            .await
-                            .map_err(db_stop)?;
-                    }
-                    Err(e) => {
-                        if let Some(i) = first_item(p.conversation.id) {
-                            settle(core, i, Err(e)).await?;
-                        }
-                    }
+                    Ok(c) => created.push((*p, c.deal_id, c.contact_id.or(p.contact_remote))),
+                    Err(e) => refused.push((p.conversation.id, e)),
+                }
+            }
+            // Every mapping of the batch in one commit (nothing else may use the connection
+            // meanwhile: SQLite has one).
+            let now = core.now();
+            let write = async {
+                let txn = core.db.begin().await?;
+                for (p, deal, contact) in &created {
+                    record_conversation(&txn, p, *deal, *contact, now).await?;
+                }
+                txn.commit().await?;
+                Ok::<(), CoreError>(())
+            };
+            write.await.map_err(db_stop)?;
+            for (conv, e) in refused {
+                if let Some(i) = first_item(conv) {
+                    settle(core, i, Err(e)).await?;
                 }
             }
             touch_sync(core, s).await;

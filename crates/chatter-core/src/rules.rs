@@ -149,6 +149,37 @@ pub async fn decide(
     })
 }
 
+/// [`decide`] for many messages of one company, reading and compiling the rules once:
+/// `(default, source, text, at_ms)` each, the decisions in the same order.
+pub async fn decide_many(
+    core: &Core,
+    company_id: Uuid,
+    items: &[(&Actions, Uuid, &str, i64)],
+) -> Result<Vec<Decision>> {
+    let tz = time_zone(&core.db, company_id).await?;
+    let stored = load(&core.db, company_id).await?.unwrap_or(Stored {
+        text: String::new(),
+        rules: Vec::new(),
+    });
+    let set = compiled(company_id, &stored);
+    let mut out = Vec::with_capacity(items.len());
+    for (default, source_id, text, at_ms) in items {
+        let at = DateTime::<Utc>::from_timestamp_millis(*at_ms)
+            .ok_or_else(|| CoreError::field("at", "rules.err_at"))?;
+        let input = Input {
+            source_id: *source_id,
+            text,
+            at,
+            tz,
+        };
+        out.push(match &set {
+            Some(set) => set.decide(default, &input),
+            None => routing::decide(&stored.rules, default, &input),
+        });
+    }
+    Ok(out)
+}
+
 /// What the rules would decide for `text` from `source_id` at `at`, a local date and time in
 /// the company's time zone (`2025-03-08T23:30`; empty = now), with an empty default (the
 /// source's CRM settings fill in what no rule sets). For the dry run on the rules page.
