@@ -534,7 +534,13 @@ async fn drain(
         if items.is_empty() {
             return Ok(());
         }
+        let t0 = std::time::Instant::now();
         let step = step(core, &session, &items).await;
+        tracing::debug!(
+            items = items.len(),
+            ms = t0.elapsed().as_millis() as u64,
+            "CRM drain pass"
+        );
         match step {
             Ok(()) => {}
             Err(Stop::RateLimited(secs, message)) => {
@@ -1313,10 +1319,16 @@ async fn create_deals(
     items: &[Item],
 ) -> std::result::Result<(), Stop> {
     let first_item = |conv: Uuid| items.iter().find(|i| i.conversation_id == conv);
+    let t0 = std::time::Instant::now();
     let pre = match preload(core, s.integration.company_id, batch).await {
         Ok(p) => p,
         Err(e) => return Err(db_stop(e)),
     };
+    tracing::debug!(
+        conversations = batch.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "CRM deals: preloaded"
+    );
     let mut prepared: Vec<Prepared> = Vec::new();
     for conv in batch {
         match prepare(core, s, &pre, *conv).await {
@@ -1351,7 +1363,14 @@ async fn create_deals(
     if drafts.is_empty() {
         return Ok(());
     }
-    match s.api.create_deals(&drafts).await {
+    let t0 = std::time::Instant::now();
+    let answer = s.api.create_deals(&drafts).await;
+    tracing::debug!(
+        deals = drafts.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "CRM deals: leads/complex"
+    );
+    match answer {
         Ok(results) => {
             let by_request: HashMap<String, &Prepared> = prepared
                 .iter()
