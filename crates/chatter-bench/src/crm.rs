@@ -4,11 +4,11 @@
 //! 1. Latency: new customers write at a paced rate (default 20/s); for the k-th customer, the
 //!    time from the webhook POST until the fake holds k deals (deals are created in arrival
 //!    order, so the k-th deal is the k-th customer's or one that came no later).
-//! `BENCH_CHATTER_LOG` sets the server's `CHATTER_LOG` (e.g. `warn,chatter_core::crm_sync=debug`).
-//!
 //! 2. Burst: 1,000 new customers write at once; the time until all their deals exist, the
 //!    number of `leads/complex` calls, the most requests amoCRM saw in any one-second window,
 //!    and how many it refused with 429.
+//!
+//! `BENCH_CHATTER_LOG` sets the server's `CHATTER_LOG` (e.g. `warn,chatter_core::crm_sync=debug`).
 
 use crate::server::{self, percentile_ms};
 use crate::telegram;
