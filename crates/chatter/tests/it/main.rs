@@ -21,3 +21,4 @@ mod storage;
 mod team;
 mod telegram;
 mod vk;
+mod whatsapp;
