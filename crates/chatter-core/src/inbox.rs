@@ -826,6 +826,10 @@ pub async fn reply_media(
     caption: &str,
 ) -> Result<message::Model> {
     actor.require(Permission::Reply)?;
+    let row = get_conversation(core, actor, conversation_id).await?;
+    if SourceKind::from_id(row.source_kind) != Some(SourceKind::Whatsapp) {
+        return Err(CoreError::field("media_url", "err.kind_unsupported"));
+    }
     let link = link.trim();
     let parsed = url::Url::parse(link)
         .ok()

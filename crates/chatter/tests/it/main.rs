@@ -17,6 +17,7 @@ mod messages;
 mod permissions;
 mod reliability;
 mod rules;
+mod sms;
 mod storage;
 mod team;
 mod telegram;
