@@ -97,7 +97,8 @@ pub enum SourceClient {
     Max(MaxClient),
     Avito(AvitoClient),
     WhatsApp(WhatsAppClient),
-    Sms(SmsClient),
+    // Boxed: the gateway mapping makes it several times larger than the other clients.
+    Sms(Box<SmsClient>),
 }
 
 /// Builds the client of `src` from its kind, its decrypted credentials and the configured base
@@ -151,14 +152,14 @@ pub fn client_for(core: &Core, src: &source::Model) -> Result<SourceClient> {
             &sources::settings_of(src).bot_id,
             &secret.token,
         ))),
-        Some(SourceKind::SipoutSms) => Ok(SourceClient::Sms(SmsClient::new(
+        Some(SourceKind::SipoutSms) => Ok(SourceClient::Sms(Box::new(SmsClient::new(
             core.http.clone(),
             SmsGatewayConfig::sipout(
                 &cfg.sms_api_base,
                 &secret.token,
                 sources::settings_of(src).sms_sender.as_deref(),
             ),
-        ))),
+        )))),
         _ => Err(CoreError::Internal(format!(
             "no connector for source kind {}",
             src.kind
@@ -203,7 +204,7 @@ impl SourceClient {
             SourceClient::Max(c) => c,
             SourceClient::Avito(c) => c,
             SourceClient::WhatsApp(c) => c,
-            SourceClient::Sms(c) => c,
+            SourceClient::Sms(c) => c.as_ref(),
         }
     }
 
@@ -293,7 +294,11 @@ impl SourceClient {
         if let Some(t) = extra.filter(|e| e["type"] == "template") {
             let params: Vec<String> = t["params"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             let name = t["name"].as_str().unwrap_or_default();
             let language = t["language"].as_str().unwrap_or_default();

@@ -206,7 +206,16 @@ pub async fn ingest_in(
             error,
             ..
         } => {
-            apply_status(conn, pending, src, external_id, *state, error.as_deref(), now).await?;
+            apply_status(
+                conn,
+                pending,
+                src,
+                external_id,
+                *state,
+                error.as_deref(),
+                now,
+            )
+            .await?;
             Ok(Ingested::Other)
         }
         InboundEvent::Ignored { .. } => Ok(Ingested::Other),
@@ -264,7 +273,11 @@ async fn apply_status(
     let (status, error) = match state {
         DeliveryState::Failed if current <= 1 => (
             "failed",
-            Some(error.unwrap_or("the provider reported a failed delivery").to_owned()),
+            Some(
+                error
+                    .unwrap_or("the provider reported a failed delivery")
+                    .to_owned(),
+            ),
         ),
         DeliveryState::Failed => return Ok(()),
         // "sent" while our send job is still finishing: the job records it.
@@ -863,7 +876,15 @@ pub async fn reply_media(
         file_name,
         ..StoredAttachment::default()
     };
-    store_reply(core, actor, conversation_id, caption, None, Special::Media(a)).await
+    store_reply(
+        core,
+        actor,
+        conversation_id,
+        caption,
+        None,
+        Special::Media(a),
+    )
+    .await
 }
 
 /// The approved message templates of a WhatsApp conversation's business account (asked from
@@ -884,7 +905,8 @@ pub async fn whatsapp_templates(
     let Some(waba) = crate::sources::settings_of(&src).waba_id else {
         return Ok(Vec::new());
     };
-    let crate::connectors::SourceClient::WhatsApp(client) = crate::connectors::client_for(core, &src)?
+    let crate::connectors::SourceClient::WhatsApp(client) =
+        crate::connectors::client_for(core, &src)?
     else {
         return Ok(Vec::new());
     };

@@ -444,7 +444,7 @@ impl JobHandler for SendMessage {
                 .await;
             match special {
                 Some(Ok(id)) => {
-                    record_parts(core, m.id, &[id.clone()]).await?;
+                    record_parts(core, m.id, std::slice::from_ref(&id)).await?;
                     return finish_message(core, &m, "sent", None, Some(id), false).await;
                 }
                 Some(Err(e)) => return handle_send_error(core, job, &m, &conv, &client, e).await,

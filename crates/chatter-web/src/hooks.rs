@@ -356,7 +356,7 @@ async fn sms_source(
         return Err(plain(StatusCode::UNAUTHORIZED, "unknown callback token"));
     }
     match chatter_core::connectors::client_for(&st.core, &src) {
-        Ok(chatter_core::connectors::SourceClient::Sms(c)) => Ok((src, c)),
+        Ok(chatter_core::connectors::SourceClient::Sms(c)) => Ok((src, *c)),
         _ => Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "try again")),
     }
 }

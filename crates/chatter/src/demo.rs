@@ -646,7 +646,9 @@ async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Re
         "APPROVED",
         "Здравствуйте, {{1}}! Ваш заказ {{2}} готов к выдаче.",
     );
-    let sms_key = fakes.sms.add_account("ООО Рога и Копыта", "7701234567", 500.0);
+    let sms_key = fakes
+        .sms
+        .add_account("ООО Рога и Копыта", "7701234567", 500.0);
     let wanted = [
         (
             "ВКонтакте: Рога и Копыта",

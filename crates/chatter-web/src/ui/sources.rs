@@ -282,9 +282,7 @@ fn manual_setup(st: &AppState, s: &source::Model, can_manage: bool) -> Vec<(&'st
     use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
     let cfg = &st.core.config;
     let secret = sources::secret_of(&st.core, s).ok();
-    let token = secret
-        .and_then(|x| x.webhook_secret)
-        .filter(|_| can_manage);
+    let token = secret.and_then(|x| x.webhook_secret).filter(|_| can_manage);
     match (SourceKind::from_id(s.kind), token) {
         (Some(SourceKind::Whatsapp), token) => {
             let mut v = vec![(

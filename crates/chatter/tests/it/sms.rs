@@ -17,7 +17,9 @@ const SHOP_NUMBER: &str = "74950001122";
 /// the source id.
 async fn company_with_sms(app: &TestApp) -> (Session, String, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
-    let key = app.sms.add_account("ООО Рога и Копыта", "7701234567", 500.0);
+    let key = app
+        .sms
+        .add_account("ООО Рога и Копыта", "7701234567", 500.0);
     let r = s
         .post_from(
             "/app/sources/new",
@@ -38,11 +40,22 @@ async fn company_with_sms(app: &TestApp) -> (Session, String, String) {
     let status = setup_value(&page, "sources.sms_status_url");
     let inbound = setup_value(&page, "sources.sms_inbound_url");
     let prefix = app.at(&format!("/hooks/sms/{id}/"));
-    assert!(status.starts_with(&prefix) && status.ends_with("/status"), "{status}");
-    assert!(inbound.starts_with(&prefix) && inbound.ends_with("/inbound"), "{inbound}");
+    assert!(
+        status.starts_with(&prefix) && status.ends_with("/status"),
+        "{status}"
+    );
+    assert!(
+        inbound.starts_with(&prefix) && inbound.ends_with("/inbound"),
+        "{inbound}"
+    );
     app.sms.set_callbacks(&key, Some(&status), Some(&inbound));
     within(20, "the source is connected", || async {
-        count(app, "SELECT count(*) FROM sources WHERE status = 'connected'").await == 1
+        count(
+            app,
+            "SELECT count(*) FROM sources WHERE status = 'connected'",
+        )
+        .await
+            == 1
     })
     .await;
     (s, key, id)
@@ -70,7 +83,9 @@ fn sent_texts(app: &TestApp, key: &str) -> Vec<String> {
 async fn wrong_sms_credentials_are_refused_and_nothing_is_stored() {
     let app = TestApp::new().await;
     let s = Session::sign_up(&app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
-    let key = app.sms.add_account("ООО Рога и Копыта", "7701234567", 500.0);
+    let key = app
+        .sms
+        .add_account("ООО Рога и Копыта", "7701234567", 500.0);
     let revoked = app.sms.add_account("Старый кабинет", "7700000000", 10.0);
     app.sms.revoke(&revoked);
     let before = count(&app, "SELECT count(*) FROM sources").await;
@@ -120,7 +135,11 @@ async fn an_sms_customer_is_answered_with_delivery_reports_through_an_outage() {
         "the live counter has its labels"
     );
     assert_eq!(
-        count(&app, "SELECT count(*) FROM contacts WHERE phone = '+79265554433'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM contacts WHERE phone = '+79265554433'"
+        )
+        .await,
         1,
         "the sender's number is normalised"
     );
@@ -145,10 +164,7 @@ async fn an_sms_customer_is_answered_with_delivery_reports_through_an_outage() {
         sent_texts(&app, &key).len() >= 4
     })
     .await;
-    assert_eq!(
-        sent_texts(&app, &key)[1..],
-        ["Первый", "Второй", "Третий"]
-    );
+    assert_eq!(sent_texts(&app, &key)[1..], ["Первый", "Второй", "Третий"]);
     within(20, "all show delivered", || async {
         s.html(&format!("/app/inbox/{conv}"))
             .await
@@ -177,7 +193,10 @@ async fn an_sms_customer_is_answered_with_delivery_reports_through_an_outage() {
         ("text", "Повтор"),
         ("time", "1767225600"),
     ];
-    let forged = app.at(&format!("/hooks/sms/{source_id}/{}/inbound", "0".repeat(43)));
+    let forged = app.at(&format!(
+        "/hooks/sms/{source_id}/{}/inbound",
+        "0".repeat(43)
+    ));
     let r = http.post(&forged).form(&fields).send().await.expect("post");
     assert_eq!(r.status(), 401);
     let forged_status = app.at(&format!("/hooks/sms/{source_id}/{}/status", "0".repeat(43)));
@@ -199,7 +218,12 @@ async fn an_sms_customer_is_answered_with_delivery_reports_through_an_outage() {
     assert_eq!(r.status(), 400, "malformed");
     assert_eq!(count(&app, "SELECT count(*) FROM messages").await, before);
     for _ in 0..3 {
-        let r = http.post(&inbound).form(&fields).send().await.expect("post");
+        let r = http
+            .post(&inbound)
+            .form(&fields)
+            .send()
+            .await
+            .expect("post");
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.expect("body"), "ok", "the gateway's ack");
     }

@@ -52,7 +52,12 @@ async fn company_with_whatsapp(app: &TestApp) -> (Session, WaNumber, String) {
         .await
         .expect("Meta's handshake passes");
     within(20, "the source is connected", || async {
-        count(app, "SELECT count(*) FROM sources WHERE status = 'connected'").await == 1
+        count(
+            app,
+            "SELECT count(*) FROM sources WHERE status = 'connected'",
+        )
+        .await
+            == 1
     })
     .await;
     (s, number, id)
@@ -61,9 +66,12 @@ async fn company_with_whatsapp(app: &TestApp) -> (Session, WaNumber, String) {
 /// The value the source page shows under `key` (`<code data-setup="key">value</code>`).
 fn setup_value(page: &str, key: &str) -> String {
     let marker = format!("data-setup=\"{key}\">");
-    let start = page.find(&marker).map(|i| i + marker.len()).unwrap_or_else(|| {
-        panic!("the page shows {key}: {page}");
-    });
+    let start = page
+        .find(&marker)
+        .map(|i| i + marker.len())
+        .unwrap_or_else(|| {
+            panic!("the page shows {key}: {page}");
+        });
     page[start..]
         .split('<')
         .next()
@@ -94,8 +102,16 @@ async fn wrong_whatsapp_credentials_are_refused_and_nothing_is_stored() {
     let wrong_token = format!("EAAG{}", "x".repeat(60));
     let before = count(&app, "SELECT count(*) FROM sources").await;
     for (number, token, field) in [
-        (n.phone_number_id.as_str(), wrong_token.as_str(), "wa_access_token"),
-        ("+7 495 000-11-22", n.access_token.as_str(), "wa_phone_number_id"),
+        (
+            n.phone_number_id.as_str(),
+            wrong_token.as_str(),
+            "wa_access_token",
+        ),
+        (
+            "+7 495 000-11-22",
+            n.access_token.as_str(),
+            "wa_phone_number_id",
+        ),
         (n.phone_number_id.as_str(), "short", "wa_access_token"),
     ] {
         let r = s
@@ -118,7 +134,10 @@ async fn wrong_whatsapp_credentials_are_refused_and_nothing_is_stored() {
             "{field} is marked: {page}"
         );
         assert!(!page.contains(token), "the token is not echoed");
-        assert!(!page.contains(&n.app_secret), "the app secret is not echoed");
+        assert!(
+            !page.contains(&n.app_secret),
+            "the app secret is not echoed"
+        );
     }
     assert_eq!(count(&app, "SELECT count(*) FROM sources").await, before);
 }
@@ -133,7 +152,11 @@ async fn a_whatsapp_customer_is_answered_and_sees_statuses_through_an_outage() {
     let conv = conversation_with(&s, "Заказ 1042 готов?").await;
     thread_shows(&s, &conv, "Ирина").await;
     assert_eq!(
-        count(&app, "SELECT count(*) FROM contacts WHERE phone = '+79161234567'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM contacts WHERE phone = '+79161234567'"
+        )
+        .await,
         1,
         "the customer's number is kept"
     );
@@ -219,7 +242,10 @@ async fn a_whatsapp_customer_is_answered_and_sees_statuses_through_an_outage() {
         .expect("a file link");
     let body = s.get(&format!("/app/files/{file}")).await;
     assert_eq!(body.status(), 200);
-    assert_eq!(body.bytes().await.expect("bytes").as_ref(), b"\x89PNG fake photo");
+    assert_eq!(
+        body.bytes().await.expect("bytes").as_ref(),
+        b"\x89PNG fake photo"
+    );
 
     // Forged, malformed and replayed notifications.
     let http = reqwest::Client::new();
@@ -232,27 +258,39 @@ async fn a_whatsapp_customer_is_answered_and_sees_statuses_through_an_outage() {
         .await
         .expect("get");
     assert_eq!(r.status(), 403, "a wrong verify token");
-    let payload = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": number.waba_id,
+    let payload =
+        serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": number.waba_id,
         "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "74950001122", "phone_number_id": pnid},
             "contacts": [{"profile": {"name": "Ирина"}, "wa_id": CUSTOMER}],
             "messages": [{"from": CUSTOMER, "id": "wamid.replayed-1", "timestamp": "1767225600",
                 "type": "text", "text": {"body": "Повтор"}}]}}]}]})
-    .to_string();
+        .to_string();
     let before = count(&app, "SELECT count(*) FROM messages").await;
     let r = http
         .post(&hook)
-        .header("x-hub-signature-256", sign("not-the-app-secret", payload.as_bytes()))
+        .header(
+            "x-hub-signature-256",
+            sign("not-the-app-secret", payload.as_bytes()),
+        )
         .body(payload.clone())
         .send()
         .await
         .expect("post");
     assert_eq!(r.status(), 401, "a forged signature");
-    let r = http.post(&hook).body(payload.clone()).send().await.expect("post");
+    let r = http
+        .post(&hook)
+        .body(payload.clone())
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 401, "no signature");
     let r = http
         .post(&hook)
-        .header("x-hub-signature-256", sign(&number.app_secret, b"{not json"))
+        .header(
+            "x-hub-signature-256",
+            sign(&number.app_secret, b"{not json"),
+        )
         .body("{not json")
         .send()
         .await
@@ -262,7 +300,10 @@ async fn a_whatsapp_customer_is_answered_and_sees_statuses_through_an_outage() {
     for _ in 0..3 {
         let r = http
             .post(&hook)
-            .header("x-hub-signature-256", sign(&number.app_secret, payload.as_bytes()))
+            .header(
+                "x-hub-signature-256",
+                sign(&number.app_secret, payload.as_bytes()),
+            )
             .body(payload.clone())
             .send()
             .await
@@ -317,12 +358,22 @@ async fn outside_the_24_hour_window_free_text_is_refused_and_a_template_goes() {
         .expect("age the customer's message");
     let page = s.html(&format!("/app/inbox/{conv}")).await;
     assert!(page.contains("id=\"wa-window-closed\""), "{page}");
-    assert!(page.contains("Клиент писал больше 24 часов назад"), "{page}");
+    assert!(
+        page.contains("Клиент писал больше 24 часов назад"),
+        "{page}"
+    );
     assert!(page.contains("data-template=\"order_ready\""), "{page}");
-    assert!(!page.contains("data-template=\"promo\""), "rejected templates are not offered");
+    assert!(
+        !page.contains("data-template=\"promo\""),
+        "rejected templates are not offered"
+    );
     assert!(!page.contains("id=\"reply-form\""), "no free-text box");
 
-    let out_before = count(&app, "SELECT count(*) FROM messages WHERE direction = 'out'").await;
+    let out_before = count(
+        &app,
+        "SELECT count(*) FROM messages WHERE direction = 'out'",
+    )
+    .await;
     let r = s
         .post_from(
             &format!("/app/inbox/{conv}"),
@@ -343,7 +394,11 @@ async fn outside_the_24_hour_window_free_text_is_refused_and_a_template_goes() {
         .await;
     assert_eq!(r.status(), 422, "every parameter is needed");
     assert_eq!(
-        count(&app, "SELECT count(*) FROM messages WHERE direction = 'out'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM messages WHERE direction = 'out'"
+        )
+        .await,
         out_before,
         "nothing refused is stored"
     );
