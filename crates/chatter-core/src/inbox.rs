@@ -233,6 +233,52 @@ fn progress(status: &str) -> Option<u8> {
     }
 }
 
+/// Our outgoing message of `src` that has `external_id` as the provider id of any part.
+async fn find_status_target(
+    conn: &impl ConnectionTrait,
+    src: &source::Model,
+    external_id: &str,
+) -> Result<Option<message::Model>> {
+    let quoted = serde_json::to_string(external_id).unwrap_or_default();
+    let like = format!("%{}%", quoted.replace('%', ""));
+    let candidates = message::Entity::find()
+        .filter(message::Column::SourceId.eq(src.id))
+        .filter(message::Column::Direction.eq("out"))
+        .filter(
+            Condition::any()
+                .add(message::Column::ExternalId.eq(external_id))
+                .add(Expr::col(message::Column::SentParts).like(&like)),
+        )
+        .limit(5)
+        .all(conn)
+        .await?;
+    Ok(candidates.into_iter().find(|m| {
+        m.external_id.as_deref() == Some(external_id)
+            || serde_json::from_str::<Vec<String>>(&m.sent_parts)
+                .is_ok_and(|p| p.iter().any(|x| x == external_id))
+    }))
+}
+
+/// Whether a delivery report can be applied now. Providers report as soon as they accept a
+/// message, which can be before our send job has recorded the id: while the source has a
+/// reply still being sent and no message carries the id, the answer is `false` and the hook
+/// asks the provider to deliver the report again shortly (it would be lost otherwise).
+pub async fn status_ready(core: &Core, src: &source::Model, external_id: &str) -> Result<bool> {
+    if find_status_target(&core.db, src, external_id)
+        .await?
+        .is_some()
+    {
+        return Ok(true);
+    }
+    let in_flight = message::Entity::find()
+        .filter(message::Column::SourceId.eq(src.id))
+        .filter(message::Column::Direction.eq("out"))
+        .filter(message::Column::Status.eq("pending"))
+        .one(&core.db)
+        .await?;
+    Ok(in_flight.is_none())
+}
+
 /// A provider's delivery report for one of our messages (WhatsApp statuses, SMS reports):
 /// the message is found by the provider id of any of its parts in `src`, and moves forward
 /// (sent → delivered → read), or to failed with the provider's reason while not yet
@@ -246,24 +292,7 @@ async fn apply_status(
     error: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    let quoted = serde_json::to_string(external_id).unwrap_or_default();
-    let like = format!("%{}%", quoted.replace(['%'], ""));
-    let candidates = message::Entity::find()
-        .filter(message::Column::SourceId.eq(src.id))
-        .filter(message::Column::Direction.eq("out"))
-        .filter(
-            Condition::any()
-                .add(message::Column::ExternalId.eq(external_id))
-                .add(Expr::col(message::Column::SentParts).like(&like)),
-        )
-        .limit(5)
-        .all(conn)
-        .await?;
-    let Some(m) = candidates.into_iter().find(|m| {
-        m.external_id.as_deref() == Some(external_id)
-            || serde_json::from_str::<Vec<String>>(&m.sent_parts)
-                .is_ok_and(|p| p.iter().any(|x| x == external_id))
-    }) else {
+    let Some(m) = find_status_target(conn, src, external_id).await? else {
         return Ok(());
     };
     let Some(current) = progress(&m.status) else {

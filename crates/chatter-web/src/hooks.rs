@@ -166,6 +166,24 @@ async fn store(
     ack: &'static str,
 ) -> Response {
     let id = src.id;
+    for ev in &events {
+        if let chatter_channels::InboundEvent::Status { external_id, .. } = ev {
+            match chatter_core::inbox::status_ready(&st.core, &src, external_id).await {
+                Ok(true) => {}
+                // Nothing stored: the provider sends the report again once the send is recorded.
+                Ok(false) => {
+                    return plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "reply still being sent; retry",
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, source = %id, "cannot look up a delivery report");
+                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry");
+                }
+            }
+        }
+    }
     for mut ev in events {
         chatter_core::connectors::normalize(&mut ev);
         if let Err(e) = st.ingester.submit(src.clone(), ev).await {
