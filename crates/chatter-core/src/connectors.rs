@@ -11,8 +11,10 @@ use crate::sources::{self, SourceSettings};
 use crate::{Core, CoreConfig, CoreError, Result};
 use chatter_channels::avito::{AvitoClient, PollCursor};
 use chatter_channels::max::MaxClient;
+use chatter_channels::sms::{SmsClient, SmsGatewayConfig};
 use chatter_channels::telegram::{parse_update, TelegramClient};
 use chatter_channels::vk::{self, LongPollServer, ReplyTo, VkClient};
+use chatter_channels::whatsapp::{self, MediaKind, MediaRef, WhatsAppClient};
 use chatter_channels::{Channel, ChannelError, Download, InboundEvent};
 use chatter_domain::SourceKind;
 use chatter_store::entity::source;
@@ -22,12 +24,18 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The kinds that run as sources today (the Sources page offers these).
-pub const SUPPORTED: [SourceKind; 4] = [
+pub const SUPPORTED: [SourceKind; 6] = [
     SourceKind::TelegramBot,
     SourceKind::VkBot,
     SourceKind::MaxBot,
     SourceKind::Avito,
+    SourceKind::Whatsapp,
+    SourceKind::SipoutSms,
 ];
+
+/// Longest reply sent as one SMS request (the gateway splits it into concatenated parts; the
+/// reply box shows how many before sending).
+pub const SMS_MAX_TEXT: usize = 2_000;
 
 /// Provider clients that must outlive one call: Max's HTTP client with its extra root CA, and
 /// Avito clients, whose access token is cached per account (a fresh client per job would ask
@@ -88,6 +96,9 @@ pub enum SourceClient {
     Vk(VkClient),
     Max(MaxClient),
     Avito(AvitoClient),
+    WhatsApp(WhatsAppClient),
+    // Boxed: the gateway mapping makes it several times larger than the other clients.
+    Sms(Box<SmsClient>),
 }
 
 /// Builds the client of `src` from its kind, its decrypted credentials and the configured base
@@ -134,6 +145,21 @@ pub fn client_for(core: &Core, src: &source::Model) -> Result<SourceClient> {
             });
             Ok(SourceClient::Avito(client.clone()))
         }
+        Some(SourceKind::Whatsapp) => Ok(SourceClient::WhatsApp(WhatsAppClient::new(
+            core.http.clone(),
+            &cfg.whatsapp_api_base,
+            &cfg.whatsapp_api_version,
+            &sources::settings_of(src).bot_id,
+            &secret.token,
+        ))),
+        Some(SourceKind::SipoutSms) => Ok(SourceClient::Sms(Box::new(SmsClient::new(
+            core.http.clone(),
+            SmsGatewayConfig::sipout(
+                &cfg.sms_api_base,
+                &secret.token,
+                sources::settings_of(src).sms_sender.as_deref(),
+            ),
+        )))),
         _ => Err(CoreError::Internal(format!(
             "no connector for source kind {}",
             src.kind
@@ -151,6 +177,19 @@ pub fn webhook_base(cfg: &CoreConfig, kind: i32) -> Option<&str> {
     }
 }
 
+/// Where people reach us from outside: the webhook base, else the public URL. WhatsApp and
+/// SMS sources are configured by hand at the provider, so their pages show URLs on this base.
+pub fn public_hook_base(cfg: &CoreConfig, kind: i32) -> &str {
+    webhook_base(cfg, kind).unwrap_or(&cfg.public_url)
+}
+
+/// The SMS gateway's callback URLs of a source: (delivery reports, incoming SMS). The path
+/// token is the only proof a callback comes from the gateway.
+pub fn sms_hook_urls(base: &str, source_id: Uuid, token: &str) -> (String, String) {
+    let at = format!("{}/{token}", hook_url(base, "sms", source_id));
+    (format!("{at}/status"), format!("{at}/inbound"))
+}
+
 /// `{base}/hooks/{path}/{source_id}`: where a provider posts a source's events.
 pub fn hook_url(base: &str, path: &str, source_id: Uuid) -> String {
     format!("{}/hooks/{path}/{source_id}", base.trim_end_matches('/'))
@@ -164,6 +203,8 @@ impl SourceClient {
             SourceClient::Vk(c) => c,
             SourceClient::Max(c) => c,
             SourceClient::Avito(c) => c,
+            SourceClient::WhatsApp(c) => c,
+            SourceClient::Sms(c) => c.as_ref(),
         }
     }
 
@@ -174,6 +215,8 @@ impl SourceClient {
             SourceClient::Vk(_) => vk::MAX_TEXT,
             SourceClient::Max(_) => chatter_channels::max::MAX_TEXT,
             SourceClient::Avito(_) => chatter_channels::avito::MAX_TEXT,
+            SourceClient::WhatsApp(_) => whatsapp::MAX_TEXT,
+            SourceClient::Sms(_) => SMS_MAX_TEXT,
         }
     }
 
@@ -184,6 +227,8 @@ impl SourceClient {
             SourceClient::Vk(_) => "vk-poll",
             SourceClient::Max(_) => "max-poll",
             SourceClient::Avito(_) => "avito-poll",
+            SourceClient::WhatsApp(_) => "whatsapp-poll",
+            SourceClient::Sms(_) => "sms-poll",
         }
     }
 
@@ -220,7 +265,63 @@ impl SourceClient {
             }
             SourceClient::Max(c) => c.send_text_part(chat, text, reply_to).await,
             SourceClient::Avito(c) => c.send_text_part(chat, text).await,
+            SourceClient::WhatsApp(c) => c.send_text(chat, text, reply_to).await,
+            // Delivery reports name the first id (gateways that answer one id per part report
+            // the message by its first part).
+            SourceClient::Sms(c) => c
+                .send_sms(chat, text, Some(key))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ChannelError::Permanent("send: no message id".into())),
         }
+    }
+
+    /// Sends what is not plain text as one message: a WhatsApp template (`extra` of type
+    /// `template`) or a WhatsApp medium by link (an outgoing attachment). `None`: nothing
+    /// special, send the text in parts.
+    pub async fn send_special(
+        &self,
+        chat: &str,
+        text: Option<&str>,
+        extra: Option<&str>,
+        attachments: &[crate::inbox::StoredAttachment],
+    ) -> Option<Result<String, ChannelError>> {
+        let SourceClient::WhatsApp(c) = self else {
+            return None;
+        };
+        let extra: Option<serde_json::Value> = extra.and_then(|e| serde_json::from_str(e).ok());
+        if let Some(t) = extra.filter(|e| e["type"] == "template") {
+            let params: Vec<String> = t["params"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let name = t["name"].as_str().unwrap_or_default();
+            let language = t["language"].as_str().unwrap_or_default();
+            return Some(c.send_template(chat, name, language, &params).await);
+        }
+        let a = attachments.first()?;
+        let caption = text.filter(|t| !t.trim().is_empty());
+        Some(match a.kind.as_str() {
+            "document" => {
+                let name = a.file_name.as_deref().unwrap_or("file");
+                c.send_document(chat, MediaRef::Link(&a.file_ref), name, caption)
+                    .await
+            }
+            kind => {
+                let kind = match kind {
+                    "video" => MediaKind::Video,
+                    "audio" => MediaKind::Audio,
+                    _ => MediaKind::Image,
+                };
+                c.send_media(chat, kind, MediaRef::Link(&a.file_ref), caption)
+                    .await
+            }
+        })
     }
 
     /// Downloads an attachment by its `file_ref`.
@@ -240,6 +341,9 @@ impl SourceClient {
                     || error.contains("dialog.suspended")
             }
             SourceClient::Avito(_) => error.contains("blocked"),
+            // Meta does not say whether a customer blocked the business (131026 covers that
+            // and "not on WhatsApp" alike); gateways report blocked numbers per message.
+            SourceClient::WhatsApp(_) | SourceClient::Sms(_) => false,
         }
     }
 
@@ -330,6 +434,18 @@ pub async fn setup(
                 .await?;
             settings.mode = "webhook".into();
         }
+        // Meta's and the gateway's callbacks are set by hand (the source's page shows the URLs
+        // and the verify token): setting up checks the credentials still work.
+        (SourceClient::WhatsApp(c), base) => {
+            c.phone_number().await?;
+            let base = base.unwrap_or_else(|| core.config.public_url.clone());
+            settings.webhook_url = Some(hook_url(&base, "whatsapp", src.id));
+            settings.mode = "webhook".into();
+        }
+        (SourceClient::Sms(c), _) => {
+            c.balance().await?;
+            settings.mode = "webhook".into();
+        }
         (SourceClient::Avito(c), None) => {
             let ours = format!("/hooks/avito/{}/", src.id);
             for sub in c.subscriptions().await? {
@@ -357,6 +473,8 @@ pub async fn stop(core: &Core, src: &source::Model, client: &SourceClient) {
         // Long poll stops with our poller; VK keeps the callback server, and the hook drops
         // nothing (a disabled source's events are still stored).
         SourceClient::Vk(_) => Ok(()),
+        // Callbacks configured by hand stay; what they bring for a disabled source is stored.
+        SourceClient::WhatsApp(_) | SourceClient::Sms(_) => Ok(()),
         SourceClient::Max(c) => match &settings.webhook_url {
             Some(url) => c.unsubscribe(url).await,
             None => Ok(()),
@@ -446,6 +564,8 @@ pub async fn poll_once(
                 .flatten();
             Ok((events, stored))
         }
+        // Nothing to poll: both only call us back.
+        SourceClient::WhatsApp(_) | SourceClient::Sms(_) => Ok((Vec::new(), None)),
     }
 }
 

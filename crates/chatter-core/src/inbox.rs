@@ -8,8 +8,9 @@
 
 use crate::events::{self, Pending};
 use crate::{audit, Actor, Core, CoreError, Result};
-use chatter_channels::{Attachment, InboundEvent, InboundMessage};
-use chatter_domain::Permission;
+use chatter_channels::whatsapp::{self, Template};
+use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
+use chatter_domain::{Permission, SourceKind};
 use chatter_store::entity::{contact, conversation, message, source};
 use chatter_store::jobs::{self, NewJob};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -199,8 +200,136 @@ pub async fn ingest_in(
             }
             Ok(Ingested::Other)
         }
-        InboundEvent::Ignored { .. } | InboundEvent::Status { .. } => Ok(Ingested::Other),
+        InboundEvent::Status {
+            external_id,
+            state,
+            error,
+            ..
+        } => {
+            apply_status(
+                conn,
+                pending,
+                src,
+                external_id,
+                *state,
+                error.as_deref(),
+                now,
+            )
+            .await?;
+            Ok(Ingested::Other)
+        }
+        InboundEvent::Ignored { .. } => Ok(Ingested::Other),
     }
+}
+
+/// How far an outgoing message has got: a delivery report only ever moves it forward.
+fn progress(status: &str) -> Option<u8> {
+    match status {
+        "pending" => Some(0),
+        "sent" => Some(1),
+        "delivered" => Some(2),
+        "read" => Some(3),
+        _ => None,
+    }
+}
+
+/// Our outgoing message of `src` that has `external_id` as the provider id of any part.
+async fn find_status_target(
+    conn: &impl ConnectionTrait,
+    src: &source::Model,
+    external_id: &str,
+) -> Result<Option<message::Model>> {
+    let quoted = serde_json::to_string(external_id).unwrap_or_default();
+    let like = format!("%{}%", quoted.replace('%', ""));
+    let candidates = message::Entity::find()
+        .filter(message::Column::SourceId.eq(src.id))
+        .filter(message::Column::Direction.eq("out"))
+        .filter(
+            Condition::any()
+                .add(message::Column::ExternalId.eq(external_id))
+                .add(Expr::col(message::Column::SentParts).like(&like)),
+        )
+        .limit(5)
+        .all(conn)
+        .await?;
+    Ok(candidates.into_iter().find(|m| {
+        m.external_id.as_deref() == Some(external_id)
+            || serde_json::from_str::<Vec<String>>(&m.sent_parts)
+                .is_ok_and(|p| p.iter().any(|x| x == external_id))
+    }))
+}
+
+/// Whether a delivery report can be applied now. Providers report as soon as they accept a
+/// message, which can be before our send job has recorded the id: while the source has a
+/// reply still being sent and no message carries the id, the answer is `false` and the hook
+/// asks the provider to deliver the report again shortly (it would be lost otherwise).
+pub async fn status_ready(core: &Core, src: &source::Model, external_id: &str) -> Result<bool> {
+    if find_status_target(&core.db, src, external_id)
+        .await?
+        .is_some()
+    {
+        return Ok(true);
+    }
+    let in_flight = message::Entity::find()
+        .filter(message::Column::SourceId.eq(src.id))
+        .filter(message::Column::Direction.eq("out"))
+        .filter(message::Column::Status.eq("pending"))
+        .one(&core.db)
+        .await?;
+    Ok(in_flight.is_none())
+}
+
+/// A provider's delivery report for one of our messages (WhatsApp statuses, SMS reports):
+/// the message is found by the provider id of any of its parts in `src`, and moves forward
+/// (sent → delivered → read), or to failed with the provider's reason while not yet
+/// delivered. Reports of messages we do not know, repeats and late ones change nothing.
+async fn apply_status(
+    conn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    src: &source::Model,
+    external_id: &str,
+    state: DeliveryState,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let Some(m) = find_status_target(conn, src, external_id).await? else {
+        return Ok(());
+    };
+    let Some(current) = progress(&m.status) else {
+        // Failed stays failed until a manager retries it.
+        return Ok(());
+    };
+    let (status, error) = match state {
+        DeliveryState::Failed if current <= 1 => (
+            "failed",
+            Some(
+                error
+                    .unwrap_or("the provider reported a failed delivery")
+                    .to_owned(),
+            ),
+        ),
+        DeliveryState::Failed => return Ok(()),
+        // "sent" while our send job is still finishing: the job records it.
+        DeliveryState::Sent => return Ok(()),
+        DeliveryState::Delivered if current < 2 => ("delivered", None),
+        DeliveryState::Read if current < 3 => ("read", None),
+        _ => return Ok(()),
+    };
+    let (id, conv_id) = (m.id, m.conversation_id);
+    let mut am = m.into_active_model();
+    am.status = Set(status.to_owned());
+    am.error = Set(error);
+    am.update(conn).await?;
+    events::emit(
+        conn,
+        pending,
+        src.company_id,
+        "message",
+        serde_json::json!({"conversation_id": conv_id, "message_id": id}),
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 async fn ingest_message(
@@ -589,7 +718,9 @@ pub async fn mark_read(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// A manager's answer: stored as pending with a send job, in one transaction.
+/// A manager's answer: stored as pending with a send job, in one transaction. In a WhatsApp
+/// conversation whose customer last wrote more than 24 hours ago free text is refused before
+/// anything is stored (`err.wa_window_closed`): only a template may go (`reply_template`).
 pub async fn reply(
     core: &Core,
     actor: &Actor,
@@ -597,14 +728,36 @@ pub async fn reply(
     text: &str,
     reply_to: Option<Uuid>,
 ) -> Result<message::Model> {
-    actor.require(Permission::Reply)?;
     let text = text.trim();
     if text.is_empty() {
+        actor.require(Permission::Reply)?;
         return Err(CoreError::field("text", "err.required"));
     }
     if text.chars().count() > 20_000 {
+        actor.require(Permission::Reply)?;
         return Err(CoreError::field("text", "err.too_long"));
     }
+    store_reply(core, actor, conversation_id, text, reply_to, Special::None).await
+}
+
+/// What goes out instead of (or with) the text of a reply.
+enum Special {
+    None,
+    /// A WhatsApp medium by public link (the text is its caption).
+    Media(StoredAttachment),
+    /// An approved WhatsApp template (name, language, body parameters).
+    Template(serde_json::Value),
+}
+
+async fn store_reply(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    text: &str,
+    reply_to: Option<Uuid>,
+    special: Special,
+) -> Result<message::Model> {
+    actor.require(Permission::Reply)?;
     let now = core.now();
     let txn = core.db.begin().await?;
     let conv = conversation::Entity::find_by_id(conversation_id)
@@ -612,6 +765,17 @@ pub async fn reply(
         .one(&txn)
         .await?
         .ok_or(CoreError::NotFound)?;
+    let free_form = !matches!(special, Special::Template(_));
+    if free_form && source_kind(&txn, conv.source_id).await? == Some(SourceKind::Whatsapp) {
+        let field = if matches!(special, Special::Media(_)) {
+            "media_url"
+        } else {
+            "text"
+        };
+        if !whatsapp_window_open(&txn, conv.id, now).await? {
+            return Err(CoreError::field(field, "err.wa_window_closed"));
+        }
+    }
     let reply_to_external_id = match reply_to {
         Some(r) => message::Entity::find_by_id(r)
             .filter(message::Column::ConversationId.eq(conv.id))
@@ -629,12 +793,16 @@ pub async fn reply(
     }
     .unwrap_or_else(|| actor.label.clone());
     let mut pending = Pending::default();
-    let m = insert_outgoing(
+    let preview_text = match &special {
+        Special::Media(a) if text.is_empty() => format!("[{}]", a.kind),
+        _ => text.to_owned(),
+    };
+    let mut m = insert_outgoing(
         &txn,
         &mut pending,
         &conv,
         Outgoing {
-            text,
+            text: &preview_text,
             author_id: actor.user_id,
             author_name: author,
             reply_to: reply_to.map(|r| (r, reply_to_external_id)),
@@ -642,11 +810,185 @@ pub async fn reply(
         now,
     )
     .await?;
+    match special {
+        Special::None => {}
+        Special::Media(a) => {
+            let mut am = m.into_active_model();
+            am.text = Set(Some(text.to_owned()).filter(|t| !t.is_empty()));
+            am.attachments = Set(serde_json::to_string(&[a]).unwrap_or_else(|_| "[]".into()));
+            m = am.update(&txn).await?;
+        }
+        Special::Template(t) => {
+            let mut am = m.into_active_model();
+            am.extra = Set(Some(t.to_string()));
+            m = am.update(&txn).await?;
+        }
+    }
     crate::crm_sync::on_reply(&txn, &conv, m.id, actor.user_id, now).await?;
     txn.commit().await?;
     core.published(pending);
     core.jobs_notify.notify_waiters();
     Ok(m)
+}
+
+async fn source_kind(conn: &impl ConnectionTrait, source_id: Uuid) -> Result<Option<SourceKind>> {
+    Ok(source::Entity::find_by_id(source_id)
+        .one(conn)
+        .await?
+        .and_then(|s| SourceKind::from_id(s.kind)))
+}
+
+/// Whether free-form messages may still go to this WhatsApp conversation: the customer wrote
+/// less than 24 hours ago (their time as WhatsApp reported it). Never wrote: closed.
+pub async fn whatsapp_window_open(
+    conn: &impl ConnectionTrait,
+    conversation_id: Uuid,
+    now: i64,
+) -> Result<bool> {
+    let last = message::Entity::find()
+        .filter(message::Column::ConversationId.eq(conversation_id))
+        .filter(message::Column::Direction.eq("in"))
+        .order_by_desc(message::Column::SentAt)
+        .select_only()
+        .column(message::Column::SentAt)
+        .into_tuple::<Option<i64>>()
+        .one(conn)
+        .await?
+        .flatten();
+    Ok(last.is_some_and(|at| whatsapp::window_open(at, now)))
+}
+
+/// A WhatsApp reply with a medium WhatsApp fetches from a public HTTPS link: an image, video
+/// or audio by the link's extension, a document otherwise; `caption` goes with it.
+pub async fn reply_media(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    link: &str,
+    caption: &str,
+) -> Result<message::Model> {
+    actor.require(Permission::Reply)?;
+    let row = get_conversation(core, actor, conversation_id).await?;
+    if SourceKind::from_id(row.source_kind) != Some(SourceKind::Whatsapp) {
+        return Err(CoreError::field("media_url", "err.kind_unsupported"));
+    }
+    let link = link.trim();
+    let parsed = url::Url::parse(link)
+        .ok()
+        .filter(|u| u.scheme() == "https" && u.host_str().is_some() && link.len() <= 2000);
+    let Some(parsed) = parsed else {
+        return Err(CoreError::field("media_url", "err.media_url"));
+    };
+    let caption = caption.trim();
+    if caption.chars().count() > 1024 {
+        return Err(CoreError::field("caption", "err.too_long"));
+    }
+    let file_name = parsed
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    let ext = file_name
+        .as_deref()
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let kind = match ext.as_str() {
+        "jpg" | "jpeg" | "png" | "webp" => "image",
+        "mp4" | "3gp" => "video",
+        "mp3" | "ogg" | "m4a" | "aac" | "amr" => "audio",
+        _ => "document",
+    };
+    let a = StoredAttachment {
+        kind: kind.to_owned(),
+        file_ref: link.to_owned(),
+        file_name,
+        ..StoredAttachment::default()
+    };
+    store_reply(
+        core,
+        actor,
+        conversation_id,
+        caption,
+        None,
+        Special::Media(a),
+    )
+    .await
+}
+
+/// The approved message templates of a WhatsApp conversation's business account (asked from
+/// WhatsApp each time: templates are created and approved in Meta's WhatsApp Manager).
+pub async fn whatsapp_templates(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+) -> Result<Vec<Template>> {
+    let row = get_conversation(core, actor, conversation_id).await?;
+    if SourceKind::from_id(row.source_kind) != Some(SourceKind::Whatsapp) {
+        return Ok(Vec::new());
+    }
+    let src = source::Entity::find_by_id(row.conversation.source_id)
+        .one(&core.db)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    let Some(waba) = crate::sources::settings_of(&src).waba_id else {
+        return Ok(Vec::new());
+    };
+    let crate::connectors::SourceClient::WhatsApp(client) =
+        crate::connectors::client_for(core, &src)?
+    else {
+        return Ok(Vec::new());
+    };
+    let all = client.templates(&waba).await.map_err(|e| {
+        tracing::warn!(error = %e, source = %src.id, "cannot list WhatsApp templates");
+        CoreError::field("template", "err.wa_templates_unavailable")
+    })?;
+    Ok(all
+        .into_iter()
+        .filter(|t| t.status.eq_ignore_ascii_case("APPROVED"))
+        .collect())
+}
+
+/// Sends an approved template to a WhatsApp customer (the only thing allowed once their
+/// 24-hour window is closed). The template must be one of the account's approved ones and
+/// every body parameter filled; the stored text is the body with the parameters in place.
+pub async fn reply_template(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    name: &str,
+    language: &str,
+    params: &[String],
+) -> Result<message::Model> {
+    actor.require(Permission::Reply)?;
+    let templates = whatsapp_templates(core, actor, conversation_id).await?;
+    let Some(t) = templates
+        .iter()
+        .find(|t| t.name == name.trim() && t.language == language.trim())
+    else {
+        return Err(CoreError::field("template", "err.wa_template_unknown"));
+    };
+    let params: Vec<String> = params.iter().map(|p| p.trim().to_owned()).collect();
+    let wanted = t.body_params();
+    if params.len() < wanted || params[..wanted].iter().any(|p| p.is_empty()) {
+        return Err(CoreError::field("params", "err.wa_template_params"));
+    }
+    let params = params[..wanted].to_vec();
+    let mut text = t.body_text().unwrap_or(&t.name).to_owned();
+    for (i, p) in params.iter().enumerate() {
+        text = text.replace(&format!("{{{{{}}}}}", i + 1), p);
+    }
+    let extra = serde_json::json!({"type": "template", "name": t.name, "language": t.language,
+        "params": params});
+    store_reply(
+        core,
+        actor,
+        conversation_id,
+        &text,
+        None,
+        Special::Template(extra),
+    )
+    .await
 }
 
 /// An outgoing message to store.

@@ -77,6 +77,12 @@ pub struct CoreConfig {
     pub avito_api_base: String,
     /// Seconds between two polls of an Avito account without webhooks.
     pub avito_poll_interval_secs: u32,
+    /// WhatsApp Cloud API base URL (`https://graph.facebook.com`; the version is added per call).
+    pub whatsapp_api_base: String,
+    /// The Graph API version WhatsApp calls use (`v23.0`).
+    pub whatsapp_api_version: String,
+    /// The SMS gateway's API base URL (Sipout: `https://lk.sipout.net/userapi/`).
+    pub sms_api_base: String,
 }
 
 impl CoreConfig {
@@ -100,6 +106,9 @@ impl CoreConfig {
             max_extra_ca_pem: None,
             avito_api_base: "https://api.avito.ru".into(),
             avito_poll_interval_secs: 15,
+            whatsapp_api_base: chatter_channels::whatsapp::DEFAULT_API_BASE.into(),
+            whatsapp_api_version: chatter_channels::whatsapp::DEFAULT_API_VERSION.into(),
+            sms_api_base: chatter_channels::sms::SIPOUT_BASE_URL.into(),
         }
     }
 }

@@ -307,9 +307,26 @@ async fn finish_message(
 ) -> Result<(), JobError> {
     let now = core.now();
     let txn = core.db.begin().await.map_err(internal)?;
+    // A delivery report may have overtaken us (it finds the message by its recorded parts):
+    // never move a delivered, read or provider-failed message back to "sent".
+    let current = message::Entity::find_by_id(m.id)
+        .one(&txn)
+        .await
+        .map_err(internal)?;
+    let overtaken = status == "sent"
+        && current
+            .as_ref()
+            .is_some_and(|c| matches!(c.status.as_str(), "delivered" | "read" | "failed"));
     let mut am = m.clone().into_active_model();
-    am.status = Set(status.to_string());
-    am.error = Set(error.clone());
+    if overtaken {
+        if let Some(c) = &current {
+            am.status = Set(c.status.clone());
+            am.error = Set(c.error.clone());
+        }
+    } else {
+        am.status = Set(status.to_string());
+        am.error = Set(error.clone());
+    }
     if status == "sent" {
         am.external_id = Set(external_id);
         am.sent_at = Set(Some(now));
@@ -413,9 +430,31 @@ impl JobHandler for SendMessage {
         }
         let client =
             connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let mut sent: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
+        // Templates and media go out whole, as one provider message.
+        let atts = inbox::attachments_of(&m);
+        if sent.is_empty() {
+            let special = client
+                .send_special(
+                    &conv.external_chat_id,
+                    m.text.as_deref(),
+                    m.extra.as_deref(),
+                    &atts,
+                )
+                .await;
+            match special {
+                Some(Ok(id)) => {
+                    record_parts(core, m.id, std::slice::from_ref(&id)).await?;
+                    return finish_message(core, &m, "sent", None, Some(id), false).await;
+                }
+                Some(Err(e)) => return handle_send_error(core, job, &m, &conv, &client, e).await,
+                None => {}
+            }
+        } else if m.extra.is_some() || !atts.is_empty() {
+            return finish_message(core, &m, "sent", None, sent.first().cloned(), false).await;
+        }
         let text = m.text.clone().unwrap_or_default();
         let parts = split_text(&text, client.max_text());
-        let mut sent: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
         // Our id, the same on every retry: providers that dedupe sends (VK) key on it.
         let key = m.id.to_string();
         while sent.len() < parts.len() {
@@ -432,15 +471,7 @@ impl JobHandler for SendMessage {
                 Ok(id) => {
                     sent.push(id);
                     // Record each part at once, so a retry does not send it twice.
-                    message::Entity::update_many()
-                        .col_expr(
-                            message::Column::SentParts,
-                            Expr::value(serde_json::to_string(&sent).unwrap_or_default()),
-                        )
-                        .filter(message::Column::Id.eq(m.id))
-                        .exec(&core.db)
-                        .await
-                        .map_err(internal)?;
+                    record_parts(core, m.id, &sent).await?;
                 }
                 Err(e) => return handle_send_error(core, job, &m, &conv, &client, e).await,
             }
@@ -450,6 +481,20 @@ impl JobHandler for SendMessage {
             .ok();
         finish_message(core, &m, "sent", None, sent.first().cloned(), false).await
     }
+}
+
+/// Stores the provider ids of the parts sent so far.
+async fn record_parts(core: &Core, id: Uuid, sent: &[String]) -> Result<(), JobError> {
+    message::Entity::update_many()
+        .col_expr(
+            message::Column::SentParts,
+            Expr::value(serde_json::to_string(sent).unwrap_or_default()),
+        )
+        .filter(message::Column::Id.eq(id))
+        .exec(&core.db)
+        .await
+        .map_err(internal)?;
+    Ok(())
 }
 
 async fn handle_send_error(

@@ -5,7 +5,9 @@
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::avito::AvitoClient;
 use chatter_channels::max::MaxClient;
+use chatter_channels::sms::{SmsClient, SmsGatewayConfig};
 use chatter_channels::vk::VkClient;
+use chatter_channels::whatsapp::WhatsAppClient;
 use chatter_channels::{telegram::TelegramClient, ChannelError, Identity};
 use chatter_domain::{values::required_text, Permission, SourceKind};
 use chatter_store::entity::source;
@@ -27,17 +29,22 @@ pub const DISABLED: &str = "disabled";
 
 /// Credentials, stored encrypted. One shape for every kind (rows written before VK, Max and
 /// Avito existed read unchanged); what each field holds depends on the kind.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct SourceSecret {
     /// Telegram, Max: the bot token. VK: the community token. Avito: the client secret.
+    /// WhatsApp: the (system-user) access token. SMS: the gateway's API key.
     pub token: String,
     /// What the provider must present on webhooks: Telegram's
     /// `X-Telegram-Bot-Api-Secret-Token`, VK's callback `secret`, Max's `X-Max-Bot-Api-Secret`,
-    /// Avito's path token (Avito signs nothing, so the hook URL itself is the secret).
+    /// Avito's and the SMS gateway's path token (they sign nothing, so the hook URL itself is
+    /// the secret), WhatsApp's verify token (Meta's subscription handshake).
     pub webhook_secret: Option<String>,
     /// Avito: the client id that goes with the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// WhatsApp: the Meta app secret notifications are signed with (`X-Hub-Signature-256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_secret: Option<String>,
 }
 
 impl std::fmt::Debug for SourceSecret {
@@ -68,6 +75,12 @@ pub struct SourceSettings {
     /// VK: the string our callback server answers VK's `confirmation` request with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vk_confirmation: Option<String>,
+    /// WhatsApp: the business account (WABA) whose message templates the inbox offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waba_id: Option<String>,
+    /// SMS: the sender name SMS go out under (`None`: the gateway's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_sender: Option<String>,
 }
 
 pub fn settings_of(s: &source::Model) -> SourceSettings {
@@ -113,6 +126,19 @@ pub enum NewSource {
         client_id: String,
         client_secret: String,
     },
+    /// A WhatsApp Business number: its `phone_number_id` (not the number itself), the business
+    /// account id for templates, a system-user access token and the Meta app's secret.
+    WhatsApp {
+        phone_number_id: String,
+        waba_id: String,
+        access_token: String,
+        app_secret: String,
+    },
+    /// An SMS gateway account (Sipout): the API key from the cabinet and an optional sender name.
+    Sms {
+        api_key: String,
+        sender: String,
+    },
 }
 
 impl NewSource {
@@ -122,6 +148,21 @@ impl NewSource {
             NewSource::VkBot { .. } => SourceKind::VkBot,
             NewSource::MaxBot { .. } => SourceKind::MaxBot,
             NewSource::Avito { .. } => SourceKind::Avito,
+            NewSource::WhatsApp { .. } => SourceKind::Whatsapp,
+            NewSource::Sms { .. } => SourceKind::SipoutSms,
+        }
+    }
+
+    /// Settings that come from the form rather than from the provider's answer.
+    fn form_settings(&self, settings: &mut SourceSettings) {
+        match self {
+            NewSource::WhatsApp { waba_id, .. } => {
+                settings.waba_id = Some(waba_id.trim().to_owned()).filter(|w| !w.is_empty());
+            }
+            NewSource::Sms { sender, .. } => {
+                settings.sms_sender = Some(sender.trim().to_owned()).filter(|s| !s.is_empty());
+            }
+            _ => {}
         }
     }
 
@@ -132,6 +173,8 @@ impl NewSource {
             NewSource::VkBot { .. } => "vk_token",
             NewSource::MaxBot { .. } => "max_token",
             NewSource::Avito { .. } => "avito_client_secret",
+            NewSource::WhatsApp { .. } => "wa_access_token",
+            NewSource::Sms { .. } => "sms_api_key",
         }
     }
 }
@@ -189,7 +232,7 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             let secret = SourceSecret {
                 token: token.to_string(),
                 webhook_secret: Some(chatter_channels::telegram::new_secret_token()),
-                client_id: None,
+                ..SourceSecret::default()
             };
             Ok((secret, me))
         }
@@ -221,7 +264,7 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             let secret = SourceSecret {
                 token: token.to_string(),
                 webhook_secret: Some(crate::new_token().0[..40].to_string()),
-                client_id: None,
+                ..SourceSecret::default()
             };
             Ok((secret, me))
         }
@@ -241,7 +284,7 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             let secret = SourceSecret {
                 token: token.to_string(),
                 webhook_secret: Some(chatter_channels::max::new_webhook_secret()),
-                client_id: None,
+                ..SourceSecret::default()
             };
             Ok((secret, me))
         }
@@ -286,6 +329,103 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
                 token: client_secret.to_string(),
                 webhook_secret: Some(crate::new_token().0),
                 client_id: Some(client_id.to_string()),
+                ..SourceSecret::default()
+            };
+            Ok((secret, me))
+        }
+        NewSource::WhatsApp {
+            phone_number_id,
+            waba_id,
+            access_token,
+            app_secret,
+        } => {
+            let (number, waba) = (phone_number_id.trim(), waba_id.trim());
+            let (token, app_secret) = (access_token.trim(), app_secret.trim());
+            let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+            let mut errs = Vec::new();
+            if !digits(number) {
+                errs.push(("wa_phone_number_id", "err.wa_id_format"));
+            }
+            if !digits(waba) {
+                errs.push(("wa_waba_id", "err.wa_id_format"));
+            }
+            if token.len() < 20 || token.chars().any(char::is_whitespace) {
+                errs.push(("wa_access_token", "err.wa_token_format"));
+            }
+            if app_secret.len() < 16 || !app_secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                errs.push(("wa_app_secret", "err.wa_app_secret_format"));
+            }
+            if !errs.is_empty() {
+                return Err(CoreError::fields(&errs));
+            }
+            let client = WhatsAppClient::new(
+                core.http.clone(),
+                &core.config.whatsapp_api_base,
+                &core.config.whatsapp_api_version,
+                number,
+                token,
+            );
+            let me = match chatter_channels::Channel::identify(&client).await {
+                Ok(me) => me,
+                Err(ChannelError::Unauthorized(_)) => {
+                    return Err(CoreError::field("wa_access_token", "err.wa_rejected"))
+                }
+                Err(ChannelError::Permanent(_)) => {
+                    return Err(CoreError::field("wa_phone_number_id", "err.wa_no_number"))
+                }
+                Err(e) => return Err(unreachable(e)),
+            };
+            let secret = SourceSecret {
+                token: token.to_string(),
+                webhook_secret: Some(crate::new_token().0[..32].to_string()),
+                app_secret: Some(app_secret.to_string()),
+                ..SourceSecret::default()
+            };
+            // The number's id is what notifications are routed by.
+            let me = Identity {
+                id: number.to_string(),
+                ..me
+            };
+            Ok((secret, me))
+        }
+        NewSource::Sms { api_key, sender } => {
+            let (key, sender) = (api_key.trim(), sender.trim());
+            let mut errs = Vec::new();
+            if key.len() < 8 || key.chars().any(char::is_whitespace) {
+                errs.push(("sms_api_key", "err.sms_key_format"));
+            }
+            // Operators register alphanumeric sender names of at most 11 Latin characters.
+            let sender_ok = sender.is_empty()
+                || (sender.len() <= 11
+                    && sender
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._ ".contains(&b)));
+            if !sender_ok {
+                errs.push(("sms_sender", "err.sms_sender_format"));
+            }
+            if !errs.is_empty() {
+                return Err(CoreError::fields(&errs));
+            }
+            let client = SmsClient::new(
+                core.http.clone(),
+                SmsGatewayConfig::sipout(&core.config.sms_api_base, key, Some(sender)),
+            );
+            let me = match chatter_channels::Channel::identify(&client).await {
+                Ok(me) => me,
+                Err(ChannelError::Unauthorized(_)) | Err(ChannelError::Permanent(_)) => {
+                    return Err(CoreError::field("sms_api_key", "err.sms_rejected"))
+                }
+                Err(e) => return Err(unreachable(e)),
+            };
+            let secret = SourceSecret {
+                token: key.to_string(),
+                webhook_secret: Some(chatter_channels::sms::new_callback_token()),
+                ..SourceSecret::default()
+            };
+            // One account may send under several sender names: each is its own source.
+            let me = Identity {
+                id: format!("{}:{sender}", me.id),
+                ..me
             };
             Ok((secret, me))
         }
@@ -318,12 +458,13 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
     if dup {
         return Err(CoreError::field(new.main_field(), "err.bot_already_added"));
     }
-    let settings = SourceSettings {
+    let mut settings = SourceSettings {
         bot_id: me.id.clone(),
         bot_name: me.name.clone(),
         bot_username: me.username.clone(),
         ..SourceSettings::default()
     };
+    new.form_settings(&mut settings);
     let id = Uuid::now_v7();
     source::ActiveModel {
         id: Set(id),
@@ -383,12 +524,13 @@ pub async fn replace_credentials(
     let now = core.now();
     let txn = core.db.begin().await?;
     let name = s.name.clone();
-    let settings = SourceSettings {
+    let mut settings = SourceSettings {
         bot_id: me.id.clone(),
         bot_name: me.name.clone(),
         bot_username: me.username.clone(),
         ..SourceSettings::default()
     };
+    new.form_settings(&mut settings);
     let mut am = s.into_active_model();
     am.secret = Set(Some(core.secrets.encrypt(
         &serde_json::to_string(&secret).map_err(|e| CoreError::Internal(e.to_string()))?,

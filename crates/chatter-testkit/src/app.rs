@@ -1,12 +1,14 @@
 //! `TestApp`: the whole product on a random loopback port, over a fresh `TestDb`, with the
-//! SMTP capture fake as its mail server, the Telegram, VK, Max, Avito and amoCRM fakes as the
-//! outside world, and its job workers running.
+//! SMTP capture fake as its mail server, the Telegram, VK, Max, Avito, WhatsApp, SMS gateway and
+//! amoCRM fakes as the outside world, and its job workers running.
 
 use crate::db::TestDb;
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
 use chatter_core::worker::{Registry, WorkerConfig};
 use chatter_core::{Clock, Core, CoreConfig, ManualClock, Secret, Secrets, SystemClock};
-use chatter_fakes::{FakeAmo, FakeAvito, FakeMax, FakeTelegram, FakeVk, SmtpCapture};
+use chatter_fakes::{
+    FakeAmo, FakeAvito, FakeMax, FakeSms, FakeTelegram, FakeVk, FakeWhatsApp, SmtpCapture,
+};
 use chatter_web::server::{self, Server};
 use chatter_web::WebConfig;
 use std::sync::Arc;
@@ -24,6 +26,10 @@ pub struct TestApp {
     pub max: FakeMax,
     /// The Avito API.
     pub avito: FakeAvito,
+    /// The WhatsApp Cloud API (Graph API).
+    pub whatsapp: FakeWhatsApp,
+    /// The SMS gateway (Sipout-shaped).
+    pub sms: FakeSms,
     /// amoCRM, with the integration `TestApp::AMO_CLIENT_ID` registered.
     pub amo: FakeAmo,
     /// Set when built `with_manual_clock`.
@@ -98,6 +104,10 @@ impl TestAppBuilder {
         cfg.vk_api_base = vk.base_url();
         cfg.max_api_base = max.base_url();
         cfg.avito_api_base = avito.base_url();
+        let whatsapp = FakeWhatsApp::start().await.expect("WhatsApp fake starts");
+        let sms = FakeSms::start().await.expect("SMS fake starts");
+        cfg.whatsapp_api_base = whatsapp.base_url();
+        cfg.sms_api_base = sms.base_url();
         cfg.poll_timeout_secs = 2;
         cfg.avito_poll_interval_secs = 1;
         let amo = FakeAmo::start().await.expect("amoCRM fake starts");
@@ -173,6 +183,8 @@ impl TestAppBuilder {
             vk,
             max,
             avito,
+            whatsapp,
+            sms,
             amo,
             clock: manual,
             server: Some(server),

@@ -1,5 +1,7 @@
 //! Inbound webhooks: `/hooks/{kind}/{source_id}` (Avito: `/hooks/avito/{source_id}/{token}`,
-//! the path token being the only proof, as Avito signs nothing). The provider's secret is
+//! the SMS gateway: `/hooks/sms/{source_id}/{token}/{status|inbound}`, the path token being
+//! the only proof, as they sign nothing; WhatsApp: a GET handshake with the verify token, then
+//! POSTs signed with the app secret). The provider's secret is
 //! checked (forged → 401, nothing stored), the body is parsed (malformed → 400, nothing
 //! stored), and the answer is sent only after the events are committed (group commit, see
 //! core::ingest).
@@ -9,7 +11,7 @@
 use crate::ctx::Ctx;
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +31,12 @@ pub fn routes() -> Router<AppState> {
         .route("/hooks/vk/{source_id}", post(vk))
         .route("/hooks/max/{source_id}", post(max))
         .route("/hooks/avito/{source_id}/{token}", post(avito))
+        .route(
+            "/hooks/whatsapp/{source_id}",
+            get(whatsapp_verify).post(whatsapp),
+        )
+        .route("/hooks/sms/{source_id}/{token}/status", post(sms_status))
+        .route("/hooks/sms/{source_id}/{token}/inbound", post(sms_inbound))
         .route("/hooks/amocrm/disabled", get(amocrm_disabled))
         .route("/hooks/amojo/{scope_id}", post(amojo))
         .route("/hooks/api/{source_id}", post(api_message))
@@ -158,6 +166,24 @@ async fn store(
     ack: &'static str,
 ) -> Response {
     let id = src.id;
+    for ev in &events {
+        if let chatter_channels::InboundEvent::Status { external_id, .. } = ev {
+            match chatter_core::inbox::status_ready(&st.core, &src, external_id).await {
+                Ok(true) => {}
+                // Nothing stored: the provider sends the report again once the send is recorded.
+                Ok(false) => {
+                    return plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "reply still being sent; retry",
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, source = %id, "cannot look up a delivery report");
+                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry");
+                }
+            }
+        }
+    }
     for mut ev in events {
         chatter_core::connectors::normalize(&mut ev);
         if let Err(e) = st.ingester.submit(src.clone(), ev).await {
@@ -257,6 +283,156 @@ async fn avito(
             "malformed body: expected an Avito webhook v3 payload",
         ),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct HubQuery {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// Meta's subscription handshake (spec §5.4): the challenge echoed when the verify token is
+/// the source's, 403 otherwise.
+async fn whatsapp_verify(
+    State(st): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<HubQuery>,
+) -> Response {
+    use chatter_channels::whatsapp::verify_subscription;
+    let (_, verify_token) = match source_of(&st, id, SourceKind::Whatsapp).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match verify_subscription(
+        q.mode.as_deref(),
+        q.verify_token.as_deref(),
+        q.challenge.as_deref(),
+        &verify_token,
+    ) {
+        Ok(challenge) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+            challenge,
+        )
+            .into_response(),
+        Err(_) => plain(StatusCode::FORBIDDEN, "verify token mismatch"),
+    }
+}
+
+/// WhatsApp notifications (spec §5.5): `X-Hub-Signature-256` must be the HMAC of the raw body
+/// with the source's app secret (checked before parsing); customer messages and our messages'
+/// delivery statuses for this source's number are stored, then answered 200.
+async fn whatsapp(
+    State(st): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use chatter_channels::whatsapp::{parse_notification_routed, verify_signature};
+    let (src, _) = match source_of(&st, id, SourceKind::Whatsapp).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let app_secret = sources::secret_of(&st.core, &src)
+        .ok()
+        .and_then(|s| s.app_secret)
+        .unwrap_or_default();
+    let header = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if verify_signature(&app_secret, &body, header).is_err() {
+        return plain(StatusCode::UNAUTHORIZED, "bad X-Hub-Signature-256");
+    }
+    let Ok(routed) = parse_notification_routed(&body) else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "malformed body: expected a whatsapp_business_account notification",
+        );
+    };
+    // One Meta app may serve several numbers: keep what is addressed to this source's.
+    let number = sources::settings_of(&src).bot_id;
+    let events = routed
+        .into_iter()
+        .filter(|r| r.phone_number_id.is_empty() || r.phone_number_id == number)
+        .map(|r| r.event)
+        .collect();
+    store(&st, src, events, "ok").await
+}
+
+/// The SMS source `id` and its client, when `token` is the source's callback token.
+async fn sms_source(
+    st: &AppState,
+    id: Uuid,
+    token: &str,
+) -> Result<(source::Model, chatter_channels::sms::SmsClient), Response> {
+    let (src, secret) = source_of(st, id, SourceKind::SipoutSms).await?;
+    if secret.is_empty() || !chatter_channels::sms::callback_token_matches(token, &secret) {
+        return Err(plain(StatusCode::UNAUTHORIZED, "unknown callback token"));
+    }
+    match chatter_core::connectors::client_for(&st.core, &src) {
+        Ok(chatter_core::connectors::SourceClient::Sms(c)) => Ok((src, *c)),
+        _ => Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "try again")),
+    }
+}
+
+/// The SMS gateway's delivery reports: each moves our message forward (or to failed).
+async fn sms_status(
+    State(st): State<AppState>,
+    Path((id, token)): Path<(Uuid, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sms_callback(st, id, token, headers, body, false).await
+}
+
+/// Incoming SMS: each becomes a customer message (the sender's phone is the customer).
+async fn sms_inbound(
+    State(st): State<AppState>,
+    Path((id, token)): Path<(Uuid, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sms_callback(st, id, token, headers, body, true).await
+}
+
+async fn sms_callback(
+    st: AppState,
+    id: Uuid,
+    token: String,
+    headers: HeaderMap,
+    body: Bytes,
+    inbound: bool,
+) -> Response {
+    let (src, client) = match sms_source(&st, id, &token).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let now = st.core.now();
+    let parsed = if inbound {
+        client.parse_inbound_callback(content_type, &body, now)
+    } else {
+        client.parse_status_callback(content_type, &body, now)
+    };
+    let Ok(events) = parsed else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "malformed body: expected the gateway's callback fields",
+        );
+    };
+    // The gateway wants its own acknowledgement body (Sipout: `ok`).
+    let ack: &'static str = match client.callback_ack().1 {
+        "100" => "100",
+        "OK" => "OK",
+        _ => "ok",
+    };
+    store(&st, src, events, ack).await
 }
 
 /// amoCRM: an admin switched our integration off in their account (specs/amocrm.md §1.7).

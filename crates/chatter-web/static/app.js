@@ -68,6 +68,22 @@ function chatterTelegramAuth(user) {
 
   var form = document.getElementById("reply-form");
   var text = document.getElementById("reply-text");
+  // SMS part count while typing: the rule of chatter_channels::sms::sms_parts (GSM-7 160/153,
+  // extension characters count two; anything else UCS-2 70/67 in UTF-16 units).
+  var parts = document.getElementById("sms-parts");
+  if (parts && text) {
+    var basic = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+    var ext = "\f^{}\\[~]|€";
+    var count = function () {
+      var v = text.value, gsm = 0, ok = true;
+      for (var c of v) { if (basic.indexOf(c) >= 0) gsm += 1; else if (ext.indexOf(c) >= 0) gsm += 2; else { ok = false; break; } }
+      var n = ok ? gsm : v.length, one = ok ? 160 : 70, per = ok ? 153 : 67;
+      var k = n === 0 ? 0 : n <= one ? 1 : Math.ceil(n / per);
+      var limit = k > 1 ? per * k : one;
+      parts.textContent = k + " SMS · " + parts.getAttribute(ok ? "data-gsm" : "data-ucs2") + " · " + n + "/" + limit;
+    };
+    text.addEventListener("input", count);
+  }
   if (form && text) {
     text.addEventListener("keydown", function (e) {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {

@@ -42,6 +42,22 @@ pub struct Config {
     pub vk: VkSection,
     pub max: MaxSection,
     pub avito: AvitoSection,
+    pub whatsapp: WhatsappSection,
+    pub sms: SmsSection,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct WhatsappSection {
+    /// WhatsApp Cloud API (Graph API) base URL, without the version.
+    pub api_base: String,
+    /// The Graph API version every call names (`v23.0`).
+    pub api_version: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SmsSection {
+    /// The SMS gateway's API base URL (Sipout's user API).
+    pub api_base: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -102,6 +118,8 @@ struct Defaults {
     vk: VkSection,
     max: MaxSection,
     avito: AvitoSection,
+    whatsapp: WhatsappSection,
+    sms: SmsSection,
 }
 
 impl Config {
@@ -137,6 +155,13 @@ impl Config {
             avito: AvitoSection {
                 api_base: "https://api.avito.ru".into(),
                 poll_interval_secs: 15,
+            },
+            whatsapp: WhatsappSection {
+                api_base: chatter_channels::whatsapp::DEFAULT_API_BASE.into(),
+                api_version: chatter_channels::whatsapp::DEFAULT_API_VERSION.into(),
+            },
+            sms: SmsSection {
+                api_base: chatter_channels::sms::SIPOUT_BASE_URL.into(),
             },
         };
         let path = file

@@ -34,6 +34,8 @@ pub struct Fakes {
     pub vk: FakeVk,
     pub max: FakeMax,
     pub avito: FakeAvito,
+    pub whatsapp: chatter_fakes::FakeWhatsApp,
+    pub sms: chatter_fakes::FakeSms,
     /// amoCRM with the demo account «Рога и Копыта CRM», its Chats API channel, and a page
     /// (`/ui/demo`) listing its deals where you answer customers as a manager.
     pub amo: FakeAmo,
@@ -60,6 +62,12 @@ impl Fakes {
             avito: FakeAvito::start()
                 .await
                 .context("cannot start the demo Avito")?,
+            whatsapp: chatter_fakes::FakeWhatsApp::start()
+                .await
+                .context("cannot start the demo WhatsApp")?,
+            sms: chatter_fakes::FakeSms::start()
+                .await
+                .context("cannot start the demo SMS gateway")?,
             amo: {
                 let amo = FakeAmo::start()
                     .await
@@ -84,6 +92,8 @@ impl Fakes {
         cfg.max.extra_ca_pem = None;
         cfg.avito.api_base = self.avito.base_url();
         cfg.avito.poll_interval_secs = 3;
+        cfg.whatsapp.api_base = self.whatsapp.base_url();
+        cfg.sms.api_base = self.sms.base_url();
         // amoCRM: an integration registered at the fake, with a Chats API channel whose
         // managers' answers come back to this server.
         let redirect = format!("{public_url}/crm/amocrm/callback");
@@ -248,7 +258,7 @@ async fn connect_bot(core: &Core, actor: &Actor, fake: &FakeTelegram) -> anyhow:
     let secret = SourceSecret {
         token: token.clone(),
         webhook_secret: sources::secret_of(core, &source)?.webhook_secret,
-        client_id: None,
+        ..SourceSecret::default()
     };
     let settings = SourceSettings {
         bot_id,
@@ -581,9 +591,9 @@ async fn simulate(fake: FakeTelegram, token: String, mut stopped: watch::Receive
 }
 
 // ---------------------------------------------------------------------------------------------
-// VK, Max and Avito: one source and one customer each
+// VK, Max, Avito, WhatsApp and SMS: one source and one customer each
 
-/// The demo's accounts in the VK, Max and Avito fakes.
+/// The demo's accounts in the VK, Max, Avito, WhatsApp and SMS fakes.
 struct Others {
     vk: FakeVk,
     vk_group: i64,
@@ -591,6 +601,30 @@ struct Others {
     max_token: String,
     avito: FakeAvito,
     avito_client: String,
+    whatsapp: chatter_fakes::FakeWhatsApp,
+    wa_number: String,
+    /// The WhatsApp callback URL and verify token (set "by hand" once the server listens).
+    wa_hook: Option<(String, String)>,
+    sms: chatter_fakes::FakeSms,
+    sms_key: String,
+    /// The SMS status and inbound callback URLs.
+    sms_hooks: Option<(String, String)>,
+}
+
+/// The callback settings the WhatsApp and SMS sources' pages show, as a person would paste them.
+fn manual_hooks(
+    core: &Core,
+    all: &[chatter_store::entity::source::Model],
+    kind: SourceKind,
+) -> Option<(String, String)> {
+    use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
+    let s = all.iter().find(|s| s.kind == kind.id())?;
+    let token = sources::secret_of(core, s).ok()?.webhook_secret?;
+    let base = public_hook_base(&core.config, s.kind);
+    Some(match kind {
+        SourceKind::Whatsapp => (hook_url(base, "whatsapp", s.id), token),
+        _ => sms_hook_urls(base, s.id, &token),
+    })
 }
 
 /// Creates the community, the bot and the account in the fakes and connects each as a source
@@ -601,6 +635,20 @@ async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Re
         .create_group("Рога и Копыта ВКонтакте", "horns_demo");
     let max_token = fakes.max.add_bot("Рога и Копыта в Max", "horns_demo_bot");
     let avito = fakes.avito.add_account("Рога и Копыта на Авито");
+    let wa = fakes
+        .whatsapp
+        .add_number("+7 495 000-11-22", "Рога и Копыта");
+    fakes.whatsapp.add_template(
+        &wa.phone_number_id,
+        "order_ready",
+        "ru",
+        "UTILITY",
+        "APPROVED",
+        "Здравствуйте, {{1}}! Ваш заказ {{2}} готов к выдаче.",
+    );
+    let sms_key = fakes
+        .sms
+        .add_account("ООО Рога и Копыта", "7701234567", 500.0);
     let wanted = [
         (
             "ВКонтакте: Рога и Копыта",
@@ -622,6 +670,22 @@ async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Re
                 client_secret: avito.client_secret.clone(),
             },
         ),
+        (
+            "WhatsApp: Рога и Копыта",
+            NewSource::WhatsApp {
+                phone_number_id: wa.phone_number_id.clone(),
+                waba_id: wa.waba_id.clone(),
+                access_token: wa.access_token.clone(),
+                app_secret: wa.app_secret.clone(),
+            },
+        ),
+        (
+            "SMS: Рога и Копыта",
+            NewSource::Sms {
+                api_key: sms_key.clone(),
+                sender: "Roga".into(),
+            },
+        ),
     ];
     let existing = sources::list(core, actor).await?;
     for (name, new) in wanted {
@@ -632,6 +696,7 @@ async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Re
             }
         }
     }
+    let all = sources::list(core, actor).await?;
     Ok(Others {
         vk: fakes.vk.clone(),
         vk_group: group.id,
@@ -639,6 +704,12 @@ async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Re
         max_token,
         avito: fakes.avito.clone(),
         avito_client: avito.client_id,
+        whatsapp: fakes.whatsapp.clone(),
+        wa_number: wa.phone_number_id,
+        wa_hook: manual_hooks(core, &all, SourceKind::Whatsapp),
+        sms: fakes.sms.clone(),
+        sms_key,
+        sms_hooks: manual_hooks(core, &all, SourceKind::SipoutSms),
     })
 }
 
@@ -647,31 +718,53 @@ enum Line {
     Vk(&'static str),
     Max(&'static str),
     Avito(&'static str),
+    WhatsApp(&'static str),
+    Sms(&'static str),
 }
 
 /// Seconds after the start, and what is written.
-const OTHER_SCRIPT: [(u64, Line); 7] = [
+const OTHER_SCRIPT: [(u64, Line); 11] = [
     (
         12,
         Line::Vk("Здравствуйте! Увидела ваш пост про чайники. Есть белый?"),
     ),
     (
+        15,
+        Line::WhatsApp("Добрый вечер! Заказ 1042 уже можно забрать?"),
+    ),
+    (
         20,
         Line::Max("Добрый день. Можно заказать доставку на завтра?"),
+    ),
+    (
+        24,
+        Line::Sms("Здравствуйте, это Ольга. Перезвоните, пожалуйста, по поводу заказа."),
     ),
     (28, Line::Avito("Здравствуйте, диван ещё продаётся?")),
     (45, Line::Vk("И сколько стоит доставка по Москве?")),
     (55, Line::Max("Адрес: Тверская, 7. После 18:00 удобно.")),
+    (62, Line::WhatsApp("Спасибо! Заберу завтра после обеда.")),
     (70, Line::Avito("Торг уместен? Могу забрать сам в субботу.")),
+    (80, Line::Sms("Удобно после 17:00.")),
     (90, Line::Vk("Спасибо, жду ответа!")),
 ];
 
-/// Runs the VK, Max and Avito customers' lines until `stopped`.
+/// Runs the VK, Max, Avito, WhatsApp and SMS customers' lines until `stopped`.
 async fn simulate_others(o: Others, mut stopped: watch::Receiver<bool>) {
     // A fresh fake numbers VK messages from 1 again: a new customer id per run keeps them
     // from being taken for replays of a reused data directory's messages.
     let vk_user = 600_000_000 + i64::from(rand_u16());
     let started = tokio::time::Instant::now();
+    // The callbacks are "pasted" at the providers once this server listens.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Some((url, verify)) = &o.wa_hook {
+        if let Err(e) = o.whatsapp.subscribe(&o.wa_number, url, verify).await {
+            tracing::warn!(error = %e, "the demo WhatsApp could not reach this server");
+        }
+    }
+    if let Some((status, inbound)) = &o.sms_hooks {
+        o.sms.set_callbacks(&o.sms_key, Some(status), Some(inbound));
+    }
     for (at, line) in OTHER_SCRIPT {
         tokio::select! {
             _ = tokio::time::sleep_until(started + Duration::from_secs(at)) => {}
@@ -702,6 +795,14 @@ async fn simulate_others(o: Others, mut stopped: watch::Receiver<bool>) {
                 );
                 m.item_title = "Диван угловой «Комфорт»".into();
                 o.avito.customer_writes(&o.avito_client, m);
+            }
+            Line::WhatsApp(text) => {
+                o.whatsapp
+                    .customer_writes(&o.wa_number, "79161234567", "Ирина", text);
+            }
+            Line::Sms(text) => {
+                o.sms
+                    .customer_sends(&o.sms_key, "+7 926 555-44-33", "74950001122", text);
             }
         }
     }

@@ -224,6 +224,9 @@ async fn build_core(
     }
     core_cfg.avito_api_base = cfg.avito.api_base.clone();
     core_cfg.avito_poll_interval_secs = cfg.avito.poll_interval_secs.clamp(1, 3600);
+    core_cfg.whatsapp_api_base = cfg.whatsapp.api_base.clone();
+    core_cfg.whatsapp_api_version = cfg.whatsapp.api_version.clone();
+    core_cfg.sms_api_base = cfg.sms.api_base.clone();
     if let Some(t) = &cfg.telegram_login {
         core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());
         core_cfg.telegram_login_bot_username = Some(t.bot_username.clone());

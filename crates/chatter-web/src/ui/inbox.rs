@@ -1,5 +1,6 @@
 //! The inbox: the conversation list with filters and search, a conversation with its history
-//! and the reply box, assignment, close/reopen, retry of failed replies, files, and the live
+//! and the reply box (per kind: WhatsApp's 24-hour window with its template picker and media
+//! links, SMS's part count), assignment, close/reopen, retry of failed replies, files, and the live
 //! event stream (SSE) that keeps every open inbox current without reloading.
 
 use super::{render, Page};
@@ -16,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::inbox::{self, ConversationRow, ListFilter, StoredAttachment};
 use chatter_core::{team, Actor, CoreError};
-use chatter_domain::Permission;
+use chatter_domain::{Permission, SourceKind};
 use chatter_store::entity::{event, message};
 use std::convert::Infallible;
 use uuid::Uuid;
@@ -26,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/app/inbox", get(list_page))
         .route("/app/inbox/{id}", get(show_page))
         .route("/app/inbox/{id}/reply", post(reply))
+        .route("/app/inbox/{id}/media", post(reply_media))
+        .route("/app/inbox/{id}/template", post(reply_template))
         .route("/app/inbox/{id}/assign", post(assign))
         .route("/app/inbox/{id}/close", post(close))
         .route("/app/inbox/{id}/reopen", post(reopen))
@@ -85,6 +88,11 @@ impl MessageTpl {
                 e["phone"].as_str().unwrap_or("")
             ),
             Some("location") => format!("📍 {}, {}", e["latitude"], e["longitude"]),
+            Some("template") => format!(
+                "📋 {} «{}»",
+                self.lang.t("inbox.wa_template"),
+                e["name"].as_str().unwrap_or("")
+            ),
             _ => String::new(),
         }
     }
@@ -101,6 +109,8 @@ impl MessageTpl {
             t("inbox.err_revoked")
         } else if e.starts_with("retrying") {
             t("inbox.err_retrying")
+        } else if e.contains("(code 131047)") || e.contains("24-hour window") {
+            t("inbox.err_wa_window")
         } else if e.contains("source is turned off") {
             t("inbox.err_disabled")
         } else if e.starts_with("gave up") {
@@ -185,6 +195,49 @@ struct ThreadView {
     source_status: String,
     /// The deal in the CRM and the routing rule that placed it.
     crm: Option<chatter_core::crm_sync::CrmLink>,
+    /// The source's kind (7: WhatsApp, 8: SMS change the reply box).
+    kind: i32,
+    /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
+    wa_window_closed: bool,
+    /// WhatsApp, window closed: the approved templates (`None`: WhatsApp did not answer).
+    wa_templates: Option<Vec<TemplateView>>,
+    /// SMS: what the draft costs, e.g. «2 SMS · кириллица».
+    sms_parts: String,
+    /// A refused reply: why (translated) and what was typed.
+    refused: Option<String>,
+    draft: String,
+}
+
+/// A WhatsApp template as the picker shows it.
+struct TemplateView {
+    name: String,
+    language: String,
+    category: String,
+    body: String,
+    /// Inputs for `{{1}}` … `{{n}}`.
+    params: Vec<usize>,
+}
+
+/// «N SMS · латиница/кириллица · used/limit»: the rule `static/app.js` mirrors while typing.
+fn sms_parts_label(tr: crate::i18n::Tr, text: &str) -> String {
+    use chatter_channels::sms::{sms_parts, SmsEncoding};
+    let p = sms_parts(text);
+    let enc = match p.encoding {
+        SmsEncoding::Gsm7 => tr.t("inbox.sms_gsm"),
+        SmsEncoding::Ucs2 => tr.t("inbox.sms_ucs2"),
+    };
+    format!(
+        "{} SMS · {enc} · {}/{}",
+        p.parts,
+        p.chars,
+        p.per_part() * p.parts.max(1) as usize
+    )
+}
+
+/// A reply the product refused: re-render the conversation with the reason and the draft.
+struct Refusal {
+    message: String,
+    draft: String,
 }
 
 async fn last_event_id(st: &AppState, company: Uuid) -> i64 {
@@ -208,6 +261,7 @@ async fn page(
     f: ListFilter,
     open: Option<Uuid>,
     reply_to: Option<Uuid>,
+    refusal: Option<Refusal>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let last_event = last_event_id(st, actor.company_id).await;
@@ -253,6 +307,41 @@ async fn page(
                 None => None,
             };
             let crm = chatter_core::crm_sync::link_of(&st.core, &actor, id).await?;
+            let kind = row.source_kind;
+            let wa_window_closed = kind == SourceKind::Whatsapp.id()
+                && !inbox::whatsapp_window_open(&st.core.db, id, st.core.now()).await?;
+            let wa_templates = if wa_window_closed && can_reply {
+                let listed = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    inbox::whatsapp_templates(&st.core, &actor, id),
+                )
+                .await;
+                match listed {
+                    Ok(Ok(ts)) => Some(
+                        ts.into_iter()
+                            .map(|t| TemplateView {
+                                params: (1..=t.body_params()).collect(),
+                                body: t.body_text().unwrap_or_default().to_owned(),
+                                name: t.name,
+                                language: t.language,
+                                category: t.category,
+                            })
+                            .collect(),
+                    ),
+                    _ => None,
+                }
+            } else {
+                Some(Vec::new())
+            };
+            let (refused, draft) = match refusal {
+                Some(r) => (Some(r.message), r.draft),
+                None => (None, String::new()),
+            };
+            let sms_parts = if kind == SourceKind::SipoutSms.id() {
+                sms_parts_label(tr, &draft)
+            } else {
+                String::new()
+            };
             Some(ThreadView {
                 reply_to,
                 row,
@@ -261,6 +350,12 @@ async fn page(
                 can_reply,
                 source_status,
                 crm,
+                kind,
+                wa_window_closed,
+                wa_templates,
+                sms_parts,
+                refused,
+                draft,
             })
         }
         None => None,
@@ -281,7 +376,7 @@ async fn list_page(
     Extension(ctx): Extension<Ctx>,
     Query(f): Query<ListFilter>,
 ) -> Result<Response, AppError> {
-    page(&st, &ctx, f, None, None).await
+    page(&st, &ctx, f, None, None, None).await
 }
 
 #[derive(serde::Deserialize)]
@@ -296,7 +391,7 @@ async fn show_page(
     Query(f): Query<ListFilter>,
     Query(r): Query<ReplyTo>,
 ) -> Result<Response, AppError> {
-    page(&st, &ctx, f, Some(id), r.reply_to).await
+    page(&st, &ctx, f, Some(id), r.reply_to, None).await
 }
 
 #[derive(serde::Deserialize)]
@@ -320,22 +415,106 @@ async fn reply(
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let reply_to = f.reply_to.as_deref().and_then(|r| r.parse().ok());
-    match inbox::reply(&st.core, &actor, id, &f.text, reply_to).await {
-        Ok(m) if wants_json(&headers) => Ok((
+    let r = inbox::reply(&st.core, &actor, id, &f.text, reply_to).await;
+    answer(&st, &ctx, id, &headers, r, f.text).await
+}
+
+/// The answer to a reply of any form: 201 JSON or back to the conversation; a refusal comes
+/// back as the conversation with the reason at the reply box and the draft kept (422).
+async fn answer(
+    st: &AppState,
+    ctx: &Ctx,
+    id: Uuid,
+    headers: &HeaderMap,
+    r: Result<message::Model, CoreError>,
+    draft: String,
+) -> Result<Response, AppError> {
+    let tr = crate::i18n::Tr(ctx.lang);
+    match r {
+        Ok(m) if wants_json(headers) => Ok((
             StatusCode::CREATED,
             axum::Json(serde_json::json!({"id": m.id})),
         )
             .into_response()),
         Ok(_) => Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response()),
-        Err(CoreError::Invalid(e)) if wants_json(&headers) => Ok((
+        Err(CoreError::Invalid(e)) if wants_json(headers) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(
-                serde_json::json!({"error": e.first().map(|e| crate::i18n::Tr(ctx.lang).t(e.key))}),
-            ),
+            axum::Json(serde_json::json!({"error": e.first().map(|e| tr.t(e.key))})),
         )
             .into_response()),
+        Err(CoreError::Invalid(e)) => {
+            let message = e
+                .iter()
+                .map(|e| tr.t(e.key).to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let refusal = Refusal { message, draft };
+            let mut resp = page(
+                st,
+                ctx,
+                ListFilter::default(),
+                Some(id),
+                None,
+                Some(refusal),
+            )
+            .await?;
+            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(resp)
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct MediaForm {
+    media_url: String,
+    #[serde(default)]
+    caption: String,
+}
+
+/// A WhatsApp medium by link.
+async fn reply_media(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    CsrfForm(f): CsrfForm<MediaForm>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let r = inbox::reply_media(&st.core, &actor, id, &f.media_url, &f.caption).await;
+    answer(&st, &ctx, id, &headers, r, f.caption).await
+}
+
+/// An approved WhatsApp template; `p1` … `p9` fill its body's `{{1}}` … `{{9}}`.
+#[derive(serde::Deserialize)]
+struct TemplateForm {
+    name: String,
+    language: String,
+    p1: Option<String>,
+    p2: Option<String>,
+    p3: Option<String>,
+    p4: Option<String>,
+    p5: Option<String>,
+    p6: Option<String>,
+    p7: Option<String>,
+    p8: Option<String>,
+    p9: Option<String>,
+}
+
+async fn reply_template(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    CsrfForm(f): CsrfForm<TemplateForm>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let params: Vec<String> = [f.p1, f.p2, f.p3, f.p4, f.p5, f.p6, f.p7, f.p8, f.p9]
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let r = inbox::reply_template(&st.core, &actor, id, &f.name, &f.language, &params).await;
+    answer(&st, &ctx, id, &headers, r, String::new()).await
 }
 
 #[derive(serde::Deserialize)]

@@ -1,6 +1,8 @@
 //! The Sources page: connected messengers with their health, adding a source of any supported
-//! kind (Telegram bot, VK community, Max bot, Avito account) with its own credentials, turning
-//! a source off and on, and checking it again.
+//! kind (Telegram bot, VK community, Max bot, Avito account, WhatsApp number, SMS gateway
+//! account) with its own credentials, turning a source off and on, and checking it again.
+//! WhatsApp and SMS callbacks are set by hand at the provider: their pages show the URLs (and
+//! WhatsApp's verify token) to paste.
 
 use super::{render, render_status, Flash, Page};
 use crate::ctx::Ctx;
@@ -60,6 +62,8 @@ fn fix_key(s: &source::Model) -> &'static str {
             Some(SourceKind::VkBot) => "sources.revoked_fix_vk",
             Some(SourceKind::MaxBot) => "sources.revoked_fix_max",
             Some(SourceKind::Avito) => "sources.revoked_fix_avito",
+            Some(SourceKind::Whatsapp) => "sources.revoked_fix_whatsapp",
+            Some(SourceKind::SipoutSms) => "sources.revoked_fix_sms",
             _ => "sources.revoked_fix",
         },
         sources::ERROR
@@ -134,6 +138,9 @@ struct NewTpl {
     name: String,
     vk_group_id: String,
     avito_client_id: String,
+    wa_phone_number_id: String,
+    wa_waba_id: String,
+    sms_sender: String,
 }
 
 impl NewTpl {
@@ -144,6 +151,9 @@ impl NewTpl {
             name: String::new(),
             vk_group_id: String::new(),
             avito_client_id: String::new(),
+            wa_phone_number_id: String::new(),
+            wa_waba_id: String::new(),
+            sms_sender: String::new(),
         }
     }
 
@@ -188,6 +198,18 @@ struct NewForm {
     #[serde(default)]
     avito_client_secret: String,
     #[serde(default)]
+    wa_phone_number_id: String,
+    #[serde(default)]
+    wa_waba_id: String,
+    #[serde(default)]
+    wa_access_token: String,
+    #[serde(default)]
+    wa_app_secret: String,
+    #[serde(default)]
+    sms_api_key: String,
+    #[serde(default)]
+    sms_sender: String,
+    #[serde(default)]
     name: String,
 }
 
@@ -209,6 +231,16 @@ async fn create(
             client_id: f.avito_client_id.clone(),
             client_secret: f.avito_client_secret,
         },
+        Some(SourceKind::Whatsapp) => NewSource::WhatsApp {
+            phone_number_id: f.wa_phone_number_id.clone(),
+            waba_id: f.wa_waba_id.clone(),
+            access_token: f.wa_access_token,
+            app_secret: f.wa_app_secret,
+        },
+        Some(SourceKind::SipoutSms) => NewSource::Sms {
+            api_key: f.sms_api_key,
+            sender: f.sms_sender.clone(),
+        },
         _ => return Err(CoreError::field("kind", "err.kind_unsupported").into()),
     };
     match sources::add_source(&st.core, &actor, &f.name, new).await {
@@ -220,6 +252,9 @@ async fn create(
                 name: f.name,
                 vk_group_id: f.vk_group_id,
                 avito_client_id: f.avito_client_id,
+                wa_phone_number_id: f.wa_phone_number_id,
+                wa_waba_id: f.wa_waba_id,
+                sms_sender: f.sms_sender,
                 ..NewTpl::blank(Page::new(&ctx, "sources").errors(errs))
             },
         )),
@@ -237,6 +272,37 @@ struct ShowTpl {
     status_key: &'static str,
     fix_key: &'static str,
     webhook: Option<String>,
+    /// What to paste at the provider by hand (WhatsApp, SMS): label key and value.
+    setup: Vec<(&'static str, String)>,
+}
+
+/// The callback URLs (and WhatsApp's verify token) of a source whose provider is configured
+/// by hand; only people who manage sources see them (the SMS URLs carry the secret token).
+fn manual_setup(st: &AppState, s: &source::Model, can_manage: bool) -> Vec<(&'static str, String)> {
+    use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
+    let cfg = &st.core.config;
+    let secret = sources::secret_of(&st.core, s).ok();
+    let token = secret.and_then(|x| x.webhook_secret).filter(|_| can_manage);
+    match (SourceKind::from_id(s.kind), token) {
+        (Some(SourceKind::Whatsapp), token) => {
+            let mut v = vec![(
+                "sources.wa_callback_url",
+                hook_url(public_hook_base(cfg, s.kind), "whatsapp", s.id),
+            )];
+            if let Some(t) = token {
+                v.push(("sources.wa_verify_token", t));
+            }
+            v
+        }
+        (Some(SourceKind::SipoutSms), Some(token)) => {
+            let (status, inbound) = sms_hook_urls(public_hook_base(cfg, s.kind), s.id, &token);
+            vec![
+                ("sources.sms_status_url", status),
+                ("sources.sms_inbound_url", inbound),
+            ]
+        }
+        _ => Vec::new(),
+    }
 }
 
 async fn show_page(
@@ -274,7 +340,9 @@ async fn show_page(
     } else {
         None
     };
+    let setup = manual_setup(&st, &s, actor.role.can(Permission::Manage));
     Ok(render(ShowTpl {
+        setup,
         p: Page::new(&ctx, "sources"),
         kind_key: kind_key(s.kind),
         status_key: status_key(&s.status),
