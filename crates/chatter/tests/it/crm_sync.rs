@@ -81,14 +81,16 @@ async fn a_customer_becomes_a_contact_and_a_deal_and_the_manager_answers_from_am
         .await,
         1
     );
-    assert_eq!(
+    // Recorded just after amoCRM accepts the message.
+    eventually("the chat message is mapped", || async {
         count(
             &app,
-            "SELECT count(*) FROM crm_messages WHERE kind = 'chat'"
+            "SELECT count(*) FROM crm_messages WHERE kind = 'chat'",
         )
-        .await,
-        1
-    );
+        .await
+            == 1
+    })
+    .await;
 
     // A manager answers inside amoCRM: the customer gets it, amoCRM hears it was delivered.
     let chat_id = chats[0]["id"].as_str().expect("chat id").to_string();
@@ -242,11 +244,10 @@ async fn a_burst_goes_out_in_batches_under_the_limit_through_5xx_and_429_without
     // 120 deals at ≤ 50 a call is 3 calls (more when the burst arrives in pieces), plus the
     // 3 refused ones — far from one call per deal.
     assert!(complex <= 12, "{complex} leads/complex calls");
-    assert_eq!(
-        count(&app, "SELECT count(*) FROM crm_outbox").await,
-        0,
-        "nothing left behind"
-    );
+    eventually("nothing left behind in the outbox", || async {
+        count(&app, "SELECT count(*) FROM crm_outbox").await == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -384,14 +385,16 @@ async fn a_routing_rule_places_the_deal_and_is_recorded_on_the_conversation() {
         .find(|l| l["name"] == "Telegram: Розница")
         .expect("retail deal");
     assert_ne!(retail["pipeline_id"], wholesale);
-    assert_eq!(
+    // The mapping is committed just after amoCRM answers.
+    eventually("the rule is recorded on the conversation", || async {
         count(
             &app,
-            "SELECT count(*) FROM crm_conversations WHERE rule_name = 'Оптовики'"
+            "SELECT count(*) FROM crm_conversations WHERE rule_name = 'Оптовики'",
         )
-        .await,
-        1
-    );
+        .await
+            == 1
+    })
+    .await;
 }
 
 #[tokio::test]
