@@ -6,9 +6,10 @@
 //! - `ingest`: Telegram webhook updates/s and latency to a durable commit, next to the raw
 //!   single-row commit rate of the same kind of database;
 //! - `sse`: latency from a webhook update to its event on a signed-in `/app/events` stream;
+//! - `kinds`: webhook ingest for every source kind with a webhook, one fresh server each;
 //! - `pollers`: memory of one node long-polling 1,000 bots.
 //!
-//! The Telegram fake runs inside this process. Results are printed as Markdown.
+//! The fakes run inside this process. Results are printed as Markdown.
 //!
 //! ```text
 //! cargo build --release -p chatter -p chatter-bench
@@ -18,10 +19,12 @@
 //! target/release/chatter-bench sse --rate 1000 --seconds 10
 //! target/release/chatter-bench pollers --bots 1000
 //! target/release/chatter-bench crm --rate 20 --seconds 10 --burst 1000
+//! target/release/chatter-bench kinds --seconds 5
 //! ```
 
 mod crm;
 mod ingest;
+mod kinds;
 mod pollers;
 mod server;
 mod sse;
@@ -69,6 +72,9 @@ enum Bench {
     Pollers(pollers::Args),
     /// Conversations into amoCRM: inbound → deal latency, and a burst of new customers.
     Crm(crm::Args),
+    /// Webhook ingest per source kind (Telegram, VK, Max, Avito, API source, WhatsApp, SMS):
+    /// accepted/s, latency to 2xx, rows stored against 2xx answers.
+    Kinds(kinds::Args),
 }
 
 #[tokio::main]
@@ -79,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Sse(a)) => sse::run(a).await,
         Some(Bench::Pollers(a)) => pollers::run(a).await,
         Some(Bench::Crm(a)) => crm::run(a).await,
+        Some(Bench::Kinds(a)) => kinds::run(a).await,
         None => http(&args).await,
     }
 }

@@ -16,6 +16,7 @@ mod max;
 mod messages;
 mod permissions;
 mod reliability;
+mod reliability_kinds;
 mod rules;
 mod sms;
 mod storage;
