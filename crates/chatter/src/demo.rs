@@ -609,6 +609,10 @@ struct Others {
     sms_key: String,
     /// The SMS status and inbound callback URLs.
     sms_hooks: Option<(String, String)>,
+    /// The API source «Сайт»: its inbound URL and signing secret, and the core whose HTTP
+    /// client posts as the company's website would.
+    api: (String, String),
+    core: Core,
 }
 
 /// The callback settings the WhatsApp and SMS sources' pages show, as a person would paste them.
@@ -710,11 +714,32 @@ async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Re
         sms: fakes.sms.clone(),
         sms_key,
         sms_hooks: manual_hooks(core, &all, SourceKind::SipoutSms),
+        api: connect_website(core, actor, &all).await?,
+        core: core.clone(),
     })
+}
+
+/// The API source «Сайт» (a reused data directory keeps it and gets a fresh secret, since a
+/// secret is shown only once); its inbound URL and signing secret.
+async fn connect_website(
+    core: &Core,
+    actor: &Actor,
+    all: &[chatter_store::entity::source::Model],
+) -> anyhow::Result<(String, String)> {
+    let existing = all.iter().find(|s| s.kind == SourceKind::Api.id());
+    let (id, secret) = match existing {
+        Some(s) => (
+            s.id,
+            chatter_core::api_source::rotate_secret(core, actor, s.id).await?,
+        ),
+        None => chatter_core::api_source::create(core, actor, "Сайт").await?,
+    };
+    Ok((chatter_core::api_source::inbound_url(core, id), secret))
 }
 
 /// Where a line of the short dialogues is written.
 enum Line {
+    Api(&'static str),
     Vk(&'static str),
     Max(&'static str),
     Avito(&'static str),
@@ -723,7 +748,12 @@ enum Line {
 }
 
 /// Seconds after the start, and what is written.
-const OTHER_SCRIPT: [(u64, Line); 11] = [
+const OTHER_SCRIPT: [(u64, Line); 13] = [
+    (
+        10,
+        Line::Api("Заявка с сайта: нужен угловой диван, пришлите варианты до 60 000 ₽"),
+    ),
+    (40, Line::Api("Ещё вопрос: доставка в Подольск бесплатная?")),
     (
         12,
         Line::Vk("Здравствуйте! Увидела ваш пост про чайники. Есть белый?"),
@@ -765,6 +795,7 @@ async fn simulate_others(o: Others, mut stopped: watch::Receiver<bool>) {
     if let Some((status, inbound)) = &o.sms_hooks {
         o.sms.set_callbacks(&o.sms_key, Some(status), Some(inbound));
     }
+    let run = rand_u16();
     for (at, line) in OTHER_SCRIPT {
         tokio::select! {
             _ = tokio::time::sleep_until(started + Duration::from_secs(at)) => {}
@@ -774,6 +805,7 @@ async fn simulate_others(o: Others, mut stopped: watch::Receiver<bool>) {
             return;
         }
         match line {
+            Line::Api(text) => post_from_website(&o, run, text).await,
             Line::Vk(text) => {
                 o.vk.customer_writes(o.vk_group, VkCustomerMessage::text(vk_user, text));
             }
@@ -960,5 +992,35 @@ mod tests {
             let chat = m.chat.as_ref().map_or(m.user_id, |g| g.id);
             assert!(chats.contains_key(&chat), "no follow-ups for chat {chat}");
         }
+    }
+}
+
+/// What the company's website does with a visitor's request: a signed POST to the API source.
+async fn post_from_website(o: &Others, run: u16, text: &str) {
+    let (url, secret) = &o.api;
+    let body = serde_json::json!({
+        "message_id": format!("site-{run}-{}", text.len()),
+        "chat_id": format!("site-visitor-{run}"),
+        "sender": {"id": format!("visitor-{run}"), "name": "Светлана (с сайта)", "email": "svetlana@example.ru"},
+        "text": text,
+        "utm": {"source": "yandex", "medium": "cpc", "campaign": "divany"},
+    })
+    .to_string();
+    let ts = o.core.now() / 1000;
+    let r = o
+        .core
+        .http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-Chatter-Timestamp", ts.to_string())
+        .header(
+            "X-Chatter-Signature",
+            chatter_core::api_source::sign(secret, ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "the demo website could not reach this server");
     }
 }
