@@ -959,6 +959,36 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// What the company's website does with a visitor's request: a signed POST to the API source.
+async fn post_from_website(o: &Others, run: u16, text: &str) {
+    let (url, secret) = &o.api;
+    let body = serde_json::json!({
+        "message_id": format!("site-{run}-{}", text.len()),
+        "chat_id": format!("site-visitor-{run}"),
+        "sender": {"id": format!("visitor-{run}"), "name": "Светлана (с сайта)", "email": "svetlana@example.ru"},
+        "text": text,
+        "utm": {"source": "yandex", "medium": "cpc", "campaign": "divany"},
+    })
+    .to_string();
+    let ts = o.core.now() / 1000;
+    let r = o
+        .core
+        .http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-Chatter-Timestamp", ts.to_string())
+        .header(
+            "X-Chatter-Signature",
+            chatter_core::api_source::sign(secret, ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "the demo website could not reach this server");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -992,35 +1022,5 @@ mod tests {
             let chat = m.chat.as_ref().map_or(m.user_id, |g| g.id);
             assert!(chats.contains_key(&chat), "no follow-ups for chat {chat}");
         }
-    }
-}
-
-/// What the company's website does with a visitor's request: a signed POST to the API source.
-async fn post_from_website(o: &Others, run: u16, text: &str) {
-    let (url, secret) = &o.api;
-    let body = serde_json::json!({
-        "message_id": format!("site-{run}-{}", text.len()),
-        "chat_id": format!("site-visitor-{run}"),
-        "sender": {"id": format!("visitor-{run}"), "name": "Светлана (с сайта)", "email": "svetlana@example.ru"},
-        "text": text,
-        "utm": {"source": "yandex", "medium": "cpc", "campaign": "divany"},
-    })
-    .to_string();
-    let ts = o.core.now() / 1000;
-    let r = o
-        .core
-        .http
-        .post(url)
-        .header("Content-Type", "application/json")
-        .header("X-Chatter-Timestamp", ts.to_string())
-        .header(
-            "X-Chatter-Signature",
-            chatter_core::api_source::sign(secret, ts, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, "the demo website could not reach this server");
     }
 }
