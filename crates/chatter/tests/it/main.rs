@@ -18,6 +18,7 @@ mod permissions;
 mod reliability;
 mod reliability_kinds;
 mod rules;
+mod server_process;
 mod sms;
 mod storage;
 mod team;

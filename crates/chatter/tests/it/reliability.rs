@@ -3,136 +3,49 @@
 //! webhooks. Telegram is the fake, in the test process; the database is a fresh SQLite data
 //! directory (or a fresh PostgreSQL database when `TEST_DATABASE_URL` is set).
 
+use crate::server_process::Server;
 use chatter_fakes::{CustomerMessage, FakeTelegram};
 use chatter_testkit::{csrf_of, Session, TestDb};
-use sea_orm::{ConnectionTrait, Statement};
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
 
-/// One `chatter serve` process over a data directory and database that outlive it.
+/// The program with the Telegram fake it talks to.
 struct Node {
-    db: TestDb,
+    server: Server,
     telegram: FakeTelegram,
-    port: u16,
-    child: Option<Child>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
 }
 
 impl Node {
     async fn start() -> Node {
         let db = TestDb::new().await;
         let telegram = FakeTelegram::start().await.expect("Telegram fake starts");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut node = Node {
-            db,
-            telegram,
-            port,
-            child: None,
-        };
+        let api = telegram.base_url();
+        let server = Server::new(db, |url| {
+            vec![
+                ("CHATTER_TELEGRAM__API_BASE", api),
+                ("CHATTER_TELEGRAM__WEBHOOK_BASE", url.to_string()),
+            ]
+        });
+        let mut node = Node { server, telegram };
         node.spawn().await;
         node
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the program (again) on the same port, data directory and database.
-    async fn spawn(&mut self) {
-        let dir = self.db.data_dir().to_path_buf();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("server.log"))
-            .expect("log file");
-        let mut c = Command::new(env!("CARGO_BIN_EXE_chatter"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CHATTER_") {
-                c.env_remove(k);
-            }
-        }
-        c.env_remove("DATABASE_URL").env_remove("TEST_DATABASE_URL");
-        if self.db.is_postgres() {
-            c.env("DATABASE_URL", &self.db.url);
-        }
-        c.env("CHATTER_LOG", "warn")
-            .env("CHATTER_TELEGRAM__API_BASE", self.telegram.base_url())
-            .env("CHATTER_TELEGRAM__WEBHOOK_BASE", self.url())
-            // Jobs a killed node held come back after this lease, not the default minute.
-            .env("CHATTER_WORKER__LEASE_SECS", "5")
-            .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
-            .arg("--data-dir")
-            .arg(&dir)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        self.child = Some(c.spawn().expect("start chatter"));
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(format!("{}/healthz", self.url())).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("chatter exited ({status}):\n{}", self.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chatter did not come up:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no drain, no goodbye.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL");
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.db.data_dir().join("server.log")).unwrap_or_default()
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        let row = self
-            .db
-            .db
-            .query_one(Statement::from_string(
-                self.db.db.get_database_backend(),
-                sql.to_string(),
-            ))
-            .await
-            .expect("count")
-            .expect("row");
-        row.try_get_by_index::<i64>(0).expect("n")
-    }
-
-    async fn strings(&self, sql: &str) -> Vec<String> {
-        self.db
-            .db
-            .query_all(Statement::from_string(
-                self.db.db.get_database_backend(),
-                sql.to_string(),
-            ))
-            .await
-            .expect("query")
-            .iter()
-            .map(|r| r.try_get_by_index::<String>(0).expect("text"))
-            .collect()
     }
 
     /// Signs up over HTTP and connects a bot through the Sources form; returns the session,
@@ -188,12 +101,6 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         (s, token, source_id, secret)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

@@ -6,13 +6,12 @@
 //! once. The fakes run in the test process; the database is a fresh SQLite data directory (or a
 //! fresh PostgreSQL database when `TEST_DATABASE_URL` is set).
 
+use crate::server_process::Server;
 use chatter_fakes::{FakeAvito, FakeMax, FakeSms, FakeVk, FakeWhatsApp};
 use chatter_testkit::{Session, TestDb};
 use hmac::{Hmac, Mac};
-use sea_orm::{ConnectionTrait, Statement};
 use sha2::Sha256;
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,136 +23,57 @@ const TASKS: usize = 12;
 const KILL_AFTER: usize = 300;
 const SHOP_NUMBER: &str = "74950001122";
 
-/// One `chatter serve` process over a data directory and database that outlive it, with the
-/// VK, WhatsApp, SMS, Max and Avito fakes and webhook mode on.
+/// The program in webhook mode with the VK, WhatsApp, SMS, Max and Avito fakes.
 struct Node {
-    db: TestDb,
+    server: Server,
     vk: FakeVk,
     whatsapp: FakeWhatsApp,
     sms: FakeSms,
     max: FakeMax,
     avito: FakeAvito,
-    port: u16,
-    child: Option<Child>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
 }
 
 impl Node {
     async fn start() -> Node {
         let db = TestDb::new().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let vk = FakeVk::start().await.expect("VK fake");
+        let whatsapp = FakeWhatsApp::start().await.expect("WhatsApp fake");
+        let sms = FakeSms::start().await.expect("SMS fake");
+        let max = FakeMax::start().await.expect("Max fake");
+        let avito = FakeAvito::start().await.expect("Avito fake");
+        let server = Server::new(db, |url| {
+            vec![
+                ("CHATTER_PUBLIC_WEBHOOK_BASE", url.to_string()),
+                ("CHATTER_VK__API_BASE", vk.base_url()),
+                ("CHATTER_WHATSAPP__API_BASE", whatsapp.base_url()),
+                ("CHATTER_SMS__API_BASE", sms.base_url()),
+                ("CHATTER_MAX__API_BASE", max.base_url()),
+                ("CHATTER_AVITO__API_BASE", avito.base_url()),
+            ]
+        });
         let mut node = Node {
-            db,
-            vk: FakeVk::start().await.expect("VK fake"),
-            whatsapp: FakeWhatsApp::start().await.expect("WhatsApp fake"),
-            sms: FakeSms::start().await.expect("SMS fake"),
-            max: FakeMax::start().await.expect("Max fake"),
-            avito: FakeAvito::start().await.expect("Avito fake"),
-            port,
-            child: None,
+            server,
+            vk,
+            whatsapp,
+            sms,
+            max,
+            avito,
         };
         node.spawn().await;
         node
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the program (again) on the same port, data directory and database.
-    async fn spawn(&mut self) {
-        let dir = self.db.data_dir().to_path_buf();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("server.log"))
-            .expect("log file");
-        let mut c = Command::new(env!("CARGO_BIN_EXE_chatter"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CHATTER_") {
-                c.env_remove(k);
-            }
-        }
-        c.env_remove("DATABASE_URL").env_remove("TEST_DATABASE_URL");
-        if self.db.is_postgres() {
-            c.env("DATABASE_URL", &self.db.url);
-        }
-        c.env("CHATTER_LOG", "warn")
-            .env("CHATTER_PUBLIC_WEBHOOK_BASE", self.url())
-            .env("CHATTER_VK__API_BASE", self.vk.base_url())
-            .env("CHATTER_WHATSAPP__API_BASE", self.whatsapp.base_url())
-            .env("CHATTER_SMS__API_BASE", self.sms.base_url())
-            .env("CHATTER_MAX__API_BASE", self.max.base_url())
-            .env("CHATTER_AVITO__API_BASE", self.avito.base_url())
-            .env("CHATTER_WORKER__LEASE_SECS", "5")
-            .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
-            .arg("--data-dir")
-            .arg(&dir)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        self.child = Some(c.spawn().expect("start chatter"));
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(format!("{}/healthz", self.url())).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("chatter exited ({status}):\n{}", self.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chatter did not come up:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no drain, no goodbye.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL");
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.db.data_dir().join("server.log")).unwrap_or_default()
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        let row = self
-            .db
-            .db
-            .query_one(Statement::from_string(
-                self.db.db.get_database_backend(),
-                sql.to_string(),
-            ))
-            .await
-            .expect("count")
-            .expect("row");
-        row.try_get_by_index::<i64>(0).expect("n")
-    }
-
-    async fn strings(&self, sql: &str) -> Vec<String> {
-        self.db
-            .db
-            .query_all(Statement::from_string(
-                self.db.db.get_database_backend(),
-                sql.to_string(),
-            ))
-            .await
-            .expect("query")
-            .iter()
-            .map(|r| r.try_get_by_index::<String>(0).expect("text"))
-            .collect()
     }
 
     async fn sign_up(&self) -> Session {
@@ -191,12 +111,6 @@ impl Node {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
