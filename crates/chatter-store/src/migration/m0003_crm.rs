@@ -1,5 +1,6 @@
 //! The company's CRM connection (amoCRM first) and the OAuth states of connects in progress.
 
+use super::cols::{ms, ms_null, text, text_null};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -9,20 +10,6 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let a = Alias::new;
-        let text = |c: &str| ColumnDef::new(Alias::new(c)).text().not_null().to_owned();
-        let text_null = |c: &str| ColumnDef::new(Alias::new(c)).text().null().to_owned();
-        let ms = |c: &str| {
-            ColumnDef::new(Alias::new(c))
-                .big_integer()
-                .not_null()
-                .to_owned()
-        };
-        let ms_null = |c: &str| {
-            ColumnDef::new(Alias::new(c))
-                .big_integer()
-                .null()
-                .to_owned()
-        };
         m.create_table(
             Table::create()
                 .table(a("crm_integrations"))

@@ -2,6 +2,7 @@
 //! the company's routing rules, the work queue of messages still to mirror (an outbox written
 //! in the ingest transaction), and every mapping between our rows and the CRM's entities.
 
+use super::cols::{big_null, ms, text, text_null, uuid};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -11,21 +12,6 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let a = Alias::new;
-        let uuid = |c: &str| ColumnDef::new(Alias::new(c)).uuid().not_null().to_owned();
-        let text = |c: &str| ColumnDef::new(Alias::new(c)).text().not_null().to_owned();
-        let text_null = |c: &str| ColumnDef::new(Alias::new(c)).text().null().to_owned();
-        let big_null = |c: &str| {
-            ColumnDef::new(Alias::new(c))
-                .big_integer()
-                .null()
-                .to_owned()
-        };
-        let ms = |c: &str| {
-            ColumnDef::new(Alias::new(c))
-                .big_integer()
-                .not_null()
-                .to_owned()
-        };
 
         // Settings: scope 'default' = the company's defaults, else a source id.
         m.create_table(

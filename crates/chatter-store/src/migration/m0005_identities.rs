@@ -2,6 +2,7 @@
 //! with amoCRM) to a Chatter user, and sign-ups waiting for their form, whose provider tokens
 //! are kept here (encrypted) between the OAuth callback and the submit.
 
+use super::cols::{ms, text};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -11,13 +12,6 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let a = Alias::new;
-        let text = |c: &str| ColumnDef::new(Alias::new(c)).text().not_null().to_owned();
-        let ms = |c: &str| {
-            ColumnDef::new(Alias::new(c))
-                .big_integer()
-                .not_null()
-                .to_owned()
-        };
 
         // One outside identity belongs to at most one person; a person may have several.
         m.create_table(

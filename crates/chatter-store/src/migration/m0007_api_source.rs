@@ -3,6 +3,7 @@
 //! the dispatcher's position in the event log with what it last reported per message and
 //! conversation.
 
+use super::cols::{big_null, ms, text, text_null, uuid, uuid_null};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -12,22 +13,6 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let a = Alias::new;
-        let uuid = |c: &str| ColumnDef::new(Alias::new(c)).uuid().not_null().to_owned();
-        let uuid_null = |c: &str| ColumnDef::new(Alias::new(c)).uuid().null().to_owned();
-        let text = |c: &str| ColumnDef::new(Alias::new(c)).text().not_null().to_owned();
-        let text_null = |c: &str| ColumnDef::new(Alias::new(c)).text().null().to_owned();
-        let big_null = |c: &str| {
-            ColumnDef::new(Alias::new(c))
-                .big_integer()
-                .null()
-                .to_owned()
-        };
-        let ms = |c: &str| {
-            ColumnDef::new(Alias::new(c))
-                .big_integer()
-                .not_null()
-                .to_owned()
-        };
 
         // One row per message received through an API source, keyed by our message id (the
         // CRM sync reads the UTM tags from here).

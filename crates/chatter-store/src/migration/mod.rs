@@ -2,6 +2,7 @@
 
 use sea_orm_migration::prelude::*;
 
+mod cols;
 mod m0001_foundation;
 mod m0002_messages;
 mod m0003_crm;
