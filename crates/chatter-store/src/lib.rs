@@ -67,9 +67,48 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     Ok(db)
 }
 
+/// The key of the PostgreSQL advisory lock that serialises migrations across nodes
+/// ("chatter migrate" as eight bytes).
+const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6d69_6772;
+
 /// Brings the schema up to date.
+///
+/// On PostgreSQL the run holds a database-wide advisory lock on one connection (a transaction
+/// that only takes `pg_advisory_xact_lock`), so nodes started at the same instant migrate one
+/// after another: the first applies what is pending, the others wait, then find nothing to do.
+/// Without it two nodes race on `CREATE TABLE` and one fails on a duplicate catalogue row.
+/// SQLite has one writer per file already.
 pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
-    migration::Migrator::up(db, None).await?;
+    if db.get_database_backend() != DbBackend::Postgres {
+        migration::Migrator::up(db, None).await?;
+        return Ok(());
+    }
+    use sea_orm::TransactionTrait;
+    let lock = db.begin().await?;
+    let got = lock
+        .query_one(stmt(
+            DbBackend::Postgres,
+            "SELECT pg_try_advisory_xact_lock($1) AS got",
+            vec![MIGRATION_LOCK_KEY.into()],
+        ))
+        .await?
+        .map(|row| row.try_get::<bool>("", "got"))
+        .transpose()?
+        .unwrap_or(false);
+    if !got {
+        tracing::info!("another node is migrating the database; waiting for it to finish");
+        lock.execute(stmt(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            vec![MIGRATION_LOCK_KEY.into()],
+        ))
+        .await?;
+        tracing::info!("the other node finished migrating; checking what is left");
+    }
+    let outcome = migration::Migrator::up(db, None).await;
+    // Committing the lock's transaction releases the lock whatever the outcome.
+    lock.commit().await?;
+    outcome?;
     Ok(())
 }
 

@@ -671,3 +671,69 @@ async fn migrate_prepares_a_fresh_database() {
         assert!(companies(&data, tmp.path()).is_empty());
     }
 }
+
+/// Four `chatter migrate` processes started at the same instant on one fresh PostgreSQL
+/// database all succeed and apply every migration exactly once: the advisory lock makes the
+/// late ones wait and then find nothing left to do (without it they race on `CREATE TABLE`).
+#[tokio::test]
+async fn migrations_started_together_on_postgres_all_succeed() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!("skipped: concurrent migrations need PostgreSQL (set TEST_DATABASE_URL)");
+        return;
+    }
+    use sea_orm::ConnectionTrait;
+    db.db
+        .execute_unprepared("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        .await
+        .expect("empty the database");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let children: Vec<Child> = (0..4)
+        .map(|i| {
+            chatter(tmp.path())
+                .env("DATABASE_URL", &db.url)
+                .arg("migrate")
+                .arg("--data-dir")
+                .arg(tmp.path().join(format!("data{i}")))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start chatter migrate")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait for chatter migrate");
+        assert!(
+            out.status.success(),
+            "a migrate started together with three others failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).contains("migrations applied"));
+    }
+    let row = db
+        .db
+        .query_one(sea_orm::Statement::from_string(
+            db.db.get_database_backend(),
+            "SELECT count(*) AS n, count(DISTINCT version) AS d FROM seaql_migrations",
+        ))
+        .await
+        .expect("the migrations table exists")
+        .expect("a row");
+    let n: i64 = row.try_get("", "n").expect("count");
+    let d: i64 = row.try_get("", "d").expect("distinct");
+    assert_eq!(n, d, "a migration was recorded twice");
+    let reference = TestDb::new().await;
+    let all = reference
+        .db
+        .query_one(sea_orm::Statement::from_string(
+            reference.db.get_database_backend(),
+            "SELECT count(*) AS n FROM seaql_migrations",
+        ))
+        .await
+        .expect("count a migrated database's migrations")
+        .expect("a row");
+    let all: i64 = all.try_get("", "n").expect("count");
+    assert_eq!(n, all, "every migration applied");
+}
