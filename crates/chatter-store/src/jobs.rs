@@ -93,12 +93,41 @@ pub struct Claimed {
     pub attempts: i32,
     pub max_attempts: i32,
     pub locked_by: String,
+    /// The claim token of the node that held this job before its lease expired, when this
+    /// claim took over a dead (or stalled) node's work; `None` for a queued job.
+    pub prev_locked_by: Option<String>,
+}
+
+impl Claimed {
+    /// The node named in the previous holder's token, when this claim was a takeover.
+    pub fn taken_over_from(&self) -> Option<&str> {
+        self.prev_locked_by.as_deref().map(token_node)
+    }
+}
+
+/// The node part of a claim token (`<node>/<random>`); older tokens are a bare UUID.
+pub fn token_node(token: &str) -> &str {
+    token
+        .rsplit_once('/')
+        .map_or("unknown node", |(node, _)| node)
 }
 
 /// Claims up to `limit` due jobs (queued and due, or running with an expired lease) for
 /// `lease_ms`, in one statement. Each claim counts as an attempt.
 pub async fn claim(
     conn: &impl ConnectionTrait,
+    now: i64,
+    lease_ms: i64,
+    limit: u64,
+) -> Result<Vec<Claimed>> {
+    claim_as(conn, "node", now, lease_ms, limit).await
+}
+
+/// [`claim`] for a named node: its claim tokens start with `node/`, so a node that later takes
+/// over this work can say whose it was.
+pub async fn claim_as(
+    conn: &impl ConnectionTrait,
+    node: &str,
     now: i64,
     lease_ms: i64,
     limit: u64,
@@ -111,11 +140,12 @@ pub async fn claim(
     };
     let sql = format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, locked_by = $2, \
+         prev_locked_by = CASE WHEN status = 'running' THEN locked_by ELSE NULL END, \
          updated_at = $3 WHERE id IN (SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= $3) \
          OR (status = 'running' AND lease_until < $3) ORDER BY run_at, id LIMIT $4 {lock}) \
-         RETURNING id, company_id, kind, payload, attempts, max_attempts, locked_by"
+         RETURNING id, company_id, kind, payload, attempts, max_attempts, locked_by, prev_locked_by"
     );
-    let token = Uuid::new_v4().to_string();
+    let token = format!("{node}/{}", Uuid::new_v4().simple());
     let rows = Claimed::find_by_statement(stmt(
         backend,
         &sql,
@@ -195,6 +225,22 @@ pub async fn fail(
     };
     let r = conn
         .execute(stmt(conn.get_database_backend(), sql, values))
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Hands a running job back to the queue at once (a node stopping before its handler
+/// finished): due now, its attempt not counted, so another node claims it on its next pass
+/// instead of waiting for the lease to expire. `false` if the claim was already lost.
+pub async fn release(conn: &impl ConnectionTrait, id: Uuid, token: &str, now: i64) -> Result<bool> {
+    let r = conn
+        .execute(stmt(
+            conn.get_database_backend(),
+            "UPDATE jobs SET status = 'queued', run_at = $3, updated_at = $3, lease_until = NULL, \
+             locked_by = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+             WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+            vec![id.into(), token.into(), now.into()],
+        ))
         .await?;
     Ok(r.rows_affected() == 1)
 }

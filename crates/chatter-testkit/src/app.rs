@@ -170,6 +170,7 @@ impl TestAppBuilder {
                     concurrency: 4,
                     lease_ms: 30_000,
                     poll_ms: 50,
+                    ..Default::default()
                 },
             )
         });

@@ -69,6 +69,35 @@ async fn metrics(State(st): State<AppState>) -> Response {
         "chatter_jobs_finished_total{{outcome=\"dead\"}} {}",
         m.dead.load(Ordering::Relaxed)
     );
+    for (name, help, value) in [
+        (
+            "chatter_jobs_taken_over_total",
+            "Jobs this node claimed after another holder's lease expired (a dead or stalled node).",
+            &m.taken_over,
+        ),
+        (
+            "chatter_jobs_lease_lost_total",
+            "Handlers stopped because their lease was lost, so a job never runs twice at once.",
+            &m.lease_lost,
+        ),
+        (
+            "chatter_jobs_handed_back_total",
+            "Jobs handed back to the queue unfinished when this node stopped.",
+            &m.handed_back,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chatter_shutdowns_total Worker stops on this node by outcome.\n# TYPE chatter_shutdowns_total counter\nchatter_shutdowns_total{{outcome=\"clean\"}} {}\nchatter_shutdowns_total{{outcome=\"deadline\"}} {}",
+        m.shutdown_clean.load(Ordering::Relaxed),
+        m.shutdown_deadline.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         out,
         "# HELP chatter_jobs_count Jobs in the queue by state.\n# TYPE chatter_jobs_count gauge"

@@ -15,14 +15,24 @@ pub struct Server {
     stop: watch::Sender<bool>,
     http: Option<JoinHandle<()>>,
     workers: Option<JoinHandle<()>>,
+    deadline: std::time::Duration,
 }
 
 impl Server {
-    /// Asks everything to stop and waits until in-flight requests and running jobs are done.
+    /// Asks everything to stop and waits until in-flight requests and running jobs are done,
+    /// requests for at most the shutdown deadline: a connection still open then (a live
+    /// stream a browser keeps) is closed, so a stop never waits on a client.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(h) = self.http.take() {
-            let _ = h.await;
+        if let Some(mut h) = self.http.take() {
+            if tokio::time::timeout(self.deadline, &mut h).await.is_err() {
+                tracing::warn!(
+                    deadline_ms = self.deadline.as_millis() as u64,
+                    "connections still open at the shutdown deadline; closing them"
+                );
+                h.abort();
+                let _ = h.await;
+            }
         }
         if let Some(w) = self.workers.take() {
             let _ = w.await;
@@ -43,6 +53,11 @@ pub async fn start(
     workers: Option<(Registry, WorkerConfig)>,
 ) -> Server {
     let (stop, stop_rx) = watch::channel(false);
+    let deadline = std::time::Duration::from_millis(
+        workers
+            .as_ref()
+            .map_or(WorkerConfig::default().shutdown_ms, |(_, w)| w.shutdown_ms),
+    );
     let workers_absent = workers.is_none();
     let workers = workers.map(|(registry, wcfg)| {
         let (core, rx) = (core.clone(), stop_rx.clone());
@@ -94,5 +109,6 @@ pub async fn start(
         stop,
         http,
         workers,
+        deadline,
     }
 }

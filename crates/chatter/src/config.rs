@@ -103,6 +103,7 @@ pub struct TelegramLogin {
 pub struct WorkerSection {
     pub concurrency: usize,
     pub lease_secs: u64,
+    pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Serialize)]
@@ -138,7 +139,8 @@ impl Config {
             backup_keep: 7,
             worker: WorkerSection {
                 concurrency: 8,
-                lease_secs: 60,
+                lease_secs: 10,
+                shutdown_timeout_secs: 20,
             },
             telegram: TelegramSection {
                 api_base: "https://api.telegram.org".into(),

@@ -283,8 +283,9 @@ async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
     };
     let workers = WorkerConfig {
         concurrency: cfg.worker.concurrency.max(1),
-        lease_ms: (cfg.worker.lease_secs.max(5) * 1000) as i64,
+        lease_ms: (cfg.worker.lease_secs.max(3) * 1000) as i64,
         poll_ms: 500,
+        shutdown_ms: cfg.worker.shutdown_timeout_secs * 1000,
     };
     // Before the server answers or says it is up: from then on a SIGTERM means a graceful stop.
     let stop = shutdown_signal();

@@ -351,6 +351,7 @@ async fn outgoing_webhooks_are_signed_retried_until_acknowledged_logged_and_repl
             concurrency: 4,
             lease_ms: 30_000,
             poll_ms: 50,
+            ..Default::default()
         },
         stop_rx,
     ));

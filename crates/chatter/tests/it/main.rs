@@ -21,6 +21,7 @@ mod rules;
 mod server_process;
 mod sms;
 mod storage;
+mod takeover;
 mod team;
 mod telegram;
 mod vk;

@@ -680,6 +680,7 @@ async fn the_worker_runs_every_queued_job_and_stops_gracefully() {
         concurrency: 4,
         lease_ms: 30_000,
         poll_ms: 20,
+        ..Default::default()
     };
     let runner = tokio::spawn(worker::run(core.clone(), registry, cfg, stop_rx));
     eventually(60, "50 jobs done", || async {

@@ -696,6 +696,7 @@ async fn second_node(app: &TestApp) -> (chatter_web::server::Server, String) {
             concurrency: 4,
             lease_ms: 30_000,
             poll_ms: 50,
+            ..Default::default()
         },
     );
     let server = chatter_web::server::start(core, web, Some(listener), Some(workers)).await;
