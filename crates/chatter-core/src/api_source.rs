@@ -1036,6 +1036,43 @@ async fn set_mark(conn: &impl ConnectionTrait, subject: Uuid, state: &str, now: 
     Ok(())
 }
 
+/// A `message.status_changed` delivery when the message's status is one integrators are told
+/// about (`sent`, `failed`). Deduplicated per message and status, so each outcome is reported
+/// exactly once however many events mention it.
+async fn status_changed(
+    conn: &impl ConnectionTrait,
+    src: &source::Model,
+    conv: &conversation::Model,
+    m: &message::Model,
+    event_id: i64,
+    now: i64,
+) -> Result<()> {
+    if !matches!(m.status.as_str(), "sent" | "failed") {
+        return Ok(());
+    }
+    let dedup = format!("message.status_changed:{}:{}", m.id, m.status);
+    let data = json!({
+        "source_id": src.id,
+        "conversation_id": conv.id,
+        "chat_id": conv.external_chat_id,
+        "message": {"id": m.id, "direction": m.direction, "status": m.status,
+                    "error": m.error, "external_id": m.external_id, "sent_at": m.sent_at},
+    });
+    create_delivery(
+        conn,
+        src,
+        conv,
+        "message.status_changed",
+        &dedup,
+        Some(event_id),
+        Some(m.id),
+        |id| envelope(id, "message.status_changed", now, data),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
 /// What one event means for the API source of its conversation, as deliveries.
 async fn derive(
     conn: &impl ConnectionTrait,
@@ -1089,31 +1126,15 @@ async fn derive(
                         now,
                     )
                     .await?;
+                    // A reply that was already sent (or failed) when the dispatcher first saw
+                    // it still gets its status event: every reply reports its outcome once.
+                    if m.direction == "out" {
+                        status_changed(conn, src, &conv, &m, ev.id, now).await?;
+                    }
                     set_mark(conn, m.id, &m.status, now).await?;
                 }
                 Some(seen) if seen != m.status => {
-                    if matches!(m.status.as_str(), "sent" | "failed") {
-                        let dedup = format!("message.status_changed:{}:{}", m.id, ev.id);
-                        let data = json!({
-                            "source_id": src.id,
-                            "conversation_id": conv.id,
-                            "chat_id": conv.external_chat_id,
-                            "message": {"id": m.id, "direction": m.direction, "status": m.status,
-                                        "error": m.error, "external_id": m.external_id, "sent_at": m.sent_at},
-                        });
-                        create_delivery(
-                            conn,
-                            src,
-                            &conv,
-                            "message.status_changed",
-                            &dedup,
-                            Some(ev.id),
-                            Some(m.id),
-                            |id| envelope(id, "message.status_changed", now, data),
-                            now,
-                        )
-                        .await?;
-                    }
+                    status_changed(conn, src, &conv, &m, ev.id, now).await?;
                     set_mark(conn, m.id, &m.status, now).await?;
                 }
                 Some(_) => {}

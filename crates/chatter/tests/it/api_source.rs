@@ -11,7 +11,7 @@ use chatter_core::Core;
 use chatter_store::entity::message;
 use chatter_store::jobs::Claimed;
 use chatter_testkit::{Session, TestApp};
-use sea_orm::EntityTrait;
+use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -568,4 +568,87 @@ async fn a_burst_from_eight_clients_is_stored_exactly_once() {
         Ok(app) => app.stop().await,
         Err(_) => panic!("clients still hold the app"),
     }
+}
+
+/// Replies that were already sent when the dispatcher first looked at them (another node's send
+/// job got there first) still produce exactly one `message.status_changed` to `sent` each.
+#[tokio::test]
+async fn every_reply_reports_sent_exactly_once_even_when_sent_before_the_dispatcher_looked() {
+    let app = TestApp::builder().without_workers().start().await;
+    let (s, id, secret) = company_with_api_source(&app).await;
+    let rx = Receiver::start(0).await;
+    *rx.secret.lock().expect("lock") = secret.clone();
+    let page = format!("/app/api-sources/{id}");
+    let r = s
+        .post_from(
+            &page,
+            &format!("{page}/webhook"),
+            &[("webhook_url", &rx.url)],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let http = reqwest::Client::new();
+    let body = message_body("m-1", "client-5", "Есть в наличии?");
+    let r = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, None).await;
+    assert_eq!(r.status(), 200);
+    let stored: Value = r.json().await.expect("JSON");
+    let conv = stored["conversation_id"].as_str().expect("id").to_string();
+    for i in 0..5 {
+        let r = s
+            .post_from(
+                &format!("/app/inbox/{conv}"),
+                &format!("/app/inbox/{conv}/reply"),
+                &[("text", &format!("Ответ {i}"))],
+            )
+            .await;
+        assert_eq!(r.status(), 303);
+    }
+    // Another node delivered them while this one's dispatcher was behind.
+    app.core
+        .db
+        .execute_unprepared("UPDATE messages SET status = 'sent' WHERE direction = 'out'")
+        .await
+        .expect("mark sent");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let registry = api_source::register(Registry::standard())
+        .with(chatter_core::inbox::JOB_SEND_MESSAGE, WiredSend);
+    let workers = tokio::spawn(worker::run(
+        app.core.clone(),
+        registry,
+        WorkerConfig {
+            concurrency: 4,
+            lease_ms: 30_000,
+            poll_ms: 50,
+            ..Default::default()
+        },
+        stop_rx,
+    ));
+    eventually("every reply's status is reported", || async {
+        rx.of_type("message.status_changed")
+            .iter()
+            .filter(|g| g.acknowledged)
+            .count()
+            >= 5
+    })
+    .await;
+    // Later events about the same messages add nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let changed = rx.of_type("message.status_changed");
+    let mut ids: Vec<String> = changed
+        .iter()
+        .map(|g| {
+            assert_eq!(g.json["data"]["message"]["status"], "sent");
+            g.json["data"]["message"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "one per reply: {changed:?}");
+    assert_eq!(changed.len(), 5, "exactly once each: {changed:?}");
+    let _ = stop.send(true);
+    let _ = workers.await;
+    app.stop().await;
 }
