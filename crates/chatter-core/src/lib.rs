@@ -20,6 +20,7 @@ pub mod inbox;
 mod inbox_batch;
 pub mod ingest;
 pub mod mailer;
+pub mod nodes;
 pub mod rules;
 pub mod runner;
 pub mod secrets;

@@ -110,6 +110,8 @@ pub struct JobMetrics {
     pub shutdown_clean: AtomicU64,
     /// Shutdowns that had to stop running jobs at the deadline.
     pub shutdown_deadline: AtomicU64,
+    /// Handlers running on this node now.
+    pub running: AtomicU64,
 }
 
 pub static METRICS: JobMetrics = JobMetrics {
@@ -121,6 +123,7 @@ pub static METRICS: JobMetrics = JobMetrics {
     handed_back: AtomicU64::new(0),
     shutdown_clean: AtomicU64::new(0),
     shutdown_deadline: AtomicU64::new(0),
+    running: AtomicU64::new(0),
 };
 
 /// This process's name in claim tokens and logs: host name and process id.
@@ -176,7 +179,9 @@ pub async fn run(
             let (core, registry, lease, held) =
                 (core.clone(), registry.clone(), cfg.lease_ms, held.clone());
             lock(&held).insert(job.id, job.locked_by.clone());
+            METRICS.running.fetch_add(1, Ordering::Relaxed);
             running.spawn(async move {
+                let _running = RunningGuard;
                 let id = job.id;
                 execute(&core, &registry, job, lease).await;
                 lock(&held).remove(&id);
@@ -233,6 +238,15 @@ pub async fn run(
         ids = ?handed,
         "shutdown deadline reached: stopped running jobs and handed them back to the queue"
     );
+}
+
+/// Counts a handler as running until its task ends, finished or aborted.
+struct RunningGuard;
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        METRICS.running.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -48,6 +48,8 @@ pub struct AppState {
     pub ingester: chatter_core::ingest::Ingester,
     /// Webhook sources by id, so a delivery does not wait for a database read.
     pub hook_sources: hooks::SourceCache,
+    /// Set when this node starts stopping: `/readyz` answers 503 so a balancer stops first.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The whole application.

@@ -33,7 +33,9 @@ pub async fn count_requests(req: Request, next: Next) -> Response {
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    if chatter_store::ping(&st.core.db).await {
+    if st.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response()
+    } else if chatter_store::ping(&st.core.db).await {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()

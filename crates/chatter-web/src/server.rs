@@ -16,6 +16,10 @@ pub struct Server {
     http: Option<JoinHandle<()>>,
     workers: Option<JoinHandle<()>>,
     deadline: std::time::Duration,
+    /// This node's heartbeat row (removed on stop).
+    node: JoinHandle<()>,
+    /// Set when the stop begins: `/readyz` answers 503 from then on.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Server {
@@ -23,6 +27,9 @@ impl Server {
     /// requests for at most the shutdown deadline: a connection still open then (a live
     /// stream a browser keeps) is closed, so a stop never waits on a client.
     pub async fn shutdown(mut self) {
+        // First of all, so a load balancer stops sending new requests here.
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.stop.send(true);
         if let Some(mut h) = self.http.take() {
             if tokio::time::timeout(self.deadline, &mut h).await.is_err() {
@@ -37,6 +44,7 @@ impl Server {
         if let Some(w) = self.workers.take() {
             let _ = w.await;
         }
+        let _ = self.node.await;
     }
 
     /// Waits until the server stops by itself (it does not; used with a signal elsewhere).
@@ -53,12 +61,23 @@ pub async fn start(
     workers: Option<(Registry, WorkerConfig)>,
 ) -> Server {
     let (stop, stop_rx) = watch::channel(false);
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let deadline = std::time::Duration::from_millis(
         workers
             .as_ref()
             .map_or(WorkerConfig::default().shutdown_ms, |(_, w)| w.shutdown_ms),
     );
     let workers_absent = workers.is_none();
+    let role = match (listener.is_some(), workers_absent) {
+        (true, false) => "web+worker",
+        (true, true) => "web",
+        (false, _) => "worker",
+    };
+    let node = tokio::spawn(chatter_core::nodes::heartbeat(
+        core.clone(),
+        role,
+        stop_rx.clone(),
+    ));
     let workers = workers.map(|(registry, wcfg)| {
         let (core, rx) = (core.clone(), stop_rx.clone());
         let pollers = tokio::spawn(chatter_core::runner::run_pollers(core.clone(), rx.clone()));
@@ -89,6 +108,7 @@ pub async fn start(
         let ingester = chatter_core::ingest::Ingester::start(core.clone());
         let app = router(AppState {
             core,
+            stopping: stopping.clone(),
             cfg: Arc::new(cfg),
             ingester,
             hook_sources: Default::default(),
@@ -110,5 +130,7 @@ pub async fn start(
         http,
         workers,
         deadline,
+        node,
+        stopping,
     }
 }

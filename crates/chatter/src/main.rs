@@ -232,10 +232,11 @@ async fn build_core(
         core_cfg.telegram_login_bot_username = Some(t.bot_username.clone());
     }
     let _ = chatter_core::backup::DATABASE_URL.set(url);
-    Ok((
-        Core::new(db, Arc::new(SystemClock), secrets, mailer, core_cfg),
-        created,
-    ))
+    let core = Core::new(db, Arc::new(SystemClock), secrets, mailer, core_cfg);
+    chatter_core::nodes::check_master_key(&core)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok((core, created))
 }
 
 async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
@@ -311,6 +312,20 @@ async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
     }
     stop.await;
     tracing::info!("stopping: finishing requests and running jobs");
+    // A second signal means "now": say what is abandoned and exit without waiting.
+    let again = shutdown_signal();
+    tokio::spawn(async move {
+        again.await;
+        let running = chatter_core::worker::METRICS
+            .running
+            .load(std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            running_jobs = running,
+            "second stop signal: exiting now; the running jobs run again on another node once their lease ends"
+        );
+        eprintln!("second stop signal: exiting now, abandoning {running} running job(s)");
+        std::process::exit(130);
+    });
     if let Some(d) = demo_run {
         d.stop().await;
     }

@@ -737,3 +737,96 @@ async fn migrations_started_together_on_postgres_all_succeed() {
     let all: i64 = all.try_get("", "n").expect("count");
     assert_eq!(n, all, "every migration applied");
 }
+
+/// A node started with another master key than the database was first used with refuses to
+/// start, saying why, instead of writing secrets no other node can read.
+#[test]
+fn a_node_with_a_different_master_key_refuses_to_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    run_ok(
+        chatter(tmp.path())
+            .args(["admin", "companies", "--data-dir"])
+            .arg(&data),
+    );
+    let out = run(chatter(tmp.path())
+        .env("CHATTER_MASTER_KEY", "ab".repeat(32))
+        .args(["admin", "companies", "--data-dir"])
+        .arg(&data));
+    assert!(!out.status.success(), "started with a foreign key");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("master key differs"),
+        "the refusal says why: {err}"
+    );
+    // The right key still works.
+    run_ok(
+        chatter(tmp.path())
+            .args(["admin", "companies", "--data-dir"])
+            .arg(&data),
+    );
+}
+
+/// SIGTERM with a live stream open: the node stops within its shutdown deadline, reporting
+/// not ready meanwhile; a second SIGTERM exits at once and says so.
+#[tokio::test]
+async fn sigterm_with_an_open_live_stream_exits_within_the_deadline_and_twice_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for twice in [false, true] {
+        let data = tmp.path().join(format!("data-{twice}"));
+        let mut demo = Running::spawn(
+            chatter(tmp.path())
+                .env("CHATTER_WORKER__SHUTDOWN_TIMEOUT_SECS", "3")
+                .args(["demo", "--bind", "127.0.0.1:0", "--data-dir"])
+                .arg(&data),
+        );
+        let url = demo.url();
+        demo.line_with("API key: ");
+        let client = demo_sign_in(&url).await;
+        let stream = client
+            .get(format!("{url}/app/events"))
+            .send()
+            .await
+            .expect("open the live stream");
+        assert_eq!(stream.status(), 200);
+        let pid = demo.child.id().to_string();
+        let asked = Instant::now();
+        let kill = |pid: &str| {
+            let ok = Command::new("kill")
+                .args(["-TERM", pid])
+                .status()
+                .expect("run kill");
+            assert!(ok.success());
+        };
+        kill(&pid);
+        if twice {
+            std::thread::sleep(Duration::from_millis(300));
+            kill(&pid);
+        }
+        let exit = loop {
+            if let Some(s) = demo.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(15),
+                "still running {:?} after SIGTERM with a stream open",
+                asked.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let took = asked.elapsed();
+        while let Ok(l) = demo.lines.recv_timeout(Duration::from_secs(2)) {
+            demo.seen.push(l);
+        }
+        let log = demo.seen.join("\n");
+        if twice {
+            assert!(took < Duration::from_secs(3), "second signal took {took:?}");
+            assert!(!exit.success());
+            assert!(log.contains("second stop signal"), "{log}");
+        } else {
+            assert!(exit.success(), "{exit}: {log}");
+            assert!(log.contains("stopped"), "{log}");
+        }
+        drop(stream);
+    }
+}

@@ -1,0 +1,121 @@
+//! The nodes sharing one database: each running process keeps a row with its version and a
+//! heartbeat, so operators see who is alive and which version each runs; and the master-key
+//! check that stops a node whose key differs from the others' before it writes secrets no
+//! other node can read.
+
+use crate::{Core, CoreError, Result};
+use chatter_store::stmt;
+use sea_orm::{ConnectionTrait, FromQueryResult};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often a node renews its row.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A node whose last heartbeat is older than this is shown as gone.
+pub const ALIVE_MS: i64 = 30_000;
+
+const KEY_CHECK: &str = "master_key_check";
+const KEY_CHECK_TEXT: &str = "chatter master key check";
+
+/// One node as the operator sees it.
+#[derive(Clone, Debug, FromQueryResult, serde::Serialize)]
+pub struct Node {
+    pub name: String,
+    pub version: String,
+    pub role: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+}
+
+/// Refuses a master key that differs from the one this database was first used with. The
+/// first node to start writes a value encrypted with its key; every later node must be able to
+/// decrypt it.
+pub async fn check_master_key(core: &Core) -> std::result::Result<(), String> {
+    check_key(core).await.map_err(|e| e.to_string())?
+}
+
+async fn check_key(core: &Core) -> Result<std::result::Result<(), String>> {
+    let db = &core.db;
+    db.execute(stmt(
+        db.get_database_backend(),
+        "INSERT INTO instance_facts (name, value, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO NOTHING",
+        vec![
+            KEY_CHECK.into(),
+            core.secrets.encrypt(KEY_CHECK_TEXT).into(),
+            core.now().into(),
+        ],
+    ))
+    .await?;
+    let stored: String = db
+        .query_one(stmt(
+            db.get_database_backend(),
+            "SELECT value FROM instance_facts WHERE name = $1",
+            vec![KEY_CHECK.into()],
+        ))
+        .await?
+        .ok_or_else(|| CoreError::Internal("the master key check value vanished".into()))?
+        .try_get("", "value")?;
+    Ok(match core.secrets.decrypt(&stored) {
+        Ok(plain) if plain.expose() == KEY_CHECK_TEXT => Ok(()),
+        _ => Err(
+            "this node's master key differs from the one the database was first used with, so it \
+             could not read the secrets other nodes wrote (nor they its own). Give every node the \
+             same key: copy `master_key` (or the data directory's master.key) from a running node."
+                .into(),
+        ),
+    })
+}
+
+/// Keeps this node's row fresh until `stop` turns true, then removes it.
+pub async fn heartbeat(core: Core, role: &'static str, mut stop: watch::Receiver<bool>) {
+    let name = crate::worker::node_name();
+    let version = env!("CARGO_PKG_VERSION");
+    let started = core.now();
+    loop {
+        let db = &core.db;
+        let r = db
+            .execute(stmt(
+                db.get_database_backend(),
+                "INSERT INTO nodes (name, version, role, started_at, heartbeat_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
+                 heartbeat_at = excluded.heartbeat_at, version = excluded.version, role = excluded.role",
+                vec![
+                    name.into(),
+                    version.into(),
+                    role.into(),
+                    started.into(),
+                    core.now().into(),
+                ],
+            ))
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot record this node's heartbeat");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    let db = &core.db;
+    let _ = db
+        .execute(stmt(
+            db.get_database_backend(),
+            "DELETE FROM nodes WHERE name = $1",
+            vec![name.into()],
+        ))
+        .await;
+}
+
+/// The nodes that renewed their row recently, newest start first.
+pub async fn list_alive(core: &Core) -> Result<Vec<Node>> {
+    let db = &core.db;
+    Ok(Node::find_by_statement(stmt(
+        db.get_database_backend(),
+        "SELECT name, version, role, started_at, heartbeat_at FROM nodes \
+         WHERE heartbeat_at > $1 ORDER BY started_at DESC, name",
+        vec![(core.now() - ALIVE_MS).into()],
+    ))
+    .all(db)
+    .await?)
+}
