@@ -199,17 +199,22 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
-struct Load {
-    url: String,
-    secret: String,
-    customers: u64,
-    seq: Arc<AtomicU64>,
-    accepted: Arc<AtomicU64>,
+/// Closed-loop webhook load on one hook URL (shared counters let several loads add up).
+pub struct Load {
+    pub url: String,
+    pub secret: String,
+    pub customers: u64,
+    pub seq: Arc<AtomicU64>,
+    pub accepted: Arc<AtomicU64>,
 }
 
 impl Load {
     /// Closed-loop load: each client POSTs the next update as soon as the last one is answered.
-    async fn run(&self, clients: &[reqwest::Client], duration: Duration) -> anyhow::Result<Run> {
+    pub async fn run(
+        &self,
+        clients: &[reqwest::Client],
+        duration: Duration,
+    ) -> anyhow::Result<Run> {
         let start = Instant::now();
         let deadline = start + duration;
         let mut tasks = tokio::task::JoinSet::new();

@@ -7,7 +7,9 @@
 //!   single-row commit rate of the same kind of database;
 //! - `sse`: latency from a webhook update to its event on a signed-in `/app/events` stream;
 //! - `kinds`: webhook ingest for every source kind with a webhook, one fresh server each;
-//! - `pollers`: memory of one node long-polling 1,000 bots.
+//! - `pollers`: memory of one node long-polling 1,000 bots;
+//! - `nodes`: two nodes on one PostgreSQL database: takeover after SIGKILL, SIGTERM with open
+//!   live streams, ingest on one node against two.
 //!
 //! The fakes run inside this process. Results are printed as Markdown.
 //!
@@ -20,11 +22,13 @@
 //! target/release/chatter-bench pollers --bots 1000
 //! target/release/chatter-bench crm --rate 20 --seconds 10 --burst 1000
 //! target/release/chatter-bench kinds --seconds 5
+//! target/release/chatter-bench nodes --database-url postgres://postgres@127.0.0.1:5432/nodes
 //! ```
 
 mod crm;
 mod ingest;
 mod kinds;
+mod nodes;
 mod pollers;
 mod server;
 mod sse;
@@ -75,6 +79,9 @@ enum Bench {
     /// Webhook ingest per source kind (Telegram, VK, Max, Avito, API source, WhatsApp, SMS):
     /// accepted/s, latency to 2xx, rows stored against 2xx answers.
     Kinds(kinds::Args),
+    /// Two nodes on one PostgreSQL database: takeover time after SIGKILL, SIGTERM with open
+    /// live streams, webhook ingest on one node against two.
+    Nodes(nodes::Args),
 }
 
 #[tokio::main]
@@ -86,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Pollers(a)) => pollers::run(a).await,
         Some(Bench::Crm(a)) => crm::run(a).await,
         Some(Bench::Kinds(a)) => kinds::run(a).await,
+        Some(Bench::Nodes(a)) => nodes::run(a).await,
         None => http(&args).await,
     }
 }
