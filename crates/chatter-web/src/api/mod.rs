@@ -512,7 +512,7 @@ pub async fn send_message(
     })?;
     let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await {
         Err(CoreError::Invalid(f)) if f.iter().any(|e| e.field == "reply_to") => {
-            return Ok(body(
+            return Ok(self::body(
                 StatusCode::BAD_REQUEST,
                 "invalid",
                 "`reply_to` is not a message of this conversation; use the `id` of one of its messages (GET /api/v1/conversations/{id}/messages)",
