@@ -1899,7 +1899,10 @@ pub async fn receive_chat_hook(
     ] {
         chatter_domain::text::clean_in_place(t);
     }
-    for t in [&mut reply.conversation_id, &mut reply.media].into_iter().flatten() {
+    for t in [&mut reply.conversation_id, &mut reply.media]
+        .into_iter()
+        .flatten()
+    {
         chatter_domain::text::clean_in_place(t);
     }
     let db = &core.db;

@@ -52,9 +52,9 @@ fn db_refused_data(e: &DbErr) -> bool {
     match d.kind() {
         // Two writers inserting the same row: the retry finds it.
         ErrorKind::UniqueViolation => false,
-        ErrorKind::ForeignKeyViolation | ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
-            true
-        }
+        ErrorKind::ForeignKeyViolation
+        | ErrorKind::NotNullViolation
+        | ErrorKind::CheckViolation => true,
         _ => {
             let code = d.code().unwrap_or_default();
             if code.len() == 5 {
@@ -64,7 +64,7 @@ fn db_refused_data(e: &DbErr) -> bool {
             } else {
                 // SQLite result codes: 18 TOOBIG, 20 MISMATCH, 19 CONSTRAINT (extended).
                 code.parse::<i32>()
-                    .is_ok_and(|n| matches!(n & 0xff, 18 | 19 | 20))
+                    .is_ok_and(|n| matches!(n & 0xff, 18..=20))
             }
         }
     }
@@ -146,7 +146,9 @@ pub async fn ingest_polled(
             Err(e) => return Err(e),
         }
     }
-    inbox::ingest_batch(core, src, &[], cursor).await.map(|_| ())
+    inbox::ingest_batch(core, src, &[], cursor)
+        .await
+        .map(|_| ())
 }
 
 /// The company's parked events, newest first.
@@ -218,7 +220,9 @@ pub async fn retry(core: &Core, actor: &Actor, id: Uuid) -> Result<Retried> {
     };
     match &outcome {
         Retried::Stored => {
-            dead_letter::Entity::delete_by_id(d.id).exec(&core.db).await?;
+            dead_letter::Entity::delete_by_id(d.id)
+                .exec(&core.db)
+                .await?;
         }
         Retried::StillRefused(r) => {
             dead_letter::Entity::update_many()

@@ -133,8 +133,10 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
     let live: Vec<usize> = (0..items.len())
         .filter(|i| !off.contains(&items[*i].src.id))
         .collect();
-    let batch: Vec<(&source::Model, &InboundEvent)> =
-        live.iter().map(|i| (&items[*i].src, &items[*i].ev)).collect();
+    let batch: Vec<(&source::Model, &InboundEvent)> = live
+        .iter()
+        .map(|i| (&items[*i].src, &items[*i].ev))
+        .collect();
     let stored = crate::inbox_batch::ingest_many(&txn, &mut pending, &batch, now).await?;
     let mut out = vec![Ingested::SourceOff; items.len()];
     for (i, r) in live.into_iter().zip(stored) {

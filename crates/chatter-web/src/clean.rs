@@ -61,7 +61,8 @@ pub async fn strip_refused(req: Request, next: Next) -> Response {
         bytes
     };
     parts.headers.remove(header::CONTENT_LENGTH);
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 fn cleaned_uri(uri: &Uri) -> Option<Uri> {

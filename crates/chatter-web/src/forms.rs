@@ -65,7 +65,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CsrfForm<T> {
             return Err(FormRejection::Csrf);
         }
         // A NUL in any field would be refused by PostgreSQL (and kept by SQLite): drop it.
-        let body = match std::str::from_utf8(&body).ok().and_then(crate::clean::clean_urlencoded) {
+        let body = match std::str::from_utf8(&body)
+            .ok()
+            .and_then(crate::clean::clean_urlencoded)
+        {
             Some(cleaned) => Bytes::from(cleaned),
             None => body,
         };

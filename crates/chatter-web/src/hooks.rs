@@ -203,7 +203,11 @@ async fn store(
     }
     let raw = String::from_utf8_lossy(body).into_owned();
     for ev in events {
-        match st.ingester.submit_raw(src.clone(), ev, Some(raw.clone())).await {
+        match st
+            .ingester
+            .submit_raw(src.clone(), ev, Some(raw.clone()))
+            .await
+        {
             Ok(chatter_core::inbox::Ingested::SourceOff) => return gone(),
             Ok(_) => {}
             Err(e) => {
@@ -252,7 +256,9 @@ async fn vk(State(st): State<AppState>, Path(id): Path<Uuid>, body: Bytes) -> Re
                 None => plain(StatusCode::SERVICE_UNAVAILABLE, "not set up yet"),
             }
         }
-        Ok(CallbackOutcome::Events { events, .. }) => store(&st, src, events, CALLBACK_OK, &body).await,
+        Ok(CallbackOutcome::Events { events, .. }) => {
+            store(&st, src, events, CALLBACK_OK, &body).await
+        }
         Err(CallbackError::Unauthenticated) => plain(StatusCode::UNAUTHORIZED, "secret mismatch"),
         Err(CallbackError::Malformed(_)) => plain(
             StatusCode::BAD_REQUEST,

@@ -14,11 +14,17 @@ use serde_json::{json, Value};
 /// Creates an API key in Settings; returns it.
 async fn api_key(s: &Session) -> String {
     let r = s
-        .post_from("/app/settings", "/app/settings/api-keys", &[("name", "poison")])
+        .post_from(
+            "/app/settings",
+            "/app/settings/api-keys",
+            &[("name", "poison")],
+        )
         .await;
     assert_eq!(r.status(), 200);
     let page = r.text().await.expect("body");
-    let at = page.find("id=\"new-api-key\"").expect("the new key is shown");
+    let at = page
+        .find("id=\"new-api-key\"")
+        .expect("the new key is shown");
     let tag = &page[page[..at].rfind('<').expect("tag")..];
     let v = &tag[tag.find("value=\"").expect("value") + 7..];
     v[..v.find('"').expect("quote")].to_string()
@@ -56,7 +62,12 @@ async fn a_nul_in_a_webhook_update_is_removed_and_later_messages_still_arrive() 
     app.telegram
         .customer_writes(&token, CustomerMessage::text(7101, "Анна", "И ещё вопрос"));
     within(20, "both messages are stored", || async {
-        count(&app, "SELECT count(*) FROM messages WHERE text = 'И ещё вопрос'").await == 1
+        count(
+            &app,
+            "SELECT count(*) FROM messages WHERE text = 'И ещё вопрос'",
+        )
+        .await
+            == 1
     })
     .await;
     assert_eq!(
@@ -129,7 +140,11 @@ async fn a_nul_in_a_polled_update_is_removed_and_the_bot_keeps_reading() {
     })
     .await;
     assert_eq!(
-        count(&app, "SELECT count(*) FROM messages WHERE text = 'Добрый день'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM messages WHERE text = 'Добрый день'"
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -146,15 +161,20 @@ async fn a_nul_in_a_polled_update_is_removed_and_the_bot_keeps_reading() {
 async fn a_nul_in_a_search_a_form_or_an_api_body_changes_nothing_else() {
     let app = TestApp::new().await;
     let (s, token, _) = company_with_bot(&app).await;
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(7301, "Глеб", "Нужна доставка"));
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(7301, "Глеб", "Нужна доставка"),
+    );
     let conv = crate::telegram::conversation_with(&s, "Нужна доставка").await;
 
     // A search: the inbox page and the API.
     let r = s.get("/app/inbox?q=%00%D0%B4%D0%BE%D1%81%00").await;
     assert_eq!(r.status(), 200);
     let page = r.text().await.expect("page");
-    assert!(page.contains("Нужна доставка"), "the NUL is ignored: {page}");
+    assert!(
+        page.contains("Нужна доставка"),
+        "the NUL is ignored: {page}"
+    );
     let key = api_key(&s).await;
     let found = get_json(&app, &key, "/api/v1/conversations?q=%00%D0%B4%D0%BE%D1%81").await;
     assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
@@ -169,7 +189,11 @@ async fn a_nul_in_a_search_a_form_or_an_api_body_changes_nothing_else() {
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(
-        count(&app, "SELECT count(*) FROM users WHERE name = 'Анна Петровна'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM users WHERE name = 'Анна Петровна'"
+        )
+        .await,
         1
     );
     let r = s
@@ -226,7 +250,11 @@ async fn an_unstorable_event_is_parked_shown_retried_and_the_channel_keeps_worki
     let long_id = "9".repeat(3_000);
     let r = http
         .post(&url)
-        .json(&avito_delivery(creds.user_id, &long_id, "Слишком длинный номер"))
+        .json(&avito_delivery(
+            creds.user_id,
+            &long_id,
+            "Слишком длинный номер",
+        ))
         .send()
         .await
         .expect("post");
@@ -242,17 +270,30 @@ async fn an_unstorable_event_is_parked_shown_retried_and_the_channel_keeps_worki
         .expect("post");
     assert_eq!(r.status(), 200);
     assert_eq!(
-        count(&app, "SELECT count(*) FROM messages WHERE text = 'Следующее сообщение'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM messages WHERE text = 'Следующее сообщение'"
+        )
+        .await,
         1
     );
 
     // Settings → undelivered events, the Sources page, and the API.
     let settings = s.html("/app/settings").await;
-    assert!(settings.contains("/app/settings/dead-letters"), "{settings}");
+    assert!(
+        settings.contains("/app/settings/dead-letters"),
+        "{settings}"
+    );
     let page = s.html("/app/settings/dead-letters").await;
     assert!(page.contains("Недоставленные события"), "{page}");
-    assert!(page.contains("longer than 1024 bytes"), "the reason: {page}");
-    assert!(page.contains("Слишком длинный номер"), "what Avito sent: {page}");
+    assert!(
+        page.contains("longer than 1024 bytes"),
+        "the reason: {page}"
+    );
+    assert!(
+        page.contains("Слишком длинный номер"),
+        "what Avito sent: {page}"
+    );
     let sources = s.html("/app/sources").await;
     assert!(
         sources.contains("Недоставленных событий: 1"),
@@ -465,8 +506,10 @@ async fn a_turned_off_vk_community_loses_its_callback_server_and_its_hook_stores
 async fn a_reply_to_another_companys_message_is_refused() {
     let app = TestApp::new().await;
     let (a, token_a, _) = company_with_bot(&app).await;
-    app.telegram
-        .customer_writes(&token_a, CustomerMessage::text(7501, "Ирина", "Вопрос в Альфу"));
+    app.telegram.customer_writes(
+        &token_a,
+        CustomerMessage::text(7501, "Ирина", "Вопрос в Альфу"),
+    );
     let conv_a = crate::telegram::conversation_with(&a, "Вопрос в Альфу").await;
 
     let b = Session::sign_up(&app, "Бета", "Борис", "boris@beta.test", PW).await;
@@ -479,12 +522,19 @@ async fn a_reply_to_another_companys_message_is_refused() {
         )
         .await;
     assert_eq!(r.status(), 303);
-    app.telegram
-        .customer_writes(&token_b, CustomerMessage::text(7502, "Олег", "Вопрос в Бету"));
+    app.telegram.customer_writes(
+        &token_b,
+        CustomerMessage::text(7502, "Олег", "Вопрос в Бету"),
+    );
     let conv_b = crate::telegram::conversation_with(&b, "Вопрос в Бету").await;
     let key_b = api_key(&b).await;
     let key_a = api_key(&a).await;
-    let msgs_b = get_json(&app, &key_b, &format!("/api/v1/conversations/{conv_b}/messages")).await;
+    let msgs_b = get_json(
+        &app,
+        &key_b,
+        &format!("/api/v1/conversations/{conv_b}/messages"),
+    )
+    .await;
     let foreign = msgs_b[0]["id"].as_str().expect("id").to_string();
 
     let before = count(&app, "SELECT count(*) FROM messages").await;
@@ -521,7 +571,12 @@ async fn a_reply_to_another_companys_message_is_refused() {
     );
     assert_eq!(count(&app, "SELECT count(*) FROM messages").await, before);
     // Its own conversation's message can be answered.
-    let msgs_a = get_json(&app, &key_a, &format!("/api/v1/conversations/{conv_a}/messages")).await;
+    let msgs_a = get_json(
+        &app,
+        &key_a,
+        &format!("/api/v1/conversations/{conv_a}/messages"),
+    )
+    .await;
     let own = msgs_a[0]["id"].as_str().expect("id").to_string();
     let r = app
         .client()
