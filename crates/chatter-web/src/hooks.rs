@@ -521,7 +521,7 @@ fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
         (status = 200, body = crate::api::ApiSourceReceivedOut, description = "stored (or stored before: a replay)"),
         (status = 400, body = crate::api::ApiErrorBody, description = "malformed body; `message` and `fields` name the field"),
         (status = 401, body = crate::api::ApiErrorBody, description = "bad or missing signature, or a stale timestamp"),
-        (status = 403, body = crate::api::ApiErrorBody, description = "the source is turned off"),
+        (status = 410, body = crate::api::ApiErrorBody, description = "the source is turned off; nothing was stored"),
         (status = 404, body = crate::api::ApiErrorBody, description = "no such API source"),
     ))]
 pub async fn api_message(
@@ -545,10 +545,11 @@ pub async fn api_message(
             "no such API source",
             None,
         ),
+        // As every other kind's hook: a source turned off is gone, nothing is stored.
         Err(ReceiveError::Disabled) => api_error(
-            StatusCode::FORBIDDEN,
+            StatusCode::GONE,
             "disabled",
-            "this source is turned off in Chatter; turn it on in Sources",
+            "this source is turned off in Chatter; turn it on in Sources; nothing was stored",
             None,
         ),
         Err(ReceiveError::Unauthorized(m)) => {

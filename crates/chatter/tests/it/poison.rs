@@ -588,3 +588,51 @@ async fn a_reply_to_another_companys_message_is_refused() {
         .expect("POST");
     assert_eq!(r.status(), 201);
 }
+
+#[tokio::test]
+async fn an_api_source_cleans_nul_everywhere_and_answers_410_once_turned_off() {
+    use crate::api_source::{company_with_api_source, now_secs, post_signed};
+    let app = TestApp::new().await;
+    let (s, id, secret) = company_with_api_source(&app).await;
+    let http = reqwest::Client::new();
+    let body = json!({"message_id": "site-1", "chat_id": "visitor-1",
+        "sender": {"id": "visitor-1", "name": "Ива\u{0}н", "email": "ivan@example.ru"},
+        "text": "Заявка\u{0} с сайта", "utm": {"source": "yan\u{0}dex"}})
+    .to_string();
+    let r = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, None).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM messages WHERE text = 'Заявка с сайта'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM contacts WHERE name = 'Иван'").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM api_inbound WHERE utm_source = 'yandex'"
+        )
+        .await,
+        1
+    );
+    let r = s
+        .post_from(
+            &format!("/app/api-sources/{id}"),
+            &format!("/app/sources/{id}/disable"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let body = json!({"message_id": "site-2", "chat_id": "visitor-1",
+        "sender": {"id": "visitor-1", "name": "Иван"}, "text": "Ещё одна заявка"})
+    .to_string();
+    let r = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, None).await;
+    assert_eq!(r.status(), 410);
+    assert_eq!(count(&app, "SELECT count(*) FROM messages").await, 1);
+}
