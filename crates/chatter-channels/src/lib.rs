@@ -125,6 +125,81 @@ pub enum InboundEvent {
     Ignored { reason: String },
 }
 
+impl InboundEvent {
+    /// Calls `f` on every string the event carries (texts, names, ids, file names), so the
+    /// caller can clean them all in one place before anything is stored.
+    pub fn for_each_text_mut(&mut self, f: &mut dyn FnMut(&mut String)) {
+        fn opt(s: &mut Option<String>, f: &mut dyn FnMut(&mut String)) {
+            if let Some(s) = s {
+                f(s);
+            }
+        }
+        fn sender(s: &mut Sender, f: &mut dyn FnMut(&mut String)) {
+            f(&mut s.external_id);
+            f(&mut s.name);
+            opt(&mut s.username, f);
+            opt(&mut s.phone, f);
+            opt(&mut s.language, f);
+        }
+        fn chat(c: &mut ChatRef, f: &mut dyn FnMut(&mut String)) {
+            f(&mut c.external_id);
+            opt(&mut c.title, f);
+        }
+        match self {
+            InboundEvent::Message(m) => {
+                f(&mut m.external_id);
+                chat(&mut m.chat, f);
+                sender(&mut m.sender, f);
+                opt(&mut m.text, f);
+                for a in &mut m.attachments {
+                    f(&mut a.kind);
+                    f(&mut a.file_ref);
+                    opt(&mut a.file_name, f);
+                    opt(&mut a.mime_type, f);
+                }
+                if let Some(Extra::Contact { phone, name }) = &mut m.extra {
+                    f(phone);
+                    f(name);
+                }
+                opt(&mut m.reply_to_external_id, f);
+            }
+            InboundEvent::Blocked {
+                chat: c, sender: s, ..
+            } => {
+                chat(c, f);
+                sender(s, f);
+            }
+            InboundEvent::Status {
+                external_id, error, ..
+            } => {
+                f(external_id);
+                opt(error, f);
+            }
+            InboundEvent::Ignored { reason } => f(reason),
+        }
+    }
+
+    /// The provider identifiers the event would be stored under (they are indexed).
+    pub fn ids(&self) -> Vec<&str> {
+        match self {
+            InboundEvent::Message(m) => {
+                let mut v = vec![
+                    m.external_id.as_str(),
+                    m.chat.external_id.as_str(),
+                    m.sender.external_id.as_str(),
+                ];
+                v.extend(m.reply_to_external_id.as_deref());
+                v
+            }
+            InboundEvent::Blocked { chat, sender, .. } => {
+                vec![chat.external_id.as_str(), sender.external_id.as_str()]
+            }
+            InboundEvent::Status { external_id, .. } => vec![external_id.as_str()],
+            InboundEvent::Ignored { .. } => Vec::new(),
+        }
+    }
+}
+
 /// Delivery states a provider reports for our outgoing messages, in the order they happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

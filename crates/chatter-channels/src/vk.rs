@@ -333,6 +333,21 @@ impl VkClient {
         Ok(())
     }
 
+    /// `groups.deleteCallbackServer` (§2.2): VK stops posting the community's events to
+    /// server `server_id`.
+    pub async fn delete_callback_server(&self, server_id: i64) -> Result<(), ChannelError> {
+        let _: Value = self
+            .call(
+                "groups.deleteCallbackServer",
+                &[
+                    ("group_id", self.group_id.to_string()),
+                    ("server_id", server_id.to_string()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// `groups.setLongPollSettings` (§2.3): Long Poll on (or off) with our API version and
     /// `EVENT_TYPES`.
     pub async fn set_long_poll_settings(&self, enabled: bool) -> Result<(), ChannelError> {

@@ -465,8 +465,10 @@ fn opt_text(v: &Value, key: &str, field: &str, max: usize) -> Result<Option<Stri
 }
 
 fn parse_body(body: &[u8]) -> Result<InboundBody, ReceiveError> {
-    let v: Value = serde_json::from_slice(body)
+    let mut v: Value = serde_json::from_slice(body)
         .map_err(|e| malformed("body", &format!("is not valid JSON ({e})")))?;
+    // A NUL anywhere (text, names, UTM tags) would be refused by PostgreSQL, forever.
+    chatter_domain::text::clean_json(&mut v);
     if !v.is_object() {
         return Err(malformed("body", "must be a JSON object"));
     }
@@ -604,6 +606,13 @@ pub async fn receive(
     });
     let message_id = match ingester.submit(src.clone(), ev).await? {
         Ingested::New(id) | Ingested::Edited(id) => id,
+        Ingested::SourceOff => return Err(ReceiveError::Disabled),
+        Ingested::Parked(_) => {
+            return Err(malformed(
+                "message_id",
+                "cannot be stored as sent; it is kept in Settings → undelivered events",
+            ))
+        }
         Ingested::Duplicate | Ingested::Other => message::Entity::find()
             .filter(message::Column::SourceId.eq(src.id))
             .filter(message::Column::ExternalId.eq(&b.message_id))

@@ -464,16 +464,28 @@ pub fn avito_hook_url(base: &str, source_id: Uuid, token: &str) -> String {
     format!("{}/{token}", hook_url(base, "avito", source_id))
 }
 
-/// Stops receiving for a turned-off source, as far as the provider allows (the provider keeps
-/// what arrives meanwhile where it can: nothing is lost on re-enable).
+/// Stops receiving for a turned-off source, as far as the provider allows: Telegram's webhook
+/// is deleted, VK's callback server and Max's and Avito's subscriptions removed (the provider
+/// keeps what arrives meanwhile where it can). Whatever still reaches a turned-off source's
+/// hook is answered 410 and stored nowhere.
 pub async fn stop(core: &Core, src: &source::Model, client: &SourceClient) {
-    let settings = sources::settings_of(src);
+    let mut settings = sources::settings_of(src);
     let result = match client {
         SourceClient::Telegram(c) => c.delete_webhook(false).await,
-        // Long poll stops with our poller; VK keeps the callback server, and the hook drops
-        // nothing (a disabled source's events are still stored).
-        SourceClient::Vk(_) => Ok(()),
-        // Callbacks configured by hand stay; what they bring for a disabled source is stored.
+        // Long poll stops with our poller.
+        SourceClient::Vk(c) => match settings.vk_server_id.take() {
+            Some(id) => match c.delete_callback_server(id).await {
+                // Gone already (deleted in VK by hand): nothing more to stop.
+                Ok(()) | Err(ChannelError::Permanent(_)) => {
+                    sources::save_settings(&core.db, src.id, &settings)
+                        .await
+                        .map_err(internal)
+                }
+                Err(e) => Err(e),
+            },
+            None => Ok(()),
+        },
+        // Callbacks configured by hand stay at the provider; our hook answers them 410.
         SourceClient::WhatsApp(_) | SourceClient::Sms(_) => Ok(()),
         SourceClient::Max(c) => match &settings.webhook_url {
             Some(url) => c.unsubscribe(url).await,
@@ -510,14 +522,32 @@ impl PollState {
     }
 }
 
-/// One poll of `src`: the events (in order) and the cursor to store with them, in the same
-/// transaction. `None` cursor: nothing to store.
+/// What one poll brought: the events in order, what the provider sent for each when the kind
+/// keeps it (kept if an event has to be parked), and the cursor to store with them in the
+/// same transaction (`None`: nothing to store).
+pub struct Polled {
+    pub events: Vec<InboundEvent>,
+    pub raws: Vec<Option<String>>,
+    pub cursor: Option<String>,
+}
+
+impl Polled {
+    fn new((events, cursor): (Vec<InboundEvent>, Option<String>)) -> Self {
+        Polled {
+            events,
+            raws: Vec::new(),
+            cursor,
+        }
+    }
+}
+
+/// One poll of `src`.
 pub async fn poll_once(
     core: &Core,
     src: &source::Model,
     client: &SourceClient,
     state: &mut PollState,
-) -> Result<(Vec<InboundEvent>, Option<String>), ChannelError> {
+) -> Result<Polled, ChannelError> {
     let wait = core.config.poll_timeout_secs;
     match client {
         SourceClient::Telegram(c) => {
@@ -526,10 +556,11 @@ pub async fn poll_once(
                 .get_updates(offset, core.config.telegram_poll_timeout_secs, 100)
                 .await?;
             let cursor = updates.last().map(|u| (u.update_id + 1).to_string());
-            Ok((
-                updates.iter().map(|u| parse_update(&u.raw)).collect(),
+            Ok(Polled {
+                events: updates.iter().map(|u| parse_update(&u.raw)).collect(),
+                raws: updates.iter().map(|u| Some(u.raw.to_string())).collect(),
                 cursor,
-            ))
+            })
         }
         SourceClient::Vk(c) => {
             let session = match &mut state.vk {
@@ -544,13 +575,13 @@ pub async fn poll_once(
             };
             let events = c.poll(session, wait).await?;
             let changed = src.cursor.as_deref() != Some(session.ts.as_str());
-            Ok((events, changed.then(|| session.ts.clone())))
+            Ok(Polled::new((events, changed.then(|| session.ts.clone()))))
         }
         SourceClient::Max(c) => {
             let marker = src.cursor.as_deref().and_then(|c| c.parse::<i64>().ok());
             let (events, next) = c.updates(marker, wait).await?;
             let cursor = next.filter(|n| Some(*n) != marker).map(|n| n.to_string());
-            Ok((events, cursor))
+            Ok(Polled::new((events, cursor)))
         }
         SourceClient::Avito(c) => {
             let cursor: PollCursor = src
@@ -562,16 +593,19 @@ pub async fn poll_once(
             let stored = (next != cursor)
                 .then(|| serde_json::to_string(&next).ok())
                 .flatten();
-            Ok((events, stored))
+            Ok(Polled::new((events, stored)))
         }
         // Nothing to poll: both only call us back.
-        SourceClient::WhatsApp(_) | SourceClient::Sms(_) => Ok((Vec::new(), None)),
+        SourceClient::WhatsApp(_) | SourceClient::Sms(_) => Ok(Polled::new((Vec::new(), None))),
     }
 }
 
-/// Gives every sender a name to show: providers that send none (VK, Avito webhooks) get their
-/// username or id, so the inbox never lists a blank conversation.
+/// Makes every string of the event storable on both databases (a NUL from the provider would
+/// otherwise fail the whole batch on PostgreSQL, forever) and gives every sender a name to
+/// show: providers that send none (VK, Avito webhooks) get their username or id, so the inbox
+/// never lists a blank conversation.
 pub fn normalize(ev: &mut InboundEvent) {
+    ev.for_each_text_mut(&mut chatter_domain::text::clean_in_place);
     let sender = match ev {
         InboundEvent::Message(m) => &mut m.sender,
         InboundEvent::Blocked { sender, .. } => sender,

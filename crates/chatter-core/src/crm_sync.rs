@@ -1881,7 +1881,7 @@ pub async fn receive_chat_hook(
     client
         .verify_webhook(body, signature.trim())
         .map_err(|_| CoreError::Unauthenticated)?;
-    let reply: CrmReply = match parse_webhook(body) {
+    let mut reply: CrmReply = match parse_webhook(body) {
         Ok(ChatsHook::Reply(r)) => *r,
         Ok(ChatsHook::Ignored { .. }) => return Ok(HookOutcome::Ignored),
         Err(HookError::Malformed(m)) => {
@@ -1890,6 +1890,21 @@ pub async fn receive_chat_hook(
         }
         Err(HookError::BadSignature) => return Err(CoreError::Unauthenticated),
     };
+    // A NUL from amoCRM would be refused by PostgreSQL (and kept by SQLite).
+    for t in [
+        &mut reply.conversation_ref,
+        &mut reply.msgid,
+        &mut reply.text,
+        &mut reply.manager_name,
+    ] {
+        chatter_domain::text::clean_in_place(t);
+    }
+    for t in [&mut reply.conversation_id, &mut reply.media]
+        .into_iter()
+        .flatten()
+    {
+        chatter_domain::text::clean_in_place(t);
+    }
     let db = &core.db;
     // Our conversation: by our id, else by amoCRM's chat id.
     let mut conv = match reply

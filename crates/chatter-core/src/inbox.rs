@@ -60,6 +60,10 @@ pub enum Ingested {
     Edited(Uuid),
     Duplicate,
     Other,
+    /// Unstorable as it is: parked as this dead letter (and acknowledged).
+    Parked(Uuid),
+    /// The source is turned off: nothing was stored.
+    SourceOff,
 }
 
 pub(crate) fn preview(text: Option<&str>, atts: &[Attachment], extra: bool) -> String {
@@ -485,6 +489,15 @@ pub async fn ingest_batch(
 ) -> Result<Vec<Ingested>> {
     let now = core.now();
     let txn = core.db.begin().await?;
+    // Read in the transaction: a source turned off meanwhile stores nothing more.
+    let off = source::Entity::find_by_id(src.id)
+        .filter(source::Column::Status.eq(crate::sources::DISABLED))
+        .one(&txn)
+        .await?
+        .is_some();
+    if off {
+        return Ok(vec![Ingested::SourceOff; evs.len()]);
+    }
     let mut pending = Pending::default();
     let items: Vec<(&source::Model, &InboundEvent)> = evs.iter().map(|e| (src, e)).collect();
     let out = crate::inbox_batch::ingest_many(&txn, &mut pending, &items, now).await?;
@@ -776,12 +789,18 @@ async fn store_reply(
             return Err(CoreError::field(field, "err.wa_window_closed"));
         }
     }
+    // Only a message of this conversation can be answered: an id from elsewhere (another
+    // conversation, another company) is refused, never stored as a reference.
     let reply_to_external_id = match reply_to {
-        Some(r) => message::Entity::find_by_id(r)
-            .filter(message::Column::ConversationId.eq(conv.id))
-            .one(&txn)
-            .await?
-            .and_then(|m| m.external_id),
+        Some(r) => {
+            message::Entity::find_by_id(r)
+                .filter(message::Column::ConversationId.eq(conv.id))
+                .filter(message::Column::CompanyId.eq(actor.company_id))
+                .one(&txn)
+                .await?
+                .ok_or(CoreError::field("reply_to", "err.reply_to_foreign"))?
+                .external_id
+        }
         None => None,
     };
     let author = match actor.user_id {

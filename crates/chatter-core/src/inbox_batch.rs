@@ -36,6 +36,7 @@ pub async fn ingest_many(
     let mut seen: HashSet<(Uuid, &str)> = HashSet::new();
     let mut slow: Vec<usize> = Vec::new();
     for (i, (src, ev)) in items.iter().enumerate() {
+        crate::dead_letters::check_storable(ev)?;
         match ev {
             InboundEvent::Message(m) if !m.edited && m.reply_to_external_id.is_none() => {
                 if seen.insert((src.id, m.external_id.as_str())) {

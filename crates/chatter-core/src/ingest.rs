@@ -2,10 +2,14 @@
 //! the ingester writes whatever has gathered (up to `MAX_BATCH`) in ONE transaction and
 //! answers every waiter after the commit. Durability is unchanged — nothing is acknowledged
 //! before its commit is on disk — but one fsync serves many requests.
+//!
+//! An event that can never be stored (see `dead_letters`) is parked and answered as done, so
+//! the provider stops delivering it; an event of a source turned off is answered `SourceOff`
+//! and stored nowhere.
 
 use crate::events::Pending;
 use crate::inbox::Ingested;
-use crate::{Core, CoreError, Result};
+use crate::{dead_letters, Core, CoreError, Result};
 use chatter_channels::InboundEvent;
 use chatter_store::entity::source;
 use sea_orm::TransactionTrait;
@@ -16,6 +20,8 @@ pub const MAX_BATCH: usize = 512;
 struct Item {
     src: source::Model,
     ev: InboundEvent,
+    /// What the provider sent, kept if the event has to be parked.
+    raw: Option<String>,
     done: oneshot::Sender<Result<Ingested, String>>,
 }
 
@@ -47,9 +53,21 @@ impl Ingester {
 
     /// Stores `ev`; returns once it is committed (or failed).
     pub async fn submit(&self, src: source::Model, ev: InboundEvent) -> Result<Ingested> {
+        self.submit_raw(src, ev, None).await
+    }
+
+    /// Stores `ev` (normalised here: every string made storable), keeping `raw` — the body
+    /// the provider sent — should the event have to be parked.
+    pub async fn submit_raw(
+        &self,
+        src: source::Model,
+        mut ev: InboundEvent,
+        raw: Option<String>,
+    ) -> Result<Ingested> {
+        crate::connectors::normalize(&mut ev);
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Item { src, ev, done })
+            .send(Item { src, ev, raw, done })
             .await
             .map_err(|_| CoreError::Internal("ingester stopped".into()))?;
         rx.await
@@ -84,11 +102,22 @@ async fn run(core: Core, rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<It
                 // One bad event must not fail its neighbours: write them one by one.
                 tracing::warn!(error = %e, size = batch.len(), "batch ingest failed; retrying one by one");
                 for item in batch.drain(..) {
-                    let r = write(&core, std::slice::from_ref(&item)).await;
-                    let _ = item.done.send(
-                        r.map(|mut v| v.pop().unwrap_or(Ingested::Other))
-                            .map_err(|e| e.to_string()),
-                    );
+                    let r = match write(&core, std::slice::from_ref(&item)).await {
+                        Ok(mut v) => Ok(v.pop().unwrap_or(Ingested::Other)),
+                        // Never storable as it is: park it, so the provider stops retrying.
+                        Err(e) if dead_letters::is_permanent(&e) => dead_letters::park(
+                            &core,
+                            &item.src,
+                            &item.ev,
+                            item.raw.as_deref(),
+                            &dead_letters::reason(&e),
+                        )
+                        .await
+                        .map(Ingested::Parked)
+                        .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = item.done.send(r);
                 }
             }
         }
@@ -99,9 +128,20 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
     let now = core.now();
     let txn = core.db.begin().await?;
     let mut pending = Pending::default();
-    let batch: Vec<(&source::Model, &InboundEvent)> =
-        items.iter().map(|i| (&i.src, &i.ev)).collect();
-    let out = crate::inbox_batch::ingest_many(&txn, &mut pending, &batch, now).await?;
+    // Read in the transaction: a source turned off meanwhile stores nothing more.
+    let off = sources_off(&txn, items).await?;
+    let live: Vec<usize> = (0..items.len())
+        .filter(|i| !off.contains(&items[*i].src.id))
+        .collect();
+    let batch: Vec<(&source::Model, &InboundEvent)> = live
+        .iter()
+        .map(|i| (&items[*i].src, &items[*i].ev))
+        .collect();
+    let stored = crate::inbox_batch::ingest_many(&txn, &mut pending, &batch, now).await?;
+    let mut out = vec![Ingested::SourceOff; items.len()];
+    for (i, r) in live.into_iter().zip(stored) {
+        out[i] = r;
+    }
     let mut touched: Vec<uuid::Uuid> = Vec::new();
     for (i, r) in items.iter().zip(&out) {
         if matches!(r, Ingested::New(_) | Ingested::Edited(_)) && !touched.contains(&i.src.id) {
@@ -123,4 +163,24 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
         core.jobs_notify.notify_waiters();
     }
     Ok(out)
+}
+
+/// The sources among `items`' that are turned off.
+async fn sources_off(
+    txn: &impl sea_orm::ConnectionTrait,
+    items: &[Item],
+) -> Result<std::collections::HashSet<uuid::Uuid>> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let mut ids: Vec<uuid::Uuid> = items.iter().map(|i| i.src.id).collect();
+    ids.sort();
+    ids.dedup();
+    let off: Vec<uuid::Uuid> = source::Entity::find()
+        .filter(source::Column::Id.is_in(ids))
+        .filter(source::Column::Status.eq(crate::sources::DISABLED))
+        .select_only()
+        .column(source::Column::Id)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(off.into_iter().collect())
 }

@@ -14,6 +14,7 @@ pub mod crm;
 pub mod crm_settings;
 pub mod crm_signin;
 pub mod crm_sync;
+pub mod dead_letters;
 pub mod error;
 pub mod events;
 pub mod inbox;

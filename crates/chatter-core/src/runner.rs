@@ -239,7 +239,11 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
         };
         let now = core.now();
         match r {
-            Ok((mut evs, cursor)) => {
+            Ok(connectors::Polled {
+                events: mut evs,
+                raws,
+                cursor,
+            }) => {
                 failures = 0;
                 backoff = Duration::from_millis(500);
                 if src.status != CONNECTED {
@@ -247,7 +251,10 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
                 }
                 if !evs.is_empty() || cursor.is_some() {
                     evs.iter_mut().for_each(connectors::normalize);
-                    if let Err(e) = inbox::ingest_batch(&core, &src, &evs, cursor).await {
+                    // Unstorable events are parked and the cursor still moves on.
+                    if let Err(e) =
+                        crate::dead_letters::ingest_polled(&core, &src, &evs, &raws, cursor).await
+                    {
                         // Not committed, so the cursor did not move: the same events come again.
                         tracing::error!(error = %e, source = %id, "cannot store updates; will fetch them again");
                         state.reset();

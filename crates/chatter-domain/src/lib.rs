@@ -5,6 +5,7 @@ pub mod role;
 pub mod routing;
 pub mod source;
 pub mod stem;
+pub mod text;
 pub mod totp;
 pub mod values;
 

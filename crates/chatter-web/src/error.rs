@@ -176,6 +176,7 @@ pub fn conflict_key(what: &str) -> &'static str {
         "totp_already_enabled" => "err.totp_already_enabled",
         "totp_not_started" => "err.totp_not_started",
         "telegram_id" => "err.telegram_taken",
+        "source_disabled" => "err.source_disabled",
         _ => "err.conflict",
     }
 }

@@ -1,5 +1,6 @@
 //! `CsrfForm<T>`: a URL-encoded form that must carry the request's CSRF token in `_csrf`
-//! (or the `X-CSRF-Token` header). Every state-changing UI route takes one.
+//! (or the `X-CSRF-Token` header). Every state-changing UI route takes one. Its fields come
+//! without U+0000, which PostgreSQL would refuse (see `clean`).
 
 use crate::ctx::Ctx;
 use crate::error::AppError;
@@ -63,6 +64,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CsrfForm<T> {
         if !ok {
             return Err(FormRejection::Csrf);
         }
+        // A NUL in any field would be refused by PostgreSQL (and kept by SQLite): drop it.
+        let body = match std::str::from_utf8(&body)
+            .ok()
+            .and_then(crate::clean::clean_urlencoded)
+        {
+            Some(cleaned) => Bytes::from(cleaned),
+            None => body,
+        };
         serde_urlencoded::from_bytes(&body)
             .map(CsrfForm)
             .map_err(|e| FormRejection::Bad(e.to_string()))

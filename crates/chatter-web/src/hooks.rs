@@ -5,6 +5,9 @@
 //! checked (forged → 401, nothing stored), the body is parsed (malformed → 400, nothing
 //! stored), and the answer is sent only after the events are committed (group commit, see
 //! core::ingest).
+//! A source turned off answers 410 Gone and stores nothing (its webhook was removed at the
+//! provider when it was turned off; this is for deliveries already under way). An event that
+//! can never be stored is parked as a dead letter and acknowledged (see core::dead_letters).
 //! Also amoCRM's "integration disabled" hook, `/hooks/amocrm/disabled`: a GET whose query carries
 //! an HMAC-SHA256 signature (forged → 401, malformed → 400, nothing changed).
 
@@ -113,6 +116,13 @@ fn plain(status: StatusCode, msg: &'static str) -> Response {
     (status, msg).into_response()
 }
 
+fn gone() -> Response {
+    plain(
+        StatusCode::GONE,
+        "this source is turned off in Chatter; nothing was stored",
+    )
+}
+
 async fn telegram(
     State(st): State<AppState>,
     Path(id): Path<Uuid>,
@@ -124,6 +134,9 @@ async fn telegram(
     };
     if src.kind != SourceKind::TelegramBot.id() {
         return plain(StatusCode::NOT_FOUND, "no such source");
+    }
+    if src.status == sources::DISABLED {
+        return gone();
     }
     let header = headers
         .get("x-telegram-bot-api-secret-token")
@@ -147,7 +160,9 @@ async fn telegram(
         );
     }
     let ev = chatter_channels::telegram::parse_update(&raw);
-    match st.ingester.submit(src, ev).await {
+    let raw = Some(String::from_utf8_lossy(&body).into_owned());
+    match st.ingester.submit_raw(src, ev, raw).await {
+        Ok(chatter_core::inbox::Ingested::SourceOff) => gone(),
         Ok(_) => plain(StatusCode::OK, "ok"),
         Err(e) => {
             // Not stored, so not acknowledged: Telegram delivers it again.
@@ -157,13 +172,15 @@ async fn telegram(
     }
 }
 
-/// Stores `events` of `src` (each committed before the next); the provider is answered with
-/// `ack` only when all are stored.
+/// Stores `events` of `src` (each committed before the next; `body`, what the provider sent,
+/// is kept with any that has to be parked); the provider is answered with `ack` only when all
+/// are stored.
 async fn store(
     st: &AppState,
     src: source::Model,
     events: Vec<chatter_channels::InboundEvent>,
     ack: &'static str,
+    body: &[u8],
 ) -> Response {
     let id = src.id;
     for ev in &events {
@@ -184,12 +201,20 @@ async fn store(
             }
         }
     }
-    for mut ev in events {
-        chatter_core::connectors::normalize(&mut ev);
-        if let Err(e) = st.ingester.submit(src.clone(), ev).await {
-            // Not stored, so not acknowledged: the provider delivers it again.
-            tracing::error!(error = %e, source = %id, "cannot store a webhook event");
-            return plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry");
+    let raw = String::from_utf8_lossy(body).into_owned();
+    for ev in events {
+        match st
+            .ingester
+            .submit_raw(src.clone(), ev, Some(raw.clone()))
+            .await
+        {
+            Ok(chatter_core::inbox::Ingested::SourceOff) => return gone(),
+            Ok(_) => {}
+            Err(e) => {
+                // Not stored, so not acknowledged: the provider delivers it again.
+                tracing::error!(error = %e, source = %id, "cannot store a webhook event");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "not stored; retry");
+            }
         }
     }
     plain(StatusCode::OK, ack)
@@ -202,6 +227,7 @@ async fn source_of(
     kind: SourceKind,
 ) -> Result<(source::Model, String), Response> {
     match st.hook_sources.get(st, id).await {
+        Some((src, _)) if src.kind == kind.id() && src.status == sources::DISABLED => Err(gone()),
         Some((src, secret)) if src.kind == kind.id() => Ok((src, secret)),
         _ => Err(plain(StatusCode::NOT_FOUND, "no such source")),
     }
@@ -230,7 +256,9 @@ async fn vk(State(st): State<AppState>, Path(id): Path<Uuid>, body: Bytes) -> Re
                 None => plain(StatusCode::SERVICE_UNAVAILABLE, "not set up yet"),
             }
         }
-        Ok(CallbackOutcome::Events { events, .. }) => store(&st, src, events, CALLBACK_OK).await,
+        Ok(CallbackOutcome::Events { events, .. }) => {
+            store(&st, src, events, CALLBACK_OK, &body).await
+        }
         Err(CallbackError::Unauthenticated) => plain(StatusCode::UNAUTHORIZED, "secret mismatch"),
         Err(CallbackError::Malformed(_)) => plain(
             StatusCode::BAD_REQUEST,
@@ -253,7 +281,7 @@ async fn max(
     };
     let header = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
     match parse_webhook(&body, header, &secret) {
-        Ok(events) => store(&st, src, events, "ok").await,
+        Ok(events) => store(&st, src, events, "ok", &body).await,
         Err(HookError::Forged) => plain(StatusCode::UNAUTHORIZED, "secret mismatch"),
         Err(HookError::Malformed(_)) => plain(
             StatusCode::BAD_REQUEST,
@@ -277,7 +305,7 @@ async fn avito(
         return plain(StatusCode::UNAUTHORIZED, "unknown hook token");
     }
     match parse_webhook(&body) {
-        Ok(events) => store(&st, src, events, "{\"ok\":true}").await,
+        Ok(events) => store(&st, src, events, "{\"ok\":true}", &body).await,
         Err(HookError::Malformed(_)) => plain(
             StatusCode::BAD_REQUEST,
             "malformed body: expected an Avito webhook v3 payload",
@@ -360,7 +388,7 @@ async fn whatsapp(
         .filter(|r| r.phone_number_id.is_empty() || r.phone_number_id == number)
         .map(|r| r.event)
         .collect();
-    store(&st, src, events, "ok").await
+    store(&st, src, events, "ok", &body).await
 }
 
 /// The SMS source `id` and its client, when `token` is the source's callback token.
@@ -432,7 +460,7 @@ async fn sms_callback(
         "OK" => "OK",
         _ => "ok",
     };
-    store(&st, src, events, ack).await
+    store(&st, src, events, ack, &body).await
 }
 
 /// amoCRM: an admin switched our integration off in their account (specs/amocrm.md §1.7).
@@ -493,7 +521,7 @@ fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
         (status = 200, body = crate::api::ApiSourceReceivedOut, description = "stored (or stored before: a replay)"),
         (status = 400, body = crate::api::ApiErrorBody, description = "malformed body; `message` and `fields` name the field"),
         (status = 401, body = crate::api::ApiErrorBody, description = "bad or missing signature, or a stale timestamp"),
-        (status = 403, body = crate::api::ApiErrorBody, description = "the source is turned off"),
+        (status = 410, body = crate::api::ApiErrorBody, description = "the source is turned off; nothing was stored"),
         (status = 404, body = crate::api::ApiErrorBody, description = "no such API source"),
     ))]
 pub async fn api_message(
@@ -517,10 +545,11 @@ pub async fn api_message(
             "no such API source",
             None,
         ),
+        // As every other kind's hook: a source turned off is gone, nothing is stored.
         Err(ReceiveError::Disabled) => api_error(
-            StatusCode::FORBIDDEN,
+            StatusCode::GONE,
             "disabled",
-            "this source is turned off in Chatter; turn it on in Sources",
+            "this source is turned off in Chatter; turn it on in Sources; nothing was stored",
             None,
         ),
         Err(ReceiveError::Unauthorized(m)) => {

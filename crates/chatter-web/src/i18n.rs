@@ -70,6 +70,9 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "job_retried" => "flash.job_retried",
         "crm_connected" => "flash.crm_connected",
         "retrying" => "flash.retrying",
+        "dead_retried" => "flash.dead_retried",
+        "dead_still_refused" => "flash.dead_still_refused",
+        "dead_deleted" => "flash.dead_deleted",
         _ => return None,
     };
     Some(key)

@@ -2,6 +2,7 @@
 //! endpoints (`ops`), and the request context every handler gets (session, language, CSRF).
 
 pub mod api;
+pub mod clean;
 pub mod ctx;
 pub mod error;
 pub mod forms;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(ops::routes())
         .merge(hooks::routes())
+        .layer(middleware::from_fn(clean::strip_refused))
         .layer(middleware::from_fn_with_state(state.clone(), ctx::context))
         .layer(middleware::from_fn(ops::count_requests))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))

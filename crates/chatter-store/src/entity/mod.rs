@@ -10,6 +10,7 @@ pub mod company;
 pub mod contact;
 pub mod conversation;
 pub mod crm_integration;
+pub mod dead_letter;
 pub mod event;
 pub mod invite;
 pub mod job;

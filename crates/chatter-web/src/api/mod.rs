@@ -18,11 +18,13 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
+pub mod dead_letters;
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run, crate::hooks::api_message),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut)),
+    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter),
+    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -54,6 +56,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/routing-rules", get(routing_rules))
         .route("/api/v1/routing-rules/dry-run", post(routing_dry_run))
+        .route("/api/v1/dead-letters", get(dead_letters::list_dead_letters))
+        .route(
+            "/api/v1/dead-letters/{id}/retry",
+            post(dead_letters::retry_dead_letter),
+        )
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
 }
 
@@ -272,6 +279,8 @@ pub struct SourceOut {
     pub last_inbound_at: Option<i64>,
     pub last_ok_at: Option<i64>,
     pub last_error: Option<String>,
+    /// Events of this source that could not be stored, parked in `/api/v1/dead-letters`.
+    pub parked_events: i64,
 }
 
 /// The company's sources with their health.
@@ -282,6 +291,7 @@ pub async fn sources(
     ApiActor(a): ApiActor,
 ) -> Result<Json<Vec<SourceOut>>, ApiError> {
     let list = chatter_core::sources::list(&st.core, &a).await?;
+    let parked = chatter_core::dead_letters::counts_by_source(&st.core, a.company_id).await?;
     Ok(Json(
         list.into_iter()
             .map(|s| {
@@ -299,6 +309,7 @@ pub async fn sources(
                     last_inbound_at: s.last_inbound_at,
                     last_ok_at: s.last_ok_at,
                     last_error: s.last_error,
+                    parked_events: parked.get(&s.id).copied().unwrap_or(0),
                 }
             })
             .collect(),
@@ -482,7 +493,7 @@ pub struct SendIn {
 /// messages (or the status) to see it become `sent` or `failed`.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")), request_body = SendIn,
-    responses((status = 201, body = MessageOut), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, description = "`reply_to` is not a message of this conversation"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 pub async fn send_message(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -499,7 +510,20 @@ pub async fn send_message(
             },
         )]))
     })?;
-    let m = chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await?;
+    let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await {
+        Err(CoreError::Invalid(f)) if f.iter().any(|e| e.field == "reply_to") => {
+            return Ok(self::body(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "`reply_to` is not a message of this conversation; use the `id` of one of its messages (GET /api/v1/conversations/{id}/messages)",
+                vec![FieldErrorOut {
+                    field: "reply_to".into(),
+                    code: "reply_to_foreign".into(),
+                }],
+            ))
+        }
+        r => r?,
+    };
     Ok((StatusCode::CREATED, Json(message_out(m))).into_response())
 }
 

@@ -438,11 +438,12 @@ async fn answer(
             .into_response()),
         Ok(_) => Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response()),
         Err(CoreError::Invalid(e)) if wants_json(headers) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
+            refusal_status(&e),
             axum::Json(serde_json::json!({"error": e.first().map(|e| tr.t(e.key))})),
         )
             .into_response()),
         Err(CoreError::Invalid(e)) => {
+            let status = refusal_status(&e);
             let message = e
                 .iter()
                 .map(|e| tr.t(e.key).to_string())
@@ -458,10 +459,20 @@ async fn answer(
                 Some(refusal),
             )
             .await?;
-            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            *resp.status_mut() = status;
             Ok(resp)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// 400 for a `reply_to` that is not a message of the conversation (a forged request: the
+/// page only offers the conversation's own messages), 422 for what a person can correct.
+fn refusal_status(e: &[chatter_domain::FieldError]) -> StatusCode {
+    if e.iter().any(|f| f.field == "reply_to") {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
     }
 }
 

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod crm;
 mod crm_settings;
+mod dead_letters;
 pub mod inbox;
 mod profile;
 pub mod rules;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crm_settings::routes())
         .merge(rules::routes())
         .merge(api_sources::routes())
+        .merge(dead_letters::routes())
 }
 
 /// What every page's layout needs.

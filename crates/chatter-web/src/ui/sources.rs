@@ -89,6 +89,8 @@ struct Row {
     last_error: Option<String>,
     mode: String,
     last_inbound_at: Option<i64>,
+    /// Events parked as undelivered (Settings → undelivered events).
+    parked: i64,
 }
 
 #[derive(Template)]
@@ -104,12 +106,14 @@ async fn list_page(
     Query(q): Query<Flash>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
+    let parked = chatter_core::dead_letters::counts_by_source(&st.core, actor.company_id).await?;
     let rows = sources::list(&st.core, &actor)
         .await?
         .into_iter()
         .map(|s| {
             let set = sources::settings_of(&s);
             Row {
+                parked: parked.get(&s.id).copied().unwrap_or(0),
                 id: s.id,
                 username: set.bot_username,
                 kind_id: s.kind,

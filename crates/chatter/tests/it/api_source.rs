@@ -27,7 +27,7 @@ fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
 }
 
 /// An API source created through the UI: the session, the source id and the secret shown once.
-async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
+pub(crate) async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let r = s
         .post_from(
@@ -64,12 +64,12 @@ fn sign(secret: &str, ts: i64, body: &str) -> String {
     format!("sha256={}", hex::encode(m.finalize().into_bytes()))
 }
 
-fn now_secs(app: &TestApp) -> i64 {
+pub(crate) fn now_secs(app: &TestApp) -> i64 {
     app.core.now() / 1000
 }
 
 /// Posts `body` to the source's inbound URL, signed with `secret` at `ts`.
-async fn post_signed(
+pub(crate) async fn post_signed(
     http: &reqwest::Client,
     app: &TestApp,
     id: &str,

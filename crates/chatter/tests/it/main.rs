@@ -15,6 +15,7 @@ mod crm_sync;
 mod max;
 mod messages;
 mod permissions;
+mod poison;
 mod reliability;
 mod reliability_kinds;
 mod rules;

@@ -192,6 +192,12 @@ const ROUTES: &[Route] = &[
     r(Get,  "/api/v1/members", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/routing-rules", ApiKey, &[], &[200]),
     r(Post, "/api/v1/routing-rules/dry-run", ApiKey, &[], &[422]),
+    // Undelivered events (issue 9, item 2): `{source}` is no dead letter.
+    r(Get,  "/app/settings/dead-letters", MANAGE, &[], &[200]),
+    r(Post, "/app/settings/dead-letters/{source}/retry", MANAGE, &[], &[404]),
+    r(Post, "/app/settings/dead-letters/{source}/delete", MANAGE, &[], &[404]),
+    r(Get,  "/api/v1/dead-letters", ApiKey, &[], &[200]),
+    r(Post, "/api/v1/dead-letters/{source}/retry", ApiKey, &[], &[404]),
     r(Get,  "/api/openapi.json", Public, &[], &[200]),
     r(Get,  "/api/docs", Public, &[], &[200, 301, 303, 307, 308]),
     r(Get,  "/healthz", Public, &[], &[200]),
