@@ -14,12 +14,15 @@ pub mod crm;
 pub mod crm_settings;
 pub mod crm_signin;
 pub mod crm_sync;
+pub mod egress;
 pub mod error;
+pub mod exports;
 pub mod events;
 pub mod inbox;
 mod inbox_batch;
 pub mod ingest;
 pub mod mailer;
+pub mod operators;
 pub mod rules;
 pub mod runner;
 pub mod secrets;
@@ -83,6 +86,9 @@ pub struct CoreConfig {
     pub whatsapp_api_version: String,
     /// The SMS gateway's API base URL (Sipout: `https://lk.sipout.net/userapi/`).
     pub sms_api_base: String,
+    /// Let URLs people type (an API source's webhook) reach loopback and private addresses
+    /// (`egress`): for tests, the demo and on-premise installs. Off by default.
+    pub allow_private_targets: bool,
 }
 
 impl CoreConfig {
@@ -109,6 +115,7 @@ impl CoreConfig {
             whatsapp_api_base: chatter_channels::whatsapp::DEFAULT_API_BASE.into(),
             whatsapp_api_version: chatter_channels::whatsapp::DEFAULT_API_VERSION.into(),
             sms_api_base: chatter_channels::sms::SIPOUT_BASE_URL.into(),
+            allow_private_targets: false,
         }
     }
 }
@@ -127,6 +134,8 @@ pub struct Core {
     pub events: Arc<events::EventHub>,
     /// One HTTP client for every provider call (rustls, connection pooling).
     pub http: reqwest::Client,
+    /// The client for URLs people typed: only public addresses, no redirects (`egress`).
+    pub outbound: reqwest::Client,
     /// This process's name in leases.
     pub node_id: String,
     /// Clients that keep state between calls (Avito's token cache), by source.
@@ -142,6 +151,7 @@ impl Core {
         config: CoreConfig,
     ) -> Self {
         let clients = Arc::new(connectors::ClientCache::new(&config));
+        let outbound = egress::client(config.allow_private_targets);
         Self {
             db,
             clock,
@@ -156,6 +166,7 @@ impl Core {
                 .pool_max_idle_per_host(64)
                 .build()
                 .unwrap_or_default(),
+            outbound,
             node_id: format!("node-{}", Uuid::new_v4().simple()),
             clients,
         }

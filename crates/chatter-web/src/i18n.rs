@@ -70,6 +70,7 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "job_retried" => "flash.job_retried",
         "crm_connected" => "flash.crm_connected",
         "retrying" => "flash.retrying",
+        "export_started" => "flash.export_started",
         _ => return None,
     };
     Some(key)

@@ -9,6 +9,7 @@ mod m0003_crm;
 mod m0004_crm_sync;
 mod m0005_identities;
 mod m0007_api_source;
+mod m0010_operators_exports;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_crm_sync::Migration),
             Box::new(m0005_identities::Migration),
             Box::new(m0007_api_source::Migration),
+            Box::new(m0010_operators_exports::Migration),
         ]
     }
 }

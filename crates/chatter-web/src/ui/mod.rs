@@ -8,6 +8,7 @@ mod auth;
 mod crm;
 mod crm_settings;
 pub mod inbox;
+mod operator;
 mod profile;
 pub mod rules;
 mod settings;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crm_settings::routes())
         .merge(rules::routes())
         .merge(api_sources::routes())
+        .merge(operator::routes())
 }
 
 /// What every page's layout needs.
