@@ -129,8 +129,8 @@ pub async fn remove(core: &Core, email: &str) -> Result<String, String> {
     }
 }
 
-/// Operators' e-mails with when they were named, oldest first.
-pub async fn list(core: &Core) -> Result<Vec<(String, i64)>> {
+/// Operators' e-mails with when they were named (UTC), oldest first.
+pub async fn list(core: &Core) -> Result<Vec<(String, String)>> {
     let ops = operator::Entity::find()
         .order_by_asc(operator::Column::CreatedAt)
         .all(&core.db)
@@ -146,7 +146,12 @@ pub async fn list(core: &Core) -> Result<Vec<(String, i64)>> {
             users
                 .iter()
                 .find(|u| u.id == o.user_id)
-                .map(|u| (u.email.clone(), o.created_at))
+                .map(|u| {
+                    let since = chrono::DateTime::from_timestamp_millis(o.created_at)
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_default();
+                    (u.email.clone(), since)
+                })
         })
         .collect())
 }
