@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
+pub(crate) fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
     let i = html.find(marker).expect("marker in page");
     let tag_start = html[..i].rfind('<').unwrap_or(0);
     let tag = &html[tag_start..tag_start + html[tag_start..].find('>').expect("tag end")];
@@ -27,7 +27,7 @@ fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
 }
 
 /// An API source created through the UI: the session, the source id and the secret shown once.
-async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
+pub(crate) async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let r = s
         .post_from(
@@ -64,12 +64,12 @@ fn sign(secret: &str, ts: i64, body: &str) -> String {
     format!("sha256={}", hex::encode(m.finalize().into_bytes()))
 }
 
-fn now_secs(app: &TestApp) -> i64 {
+pub(crate) fn now_secs(app: &TestApp) -> i64 {
     app.core.now() / 1000
 }
 
 /// Posts `body` to the source's inbound URL, signed with `secret` at `ts`.
-async fn post_signed(
+pub(crate) async fn post_signed(
     http: &reqwest::Client,
     app: &TestApp,
     id: &str,
@@ -90,7 +90,7 @@ async fn post_signed(
     req.send().await.expect("POST")
 }
 
-fn message_body(message_id: &str, chat: &str, text: &str) -> String {
+pub(crate) fn message_body(message_id: &str, chat: &str, text: &str) -> String {
     json!({
         "message_id": message_id,
         "chat_id": chat,
