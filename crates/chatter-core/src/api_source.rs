@@ -1272,8 +1272,7 @@ impl JobHandler for Deliver {
         // resolver), no redirects; the log keeps the status and timing, never the answer.
         let allow = core.config.allow_private_targets;
         let started = std::time::Instant::now();
-        let target =
-            egress::parse(&url).and_then(|u| egress::check_literal(&u, allow).map(|()| u));
+        let target = egress::parse(&url).and_then(|u| egress::check_literal(&u, allow).map(|()| u));
         let r = match target {
             Err(refusal) => Err(Failure::Refused(refusal)),
             Ok(target) => core

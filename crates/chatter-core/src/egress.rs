@@ -25,7 +25,9 @@ pub enum Refusal {
     Invalid,
     #[error("the host {0} cannot be resolved")]
     Unresolvable(String),
-    #[error("refused: {host} is a non-public address ({ip}); only internet addresses may be called")]
+    #[error(
+        "refused: {host} is a non-public address ({ip}); only internet addresses may be called"
+    )]
     NotPublic { host: String, ip: IpAddr },
 }
 
@@ -73,12 +75,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
     let s = ip.segments();
     // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96) carry an IPv4 address.
-    let embedded = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let embedded = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if s[..6] == [0; 6] {
         // ::, ::1 and ::a.b.c.d
         return !ip.is_unspecified() && !ip.is_loopback() && is_public_v4(embedded);
@@ -88,12 +85,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
     if s[0] == 0x2002 {
         // 6to4 carries the IPv4 address in the next 32 bits.
-        let v4 = Ipv4Addr::new(
-            (s[1] >> 8) as u8,
-            s[1] as u8,
-            (s[2] >> 8) as u8,
-            s[2] as u8,
-        );
+        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
         return is_public_v4(v4);
     }
     let refused = (s[0] & 0xfe00) == 0xfc00 // ULA fc00::/7

@@ -391,7 +391,10 @@ macro_rules! paged {
                 if let Some(a) = after {
                     q = q.filter($m::Column::Id.gt(a));
                 }
-                Ok(q.order_by_asc($m::Column::Id).limit(PAGE).all(&core.db).await?)
+                Ok(q.order_by_asc($m::Column::Id)
+                    .limit(PAGE)
+                    .all(&core.db)
+                    .await?)
             }
             fn id(&self) -> Uuid {
                 self.id
@@ -410,13 +413,20 @@ fn io(e: impl std::fmt::Display) -> String {
 }
 
 /// Writes both files of one table into the zip, reading the rows twice, a page at a time.
-async fn add_table<T: Exported + Page>(core: &Core, company: Uuid, zip: &mut Zip) -> Result<(), String> {
+async fn add_table<T: Exported + Page>(
+    core: &Core,
+    company: Uuid,
+    zip: &mut Zip,
+) -> Result<(), String> {
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
-    zip.start_file(format!("{}.jsonl", T::NAME), opts).map_err(io)?;
+    zip.start_file(format!("{}.jsonl", T::NAME), opts)
+        .map_err(io)?;
     let mut after = None;
     loop {
-        let rows: Vec<T> = T::page(core, company, after).await.map_err(|e| e.to_string())?;
+        let rows: Vec<T> = T::page(core, company, after)
+            .await
+            .map_err(|e| e.to_string())?;
         for r in &rows {
             serde_json::to_writer(&mut *zip, &r.json()).map_err(io)?;
             zip.write_all(b"\n").map_err(io)?;
@@ -426,13 +436,17 @@ async fn add_table<T: Exported + Page>(core: &Core, company: Uuid, zip: &mut Zip
             _ => break,
         }
     }
-    zip.start_file(format!("{}.csv", T::NAME), opts).map_err(io)?;
+    zip.start_file(format!("{}.csv", T::NAME), opts)
+        .map_err(io)?;
     let mut header = csv::Writer::from_writer(Vec::new());
     header.write_record(T::HEADER).map_err(io)?;
-    zip.write_all(&header.into_inner().map_err(io)?).map_err(io)?;
+    zip.write_all(&header.into_inner().map_err(io)?)
+        .map_err(io)?;
     let mut after = None;
     loop {
-        let rows: Vec<T> = T::page(core, company, after).await.map_err(|e| e.to_string())?;
+        let rows: Vec<T> = T::page(core, company, after)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut csv = csv::Writer::from_writer(Vec::new());
         for r in &rows {
             csv.write_record(r.record()).map_err(io)?;

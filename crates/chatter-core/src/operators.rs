@@ -143,15 +143,12 @@ pub async fn list(core: &Core) -> Result<Vec<(String, String)>> {
     Ok(ops
         .into_iter()
         .filter_map(|o| {
-            users
-                .iter()
-                .find(|u| u.id == o.user_id)
-                .map(|u| {
-                    let since = chrono::DateTime::from_timestamp_millis(o.created_at)
-                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                        .unwrap_or_default();
-                    (u.email.clone(), since)
-                })
+            users.iter().find(|u| u.id == o.user_id).map(|u| {
+                let since = chrono::DateTime::from_timestamp_millis(o.created_at)
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default();
+                (u.email.clone(), since)
+            })
         })
         .collect())
 }

@@ -354,11 +354,18 @@ async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {
             use chatter_core::operators;
             match command {
                 OperatorCommand::Add { email } => {
-                    println!("{}", operators::add(&core, &email).await.map_err(anyhow::Error::msg)?)
+                    println!(
+                        "{}",
+                        operators::add(&core, &email)
+                            .await
+                            .map_err(anyhow::Error::msg)?
+                    )
                 }
                 OperatorCommand::Remove { email } => println!(
                     "{}",
-                    operators::remove(&core, &email).await.map_err(anyhow::Error::msg)?
+                    operators::remove(&core, &email)
+                        .await
+                        .map_err(anyhow::Error::msg)?
                 ),
                 OperatorCommand::List => {
                     for (email, since) in operators::list(&core).await? {

@@ -58,7 +58,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/routing-rules/dry-run", post(routing_dry_run))
         .route("/api/v1/exports", post(exports::start_export))
         .route("/api/v1/exports/{id}", get(exports::get_export))
-        .route("/api/v1/exports/{id}/download", get(exports::download_export))
+        .route(
+            "/api/v1/exports/{id}/download",
+            get(exports::download_export),
+        )
         .route(
             "/api/v1/api-sources/{id}/webhook-url",
             post(exports::set_webhook_url),

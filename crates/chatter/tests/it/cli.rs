@@ -752,12 +752,18 @@ async fn admin_operator_names_who_sees_the_operator_area() {
     assert!(out.contains("ops@host.test is now an operator"), "{out}");
     assert_eq!(operator_page().await, 200);
     let out = run_ok(&mut cli(&["admin", "operator", "list"]));
-    assert!(out.lines().any(|l| l.starts_with("ops@host.test\t")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("ops@host.test\t")),
+        "{out}"
+    );
     let out = run_ok(&mut cli(&["admin", "operator", "remove", "ops@host.test"]));
     assert!(out.contains("no longer an operator"), "{out}");
     assert_eq!(operator_page().await, 404);
     let out = run_ok(&mut cli(&["admin", "operator", "list"]));
-    assert!(!out.lines().any(|l| l.starts_with("ops@host.test")), "{out}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("ops@host.test")),
+        "{out}"
+    );
     server.stop();
 }
 
@@ -767,7 +773,12 @@ async fn admin_operator_names_who_sees_the_operator_area() {
 async fn the_database_files_and_backups_are_readable_by_their_owner_only() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    run_ok(chatter(tmp.path()).arg("migrate").arg("--data-dir").arg(&data));
+    run_ok(
+        chatter(tmp.path())
+            .arg("migrate")
+            .arg("--data-dir")
+            .arg(&data),
+    );
     let db = data.join("chatter.db");
     {
         use std::os::unix::fs::PermissionsExt;
@@ -787,7 +798,12 @@ async fn the_database_files_and_backups_are_readable_by_their_owner_only() {
         }
     }
     server.stop();
-    let out = run_ok(chatter(tmp.path()).arg("backup").arg("--data-dir").arg(&data));
+    let out = run_ok(
+        chatter(tmp.path())
+            .arg("backup")
+            .arg("--data-dir")
+            .arg(&data),
+    );
     let line = out
         .lines()
         .find(|l| l.starts_with("backup written: "))

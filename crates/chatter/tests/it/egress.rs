@@ -43,21 +43,31 @@ fn ok() -> axum::response::Response {
 /// The stored webhook URL of the source.
 async fn stored_url(app: &TestApp, id: &str) -> Option<String> {
     use sea_orm::EntityTrait;
-    let s = chatter_store::entity::source::Entity::find_by_id(id.parse::<uuid::Uuid>().expect("id"))
-        .one(&app.core.db)
-        .await
-        .expect("lookup")
-        .expect("source");
+    let s =
+        chatter_store::entity::source::Entity::find_by_id(id.parse::<uuid::Uuid>().expect("id"))
+            .one(&app.core.db)
+            .await
+            .expect("lookup")
+            .expect("source");
     api_source::settings_of(&s).webhook_url
 }
 
 /// A company API key made in Settings.
 async fn api_key(s: &Session) -> String {
     let r = s
-        .post_from("/app/settings", "/app/settings/api-keys", &[("name", "ssrf")])
+        .post_from(
+            "/app/settings",
+            "/app/settings/api-keys",
+            &[("name", "ssrf")],
+        )
         .await;
     assert_eq!(r.status(), 200);
-    attr_after(&r.text().await.expect("body"), "id=\"new-api-key\"", "value").to_string()
+    attr_after(
+        &r.text().await.expect("body"),
+        "id=\"new-api-key\"",
+        "value",
+    )
+    .to_string()
 }
 
 #[tokio::test]
@@ -96,7 +106,11 @@ async fn webhook_urls_into_private_networks_are_refused_when_saved() {
         )
         .await;
     assert_eq!(r.status(), 422);
-    assert!(r.text().await.expect("body").contains("Не удалось найти такой сервер"));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("Не удалось найти такой сервер"));
 
     // The API refuses the same way, with the field named.
     let key = api_key(&s).await;
@@ -111,7 +125,10 @@ async fn webhook_urls_into_private_networks_are_refused_when_saved() {
     assert_eq!(r.status(), 422);
     let body: serde_json::Value = r.json().await.expect("JSON");
     assert_eq!(body["error"]["fields"][0]["field"], "webhook_url", "{body}");
-    assert_eq!(body["error"]["fields"][0]["code"], "url_not_public", "{body}");
+    assert_eq!(
+        body["error"]["fields"][0]["code"], "url_not_public",
+        "{body}"
+    );
     assert_eq!(stored_url(&app, &id).await, None);
     // An ordinary clear through the API works.
     let r = http
@@ -234,7 +251,10 @@ async fn redirects_are_not_followed_and_the_log_keeps_no_answer() {
     })
     .await;
     let log = s.html(&page).await;
-    assert!(!log.contains("hunter2"), "the answer's body is not shown:\n{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "the answer's body is not shown:\n{log}"
+    );
     assert!(outer_calls.load(Ordering::SeqCst) >= 1);
     assert_eq!(
         inner_calls.load(Ordering::SeqCst),

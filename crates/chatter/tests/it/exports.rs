@@ -19,7 +19,11 @@ async fn company_with_message(
 ) -> Session {
     let s = Session::sign_up(app, company, "Владелец", email, PW).await;
     let r = s
-        .post_from("/app/sources/new/api", "/app/api-sources", &[("name", "Сайт")])
+        .post_from(
+            "/app/sources/new/api",
+            "/app/api-sources",
+            &[("name", "Сайт")],
+        )
         .await;
     assert_eq!(r.status(), 200);
     let page = r.text().await.expect("body");
@@ -74,8 +78,14 @@ fn assert_only_alpha(files: &BTreeMap<String, String>) {
     let all: String = files.values().cloned().collect();
     assert!(all.contains("Алиса Клиентова"), "{all}");
     assert!(all.contains("Нужна доставка в Тулу"), "{all}");
-    assert!(!all.contains("Борис Чужой"), "another company's contact: {all}");
-    assert!(!all.contains("Секрет конкурента"), "another company's message: {all}");
+    assert!(
+        !all.contains("Борис Чужой"),
+        "another company's contact: {all}"
+    );
+    assert!(
+        !all.contains("Секрет конкурента"),
+        "another company's message: {all}"
+    );
     let messages: Vec<serde_json::Value> = files["messages.jsonl"]
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
@@ -84,7 +94,11 @@ fn assert_only_alpha(files: &BTreeMap<String, String>) {
     assert_eq!(messages[0]["text"], "Нужна доставка в Тулу");
     assert_eq!(messages[0]["direction"], "in");
     assert!(files["contacts.csv"].starts_with("id,source_id,external_id,name,"));
-    assert_eq!(files["messages.csv"].lines().count(), 2, "header and one row");
+    assert_eq!(
+        files["messages.csv"].lines().count(),
+        2,
+        "header and one row"
+    );
 }
 
 #[tokio::test]
@@ -118,7 +132,10 @@ async fn an_owner_exports_only_their_companys_data() {
         if page.contains("class=\"export-download\"") {
             break attr_after(&page, "class=\"export-download\"", "href").to_string();
         }
-        assert!(tokio::time::Instant::now() < deadline, "no export link:\n{page}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no export link:\n{page}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     let r = alpha.get(&link).await;
@@ -141,20 +158,39 @@ async fn an_owner_exports_only_their_companys_data() {
         .map(|e| e.expect("entry").path())
         .collect();
     assert_eq!(files.len(), 1);
-    let name = files[0].file_stem().expect("name").to_string_lossy().to_string();
-    assert!(name.len() >= 64 && name.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+    let name = files[0]
+        .file_stem()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        name.len() >= 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{name}"
+    );
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&files[0]).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&files[0])
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     // Through the API: start, poll, download; the other company's key finds nothing.
     let key = |s: Session| async move {
         let r = s
-            .post_from("/app/settings", "/app/settings/api-keys", &[("name", "export")])
+            .post_from(
+                "/app/settings",
+                "/app/settings/api-keys",
+                &[("name", "export")],
+            )
             .await;
-        attr_after(&r.text().await.expect("body"), "id=\"new-api-key\"", "value").to_string()
+        attr_after(
+            &r.text().await.expect("body"),
+            "id=\"new-api-key\"",
+            "value",
+        )
+        .to_string()
     };
     let (key_a, key_b) = (key(alpha).await, key(beta).await);
     let http = reqwest::Client::new();
@@ -182,13 +218,30 @@ async fn an_owner_exports_only_their_companys_data() {
     })
     .await;
     let download = app.at(&format!("/api/v1/exports/{id}/download"));
-    let r = http.get(&download).bearer_auth(&key_a).send().await.expect("GET");
+    let r = http
+        .get(&download)
+        .bearer_auth(&key_a)
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(r.status(), 200);
     assert_only_alpha(&unzip(&r.bytes().await.expect("body")));
     for url in [&status_url, &download] {
         let r = http.get(url).bearer_auth(&key_b).send().await.expect("GET");
         assert_eq!(r.status(), 404, "{url}");
     }
+    // The API document describes the export.
+    let spec: serde_json::Value = http
+        .get(app.at("/api/openapi.json"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(spec["paths"]["/api/v1/exports"]["post"].is_object());
+    assert!(spec["paths"]["/api/v1/exports/{id}"]["get"].is_object());
+    assert!(spec["paths"]["/api/v1/exports/{id}/download"]["get"].is_object());
     app.stop().await;
 }
 

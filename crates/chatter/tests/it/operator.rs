@@ -26,9 +26,13 @@ async fn only_operators_see_backups_and_failed_jobs_and_manual_backups_are_prune
         .id;
     let dead = jobs::enqueue(
         &app.core.db,
-        NewJob::new("test.no_such_handler", serde_json::json!({}), app.core.now())
-            .company(company)
-            .max_attempts(1),
+        NewJob::new(
+            "test.no_such_handler",
+            serde_json::json!({}),
+            app.core.now(),
+        )
+        .company(company)
+        .max_attempts(1),
         app.core.now(),
     )
     .await
@@ -77,17 +81,26 @@ async fn only_operators_see_backups_and_failed_jobs_and_manual_backups_are_prune
             404
         );
     }
-    assert_eq!(backup::Entity::find().count(&app.core.db).await.expect("n"), 0);
+    assert_eq!(
+        backup::Entity::find().count(&app.core.db).await.expect("n"),
+        0
+    );
 
     // The instance's operator (named from the command line) gets the area.
     operators::add(&app.core, "ops@host.test")
         .await
         .expect("operator added");
     let settings = ops.html("/app/settings").await;
-    assert!(settings.contains("href=\"/app/operator\""), "a link from Settings");
+    assert!(
+        settings.contains("href=\"/app/operator\""),
+        "a link from Settings"
+    );
     let page = ops.html("/app/operator").await;
     assert!(page.contains("id=\"backup-now\""), "{page}");
-    assert!(page.contains(&format!("id=\"job-{dead}\"")), "every company's dead jobs: {page}");
+    assert!(
+        page.contains(&format!("id=\"job-{dead}\"")),
+        "every company's dead jobs: {page}"
+    );
 
     // Manual backups keep the same retention as the daily ones.
     let keep = app.core.config.backup_keep;
@@ -117,7 +130,11 @@ async fn only_operators_see_backups_and_failed_jobs_and_manual_backups_are_prune
 
     // Retrying the dead job from the operator area queues it again (and it dies again).
     let r = ops
-        .post_from("/app/operator", &format!("/app/operator/jobs/{dead}/retry"), &[])
+        .post_from(
+            "/app/operator",
+            &format!("/app/operator/jobs/{dead}/retry"),
+            &[],
+        )
         .await;
     assert_eq!(r.status(), 303);
     let retried = chatter_store::entity::audit::Entity::find()
