@@ -1220,6 +1220,21 @@ impl JobHandler for Dispatch {
 
 struct Deliver;
 
+/// An error with its causes ("error sending request: … : Connection refused"), never a body.
+fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 /// Why a delivery got no answer.
 enum Failure {
     Refused(egress::Refusal),
@@ -1293,7 +1308,7 @@ impl JobHandler for Deliver {
                 .map_err(|e| match egress::refusal_in(&e) {
                     Some(r) => Failure::Refused(r),
                     None if e.is_timeout() => Failure::Timeout,
-                    None => Failure::Connect(e.without_url().to_string()),
+                    None => Failure::Connect(cause_chain(&e.without_url())),
                 }),
         };
         let ms = started.elapsed().as_millis();
