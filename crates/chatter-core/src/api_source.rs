@@ -16,7 +16,7 @@ use crate::events::{self, Pending};
 use crate::inbox::Ingested;
 use crate::ingest::Ingester;
 use crate::worker::{JobError, JobHandler, Registry};
-use crate::{audit, Actor, Core, CoreError, Result};
+use crate::{audit, egress, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
 use chatter_domain::{values::required_text, Permission, SourceKind};
@@ -224,18 +224,18 @@ pub async fn rotate_secret(core: &Core, actor: &Actor, id: Uuid) -> Result<Strin
 pub async fn set_webhook_url(core: &Core, actor: &Actor, id: Uuid, url: &str) -> Result<()> {
     actor.require(Permission::Manage)?;
     let url = url.trim();
+    let s = get(core, actor, id).await?;
     let url = if url.is_empty() {
         None
     } else {
-        let ok = reqwest::Url::parse(url)
-            .ok()
-            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        if !ok || url.len() > 2000 {
+        if url.len() > 2000 {
             return Err(CoreError::field("webhook_url", "err.url_invalid"));
         }
+        egress::check_url(url, core.config.allow_private_targets)
+            .await
+            .map_err(|r| CoreError::field("webhook_url", r.key()))?;
         Some(url.to_string())
     };
-    let s = get(core, actor, id).await?;
     let now = core.now();
     let mut settings = settings_of(&s);
     if settings.webhook_url == url {
@@ -1250,6 +1250,28 @@ impl JobHandler for Dispatch {
 
 struct Deliver;
 
+/// An error with its causes ("error sending request: … : Connection refused"), never a body.
+fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// Why a delivery got no answer.
+enum Failure {
+    Refused(egress::Refusal),
+    Timeout,
+    Connect(String),
+}
+
 #[async_trait]
 impl JobHandler for Deliver {
     async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
@@ -1291,39 +1313,51 @@ impl JobHandler for Deliver {
         };
         let secret = secret_of(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let ts = core.now() / 1000;
-        let r = core
-            .http
-            .post(&url)
-            .timeout(std::time::Duration::from_secs(DELIVERY_TIMEOUT_SECS))
-            .header("content-type", "application/json")
-            .header("x-chatter-timestamp", ts.to_string())
-            .header(
-                "x-chatter-signature",
-                sign(&secret, ts, d.payload.as_bytes()),
-            )
-            .header("x-chatter-event", d.event_type.as_str())
-            .header("x-chatter-delivery", d.id.to_string())
-            .body(d.payload.clone())
-            .send()
-            .await;
+        // A person typed this URL: only public addresses (a literal IP here, names in the
+        // resolver), no redirects; the log keeps the status and timing, never the answer.
+        let allow = core.config.allow_private_targets;
+        let started = std::time::Instant::now();
+        let target = egress::parse(&url).and_then(|u| egress::check_literal(&u, allow).map(|()| u));
+        let r = match target {
+            Err(refusal) => Err(Failure::Refused(refusal)),
+            Ok(target) => core
+                .outbound
+                .post(target)
+                .timeout(std::time::Duration::from_secs(DELIVERY_TIMEOUT_SECS))
+                .header("content-type", "application/json")
+                .header("x-chatter-timestamp", ts.to_string())
+                .header(
+                    "x-chatter-signature",
+                    sign(&secret, ts, d.payload.as_bytes()),
+                )
+                .header("x-chatter-event", d.event_type.as_str())
+                .header("x-chatter-delivery", d.id.to_string())
+                .body(d.payload.clone())
+                .send()
+                .await
+                .map_err(|e| match egress::refusal_in(&e) {
+                    Some(r) => Failure::Refused(r),
+                    None if e.is_timeout() => Failure::Timeout,
+                    None => Failure::Connect(cause_chain(&e.without_url())),
+                }),
+        };
+        let ms = started.elapsed().as_millis();
+        let mut refused = false;
         let (code, error) = match r {
             Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16() as i32), None),
             Ok(resp) => {
                 let code = resp.status().as_u16();
-                let text: String = resp
-                    .text()
-                    .await
-                    .unwrap_or_default()
-                    .chars()
-                    .take(300)
-                    .collect();
-                (Some(code as i32), Some(format!("HTTP {code}: {text}")))
+                (Some(code as i32), Some(format!("HTTP {code} in {ms} ms")))
             }
-            Err(e) if e.is_timeout() => (
+            Err(Failure::Timeout) => (
                 None,
                 Some(format!("no answer within {DELIVERY_TIMEOUT_SECS} s")),
             ),
-            Err(e) => (None, Some(format!("cannot connect: {e}"))),
+            Err(Failure::Refused(why)) => {
+                refused = true;
+                (None, Some(why.to_string()))
+            }
+            Err(Failure::Connect(e)) => (None, Some(format!("cannot connect: {e}"))),
         };
         let now = core.now();
         let txn = core.db.begin().await.map_err(internal)?;
@@ -1363,6 +1397,8 @@ impl JobHandler for Deliver {
         core.published(pending);
         match error {
             None => Ok(()),
+            // The address will not become public by waiting.
+            Some(e) if refused => Err(JobError::Permanent(e)),
             Some(e) => Err(JobError::Transient(e)),
         }
     }

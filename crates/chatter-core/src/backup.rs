@@ -58,6 +58,11 @@ pub async fn backup_now(core: &Core, db_url: &str, trigger: &str) -> Result<back
                 .map_err(|e| e.to_string())
         }
     };
+    if result.is_ok() {
+        if let Err(e) = owner_only(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the backup owner-only");
+        }
+    }
     let size = tokio::fs::metadata(&path)
         .await
         .map(|m| m.len() as i64)
@@ -118,20 +123,69 @@ pub async fn list(core: &Core, limit: u64) -> Result<Vec<backup::Model>> {
         .await?)
 }
 
-/// Deletes daily backups beyond the newest `keep`.
+/// Deletes backups beyond the newest `keep`, counted separately for daily and manual ones, so
+/// that backing up by hand can neither fill the disk nor push the daily copies out.
 pub async fn prune(core: &Core, keep: usize) -> Result<usize> {
-    let rows = backup::Entity::find()
-        .filter(backup::Column::Trigger.eq("daily"))
-        .order_by_desc(backup::Column::CreatedAt)
-        .all(&core.db)
-        .await?;
     let mut n = 0;
-    for old in rows.into_iter().skip(keep) {
-        let _ = tokio::fs::remove_file(&old.path).await;
-        backup::Entity::delete_by_id(old.id).exec(&core.db).await?;
-        n += 1;
+    for trigger in ["daily", "manual"] {
+        let rows = backup::Entity::find()
+            .filter(backup::Column::Trigger.eq(trigger))
+            .order_by_desc(backup::Column::CreatedAt)
+            .order_by_desc(backup::Column::Id)
+            .all(&core.db)
+            .await?;
+        for old in rows.into_iter().skip(keep) {
+            let _ = tokio::fs::remove_file(&old.path).await;
+            backup::Entity::delete_by_id(old.id).exec(&core.db).await?;
+            n += 1;
+        }
     }
     Ok(n)
+}
+
+/// Restricts a file to its owner (0600), as the master key is: backups, exports and the
+/// database hold every company's data.
+pub fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// On start: the SQLite database files (with `-wal` and `-shm`) and every backup file in the
+/// data directory become owner-only, whatever umask made them.
+pub fn restrict_data_files(data_dir: &Path, database_url: &str) {
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(db) = sqlite_path(database_url) {
+        for ext in ["", "-wal", "-shm"] {
+            files.push(PathBuf::from(format!("{}{ext}", db.display())));
+        }
+    }
+    for dir in [backup_dir(data_dir), crate::exports::export_dir(data_dir)] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+        }
+    }
+    for f in files.into_iter().filter(|f| f.exists()) {
+        if let Err(e) = owner_only(&f) {
+            tracing::warn!(path = %f.display(), error = %e, "cannot make the file owner-only");
+        }
+    }
+}
+
+/// The file of a `sqlite://` URL.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next().unwrap_or_default();
+    (!file.is_empty() && file != ":memory:").then(|| PathBuf::from(file))
 }
 
 /// Makes sure the next daily backup is queued (at the next 02:00 UTC). Safe to call on

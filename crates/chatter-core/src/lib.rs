@@ -15,13 +15,16 @@ pub mod crm_settings;
 pub mod crm_signin;
 pub mod crm_sync;
 pub mod dead_letters;
+pub mod egress;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod inbox;
 mod inbox_batch;
 pub mod ingest;
 pub mod mailer;
 pub mod nodes;
+pub mod operators;
 pub mod rules;
 pub mod runner;
 pub mod secrets;
@@ -85,6 +88,9 @@ pub struct CoreConfig {
     pub whatsapp_api_version: String,
     /// The SMS gateway's API base URL (Sipout: `https://lk.sipout.net/userapi/`).
     pub sms_api_base: String,
+    /// Let URLs people type (an API source's webhook) reach loopback and private addresses
+    /// (`egress`): for tests, the demo and on-premise installs. Off by default.
+    pub allow_private_targets: bool,
 }
 
 impl CoreConfig {
@@ -111,6 +117,7 @@ impl CoreConfig {
             whatsapp_api_base: chatter_channels::whatsapp::DEFAULT_API_BASE.into(),
             whatsapp_api_version: chatter_channels::whatsapp::DEFAULT_API_VERSION.into(),
             sms_api_base: chatter_channels::sms::SIPOUT_BASE_URL.into(),
+            allow_private_targets: false,
         }
     }
 }
@@ -129,6 +136,8 @@ pub struct Core {
     pub events: Arc<events::EventHub>,
     /// One HTTP client for every provider call (rustls, connection pooling).
     pub http: reqwest::Client,
+    /// The client for URLs people typed: only public addresses, no redirects (`egress`).
+    pub outbound: reqwest::Client,
     /// This process's name in leases.
     pub node_id: String,
     /// Clients that keep state between calls (Avito's token cache), by source.
@@ -144,6 +153,7 @@ impl Core {
         config: CoreConfig,
     ) -> Self {
         let clients = Arc::new(connectors::ClientCache::new(&config));
+        let outbound = egress::client(config.allow_private_targets);
         Self {
             db,
             clock,
@@ -158,6 +168,7 @@ impl Core {
                 .pool_max_idle_per_host(64)
                 .build()
                 .unwrap_or_default(),
+            outbound,
             node_id: format!("node-{}", Uuid::new_v4().simple()),
             clients,
         }

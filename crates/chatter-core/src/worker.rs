@@ -62,11 +62,12 @@ impl Registry {
         self
     }
 
-    /// The handlers this crate provides (mail, backups).
+    /// The handlers this crate provides (mail, backups, company exports).
     pub fn standard() -> Self {
         Registry::default()
             .with(crate::mailer::JOB_SEND_EMAIL, SendEmail)
             .with(crate::backup::JOB_BACKUP_DAILY, crate::backup::DailyBackup)
+            .with(crate::exports::JOB_EXPORT, crate::exports::ExportJob)
     }
 }
 

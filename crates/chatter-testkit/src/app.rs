@@ -45,6 +45,7 @@ pub struct TestAppBuilder {
     telegram_webhooks: bool,
     webhooks: bool,
     amo_chats: bool,
+    deny_private_targets: bool,
 }
 
 impl TestAppBuilder {
@@ -72,6 +73,12 @@ impl TestAppBuilder {
     /// Sign in with Telegram through this platform bot.
     pub fn with_telegram_login(mut self, token: &str, username: &str) -> Self {
         self.telegram_login = Some((token.into(), username.into()));
+        self
+    }
+    /// URLs people type may reach internet addresses only, as in production (by default the
+    /// app allows private targets: the fakes and receivers live on loopback).
+    pub fn deny_private_targets(mut self) -> Self {
+        self.deny_private_targets = true;
         self
     }
     /// No job workers (tests that run jobs by hand).
@@ -110,6 +117,7 @@ impl TestAppBuilder {
         cfg.sms_api_base = sms.base_url();
         cfg.poll_timeout_secs = 2;
         cfg.avito_poll_interval_secs = 1;
+        cfg.allow_private_targets = !self.deny_private_targets;
         let amo = FakeAmo::start().await.expect("amoCRM fake starts");
         let redirect = format!("{url}/crm/amocrm/callback");
         amo.register_integration(

@@ -73,6 +73,7 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "dead_retried" => "flash.dead_retried",
         "dead_still_refused" => "flash.dead_still_refused",
         "dead_deleted" => "flash.dead_deleted",
+        "export_started" => "flash.export_started",
         _ => return None,
     };
     Some(key)

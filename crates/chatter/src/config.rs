@@ -44,6 +44,9 @@ pub struct Config {
     pub avito: AvitoSection,
     pub whatsapp: WhatsappSection,
     pub sms: SmsSection,
+    /// Let URLs people type (an API source's webhook) reach loopback and private-network
+    /// addresses. Off: only internet addresses (the guard against request forgery).
+    pub allow_private_targets: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -121,6 +124,7 @@ struct Defaults {
     avito: AvitoSection,
     whatsapp: WhatsappSection,
     sms: SmsSection,
+    allow_private_targets: bool,
 }
 
 impl Config {
@@ -165,6 +169,7 @@ impl Config {
             sms: SmsSection {
                 api_base: chatter_channels::sms::SIPOUT_BASE_URL.into(),
             },
+            allow_private_targets: false,
         };
         let path = file
             .map(Path::to_path_buf)

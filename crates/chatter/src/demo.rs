@@ -94,6 +94,8 @@ impl Fakes {
         cfg.avito.poll_interval_secs = 3;
         cfg.whatsapp.api_base = self.whatsapp.base_url();
         cfg.sms.api_base = self.sms.base_url();
+        // The demo's customer systems (the website's webhook receiver) live on loopback.
+        cfg.allow_private_targets = true;
         // amoCRM: an integration registered at the fake, with a Chats API channel whose
         // managers' answers come back to this server.
         let redirect = format!("{public_url}/crm/amocrm/callback");

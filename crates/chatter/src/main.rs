@@ -76,6 +76,21 @@ enum AdminCommand {
     },
     /// List companies.
     Companies,
+    /// Manage the instance's operators (who see backups and every company's failed jobs).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Make the account with this e-mail an operator (it must exist: sign up first).
+    Add { email: String },
+    /// Take the operator role away from the account with this e-mail.
+    Remove { email: String },
+    /// List the operators.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -151,12 +166,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(_) => {
             let db = chatter_store::connect(&cfg.database_url()).await?;
             chatter_store::migrate(&db).await?;
+            chatter_core::backup::restrict_data_files(&cfg.data_dir, &cfg.database_url());
             println!("migrations applied");
             Ok(())
         }
         Command::Backup(_) => {
             let (core, _) = build_core(&cfg, &cfg.public_url(&cfg.bind), None).await?;
             let b = chatter_core::backup::backup_now(&core, &cfg.database_url(), "manual").await?;
+            chatter_core::backup::prune(&core, cfg.backup_keep).await?;
             println!("backup written: {} ({} bytes)", b.path, b.size_bytes);
             Ok(())
         }
@@ -189,6 +206,8 @@ async fn build_core(
     chatter_store::migrate(&db)
         .await
         .context("migrations failed")?;
+    // Every company's data: owner-only, like the master key (whatever the umask made).
+    chatter_core::backup::restrict_data_files(&cfg.data_dir, &url);
     let (secrets, created) = Secrets::load_or_create(cfg.master_key.as_ref(), &cfg.data_dir)?;
     if created {
         tracing::warn!(path = %cfg.data_dir.join("master.key").display(), "generated a new master key for secrets at rest; back it up with the data");
@@ -227,6 +246,7 @@ async fn build_core(
     core_cfg.whatsapp_api_base = cfg.whatsapp.api_base.clone();
     core_cfg.whatsapp_api_version = cfg.whatsapp.api_version.clone();
     core_cfg.sms_api_base = cfg.sms.api_base.clone();
+    core_cfg.allow_private_targets = cfg.allow_private_targets;
     if let Some(t) = &cfg.telegram_login {
         core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());
         core_cfg.telegram_login_bot_username = Some(t.bot_username.clone());
@@ -344,6 +364,30 @@ async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Companies => {
             for c in company::Entity::find().all(&core.db).await? {
                 println!("{}\t{}\t{}", c.id, c.slug, c.name);
+            }
+        }
+        AdminCommand::Operator { command } => {
+            use chatter_core::operators;
+            match command {
+                OperatorCommand::Add { email } => {
+                    println!(
+                        "{}",
+                        operators::add(&core, &email)
+                            .await
+                            .map_err(anyhow::Error::msg)?
+                    )
+                }
+                OperatorCommand::Remove { email } => println!(
+                    "{}",
+                    operators::remove(&core, &email)
+                        .await
+                        .map_err(anyhow::Error::msg)?
+                ),
+                OperatorCommand::List => {
+                    for (email, since) in operators::list(&core).await? {
+                        println!("{email}\t{since}");
+                    }
+                }
             }
         }
         AdminCommand::ApiKey {

@@ -10,6 +10,7 @@ mod m0004_crm_sync;
 mod m0005_identities;
 mod m0007_api_source;
 mod m0009_dead_letters;
+mod m0010_operators_exports;
 mod m0012_job_takeover;
 mod m0013_nodes;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_identities::Migration),
             Box::new(m0007_api_source::Migration),
             Box::new(m0009_dead_letters::Migration),
+            Box::new(m0010_operators_exports::Migration),
             Box::new(m0012_job_takeover::Migration),
             Box::new(m0013_nodes::Migration),
         ]

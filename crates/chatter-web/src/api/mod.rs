@@ -2,6 +2,8 @@
 //! (`Authorization: Bearer chk_…`). Errors are `{"error":{"code","message","fields"}}`.
 //! The OpenAPI document is at `/api/openapi.json`, Swagger UI at `/api/docs`.
 
+mod exports;
+
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -23,8 +25,8 @@ pub mod dead_letters;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut)),
+    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url),
+    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -60,6 +62,16 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/dead-letters/{id}/retry",
             post(dead_letters::retry_dead_letter),
+        )
+        .route("/api/v1/exports", post(exports::start_export))
+        .route("/api/v1/exports/{id}", get(exports::get_export))
+        .route(
+            "/api/v1/exports/{id}/download",
+            get(exports::download_export),
+        )
+        .route(
+            "/api/v1/api-sources/{id}/webhook-url",
+            post(exports::set_webhook_url),
         )
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
 }

@@ -9,6 +9,7 @@ mod crm;
 mod crm_settings;
 mod dead_letters;
 pub mod inbox;
+mod operator;
 mod profile;
 pub mod rules;
 mod settings;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .merge(rules::routes())
         .merge(api_sources::routes())
         .merge(dead_letters::routes())
+        .merge(operator::routes())
 }
 
 /// What every page's layout needs.

@@ -1,4 +1,5 @@
-//! Company settings: API keys, backups, and jobs that failed for good (with retry).
+//! Company settings: API keys and the export of the company's own data (owners). Backups and
+//! failed jobs are the instance operator's (`ui::operator`).
 
 use super::{render, render_status, Flash, Page};
 use crate::ctx::Ctx;
@@ -7,13 +8,13 @@ use crate::forms::CsrfForm;
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::{api_keys, audit, backup, Actor, CoreError};
+use chatter_core::{api_keys, exports, operators, Actor, CoreError};
 use chatter_domain::Permission;
-use chatter_store::entity::{api_key, backup as backup_row, job};
+use chatter_store::entity::{api_key, company_export};
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
@@ -21,8 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/app/settings", get(settings_page))
         .route("/app/settings/api-keys", post(create_key))
         .route("/app/settings/api-keys/{id}/revoke", post(revoke_key))
-        .route("/app/settings/backups", post(backup_now))
-        .route("/app/settings/jobs/{id}/retry", post(retry_job))
+        .route("/app/settings/exports", post(start_export))
+        .route("/app/settings/exports/{id}/download", get(download_export))
 }
 
 #[derive(Template)]
@@ -32,49 +33,30 @@ struct SettingsTpl {
     keys: Vec<api_key::Model>,
     new_key: Option<String>,
     key_name: String,
-    backups: Vec<backup_row::Model>,
-    next_backup: Option<i64>,
-    dead_jobs: Vec<job::Model>,
-    database: &'static str,
+    exports: Vec<company_export::Model>,
+    /// The signed-in person runs this instance: a link to the operator area.
+    operator: bool,
 }
 
 async fn load(st: &AppState, ctx: &Ctx, actor: &Actor, p: Page) -> Result<SettingsTpl, AppError> {
     actor.require(Permission::Manage)?;
     let keys = api_keys::list(&st.core, actor).await?;
-    let (backups, next_backup) = if actor.role.can(Permission::Own) {
-        let next = chatter_store::jobs::list(&st.core.db, chatter_store::jobs::QUEUED, None, 500)
-            .await
-            .map_err(chatter_core::CoreError::from)?
-            .into_iter()
-            .filter(|j| j.kind == backup::JOB_BACKUP_DAILY)
-            .map(|j| j.run_at)
-            .min();
-        (backup::list(&st.core, 20).await?, next)
+    let exports = if actor.role.can(Permission::Own) {
+        exports::list(&st.core, actor).await?
     } else {
-        (Vec::new(), None)
+        Vec::new()
     };
-    let dead_jobs = chatter_store::jobs::list(
-        &st.core.db,
-        chatter_store::jobs::DEAD,
-        Some(actor.company_id),
-        50,
-    )
-    .await
-    .map_err(chatter_core::CoreError::from)?;
-    let _ = ctx;
+    let operator = match ctx.session.as_ref() {
+        Some(s) => operators::is_operator(&st.core, s.user.id).await?,
+        None => false,
+    };
     Ok(SettingsTpl {
         p,
         keys,
         new_key: None,
         key_name: String::new(),
-        backups,
-        next_backup,
-        dead_jobs,
-        database: if st.core.database_url_is_postgres() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
+        exports,
+        operator,
     })
 }
 
@@ -128,60 +110,34 @@ async fn revoke_key(
     Ok(Redirect::to("/app/settings?ok=revoked").into_response())
 }
 
-async fn backup_now(
+async fn start_export(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
-    let actor = ctx.actor()?;
-    actor.require(Permission::Own)?;
-    let row = backup::backup_now(&st.core, &st.cfg.database_url, "manual").await;
-    let ok = row.is_ok();
-    let txn_detail = match &row {
-        Ok(b) => serde_json::json!({"path": b.path, "size": b.size_bytes}),
-        Err(e) => serde_json::json!({"error": e.to_string()}),
-    };
-    audit::record(
-        &st.core.db,
-        &actor,
-        st.core.now(),
-        "backup.create",
-        "database",
-        txn_detail,
-    )
-    .await?;
-    if ok {
-        Ok(Redirect::to("/app/settings?ok=backup_done#backups").into_response())
-    } else {
-        // The failed attempt is recorded and listed with its error.
-        Ok(Redirect::to("/app/settings#backups").into_response())
-    }
+    exports::start(&st.core, &ctx.actor()?).await?;
+    Ok(Redirect::to("/app/settings?ok=export_started#exports").into_response())
 }
 
-async fn retry_job(
+async fn download_export(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<Uuid>,
-    CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
-    let actor = ctx.actor()?;
-    actor.require(Permission::Manage)?;
-    let ok =
-        chatter_store::jobs::retry_dead(&st.core.db, id, Some(actor.company_id), st.core.now())
-            .await
-            .map_err(CoreError::from)?;
-    if !ok {
-        return Err(CoreError::NotFound.into());
-    }
-    st.core.jobs_notify.notify_waiters();
-    audit::record(
-        &st.core.db,
-        &actor,
-        st.core.now(),
-        "job.retry",
-        &id.to_string(),
-        serde_json::json!({}),
+    let (path, name) = exports::file(&st.core, &ctx.actor()?, id).await?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| CoreError::Internal(format!("cannot read {}: {e}", path.display())))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        bytes,
     )
-    .await?;
-    Ok(Redirect::to("/app/settings?ok=job_retried").into_response())
+        .into_response())
 }

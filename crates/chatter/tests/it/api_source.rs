@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
+pub(crate) fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
     let i = html.find(marker).expect("marker in page");
     let tag_start = html[..i].rfind('<').unwrap_or(0);
     let tag = &html[tag_start..tag_start + html[tag_start..].find('>').expect("tag end")];
@@ -90,7 +90,7 @@ pub(crate) async fn post_signed(
     req.send().await.expect("POST")
 }
 
-fn message_body(message_id: &str, chat: &str, text: &str) -> String {
+pub(crate) fn message_body(message_id: &str, chat: &str, text: &str) -> String {
     json!({
         "message_id": message_id,
         "chat_id": chat,

@@ -672,6 +672,151 @@ async fn migrate_prepares_a_fresh_database() {
     }
 }
 
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A signed-in browser session after signing up through the running server.
+async fn sign_up_over_http(url: &str, email: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let page = client
+        .get(format!("{url}/sign-up"))
+        .send()
+        .await
+        .expect("GET /sign-up")
+        .text()
+        .await
+        .expect("body");
+    let csrf = chatter_testkit::csrf_of(&page);
+    let r = client
+        .post(format!("{url}/sign-up"))
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("company_name", "Хостинг"),
+            ("name", "Олег"),
+            ("email", email),
+            ("password", "correct horse battery"),
+        ])
+        .send()
+        .await
+        .expect("POST /sign-up");
+    assert_eq!(r.status(), 303, "signed up");
+    client
+}
+
+#[tokio::test]
+async fn admin_operator_names_who_sees_the_operator_area() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    // SQLite or, when TEST_DATABASE_URL is set, PostgreSQL.
+    let db = TestDb::new().await;
+    let cli = |args: &[&str]| {
+        let mut c = chatter(tmp.path());
+        c.env("DATABASE_URL", &db.url)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data);
+        c
+    };
+    let mut server = Running::spawn(&mut cli(&["serve", "--bind", "127.0.0.1:0"]));
+    let url = server.url();
+    let browser = sign_up_over_http(&url, "ops@host.test").await;
+    let operator_page = || async {
+        browser
+            .get(format!("{url}/app/operator"))
+            .send()
+            .await
+            .expect("GET /app/operator")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(operator_page().await, 404, "an owner is not an operator");
+
+    let unknown = run(&mut cli(&["admin", "operator", "add", "nobody@host.test"]));
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("no account with the e-mail"),
+        "{}",
+        text(&unknown.stderr)
+    );
+    let out = run_ok(&mut cli(&["admin", "operator", "add", "ops@host.test"]));
+    assert!(out.contains("ops@host.test is now an operator"), "{out}");
+    assert_eq!(operator_page().await, 200);
+    let out = run_ok(&mut cli(&["admin", "operator", "list"]));
+    assert!(
+        out.lines().any(|l| l.starts_with("ops@host.test\t")),
+        "{out}"
+    );
+    let out = run_ok(&mut cli(&["admin", "operator", "remove", "ops@host.test"]));
+    assert!(out.contains("no longer an operator"), "{out}");
+    assert_eq!(operator_page().await, 404);
+    let out = run_ok(&mut cli(&["admin", "operator", "list"]));
+    assert!(
+        !out.lines().any(|l| l.starts_with("ops@host.test")),
+        "{out}"
+    );
+    server.stop();
+}
+
+/// The database and its backups hold every company's data: owner-only, like the master key,
+/// even when an older version (or a loose umask) left them readable by everyone.
+#[tokio::test]
+async fn the_database_files_and_backups_are_readable_by_their_owner_only() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    run_ok(
+        chatter(tmp.path())
+            .arg("migrate")
+            .arg("--data-dir")
+            .arg(&data),
+    );
+    let db = data.join("chatter.db");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let mut server = Running::spawn(
+        chatter(tmp.path())
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(&data),
+    );
+    let url = server.url();
+    assert_eq!(get_text(&format!("{url}/readyz")).await.0, 200);
+    for name in ["chatter.db", "chatter.db-wal", "chatter.db-shm"] {
+        let f = data.join(name);
+        if name == "chatter.db" || f.exists() {
+            assert_eq!(mode(&f), 0o600, "{name} while serving");
+        }
+    }
+    server.stop();
+    let out = run_ok(
+        chatter(tmp.path())
+            .arg("backup")
+            .arg("--data-dir")
+            .arg(&data),
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("backup written: "))
+        .unwrap_or_else(|| panic!("no backup line:\n{out}"));
+    let path = PathBuf::from(
+        line["backup written: ".len()..]
+            .rsplit_once(" (")
+            .map_or(&line["backup written: ".len()..], |(p, _)| p),
+    );
+    assert_eq!(mode(&path), 0o600, "the backup {}", path.display());
+    assert_eq!(mode(&db), 0o600);
+}
+
 /// Four `chatter migrate` processes started at the same instant on one fresh PostgreSQL
 /// database all succeed and apply every migration exactly once: the advisory lock makes the
 /// late ones wait and then find nothing left to do (without it they race on `CREATE TABLE`).

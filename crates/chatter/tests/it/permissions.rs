@@ -37,8 +37,10 @@ enum Access {
     Member(Role),
     /// A company API key (`Authorization: Bearer`); a session cookie does not count.
     ApiKey,
+    /// An instance operator (`chatter admin operator add`): everyone else gets 404.
+    Operator,
 }
-use Access::{ApiKey, Member, Public, Signed};
+use Access::{ApiKey, Member, Operator, Public, Signed};
 
 const READ: Access = Member(Role::Viewer);
 const MANAGE: Access = Member(Role::Admin);
@@ -145,8 +147,11 @@ const ROUTES: &[Route] = &[
     r(Get,  "/app/settings", MANAGE, &[], &[200]),
     r(Post, "/app/settings/api-keys", MANAGE, &[("name", "walk")], &[200]),
     r(Post, "/app/settings/api-keys/{key}/revoke", MANAGE, &[], &[303]),
-    r(Post, "/app/settings/backups", OWN, &[], &[303]),
-    r(Post, "/app/settings/jobs/{job}/retry", MANAGE, &[], &[303]),
+    r(Post, "/app/settings/exports", OWN, &[], &[303]),
+    r(Get,  "/app/settings/exports/{export}/download", OWN, &[], &[404]),
+    r(Get,  "/app/operator", Operator, &[], &[200]),
+    r(Post, "/app/operator/backups", Operator, &[], &[303]),
+    r(Post, "/app/operator/jobs/{job}/retry", Operator, &[], &[303]),
     r(Get,  "/app/inbox/{conv}", READ, &[], &[200]),
     r(Post, "/app/inbox/{conv}/reply", REPLY, &[("text", "ответ из обхода")], &[303]),
     // `{conv}` is a Telegram conversation: no media link or template goes there.
@@ -198,6 +203,10 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/settings/dead-letters/{source}/delete", MANAGE, &[], &[404]),
     r(Get,  "/api/v1/dead-letters", ApiKey, &[], &[200]),
     r(Post, "/api/v1/dead-letters/{source}/retry", ApiKey, &[], &[404]),
+    r(Post, "/api/v1/exports", ApiKey, &[], &[202]),
+    r(Get,  "/api/v1/exports/{export}", ApiKey, &[], &[404]),
+    r(Get,  "/api/v1/exports/{export}/download", ApiKey, &[], &[404]),
+    r(Post, "/api/v1/api-sources/{api_source}/webhook-url", ApiKey, &[], &[200, 422]),
     r(Get,  "/api/openapi.json", Public, &[], &[200]),
     r(Get,  "/api/docs", Public, &[], &[200, 301, 303, 307, 308]),
     r(Get,  "/healthz", Public, &[], &[200]),
@@ -543,6 +552,8 @@ impl Fixture {
             ("{msg}", msg.to_string()),
             ("{rule}", rule),
             ("{zero}", "0".to_string()),
+            // No export exists: owners get 404, the others are refused first.
+            ("{export}", Uuid::nil().to_string()),
         ]);
         let f = Fixture {
             company: a,
@@ -695,6 +706,8 @@ enum Expect {
     /// Anonymous visitors are sent to sign in.
     ToSignIn,
     Forbidden,
+    /// Not there for this visitor (the operator area).
+    Hidden,
     /// Another company's object: 403 or 404.
     NotYours,
     /// API without a key: 401 JSON.
@@ -704,6 +717,7 @@ enum Expect {
 fn expect(route: &Route, who: Who) -> Expect {
     match (route.access, who) {
         (ApiKey, _) => Expect::Unauthorized,
+        (Operator, _) => Expect::Hidden,
         (Public, _) => Expect::Allowed,
         (_, Who::Anonymous) => Expect::ToSignIn,
         (Signed, _) => Expect::Allowed,
@@ -760,6 +774,7 @@ async fn visit(
         Expect::Allowed => route.ok.contains(&status),
         Expect::ToSignIn => status == 303 && loc == "/sign-in",
         Expect::Forbidden => status == 403,
+        Expect::Hidden => status == 404,
         Expect::NotYours => status == 403 || status == 404,
         Expect::Unauthorized => status == 401 && body.contains("\"code\":\"unauthorized\""),
     };
@@ -768,6 +783,7 @@ async fn visit(
             Expect::Allowed => format!("one of {:?}", route.ok),
             Expect::ToSignIn => "303 to /sign-in".into(),
             Expect::Forbidden => "403".into(),
+            Expect::Hidden => "404".into(),
             Expect::NotYours => "403 or 404".into(),
             Expect::Unauthorized => "401 JSON".into(),
         };
