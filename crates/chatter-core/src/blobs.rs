@@ -59,8 +59,14 @@ mod tests {
 
     #[test]
     fn only_real_raster_images_are_recognised() {
-        assert_eq!(raster_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some("image/png"));
-        assert_eq!(raster_type(&[0xff, 0xd8, 0xff, 0xe0, 0, 0x10]), Some("image/jpeg"));
+        assert_eq!(
+            raster_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Some("image/png")
+        );
+        assert_eq!(
+            raster_type(&[0xff, 0xd8, 0xff, 0xe0, 0, 0x10]),
+            Some("image/jpeg")
+        );
         assert_eq!(raster_type(b"GIF89a\x01\0\x01\0"), Some("image/gif"));
         assert_eq!(raster_type(b"RIFF\x24\0\0\0WEBPVP8 "), Some("image/webp"));
         for other in [

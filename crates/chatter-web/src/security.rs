@@ -104,7 +104,13 @@ mod tests {
 
     #[test]
     fn only_paths_on_this_site_pass() {
-        for good in ["/", "/app", "/app/inbox?f=1&x=/y", "/a//b", "/app/inbox?q=a b"] {
+        for good in [
+            "/",
+            "/app",
+            "/app/inbox?f=1&x=/y",
+            "/a//b",
+            "/app/inbox?q=a b",
+        ] {
             assert_eq!(local_path(good), Some(good), "{good}");
         }
         for bad in [

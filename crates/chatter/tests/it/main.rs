@@ -24,4 +24,5 @@ mod storage;
 mod team;
 mod telegram;
 mod vk;
+mod web_security;
 mod whatsapp;
