@@ -30,7 +30,7 @@ pub fn page_policy(form_target: Option<&str>, telegram: bool, swagger: bool) -> 
     } else {
         ("'self'", "'none'")
     };
-    // Swagger UI (vendored, `/api/docs`) sets style attributes in the markup it builds.
+    // Swagger UI (vendored, `/api/docs`) adds <style> elements from its script.
     let style = if swagger {
         "'self' 'unsafe-inline'"
     } else {

@@ -8,6 +8,7 @@ mod avito;
 mod browser;
 mod browser_crm;
 mod browser_inbox;
+mod browser_security;
 mod cli;
 mod crm;
 mod crm_signin;
