@@ -111,7 +111,12 @@ async fn no_page_breaks_its_content_security_policy() {
         }
         // Give late work (Swagger UI's rendering, lazy images, the live stream) a moment.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        wrong.extend(violations(&w).await.into_iter().map(|v| format!("{path}: {v}")));
+        wrong.extend(
+            violations(&w)
+                .await
+                .into_iter()
+                .map(|v| format!("{path}: {v}")),
+        );
     }
     w.shot("api-docs").await;
     // Signed out: the sign-in and sign-up pages.
@@ -121,7 +126,12 @@ async fn no_page_breaks_its_content_security_policy() {
     for path in ["/sign-in", "/sign-up", "/forgot-password"] {
         w.goto(path).await;
         w.browser.wait_for("main h1", WAIT).await.expect("page");
-        wrong.extend(violations(&w).await.into_iter().map(|v| format!("{path}: {v}")));
+        wrong.extend(
+            violations(&w)
+                .await
+                .into_iter()
+                .map(|v| format!("{path}: {v}")),
+        );
     }
     assert!(wrong.is_empty(), "CSP violations:\n{}", wrong.join("\n"));
 
