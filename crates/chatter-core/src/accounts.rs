@@ -488,6 +488,31 @@ pub async fn load_session(core: &Core, token: &str) -> Result<Option<SessionInfo
     }))
 }
 
+/// Whether a live stream opened with the session `token` for `company_id` as `role` may go
+/// on: the session still exists (not signed out, not ended by "sign out everywhere" or a
+/// password change), has not expired, and its person is still a member of the company with
+/// that role. Two lookups by primary key, cheap enough to ask every few seconds.
+pub async fn session_still_member(
+    core: &Core,
+    token: &str,
+    company_id: Uuid,
+    role: Role,
+) -> Result<bool> {
+    let Some(s) = session::Entity::find_by_id(hash_token(token))
+        .one(&core.db)
+        .await?
+    else {
+        return Ok(false);
+    };
+    if s.expires_at <= core.now() || s.pending_2fa {
+        return Ok(false);
+    }
+    Ok(membership::Entity::find_by_id((company_id, s.user_id))
+        .one(&core.db)
+        .await?
+        .is_some_and(|m| Role::parse(&m.role) == Some(role)))
+}
+
 /// Whether `token` is a session waiting for its second factor.
 pub async fn pending_2fa(core: &Core, token: &str) -> Result<bool> {
     Ok(session::Entity::find_by_id(hash_token(token))

@@ -1,5 +1,6 @@
 //! The blob store for files customers send: content-addressed files under
-//! `<data-dir>/blobs/ab/cdef…` (SHA-256), written atomically.
+//! `<data-dir>/blobs/ab/cdef…` (SHA-256), written atomically; and what a file really is
+//! (`raster_type`), read from its first bytes rather than from what the provider said.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -33,4 +34,50 @@ pub async fn put(data_dir: &Path, bytes: &[u8]) -> std::io::Result<String> {
 
 pub async fn get(data_dir: &Path, hash: &str) -> Option<Vec<u8>> {
     tokio::fs::read(path_of(data_dir, hash)?).await.ok()
+}
+
+/// The image type of `bytes` when they are a PNG, JPEG, GIF or WebP picture, by their magic
+/// bytes; `None` for anything else (SVG, HTML, PDF, …), whatever the provider called it. Only
+/// these are ever shown inline.
+pub fn raster_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raster_type;
+
+    #[test]
+    fn only_real_raster_images_are_recognised() {
+        assert_eq!(
+            raster_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Some("image/png")
+        );
+        assert_eq!(
+            raster_type(&[0xff, 0xd8, 0xff, 0xe0, 0, 0x10]),
+            Some("image/jpeg")
+        );
+        assert_eq!(raster_type(b"GIF89a\x01\0\x01\0"), Some("image/gif"));
+        assert_eq!(raster_type(b"RIFF\x24\0\0\0WEBPVP8 "), Some("image/webp"));
+        for other in [
+            &b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>"[..],
+            b"<html><script>alert(1)</script></html>",
+            b"%PDF-1.4",
+            b"RIFF\x24\0\0\0WAVEfmt ",
+            b"",
+            b"\x89PN",
+        ] {
+            assert_eq!(raster_type(other), None, "{other:?}");
+        }
+    }
 }

@@ -101,6 +101,21 @@ fn redirect_uri(core: &Core, cfg: &AmoConfig) -> String {
         .unwrap_or_else(|| format!("{}/crm/amocrm/callback", core.config.public_url))
 }
 
+/// The origin of amoCRM's consent page (`https://www.amocrm.ru` unless configured), where the
+/// «Connect amoCRM» and «Sign in with amoCRM» forms are redirected: the pages' CSP must allow
+/// it as a form target. `None` when amoCRM is not set up.
+pub fn consent_origin(core: &Core) -> Option<String> {
+    let cfg = core.config.amocrm.as_ref()?;
+    let consent = cfg
+        .consent_url
+        .as_deref()
+        .unwrap_or(chatter_crm::amocrm::oauth::CONSENT_URL_RU);
+    url::Url::parse(consent)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+}
+
 #[derive(Debug)]
 pub(crate) struct CrmClock;
 

@@ -34,6 +34,11 @@ pub struct StoredAttachment {
     pub size: Option<i64>,
     /// SHA-256 name in the blob store, once downloaded.
     pub blob: Option<String>,
+    /// The image type the downloaded bytes really are (PNG, JPEG, GIF, WebP: see
+    /// `blobs::raster_type`); only these are shown as pictures. `None`: not a raster image,
+    /// or stored before files were checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raster: Option<String>,
 }
 
 impl From<&Attachment> for StoredAttachment {
@@ -45,6 +50,7 @@ impl From<&Attachment> for StoredAttachment {
             mime_type: a.mime_type.clone(),
             size: a.size,
             blob: None,
+            raster: None,
         }
     }
 }

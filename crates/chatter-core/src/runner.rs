@@ -588,6 +588,7 @@ impl JobHandler for FetchFile {
                     .await
                     .map_err(internal)?,
             );
+            a.raster = blobs::raster_type(&file.bytes).map(str::to_owned);
             if a.size.is_none() {
                 a.size = Some(file.bytes.len() as i64);
             }

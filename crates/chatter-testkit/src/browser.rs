@@ -180,6 +180,21 @@ impl Browser {
             .with_context(|| format!("open {url}"))
     }
 
+    /// Runs `source` in every document this browser opens from now on, before the page's own
+    /// scripts and whatever its Content-Security-Policy says (Chrome DevTools'
+    /// `Page.addScriptToEvaluateOnNewDocument`, through chromedriver). For watching a page
+    /// from its first moment, e.g. for `securitypolicyviolation` events.
+    pub async fn on_every_page(&self, source: &str) -> anyhow::Result<()> {
+        self.client
+            .issue_cmd(Cdp {
+                cmd: "Page.addScriptToEvaluateOnNewDocument",
+                params: serde_json::json!({ "source": source }),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow!("add a script to every page: {e}"))
+    }
+
     /// Clears the field matched by `css` and types `text` into it.
     pub async fn fill(&self, css: &str, text: &str) -> anyhow::Result<()> {
         let field = self.wait_for(css, DEFAULT_WAIT).await?;
@@ -282,6 +297,31 @@ impl Drop for Browser {
                 .status();
         }
         // `kill_on_drop` then ends chromedriver itself if it is still there.
+    }
+}
+
+/// A Chrome DevTools command through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (reqwest::Method, Option<String>) {
+        let body = serde_json::json!({ "cmd": self.cmd, "params": self.params });
+        (reqwest::Method::POST, Some(body.to_string()))
     }
 }
 

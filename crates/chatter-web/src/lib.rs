@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod i18n;
 mod i18n_table;
 pub mod ops;
+pub mod security;
 pub mod server;
 pub mod ui;
 
@@ -65,5 +66,9 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), ctx::context))
         .layer(middleware::from_fn(ops::count_requests))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::headers,
+        ))
         .with_state(state)
 }

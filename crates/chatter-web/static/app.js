@@ -10,10 +10,14 @@
   });
 })();
 
-// Called by the Telegram Login Widget with the signed user data; posted with our CSRF token.
+// The Telegram Login Widget (sign-in, profile) hands the signed user data to the page; it is
+// posted with our CSRF token. The widget's iframe posts it as a message, taken here rather
+// than through `data-onauth`, which the widget would `eval` (the CSP allows no eval).
+var chatterTelegramSent = false;
 function chatterTelegramAuth(user) {
   var form = document.getElementById("telegram-form");
-  if (!form) return;
+  if (!form || chatterTelegramSent) return;
+  chatterTelegramSent = true;
   Object.keys(user).forEach(function (k) {
     var i = document.createElement("input");
     i.type = "hidden";
@@ -23,6 +27,14 @@ function chatterTelegramAuth(user) {
   });
   form.submit();
 }
+window.addEventListener("message", function (e) {
+  if (e.origin !== "https://oauth.telegram.org") return;
+  var frame = document.querySelector('iframe[id^="telegram-login-"]');
+  if (!frame || e.source !== frame.contentWindow) return;
+  var d;
+  try { d = JSON.parse(e.data); } catch (_) { return; }
+  if (d && d.event === "auth_user" && d.auth_data) chatterTelegramAuth(d.auth_data);
+});
 
 // The live inbox: server-sent events carry server-rendered fragments that replace or add the
 // conversation row and the message. Without JavaScript the page still works (reload to see).
@@ -40,7 +52,9 @@ function chatterTelegramAuth(user) {
     t.innerHTML = html.trim();
     return t.content.firstElementChild;
   }
+  var after = root.getAttribute("data-last-event") || "0";
   function onEvent(e) {
+    if (e.lastEventId) after = e.lastEventId;
     var d;
     try { d = JSON.parse(e.data); } catch (_) { return; }
     if (list && d.row) {
@@ -61,10 +75,27 @@ function chatterTelegramAuth(user) {
       }
     }
   }
-  var after = root.getAttribute("data-last-event") || "0";
-  var es = new EventSource("/app/events?after=" + encodeURIComponent(after));
-  es.addEventListener("message", onEvent);
-  es.addEventListener("conversation", onEvent);
+  // One stream per shown page: closed when the page is left (a page kept in the back/forward
+  // cache would otherwise hold its connection, and after six of them the browser has none left
+  // for this site), reopened from the last event seen when the page is shown again.
+  var es = null;
+  function openStream() {
+    if (es) return;
+    es = new EventSource("/app/events?after=" + encodeURIComponent(after));
+    es.addEventListener("message", onEvent);
+    es.addEventListener("conversation", onEvent);
+  }
+  function closeStream() {
+    if (es) { es.close(); es = null; }
+  }
+  openStream();
+  window.addEventListener("pagehide", closeStream);
+  window.addEventListener("pageshow", function (e) { if (e.persisted) openStream(); });
+  window.addEventListener("beforeunload", function () {
+    closeStream();
+    // A link that turns out to be a download leaves the page where it is: live again.
+    setTimeout(function () { if (document.visibilityState === "visible") openStream(); }, 1500);
+  });
 
   var form = document.getElementById("reply-form");
   var text = document.getElementById("reply-text");

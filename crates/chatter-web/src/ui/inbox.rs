@@ -120,11 +120,10 @@ impl MessageTpl {
         }
     }
 
+    /// Shown as a picture: only a file whose bytes were found to be PNG, JPEG, GIF or WebP
+    /// when it was downloaded, whatever the provider called it.
     pub fn is_image(a: &StoredAttachment) -> bool {
-        a.kind == "photo"
-            || a.mime_type
-                .as_deref()
-                .is_some_and(|m| m.starts_with("image/"))
+        a.raster.is_some()
     }
 }
 
@@ -609,34 +608,61 @@ async fn file(
     let bytes = chatter_core::blobs::get(&st.core.config.data_dir, blob)
         .await
         .ok_or(CoreError::NotFound)?;
-    let mime = a
-        .mime_type
-        .clone()
-        .unwrap_or_else(|| match a.kind.as_str() {
-            "photo" => "image/jpeg".into(),
-            "voice" => "audio/ogg".into(),
-            _ => "application/octet-stream".into(),
-        });
-    let name = a
-        .file_name
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", a.kind, index))
-        .replace(['"', '\r', '\n'], "_");
-    let disposition = if MessageTpl::is_image(a) {
-        format!("inline; filename=\"{name}\"")
-    } else {
-        format!("attachment; filename=\"{name}\"")
+    // Never trust the provider's type: only bytes that are a raster picture are shown inline
+    // (with the type they really are); everything else is a download of opaque bytes.
+    let fallback = format!("{}-{}", a.kind, index);
+    let name = a.file_name.as_deref().unwrap_or(&fallback);
+    let (mime, disposition) = match chatter_core::blobs::raster_type(&bytes) {
+        Some(t) => (t, content_disposition("inline", name)),
+        None => (
+            "application/octet-stream",
+            content_disposition("attachment", name),
+        ),
     };
     Ok((
         [
-            (header::CONTENT_TYPE, mime),
+            (header::CONTENT_TYPE, mime.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
-            (header::CACHE_CONTROL, "private, max-age=86400".to_string()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                crate::security::FILE_CSP.to_string(),
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
         bytes,
     )
         .into_response())
+}
+
+/// `inline` or `attachment` with the file's name (RFC 6266): a plain-ASCII `filename=` for old
+/// clients and the exact name as UTF-8 in `filename*=`. Path separators, quotes and control
+/// characters never get through.
+fn content_disposition(kind: &str, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | '"') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let clean = clean.trim_matches(|c: char| c == '.' || c.is_whitespace());
+    let clean = if clean.is_empty() { "file" } else { clean };
+    let ascii: String = clean
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { '_' })
+        .collect();
+    let mut encoded = String::new();
+    for b in clean.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 /// What the browser receives for a batch of events: each event's JSON (conversation row and
@@ -709,6 +735,17 @@ async fn render_events(
     out
 }
 
+/// How often an open event stream checks that its session and membership still hold.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the stream's session is still signed in and its person still a member of the
+/// company with the same role (a database error counts as no: the browser reconnects).
+async fn still_allowed(st: &AppState, token: &str, actor: &Actor) -> bool {
+    chatter_core::accounts::session_still_member(&st.core, token, actor.company_id, actor.role)
+        .await
+        .unwrap_or(false)
+}
+
 #[derive(serde::Deserialize)]
 struct After {
     after: Option<i64>,
@@ -735,10 +772,16 @@ async fn events(
     // Subscribe before reading the backlog, so nothing falls between the two.
     let rx = st.core.events.subscribe();
     let members = names(&st, &actor).await?;
+    let token = ctx.session_token.clone().ok_or(AppError::SignIn)?;
     struct S {
         st: AppState,
         ctx: Ctx,
         actor: Actor,
+        /// The session the stream was opened with, checked again every `RECHECK` and before
+        /// each batch of events: a removed member, a signed-out or password-changed session
+        /// gets nothing more and the stream ends.
+        token: String,
+        next_check: tokio::time::Instant,
         members: Vec<(Uuid, String)>,
         rx: tokio::sync::broadcast::Receiver<chatter_core::events::Published>,
         cursor: chatter_core::events::Cursor,
@@ -750,6 +793,8 @@ async fn events(
         st,
         ctx,
         actor,
+        token,
+        next_check: tokio::time::Instant::now() + RECHECK,
         members,
         rx,
         cursor: chatter_core::events::Cursor::new(start),
@@ -762,6 +807,10 @@ async fn events(
                 return Some((Ok::<Event, Infallible>(ev), s));
             }
             if !s.backlog.is_empty() {
+                if !still_allowed(&s.st, &s.token, &s.actor).await {
+                    return None;
+                }
+                s.next_check = tokio::time::Instant::now() + RECHECK;
                 let evs: Vec<event::Model> = std::mem::take(&mut s.backlog)
                     .into_iter()
                     .filter(|e| s.cursor.fresh(e.id))
@@ -786,6 +835,13 @@ async fn events(
                     Err(_) => return None,
                 },
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wake)) => s.cursor.waiting(),
+                _ = tokio::time::sleep_until(s.next_check) => {
+                    if !still_allowed(&s.st, &s.token, &s.actor).await {
+                        return None;
+                    }
+                    s.next_check = tokio::time::Instant::now() + RECHECK;
+                    false
+                }
             };
             if catch_up {
                 // Read everything after our position: covers events committed out of order

@@ -19,7 +19,7 @@ mod team;
 use crate::ctx::{cookie, Ctx, LANG_COOKIE};
 use crate::i18n::{Lang, Tr};
 use crate::AppState;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -168,7 +168,15 @@ pub struct Flash {
 /// Renders a template or logs why it could not.
 pub fn render(t: impl askama::Template) -> Response {
     match t.render() {
-        Ok(h) => Html(h).into_response(),
+        Ok(h) => {
+            let telegram = h.contains(crate::security::TELEGRAM_WIDGET_SRC);
+            let mut r = Html(h).into_response();
+            if telegram {
+                r.extensions_mut()
+                    .insert(crate::security::EmbedsTelegramWidget);
+            }
+            r
+        }
         Err(e) => {
             tracing::error!(error = %e, "template failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
@@ -220,25 +228,38 @@ struct Back {
 
 /// Switches the interface language (a cookie only; nothing else changes).
 async fn set_lang(
+    State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(code): Path<String>,
     Query(b): Query<Back>,
     headers: HeaderMap,
 ) -> Response {
     let lang = Lang::parse(&code);
+    // Only a path on this site: `?back=` first, else the Referer when it is our own page.
     let back = b
         .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//"))
+        .as_deref()
+        .and_then(crate::security::local_path)
+        .map(str::to_owned)
         .or_else(|| {
-            headers
-                .get(header::REFERER)
-                .and_then(|r| r.to_str().ok())
-                .and_then(|r| {
-                    url::Url::parse(r).ok().map(|u| match u.query() {
-                        Some(q) => format!("{}?{q}", u.path()),
-                        None => u.path().to_string(),
-                    })
-                })
+            let r = headers.get(header::REFERER)?.to_str().ok()?;
+            let u = url::Url::parse(r).ok()?;
+            let authority = match u.port() {
+                Some(p) => format!("{}:{p}", u.host_str()?),
+                None => u.host_str()?.to_string(),
+            };
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            let ours = host.is_some_and(|h| authority.eq_ignore_ascii_case(h))
+                || url::Url::parse(&st.core.config.public_url)
+                    .is_ok_and(|p| p.origin() == u.origin());
+            if !ours {
+                return None;
+            }
+            let path = match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            };
+            crate::security::local_path(&path).map(str::to_owned)
         })
         .unwrap_or_else(|| "/".into());
     let c = cookie(LANG_COOKIE, lang.code(), 365 * 24 * 3600, "Lax", ctx.secure);

@@ -763,6 +763,8 @@ async fn visit(
         _ => Some(snapshot(app).await),
     };
     let resp = send(app, http, route, &path, Some(csrf)).await;
+    // Every answer carries the security headers (web_security).
+    let headers = crate::web_security::headers_complaint(&path, &resp);
     let status = resp.status().as_u16();
     let loc = crate::team::location(&resp);
     let body = if STREAMS.contains(&route.path) {
@@ -792,6 +794,9 @@ async fn visit(
             route.label()
         )
     });
+    if let Some(h) = headers {
+        complaint.get_or_insert_with(|| format!("{} as {who:?}: {h}", route.label()));
+    }
     if let Some(before) = before {
         if snapshot(app).await != before {
             complaint.get_or_insert_with(|| {

@@ -95,7 +95,11 @@ fn sent_to(app: &TestApp, token: &str, chat: i64) -> Vec<String> {
 async fn photos_files_voice_contacts_and_places_show_in_the_thread() {
     let app = TestApp::new().await;
     let (s, token, _) = company_with_bot(&app).await;
-    let photo: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    // A JPEG by its first bytes: only real raster pictures are shown inline.
+    let photo: Vec<u8> = [0xff, 0xd8, 0xff, 0xe0]
+        .into_iter()
+        .chain((0..20_000u32).map(|i| (i * 7 % 251) as u8))
+        .collect();
     let pdf = b"%PDF-1.4 price list: 3000 rub".to_vec();
     app.telegram.customer_writes(
         &token,
