@@ -66,6 +66,10 @@ impl Registry {
         Registry::default()
             .with(crate::mailer::JOB_SEND_EMAIL, SendEmail)
             .with(crate::backup::JOB_BACKUP_DAILY, crate::backup::DailyBackup)
+            .with(
+                crate::accounts::JOB_PASSWORD_RESET,
+                crate::accounts::PasswordResetMail,
+            )
     }
 }
 

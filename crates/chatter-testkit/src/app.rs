@@ -45,6 +45,7 @@ pub struct TestAppBuilder {
     telegram_webhooks: bool,
     webhooks: bool,
     amo_chats: bool,
+    trust_proxy: bool,
 }
 
 impl TestAppBuilder {
@@ -72,6 +73,11 @@ impl TestAppBuilder {
     /// Sign in with Telegram through this platform bot.
     pub fn with_telegram_login(mut self, token: &str, username: &str) -> Self {
         self.telegram_login = Some((token.into(), username.into()));
+        self
+    }
+    /// Behind a reverse proxy: `trust_proxy` on, loopback (the test client) a trusted proxy.
+    pub fn with_trust_proxy(mut self) -> Self {
+        self.trust_proxy = true;
         self
     }
     /// No job workers (tests that run jobs by hand).
@@ -161,6 +167,7 @@ impl TestAppBuilder {
         let core = Core::new(db.db.clone(), clock, secrets, Arc::new(mailer), cfg);
         let web = WebConfig {
             database_url: db.url.clone(),
+            trust_proxy: self.trust_proxy,
             ..WebConfig::default()
         };
         let workers = self.workers.then(|| {
