@@ -113,9 +113,7 @@ pub async fn sign_up_or_notify(
             user_id,
             company_id,
         }),
-        Err(CoreError::Invalid(errs))
-            if errs.len() == 1 && errs[0].key == "err.email_taken" =>
-        {
+        Err(CoreError::Invalid(errs)) if errs.len() == 1 && errs[0].key == "err.email_taken" => {
             notify_already_registered(core, &input.email, lang, meta).await?;
             Ok(SignUpOutcome::AlreadyRegistered)
         }

@@ -122,7 +122,10 @@ pub async fn invite(
     .insert(&txn)
     .await?;
     let link = format!("{}/invites/{token}", core.config.public_url);
-    let (inviter, company_name) = (mailer::one_line(&actor.label), mailer::one_line(&company.name));
+    let (inviter, company_name) = (
+        mailer::one_line(&actor.label),
+        mailer::one_line(&company.name),
+    );
     let (subject, body) = if lang == "en" {
         (
             format!("Invitation to {company_name} in Chatter"),

@@ -88,7 +88,11 @@ pub fn two_factor_limits(user: uuid::Uuid, ip: &str) -> [Limit; 2] {
 /// The keys of a mail of `kind` to `email` asked for from `ip`.
 pub fn mail_limits(kind: &str, email: &str, ip: &str) -> [Limit; 2] {
     [
-        Limit::new(mail_address_key(kind, email), MAIL_PER_ADDRESS, MAIL_WINDOW_MS),
+        Limit::new(
+            mail_address_key(kind, email),
+            MAIL_PER_ADDRESS,
+            MAIL_WINDOW_MS,
+        ),
         Limit::new(mail_ip_key(kind, ip), MAIL_PER_IP, MAIL_WINDOW_MS),
     ]
 }
@@ -178,7 +182,10 @@ pub async fn locked_for(
 ) -> Result<Option<i64>> {
     let mut worst = None;
     for l in limits {
-        if let Some(row) = throttle::Entity::find_by_id(l.key.clone()).one(conn).await? {
+        if let Some(row) = throttle::Entity::find_by_id(l.key.clone())
+            .one(conn)
+            .await?
+        {
             let open_at = row.window_start + l.window_ms;
             if row.failures >= l.limit && open_at > now {
                 let secs = (open_at - now + 999) / 1000;

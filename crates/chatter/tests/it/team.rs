@@ -517,20 +517,31 @@ async fn an_invitation_is_for_the_invited_address_not_whoever_holds_the_link() {
     assert_eq!(r.status(), 403);
     let page = r.text().await.expect("body");
     assert!(page.contains("id=\"invite-other-person\""), "{page}");
-    assert!(page.contains("b***@example.ru"), "the address, masked: {page}");
+    assert!(
+        page.contains("b***@example.ru"),
+        "the address, masked: {page}"
+    );
     assert!(!page.contains("bob@example.ru"), "{page}");
     let r = carol.post_from(&path, &path, &[]).await;
     assert_eq!(r.status(), 403);
     let acme = company_id(&app, "Acme").await;
     let carol_id = user_id(&app, "carol@example.ru").await;
-    assert_eq!(role_in(&app, acme, carol_id).await, None, "Carol did not join");
+    assert_eq!(
+        role_in(&app, acme, carol_id).await,
+        None,
+        "Carol did not join"
+    );
     // Bob, creating his account from the link, gets the invited address whatever he posts.
     let bob = Session::new(&app);
     let r = bob
         .post_from(
             &path,
             &path,
-            &[("name", "Bob"), ("password", PW), ("email", "mallory@example.ru")],
+            &[
+                ("name", "Bob"),
+                ("password", PW),
+                ("email", "mallory@example.ru"),
+            ],
         )
         .await;
     assert_eq!(r.status(), 303);
