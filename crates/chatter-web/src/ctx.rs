@@ -271,3 +271,32 @@ pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cidr;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn address_blocks_parse_and_match() {
+        let net: Cidr = "10.1.0.0/16".parse().expect("cidr");
+        assert!(net.contains(ip("10.1.200.3")));
+        assert!(!net.contains(ip("10.2.0.1")));
+        assert!(net.contains(ip("::ffff:10.1.0.9")), "IPv4-mapped IPv6");
+        let one: Cidr = "203.0.113.7".parse().expect("one address");
+        assert!(one.contains(ip("203.0.113.7")) && !one.contains(ip("203.0.113.8")));
+        let v6: Cidr = "fd00::/8".parse().expect("v6");
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("10.0.0.1")));
+        let all: Cidr = "0.0.0.0/0".parse().expect("everything");
+        assert!(all.contains(ip("8.8.8.8")));
+        assert!(Cidr::loopback().iter().any(|c| c.contains(ip("::1"))));
+        for bad in ["10.0.0.0/33", "nonsense", "10.0.0/8", "::/129"] {
+            let e = bad.parse::<Cidr>().expect_err(bad);
+            assert!(e.contains("10.0.0.0/8"), "the message shows the form: {e}");
+        }
+    }
+}
