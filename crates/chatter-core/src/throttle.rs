@@ -8,7 +8,7 @@
 use crate::Result;
 use chatter_store::entity::throttle;
 use chatter_store::stmt;
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Wrong passwords allowed per (account, IP) pair in a window: the lock a stranger can cause
@@ -26,6 +26,8 @@ pub const TWO_FACTOR_IP_LIMIT: i32 = 30;
 pub const MAIL_WINDOW_MS: i64 = 3600 * 1000;
 pub const MAIL_PER_ADDRESS: i32 = 3;
 pub const MAIL_PER_IP: i32 = 20;
+/// Counters whose window started this long ago are of no use to any limit here.
+const STALE_MS: i64 = 24 * 3600 * 1000;
 
 pub fn ip_key(ip: &str) -> String {
     format!("ip:{ip}")
@@ -141,6 +143,14 @@ pub async fn reserve(
     limits: &[Limit],
     now: i64,
 ) -> Result<Option<Refused>> {
+    // Keys come from strangers (any e-mail, any address): now and then forget the ones whose
+    // window ended long ago, so the table does not grow without end.
+    if rand::random::<u8>() < 2 {
+        throttle::Entity::delete_many()
+            .filter(throttle::Column::WindowStart.lt(now - STALE_MS))
+            .exec(conn)
+            .await?;
+    }
     for (i, l) in limits.iter().enumerate() {
         let (count, start) = bump(conn, &l.key, l.window_ms, now).await?;
         if count > l.limit {
