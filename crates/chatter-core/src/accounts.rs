@@ -75,6 +75,93 @@ pub struct SignUp {
     pub password: String,
 }
 
+/// A person's or a company's name: required, at most 120 characters, and on one line — no
+/// line breaks or other control characters, which would reach mail text and headers.
+pub fn name_text(field: &'static str, raw: &str) -> Result<String, FieldError> {
+    let s = required_text(field, raw, 120)?;
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "err.control_chars"));
+    }
+    Ok(s)
+}
+
+/// What a sign-up led to. The page shows the same "check your mail" answer whenever the
+/// e-mail is already registered, and the mail (not the page) tells the owner so.
+#[derive(Debug)]
+pub enum SignUpOutcome {
+    Created {
+        session: NewSession,
+        user_id: Uuid,
+        company_id: Uuid,
+    },
+    /// The e-mail already has an account: its owner was mailed ("you already have an
+    /// account"), nothing was created.
+    AlreadyRegistered,
+}
+
+/// Sign-up from the page: as `sign_up`, but an e-mail that already has an account gets a
+/// mail instead of an error that would tell a stranger the account exists.
+pub async fn sign_up_or_notify(
+    core: &Core,
+    input: &SignUp,
+    lang: &str,
+    meta: &ReqMeta,
+) -> Result<SignUpOutcome> {
+    match sign_up(core, input, meta).await {
+        Ok((session, user_id, company_id)) => Ok(SignUpOutcome::Created {
+            session,
+            user_id,
+            company_id,
+        }),
+        Err(CoreError::Invalid(errs)) if errs.len() == 1 && errs[0].key == "err.email_taken" => {
+            notify_already_registered(core, &input.email, lang, meta).await?;
+            Ok(SignUpOutcome::AlreadyRegistered)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Mails the owner of `email` that someone tried to sign up with it (at most a few an hour).
+async fn notify_already_registered(
+    core: &Core,
+    email: &str,
+    lang: &str,
+    meta: &ReqMeta,
+) -> Result<()> {
+    let now = core.now();
+    let limits = throttle::mail_limits("signup", email, &meta.ip);
+    if throttle::reserve(&core.db, &limits, now).await?.is_some() {
+        return Ok(());
+    }
+    let txn = core.db.begin().await?;
+    let Some(u) = find_user_by_email(&txn, email).await? else {
+        return Ok(());
+    };
+    let url = &core.config.public_url;
+    let name = mailer::one_line(&u.name);
+    let (subject, body) = if lang == "en" {
+        ("Chatter: you already have an account".to_string(), format!("Hello, {name}!\n\nSomeone (perhaps you) tried to sign up to Chatter with this e-mail. You already have an account.\n\nSign in: {url}/sign-in\nForgot your password? {url}/forgot-password\n\nIf it was not you, ignore this mail; nothing has changed.\n"))
+    } else {
+        ("Чаттер: у вас уже есть аккаунт".to_string(), format!("Здравствуйте, {name}!\n\nКто-то (возможно, вы) пытался зарегистрироваться в Чаттере с этим email. У вас уже есть аккаунт.\n\nВойти: {url}/sign-in\nЗабыли пароль? {url}/forgot-password\n\nЕсли это были не вы, просто проигнорируйте письмо — ничего не изменилось.\n"))
+    };
+    mailer::enqueue(core, &txn, &u.email, &subject, &body).await?;
+    let company = first_company(&txn, u.id).await?;
+    audit::insert(
+        &txn,
+        company,
+        None,
+        &u.email,
+        meta,
+        now,
+        "user.sign_up_existing",
+        &u.email,
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 /// Creates a company, its owner and a session, in one transaction.
 pub async fn sign_up(
     core: &Core,
@@ -82,10 +169,10 @@ pub async fn sign_up(
     meta: &ReqMeta,
 ) -> Result<(NewSession, Uuid, Uuid)> {
     let mut errs = Vec::new();
-    let company_name = required_text("company_name", &input.company_name, 120)
+    let company_name = name_text("company_name", &input.company_name)
         .map_err(|e| errs.push(e))
         .ok();
-    let name = required_text("name", &input.name, 120)
+    let name = name_text("name", &input.name)
         .map_err(|e| errs.push(e))
         .ok();
     let email = Email::parse("email", &input.email)
@@ -274,7 +361,9 @@ async fn audit_self(
 }
 
 /// Email + password. On success the session is new (the id rotates at every sign-in); with
-/// 2FA on, it is only good for the second step.
+/// 2FA on, it is only good for the second step. The attempt is reserved on its throttle keys
+/// (the account from this IP, the account, the IP) before the password is checked, so a burst
+/// of parallel guesses gets no more checks than the limit; a right password gives it back.
 pub async fn sign_in(
     core: &Core,
     email: &str,
@@ -282,9 +371,9 @@ pub async fn sign_in(
     meta: &ReqMeta,
 ) -> Result<NewSession> {
     let now = core.now();
-    let keys = [throttle::ip_key(&meta.ip), throttle::account_key(email)];
-    if let Some(secs) = throttle::locked_for(&core.db, &keys, now).await? {
-        return Err(CoreError::Throttled(secs));
+    let limits = throttle::sign_in_limits(email, &meta.ip);
+    if let Some(r) = throttle::reserve(&core.db, &limits, now).await? {
+        return Err(CoreError::Throttled(r.retry_after_secs));
     }
     let user = find_user_by_email(&core.db, email).await?;
     let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
@@ -296,8 +385,6 @@ pub async fn sign_in(
     };
     let txn = core.db.begin().await?;
     let Some(user) = user.filter(|_| ok) else {
-        throttle::fail(&txn, &keys[0], throttle::IP_LIMIT, now).await?;
-        throttle::fail(&txn, &keys[1], throttle::ACCOUNT_LIMIT, now).await?;
         let label = email.trim().to_lowercase();
         let company = match find_user_by_email(&txn, &label).await? {
             Some(u) => first_company(&txn, u.id).await?,
@@ -318,7 +405,9 @@ pub async fn sign_in(
         txn.commit().await?;
         return Err(CoreError::BadCredentials);
     };
-    throttle::clear(&txn, &keys[1]).await?;
+    throttle::clear(&txn, &limits[0].key).await?;
+    throttle::release(&txn, &limits[1].key).await?;
+    throttle::release(&txn, &limits[2].key).await?;
     let s = start_session(core, &txn, &user, None, "password", meta, now).await?;
     txn.commit().await?;
     Ok(s)
@@ -360,6 +449,9 @@ pub(crate) async fn start_session(
 }
 
 /// The second step: a TOTP code (or a recovery code). Replaces the pending session by a full one.
+/// Wrong codes are counted per person and per IP in counters of their own, reserved before the
+/// code is checked; signing in with the password again does not reset them, only a completed
+/// sign-in does. Every wrong code is audited.
 pub async fn sign_in_2fa(
     core: &Core,
     token: &str,
@@ -367,31 +459,51 @@ pub async fn sign_in_2fa(
     meta: &ReqMeta,
 ) -> Result<NewSession> {
     let now = core.now();
-    let txn = core.db.begin().await?;
     let s = session::Entity::find_by_id(hash_token(token))
-        .one(&txn)
+        .one(&core.db)
         .await?
         .filter(|s| s.pending_2fa && s.expires_at > now)
         .ok_or(CoreError::Unauthenticated)?;
+    let limits = throttle::two_factor_limits(s.user_id, &meta.ip);
+    if let Some(r) = throttle::reserve(&core.db, &limits, now).await? {
+        return Err(CoreError::Throttled(r.retry_after_secs));
+    }
+    let txn = core.db.begin().await?;
     let user = user::Entity::find_by_id(s.user_id)
         .one(&txn)
         .await?
         .ok_or(CoreError::Unauthenticated)?;
-    let key = throttle::account_key(&user.email);
-    if let Some(secs) = throttle::locked_for(&txn, std::slice::from_ref(&key), now).await? {
-        return Err(CoreError::Throttled(secs));
-    }
     let method = match check_second_factor(core, &txn, &user, code, now).await? {
         Some(m) => m,
         None => {
-            throttle::fail(&txn, &key, throttle::ACCOUNT_LIMIT, now).await?;
+            audit::insert(
+                &txn,
+                s.company_id,
+                Some(user.id),
+                &user.email,
+                meta,
+                now,
+                "user.two_factor_failed",
+                &user.email,
+                serde_json::json!({}),
+            )
+            .await?;
             txn.commit().await?;
             return Err(CoreError::BadCode);
         }
     };
-    session::Entity::delete_by_id(s.id_hash).exec(&txn).await?;
+    // Of two parallel uses of one pending session, one wins.
+    let gone = session::Entity::delete_many()
+        .filter(session::Column::IdHash.eq(s.id_hash.clone()))
+        .filter(session::Column::Pending2fa.eq(true))
+        .exec(&txn)
+        .await?;
+    if gone.rows_affected != 1 {
+        return Err(CoreError::Unauthenticated);
+    }
     let new = insert_session(core, &txn, user.id, s.company_id, false, meta, now).await?;
-    throttle::clear(&txn, &key).await?;
+    throttle::clear(&txn, &limits[0].key).await?;
+    throttle::release(&txn, &limits[1].key).await?;
     audit::insert(
         &txn,
         s.company_id,
@@ -439,17 +551,47 @@ async fn check_second_factor(
         .collect::<String>()
         .to_lowercase();
     if normalized.len() == 10 {
-        let h = hash_token(&normalized);
-        if let Some(rc) = recovery_code::Entity::find_by_id(h).one(conn).await? {
-            if rc.user_id == user.id && rc.used_at.is_none() {
-                let mut m = rc.into_active_model();
-                m.used_at = Set(Some(now));
-                m.update(conn).await?;
-                return Ok(Some("recovery_code"));
-            }
-        }
+        return use_recovery_code(conn, user, &normalized, now).await;
     }
     Ok(None)
+}
+
+/// Consumes one of the person's unused recovery codes. Codes are stored as argon2id hashes;
+/// codes made before that were stored as SHA-256 and stay good until used (then they are
+/// spent like any other).
+async fn use_recovery_code(
+    conn: &impl ConnectionTrait,
+    user: &user::Model,
+    normalized: &str,
+    now: i64,
+) -> Result<Option<&'static str>> {
+    let unused = recovery_code::Entity::find()
+        .filter(recovery_code::Column::UserId.eq(user.id))
+        .filter(recovery_code::Column::UsedAt.is_null())
+        .all(conn)
+        .await?;
+    let legacy = hash_token(normalized);
+    let found = unused.into_iter().find(|rc| {
+        if rc.code_hash.starts_with("$argon2") {
+            verify_password(normalized, &rc.code_hash)
+        } else {
+            ct_eq(rc.code_hash.as_bytes(), legacy.as_bytes())
+        }
+    });
+    let Some(rc) = found else {
+        return Ok(None);
+    };
+    // Conditional update: of two concurrent uses, one wins.
+    let used = recovery_code::Entity::update_many()
+        .col_expr(
+            recovery_code::Column::UsedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(recovery_code::Column::CodeHash.eq(rc.code_hash))
+        .filter(recovery_code::Column::UsedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok((used.rows_affected == 1).then_some("recovery_code"))
 }
 
 /// Resolves a session cookie to the signed-in person. Pending-2FA sessions are not signed in.
@@ -621,7 +763,7 @@ pub async fn create_company(
     name: &str,
     meta: &ReqMeta,
 ) -> Result<Uuid> {
-    let name = required_text("company_name", name, 120).map_err(|e| CoreError::Invalid(vec![e]))?;
+    let name = name_text("company_name", name).map_err(|e| CoreError::Invalid(vec![e]))?;
     let now = core.now();
     let txn = core.db.begin().await?;
     let id = create_company_in(&txn, &name, info.user.id, now).await?;
@@ -644,8 +786,13 @@ pub async fn create_company(
     Ok(id)
 }
 
-/// "Forgot password": mails a single-use link valid for an hour. Answers the same whether or
-/// not the account exists.
+pub const JOB_PASSWORD_RESET: &str = "password_reset_mail";
+
+/// "Forgot password": mails a single-use link valid for an hour. The request does the same
+/// work whether or not the account exists (it checks the address, counts the request and
+/// enqueues a job); the job looks the account up and writes the mail, so the answer and its
+/// timing say nothing. At most `MAIL_PER_ADDRESS` links an hour go to one address (more are
+/// dropped silently) and `MAIL_PER_IP` requests an hour come from one IP (more get 429).
 pub async fn request_password_reset(
     core: &Core,
     email: &str,
@@ -654,40 +801,111 @@ pub async fn request_password_reset(
 ) -> Result<()> {
     let email = Email::parse("email", email).map_err(|e| CoreError::Invalid(vec![e]))?;
     let now = core.now();
-    let txn = core.db.begin().await?;
-    if let Some(u) = find_user_by_email(&txn, email.as_str()).await? {
-        let (token, hash) = new_token();
-        password_reset::ActiveModel {
-            token_hash: Set(hash),
-            user_id: Set(u.id),
-            created_at: Set(now),
-            expires_at: Set(now + RESET_TTL_MS),
-            used_at: Set(None),
-        }
-        .insert(&txn)
-        .await?;
-        let link = format!("{}/reset-password/{token}", core.config.public_url);
-        let (subject, body) = if lang == "en" {
-            ("Chatter: reset your password".to_string(), format!("Hello, {}!\n\nTo set a new password, open this link within an hour:\n{link}\n\nIf you did not ask for it, ignore this mail; your password stays as it is.\n", u.name))
-        } else {
-            ("Чаттер: сброс пароля".to_string(), format!("Здравствуйте, {}!\n\nЧтобы задать новый пароль, откройте ссылку в течение часа:\n{link}\n\nЕсли вы не запрашивали сброс, просто проигнорируйте письмо — пароль останется прежним.\n", u.name))
-        };
-        mailer::enqueue(core, &txn, u.email.as_str(), &subject, &body).await?;
-        let company = first_company(&txn, u.id).await?;
-        audit::insert(
-            &txn,
-            company,
-            Some(u.id),
-            &u.email,
-            meta,
-            now,
-            "user.password_reset_requested",
-            &u.email,
-            serde_json::json!({}),
-        )
-        .await?;
+    let limits = throttle::mail_limits("reset", email.as_str(), &meta.ip);
+    match throttle::reserve(&core.db, &limits, now).await? {
+        None => {}
+        Some(r) if r.index == 0 => return Ok(()),
+        Some(r) => return Err(CoreError::Throttled(r.retry_after_secs)),
     }
+    let payload = serde_json::json!({
+        "email": email.as_str(),
+        "lang": lang,
+        "ip": meta.ip,
+        "user_agent": meta.user_agent.chars().take(300).collect::<String>(),
+    });
+    chatter_store::jobs::enqueue(
+        &core.db,
+        chatter_store::jobs::NewJob::new(JOB_PASSWORD_RESET, payload, now),
+        now,
+    )
+    .await?;
+    core.jobs_notify.notify_waiters();
+    Ok(())
+}
+
+/// The job behind "forgot password": if the address has an account, a reset link is made and
+/// mailed (through the mail job) and the request audited; else nothing happens.
+pub struct PasswordResetMail;
+
+#[async_trait::async_trait]
+impl crate::worker::JobHandler for PasswordResetMail {
+    async fn run(
+        &self,
+        core: &Core,
+        job: &chatter_store::jobs::Claimed,
+    ) -> std::result::Result<(), crate::worker::JobError> {
+        use crate::worker::JobError;
+        #[derive(serde::Deserialize)]
+        struct P {
+            email: String,
+            lang: String,
+            ip: String,
+            user_agent: String,
+        }
+        let p: P = serde_json::from_str(&job.payload)
+            .map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+        let meta = ReqMeta {
+            ip: p.ip,
+            user_agent: p.user_agent,
+        };
+        mail_reset_link(core, &p.email, &p.lang, &meta)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))
+    }
+}
+
+async fn mail_reset_link(core: &Core, email: &str, lang: &str, meta: &ReqMeta) -> Result<()> {
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let Some(u) = find_user_by_email(&txn, email).await? else {
+        return Ok(());
+    };
+    let (token, hash) = new_token();
+    password_reset::ActiveModel {
+        token_hash: Set(hash),
+        user_id: Set(u.id),
+        created_at: Set(now),
+        expires_at: Set(now + RESET_TTL_MS),
+        used_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    let link = format!("{}/reset-password/{token}", core.config.public_url);
+    let name = mailer::one_line(&u.name);
+    let (subject, body) = if lang == "en" {
+        ("Chatter: reset your password".to_string(), format!("Hello, {name}!\n\nTo set a new password, open this link within an hour:\n{link}\n\nIf you did not ask for it, ignore this mail; your password stays as it is.\n"))
+    } else {
+        ("Чаттер: сброс пароля".to_string(), format!("Здравствуйте, {name}!\n\nЧтобы задать новый пароль, откройте ссылку в течение часа:\n{link}\n\nЕсли вы не запрашивали сброс, просто проигнорируйте письмо — пароль останется прежним.\n"))
+    };
+    mailer::enqueue(core, &txn, u.email.as_str(), &subject, &body).await?;
+    let company = first_company(&txn, u.id).await?;
+    audit::insert(
+        &txn,
+        company,
+        Some(u.id),
+        &u.email,
+        meta,
+        now,
+        "user.password_reset_requested",
+        &u.email,
+        serde_json::json!({}),
+    )
+    .await?;
     txn.commit().await?;
+    Ok(())
+}
+
+/// Spends every unused reset link of the person (after a reset or a password change).
+async fn spend_reset_links(conn: &impl ConnectionTrait, user_id: Uuid, now: i64) -> Result<()> {
+    password_reset::Entity::update_many()
+        .col_expr(
+            password_reset::Column::UsedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(password_reset::Column::UserId.eq(user_id))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
@@ -740,7 +958,7 @@ pub async fn reset_password(
         .filter(session::Column::UserId.eq(u.id))
         .exec(&txn)
         .await?;
-    throttle::clear(&txn, &throttle::account_key(&u.email)).await?;
+    spend_reset_links(&txn, u.id, now).await?;
     let company = first_company(&txn, u.id).await?;
     audit::insert(
         &txn,
@@ -788,6 +1006,7 @@ pub async fn change_password(
         .filter(session::Column::IdHash.ne(info.session.id_hash.clone()))
         .exec(&txn)
         .await?;
+    spend_reset_links(&txn, info.user.id, core.now()).await?;
     audit_self(
         &txn,
         info,
@@ -810,7 +1029,7 @@ pub async fn update_profile(
     locale: &str,
     meta: &ReqMeta,
 ) -> Result<()> {
-    let name = required_text("name", name, 120).map_err(|e| CoreError::Invalid(vec![e]))?;
+    let name = name_text("name", name).map_err(|e| CoreError::Invalid(vec![e]))?;
     if locale != "ru" && locale != "en" {
         return Err(CoreError::field("locale", "err.locale_invalid"));
     }
@@ -865,6 +1084,26 @@ pub fn pending_totp(core: &Core, info: &SessionInfo) -> Option<(String, String)>
     ))
 }
 
+/// Ten fresh recovery codes and their argon2id hashes (hashed off the async threads).
+async fn new_recovery_codes() -> Result<Vec<(String, String)>> {
+    let codes: Vec<String> = (0..10).map(|_| new_token().0[..10].to_string()).collect();
+    let hashes: Vec<_> = codes
+        .iter()
+        .map(|c| {
+            let c = c.clone();
+            tokio::task::spawn_blocking(move || hash_password(&c))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (c, h) in codes.iter().zip(hashes) {
+        let h = h
+            .await
+            .map_err(|e| CoreError::Internal(format!("hashing a recovery code: {e}")))??;
+        out.push((c.clone(), h));
+    }
+    Ok(out)
+}
+
 /// Confirms 2FA with a first code; returns ten one-time recovery codes (shown once).
 pub async fn enable_totp(
     core: &Core,
@@ -895,11 +1134,9 @@ pub async fn enable_totp(
         .exec(&txn)
         .await?;
     let mut codes = Vec::new();
-    for _ in 0..10 {
-        let (t, _) = new_token();
-        let c = t[..10].to_string();
+    for (c, hash) in new_recovery_codes().await? {
         recovery_code::ActiveModel {
-            code_hash: Set(hash_token(&c)),
+            code_hash: Set(hash),
             user_id: Set(info.user.id),
             used_at: Set(None),
         }

@@ -130,13 +130,13 @@ pub async fn export_csv(
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
         w.write_record([
-            &time,
-            &r.actor,
-            &r.action,
-            &r.target,
-            &r.ip,
-            &r.user_agent,
-            &r.details,
+            time,
+            cell(&r.actor),
+            cell(&r.action),
+            cell(&r.target),
+            cell(&r.ip),
+            cell(&r.user_agent),
+            cell(&r.details),
         ])
         .map_err(internal)?;
     }
@@ -144,4 +144,14 @@ pub async fn export_csv(
         .into_inner()
         .map_err(|e| CoreError::Internal(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| CoreError::Internal(e.to_string()))
+}
+
+/// A CSV cell that a spreadsheet will not run as a formula: text starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return gets a leading `'`.
+fn cell(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
 }

@@ -146,7 +146,16 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Enqueues a mail inside the caller's transaction. The body is encrypted at rest.
+/// Text that goes into a mail on one line (a name, a subject): line breaks and other control
+/// characters become spaces, so a name cannot add lines or headers of its own.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Enqueues a mail inside the caller's transaction. The body is encrypted at rest; the
+/// subject and address are kept to one line.
 pub async fn enqueue(
     core: &Core,
     conn: &impl ConnectionTrait,
@@ -155,8 +164,8 @@ pub async fn enqueue(
     body: &str,
 ) -> Result<()> {
     let payload = serde_json::json!({
-        "to": to,
-        "subject": subject,
+        "to": one_line(to),
+        "subject": one_line(subject),
         "body": core.secrets.encrypt(body),
     });
     chatter_store::jobs::enqueue(

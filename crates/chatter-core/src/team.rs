@@ -2,8 +2,10 @@
 //! managers and viewers; only owners manage owners and admins; the last owner stays.
 
 use crate::accounts::{self, hash_password, SessionInfo};
-use crate::{audit, hash_token, mailer, new_token, Actor, Core, CoreError, ReqMeta, Result};
-use chatter_domain::{values::required_text, Email, Password, Permission, Role};
+use crate::{
+    audit, hash_token, mailer, new_token, throttle, Actor, Core, CoreError, ReqMeta, Result,
+};
+use chatter_domain::{Email, Password, Permission, Role};
 use chatter_store::entity::{company, invite, membership, session, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
@@ -84,6 +86,12 @@ pub async fn invite(
         return Err(CoreError::field("role", "err.role_not_allowed"));
     }
     let now = core.now();
+    // An invitation is a mail a member makes us send to any address: a few an hour per
+    // address, a few dozen per IP.
+    let limits = throttle::mail_limits("invite", email.as_str(), &actor.meta.ip);
+    if let Some(r) = throttle::reserve(&core.db, &limits, now).await? {
+        return Err(CoreError::Throttled(r.retry_after_secs));
+    }
     let txn = core.db.begin().await?;
     if let Some(u) = accounts::find_user_by_email(&txn, email.as_str()).await? {
         let already = membership::Entity::find_by_id((actor.company_id, u.id))
@@ -114,16 +122,19 @@ pub async fn invite(
     .insert(&txn)
     .await?;
     let link = format!("{}/invites/{token}", core.config.public_url);
+    let (inviter, company_name) = (
+        mailer::one_line(&actor.label),
+        mailer::one_line(&company.name),
+    );
     let (subject, body) = if lang == "en" {
         (
-            format!("Invitation to {} in Chatter", company.name),
+            format!("Invitation to {company_name} in Chatter"),
             format!(
-                "{} invites you to join {} in Chatter.\n\nAccept within 7 days:\n{link}\n",
-                actor.label, company.name
+                "{inviter} invites you to join {company_name} in Chatter.\n\nAccept within 7 days:\n{link}\n"
             ),
         )
     } else {
-        (format!("Приглашение в {} в Чаттере", company.name), format!("{} приглашает вас в компанию «{}» в Чаттере.\n\nПринять приглашение (ссылка действует 7 дней):\n{link}\n", actor.label, company.name))
+        (format!("Приглашение в {company_name} в Чаттере"), format!("{inviter} приглашает вас в компанию «{company_name}» в Чаттере.\n\nПринять приглашение (ссылка действует 7 дней):\n{link}\n"))
     };
     mailer::enqueue(core, &txn, email.as_str(), &subject, &body).await?;
     audit::record(
@@ -169,6 +180,8 @@ pub async fn revoke_invite(core: &Core, actor: &Actor, invite_id: Uuid) -> Resul
 pub struct InviteView {
     pub company_name: String,
     pub email: String,
+    /// The address with most of its name hidden, for a person signed in as someone else.
+    pub masked_email: String,
     pub role: Role,
     pub has_account: bool,
 }
@@ -184,10 +197,27 @@ pub async fn find_invite(core: &Core, token: &str) -> Result<InviteView> {
         .is_some();
     Ok(InviteView {
         company_name: company.name,
+        masked_email: mask_email(&inv.email),
         email: inv.email,
         role: Role::parse(&inv.role).unwrap_or(Role::Viewer),
         has_account,
     })
+}
+
+/// `anna@example.ru` → `a***@example.ru`.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+/// Whether the signed-in person is the one an invitation was sent to.
+pub fn invite_is_for(view: &InviteView, info: &SessionInfo) -> bool {
+    view.email.eq_ignore_ascii_case(&info.user.email)
 }
 
 async fn valid_invite(conn: &impl ConnectionTrait, token: &str, now: i64) -> Result<invite::Model> {
@@ -209,6 +239,10 @@ pub async fn accept_invite(
     let now = core.now();
     let txn = core.db.begin().await?;
     let inv = valid_invite(&txn, token, now).await?;
+    // The link is bound to the address it was sent to: holding it is not enough.
+    if !inv.email.eq_ignore_ascii_case(&info.user.email) {
+        return Err(CoreError::Forbidden);
+    }
     join(&txn, &inv, info.user.id, now).await?;
     let mut s = info.session.clone().into_active_model();
     s.company_id = Set(Some(inv.company_id));
@@ -238,7 +272,7 @@ pub async fn accept_invite_new_account(
     meta: &ReqMeta,
 ) -> Result<accounts::NewSession> {
     let mut errs = Vec::new();
-    let name = required_text("name", name, 120)
+    let name = accounts::name_text("name", name)
         .map_err(|e| errs.push(e))
         .ok();
     let password = Password::parse("password", password)

@@ -68,6 +68,10 @@ impl Registry {
             .with(crate::mailer::JOB_SEND_EMAIL, SendEmail)
             .with(crate::backup::JOB_BACKUP_DAILY, crate::backup::DailyBackup)
             .with(crate::exports::JOB_EXPORT, crate::exports::ExportJob)
+            .with(
+                crate::accounts::JOB_PASSWORD_RESET,
+                crate::accounts::PasswordResetMail,
+            )
     }
 }
 

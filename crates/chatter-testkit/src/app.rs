@@ -46,6 +46,7 @@ pub struct TestAppBuilder {
     webhooks: bool,
     amo_chats: bool,
     deny_private_targets: bool,
+    trust_proxy: bool,
 }
 
 impl TestAppBuilder {
@@ -79,6 +80,12 @@ impl TestAppBuilder {
     /// app allows private targets: the fakes and receivers live on loopback).
     pub fn deny_private_targets(mut self) -> Self {
         self.deny_private_targets = true;
+        self
+    }
+
+    /// Behind a reverse proxy: `trust_proxy` on, loopback (the test client) a trusted proxy.
+    pub fn with_trust_proxy(mut self) -> Self {
+        self.trust_proxy = true;
         self
     }
     /// No job workers (tests that run jobs by hand).
@@ -169,6 +176,7 @@ impl TestAppBuilder {
         let core = Core::new(db.db.clone(), clock, secrets, Arc::new(mailer), cfg);
         let web = WebConfig {
             database_url: db.url.clone(),
+            trust_proxy: self.trust_proxy,
             ..WebConfig::default()
         };
         let workers = self.workers.then(|| {

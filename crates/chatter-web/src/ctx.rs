@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chatter_core::accounts::{self, SessionInfo};
 use chatter_core::{Actor, ReqMeta};
 use chatter_domain::Role;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const SESSION_COOKIE: &str = "chatter_session";
 pub const CSRF_COOKIE: &str = "chatter_csrf";
@@ -104,21 +104,108 @@ fn lang_from(headers: &HeaderMap, session: Option<&SessionInfo>) -> Lang {
     }
 }
 
-fn client_ip(req: &Request, trust_proxy: bool) -> String {
-    if trust_proxy {
-        if let Some(ip) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-        {
-            return ip.trim().to_string();
+/// A block of addresses (`10.0.0.0/8`, `::1/128`, or one address), for `trusted_proxies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Loopback: a proxy on the same machine (the default list).
+    pub fn loopback() -> Vec<Cidr> {
+        vec![
+            Cidr {
+                addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+                prefix: 8,
+            },
+            Cidr {
+                addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                prefix: 128,
+            },
+        ]
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
         }
     }
-    req.extensions()
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let bad = || {
+            format!(
+                "{s:?} is not an address block: write it as 10.0.0.0/8, fd00::/8 or one address"
+            )
+        };
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+/// The client's address. Without `trust_proxy`, or when the direct peer is not one of the
+/// trusted proxies, it is the peer. Else `X-Forwarded-For` is walked from the right (each
+/// proxy appends the address it saw), skipping trusted proxies, and the first address that is
+/// not one is the client; what lies left of it was written by the client and is ignored.
+fn client_ip(req: &Request, trust_proxy: bool, trusted: &[Cidr]) -> String {
+    let Some(peer) = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+        .map(|c| c.0.ip().to_canonical())
+    else {
+        return "unknown".into();
+    };
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !trust_proxy || !is_trusted(peer) {
+        return peer.to_string();
+    }
+    let hops: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>().map(|i| i.to_canonical()) else {
+            // Not an address: nothing further left can be believed.
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client.to_string()
 }
 
 pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -145,7 +232,7 @@ pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -
             .unwrap_or_default(),
     };
     let meta = ReqMeta {
-        ip: client_ip(&req, st.cfg.trust_proxy),
+        ip: client_ip(&req, st.cfg.trust_proxy, &st.cfg.trusted_proxies),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -183,4 +270,33 @@ pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cidr;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn address_blocks_parse_and_match() {
+        let net: Cidr = "10.1.0.0/16".parse().expect("cidr");
+        assert!(net.contains(ip("10.1.200.3")));
+        assert!(!net.contains(ip("10.2.0.1")));
+        assert!(net.contains(ip("::ffff:10.1.0.9")), "IPv4-mapped IPv6");
+        let one: Cidr = "203.0.113.7".parse().expect("one address");
+        assert!(one.contains(ip("203.0.113.7")) && !one.contains(ip("203.0.113.8")));
+        let v6: Cidr = "fd00::/8".parse().expect("v6");
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("10.0.0.1")));
+        let all: Cidr = "0.0.0.0/0".parse().expect("everything");
+        assert!(all.contains(ip("8.8.8.8")));
+        assert!(Cidr::loopback().iter().any(|c| c.contains(ip("::1"))));
+        for bad in ["10.0.0.0/33", "nonsense", "10.0.0/8", "::/129"] {
+            let e = bad.parse::<Cidr>().expect_err(bad);
+            assert!(e.contains("10.0.0.0/8"), "the message shows the form: {e}");
+        }
+    }
 }

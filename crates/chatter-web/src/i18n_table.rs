@@ -611,4 +611,11 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("export.pending", "Готовится — обновите страницу через несколько секунд", "Being prepared: reload in a few seconds"),
     ("export.download", "Скачать", "Download"),
     ("flash.export_started", "Выгрузка готовится. Ссылка появится ниже, когда файл будет готов.", "The export is being prepared. Its link appears below when the file is ready."),
+    // --- auth hardening (issue 9: 2FA lock, sign-up without enumeration, bound invitations, names) ---
+    ("err.two_factor_locked", "Слишком много неверных кодов. Вход для этой учётной записи приостановлен на 15 минут. Подождите и введите код из приложения или код восстановления.", "Too many wrong codes. Signing in to this account is paused for 15 minutes. Wait, then enter the code from your app or a recovery code."),
+    ("auth.sign_up_check_mail", "Проверьте почту: мы отправили письмо на адрес", "Check your mail: we have sent a message to"),
+    ("invite.other_person", "Это приглашение отправлено на адрес", "This invitation was sent to"),
+    ("invite.sign_in_as_them", "Чтобы принять его, выйдите и войдите под этим адресом (или зарегистрируйтесь с ним).", "To accept it, sign out and sign in as that address (or create an account with it)."),
+    ("invite.sign_out_first", "Выйти", "Sign out"),
+    ("err.control_chars", "Уберите переносы строк и служебные символы: имя пишется в одну строку.", "Remove line breaks and control characters: a name is one line."),
 ];

@@ -29,6 +29,8 @@ pub struct WebConfig {
     pub database_url: String,
     /// Trust `X-Forwarded-For` for the client's address (behind a reverse proxy).
     pub trust_proxy: bool,
+    /// The proxies whose `X-Forwarded-For` entries are believed (default: loopback).
+    pub trusted_proxies: Vec<ctx::Cidr>,
 }
 
 impl Default for WebConfig {
@@ -38,6 +40,7 @@ impl Default for WebConfig {
             body_limit: 1024 * 1024,
             database_url: String::new(),
             trust_proxy: false,
+            trusted_proxies: ctx::Cidr::loopback(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Config {
     pub secure_cookies: Option<bool>,
     /// Trust `X-Forwarded-For` (behind a reverse proxy).
     pub trust_proxy: bool,
+    /// Address blocks of the proxies whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: Vec<String>,
     pub body_limit_bytes: usize,
     pub backup_keep: usize,
     pub pg_bin_dir: Option<PathBuf>,
@@ -115,6 +117,7 @@ struct Defaults {
     data_dir: &'static str,
     log_format: &'static str,
     trust_proxy: bool,
+    trusted_proxies: Vec<&'static str>,
     body_limit_bytes: usize,
     backup_keep: usize,
     worker: WorkerSection,
@@ -139,6 +142,7 @@ impl Config {
             data_dir: "./data",
             log_format: "text",
             trust_proxy: false,
+            trusted_proxies: vec!["127.0.0.0/8", "::1/128"],
             body_limit_bytes: 1024 * 1024,
             backup_keep: 7,
             worker: WorkerSection {

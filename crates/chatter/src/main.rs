@@ -301,6 +301,12 @@ async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
         body_limit: cfg.body_limit_bytes,
         database_url: cfg.database_url(),
         trust_proxy: cfg.trust_proxy,
+        trusted_proxies: cfg
+            .trusted_proxies
+            .iter()
+            .map(|c| c.parse())
+            .collect::<Result<_, String>>()
+            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?,
     };
     let workers = WorkerConfig {
         concurrency: cfg.worker.concurrency.max(1),

@@ -46,6 +46,8 @@ struct SignUpTpl {
     company_name: String,
     name: String,
     email: String,
+    /// The answer for an e-mail that already has an account: "check your mail".
+    check_mail: bool,
 }
 
 async fn sign_up_page(Extension(ctx): Extension<Ctx>) -> Response {
@@ -57,6 +59,7 @@ async fn sign_up_page(Extension(ctx): Extension<Ctx>) -> Response {
         company_name: String::new(),
         name: String::new(),
         email: String::new(),
+        check_mail: false,
     })
 }
 
@@ -65,8 +68,18 @@ async fn sign_up(
     Extension(ctx): Extension<Ctx>,
     CsrfForm(f): CsrfForm<accounts::SignUp>,
 ) -> Result<Response, AppError> {
-    match accounts::sign_up(&st.core, &f, &ctx.meta).await {
-        Ok((s, _, _)) => Ok(with_cookie(ctx.session_cookie(&s.token), "/app")),
+    match accounts::sign_up_or_notify(&st.core, &f, ctx.lang.code(), &ctx.meta).await {
+        Ok(accounts::SignUpOutcome::Created { session, .. }) => {
+            Ok(with_cookie(ctx.session_cookie(&session.token), "/app"))
+        }
+        // Said on the page would tell a stranger the account exists; the owner gets a mail.
+        Ok(accounts::SignUpOutcome::AlreadyRegistered) => Ok(render(SignUpTpl {
+            p: Page::new(&ctx, ""),
+            company_name: String::new(),
+            name: String::new(),
+            email: f.email,
+            check_mail: true,
+        })),
         Err(CoreError::Invalid(errs)) => Ok(render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             SignUpTpl {
@@ -74,6 +87,7 @@ async fn sign_up(
                 company_name: f.company_name,
                 name: f.name,
                 email: f.email,
+                check_mail: false,
             },
         )),
         Err(e) => Err(e.into()),
@@ -195,13 +209,19 @@ async fn two_factor(
                 message: "err.code_wrong",
             },
         )),
-        Err(CoreError::Throttled(_)) => Ok(render_status(
-            StatusCode::TOO_MANY_REQUESTS,
-            TwoFactorTpl {
-                p: Page::new(&ctx, ""),
-                message: "err.throttled",
-            },
-        )),
+        Err(CoreError::Throttled(secs)) => {
+            let mut r = render_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                TwoFactorTpl {
+                    p: Page::new(&ctx, ""),
+                    message: "err.two_factor_locked",
+                },
+            );
+            if let Ok(v) = secs.to_string().parse() {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(r)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -361,6 +381,8 @@ struct InviteTpl {
     token: String,
     invite: team::InviteView,
     name: String,
+    /// Signed in as someone other than the person invited: say whom to sign in as instead.
+    other_person: bool,
 }
 
 async fn invite_page(
@@ -369,12 +391,25 @@ async fn invite_page(
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
     let invite = team::find_invite(&st.core, &token).await?;
-    Ok(render(InviteTpl {
-        p: Page::new(&ctx, ""),
-        token,
-        invite,
-        name: String::new(),
-    }))
+    let other_person = ctx
+        .session
+        .as_ref()
+        .is_some_and(|info| !team::invite_is_for(&invite, info));
+    let status = if other_person {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::OK
+    };
+    Ok(render_status(
+        status,
+        InviteTpl {
+            p: Page::new(&ctx, ""),
+            token,
+            invite,
+            name: String::new(),
+            other_person,
+        },
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -390,6 +425,19 @@ async fn accept_invite(
     CsrfForm(f): CsrfForm<AcceptForm>,
 ) -> Result<Response, AppError> {
     if let Some(info) = &ctx.session {
+        let invite = team::find_invite(&st.core, &token).await?;
+        if !team::invite_is_for(&invite, info) {
+            return Ok(render_status(
+                StatusCode::FORBIDDEN,
+                InviteTpl {
+                    p: Page::new(&ctx, ""),
+                    token,
+                    invite,
+                    name: String::new(),
+                    other_person: true,
+                },
+            ));
+        }
         team::accept_invite(&st.core, info, &token, &ctx.meta).await?;
         return Ok(Redirect::to("/app?ok=joined").into_response());
     }
@@ -413,6 +461,7 @@ async fn accept_invite(
                     token,
                     invite,
                     name,
+                    other_person: false,
                 },
             ))
         }
@@ -426,6 +475,7 @@ async fn accept_invite(
                     token,
                     invite,
                     name,
+                    other_person: false,
                 },
             ))
         }

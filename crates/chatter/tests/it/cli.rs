@@ -975,3 +975,26 @@ async fn sigterm_with_an_open_live_stream_exits_within_the_deadline_and_twice_at
         drop(stream);
     }
 }
+
+/// A `trusted_proxies` entry that is not an address block stops the start with a message that
+/// names the key, the value and the expected form.
+#[test]
+fn a_bad_trusted_proxies_entry_is_refused_at_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("chatter.toml"),
+        "trust_proxy = true\ntrusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/33\"]\n",
+    )
+    .expect("write chatter.toml");
+    let out = run(chatter(tmp.path())
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data")));
+    assert!(!out.status.success(), "refused");
+    let err = text(&out.stderr) + &text(&out.stdout);
+    assert!(err.contains("trusted_proxies"), "{err}");
+    assert!(err.contains("10.0.0.0/33"), "{err}");
+    assert!(
+        err.contains("10.0.0.0/8"),
+        "the expected form is shown: {err}"
+    );
+}

@@ -503,3 +503,88 @@ async fn another_company_makes_its_creator_owner_and_switches_to_it() {
     assert_eq!(team.matches("<tr data-email=").count(), 1, "a team of one");
     app.stop().await;
 }
+
+// --- Issue 9: invitations are bound to the invited address and limited ---
+
+#[tokio::test]
+async fn an_invitation_is_for_the_invited_address_not_whoever_holds_the_link() {
+    let app = TestApp::new().await;
+    let owner = Session::sign_up(&app, "Acme", "Anna", "anna@example.ru", PW).await;
+    let path = invite_by_mail(&app, &owner, "bob@example.ru", "manager").await;
+    // Carol has her own account and got hold of Bob's link.
+    let carol = Session::sign_up(&app, "Carol Co", "Carol", "carol@example.ru", PW).await;
+    let r = carol.get(&path).await;
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.expect("body");
+    assert!(page.contains("id=\"invite-other-person\""), "{page}");
+    assert!(
+        page.contains("b***@example.ru"),
+        "the address, masked: {page}"
+    );
+    assert!(!page.contains("bob@example.ru"), "{page}");
+    let r = carol.post_from(&path, &path, &[]).await;
+    assert_eq!(r.status(), 403);
+    let acme = company_id(&app, "Acme").await;
+    let carol_id = user_id(&app, "carol@example.ru").await;
+    assert_eq!(
+        role_in(&app, acme, carol_id).await,
+        None,
+        "Carol did not join"
+    );
+    // Bob, creating his account from the link, gets the invited address whatever he posts.
+    let bob = Session::new(&app);
+    let r = bob
+        .post_from(
+            &path,
+            &path,
+            &[
+                ("name", "Bob"),
+                ("password", PW),
+                ("email", "mallory@example.ru"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let bob_id = user_id(&app, "bob@example.ru").await;
+    assert_eq!(
+        role_in(&app, acme, bob_id).await.as_deref(),
+        Some("manager")
+    );
+    assert!(
+        chatter_core::accounts::find_user_by_email(&app.core.db, "mallory@example.ru")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn invitation_mail_to_one_address_is_limited() {
+    let app = TestApp::new().await;
+    let owner = Session::sign_up(&app, "Acme", "Anna", "anna@example.ru", PW).await;
+    for i in 0..3 {
+        let r = owner
+            .post_from(
+                "/app/team",
+                "/app/team/invite",
+                &[("email", "bob@example.ru"), ("role", "manager")],
+            )
+            .await;
+        assert_eq!(r.status(), 200, "invitation {i}");
+    }
+    let r = owner
+        .post_from(
+            "/app/team",
+            "/app/team/invite",
+            &[("email", "bob@example.ru"), ("role", "manager")],
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let open = invite::Entity::find()
+        .filter(invite::Column::Email.eq("bob@example.ru"))
+        .count(&app.core.db)
+        .await
+        .expect("count");
+    assert_eq!(open, 3, "the fourth was not made");
+}
