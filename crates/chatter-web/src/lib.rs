@@ -55,6 +55,8 @@ pub struct AppState {
     pub hook_sources: hooks::SourceCache,
     /// Set when this node starts stopping: `/readyz` answers 503 so a balancer stops first.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Turns true when this node stops: live streams send a final `reconnect` event and end.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The whole application.

@@ -109,6 +109,7 @@ pub async fn start(
         let app = router(AppState {
             core,
             stopping: stopping.clone(),
+            stop: stop_rx.clone(),
             cfg: Arc::new(cfg),
             ingester,
             hook_sources: Default::default(),

@@ -84,6 +84,12 @@ window.addEventListener("message", function (e) {
     es = new EventSource("/app/events?after=" + encodeURIComponent(after));
     es.addEventListener("message", onEvent);
     es.addEventListener("conversation", onEvent);
+    // The node is stopping: reconnect (to whichever node the proxy picks) from the last event
+    // seen, after a short random pause so a hundred open pages do not arrive at once.
+    es.addEventListener("reconnect", function () {
+      closeStream();
+      setTimeout(function () { if (document.visibilityState !== "hidden" || !es) openStream(); }, 300 + Math.floor(Math.random() * 1200));
+    });
   }
   function closeStream() {
     if (es) { es.close(); es = null; }

@@ -787,9 +787,15 @@ async fn events(
         cursor: chatter_core::events::Cursor,
         backlog: Vec<event::Model>,
         ready: std::collections::VecDeque<Event>,
+        /// The node's stop signal; `ended` once the final `reconnect` event went out.
+        stop: tokio::sync::watch::Receiver<bool>,
+        ended: bool,
     }
     let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000).await?;
+    let stop = st.stop.clone();
     let state = S {
+        stop,
+        ended: false,
         st,
         ctx,
         actor,
@@ -803,6 +809,19 @@ async fn events(
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
         loop {
+            if s.ended {
+                return None;
+            }
+            if *s.stop.borrow() {
+                // This node is stopping: tell the page to reconnect (to another node, from
+                // its last event) and end, so the stop does not wait on open pages.
+                s.ended = true;
+                let bye = Event::default()
+                    .event("reconnect")
+                    .retry(std::time::Duration::from_millis(500))
+                    .data("{}");
+                return Some((Ok::<Event, Infallible>(bye), s));
+            }
             if let Some(ev) = s.ready.pop_front() {
                 return Some((Ok::<Event, Infallible>(ev), s));
             }
@@ -835,6 +854,13 @@ async fn events(
                     Err(_) => return None,
                 },
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wake)) => s.cursor.waiting(),
+                r = s.stop.changed() => {
+                    // The server is gone without a stop: nothing more will come.
+                    if r.is_err() {
+                        s.ended = true;
+                    }
+                    false
+                }
                 _ = tokio::time::sleep_until(s.next_check) => {
                     if !still_allowed(&s.st, &s.token, &s.actor).await {
                         return None;
@@ -864,7 +890,13 @@ async fn events(
             }
         }
     });
-    Ok(Sse::new(stream)
+    let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response();
+    // A proxy must pass events on as they come (nginx buffers unless told).
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    Ok(response)
 }

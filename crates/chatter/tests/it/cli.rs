@@ -912,8 +912,9 @@ fn a_node_with_a_different_master_key_refuses_to_start() {
     );
 }
 
-/// SIGTERM with a live stream open: the node stops within its shutdown deadline, reporting
-/// not ready meanwhile; a second SIGTERM exits at once and says so.
+/// SIGTERM with a live stream open: the stream gets a final `reconnect` event and ends, and
+/// the node exits cleanly without waiting on it; with a request still in flight, a second
+/// SIGTERM exits at once and says so.
 #[tokio::test]
 async fn sigterm_with_an_open_live_stream_exits_within_the_deadline_and_twice_at_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -921,21 +922,44 @@ async fn sigterm_with_an_open_live_stream_exits_within_the_deadline_and_twice_at
         let data = tmp.path().join(format!("data-{twice}"));
         let mut demo = Running::spawn(
             chatter(tmp.path())
-                .env("CHATTER_WORKER__SHUTDOWN_TIMEOUT_SECS", "3")
+                .env("CHATTER_WORKER__SHUTDOWN_TIMEOUT_SECS", "5")
                 .args(["demo", "--bind", "127.0.0.1:0", "--data-dir"])
                 .arg(&data),
         );
         let url = demo.url();
         demo.line_with("API key: ");
         let client = demo_sign_in(&url).await;
-        let stream = client
+        let mut stream = client
             .get(format!("{url}/app/events"))
             .send()
             .await
             .expect("open the live stream");
         assert_eq!(stream.status(), 200);
+        assert_eq!(
+            stream
+                .headers()
+                .get("x-accel-buffering")
+                .and_then(|v| v.to_str().ok()),
+            Some("no"),
+            "proxies are told not to buffer the stream"
+        );
+        // A request still in flight: a form body that never finishes arriving.
+        let mut slow = None;
+        if twice {
+            use tokio::io::AsyncWriteExt;
+            let addr = url.trim_start_matches("http://").to_string();
+            let mut s = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            s.write_all(
+                b"POST /sign-in HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nemail=",
+            )
+            .await
+            .expect("send a partial request");
+            slow = Some(s);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let pid = demo.child.id().to_string();
-        let asked = Instant::now();
         let kill = |pid: &str| {
             let ok = Command::new("kill")
                 .args(["-TERM", pid])
@@ -943,10 +967,24 @@ async fn sigterm_with_an_open_live_stream_exits_within_the_deadline_and_twice_at
                 .expect("run kill");
             assert!(ok.success());
         };
+        let asked = Instant::now();
         kill(&pid);
         if twice {
-            std::thread::sleep(Duration::from_millis(300));
+            tokio::time::sleep(Duration::from_millis(300)).await;
             kill(&pid);
+        } else {
+            let mut got = String::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Ok(Some(chunk)) = stream.chunk().await {
+                    got.push_str(&String::from_utf8_lossy(&chunk));
+                }
+            })
+            .await;
+            assert!(read.is_ok(), "the stream did not end after SIGTERM: {got}");
+            assert!(
+                got.contains("event: reconnect"),
+                "the page is told to reconnect: {got}"
+            );
         }
         let exit = loop {
             if let Some(s) = demo.child.try_wait().expect("wait") {
@@ -954,10 +992,10 @@ async fn sigterm_with_an_open_live_stream_exits_within_the_deadline_and_twice_at
             }
             assert!(
                 asked.elapsed() < Duration::from_secs(15),
-                "still running {:?} after SIGTERM with a stream open",
+                "still running {:?} after SIGTERM",
                 asked.elapsed()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let took = asked.elapsed();
         while let Ok(l) = demo.lines.recv_timeout(Duration::from_secs(2)) {
@@ -965,14 +1003,14 @@ async fn sigterm_with_an_open_live_stream_exits_within_the_deadline_and_twice_at
         }
         let log = demo.seen.join("\n");
         if twice {
-            assert!(took < Duration::from_secs(3), "second signal took {took:?}");
+            assert!(took < Duration::from_secs(4), "second signal took {took:?}");
             assert!(!exit.success());
             assert!(log.contains("second stop signal"), "{log}");
         } else {
             assert!(exit.success(), "{exit}: {log}");
             assert!(log.contains("stopped"), "{log}");
         }
-        drop(stream);
+        drop(slow);
     }
 }
 
