@@ -27,6 +27,17 @@ pub struct Node {
     pub heartbeat_at: i64,
 }
 
+impl Node {
+    /// The translation key of the node's role.
+    pub fn role_key(&self) -> &'static str {
+        match self.role.as_str() {
+            "web" => "nodes.role_web",
+            "worker" => "nodes.role_worker",
+            _ => "nodes.role_both",
+        }
+    }
+}
+
 /// Refuses a master key that differs from the one this database was first used with. The
 /// first node to start writes a value encrypted with its key; every later node must be able to
 /// decrypt it.

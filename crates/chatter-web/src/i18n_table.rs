@@ -618,4 +618,15 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("invite.sign_in_as_them", "Чтобы принять его, выйдите и войдите под этим адресом (или зарегистрируйтесь с ним).", "To accept it, sign out and sign in as that address (or create an account with it)."),
     ("invite.sign_out_first", "Выйти", "Sign out"),
     ("err.control_chars", "Уберите переносы строк и служебные символы: имя пишется в одну строку.", "Remove line breaks and control characters: a name is one line."),
+    // issue 20: the nodes sharing the database, in the operator area
+    ("nodes.title", "Узлы", "Nodes"),
+    ("nodes.lead", "Процессы Чаттера, работающие с этой базой сейчас: каждый отмечается раз в 5 секунд; узел, молчащий дольше 30 секунд, пропадает из списка, а его задачи берут другие.", "Chatter processes working with this database now: each checks in every 5 seconds; a node silent for more than 30 seconds leaves the list and the others take its jobs."),
+    ("nodes.name", "Узел", "Node"),
+    ("nodes.role", "Роль", "Role"),
+    ("nodes.version", "Версия", "Version"),
+    ("nodes.started", "Запущен", "Started"),
+    ("nodes.heartbeat", "Последний сигнал", "Last heartbeat"),
+    ("nodes.role_web", "веб", "web"),
+    ("nodes.role_worker", "фоновые задачи", "background jobs"),
+    ("nodes.role_both", "веб и фоновые задачи", "web and background jobs"),
 ];

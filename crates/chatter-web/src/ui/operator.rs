@@ -39,6 +39,7 @@ struct OperatorTpl {
     backup_keep: usize,
     dead_jobs: Vec<job::Model>,
     database: &'static str,
+    nodes: Vec<chatter_core::nodes::Node>,
 }
 
 async fn operator_page(
@@ -48,7 +49,9 @@ async fn operator_page(
 ) -> Result<Response, AppError> {
     let op = operator(&st, &ctx).await?;
     let o = operators::overview(&st.core, &op).await?;
+    let nodes = chatter_core::nodes::list_alive(&st.core).await?;
     Ok(render(OperatorTpl {
+        nodes,
         p: Page::new(&ctx, "operator").flash(&q),
         backups: o.backups,
         next_backup: o.next_backup,

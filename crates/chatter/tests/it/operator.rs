@@ -97,6 +97,13 @@ async fn only_operators_see_backups_and_failed_jobs_and_manual_backups_are_prune
     );
     let page = ops.html("/app/operator").await;
     assert!(page.contains("id=\"backup-now\""), "{page}");
+    // The nodes alive on this database, with their version: this test's server is one.
+    let node = chatter_core::worker::node_name();
+    assert!(
+        page.contains(&format!("class=\"node\" data-name=\"{node}\""))
+            && page.contains(env!("CARGO_PKG_VERSION")),
+        "the node list names this node and its version: {page}"
+    );
     assert!(
         page.contains(&format!("id=\"job-{dead}\"")),
         "every company's dead jobs: {page}"
