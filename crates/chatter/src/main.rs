@@ -253,9 +253,20 @@ async fn build_core(
     }
     let _ = chatter_core::backup::DATABASE_URL.set(url);
     let core = Core::new(db, Arc::new(SystemClock), secrets, mailer, core_cfg);
-    chatter_core::nodes::check_master_key(&core)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    if let Err(e) = chatter_core::nodes::check_master_key(&core).await {
+        if created {
+            // The key was generated just now, beside a database made with another one (a
+            // restore onto a new machine, a copied database): the new key is no use to it.
+            let _ = std::fs::remove_file(cfg.data_dir.join("master.key"));
+            bail!(
+                "{e}\nThis data directory had no master.key, so a new one was generated, but the \
+                 database was made with another key: put the original master.key into {} (or set \
+                 master_key) and start again.",
+                cfg.data_dir.display()
+            );
+        }
+        bail!(e);
+    }
     Ok((core, created))
 }
 

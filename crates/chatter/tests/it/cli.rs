@@ -535,6 +535,17 @@ async fn backup_and_restore_from_the_command_line() {
             .arg(&restored),
     );
     assert!(out.contains("restored"), "{out}");
+    // Without the master key the secrets in it are unreadable: the start refuses and says so.
+    let refused = run(chatter(tmp.path())
+        .args(["admin", "companies", "--data-dir"])
+        .arg(&restored));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("master.key"),
+        "{}",
+        text(&refused.stderr)
+    );
+    std::fs::copy(data.join("master.key"), restored.join("master.key")).expect("copy the key");
     assert_eq!(companies(&restored, tmp.path()), original);
 
     // Over an existing database: the old one is kept aside.
