@@ -289,8 +289,8 @@ impl AvitoClient {
         let path = format!(
             "/messenger/v2/accounts/{uid}/chats?chat_types=u2i,u2u&limit={CHAT_PAGE}&offset={offset}"
         );
-        let list: ChatList = self.call(Method::GET, &path, None).await?;
-        Ok(list.chats.into_iter().map(|c| chat_info(c, uid)).collect())
+        let (status, retry_after, body) = self.call_raw(Method::GET, &path, None).await?;
+        parse_chats(status, retry_after, &body, uid).map_err(|e| self.scrub(e))
     }
 
     /// One chat with its item and people (to name the author of a webhook message).
@@ -337,19 +337,11 @@ impl AvitoClient {
                 "/messenger/v3/accounts/{uid}/chats/{}/messages/?limit={MESSAGE_PAGE}&offset=0",
                 path_segment(&chat.id)?
             );
-            let raw: Vec<RawMessage> = self.call(Method::GET, &path, None).await?;
-            // Avito lists newest first.
-            for m in raw.into_iter().rev() {
-                let new = m.created > cursor.since
-                    || (m.created == cursor.since && !cursor.seen.contains(&m.id));
-                if !new || m.direction.as_deref() != Some("in") || m.author_id == uid {
-                    continue;
-                }
-                let created = m.created;
-                if let Ok(msg) = message(m, &chat.id, chat) {
-                    found.push((created, msg));
-                }
-            }
+            let (status, retry_after, body) = self.call_raw(Method::GET, &path, None).await?;
+            found.extend(
+                parse_messages(status, retry_after, &body, uid, chat, cursor)
+                    .map_err(|e| self.scrub(e))?,
+            );
         }
         found.sort_by_key(|(created, _)| *created);
         let mut next = cursor.clone();
@@ -398,6 +390,17 @@ impl AvitoClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<T, ChannelError> {
+        let (status, retry_after, bytes) = self.call_raw(method, path, body).await?;
+        decode(status, retry_after, &bytes).map_err(|e| self.scrub(e))
+    }
+
+    /// `call` without the decoding: the answer's status, `Retry-After` and body.
+    async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Option<u64>, bytes::Bytes), ChannelError> {
         let result = async {
             let mut refreshed = false;
             loop {
@@ -415,7 +418,7 @@ impl AvitoClient {
                     refreshed = true;
                     continue;
                 }
-                return decode(status, retry_after, &bytes);
+                return Ok((status, retry_after, bytes));
             }
         }
         .await;
@@ -529,6 +532,46 @@ pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, HookError> {
         Err(reason) => InboundEvent::Ignored { reason },
     };
     Ok(vec![event])
+}
+
+/// Reads a chat list answer (`GET /messenger/v2/accounts/{uid}/chats`, §4.2) of HTTP
+/// `status` for account `uid`: the chats, the account itself left out of their people.
+pub fn parse_chats(
+    status: u16,
+    retry_after: Option<u64>,
+    body: &[u8],
+    uid: i64,
+) -> Result<Vec<ChatInfo>, ChannelError> {
+    let list: ChatList = decode(status, retry_after, body)?;
+    Ok(list.chats.into_iter().map(|c| chat_info(c, uid)).collect())
+}
+
+/// Reads one chat's message page (`GET /messenger/v3/…/messages/`, §4.2) of HTTP `status`:
+/// the customers' messages of `chat` that `cursor` has not returned yet, with their creation
+/// time (Unix seconds), oldest first. Our own (`uid`'s) and outgoing messages are skipped.
+pub fn parse_messages(
+    status: u16,
+    retry_after: Option<u64>,
+    body: &[u8],
+    uid: i64,
+    chat: &ChatInfo,
+    cursor: &PollCursor,
+) -> Result<Vec<(i64, InboundMessage)>, ChannelError> {
+    let raw: Vec<RawMessage> = decode(status, retry_after, body)?;
+    let mut found = Vec::new();
+    // Avito lists newest first.
+    for m in raw.into_iter().rev() {
+        let new = m.created > cursor.since
+            || (m.created == cursor.since && !cursor.seen.contains(&m.id));
+        if !new || m.direction.as_deref() != Some("in") || m.author_id == uid {
+            continue;
+        }
+        let created = m.created;
+        if let Ok(msg) = message(m, &chat.id, chat) {
+            found.push((created, msg));
+        }
+    }
+    Ok(found)
 }
 
 fn chat_info(c: RawChat, uid: i64) -> ChatInfo {
