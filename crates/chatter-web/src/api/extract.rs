@@ -57,13 +57,18 @@ impl From<PathRejection> for ApiRejection {
         let (field, message) = match &r {
             PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
                 ErrorKind::ParseErrorAtKey {
-                    key,
-                    expected_type,
-                    ..
+                    key, expected_type, ..
                 } => (
                     Some(key.clone()),
                     format!(
                         "`{key}` in the path is not a valid {}: use the id the API returned",
+                        short_type(expected_type)
+                    ),
+                ),
+                ErrorKind::ParseError { expected_type, .. } => (
+                    None,
+                    format!(
+                        "a parameter in the path is not a valid {}: use the id the API returned",
                         short_type(expected_type)
                     ),
                 ),
@@ -168,10 +173,24 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(v) = axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map_err(ApiRejection::from)?;
-        Ok(ApiPath(v))
+        let mut rejection = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => return Ok(ApiPath(v)),
+            Err(r) => ApiRejection::from(r),
+        };
+        if rejection.field.is_none() {
+            // A single value (`Path<Uuid>`) is refused without its name: take the route's only
+            // parameter, and name it in the message.
+            if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+                let keys: Vec<&str> = raw.iter().map(|(k, _)| k).collect();
+                if let [key] = keys[..] {
+                    rejection.message = rejection
+                        .message
+                        .replace("a parameter in the path", &format!("`{key}` in the path"));
+                    rejection.field = Some(key.to_owned());
+                }
+            }
+        }
+        Err(rejection)
     }
 }
 
@@ -224,7 +243,10 @@ mod tests {
             leading_field("source: UUID parsing failed: invalid length"),
             Some("source".into())
         );
-        assert_eq!(leading_field("sender.id: invalid type"), Some("sender.id".into()));
+        assert_eq!(
+            leading_field("sender.id: invalid type"),
+            Some("sender.id".into())
+        );
         assert_eq!(leading_field("expected value at line 1 column 1"), None);
         assert_eq!(leading_field("missing field `text` at line 1: x"), None);
     }

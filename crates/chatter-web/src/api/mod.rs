@@ -346,7 +346,9 @@ pub struct ConversationQuery {
     /// open (default) | closed | all
     pub status: Option<String>,
     /// Only this source.
-    #[param(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub source: Option<Uuid>,
     /// unassigned | unread
     pub only: Option<String>,
@@ -480,10 +482,17 @@ pub async fn conversation_messages(
 pub struct SendIn {
     /// The text to send, 1 to 20,000 characters with at least one that is not a space (a long
     /// text is split at the messenger's limit).
-    #[schema(example = "Здравствуйте! Доставка бесплатная от 3000 ₽.", min_length = 1, max_length = 20000, pattern = r"\S")]
+    #[schema(
+        example = "Здравствуйте! Доставка бесплатная от 3000 ₽.",
+        min_length = 1,
+        max_length = 20000,
+        pattern = r"\S"
+    )]
     pub text: String,
     /// Our id of the message this answers.
-    #[schema(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub reply_to: Option<Uuid>,
 }
 
@@ -632,13 +641,18 @@ pub struct StepOut {
 
 #[derive(serde::Deserialize, ToSchema)]
 pub struct DryRunIn {
-    #[schema(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub source_id: Uuid,
     #[schema(example = "Сколько стоит доставку в Казань?")]
     pub text: String,
     /// Local date and time in the company's time zone, `YYYY-MM-DDTHH:MM` (or with `:SS`);
     /// absent or empty = now.
-    #[schema(example = "2025-03-08T23:30", pattern = r"^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?)?$")]
+    #[schema(
+        example = "2025-03-08T23:30",
+        pattern = r"^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?)?$"
+    )]
     pub at: Option<String>,
 }
 
