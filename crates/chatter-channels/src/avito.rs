@@ -460,11 +460,9 @@ impl AvitoClient {
             // An OAuth error with status 200 (`{"error":"invalid_client"}`).
             return Err(ChannelError::Unauthorized(UNAUTHORIZED.into()));
         };
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(86_400));
-        let ahead = REFRESH_AHEAD.min(lifetime / 10);
         Ok(Token {
             access,
-            refresh_at: started + lifetime - ahead,
+            refresh_at: refresh_at(started, answer.expires_in),
         })
     }
 
@@ -561,8 +559,8 @@ pub fn parse_messages(
     let mut found = Vec::new();
     // Avito lists newest first.
     for m in raw.into_iter().rev() {
-        let new = m.created > cursor.since
-            || (m.created == cursor.since && !cursor.seen.contains(&m.id));
+        let new =
+            m.created > cursor.since || (m.created == cursor.since && !cursor.seen.contains(&m.id));
         if !new || m.direction.as_deref() != Some("in") || m.author_id == uid {
             continue;
         }
@@ -572,6 +570,14 @@ pub fn parse_messages(
         }
     }
     Ok(found)
+}
+
+/// When a token issued at `started` for `expires_in` seconds (a day when absent; at most 30
+/// days, whatever the answer says, so no lifetime overflows the clock) is due for refresh.
+fn refresh_at(started: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = Duration::from_secs(expires_in.unwrap_or(86_400).min(30 * 86_400));
+    let ahead = REFRESH_AHEAD.min(lifetime / 10);
+    started + lifetime - ahead
 }
 
 fn chat_info(c: RawChat, uid: i64) -> ChatInfo {
@@ -689,7 +695,10 @@ fn largest_image(sizes: Option<&Value>) -> Option<String> {
         .iter()
         .filter_map(|(dims, url)| {
             let (w, h) = dims.split_once('x')?;
-            let area = w.parse::<u64>().ok()? * h.parse::<u64>().ok()?;
+            let area = w
+                .parse::<u64>()
+                .ok()?
+                .saturating_mul(h.parse::<u64>().ok()?);
             Some((area, url.as_str()?.to_owned()))
         })
         .max_by_key(|(area, _)| *area)
@@ -907,5 +916,27 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    /// Found by fuzzing (`avito_webhook`): image sizes whose area overflows a u64 panicked.
+    #[test]
+    fn image_sizes_whose_area_overflows_still_pick_one() {
+        let sizes = json!({"99999999999x99999999999": "https://img/huge.jpg", "140x105": "https://img/s.jpg"});
+        assert_eq!(
+            largest_image(Some(&sizes)).as_deref(),
+            Some("https://img/huge.jpg")
+        );
+    }
+
+    /// A token answer with an absurd `expires_in` overflowed `Instant` (a panic in release too).
+    #[test]
+    fn an_absurd_token_lifetime_is_capped() {
+        let now = Instant::now();
+        let at = refresh_at(now, Some(u64::MAX));
+        assert!(at > now && at <= now + Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            refresh_at(now, None),
+            now + Duration::from_secs(86_400) - REFRESH_AHEAD
+        );
     }
 }

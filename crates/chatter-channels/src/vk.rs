@@ -611,12 +611,7 @@ pub fn parse_long_poll(status: u16, body: &[u8], group_id: i64) -> Result<LongPo
     let events = value
         .get("updates")
         .and_then(Value::as_array)
-        .map(|updates| {
-            updates
-                .iter()
-                .map(|u| parse_event(u, group_id))
-                .collect()
-        })
+        .map(|updates| updates.iter().map(|u| parse_event(u, group_id)).collect())
         .unwrap_or_default();
     Ok(LongPoll::Events { ts, events })
 }

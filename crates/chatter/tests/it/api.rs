@@ -484,9 +484,14 @@ async fn json_error(r: reqwest::Response) -> (u16, String, String) {
         .to_string();
     assert!(ct.starts_with("application/json"), "{status}: {ct}");
     let body: Value = r.json().await.expect("JSON error body");
-    let code = body["error"]["code"].as_str().expect("error.code").to_string();
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_string();
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
     let field = body["error"]["fields"][0]["field"]
@@ -513,7 +518,11 @@ async fn refused_paths_queries_and_bodies_answer_documented_json_errors() {
         "/api/v1/conversations/null,null/crm",
     ] {
         let r = api(&app, path, Some(&key)).await;
-        assert_eq!(json_error(r).await, (400, "invalid_path".into(), "id".into()), "{path}");
+        assert_eq!(
+            json_error(r).await,
+            (400, "invalid_path".into(), "id".into()),
+            "{path}"
+        );
     }
     let r = http
         .post(app.at("/api/v1/conversations/42/messages"))
@@ -522,22 +531,39 @@ async fn refused_paths_queries_and_bodies_answer_documented_json_errors() {
         .send()
         .await
         .expect("POST");
-    assert_eq!(json_error(r).await, (400, "invalid_path".into(), "id".into()));
+    assert_eq!(
+        json_error(r).await,
+        (400, "invalid_path".into(), "id".into())
+    );
     let r = http
         .post(app.at("/hooks/api/not-a-uuid"))
         .body("{}")
         .send()
         .await
         .expect("POST");
-    assert_eq!(json_error(r).await, (400, "invalid_path".into(), "source_id".into()));
+    assert_eq!(
+        json_error(r).await,
+        (400, "invalid_path".into(), "source_id".into())
+    );
 
     let r = api(&app, "/api/v1/conversations?source=", Some(&key)).await;
-    assert_eq!(json_error(r).await, (400, "invalid_query".into(), "source".into()));
+    assert_eq!(
+        json_error(r).await,
+        (400, "invalid_query".into(), "source".into())
+    );
     let r = api(&app, "/api/v1/conversations?limit=-1", Some(&key)).await;
-    assert_eq!(json_error(r).await, (400, "invalid_query".into(), "limit".into()));
+    assert_eq!(
+        json_error(r).await,
+        (400, "invalid_query".into(), "limit".into())
+    );
     let r = api(&app, "/api/v1/conversations?limit=501", Some(&key)).await;
     assert_eq!(json_error(r).await, (422, "invalid".into(), "limit".into()));
-    let r = api(&app, "/api/v1/conversations?limit=500&status=all", Some(&key)).await;
+    let r = api(
+        &app,
+        "/api/v1/conversations?limit=500&status=all",
+        Some(&key),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 
     let post = |path: &str, body: &'static str, ct: &'static str| {
@@ -548,11 +574,20 @@ async fn refused_paths_queries_and_bodies_answer_documented_json_errors() {
             .send()
     };
     let conv = "/api/v1/conversations/01950f2e-0000-7000-8000-000000000002/messages";
-    let r = post(conv, "{\"text\":", "application/json").await.expect("POST");
-    assert_eq!(json_error(r).await, (400, "invalid_json".into(), "body".into()));
-    let r = post(conv, "{\"text\": 5}", "application/json").await.expect("POST");
+    let r = post(conv, "{\"text\":", "application/json")
+        .await
+        .expect("POST");
+    assert_eq!(
+        json_error(r).await,
+        (400, "invalid_json".into(), "body".into())
+    );
+    let r = post(conv, "{\"text\": 5}", "application/json")
+        .await
+        .expect("POST");
     assert_eq!(json_error(r).await, (422, "invalid".into(), "text".into()));
-    let r = post(conv, "{\"text\": \"hi\"}", "text/plain").await.expect("POST");
+    let r = post(conv, "{\"text\": \"hi\"}", "text/plain")
+        .await
+        .expect("POST");
     assert_eq!(json_error(r).await.0, 415);
     // A source that is not this company's is not found, like any other object.
     let r = post(
@@ -587,7 +622,10 @@ async fn refused_paths_queries_and_bodies_answer_documented_json_errors() {
         ("/api/v1/routing-rules/dry-run", "post"),
         ("/hooks/api/{source_id}", "post"),
     ] {
-        assert!(statuses(path, method).contains(&"400".to_string()), "{method} {path}");
+        assert!(
+            statuses(path, method).contains(&"400".to_string()),
+            "{method} {path}"
+        );
     }
     for (path, method) in [
         ("/api/v1/conversations/{id}/messages", "post"),

@@ -27,7 +27,7 @@ fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
 }
 
 /// An API source created through the UI: the session, the source id and the secret shown once.
-async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
+pub(crate) async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let r = s
         .post_from(
@@ -57,7 +57,7 @@ async fn company_with_api_source(app: &TestApp) -> (Session, String, String) {
     (s, id, secret)
 }
 
-fn sign(secret: &str, ts: i64, body: &str) -> String {
+pub(crate) fn sign(secret: &str, ts: i64, body: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     m.update(format!("{ts}.{body}").as_bytes());

@@ -10,7 +10,7 @@ use chatter_testkit::{Session, TestApp};
 
 /// Signs up a company and connects a fresh Avito account; returns the session, the
 /// credentials and the source id.
-async fn company_with_avito(app: &TestApp) -> (Session, Credentials, String) {
+pub(crate) async fn company_with_avito(app: &TestApp) -> (Session, Credentials, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let creds = app.avito.add_account("Рога и Копыта");
     let r = s

@@ -12,6 +12,7 @@ mod cli;
 mod crm;
 mod crm_signin;
 mod crm_sync;
+mod fuzz_corpus;
 mod max;
 mod messages;
 mod permissions;

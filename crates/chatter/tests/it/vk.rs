@@ -10,7 +10,7 @@ use chatter_testkit::{Session, TestApp};
 
 /// Signs up a company and connects a fresh community; returns the session, the community and
 /// the source id.
-async fn company_with_community(app: &TestApp) -> (Session, VkGroup, String) {
+pub(crate) async fn company_with_community(app: &TestApp) -> (Session, VkGroup, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let group = app.vk.create_group("Рога и Копыта", "horns");
     let r = s
