@@ -7,10 +7,12 @@
 //! |---|---|---|
 //! | a path parameter that does not parse (an id that is not a UUID) | 400 | `invalid_path` |
 //! | a query string that does not parse | 400 | `invalid_query` |
-//! | a body that is not JSON | 400 | `invalid_json` |
+//! | a body that is not JSON, or JSON of the wrong shape | 422 | `invalid` (field code `json_invalid`) |
 //! | a body without `Content-Type: application/json` | 415 | `unsupported_media_type` |
-//! | JSON of the wrong shape (a missing field, a wrong type) | 422 | `invalid` |
 //! | a body over the size limit | 413 | `too_large` |
+//!
+//! A body that does not parse stays a 422 `invalid` naming the field (or `body`), as it was
+//! before these extractors, so clients that handle 422 keep working.
 
 use super::{body, FieldErrorOut};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -25,6 +27,8 @@ pub struct ApiRejection {
     code: &'static str,
     message: String,
     field: Option<String>,
+    /// The `code` of the named field (the error's own code when `None`).
+    field_code: Option<&'static str>,
 }
 
 impl IntoResponse for ApiRejection {
@@ -33,7 +37,7 @@ impl IntoResponse for ApiRejection {
             .field
             .map(|f| FieldErrorOut {
                 field: f,
-                code: self.code.into(),
+                code: self.field_code.unwrap_or(self.code).into(),
             })
             .into_iter()
             .collect();
@@ -85,6 +89,7 @@ impl From<PathRejection> for ApiRejection {
             code: "invalid_path",
             message,
             field,
+            field_code: None,
         }
     }
 }
@@ -108,6 +113,7 @@ impl From<QueryRejection> for ApiRejection {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_query",
             field: leading_field(&detail),
+            field_code: None,
             message: format!("the query string is not valid: {detail}"),
         }
     }
@@ -117,8 +123,8 @@ impl From<JsonRejection> for ApiRejection {
     fn from(r: JsonRejection) -> Self {
         let (status, code, message) = match &r {
             JsonRejection::JsonSyntaxError(e) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
                 format!("the body is not valid JSON: {}", e.body_text()),
             ),
             JsonRejection::JsonDataError(e) => (
@@ -141,20 +147,25 @@ impl From<JsonRejection> for ApiRejection {
                 "too_large",
                 "the body is too large".to_owned(),
             ),
-            other => (StatusCode::BAD_REQUEST, "invalid_json", other.body_text()),
+            other => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                other.body_text(),
+            ),
         };
-        let field = match status {
-            StatusCode::UNPROCESSABLE_ENTITY => {
+        let field = match &r {
+            JsonRejection::JsonDataError(_) => {
                 leading_field(message.trim_start_matches("the body does not match the schema: "))
-                    .or_else(|| Some("body".to_owned()))
             }
-            _ => Some("body".to_owned()),
-        };
+            _ => None,
+        }
+        .or_else(|| Some("body".to_owned()));
         ApiRejection {
             status,
             code,
             message,
             field,
+            field_code: (status == StatusCode::UNPROCESSABLE_ENTITY).then_some("json_invalid"),
         }
     }
 }

@@ -500,7 +500,7 @@ pub struct SendIn {
 /// messages (or the status) to see it become `sent` or `failed`.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")), request_body = SendIn,
-    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID, or the body is not JSON"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such conversation (or `reply_to` message) in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body does not match the schema")))]
+    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such conversation (or `reply_to` message) in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema")))]
 pub async fn send_message(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -729,7 +729,7 @@ pub async fn routing_rules(
 /// Which rule would fire for a message from a source at a time, and why. Changes nothing.
 /// Actions left to the default are `null`: the source's CRM settings fill them in.
 #[utoipa::path(post, path = "/api/v1/routing-rules/dry-run", tag = "routing", request_body = DryRunIn,
-    responses((status = 200, body = DecisionOut), (status = 400, body = ApiErrorBody, description = "the body is not JSON"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such source in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body does not match the schema, or `at` is not a local time that exists")))]
+    responses((status = 200, body = DecisionOut), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such source in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema, or `at` is not a local time that exists")))]
 pub async fn routing_dry_run(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
