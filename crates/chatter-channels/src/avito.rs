@@ -289,8 +289,8 @@ impl AvitoClient {
         let path = format!(
             "/messenger/v2/accounts/{uid}/chats?chat_types=u2i,u2u&limit={CHAT_PAGE}&offset={offset}"
         );
-        let list: ChatList = self.call(Method::GET, &path, None).await?;
-        Ok(list.chats.into_iter().map(|c| chat_info(c, uid)).collect())
+        let (status, retry_after, body) = self.call_raw(Method::GET, &path, None).await?;
+        parse_chats(status, retry_after, &body, uid).map_err(|e| self.scrub(e))
     }
 
     /// One chat with its item and people (to name the author of a webhook message).
@@ -337,19 +337,11 @@ impl AvitoClient {
                 "/messenger/v3/accounts/{uid}/chats/{}/messages/?limit={MESSAGE_PAGE}&offset=0",
                 path_segment(&chat.id)?
             );
-            let raw: Vec<RawMessage> = self.call(Method::GET, &path, None).await?;
-            // Avito lists newest first.
-            for m in raw.into_iter().rev() {
-                let new = m.created > cursor.since
-                    || (m.created == cursor.since && !cursor.seen.contains(&m.id));
-                if !new || m.direction.as_deref() != Some("in") || m.author_id == uid {
-                    continue;
-                }
-                let created = m.created;
-                if let Ok(msg) = message(m, &chat.id, chat) {
-                    found.push((created, msg));
-                }
-            }
+            let (status, retry_after, body) = self.call_raw(Method::GET, &path, None).await?;
+            found.extend(
+                parse_messages(status, retry_after, &body, uid, chat, cursor)
+                    .map_err(|e| self.scrub(e))?,
+            );
         }
         found.sort_by_key(|(created, _)| *created);
         let mut next = cursor.clone();
@@ -398,6 +390,17 @@ impl AvitoClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<T, ChannelError> {
+        let (status, retry_after, bytes) = self.call_raw(method, path, body).await?;
+        decode(status, retry_after, &bytes).map_err(|e| self.scrub(e))
+    }
+
+    /// `call` without the decoding: the answer's status, `Retry-After` and body.
+    async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Option<u64>, bytes::Bytes), ChannelError> {
         let result = async {
             let mut refreshed = false;
             loop {
@@ -415,7 +418,7 @@ impl AvitoClient {
                     refreshed = true;
                     continue;
                 }
-                return decode(status, retry_after, &bytes);
+                return Ok((status, retry_after, bytes));
             }
         }
         .await;
@@ -457,11 +460,9 @@ impl AvitoClient {
             // An OAuth error with status 200 (`{"error":"invalid_client"}`).
             return Err(ChannelError::Unauthorized(UNAUTHORIZED.into()));
         };
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(86_400));
-        let ahead = REFRESH_AHEAD.min(lifetime / 10);
         Ok(Token {
             access,
-            refresh_at: started + lifetime - ahead,
+            refresh_at: refresh_at(started, answer.expires_in),
         })
     }
 
@@ -529,6 +530,54 @@ pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, HookError> {
         Err(reason) => InboundEvent::Ignored { reason },
     };
     Ok(vec![event])
+}
+
+/// Reads a chat list answer (`GET /messenger/v2/accounts/{uid}/chats`, §4.2) of HTTP
+/// `status` for account `uid`: the chats, the account itself left out of their people.
+pub fn parse_chats(
+    status: u16,
+    retry_after: Option<u64>,
+    body: &[u8],
+    uid: i64,
+) -> Result<Vec<ChatInfo>, ChannelError> {
+    let list: ChatList = decode(status, retry_after, body)?;
+    Ok(list.chats.into_iter().map(|c| chat_info(c, uid)).collect())
+}
+
+/// Reads one chat's message page (`GET /messenger/v3/…/messages/`, §4.2) of HTTP `status`:
+/// the customers' messages of `chat` that `cursor` has not returned yet, with their creation
+/// time (Unix seconds), oldest first. Our own (`uid`'s) and outgoing messages are skipped.
+pub fn parse_messages(
+    status: u16,
+    retry_after: Option<u64>,
+    body: &[u8],
+    uid: i64,
+    chat: &ChatInfo,
+    cursor: &PollCursor,
+) -> Result<Vec<(i64, InboundMessage)>, ChannelError> {
+    let raw: Vec<RawMessage> = decode(status, retry_after, body)?;
+    let mut found = Vec::new();
+    // Avito lists newest first.
+    for m in raw.into_iter().rev() {
+        let new =
+            m.created > cursor.since || (m.created == cursor.since && !cursor.seen.contains(&m.id));
+        if !new || m.direction.as_deref() != Some("in") || m.author_id == uid {
+            continue;
+        }
+        let created = m.created;
+        if let Ok(msg) = message(m, &chat.id, chat) {
+            found.push((created, msg));
+        }
+    }
+    Ok(found)
+}
+
+/// When a token issued at `started` for `expires_in` seconds (a day when absent; at most 30
+/// days, whatever the answer says, so no lifetime overflows the clock) is due for refresh.
+fn refresh_at(started: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = Duration::from_secs(expires_in.unwrap_or(86_400).min(30 * 86_400));
+    let ahead = REFRESH_AHEAD.min(lifetime / 10);
+    started + lifetime - ahead
 }
 
 fn chat_info(c: RawChat, uid: i64) -> ChatInfo {
@@ -646,7 +695,10 @@ fn largest_image(sizes: Option<&Value>) -> Option<String> {
         .iter()
         .filter_map(|(dims, url)| {
             let (w, h) = dims.split_once('x')?;
-            let area = w.parse::<u64>().ok()? * h.parse::<u64>().ok()?;
+            let area = w
+                .parse::<u64>()
+                .ok()?
+                .saturating_mul(h.parse::<u64>().ok()?);
             Some((area, url.as_str()?.to_owned()))
         })
         .max_by_key(|(area, _)| *area)
@@ -864,5 +916,27 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    /// Found by fuzzing (`avito_webhook`): image sizes whose area overflows a u64 panicked.
+    #[test]
+    fn image_sizes_whose_area_overflows_still_pick_one() {
+        let sizes = json!({"99999999999x99999999999": "https://img/huge.jpg", "140x105": "https://img/s.jpg"});
+        assert_eq!(
+            largest_image(Some(&sizes)).as_deref(),
+            Some("https://img/huge.jpg")
+        );
+    }
+
+    /// A token answer with an absurd `expires_in` overflowed `Instant` (a panic in release too).
+    #[test]
+    fn an_absurd_token_lifetime_is_capped() {
+        let now = Instant::now();
+        let at = refresh_at(now, Some(u64::MAX));
+        assert!(at > now && at <= now + Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            refresh_at(now, None),
+            now + Duration::from_secs(86_400) - REFRESH_AHEAD
+        );
     }
 }

@@ -196,9 +196,8 @@ impl MaxClient {
             .request(Method::GET, "/updates")
             .query(&query)
             .timeout(http_timeout);
-        let list: UpdateList = self.call(req).await?;
-        let events = list.updates.iter().map(parse_update).collect();
-        Ok((events, list.marker.or(marker)))
+        let (status, retry_after, body) = self.call_raw(req).await?;
+        parse_updates(status, retry_after, &body, marker).map_err(|e| self.scrub(e))
     }
 
     /// `POST /subscriptions` (§3.2): switches the bot to webhook delivery to `url` (polling
@@ -305,12 +304,21 @@ impl MaxClient {
     }
 
     async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ChannelError> {
+        let (status, retry_after, body) = self.call_raw(req).await?;
+        decode(status, retry_after, &body).map_err(|e| self.scrub(e))
+    }
+
+    /// Sends `req` and reads the whole answer: status, `Retry-After` and body.
+    async fn call_raw(
+        &self,
+        req: RequestBuilder,
+    ) -> Result<(u16, Option<u64>, bytes::Bytes), ChannelError> {
         let result = async {
             let resp = req.send().await.map_err(transport_error)?;
             let status = resp.status().as_u16();
             let retry_after = retry_after_header(resp.headers());
             let body = resp.bytes().await.map_err(transport_error)?;
-            decode(status, retry_after, &body)
+            Ok((status, retry_after, body))
         }
         .await;
         result.map_err(|e| self.scrub(e))
@@ -335,6 +343,19 @@ impl crate::Channel for MaxClient {
     async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
         MaxClient::download(self, file_ref).await
     }
+}
+
+/// Reads a `GET /updates` answer (§3.2) of HTTP `status`: one event per update, in order, and
+/// the marker to pass next time (`marker`, the one passed in, when Max answers `null`).
+pub fn parse_updates(
+    status: u16,
+    retry_after: Option<u64>,
+    body: &[u8],
+    marker: Option<i64>,
+) -> Result<(Vec<InboundEvent>, Option<i64>), ChannelError> {
+    let list: UpdateList = decode(status, retry_after, body)?;
+    let events = list.updates.iter().map(parse_update).collect();
+    Ok((events, list.marker.or(marker)))
 }
 
 /// Checks a webhook delivery (§3.3) and parses its body, one Update, into events. `header` is

@@ -712,7 +712,11 @@ fn number(v: &Value) -> Option<f64> {
 /// Unix seconds or milliseconds (by magnitude), as milliseconds.
 fn unix_ms(s: &str) -> Option<i64> {
     let n: i64 = s.trim().parse().ok()?;
-    Some(if n > 100_000_000_000 { n } else { n * 1000 })
+    Some(if n > 100_000_000_000 {
+        n
+    } else {
+        n.saturating_mul(1000)
+    })
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -868,5 +872,12 @@ mod tests {
             .scrub(ChannelError::Transient("GET /?key=topsecretkey".into()))
             .to_string();
         assert!(!s.contains("topsecretkey"), "{s}");
+    }
+
+    /// Found by fuzzing (`sms_status`): a large negative `time` overflowed when made ms.
+    #[test]
+    fn a_huge_negative_time_does_not_overflow() {
+        assert_eq!(unix_ms("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(unix_ms("1767225600"), Some(1_767_225_600_000));
     }
 }

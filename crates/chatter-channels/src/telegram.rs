@@ -163,15 +163,8 @@ impl TelegramClient {
         }
         let http_timeout = Duration::from_secs(u64::from(timeout_secs) + LONG_POLL_MARGIN_SECS);
         let req = self.post("getUpdates").json(&body).timeout(http_timeout);
-        let raw: Vec<Value> = self.send_request("getUpdates", req).await?;
-        raw.into_iter()
-            .map(|raw| match raw.get("update_id").and_then(Value::as_i64) {
-                Some(update_id) => Ok(Update { update_id, raw }),
-                None => Err(ChannelError::Permanent(
-                    "getUpdates: an update without update_id".into(),
-                )),
-            })
-            .collect()
+        let (status, body) = self.send_raw("getUpdates", req).await?;
+        parse_get_updates(status, &body).map_err(|e| self.scrub(e))
     }
 
     /// Switches the bot to webhook mode (§1.4) with our `secret_token`, the same update types as
@@ -365,11 +358,21 @@ impl TelegramClient {
         method: &str,
         req: RequestBuilder,
     ) -> Result<T, ChannelError> {
+        let (status, body) = self.send_raw(method, req).await?;
+        decode(method, status, &body).map_err(|e| self.scrub(e))
+    }
+
+    /// Sends `req` and reads the whole answer: its HTTP status and body.
+    async fn send_raw(
+        &self,
+        method: &str,
+        req: RequestBuilder,
+    ) -> Result<(u16, bytes::Bytes), ChannelError> {
         let result = async {
             let resp = req.send().await.map_err(|e| transport_error(method, e))?;
             let status = resp.status().as_u16();
             let body = resp.bytes().await.map_err(|e| transport_error(method, e))?;
-            decode(method, status, &body)
+            Ok((status, body))
         }
         .await;
         result.map_err(|e| self.scrub(e))
@@ -431,6 +434,20 @@ fn transport_error(method: &str, e: reqwest::Error) -> ChannelError {
         msg.push_str(" (timed out)");
     }
     ChannelError::Transient(msg)
+}
+
+/// Reads a `getUpdates` answer (§1.3) of HTTP `status`: the raw updates with their ids, or a
+/// classified error. Each update is then read by `parse_update`.
+pub fn parse_get_updates(status: u16, body: &[u8]) -> Result<Vec<Update>, ChannelError> {
+    let raw: Vec<Value> = decode("getUpdates", status, body)?;
+    raw.into_iter()
+        .map(|raw| match raw.get("update_id").and_then(Value::as_i64) {
+            Some(update_id) => Ok(Update { update_id, raw }),
+            None => Err(ChannelError::Permanent(
+                "getUpdates: an update without update_id".into(),
+            )),
+        })
+        .collect()
 }
 
 /// Reads a Bot API answer: `result` on `ok`, a classified error otherwise.

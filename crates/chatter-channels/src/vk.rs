@@ -414,45 +414,10 @@ impl VkClient {
                 .bytes()
                 .await
                 .map_err(|e| transport_error("long poll", e))?;
-            self.read_long_poll(status, &body)
+            parse_long_poll(status, &body, self.group_id)
         }
         .await;
         result.map_err(|e| scrub(e, &[&self.token, key]))
-    }
-
-    fn read_long_poll(&self, status: u16, body: &[u8]) -> Result<LongPoll, ChannelError> {
-        let value: Value = match serde_json::from_slice(body) {
-            Ok(value) if (200..300).contains(&status) => value,
-            _ => return Err(http_status_error("long poll", status)),
-        };
-        if let Some(failed) = value.get("failed").and_then(Value::as_i64) {
-            return match failed {
-                1 => match value.get("ts").and_then(ts_string) {
-                    Some(ts) => Ok(LongPoll::HistoryLost { ts }),
-                    None => Ok(LongPoll::SessionLost),
-                },
-                2 => Ok(LongPoll::KeyExpired),
-                3 => Ok(LongPoll::SessionLost),
-                other => Err(ChannelError::Permanent(format!(
-                    "long poll: failed {other} (not in the Bots Long Poll API)"
-                ))),
-            };
-        }
-        let ts = value
-            .get("ts")
-            .and_then(ts_string)
-            .ok_or_else(|| ChannelError::Transient("long poll: an answer without ts".into()))?;
-        let events = value
-            .get("updates")
-            .and_then(Value::as_array)
-            .map(|updates| {
-                updates
-                    .iter()
-                    .map(|u| parse_event(u, self.group_id))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(LongPoll::Events { ts, events })
     }
 
     /// Polls `session` once and acts on `failed` codes as §2.3 says (new `ts`; new key keeping
@@ -632,6 +597,38 @@ pub fn classify(error_code: i64, error_msg: &str) -> ChannelError {
         1 | 10 => ChannelError::Transient(message),
         _ => ChannelError::Permanent(message),
     }
+}
+
+/// Reads one `a_check` answer (§2.3) of HTTP `status` for community `group_id`: the events
+/// and the next `ts`, or what to do about a `failed` session.
+pub fn parse_long_poll(status: u16, body: &[u8], group_id: i64) -> Result<LongPoll, ChannelError> {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) if (200..300).contains(&status) => value,
+        _ => return Err(http_status_error("long poll", status)),
+    };
+    if let Some(failed) = value.get("failed").and_then(Value::as_i64) {
+        return match failed {
+            1 => match value.get("ts").and_then(ts_string) {
+                Some(ts) => Ok(LongPoll::HistoryLost { ts }),
+                None => Ok(LongPoll::SessionLost),
+            },
+            2 => Ok(LongPoll::KeyExpired),
+            3 => Ok(LongPoll::SessionLost),
+            other => Err(ChannelError::Permanent(format!(
+                "long poll: failed {other} (not in the Bots Long Poll API)"
+            ))),
+        };
+    }
+    let ts = value
+        .get("ts")
+        .and_then(ts_string)
+        .ok_or_else(|| ChannelError::Transient("long poll: an answer without ts".into()))?;
+    let events = value
+        .get("updates")
+        .and_then(Value::as_array)
+        .map(|updates| updates.iter().map(|u| parse_event(u, group_id)).collect())
+        .unwrap_or_default();
+    Ok(LongPoll::Events { ts, events })
 }
 
 /// Reads a method's answer: `response` on success, a classified `error` otherwise. VK answers

@@ -464,6 +464,12 @@ fn opt_text(v: &Value, key: &str, field: &str, max: usize) -> Result<Option<Stri
     }
 }
 
+/// Checks an inbound message body as `receive` reads it, storing nothing: `Ok` when it would
+/// be accepted, else the `Malformed` error naming the field. The fuzz targets call it.
+pub fn check_body(body: &[u8]) -> Result<(), ReceiveError> {
+    parse_body(body).map(|_| ())
+}
+
 fn parse_body(body: &[u8]) -> Result<InboundBody, ReceiveError> {
     let mut v: Value = serde_json::from_slice(body)
         .map_err(|e| malformed("body", &format!("is not valid JSON ({e})")))?;

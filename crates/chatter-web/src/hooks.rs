@@ -519,14 +519,14 @@ fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
     security(()),
     responses(
         (status = 200, body = crate::api::ApiSourceReceivedOut, description = "stored (or stored before: a replay)"),
-        (status = 400, body = crate::api::ApiErrorBody, description = "malformed body; `message` and `fields` name the field"),
+        (status = 400, body = crate::api::ApiErrorBody, description = "malformed body, or a `source_id` that is not a UUID; `message` and `fields` name the field"),
         (status = 401, body = crate::api::ApiErrorBody, description = "bad or missing signature, or a stale timestamp"),
         (status = 410, body = crate::api::ApiErrorBody, description = "the source is turned off; nothing was stored"),
         (status = 404, body = crate::api::ApiErrorBody, description = "no such API source"),
     ))]
 pub async fn api_message(
     State(st): State<AppState>,
-    Path(id): Path<Uuid>,
+    crate::api::ApiPath(id): crate::api::ApiPath<Uuid>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

@@ -238,7 +238,7 @@ fn parse_message(body: &Value, edited: bool) -> InboundEvent {
         // Ascending by size per the docs; compare areas anyway, the last wins a tie.
         sizes
             .iter()
-            .max_by_key(|p| p.width.unwrap_or(0) * p.height.unwrap_or(0))
+            .max_by_key(|p| p.width.unwrap_or(0).saturating_mul(p.height.unwrap_or(0)))
     }) {
         attachments.push(attachment("photo", largest, None));
     }
@@ -657,5 +657,15 @@ mod tests {
             json!({"dice": {"emoji": "🎲", "value": 3}})
         )))
         .contains("dice"));
+    }
+
+    /// Found by fuzzing (`telegram_webhook`): sizes whose area overflows an i64 panicked.
+    #[test]
+    fn photo_sizes_whose_area_overflows_still_pick_one() {
+        let m = msg(parse_update(&message(json!({"photo": [
+            {"file_id": "small", "file_unique_id": "s", "width": 90, "height": 67},
+            {"file_id": "huge", "file_unique_id": "h", "width": 4611686018427387904_i64, "height": 4}
+        ]}))));
+        assert_eq!(m.attachments[0].file_ref, "huge");
     }
 }

@@ -267,7 +267,7 @@ fn attachment(a: &Value) -> Result<Attachment, String> {
                 .unwrap_or_default();
             let rank = |s: &PhotoSize| {
                 let letter = s.kind.chars().next().and_then(|c| SIZE_ORDER.find(c));
-                (s.width * s.height, letter)
+                (s.width.saturating_mul(s.height), letter)
             };
             let best = sizes.into_iter().max_by_key(rank).ok_or_else(unsupported)?;
             Ok(Attachment {
@@ -443,5 +443,14 @@ mod tests {
             parse_callback(b"[1]", "s3cr3t", GROUP),
             Err(CallbackError::Malformed(_))
         ));
+    }
+
+    /// Found by fuzzing (`vk_callback`): sizes whose area overflows an i64 panicked.
+    #[test]
+    fn photo_sizes_whose_area_overflows_still_pick_one() {
+        let a = json!({"type": "photo", "photo": {"sizes": [
+            {"type": "s", "url": "https://x/s.jpg", "width": 75, "height": 50},
+            {"type": "w", "url": "https://x/w.jpg", "width": 9223372036854775807_i64, "height": -9}]}});
+        assert_eq!(attachment(&a).expect("photo").file_ref, "https://x/s.jpg");
     }
 }

@@ -213,7 +213,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<ChatsHook, HookError> {
         manager_ref: sender.id,
         manager_name: sender.name,
         source_external_id: m.source.and_then(|s| non_empty(s.external_id)),
-        sent_at_ms: m.msec_timestamp.unwrap_or(m.timestamp * 1000),
+        sent_at_ms: m.msec_timestamp.unwrap_or(m.timestamp.saturating_mul(1000)),
     })))
 }
 
@@ -816,5 +816,16 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Found by fuzzing (`amojo_hook`): a `timestamp` past i64::MAX / 1000 panicked.
+    #[test]
+    fn a_huge_timestamp_without_msec_does_not_overflow() {
+        let body = br#"{"account_id":"a","message":{"conversation":{"id":"c"},
+            "timestamp":9223372036854775807,"message":{"id":"m","type":"text","text":"x"}}}"#;
+        let Ok(ChatsHook::Reply(r)) = parse_webhook(body) else {
+            panic!("a reply");
+        };
+        assert_eq!(r.sent_at_ms, i64::MAX);
     }
 }

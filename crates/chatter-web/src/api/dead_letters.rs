@@ -1,9 +1,10 @@
 //! `/api/v1/dead-letters`: inbound events that could not be stored as they came (parked and
 //! acknowledged, see core::dead_letters), listed and retried as in Settings.
 
+use super::ApiPath;
 use super::{ApiActor, ApiError};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chatter_core::dead_letters::{self, Retried};
 use serde::Serialize;
@@ -66,11 +67,11 @@ pub struct RetriedOut {
 /// refused (the dead letter stays); 409 when its source is turned off.
 #[utoipa::path(post, path = "/api/v1/dead-letters/{id}/retry", tag = "sources",
     params(("id" = Uuid, Path, description = "dead letter id")),
-    responses((status = 200, body = RetriedOut), (status = 401, body = super::ApiErrorBody), (status = 403, body = super::ApiErrorBody), (status = 404, body = super::ApiErrorBody), (status = 409, body = super::ApiErrorBody)))]
+    responses((status = 200, body = RetriedOut), (status = 400, body = super::ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = super::ApiErrorBody), (status = 403, body = super::ApiErrorBody), (status = 404, body = super::ApiErrorBody), (status = 409, body = super::ApiErrorBody)))]
 pub async fn retry_dead_letter(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<RetriedOut>, ApiError> {
     Ok(Json(match dead_letters::retry(&st.core, &a, id).await? {
         Retried::Stored => RetriedOut {

@@ -1,9 +1,9 @@
 //! The API side of a company's data export (start, status, download) and of an API source's
 //! outgoing webhook URL (checked by the same guard as the form: internet addresses only).
 
-use super::{ApiActor, ApiError, ApiErrorBody};
+use super::{ApiActor, ApiError, ApiErrorBody, ApiJson, ApiPath};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -57,11 +57,11 @@ pub async fn start_export(
 /// An export's state.
 #[utoipa::path(get, path = "/api/v1/exports/{id}", tag = "exports",
     params(("id" = Uuid, Path, description = "export id")),
-    responses((status = 200, body = ExportOut), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = ExportOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 pub async fn get_export(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ExportOut>, ApiError> {
     Ok(Json(export_out(exports::get(&st.core, &a, id).await?)))
 }
@@ -70,11 +70,11 @@ pub async fn get_export(
 #[utoipa::path(get, path = "/api/v1/exports/{id}/download", tag = "exports",
     params(("id" = Uuid, Path, description = "export id")),
     responses((status = 200, description = "the zip file", content_type = "application/zip"),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+        (status = 401, body = ApiErrorBody), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 pub async fn download_export(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
     let (path, name) = exports::file(&st.core, &a, id).await?;
     let bytes = tokio::fs::read(&path)
@@ -110,19 +110,13 @@ pub struct WebhookUrlOut {
 /// Sets (or, with an empty `url`, clears) an API source's outgoing webhook URL.
 #[utoipa::path(post, path = "/api/v1/api-sources/{id}/webhook-url", tag = "sources",
     params(("id" = Uuid, Path, description = "API source id")), request_body = WebhookUrlIn,
-    responses((status = 200, body = WebhookUrlOut), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+    responses((status = 200, body = WebhookUrlOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON, or the URL is refused")))]
 pub async fn set_webhook_url(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    Path(id): Path<Uuid>,
-    body: Result<Json<WebhookUrlIn>, axum::extract::rejection::JsonRejection>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(b): ApiJson<WebhookUrlIn>,
 ) -> Result<Json<WebhookUrlOut>, ApiError> {
-    let Json(b) = body.map_err(|_| {
-        ApiError(CoreError::Invalid(vec![chatter_domain::FieldError::new(
-            "body",
-            "err.json_invalid",
-        )]))
-    })?;
     api_source::set_webhook_url(&st.core, &a, id, &b.url).await?;
     let s = api_source::get(&st.core, &a, id).await?;
     Ok(Json(WebhookUrlOut {

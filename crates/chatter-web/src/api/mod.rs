@@ -1,6 +1,12 @@
 //! The REST API under `/api/v1`, authenticated with company API keys
 //! (`Authorization: Bearer chk_…`). Errors are `{"error":{"code","message","fields"}}`.
-//! The OpenAPI document is at `/api/openapi.json`, Swagger UI at `/api/docs`.
+//! The OpenAPI document is at `/api/openapi.json`, Swagger UI at `/api/docs`. Path, query and
+//! body refusals are JSON too (see `extract`), and the document declares every status a route
+//! can answer, with schema constraints matching what the server checks.
+
+mod extract;
+
+pub use extract::{ApiJson, ApiPath, ApiQuery, ApiRejection};
 
 mod exports;
 
@@ -358,16 +364,21 @@ pub struct ConversationOut {
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConversationQuery {
     /// open (default) | closed | all
     pub status: Option<String>,
     /// Only this source.
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub source: Option<Uuid>,
     /// unassigned | unread
     pub only: Option<String>,
     /// Search in names and message text.
     pub q: Option<String>,
-    /// At most this many (default 100, at most 500).
+    /// At most this many, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
 }
 
@@ -397,11 +408,11 @@ fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut 
 
 /// Conversations, most recent first.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", params(ConversationQuery),
-    responses((status = 200, body = Vec<ConversationOut>), (status = 401, body = ApiErrorBody)))]
+    responses((status = 200, body = Vec<ConversationOut>), (status = 400, body = ApiErrorBody, description = "the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "`limit` is not between 1 and 500")))]
 pub async fn conversations(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    axum::extract::Query(q): axum::extract::Query<ConversationQuery>,
+    ApiQuery(q): ApiQuery<ConversationQuery>,
 ) -> Result<Json<Vec<ConversationOut>>, ApiError> {
     let f = chatter_core::inbox::ListFilter {
         source: q.source,
@@ -409,13 +420,11 @@ pub async fn conversations(
         only: q.only,
         q: q.q,
     };
-    let rows = chatter_core::inbox::list_conversations(
-        &st.core,
-        &a,
-        &f,
-        q.limit.unwrap_or(100).clamp(1, 500),
-    )
-    .await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError(CoreError::field("limit", "err.out_of_range")));
+    }
+    let rows = chatter_core::inbox::list_conversations(&st.core, &a, &f, limit).await?;
     Ok(Json(rows.into_iter().map(conversation_out).collect()))
 }
 
@@ -482,11 +491,11 @@ fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
 /// A conversation's messages, oldest first (the last 500).
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")),
-    responses((status = 200, body = Vec<MessageOut>), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = Vec<MessageOut>), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 pub async fn conversation_messages(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    axum::extract::Path(id): axum::extract::Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<MessageOut>>, ApiError> {
     let ms = chatter_core::inbox::messages(&st.core, &a, id, 500).await?;
     Ok(Json(ms.into_iter().map(message_out).collect()))
@@ -494,10 +503,19 @@ pub async fn conversation_messages(
 
 #[derive(serde::Deserialize, ToSchema)]
 pub struct SendIn {
-    /// The text to send (a long text is split at the messenger's limit).
-    #[schema(example = "Здравствуйте! Доставка бесплатная от 3000 ₽.")]
+    /// The text to send, 1 to 20,000 characters with at least one that is not a space (a long
+    /// text is split at the messenger's limit).
+    #[schema(
+        example = "Здравствуйте! Доставка бесплатная от 3000 ₽.",
+        min_length = 1,
+        max_length = 20000,
+        pattern = r"\S"
+    )]
     pub text: String,
     /// Our id of the message this answers.
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub reply_to: Option<Uuid>,
 }
 
@@ -505,23 +523,13 @@ pub struct SendIn {
 /// messages (or the status) to see it become `sent` or `failed`.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")), request_body = SendIn,
-    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, description = "`reply_to` is not a message of this conversation"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`), or `reply_to` is not a message of this conversation"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such conversation (or `reply_to` message) in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema")))]
 pub async fn send_message(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    axum::extract::Path(id): axum::extract::Path<Uuid>,
-    body: Result<Json<SendIn>, axum::extract::rejection::JsonRejection>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(b): ApiJson<SendIn>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(|e| {
-        ApiError(CoreError::Invalid(vec![chatter_domain::FieldError::new(
-            "body",
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                "err.too_long"
-            } else {
-                "err.json_invalid"
-            },
-        )]))
-    })?;
     let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await {
         Err(CoreError::Invalid(f)) if f.iter().any(|e| e.field == "reply_to") => {
             return Ok(self::body(
@@ -560,11 +568,11 @@ pub struct CrmOut {
 /// Where the conversation is in amoCRM and which routing rule placed it.
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/crm", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")),
-    responses((status = 200, body = CrmOut), (status = 404, body = ApiErrorBody), (status = 401, body = ApiErrorBody)))]
+    responses((status = 200, body = CrmOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 404, body = ApiErrorBody), (status = 401, body = ApiErrorBody)))]
 pub async fn conversation_crm(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    axum::extract::Path(id): axum::extract::Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<CrmOut>, ApiError> {
     chatter_core::inbox::get_conversation(&st.core, &a, id).await?;
     let l = chatter_core::crm_sync::link_of(&st.core, &a, id)
@@ -669,11 +677,18 @@ pub struct StepOut {
 
 #[derive(serde::Deserialize, ToSchema)]
 pub struct DryRunIn {
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub source_id: Uuid,
     #[schema(example = "Сколько стоит доставку в Казань?")]
     pub text: String,
-    /// Local date and time in the company's time zone, `YYYY-MM-DDTHH:MM`; absent = now.
-    #[schema(example = "2025-03-08T23:30")]
+    /// Local date and time in the company's time zone, `YYYY-MM-DDTHH:MM` (or with `:SS`);
+    /// absent or empty = now.
+    #[schema(
+        example = "2025-03-08T23:30",
+        pattern = r"^(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?)?$"
+    )]
     pub at: Option<String>,
 }
 
@@ -750,19 +765,13 @@ pub async fn routing_rules(
 /// Which rule would fire for a message from a source at a time, and why. Changes nothing.
 /// Actions left to the default are `null`: the source's CRM settings fill them in.
 #[utoipa::path(post, path = "/api/v1/routing-rules/dry-run", tag = "routing", request_body = DryRunIn,
-    responses((status = 200, body = DecisionOut), (status = 401, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+    responses((status = 200, body = DecisionOut), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such source in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema, or `at` is not a local time that exists")))]
 pub async fn routing_dry_run(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    body: Result<Json<DryRunIn>, axum::extract::rejection::JsonRejection>,
+    ApiJson(b): ApiJson<DryRunIn>,
 ) -> Result<Json<DecisionOut>, ApiError> {
     use chatter_domain::routing::Step;
-    let Json(b) = body.map_err(|_| {
-        ApiError(CoreError::Invalid(vec![chatter_domain::FieldError::new(
-            "body",
-            "err.json_invalid",
-        )]))
-    })?;
     let d = chatter_core::rules::dry_run(
         &st.core,
         &a,
@@ -770,7 +779,12 @@ pub async fn routing_dry_run(
         &b.text,
         b.at.as_deref().unwrap_or(""),
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // A source id that is not this company's is an object not found, as everywhere else.
+        CoreError::Invalid(f) if f.iter().any(|e| e.field == "source") => CoreError::NotFound,
+        e => e,
+    })?;
     let names = crate::ui::rules::Names::load(&st, &a).await?;
     let rule_name = d.explanation.iter().find_map(|s| match s {
         Step::Matched { rule, .. } => Some(rule.clone()),
@@ -821,13 +835,17 @@ pub async fn routing_dry_run(
 }))]
 pub struct ApiSourceMessageIn {
     /// Your id of the message, unique per source: a repeat with the same id stores nothing new.
+    #[schema(min_length = 1, max_length = 200)]
     pub message_id: String,
     /// Your id of the conversation; answers are addressed to it.
+    #[schema(min_length = 1, max_length = 200)]
     pub chat_id: String,
     pub sender: ApiSourceSenderIn,
-    /// The message (up to 20,000 characters).
+    /// The message (up to 20,000 characters, not only spaces).
+    #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
     pub text: String,
     /// When it was written, Unix milliseconds (default: when received).
+    #[schema(minimum = 1)]
     pub sent_at: Option<i64>,
     /// Advertising tags, kept for the CRM.
     pub utm: Option<ApiSourceUtmIn>,
@@ -836,19 +854,29 @@ pub struct ApiSourceMessageIn {
 #[derive(serde::Deserialize, ToSchema)]
 pub struct ApiSourceSenderIn {
     /// Your stable id of the person: one contact per id.
+    #[schema(min_length = 1, max_length = 200)]
     pub id: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    #[schema(max_length = 50)]
     pub phone: Option<String>,
+    #[schema(max_length = 200)]
     pub email: Option<String>,
+    #[schema(max_length = 200)]
     pub username: Option<String>,
 }
 
 #[derive(serde::Deserialize, ToSchema)]
 pub struct ApiSourceUtmIn {
+    #[schema(max_length = 500)]
     pub source: Option<String>,
+    #[schema(max_length = 500)]
     pub medium: Option<String>,
+    #[schema(max_length = 500)]
     pub campaign: Option<String>,
+    #[schema(max_length = 500)]
     pub content: Option<String>,
+    #[schema(max_length = 500)]
     pub term: Option<String>,
 }
 

@@ -57,7 +57,7 @@ pub(crate) async fn company_with_api_source(app: &TestApp) -> (Session, String, 
     (s, id, secret)
 }
 
-fn sign(secret: &str, ts: i64, body: &str) -> String {
+pub(crate) fn sign(secret: &str, ts: i64, body: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     m.update(format!("{ts}.{body}").as_bytes());

@@ -15,6 +15,7 @@ mod crm_signin;
 mod crm_sync;
 mod egress;
 mod exports;
+mod fuzz_corpus;
 mod max;
 mod messages;
 mod operator;

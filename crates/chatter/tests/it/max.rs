@@ -10,7 +10,7 @@ use chatter_testkit::{Session, TestApp};
 
 /// Signs up a company and connects a fresh Max bot; returns the session, the token and the
 /// source id.
-async fn company_with_max_bot(app: &TestApp) -> (Session, String, String) {
+pub(crate) async fn company_with_max_bot(app: &TestApp) -> (Session, String, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let token = app.max.add_bot("Рога и Копыта", "horns_max_bot");
     let r = s

@@ -15,7 +15,7 @@ const SHOP_NUMBER: &str = "74950001122";
 /// Signs up a company, connects a fresh gateway account through the form and pastes the
 /// callback URLs the source's page shows into the gateway. Returns the session, the key and
 /// the source id.
-async fn company_with_sms(app: &TestApp) -> (Session, String, String) {
+pub(crate) async fn company_with_sms(app: &TestApp) -> (Session, String, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let key = app
         .sms
@@ -61,7 +61,7 @@ async fn company_with_sms(app: &TestApp) -> (Session, String, String) {
     (s, key, id)
 }
 
-fn setup_value(page: &str, key: &str) -> String {
+pub(crate) fn setup_value(page: &str, key: &str) -> String {
     let marker = format!("data-setup=\"{key}\">");
     let start = page
         .find(&marker)

@@ -18,7 +18,7 @@ const CUSTOMER: &str = "79161234567";
 /// Signs up a company, connects a fresh number through the form and points the number's
 /// webhook at the callback URL and verify token the source's page shows (as a person pastes
 /// them into Meta's dashboard). Returns the session, the number and the source id.
-async fn company_with_whatsapp(app: &TestApp) -> (Session, WaNumber, String) {
+pub(crate) async fn company_with_whatsapp(app: &TestApp) -> (Session, WaNumber, String) {
     let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
     let number = app.whatsapp.add_number("+7 495 000-11-22", "Рога и Копыта");
     let r = s
@@ -80,7 +80,7 @@ fn setup_value(page: &str, key: &str) -> String {
         .replace("&#47;", "/")
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
