@@ -765,7 +765,7 @@ pub async fn routing_rules(
 /// Which rule would fire for a message from a source at a time, and why. Changes nothing.
 /// Actions left to the default are `null`: the source's CRM settings fill them in.
 #[utoipa::path(post, path = "/api/v1/routing-rules/dry-run", tag = "routing", request_body = DryRunIn,
-    responses((status = 200, body = DecisionOut), (status = 401, body = ApiErrorBody), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema, `source_id` is not a source of this company (field `source`), or `at` is not a local time that exists")))]
+    responses((status = 200, body = DecisionOut), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such source in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema, or `at` is not a local time that exists")))]
 pub async fn routing_dry_run(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -779,7 +779,12 @@ pub async fn routing_dry_run(
         &b.text,
         b.at.as_deref().unwrap_or(""),
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // A source id that is not this company's is an object not found, as everywhere else.
+        CoreError::Invalid(f) if f.iter().any(|e| e.field == "source") => CoreError::NotFound,
+        e => e,
+    })?;
     let names = crate::ui::rules::Names::load(&st, &a).await?;
     let rule_name = d.explanation.iter().find_map(|s| match s {
         Step::Matched { rule, .. } => Some(rule.clone()),
