@@ -523,7 +523,7 @@ pub struct SendIn {
 /// messages (or the status) to see it become `sent` or `failed`.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")), request_body = SendIn,
-    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`), or `reply_to` is not a message of this conversation"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such conversation (or `reply_to` message) in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema")))]
+    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such conversation (or `reply_to` message) in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema")))]
 pub async fn send_message(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -532,15 +532,16 @@ pub async fn send_message(
 ) -> Result<Response, ApiError> {
     let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await {
         Err(CoreError::Invalid(f)) if f.iter().any(|e| e.field == "reply_to") => {
+            // Another conversation's message is, from here, a message that does not exist.
             return Ok(self::body(
-                StatusCode::BAD_REQUEST,
-                "invalid",
+                StatusCode::NOT_FOUND,
+                "not_found",
                 "`reply_to` is not a message of this conversation; use the `id` of one of its messages (GET /api/v1/conversations/{id}/messages)",
                 vec![FieldErrorOut {
                     field: "reply_to".into(),
                     code: "reply_to_foreign".into(),
                 }],
-            ))
+            ));
         }
         r => r?,
     };

@@ -546,7 +546,7 @@ async fn a_reply_to_another_companys_message_is_refused() {
         .send()
         .await
         .expect("POST");
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 404);
     let body: Value = r.json().await.expect("JSON");
     assert_eq!(body["error"]["fields"][0]["field"], "reply_to", "{body}");
     assert!(

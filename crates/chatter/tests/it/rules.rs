@@ -705,8 +705,9 @@ async fn the_dry_run_says_which_rule_fires_and_why_in_the_ui_and_the_api_as_deci
         .send()
         .await
         .expect("POST");
-    assert_eq!(r.status(), 422);
+    // Another company's (or no) source is, from here, a source that does not exist.
+    assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.json().await.expect("JSON");
-    assert_eq!(body["error"]["fields"][0]["field"], "source");
+    assert_eq!(body["error"]["code"], "not_found");
     app.stop().await;
 }
