@@ -8,7 +8,7 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
-use chatter_domain::{totp, values::required_text, Email, FieldError, Password, Role, Slug};
+use chatter_domain::{totp, Email, FieldError, Password, Role, Slug};
 use chatter_store::entity::{company, membership, password_reset, recovery_code, session, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
@@ -67,176 +67,7 @@ fn dummy_hash() -> &'static str {
     H.get_or_init(|| hash_password("not a real password").unwrap_or_default())
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct SignUp {
-    pub company_name: String,
-    pub name: String,
-    pub email: String,
-    pub password: String,
-}
-
-/// A person's or a company's name: required, at most 120 characters, and on one line — no
-/// line breaks or other control characters, which would reach mail text and headers.
-pub fn name_text(field: &'static str, raw: &str) -> Result<String, FieldError> {
-    let s = required_text(field, raw, 120)?;
-    if s.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "err.control_chars"));
-    }
-    Ok(s)
-}
-
-/// What a sign-up led to. The page shows the same "check your mail" answer whenever the
-/// e-mail is already registered, and the mail (not the page) tells the owner so.
-#[derive(Debug)]
-pub enum SignUpOutcome {
-    Created {
-        session: NewSession,
-        user_id: Uuid,
-        company_id: Uuid,
-    },
-    /// The e-mail already has an account: its owner was mailed ("you already have an
-    /// account"), nothing was created.
-    AlreadyRegistered,
-}
-
-/// Sign-up from the page: as `sign_up`, but an e-mail that already has an account gets a
-/// mail instead of an error that would tell a stranger the account exists.
-pub async fn sign_up_or_notify(
-    core: &Core,
-    input: &SignUp,
-    lang: &str,
-    meta: &ReqMeta,
-) -> Result<SignUpOutcome> {
-    match sign_up(core, input, meta).await {
-        Ok((session, user_id, company_id)) => Ok(SignUpOutcome::Created {
-            session,
-            user_id,
-            company_id,
-        }),
-        Err(CoreError::Invalid(errs)) if errs.len() == 1 && errs[0].key == "err.email_taken" => {
-            notify_already_registered(core, &input.email, lang, meta).await?;
-            Ok(SignUpOutcome::AlreadyRegistered)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Mails the owner of `email` that someone tried to sign up with it (at most a few an hour).
-async fn notify_already_registered(
-    core: &Core,
-    email: &str,
-    lang: &str,
-    meta: &ReqMeta,
-) -> Result<()> {
-    let now = core.now();
-    let limits = throttle::mail_limits("signup", email, &meta.ip);
-    if throttle::reserve(&core.db, &limits, now).await?.is_some() {
-        return Ok(());
-    }
-    let txn = core.db.begin().await?;
-    let Some(u) = find_user_by_email(&txn, email).await? else {
-        return Ok(());
-    };
-    let url = &core.config.public_url;
-    let name = mailer::one_line(&u.name);
-    let (subject, body) = if lang == "en" {
-        ("Chatter: you already have an account".to_string(), format!("Hello, {name}!\n\nSomeone (perhaps you) tried to sign up to Chatter with this e-mail. You already have an account.\n\nSign in: {url}/sign-in\nForgot your password? {url}/forgot-password\n\nIf it was not you, ignore this mail; nothing has changed.\n"))
-    } else {
-        ("Чаттер: у вас уже есть аккаунт".to_string(), format!("Здравствуйте, {name}!\n\nКто-то (возможно, вы) пытался зарегистрироваться в Чаттере с этим email. У вас уже есть аккаунт.\n\nВойти: {url}/sign-in\nЗабыли пароль? {url}/forgot-password\n\nЕсли это были не вы, просто проигнорируйте письмо — ничего не изменилось.\n"))
-    };
-    mailer::enqueue(core, &txn, &u.email, &subject, &body).await?;
-    let company = first_company(&txn, u.id).await?;
-    audit::insert(
-        &txn,
-        company,
-        None,
-        &u.email,
-        meta,
-        now,
-        "user.sign_up_existing",
-        &u.email,
-        serde_json::json!({}),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(())
-}
-
-/// Creates a company, its owner and a session, in one transaction.
-pub async fn sign_up(
-    core: &Core,
-    input: &SignUp,
-    meta: &ReqMeta,
-) -> Result<(NewSession, Uuid, Uuid)> {
-    let mut errs = Vec::new();
-    let company_name = name_text("company_name", &input.company_name)
-        .map_err(|e| errs.push(e))
-        .ok();
-    let name = name_text("name", &input.name)
-        .map_err(|e| errs.push(e))
-        .ok();
-    let email = Email::parse("email", &input.email)
-        .map_err(|e| errs.push(e))
-        .ok();
-    let password = Password::parse("password", &input.password)
-        .map_err(|e| errs.push(e))
-        .ok();
-    let (Some(company_name), Some(name), Some(email), Some(password)) =
-        (company_name, name, email, password)
-    else {
-        return Err(CoreError::Invalid(errs));
-    };
-    let hash = hash_password(password.expose())?;
-    let now = core.now();
-    let txn = core.db.begin().await?;
-    if find_user_by_email(&txn, email.as_str()).await?.is_some() {
-        return Err(CoreError::field("email", "err.email_taken"));
-    }
-    let user_id = Uuid::now_v7();
-    user::ActiveModel {
-        id: Set(user_id),
-        email: Set(email.as_str().to_string()),
-        name: Set(name),
-        password_hash: Set(Some(hash)),
-        telegram_id: Set(None),
-        totp_secret: Set(None),
-        totp_enabled: Set(false),
-        totp_last_step: Set(None),
-        locale: Set("ru".into()),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await
-    .map_err(|e| chatter_store::on_unique(e, "email"))?;
-    let company_id = create_company_in(&txn, &company_name, user_id, now).await?;
-    audit::insert(
-        &txn,
-        Some(company_id),
-        Some(user_id),
-        email.as_str(),
-        meta,
-        now,
-        "company.create",
-        &company_name,
-        serde_json::json!({}),
-    )
-    .await?;
-    let s = insert_session(core, &txn, user_id, Some(company_id), false, meta, now).await?;
-    audit::insert(
-        &txn,
-        Some(company_id),
-        Some(user_id),
-        email.as_str(),
-        meta,
-        now,
-        "user.sign_up",
-        email.as_str(),
-        serde_json::json!({}),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok((s, user_id, company_id))
-}
+pub use crate::signup::{name_text, sign_up, sign_up_or_notify, SignUp, SignUpOutcome};
 
 /// Inserts a company with a unique slug and makes `owner` its owner.
 pub async fn create_company_in(
@@ -290,7 +121,7 @@ pub async fn find_user_by_email(
         .await?)
 }
 
-async fn insert_session(
+pub(crate) async fn insert_session(
     core: &Core,
     conn: &impl ConnectionTrait,
     user_id: Uuid,
@@ -327,7 +158,10 @@ async fn insert_session(
     Ok(NewSession { token, pending_2fa })
 }
 
-async fn first_company(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<Uuid>> {
+pub(crate) async fn first_company(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Option<Uuid>> {
     Ok(membership::Entity::find()
         .filter(membership::Column::UserId.eq(user_id))
         .order_by_asc(membership::Column::CreatedAt)

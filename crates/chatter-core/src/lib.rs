@@ -28,6 +28,7 @@ pub mod operators;
 pub mod rules;
 pub mod runner;
 pub mod secrets;
+pub mod signup;
 pub mod sources;
 pub mod team;
 pub mod throttle;

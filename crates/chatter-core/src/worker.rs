@@ -72,6 +72,7 @@ impl Registry {
                 crate::accounts::JOB_PASSWORD_RESET,
                 crate::accounts::PasswordResetMail,
             )
+            .with(crate::signup::JOB_SIGN_UP_MAIL, crate::signup::SignUpMail)
     }
 }
 

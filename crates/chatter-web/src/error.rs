@@ -173,6 +173,7 @@ pub fn conflict_key(what: &str) -> &'static str {
         "last_owner" => "err.last_owner",
         "already_member" => "err.already_member",
         "account_exists" => "err.account_exists",
+        "sign_up_account_exists" => "err.sign_up_account_exists",
         "totp_already_enabled" => "err.totp_already_enabled",
         "totp_not_started" => "err.totp_not_started",
         "telegram_id" => "err.telegram_taken",

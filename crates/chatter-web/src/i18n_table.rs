@@ -614,6 +614,11 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     // --- auth hardening (issue 9: 2FA lock, sign-up without enumeration, bound invitations, names) ---
     ("err.two_factor_locked", "Слишком много неверных кодов. Вход для этой учётной записи приостановлен на 15 минут. Подождите и введите код из приложения или код восстановления.", "Too many wrong codes. Signing in to this account is paused for 15 minutes. Wait, then enter the code from your app or a recovery code."),
     ("auth.sign_up_check_mail", "Проверьте почту: мы отправили письмо на адрес", "Check your mail: we have sent a message to"),
+    ("err.sign_up_account_exists", "Учётная запись с этим email уже есть, поэтому новая компания не создана. Войдите со своим паролем; новую компанию можно создать в меню компаний.", "An account with this email already exists, so no new company was created. Sign in with your password; you can create another company from the company menu."),
+    ("auth.sign_up_check_mail_hint", "Откройте ссылку из письма в течение суток, чтобы завершить регистрацию. Письма нет — проверьте папку «Спам».", "Open the link in it within 24 hours to finish signing up. No mail? Look in your spam folder."),
+    ("auth.sign_up_confirm_title", "Подтверждение регистрации", "Confirm your sign-up"),
+    ("auth.sign_up_confirm_lead", "Проверьте данные и создайте компанию. После этого вы сразу войдёте в Чаттер.", "Check the details and create the company. You will be signed in to Chatter right away."),
+    ("auth.sign_up_confirm_button", "Создать компанию", "Create company"),
     ("invite.other_person", "Это приглашение отправлено на адрес", "This invitation was sent to"),
     ("invite.sign_in_as_them", "Чтобы принять его, выйдите и войдите под этим адресом (или зарегистрируйтесь с ним).", "To accept it, sign out and sign in as that address (or create an account with it)."),
     ("invite.sign_out_first", "Выйти", "Sign out"),

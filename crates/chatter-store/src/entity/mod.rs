@@ -23,6 +23,7 @@ pub mod password_reset;
 pub mod pending_signup;
 pub mod recovery_code;
 pub mod session;
+pub mod signup_confirmation;
 pub mod source;
 pub mod throttle;
 pub mod user;

@@ -13,6 +13,7 @@ mod m0009_dead_letters;
 mod m0010_operators_exports;
 mod m0012_job_takeover;
 mod m0013_nodes;
+mod m0014_signup_confirmations;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_operators_exports::Migration),
             Box::new(m0012_job_takeover::Migration),
             Box::new(m0013_nodes::Migration),
+            Box::new(m0014_signup_confirmations::Migration),
         ]
     }
 }

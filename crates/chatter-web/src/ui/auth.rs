@@ -13,13 +13,14 @@ use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::crm_signin::{self, SignInOutcome};
-use chatter_core::{accounts, team, CoreError};
+use chatter_core::{accounts, signup, team, CoreError};
 use chatter_domain::FieldError;
 use std::collections::BTreeMap;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/sign-up", get(sign_up_page).post(sign_up))
+        .route("/sign-up/confirm/{token}", get(confirm_page).post(confirm))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-in/2fa", get(two_factor_page).post(two_factor))
         .route("/sign-in/amocrm", post(amocrm_start))
@@ -72,8 +73,8 @@ async fn sign_up(
         Ok(accounts::SignUpOutcome::Created { session, .. }) => {
             Ok(with_cookie(ctx.session_cookie(&session.token), "/app"))
         }
-        // Said on the page would tell a stranger the account exists; the owner gets a mail.
-        Ok(accounts::SignUpOutcome::AlreadyRegistered) => Ok(render(SignUpTpl {
+        // The same answer for a new address and a known one: the mail says which it was.
+        Ok(accounts::SignUpOutcome::CheckMail) => Ok(render(SignUpTpl {
             p: Page::new(&ctx, ""),
             company_name: String::new(),
             name: String::new(),
@@ -92,6 +93,39 @@ async fn sign_up(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(Template)]
+#[template(path = "auth/sign_up_confirm.html")]
+struct ConfirmTpl {
+    p: Page,
+    token: String,
+    pending: signup::PendingSignUp,
+}
+
+/// The page behind a mailed sign-up link: what is about to be created, and one button (a link
+/// that created the company by itself would do so for every mail scanner that opens it).
+async fn confirm_page(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let pending = signup::pending_sign_up(&st.core, &token).await?;
+    Ok(render(ConfirmTpl {
+        p: Page::new(&ctx, ""),
+        token,
+        pending,
+    }))
+}
+
+async fn confirm(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(token): Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
+    let (session, _, _) = signup::confirm_sign_up(&st.core, &token, &ctx.meta).await?;
+    Ok(with_cookie(ctx.session_cookie(&session.token), "/app"))
 }
 
 #[derive(Template)]

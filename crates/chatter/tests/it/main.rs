@@ -25,6 +25,7 @@ mod reliability;
 mod reliability_kinds;
 mod rules;
 mod server_process;
+mod signup;
 mod sms;
 mod storage;
 mod takeover;
