@@ -531,6 +531,7 @@ pub async fn ingest_batch(
 /// Filters of the conversation list.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ListFilter {
+    #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
     pub source: Option<Uuid>,
     /// open | closed | all (default open)
     pub status: Option<String>,

@@ -217,3 +217,41 @@ mod tests {
         assert!(Slug::parse("s", "good-slug-1").is_ok());
     }
 }
+
+/// For `#[serde(default, deserialize_with = "blank_as_none")]` on an optional query or form
+/// field: an empty value (a select's «all» option, a cleared input) means "not given" instead of
+/// a parse error; anything else must parse.
+pub fn blank_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let raw: Option<String> = serde::Deserialize::deserialize(d)?;
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod blank_tests {
+    use super::blank_as_none;
+
+    #[derive(serde::Deserialize)]
+    struct Q {
+        #[serde(default, deserialize_with = "blank_as_none")]
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn an_empty_value_is_none_and_a_bad_one_is_an_error() {
+        let q: Q = serde_json::from_str(r#"{"n":""}"#).expect("empty");
+        assert_eq!(q.n, None);
+        let q: Q = serde_json::from_str(r#"{}"#).expect("missing");
+        assert_eq!(q.n, None);
+        let q: Q = serde_json::from_str(r#"{"n":" 7 "}"#).expect("seven");
+        assert_eq!(q.n, Some(7));
+        assert!(serde_json::from_str::<Q>(r#"{"n":"x"}"#).is_err());
+    }
+}

@@ -247,6 +247,7 @@ pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -
         meta,
         secure: st.cfg.secure_cookies,
     };
+    let path = req.uri().path().to_owned();
     req.extensions_mut().insert(ctx.clone());
     let mut resp = next.run(req).await;
     if let Some(page) = resp.extensions_mut().remove::<ErrorPage>() {
@@ -256,6 +257,8 @@ pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -
         if let Some(ra) = retry_after {
             r.headers_mut().insert(header::RETRY_AFTER, ra);
         }
+        resp = r;
+    } else if let Some(r) = crate::error::instead_of_framework_text(&ctx, &path, &resp) {
         resp = r;
     }
     if let Some(t) = new_csrf {

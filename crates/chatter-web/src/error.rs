@@ -68,6 +68,67 @@ impl ErrorPage {
     }
 }
 
+/// The product's own answer for a refusal that was made before any handler of ours ran — an
+/// address whose id does not parse, a query or form body that does not deserialize, an
+/// unknown page, a method the route does not take, a body over the limit — which the
+/// framework answers as English `text/plain` (or with no body at all). A person gets the error
+/// page in their language, with the navigation; `/api/` gets the API's JSON error. Answers
+/// that are already HTML or JSON, and the machine endpoints, are left as they are.
+pub fn instead_of_framework_text(ctx: &Ctx, path: &str, resp: &Response) -> Option<Response> {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    let kind = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if kind.starts_with("text/html") || kind.contains("json") {
+        return None;
+    }
+    let machine = [
+        "/hooks/",
+        "/static/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/app/events",
+    ];
+    if machine.iter().any(|m| path.starts_with(m)) {
+        return None;
+    }
+    let (code, title, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "err.not_found_title", "err.page_not_found"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "err.method_title",
+            "err.method_not_allowed",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "err.too_large_title", "err.too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => {
+            ("invalid", "err.invalid_title", "err.form_unreadable")
+        }
+        s if s.is_server_error() => ("internal", "err.internal_title", "err.internal"),
+        _ => ("bad_request", "err.bad_request_title", "err.bad_request"),
+    };
+    let mut r = if path.starts_with("/api/") {
+        let text = crate::i18n::Tr(crate::i18n::Lang::En).t(message);
+        crate::api::body(status, code, text, Vec::new())
+    } else {
+        ErrorPage {
+            title,
+            message,
+            detail: None,
+        }
+        .render(ctx, status)
+    };
+    if let Some(allow) = resp.headers().get(header::ALLOW) {
+        r.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    Some(r)
+}
+
 fn page(
     status: StatusCode,
     title: &'static str,

@@ -66,6 +66,8 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "backup_done" => "flash.backup_done",
         "joined" => "flash.joined",
         "switched" => "flash.switched",
+        "company_created" => "flash.company_created",
+        "crm_connect_first" => "flash.crm_connect_first",
         "telegram_linked" => "flash.telegram_linked",
         "job_retried" => "flash.job_retried",
         "crm_connected" => "flash.crm_connected",

@@ -53,6 +53,20 @@ window.addEventListener("message", function (e) {
     return t.content.firstElementChild;
   }
   var after = root.getAttribute("data-last-event") || "0";
+  function markSeen(row) {
+    row.classList.remove("unread");
+    var b = row.querySelector(".badge");
+    if (b) b.remove();
+  }
+  // Back to a tab that got messages while hidden: they are read now.
+  document.addEventListener("visibilitychange", function () {
+    if (!thread || document.visibilityState !== "visible") return;
+    var row = document.getElementById("conv-" + thread);
+    if (row && row.querySelector(".badge")) {
+      markSeen(row);
+      fetch("/app/inbox/" + thread + "/read", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
+    }
+  });
   function onEvent(e) {
     if (e.lastEventId) after = e.lastEventId;
     var d;
@@ -60,7 +74,11 @@ window.addEventListener("message", function (e) {
     if (list && d.row) {
       var row = fragment(d.row);
       var old = document.getElementById("conv-" + d.conversation_id);
-      if (d.conversation_id === thread) row.classList.add("on");
+      if (d.conversation_id === thread) {
+        row.classList.add("on");
+        // The open conversation is being read: its row shows no badge while the page is seen.
+        if (document.visibilityState === "visible") markSeen(row);
+      }
       if (old) old.remove();
       list.insertBefore(row, list.firstChild);
       var empty = document.getElementById("inbox-empty");

@@ -110,7 +110,12 @@ impl From<CoreError> for ApiError {
     }
 }
 
-fn body(status: StatusCode, code: &str, message: &str, fields: Vec<FieldErrorOut>) -> Response {
+pub(crate) fn body(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    fields: Vec<FieldErrorOut>,
+) -> Response {
     (
         status,
         Json(ApiErrorBody {

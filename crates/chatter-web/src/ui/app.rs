@@ -99,7 +99,7 @@ async fn create_company(
 ) -> Result<Response, AppError> {
     let info = ctx.signed()?;
     match accounts::create_company(&st.core, info, &f.company_name, &ctx.meta).await {
-        Ok(_) => Ok(Redirect::to("/app?ok=switched").into_response()),
+        Ok(_) => Ok(Redirect::to("/app?ok=company_created").into_response()),
         Err(CoreError::Invalid(errs)) => Ok(render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             NewCompanyTpl {

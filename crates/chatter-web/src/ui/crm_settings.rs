@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(serde::Deserialize, Default)]
 struct ScopeQuery {
+    #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
     source: Option<Uuid>,
     ok: Option<String>,
 }
@@ -152,7 +153,12 @@ async fn settings_page(
     Extension(ctx): Extension<Ctx>,
     Query(q): Query<ScopeQuery>,
 ) -> Result<Response, AppError> {
-    let (meta, sources, scope_name) = load(&st, &ctx, q.source).await?;
+    let (meta, sources, scope_name) = match load(&st, &ctx, q.source).await {
+        Err(AppError::Core(e)) if matches!(*e, CoreError::NotFound) => {
+            return Ok(connect_first());
+        }
+        other => other?,
+    };
     let s = crm_settings::get(&st.core, &ctx.actor()?, q.source).await?;
     Ok(render(SettingsTpl {
         p: Page::new(&ctx, "crm").flash(&Flash { ok: q.ok }),
@@ -279,14 +285,19 @@ impl HealthTpl {
     }
 }
 
+/// Settings and health before amoCRM is connected: the CRM page, which offers to connect.
+fn connect_first() -> Response {
+    Redirect::to("/app/crm?ok=crm_connect_first").into_response()
+}
+
 async fn health_page(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Query(q): Query<Flash>,
 ) -> Result<Response, AppError> {
-    let h = crm_sync::health(&st.core, &ctx.actor()?)
-        .await?
-        .ok_or(AppError::from(CoreError::NotFound))?;
+    let Some(h) = crm_sync::health(&st.core, &ctx.actor()?).await? else {
+        return Ok(connect_first());
+    };
     Ok(render(HealthTpl {
         p: Page::new(&ctx, "crm").flash(&q),
         h,

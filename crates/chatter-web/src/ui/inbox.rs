@@ -266,6 +266,15 @@ async fn page(
     let last_event = last_event_id(st, actor.company_id).await;
     let members = names(st, &actor).await?;
     let tr = crate::i18n::Tr(ctx.lang);
+    // The open conversation is read before the list is drawn, so its own row has no badge.
+    let open_row = match open {
+        Some(id) => {
+            let row = inbox::get_conversation(&st.core, &actor, id).await?;
+            inbox::mark_read(&st.core, &actor, id).await?;
+            Some(row)
+        }
+        None => None,
+    };
     let rows = inbox::list_conversations(&st.core, &actor, &f, 200).await?;
     let rows = rows
         .into_iter()
@@ -279,10 +288,9 @@ async fn page(
         .into_iter()
         .map(|s| (s.id, s.name))
         .collect();
-    let thread = match open {
-        Some(id) => {
-            let row = inbox::get_conversation(&st.core, &actor, id).await?;
-            inbox::mark_read(&st.core, &actor, id).await?;
+    let thread = match open_row {
+        Some(row) => {
+            let id = row.conversation.id;
             let can_reply = actor.role.can(Permission::Reply);
             let messages = inbox::messages(&st.core, &actor, id, 300)
                 .await?
@@ -380,6 +388,7 @@ async fn list_page(
 
 #[derive(serde::Deserialize)]
 struct ReplyTo {
+    #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
     reply_to: Option<Uuid>,
 }
 

@@ -31,6 +31,8 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
+        .route("/static/favicon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
         .route("/lang/{code}", get(set_lang))
         .merge(auth::routes())
         .merge(app::routes())
@@ -136,6 +138,11 @@ impl Page {
         self.role.is_some_and(|r| r.can(p))
     }
 
+    /// The name of a role stored as text (an invitation's); unknown text shows as itself.
+    pub fn role_text(&self, s: &str) -> String {
+        Role::parse(s).map_or_else(|| s.to_owned(), |r| self.role_name(&r).to_owned())
+    }
+
     pub fn role_name(&self, r: &Role) -> &'static str {
         self.tr.t(match r {
             Role::Owner => "role.owner",
@@ -208,6 +215,17 @@ async fn css() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("../../static/app.css"),
+    )
+}
+
+/// The tab icon (also at `/favicon.ico`, which browsers ask for by themselves).
+async fn icon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../static/favicon.svg"),
     )
 }
 

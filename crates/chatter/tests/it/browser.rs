@@ -154,7 +154,7 @@ async fn journey(size: &str, width: u32, height: u32, second_factor: SecondFacto
     invitee.click("#sign-up-submit").await;
     // Not the instance's first account: nothing exists until the mailed link is opened.
     invitee
-        .wait_text("#sign-up-check-mail", INVITEE_EMAIL)
+        .wait_text("#sign-up-check-mail strong", INVITEE_EMAIL)
         .await;
     invitee.shot("08-check-your-mail").await;
     let confirm = app.sign_up_link(INVITEE_EMAIL).await;

@@ -31,6 +31,7 @@ mod storage;
 mod takeover;
 mod team;
 mod telegram;
+mod ui_errors;
 mod vk;
 mod web_security;
 mod whatsapp;

@@ -1,0 +1,146 @@
+//! One error path: whatever a person mistypes or a cut-off link carries, they get the product's
+//! own page in their language with the navigation — never the framework's English text — and
+//! an empty «all» choice in a filter is no error. The open conversation's row shows no badge.
+
+use crate::messages::{company_with_bot, eventually};
+use chatter_fakes::CustomerMessage;
+use chatter_testkit::TestApp;
+
+fn kind(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_refusal_is_a_page_in_the_users_language_with_the_navigation() {
+    let app = TestApp::new().await;
+    let (s, _, source) = company_with_bot(&app).await;
+    // «Все источники» sends an empty source: it means all, with search and «Мои» too.
+    for path in [
+        "/app/inbox?source=&status=open&only=&q=",
+        "/app/inbox?source=&only=mine&q=%D0%B4%D0%BE%D1%81%D1%82%D0%B0%D0%B2%D0%BA%D0%B0",
+        &format!("/app/inbox?source={source}&status=all"),
+        "/app/crm/settings?source=",
+    ] {
+        let r = s.get(path).await;
+        assert!(
+            r.status() == 200 || r.status() == 303,
+            "{path}: {}",
+            r.status()
+        );
+    }
+    let nav = "class=\"side\"";
+    let cases: [(&str, u16, &str); 6] = [
+        ("/app/inbox/not-a-uuid", 400, "Неверный адрес или запрос"),
+        ("/app/inbox?source=oops", 400, "Неверный адрес или запрос"),
+        ("/app/no-such-page", 404, "Такой страницы нет"),
+        (
+            "/app/inbox/0190a0a0-0000-7000-8000-000000000000",
+            404,
+            "Не найдено",
+        ),
+        (
+            "/app/crm/settings?source=oops",
+            400,
+            "Неверный адрес или запрос",
+        ),
+        ("/no-such-page", 404, "Такой страницы нет"),
+    ];
+    for (path, status, text) in cases {
+        let r = s.get(path).await;
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert!(kind(&r).starts_with("text/html"), "{path}: {}", kind(&r));
+        let body = r.text().await.expect("body");
+        assert!(body.contains(text), "{path}: {body}");
+        assert!(body.contains(nav), "{path}: the navigation is there");
+        assert!(!body.contains("Failed to deserialize") && !body.contains("Invalid URL"));
+    }
+    // A method the address does not take, and a form that cannot be read.
+    let r = s.post_from("/app", "/app/inbox", &[]).await;
+    assert_eq!(r.status(), 405);
+    assert!(kind(&r).starts_with("text/html"));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("Этот адрес не принимает"));
+    let r = s
+        .post_from("/app/team", "/app/team/invite", &[("role", "manager")])
+        .await;
+    assert!(r.status().is_client_error());
+    assert!(kind(&r).starts_with("text/html"), "{}", kind(&r));
+    assert!(!r
+        .text()
+        .await
+        .expect("body")
+        .contains("Failed to deserialize"));
+
+    // In English for a person who chose English.
+    let r = s
+        .post_from(
+            "/app/profile",
+            "/app/profile",
+            &[("name", "Анна"), ("locale", "en")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = s.get("/app/inbox/not-a-uuid").await;
+    let body = r.text().await.expect("body");
+    assert!(body.contains("Bad address or request"), "{body}");
+    assert!(!body.contains("Неверный"), "{body}");
+
+    // Anonymous visitors get the page too; the API gets its JSON error.
+    let anon = app.client();
+    let r = anon.get(app.at("/no-such-page")).send().await.expect("GET");
+    assert_eq!(r.status(), 404);
+    assert!(kind(&r).starts_with("text/html"));
+    let r = anon
+        .get(app.at("/api/v1/no-such-thing"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 404);
+    assert!(kind(&r).contains("json"), "{}", kind(&r));
+    let v: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(v["error"]["code"], "not_found", "{v}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_open_conversations_row_has_no_unread_badge() {
+    let app = TestApp::new().await;
+    let (s, token, _) = company_with_bot(&app).await;
+    eventually("the bot is polled", || async {
+        app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
+    })
+    .await;
+    for text in ["Здравствуйте", "Есть доставка?", "Ответьте, пожалуйста"]
+    {
+        app.telegram
+            .customer_writes(&token, CustomerMessage::text(5001, "Иван", text));
+    }
+    eventually("three unread messages", || async {
+        s.html("/app/inbox").await.contains("class=\"badge\">3<")
+    })
+    .await;
+    let inbox = s.html("/app/inbox").await;
+    let conv = inbox
+        .split("<li id=\"conv-")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("a conversation row")
+        .to_string();
+    let page = s.html(&format!("/app/inbox/{conv}")).await;
+    let row = page
+        .split(&format!("<li id=\"conv-{conv}\""))
+        .nth(1)
+        .and_then(|x| x.split("</li>").next())
+        .expect("its own row");
+    assert!(!row.contains("class=\"badge\""), "{row}");
+    assert!(!row.contains(" unread"), "{row}");
+    assert!(!s.html("/app/inbox").await.contains("class=\"badge\""));
+    app.stop().await;
+}
