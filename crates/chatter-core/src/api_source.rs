@@ -58,6 +58,11 @@ pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
 pub const FAILED: &str = "failed";
 
+/// A reply's error when its API source has nowhere to deliver it (the inbox explains it and
+/// links to the source's webhook setting).
+pub const NO_WEBHOOK: &str =
+    "no outgoing webhook URL is set for this API source; set it on the source's page and retry";
+
 /// The signing secret, stored encrypted in `sources.secret`.
 #[derive(Clone, Serialize, Deserialize)]
 struct ApiSecret {
@@ -696,10 +701,7 @@ pub async fn deliver_reply(core: &Core, m: &message::Model) -> Result<(), JobErr
         return Err(JobError::Permanent("not an API source".into()));
     }
     if settings_of(&src).webhook_url.is_none() {
-        return Err(JobError::Permanent(
-            "no outgoing webhook URL is set for this API source; set it on the source's page and retry"
-                .into(),
-        ));
+        return Err(JobError::Permanent(NO_WEBHOOK.into()));
     }
     let now = core.now();
     let txn = core.db.begin().await.map_err(|e| transient(e.into()))?;

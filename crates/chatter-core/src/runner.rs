@@ -431,8 +431,20 @@ impl JobHandler for SendMessage {
             )
             .await;
         }
-        // An API source's customer system gets the reply through its outgoing webhook.
+        // An API source's customer system gets the reply through its outgoing webhook; with
+        // none set, the reply fails at once and says so in the conversation.
         if src.kind == SourceKind::Api.id() {
+            if crate::api_source::settings_of(&src).webhook_url.is_none() {
+                return finish_message(
+                    core,
+                    &m,
+                    "failed",
+                    Some(crate::api_source::NO_WEBHOOK.into()),
+                    None,
+                    false,
+                )
+                .await;
+            }
             return crate::api_source::deliver_reply(core, &m).await;
         }
         let client =

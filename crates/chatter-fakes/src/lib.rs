@@ -8,6 +8,7 @@ pub mod sms;
 pub mod smtp;
 pub mod telegram;
 pub mod vk;
+pub mod website;
 pub mod whatsapp;
 
 pub use amocrm::{AccountId, FakeAmo, RecordedRequest};

@@ -253,8 +253,11 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("inbox.err_revoked", "Токен бота отозван — сообщение не отправлено. Подключите бота заново в «Источниках» и нажмите «Повторить».", "The bot token was revoked, so the message was not sent. Reconnect the bot in Sources and press Retry."),
     ("inbox.err_retrying", "Мессенджер временно недоступен — повторяем отправку автоматически, сообщение не потеряется.", "The messenger is unavailable right now; we keep retrying and the message will not be lost."),
     ("inbox.err_disabled", "Источник выключен — включите его в «Источниках» и нажмите «Повторить».", "The source is turned off: turn it on in Sources and press Retry."),
-    ("inbox.err_gave_up", "Не удалось отправить после многих попыток — нажмите «Повторить»", "Could not send after many attempts: press Retry"),
-    ("inbox.err_other", "Мессенджер не принял сообщение", "The messenger refused the message"),
+    ("inbox.err_gave_up", "Не удалось отправить после многих попыток — нажмите «Повторить». Подробности — во всплывающей подсказке.", "Could not send after many attempts: press Retry. The details are in the tooltip."),
+    ("inbox.err_api_no_webhook", "Ответ не доставлен: у API-источника не задан адрес исходящего вебхука, поэтому сайту некуда его передать. Укажите адрес в настройках источника и нажмите «Повторить».", "Not delivered: the API source has no outgoing webhook address, so there is nowhere to hand the reply to. Set the address in the source's settings and press Retry."),
+    ("inbox.fix_api_webhook", "Открыть настройки вебхука", "Open the webhook setting"),
+    ("inbox.fix_source", "Открыть источник", "Open the source"),
+    ("inbox.err_other", "Мессенджер не принял сообщение. Подробности — во всплывающей подсказке; нажмите «Повторить», когда причина устранена.", "The messenger refused the message. The details are in the tooltip; press Retry once the cause is fixed."),
     ("inbox.edited", "изменено", "edited"),
     ("inbox.file_loading", "загружается", "loading"),
     // source kinds (MISSION R1)

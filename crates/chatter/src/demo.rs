@@ -36,6 +36,9 @@ pub struct Fakes {
     pub avito: FakeAvito,
     pub whatsapp: chatter_fakes::FakeWhatsApp,
     pub sms: chatter_fakes::FakeSms,
+    /// The company's website: receives the API source's outgoing webhooks (managers' answers
+    /// to its visitors) and shows them on its page.
+    pub website: chatter_fakes::website::FakeWebsite,
     /// amoCRM with the demo account «Рога и Копыта CRM», its Chats API channel, and a page
     /// (`/ui/demo`) listing its deals where you answer customers as a manager.
     pub amo: FakeAmo,
@@ -68,6 +71,9 @@ impl Fakes {
             sms: chatter_fakes::FakeSms::start()
                 .await
                 .context("cannot start the demo SMS gateway")?,
+            website: chatter_fakes::website::FakeWebsite::start()
+                .await
+                .context("cannot start the demo website")?,
             amo: {
                 let amo = FakeAmo::start()
                     .await
@@ -143,6 +149,7 @@ pub struct Demo {
     pub phone_url: String,
     pub crm_url: String,
     pub smtp_port: u16,
+    pub website_url: String,
     stop: watch::Sender<bool>,
     customers: JoinHandle<()>,
     others: JoinHandle<()>,
@@ -171,6 +178,7 @@ impl Demo {
             phone_url: format!("{}/phone", fakes.telegram.base_url()),
             crm_url: format!("{}/ui/demo", fakes.amo.base_url()),
             smtp_port: fakes.smtp.port(),
+            website_url: fakes.website.base_url(),
             stop,
             customers,
             others,
@@ -185,6 +193,10 @@ impl Demo {
         println!(
             "amoCRM (fake): {} (connect it in Chatter: CRM → «Подключить amoCRM» → «Разрешить»)",
             self.crm_url
+        );
+        println!(
+            "Company website (simulated; shows the answers sent to its visitors): {}",
+            self.website_url
         );
         println!(
             "Mail sent by the demo is caught on 127.0.0.1:{}",
@@ -716,17 +728,19 @@ async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Re
         sms: fakes.sms.clone(),
         sms_key,
         sms_hooks: manual_hooks(core, &all, SourceKind::SipoutSms),
-        api: connect_website(core, actor, &all).await?,
+        api: connect_website(core, actor, &all, &fakes.website).await?,
         core: core.clone(),
     })
 }
 
 /// The API source «Сайт» (a reused data directory keeps it and gets a fresh secret, since a
-/// secret is shown only once); its inbound URL and signing secret.
+/// secret is shown only once); its inbound URL and signing secret. Its outgoing webhook points
+/// at the demo website, so managers' answers to the site's visitors are delivered there.
 async fn connect_website(
     core: &Core,
     actor: &Actor,
     all: &[chatter_store::entity::source::Model],
+    site: &chatter_fakes::website::FakeWebsite,
 ) -> anyhow::Result<(String, String)> {
     let existing = all.iter().find(|s| s.kind == SourceKind::Api.id());
     let (id, secret) = match existing {
@@ -736,6 +750,8 @@ async fn connect_website(
         ),
         None => chatter_core::api_source::create(core, actor, "Сайт").await?,
     };
+    site.set_secret(&secret);
+    chatter_core::api_source::set_webhook_url(core, actor, id, &site.webhook_url()).await?;
     Ok((chatter_core::api_source::inbound_url(core, id), secret))
 }
 

@@ -113,10 +113,37 @@ impl MessageTpl {
             t("inbox.err_wa_window")
         } else if e.contains("source is turned off") {
             t("inbox.err_disabled")
+        } else if e == chatter_core::api_source::NO_WEBHOOK {
+            t("inbox.err_api_no_webhook")
         } else if e.starts_with("gave up") {
-            format!("{} ({e})", t("inbox.err_gave_up"))
+            t("inbox.err_gave_up")
         } else {
-            format!("{}: {e}", t("inbox.err_other"))
+            // The provider's own words stay in the tooltip: they are English.
+            t("inbox.err_other")
+        }
+    }
+
+    /// Where the person fixes what made the reply fail, with the link's text.
+    pub fn fix_link(&self) -> Option<(String, &'static str)> {
+        let e = self.m.error.as_deref()?;
+        if self.m.status != "failed" {
+            return None;
+        }
+        if e == chatter_core::api_source::NO_WEBHOOK {
+            Some((
+                format!("/app/api-sources/{}#webhook", self.m.source_id),
+                self.lang.t("inbox.fix_api_webhook"),
+            ))
+        } else if e.contains("token was revoked")
+            || e.contains("Unauthorized")
+            || e.contains("source is turned off")
+        {
+            Some((
+                format!("/app/sources/{}", self.m.source_id),
+                self.lang.t("inbox.fix_source"),
+            ))
+        } else {
+            None
         }
     }
 

@@ -226,6 +226,67 @@ fn demo_phone_url(demo: &mut Running) -> String {
     phone
 }
 
+/// The demo's website visitor writes through the API source; an answer to her, sent through
+/// the API, is delivered to the simulated website and shown on its page.
+async fn answers_reach_the_demo_website(demo: &mut Running, url: &str, key: &str) {
+    let line = demo.line_with("Company website");
+    let site = line
+        .rsplit(' ')
+        .next()
+        .expect("the site's address")
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let conv = loop {
+        let list: serde_json::Value = http
+            .get(format!("{url}/api/v1/conversations?status=all"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET conversations")
+            .json()
+            .await
+            .expect("JSON");
+        let found = list.as_array().and_then(|a| {
+            a.iter()
+                .find(|c| c["source_name"] == "Сайт")
+                .and_then(|c| c["id"].as_str().map(str::to_owned))
+        });
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the website visitor never wrote: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let answer = "Подобрали три дивана до 60 000 ₽ — ссылки на почте";
+    let r = http
+        .post(format!("{url}/api/v1/conversations/{conv}/messages"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "text": answer }))
+        .send()
+        .await
+        .expect("POST message");
+    assert_eq!(r.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, page) = get_text(&site).await;
+        assert_eq!(status, 200);
+        if page.contains(answer) {
+            assert!(page.contains("Ответ менеджера"), "{page}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the answer never reached the site: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// A cookie-keeping client signed in with the printed demo credentials.
 async fn demo_sign_in(url: &str) -> reqwest::Client {
     let client = reqwest::Client::builder()
@@ -424,6 +485,7 @@ async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
     assert!(page.contains("@chatter_demo_bot"), "{page}");
     let manager = demo_sign_in(&url).await;
     let olga = wait_for_olga(&manager, &url, 1).await;
+    answers_reach_the_demo_website(&mut demo, &url, &key).await;
     demo.stop();
 
     // The same data directory again: still one company and one demo bot, and the customers'

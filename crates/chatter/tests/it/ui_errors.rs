@@ -144,3 +144,84 @@ async fn the_open_conversations_row_has_no_unread_badge() {
     assert!(!s.html("/app/inbox").await.contains("class=\"badge\""));
     app.stop().await;
 }
+
+/// A reply to a website visitor when the API source has no outgoing webhook: it fails at once,
+/// says why in the conversation (in Russian) with the link to the setting; once the webhook
+/// points at the website, «Повторить» delivers it there.
+#[tokio::test]
+async fn a_reply_that_cannot_be_delivered_says_why_and_links_to_the_fix() {
+    use crate::api_source::{company_with_api_source, message_body, now_secs, post_signed};
+    let app = TestApp::new().await;
+    let (s, id, secret) = company_with_api_source(&app).await;
+    let http = reqwest::Client::new();
+    let body = message_body("m-1", "visitor-1", "Есть диван в наличии?");
+    let r = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, None).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let inbox = s.html("/app/inbox").await;
+    let conv = inbox
+        .split("<li id=\"conv-")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("a conversation row")
+        .to_string();
+    let page = format!("/app/inbox/{conv}");
+    let r = s
+        .post_from(&page, &format!("{page}/reply"), &[("text", "Да, есть")])
+        .await;
+    assert_eq!(r.status(), 303);
+    eventually("the reply fails with its reason", || async {
+        s.html(&page).await.contains("data-status=\"failed\"")
+    })
+    .await;
+    let thread = s.html(&page).await;
+    let at = thread
+        .find("class=\"msg-error\"")
+        .expect("the reason is shown");
+    let block = &thread[at..at + thread[at..].find("</div>").expect("end")];
+    assert!(
+        block.contains("не задан адрес исходящего вебхука"),
+        "{block}"
+    );
+    let fix = format!("href=\"/app/api-sources/{id}#webhook\"");
+    assert!(block.contains(&fix), "{block}");
+    // The provider's own (English) words stay in the tooltip, out of the visible text.
+    let visible = &block[block.find('>').expect("tag end")..];
+    assert!(!visible.contains("no outgoing webhook"), "{visible}");
+
+    // Set the webhook to the company's website and retry: the site gets the answer.
+    let site = chatter_fakes::website::FakeWebsite::start()
+        .await
+        .expect("website");
+    site.set_secret(&secret);
+    let source_page = format!("/app/api-sources/{id}");
+    let r = s
+        .post_from(
+            &source_page,
+            &format!("{source_page}/webhook"),
+            &[("webhook_url", &site.webhook_url())],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let msg = thread
+        .split("/retry\"")
+        .next()
+        .and_then(|x| x.rsplit("/messages/").next())
+        .expect("the retry form")
+        .to_string();
+    let r = s
+        .post_from(&page, &format!("{page}/messages/{msg}/retry"), &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    eventually("the website receives the answer", || async {
+        site.received()
+            .iter()
+            .any(|r| r.direction() == Some("out") && r.text() == Some("Да, есть"))
+    })
+    .await;
+    eventually("the reply shows as sent", || async {
+        s.html(&page).await.contains("data-status=\"sent\"")
+    })
+    .await;
+    assert_eq!(site.refused(), 0, "every delivery was signed right");
+    app.stop().await;
+}
