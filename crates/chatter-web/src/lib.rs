@@ -57,6 +57,8 @@ pub struct AppState {
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Turns true when this node stops: live streams send a final `reconnect` event and end.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Live streams (`/app/events`) open on this node now, for `/metrics`.
+    pub live_streams: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// The whole application.

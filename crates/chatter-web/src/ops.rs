@@ -118,6 +118,11 @@ async fn metrics(State(st): State<AppState>) -> Response {
     } else {
         0
     };
+    let _ = writeln!(
+        out,
+        "# HELP chatter_live_streams Live inbox streams open on this node.\n# TYPE chatter_live_streams gauge\nchatter_live_streams {}",
+        st.live_streams.load(Ordering::Relaxed)
+    );
     let _ = writeln!(out, "# HELP chatter_database_up Whether the database answers.\n# TYPE chatter_database_up gauge\nchatter_database_up {up}");
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -113,6 +113,7 @@ pub async fn start(
             cfg: Arc::new(cfg),
             ingester,
             hook_sources: Default::default(),
+            live_streams: Default::default(),
         });
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {

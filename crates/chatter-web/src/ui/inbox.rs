@@ -826,12 +826,24 @@ async fn events(
         /// The node's stop signal; `ended` once the final `reconnect` event went out.
         stop: tokio::sync::watch::Receiver<bool>,
         ended: bool,
+        /// Counts the stream in `/metrics` while it is open.
+        _open: OpenStream,
     }
+    struct OpenStream(std::sync::Arc<std::sync::atomic::AtomicI64>);
+    impl Drop for OpenStream {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    st.live_streams
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let open = OpenStream(st.live_streams.clone());
     let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000).await?;
     let stop = st.stop.clone();
     let state = S {
         stop,
         ended: false,
+        _open: open,
         st,
         ctx,
         actor,

@@ -7,6 +7,7 @@ mod auth;
 mod avito;
 mod browser;
 mod browser_crm;
+mod browser_day;
 mod browser_inbox;
 mod browser_security;
 mod cli;
