@@ -576,14 +576,18 @@ pub async fn list_conversations(
         _ => {}
     }
     if let Some(text) = f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let like = format!("%{}%", text.replace(['%', '_'], ""));
+        let likes = case_variants(&text.replace(['%', '_'], ""));
+        let mut names = Condition::any();
+        let mut texts = Condition::any();
+        for like in &likes {
+            names = names
+                .add(Expr::col(contact::Column::Name).like(like))
+                .add(Expr::col(contact::Column::Username).like(like));
+            texts = texts.add(Expr::col(message::Column::Text).like(like));
+        }
         let by_name = contact::Entity::find()
             .filter(contact::Column::CompanyId.eq(actor.company_id))
-            .filter(
-                Condition::any()
-                    .add(Expr::col(contact::Column::Name).like(&like))
-                    .add(Expr::col(contact::Column::Username).like(&like)),
-            )
+            .filter(names)
             .select_only()
             .column(contact::Column::Id)
             .into_tuple::<Uuid>()
@@ -591,7 +595,7 @@ pub async fn list_conversations(
             .await?;
         let by_text = message::Entity::find()
             .filter(message::Column::CompanyId.eq(actor.company_id))
-            .filter(Expr::col(message::Column::Text).like(&like))
+            .filter(texts)
             .select_only()
             .column(message::Column::ConversationId)
             .distinct()
@@ -611,6 +615,39 @@ pub async fn list_conversations(
         .all(&core.db)
         .await?;
     rows_for(core, convs).await
+}
+
+/// `LIKE` patterns for a search that ignores case in any alphabet on both databases (SQLite's
+/// `LIKE` folds ASCII only, PostgreSQL's folds nothing): the words as typed, in lower case, in
+/// upper case and capitalised — «ольга» finds «Ольга», «доставка» finds «Доставка» and
+/// «ДОСТАВКА». Mixed case inside a word («оЛьга») is not matched.
+fn case_variants(needle: &str) -> Vec<String> {
+    let lower = needle.to_lowercase();
+    let mut capital = String::with_capacity(lower.len());
+    let mut start = true;
+    for c in lower.chars() {
+        if start && c.is_alphabetic() {
+            capital.extend(c.to_uppercase());
+        } else {
+            capital.push(c);
+        }
+        start = !c.is_alphanumeric();
+    }
+    let first_only: String = {
+        let mut it = lower.chars();
+        match it.next() {
+            Some(c) => c.to_uppercase().chain(it).collect(),
+            None => String::new(),
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    for v in [needle.to_owned(), lower.clone(), needle.to_uppercase(), capital, first_only] {
+        let p = format!("%{v}%");
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 async fn rows_for(core: &Core, convs: Vec<conversation::Model>) -> Result<Vec<ConversationRow>> {
@@ -1229,4 +1266,20 @@ async fn conversation_changed(
     txn.commit().await?;
     core.published(pending);
     Ok(())
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::case_variants;
+
+    #[test]
+    fn a_search_covers_the_usual_cases_of_every_alphabet() {
+        let v = case_variants("ольга смирнова");
+        assert!(v.contains(&"%Ольга Смирнова%".to_string()), "{v:?}");
+        assert!(v.contains(&"%Ольга смирнова%".to_string()), "{v:?}");
+        assert!(v.contains(&"%ОЛЬГА СМИРНОВА%".to_string()), "{v:?}");
+        let v = case_variants("Доставка");
+        assert!(v.contains(&"%доставка%".to_string()), "{v:?}");
+        assert_eq!(case_variants("").len(), 1);
+    }
 }

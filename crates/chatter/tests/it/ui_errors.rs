@@ -225,3 +225,41 @@ async fn a_reply_that_cannot_be_delivered_says_why_and_links_to_the_fix() {
     assert_eq!(site.refused(), 0, "every delivery was signed right");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn search_ignores_case_in_cyrillic_on_both_databases() {
+    let app = TestApp::new().await;
+    let (s, token, _) = company_with_bot(&app).await;
+    eventually("the bot is polled", || async {
+        app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
+    })
+    .await;
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5101, "Ольга Смирнова", "Доставка в Химки возможна?"),
+    );
+    app.telegram
+        .customer_writes(&token, CustomerMessage::text(5102, "Пётр", "Сколько стоит?"));
+    eventually("both arrive", || async {
+        s.html("/app/inbox").await.matches("<li id=\"conv-").count() == 2
+    })
+    .await;
+    for (q, who) in [
+        ("ольга", "Ольга Смирнова"),
+        ("ОЛЬГА", "Ольга Смирнова"),
+        ("доставка", "Ольга Смирнова"),
+        ("химки", "Ольга Смирнова"),
+        ("сколько", "Пётр"),
+    ] {
+        let page = s
+            .html(&format!("/app/inbox?q={}", url_escape(q)))
+            .await;
+        assert_eq!(page.matches("<li id=\"conv-").count(), 1, "{q}");
+        assert!(page.contains(who), "{q} finds {who}");
+    }
+    app.stop().await;
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
