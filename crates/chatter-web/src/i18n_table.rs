@@ -74,6 +74,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("team.pending", "Ожидают ответа", "Pending invitations"),
     ("team.until", "до", "until"),
     ("team.revoke", "Отозвать", "Revoke"),
+    ("team.revoke_confirm", "Отозвать приглашение? Ссылка из письма перестанет работать.", "Revoke the invitation? The link in the mail stops working."),
     ("team.remove", "Удалить", "Remove"),
     ("team.remove_confirm", "Удалить сотрудника из компании?", "Remove this member from the company?"),
     // invitations
@@ -120,6 +121,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("settings.created", "Создан", "Created"),
     ("settings.last_used", "Последнее использование", "Last used"),
     ("settings.revoke", "Отозвать", "Revoke"),
+    ("settings.revoke_confirm", "Отозвать ключ? Программы, которые им пользуются, сразу перестанут получать доступ. Отменить это нельзя.", "Revoke the key? Programs that use it lose access at once. This cannot be undone."),
     ("settings.revoked", "Отозван", "Revoked"),
     ("settings.backups", "Резервные копии", "Backups"),
     ("settings.backups_lead", "Копия базы данных делается ежедневно, хранятся последние 7. База:", "A copy of the database is made daily; the last 7 are kept. Database:"),

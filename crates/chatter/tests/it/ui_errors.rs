@@ -263,3 +263,57 @@ async fn search_ignores_case_in_cyrillic_on_both_databases() {
 fn url_escape(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
+
+/// Every form that destroys or cuts off something asks first (`data-confirm`, which the page's
+/// script turns into a confirmation), and the question is translated.
+#[tokio::test]
+async fn every_destructive_form_asks_for_confirmation() {
+    let app = TestApp::new().await;
+    let (s, _, source) = company_with_bot(&app).await;
+    let r = s
+        .post_from("/app/settings", "/app/settings/api-keys", &[("name", "CRM")])
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = s
+        .post_from(
+            "/app/team",
+            "/app/team/invite",
+            &[("email", "boris@example.ru"), ("role", "manager")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let destructive = ["/revoke", "/remove", "/delete", "/disable", "/disconnect", "/rotate"];
+    let mut checked = 0;
+    for page in [
+        "/app/settings".to_string(),
+        "/app/team".to_string(),
+        format!("/app/sources/{source}"),
+        "/app/crm/rules".to_string(),
+    ] {
+        let html = s.html(&page).await;
+        for form in html.split("<form").skip(1) {
+            let tag = &form[..form.find('>').expect("tag end")];
+            let Some(action) = tag
+                .split("action=\"")
+                .nth(1)
+                .and_then(|a| a.split('"').next())
+            else {
+                continue;
+            };
+            if destructive.iter().any(|d| action.ends_with(d)) {
+                checked += 1;
+                let question = tag
+                    .split("data-confirm=\"")
+                    .nth(1)
+                    .and_then(|a| a.split('"').next())
+                    .unwrap_or_else(|| panic!("{page}: {action} does not ask first"));
+                assert!(
+                    question.chars().any(|c| ('а'..='я').contains(&c.to_lowercase().next().unwrap_or(c))),
+                    "{page}: {action} asks {question:?}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 3, "only {checked} destructive forms were found");
+    app.stop().await;
+}
