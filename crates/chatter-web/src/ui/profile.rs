@@ -37,12 +37,25 @@ struct ProfileTpl {
     totp_enabled: bool,
     /// (base32 secret, otpauth URI) while 2FA is being set up.
     totp_setup: Option<(String, String)>,
+    /// The otpauth URI as a QR code (inline SVG made here, nothing fetched from elsewhere).
+    totp_qr: Option<String>,
     recovery_codes: Vec<String>,
     telegram_linked: bool,
     telegram_bot: Option<String>,
     /// amoCRM is set up on this server (the link button shows).
     amocrm: bool,
     amocrm_links: Vec<user_identity::Model>,
+}
+
+/// `text` as a QR code in SVG, to put inline in a page (no XML declaration).
+fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .build();
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_owned())
 }
 
 async fn tpl(st: &AppState, ctx: &Ctx, p: Page) -> Result<ProfileTpl, AppError> {
@@ -55,6 +68,7 @@ async fn tpl(st: &AppState, ctx: &Ctx, p: Page) -> Result<ProfileTpl, AppError> 
         locale: info.user.locale.clone(),
         totp_enabled: info.user.totp_enabled,
         totp_setup: accounts::pending_totp(&st.core, info),
+        totp_qr: accounts::pending_totp(&st.core, info).and_then(|(_, uri)| qr_svg(&uri)),
         recovery_codes: Vec::new(),
         telegram_linked: info.user.telegram_id.is_some(),
         telegram_bot: st.core.config.telegram_login_bot_username.clone(),

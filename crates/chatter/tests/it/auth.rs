@@ -307,6 +307,12 @@ async fn two_factor_sign_in_with_totp_and_recovery_codes() {
         .nth(1)
         .and_then(|x| x.split('<').next())
         .expect("secret shown");
+    // The same key as a QR code drawn on the server: an inline SVG, nothing fetched elsewhere.
+    let qr = page
+        .split("id=\"totp-qr\"")
+        .nth(1)
+        .expect("a QR code is shown");
+    assert!(qr.contains("<svg") && qr.contains("<path"), "{qr}");
     let raw = totp::from_stored(secret);
     // A wrong code does not enable it.
     let r = s
