@@ -214,6 +214,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("inbox.status", "Состояние", "Status"),
     ("inbox.open", "Открытые", "Open"),
     ("inbox.closed", "Закрыт", "Closed"),
+    ("inbox.closed_filter", "Закрытые", "Closed"),
     ("inbox.all", "Все", "All"),
     ("inbox.only", "Чьи", "Whose"),
     ("inbox.everyone", "Все диалоги", "All conversations"),

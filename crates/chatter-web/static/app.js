@@ -158,3 +158,33 @@ window.addEventListener("message", function (e) {
     });
   }
 })();
+
+// Filters that apply at once: a changed choice submits its form, the search on Enter (or after
+// a pause in typing); the «Показать» button is only for pages without this script.
+(function () {
+  var forms = document.querySelectorAll("form[data-autosubmit]");
+  Array.prototype.forEach.call(forms, function (f) {
+    f.classList.add("live");
+    Array.prototype.forEach.call(f.querySelectorAll("select"), function (s) {
+      s.addEventListener("change", function () { f.submit(); });
+    });
+    var q = f.querySelector("input[name=q]");
+    if (q) {
+      var timer = null;
+      var last = q.value;
+      q.addEventListener("input", function () {
+        clearTimeout(timer);
+        timer = setTimeout(function () {
+          if (q.value !== last && (q.value.trim().length === 0 || q.value.trim().length >= 2)) {
+            try { sessionStorage.setItem("chatterTyping", "1"); } catch (_) {}
+            f.submit();
+          }
+        }, 700);
+      });
+      // Back from a search made while typing: keep typing where it was.
+      var typing = null;
+      try { typing = sessionStorage.getItem("chatterTyping"); sessionStorage.removeItem("chatterTyping"); } catch (_) {}
+      if (typing) { q.focus(); q.setSelectionRange(q.value.length, q.value.length); }
+    }
+  });
+})();

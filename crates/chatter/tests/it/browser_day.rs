@@ -265,3 +265,51 @@ async fn a_working_day_of_eighty_conversations_in_one_browser_session() {
     assert_eq!(delivered, total, "every answer reached its customer");
     w.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_filters_apply_at_once() {
+    if !Browser::available_or_skip() {
+        return;
+    }
+    let app = TestApp::new().await;
+    let w = Window::open(&app.url, "filters", 1280, 800).await;
+    w.goto("/sign-up").await;
+    w.fill("input[name=company_name]", "Ромашка").await;
+    w.fill("input[name=name]", "Анна Петрова").await;
+    w.fill("input[name=email]", "anna@romashka.test").await;
+    w.fill("input[name=password]", "ромашка-пароль-42").await;
+    w.click("#sign-up-submit").await;
+    w.wait_path(|p| p == "/app").await;
+    w.goto("/app/inbox").await;
+    assert_eq!(
+        js(&w, "var b = document.querySelector('form.filters .apply'); return !!b && b.offsetParent === null;").await,
+        serde_json::Value::Bool(true),
+        "with the script, the «Показать» button is not needed"
+    );
+    let query = || async {
+        w.browser
+            .client()
+            .current_url()
+            .await
+            .map(|u| u.query().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    js(
+        &w,
+        "var s = document.querySelector('select[name=status]'); s.value = 'closed'; s.dispatchEvent(new Event('change')); return true;",
+    )
+    .await;
+    until(&w, "the status filter applies", || async {
+        query().await.contains("status=closed")
+    })
+    .await;
+    let closed = js(&w, "return document.querySelector('select[name=status] option:checked').textContent;").await;
+    assert_eq!(closed, serde_json::Value::String("Закрытые".into()));
+    w.fill("form.filters input[name=q]", "доставка").await;
+    until(&w, "the search applies after a pause in typing", || async {
+        query().await.contains("q=")
+    })
+    .await;
+    assert!(query().await.contains("status=closed"), "the other choices stay");
+    w.close().await;
+}
