@@ -53,6 +53,17 @@ window.addEventListener("message", function (e) {
     return t.content.firstElementChild;
   }
   var after = root.getAttribute("data-last-event") || "0";
+  // The open conversation's header follows what colleagues do: the assignee and open/closed.
+  function updateHeader(d) {
+    var who = document.querySelector(".thread-actions select[name=assignee]");
+    if (who && document.activeElement !== who && "assignee_id" in d) who.value = d.assignee_id || "";
+    var closeF = document.getElementById("close-form");
+    var reopenF = document.getElementById("reopen-form");
+    if (closeF && reopenF && d.status) {
+      closeF.hidden = d.status !== "open";
+      reopenF.hidden = d.status === "open";
+    }
+  }
   function markSeen(row) {
     row.classList.remove("unread");
     var b = row.querySelector(".badge");
@@ -84,6 +95,7 @@ window.addEventListener("message", function (e) {
       var empty = document.getElementById("inbox-empty");
       if (empty) empty.remove();
     }
+    if (d.conversation_id === thread) updateHeader(d);
     if (box && d.conversation_id === thread && d.message) {
       var m = fragment(d.message);
       var prev = document.getElementById("msg-" + d.message_id);

@@ -757,6 +757,7 @@ async fn render_events(
             "kind": e.kind,
             "conversation_id": conv_id,
             "status": row.conversation.status,
+            "assignee_id": row.conversation.assignee_id,
             "row": html,
         });
         if let Some(m) = mid.and_then(|m| msgs.get(&m)) {

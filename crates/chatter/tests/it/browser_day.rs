@@ -313,3 +313,73 @@ async fn the_inbox_filters_apply_at_once() {
     assert!(query().await.contains("status=closed"), "the other choices stay");
     w.close().await;
 }
+
+/// A colleague assigns and closes the conversation someone has open: the open page's header
+/// follows without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_conversations_header_follows_what_colleagues_do() {
+    if !Browser::available_or_skip() {
+        return;
+    }
+    let app = TestApp::new().await;
+    let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
+    let w = Window::open(&app.url, "header", 1280, 800).await;
+    w.goto("/sign-up").await;
+    w.fill("input[name=company_name]", "Ромашка").await;
+    w.fill("input[name=name]", "Анна Петрова").await;
+    w.fill("input[name=email]", "anna@romashka.test").await;
+    w.fill("input[name=password]", "ромашка-пароль-42").await;
+    w.click("#sign-up-submit").await;
+    w.wait_path(|p| p == "/app").await;
+    w.goto("/app/sources/new").await;
+    w.fill("input[name=token]", &token).await;
+    w.click("#source-submit").await;
+    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
+        .await;
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(8001, "Ольга", "Здравствуйте!"),
+    );
+    w.goto("/app/inbox").await;
+    w.wait_text_in("li.conv", "Здравствуйте!").await;
+    w.click("li.conv a").await;
+    w.wait_path(|p| p.starts_with("/app/inbox/") && p.len() > "/app/inbox/".len())
+        .await;
+    w.mark_page().await;
+    let path = w
+        .browser
+        .client()
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .to_owned();
+    let me = js(
+        &w,
+        "var o = Array.from(document.querySelectorAll('.thread-actions select[name=assignee] option')).find(function (o) { return o.value; }); return o ? o.value : null;",
+    )
+    .await;
+    let me = me.as_str().expect("a member to assign").to_owned();
+
+    // The colleague (here the same person in another session) assigns and closes it.
+    let (other, r) = chatter_testkit::Session::sign_in(&app, "anna@romashka.test", "ромашка-пароль-42").await;
+    assert_eq!(r.status(), 303);
+    let r = other
+        .post_from(&path, &format!("{path}/assign"), &[("assignee", &me)])
+        .await;
+    assert_eq!(r.status(), 303);
+    let assigned = format!("return document.querySelector('.thread-actions select[name=assignee]').value === '{me}';");
+    until(&w, "the assignee shows", || async {
+        js(&w, &assigned).await == serde_json::Value::Bool(true)
+    })
+    .await;
+    let r = other.post_from(&path, &format!("{path}/close"), &[]).await;
+    assert_eq!(r.status(), 303);
+    until(&w, "the conversation shows closed", || async {
+        js(&w, "return document.getElementById('close-form').hidden && !document.getElementById('reopen-form').hidden;").await
+            == serde_json::Value::Bool(true)
+    })
+    .await;
+    w.assert_same_page("the header's updates").await;
+    w.close().await;
+}
