@@ -641,7 +641,13 @@ fn case_variants(needle: &str) -> Vec<String> {
         }
     };
     let mut out: Vec<String> = Vec::new();
-    for v in [needle.to_owned(), lower.clone(), needle.to_uppercase(), capital, first_only] {
+    for v in [
+        needle.to_owned(),
+        lower.clone(),
+        needle.to_uppercase(),
+        capital,
+        first_only,
+    ] {
         let p = format!("%{v}%");
         if !out.contains(&p) {
             out.push(p);

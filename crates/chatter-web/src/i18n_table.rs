@@ -284,6 +284,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("sources.add", "Подключить источник", "Add a source"),
     ("sources.none", "Источников пока нет. Подключите Telegram-бота — это займёт минуту.", "No sources yet. Connect a Telegram bot: it takes a minute."),
     ("sources.kind", "Тип", "Kind"),
+    ("sources.api_settings", "адрес, подпись, вебхук и журнал доставок", "address, signing, webhook and delivery log"),
     ("sources.health", "Состояние", "Health"),
     ("sources.mode", "Режим", "Mode"),
     ("sources.mode_webhook", "вебхук", "webhook"),

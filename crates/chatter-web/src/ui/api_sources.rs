@@ -22,7 +22,11 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app/sources/new/api", get(new_page))
-        .route("/app/api-sources", post(create))
+        // After creating one, a reload (or Back) asks for this address with GET.
+        .route(
+            "/app/api-sources",
+            get(|| async { Redirect::to("/app/sources") }).post(create),
+        )
         .route("/app/api-sources/{id}", get(show_page))
         .route("/app/api-sources/{id}/webhook", post(set_webhook))
         .route("/app/api-sources/{id}/rotate", post(rotate))

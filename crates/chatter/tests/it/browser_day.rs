@@ -303,14 +303,21 @@ async fn the_inbox_filters_apply_at_once() {
         query().await.contains("status=closed")
     })
     .await;
-    let closed = js(&w, "return document.querySelector('select[name=status] option:checked').textContent;").await;
+    let closed = js(
+        &w,
+        "return document.querySelector('select[name=status] option:checked').textContent;",
+    )
+    .await;
     assert_eq!(closed, serde_json::Value::String("Закрытые".into()));
     w.fill("form.filters input[name=q]", "доставка").await;
     until(&w, "the search applies after a pause in typing", || async {
         query().await.contains("q=")
     })
     .await;
-    assert!(query().await.contains("status=closed"), "the other choices stay");
+    assert!(
+        query().await.contains("status=closed"),
+        "the other choices stay"
+    );
     w.close().await;
 }
 
@@ -362,13 +369,16 @@ async fn the_open_conversations_header_follows_what_colleagues_do() {
     let me = me.as_str().expect("a member to assign").to_owned();
 
     // The colleague (here the same person in another session) assigns and closes it.
-    let (other, r) = chatter_testkit::Session::sign_in(&app, "anna@romashka.test", "ромашка-пароль-42").await;
+    let (other, r) =
+        chatter_testkit::Session::sign_in(&app, "anna@romashka.test", "ромашка-пароль-42").await;
     assert_eq!(r.status(), 303);
     let r = other
         .post_from(&path, &format!("{path}/assign"), &[("assignee", &me)])
         .await;
     assert_eq!(r.status(), 303);
-    let assigned = format!("return document.querySelector('.thread-actions select[name=assignee]').value === '{me}';");
+    let assigned = format!(
+        "return document.querySelector('.thread-actions select[name=assignee]').value === '{me}';"
+    );
     until(&w, "the assignee shows", || async {
         js(&w, &assigned).await == serde_json::Value::Bool(true)
     })

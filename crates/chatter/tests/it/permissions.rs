@@ -186,6 +186,7 @@ const ROUTES: &[Route] = &[
     r(Post, "/hooks/amojo/{zero}", Public, &[], &[401]),
     r(Get,  "/hooks/amocrm/disabled", Public, &[], &[400]),
     r(Get,  "/app/sources/new/api", MANAGE, &[], &[200]),
+    r(Get,  "/app/api-sources", Public, &[], &[303]),
     r(Post, "/app/api-sources", MANAGE, &[("name", "")], &[422]),
     r(Get,  "/app/api-sources/{api_source}", READ, &[], &[200]),
     r(Post, "/app/api-sources/{api_source}/webhook", MANAGE, &[("webhook_url", "")], &[303]),

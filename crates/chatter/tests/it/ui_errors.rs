@@ -153,6 +153,14 @@ async fn a_reply_that_cannot_be_delivered_says_why_and_links_to_the_fix() {
     use crate::api_source::{company_with_api_source, message_body, now_secs, post_signed};
     let app = TestApp::new().await;
     let (s, id, secret) = company_with_api_source(&app).await;
+    // Its page is one click from the sources list, and reloading after creating it is no 405.
+    let list = s.html("/app/sources").await;
+    assert!(
+        list.contains(&format!("href=\"/app/api-sources/{id}\"")),
+        "{list}"
+    );
+    let r = s.get("/app/api-sources").await;
+    assert_eq!(r.status(), 303);
     let http = reqwest::Client::new();
     let body = message_body("m-1", "visitor-1", "Есть диван в наличии?");
     let r = post_signed(&http, &app, &id, &secret, now_secs(&app), &body, None).await;
@@ -238,8 +246,10 @@ async fn search_ignores_case_in_cyrillic_on_both_databases() {
         &token,
         CustomerMessage::text(5101, "Ольга Смирнова", "Доставка в Химки возможна?"),
     );
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(5102, "Пётр", "Сколько стоит?"));
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5102, "Пётр", "Сколько стоит?"),
+    );
     eventually("both arrive", || async {
         s.html("/app/inbox").await.matches("<li id=\"conv-").count() == 2
     })
@@ -251,9 +261,7 @@ async fn search_ignores_case_in_cyrillic_on_both_databases() {
         ("химки", "Ольга Смирнова"),
         ("сколько", "Пётр"),
     ] {
-        let page = s
-            .html(&format!("/app/inbox?q={}", url_escape(q)))
-            .await;
+        let page = s.html(&format!("/app/inbox?q={}", url_escape(q))).await;
         assert_eq!(page.matches("<li id=\"conv-").count(), 1, "{q}");
         assert!(page.contains(who), "{q} finds {who}");
     }
@@ -271,7 +279,11 @@ async fn every_destructive_form_asks_for_confirmation() {
     let app = TestApp::new().await;
     let (s, _, source) = company_with_bot(&app).await;
     let r = s
-        .post_from("/app/settings", "/app/settings/api-keys", &[("name", "CRM")])
+        .post_from(
+            "/app/settings",
+            "/app/settings/api-keys",
+            &[("name", "CRM")],
+        )
         .await;
     assert_eq!(r.status(), 200);
     let r = s
@@ -282,7 +294,14 @@ async fn every_destructive_form_asks_for_confirmation() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    let destructive = ["/revoke", "/remove", "/delete", "/disable", "/disconnect", "/rotate"];
+    let destructive = [
+        "/revoke",
+        "/remove",
+        "/delete",
+        "/disable",
+        "/disconnect",
+        "/rotate",
+    ];
     let mut checked = 0;
     for page in [
         "/app/settings".to_string(),
@@ -308,7 +327,9 @@ async fn every_destructive_form_asks_for_confirmation() {
                     .and_then(|a| a.split('"').next())
                     .unwrap_or_else(|| panic!("{page}: {action} does not ask first"));
                 assert!(
-                    question.chars().any(|c| ('а'..='я').contains(&c.to_lowercase().next().unwrap_or(c))),
+                    question
+                        .chars()
+                        .any(|c| ('а'..='я').contains(&c.to_lowercase().next().unwrap_or(c))),
                     "{page}: {action} asks {question:?}"
                 );
             }
