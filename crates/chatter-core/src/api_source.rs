@@ -567,7 +567,10 @@ pub async fn receive(
         .ok_or(ReceiveError::Unauthorized(
             "X-Chatter-Timestamp is missing or not Unix seconds",
         ))?;
-    if (core.now() / 1000 - ts).abs() > TIMESTAMP_TOLERANCE_SECS {
+    // Saturating: a timestamp near i64::MIN or MAX must be refused, not overflow.
+    if (core.now() / 1000).saturating_sub(ts).unsigned_abs()
+        > TIMESTAMP_TOLERANCE_SECS.unsigned_abs()
+    {
         return Err(ReceiveError::Unauthorized(
             "X-Chatter-Timestamp is more than 5 minutes away from our clock",
         ));

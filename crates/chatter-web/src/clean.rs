@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::http::uri::PathAndQuery;
 use axum::http::{header, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chatter_domain::text;
 
 /// `application/x-www-form-urlencoded` text with every NUL removed from its names and values;
@@ -42,12 +42,12 @@ pub async fn strip_refused(req: Request, next: Next) -> Response {
     }
     // The body limit layer outside bounds what is read here.
     let Ok(bytes) = to_bytes(body, usize::MAX).await else {
-        return (
+        return crate::api::body(
             StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(serde_json::json!({"error": {"code": "too_large",
-                "message": "the request body is too large or was cut off", "fields": []}})),
-        )
-            .into_response();
+            "too_large",
+            "the request body is too large or was cut off",
+            Vec::new(),
+        );
     };
     let bytes = if bytes.windows(6).any(|w| w == b"\\u0000") {
         match serde_json::from_slice::<serde_json::Value>(&bytes) {

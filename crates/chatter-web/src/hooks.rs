@@ -490,17 +490,14 @@ async fn amocrm_disabled(
 }
 
 fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
-    let fields: Vec<serde_json::Value> = field
-        .map(|f| serde_json::json!({"field": f, "code": "invalid"}))
+    let fields = field
+        .map(|f| crate::api::FieldErrorOut {
+            field: f.to_owned(),
+            code: "invalid".to_owned(),
+        })
         .into_iter()
         .collect();
-    (
-        status,
-        axum::Json(
-            serde_json::json!({"error": {"code": code, "message": message, "fields": fields}}),
-        ),
-    )
-        .into_response()
+    crate::api::body(status, code, message, fields)
 }
 
 /// A message from the customer's system to an API source (kind 6). Signed with the source's
@@ -519,10 +516,10 @@ fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
     security(()),
     responses(
         (status = 200, body = crate::api::ApiSourceReceivedOut, description = "stored (or stored before: a replay)"),
-        (status = 400, body = crate::api::ApiErrorBody, description = "malformed body, or a `source_id` that is not a UUID; `message` and `fields` name the field"),
-        (status = 401, body = crate::api::ApiErrorBody, description = "bad or missing signature, or a stale timestamp"),
-        (status = 410, body = crate::api::ApiErrorBody, description = "the source is turned off; nothing was stored"),
-        (status = 404, body = crate::api::ApiErrorBody, description = "no such API source"),
+        (status = 400, body = crate::api::ApiErrorBody, content_type = "application/problem+json", description = "malformed body, or a `source_id` that is not a UUID; `message` and `fields` name the field"),
+        (status = 401, body = crate::api::ApiErrorBody, content_type = "application/problem+json", description = "bad or missing signature, or a stale timestamp"),
+        (status = 410, body = crate::api::ApiErrorBody, content_type = "application/problem+json", description = "the source is turned off; nothing was stored"),
+        (status = 404, body = crate::api::ApiErrorBody, content_type = "application/problem+json", description = "no such API source"),
     ))]
 pub async fn api_message(
     State(st): State<AppState>,

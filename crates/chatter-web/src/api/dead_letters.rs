@@ -32,7 +32,7 @@ pub struct DeadLetterOut {
 
 /// The company's undelivered events, newest first (the last 500). Admins and owners.
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "sources",
-    responses((status = 200, body = Vec<DeadLetterOut>), (status = 401, body = super::ApiErrorBody), (status = 403, body = super::ApiErrorBody)))]
+    responses((status = 200, body = Vec<DeadLetterOut>), (status = 401, body = super::ApiErrorBody, content_type = "application/problem+json"), (status = 403, body = super::ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn list_dead_letters(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -67,7 +67,7 @@ pub struct RetriedOut {
 /// refused (the dead letter stays); 409 when its source is turned off.
 #[utoipa::path(post, path = "/api/v1/dead-letters/{id}/retry", tag = "sources",
     params(("id" = Uuid, Path, description = "dead letter id")),
-    responses((status = 200, body = RetriedOut), (status = 400, body = super::ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = super::ApiErrorBody), (status = 403, body = super::ApiErrorBody), (status = 404, body = super::ApiErrorBody), (status = 409, body = super::ApiErrorBody)))]
+    responses((status = 200, body = RetriedOut), (status = 400, body = super::ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = super::ApiErrorBody, content_type = "application/problem+json"), (status = 403, body = super::ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = super::ApiErrorBody, content_type = "application/problem+json"), (status = 409, body = super::ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn retry_dead_letter(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,

@@ -45,7 +45,7 @@ fn export_out(e: company_export::Model) -> ExportOut {
 /// Starts an export of the company's data (or returns the one still being made); poll it
 /// until `ready`, then download it.
 #[utoipa::path(post, path = "/api/v1/exports", tag = "exports",
-    responses((status = 202, body = ExportOut), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody)))]
+    responses((status = 202, body = ExportOut), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 403, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn start_export(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -57,7 +57,7 @@ pub async fn start_export(
 /// An export's state.
 #[utoipa::path(get, path = "/api/v1/exports/{id}", tag = "exports",
     params(("id" = Uuid, Path, description = "export id")),
-    responses((status = 200, body = ExportOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = ExportOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn get_export(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -70,7 +70,7 @@ pub async fn get_export(
 #[utoipa::path(get, path = "/api/v1/exports/{id}/download", tag = "exports",
     params(("id" = Uuid, Path, description = "export id")),
     responses((status = 200, description = "the zip file", content_type = "application/zip"),
-        (status = 401, body = ApiErrorBody), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+        (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json"), (status = 409, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn download_export(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -110,7 +110,7 @@ pub struct WebhookUrlOut {
 /// Sets (or, with an empty `url`, clears) an API source's outgoing webhook URL.
 #[utoipa::path(post, path = "/api/v1/api-sources/{id}/webhook-url", tag = "sources",
     params(("id" = Uuid, Path, description = "API source id")), request_body = WebhookUrlIn,
-    responses((status = 200, body = WebhookUrlOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON, or the URL is refused")))]
+    responses((status = 200, body = WebhookUrlOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json"), (status = 413, body = ApiErrorBody, content_type = "application/problem+json"), (status = 415, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "the body is not JSON, or the URL is refused")))]
 pub async fn set_webhook_url(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,

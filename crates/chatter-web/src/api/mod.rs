@@ -82,8 +82,25 @@ pub fn routes() -> Router<AppState> {
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
 }
 
+/// Every refusal, as an RFC 9457 problem document (`Content-Type: application/problem+json`).
+/// `code` and `fields` are this API's extension members; `error` repeats them with `message`
+/// in the shape answered before problem documents, for clients written against it.
 #[derive(Serialize, ToSchema)]
 pub struct ApiErrorBody {
+    /// Names the kind of problem: `urn:chatter:problem:<code>`.
+    #[serde(rename = "type")]
+    #[schema(example = "urn:chatter:problem:not_found")]
+    pub type_: String,
+    /// A short summary of the kind of problem (the HTTP status' name).
+    pub title: String,
+    /// The HTTP status code, repeated.
+    pub status: u16,
+    /// What went wrong and what to do, in English.
+    pub detail: String,
+    /// Machine-readable code, e.g. `unauthorized`, `forbidden`, `not_found`, `invalid`.
+    pub code: String,
+    /// The fields at fault, for `invalid`.
+    pub fields: Vec<FieldErrorOut>,
     pub error: ApiErrorInner,
 }
 
@@ -96,7 +113,7 @@ pub struct ApiErrorInner {
     pub fields: Vec<FieldErrorOut>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct FieldErrorOut {
     pub field: String,
     pub code: String,
@@ -116,18 +133,29 @@ pub(crate) fn body(
     message: &str,
     fields: Vec<FieldErrorOut>,
 ) -> Response {
-    (
-        status,
-        Json(ApiErrorBody {
-            error: ApiErrorInner {
-                code: code.into(),
-                message: message.into(),
-                fields,
-            },
-        }),
-    )
-        .into_response()
+    let problem = ApiErrorBody {
+        type_: format!("urn:chatter:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: message.into(),
+        code: code.into(),
+        fields: fields.clone(),
+        error: ApiErrorInner {
+            code: code.into(),
+            message: message.into(),
+            fields,
+        },
+    };
+    let mut r = (status, Json(problem)).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(PROBLEM_JSON),
+    );
+    r
 }
+
+/// The media type of every error body (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -234,7 +262,7 @@ pub struct Me {
 
 /// The company this key belongs to.
 #[utoipa::path(get, path = "/api/v1/me", tag = "company",
-    responses((status = 200, body = Me), (status = 401, body = ApiErrorBody)))]
+    responses((status = 200, body = Me), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn me(State(st): State<AppState>, ApiActor(a): ApiActor) -> Result<Json<Me>, ApiError> {
     let c = company::Entity::find_by_id(a.company_id)
         .one(&st.core.db)
@@ -267,7 +295,7 @@ pub struct MemberOut {
 
 /// The company's team members.
 #[utoipa::path(get, path = "/api/v1/members", tag = "team",
-    responses((status = 200, body = Vec<MemberOut>), (status = 401, body = ApiErrorBody)))]
+    responses((status = 200, body = Vec<MemberOut>), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn members(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -308,7 +336,7 @@ pub struct SourceOut {
 
 /// The company's sources with their health.
 #[utoipa::path(get, path = "/api/v1/sources", tag = "sources",
-    responses((status = 200, body = Vec<SourceOut>), (status = 401, body = ApiErrorBody)))]
+    responses((status = 200, body = Vec<SourceOut>), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn sources(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -413,7 +441,7 @@ fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut 
 
 /// Conversations, most recent first.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", params(ConversationQuery),
-    responses((status = 200, body = Vec<ConversationOut>), (status = 400, body = ApiErrorBody, description = "the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "`limit` is not between 1 and 500")))]
+    responses((status = 200, body = Vec<ConversationOut>), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "`limit` is not between 1 and 500")))]
 pub async fn conversations(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -496,7 +524,7 @@ fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
 /// A conversation's messages, oldest first (the last 500).
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")),
-    responses((status = 200, body = Vec<MessageOut>), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = Vec<MessageOut>), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn conversation_messages(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -528,7 +556,7 @@ pub struct SendIn {
 /// messages (or the status) to see it become `sent` or `failed`.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")), request_body = SendIn,
-    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such conversation (or `reply_to` message) in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema")))]
+    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json", description = "no such conversation (or `reply_to` message) in this company"), (status = 413, body = ApiErrorBody, content_type = "application/problem+json"), (status = 415, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "the body is not JSON or does not match the schema")))]
 pub async fn send_message(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -574,7 +602,7 @@ pub struct CrmOut {
 /// Where the conversation is in amoCRM and which routing rule placed it.
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/crm", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")),
-    responses((status = 200, body = CrmOut), (status = 400, body = ApiErrorBody, description = "`id` is not a UUID (`invalid_path`)"), (status = 404, body = ApiErrorBody), (status = 401, body = ApiErrorBody)))]
+    responses((status = 200, body = CrmOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn conversation_crm(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -726,7 +754,7 @@ fn actions_out(
 
 /// The company's routing rules, in the order they are tried.
 #[utoipa::path(get, path = "/api/v1/routing-rules", tag = "routing",
-    responses((status = 200, body = Vec<RuleOut>), (status = 401, body = ApiErrorBody)))]
+    responses((status = 200, body = Vec<RuleOut>), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
 pub async fn routing_rules(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
@@ -771,7 +799,7 @@ pub async fn routing_rules(
 /// Which rule would fire for a message from a source at a time, and why. Changes nothing.
 /// Actions left to the default are `null`: the source's CRM settings fill them in.
 #[utoipa::path(post, path = "/api/v1/routing-rules/dry-run", tag = "routing", request_body = DryRunIn,
-    responses((status = 200, body = DecisionOut), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no such source in this company"), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 422, body = ApiErrorBody, description = "the body is not JSON or does not match the schema, or `at` is not a local time that exists")))]
+    responses((status = 200, body = DecisionOut), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json", description = "no such source in this company"), (status = 413, body = ApiErrorBody, content_type = "application/problem+json"), (status = 415, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "the body is not JSON or does not match the schema, or `at` is not a local time that exists")))]
 pub async fn routing_dry_run(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,

@@ -50,7 +50,7 @@ async fn assert_unauthorized(app: &TestApp, path: &str, key: Option<&str>) {
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json")));
+        .is_some_and(|v| v.starts_with("application/problem+json")));
     let body: Value = r.json().await.expect("JSON error");
     assert_eq!(body["error"]["code"], "unauthorized", "{body}");
     assert!(body["error"]["message"]
@@ -482,8 +482,23 @@ async fn json_error(r: reqwest::Response) -> (u16, String, String) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    assert!(ct.starts_with("application/json"), "{status}: {ct}");
+    assert!(ct.starts_with("application/problem+json"), "{status}: {ct}");
     let body: Value = r.json().await.expect("JSON error body");
+    // An RFC 9457 problem document, with the older `error` object beside it.
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(
+        body["type"],
+        format!(
+            "urn:chatter:problem:{}",
+            body["code"].as_str().unwrap_or("?")
+        ),
+        "{body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["detail"], body["error"]["message"], "{body}");
     let code = body["error"]["code"]
         .as_str()
         .expect("error.code")
