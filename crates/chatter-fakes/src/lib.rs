@@ -3,6 +3,7 @@
 
 pub mod amocrm;
 pub mod avito;
+pub mod mail_page;
 pub mod max;
 pub mod sms;
 pub mod smtp;

@@ -164,6 +164,11 @@ impl SmtpCapture {
         self.state.mailbox().mails.clone()
     }
 
+    /// A handle that reads the messages from elsewhere (the demo's mail page).
+    pub fn reader(&self) -> MailReader {
+        MailReader(Arc::clone(&self.state))
+    }
+
     /// Waits up to `timeout` for the oldest message addressed to `to` (envelope recipient, ASCII
     /// case-insensitive) that no earlier `wait_for` has returned.
     pub async fn wait_for(&self, to: &str, timeout: Duration) -> Option<CapturedMail> {
@@ -180,6 +185,17 @@ impl SmtpCapture {
                 return None;
             }
         }
+    }
+}
+
+/// Reads what an [`SmtpCapture`] received, from any task.
+#[derive(Clone)]
+pub struct MailReader(Arc<State>);
+
+impl MailReader {
+    /// Every message received so far, oldest first.
+    pub fn messages(&self) -> Vec<CapturedMail> {
+        self.0.mailbox().mails.clone()
     }
 }
 

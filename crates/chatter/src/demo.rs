@@ -150,6 +150,7 @@ pub struct Demo {
     pub crm_url: String,
     pub smtp_port: u16,
     pub website_url: String,
+    mail_page: chatter_fakes::mail_page::MailPage,
     stop: watch::Sender<bool>,
     customers: JoinHandle<()>,
     others: JoinHandle<()>,
@@ -160,6 +161,7 @@ impl Demo {
     /// and lets the simulated customers start writing.
     pub async fn start(core: &Core, fakes: &Fakes) -> anyhow::Result<Demo> {
         let actor = seed_company(core).await?;
+        forget_previous_run(core, &actor).await?;
         let token = connect_bot(core, &actor, &fakes.telegram).await?;
         let api_key = {
             let txn = core.db.begin().await?;
@@ -179,6 +181,9 @@ impl Demo {
             crm_url: format!("{}/ui/demo", fakes.amo.base_url()),
             smtp_port: fakes.smtp.port(),
             website_url: fakes.website.base_url(),
+            mail_page: chatter_fakes::mail_page::MailPage::start(fakes.smtp.reader())
+                .await
+                .context("cannot start the demo's mail page")?,
             stop,
             customers,
             others,
@@ -199,8 +204,9 @@ impl Demo {
             self.website_url
         );
         println!(
-            "Mail sent by the demo is caught on 127.0.0.1:{}",
-            self.smtp_port
+            "Mail sent by the demo is caught on 127.0.0.1:{} and shown at {}",
+            self.smtp_port,
+            self.mail_page.url()
         );
     }
 
@@ -213,6 +219,24 @@ impl Demo {
 }
 
 /// The demo user and company, created on the first run; the owner acting in it.
+/// A demo started again on the same data directory: the fake amoCRM starts empty, so the
+/// connection to the previous run's one is ended (connect again from the CRM page; otherwise
+/// every sync would fail against tokens no server knows), and the previous run's API key is
+/// revoked, so each run has exactly one.
+async fn forget_previous_run(core: &Core, actor: &Actor) -> anyhow::Result<()> {
+    if let Some((i, _)) = chatter_core::crm::get(core, actor).await? {
+        if i.status != chatter_core::crm::DISCONNECTED {
+            chatter_core::crm::disconnect(core, actor).await?;
+        }
+    }
+    for k in chatter_core::api_keys::list(core, actor).await? {
+        if k.name == "demo" && k.revoked_at.is_none() {
+            chatter_core::api_keys::revoke(core, actor, k.id).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn seed_company(core: &Core) -> anyhow::Result<Actor> {
     let meta = ReqMeta {
         ip: "127.0.0.1".into(),

@@ -287,6 +287,55 @@ async fn answers_reach_the_demo_website(demo: &mut Running, url: &str, key: &str
     }
 }
 
+/// Mail the demo sends (here a password reset) shows on the page the demo prints, with its link.
+async fn the_demos_mail_can_be_read(demo: &mut Running, url: &str) {
+    let line = demo.line_with("Mail sent by the demo");
+    let page_url = line
+        .rsplit(' ')
+        .next()
+        .expect("the page's address")
+        .trim()
+        .to_string();
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let form = client
+        .get(format!("{url}/forgot-password"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    let csrf = chatter_testkit::csrf_of(&form);
+    let r = client
+        .post(format!("{url}/forgot-password"))
+        .form(&[("_csrf", csrf.as_str()), ("email", "demo@chatter.local")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, page) = get_text(&page_url).await;
+        assert_eq!(status, 200);
+        if page.contains("/reset-password/") {
+            assert!(
+                page.contains("<a href=\""),
+                "the link can be clicked: {page}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reset mail never showed: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// A cookie-keeping client signed in with the printed demo credentials.
 async fn demo_sign_in(url: &str) -> reqwest::Client {
     let client = reqwest::Client::builder()
@@ -486,12 +535,20 @@ async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
     let manager = demo_sign_in(&url).await;
     let olga = wait_for_olga(&manager, &url, 1).await;
     answers_reach_the_demo_website(&mut demo, &url, &key).await;
+    the_demos_mail_can_be_read(&mut demo, &url).await;
     demo.stop();
 
     // The same data directory again: still one company and one demo bot, and the customers'
     // new messages are stored (not taken for replays of the first run's ones).
-    let (mut demo, url, _) = start_demo(&data, tmp.path());
+    let (mut demo, url, second_key) = start_demo(&data, tmp.path());
     let _ = demo_phone_url(&mut demo);
+    // One working demo key per run: the previous run's is revoked.
+    assert_eq!(me(&url, &second_key).await.0, 200);
+    assert_eq!(
+        me(&url, &key).await.0,
+        401,
+        "the first run's key is revoked"
+    );
     let manager = demo_sign_in(&url).await;
     let again = wait_for_olga(&manager, &url, 2).await;
     assert_eq!(again, olga, "Ольга's conversation carries on");
