@@ -138,6 +138,17 @@ impl Page {
         self.role.is_some_and(|r| r.can(p))
     }
 
+    /// What an audit action code is called in the page's language; an action without a name
+    /// yet shows as its code.
+    pub fn audit_action(&self, code: &str) -> String {
+        let key = format!("audit.a.{code}");
+        if crate::i18n::has(&key) {
+            self.tr.t(&key).to_owned()
+        } else {
+            code.to_owned()
+        }
+    }
+
     /// The name of a role stored as text (an invitation's); unknown text shows as itself.
     pub fn role_text(&self, s: &str) -> String {
         Role::parse(s).map_or_else(|| s.to_owned(), |r| self.role_name(&r).to_owned())

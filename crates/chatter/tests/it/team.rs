@@ -113,9 +113,9 @@ fn between(html: &str, start: &str, end: &str) -> String {
 
 async fn audit_actions(owner: &Session, query: &str) -> Vec<String> {
     let html = owner.html(&format!("/app/audit?{query}")).await;
-    html.split("<td><code>")
+    html.split("data-action=\"")
         .skip(1)
-        .map(|s| s[..s.find("</code>").unwrap_or(0)].to_string())
+        .map(|s| s[..s.find('"').unwrap_or(0)].to_string())
         .collect()
 }
 
