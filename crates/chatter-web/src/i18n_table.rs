@@ -282,6 +282,9 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("status.error", "Ошибка", "Error"),
     // sources
     ("sources.add", "Подключить источник", "Add a source"),
+    ("sources.choose_kind", "Выберите, откуда пишут ваши клиенты. Подключение каждого источника — на отдельной странице с подсказками.", "Choose where your customers write from. Each source is connected on a page of its own, with help."),
+    ("sources.other_kind", "Другой источник", "Another kind of source"),
+    ("sources.fix_fields", "Источник не подключён: исправьте отмеченные поля ниже.", "The source is not connected: correct the fields marked below."),
     ("sources.none", "Источников пока нет. Подключите Telegram-бота — это займёт минуту.", "No sources yet. Connect a Telegram bot: it takes a minute."),
     ("sources.kind", "Тип", "Kind"),
     ("sources.api_settings", "адрес, подпись, вебхук и журнал доставок", "address, signing, webhook and delivery log"),

@@ -139,6 +139,8 @@ struct NewTpl {
     p: Page,
     /// The kind whose form was sent (its fields keep their values and show the errors).
     kind: i32,
+    /// The one kind whose form the page shows; 0: the chooser of kinds.
+    only: i32,
     name: String,
     vk_group_id: String,
     avito_client_id: String,
@@ -152,6 +154,7 @@ impl NewTpl {
         NewTpl {
             p,
             kind: 0,
+            only: 0,
             name: String::new(),
             vk_group_id: String::new(),
             avito_client_id: String::new(),
@@ -159,6 +162,10 @@ impl NewTpl {
             wa_waba_id: String::new(),
             sms_sender: String::new(),
         }
+    }
+
+    fn kind_name(&self, kind: &i32) -> &'static str {
+        kind_key(*kind)
     }
 
     /// The name typed into the form of `kind` (empty in the others).
@@ -180,9 +187,33 @@ impl NewTpl {
     }
 }
 
-async fn new_page(Extension(ctx): Extension<Ctx>) -> Result<Response, AppError> {
+/// The kinds that have a form on the add page, in the chooser's order.
+const FORM_KINDS: [i32; 6] = [1, 3, 4, 5, 7, 8];
+
+#[derive(serde::Deserialize)]
+struct KindQuery {
+    #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
+    kind: Option<i32>,
+}
+
+/// Without `?kind=`, a chooser of kinds; with it, that kind's form alone, so its errors are
+/// where the eye is.
+async fn new_page(
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<KindQuery>,
+) -> Result<Response, AppError> {
     ctx.actor()?.require(Permission::Manage)?;
-    Ok(render(NewTpl::blank(Page::new(&ctx, "sources"))))
+    let only = match q.kind {
+        Some(k) if k == SourceKind::Api.id() => {
+            return Ok(Redirect::to("/app/sources/new/api").into_response())
+        }
+        Some(k) if FORM_KINDS.contains(&k) => k,
+        _ => 0,
+    };
+    Ok(render(NewTpl {
+        only,
+        ..NewTpl::blank(Page::new(&ctx, "sources"))
+    }))
 }
 
 /// One form per kind; each sends its own fields (secrets are never sent back to the page).
@@ -253,6 +284,7 @@ async fn create(
             StatusCode::UNPROCESSABLE_ENTITY,
             NewTpl {
                 kind,
+                only: if FORM_KINDS.contains(&kind) { kind } else { 0 },
                 name: f.name,
                 vk_group_id: f.vk_group_id,
                 avito_client_id: f.avito_client_id,

@@ -137,7 +137,7 @@ async fn a_working_day_of_eighty_conversations_in_one_browser_session() {
     w.fill("input[name=password]", "ромашка-пароль-42").await;
     w.click("#sign-up-submit").await;
     w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new").await;
+    w.goto("/app/sources/new?kind=1").await;
     w.fill("input[name=token]", &token).await;
     w.click("#source-submit").await;
     w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
@@ -338,7 +338,7 @@ async fn the_open_conversations_header_follows_what_colleagues_do() {
     w.fill("input[name=password]", "ромашка-пароль-42").await;
     w.click("#sign-up-submit").await;
     w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new").await;
+    w.goto("/app/sources/new?kind=1").await;
     w.fill("input[name=token]", &token).await;
     w.click("#source-submit").await;
     w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")

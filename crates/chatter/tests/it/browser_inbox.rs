@@ -52,7 +52,7 @@ async fn talk(size: &str, width: u32, height: u32) {
     manager.wait_path(|p| p == "/app").await;
 
     // The bot is connected from the Sources page by its token.
-    manager.goto("/app/sources/new").await;
+    manager.goto("/app/sources/new?kind=1").await;
     manager.fill("input[name=token]", &token).await;
     manager.shot("01-add-bot").await;
     manager.click("#source-submit").await;

@@ -36,7 +36,7 @@ async fn company(app: &TestApp, shots: &str) -> (Window, String) {
     w.fill("input[name=password]", "ромашка-пароль-42").await;
     w.click("#sign-up-submit").await;
     w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new").await;
+    w.goto("/app/sources/new?kind=1").await;
     w.fill("input[name=token]", &token).await;
     w.click("#source-submit").await;
     w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")

@@ -338,3 +338,63 @@ async fn every_destructive_form_asks_for_confirmation() {
     assert!(checked >= 3, "only {checked} destructive forms were found");
     app.stop().await;
 }
+
+/// Adding a source starts with a chooser; each kind has its own page, so a refused form shows
+/// its errors at the top of a short page instead of 2,700 px down a long one.
+#[tokio::test]
+async fn each_kind_is_added_on_its_own_page_with_the_errors_in_view() {
+    let app = TestApp::new().await;
+    let s = chatter_testkit::Session::sign_up(
+        &app,
+        "Ромашка",
+        "Анна",
+        "anna@example.ru",
+        "correct horse battery",
+    )
+    .await;
+    let chooser = s.html("/app/sources/new").await;
+    assert!(chooser.contains("id=\"kind-chooser\""), "{chooser}");
+    for k in [1, 3, 4, 5, 7, 8] {
+        assert!(
+            chooser.contains(&format!("href=\"/app/sources/new?kind={k}\"")),
+            "{k}"
+        );
+    }
+    assert!(chooser.contains("href=\"/app/sources/new/api\""));
+    assert!(
+        !chooser.contains("<form method=\"post\" action=\"/app/sources\""),
+        "no forms yet"
+    );
+    let vk = s.html("/app/sources/new?kind=3").await;
+    assert_eq!(vk.matches("action=\"/app/sources\"").count(), 1, "one form");
+    assert!(vk.contains("name=\"vk_token\"") && !vk.contains("name=\"token\""));
+    let r = s.get("/app/sources/new?kind=6").await;
+    assert_eq!(r.status(), 303, "the API source has its own page");
+    let r = s
+        .post_from(
+            "/app/sources/new?kind=3",
+            "/app/sources",
+            &[
+                ("kind", "3"),
+                ("vk_token", ""),
+                ("vk_group_id", "x"),
+                ("name", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.expect("body");
+    assert_eq!(
+        page.matches("action=\"/app/sources\"").count(),
+        1,
+        "the same single form"
+    );
+    let alert = page.find("id=\"form-errors\"").expect("the summary");
+    let form = page.find("action=\"/app/sources\"").expect("the form");
+    assert!(alert < form, "the summary comes before the form");
+    assert!(
+        page.contains("data-field=\"vk_token\""),
+        "the field is marked"
+    );
+    app.stop().await;
+}
