@@ -152,8 +152,11 @@ window.addEventListener("message", function (e) {
     text.addEventListener("input", count);
   }
   if (form && text) {
+    // Enter sends with a keyboard; on a touch screen it makes a new line and the button sends
+    // (a phone keyboard has no Shift+Enter).
+    var touch = window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
     text.addEventListener("keydown", function (e) {
-      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !touch) {
         e.preventDefault();
         if (form.requestSubmit) form.requestSubmit(); else form.submit();
       }
@@ -199,4 +202,10 @@ window.addEventListener("message", function (e) {
       if (typing) { q.focus(); q.setSelectionRange(q.value.length, q.value.length); }
     }
   });
+})();
+
+// On a phone the menu scrolls sideways: show the current section, not the first ones.
+(function () {
+  var on = document.querySelector("nav.side a.on");
+  if (on && on.scrollIntoView && window.innerWidth < 720) on.scrollIntoView({ block: "nearest", inline: "center" });
 })();

@@ -240,6 +240,37 @@ async fn a_working_day_of_eighty_conversations_in_one_browser_session() {
     }
     w.shot("phone-done").await;
     w.assert_no_sideways_scroll("the thread at 360 px").await;
+    // On the phone the reply box is wide enough to type in and within reach on the screen.
+    let reach = js(
+        &w,
+        "var r = document.getElementById('reply-text').getBoundingClientRect(); return [Math.round(r.width), Math.round(r.bottom), window.innerHeight];",
+    )
+    .await;
+    let (width, bottom, height) = (
+        reach[0].as_i64().unwrap_or(0),
+        reach[1].as_i64().unwrap_or(i64::MAX),
+        reach[2].as_i64().unwrap_or(0),
+    );
+    assert!(
+        width * 2 >= 360,
+        "the reply box is {width} px wide, under half the screen"
+    );
+    assert!(
+        bottom <= height,
+        "the reply box ends at {bottom} of {height} px"
+    );
+    // The current section is visible in the sideways menu.
+    w.goto("/app/team").await;
+    let shown = js(
+        &w,
+        "var a = document.querySelector('nav.side a.on'); var r = a.getBoundingClientRect(); return r.left >= 0 && r.right <= window.innerWidth;",
+    )
+    .await;
+    assert_eq!(
+        shown,
+        serde_json::Value::Bool(true),
+        "the current menu item is on screen"
+    );
     let minutes = day.elapsed().as_secs_f64() / 60.0;
     stop.store(true, Ordering::Relaxed);
     let written = chatter.await.expect("the customers' task");
