@@ -266,9 +266,26 @@ struct HealthTpl {
 
 impl HealthTpl {
     /// The provider's error in plain words, with the fix.
-    fn explain(&self, e: &Option<String>) -> &'static str {
+    /// What a failed item's error means, in the reader's language. A stopped item never says
+    /// "we retry on our own": its retries are over.
+    fn explain(&self, e: &Option<String>, status: &str) -> &'static str {
         let e = e.as_deref().unwrap_or("");
-        let key = if e.contains("402") {
+        let unreachable = [
+            "Connection refused",
+            "connect",
+            "timed out",
+            "dns",
+            "error sending request",
+        ]
+        .iter()
+        .any(|m| e.contains(m));
+        let key = if unreachable {
+            if status == "failed" {
+                "crm.why_unreachable_stopped"
+            } else {
+                "crm.why_unreachable"
+            }
+        } else if e.contains("402") {
             "crm.why_payment"
         } else if e.contains("403") {
             "crm.why_rights"
@@ -278,6 +295,8 @@ impl HealthTpl {
             "crm.why_token"
         } else if e.is_empty() {
             "crm.why_waiting"
+        } else if status == "failed" {
+            "crm.why_stopped"
         } else {
             "crm.why_temporary"
         };

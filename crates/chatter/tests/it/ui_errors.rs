@@ -398,3 +398,59 @@ async fn each_kind_is_added_on_its_own_page_with_the_errors_in_view() {
     );
     app.stop().await;
 }
+
+/// amoCRM diagnostics agree with themselves: with an item stopped after amoCRM stopped
+/// answering, the checks say delivery fails, the item says its attempts are over (never "we
+/// retry on our own"), and the raw English error is tucked under «Подробности».
+#[tokio::test]
+async fn crm_diagnostics_do_not_contradict_themselves() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = TestApp::new().await;
+    let (s, token, _) = company_with_bot(&app).await;
+    let account = app.amo.create_account("horns", "Рога и Копыта CRM");
+    let callback = crate::crm::consent(&app, &s, account).await;
+    assert_eq!(s.get(&callback).await.status(), 303);
+    app.telegram
+        .customer_writes(&token, CustomerMessage::text(5301, "Пётр", "Нужен счёт"));
+    eventually("the deal is made", || async {
+        !app.amo.leads(account).is_empty()
+    })
+    .await;
+    let healthy = s.html("/app/crm/health").await;
+    assert!(healthy.contains("Обращения доходят до amoCRM"), "{healthy}");
+    let db = &app.db.db;
+    let row = db
+        .query_one(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT company_id, id AS conversation_id FROM conversations".to_string(),
+        ))
+        .await
+        .expect("query")
+        .expect("a conversation");
+    let company: uuid::Uuid = row.try_get("", "company_id").expect("company");
+    let conv: uuid::Uuid = row.try_get("", "conversation_id").expect("conversation");
+    db.execute(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO crm_outbox (company_id, conversation_id, message_id, kind, payload, status, attempts, last_error, next_at, created_at) \
+         VALUES ($1, $2, NULL, 'message', '{}', 'failed', 8, 'error sending request for url (http://127.0.0.1:9/api/v4/leads/complex): Connection refused', 0, 0)",
+        vec![company.into(), conv.into()],
+    ))
+    .await
+    .expect("a stopped item");
+    let page = s.html("/app/crm/health").await;
+    assert!(
+        page.contains("Часть обращений не дошла до amoCRM"),
+        "{page}"
+    );
+    assert!(page.contains("попытки исчерпаны"), "{page}");
+    assert!(
+        !page.contains("повторим сами"),
+        "a stopped item is not retried on its own: {page}"
+    );
+    let raw = page
+        .find("Connection refused")
+        .expect("the raw error is kept");
+    let details = page[..raw].rfind("<details").expect("under details");
+    assert!(page[details..raw].contains("Подробности"));
+    app.stop().await;
+}
