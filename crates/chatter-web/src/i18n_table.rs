@@ -388,6 +388,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("crm.scope_default_help", "Эти настройки действуют для всех источников, у которых нет своих.", "These settings apply to every source that has none of its own."),
     ("crm.scope_source_help", "Пустые поля берутся из настроек по умолчанию.", "Empty fields are taken from the company default."),
     ("crm.inherit", "Как по умолчанию", "As the default"),
+    ("crm.amo_default", "Как в amoCRM (основная воронка, решение amoCRM)", "As amoCRM does (its main pipeline, its own choice)"),
     ("crm.pipeline", "Воронка", "Pipeline"),
     ("crm.stage", "Этап", "Stage"),
     ("crm.first_stage", "Первый этап воронки", "The pipeline's first stage"),
@@ -722,4 +723,14 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("audit.a.user.switch_company", "Переключена компания", "Company switched"),
     ("audit.a.user.telegram_link", "Привязан вход через Telegram", "Telegram sign-in linked"),
     ("audit.a.user.two_factor_failed", "Неверный код двухфакторной защиты", "Wrong two-factor code"),
+    // --- list previews of messages without text ---
+    ("preview.photo", "📷 Фото", "📷 Photo"),
+    ("preview.document", "📎 Файл", "📎 File"),
+    ("preview.voice", "🎤 Голосовое сообщение", "🎤 Voice message"),
+    ("preview.audio", "🎵 Аудио", "🎵 Audio"),
+    ("preview.video", "🎬 Видео", "🎬 Video"),
+    ("preview.video_note", "🎬 Видеосообщение", "🎬 Video message"),
+    ("preview.sticker", "Стикер", "Sticker"),
+    ("preview.animation", "GIF", "GIF"),
+    ("preview.contact_location", "📍 Контакт или место", "📍 Contact or location"),
 ];

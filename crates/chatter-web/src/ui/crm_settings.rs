@@ -48,6 +48,16 @@ struct SettingsTpl {
 }
 
 impl SettingsTpl {
+    /// The choice that sets nothing here: for a source, "as the defaults"; in the defaults
+    /// themselves, what amoCRM does on its own.
+    fn inherit(&self) -> &'static str {
+        if self.scope.is_some() {
+            self.p.t("crm.inherit")
+        } else {
+            self.p.t("crm.amo_default")
+        }
+    }
+
     fn is_scope(&self, id: &Uuid) -> bool {
         self.scope == Some(*id)
     }

@@ -155,6 +155,25 @@ impl MessageTpl {
 }
 
 impl RowTpl {
+    /// The list preview: the stored text, or for a message without text (stored as `[photo]`,
+    /// `[contact/location]`…) its kind in the reader's language.
+    pub fn preview(&self) -> String {
+        let t = self.r.conversation.last_text.as_str();
+        let key = match t {
+            "[photo]" => "preview.photo",
+            "[document]" => "preview.document",
+            "[voice]" => "preview.voice",
+            "[audio]" => "preview.audio",
+            "[video]" => "preview.video",
+            "[video_note]" => "preview.video_note",
+            "[sticker]" => "preview.sticker",
+            "[animation]" => "preview.animation",
+            "[contact/location]" => "preview.contact_location",
+            _ => return t.to_owned(),
+        };
+        self.lang.t(key).to_owned()
+    }
+
     pub fn time(&self) -> String {
         fmt_time(self.r.conversation.last_message_at)
     }

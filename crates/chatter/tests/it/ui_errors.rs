@@ -454,3 +454,28 @@ async fn crm_diagnostics_do_not_contradict_themselves() {
     assert!(page[details..raw].contains("Подробности"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_without_text_is_previewed_in_words_not_codes() {
+    let app = TestApp::new().await;
+    let (s, token, _) = company_with_bot(&app).await;
+    eventually("the bot is polled", || async {
+        app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
+    })
+    .await;
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage {
+            photo: Some(crate::web_security::PNG.to_vec()),
+            ..CustomerMessage::text(5401, "Ольга", "")
+        },
+    );
+    eventually("the photo arrives", || async {
+        s.html("/app/inbox").await.contains("<li id=\"conv-")
+    })
+    .await;
+    let list = s.html("/app/inbox").await;
+    assert!(list.contains("📷 Фото"), "{list}");
+    assert!(!list.contains("[photo]"), "{list}");
+    app.stop().await;
+}
