@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod mailer;
 pub mod nodes;
 pub mod operators;
+pub mod reports;
 pub mod rules;
 pub mod runner;
 pub mod secrets;

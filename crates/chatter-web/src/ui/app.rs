@@ -32,6 +32,45 @@ struct DashboardTpl {
     p: Page,
     members: usize,
     role: &'static str,
+    d: chatter_core::reports::Dashboard,
+    /// The 30-day chart of inbound messages per source (inline SVG; empty without messages).
+    chart: String,
+}
+
+impl DashboardTpl {
+    /// A duration as people say it: «45 с», «12 мин», «1 ч 5 мин», «2 дн 3 ч»; «—» for none.
+    fn took(&self, m: &chatter_core::reports::Median) -> String {
+        let Some(ms) = m.ms else {
+            return "—".into();
+        };
+        let s = ms.max(0) / 1000;
+        let t = |k| self.p.t(k);
+        if s < 60 {
+            format!("{s} {}", t("unit.s"))
+        } else if s < 3600 {
+            format!("{} {}", s / 60, t("unit.min"))
+        } else if s < 86_400 {
+            format!(
+                "{} {} {} {}",
+                s / 3600,
+                t("unit.h"),
+                (s % 3600) / 60,
+                t("unit.min")
+            )
+        } else {
+            format!(
+                "{} {} {} {}",
+                s / 86_400,
+                t("unit.d"),
+                (s % 86_400) / 3600,
+                t("unit.h")
+            )
+        }
+    }
+
+    fn swatch(&self, k: &usize) -> String {
+        super::chart::swatch(*k)
+    }
 }
 
 async fn dashboard(
@@ -42,9 +81,37 @@ async fn dashboard(
     let actor = ctx.actor()?;
     actor.require(Permission::Read).map_err(AppError::from)?;
     let members = team::list_members(&st.core.db, &actor).await?.len();
+    let d = chatter_core::reports::dashboard(&st.core, &actor).await?;
     let p = Page::new(&ctx, "dashboard").flash(&q);
     let role = p.role_name(&actor.role);
-    Ok(render(DashboardTpl { p, members, role }))
+    let last = d.since + (chatter_core::reports::PERIOD_DAYS - 1) * chatter_core::reports::DAY_MS;
+    let day = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| {
+                t.with_timezone(&chrono_tz::Europe::Moscow)
+                    .format("%d.%m")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let lines: Vec<(String, Vec<i64>)> = d
+        .series
+        .iter()
+        .map(|s| (s.name.clone(), s.per_day.clone()))
+        .collect();
+    let chart = super::chart::daily_lines(
+        &lines,
+        &day(d.since + 12 * 3600 * 1000),
+        &day(last + 12 * 3600 * 1000),
+        p.t("dashboard.chart"),
+    );
+    Ok(render(DashboardTpl {
+        p,
+        members,
+        role,
+        d,
+        chart,
+    }))
 }
 
 #[derive(Template)]

@@ -5,6 +5,7 @@ mod api_sources;
 mod app;
 mod audit;
 mod auth;
+mod chart;
 mod crm;
 mod crm_settings;
 mod dead_letters;

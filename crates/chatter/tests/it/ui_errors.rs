@@ -479,3 +479,87 @@ async fn a_message_without_text_is_previewed_in_words_not_codes() {
     assert!(!list.contains("[photo]"), "{list}");
     app.stop().await;
 }
+
+/// The dashboard's figures on a known data set (both databases): three customers, two answered
+/// after 5 and 25 minutes, one waiting.
+#[tokio::test]
+async fn the_dashboard_shows_the_teams_figures() {
+    let app = TestApp::builder().with_manual_clock().start().await;
+    let clock = app.clock.clone().expect("manual clock");
+    let (s, token, _) = company_with_bot(&app).await;
+    let empty = s.html("/app").await;
+    assert!(empty.contains("id=\"chart-empty\""), "{empty}");
+    eventually("the bot is polled", || async {
+        app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
+    })
+    .await;
+    let minute = 60_000;
+    let mut convs = Vec::new();
+    for (i, who) in ["Анна Клиентка", "Борис", "Вера"].iter().enumerate() {
+        let before = s.html("/app/inbox").await.matches("<li id=\"conv-").count();
+        app.telegram.customer_writes(
+            &token,
+            CustomerMessage::text(5500 + i as i64, who, "Здравствуйте"),
+        );
+        eventually("the message arrives", || async {
+            s.html("/app/inbox").await.matches("<li id=\"conv-").count() > before
+        })
+        .await;
+        let list = s.html("/app/inbox").await;
+        let id = list
+            .split("<li id=\"conv-")
+            .nth(1)
+            .and_then(|x| x.split('"').next())
+            .expect("newest row")
+            .to_string();
+        convs.push(id);
+        clock.advance(minute);
+    }
+    // Answers: the first after 5 minutes (its message came 3 minutes ago), the second after 25.
+    clock.advance(2 * minute);
+    let page = format!("/app/inbox/{}", convs[0]);
+    let r = s
+        .post_from(&page, &format!("{page}/reply"), &[("text", "Добрый день!")])
+        .await;
+    assert_eq!(r.status(), 303);
+    clock.advance(21 * minute);
+    let page = format!("/app/inbox/{}", convs[1]);
+    let r = s
+        .post_from(
+            &page,
+            &format!("{page}/reply"),
+            &[("text", "Здравствуйте!")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let dash = s.html("/app").await;
+    let figure = |id: &str| {
+        let at = dash
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("{id}: {dash}"));
+        let rest = &dash[at..];
+        rest[rest.find("<strong>").expect("value") + 8..rest.find("</strong>").expect("end")]
+            .to_string()
+    };
+    assert_eq!(figure("fig-open"), "3");
+    assert_eq!(figure("fig-waiting"), "1", "Вера waits");
+    assert_eq!(figure("fig-new"), "3 / 3");
+    assert_eq!(
+        figure("fig-first-response"),
+        "15 мин",
+        "the median of 5 and 25 minutes"
+    );
+    assert!(dash.contains("id=\"response-by-source\""));
+    assert!(
+        dash.contains("<td>Анна</td><td>15 мин</td><td>2</td>"),
+        "{dash}"
+    );
+    let chart = &dash[dash.find("id=\"volume-chart\"").expect("the chart")..];
+    assert_eq!(
+        chart[..chart.find("</svg>").expect("svg end")]
+            .matches("<polyline")
+            .count(),
+        1
+    );
+    app.stop().await;
+}
