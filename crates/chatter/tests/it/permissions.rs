@@ -194,6 +194,7 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/api-sources/{api_source}/deliveries/{delivery}/replay", MANAGE, &[], &[303]),
     r(Post, "/hooks/api/{api_source}", Public, &[], &[401]),
     r(Get,  "/api/v1/me", ApiKey, &[], &[200]),
+    r(Get,  "/api/v1/dashboard", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[200, 404]),

@@ -561,5 +561,38 @@ async fn the_dashboard_shows_the_teams_figures() {
             .count(),
         1
     );
+    // The same figures through the API.
+    let r = s
+        .post_from(
+            "/app/settings",
+            "/app/settings/api-keys",
+            &[("name", "reports")],
+        )
+        .await;
+    let page = r.text().await.expect("body");
+    let key = page
+        .split("chk_")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .map(|k| format!("chk_{k}"))
+        .expect("the new key");
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(app.at("/api/v1/dashboard"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(v["open"], 3, "{v}");
+    assert_eq!(v["waiting"], 1, "{v}");
+    assert_eq!(v["first_response"]["median_ms"], 15 * minute, "{v}");
+    assert_eq!(v["first_response"]["answered"], 2, "{v}");
+    assert_eq!(
+        v["series"][0]["per_day"].as_array().map(Vec::len),
+        Some(30),
+        "{v}"
+    );
     app.stop().await;
 }
