@@ -209,3 +209,34 @@ window.addEventListener("message", function (e) {
   var on = document.querySelector("nav.side a.on");
   if (on && on.scrollIntoView && window.innerWidth < 720) on.scrollIntoView({ block: "nearest", inline: "center" });
 })();
+
+// Inbox keys: j / k the next / previous conversation, r the reply box, e close the
+// conversation, / the search, ? this list. Not while typing in a field.
+(function () {
+  var list = document.getElementById("conv-list");
+  if (!list) return;
+  var help = document.getElementById("keys-help");
+  function typing(t) {
+    return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+  }
+  function go(step) {
+    var rows = Array.prototype.slice.call(list.querySelectorAll("li.conv a"));
+    if (!rows.length) return;
+    var at = -1;
+    rows.forEach(function (a, i) { if (a.parentNode.classList.contains("on")) at = i; });
+    var next = at < 0 ? 0 : Math.min(rows.length - 1, Math.max(0, at + step));
+    if (next !== at) rows[next].click();
+  }
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && typing(e.target)) { e.target.blur(); return; }
+    if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+    if (help && help.open) return;
+    var k = e.key;
+    if (k === "j") { e.preventDefault(); go(1); }
+    else if (k === "k") { e.preventDefault(); go(-1); }
+    else if (k === "r") { var t = document.getElementById("reply-text"); if (t) { e.preventDefault(); t.focus(); } }
+    else if (k === "e") { var c = document.getElementById("close-form"); if (c && !c.hidden) { e.preventDefault(); c.submit(); } }
+    else if (k === "/") { var q = document.querySelector("form.filters input[name=q]"); if (q) { e.preventDefault(); q.focus(); } }
+    else if (k === "?") { if (help && help.showModal) { e.preventDefault(); help.showModal(); } }
+  });
+})();

@@ -424,3 +424,116 @@ async fn the_open_conversations_header_follows_what_colleagues_do() {
     w.assert_same_page("the header's updates").await;
     w.close().await;
 }
+
+/// Keys in the inbox: j / k move through the list, r goes to the reply box (Esc leaves it),
+/// ? shows the keys, e closes the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_works_from_the_keyboard() {
+    if !Browser::available_or_skip() {
+        return;
+    }
+    let app = TestApp::new().await;
+    let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
+    let w = Window::open(&app.url, "keys", 1280, 800).await;
+    w.goto("/sign-up").await;
+    w.fill("input[name=company_name]", "Ромашка").await;
+    w.fill("input[name=name]", "Анна Петрова").await;
+    w.fill("input[name=email]", "anna@romashka.test").await;
+    w.fill("input[name=password]", "ромашка-пароль-42").await;
+    w.click("#sign-up-submit").await;
+    w.wait_path(|p| p == "/app").await;
+    w.goto("/app/sources/new?kind=1").await;
+    w.fill("input[name=token]", &token).await;
+    w.click("#source-submit").await;
+    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
+        .await;
+    for i in 0..3 {
+        app.telegram.customer_writes(
+            &token,
+            CustomerMessage::text(8100 + i, &format!("Покупатель {i}"), "Есть в наличии?"),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        w.goto("/app/inbox").await;
+        if js(&w, "return document.querySelectorAll('li.conv').length;").await
+            == serde_json::json!(3)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "three conversations");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let rows: Vec<String> = js(
+        &w,
+        "return Array.from(document.querySelectorAll('li.conv a')).map(function (a) { return a.getAttribute('href'); });",
+    )
+    .await
+    .as_array()
+    .expect("rows")
+    .iter()
+    .filter_map(|v| v.as_str().map(str::to_owned))
+    .collect();
+    let press = |key: &'static str| {
+        let w = &w;
+        async move {
+            js(
+                w,
+                &format!("document.dispatchEvent(new KeyboardEvent('keydown', {{ key: '{key}', bubbles: true }})); return true;"),
+            )
+            .await;
+        }
+    };
+    let at = |path: String| {
+        let w = &w;
+        async move {
+            until(w, &format!("at {path}"), || async {
+                js(
+                    w,
+                    "return document.readyState === 'complete' ? location.pathname : '';",
+                )
+                .await
+                    == serde_json::Value::String(path.clone())
+            })
+            .await;
+        }
+    };
+    press("j").await;
+    at(rows[0].clone()).await;
+    press("j").await;
+    at(rows[1].clone()).await;
+    press("k").await;
+    at(rows[0].clone()).await;
+    press("r").await;
+    assert_eq!(
+        js(
+            &w,
+            "return document.activeElement && document.activeElement.id;"
+        )
+        .await,
+        serde_json::json!("reply-text")
+    );
+    js(&w, "var t = document.activeElement; t.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true })); return true;").await;
+    assert_ne!(
+        js(
+            &w,
+            "return document.activeElement && document.activeElement.id;"
+        )
+        .await,
+        serde_json::json!("reply-text"),
+        "Esc leaves the reply box"
+    );
+    press("?").await;
+    assert_eq!(
+        js(&w, "return document.getElementById('keys-help').open;").await,
+        serde_json::json!(true)
+    );
+    w.click("#keys-close").await;
+    press("e").await;
+    until(&w, "closed by the key", || async {
+        js(&w, "var f = document.getElementById('reopen-form'); return !!f && !f.hidden && document.readyState === 'complete';").await
+            == serde_json::json!(true)
+    })
+    .await;
+    w.close().await;
+}
