@@ -53,6 +53,14 @@ window.addEventListener("message", function (e) {
     return t.content.firstElementChild;
   }
   var after = root.getAttribute("data-last-event") || "0";
+  // The unread count in the tab's title: "(3) Входящие — Чаттер", kept as messages arrive.
+  var baseTitle = document.title;
+  function countUnread() {
+    var n = 0;
+    if (list) Array.prototype.forEach.call(list.querySelectorAll(".badge"), function (b) { n += parseInt(b.textContent, 10) || 0; });
+    document.title = n > 0 ? "(" + n + ") " + baseTitle : baseTitle;
+  }
+  countUnread();
   // The open conversation's header follows what colleagues do: the assignee and open/closed.
   function updateHeader(d) {
     var who = document.querySelector(".thread-actions select[name=assignee]");
@@ -75,6 +83,7 @@ window.addEventListener("message", function (e) {
     var row = document.getElementById("conv-" + thread);
     if (row && row.querySelector(".badge")) {
       markSeen(row);
+      countUnread();
       fetch("/app/inbox/" + thread + "/read", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
     }
   });
@@ -94,6 +103,7 @@ window.addEventListener("message", function (e) {
       list.insertBefore(row, list.firstChild);
       var empty = document.getElementById("inbox-empty");
       if (empty) empty.remove();
+      countUnread();
     }
     if (d.conversation_id === thread) updateHeader(d);
     if (box && d.conversation_id === thread && d.message) {

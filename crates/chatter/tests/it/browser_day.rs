@@ -498,8 +498,24 @@ async fn the_inbox_works_from_the_keyboard() {
             .await;
         }
     };
+    assert_eq!(
+        js(&w, "return document.title;")
+            .await
+            .as_str()
+            .map(|t| t.starts_with("(3) ")),
+        Some(true),
+        "three unread messages in the tab's title"
+    );
     press("j").await;
     at(rows[0].clone()).await;
+    assert_eq!(
+        js(&w, "return document.title;")
+            .await
+            .as_str()
+            .map(|t| t.starts_with("(2) ")),
+        Some(true),
+        "the open one is read"
+    );
     press("j").await;
     at(rows[1].clone()).await;
     press("k").await;
