@@ -18,6 +18,7 @@ mod exports;
 mod fuzz_corpus;
 mod max;
 mod messages;
+mod nodes;
 mod operator;
 mod permissions;
 mod poison;
