@@ -19,6 +19,7 @@ mod fuzz_corpus;
 mod max;
 mod messages;
 mod nodes;
+mod nodes_faults;
 mod operator;
 mod permissions;
 mod poison;
