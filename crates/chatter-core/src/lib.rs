@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use uuid::Uuid;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{CoreError, Result};
 pub use mailer::Mailer;
 pub use secrets::{Secret, Secrets};

@@ -315,9 +315,9 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
                 let mut confirmed_until = core.now() + lease_ms;
                 loop {
                     tokio::time::sleep(Duration::from_millis((lease_ms / 3).max(10) as u64)).await;
-                    let next = core.now() + lease_ms;
-                    match jobs::extend(&core.db, id, &token, next).await {
-                        Ok(true) => confirmed_until = next,
+                    let now = core.now();
+                    match jobs::extend(&core.db, id, &token, now, lease_ms).await {
+                        Ok(true) => confirmed_until = now + lease_ms,
                         Ok(false) => break,
                         Err(e) => {
                             tracing::warn!(job = %id, error = %e, "cannot renew a job's lease");

@@ -2,9 +2,10 @@
 //! exactly when the change that caused it does. Workers claim due jobs with a lease in one
 //! statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has a single writer), finish them
 //! with the claim token they were given, and a job whose lease ran out (its worker died) is
-//! claimed again. A finished job is never claimed again.
+//! claimed again. A finished job is never claimed again. Leases are measured on the database's
+//! clock on PostgreSQL ([`crate::sql::lease_now`]); due times (`run_at`) on the caller's.
 
-use crate::{entity::job, stmt, Result};
+use crate::{entity::job, sql::lease_now, stmt, Result};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Value,
@@ -112,8 +113,8 @@ pub fn token_node(token: &str) -> &str {
         .map_or("unknown node", |(node, _)| node)
 }
 
-/// Claims up to `limit` due jobs (queued and due, or running with an expired lease) for
-/// `lease_ms`, in one statement. Each claim counts as an attempt.
+/// Claims up to `limit` due jobs (queued and due by `now`, or running with a lease expired by
+/// the lease clock) for `lease_ms`, in one statement. Each claim counts as an attempt.
 pub async fn claim(
     conn: &impl ConnectionTrait,
     now: i64,
@@ -138,26 +139,24 @@ pub async fn claim_as(
     } else {
         ""
     };
+    let token = format!("{node}/{}", Uuid::new_v4().simple());
+    let mut values: Vec<Value> = vec![
+        lease_ms.into(),
+        token.into(),
+        now.into(),
+        (limit as i64).into(),
+    ];
+    let clock = lease_now(backend, &mut values, now);
     let sql = format!(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, locked_by = $2, \
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = {clock} + $1, locked_by = $2, \
          prev_locked_by = CASE WHEN status = 'running' THEN locked_by ELSE NULL END, \
          updated_at = $3 WHERE id IN (SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= $3) \
-         OR (status = 'running' AND lease_until < $3) ORDER BY run_at, id LIMIT $4 {lock}) \
+         OR (status = 'running' AND lease_until < {clock}) ORDER BY run_at, id LIMIT $4 {lock}) \
          RETURNING id, company_id, kind, payload, attempts, max_attempts, locked_by, prev_locked_by"
     );
-    let token = format!("{node}/{}", Uuid::new_v4().simple());
-    let rows = Claimed::find_by_statement(stmt(
-        backend,
-        &sql,
-        vec![
-            (now + lease_ms).into(),
-            token.into(),
-            now.into(),
-            (limit as i64).into(),
-        ],
-    ))
-    .all(conn)
-    .await?;
+    let rows = Claimed::find_by_statement(stmt(backend, &sql, values))
+        .all(conn)
+        .await?;
     Ok(rows)
 }
 
@@ -245,20 +244,22 @@ pub async fn release(conn: &impl ConnectionTrait, id: Uuid, token: &str, now: i6
     Ok(r.rows_affected() == 1)
 }
 
-/// Extends a running job's lease (a heartbeat for long handlers).
+/// Renews a running job's lease for `lease_ms` from now on the lease clock (a heartbeat for
+/// long handlers). `false` if the claim was lost.
 pub async fn extend(
     conn: &impl ConnectionTrait,
     id: Uuid,
     token: &str,
-    lease_until: i64,
+    now: i64,
+    lease_ms: i64,
 ) -> Result<bool> {
-    let r = conn
-        .execute(stmt(
-            conn.get_database_backend(),
-            "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND locked_by = $2 AND status = 'running'",
-            vec![id.into(), token.into(), lease_until.into()],
-        ))
-        .await?;
+    let backend = conn.get_database_backend();
+    let mut values: Vec<Value> = vec![id.into(), token.into(), lease_ms.into()];
+    let clock = lease_now(backend, &mut values, now);
+    let sql = format!(
+        "UPDATE jobs SET lease_until = {clock} + $3 WHERE id = $1 AND locked_by = $2 AND status = 'running'"
+    );
+    let r = conn.execute(stmt(backend, &sql, values)).await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -19,6 +19,8 @@ mod exports;
 mod fuzz_corpus;
 mod max;
 mod messages;
+mod nodes;
+mod nodes_faults;
 mod operator;
 mod permissions;
 mod poison;

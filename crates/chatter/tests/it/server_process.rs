@@ -1,14 +1,19 @@
 //! One `chatter serve` process of the real binary over a data directory and database that
-//! outlive it, for the tests that SIGKILL it and start it again.
+//! outlive it, for the tests that SIGKILL it and start it again; several of them may share one
+//! database as the nodes of one installation.
 
 use chatter_testkit::TestDb;
 use sea_orm::{ConnectionTrait, Statement};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Server {
-    pub db: TestDb,
+    pub db: Arc<TestDb>,
     pub port: u16,
+    /// This node's data directory (the database's own for a single node).
+    dir: PathBuf,
     /// What points the program at the fakes (besides the database and data directory).
     env: Vec<(&'static str, String)>,
     child: Option<Child>,
@@ -17,6 +22,28 @@ pub struct Server {
 impl Server {
     /// A free port and the program's environment, made from its URL; not started yet.
     pub fn new(db: TestDb, env: impl FnOnce(&str) -> Vec<(&'static str, String)>) -> Server {
+        let db = Arc::new(db);
+        let dir = db.data_dir().to_path_buf();
+        Self::with_dir(db, dir, env)
+    }
+
+    /// Another node on the same database, with its own data directory `name` (give every node
+    /// the same `CHATTER_MASTER_KEY`: a node with another key refuses to start).
+    pub fn sharing(
+        db: &Arc<TestDb>,
+        name: &str,
+        env: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+    ) -> Server {
+        let dir = db.data_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("node data directory");
+        Self::with_dir(db.clone(), dir, env)
+    }
+
+    fn with_dir(
+        db: Arc<TestDb>,
+        dir: PathBuf,
+        env: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+    ) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -25,6 +52,7 @@ impl Server {
         Server {
             db,
             port,
+            dir,
             env,
             child: None,
         }
@@ -34,13 +62,24 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the program (again) on the same port, data directory and database.
+    /// Starts the program (again) on the same port, data directory and database, and waits
+    /// until it answers `/healthz`.
     pub async fn spawn(&mut self) {
-        let dir = self.db.data_dir().to_path_buf();
+        self.start();
+        self.wait_for("/healthz", 60).await;
+    }
+
+    /// Starts the program without waiting for it.
+    pub fn start(&mut self) {
+        self.child = Some(self.command(&["serve", "--bind", &format!("127.0.0.1:{}", self.port)]));
+    }
+
+    /// Starts `chatter <args> --data-dir <this node's>` with this node's environment and log.
+    pub fn command(&self, args: &[&str]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("server.log"))
+            .open(self.dir.join("server.log"))
             .expect("log file");
         let mut c = Command::new(env!("CARGO_BIN_EXE_chatter"));
         for (k, _) in std::env::vars() {
@@ -53,37 +92,53 @@ impl Server {
             c.env("DATABASE_URL", &self.db.url);
         }
         c.env("CHATTER_LOG", "warn")
-            // Jobs a killed node held come back after this lease, not the default minute.
+            // Jobs a killed node held come back after this lease, not the default.
             .env("CHATTER_WORKER__LEASE_SECS", "5");
         for (k, v) in &self.env {
             c.env(k, v);
         }
-        c.args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
+        c.args(args)
             .arg("--data-dir")
-            .arg(&dir)
-            .current_dir(&dir)
+            .arg(&self.dir)
+            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
-        self.child = Some(c.spawn().expect("start chatter"));
+        c.spawn().expect("start chatter")
+    }
+
+    /// Waits until `path` answers 200; panics with the log if the program exits or `secs` pass.
+    pub async fn wait_for(&mut self, path: &str, secs: u64) {
         let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
-            if let Ok(r) = http.get(format!("{}/healthz", self.url())).send().await {
+            if let Ok(r) = http.get(format!("{}{path}", self.url())).send().await {
                 if r.status() == 200 {
                     return;
                 }
             }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(status) = self.exited() {
                 panic!("chatter exited ({status}):\n{}", self.log());
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "chatter did not come up:\n{}",
+                "chatter did not answer {path}:\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The exit status, if the program has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The process id of the running program.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no drain, no goodbye.
@@ -95,7 +150,7 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.db.data_dir().join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

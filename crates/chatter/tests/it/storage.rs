@@ -228,33 +228,43 @@ async fn concurrent_workers_never_run_a_job_twice() {
         .is_empty());
 }
 
+// Leases run on the database's clock on PostgreSQL, which no test can move: the two tests
+// below wait out short real leases (on SQLite the same code passes the system clock as `now`).
+
 #[tokio::test]
 async fn a_job_whose_worker_died_is_claimed_again_after_its_lease() {
     let db = TestDb::new().await;
-    let id = enqueue(&db.db, NewJob::new("send", serde_json::json!({}), T0), T0).await;
-    // The first worker claims it for 30 s and then dies without a word.
-    let first = claim_one(&db.db, T0, 30_000).await.expect("first claim");
+    let now = || SystemClock.now_ms();
+    let id = enqueue(
+        &db.db,
+        NewJob::new("send", serde_json::json!({}), now()),
+        now(),
+    )
+    .await;
+    // The first worker claims it for 1.5 s and then dies without a word.
+    let first = claim_one(&db.db, now(), 1_500).await.expect("first claim");
     assert_eq!((first.id, first.attempts), (id, 1));
     assert!(
-        claim_one(&db.db, T0 + 29_999, 30_000).await.is_none(),
+        claim_one(&db.db, now(), 1_500).await.is_none(),
         "a job was handed out while its lease was valid"
     );
-    let second = claim_one(&db.db, T0 + 30_001, 30_000)
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let second = claim_one(&db.db, now(), 30_000)
         .await
         .expect("claimed again once the lease ran out");
     assert_eq!((second.id, second.attempts), (id, 2));
     assert_ne!(second.locked_by, first.locked_by);
     // The dead worker comes back: its word no longer counts.
-    assert!(!jobs::complete(&db.db, id, &first.locked_by, T0 + 31_000)
+    assert!(!jobs::complete(&db.db, id, &first.locked_by, now())
         .await
         .expect("complete"));
     assert!(
-        !jobs::fail(&db.db, id, &first.locked_by, T0 + 31_000, "late", None)
+        !jobs::fail(&db.db, id, &first.locked_by, now(), "late", None)
             .await
             .expect("fail")
     );
     assert_eq!(job_row(&db.db, id).await.status, jobs::RUNNING);
-    assert!(jobs::complete(&db.db, id, &second.locked_by, T0 + 31_000)
+    assert!(jobs::complete(&db.db, id, &second.locked_by, now())
         .await
         .expect("complete"));
     let row = job_row(&db.db, id).await;
@@ -264,16 +274,25 @@ async fn a_job_whose_worker_died_is_claimed_again_after_its_lease() {
 #[tokio::test]
 async fn a_heartbeat_keeps_a_long_job_from_being_taken() {
     let db = TestDb::new().await;
-    let id = enqueue(&db.db, NewJob::new("long", serde_json::json!({}), T0), T0).await;
-    let c = claim_one(&db.db, T0, 30_000).await.expect("claim");
-    assert!(jobs::extend(&db.db, id, &c.locked_by, T0 + 90_000)
+    let now = || SystemClock.now_ms();
+    let id = enqueue(
+        &db.db,
+        NewJob::new("long", serde_json::json!({}), now()),
+        now(),
+    )
+    .await;
+    let c = claim_one(&db.db, now(), 1_000).await.expect("claim");
+    assert!(jobs::extend(&db.db, id, &c.locked_by, now(), 3_000)
         .await
         .expect("extend"));
-    assert!(claim_one(&db.db, T0 + 60_000, 30_000).await.is_none());
-    assert!(!jobs::extend(&db.db, id, "not-the-token", T0 + DAY)
+    assert!(!jobs::extend(&db.db, id, "not-the-token", now(), 60_000)
         .await
         .expect("extend"));
-    assert!(claim_one(&db.db, T0 + 90_001, 30_000).await.is_some());
+    // Past the first lease, within the renewed one.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(claim_one(&db.db, now(), 30_000).await.is_none());
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    assert!(claim_one(&db.db, now(), 30_000).await.is_some());
 }
 
 #[tokio::test]

@@ -1,12 +1,14 @@
 //! Jobs across nodes: a dead node's running jobs are taken over once their short lease runs
 //! out (and the takeover is counted), a live node's heartbeat keeps its jobs from being run
 //! twice, a handler whose lease was taken stops, and a stopping node hands its unfinished jobs
-//! back at once. Each "node" is a worker runtime over the same database.
+//! back at once; on PostgreSQL, a node whose clock is minutes off neither takes a live node's
+//! job nor leaves a dead node's job waiting, since the database's clock decides when a lease
+//! ends. Each "node" is a worker runtime over the same database.
 
 use async_trait::async_trait;
 use chatter_core::mailer::FileMailer;
 use chatter_core::worker::{self, JobError, JobHandler, Registry, WorkerConfig, METRICS};
-use chatter_core::{Core, CoreConfig, Secrets, SystemClock};
+use chatter_core::{Clock, Core, CoreConfig, OffsetClock, Secrets, SystemClock};
 use chatter_store::entity::job;
 use chatter_store::jobs::{self, Claimed, NewJob};
 use chatter_testkit::TestDb;
@@ -18,10 +20,14 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 fn core(db: &TestDb) -> Core {
+    core_with_clock(db, Arc::new(SystemClock))
+}
+
+fn core_with_clock(db: &TestDb, clock: Arc<dyn Clock>) -> Core {
     let (secrets, _) = Secrets::load_or_create(None, db.data_dir()).expect("master key");
     Core::new(
         db.db.clone(),
-        Arc::new(SystemClock),
+        clock,
         secrets,
         Arc::new(FileMailer {
             dir: db.data_dir().join("outbox"),
@@ -241,6 +247,105 @@ async fn a_stopping_node_hands_unfinished_jobs_back_at_its_deadline() {
         row(&core, id).await.status == jobs::DONE
     })
     .await;
+    let _ = b.stop.send(true);
+    let _ = b.task.await;
+}
+
+const FIVE_MINUTES: i64 = 5 * 60_000;
+
+/// `None` (saying so) unless the database is PostgreSQL, where leases follow its clock.
+async fn postgres(test: &str) -> Option<TestDb> {
+    let db = TestDb::new().await;
+    if db.is_postgres() {
+        Some(db)
+    } else {
+        eprintln!(
+            "skipped {test}: on SQLite all nodes are one process with one clock; set \
+             TEST_DATABASE_URL to test clocks that disagree on PostgreSQL"
+        );
+        None
+    }
+}
+
+#[tokio::test]
+async fn a_node_whose_clock_is_minutes_off_never_takes_a_live_nodes_job() {
+    let Some(db) = postgres("a_node_whose_clock_is_minutes_off_never_takes_a_live_nodes_job").await
+    else {
+        return;
+    };
+    // The other node 5 minutes ahead (it would think every lease long expired), then the
+    // holder 5 minutes behind (its leases would end before they were granted).
+    let plain = core(&db);
+    for (holder_off, other_off) in [(0, FIVE_MINUTES), (-FIVE_MINUTES, 0)] {
+        let holder = core_with_clock(&db, Arc::new(OffsetClock(holder_off)));
+        let other = core_with_clock(&db, Arc::new(OffsetClock(other_off)));
+        // A lease of 1.5 s renewed every 0.5 s, a job of 3 s.
+        let a = start_node(&holder, Some(Duration::from_secs(3)), 1_500, 20_000);
+        // Enqueued by the holder: due times follow the enqueuing node's clock.
+        let id = enqueue(&holder).await;
+        wait_until(30, "the holder runs the job", || async {
+            a.runs.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        let b = start_node(&other, Some(Duration::ZERO), 1_500, 20_000);
+        wait_until(30, "the job is done", || async {
+            row(&plain, id).await.status == jobs::DONE
+        })
+        .await;
+        let clocks = format!("holder {holder_off:+} ms, other node {other_off:+} ms");
+        assert_eq!(
+            a.finished.load(Ordering::SeqCst),
+            1,
+            "{clocks}: holder finished it"
+        );
+        assert_eq!(
+            b.runs.load(Ordering::SeqCst),
+            0,
+            "{clocks}: other node ran it"
+        );
+        assert_eq!(row(&plain, id).await.attempts, 1, "{clocks}");
+        for n in [a, b] {
+            let _ = n.stop.send(true);
+            let _ = n.task.await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_minutes_behind_takes_a_dead_nodes_job_within_the_lease() {
+    let Some(db) = postgres("a_node_minutes_behind_takes_a_dead_nodes_job_within_the_lease").await
+    else {
+        return;
+    };
+    let lease_ms = 1_500;
+    // The dead node's clock ran 5 minutes ahead, the survivor's runs 5 minutes behind: by
+    // either node's clock the lease would last another 10 minutes.
+    let plain = core(&db);
+    let ahead = core_with_clock(&db, Arc::new(OffsetClock(FIVE_MINUTES)));
+    let behind = core_with_clock(&db, Arc::new(OffsetClock(-FIVE_MINUTES)));
+    let a = start_node(&ahead, None, lease_ms, 20_000);
+    let id = enqueue(&plain).await;
+    wait_until(30, "the node ahead runs the job", || async {
+        a.runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    a.task.abort();
+    let _ = a.task.await;
+    let died = Instant::now();
+    let b = start_node(&behind, Some(Duration::ZERO), lease_ms, 20_000);
+    wait_until(
+        30,
+        "the node behind finishes the dead node's job",
+        || async { row(&plain, id).await.status == jobs::DONE },
+    )
+    .await;
+    let took = died.elapsed();
+    assert!(
+        took < Duration::from_millis(lease_ms as u64 + 3_000),
+        "taken over only after {took:?}"
+    );
+    assert_eq!(b.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(row(&plain, id).await.attempts, 2);
     let _ = b.stop.send(true);
     let _ = b.task.await;
 }
