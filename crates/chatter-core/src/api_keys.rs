@@ -2,7 +2,8 @@
 //! key is shown once, when created.
 
 use crate::{audit, hash_token, Actor, Core, CoreError, Result};
-use chatter_domain::{values::required_text, Permission, Role};
+use chatter_domain::values::{limits, required_text};
+use chatter_domain::{Permission, Role};
 use chatter_store::entity::{api_key, company};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
@@ -13,7 +14,8 @@ use uuid::Uuid;
 /// Creates a key; returns the key itself (shown once) and its id.
 pub async fn create(core: &Core, actor: &Actor, name: &str) -> Result<(String, Uuid)> {
     actor.require(Permission::Manage)?;
-    let name = required_text("name", name, 80).map_err(|e| CoreError::Invalid(vec![e]))?;
+    let name =
+        required_text("name", name, limits::SHORT_NAME).map_err(|e| CoreError::Invalid(vec![e]))?;
     let txn = core.db.begin().await?;
     let (key, id) = insert(&txn, actor.company_id, actor.user_id, &name, core.now()).await?;
     audit::record(

@@ -19,7 +19,8 @@ use crate::worker::{JobError, JobHandler, Registry};
 use crate::{audit, egress, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
-use chatter_domain::{values::required_text, Permission, SourceKind};
+use chatter_domain::values::{limits, required_text};
+use chatter_domain::{FieldError, Permission, SourceKind};
 use chatter_store::entity::{
     api_inbound, api_webhook_delivery as delivery, contact, conversation, event, job, message,
     source, user,
@@ -154,7 +155,8 @@ pub fn inbound_url(core: &Core, source_id: Uuid) -> String {
 /// Creates an API source; returns its id and the signing secret (shown once).
 pub async fn create(core: &Core, actor: &Actor, name: &str) -> Result<(Uuid, String)> {
     actor.require(Permission::Manage)?;
-    let name = required_text("name", name, 80).map_err(|e| CoreError::Invalid(vec![e]))?;
+    let name =
+        required_text("name", name, limits::SHORT_NAME).map_err(|e| CoreError::Invalid(vec![e]))?;
     let (plain, enc) = new_secret(core);
     let now = core.now();
     let id = Uuid::now_v7();
@@ -233,8 +235,11 @@ pub async fn set_webhook_url(core: &Core, actor: &Actor, id: Uuid, url: &str) ->
     let url = if url.is_empty() {
         None
     } else {
-        if url.len() > 2000 {
-            return Err(CoreError::field("webhook_url", "err.url_invalid"));
+        if url.chars().count() > limits::URL {
+            return Err(CoreError::Invalid(vec![FieldError::too_long(
+                "webhook_url",
+                limits::URL,
+            )]));
         }
         egress::check_url(url, core.config.allow_private_targets)
             .await

@@ -7,7 +7,8 @@
 use crate::crm::{self, Metadata};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_domain::routing::Responsible;
-use chatter_domain::Permission;
+use chatter_domain::values::{limits, optional_text};
+use chatter_domain::{FieldError, Permission};
 use chatter_store::stmt;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde::{Deserialize, Serialize};
@@ -150,17 +151,22 @@ impl SyncSettings {
                 errors.push(("fields.username", "err.crm_unknown_field"));
             }
         }
-        if self.tags.iter().any(|t| t.chars().count() > 50) {
-            errors.push(("tags", "err.too_long"));
+        let mut errors: Vec<FieldError> = errors
+            .into_iter()
+            .map(|(f, k)| FieldError::new(f, k))
+            .collect();
+        if self.tags.len() > limits::TAGS {
+            errors.push(FieldError::too_many("tags", limits::TAGS));
+        } else if let Some(e) = self
+            .tags
+            .iter()
+            .find_map(|t| optional_text("tags", t, limits::TAG).err())
+        {
+            errors.push(e);
         }
         match errors.first() {
             None => Ok(()),
-            Some(_) => Err(CoreError::Invalid(
-                errors
-                    .into_iter()
-                    .map(|(f, k)| chatter_domain::FieldError::new(f, k))
-                    .collect(),
-            )),
+            Some(_) => Err(CoreError::Invalid(errors)),
         }
     }
 }

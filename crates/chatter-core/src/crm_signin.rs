@@ -13,7 +13,6 @@ use crate::{audit, hash_token, new_token, Actor, Core, CoreError, ReqMeta, Resul
 use chatter_crm::amocrm::oauth::{identify, parse_callback, Callback, ConsentMode, SignedInUser};
 use chatter_crm::amocrm::{AmoCrm, HookError};
 use chatter_crm::{CrmAccount, Tokens};
-use chatter_domain::values::required_text;
 use chatter_domain::{Email, Password};
 use chatter_store::entity::{
     crm_integration, membership, oauth_state, pending_signup, user, user_identity,
@@ -434,10 +433,10 @@ pub async fn create_company(
 ) -> Result<NewSession> {
     let (row, p) = load_pending(core, handle).await?;
     let mut errs = Vec::new();
-    let company_name = required_text("company_name", &input.company_name, 120)
+    let company_name = accounts::name_text("company_name", &input.company_name)
         .map_err(|e| errs.push(e))
         .ok();
-    let name = required_text("name", &input.name, 120)
+    let name = accounts::name_text("name", &input.name)
         .map_err(|e| errs.push(e))
         .ok();
     let email = Email::parse("email", &input.email)

@@ -10,7 +10,8 @@ use crate::events::{self, Pending};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::whatsapp::{self, Template};
 use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
-use chatter_domain::{Permission, SourceKind};
+use chatter_domain::values::{limits, multi_line_text, optional_text};
+use chatter_domain::{FieldError, Permission, SourceKind};
 use chatter_store::entity::{contact, conversation, message, source};
 use chatter_store::jobs::{self, NewJob};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -791,16 +792,14 @@ pub async fn reply(
     text: &str,
     reply_to: Option<Uuid>,
 ) -> Result<message::Model> {
-    let text = text.trim();
-    if text.is_empty() {
-        actor.require(Permission::Reply)?;
-        return Err(CoreError::field("text", "err.required"));
-    }
-    if text.chars().count() > 20_000 {
-        actor.require(Permission::Reply)?;
-        return Err(CoreError::field("text", "err.too_long"));
-    }
-    store_reply(core, actor, conversation_id, text, reply_to, Special::None).await
+    let text = match multi_line_text("text", text, limits::REPLY) {
+        Ok(t) => t,
+        Err(e) => {
+            actor.require(Permission::Reply)?;
+            return Err(CoreError::Invalid(vec![e]));
+        }
+    };
+    store_reply(core, actor, conversation_id, &text, reply_to, Special::None).await
 }
 
 /// What goes out instead of (or with) the text of a reply.
@@ -944,13 +943,23 @@ pub async fn reply_media(
     let link = link.trim();
     let parsed = url::Url::parse(link)
         .ok()
-        .filter(|u| u.scheme() == "https" && u.host_str().is_some() && link.len() <= 2000);
+        .filter(|u| u.scheme() == "https" && u.host_str().is_some());
+    if link.chars().count() > limits::URL {
+        return Err(CoreError::Invalid(vec![FieldError::too_long(
+            "media_url",
+            limits::URL,
+        )]));
+    }
     let Some(parsed) = parsed else {
         return Err(CoreError::field("media_url", "err.media_url"));
     };
+    let caption = chatter_domain::text::strip_controls(caption);
     let caption = caption.trim();
-    if caption.chars().count() > 1024 {
-        return Err(CoreError::field("caption", "err.too_long"));
+    if caption.chars().count() > limits::CAPTION {
+        return Err(CoreError::Invalid(vec![FieldError::too_long(
+            "caption",
+            limits::CAPTION,
+        )]));
     }
     let file_name = parsed
         .path_segments()
@@ -1037,7 +1046,11 @@ pub async fn reply_template(
     else {
         return Err(CoreError::field("template", "err.wa_template_unknown"));
     };
-    let params: Vec<String> = params.iter().map(|p| p.trim().to_owned()).collect();
+    let params: Vec<String> = params
+        .iter()
+        .map(|p| optional_text("params", p, limits::TEMPLATE_PARAM).map(Option::unwrap_or_default))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| CoreError::Invalid(vec![e]))?;
     let wanted = t.body_params();
     if params.len() < wanted || params[..wanted].iter().any(|p| p.is_empty()) {
         return Err(CoreError::field("params", "err.wa_template_params"));
@@ -1089,7 +1102,11 @@ pub(crate) async fn insert_outgoing(
         source_id: Set(conv.source_id),
         direction: Set("out".into()),
         external_id: Set(None),
-        text: Set(Some(o.text.to_string())),
+        // Whoever wrote it (the inbox, the API, a manager in the CRM), the customer gets no
+        // control characters but line breaks and tabs.
+        text: Set(Some(
+            chatter_domain::text::strip_controls(o.text).into_owned(),
+        )),
         attachments: Set("[]".into()),
         extra: Set(None),
         sender_name: Set(o.author_name),

@@ -5,6 +5,7 @@
 
 use crate::{audit, crm, Actor, Core, CoreError, Result};
 use chatter_domain::routing::{self, Actions, Decision, Input, Responsible, Rule, RuleSet};
+use chatter_domain::values::{limits, optional_text};
 use chatter_domain::{FieldError, Permission};
 use chatter_store::entity::{company, source};
 use chatter_store::stmt;
@@ -50,6 +51,10 @@ pub async fn save(core: &Core, actor: &Actor, mut rule: Rule) -> Result<String> 
     rule.name = rule.name.trim().to_owned();
     if rule.id.trim().is_empty() {
         rule.id = Uuid::now_v7().to_string();
+    }
+    let over = over_limits(&rule);
+    if !over.is_empty() {
+        return Err(CoreError::Invalid(over));
     }
     let mut errors: Vec<FieldError> = routing::validate(&rule)
         .err()
@@ -372,6 +377,54 @@ fn position(rules: &[Rule], id: &str) -> Result<usize> {
 }
 
 /// The translation key of a domain validation problem.
+/// The limits of a rule's text (docs/limits.md): a one-line name, regex, keywords and tags of
+/// bounded length, and bounded lists. An empty name is the domain's to refuse.
+fn over_limits(rule: &Rule) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut one = |field: &'static str, s: &str, max: usize| {
+        if let Err(e) = optional_text(field, s, max) {
+            errors.push(e);
+        }
+    };
+    one("name", &rule.name, limits::RULE_NAME);
+    one(
+        "conditions.regex",
+        rule.conditions.regex.as_deref().unwrap_or(""),
+        limits::REGEX,
+    );
+    let lists = [
+        (
+            "conditions.keywords",
+            &rule.conditions.keywords,
+            limits::KEYWORD,
+            limits::KEYWORDS,
+        ),
+        (
+            "conditions.exclude",
+            &rule.conditions.exclude,
+            limits::KEYWORD,
+            limits::KEYWORDS,
+        ),
+        (
+            "actions.tags",
+            &rule.actions.tags,
+            limits::TAG,
+            limits::TAGS,
+        ),
+    ];
+    for (field, items, max, count) in lists {
+        if items.len() > count {
+            errors.push(FieldError::too_many(field, count));
+        } else if let Some(e) = items
+            .iter()
+            .find_map(|s| optional_text(field, s, max).err())
+        {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
 fn key_of(field: &str) -> &'static str {
     match field {
         "name" => "rules.err_name",

@@ -11,7 +11,8 @@ use crate::accounts::{
 };
 use crate::worker::{JobError, JobHandler};
 use crate::{audit, hash_token, mailer, new_token, throttle, Core, CoreError, ReqMeta, Result};
-use chatter_domain::{values::required_text, Email, FieldError, Password};
+use chatter_domain::values::{limits, required_text};
+use chatter_domain::{Email, FieldError, Password};
 use chatter_store::entity::{signup_confirmation, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
@@ -32,14 +33,11 @@ pub struct SignUp {
     pub password: String,
 }
 
-/// A person's or a company's name: required, at most 120 characters, and on one line — no
-/// line breaks or other control characters, which would reach mail text and headers.
+/// A person's or a company's name: required, at most `limits::NAME` characters, and on one
+/// line — no line breaks or other control characters, which would reach mail text and headers,
+/// and no bidi overrides, which would turn the company switcher's next entry around.
 pub fn name_text(field: &'static str, raw: &str) -> Result<String, FieldError> {
-    let s = required_text(field, raw, 120)?;
-    if s.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "err.control_chars"));
-    }
-    Ok(s)
+    required_text(field, raw, limits::NAME)
 }
 
 /// A sign-up form that passed every check.

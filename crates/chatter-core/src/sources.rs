@@ -9,7 +9,8 @@ use chatter_channels::sms::{SmsClient, SmsGatewayConfig};
 use chatter_channels::vk::VkClient;
 use chatter_channels::whatsapp::WhatsAppClient;
 use chatter_channels::{telegram::TelegramClient, ChannelError, Identity};
-use chatter_domain::{values::required_text, Permission, SourceKind};
+use chatter_domain::values::{limits, optional_text, required_text};
+use chatter_domain::{text, FieldError, Permission, SourceKind};
 use chatter_store::entity::source;
 use chatter_store::jobs::{self, NewJob};
 use sea_orm::{
@@ -166,6 +167,38 @@ impl NewSource {
         }
     }
 
+    /// Every credential field as (form field, value), for the limits every one of them has.
+    fn credentials(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            NewSource::TelegramBot { token } => vec![("token", token)],
+            NewSource::VkBot { token, group_id } => {
+                vec![("vk_token", token), ("vk_group_id", group_id)]
+            }
+            NewSource::MaxBot { token } => vec![("max_token", token)],
+            NewSource::Avito {
+                client_id,
+                client_secret,
+            } => vec![
+                ("avito_client_id", client_id),
+                ("avito_client_secret", client_secret),
+            ],
+            NewSource::WhatsApp {
+                phone_number_id,
+                waba_id,
+                access_token,
+                app_secret,
+            } => vec![
+                ("wa_phone_number_id", phone_number_id),
+                ("wa_waba_id", waba_id),
+                ("wa_access_token", access_token),
+                ("wa_app_secret", app_secret),
+            ],
+            NewSource::Sms { api_key, sender } => {
+                vec![("sms_api_key", api_key), ("sms_sender", sender)]
+            }
+        }
+    }
+
     /// The form field a wrong credential is reported on.
     fn main_field(&self) -> &'static str {
         match self {
@@ -206,6 +239,15 @@ pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &st
 
 /// Checks `new`'s credentials with the provider; returns what to store and whom they belong to.
 async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identity)> {
+    // Bounded and on one line before anything goes to the provider (each kind checks its format).
+    let refused: Vec<FieldError> = new
+        .credentials()
+        .into_iter()
+        .filter_map(|(f, v)| optional_text(f, v, limits::CREDENTIAL).err())
+        .collect();
+    if !refused.is_empty() {
+        return Err(CoreError::Invalid(refused));
+    }
     let field = new.main_field();
     let unreachable = |e: ChannelError| {
         tracing::warn!(error = %e, "the provider did not answer while adding a source");
@@ -441,10 +483,14 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
     let name = match name.trim() {
         "" => match (&me.username, kind) {
             (Some(u), SourceKind::TelegramBot | SourceKind::MaxBot) => format!("@{u}"),
-            _ if !me.name.is_empty() => me.name.chars().take(80).collect(),
+            _ if !text::one_line_lossy(&me.name, limits::SHORT_NAME).is_empty() => {
+                text::one_line_lossy(&me.name, limits::SHORT_NAME)
+            }
             _ => format!("{} {}", kind.as_str(), me.id),
         },
-        n => required_text("name", n, 80).map_err(|e| CoreError::Invalid(vec![e]))?,
+        n => {
+            required_text("name", n, limits::SHORT_NAME).map_err(|e| CoreError::Invalid(vec![e]))?
+        }
     };
     let now = core.now();
     let txn = core.db.begin().await?;

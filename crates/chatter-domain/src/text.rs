@@ -53,6 +53,35 @@ pub fn clean_json(v: &mut serde_json::Value) {
     }
 }
 
+/// Whether `c` is a Unicode bidi embedding, override or isolate (U+202A–U+202E,
+/// U+2066–U+2069): one of these in a name would reverse how the text after it displays (in
+/// the same line, the next field, the company switcher). Marks (U+200E, U+200F) are harmless.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` without control characters other than line feed and tab (C0, DEL and C1; a carriage
+/// return goes too, so CRLF becomes LF): multi-line text people send to customers.
+pub fn strip_controls(s: &str) -> Cow<'_, str> {
+    let refused = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if s.chars().any(refused) {
+        Cow::Owned(s.chars().filter(|c| !refused(*c)).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Text from outside (a bot's name from its provider) made fit for a one-line name: control
+/// characters and bidi controls removed, at most `max` characters.
+pub fn one_line_lossy(s: &str, max: usize) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .take(max)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// Whether an identifier fits `MAX_ID_BYTES`.
 pub fn id_fits(id: &str) -> bool {
     id.len() <= MAX_ID_BYTES

@@ -3,17 +3,77 @@
 
 use serde::Serialize;
 
-/// A rejected field: which one, and a translation key for the message.
+/// A rejected field: which one, a translation key for the message, and the limit the message
+/// names (its `{n}`), when it names one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: &'static str,
     pub key: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 impl FieldError {
     pub fn new(field: &'static str, key: &'static str) -> Self {
-        Self { field, key }
+        Self {
+            field,
+            key,
+            limit: None,
+        }
     }
+
+    /// Longer than `max` characters (`err.too_long`, whose message names `max`).
+    pub fn too_long(field: &'static str, max: usize) -> Self {
+        Self {
+            field,
+            key: "err.too_long",
+            limit: Some(max),
+        }
+    }
+
+    /// More than `max` items in a list field (`err.too_many`, whose message names `max`).
+    pub fn too_many(field: &'static str, max: usize) -> Self {
+        Self {
+            field,
+            key: "err.too_many",
+            limit: Some(max),
+        }
+    }
+}
+
+/// The limits of stored text, in characters (`docs/limits.md` lists every field with its
+/// limit; keep the two in step).
+pub mod limits {
+    /// A person's or a company's name.
+    pub const NAME: usize = 120;
+    /// A source's, an API source's or an API key's name.
+    pub const SHORT_NAME: usize = 80;
+    /// A routing rule's name.
+    pub const RULE_NAME: usize = 120;
+    /// A routing rule's regex.
+    pub const REGEX: usize = 500;
+    /// One keyword or exclusion of a rule.
+    pub const KEYWORD: usize = 100;
+    /// Keywords (or exclusions) of one rule.
+    pub const KEYWORDS: usize = 50;
+    /// One CRM tag.
+    pub const TAG: usize = 50;
+    /// Tags of one rule or of the CRM settings.
+    pub const TAGS: usize = 20;
+    /// A reply to a customer.
+    pub const REPLY: usize = 20_000;
+    /// A caption of a medium sent by link.
+    pub const CAPTION: usize = 1024;
+    /// A URL (outgoing webhook, medium link).
+    pub const URL: usize = 2000;
+    /// A credential typed into a source's form (token, key, secret, account id).
+    pub const CREDENTIAL: usize = 512;
+    /// An email address.
+    pub const EMAIL: usize = 254;
+    /// A password.
+    pub const PASSWORD: usize = 256;
+    /// A template parameter of a WhatsApp template reply.
+    pub const TEMPLATE_PARAM: usize = 1024;
 }
 
 /// A syntactically valid, lower-cased email address.
@@ -27,7 +87,10 @@ impl Email {
         if s.is_empty() {
             return Err(FieldError::new(field, "err.required"));
         }
-        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if s.chars().count() > limits::EMAIL {
+            return Err(FieldError::too_long(field, limits::EMAIL));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
         let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
@@ -71,8 +134,8 @@ impl Password {
         if n < Self::MIN_LEN {
             return Err(FieldError::new(field, "err.password_short"));
         }
-        if n > 256 {
-            return Err(FieldError::new(field, "err.password_long"));
+        if n > limits::PASSWORD {
+            return Err(FieldError::too_long(field, limits::PASSWORD));
         }
         Ok(Password(raw.to_string()))
     }
@@ -172,14 +235,45 @@ impl Slug {
     }
 }
 
-/// A required, trimmed, bounded text (names and titles).
+/// A required, trimmed, one-line text of at most `max` characters (names and titles): control
+/// characters (line breaks included) are refused, and so are the bidi embeddings, overrides and
+/// isolates that would turn the text after it around (see [`crate::text::is_bidi_control`]).
 pub fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, FieldError> {
+    optional_text(field, raw, max)?.ok_or(FieldError::new(field, "err.required"))
+}
+
+/// As [`required_text`], but empty (after trimming) is `None`.
+pub fn optional_text(
+    field: &'static str,
+    raw: &str,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
     let s = raw.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.chars().count() > max {
+        return Err(FieldError::too_long(field, max));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "err.control_chars"));
+    }
+    if s.chars().any(crate::text::is_bidi_control) {
+        return Err(FieldError::new(field, "err.bidi_chars"));
+    }
+    Ok(Some(s.to_string()))
+}
+
+/// A required multi-line text of at most `max` characters (a reply): trimmed, with control
+/// characters other than line feed and tab removed (see [`crate::text::strip_controls`]).
+pub fn multi_line_text(field: &'static str, raw: &str, max: usize) -> Result<String, FieldError> {
+    let s = crate::text::strip_controls(raw);
+    let s = s.trim();
     if s.is_empty() {
         return Err(FieldError::new(field, "err.required"));
     }
     if s.chars().count() > max {
-        return Err(FieldError::new(field, "err.too_long"));
+        return Err(FieldError::too_long(field, max));
     }
     Ok(s.to_string())
 }
@@ -207,6 +301,46 @@ mod tests {
         );
         let p = Password::parse("p", "long enough secret").expect("valid");
         assert_eq!(format!("{p:?}"), "Password(***)");
+    }
+
+    #[test]
+    fn one_line_text_is_bounded_and_refuses_controls_and_bidi() {
+        assert_eq!(required_text("n", "  Анна ", 10), Ok("Анна".into()));
+        assert_eq!(
+            required_text("n", &"я".repeat(11), 10),
+            Err(FieldError::too_long("n", 10))
+        );
+        assert_eq!(required_text("n", " ", 10).unwrap_err().key, "err.required");
+        for bad in ["a\u{1}b", "a\u{1b}[31m", "a\nb", "a\u{85}b"] {
+            assert_eq!(
+                required_text("n", bad, 99).unwrap_err().key,
+                "err.control_chars"
+            );
+        }
+        for bad in ["a\u{202e}b", "\u{2066}x", "x\u{2069}"] {
+            assert_eq!(
+                required_text("n", bad, 99).unwrap_err().key,
+                "err.bidi_chars"
+            );
+        }
+        assert_eq!(required_text("n", "שלום 👋", 99), Ok("שלום 👋".into()));
+        assert_eq!(optional_text("n", "  ", 9), Ok(None));
+    }
+
+    #[test]
+    fn multi_line_text_keeps_lines_and_tabs_only() {
+        assert_eq!(
+            multi_line_text("t", " a\r\n\tb\u{1}\u{1b}[31m\u{7f} ", 99),
+            Ok("a\n\tb[31m".into())
+        );
+        assert_eq!(
+            multi_line_text("t", "\u{1}", 9).unwrap_err().key,
+            "err.required"
+        );
+        assert_eq!(
+            multi_line_text("t", &"я".repeat(10), 9),
+            Err(FieldError::too_long("t", 9))
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct ErrorPage {
     pub title: &'static str,
     pub message: &'static str,
     pub detail: Option<String>,
+    /// Refused fields, shown translated (with the limits they name) below the message.
+    pub fields: Vec<chatter_domain::FieldError>,
 }
 
 #[derive(Template)]
@@ -52,10 +54,16 @@ struct ErrorTpl<'a> {
 impl ErrorPage {
     pub fn render(&self, ctx: &Ctx, status: StatusCode) -> Response {
         let p = Page::new(ctx, "");
+        let fields: Vec<String> = self.fields.iter().map(|e| p.tr.field(e)).collect();
+        let detail = if fields.is_empty() {
+            self.detail.clone()
+        } else {
+            Some(fields.join(" "))
+        };
         let tpl = ErrorTpl {
             title: p.t(self.title),
             message: p.t(self.message),
-            detail: self.detail.clone(),
+            detail,
             p,
         };
         match tpl.render() {
@@ -120,6 +128,7 @@ pub fn instead_of_framework_text(ctx: &Ctx, path: &str, resp: &Response) -> Opti
             title,
             message,
             detail: None,
+            fields: Vec::new(),
         }
         .render(ctx, status)
     };
@@ -140,6 +149,7 @@ fn page(
         title,
         message,
         detail,
+        fields: Vec::new(),
     });
     r
 }
@@ -152,16 +162,14 @@ impl IntoResponse for AppError {
             AppError::Csrf => page(StatusCode::FORBIDDEN, "err.csrf_title", "err.csrf", None),
             AppError::Core(e) => match *e {
                 CoreError::Invalid(f) => {
-                    let keys: Vec<String> = f
-                        .iter()
-                        .map(|e| format!("{}: {}", e.field, e.key))
-                        .collect();
-                    page(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "err.invalid_title",
-                        "err.invalid",
-                        Some(keys.join(", ")),
-                    )
+                    let mut r = StatusCode::UNPROCESSABLE_ENTITY.into_response();
+                    r.extensions_mut().insert(ErrorPage {
+                        title: "err.invalid_title",
+                        message: "err.invalid",
+                        detail: None,
+                        fields: f,
+                    });
+                    r
                 }
                 CoreError::BadCredentials => page(
                     StatusCode::UNAUTHORIZED,

@@ -45,6 +45,17 @@ impl Tr {
     }
 }
 
+impl Tr {
+    /// The message of a refused field, with the limit it names filled in.
+    pub fn field(&self, e: &chatter_domain::FieldError) -> String {
+        let text = self.t(e.key);
+        match e.limit {
+            Some(n) => text.replace("{n}", &n.to_string()),
+            None => text.to_owned(),
+        }
+    }
+}
+
 /// Whether a key is in the table (for tests).
 pub fn has(key: &str) -> bool {
     TABLE.contains_key(key)

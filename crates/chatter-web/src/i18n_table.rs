@@ -162,11 +162,12 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("flash.job_retried", "Задача поставлена в очередь повторно.", "Job queued again."),
     // errors
     ("err.required", "Заполните это поле.", "This field is required."),
-    ("err.too_long", "Слишком длинное значение.", "This value is too long."),
+    ("err.too_long", "Слишком длинно: не больше {n} символов.", "Too long: {n} characters at most."),
+    ("err.too_many", "Слишком много: не больше {n}.", "Too many: {n} at most."),
+    ("err.bidi_chars", "Уберите невидимые символы смены направления текста (U+202A–U+202E, U+2066–U+2069): они переворачивают текст рядом.", "Remove the invisible text-direction characters (U+202A–U+202E, U+2066–U+2069): they turn the text around them."),
     ("err.email_invalid", "Похоже, в адресе ошибка. Пример: anna@example.ru", "This does not look like an email address. Example: anna@example.com"),
     ("err.email_taken", "Этот email уже зарегистрирован. Войдите или восстановите пароль.", "This email is already registered. Sign in or reset your password."),
     ("err.password_short", "Пароль должен быть не короче 8 символов.", "The password must be at least 8 characters long."),
-    ("err.password_long", "Пароль слишком длинный (не больше 256 символов).", "The password is too long (256 characters at most)."),
     ("err.slug_invalid", "Только строчные латинские буквы, цифры и дефис, от 2 до 48 символов.", "Lower-case latin letters, digits and dashes only, 2 to 48 characters."),
     ("err.current_password_wrong", "Неверный текущий пароль.", "The current password is wrong."),
     ("err.locale_invalid", "Выберите русский или английский.", "Choose Russian or English."),
@@ -652,7 +653,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("invite.other_person", "Это приглашение отправлено на адрес", "This invitation was sent to"),
     ("invite.sign_in_as_them", "Чтобы принять его, выйдите и войдите под этим адресом (или зарегистрируйтесь с ним).", "To accept it, sign out and sign in as that address (or create an account with it)."),
     ("invite.sign_out_first", "Выйти", "Sign out"),
-    ("err.control_chars", "Уберите переносы строк и служебные символы: имя пишется в одну строку.", "Remove line breaks and control characters: a name is one line."),
+    ("err.control_chars", "Уберите переносы строк и служебные символы: это поле пишется в одну строку.", "Remove line breaks and control characters: this field is one line."),
     // issue 20: the nodes sharing the database, in the operator area
     ("nodes.title", "Узлы", "Nodes"),
     ("nodes.lead", "Процессы Чаттера, работающие с этой базой сейчас: каждый отмечается раз в 5 секунд; узел, молчащий дольше 30 секунд, пропадает из списка, а его задачи берут другие.", "Chatter processes working with this database now: each checks in every 5 seconds; a node silent for more than 30 seconds leaves the list and the others take its jobs."),

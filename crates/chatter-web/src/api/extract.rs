@@ -38,6 +38,7 @@ impl IntoResponse for ApiRejection {
             .map(|f| FieldErrorOut {
                 field: f,
                 code: self.field_code.unwrap_or(self.code).into(),
+                limit: None,
             })
             .into_iter()
             .collect();

@@ -118,7 +118,11 @@ pub struct ApiErrorInner {
 #[derive(Clone, Serialize, ToSchema)]
 pub struct FieldErrorOut {
     pub field: String,
+    /// e.g. `required`, `too_long`, `control_chars`, `bidi_chars`.
     pub code: String,
+    /// The limit the code names (`too_long`: characters; `too_many`: items); see docs/limits.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 pub struct ApiError(pub CoreError);
@@ -170,6 +174,7 @@ impl IntoResponse for ApiError {
                     .map(|e| FieldErrorOut {
                         field: e.field.into(),
                         code: e.key.trim_start_matches("err.").into(),
+                        limit: e.limit,
                     })
                     .collect(),
             ),
@@ -575,6 +580,7 @@ pub async fn send_message(
                 vec![FieldErrorOut {
                     field: "reply_to".into(),
                     code: "reply_to_foreign".into(),
+                    limit: None,
                 }],
             ));
         }

@@ -493,16 +493,12 @@ async fn answer(
         Ok(_) => Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response()),
         Err(CoreError::Invalid(e)) if wants_json(headers) => Ok((
             refusal_status(&e),
-            axum::Json(serde_json::json!({"error": e.first().map(|e| tr.t(e.key))})),
+            axum::Json(serde_json::json!({"error": e.first().map(|e| tr.field(e))})),
         )
             .into_response()),
         Err(CoreError::Invalid(e)) => {
             let status = refusal_status(&e);
-            let message = e
-                .iter()
-                .map(|e| tr.t(e.key).to_string())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let message = e.iter().map(|e| tr.field(e)).collect::<Vec<_>>().join(" ");
             let refusal = Refusal { message, draft };
             let mut resp = page(
                 st,

@@ -115,13 +115,13 @@ impl Page {
         self.tr.t(key)
     }
 
-    /// The translated error of a field, or "".
-    pub fn err(&self, field: &str) -> &'static str {
+    /// The translated error of a field (with the limit it names), or "".
+    pub fn err(&self, field: &str) -> String {
         self.errors
             .iter()
             .find(|e| e.field == field)
-            .map(|e| self.tr.t(e.key))
-            .unwrap_or("")
+            .map(|e| self.tr.field(e))
+            .unwrap_or_default()
     }
 
     pub fn has_errors(&self) -> bool {

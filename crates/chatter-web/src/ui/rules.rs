@@ -338,10 +338,7 @@ async fn dry_run(
             Ok(render(list_tpl(&st, &ctx, dry, Vec::new()).await?))
         }
         Err(CoreError::Invalid(errs)) => {
-            let errors = errs
-                .iter()
-                .map(|e| (e.field, tr.t(e.key).to_owned()))
-                .collect();
+            let errors = errs.iter().map(|e| (e.field, tr.field(e))).collect();
             Ok(render_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 list_tpl(&st, &ctx, dry, errors).await?,
@@ -848,7 +845,9 @@ fn messages(
     errs.iter()
         .map(|e| {
             let mut details = Vec::new();
-            for p in problems.iter().filter(|p| p.field == e.field) {
+            // The domain's details explain its own refusals, not a limit or a character.
+            let own = e.key.starts_with("rules.");
+            for p in problems.iter().filter(|p| own && p.field == e.field) {
                 let detail = match (p.field, p.position) {
                     ("conditions.regex", Some(_)) => {
                         // The domain says "<what> (at character N)"; N is a 1-based column.
@@ -865,9 +864,9 @@ fn messages(
                 };
                 details.push(detail);
             }
-            let m = tr.t(e.key);
+            let m = tr.field(e);
             if details.is_empty() {
-                (e.field, m.to_owned())
+                (e.field, m)
             } else {
                 let m = m.trim_end_matches('.');
                 (e.field, format!("{m} ({}).", details.join("; ")))
