@@ -494,6 +494,7 @@ fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
         .map(|f| crate::api::FieldErrorOut {
             field: f.to_owned(),
             code: "invalid".to_owned(),
+            limit: None,
         })
         .into_iter()
         .collect();
