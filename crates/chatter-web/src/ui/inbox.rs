@@ -312,13 +312,11 @@ async fn page(
     let last_event = last_event_id(st, actor.company_id).await;
     let members = names(st, &actor).await?;
     let tr = crate::i18n::Tr(ctx.lang);
-    // The open conversation is read before the list is drawn, so its own row has no badge.
+    // The open conversation is read: its own row never shows a badge, and it is marked read
+    // once its messages are read below (anything arriving later comes through the live stream,
+    // which starts from `last_event`, taken first).
     let open_row = match open {
-        Some(id) => {
-            let row = inbox::get_conversation(&st.core, &actor, id).await?;
-            inbox::mark_read(&st.core, &actor, id).await?;
-            Some(row)
-        }
+        Some(id) => Some(inbox::get_conversation(&st.core, &actor, id).await?),
         None => None,
     };
     let rows = inbox::list_conversations(&st.core, &actor, &f, 200).await?;
@@ -338,8 +336,9 @@ async fn page(
         Some(row) => {
             let id = row.conversation.id;
             let can_reply = actor.role.can(Permission::Reply);
-            let messages = inbox::messages(&st.core, &actor, id, 300)
-                .await?
+            let messages = inbox::messages(&st.core, &actor, id, 300).await?;
+            inbox::mark_read(&st.core, &actor, id).await?;
+            let messages = messages
                 .into_iter()
                 .map(|m| {
                     MessageTpl::new(m, tr, &ctx.csrf, can_reply)
