@@ -63,6 +63,16 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         )
         .await;
     assert_eq!(r.status(), 303, "the rule is saved: {}", location(&r));
+    // A second customer whose deal amoCRM refuses: the CRM health page lists a problem.
+    app.amo.fail_next("/api/v4/", 400, 1000);
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5002, "Пётр", "Где мой заказ?"),
+    );
+    eventually("the CRM health page lists the refused deal", || async {
+        owner.html("/app/crm/health").await.contains("data-item=")
+    })
+    .await;
     let manager = crate::team::join_new(app, &owner, "oleg@example.ru", "Олег", "manager").await;
     let company_id = crate::team::company_id(app, "Рога и Копыта")
         .await
@@ -74,6 +84,8 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         "Анна",
         "Олег",
         "Иван",
+        "Пётр",
+        "Где мой заказ?",
         "Сайт",
         "Доставка",
         "доставка",

@@ -6,6 +6,7 @@ mod api_source;
 mod auth;
 mod avito;
 mod browser;
+mod browser_crawl;
 mod browser_crm;
 mod browser_inbox;
 mod browser_security;

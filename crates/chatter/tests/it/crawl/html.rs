@@ -16,11 +16,6 @@ impl El {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
-
-    pub fn has_class(&self, class: &str) -> bool {
-        self.attr("class")
-            .is_some_and(|c| c.split_whitespace().any(|x| x == class))
-    }
 }
 
 #[derive(Clone, Debug)]
