@@ -276,3 +276,59 @@ async fn every_post_form_takes_bad_input_with_a_message_and_stores_nothing_harmf
     crawl::assert_none("the form filler", &problems);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_api_keeps_the_same_limits_and_names_the_field() {
+    let app = TestApp::new().await;
+    let (s, token, _) = crate::messages::company_with_bot(&app).await;
+    crate::messages::eventually("the bot is polled", || async {
+        app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
+    })
+    .await;
+    app.telegram.customer_writes(
+        &token,
+        chatter_fakes::CustomerMessage::text(5001, "Иван", "Здравствуйте"),
+    );
+    crate::messages::eventually("the conversation is in the inbox", || async {
+        s.html("/app/inbox").await.contains("Здравствуйте")
+    })
+    .await;
+    let key = crate::api::create_key(&s, "Сайт").await;
+    let http = app.client();
+    let call = |method: reqwest::Method, path: &str| {
+        http.request(method, app.at(path))
+            .header("authorization", format!("Bearer {key}"))
+    };
+    let list: serde_json::Value = call(reqwest::Method::GET, "/api/v1/conversations")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let conv = list[0]["id"].as_str().expect("a conversation").to_owned();
+    let send = |text: String| {
+        call(
+            reqwest::Method::POST,
+            &format!("/api/v1/conversations/{conv}/messages"),
+        )
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+    };
+    let r = send("Ж".repeat(20_001)).await.expect("POST");
+    assert_eq!(r.status(), 422);
+    let v: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(
+        v["error"]["fields"][0],
+        serde_json::json!({"field": "text", "code": "too_long", "limit": 20000}),
+        "{v}"
+    );
+    // Control characters leave a reply (line breaks and tabs stay); bidi text is the customer's.
+    let r = send("\u{1b}[31mДобрый\u{1} день\r\n\tвсё \u{202e}готово".into())
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(v["text"], "[31mДобрый день\n\tвсё \u{202e}готово", "{v}");
+    app.stop().await;
+}
