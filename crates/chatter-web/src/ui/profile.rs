@@ -65,7 +65,8 @@ async fn tpl(st: &AppState, ctx: &Ctx, p: Page) -> Result<ProfileTpl, AppError> 
         amocrm_links: crm_signin::links_of(&st.core, info.user.id).await?,
         name: info.user.name.clone(),
         email: info.user.email.clone(),
-        locale: info.user.locale.clone(),
+        // The language in use (an EN/RU switch in the header included): saving keeps it.
+        locale: ctx.lang.code().to_owned(),
         totp_enabled: info.user.totp_enabled,
         totp_setup: accounts::pending_totp(&st.core, info),
         totp_qr: accounts::pending_totp(&st.core, info).and_then(|(_, uri)| qr_svg(&uri)),

@@ -17,7 +17,7 @@ fn attr_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
 }
 
 /// Creates a key in Settings and returns it as the page shows it, once.
-async fn create_key(s: &Session, name: &str) -> String {
+pub(crate) async fn create_key(s: &Session, name: &str) -> String {
     let r = s
         .post_from("/app/settings", "/app/settings/api-keys", &[("name", name)])
         .await;
