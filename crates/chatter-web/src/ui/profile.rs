@@ -210,7 +210,10 @@ async fn disable_2fa(
         Err(CoreError::Invalid(errs)) => {
             let errs = errs
                 .into_iter()
-                .map(|e| FieldError::new("disable_password", e.key))
+                .map(|e| FieldError {
+                    field: "disable_password",
+                    ..e
+                })
                 .collect();
             Ok(render_status(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -9,6 +9,8 @@
 //! - `/sign-out`, `/sign-out-everywhere`: they end the session the rest of the run needs;
 //! - `…/delete`, `…/remove`, `…/revoke`, `/app/crm/disconnect`: they delete what later forms act
 //!   on (a rule, a dead letter, a member, an invitation, an API key, the amoCRM connection);
+//! - nothing else: the password, 2FA and role forms are filled too, since none of these values
+//!   is ever the current password, a valid code or a role, so they cannot lock the owner out;
 //! - forms with nothing to type into (switch company, close, enable, export, 2FA start…): there
 //!   is no field to fill; the crawler has already seen the page they are on.
 
