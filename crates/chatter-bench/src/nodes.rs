@@ -107,6 +107,13 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut takeovers = Vec::new();
     for round in 0..args.kills {
         fake.fail_next(&token, "sendMessage", Failure::Hang, 1);
+        let sends = |fake: &FakeTelegram| {
+            fake.calls(&token)
+                .iter()
+                .filter(|m| *m == "sendMessage")
+                .count()
+        };
+        let sends_before = sends(&fake);
         let text = format!("Ответ {round}");
         reply(&http, &nodes[0].base, &cookie, &csrf, &conversation, &text).await?;
         let message = wait_db(
@@ -132,6 +139,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         let Some(i) = nodes.iter().position(|n| n.pid == pid) else {
             bail!("the job is held by pid {pid}, which is not one of the nodes");
         };
+        // Killed only once its send hangs at Telegram: killed between its claim and its
+        // request, the node would leave the hang to the node that takes the job over.
+        wait(30, "the reply's send hanging at Telegram", || {
+            (sends(&fake) > sends_before).then_some(())
+        })
+        .await?;
         kill9(pid)?;
         let killed = Instant::now();
         wait_db(
