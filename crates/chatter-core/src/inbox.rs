@@ -612,6 +612,9 @@ pub async fn list_conversations(
     }
     let convs = q
         .order_by_desc(conversation::Column::LastMessageAt)
+        // Messages stored in one group commit share a timestamp: the id keeps the order the
+        // same from one page to the next.
+        .order_by_desc(conversation::Column::Id)
         .limit(limit)
         .all(&core.db)
         .await?;

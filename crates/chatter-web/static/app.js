@@ -99,8 +99,10 @@ window.addEventListener("message", function (e) {
         // The open conversation is being read: its row shows no badge while the page is seen.
         if (document.visibilityState === "visible") markSeen(row);
       }
-      if (old) old.remove();
-      list.insertBefore(row, list.firstChild);
+      // A new message brings its conversation to the top; anything else (read, assigned,
+      // closed) changes the row where it is, so the list does not jump under the pointer.
+      if (old && !d.message) old.replaceWith(row);
+      else { if (old) old.remove(); list.insertBefore(row, list.firstChild); }
       var empty = document.getElementById("inbox-empty");
       if (empty) empty.remove();
       countUnread();

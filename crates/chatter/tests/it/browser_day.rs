@@ -26,7 +26,11 @@ where
     let deadline = Instant::now() + STALL;
     while !ok().await {
         if Instant::now() >= deadline {
-            w.shot(&format!("stalled-{}", what.replace(' ', "-"))).await;
+            w.shot(&format!(
+                "stalled-{}",
+                what.replace([' ', '/', '?', '&', '='], "-")
+            ))
+            .await;
             panic!("stalled: {what}\n{}", w.where_am_i().await);
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
@@ -506,8 +510,29 @@ async fn the_inbox_works_from_the_keyboard() {
         Some(true),
         "three unread messages in the tab's title"
     );
+    // Where a key should lead: the row after (or before) the open one in the list as shown.
+    let neighbour = |step: i32| {
+        let w = &w;
+        async move {
+            js(
+                w,
+                &format!(
+                    "var a = Array.from(document.querySelectorAll('li.conv a')); \
+                     var at = a.findIndex(function (x) {{ return x.parentNode.classList.contains('on'); }}); \
+                     var n = at < 0 ? 0 : Math.min(a.length - 1, Math.max(0, at + ({step}))); \
+                     return a[n].getAttribute('href');"
+                ),
+            )
+            .await
+            .as_str()
+            .map(str::to_owned)
+            .expect("a row to go to")
+        }
+    };
+    assert_eq!(rows.len(), 3);
+    let first = neighbour(1).await;
     press("j").await;
-    at(rows[0].clone()).await;
+    at(first).await;
     assert_eq!(
         js(&w, "return document.title;")
             .await
@@ -516,10 +541,13 @@ async fn the_inbox_works_from_the_keyboard() {
         Some(true),
         "the open one is read"
     );
+    let second = neighbour(1).await;
     press("j").await;
-    at(rows[1].clone()).await;
+    at(second.clone()).await;
+    let back = neighbour(-1).await;
+    assert_ne!(back, second);
     press("k").await;
-    at(rows[0].clone()).await;
+    at(back).await;
     press("r").await;
     assert_eq!(
         js(
