@@ -543,13 +543,14 @@ pub async fn conversation_messages(
 
 #[derive(serde::Deserialize, ToSchema)]
 pub struct SendIn {
-    /// The text to send, 1 to 20,000 characters with at least one that is not a space (a long
+    /// The text to send, 1 to 20,000 characters with at least one that is neither a space nor a
+    /// control character (control characters other than line feed and tab are removed; a long
     /// text is split at the messenger's limit).
     #[schema(
         example = "Здравствуйте! Доставка бесплатная от 3000 ₽.",
         min_length = 1,
         max_length = 20000,
-        pattern = r"\S"
+        pattern = r"[^\s\u0000-\u001F\u007F-\u009F]"
     )]
     pub text: String,
     /// Our id of the message this answers.
