@@ -6,7 +6,9 @@ pub mod entity;
 pub mod jobs;
 pub mod leases;
 pub mod migration;
+pub mod schema;
 mod sql;
+pub mod tls;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use sea_orm_migration::MigratorTrait;
@@ -24,6 +26,9 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The database has migrations this binary does not know (a newer version migrated it).
+    #[error("{0}")]
+    NewerSchema(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -78,10 +83,14 @@ const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6d69_6772;
 /// after another: the first applies what is pending, the others wait, then find nothing to do.
 /// Without it two nodes race on `CREATE TABLE` and one fails on a duplicate catalogue row.
 /// SQLite has one writer per file already.
+///
+/// A database migrated by a newer binary is refused before anything is applied
+/// ([`StoreError::NewerSchema`]).
 pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     if db.get_database_backend() != DbBackend::Postgres {
+        schema::refuse_newer(db).await?;
         migration::Migrator::up(db, None).await?;
-        return Ok(());
+        return schema::record_migrated(db, now_ms()).await;
     }
     use sea_orm::TransactionTrait;
     let lock = db.begin().await?;
@@ -105,11 +114,22 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
         .await?;
         tracing::info!("the other node finished migrating; checking what is left");
     }
-    let outcome = migration::Migrator::up(db, None).await;
+    let outcome = match schema::refuse_newer(db).await {
+        Ok(()) => migration::Migrator::up(db, None)
+            .await
+            .map_err(StoreError::from),
+        Err(e) => Err(e),
+    };
     // Committing the lock's transaction releases the lock whatever the outcome.
     lock.commit().await?;
     outcome?;
-    Ok(())
+    schema::record_migrated(db, now_ms()).await
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Whether the database answers a trivial query (for `/readyz`).

@@ -83,6 +83,16 @@ impl Browser {
     /// Starts chromedriver on a free port and opens a headless Chromium window of
     /// `width`×`height` with a fresh profile and Russian as its language.
     pub async fn start(width: u32, height: u32) -> anyhow::Result<Browser> {
+        Self::start_with_args(width, height, &[]).await
+    }
+
+    /// [`Browser::start`] with extra Chromium switches (a host resolver rule, a certificate
+    /// key to trust).
+    pub async fn start_with_args(
+        width: u32,
+        height: u32,
+        extra: &[String],
+    ) -> anyhow::Result<Browser> {
         let chromedriver = chromedriver_path();
         let chromium = chromium_path();
         if !chromedriver.is_file() {
@@ -135,6 +145,7 @@ impl Browser {
             format!("--user-data-dir={}", user_data_dir.display()),
             format!("--window-size={width},{height}"),
         ])
+        .chain(extra.iter().cloned())
         .collect();
         let mut capabilities = fantoccini::wd::Capabilities::new();
         capabilities.insert(

@@ -60,20 +60,31 @@ impl std::fmt::Debug for TestDb {
 impl TestDb {
     /// Creates and migrates a new database. Panics if that fails: a test cannot run without it.
     pub async fn new() -> TestDb {
+        Self::create(true).await
+    }
+
+    /// A new database with no tables at all, for tests of migrating itself.
+    pub async fn empty() -> TestDb {
+        Self::create(false).await
+    }
+
+    async fn create(migrate: bool) -> TestDb {
         let dir = tempfile::Builder::new()
             .prefix("chatter-test-")
             .tempdir()
             .expect("create a temporary data directory");
         match postgres_admin_url() {
-            Some(admin_url) => Self::new_postgres(admin_url, dir).await,
+            Some(admin_url) => Self::new_postgres(admin_url, dir, migrate).await,
             None => {
                 let url = chatter_store::sqlite_url_in(dir.path());
                 let db = chatter_store::connect(&url)
                     .await
                     .expect("open the test SQLite database");
-                chatter_store::migrate(&db)
-                    .await
-                    .expect("migrate the test SQLite database");
+                if migrate {
+                    chatter_store::migrate(&db)
+                        .await
+                        .expect("migrate the test SQLite database");
+                }
                 TestDb {
                     db,
                     url,
@@ -84,7 +95,7 @@ impl TestDb {
         }
     }
 
-    async fn new_postgres(admin_url: String, dir: TempDir) -> TestDb {
+    async fn new_postgres(admin_url: String, dir: TempDir, migrate: bool) -> TestDb {
         let name = format!("chatter_t_{}", uuid::Uuid::new_v4().simple());
         let admin = connect_admin(&admin_url)
             .await
@@ -107,9 +118,11 @@ impl TestDb {
             postgres,
         };
         // Built before migrating so that a failed migration still drops the database.
-        chatter_store::migrate(&test_db.db)
-            .await
-            .expect("migrate the test PostgreSQL database");
+        if migrate {
+            chatter_store::migrate(&test_db.db)
+                .await
+                .expect("migrate the test PostgreSQL database");
+        }
         test_db
     }
 

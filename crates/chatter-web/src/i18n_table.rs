@@ -760,4 +760,15 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("keys.help", "этот список", "this list"),
     ("keys.escape", "выйти из поля ввода или закрыть окно", "leave a field or close this window"),
     ("keys.ok", "Понятно", "Got it"),
+    // issue 18: the HTTPS certificate, in the operator area
+    ("tls.title", "Сертификат HTTPS", "HTTPS certificate"),
+    ("tls.source_files", "Из файлов tls.cert и tls.key; заменённые файлы подхватываются сами, открытые соединения не рвутся.", "From the tls.cert and tls.key files; replaced files are picked up by themselves without dropping open connections."),
+    ("tls.source_acme", "Выпускается автоматически по ACME (Let's Encrypt) и продлевается за 30 дней до окончания; все узлы показывают один и тот же сертификат.", "Issued automatically by ACME (Let's Encrypt) and renewed 30 days before it expires; every node serves the same certificate."),
+    ("tls.names", "Имена", "Names"),
+    ("tls.valid_until", "Действует до", "Valid until"),
+    ("tls.issuer", "Кем выдан", "Issued by"),
+    ("tls.serial", "Серийный номер", "Serial number"),
+    ("tls.next_attempt", "Следующий заказ", "Next order"),
+    ("tls.none_yet", "сертификата ещё нет", "no certificate yet"),
+    ("tls.plain", "Этот узел отдаёт обычный HTTP: HTTPS обеспечивает прокси перед ним (nginx, Caddy).", "This node serves plain HTTP: the proxy in front of it (nginx, Caddy) provides HTTPS."),
 ];

@@ -6,10 +6,12 @@ pub mod clean;
 pub mod ctx;
 pub mod error;
 pub mod forms;
+pub mod front;
 pub mod hooks;
 pub mod i18n;
 mod i18n_table;
 pub mod ops;
+pub mod redirect;
 pub mod security;
 pub mod server;
 pub mod ui;
@@ -31,6 +33,8 @@ pub struct WebConfig {
     pub trust_proxy: bool,
     /// The proxies whose `X-Forwarded-For` entries are believed (default: loopback).
     pub trusted_proxies: Vec<ctx::Cidr>,
+    /// This node's certificate when it serves HTTPS itself (for the health page).
+    pub tls: Option<std::sync::Arc<chatter_tls::CertSlot>>,
 }
 
 impl Default for WebConfig {
@@ -41,6 +45,7 @@ impl Default for WebConfig {
             database_url: String::new(),
             trust_proxy: false,
             trusted_proxies: ctx::Cidr::loopback(),
+            tls: None,
         }
     }
 }

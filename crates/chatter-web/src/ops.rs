@@ -124,5 +124,18 @@ async fn metrics(State(st): State<AppState>) -> Response {
         st.live_streams.load(Ordering::Relaxed)
     );
     let _ = writeln!(out, "# HELP chatter_database_up Whether the database answers.\n# TYPE chatter_database_up gauge\nchatter_database_up {up}");
+    if let Some(c) = st
+        .cfg
+        .tls
+        .as_ref()
+        .and_then(|t| t.status())
+        .and_then(|s| s.current)
+    {
+        let _ = writeln!(
+            out,
+            "# HELP chatter_tls_certificate_expiry_seconds When the HTTPS certificate this node serves expires (Unix time).\n# TYPE chatter_tls_certificate_expiry_seconds gauge\nchatter_tls_certificate_expiry_seconds {}",
+            c.not_after / 1000
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

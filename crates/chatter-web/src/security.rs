@@ -1,7 +1,7 @@
 //! Security headers on every response: the Content-Security-Policy (no inline script or style;
 //! the Telegram Login Widget's origins only on the pages that embed it; a sandbox for customer
-//! files), `nosniff`, the referrer policy, no framing, HSTS when the public address is https,
-//! and `Cache-Control: no-store` on every private answer (`/app…`, `/api/v1…`) so that Back
+//! files), `nosniff`, the referrer policy, no framing, HSTS only where the browser came over
+//! HTTPS (see [`hsts_applies`]), and `Cache-Control: no-store` on every private answer (`/app…`, `/api/v1…`) so that Back
 //! after signing out shows nothing. Also the check that keeps redirects on our own origin.
 
 use crate::AppState;
@@ -56,6 +56,7 @@ pub fn is_private(path: &str) -> bool {
 /// its own Content-Security-Policy (customer files) keeps it.
 pub async fn headers(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    let hsts = hsts_applies(&st, &req);
     let mut resp = next.run(req).await;
     let telegram = resp.extensions().get::<EmbedsTelegramWidget>().is_some();
     let h = resp.headers_mut();
@@ -75,7 +76,7 @@ pub async fn headers(State(st): State<AppState>, req: Request, next: Next) -> Re
     for (name, value) in fixed {
         h.insert(name, HeaderValue::from_static(value));
     }
-    if st.core.config.public_url.starts_with("https://") {
+    if hsts {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
@@ -85,6 +86,37 @@ pub async fn headers(State(st): State<AppState>, req: Request, next: Next) -> Re
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
+}
+
+/// HSTS is sent when the browser's connection is HTTPS: one Chatter serves itself (`tls.*`),
+/// or one a TLS-terminating proxy served — the request came from a trusted proxy
+/// (`trusted_proxies`) to an `https://` public address, and the proxy did not say the client
+/// used plain HTTP (`X-Forwarded-Proto: http`). A plain request straight to the port (a health
+/// check, a mistaken `https://` public URL without a proxy) gets none.
+pub fn hsts_applies(st: &AppState, req: &Request) -> bool {
+    if req
+        .extensions()
+        .get::<crate::front::ConnTls>()
+        .is_some_and(|t| t.0)
+    {
+        return true;
+    }
+    if !st.core.config.public_url.starts_with("https://") {
+        return false;
+    }
+    let from_proxy = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| {
+            let ip = c.0.ip().to_canonical();
+            st.cfg.trusted_proxies.iter().any(|p| p.contains(ip))
+        });
+    let said_http = req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("http"));
+    from_proxy && !said_http
 }
 
 /// `to` when it is a path on this site (`/…`), else `None`. Refused: anything not starting

@@ -1,6 +1,7 @@
 //! Running the application: the HTTP server and this node's job workers, with a graceful
 //! stop that finishes in-flight requests and running jobs.
 
+use crate::front::{AppSlot, Front, Listener};
 use crate::{router, AppState, WebConfig};
 use chatter_core::worker::{self, Registry, WorkerConfig};
 use chatter_core::Core;
@@ -13,7 +14,7 @@ use tokio::task::JoinHandle;
 pub struct Server {
     pub addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    http: Option<JoinHandle<()>>,
+    http: Option<Front>,
     workers: Option<JoinHandle<()>>,
     deadline: std::time::Duration,
     /// This node's heartbeat row (removed on stop).
@@ -31,15 +32,8 @@ impl Server {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.stop.send(true);
-        if let Some(mut h) = self.http.take() {
-            if tokio::time::timeout(self.deadline, &mut h).await.is_err() {
-                tracing::warn!(
-                    deadline_ms = self.deadline.as_millis() as u64,
-                    "connections still open at the shutdown deadline; closing them"
-                );
-                h.abort();
-                let _ = h.await;
-            }
+        if let Some(front) = self.http.take() {
+            front.shutdown(self.deadline).await;
         }
         if let Some(w) = self.workers.take() {
             let _ = w.await;
@@ -53,11 +47,51 @@ impl Server {
     }
 }
 
+/// Listeners already accepting (and answering 503 until the application is installed), as
+/// `chatter serve` starts them before migrating the database.
+pub struct Started {
+    pub front: Front,
+    /// The application's slot (the main listener, plain or TLS).
+    pub app: AppSlot,
+    pub addr: Option<SocketAddr>,
+    /// The plain listener beside HTTPS and the HTTPS origin it redirects to.
+    pub redirect: Option<(AppSlot, String)>,
+}
+
+impl Started {
+    /// One plain listener (tests, and `chatter serve` without TLS).
+    pub fn plain(l: TcpListener) -> Started {
+        let addr = l.local_addr().ok();
+        let app = AppSlot::default();
+        let front = Front::start(vec![Listener {
+            tcp: l,
+            tls: None,
+            slot: app.clone(),
+        }]);
+        Started {
+            front,
+            app,
+            addr,
+            redirect: None,
+        }
+    }
+}
+
 /// Starts the HTTP server on `listener` (if any) and the workers (if any).
 pub async fn start(
     core: Core,
     cfg: WebConfig,
     listener: Option<TcpListener>,
+    workers: Option<(Registry, WorkerConfig)>,
+) -> Server {
+    start_with(core, cfg, listener.map(Started::plain), workers).await
+}
+
+/// Installs the application in listeners that are already accepting, and starts the workers.
+pub async fn start_with(
+    core: Core,
+    cfg: WebConfig,
+    listener: Option<Started>,
     workers: Option<(Registry, WorkerConfig)>,
 ) -> Server {
     let (stop, stop_rx) = watch::channel(false);
@@ -95,8 +129,9 @@ pub async fn start(
         })
     });
     let mut addr = None;
+    let core_for_redirect = core.clone();
     let http = listener.map(|l| {
-        addr = l.local_addr().ok();
+        addr = l.addr;
         if workers_absent {
             // A web-only process still needs live events from the other nodes.
             tokio::spawn(chatter_core::events::listen_postgres(
@@ -115,16 +150,14 @@ pub async fn start(
             hook_sources: Default::default(),
             live_streams: Default::default(),
         });
-        let mut rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let serve = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        })
+        if let Some((slot, origin)) = &l.redirect {
+            slot.install(crate::redirect::router(
+                core_for_redirect.clone(),
+                origin.clone(),
+            ));
+        }
+        l.app.install(app);
+        l.front
     });
     Server {
         addr,

@@ -49,6 +49,48 @@ pub struct Config {
     /// Let URLs people type (an API source's webhook) reach loopback and private-network
     /// addresses. Off: only internet addresses (the guard against request forgery).
     pub allow_private_targets: bool,
+    /// HTTPS served by Chatter itself.
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct TlsSection {
+    /// PEM certificate chain; with `key`, `bind` serves HTTPS.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// A plain-HTTP listener (`0.0.0.0:80`) that redirects to HTTPS and answers ACME HTTP-01.
+    pub http_bind: Option<String>,
+    /// Certificates from an ACME CA instead of files.
+    pub acme: Option<AcmeSection>,
+}
+
+impl TlsSection {
+    /// Whether `bind` serves HTTPS.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() || self.key.is_some() || self.acme.is_some()
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AcmeSection {
+    pub domains: Vec<String>,
+    pub email: String,
+    #[serde(default = "lets_encrypt")]
+    pub directory: String,
+    /// An extra root CA for the ACME server's own HTTPS (a test CA).
+    pub ca_pem: Option<PathBuf>,
+    #[serde(default = "thirty")]
+    pub renew_before_days: u32,
+}
+
+fn lets_encrypt() -> String {
+    chatter_tls::acme::LETS_ENCRYPT.into()
+}
+
+fn thirty() -> u32 {
+    30
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -131,12 +173,13 @@ struct Defaults {
 }
 
 impl Config {
-    /// Loads from the file (if it exists), the environment, and the given overrides.
+    /// Loads from the file (if it exists), the environment, and the given overrides; also
+    /// returns the merged sources, for unknown keys and the effective configuration.
     pub fn load(
         file: Option<&Path>,
         bind: Option<&str>,
         data_dir: Option<&Path>,
-    ) -> Result<Config, String> {
+    ) -> Result<(Config, Figment), String> {
         let defaults = Defaults {
             bind: "127.0.0.1:8080",
             data_dir: "./data",
@@ -192,8 +235,10 @@ impl Config {
         if let Some(d) = data_dir {
             fig = fig.merge(("data_dir", d.display().to_string()));
         }
-        fig.extract()
-            .map_err(|e| format!("configuration error: {e}"))
+        let cfg = fig
+            .extract()
+            .map_err(|e| format!("configuration error: {e}"))?;
+        Ok((cfg, fig))
     }
 
     pub fn database_url(&self) -> String {
@@ -203,9 +248,26 @@ impl Config {
             .unwrap_or_else(|| chatter_store::sqlite_url_in(&self.data_dir))
     }
 
+    /// The configured public URL, else the address served: `https://` with TLS (the first
+    /// ACME domain, with the port unless it is 443), else `http://<bound>`.
     pub fn public_url(&self, bound: &str) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+        if let Some(u) = &self.public_url {
+            return u.clone();
+        }
+        if !self.tls.enabled() {
+            return format!("http://{bound}");
+        }
+        let port = bound.rsplit(':').next().unwrap_or("443");
+        let host = match self.tls.acme.as_ref().and_then(|a| a.domains.first()) {
+            Some(d) => d.clone(),
+            None => bound[..bound.len() - port.len()]
+                .trim_end_matches(':')
+                .to_string(),
+        };
+        if port == "443" {
+            format!("https://{host}")
+        } else {
+            format!("https://{host}:{port}")
+        }
     }
 }

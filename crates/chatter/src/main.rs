@@ -1,15 +1,19 @@
 //! The `chatter` binary: one program for the web server and workers (`serve`), workers only
 //! (`worker`), migrations, the demo, backups and administration.
 
+mod check;
 mod config;
 mod demo;
+mod keys;
+mod notify;
+mod serve;
 
 use anyhow::{bail, Context};
 use chatter_core::mailer::{FileMailer, SmtpMailer};
-use chatter_core::worker::{Registry, WorkerConfig};
 use chatter_core::{Core, CoreConfig, Mailer, Secrets, SystemClock};
 use clap::{Parser, Subcommand};
 use config::Config;
+use serve::serve;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -50,6 +54,9 @@ enum Command {
     /// Run Chatter with a demo company, a Telegram bot with simulated customers and a mail
     /// catcher, all in this process, on a fresh data directory (unless --data-dir is given).
     Demo(ServeArgs),
+    /// Check the configuration (file, environment, flags) and the database without starting;
+    /// print each problem and the effective configuration, secrets redacted.
+    CheckConfig(ServeArgs),
     /// Write a consistent backup of the database into <data-dir>/backups.
     Backup(ServeArgs),
     /// Restore the database from a backup file (stop the server first).
@@ -129,9 +136,11 @@ fn init_logs(format: &str) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
     let args = match &command {
-        Command::Serve(a) | Command::Worker(a) | Command::Migrate(a) | Command::Backup(a) => {
-            a.clone()
-        }
+        Command::Serve(a)
+        | Command::Worker(a)
+        | Command::Migrate(a)
+        | Command::Backup(a)
+        | Command::CheckConfig(a) => a.clone(),
         Command::Restore { args, .. } | Command::Admin { args, .. } => args.clone(),
         Command::Demo(a) => {
             let mut a = a.clone();
@@ -143,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             a
         }
     };
-    let mut cfg = Config::load(
+    let (mut cfg, sources) = Config::load(
         cli.config.as_deref(),
         args.bind.as_deref(),
         args.data_dir.as_deref(),
@@ -153,6 +162,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cfg.log_format = f;
     }
     init_logs(&cfg.log_format);
+    if let Command::CheckConfig(_) = command {
+        // Reads only: no data directory is created.
+        return check_config(&cfg, &sources).await;
+    }
+    for w in keys::unknown(&sources) {
+        tracing::warn!("{w}");
+    }
+    if let Command::Serve(_) | Command::Worker(_) | Command::Demo(_) = command {
+        serve::refuse_what_cannot_work(&cfg)?;
+    }
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -190,11 +209,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command, .. } => admin(cfg, command).await,
+        Command::CheckConfig(_) => check_config(&cfg, &sources).await,
+    }
+}
+
+/// `chatter check-config`: every problem (one line each), warnings, then the effective
+/// configuration. Exits non-zero when anything cannot work.
+async fn check_config(cfg: &Config, sources: &figment::Figment) -> anyhow::Result<()> {
+    let mut problems = check::static_problems(cfg);
+    problems.extend(check::database_problem(cfg).await);
+    for w in keys::unknown(sources) {
+        println!("warning: {w}");
+    }
+    for p in &problems {
+        println!("error: {p}");
+    }
+    println!("# effective configuration (secrets redacted)");
+    use figment::value::Value;
+    let mut derived = vec![
+        ("database_url", Value::from(cfg.database_url())),
+        ("public_url", Value::from(cfg.public_url(&cfg.bind))),
+    ];
+    if let Some(a) = &cfg.tls.acme {
+        derived.push(("tls.acme.directory", Value::from(a.directory.clone())));
+        derived.push((
+            "tls.acme.renew_before_days",
+            Value::from(a.renew_before_days),
+        ));
+    }
+    for line in keys::effective(sources, &derived) {
+        println!("{line}");
+    }
+    if problems.is_empty() {
+        println!("# the configuration can work");
+        Ok(())
+    } else {
+        bail!(
+            "{} problem(s) in the configuration (listed above)",
+            problems.len()
+        )
     }
 }
 
 /// Connects, migrates and assembles the core.
-async fn build_core(
+pub(crate) async fn build_core(
     cfg: &Config,
     public_url: &str,
     mailer: Option<Arc<dyn Mailer>>,
@@ -268,109 +326,6 @@ async fn build_core(
         bail!(e);
     }
     Ok((core, created))
-}
-
-async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
-    let listener = if http {
-        let l = tokio::net::TcpListener::bind(&cfg.bind)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (is another program using it? try --bind 127.0.0.1:8081)",
-                    cfg.bind
-                )
-            })?;
-        Some(l)
-    } else {
-        None
-    };
-    let bound = listener
-        .as_ref()
-        .and_then(|l| l.local_addr().ok())
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| cfg.bind.clone());
-    let public_url = cfg.public_url(&bound);
-    let mut cfg = cfg;
-    let demo_fakes = if demo {
-        let fakes = demo::Fakes::start().await?;
-        fakes.configure(&mut cfg, &public_url);
-        Some(fakes)
-    } else {
-        None
-    };
-    let demo_mailer = demo_fakes.as_ref().map(demo::Fakes::mailer).transpose()?;
-    let (core, _) = build_core(&cfg, &public_url, demo_mailer).await?;
-    chatter_core::backup::schedule_daily(&core).await?;
-    let demo_run = match &demo_fakes {
-        Some(fakes) => Some(demo::Demo::start(&core, fakes).await?),
-        None => None,
-    };
-    let web = chatter_web::WebConfig {
-        secure_cookies: cfg
-            .secure_cookies
-            .unwrap_or(public_url.starts_with("https://")),
-        body_limit: cfg.body_limit_bytes,
-        database_url: cfg.database_url(),
-        trust_proxy: cfg.trust_proxy,
-        trusted_proxies: cfg
-            .trusted_proxies
-            .iter()
-            .map(|c| c.parse())
-            .collect::<Result<_, String>>()
-            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?,
-    };
-    let workers = WorkerConfig {
-        concurrency: cfg.worker.concurrency.max(1),
-        lease_ms: (cfg.worker.lease_secs.max(3) * 1000) as i64,
-        poll_ms: 500,
-        shutdown_ms: cfg.worker.shutdown_timeout_secs * 1000,
-    };
-    // Before the server answers or says it is up: from then on a SIGTERM means a graceful stop.
-    let stop = shutdown_signal();
-    let server =
-        chatter_web::server::start(core, web, listener, Some((Registry::standard(), workers)))
-            .await;
-    let db_kind = if cfg.database_url().starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    if http {
-        tracing::info!(address = %bound, database = db_kind, data_dir = %cfg.data_dir.display(), "Chatter is listening");
-        println!(
-            "Chatter is listening on http://{bound}  (database: {db_kind}, data: {})",
-            cfg.data_dir.display()
-        );
-    } else {
-        println!("Chatter worker running (database: {db_kind})");
-    }
-    if let Some(d) = &demo_run {
-        d.print();
-    }
-    stop.await;
-    tracing::info!("stopping: finishing requests and running jobs");
-    // A second signal means "now": say what is abandoned and exit without waiting.
-    let again = shutdown_signal();
-    tokio::spawn(async move {
-        again.await;
-        let running = chatter_core::worker::METRICS
-            .running
-            .load(std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(
-            running_jobs = running,
-            "second stop signal: exiting now; the running jobs run again on another node once their lease ends"
-        );
-        eprintln!("second stop signal: exiting now, abandoning {running} running job(s)");
-        std::process::exit(130);
-    });
-    if let Some(d) = demo_run {
-        d.stop().await;
-    }
-    server.shutdown().await;
-    // The fakes outlive the server, so its pollers and jobs end against a live Bot API.
-    drop(demo_fakes);
-    tracing::info!("stopped");
-    Ok(())
 }
 
 async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {
@@ -453,7 +408,7 @@ async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {
 
 /// Listens for Ctrl-C and SIGTERM from the moment it is called (not from the first poll), so a
 /// signal that arrives right after the "listening" line still stops the server gracefully.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     let unix = {
         use tokio::signal::unix::{signal, SignalKind};

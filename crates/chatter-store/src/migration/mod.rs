@@ -14,6 +14,7 @@ mod m0010_operators_exports;
 mod m0012_job_takeover;
 mod m0013_nodes;
 mod m0014_signup_confirmations;
+mod m0015_tls_certificates;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_job_takeover::Migration),
             Box::new(m0013_nodes::Migration),
             Box::new(m0014_signup_confirmations::Migration),
+            Box::new(m0015_tls_certificates::Migration),
         ]
     }
 }

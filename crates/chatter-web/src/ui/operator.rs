@@ -40,6 +40,61 @@ struct OperatorTpl {
     dead_jobs: Vec<job::Model>,
     database: &'static str,
     nodes: Vec<chatter_core::nodes::Node>,
+    tls: TlsView,
+}
+
+/// The HTTPS certificate as the operator sees it: this node's, and for ACME the shared order.
+#[derive(Default)]
+struct TlsView {
+    /// Whether this node serves HTTPS itself.
+    served: bool,
+    /// Translation key of where the certificate comes from.
+    source: &'static str,
+    names: String,
+    issuer: String,
+    serial: String,
+    not_after: Option<i64>,
+    /// The last problem (a file that did not load, an order that failed) and when.
+    problem: Option<(i64, String)>,
+    /// ACME: when the next order is due (renewal or retry).
+    next_attempt: Option<i64>,
+}
+
+async fn tls_view(st: &AppState) -> Result<TlsView, AppError> {
+    let Some(status) = st.cfg.tls.as_ref().and_then(|s| s.status()) else {
+        return Ok(TlsView::default());
+    };
+    let mut v = TlsView {
+        served: true,
+        source: match status.source {
+            chatter_tls::Source::Files => "tls.source_files",
+            chatter_tls::Source::Acme => "tls.source_acme",
+        },
+        problem: status.problem.clone(),
+        ..TlsView::default()
+    };
+    if let Some(c) = &status.current {
+        v.names = c.names.join(", ");
+        v.issuer = c.issuer.clone();
+        v.serial = c.serial.clone();
+        v.not_after = Some(c.not_after);
+    }
+    if status.source == chatter_tls::Source::Acme {
+        let shared = chatter_tls::acme::shared(&st.core)
+            .await
+            .map_err(|e| AppError::from(chatter_core::CoreError::Internal(e.to_string())))?;
+        if let Some(s) = shared.into_iter().next() {
+            // Another node may have made the last attempt: the database has its outcome.
+            if s.error.is_some() {
+                v.problem = s.error;
+            }
+            v.next_attempt = Some(s.next_attempt_at);
+            if v.names.is_empty() {
+                v.names = s.name;
+            }
+        }
+    }
+    Ok(v)
 }
 
 async fn operator_page(
@@ -50,8 +105,10 @@ async fn operator_page(
     let op = operator(&st, &ctx).await?;
     let o = operators::overview(&st.core, &op).await?;
     let nodes = chatter_core::nodes::list_alive(&st.core).await?;
+    let tls = tls_view(&st).await?;
     Ok(render(OperatorTpl {
         nodes,
+        tls,
         p: Page::new(&ctx, "operator").flash(&q),
         backups: o.backups,
         next_backup: o.next_backup,

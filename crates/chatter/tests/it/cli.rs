@@ -18,7 +18,7 @@ const STOP: Duration = Duration::from_secs(15);
 /// The program with a clean environment: SQLite unless the test says otherwise, info logs, no
 /// operator settings leaking in from the test's environment, run from an empty directory so no
 /// `chatter.toml` is picked up.
-fn chatter(cwd: &Path) -> Command {
+pub(crate) fn chatter(cwd: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chatter"));
     for (k, _) in std::env::vars() {
         if k.starts_with("CHATTER_") {
@@ -33,16 +33,16 @@ fn chatter(cwd: &Path) -> Command {
 }
 
 /// Runs to completion.
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("run chatter")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// Runs and expects success; returns stdout.
-fn run_ok(cmd: &mut Command) -> String {
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
     let out = run(cmd);
     assert!(
         out.status.success(),
@@ -55,14 +55,14 @@ fn run_ok(cmd: &mut Command) -> String {
 }
 
 /// A running `chatter` process whose stdout and stderr lines are collected as they come.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Running {
-    fn spawn(cmd: &mut Command) -> Running {
+    pub(crate) fn spawn(cmd: &mut Command) -> Running {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -91,7 +91,7 @@ impl Running {
     }
 
     /// The first line (from now on or already seen) that contains `needle`.
-    fn line_with(&mut self, needle: &str) -> String {
+    pub(crate) fn line_with(&mut self, needle: &str) -> String {
         if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
             return l.clone();
         }
@@ -113,10 +113,10 @@ impl Running {
         }
     }
 
-    /// The base URL from "Chatter is listening on http://…".
-    fn url(&mut self) -> String {
-        let line = self.line_with("Chatter is listening on http://");
-        let rest = &line[line.find("http://").expect("url")..];
+    /// The base URL from "Chatter is listening on http://…" (or https://).
+    pub(crate) fn url(&mut self) -> String {
+        let line = self.line_with("Chatter is listening on http");
+        let rest = &line[line.find("http").expect("url")..];
         rest.split_whitespace()
             .next()
             .expect("url")
@@ -125,7 +125,7 @@ impl Running {
     }
 
     /// Sends SIGTERM and waits for the exit; asserts a clean exit. Returns all output.
-    fn stop(mut self) -> Vec<String> {
+    pub(crate) fn stop(mut self) -> Vec<String> {
         let pid = self.child.id().to_string();
         let status = Command::new("kill")
             .args(["-TERM", &pid])
@@ -167,14 +167,14 @@ impl Drop for Running {
     }
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client")
 }
 
-async fn get_text(url: &str) -> (u16, String) {
+pub(crate) async fn get_text(url: &str) -> (u16, String) {
     let r = http().get(url).send().await.expect("GET");
     let status = r.status().as_u16();
     (status, r.text().await.expect("body"))

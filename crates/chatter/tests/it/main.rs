@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area. Each test starts the whole product on
 //! a loopback port over a fresh database (SQLite; PostgreSQL when TEST_DATABASE_URL is set).
 
+mod acme;
 mod api;
 mod api_source;
 mod auth;
@@ -11,22 +12,27 @@ mod browser_crm;
 mod browser_day;
 mod browser_inbox;
 mod browser_security;
+mod check_config;
 mod cli;
 mod crawl;
 mod crm;
 mod crm_signin;
 mod crm_sync;
+mod deploy;
 mod egress;
 mod exports;
 mod form_fill;
 mod fuzz_corpus;
 mod max;
 mod messages;
+mod nginx;
 mod nodes;
+mod nodes_browser;
 mod nodes_faults;
 mod operator;
 mod permissions;
 mod poison;
+mod prod;
 mod reliability;
 mod reliability_kinds;
 mod rules;
@@ -37,7 +43,10 @@ mod storage;
 mod takeover;
 mod team;
 mod telegram;
+mod tls;
+mod tools;
 mod ui_errors;
+mod upgrade;
 mod vk;
 mod web_security;
 mod whatsapp;

@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0014_signup_confirmations";
+    let newest = "m0015_tls_certificates";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,7 +125,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE signup_confirmations;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE tls_certificates; DROP TABLE acme_accounts; DROP TABLE acme_challenges;"
         ))
         .await
         .expect("undo the newest migration");
@@ -166,7 +166,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         "the missing migration applied exactly once"
     );
     db.db
-        .execute_unprepared("SELECT count(*) FROM signup_confirmations")
+        .execute_unprepared("SELECT count(*) FROM tls_certificates")
         .await
         .expect("the newest migration's table is back");
     let mut all_nodes = nodes;

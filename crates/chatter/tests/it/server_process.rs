@@ -63,10 +63,10 @@ impl Server {
     }
 
     /// Starts the program (again) on the same port, data directory and database, and waits
-    /// until it answers `/healthz`.
+    /// until it answers `/readyz` (listening starts before migrations; ready means migrated).
     pub async fn spawn(&mut self) {
         self.start();
-        self.wait_for("/healthz", 60).await;
+        self.wait_for("/readyz", 60).await;
     }
 
     /// Starts the program without waiting for it.
