@@ -35,22 +35,16 @@ pub fn static_problems(cfg: &Config) -> Vec<String> {
             out.push(format!("trusted_proxies: {e}"));
         }
     }
-    // Telegram's own rules only matter when the bots talk to the real Telegram.
+    // Telegram's own rules only matter when the bots talk to the real Telegram, and only for
+    // the base given to Telegram alone: `public_webhook_base` also serves VK, Max, Avito,
+    // WhatsApp and SMS, which accept what Telegram does not, so it cannot stop a start.
     if cfg.telegram.api_base.contains("api.telegram.org") {
-        let base = cfg
-            .telegram
-            .webhook_base
-            .as_ref()
-            .map(|b| ("telegram.webhook_base", b))
-            .or(cfg
-                .public_webhook_base
-                .as_ref()
-                .map(|b| ("public_webhook_base", b)));
-        if let Some((key, b)) = base.filter(|(_, b)| !b.is_empty()) {
+        if let Some(b) = cfg.telegram.webhook_base.as_ref().filter(|b| !b.is_empty()) {
             if let Some(why) = telegram_refuses(b) {
                 out.push(format!(
-                    "{key} = {b}: Telegram would refuse it as a webhook ({why}); use the public \
-                     https:// address on port 443, 80, 88 or 8443, or leave it unset to poll"
+                    "telegram.webhook_base = {b}: Telegram would refuse it as a webhook ({why}); \
+                     use the public https:// address on port 443, 80, 88 or 8443, or leave it \
+                     unset to poll"
                 ));
             }
         }

@@ -984,6 +984,11 @@ fn declared_routes() -> BTreeSet<(String, String)> {
         if p.extension().is_none_or(|e| e != "rs") {
             continue;
         }
+        // The plain-HTTP listener beside HTTPS is another router: it answers the CA's public
+        // ACME challenges and redirects everything else (tested in `tls` and `acme`).
+        if p.file_name().is_some_and(|n| n == "redirect.rs") {
+            continue;
+        }
         let text = std::fs::read_to_string(&p).expect("read source");
         let mut rest = text.as_str();
         while let Some(i) = rest.find(".route(") {
