@@ -4,6 +4,7 @@
 //! the database; nothing provider-shaped leaks out of this crate's common types.
 
 pub mod avito;
+pub mod common;
 pub mod max;
 pub mod sms;
 pub mod telegram;
