@@ -5,6 +5,7 @@
 
 pub mod avito;
 pub mod common;
+mod connector;
 pub mod max;
 pub mod sms;
 pub mod telegram;
@@ -12,6 +13,8 @@ pub mod vk;
 pub mod whatsapp;
 
 use serde::{Deserialize, Serialize};
+
+pub use connector::Connector;
 
 /// What went wrong talking to a provider, classified by what the caller should do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

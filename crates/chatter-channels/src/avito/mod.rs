@@ -452,6 +452,33 @@ impl crate::Channel for AvitoClient {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::Connector for AvitoClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "avito-poll"
+    }
+
+    /// Avito has no replies to a message: `reply_to` is dropped.
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        _reply_to: Option<&str>,
+        _key: &str,
+        _part: usize,
+    ) -> Result<String, ChannelError> {
+        self.send_text_part(chat, text).await
+    }
+
+    fn is_blocked(&self, error: &str) -> bool {
+        error.contains("blocked")
+    }
+}
+
 /// When a token issued at `started` for `expires_in` seconds (a day when absent; at most 30
 /// days, whatever the answer says, so no lifetime overflows the clock) is due for refresh.
 fn refresh_at(started: Instant, expires_in: Option<u64>) -> Instant {

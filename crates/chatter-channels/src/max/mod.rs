@@ -354,6 +354,34 @@ impl crate::Channel for MaxClient {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::Connector for MaxClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "max-poll"
+    }
+
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        _key: &str,
+        _part: usize,
+    ) -> Result<String, ChannelError> {
+        self.send_text_part(chat, text, reply_to).await
+    }
+
+    fn is_blocked(&self, error: &str) -> bool {
+        error.contains("blocked")
+            || error.contains("chat.denied")
+            || error.contains("dialog.suspended")
+    }
+}
+
 /// Reads a `GET /updates` answer (§3.2) of HTTP `status`: one event per update, in order, and
 /// the marker to pass next time (`marker`, the one passed in, when Max answers `null`).
 pub fn parse_updates(

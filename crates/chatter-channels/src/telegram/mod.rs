@@ -384,6 +384,37 @@ impl crate::Channel for TelegramClient {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::Connector for TelegramClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "telegram-poll"
+    }
+
+    /// Inbound ids are `{chat}:{message_id}`; Telegram replies by the message id alone.
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        _key: &str,
+        _part: usize,
+    ) -> Result<String, ChannelError> {
+        let reply = reply_to
+            .and_then(|r| r.rsplit(':').next())
+            .and_then(|x| x.parse::<i64>().ok());
+        let mid = self.send_text_part(chat, text, reply).await?;
+        Ok(format!("{chat}:{mid}"))
+    }
+
+    fn is_blocked(&self, error: &str) -> bool {
+        error.contains("blocked")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

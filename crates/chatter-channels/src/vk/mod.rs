@@ -517,6 +517,41 @@ impl crate::Channel for VkClient {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::Connector for VkClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "vk-poll"
+    }
+
+    /// Deduplicated by a `random_id` derived from `key` and `part` (`random_id_for`).
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        key: &str,
+        part: usize,
+    ) -> Result<String, ChannelError> {
+        let peer: i64 = chat
+            .parse()
+            .map_err(|_| ChannelError::Permanent(format!("not a VK peer id: {chat:?}")))?;
+        let reply = reply_to.and_then(|r| ReplyTo::parse(peer, r));
+        let id = self
+            .send_text_part(peer, text, random_id_for(key, part), reply)
+            .await?;
+        Ok(id.to_string())
+    }
+
+    /// 901: the user disallowed messages from the community; 902: privacy settings forbid it.
+    fn is_blocked(&self, error: &str) -> bool {
+        error.contains("VK error 901") || error.contains("VK error 902")
+    }
+}
+
 /// The `random_id` of part `part` of the message with idempotency key `key`: FNV-1a over both,
 /// folded to a positive 31-bit number (VK's `random_id` is at least an int32, and 0 would switch
 /// the dedup off). The same inputs give the same id in every process and version.

@@ -555,6 +555,30 @@ impl crate::Channel for WhatsAppClient {
     }
 }
 
+/// Meta does not say whether a customer blocked the business (131026 covers that and "not on
+/// WhatsApp" alike), so `is_blocked` keeps its default.
+#[async_trait::async_trait]
+impl crate::Connector for WhatsAppClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "whatsapp-poll"
+    }
+
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        _key: &str,
+        _part: usize,
+    ) -> Result<String, ChannelError> {
+        self.send_text(chat, text, reply_to).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
