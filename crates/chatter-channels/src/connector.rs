@@ -37,3 +37,86 @@ pub trait Connector: Channel {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avito::AvitoClient;
+    use crate::max::MaxClient;
+    use crate::sms::{SmsClient, SmsGatewayConfig};
+    use crate::telegram::TelegramClient;
+    use crate::vk::VkClient;
+    use crate::whatsapp::WhatsAppClient;
+
+    /// Every kind as core sees it, with the facts core used to match on per kind.
+    fn kinds() -> Vec<(Box<dyn Connector>, usize, &'static str)> {
+        let http = reqwest::Client::new;
+        let base = "http://127.0.0.1:9";
+        vec![
+            (
+                Box::new(TelegramClient::new(http(), base, "1:t")),
+                4096,
+                "telegram-poll",
+            ),
+            (
+                Box::new(VkClient::new(http(), base, "t", 1)),
+                4096,
+                "vk-poll",
+            ),
+            (
+                Box::new(MaxClient::new(http(), base, "t")),
+                4000,
+                "max-poll",
+            ),
+            (
+                Box::new(AvitoClient::new(http(), base, "id", "s")),
+                1000,
+                "avito-poll",
+            ),
+            (
+                Box::new(WhatsAppClient::new(http(), base, "v23.0", "1", "t")),
+                4096,
+                "whatsapp-poll",
+            ),
+            (
+                Box::new(SmsClient::new(
+                    http(),
+                    SmsGatewayConfig::sipout(base, "k", None),
+                )),
+                2000,
+                "sms-poll",
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_kind_names_its_text_limit_and_lease() {
+        for (c, max_text, lease) in kinds() {
+            assert_eq!((c.max_text(), c.lease_prefix()), (max_text, lease));
+        }
+    }
+
+    #[test]
+    fn blocked_refusals_are_recognised_per_kind() {
+        let blocked = |i: usize, e: &str| kinds()[i].0.is_blocked(e);
+        assert!(blocked(0, "Forbidden: bot was blocked by the user"));
+        assert!(!blocked(0, "Bad Request: chat not found"));
+        assert!(blocked(
+            1,
+            "messages.send: VK error 901: Can't send messages"
+        ));
+        assert!(blocked(1, "VK error 902: privacy settings"));
+        assert!(!blocked(1, "VK error 100: one of the parameters"));
+        for e in [
+            "user blocked the bot",
+            "chat.denied: no",
+            "dialog.suspended",
+        ] {
+            assert!(blocked(2, e), "{e}");
+        }
+        assert!(blocked(3, "the user is blocked"));
+        // WhatsApp and SMS never say so: a refusal there is only a failed message.
+        assert!(!blocked(4, "blocked (code 131026)"));
+        assert!(!blocked(5, "blocked"));
+    }
+}
