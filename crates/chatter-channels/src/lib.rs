@@ -4,6 +4,8 @@
 //! the database; nothing provider-shaped leaks out of this crate's common types.
 
 pub mod avito;
+pub mod common;
+mod connector;
 pub mod max;
 pub mod sms;
 pub mod telegram;
@@ -11,6 +13,8 @@ pub mod vk;
 pub mod whatsapp;
 
 use serde::{Deserialize, Serialize};
+
+pub use connector::Connector;
 
 /// What went wrong talking to a provider, classified by what the caller should do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

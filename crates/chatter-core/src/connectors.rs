@@ -4,8 +4,10 @@
 //! refusals mean the customer blocked us. Everything else in the message path (`runner`,
 //! `inbox`, the web hooks) is kind-blind and goes through here.
 //!
-//! A new kind is a new `SourceClient` variant plus one arm in each `match` below; the compiler
-//! lists every place to fill in.
+//! What every kind does alike (text limit, sending a part, download, blocked refusals) goes
+//! through `chatter_channels::Connector`; a new kind is a new `SourceClient` variant, its arm
+//! in `connector` and in the set-up, stop and poll `match`es below (they read and write the
+//! source's stored settings); the compiler lists every place to fill in.
 
 use crate::sources::{self, SourceSettings};
 use crate::{Core, CoreConfig, CoreError, Result};
@@ -13,9 +15,9 @@ use chatter_channels::avito::{AvitoClient, PollCursor};
 use chatter_channels::max::MaxClient;
 use chatter_channels::sms::{SmsClient, SmsGatewayConfig};
 use chatter_channels::telegram::{parse_update, TelegramClient};
-use chatter_channels::vk::{self, LongPollServer, ReplyTo, VkClient};
-use chatter_channels::whatsapp::{self, MediaKind, MediaRef, WhatsAppClient};
-use chatter_channels::{Channel, ChannelError, Download, InboundEvent};
+use chatter_channels::vk::{LongPollServer, VkClient};
+use chatter_channels::whatsapp::{MediaKind, MediaRef, WhatsAppClient};
+use chatter_channels::{Channel, ChannelError, Connector, Download, InboundEvent};
 use chatter_domain::SourceKind;
 use chatter_store::entity::source;
 use std::collections::HashMap;
@@ -35,7 +37,7 @@ pub const SUPPORTED: [SourceKind; 6] = [
 
 /// Longest reply sent as one SMS request (the gateway splits it into concatenated parts; the
 /// reply box shows how many before sending).
-pub const SMS_MAX_TEXT: usize = 2_000;
+pub const SMS_MAX_TEXT: usize = chatter_channels::sms::MAX_TEXT;
 
 /// Provider clients that must outlive one call: Max's HTTP client with its extra root CA, and
 /// Avito clients, whose access token is cached per account (a fresh client per job would ask
@@ -196,8 +198,8 @@ pub fn hook_url(base: &str, path: &str, source_id: Uuid) -> String {
 }
 
 impl SourceClient {
-    /// The kind-neutral side of the client.
-    pub fn channel(&self) -> &dyn Channel {
+    /// The kind's connector: the one match from a source's client to what every kind does.
+    pub fn connector(&self) -> &dyn Connector {
         match self {
             SourceClient::Telegram(c) => c,
             SourceClient::Vk(c) => c,
@@ -208,35 +210,22 @@ impl SourceClient {
         }
     }
 
+    /// The kind-neutral side of the client.
+    pub fn channel(&self) -> &dyn Channel {
+        self.connector()
+    }
+
     /// Longest text of one message; longer replies go out in parts.
     pub fn max_text(&self) -> usize {
-        match self {
-            SourceClient::Telegram(_) => chatter_channels::telegram::MAX_TEXT,
-            SourceClient::Vk(_) => vk::MAX_TEXT,
-            SourceClient::Max(_) => chatter_channels::max::MAX_TEXT,
-            SourceClient::Avito(_) => chatter_channels::avito::MAX_TEXT,
-            SourceClient::WhatsApp(_) => whatsapp::MAX_TEXT,
-            SourceClient::Sms(_) => SMS_MAX_TEXT,
-        }
+        self.connector().max_text()
     }
 
     /// Lease prefix of the source's poller (`telegram-poll:{id}` …).
     pub fn lease_prefix(&self) -> &'static str {
-        match self {
-            SourceClient::Telegram(_) => "telegram-poll",
-            SourceClient::Vk(_) => "vk-poll",
-            SourceClient::Max(_) => "max-poll",
-            SourceClient::Avito(_) => "avito-poll",
-            SourceClient::WhatsApp(_) => "whatsapp-poll",
-            SourceClient::Sms(_) => "sms-poll",
-        }
+        self.connector().lease_prefix()
     }
 
-    /// Sends part `part` of our message `key` into `chat`; only the first part carries
-    /// `reply_to` (the provider's id of the message answered). Returns the provider's id of
-    /// what was sent, in the form inbound messages of this kind use. VK sends are deduplicated
-    /// by a `random_id` derived from `key` and `part`, so a retry after a lost answer sends
-    /// nothing twice.
+    /// Sends part `part` of our message `key` into `chat` (see `Connector::send_part`).
     pub async fn send_part(
         &self,
         chat: &str,
@@ -245,36 +234,9 @@ impl SourceClient {
         key: &str,
         part: usize,
     ) -> Result<String, ChannelError> {
-        match self {
-            SourceClient::Telegram(c) => {
-                let reply = reply_to
-                    .and_then(|r| r.rsplit(':').next())
-                    .and_then(|x| x.parse::<i64>().ok());
-                let mid = c.send_text_part(chat, text, reply).await?;
-                Ok(format!("{chat}:{mid}"))
-            }
-            SourceClient::Vk(c) => {
-                let peer: i64 = chat
-                    .parse()
-                    .map_err(|_| ChannelError::Permanent(format!("not a VK peer id: {chat:?}")))?;
-                let reply = reply_to.and_then(|r| ReplyTo::parse(peer, r));
-                let id = c
-                    .send_text_part(peer, text, vk::random_id_for(key, part), reply)
-                    .await?;
-                Ok(id.to_string())
-            }
-            SourceClient::Max(c) => c.send_text_part(chat, text, reply_to).await,
-            SourceClient::Avito(c) => c.send_text_part(chat, text).await,
-            SourceClient::WhatsApp(c) => c.send_text(chat, text, reply_to).await,
-            // Delivery reports name the first id (gateways that answer one id per part report
-            // the message by its first part).
-            SourceClient::Sms(c) => c
-                .send_sms(chat, text, Some(key))
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| ChannelError::Permanent("send: no message id".into())),
-        }
+        self.connector()
+            .send_part(chat, text, reply_to, key, part)
+            .await
     }
 
     /// Sends what is not plain text as one message: a WhatsApp template (`extra` of type
@@ -332,19 +294,7 @@ impl SourceClient {
     /// Whether a `Permanent` refusal of a send means the customer blocked us (or disallowed
     /// messages): the conversation is marked blocked and nothing is retried.
     pub fn is_blocked(&self, error: &str) -> bool {
-        match self {
-            SourceClient::Telegram(_) => error.contains("blocked"),
-            SourceClient::Vk(_) => error.contains("VK error 901") || error.contains("VK error 902"),
-            SourceClient::Max(_) => {
-                error.contains("blocked")
-                    || error.contains("chat.denied")
-                    || error.contains("dialog.suspended")
-            }
-            SourceClient::Avito(_) => error.contains("blocked"),
-            // Meta does not say whether a customer blocked the business (131026 covers that
-            // and "not on WhatsApp" alike); gateways report blocked numbers per message.
-            SourceClient::WhatsApp(_) | SourceClient::Sms(_) => false,
-        }
+        self.connector().is_blocked(error)
     }
 
     /// Pause between two polls (Avito has no long poll); `None` for long-polled kinds.

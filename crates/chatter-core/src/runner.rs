@@ -10,7 +10,7 @@ use crate::sources::{self, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
 use crate::worker::{JobError, JobHandler, Registry};
 use crate::{blobs, Core};
 use async_trait::async_trait;
-use chatter_channels::telegram::split_text;
+use chatter_channels::common::split_text;
 use chatter_channels::ChannelError;
 use chatter_domain::SourceKind;
 use chatter_store::entity::{conversation, message, source};

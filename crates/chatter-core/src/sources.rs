@@ -273,7 +273,7 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             };
             let secret = SourceSecret {
                 token: token.to_string(),
-                webhook_secret: Some(chatter_channels::telegram::new_secret_token()),
+                webhook_secret: Some(chatter_channels::common::new_secret_token()),
                 ..SourceSecret::default()
             };
             Ok((secret, me))

@@ -513,17 +513,9 @@ pub trait Crm: Send + Sync {
     ) -> Result<(), CrmError>;
 }
 
-/// Phone digits in E.164 (`+79991234567`) from whatever a user or a CRM stored; Russian
-/// `8XXXXXXXXXX` and bare 10-digit numbers become `+7…`. `None` when it has too few digits.
-pub fn normalize_phone(raw: &str) -> Option<String> {
-    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-    let digits = match digits.len() {
-        10 if digits.starts_with('9') => format!("7{digits}"),
-        11 if digits.starts_with('8') => format!("7{}", &digits[1..]),
-        _ => digits,
-    };
-    (digits.len() >= 7 && digits.len() <= 15).then(|| format!("+{digits}"))
-}
+/// Phone numbers are compared in E.164 by the one rule every crate uses (Chatter's own
+/// contacts, SMS recipients and CRM contacts must agree on what the same number is).
+pub use chatter_domain::normalize_phone;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Chatter's vocabulary: ids, validated values, roles and pure rules. No IO lives here.
 
 pub mod ids;
+pub mod phone;
 pub mod role;
 pub mod routing;
 pub mod source;
@@ -10,6 +11,7 @@ pub mod totp;
 pub mod values;
 
 pub use ids::*;
+pub use phone::normalize_phone;
 pub use role::{Permission, Role};
 pub use source::SourceKind;
 pub use values::{Email, FieldError, Password, Slug};

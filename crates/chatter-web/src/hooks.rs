@@ -141,7 +141,7 @@ async fn telegram(
     let header = headers
         .get("x-telegram-bot-api-secret-token")
         .and_then(|v| v.to_str().ok());
-    if secret.is_empty() || !chatter_channels::telegram::secret_matches(header, &secret) {
+    if secret.is_empty() || !chatter_channels::common::secret_matches(header, &secret) {
         return plain(StatusCode::UNAUTHORIZED, "secret token mismatch");
     }
     let raw: serde_json::Value = match serde_json::from_slice(&body) {

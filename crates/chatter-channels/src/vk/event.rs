@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::CHAT_PEER_OFFSET;
+use crate::common::secret_matches;
 use crate::{Attachment, ChatKind, ChatRef, Extra, InboundEvent, InboundMessage, Sender};
 
 /// What a callback request asks of the server that received it.
@@ -75,20 +76,6 @@ pub fn parse_callback(
             .map(str::to_owned),
         events: vec![parse_event(&raw, group_id)],
     })
-}
-
-/// Compares a callback's `secret` with ours in constant time (for equal lengths; a length
-/// mismatch is not secret). No secret or an empty one never matches.
-pub fn secret_matches(given: Option<&str>, expected: &str) -> bool {
-    let Some(given) = given else {
-        return false;
-    };
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    if a.is_empty() || a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 #[derive(Deserialize)]

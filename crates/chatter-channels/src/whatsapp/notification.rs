@@ -33,7 +33,7 @@ pub fn verify_subscription(
     challenge: Option<&str>,
     expected_token: &str,
 ) -> Result<String, HookError> {
-    if mode != Some("subscribe") || !crate::telegram::secret_matches(token, expected_token) {
+    if mode != Some("subscribe") || !crate::common::secret_matches(token, expected_token) {
         return Err(HookError::Forbidden);
     }
     match challenge {

@@ -1,6 +1,4 @@
-//! Pure helpers: splitting long texts to Telegram's limit, webhook secret tokens.
-
-use rand::Rng;
+//! Splitting a long text into the parts a provider accepts (each kind has its own limit).
 
 /// Splits `text` into parts of at most `max_chars` characters (Unicode scalar values, not bytes).
 ///
@@ -44,31 +42,6 @@ fn break_point(window: &str, max_chars: usize) -> Option<usize> {
         .or(space)
         .map(|(i, _)| i)
         .filter(|i| *i > 0)
-}
-
-/// Compares the `X-Telegram-Bot-Api-Secret-Token` header with our secret in constant time
-/// (for equal lengths; a length mismatch is not secret). No header or no secret never matches.
-pub fn secret_matches(header: Option<&str>, expected: &str) -> bool {
-    let Some(header) = header else {
-        return false;
-    };
-    let (a, b) = (header.as_bytes(), expected.as_bytes());
-    if a.is_empty() || a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
-const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-
-/// A fresh `secret_token` for `setWebhook`: 48 characters of `[A-Za-z0-9_-]` (≈288 bits) from
-/// the thread-local CSPRNG.
-pub fn new_secret_token() -> String {
-    let mut rng = rand::thread_rng();
-    (0..48)
-        .map(|_| char::from(SECRET_ALPHABET[rng.gen_range(0..SECRET_ALPHABET.len())]))
-        .collect()
 }
 
 #[cfg(test)]
@@ -143,27 +116,5 @@ mod tests {
         assert!(split_text("", MAX).is_empty());
         assert!(split_text(" \n ", MAX).is_empty());
         assert_eq!(split_text("hi", MAX), vec!["hi".to_owned()]);
-    }
-
-    #[test]
-    fn secret_matches_only_the_exact_secret() {
-        let ours = "abc_DEF-123";
-        assert!(secret_matches(Some("abc_DEF-123"), ours));
-        assert!(!secret_matches(Some("abc_DEF-124"), ours));
-        assert!(!secret_matches(Some("abc_DEF-12"), ours));
-        assert!(!secret_matches(Some(""), ours));
-        assert!(!secret_matches(None, ours));
-        assert!(!secret_matches(Some(""), ""));
-    }
-
-    #[test]
-    fn secret_tokens_are_48_allowed_chars_and_fresh() {
-        let a = new_secret_token();
-        let b = new_secret_token();
-        assert_eq!(a.len(), 48);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
-        assert_ne!(a, b);
     }
 }

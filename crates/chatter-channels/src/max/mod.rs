@@ -15,7 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::telegram::split_text;
+use crate::common::{
+    self, download_url, error_chain, new_secret_token, retry_after_header, secret_matches,
+    split_text, transport_error,
+};
 use crate::{ChannelError, Download, Identity, InboundEvent, OutboundMessage, Sent};
 
 pub use update::parse_update;
@@ -314,10 +317,16 @@ impl MaxClient {
         req: RequestBuilder,
     ) -> Result<(u16, Option<u64>, bytes::Bytes), ChannelError> {
         let result = async {
-            let resp = req.send().await.map_err(transport_error)?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| transport_error("Max API", e))?;
             let status = resp.status().as_u16();
             let retry_after = retry_after_header(resp.headers());
-            let body = resp.bytes().await.map_err(transport_error)?;
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| transport_error("Max API", e))?;
             Ok((status, retry_after, body))
         }
         .await;
@@ -326,7 +335,7 @@ impl MaxClient {
 
     /// Removes the token from an error message, whatever put it there.
     fn scrub(&self, e: ChannelError) -> ChannelError {
-        scrub(e, &[&self.token])
+        common::scrub(e, &[&self.token])
     }
 }
 
@@ -342,6 +351,34 @@ impl crate::Channel for MaxClient {
 
     async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
         MaxClient::download(self, file_ref).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Connector for MaxClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "max-poll"
+    }
+
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        _key: &str,
+        _part: usize,
+    ) -> Result<String, ChannelError> {
+        self.send_text_part(chat, text, reply_to).await
+    }
+
+    fn is_blocked(&self, error: &str) -> bool {
+        error.contains("blocked")
+            || error.contains("chat.denied")
+            || error.contains("dialog.suspended")
     }
 }
 
@@ -366,7 +403,7 @@ pub fn parse_webhook(
     header: Option<&str>,
     expected: &str,
 ) -> Result<Vec<InboundEvent>, HookError> {
-    if !crate::telegram::secret_matches(header, expected) {
+    if !secret_matches(header, expected) {
         return Err(HookError::Forged);
     }
     let update: Value =
@@ -379,7 +416,7 @@ pub fn parse_webhook(
 
 /// A fresh subscription secret: 48 characters of `[A-Za-z0-9_-]`, within Max's 5–256 (§3.3).
 pub fn new_webhook_secret() -> String {
-    crate::telegram::new_secret_token()
+    new_secret_token()
 }
 
 /// A reqwest client that trusts the root certificate(s) in `pem` in addition to the built-in
@@ -452,111 +489,6 @@ fn decode<T: DeserializeOwned>(
         .and_then(|e| e.message.or(e.error))
         .unwrap_or_else(|| format!("HTTP {status}"));
     Err(classify(status, code.as_deref(), &message, retry_after))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers shared with the Avito module (same transport rules).
-
-/// `Retry-After` in seconds, when the server sent one.
-pub(crate) fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Network trouble of any kind (refused, reset, timed out, body cut off) is worth a retry.
-/// The URL is dropped from the error before it is rendered.
-pub(crate) fn transport_error(e: reqwest::Error) -> ChannelError {
-    let timed_out = e.is_timeout();
-    let mut msg = error_chain(&e.without_url());
-    if timed_out && !msg.contains("timed out") {
-        msg.push_str(" (timed out)");
-    }
-    ChannelError::Transient(msg)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
-}
-
-/// Replaces every non-empty secret in the error's message.
-pub(crate) fn scrub(e: ChannelError, secrets: &[&str]) -> ChannelError {
-    let clean = |mut s: String| {
-        for secret in secrets.iter().filter(|s| !s.is_empty()) {
-            s = s.replace(secret, "<secret>");
-        }
-        s
-    };
-    match e {
-        ChannelError::Transient(m) => ChannelError::Transient(clean(m)),
-        ChannelError::RateLimited {
-            retry_after_secs,
-            message,
-        } => ChannelError::RateLimited {
-            retry_after_secs,
-            message: clean(message),
-        },
-        ChannelError::Unauthorized(m) => ChannelError::Unauthorized(clean(m)),
-        ChannelError::Permanent(m) => ChannelError::Permanent(clean(m)),
-    }
-}
-
-/// GETs a media URL with no credentials, refusing bodies over `limit` bytes.
-pub(crate) async fn download_url(
-    http: &reqwest::Client,
-    url: &str,
-    limit: usize,
-) -> Result<Download, ChannelError> {
-    let mut resp = http.get(url).send().await.map_err(transport_error)?;
-    let status = resp.status().as_u16();
-    if !resp.status().is_success() {
-        return Err(match status {
-            429 => ChannelError::RateLimited {
-                retry_after_secs: retry_after_header(resp.headers())
-                    .unwrap_or(DEFAULT_RETRY_AFTER_SECS),
-                message: "download: HTTP 429".into(),
-            },
-            500..=599 => ChannelError::Transient(format!("download: HTTP {status}")),
-            _ => ChannelError::Permanent(format!("download: HTTP {status} (link expired?)")),
-        });
-    }
-    let too_large = || {
-        ChannelError::Permanent(format!(
-            "download: the file is larger than {} MB",
-            limit / (1024 * 1024)
-        ))
-    };
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mime_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Download {
-        bytes: bytes::Bytes::from(buf),
-        mime_type,
-        file_name: None,
-    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! by `classify` (§2.5), and every error message is scrubbed of the token and of long-poll keys
 //! before it leaves this module; `Debug` shows neither.
 
+mod answer;
 mod event;
 
 use std::fmt;
@@ -16,9 +17,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::common::{read_limited, scrub, split_text, transport_error};
 use crate::{ChannelError, Download, Identity, InboundEvent, OutboundMessage, Sent};
 
-pub use event::{parse_callback, parse_event, secret_matches, CallbackError, CallbackOutcome};
+pub use answer::{classify, parse_long_poll};
+use answer::{decode, http_status_error, ts_string};
+pub use event::{parse_callback, parse_event, CallbackError, CallbackOutcome};
 
 /// The API version every call and every callback/long-poll subscription uses.
 pub const API_VERSION: &str = "5.199";
@@ -49,12 +53,6 @@ pub const MAX_LONG_POLL_WAIT_SECS: u32 = 90;
 
 /// Added to a long poll's `wait` for the HTTP timeout, so VK answers first.
 const LONG_POLL_MARGIN_SECS: u64 = 10;
-
-const UNAUTHORIZED: &str = "the community token is invalid or revoked: create a new one in the \
-     community's settings (Manage → API usage → Access tokens) with the messages, manage, photos \
-     and docs rights";
-const NOT_A_COMMUNITY_TOKEN: &str = "this is not a community token: create one in the \
-     community's settings (Manage → API usage → Access tokens)";
 
 /// Where the community's Bots Long Poll session lives (`groups.getLongPollServer`, §2.3).
 #[derive(Clone, PartialEq, Eq)]
@@ -142,19 +140,6 @@ impl fmt::Debug for VkClient {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    response: Option<Value>,
-    error: Option<ApiError>,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    error_code: i64,
-    #[serde(default)]
-    error_msg: String,
-}
-
-#[derive(Deserialize)]
 struct Group {
     id: i64,
     name: String,
@@ -237,7 +222,7 @@ impl VkClient {
         let peer_id: i64 = m.chat_external_id.trim().parse().map_err(|_| {
             ChannelError::Permanent(format!("not a VK peer id: {:?}", m.chat_external_id))
         })?;
-        let parts = crate::telegram::split_text(&m.text, MAX_TEXT);
+        let parts = split_text(&m.text, MAX_TEXT);
         if parts.is_empty() {
             return Err(ChannelError::Permanent("message text is empty".into()));
         }
@@ -468,7 +453,7 @@ impl VkClient {
             .filter(|n| n.contains('.'))
             .map(str::to_owned);
         let result = async {
-            let mut resp = self
+            let resp = self
                 .http
                 .get(parsed)
                 .send()
@@ -478,30 +463,13 @@ impl VkClient {
             if !resp.status().is_success() {
                 return Err(http_status_error("download", status));
             }
-            if resp
-                .content_length()
-                .is_some_and(|n| n > MAX_DOWNLOAD_BYTES as u64)
-            {
-                return Err(too_large());
-            }
             let mime_type = resp
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-            let mut buf = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| transport_error("download", e))?
-            {
-                if buf.len() + chunk.len() > MAX_DOWNLOAD_BYTES {
-                    return Err(too_large());
-                }
-                buf.extend_from_slice(&chunk);
-            }
             Ok(Download {
-                bytes: bytes::Bytes::from(buf),
+                bytes: read_limited(resp, MAX_DOWNLOAD_BYTES).await?,
                 mime_type,
                 file_name,
             })
@@ -549,6 +517,41 @@ impl crate::Channel for VkClient {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::Connector for VkClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "vk-poll"
+    }
+
+    /// Deduplicated by a `random_id` derived from `key` and `part` (`random_id_for`).
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        key: &str,
+        part: usize,
+    ) -> Result<String, ChannelError> {
+        let peer: i64 = chat
+            .parse()
+            .map_err(|_| ChannelError::Permanent(format!("not a VK peer id: {chat:?}")))?;
+        let reply = reply_to.and_then(|r| ReplyTo::parse(peer, r));
+        let id = self
+            .send_text_part(peer, text, random_id_for(key, part), reply)
+            .await?;
+        Ok(id.to_string())
+    }
+
+    /// 901: the user disallowed messages from the community; 902: privacy settings forbid it.
+    fn is_blocked(&self, error: &str) -> bool {
+        error.contains("VK error 901") || error.contains("VK error 902")
+    }
+}
+
 /// The `random_id` of part `part` of the message with idempotency key `key`: FNV-1a over both,
 /// folded to a positive 31-bit number (VK's `random_id` is at least an int32, and 0 would switch
 /// the dedup off). The same inputs give the same id in every process and version.
@@ -569,171 +572,6 @@ pub fn random_id_for(key: &str, part: usize) -> i32 {
     let folded = ((hash >> 32) ^ hash) & 0x7fff_ffff;
     // Lossless: masked to 31 bits.
     i32::try_from(folded).unwrap_or(1).max(1)
-}
-
-/// Classifies a VK error (§2.5) by `error_code`:
-///
-/// | code | class |
-/// |---|---|
-/// | 5 | `Unauthorized`: token invalid or revoked (with the fix) |
-/// | 27 | `Unauthorized`: not a community token |
-/// | 6 | `RateLimited` 1 s (20 requests/s per community token) |
-/// | 9 | `RateLimited` 60 s (flood control) |
-/// | 14 | `RateLimited` 10 s (captcha: for a bot, a throttle) |
-/// | 1, 10 | `Transient` (unknown / internal error) |
-/// | 7, 15, 100, 901, 902, 925, anything else | `Permanent` with VK's message |
-pub fn classify(error_code: i64, error_msg: &str) -> ChannelError {
-    let message = format!("VK error {error_code}: {error_msg}");
-    let limited = |secs| ChannelError::RateLimited {
-        retry_after_secs: secs,
-        message: message.clone(),
-    };
-    match error_code {
-        5 => ChannelError::Unauthorized(format!("{message} ({UNAUTHORIZED})")),
-        27 => ChannelError::Unauthorized(format!("{message} ({NOT_A_COMMUNITY_TOKEN})")),
-        6 => limited(1),
-        9 => limited(60),
-        14 => limited(10),
-        1 | 10 => ChannelError::Transient(message),
-        _ => ChannelError::Permanent(message),
-    }
-}
-
-/// Reads one `a_check` answer (§2.3) of HTTP `status` for community `group_id`: the events
-/// and the next `ts`, or what to do about a `failed` session.
-pub fn parse_long_poll(status: u16, body: &[u8], group_id: i64) -> Result<LongPoll, ChannelError> {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(value) if (200..300).contains(&status) => value,
-        _ => return Err(http_status_error("long poll", status)),
-    };
-    if let Some(failed) = value.get("failed").and_then(Value::as_i64) {
-        return match failed {
-            1 => match value.get("ts").and_then(ts_string) {
-                Some(ts) => Ok(LongPoll::HistoryLost { ts }),
-                None => Ok(LongPoll::SessionLost),
-            },
-            2 => Ok(LongPoll::KeyExpired),
-            3 => Ok(LongPoll::SessionLost),
-            other => Err(ChannelError::Permanent(format!(
-                "long poll: failed {other} (not in the Bots Long Poll API)"
-            ))),
-        };
-    }
-    let ts = value
-        .get("ts")
-        .and_then(ts_string)
-        .ok_or_else(|| ChannelError::Transient("long poll: an answer without ts".into()))?;
-    let events = value
-        .get("updates")
-        .and_then(Value::as_array)
-        .map(|updates| updates.iter().map(|u| parse_event(u, group_id)).collect())
-        .unwrap_or_default();
-    Ok(LongPoll::Events { ts, events })
-}
-
-/// Reads a method's answer: `response` on success, a classified `error` otherwise. VK answers
-/// errors with HTTP 200, so the body decides; a body that is not VK JSON is judged by status.
-fn decode<T: DeserializeOwned>(method: &str, status: u16, body: &[u8]) -> Result<T, ChannelError> {
-    let env: Envelope = match serde_json::from_slice(body) {
-        Ok(env) => env,
-        Err(_) => return Err(http_status_error(method, status)),
-    };
-    if let Some(error) = env.error {
-        let e = classify(error.error_code, &error.error_msg);
-        return Err(prefix(method, e));
-    }
-    let Some(response) = env.response else {
-        return Err(http_status_error(method, status));
-    };
-    serde_json::from_value(response).map_err(|e| {
-        // Not retryable: the call may well have taken effect (a message sent).
-        ChannelError::Permanent(format!("{method}: unexpected response: {e}"))
-    })
-}
-
-/// A failure told only by the HTTP status (a proxy's page, an empty body).
-fn http_status_error(what: &str, status: u16) -> ChannelError {
-    let message = format!("{what}: HTTP {status} without a VK answer");
-    match status {
-        429 => ChannelError::RateLimited {
-            retry_after_secs: 1,
-            message,
-        },
-        // A 2xx that is not VK JSON is a cut-off body or a proxy in the way.
-        200..=299 | 500..=599 | 408 => ChannelError::Transient(message),
-        _ => ChannelError::Permanent(message),
-    }
-}
-
-fn prefix(method: &str, e: ChannelError) -> ChannelError {
-    match e {
-        ChannelError::Transient(m) => ChannelError::Transient(format!("{method}: {m}")),
-        ChannelError::RateLimited {
-            retry_after_secs,
-            message,
-        } => ChannelError::RateLimited {
-            retry_after_secs,
-            message: format!("{method}: {message}"),
-        },
-        ChannelError::Unauthorized(m) => ChannelError::Unauthorized(format!("{method}: {m}")),
-        ChannelError::Permanent(m) => ChannelError::Permanent(format!("{method}: {m}")),
-    }
-}
-
-/// Removes every secret in `secrets` from an error message, whatever put it there.
-fn scrub(e: ChannelError, secrets: &[&str]) -> ChannelError {
-    let clean = |mut s: String| {
-        for secret in secrets.iter().filter(|s| !s.is_empty()) {
-            s = s.replace(secret, "<redacted>");
-        }
-        s
-    };
-    match e {
-        ChannelError::Transient(m) => ChannelError::Transient(clean(m)),
-        ChannelError::RateLimited {
-            retry_after_secs,
-            message,
-        } => ChannelError::RateLimited {
-            retry_after_secs,
-            message: clean(message),
-        },
-        ChannelError::Unauthorized(m) => ChannelError::Unauthorized(clean(m)),
-        ChannelError::Permanent(m) => ChannelError::Permanent(clean(m)),
-    }
-}
-
-/// Network trouble of any kind (refused, reset, timed out, body cut off) is worth a retry. The
-/// URL (a long-poll URL holds the key) is dropped before the error is rendered.
-fn transport_error(what: &str, e: reqwest::Error) -> ChannelError {
-    let timed_out = e.is_timeout();
-    let e = e.without_url();
-    let mut message = format!("{what}: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    if timed_out && !message.contains("timed out") {
-        message.push_str(" (timed out)");
-    }
-    ChannelError::Transient(message)
-}
-
-fn too_large() -> ChannelError {
-    ChannelError::Permanent(format!(
-        "download: the file is larger than {} MB",
-        MAX_DOWNLOAD_BYTES / (1024 * 1024)
-    ))
-}
-
-/// `ts` as VK sends it: a string, or a number in some answers.
-fn ts_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -772,71 +610,6 @@ mod tests {
         assert_ne!(a, random_id_for("msg-0195f7a2", 1));
         assert_ne!(a, random_id_for("msg-0195f7a3", 0));
         assert!((0..1000).all(|i| random_id_for(&format!("k{i}"), i) > 0));
-    }
-
-    #[test]
-    fn classify_follows_the_error_table() {
-        assert!(matches!(
-            classify(5, "User authorization failed"),
-            ChannelError::Unauthorized(_)
-        ));
-        assert!(matches!(
-            classify(27, "Group authorization failed"),
-            ChannelError::Unauthorized(_)
-        ));
-        assert_eq!(
-            classify(6, "Too many requests per second"),
-            ChannelError::RateLimited {
-                retry_after_secs: 1,
-                message: "VK error 6: Too many requests per second".into()
-            }
-        );
-        assert!(matches!(
-            classify(9, "Flood control"),
-            ChannelError::RateLimited {
-                retry_after_secs: 60,
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify(14, "Captcha needed"),
-            ChannelError::RateLimited { .. }
-        ));
-        assert!(matches!(
-            classify(10, "Internal server error"),
-            ChannelError::Transient(_)
-        ));
-        for code in [7, 15, 100, 901, 902, 925] {
-            assert!(
-                matches!(classify(code, "x"), ChannelError::Permanent(_)),
-                "{code}"
-            );
-        }
-    }
-
-    #[test]
-    fn decode_reads_response_and_judges_other_bodies_by_status() {
-        let id: i64 = decode("messages.send", 200, br#"{"response":513}"#).expect("ok");
-        assert_eq!(id, 513);
-        let e = decode::<Value>(
-            "messages.send",
-            200,
-            br#"{"error":{"error_code":901,"error_msg":"Can't send messages for users without permission","request_params":[]}}"#,
-        )
-        .expect_err("error");
-        assert_eq!(
-            e,
-            ChannelError::Permanent(
-                "messages.send: VK error 901: Can't send messages for users without permission"
-                    .into()
-            )
-        );
-        let e = decode::<Value>("groups.getById", 502, b"<html>Bad Gateway</html>").expect_err("e");
-        assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
-        let e = decode::<Value>("groups.getById", 200, b"").expect_err("e");
-        assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
-        let e = decode::<Value>("groups.getById", 404, b"Not Found").expect_err("e");
-        assert!(matches!(e, ChannelError::Permanent(_)), "{e:?}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Sending has no idempotency key on this API: a send that timed out may have gone out, and
 //! retrying it may deliver the text twice. `OutboundMessage::idempotency_key` is not sent.
 
+mod answer;
 mod notification;
 
 use std::fmt;
@@ -20,7 +21,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::common::{self, read_limited, split_text, too_large, transport_error};
 use crate::{ChannelError, Download, Identity, OutboundMessage, Sent};
+
+use answer::error_from_body;
+pub use answer::{classify, error_code, is_outside_window};
 
 pub use notification::{
     parse_notification, parse_notification_routed, verify_signature, verify_subscription,
@@ -40,30 +45,10 @@ pub const OUTSIDE_WINDOW_CODE: i64 = 131_047;
 /// Media larger than this are refused while downloading (the Cloud API caps media at 100 MB).
 pub const MAX_DOWNLOAD_BYTES: usize = 100 * 1024 * 1024;
 
-/// `retry_after` for the throughput limit (130429, ~80 msg/s per number).
-const THROUGHPUT_RETRY_SECS: u64 = 1;
-/// `retry_after` for the pair limit (131056, ≈1 message per 6 s to one user).
-const PAIR_RETRY_SECS: u64 = 6;
-/// `retry_after` for the spam rate limit (131048) and a bare HTTP 429.
-const SPAM_RETRY_SECS: u64 = 60;
-
 /// True while free-form messages may be sent: less than 24 hours since the customer last wrote
 /// (§5.3). A timestamp in the future (clock skew) counts as "just now".
 pub fn window_open(last_customer_message_at_ms: i64, now_ms: i64) -> bool {
     now_ms.saturating_sub(last_customer_message_at_ms) < WINDOW_MS
-}
-
-/// The Graph error code at the end of a classified error's message or a failed status's error
-/// text (`… (code 131047)`).
-pub fn error_code(message: &str) -> Option<i64> {
-    let (_, rest) = message.rsplit_once("(code ")?;
-    rest.split_once(')')?.0.parse().ok()
-}
-
-/// The send was refused because the customer's 24-hour window is closed (131047): only an
-/// approved template may be sent now. True only for `Permanent` errors.
-pub fn is_outside_window(e: &ChannelError) -> bool {
-    matches!(e, ChannelError::Permanent(m) if error_code(m) == Some(OUTSIDE_WINDOW_CODE))
 }
 
 /// The kinds of media message (§5.2).
@@ -193,24 +178,6 @@ impl fmt::Debug for WhatsAppClient {
             .field("access_token", &"<redacted>")
             .finish()
     }
-}
-
-#[derive(Deserialize)]
-struct GraphErrorEnvelope {
-    error: GraphError,
-}
-
-#[derive(Deserialize)]
-struct GraphError {
-    #[serde(default)]
-    message: String,
-    code: Option<i64>,
-    error_data: Option<GraphErrorData>,
-}
-
-#[derive(Deserialize)]
-struct GraphErrorData {
-    details: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -416,14 +383,14 @@ impl WhatsAppClient {
             .file_size
             .is_some_and(|n| n > MAX_DOWNLOAD_BYTES as i64)
         {
-            return Err(too_large());
+            return Err(too_large(MAX_DOWNLOAD_BYTES));
         }
         let result = self.fetch(&info).await;
         result.map_err(|e| self.scrub(e))
     }
 
     async fn fetch(&self, info: &MediaInfo) -> Result<Download, ChannelError> {
-        let mut resp = self
+        let resp = self
             .http
             .get(&info.url)
             .bearer_auth(&self.token)
@@ -444,25 +411,8 @@ impl WhatsAppClient {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_DOWNLOAD_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| transport_error("download", e))?
-        {
-            if buf.len() + chunk.len() > MAX_DOWNLOAD_BYTES {
-                return Err(too_large());
-            }
-            buf.extend_from_slice(&chunk);
-        }
         Ok(Download {
-            bytes: bytes::Bytes::from(buf),
+            bytes: read_limited(resp, MAX_DOWNLOAD_BYTES).await?,
             mime_type: info.mime_type.clone().or(header_mime),
             file_name: None,
         })
@@ -538,11 +488,7 @@ impl WhatsAppClient {
                 .await
                 .map_err(|e| transport_error(what, e))?;
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let retry_after = common::retry_after_header(resp.headers());
             let body = resp.bytes().await.map_err(|e| transport_error(what, e))?;
             if !(200..300).contains(&status) {
                 return Err(error_from_body(what, status, &body, retry_after));
@@ -557,116 +503,7 @@ impl WhatsAppClient {
 
     /// Removes the token from an error message, whatever put it there.
     fn scrub(&self, e: ChannelError) -> ChannelError {
-        if self.token.is_empty() {
-            return e;
-        }
-        let clean = |s: String| s.replace(&self.token, "<token>");
-        match e {
-            ChannelError::Transient(m) => ChannelError::Transient(clean(m)),
-            ChannelError::RateLimited {
-                retry_after_secs,
-                message,
-            } => ChannelError::RateLimited {
-                retry_after_secs,
-                message: clean(message),
-            },
-            ChannelError::Unauthorized(m) => ChannelError::Unauthorized(clean(m)),
-            ChannelError::Permanent(m) => ChannelError::Permanent(clean(m)),
-        }
-    }
-}
-
-fn too_large() -> ChannelError {
-    ChannelError::Permanent(format!(
-        "download: the media is larger than {} MB",
-        MAX_DOWNLOAD_BYTES / (1024 * 1024)
-    ))
-}
-
-/// Network trouble of any kind is worth a retry. The URL is dropped from the error.
-fn transport_error(what: &str, e: reqwest::Error) -> ChannelError {
-    let timed_out = e.is_timeout();
-    let e = e.without_url();
-    let mut msg = format!("{what}: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    if timed_out && !msg.contains("timed out") {
-        msg.push_str(" (timed out)");
-    }
-    ChannelError::Transient(msg)
-}
-
-fn error_from_body(what: &str, status: u16, body: &[u8], retry_after: Option<u64>) -> ChannelError {
-    match serde_json::from_slice::<GraphErrorEnvelope>(body) {
-        Ok(env) => {
-            let details = env.error.error_data.and_then(|d| d.details);
-            let mut message = env.error.message;
-            if let Some(details) = details.filter(|d| !d.is_empty() && !message.contains(d)) {
-                message = format!("{message}: {details}");
-            }
-            classify(
-                status,
-                env.error.code,
-                &format!("{what}: {message}"),
-                retry_after,
-            )
-        }
-        // A proxy's HTML page or an empty body: judge by the status alone.
-        Err(_) => classify(status, None, &format!("{what}: HTTP {status}"), retry_after),
-    }
-}
-
-/// Classifies a Graph API failure (§5.7) by its `error.code` and the HTTP status. The message
-/// gets ` (code N)` appended when there is a code (read it back with `error_code`).
-///
-/// | code / status | class |
-/// |---|---|
-/// | 190, HTTP 401 | `Unauthorized`: the token is invalid or expired |
-/// | 10, 200 | `Unauthorized`: the token lacks a permission (the source needs a new token) |
-/// | 130429 (throughput), 131056 (pair limit), 131048 (spam limit), HTTP 429 | `RateLimited` (1 s, 6 s, 60 s, 60 s unless `Retry-After` says) |
-/// | 131000 (generic), HTTP 5xx | `Transient` |
-/// | 131047 (outside the 24 h window) | `Permanent` (`is_outside_window`) |
-/// | anything else (100, 131008, 131026, 131051, 132000, 132001, other 4xx) | `Permanent` |
-///
-/// Network errors and timeouts never reach here: they are always `Transient`.
-pub fn classify(
-    status: u16,
-    code: Option<i64>,
-    message: &str,
-    retry_after: Option<u64>,
-) -> ChannelError {
-    let text = match code {
-        Some(code) => format!("{message} (code {code})"),
-        None => message.to_owned(),
-    };
-    let limited = |default: u64| ChannelError::RateLimited {
-        retry_after_secs: retry_after.unwrap_or(default),
-        message: text.clone(),
-    };
-    match code {
-        Some(190) => ChannelError::Unauthorized(format!(
-            "the access token is invalid or expired: paste a new system-user token ({text})"
-        )),
-        Some(10 | 200) => ChannelError::Unauthorized(format!(
-            "the access token lacks the whatsapp_business_messaging permission ({text})"
-        )),
-        Some(130_429) => limited(THROUGHPUT_RETRY_SECS),
-        Some(131_056) => limited(PAIR_RETRY_SECS),
-        Some(131_048) => limited(SPAM_RETRY_SECS),
-        Some(131_000) => ChannelError::Transient(text),
-        Some(OUTSIDE_WINDOW_CODE) => ChannelError::Permanent(format!(
-            "the customer's 24-hour window is closed: send an approved template ({text})"
-        )),
-        _ if status == 401 => ChannelError::Unauthorized(format!(
-            "the access token was rejected: paste a new system-user token ({text})"
-        )),
-        _ if status == 429 => limited(SPAM_RETRY_SECS),
-        _ if status >= 500 => ChannelError::Transient(text),
-        _ => ChannelError::Permanent(text),
+        common::scrub(e, &[&self.token])
     }
 }
 
@@ -697,7 +534,7 @@ impl crate::Channel for WhatsAppClient {
     /// first part with a `Permanent` error `is_outside_window` recognises (when Meta reports it
     /// synchronously; otherwise it arrives as a failed status).
     async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
-        let parts = crate::telegram::split_text(&m.text, MAX_TEXT);
+        let parts = split_text(&m.text, MAX_TEXT);
         if parts.is_empty() {
             return Err(ChannelError::Permanent("message text is empty".into()));
         }
@@ -715,6 +552,30 @@ impl crate::Channel for WhatsAppClient {
     /// `file_ref` is the media id from the notification.
     async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
         self.download_media(file_ref).await
+    }
+}
+
+/// Meta does not say whether a customer blocked the business (131026 covers that and "not on
+/// WhatsApp" alike), so `is_blocked` keeps its default.
+#[async_trait::async_trait]
+impl crate::Connector for WhatsAppClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "whatsapp-poll"
+    }
+
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        _key: &str,
+        _part: usize,
+    ) -> Result<String, ChannelError> {
+        self.send_text(chat, text, reply_to).await
     }
 }
 
@@ -745,39 +606,6 @@ mod tests {
         assert!(window_open(t, t + WINDOW_MS - 1));
         assert!(!window_open(t, t + WINDOW_MS));
         assert!(window_open(t + 5_000, t), "clock skew counts as just now");
-    }
-
-    #[test]
-    fn classify_follows_the_code_table() {
-        let e = classify(401, Some(190), "Invalid OAuth access token", None);
-        assert!(matches!(e, ChannelError::Unauthorized(_)), "{e:?}");
-        let e = classify(403, Some(200), "Permissions error", None);
-        assert!(matches!(e, ChannelError::Unauthorized(_)), "{e:?}");
-        assert_eq!(
-            classify(429, Some(130_429), "Rate limit hit", None),
-            ChannelError::RateLimited {
-                retry_after_secs: 1,
-                message: "Rate limit hit (code 130429)".into()
-            }
-        );
-        let e = classify(400, Some(131_056), "pair rate limit", Some(9));
-        assert!(matches!(
-            e,
-            ChannelError::RateLimited {
-                retry_after_secs: 9,
-                ..
-            }
-        ));
-        let e = classify(500, Some(131_000), "Something went wrong", None);
-        assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
-        let e = classify(503, None, "HTTP 503", None);
-        assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
-        let e = classify(400, Some(131_026), "Message undeliverable", None);
-        assert_eq!(error_code(&e.to_string()), Some(131_026));
-        assert!(matches!(e, ChannelError::Permanent(_)) && !is_outside_window(&e));
-        let e = classify(400, Some(131_047), "Re-engagement message", None);
-        assert!(is_outside_window(&e), "{e:?}");
-        assert!(e.to_string().contains("24-hour window"), "{e}");
     }
 
     #[test]
