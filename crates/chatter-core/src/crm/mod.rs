@@ -2,6 +2,11 @@
 //! exchange, tokens stored encrypted, and the account's pipelines, users and custom fields
 //! synced for the CRM page. Creating contacts and deals from conversations builds on this.
 
+pub mod rules;
+pub mod settings;
+pub mod signin;
+pub mod sync;
+
 use crate::{audit, hash_token, new_token, Actor, Core, CoreError, Result, Secret};
 use chatter_crm::amocrm::oauth::{parse_callback, Callback, ConsentMode};
 use chatter_crm::amocrm::{AccountHosts, AmoCrm, OAuthApp, RateLimit, RateLimiter};
@@ -261,7 +266,7 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
         }
     }
     // The person who connected is this amoCRM user: they can sign in with amoCRM from now on.
-    crate::crm_signin::link_connecting(&txn, actor, &account, now).await?;
+    crate::crm::signin::link_connecting(&txn, actor, &account, now).await?;
     audit::record(
         &txn,
         actor,
@@ -273,7 +278,7 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
     .await?;
     txn.commit().await?;
     // Work held while access was revoked drains now.
-    crate::crm_sync::wake(core, actor.company_id).await?;
+    crate::crm::sync::wake(core, actor.company_id).await?;
     Ok(())
 }
 

@@ -13,9 +13,9 @@
 //! webhook, and marked sent when the customer's system answers 2xx.
 
 use crate::events::{self, Pending};
+use crate::inbox::ingest::Ingester;
 use crate::inbox::Ingested;
-use crate::ingest::Ingester;
-use crate::worker::{JobError, JobHandler, Registry};
+use crate::jobs::worker::{JobError, JobHandler, Registry};
 use crate::{audit, egress, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};

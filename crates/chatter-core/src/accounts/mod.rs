@@ -1,6 +1,11 @@
 //! People and sign-in: sign-up (a company and its owner), email + password, sessions,
 //! two-factor (TOTP + recovery codes), password reset by mail, Sign in with Telegram.
 
+pub mod api_keys;
+pub mod operators;
+pub mod signup;
+pub mod team;
+
 use crate::{
     audit, ct_eq, hash_token, mailer, new_token, throttle, Core, CoreError, ReqMeta, Result,
 };
@@ -67,7 +72,7 @@ fn dummy_hash() -> &'static str {
     H.get_or_init(|| hash_password("not a real password").unwrap_or_default())
 }
 
-pub use crate::signup::{name_text, sign_up, sign_up_or_notify, SignUp, SignUpOutcome};
+pub use crate::accounts::signup::{name_text, sign_up, sign_up_or_notify, SignUp, SignUpOutcome};
 
 /// Inserts a company with a unique slug and makes `owner` its owner.
 pub async fn create_company_in(
@@ -662,13 +667,13 @@ pub async fn request_password_reset(
 pub struct PasswordResetMail;
 
 #[async_trait::async_trait]
-impl crate::worker::JobHandler for PasswordResetMail {
+impl crate::jobs::worker::JobHandler for PasswordResetMail {
     async fn run(
         &self,
         core: &Core,
         job: &chatter_store::jobs::Claimed,
-    ) -> std::result::Result<(), crate::worker::JobError> {
-        use crate::worker::JobError;
+    ) -> std::result::Result<(), crate::jobs::worker::JobError> {
+        use crate::jobs::worker::JobError;
         #[derive(serde::Deserialize)]
         struct P {
             email: String,

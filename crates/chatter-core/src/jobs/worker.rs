@@ -72,7 +72,10 @@ impl Registry {
                 crate::accounts::JOB_PASSWORD_RESET,
                 crate::accounts::PasswordResetMail,
             )
-            .with(crate::signup::JOB_SIGN_UP_MAIL, crate::signup::SignUpMail)
+            .with(
+                crate::accounts::signup::JOB_SIGN_UP_MAIL,
+                crate::accounts::signup::SignUpMail,
+            )
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn ingest_many(
     let mut seen: HashSet<(Uuid, &str)> = HashSet::new();
     let mut slow: Vec<usize> = Vec::new();
     for (i, (src, ev)) in items.iter().enumerate() {
-        crate::dead_letters::check_storable(ev)?;
+        crate::inbox::dead_letters::check_storable(ev)?;
         match ev {
             InboundEvent::Message(m) if !m.edited && m.reply_to_external_id.is_none() => {
                 if seen.insert((src.id, m.external_id.as_str())) {
@@ -147,7 +147,7 @@ async fn ingest_new(
         for_crm.push((src.company_id, conv, *id));
     }
     update_conversations(conn, &per_conv, now).await?;
-    crate::crm_sync::enqueue_messages(conn, &for_crm, now).await?;
+    crate::crm::sync::enqueue_messages(conn, &for_crm, now).await?;
     for (company, payloads) in by_company {
         events::emit_many(conn, pending, company, "message", payloads, now).await?;
     }

@@ -6,6 +6,10 @@
 //! provider's retry or a replayed update is a no-op. The provider is acknowledged only after
 //! the caller commits.
 
+mod batch;
+pub mod dead_letters;
+pub mod ingest;
+
 use crate::events::{self, Pending};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::whatsapp::{self, Template};
@@ -483,7 +487,7 @@ async fn ingest_message(
         now,
     )
     .await?;
-    crate::crm_sync::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
+    crate::crm::sync::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
     Ok(Ingested::New(id))
 }
 
@@ -507,7 +511,7 @@ pub async fn ingest_batch(
     }
     let mut pending = Pending::default();
     let items: Vec<(&source::Model, &InboundEvent)> = evs.iter().map(|e| (src, e)).collect();
-    let out = crate::inbox_batch::ingest_many(&txn, &mut pending, &items, now).await?;
+    let out = crate::inbox::batch::ingest_many(&txn, &mut pending, &items, now).await?;
     let mut q = source::Entity::update_many().col_expr(source::Column::LastOkAt, Expr::value(now));
     if let Some(c) = cursor {
         q = q.col_expr(source::Column::Cursor, Expr::value(c));
@@ -895,7 +899,7 @@ async fn store_reply(
             m = am.update(&txn).await?;
         }
     }
-    crate::crm_sync::on_reply(&txn, &conv, m.id, actor.user_id, now).await?;
+    crate::crm::sync::on_reply(&txn, &conv, m.id, actor.user_id, now).await?;
     txn.commit().await?;
     core.published(pending);
     core.jobs_notify.notify_waiters();
@@ -1015,8 +1019,8 @@ pub async fn whatsapp_templates(
     let Some(waba) = crate::sources::settings_of(&src).waba_id else {
         return Ok(Vec::new());
     };
-    let crate::connectors::SourceClient::WhatsApp(client) =
-        crate::connectors::client_for(core, &src)?
+    let crate::sources::connectors::SourceClient::WhatsApp(client) =
+        crate::sources::connectors::client_for(core, &src)?
     else {
         return Ok(Vec::new());
     };

@@ -17,11 +17,11 @@
 //! page retries it); a revoked token holds everything — nothing is dropped — until the account
 //! is connected again.
 
+use crate::crm::settings::{self as crm_settings, ChatsState, SyncSettings};
 use crate::crm::{self, Metadata};
-use crate::crm_settings::{self, ChatsState, SyncSettings};
 use crate::events::Pending;
 use crate::inbox;
-use crate::worker::{JobError, JobHandler, Registry};
+use crate::jobs::worker::{JobError, JobHandler, Registry};
 use crate::{audit, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_crm::amocrm::chats::ChatsClient;
@@ -1042,7 +1042,7 @@ async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Result<Preloa
             )
         })
         .collect();
-    let decided = crate::rules::decide_many(
+    let decided = crate::crm::rules::decide_many(
         core,
         company_id,
         &inputs
@@ -1172,9 +1172,9 @@ async fn prepare(
     text_field(settings.fields.chat_link, chat_link, &mut deal_fields);
     // What the API source passed with the first message: UTM tags and the sender's email.
     let api_meta = match (&first, kind) {
-        (Some(m), Some(SourceKind::Api)) => {
-            crate::api_source::inbound_meta(db, m.id).await.map_err(c)?
-        }
+        (Some(m), Some(SourceKind::Api)) => crate::sources::api::inbound_meta(db, m.id)
+            .await
+            .map_err(c)?,
         _ => None,
     };
     if let Some(meta) = &api_meta {
