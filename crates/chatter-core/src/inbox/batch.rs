@@ -8,8 +8,9 @@
 //! Edits, replies to earlier messages and status events are rare and take the one-by-one
 //! path (`inbox::ingest_in`).
 
+use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};
-use crate::inbox::{ingest_in, preview, Ingested, StoredAttachment, JOB_FETCH_FILE};
+use crate::inbox::{ingest_in, preview, Ingested, JOB_FETCH_FILE};
 use crate::{CoreError, Result};
 use chatter_channels::{InboundEvent, InboundMessage};
 use chatter_store::entity::{contact, conversation, message, source};
@@ -147,7 +148,7 @@ async fn ingest_new(
         for_crm.push((src.company_id, conv, *id));
     }
     update_conversations(conn, &per_conv, now).await?;
-    crate::crm::sync::enqueue_messages(conn, &for_crm, now).await?;
+    crate::crm::sync::outbox::enqueue_messages(conn, &for_crm, now).await?;
     for (company, payloads) in by_company {
         events::emit_many(conn, pending, company, "message", payloads, now).await?;
     }

@@ -10,6 +10,7 @@ mod batch;
 pub mod dead_letters;
 pub mod ingest;
 
+use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::whatsapp::{self, Template};
@@ -23,7 +24,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 mod list;
@@ -35,41 +36,6 @@ pub use reply::*;
 
 pub const JOB_SEND_MESSAGE: &str = "send_message";
 pub const JOB_FETCH_FILE: &str = "fetch_file";
-
-/// An attachment as stored with a message: the provider's reference and, once fetched, our blob.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredAttachment {
-    pub kind: String,
-    pub file_ref: String,
-    pub file_name: Option<String>,
-    pub mime_type: Option<String>,
-    pub size: Option<i64>,
-    /// SHA-256 name in the blob store, once downloaded.
-    pub blob: Option<String>,
-    /// The image type the downloaded bytes really are (PNG, JPEG, GIF, WebP: see
-    /// `blobs::raster_type`); only these are shown as pictures. `None`: not a raster image,
-    /// or stored before files were checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raster: Option<String>,
-}
-
-impl From<&Attachment> for StoredAttachment {
-    fn from(a: &Attachment) -> Self {
-        Self {
-            kind: a.kind.clone(),
-            file_ref: a.file_ref.clone(),
-            file_name: a.file_name.clone(),
-            mime_type: a.mime_type.clone(),
-            size: a.size,
-            blob: None,
-            raster: None,
-        }
-    }
-}
-
-pub fn attachments_of(m: &message::Model) -> Vec<StoredAttachment> {
-    serde_json::from_str(&m.attachments).unwrap_or_default()
-}
 
 /// What one ingested event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

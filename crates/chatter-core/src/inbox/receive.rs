@@ -405,7 +405,7 @@ pub(super) async fn ingest_message(
         now,
     )
     .await?;
-    crate::crm::sync::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
+    crate::crm::sync::outbox::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
     Ok(Ingested::New(id))
 }
 

@@ -114,7 +114,7 @@ pub(super) async fn store_reply(
             m = am.update(&txn).await?;
         }
     }
-    crate::crm::sync::on_reply(&txn, &conv, m.id, actor.user_id, now).await?;
+    crate::crm::sync::outbox::on_reply(&txn, &conv, m.id, actor.user_id, now).await?;
     txn.commit().await?;
     core.published(pending);
     core.jobs_notify.notify_waiters();

@@ -3,8 +3,9 @@
 //! the cursor advances only in the transaction that stores the events), sending replies in
 //! order, and fetching files into the blob store. What differs by kind lives in `connectors`.
 
+use crate::attachments::{attachments_of, StoredAttachment};
 use crate::events::{self, Pending};
-use crate::inbox::{self, StoredAttachment, JOB_FETCH_FILE, JOB_SEND_MESSAGE};
+use crate::inbox::{JOB_FETCH_FILE, JOB_SEND_MESSAGE};
 use crate::jobs::worker::{JobError, JobHandler, Registry};
 use crate::sources::connectors::{self, PollState, SourceClient};
 use crate::sources::{self, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
@@ -342,7 +343,7 @@ async fn finish_message(
     am.update(&txn).await.map_err(internal)?;
     commit_with_event(core, txn, m).await?;
     // A manager's answer written in the CRM: the CRM shows whether it arrived.
-    crate::crm::sync::on_delivery(core, m.id, error.as_deref(), blocked)
+    crate::crm::sync::outbox::on_delivery(core, m.id, error.as_deref(), blocked)
         .await
         .map_err(internal)
 }
@@ -452,7 +453,7 @@ impl JobHandler for SendMessage {
             connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let mut sent: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
         // Templates and media go out whole, as one provider message.
-        let atts = inbox::attachments_of(&m);
+        let atts = attachments_of(&m);
         if sent.is_empty() {
             let special = client
                 .send_special(
@@ -592,7 +593,7 @@ impl JobHandler for FetchFile {
             .ok_or_else(|| JobError::Permanent("source gone".into()))?;
         let client =
             connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
-        let mut atts: Vec<StoredAttachment> = inbox::attachments_of(&m);
+        let mut atts: Vec<StoredAttachment> = attachments_of(&m);
         let mut changed = false;
         for a in atts.iter_mut().filter(|a| a.blob.is_none()) {
             let file = client.download(&a.file_ref).await.map_err(channel_to_job)?;

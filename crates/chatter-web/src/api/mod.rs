@@ -503,7 +503,7 @@ pub struct MessageOut {
 }
 
 fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
-    let atts = chatter_core::inbox::attachments_of(&m);
+    let atts = chatter_core::attachments::attachments_of(&m);
     MessageOut {
         id: m.id,
         conversation_id: m.conversation_id,

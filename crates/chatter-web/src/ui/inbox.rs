@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::accounts::team;
-use chatter_core::inbox::{self, ConversationRow, ListFilter, StoredAttachment};
+use chatter_core::attachments::{attachments_of, StoredAttachment};
+use chatter_core::inbox::{self, ConversationRow, ListFilter};
 use chatter_core::{Actor, CoreError};
 use chatter_domain::{Permission, SourceKind};
 use chatter_store::entity::{event, message};
@@ -63,7 +64,7 @@ pub struct MessageTpl {
 impl MessageTpl {
     pub fn new(m: message::Model, lang: crate::i18n::Tr, csrf: &str, can_reply: bool) -> Self {
         Self {
-            atts: inbox::attachments_of(&m),
+            atts: attachments_of(&m),
             m,
             lang,
             csrf: csrf.to_string(),
@@ -653,7 +654,7 @@ async fn file(
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let m = inbox::get_message(&st.core, &actor, mid).await?;
-    let atts = inbox::attachments_of(&m);
+    let atts = attachments_of(&m);
     let a = atts.get(index).ok_or(CoreError::NotFound)?;
     let blob = a.blob.as_deref().ok_or(CoreError::NotFound)?;
     let bytes = chatter_core::blobs::get(&st.core.config.data_dir, blob)

@@ -3,6 +3,8 @@
 //! which managers answer from amoCRM.
 
 use super::*;
+// The one door into the inbox: storing a manager's answer written in amoCRM.
+use crate::inbox;
 
 pub(super) async fn record_message(
     conn: &impl ConnectionTrait,
@@ -45,7 +47,7 @@ pub(super) async fn already_mirrored(
 /// A message's text for the CRM, attachments named.
 pub(super) fn body_of(m: &message::Model) -> String {
     let mut parts: Vec<String> = Vec::new();
-    for a in inbox::attachments_of(m) {
+    for a in crate::attachments::attachments_of(m) {
         parts.push(match a.kind.as_str() {
             "photo" => "[Фото]".to_string(),
             "voice" => "[Голосовое сообщение]".to_string(),

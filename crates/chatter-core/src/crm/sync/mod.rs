@@ -20,7 +20,6 @@
 use crate::crm::settings::{self as crm_settings, ChatsState, SyncSettings};
 use crate::crm::{self, Metadata};
 use crate::events::Pending;
-use crate::inbox;
 use crate::jobs::worker::{JobError, JobHandler, Registry};
 use crate::{audit, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
@@ -33,8 +32,8 @@ use chatter_crm::{
 };
 use chatter_domain::routing::{self, Actions, Decision, Responsible};
 use chatter_domain::{Permission, SourceKind};
-use chatter_store::entity::{contact, conversation, crm_integration, message, source, user};
-use chatter_store::jobs::{self, Claimed, NewJob};
+use chatter_store::entity::{contact, conversation, crm_integration, message, source};
+use chatter_store::jobs::{self, Claimed};
 use chatter_store::{leases, stmt};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait, Value,
@@ -48,21 +47,12 @@ mod chats;
 mod deals;
 mod drain;
 mod health;
-mod outbox;
+pub mod outbox;
 pub use chats::*;
 pub use deals::*;
 pub use drain::*;
 pub use health::*;
-pub use outbox::*;
-
-pub const JOB_CRM_DRAIN: &str = "crm_drain";
-
-const K_MESSAGE: &str = "message";
-const K_STATUS: &str = "status";
-const K_ASSIGN: &str = "assign";
-
-const PENDING: &str = "pending";
-const FAILED: &str = "failed";
+use outbox::*;
 
 /// Attempts of one item before it is parked as failed.
 const MAX_ATTEMPTS: i32 = 8;
@@ -74,22 +64,6 @@ const HOLD_MS: i64 = 5 * 60_000;
 
 pub fn register(r: Registry) -> Registry {
     r.with(JOB_CRM_DRAIN, Drain)
-}
-
-fn drain_job(company_id: Uuid, now: i64) -> NewJob {
-    NewJob::new(
-        JOB_CRM_DRAIN,
-        serde_json::json!({ "company_id": company_id }),
-        now,
-    )
-    .company(company_id)
-    .dedup(format!("crm_drain:{company_id}"))
-    .max_attempts(1_000_000)
-}
-
-/// The integration statuses under which work is queued (a revoked token holds it).
-fn queues_work(status: &str) -> bool {
-    status == crm::CONNECTED || status == crm::TOKEN_INVALID
 }
 
 /// Starts a drain for `company_id` now (after a reconnect, a retry, or held work).

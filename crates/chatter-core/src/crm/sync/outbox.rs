@@ -2,7 +2,43 @@
 //! written in the caller's transaction (a stored message, a manager's answer, a delivery status)
 //! and a drain is queued for the company; nothing here calls amoCRM.
 
-use super::*;
+use crate::crm::{self, Metadata};
+use crate::{Core, Result};
+use chatter_domain::routing::{Decision, Responsible};
+use chatter_store::entity::{conversation, crm_integration, user};
+use chatter_store::jobs::{self, NewJob};
+use chatter_store::stmt;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Value};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// The job that works a company's outbox (one per company at a time, by its dedup key).
+pub const JOB_CRM_DRAIN: &str = "crm_drain";
+
+// What an outbox row asks for (`crm_outbox.kind`) and the states a row can be in.
+pub(super) const K_MESSAGE: &str = "message";
+pub(super) const K_STATUS: &str = "status";
+pub(super) const K_ASSIGN: &str = "assign";
+
+pub(super) const PENDING: &str = "pending";
+pub(super) const FAILED: &str = "failed";
+
+/// The drain of `company_id`, due now; queuing it again while one waits is a no-op (dedup).
+pub(super) fn drain_job(company_id: Uuid, now: i64) -> NewJob {
+    NewJob::new(
+        JOB_CRM_DRAIN,
+        serde_json::json!({ "company_id": company_id }),
+        now,
+    )
+    .company(company_id)
+    .dedup(format!("crm_drain:{company_id}"))
+    .max_attempts(1_000_000)
+}
+
+/// The integration statuses under which work is queued (a revoked token holds it).
+pub(super) fn queues_work(status: &str) -> bool {
+    status == crm::CONNECTED || status == crm::TOKEN_INVALID
+}
 
 /// Queues messages for the CRM inside the caller's transaction: `(company, conversation,
 /// message)` each. Companies without a connected CRM are skipped with one query.
