@@ -2,6 +2,7 @@
 //! exchange, tokens stored encrypted, and the account's pipelines, users and custom fields
 //! synced for the CRM page. Creating contacts and deals from conversations builds on this.
 
+pub mod integration;
 pub mod rules;
 pub mod settings;
 pub mod signin;
@@ -21,11 +22,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
 
-pub const CONNECTED: &str = "connected";
-pub const TOKEN_INVALID: &str = "token_invalid";
-pub const DISCONNECTED: &str = "disconnected";
-/// An admin switched the integration off in amoCRM (§1.7): tokens are gone, reconnect to fix.
-pub const DISABLED: &str = "disabled";
+pub use integration::{Metadata, CONNECTED, DISABLED, DISCONNECTED, TOKEN_INVALID};
+
 const STATE_TTL_MS: i64 = 15 * 60 * 1000;
 
 /// The integration's registration at amoCRM.
@@ -54,16 +52,6 @@ pub struct ChatsConfig {
     pub base_url: Option<String>,
     /// The chat's title in amoCRM (default «Chatter»).
     pub title: Option<String>,
-}
-
-/// What the CRM page shows after a sync.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Metadata {
-    pub subdomain: String,
-    pub pipelines: Vec<chatter_crm::Pipeline>,
-    pub users: Vec<chatter_crm::CrmUser>,
-    pub lead_fields: Vec<chatter_crm::CustomField>,
-    pub contact_fields: Vec<chatter_crm::CustomField>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 
 use super::*;
 // The one door into the inbox: storing a manager's answer written in amoCRM.
-use crate::inbox;
+use crate::inbox::{insert_outgoing, Outgoing};
 
 pub(super) async fn record_message(
     conn: &impl ConnectionTrait,
@@ -398,11 +398,11 @@ pub async fn receive_chat_hook(
         return Ok(HookOutcome::Accepted);
     }
     let mut pending = Pending::default();
-    let m = inbox::insert_outgoing(
+    let m = insert_outgoing(
         &txn,
         &mut pending,
         &conv,
-        inbox::Outgoing {
+        Outgoing {
             text: &text,
             author_id: None,
             author_name: format!("{} (amoCRM)", reply.manager_name),

@@ -2,7 +2,7 @@
 //! written in the caller's transaction (a stored message, a manager's answer, a delivery status)
 //! and a drain is queued for the company; nothing here calls amoCRM.
 
-use crate::crm::{self, Metadata};
+use crate::crm::integration::{Metadata, CONNECTED, TOKEN_INVALID};
 use crate::{Core, Result};
 use chatter_domain::routing::{Decision, Responsible};
 use chatter_store::entity::{conversation, crm_integration, user};
@@ -37,7 +37,7 @@ pub(super) fn drain_job(company_id: Uuid, now: i64) -> NewJob {
 
 /// The integration statuses under which work is queued (a revoked token holds it).
 pub(super) fn queues_work(status: &str) -> bool {
-    status == crm::CONNECTED || status == crm::TOKEN_INVALID
+    status == CONNECTED || status == TOKEN_INVALID
 }
 
 /// Queues messages for the CRM inside the caller's transaction: `(company, conversation,
