@@ -230,7 +230,7 @@ impl Demo {
 /// revoked, so each run has exactly one.
 async fn forget_previous_run(core: &Core, actor: &Actor) -> anyhow::Result<()> {
     if let Some((i, _)) = chatter_core::crm::get(core, actor).await? {
-        if i.status != chatter_core::crm::DISCONNECTED {
+        if i.status != chatter_core::crm::integration::DISCONNECTED {
             chatter_core::crm::disconnect(core, actor).await?;
         }
     }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
 
-pub use integration::{Metadata, CONNECTED, DISABLED, DISCONNECTED, TOKEN_INVALID};
+use integration::{Metadata, CONNECTED, DISCONNECTED, TOKEN_INVALID};
 
 const STATE_TTL_MS: i64 = 15 * 60 * 1000;
 

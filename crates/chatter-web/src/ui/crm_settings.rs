@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::crm::settings::{self as crm_settings, FieldMapping, SyncSettings};
 use chatter_core::crm::sync::{self as crm_sync, Health};
-use chatter_core::crm::{self, Metadata};
+use chatter_core::crm::{self, integration::Metadata};
 use chatter_core::CoreError;
 use chatter_domain::routing::Responsible;
 use chatter_store::entity::source;

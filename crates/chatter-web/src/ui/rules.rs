@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::crm::rules::{self, Move};
-use chatter_core::crm::{self, Metadata};
+use chatter_core::crm::{self, integration::Metadata};
 use chatter_core::{Actor, CoreError};
 use chatter_domain::routing::{Actions, Conditions, Decision, Responsible, Rule, Step, TimeWindow};
 use chatter_domain::FieldError;

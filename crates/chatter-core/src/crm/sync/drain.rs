@@ -104,10 +104,10 @@ pub(super) async fn open_session(
     else {
         return Ok(None);
     };
-    if i.status == crm::DISCONNECTED || i.tokens.is_none() {
+    if i.status == crm::integration::DISCONNECTED || i.tokens.is_none() {
         return Ok(None);
     }
-    if i.status == crm::TOKEN_INVALID && !force_refresh {
+    if i.status == crm::integration::TOKEN_INVALID && !force_refresh {
         return Err(JobError::Wait {
             retry_after_ms: HOLD_MS,
             message: "amoCRM access is revoked: waiting for a reconnect".into(),
@@ -301,9 +301,14 @@ pub(super) async fn drain(
                     }
                     return Ok(());
                 }
-                crm::mark(core, session.integration.id, crm::TOKEN_INVALID, Some(why))
-                    .await
-                    .map_err(store_err)?;
+                crm::mark(
+                    core,
+                    session.integration.id,
+                    crm::integration::TOKEN_INVALID,
+                    Some(why),
+                )
+                .await
+                .map_err(store_err)?;
                 return Err(JobError::Wait {
                     retry_after_ms: HOLD_MS,
                     message: "amoCRM access is revoked: waiting for a reconnect".into(),

@@ -18,7 +18,7 @@
 //! is connected again.
 
 use crate::crm::settings::{self as crm_settings, ChatsState, SyncSettings};
-use crate::crm::{self, Metadata};
+use crate::crm::{self, integration::Metadata};
 use crate::events::Pending;
 use crate::jobs::worker::{JobError, JobHandler, Registry};
 use crate::{audit, Actor, Core, CoreError, Result};
