@@ -8,7 +8,7 @@
 //!    number of `leads/complex` calls, the most requests amoCRM saw in any one-second window,
 //!    and how many it refused with 429.
 //!
-//! `BENCH_CHATTER_LOG` sets the server's `CHATTER_LOG` (e.g. `warn,chatter_core::crm_sync=debug`).
+//! `BENCH_CHATTER_LOG` sets the server's `CHATTER_LOG` (e.g. `warn,chatter_core::crm::sync=debug`).
 
 use crate::server::{self, percentile_ms};
 use crate::telegram;

@@ -2,7 +2,7 @@
 //! PostgreSQL — into `<data-dir>/backups`, made by hand or by the daily job, with retention;
 //! and restore, run with the server stopped.
 
-use crate::worker::{JobError, JobHandler};
+use crate::jobs::worker::{JobError, JobHandler};
 use crate::{Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_store::entity::backup;

@@ -7,7 +7,7 @@
 //! This replaces the full-database backup company owners could once make: the instance's
 //! backups are the operator's (`operators`).
 
-use crate::worker::{JobError, JobHandler};
+use crate::jobs::worker::{JobError, JobHandler};
 use crate::{audit, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_domain::Permission;

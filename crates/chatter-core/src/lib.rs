@@ -3,37 +3,24 @@
 //! world inside a transaction: mail, backups and provider calls are jobs.
 
 pub mod accounts;
-pub mod api_keys;
-pub mod api_source;
+pub mod attachments;
 pub mod audit;
 pub mod backup;
 pub mod blobs;
 pub mod clock;
-pub mod connectors;
 pub mod crm;
-pub mod crm_settings;
-pub mod crm_signin;
-pub mod crm_sync;
-pub mod dead_letters;
 pub mod egress;
 pub mod error;
 pub mod events;
 pub mod exports;
 pub mod inbox;
-mod inbox_batch;
-pub mod ingest;
+pub mod jobs;
 pub mod mailer;
 pub mod nodes;
-pub mod operators;
 pub mod reports;
-pub mod rules;
-pub mod runner;
 pub mod secrets;
-pub mod signup;
 pub mod sources;
-pub mod team;
 pub mod throttle;
-pub mod worker;
 
 use chatter_domain::{Permission, Role};
 use sea_orm::DatabaseConnection;
@@ -143,7 +130,7 @@ pub struct Core {
     /// This process's name in leases.
     pub node_id: String,
     /// Clients that keep state between calls (Avito's token cache), by source.
-    pub(crate) clients: Arc<connectors::ClientCache>,
+    pub(crate) clients: Arc<sources::connectors::ClientCache>,
 }
 
 impl Core {
@@ -154,7 +141,7 @@ impl Core {
         mailer: Arc<dyn Mailer>,
         config: CoreConfig,
     ) -> Self {
-        let clients = Arc::new(connectors::ClientCache::new(&config));
+        let clients = Arc::new(sources::connectors::ClientCache::new(&config));
         let outbound = egress::client(config.allow_private_targets);
         Self {
             db,

@@ -80,7 +80,7 @@ async fn check_key(core: &Core) -> Result<std::result::Result<(), String>> {
 
 /// Keeps this node's row fresh until `stop` turns true, then removes it.
 pub async fn heartbeat(core: Core, role: &'static str, mut stop: watch::Receiver<bool>) {
-    let name = crate::worker::node_name();
+    let name = crate::jobs::worker::node_name();
     let version = env!("CARGO_PKG_VERSION");
     let started = core.now();
     loop {

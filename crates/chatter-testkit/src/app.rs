@@ -3,8 +3,8 @@
 //! amoCRM fakes as the outside world, and its job workers running.
 
 use crate::db::TestDb;
+use chatter_core::jobs::worker::{Registry, WorkerConfig};
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
-use chatter_core::worker::{Registry, WorkerConfig};
 use chatter_core::{Clock, Core, CoreConfig, ManualClock, Secret, Secrets, SystemClock};
 use chatter_fakes::{
     FakeAmo, FakeAvito, FakeMax, FakeSms, FakeTelegram, FakeVk, FakeWhatsApp, SmtpCapture,
@@ -248,17 +248,18 @@ impl TestApp {
     /// is handed back untouched.
     pub async fn sign_up_link(&self, email: &str) -> String {
         if !self.workers {
-            let registry = chatter_core::worker::Registry::standard();
+            let registry = chatter_core::jobs::worker::Registry::standard();
             for _ in 0..3 {
                 let now = self.core.now();
                 let claimed = chatter_store::jobs::claim(&self.core.db, now, 30_000, 100)
                     .await
                     .expect("claim due jobs");
                 for job in claimed {
-                    if job.kind == chatter_core::signup::JOB_SIGN_UP_MAIL
+                    if job.kind == chatter_core::accounts::signup::JOB_SIGN_UP_MAIL
                         || job.kind == chatter_core::mailer::JOB_SEND_EMAIL
                     {
-                        chatter_core::worker::execute(&self.core, &registry, job, 30_000).await;
+                        chatter_core::jobs::worker::execute(&self.core, &registry, job, 30_000)
+                            .await;
                     } else {
                         chatter_store::jobs::release(&self.core.db, job.id, &job.locked_by, now)
                             .await

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::crm_signin::{self, DisabledHookError};
+use chatter_core::crm::signin::{self as crm_signin, DisabledHookError};
 use chatter_core::{sources, CoreError};
 use chatter_domain::SourceKind;
 use chatter_store::entity::source;
@@ -58,7 +58,7 @@ async fn amojo(
         .get("x-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    match chatter_core::crm_sync::receive_chat_hook(&st.core, &scope_id, &body, signature).await {
+    match chatter_core::crm::sync::receive_chat_hook(&st.core, &scope_id, &body, signature).await {
         Ok(_) => plain(StatusCode::OK, "ok"),
         Err(CoreError::Unauthenticated) => plain(StatusCode::UNAUTHORIZED, "bad signature"),
         Err(CoreError::Invalid(_)) => plain(
@@ -401,8 +401,8 @@ async fn sms_source(
     if secret.is_empty() || !chatter_channels::sms::callback_token_matches(token, &secret) {
         return Err(plain(StatusCode::UNAUTHORIZED, "unknown callback token"));
     }
-    match chatter_core::connectors::client_for(&st.core, &src) {
-        Ok(chatter_core::connectors::SourceClient::Sms(c)) => Ok((src, *c)),
+    match chatter_core::sources::connectors::client_for(&st.core, &src) {
+        Ok(chatter_core::sources::connectors::SourceClient::Sms(c)) => Ok((src, *c)),
         _ => Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "try again")),
     }
 }
@@ -528,7 +528,7 @@ pub async fn api_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    use chatter_core::api_source::{self, ReceiveError, Signed};
+    use chatter_core::sources::api::{self as api_source, ReceiveError, Signed};
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let signed = Signed {
         timestamp: h("x-chatter-timestamp"),

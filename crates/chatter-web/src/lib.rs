@@ -55,7 +55,7 @@ pub struct AppState {
     pub core: Core,
     pub cfg: Arc<WebConfig>,
     /// Group-commit writer for webhook deliveries.
-    pub ingester: chatter_core::ingest::Ingester,
+    pub ingester: chatter_core::inbox::ingest::Ingester,
     /// Webhook sources by id, so a delivery does not wait for a database read.
     pub hook_sources: hooks::SourceCache,
     /// Set when this node starts stopping: `/readyz` answers 503 so a balancer stops first.

@@ -54,7 +54,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             c.load(Ordering::Relaxed)
         );
     }
-    let m = &chatter_core::worker::METRICS;
+    let m = &chatter_core::jobs::worker::METRICS;
     let _ = writeln!(out, "# HELP chatter_jobs_finished_total Jobs finished on this node by outcome.\n# TYPE chatter_jobs_finished_total counter");
     let _ = writeln!(
         out,

@@ -3,7 +3,7 @@
 
 use crate::front::{AppSlot, Front, Listener};
 use crate::{router, AppState, WebConfig};
-use chatter_core::worker::{self, Registry, WorkerConfig};
+use chatter_core::jobs::worker::{self, Registry, WorkerConfig};
 use chatter_core::Core;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,14 +114,18 @@ pub async fn start_with(
     ));
     let workers = workers.map(|(registry, wcfg)| {
         let (core, rx) = (core.clone(), stop_rx.clone());
-        let pollers = tokio::spawn(chatter_core::runner::run_pollers(core.clone(), rx.clone()));
+        let pollers = tokio::spawn(chatter_core::sources::runtime::run_pollers(
+            core.clone(),
+            rx.clone(),
+        ));
         let listener = tokio::spawn(chatter_core::events::listen_postgres(
             core.db.clone(),
             core.events.clone(),
             rx.clone(),
         ));
-        let registry = chatter_core::crm_sync::register(chatter_core::runner::register(registry));
-        let registry = chatter_core::api_source::register(registry);
+        let registry =
+            chatter_core::crm::sync::register(chatter_core::sources::runtime::register(registry));
+        let registry = chatter_core::sources::api::register(registry);
         tokio::spawn(async move {
             worker::run(core, registry, wcfg, rx).await;
             let _ = pollers.await;
@@ -140,7 +144,7 @@ pub async fn start_with(
                 stop_rx.clone(),
             ));
         }
-        let ingester = chatter_core::ingest::Ingester::start(core.clone());
+        let ingester = chatter_core::inbox::ingest::Ingester::start(core.clone());
         let app = router(AppState {
             core,
             stopping: stopping.clone(),

@@ -165,9 +165,14 @@ impl Demo {
         let token = connect_bot(core, &actor, &fakes.telegram).await?;
         let api_key = {
             let txn = core.db.begin().await?;
-            let (key, _) =
-                chatter_core::api_keys::insert(&txn, actor.company_id, None, "demo", core.now())
-                    .await?;
+            let (key, _) = chatter_core::accounts::api_keys::insert(
+                &txn,
+                actor.company_id,
+                None,
+                "demo",
+                core.now(),
+            )
+            .await?;
             txn.commit().await?;
             key
         };
@@ -225,13 +230,13 @@ impl Demo {
 /// revoked, so each run has exactly one.
 async fn forget_previous_run(core: &Core, actor: &Actor) -> anyhow::Result<()> {
     if let Some((i, _)) = chatter_core::crm::get(core, actor).await? {
-        if i.status != chatter_core::crm::DISCONNECTED {
+        if i.status != chatter_core::crm::integration::DISCONNECTED {
             chatter_core::crm::disconnect(core, actor).await?;
         }
     }
-    for k in chatter_core::api_keys::list(core, actor).await? {
+    for k in chatter_core::accounts::api_keys::list(core, actor).await? {
         if k.name == "demo" && k.revoked_at.is_none() {
-            chatter_core::api_keys::revoke(core, actor, k.id).await?;
+            chatter_core::accounts::api_keys::revoke(core, actor, k.id).await?;
         }
     }
     Ok(())
@@ -659,7 +664,7 @@ fn manual_hooks(
     all: &[chatter_store::entity::source::Model],
     kind: SourceKind,
 ) -> Option<(String, String)> {
-    use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
+    use chatter_core::sources::connectors::{hook_url, public_hook_base, sms_hook_urls};
     let s = all.iter().find(|s| s.kind == kind.id())?;
     let token = sources::secret_of(core, s).ok()?.webhook_secret?;
     let base = public_hook_base(&core.config, s.kind);
@@ -770,13 +775,13 @@ async fn connect_website(
     let (id, secret) = match existing {
         Some(s) => (
             s.id,
-            chatter_core::api_source::rotate_secret(core, actor, s.id).await?,
+            chatter_core::sources::api::rotate_secret(core, actor, s.id).await?,
         ),
-        None => chatter_core::api_source::create(core, actor, "Сайт").await?,
+        None => chatter_core::sources::api::create(core, actor, "Сайт").await?,
     };
     site.set_secret(&secret);
-    chatter_core::api_source::set_webhook_url(core, actor, id, &site.webhook_url()).await?;
-    Ok((chatter_core::api_source::inbound_url(core, id), secret))
+    chatter_core::sources::api::set_webhook_url(core, actor, id, &site.webhook_url()).await?;
+    Ok((chatter_core::sources::api::inbound_url(core, id), secret))
 }
 
 /// Where a line of the short dialogues is written.
@@ -1021,7 +1026,7 @@ async fn post_from_website(o: &Others, run: u16, text: &str) {
         .header("X-Chatter-Timestamp", ts.to_string())
         .header(
             "X-Chatter-Signature",
-            chatter_core::api_source::sign(secret, ts, body.as_bytes()),
+            chatter_core::sources::api::sign(secret, ts, body.as_bytes()),
         )
         .body(body)
         .send()

@@ -339,7 +339,7 @@ async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {
             }
         }
         AdminCommand::Operator { command } => {
-            use chatter_core::operators;
+            use chatter_core::accounts::operators;
             match command {
                 OperatorCommand::Add { email } => {
                     println!(
@@ -383,7 +383,8 @@ async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {
             };
             let txn = core.db.begin().await?;
             let (key, id) =
-                chatter_core::api_keys::insert(&txn, c.id, None, &name, core.now()).await?;
+                chatter_core::accounts::api_keys::insert(&txn, c.id, None, &name, core.now())
+                    .await?;
             chatter_core::audit::insert(
                 &txn,
                 Some(c.id),

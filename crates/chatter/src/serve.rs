@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::{build_core, check, demo, notify::notify, shutdown_signal};
 use anyhow::bail;
-use chatter_core::worker::{Registry, WorkerConfig};
+use chatter_core::jobs::worker::{Registry, WorkerConfig};
 use chatter_core::{Clock, SystemClock};
 use chatter_tls::{CertFiles, CertSlot, Source};
 use chatter_web::front::{AppSlot, Front, Listener};
@@ -229,7 +229,7 @@ pub async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
     let again = shutdown_signal();
     tokio::spawn(async move {
         again.await;
-        let running = chatter_core::worker::METRICS
+        let running = chatter_core::jobs::worker::METRICS
             .running
             .load(std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(

@@ -6,7 +6,7 @@ use super::{ApiActor, ApiError};
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
-use chatter_core::dead_letters::{self, Retried};
+use chatter_core::inbox::dead_letters::{self, Retried};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;

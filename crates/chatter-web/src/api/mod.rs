@@ -17,7 +17,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chatter_core::{team, Actor, CoreError};
+use chatter_core::accounts::team;
+use chatter_core::{Actor, CoreError};
 use chatter_store::entity::company;
 use sea_orm::EntityTrait;
 use serde::Serialize;
@@ -246,7 +247,7 @@ impl FromRequestParts<AppState> for ApiActor {
             .map(|c| c.meta.clone())
             .unwrap_or_default();
         Ok(ApiActor(
-            chatter_core::api_keys::authenticate(&st.core, key, &meta).await?,
+            chatter_core::accounts::api_keys::authenticate(&st.core, key, &meta).await?,
         ))
     }
 }
@@ -349,7 +350,8 @@ pub async fn sources(
     ApiActor(a): ApiActor,
 ) -> Result<Json<Vec<SourceOut>>, ApiError> {
     let list = chatter_core::sources::list(&st.core, &a).await?;
-    let parked = chatter_core::dead_letters::counts_by_source(&st.core, a.company_id).await?;
+    let parked =
+        chatter_core::inbox::dead_letters::counts_by_source(&st.core, a.company_id).await?;
     Ok(Json(
         list.into_iter()
             .map(|s| {
@@ -501,7 +503,7 @@ pub struct MessageOut {
 }
 
 fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
-    let atts = chatter_core::inbox::attachments_of(&m);
+    let atts = chatter_core::attachments::attachments_of(&m);
     MessageOut {
         id: m.id,
         conversation_id: m.conversation_id,
@@ -618,7 +620,7 @@ pub async fn conversation_crm(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<CrmOut>, ApiError> {
     chatter_core::inbox::get_conversation(&st.core, &a, id).await?;
-    let l = chatter_core::crm_sync::link_of(&st.core, &a, id)
+    let l = chatter_core::crm::sync::link_of(&st.core, &a, id)
         .await?
         .unwrap_or_default();
     Ok(Json(CrmOut {
@@ -768,7 +770,7 @@ pub async fn routing_rules(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
 ) -> Result<Json<Vec<RuleOut>>, ApiError> {
-    let rules = chatter_core::rules::list(&st.core, &a).await?;
+    let rules = chatter_core::crm::rules::list(&st.core, &a).await?;
     let names = crate::ui::rules::Names::load(&st, &a).await?;
     Ok(Json(
         rules
@@ -815,7 +817,7 @@ pub async fn routing_dry_run(
     ApiJson(b): ApiJson<DryRunIn>,
 ) -> Result<Json<DecisionOut>, ApiError> {
     use chatter_domain::routing::Step;
-    let d = chatter_core::rules::dry_run(
+    let d = chatter_core::crm::rules::dry_run(
         &st.core,
         &a,
         b.source_id,

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::api_source::{self, ApiSettings, DeliveryRow};
+use chatter_core::sources::api::{self as api_source, ApiSettings, DeliveryRow};
 use chatter_core::{Actor, CoreError};
 use chatter_domain::Permission;
 use chatter_store::entity::source;

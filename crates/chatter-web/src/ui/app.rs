@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::{accounts, team, CoreError};
+use chatter_core::accounts::team;
+use chatter_core::{accounts, CoreError};
 use chatter_domain::Permission;
 use uuid::Uuid;
 

@@ -12,8 +12,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::crm_signin::{self, SignInOutcome};
-use chatter_core::{accounts, signup, team, CoreError};
+use chatter_core::accounts::signup;
+use chatter_core::accounts::team;
+use chatter_core::crm::signin::{self as crm_signin, SignInOutcome};
+use chatter_core::{accounts, CoreError};
 use chatter_domain::FieldError;
 use std::collections::BTreeMap;
 

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::crm::{self, Metadata};
-use chatter_core::crm_signin::{self, Purpose};
+use chatter_core::crm::signin::{self as crm_signin, Purpose};
+use chatter_core::crm::{self, integration::Metadata};
 use chatter_core::CoreError;
 use chatter_store::entity::crm_integration;
 

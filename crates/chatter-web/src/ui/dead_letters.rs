@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::dead_letters::{self, Retried};
+use chatter_core::inbox::dead_letters::{self, Retried};
 use chatter_core::sources;
 use chatter_store::entity::dead_letter;
 use std::collections::HashMap;

@@ -15,8 +15,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::inbox::{self, ConversationRow, ListFilter, StoredAttachment};
-use chatter_core::{team, Actor, CoreError};
+use chatter_core::accounts::team;
+use chatter_core::attachments::{attachments_of, StoredAttachment};
+use chatter_core::inbox::{self, ConversationRow, ListFilter};
+use chatter_core::{Actor, CoreError};
 use chatter_domain::{Permission, SourceKind};
 use chatter_store::entity::{event, message};
 use std::convert::Infallible;
@@ -62,7 +64,7 @@ pub struct MessageTpl {
 impl MessageTpl {
     pub fn new(m: message::Model, lang: crate::i18n::Tr, csrf: &str, can_reply: bool) -> Self {
         Self {
-            atts: inbox::attachments_of(&m),
+            atts: attachments_of(&m),
             m,
             lang,
             csrf: csrf.to_string(),
@@ -113,7 +115,7 @@ impl MessageTpl {
             t("inbox.err_wa_window")
         } else if e.contains("source is turned off") {
             t("inbox.err_disabled")
-        } else if e == chatter_core::api_source::NO_WEBHOOK {
+        } else if e == chatter_core::sources::api::NO_WEBHOOK {
             t("inbox.err_api_no_webhook")
         } else if e.starts_with("gave up") {
             t("inbox.err_gave_up")
@@ -129,7 +131,7 @@ impl MessageTpl {
         if self.m.status != "failed" {
             return None;
         }
-        if e == chatter_core::api_source::NO_WEBHOOK {
+        if e == chatter_core::sources::api::NO_WEBHOOK {
             Some((
                 format!("/app/api-sources/{}#webhook", self.m.source_id),
                 self.lang.t("inbox.fix_api_webhook"),
@@ -239,7 +241,7 @@ struct ThreadView {
     can_reply: bool,
     source_status: String,
     /// The deal in the CRM and the routing rule that placed it.
-    crm: Option<chatter_core::crm_sync::CrmLink>,
+    crm: Option<chatter_core::crm::sync::CrmLink>,
     /// The source's kind (7: WhatsApp, 8: SMS change the reply box).
     kind: i32,
     /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
@@ -358,7 +360,7 @@ async fn page(
                     .map(|m| (m.id, m.text.unwrap_or_default().chars().take(120).collect())),
                 None => None,
             };
-            let crm = chatter_core::crm_sync::link_of(&st.core, &actor, id).await?;
+            let crm = chatter_core::crm::sync::link_of(&st.core, &actor, id).await?;
             let kind = row.source_kind;
             let wa_window_closed = kind == SourceKind::Whatsapp.id()
                 && !inbox::whatsapp_window_open(&st.core.db, id, st.core.now()).await?;
@@ -652,7 +654,7 @@ async fn file(
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let m = inbox::get_message(&st.core, &actor, mid).await?;
-    let atts = inbox::attachments_of(&m);
+    let atts = attachments_of(&m);
     let a = atts.get(index).ok_or(CoreError::NotFound)?;
     let blob = a.blob.as_deref().ok_or(CoreError::NotFound)?;
     let bytes = chatter_core::blobs::get(&st.core.config.data_dir, blob)

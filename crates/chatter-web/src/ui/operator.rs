@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::operators::{self, Operator};
+use chatter_core::accounts::operators::{self, Operator};
 use chatter_core::CoreError;
 use chatter_store::entity::{backup, job};
 use uuid::Uuid;

@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chatter_core::{accounts, crm_signin, CoreError};
+use chatter_core::crm::signin as crm_signin;
+use chatter_core::{accounts, CoreError};
 use chatter_domain::FieldError;
 use chatter_store::entity::user_identity;
 

@@ -106,7 +106,8 @@ async fn list_page(
     Query(q): Query<Flash>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
-    let parked = chatter_core::dead_letters::counts_by_source(&st.core, actor.company_id).await?;
+    let parked =
+        chatter_core::inbox::dead_letters::counts_by_source(&st.core, actor.company_id).await?;
     let rows = sources::list(&st.core, &actor)
         .await?
         .into_iter()
@@ -315,7 +316,7 @@ struct ShowTpl {
 /// The callback URLs (and WhatsApp's verify token) of a source whose provider is configured
 /// by hand; only people who manage sources see them (the SMS URLs carry the secret token).
 fn manual_setup(st: &AppState, s: &source::Model, can_manage: bool) -> Vec<(&'static str, String)> {
-    use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
+    use chatter_core::sources::connectors::{hook_url, public_hook_base, sms_hook_urls};
     let cfg = &st.core.config;
     let secret = sources::secret_of(&st.core, s).ok();
     let token = secret.and_then(|x| x.webhook_secret).filter(|_| can_manage);

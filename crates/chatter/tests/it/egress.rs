@@ -6,7 +6,8 @@
 
 use crate::api_source::{attr_after, company_with_api_source, message_body, now_secs, post_signed};
 use crate::messages::eventually;
-use chatter_core::{api_source, Actor, CoreConfig, ReqMeta};
+use chatter_core::sources::api as api_source;
+use chatter_core::{Actor, CoreConfig, ReqMeta};
 use chatter_domain::Role;
 use chatter_testkit::{Session, TestApp};
 use std::sync::atomic::{AtomicUsize, Ordering};

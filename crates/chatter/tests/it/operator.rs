@@ -4,7 +4,7 @@
 //! ones, and a failed job of any company can be retried there.
 
 use crate::messages::{eventually, PW};
-use chatter_core::operators;
+use chatter_core::accounts::operators;
 use chatter_store::entity::{backup, job};
 use chatter_store::jobs::{self, NewJob};
 use chatter_testkit::{csrf_of, Session, TestApp};
@@ -98,7 +98,7 @@ async fn only_operators_see_backups_and_failed_jobs_and_manual_backups_are_prune
     let page = ops.html("/app/operator").await;
     assert!(page.contains("id=\"backup-now\""), "{page}");
     // The nodes alive on this database, with their version: this test's server is one.
-    let node = chatter_core::worker::node_name();
+    let node = chatter_core::jobs::worker::node_name();
     assert!(
         page.contains(&format!("class=\"node\" data-name=\"{node}\""))
             && page.contains(env!("CARGO_PKG_VERSION")),

@@ -4,7 +4,9 @@
 //! token. A last test keeps the table complete by reading the routes the web crate declares.
 
 use crate::team::PW;
-use chatter_core::{accounts, api_keys, team, Actor, ReqMeta};
+use chatter_core::accounts::api_keys;
+use chatter_core::accounts::team;
+use chatter_core::{accounts, Actor, ReqMeta};
 use chatter_domain::Role;
 use chatter_store::entity::{
     api_key, audit, backup, company, invite, job, membership, session, user,
@@ -429,7 +431,7 @@ async fn conversation_of(app: &TestApp, owner: &Actor) -> (Uuid, Uuid, Uuid) {
 /// An API source with one delivery in its log (to replay).
 async fn api_source_with_delivery(app: &TestApp, owner: &Actor, conv: Uuid) -> (Uuid, Uuid) {
     use chatter_store::entity::api_webhook_delivery;
-    let (id, _) = chatter_core::api_source::create(&app.core, owner, "Сайт")
+    let (id, _) = chatter_core::sources::api::create(&app.core, owner, "Сайт")
         .await
         .expect("API source");
     let delivery = Uuid::now_v7();
@@ -502,7 +504,7 @@ impl Fixture {
         .await
         .expect("key");
         let (source, conv, msg) = conversation_of(app, &boss).await;
-        let rule = chatter_core::rules::save(
+        let rule = chatter_core::crm::rules::save(
             &app.core,
             &boss,
             chatter_domain::routing::Rule {

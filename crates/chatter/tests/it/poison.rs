@@ -372,9 +372,10 @@ async fn an_unstorable_event_is_parked_shown_retried_and_the_channel_keeps_worki
         sent_at: 1_767_225_600_000,
         edited: false,
     });
-    let id = chatter_core::dead_letters::park(&app.core, &src, &ev, None, "a lock timed out")
-        .await
-        .expect("parked");
+    let id =
+        chatter_core::inbox::dead_letters::park(&app.core, &src, &ev, None, "a lock timed out")
+            .await
+            .expect("parked");
     let r = s
         .post_from(
             "/app/settings/dead-letters",

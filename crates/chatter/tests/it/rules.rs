@@ -6,7 +6,8 @@
 
 use crate::messages::{count, location};
 use crate::team::{join_new, PW};
-use chatter_core::{rules, Actor, ReqMeta};
+use chatter_core::crm::rules;
+use chatter_core::{Actor, ReqMeta};
 use chatter_domain::routing::Actions;
 use chatter_domain::Role;
 use chatter_testkit::{Session, TestApp};

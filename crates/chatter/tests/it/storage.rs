@@ -4,8 +4,8 @@
 //! has one holder, and a backup restores every row.
 
 use async_trait::async_trait;
+use chatter_core::jobs::worker::{self, JobError, JobHandler, Registry, WorkerConfig};
 use chatter_core::mailer::FileMailer;
-use chatter_core::worker::{self, JobError, JobHandler, Registry, WorkerConfig};
 use chatter_core::{backup, Clock, Core, CoreConfig, ManualClock, Secrets, SystemClock};
 use chatter_store::entity::job;
 use chatter_store::jobs::{self, Claimed, NewJob};

@@ -6,8 +6,8 @@
 //! ends. Each "node" is a worker runtime over the same database.
 
 use async_trait::async_trait;
+use chatter_core::jobs::worker::{self, JobError, JobHandler, Registry, WorkerConfig, METRICS};
 use chatter_core::mailer::FileMailer;
-use chatter_core::worker::{self, JobError, JobHandler, Registry, WorkerConfig, METRICS};
 use chatter_core::{Clock, Core, CoreConfig, OffsetClock, Secrets, SystemClock};
 use chatter_store::entity::job;
 use chatter_store::jobs::{self, Claimed, NewJob};

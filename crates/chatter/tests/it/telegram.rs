@@ -695,8 +695,8 @@ async fn second_node(app: &TestApp) -> (chatter_web::server::Server, String) {
         ..chatter_web::WebConfig::default()
     };
     let workers = (
-        chatter_core::worker::Registry::standard(),
-        chatter_core::worker::WorkerConfig {
+        chatter_core::jobs::worker::Registry::standard(),
+        chatter_core::jobs::worker::WorkerConfig {
             concurrency: 4,
             lease_ms: 30_000,
             poll_ms: 50,

@@ -4,7 +4,7 @@
 //! `default` or the source's id; every value is checked against the synced pipelines, users and
 //! fields before it is stored.
 
-use crate::crm::{self, Metadata};
+use crate::crm::{self, integration::Metadata};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_domain::routing::Responsible;
 use chatter_domain::values::{limits, optional_text};

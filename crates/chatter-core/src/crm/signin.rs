@@ -264,7 +264,7 @@ async fn linked_companies(conn: &impl ConnectionTrait, account_id: i64) -> Resul
     Ok(crm_integration::Entity::find()
         .filter(crm_integration::Column::Kind.eq("amocrm"))
         .filter(crm_integration::Column::AccountId.eq(account_id))
-        .filter(crm_integration::Column::Status.ne(crm::DISCONNECTED))
+        .filter(crm_integration::Column::Status.ne(crm::integration::DISCONNECTED))
         .order_by_asc(crm_integration::Column::CreatedAt)
         .all(conn)
         .await?
@@ -517,7 +517,7 @@ pub async fn create_company(
         account_id: Set(Some(account.id)),
         account_name: Set(account.name.clone()),
         base_url: Set(p.base_url.clone()),
-        status: Set(crm::CONNECTED.into()),
+        status: Set(crm::integration::CONNECTED.into()),
         tokens: Set(Some(sealed)),
         metadata: Set(metadata),
         last_sync_at: Set(Some(now)),
@@ -673,13 +673,19 @@ pub async fn integration_disabled(
     let ended = crm_integration::Entity::find()
         .filter(crm_integration::Column::Kind.eq("amocrm"))
         .filter(crm_integration::Column::AccountId.eq(hook.account_id))
-        .filter(crm_integration::Column::Status.is_not_in([crm::DISCONNECTED, crm::DISABLED]))
+        .filter(
+            crm_integration::Column::Status
+                .is_not_in([crm::integration::DISCONNECTED, crm::integration::DISABLED]),
+        )
         .all(&txn)
         .await
         .map_err(CoreError::from)?;
     for i in &ended {
         crm_integration::Entity::update_many()
-            .col_expr(crm_integration::Column::Status, Expr::value(crm::DISABLED))
+            .col_expr(
+                crm_integration::Column::Status,
+                Expr::value(crm::integration::DISABLED),
+            )
             .col_expr(crm_integration::Column::Tokens, Expr::value(None::<String>))
             .col_expr(crm_integration::Column::UpdatedAt, Expr::value(now))
             .filter(crm_integration::Column::Id.eq(i.id))

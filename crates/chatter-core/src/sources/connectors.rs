@@ -247,7 +247,7 @@ impl SourceClient {
         chat: &str,
         text: Option<&str>,
         extra: Option<&str>,
-        attachments: &[crate::inbox::StoredAttachment],
+        attachments: &[crate::attachments::StoredAttachment],
     ) -> Option<Result<String, ChannelError>> {
         let SourceClient::WhatsApp(c) = self else {
             return None;

@@ -61,19 +61,6 @@ impl Registry {
         self.0.insert(kind.to_string(), Arc::new(h));
         self
     }
-
-    /// The handlers this crate provides (mail, backups, company exports).
-    pub fn standard() -> Self {
-        Registry::default()
-            .with(crate::mailer::JOB_SEND_EMAIL, SendEmail)
-            .with(crate::backup::JOB_BACKUP_DAILY, crate::backup::DailyBackup)
-            .with(crate::exports::JOB_EXPORT, crate::exports::ExportJob)
-            .with(
-                crate::accounts::JOB_PASSWORD_RESET,
-                crate::accounts::PasswordResetMail,
-            )
-            .with(crate::signup::JOB_SIGN_UP_MAIL, crate::signup::SignUpMail)
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -405,33 +392,5 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
             tracing::warn!(job = %job.id, "job lease was lost before its outcome was recorded")
         }
         Err(e) => tracing::error!(job = %job.id, error = %e, "cannot record job outcome"),
-    }
-}
-
-/// Sends a queued mail.
-struct SendEmail;
-
-#[async_trait]
-impl JobHandler for SendEmail {
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
-        #[derive(serde::Deserialize)]
-        struct P {
-            to: String,
-            subject: String,
-            body: String,
-        }
-        let p: P = serde_json::from_str(&job.payload)
-            .map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-        let body = core
-            .secrets
-            .decrypt(&p.body)
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
-        core.mailer
-            .send(&p.to, &p.subject, body.expose())
-            .await
-            .map_err(|e| match e {
-                crate::mailer::MailError::Transient(m) => JobError::Transient(m),
-                crate::mailer::MailError::Permanent(m) => JobError::Permanent(m),
-            })
     }
 }

@@ -213,8 +213,8 @@ pub async fn dry_run(
         }
     };
     // The default is what the CRM settings give this source, as the sync applies it.
-    let settings = crate::crm_settings::effective(&core.db, actor.company_id, source_id).await?;
-    let default = crate::crm_sync::default_actions(&settings);
+    let settings = crate::crm::settings::effective(&core.db, actor.company_id, source_id).await?;
+    let default = crate::crm::sync::default_actions(&settings);
     decide(core, actor.company_id, &default, source_id, text, at_ms).await
 }
 

@@ -2,6 +2,10 @@
 //! against the provider before anything is stored, kept encrypted, and the source's health
 //! (connected, mode, last message, last error) is tracked for the Sources page.
 
+pub mod api;
+pub mod connectors;
+pub mod runtime;
+
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::avito::AvitoClient;
 use chatter_channels::max::MaxClient;

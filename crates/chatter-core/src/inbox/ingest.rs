@@ -8,8 +8,9 @@
 //! and stored nowhere.
 
 use crate::events::Pending;
+use crate::inbox::dead_letters;
 use crate::inbox::Ingested;
-use crate::{dead_letters, Core, CoreError, Result};
+use crate::{Core, CoreError, Result};
 use chatter_channels::InboundEvent;
 use chatter_store::entity::source;
 use sea_orm::TransactionTrait;
@@ -64,7 +65,7 @@ impl Ingester {
         mut ev: InboundEvent,
         raw: Option<String>,
     ) -> Result<Ingested> {
-        crate::connectors::normalize(&mut ev);
+        crate::sources::connectors::normalize(&mut ev);
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Item { src, ev, raw, done })
@@ -137,7 +138,7 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
         .iter()
         .map(|i| (&items[*i].src, &items[*i].ev))
         .collect();
-    let stored = crate::inbox_batch::ingest_many(&txn, &mut pending, &batch, now).await?;
+    let stored = crate::inbox::batch::ingest_many(&txn, &mut pending, &batch, now).await?;
     let mut out = vec![Ingested::SourceOff; items.len()];
     for (i, r) in live.into_iter().zip(stored) {
         out[i] = r;

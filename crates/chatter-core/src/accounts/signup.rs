@@ -9,7 +9,7 @@
 use crate::accounts::{
     create_company_in, find_user_by_email, first_company, hash_password, insert_session, NewSession,
 };
-use crate::worker::{JobError, JobHandler};
+use crate::jobs::worker::{JobError, JobHandler};
 use crate::{audit, hash_token, mailer, new_token, throttle, Core, CoreError, ReqMeta, Result};
 use chatter_domain::values::{limits, required_text};
 use chatter_domain::{Email, FieldError, Password};

@@ -3,11 +3,12 @@
 //! the cursor advances only in the transaction that stores the events), sending replies in
 //! order, and fetching files into the blob store. What differs by kind lives in `connectors`.
 
-use crate::connectors::{self, PollState, SourceClient};
+use crate::attachments::{attachments_of, StoredAttachment};
 use crate::events::{self, Pending};
-use crate::inbox::{self, StoredAttachment, JOB_FETCH_FILE, JOB_SEND_MESSAGE};
+use crate::inbox::{JOB_FETCH_FILE, JOB_SEND_MESSAGE};
+use crate::jobs::worker::{JobError, JobHandler, Registry};
+use crate::sources::connectors::{self, PollState, SourceClient};
 use crate::sources::{self, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
-use crate::worker::{JobError, JobHandler, Registry};
 use crate::{blobs, Core};
 use async_trait::async_trait;
 use chatter_channels::common::split_text;
@@ -253,7 +254,8 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
                     evs.iter_mut().for_each(connectors::normalize);
                     // Unstorable events are parked and the cursor still moves on.
                     if let Err(e) =
-                        crate::dead_letters::ingest_polled(&core, &src, &evs, &raws, cursor).await
+                        crate::inbox::dead_letters::ingest_polled(&core, &src, &evs, &raws, cursor)
+                            .await
                     {
                         // Not committed, so the cursor did not move: the same events come again.
                         tracing::error!(error = %e, source = %id, "cannot store updates; will fetch them again");
@@ -341,7 +343,7 @@ async fn finish_message(
     am.update(&txn).await.map_err(internal)?;
     commit_with_event(core, txn, m).await?;
     // A manager's answer written in the CRM: the CRM shows whether it arrived.
-    crate::crm_sync::on_delivery(core, m.id, error.as_deref(), blocked)
+    crate::crm::sync::outbox::on_delivery(core, m.id, error.as_deref(), blocked)
         .await
         .map_err(internal)
 }
@@ -434,24 +436,24 @@ impl JobHandler for SendMessage {
         // An API source's customer system gets the reply through its outgoing webhook; with
         // none set, the reply fails at once and says so in the conversation.
         if src.kind == SourceKind::Api.id() {
-            if crate::api_source::settings_of(&src).webhook_url.is_none() {
+            if crate::sources::api::settings_of(&src).webhook_url.is_none() {
                 return finish_message(
                     core,
                     &m,
                     "failed",
-                    Some(crate::api_source::NO_WEBHOOK.into()),
+                    Some(crate::sources::api::NO_WEBHOOK.into()),
                     None,
                     false,
                 )
                 .await;
             }
-            return crate::api_source::deliver_reply(core, &m).await;
+            return crate::sources::api::deliver_reply(core, &m).await;
         }
         let client =
             connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
         let mut sent: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
         // Templates and media go out whole, as one provider message.
-        let atts = inbox::attachments_of(&m);
+        let atts = attachments_of(&m);
         if sent.is_empty() {
             let special = client
                 .send_special(
@@ -591,7 +593,7 @@ impl JobHandler for FetchFile {
             .ok_or_else(|| JobError::Permanent("source gone".into()))?;
         let client =
             connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
-        let mut atts: Vec<StoredAttachment> = inbox::attachments_of(&m);
+        let mut atts: Vec<StoredAttachment> = attachments_of(&m);
         let mut changed = false;
         for a in atts.iter_mut().filter(|a| a.blob.is_none()) {
             let file = client.download(&a.file_ref).await.map_err(channel_to_job)?;

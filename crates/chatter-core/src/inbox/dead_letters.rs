@@ -7,7 +7,8 @@
 //! it stays unacknowledged and the provider delivers it again.
 
 use crate::inbox::{self, Ingested};
-use crate::{audit, connectors, sources, Actor, Core, CoreError, Result};
+use crate::sources::connectors;
+use crate::{audit, sources, Actor, Core, CoreError, Result};
 use chatter_channels::InboundEvent;
 use chatter_domain::{text, Permission, SourceKind};
 use chatter_store::entity::{dead_letter, source};

@@ -8,8 +8,9 @@
 //! Edits, replies to earlier messages and status events are rare and take the one-by-one
 //! path (`inbox::ingest_in`).
 
+use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};
-use crate::inbox::{ingest_in, preview, Ingested, StoredAttachment, JOB_FETCH_FILE};
+use crate::inbox::{ingest_in, preview, Ingested, JOB_FETCH_FILE};
 use crate::{CoreError, Result};
 use chatter_channels::{InboundEvent, InboundMessage};
 use chatter_store::entity::{contact, conversation, message, source};
@@ -36,7 +37,7 @@ pub async fn ingest_many(
     let mut seen: HashSet<(Uuid, &str)> = HashSet::new();
     let mut slow: Vec<usize> = Vec::new();
     for (i, (src, ev)) in items.iter().enumerate() {
-        crate::dead_letters::check_storable(ev)?;
+        crate::inbox::dead_letters::check_storable(ev)?;
         match ev {
             InboundEvent::Message(m) if !m.edited && m.reply_to_external_id.is_none() => {
                 if seen.insert((src.id, m.external_id.as_str())) {
@@ -147,7 +148,7 @@ async fn ingest_new(
         for_crm.push((src.company_id, conv, *id));
     }
     update_conversations(conn, &per_conv, now).await?;
-    crate::crm_sync::enqueue_messages(conn, &for_crm, now).await?;
+    crate::crm::sync::outbox::enqueue_messages(conn, &for_crm, now).await?;
     for (company, payloads) in by_company {
         events::emit_many(conn, pending, company, "message", payloads, now).await?;
     }

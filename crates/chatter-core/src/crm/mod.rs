@@ -2,6 +2,12 @@
 //! exchange, tokens stored encrypted, and the account's pipelines, users and custom fields
 //! synced for the CRM page. Creating contacts and deals from conversations builds on this.
 
+pub mod integration;
+pub mod rules;
+pub mod settings;
+pub mod signin;
+pub mod sync;
+
 use crate::{audit, hash_token, new_token, Actor, Core, CoreError, Result, Secret};
 use chatter_crm::amocrm::oauth::{parse_callback, Callback, ConsentMode};
 use chatter_crm::amocrm::{AccountHosts, AmoCrm, OAuthApp, RateLimit, RateLimiter};
@@ -16,11 +22,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
 
-pub const CONNECTED: &str = "connected";
-pub const TOKEN_INVALID: &str = "token_invalid";
-pub const DISCONNECTED: &str = "disconnected";
-/// An admin switched the integration off in amoCRM (§1.7): tokens are gone, reconnect to fix.
-pub const DISABLED: &str = "disabled";
+use integration::{Metadata, CONNECTED, DISCONNECTED, TOKEN_INVALID};
+
 const STATE_TTL_MS: i64 = 15 * 60 * 1000;
 
 /// The integration's registration at amoCRM.
@@ -49,16 +52,6 @@ pub struct ChatsConfig {
     pub base_url: Option<String>,
     /// The chat's title in amoCRM (default «Chatter»).
     pub title: Option<String>,
-}
-
-/// What the CRM page shows after a sync.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Metadata {
-    pub subdomain: String,
-    pub pipelines: Vec<chatter_crm::Pipeline>,
-    pub users: Vec<chatter_crm::CrmUser>,
-    pub lead_fields: Vec<chatter_crm::CustomField>,
-    pub contact_fields: Vec<chatter_crm::CustomField>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -261,7 +254,7 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
         }
     }
     // The person who connected is this amoCRM user: they can sign in with amoCRM from now on.
-    crate::crm_signin::link_connecting(&txn, actor, &account, now).await?;
+    crate::crm::signin::link_connecting(&txn, actor, &account, now).await?;
     audit::record(
         &txn,
         actor,
@@ -273,7 +266,7 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
     .await?;
     txn.commit().await?;
     // Work held while access was revoked drains now.
-    crate::crm_sync::wake(core, actor.company_id).await?;
+    crate::crm::sync::wake(core, actor.company_id).await?;
     Ok(())
 }
 

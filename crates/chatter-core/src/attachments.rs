@@ -1,0 +1,43 @@
+//! Attachments as stored with a message (a JSON column): what the inbound path writes, the
+//! senders and the file fetcher read, and the CRM mirrors. Kept apart from `inbox` so the
+//! capabilities that only read a message's files do not depend on the inbox.
+
+use chatter_channels::Attachment;
+use chatter_store::entity::message;
+use serde::{Deserialize, Serialize};
+
+/// An attachment as stored with a message: the provider's reference and, once fetched, our blob.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAttachment {
+    pub kind: String,
+    pub file_ref: String,
+    pub file_name: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: Option<i64>,
+    /// SHA-256 name in the blob store, once downloaded.
+    pub blob: Option<String>,
+    /// The image type the downloaded bytes really are (PNG, JPEG, GIF, WebP: see
+    /// `blobs::raster_type`); only these are shown as pictures. `None`: not a raster image,
+    /// or stored before files were checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raster: Option<String>,
+}
+
+impl From<&Attachment> for StoredAttachment {
+    fn from(a: &Attachment) -> Self {
+        Self {
+            kind: a.kind.clone(),
+            file_ref: a.file_ref.clone(),
+            file_name: a.file_name.clone(),
+            mime_type: a.mime_type.clone(),
+            size: a.size,
+            blob: None,
+            raster: None,
+        }
+    }
+}
+
+/// A message's attachments (none when the column is empty).
+pub fn attachments_of(m: &message::Model) -> Vec<StoredAttachment> {
+    serde_json::from_str(&m.attachments).unwrap_or_default()
+}

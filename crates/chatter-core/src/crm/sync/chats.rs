@@ -1,0 +1,420 @@
+//! Messages into amoCRM: mirrored into its chat (Chats API) when configured, else as notes on
+//! the deal; delivery statuses and the first answer back; and our Chats API webhook, through
+//! which managers answer from amoCRM.
+
+use super::*;
+// The one door into the inbox: storing a manager's answer written in amoCRM.
+use crate::inbox::{insert_outgoing, Outgoing};
+
+pub(super) async fn record_message(
+    conn: &impl ConnectionTrait,
+    company_id: Uuid,
+    message_id: Uuid,
+    kind: &str,
+    remote: &str,
+    now: i64,
+) -> Result<()> {
+    conn.execute(stmt(
+        conn.get_database_backend(),
+        "INSERT INTO crm_messages (message_id, company_id, kind, remote_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (message_id) DO NOTHING",
+        vec![
+            message_id.into(),
+            company_id.into(),
+            kind.into(),
+            remote.into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn already_mirrored(
+    conn: &impl ConnectionTrait,
+    message_id: Uuid,
+) -> Result<bool> {
+    Ok(conn
+        .query_one(stmt(
+            conn.get_database_backend(),
+            "SELECT 1 AS x FROM crm_messages WHERE message_id = $1",
+            vec![message_id.into()],
+        ))
+        .await?
+        .is_some())
+}
+
+/// A message's text for the CRM, attachments named.
+pub(super) fn body_of(m: &message::Model) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for a in crate::attachments::attachments_of(m) {
+        parts.push(match a.kind.as_str() {
+            "photo" => "[Фото]".to_string(),
+            "voice" => "[Голосовое сообщение]".to_string(),
+            "video" => "[Видео]".to_string(),
+            _ => format!("[Файл {}]", a.file_name.unwrap_or_default()),
+        });
+    }
+    if let Some(extra) = &m.extra {
+        if let Ok(e) = serde_json::from_str::<chatter_channels::Extra>(extra) {
+            parts.push(match e {
+                chatter_channels::Extra::Contact { phone, name } => {
+                    format!("[Контакт {name} {phone}]")
+                }
+                chatter_channels::Extra::Location {
+                    latitude,
+                    longitude,
+                } => format!("[Геопозиция {latitude:.5}, {longitude:.5}]"),
+            });
+        }
+    }
+    if let Some(t) = &m.text {
+        parts.push(t.clone());
+    }
+    parts.join(" ")
+}
+
+pub(super) async fn note_text(core: &Core, item: &Item) -> Result<Option<String>> {
+    let Some(id) = item.message_id else {
+        return Ok(None);
+    };
+    if already_mirrored(&core.db, id).await? {
+        return Ok(None);
+    }
+    let Some(m) = message::Entity::find_by_id(id).one(&core.db).await? else {
+        return Ok(None);
+    };
+    Ok(Some(if m.direction == "in" {
+        format!("💬 {}: {}", m.sender_name, body_of(&m))
+    } else {
+        format!("↩ {} (Chatter): {}", m.sender_name, body_of(&m))
+    }))
+}
+
+pub(super) fn customer_party(ct: Option<&contact::Model>, kind: Option<SourceKind>) -> ChatParty {
+    ChatParty {
+        id: ct.map_or_else(|| "unknown".into(), |c| format!("c-{}", c.id)),
+        name: ct.map(|c| c.name.clone()).unwrap_or_default(),
+        phone: ct.and_then(|c| c.phone.clone()),
+        profile_link: match (ct.and_then(|c| c.username.as_deref()), kind) {
+            (Some(u), Some(SourceKind::TelegramBot)) => Some(format!("https://t.me/{u}")),
+            _ => None,
+        },
+        ..ChatParty::default()
+    }
+}
+
+pub(super) async fn mirror_chat(
+    core: &Core,
+    s: &Session,
+    item: &Item,
+    link: &Synced,
+) -> std::result::Result<(), CrmError> {
+    let t = |e: sea_orm::DbErr| CrmError::Transient(e.to_string());
+    let c = |e: CoreError| CrmError::Transient(e.to_string());
+    let Some(id) = item.message_id else {
+        return Ok(());
+    };
+    if already_mirrored(&core.db, id).await.map_err(c)? {
+        return Ok(());
+    }
+    let Some(m) = message::Entity::find_by_id(id)
+        .one(&core.db)
+        .await
+        .map_err(t)?
+    else {
+        return Ok(());
+    };
+    let Some(conv) = conversation::Entity::find_by_id(m.conversation_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?
+    else {
+        return Ok(());
+    };
+    let ct = contact::Entity::find_by_id(conv.contact_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?;
+    let kind = source::Entity::find_by_id(conv.source_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?
+        .and_then(|s| SourceKind::from_id(s.kind));
+    let (client, scope) = s
+        .chats
+        .as_ref()
+        .ok_or_else(|| CrmError::permanent("no chat"))?;
+    let customer = customer_party(ct.as_ref(), kind);
+    let source_ref = conv.source_id.to_string();
+    // The chat exists and is on the contact's card by now (step 2), so messages show in the
+    // deal and not in Unsorted (§5 "Bypass Unsorted").
+    let chat_ref = match &link.chat_ref {
+        Some(c) => Some(c.clone()),
+        None => Some(open_chat(core, client, scope, conv.id).await?),
+    };
+    let direction = if m.direction == "in" {
+        ChatDirection::FromCustomer
+    } else {
+        ChatDirection::ToCustomer {
+            customer: customer.clone(),
+        }
+    };
+    let sender = if m.direction == "in" {
+        customer
+    } else {
+        ChatParty {
+            id: m
+                .author_id
+                .map_or_else(|| "chatter".into(), |u| format!("u-{u}")),
+            name: m.sender_name.clone(),
+            ..ChatParty::default()
+        }
+    };
+    let sent = s
+        .api
+        .send_chat_message(&ChatMessage {
+            conversation_id: conv.id.to_string(),
+            conversation_ref: chat_ref,
+            msgid: m.id.to_string(),
+            sender,
+            direction,
+            text: body_of(&m),
+            sent_at_ms: m.sent_at.unwrap_or(m.created_at),
+            source_external_id: Some(source_ref),
+            silent: false,
+        })
+        .await?;
+    record_message(
+        &core.db,
+        conv.company_id,
+        m.id,
+        "chat",
+        &sent.message_ref,
+        core.now(),
+    )
+    .await
+    .map_err(c)?;
+    Ok(())
+}
+
+/// Creates (or finds: amojo is idempotent per conversation id) the chat of a conversation.
+pub(super) async fn open_chat(
+    core: &Core,
+    client: &ChatsClient,
+    scope: &str,
+    conv_id: Uuid,
+) -> std::result::Result<String, CrmError> {
+    let t = |e: sea_orm::DbErr| CrmError::Transient(e.to_string());
+    let conv = conversation::Entity::find_by_id(conv_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?
+        .ok_or_else(|| CrmError::permanent("conversation gone"))?;
+    let ct = contact::Entity::find_by_id(conv.contact_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?;
+    let kind = source::Entity::find_by_id(conv.source_id)
+        .one(&core.db)
+        .await
+        .map_err(t)?
+        .and_then(|s| SourceKind::from_id(s.kind));
+    let created = client
+        .create_chat(
+            scope,
+            &conv.id.to_string(),
+            Some(&conv.source_id.to_string()),
+            &customer_party(ct.as_ref(), kind),
+        )
+        .await?;
+    set_chat(&core.db, conv.id, &created.conversation_ref, false)
+        .await
+        .map_err(|e| CrmError::Transient(e.to_string()))?;
+    Ok(created.conversation_ref)
+}
+
+pub(super) async fn set_chat(
+    conn: &impl ConnectionTrait,
+    conv: Uuid,
+    chat: &str,
+    linked: bool,
+) -> Result<()> {
+    conn.execute(stmt(
+        conn.get_database_backend(),
+        "UPDATE crm_conversations SET chat_ref = $1, chat_linked = $2 WHERE conversation_id = $3",
+        vec![chat.into(), linked.into(), conv.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn status_back(s: &Session, item: &Item) -> std::result::Result<(), CrmError> {
+    let Some(msgid) = item.payload["msgid"].as_str() else {
+        return Ok(());
+    };
+    if s.chats.is_none() {
+        return Ok(());
+    }
+    let status = match item.payload["error"].as_str() {
+        None => DeliveryStatus::Delivered,
+        Some(text) => DeliveryStatus::Failed {
+            reason: if item.payload["blocked"].as_bool() == Some(true) {
+                DeliveryFailure::ConversationDeleted
+            } else {
+                DeliveryFailure::Other
+            },
+            text: text.to_string(),
+        },
+    };
+    s.api.update_delivery_status(msgid, &status).await
+}
+
+pub(super) async fn assign_first(
+    core: &Core,
+    s: &Session,
+    item: &Item,
+    link: &Synced,
+) -> std::result::Result<(), CrmError> {
+    let Some(user) = item.payload["crm_user_id"].as_i64() else {
+        return Ok(());
+    };
+    if link.responsible_user_id.is_some() {
+        return Ok(());
+    }
+    s.api.set_deal_responsible(link.deal_id, user).await?;
+    core.db
+        .execute(stmt(
+            core.db.get_database_backend(),
+            "UPDATE crm_conversations SET responsible_user_id = $1 WHERE conversation_id = $2",
+            vec![user.into(), item.conversation_id.into()],
+        ))
+        .await
+        .map_err(|e| CrmError::Transient(e.to_string()))?;
+    Ok(())
+}
+
+/// What our Chats API webhook did with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// Stored and queued for delivery (or already stored).
+    Accepted,
+    /// Nothing to do (typing, reactions, a chat we do not know).
+    Ignored,
+}
+
+/// A manager answered inside amoCRM (§4.6): verified, stored as our outgoing message in the
+/// conversation, and sent to the customer through the source. The CRM's message id dedupes.
+pub async fn receive_chat_hook(
+    core: &Core,
+    scope_id: &str,
+    body: &[u8],
+    signature: &str,
+) -> Result<HookOutcome> {
+    use chatter_crm::amocrm::chats::{parse_webhook, ChatsHook};
+    use chatter_crm::amocrm::HookError;
+    let client = chats_client(core).ok_or(CoreError::NotConfigured("amocrm_chats"))?;
+    client
+        .verify_webhook(body, signature.trim())
+        .map_err(|_| CoreError::Unauthenticated)?;
+    let mut reply: CrmReply = match parse_webhook(body) {
+        Ok(ChatsHook::Reply(r)) => *r,
+        Ok(ChatsHook::Ignored { .. }) => return Ok(HookOutcome::Ignored),
+        Err(HookError::Malformed(m)) => {
+            tracing::info!(error = m, "malformed Chats API hook");
+            return Err(CoreError::field("body", "err.malformed"));
+        }
+        Err(HookError::BadSignature) => return Err(CoreError::Unauthenticated),
+    };
+    // A NUL from amoCRM would be refused by PostgreSQL (and kept by SQLite).
+    for t in [
+        &mut reply.conversation_ref,
+        &mut reply.msgid,
+        &mut reply.text,
+        &mut reply.manager_name,
+    ] {
+        chatter_domain::text::clean_in_place(t);
+    }
+    for t in [&mut reply.conversation_id, &mut reply.media]
+        .into_iter()
+        .flatten()
+    {
+        chatter_domain::text::clean_in_place(t);
+    }
+    let db = &core.db;
+    // Our conversation: by our id, else by amoCRM's chat id.
+    let mut conv = match reply
+        .conversation_id
+        .as_deref()
+        .and_then(|s| s.parse::<Uuid>().ok())
+    {
+        Some(id) => conversation::Entity::find_by_id(id).one(db).await?,
+        None => None,
+    };
+    if conv.is_none() {
+        let row = db
+            .query_one(stmt(
+                db.get_database_backend(),
+                "SELECT conversation_id FROM crm_conversations WHERE chat_ref = $1",
+                vec![reply.conversation_ref.clone().into()],
+            ))
+            .await?;
+        if let Some(r) = row {
+            let id: Uuid = r.try_get("", "conversation_id")?;
+            conv = conversation::Entity::find_by_id(id).one(db).await?;
+        }
+    }
+    let Some(conv) = conv else {
+        tracing::info!(
+            chat = reply.conversation_ref,
+            "Chats API reply for a chat we do not know"
+        );
+        return Ok(HookOutcome::Ignored);
+    };
+    // The hook must come through this company's channel connection.
+    let st = crm_settings::chats_state(db, conv.company_id).await?;
+    if st.scope_id.as_deref() != Some(scope_id) {
+        return Err(CoreError::Unauthenticated);
+    }
+    let text = match (&reply.media, reply.text.trim()) {
+        (Some(url), "") => url.clone(),
+        (Some(url), t) => format!("{t}\n{url}"),
+        (None, t) => t.to_string(),
+    };
+    if text.is_empty() {
+        return Ok(HookOutcome::Ignored);
+    }
+    let now = core.now();
+    let txn = db.begin().await?;
+    let dup = txn
+        .query_one(stmt(
+            txn.get_database_backend(),
+            "SELECT 1 AS x FROM crm_messages WHERE company_id = $1 AND kind = 'reply' AND remote_id = $2",
+            vec![conv.company_id.into(), reply.msgid.clone().into()],
+        ))
+        .await?
+        .is_some();
+    if dup {
+        return Ok(HookOutcome::Accepted);
+    }
+    let mut pending = Pending::default();
+    let m = insert_outgoing(
+        &txn,
+        &mut pending,
+        &conv,
+        Outgoing {
+            text: &text,
+            author_id: None,
+            author_name: format!("{} (amoCRM)", reply.manager_name),
+            reply_to: None,
+        },
+        now,
+    )
+    .await?;
+    record_message(&txn, conv.company_id, m.id, "reply", &reply.msgid, now).await?;
+    assign_first_answer(&txn, &conv, Answerer::CrmChatUser(&reply.manager_ref), now).await?;
+    txn.commit().await?;
+    core.published(pending);
+    core.jobs_notify.notify_waiters();
+    Ok(HookOutcome::Accepted)
+}

@@ -1,0 +1,606 @@
+//! Deals for conversations that have none yet: the routing decision, the contact (ours, found
+//! by phone or email, or new), the customer's open deal or a new one, created in batches.
+
+use super::*;
+
+/// A conversation's deal, once it exists.
+#[derive(Clone, Debug)]
+pub(super) struct Synced {
+    pub(super) deal_id: i64,
+    pub(super) contact_id: Option<i64>,
+    pub(super) chat_ref: Option<String>,
+    pub(super) chat_linked: bool,
+    pub(super) responsible_user_id: Option<i64>,
+}
+
+pub(super) async fn synced_conversations(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Synced>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(200) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT conversation_id, deal_id, remote_contact_id, chat_ref, chat_linked, responsible_user_id \
+             FROM crm_conversations WHERE deal_id IS NOT NULL AND conversation_id IN ({})",
+            marks.join(",")
+        );
+        let values: Vec<Value> = chunk.iter().map(|u| (*u).into()).collect();
+        for r in conn
+            .query_all(stmt(conn.get_database_backend(), &sql, values))
+            .await?
+        {
+            out.insert(
+                r.try_get("", "conversation_id")?,
+                Synced {
+                    deal_id: r.try_get("", "deal_id")?,
+                    contact_id: r.try_get("", "remote_contact_id")?,
+                    chat_ref: r.try_get("", "chat_ref")?,
+                    chat_linked: r.try_get("", "chat_linked")?,
+                    responsible_user_id: r.try_get("", "responsible_user_id")?,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// What the settings decide when no rule fires.
+pub fn default_actions(settings: &SyncSettings) -> Actions {
+    Actions {
+        pipeline_id: settings.pipeline_id,
+        status_id: settings.status_id,
+        responsible: settings.responsible.clone(),
+        tags: settings.tags.clone(),
+    }
+}
+
+/// The name of the rule that fired, from the decision's explanation.
+pub(super) fn rule_name(d: &Decision) -> Option<String> {
+    d.explanation.iter().find_map(|s| match s {
+        routing::Step::Matched { rule, .. } => Some(rule.clone()),
+        _ => None,
+    })
+}
+
+/// The next user of a round-robin list (the drain holds the company's lease, so a plain
+/// read-then-write is safe).
+pub(super) async fn next_in_turn(
+    conn: &impl ConnectionTrait,
+    company_id: Uuid,
+    list: &[i64],
+) -> Result<i64> {
+    let key: Vec<String> = list.iter().map(i64::to_string).collect();
+    let key = key.join(",");
+    let backend = conn.get_database_backend();
+    let turn = conn
+        .query_one(stmt(
+            backend,
+            "SELECT turn FROM crm_turns WHERE company_id = $1 AND list_key = $2",
+            vec![company_id.into(), key.clone().into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "turn"))
+        .transpose()?
+        .unwrap_or(0);
+    conn.execute(stmt(
+        backend,
+        "INSERT INTO crm_turns (company_id, list_key, turn) VALUES ($1, $2, $3) \
+         ON CONFLICT (company_id, list_key) DO UPDATE SET turn = excluded.turn",
+        vec![company_id.into(), key.into(), (turn + 1).into()],
+    ))
+    .await?;
+    Ok(list[(turn as usize) % list.len()])
+}
+
+pub(super) fn kind_label(kind: Option<SourceKind>) -> &'static str {
+    match kind {
+        Some(SourceKind::TelegramBot) | Some(SourceKind::TelegramPrivate) => "Telegram",
+        Some(SourceKind::TelegramParsing) => "Telegram-группы",
+        Some(SourceKind::VkBot) => "VK",
+        Some(SourceKind::MaxBot) => "Max",
+        Some(SourceKind::Avito) => "Avito",
+        Some(SourceKind::Api) => "API",
+        Some(SourceKind::Whatsapp) => "WhatsApp",
+        Some(SourceKind::SipoutSms) => "SMS",
+        None => "Chatter",
+    }
+}
+
+pub(super) fn kind_tag(kind: Option<SourceKind>) -> String {
+    kind.map(|k| k.as_str().to_string())
+        .unwrap_or_else(|| "chatter".into())
+}
+
+/// What a new deal is made from.
+pub(super) struct Prepared {
+    pub(super) conversation: conversation::Model,
+    pub(super) draft: Option<DealDraft>,
+    /// The customer's open deal, joined instead of creating one.
+    pub(super) existing_deal: Option<i64>,
+    pub(super) contact_remote: Option<i64>,
+    pub(super) decision: Decision,
+    pub(super) rule_name: Option<String>,
+    pub(super) responsible: Option<i64>,
+}
+
+/// What preparing a batch of deals reads from our database, in a few queries for the batch.
+#[derive(Default)]
+pub(super) struct Preloaded {
+    pub(super) convs: HashMap<Uuid, conversation::Model>,
+    pub(super) contacts: HashMap<Uuid, contact::Model>,
+    pub(super) sources: HashMap<Uuid, source::Model>,
+    /// Each conversation's first customer message.
+    pub(super) first: HashMap<Uuid, message::Model>,
+    /// Our contact → the CRM's contact.
+    pub(super) mapped: HashMap<Uuid, i64>,
+    pub(super) settings: HashMap<Uuid, SyncSettings>,
+    pub(super) decisions: HashMap<Uuid, Decision>,
+}
+
+pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Result<Preloaded> {
+    let db = &core.db;
+    let mut p = Preloaded::default();
+    for c in conversation::Entity::find()
+        .filter(conversation::Column::Id.is_in(batch.iter().copied()))
+        .all(db)
+        .await?
+    {
+        p.convs.insert(c.id, c);
+    }
+    let contact_ids: Vec<Uuid> = p.convs.values().map(|c| c.contact_id).collect();
+    let source_ids: HashSet<Uuid> = p.convs.values().map(|c| c.source_id).collect();
+    for c in contact::Entity::find()
+        .filter(contact::Column::Id.is_in(contact_ids.iter().copied()))
+        .all(db)
+        .await?
+    {
+        p.contacts.insert(c.id, c);
+    }
+    for src in source::Entity::find()
+        .filter(source::Column::Id.is_in(source_ids.iter().copied()))
+        .all(db)
+        .await?
+    {
+        let settings = crm_settings::effective(db, company_id, src.id).await?;
+        p.settings.insert(src.id, settings);
+        p.sources.insert(src.id, src);
+    }
+    for m in message::Entity::find()
+        .filter(message::Column::ConversationId.is_in(batch.iter().copied()))
+        .filter(message::Column::Direction.eq("in"))
+        .order_by_asc(message::Column::CreatedAt)
+        .all(db)
+        .await?
+    {
+        p.first.entry(m.conversation_id).or_insert(m);
+    }
+    if !contact_ids.is_empty() {
+        let marks: Vec<String> = (1..=contact_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT contact_id, remote_id FROM crm_contacts WHERE contact_id IN ({})",
+            marks.join(",")
+        );
+        let values: Vec<Value> = contact_ids.iter().map(|u| (*u).into()).collect();
+        for r in db
+            .query_all(stmt(db.get_database_backend(), &sql, values))
+            .await?
+        {
+            p.mapped
+                .insert(r.try_get("", "contact_id")?, r.try_get("", "remote_id")?);
+        }
+    }
+    // The rules, read and compiled once for the batch.
+    let inputs: Vec<(Uuid, Actions, Uuid, String, i64)> = p
+        .convs
+        .values()
+        .map(|c| {
+            let first = p.first.get(&c.id);
+            (
+                c.id,
+                p.settings
+                    .get(&c.source_id)
+                    .map(default_actions)
+                    .unwrap_or_default(),
+                c.source_id,
+                first.and_then(|m| m.text.clone()).unwrap_or_default(),
+                first.map_or(c.created_at, |m| m.created_at),
+            )
+        })
+        .collect();
+    let decided = crate::crm::rules::decide_many(
+        core,
+        company_id,
+        &inputs
+            .iter()
+            .map(|(_, d, src, text, at)| (d, *src, text.as_str(), *at))
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    for ((id, ..), d) in inputs.iter().zip(decided) {
+        p.decisions.insert(*id, d);
+    }
+    Ok(p)
+}
+
+pub(super) async fn prepare(
+    core: &Core,
+    s: &Session,
+    pre: &Preloaded,
+    conv_id: Uuid,
+) -> std::result::Result<Option<Prepared>, CrmError> {
+    let db = &core.db;
+    let c = |e: CoreError| CrmError::Transient(e.to_string());
+    let Some(conv) = pre.convs.get(&conv_id).cloned() else {
+        return Ok(None);
+    };
+    let contact = pre.contacts.get(&conv.contact_id);
+    let src = pre.sources.get(&conv.source_id);
+    let first = pre.first.get(&conv.id);
+    let first_text = first.and_then(|m| m.text.clone()).unwrap_or_default();
+    let settings = pre
+        .settings
+        .get(&conv.source_id)
+        .cloned()
+        .unwrap_or_default();
+    let Some(decision) = pre.decisions.get(&conv.id).cloned() else {
+        return Ok(None);
+    };
+    let rule_name = rule_name(&decision);
+    let kind = src.as_ref().and_then(|s| SourceKind::from_id(s.kind));
+    let source_name = src.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+
+    // The contact: our mapping, else the CRM by phone or email.
+    let mut contact_remote = None;
+    if let Some(ct) = contact {
+        contact_remote = pre.mapped.get(&ct.id).copied();
+        if contact_remote.is_none() {
+            let phones: Vec<String> = ct
+                .phone
+                .as_deref()
+                .and_then(chatter_crm::normalize_phone)
+                .into_iter()
+                .collect();
+            // Where the company stores messenger usernames in a contact field, a contact made
+            // by hand with the customer's @username is found too (one more request per new
+            // customer, so only then).
+            let messenger_keys: Vec<MessengerKey> = match (settings.fields.username, &ct.username) {
+                (Some(field), Some(u)) => vec![MessengerKey {
+                    field_id: Some(field),
+                    value: format!("@{u}"),
+                }],
+                _ => Vec::new(),
+            };
+            if !phones.is_empty() || !messenger_keys.is_empty() {
+                let q = ContactQuery {
+                    phones,
+                    messenger_keys,
+                    ..ContactQuery::default()
+                };
+                contact_remote = s.api.find_contact(&q).await?.map(|c| c.id);
+            }
+        }
+    }
+    let responsible = match &decision.actions.responsible {
+        Some(Responsible::User(u)) => Some(*u),
+        Some(Responsible::RoundRobin(list)) if !list.is_empty() => {
+            Some(next_in_turn(db, conv.company_id, list).await.map_err(c)?)
+        }
+        _ => None,
+    };
+    if let Some(remote) = contact_remote {
+        if settings.reuse_open_deal != Some(false) {
+            if let Some(open) = s.api.find_open_deal(remote).await? {
+                return Ok(Some(Prepared {
+                    conversation: conv,
+                    draft: None,
+                    existing_deal: Some(open.id),
+                    contact_remote: Some(remote),
+                    decision,
+                    rule_name,
+                    responsible: open.responsible_user_id,
+                }));
+            }
+        }
+    }
+    let customer = contact
+        .as_ref()
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| conv.title.clone().unwrap_or_default());
+    let mut deal_fields = Vec::new();
+    let text_field = |id: Option<i64>, v: String, out: &mut Vec<FieldValue>| {
+        if let Some(id) = id {
+            if !v.is_empty() {
+                out.push(FieldValue {
+                    field_id: id,
+                    values: vec![FieldScalar::Text(v)],
+                });
+            }
+        }
+    };
+    text_field(
+        settings.fields.source_name,
+        format!("{} {}", kind_label(kind), source_name),
+        &mut deal_fields,
+    );
+    text_field(
+        settings.fields.first_message,
+        first_text.chars().take(1000).collect(),
+        &mut deal_fields,
+    );
+    let chat_link = match (&contact, kind) {
+        (Some(ct), Some(SourceKind::TelegramBot)) if ct.username.is_some() => format!(
+            "https://t.me/{}",
+            ct.username.as_deref().unwrap_or_default()
+        ),
+        _ => format!("{}/app/inbox/{}", core.config.public_url, conv.id),
+    };
+    text_field(settings.fields.chat_link, chat_link, &mut deal_fields);
+    // What the API source passed with the first message: UTM tags and the sender's email.
+    let api_meta = match (&first, kind) {
+        (Some(m), Some(SourceKind::Api)) => crate::sources::api::inbound_meta(db, m.id)
+            .await
+            .map_err(c)?,
+        _ => None,
+    };
+    if let Some(meta) = &api_meta {
+        let utm = [
+            (settings.fields.utm_source, &meta.utm_source),
+            (settings.fields.utm_medium, &meta.utm_medium),
+            (settings.fields.utm_campaign, &meta.utm_campaign),
+        ];
+        for (field, value) in utm {
+            text_field(field, value.clone().unwrap_or_default(), &mut deal_fields);
+        }
+    }
+    let mut tags = vec![kind_tag(kind)];
+    if !source_name.is_empty() {
+        tags.push(source_name.clone());
+    }
+    for t in &decision.actions.tags {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    let pipeline_id = decision.actions.pipeline_id;
+    let status_id = decision.actions.status_id.or_else(|| {
+        // A pipeline without a stage: its first regular stage.
+        pipeline_id.and_then(|p| {
+            s.meta.pipelines.iter().find(|x| x.id == p).and_then(|x| {
+                x.statuses
+                    .iter()
+                    .find(|st| st.kind == chatter_crm::StageKind::Regular)
+                    .map(|st| st.id)
+            })
+        })
+    });
+    let unsorted = settings.unsorted == Some(true);
+    let deal = NewDeal {
+        request_id: conv.id.to_string(),
+        name: format!("{}: {customer}", kind_label(kind)),
+        pipeline_id,
+        status_id: if unsorted { None } else { status_id },
+        responsible_user_id: responsible,
+        tags,
+        fields: deal_fields,
+        contact_id: contact_remote,
+        unsorted_form: unsorted.then(|| format!("{} {}", kind_label(kind), source_name)),
+    };
+    let draft_contact = match contact_remote {
+        Some(id) => DraftContact::Existing(id),
+        None => {
+            let mut fields = Vec::new();
+            if let Some(ct) = &contact {
+                let handle = match &ct.username {
+                    Some(u) => format!("@{u}"),
+                    None => format!("{}:{}", kind_tag(kind), ct.external_id),
+                };
+                text_field(settings.fields.username, handle, &mut fields);
+            }
+            DraftContact::New(Box::new(NewContact {
+                name: customer,
+                phones: contact
+                    .as_ref()
+                    .and_then(|c| c.phone.as_deref())
+                    .and_then(chatter_crm::normalize_phone)
+                    .into_iter()
+                    .collect(),
+                emails: api_meta
+                    .as_ref()
+                    .and_then(|m| m.sender_email.clone())
+                    .map(|e| e.to_lowercase())
+                    .into_iter()
+                    .collect(),
+                responsible_user_id: responsible,
+                fields,
+                ..NewContact::default()
+            }))
+        }
+    };
+    Ok(Some(Prepared {
+        conversation: conv,
+        draft: Some(DealDraft {
+            deal,
+            contact: draft_contact,
+        }),
+        existing_deal: None,
+        contact_remote,
+        decision,
+        rule_name,
+        responsible,
+    }))
+}
+
+pub(super) async fn record_conversation(
+    conn: &impl ConnectionTrait,
+    p: &Prepared,
+    deal_id: i64,
+    contact_remote: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    let decision = serde_json::to_string(&p.decision).unwrap_or_default();
+    conn.execute(stmt(
+        conn.get_database_backend(),
+        "INSERT INTO crm_conversations (conversation_id, company_id, deal_id, remote_contact_id, chat_ref, chat_linked, \
+         rule_id, rule_name, decision, responsible_user_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, NULL, false, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (conversation_id) DO UPDATE SET deal_id = excluded.deal_id, \
+         remote_contact_id = excluded.remote_contact_id, rule_id = excluded.rule_id, rule_name = excluded.rule_name, \
+         decision = excluded.decision, responsible_user_id = excluded.responsible_user_id, updated_at = excluded.updated_at",
+        vec![
+            p.conversation.id.into(),
+            p.conversation.company_id.into(),
+            deal_id.into(),
+            contact_remote.into(),
+            p.decision.rule_id.clone().into(),
+            p.rule_name.clone().into(),
+            decision.into(),
+            p.responsible.into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    if let Some(remote) = contact_remote {
+        conn.execute(stmt(
+            conn.get_database_backend(),
+            "INSERT INTO crm_contacts (contact_id, company_id, remote_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (contact_id) DO NOTHING",
+            vec![
+                p.conversation.contact_id.into(),
+                p.conversation.company_id.into(),
+                remote.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Creates the deals of `batch` (one `leads/complex` call for the new ones).
+pub(super) async fn create_deals(
+    core: &Core,
+    s: &Session,
+    batch: &[Uuid],
+    items: &[Item],
+) -> std::result::Result<(), Stop> {
+    let first_item = |conv: Uuid| items.iter().find(|i| i.conversation_id == conv);
+    let t0 = std::time::Instant::now();
+    let pre = match preload(core, s.integration.company_id, batch).await {
+        Ok(p) => p,
+        Err(e) => return Err(db_stop(e)),
+    };
+    tracing::debug!(
+        conversations = batch.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "CRM deals: preloaded"
+    );
+    let mut prepared: Vec<Prepared> = Vec::new();
+    for conv in batch {
+        match prepare(core, s, &pre, *conv).await {
+            Ok(Some(p)) => prepared.push(p),
+            Ok(None) => {
+                // The conversation is gone: its items have nothing to do.
+                for i in items.iter().filter(|i| i.conversation_id == *conv) {
+                    settle(core, i, Ok(())).await?;
+                }
+            }
+            Err(e) => {
+                if let Some(stop) = stop_of(&e) {
+                    return Err(stop);
+                }
+                if let Some(i) = first_item(*conv) {
+                    settle(core, i, Err(e)).await?;
+                }
+            }
+        }
+    }
+    let now = core.now();
+    let mut drafts = Vec::new();
+    for p in &prepared {
+        match (&p.draft, p.existing_deal) {
+            (_, Some(deal)) => record_conversation(&core.db, p, deal, p.contact_remote, now)
+                .await
+                .map_err(db_stop)?,
+            (Some(d), None) => drafts.push(d.clone()),
+            (None, None) => {}
+        }
+    }
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let t0 = std::time::Instant::now();
+    let answer = s.api.create_deals(&drafts).await;
+    tracing::debug!(
+        deals = drafts.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "CRM deals: leads/complex"
+    );
+    match answer {
+        Ok(results) => {
+            let by_request: HashMap<String, &Prepared> = prepared
+                .iter()
+                .map(|p| (p.conversation.id.to_string(), p))
+                .collect();
+            let mut created = Vec::new();
+            let mut refused = Vec::new();
+            for r in results {
+                let Some(p) = by_request.get(&r.request_id) else {
+                    continue;
+                };
+                match r.result {
+                    Ok(c) => created.push((*p, c.deal_id, c.contact_id.or(p.contact_remote))),
+                    Err(e) => refused.push((p.conversation.id, e)),
+                }
+            }
+            // Every mapping of the batch in one commit (nothing else may use the connection
+            // meanwhile: SQLite has one).
+            let now = core.now();
+            let write = async {
+                let txn = core.db.begin().await?;
+                for (p, deal, contact) in &created {
+                    record_conversation(&txn, p, *deal, *contact, now).await?;
+                }
+                txn.commit().await?;
+                Ok::<(), CoreError>(())
+            };
+            write.await.map_err(db_stop)?;
+            for (conv, e) in refused {
+                if let Some(i) = first_item(conv) {
+                    settle(core, i, Err(e)).await?;
+                }
+            }
+            touch_sync(core, s).await;
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(stop) = stop_of(&e) {
+                return Err(stop);
+            }
+            for p in &prepared {
+                if let Some(i) = first_item(p.conversation.id) {
+                    settle(core, i, Err(e.clone())).await?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Remembers when the CRM last accepted our work (the troubleshooting page shows it).
+pub(super) async fn touch_sync(core: &Core, s: &Session) {
+    let r = crm_integration::Entity::update_many()
+        .col_expr(
+            crm_integration::Column::LastSyncAt,
+            sea_orm::sea_query::Expr::value(core.now()),
+        )
+        .filter(crm_integration::Column::Id.eq(s.integration.id))
+        .exec(&core.db)
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot record the CRM sync time");
+    }
+}

@@ -1,0 +1,265 @@
+//! The outbox: where the rest of core hands work to the CRM sync. Rows in `crm_outbox` are
+//! written in the caller's transaction (a stored message, a manager's answer, a delivery status)
+//! and a drain is queued for the company; nothing here calls amoCRM.
+
+use crate::crm::integration::{Metadata, CONNECTED, TOKEN_INVALID};
+use crate::{Core, Result};
+use chatter_domain::routing::{Decision, Responsible};
+use chatter_store::entity::{conversation, crm_integration, user};
+use chatter_store::jobs::{self, NewJob};
+use chatter_store::stmt;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Value};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// The job that works a company's outbox (one per company at a time, by its dedup key).
+pub const JOB_CRM_DRAIN: &str = "crm_drain";
+
+// What an outbox row asks for (`crm_outbox.kind`) and the states a row can be in.
+pub(super) const K_MESSAGE: &str = "message";
+pub(super) const K_STATUS: &str = "status";
+pub(super) const K_ASSIGN: &str = "assign";
+
+pub(super) const PENDING: &str = "pending";
+pub(super) const FAILED: &str = "failed";
+
+/// The drain of `company_id`, due now; queuing it again while one waits is a no-op (dedup).
+pub(super) fn drain_job(company_id: Uuid, now: i64) -> NewJob {
+    NewJob::new(
+        JOB_CRM_DRAIN,
+        serde_json::json!({ "company_id": company_id }),
+        now,
+    )
+    .company(company_id)
+    .dedup(format!("crm_drain:{company_id}"))
+    .max_attempts(1_000_000)
+}
+
+/// The integration statuses under which work is queued (a revoked token holds it).
+pub(super) fn queues_work(status: &str) -> bool {
+    status == CONNECTED || status == TOKEN_INVALID
+}
+
+/// Queues messages for the CRM inside the caller's transaction: `(company, conversation,
+/// message)` each. Companies without a connected CRM are skipped with one query.
+pub async fn enqueue_messages(
+    conn: &impl ConnectionTrait,
+    items: &[(Uuid, Uuid, Uuid)],
+    now: i64,
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let companies: HashSet<Uuid> = items.iter().map(|i| i.0).collect();
+    let connected: HashSet<Uuid> = crm_integration::Entity::find()
+        .filter(crm_integration::Column::CompanyId.is_in(companies))
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter(|i| queues_work(&i.status))
+        .map(|i| i.company_id)
+        .collect();
+    let rows: Vec<&(Uuid, Uuid, Uuid)> =
+        items.iter().filter(|i| connected.contains(&i.0)).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for chunk in rows.chunks(100) {
+        let mut sql = String::from(
+            "INSERT INTO crm_outbox (company_id, conversation_id, message_id, kind, payload, status, attempts, next_at, created_at) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+        for (i, (company, conv, msg)) in chunk.iter().enumerate() {
+            let b = i * 5;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, '{K_MESSAGE}', '{{}}', '{PENDING}', 0, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            ));
+            values.extend([
+                (*company).into(),
+                (*conv).into(),
+                (*msg).into(),
+                now.into(),
+                now.into(),
+            ]);
+        }
+        conn.execute(stmt(conn.get_database_backend(), &sql, values))
+            .await?;
+    }
+    for company in connected {
+        jobs::enqueue(conn, drain_job(company, now), now).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn enqueue_item(
+    conn: &impl ConnectionTrait,
+    company_id: Uuid,
+    conversation_id: Uuid,
+    message_id: Option<Uuid>,
+    kind: &str,
+    payload: serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    conn.execute(stmt(
+        conn.get_database_backend(),
+        "INSERT INTO crm_outbox (company_id, conversation_id, message_id, kind, payload, status, attempts, next_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+        vec![
+            company_id.into(),
+            conversation_id.into(),
+            message_id.into(),
+            kind.into(),
+            payload.to_string().into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    jobs::enqueue(conn, drain_job(company_id, now), now).await?;
+    Ok(())
+}
+
+/// A manager answered from Chatter's inbox: mirror the answer, and when the deal waits for
+/// "the first manager who answers", make them responsible (matched to amoCRM by email).
+pub(crate) async fn on_reply(
+    conn: &impl ConnectionTrait,
+    conv: &conversation::Model,
+    message_id: Uuid,
+    author: Option<Uuid>,
+    now: i64,
+) -> Result<()> {
+    enqueue_messages(conn, &[(conv.company_id, conv.id, message_id)], now).await?;
+    match author {
+        Some(a) => assign_first_answer(conn, conv, Answerer::Member(a), now).await,
+        None => Ok(()),
+    }
+}
+
+/// Who answered a customer.
+pub(crate) enum Answerer<'a> {
+    /// A member, in Chatter's inbox (matched to an amoCRM user by email).
+    Member(Uuid),
+    /// An amoCRM user, in amoCRM's chat (by their chat service id).
+    CrmChatUser(&'a str),
+}
+
+/// When the conversation's deal waits for "whoever answers first" and has no responsible yet,
+/// queues making the one who just answered responsible.
+pub(super) async fn assign_first_answer(
+    conn: &impl ConnectionTrait,
+    conv: &conversation::Model,
+    who: Answerer<'_>,
+    now: i64,
+) -> Result<()> {
+    let row = conn
+        .query_one(stmt(
+            conn.get_database_backend(),
+            "SELECT decision, responsible_user_id FROM crm_conversations WHERE conversation_id = $1",
+            vec![conv.id.into()],
+        ))
+        .await?;
+    let first_to_answer = match &row {
+        Some(r) => {
+            r.try_get::<Option<i64>>("", "responsible_user_id")?
+                .is_none()
+                && r.try_get::<Option<String>>("", "decision")?
+                    .and_then(|d| serde_json::from_str::<Decision>(&d).ok())
+                    .is_some_and(|d| {
+                        matches!(d.actions.responsible, Some(Responsible::FirstToAnswer))
+                    })
+        }
+        None => false,
+    };
+    if !first_to_answer {
+        return Ok(());
+    }
+    let Some(i) = crm_integration::Entity::find()
+        .filter(crm_integration::Column::CompanyId.eq(conv.company_id))
+        .one(conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let meta: Metadata = serde_json::from_str(&i.metadata).unwrap_or_default();
+    let crm_user = match who {
+        Answerer::Member(author) => {
+            let Some(u) = user::Entity::find_by_id(author).one(conn).await? else {
+                return Ok(());
+            };
+            meta.users
+                .iter()
+                .find(|x| {
+                    x.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(&u.email))
+                })
+                .map(|x| x.id)
+        }
+        Answerer::CrmChatUser(r) => meta
+            .users
+            .iter()
+            .find(|x| x.chat_user_id.as_deref() == Some(r))
+            .map(|x| x.id),
+    };
+    if let Some(id) = crm_user {
+        enqueue_item(
+            conn,
+            conv.company_id,
+            conv.id,
+            None,
+            K_ASSIGN,
+            serde_json::json!({ "crm_user_id": id }),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A message was delivered (or failed for good): when it was a manager's answer written in
+/// amoCRM, tell amoCRM (§4.7).
+pub(crate) async fn on_delivery(
+    core: &Core,
+    message_id: Uuid,
+    error: Option<&str>,
+    blocked: bool,
+) -> Result<()> {
+    let row = core
+        .db
+        .query_one(stmt(
+            core.db.get_database_backend(),
+            "SELECT m.company_id AS company_id, m.conversation_id AS conversation_id, c.remote_id AS remote_id \
+             FROM crm_messages c JOIN messages m ON m.id = c.message_id WHERE c.message_id = $1 AND c.kind = 'reply'",
+            vec![message_id.into()],
+        ))
+        .await?;
+    let Some(r) = row else {
+        return Ok(());
+    };
+    let company: Uuid = r.try_get("", "company_id")?;
+    let conv: Uuid = r.try_get("", "conversation_id")?;
+    let msgid: String = r.try_get("", "remote_id")?;
+    let payload = match error {
+        None => serde_json::json!({ "msgid": msgid }),
+        Some(e) => serde_json::json!({ "msgid": msgid, "error": e, "blocked": blocked }),
+    };
+    enqueue_item(
+        &core.db,
+        company,
+        conv,
+        Some(message_id),
+        K_STATUS,
+        payload,
+        core.now(),
+    )
+    .await?;
+    core.jobs_notify.notify_waiters();
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Conversations: storing what customers write (the heart of the message path), and what
+//! managers do in the inbox — read, reply, assign, close, reopen, retry a failed reply.
+//!
+//! Inbound: contact, conversation, message, follow-up jobs and the live event are written in
+//! ONE transaction by `ingest_in`; a message is unique per (source, external id), so a
+//! provider's retry or a replayed update is a no-op. The provider is acknowledged only after
+//! the caller commits.
+
+mod batch;
+pub mod dead_letters;
+pub mod ingest;
+
+use crate::attachments::StoredAttachment;
+use crate::events::{self, Pending};
+use crate::{audit, Actor, Core, CoreError, Result};
+use chatter_channels::whatsapp::{self, Template};
+use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
+use chatter_domain::values::{limits, multi_line_text, optional_text};
+use chatter_domain::{FieldError, Permission, SourceKind};
+use chatter_store::entity::{contact, conversation, message, source};
+use chatter_store::jobs::{self, NewJob};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+mod list;
+mod receive;
+mod reply;
+pub use list::*;
+pub use receive::*;
+pub use reply::*;
+
+pub const JOB_SEND_MESSAGE: &str = "send_message";
+pub const JOB_FETCH_FILE: &str = "fetch_file";
+
+/// What one ingested event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    New(Uuid),
+    Edited(Uuid),
+    Duplicate,
+    Other,
+    /// Unstorable as it is: parked as this dead letter (and acknowledged).
+    Parked(Uuid),
+    /// The source is turned off: nothing was stored.
+    SourceOff,
+}
+
+pub(crate) fn preview(text: Option<&str>, atts: &[Attachment], extra: bool) -> String {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => t.chars().take(140).collect(),
+        None if !atts.is_empty() => format!("[{}]", atts[0].kind),
+        None if extra => "[contact/location]".to_string(),
+        None => String::new(),
+    }
+}
+
+/// Assigns the conversation (None: unassigned). The assignee must be a member who may reply.
+pub async fn assign(core: &Core, actor: &Actor, id: Uuid, assignee: Option<Uuid>) -> Result<()> {
+    actor.require(Permission::Reply)?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    if let Some(u) = assignee {
+        let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u))
+            .one(&txn)
+            .await?;
+        let ok = m
+            .and_then(|m| chatter_domain::Role::parse(&m.role))
+            .is_some_and(|r| r.can(Permission::Reply));
+        if !ok {
+            return Err(CoreError::field("assignee", "err.assignee_invalid"));
+        }
+    }
+    let n = conversation::Entity::update_many()
+        .col_expr(conversation::Column::AssigneeId, Expr::value(assignee))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
+        .filter(conversation::Column::Id.eq(id))
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .exec(&txn)
+        .await?;
+    if n.rows_affected == 0 {
+        return Err(CoreError::NotFound);
+    }
+    let details = serde_json::json!({"assignee": assignee});
+    conversation_changed(core, txn, actor, id, "conversation.assign", details, now).await
+}
+
+/// Closes (`open = false`) or reopens a conversation.
+pub async fn set_open(core: &Core, actor: &Actor, id: Uuid, open: bool) -> Result<()> {
+    actor.require(Permission::Reply)?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let n = conversation::Entity::update_many()
+        .col_expr(
+            conversation::Column::Status,
+            Expr::value(if open { "open" } else { "closed" }),
+        )
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
+        .filter(conversation::Column::Id.eq(id))
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .exec(&txn)
+        .await?;
+    if n.rows_affected == 0 {
+        return Err(CoreError::NotFound);
+    }
+    let action = if open {
+        "conversation.reopen"
+    } else {
+        "conversation.close"
+    };
+    conversation_changed(core, txn, actor, id, action, serde_json::json!({}), now).await
+}
+
+/// Finishes a change of a conversation: its live event and audit entry, then the commit.
+async fn conversation_changed(
+    core: &Core,
+    txn: sea_orm::DatabaseTransaction,
+    actor: &Actor,
+    id: Uuid,
+    action: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    let mut pending = Pending::default();
+    let payload = serde_json::json!({"conversation_id": id});
+    events::emit(
+        &txn,
+        &mut pending,
+        actor.company_id,
+        "conversation",
+        payload,
+        now,
+    )
+    .await?;
+    audit::record(&txn, actor, now, action, &id.to_string(), details).await?;
+    txn.commit().await?;
+    core.published(pending);
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! Managers' answers: text, media and WhatsApp templates stored as pending with a send job in
+//! one transaction, retrying a failed reply, and `insert_outgoing`, the one function through
+//! which other capabilities (the CRM's chat webhook) store an answer.
+
+use super::*;
+
+/// A manager's answer: stored as pending with a send job, in one transaction. In a WhatsApp
+/// conversation whose customer last wrote more than 24 hours ago free text is refused before
+/// anything is stored (`err.wa_window_closed`): only a template may go (`reply_template`).
+pub async fn reply(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    text: &str,
+    reply_to: Option<Uuid>,
+) -> Result<message::Model> {
+    let text = match multi_line_text("text", text, limits::REPLY) {
+        Ok(t) => t,
+        Err(e) => {
+            actor.require(Permission::Reply)?;
+            return Err(CoreError::Invalid(vec![e]));
+        }
+    };
+    store_reply(core, actor, conversation_id, &text, reply_to, Special::None).await
+}
+
+/// What goes out instead of (or with) the text of a reply.
+pub(super) enum Special {
+    None,
+    /// A WhatsApp medium by public link (the text is its caption).
+    Media(StoredAttachment),
+    /// An approved WhatsApp template (name, language, body parameters).
+    Template(serde_json::Value),
+}
+
+pub(super) async fn store_reply(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    text: &str,
+    reply_to: Option<Uuid>,
+    special: Special,
+) -> Result<message::Model> {
+    actor.require(Permission::Reply)?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let conv = conversation::Entity::find_by_id(conversation_id)
+        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+        .one(&txn)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    let free_form = !matches!(special, Special::Template(_));
+    if free_form && source_kind(&txn, conv.source_id).await? == Some(SourceKind::Whatsapp) {
+        let field = if matches!(special, Special::Media(_)) {
+            "media_url"
+        } else {
+            "text"
+        };
+        if !whatsapp_window_open(&txn, conv.id, now).await? {
+            return Err(CoreError::field(field, "err.wa_window_closed"));
+        }
+    }
+    // Only a message of this conversation can be answered: an id from elsewhere (another
+    // conversation, another company) is refused, never stored as a reference.
+    let reply_to_external_id = match reply_to {
+        Some(r) => {
+            message::Entity::find_by_id(r)
+                .filter(message::Column::ConversationId.eq(conv.id))
+                .filter(message::Column::CompanyId.eq(actor.company_id))
+                .one(&txn)
+                .await?
+                .ok_or(CoreError::field("reply_to", "err.reply_to_foreign"))?
+                .external_id
+        }
+        None => None,
+    };
+    let author = match actor.user_id {
+        Some(u) => chatter_store::entity::user::Entity::find_by_id(u)
+            .one(&txn)
+            .await?
+            .map(|u| u.name),
+        None => None,
+    }
+    .unwrap_or_else(|| actor.label.clone());
+    let mut pending = Pending::default();
+    let preview_text = match &special {
+        Special::Media(a) if text.is_empty() => format!("[{}]", a.kind),
+        _ => text.to_owned(),
+    };
+    let mut m = insert_outgoing(
+        &txn,
+        &mut pending,
+        &conv,
+        Outgoing {
+            text: &preview_text,
+            author_id: actor.user_id,
+            author_name: author,
+            reply_to: reply_to.map(|r| (r, reply_to_external_id)),
+        },
+        now,
+    )
+    .await?;
+    match special {
+        Special::None => {}
+        Special::Media(a) => {
+            let mut am = m.into_active_model();
+            am.text = Set(Some(text.to_owned()).filter(|t| !t.is_empty()));
+            am.attachments = Set(serde_json::to_string(&[a]).unwrap_or_else(|_| "[]".into()));
+            m = am.update(&txn).await?;
+        }
+        Special::Template(t) => {
+            let mut am = m.into_active_model();
+            am.extra = Set(Some(t.to_string()));
+            m = am.update(&txn).await?;
+        }
+    }
+    crate::crm::sync::outbox::on_reply(&txn, &conv, m.id, actor.user_id, now).await?;
+    txn.commit().await?;
+    core.published(pending);
+    core.jobs_notify.notify_waiters();
+    Ok(m)
+}
+
+pub(super) async fn source_kind(
+    conn: &impl ConnectionTrait,
+    source_id: Uuid,
+) -> Result<Option<SourceKind>> {
+    Ok(source::Entity::find_by_id(source_id)
+        .one(conn)
+        .await?
+        .and_then(|s| SourceKind::from_id(s.kind)))
+}
+
+/// Whether free-form messages may still go to this WhatsApp conversation: the customer wrote
+/// less than 24 hours ago (their time as WhatsApp reported it). Never wrote: closed.
+pub async fn whatsapp_window_open(
+    conn: &impl ConnectionTrait,
+    conversation_id: Uuid,
+    now: i64,
+) -> Result<bool> {
+    let last = message::Entity::find()
+        .filter(message::Column::ConversationId.eq(conversation_id))
+        .filter(message::Column::Direction.eq("in"))
+        .order_by_desc(message::Column::SentAt)
+        .select_only()
+        .column(message::Column::SentAt)
+        .into_tuple::<Option<i64>>()
+        .one(conn)
+        .await?
+        .flatten();
+    Ok(last.is_some_and(|at| whatsapp::window_open(at, now)))
+}
+
+/// A WhatsApp reply with a medium WhatsApp fetches from a public HTTPS link: an image, video
+/// or audio by the link's extension, a document otherwise; `caption` goes with it.
+pub async fn reply_media(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    link: &str,
+    caption: &str,
+) -> Result<message::Model> {
+    actor.require(Permission::Reply)?;
+    let row = get_conversation(core, actor, conversation_id).await?;
+    if SourceKind::from_id(row.source_kind) != Some(SourceKind::Whatsapp) {
+        return Err(CoreError::field("media_url", "err.kind_unsupported"));
+    }
+    let link = link.trim();
+    let parsed = url::Url::parse(link)
+        .ok()
+        .filter(|u| u.scheme() == "https" && u.host_str().is_some());
+    if link.chars().count() > limits::URL {
+        return Err(CoreError::Invalid(vec![FieldError::too_long(
+            "media_url",
+            limits::URL,
+        )]));
+    }
+    let Some(parsed) = parsed else {
+        return Err(CoreError::field("media_url", "err.media_url"));
+    };
+    let caption = chatter_domain::text::strip_controls(caption);
+    let caption = caption.trim();
+    if caption.chars().count() > limits::CAPTION {
+        return Err(CoreError::Invalid(vec![FieldError::too_long(
+            "caption",
+            limits::CAPTION,
+        )]));
+    }
+    let file_name = parsed
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    let ext = file_name
+        .as_deref()
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let kind = match ext.as_str() {
+        "jpg" | "jpeg" | "png" | "webp" => "image",
+        "mp4" | "3gp" => "video",
+        "mp3" | "ogg" | "m4a" | "aac" | "amr" => "audio",
+        _ => "document",
+    };
+    let a = StoredAttachment {
+        kind: kind.to_owned(),
+        file_ref: link.to_owned(),
+        file_name,
+        ..StoredAttachment::default()
+    };
+    store_reply(
+        core,
+        actor,
+        conversation_id,
+        caption,
+        None,
+        Special::Media(a),
+    )
+    .await
+}
+
+/// The approved message templates of a WhatsApp conversation's business account (asked from
+/// WhatsApp each time: templates are created and approved in Meta's WhatsApp Manager).
+pub async fn whatsapp_templates(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+) -> Result<Vec<Template>> {
+    let row = get_conversation(core, actor, conversation_id).await?;
+    if SourceKind::from_id(row.source_kind) != Some(SourceKind::Whatsapp) {
+        return Ok(Vec::new());
+    }
+    let src = source::Entity::find_by_id(row.conversation.source_id)
+        .one(&core.db)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    let Some(waba) = crate::sources::settings_of(&src).waba_id else {
+        return Ok(Vec::new());
+    };
+    let crate::sources::connectors::SourceClient::WhatsApp(client) =
+        crate::sources::connectors::client_for(core, &src)?
+    else {
+        return Ok(Vec::new());
+    };
+    let all = client.templates(&waba).await.map_err(|e| {
+        tracing::warn!(error = %e, source = %src.id, "cannot list WhatsApp templates");
+        CoreError::field("template", "err.wa_templates_unavailable")
+    })?;
+    Ok(all
+        .into_iter()
+        .filter(|t| t.status.eq_ignore_ascii_case("APPROVED"))
+        .collect())
+}
+
+/// Sends an approved template to a WhatsApp customer (the only thing allowed once their
+/// 24-hour window is closed). The template must be one of the account's approved ones and
+/// every body parameter filled; the stored text is the body with the parameters in place.
+pub async fn reply_template(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: Uuid,
+    name: &str,
+    language: &str,
+    params: &[String],
+) -> Result<message::Model> {
+    actor.require(Permission::Reply)?;
+    let templates = whatsapp_templates(core, actor, conversation_id).await?;
+    let Some(t) = templates
+        .iter()
+        .find(|t| t.name == name.trim() && t.language == language.trim())
+    else {
+        return Err(CoreError::field("template", "err.wa_template_unknown"));
+    };
+    let params: Vec<String> = params
+        .iter()
+        .map(|p| optional_text("params", p, limits::TEMPLATE_PARAM).map(Option::unwrap_or_default))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| CoreError::Invalid(vec![e]))?;
+    let wanted = t.body_params();
+    if params.len() < wanted || params[..wanted].iter().any(|p| p.is_empty()) {
+        return Err(CoreError::field("params", "err.wa_template_params"));
+    }
+    let params = params[..wanted].to_vec();
+    let mut text = t.body_text().unwrap_or(&t.name).to_owned();
+    for (i, p) in params.iter().enumerate() {
+        text = text.replace(&format!("{{{{{}}}}}", i + 1), p);
+    }
+    let extra = serde_json::json!({"type": "template", "name": t.name, "language": t.language,
+        "params": params});
+    store_reply(
+        core,
+        actor,
+        conversation_id,
+        &text,
+        None,
+        Special::Template(extra),
+    )
+    .await
+}
+
+/// An outgoing message to store.
+pub(crate) struct Outgoing<'a> {
+    pub text: &'a str,
+    pub author_id: Option<Uuid>,
+    pub author_name: String,
+    /// The message answered, with its provider id.
+    pub reply_to: Option<(Uuid, Option<String>)>,
+}
+
+/// Stores an outgoing message in `conv` with its send job and live event, inside the caller's
+/// transaction (replies from the inbox, from the API, and managers' answers from the CRM).
+pub(crate) async fn insert_outgoing(
+    txn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    conv: &conversation::Model,
+    o: Outgoing<'_>,
+    now: i64,
+) -> Result<message::Model> {
+    let (reply_to, reply_to_external_id) = match o.reply_to {
+        Some((id, ext)) => (Some(id), ext),
+        None => (None, None),
+    };
+    let m = message::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        company_id: Set(conv.company_id),
+        conversation_id: Set(conv.id),
+        source_id: Set(conv.source_id),
+        direction: Set("out".into()),
+        external_id: Set(None),
+        // Whoever wrote it (the inbox, the API, a manager in the CRM), the customer gets no
+        // control characters but line breaks and tabs.
+        text: Set(Some(
+            chatter_domain::text::strip_controls(o.text).into_owned(),
+        )),
+        attachments: Set("[]".into()),
+        extra: Set(None),
+        sender_name: Set(o.author_name),
+        author_id: Set(o.author_id),
+        reply_to_id: Set(reply_to),
+        reply_to_external_id: Set(reply_to_external_id),
+        status: Set("pending".into()),
+        error: Set(None),
+        sent_parts: Set("[]".into()),
+        created_at: Set(now),
+        sent_at: Set(None),
+        edited_at: Set(None),
+    }
+    .insert(txn)
+    .await?;
+    let mut cam = conv.clone().into_active_model();
+    cam.last_text = Set(o.text.chars().take(140).collect());
+    cam.last_message_at = Set(now);
+    cam.unread = Set(0);
+    if conv.assignee_id.is_none() {
+        cam.assignee_id = Set(o.author_id);
+    }
+    cam.updated_at = Set(now);
+    cam.update(txn).await?;
+    jobs::enqueue(
+        txn,
+        NewJob::new(
+            JOB_SEND_MESSAGE,
+            serde_json::json!({"message_id": m.id}),
+            now,
+        )
+        .company(conv.company_id)
+        .max_attempts(12),
+        now,
+    )
+    .await?;
+    events::emit(
+        txn,
+        pending,
+        conv.company_id,
+        "message",
+        serde_json::json!({"conversation_id": conv.id, "message_id": m.id}),
+        now,
+    )
+    .await?;
+    Ok(m)
+}
+
+/// Sends a failed reply again.
+pub async fn retry_message(core: &Core, actor: &Actor, message_id: Uuid) -> Result<()> {
+    actor.require(Permission::Reply)?;
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let m = message::Entity::find_by_id(message_id)
+        .filter(message::Column::CompanyId.eq(actor.company_id))
+        .filter(message::Column::Status.eq("failed"))
+        .one(&txn)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    let conv_id = m.conversation_id;
+    let mut am = m.into_active_model();
+    am.status = Set("pending".into());
+    am.error = Set(None);
+    am.update(&txn).await?;
+    jobs::enqueue(
+        &txn,
+        NewJob::new(
+            JOB_SEND_MESSAGE,
+            serde_json::json!({"message_id": message_id}),
+            now,
+        )
+        .company(actor.company_id)
+        .max_attempts(12),
+        now,
+    )
+    .await?;
+    let mut pending = Pending::default();
+    events::emit(
+        &txn,
+        &mut pending,
+        actor.company_id,
+        "message",
+        serde_json::json!({"conversation_id": conv_id, "message_id": message_id}),
+        now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "message.retry",
+        &message_id.to_string(),
+        serde_json::json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    core.published(pending);
+    core.jobs_notify.notify_waiters();
+    Ok(())
+}
