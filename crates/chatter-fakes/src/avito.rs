@@ -462,10 +462,7 @@ async fn gate(shared: &Shared, headers: &HeaderMap, uid: Option<&str>) -> Result
     match failure {
         Failure::Status { status, message } => Err(error(status, &message)),
         Failure::Hang => {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
-                () = shared.stopped() => {}
-            }
+            shared.hang().await;
             Err(error(503, "hung"))
         }
     }
@@ -715,9 +712,8 @@ async fn deliver(shared: Arc<Shared>, client_id: String, mut rx: mpsc::Unbounded
                 if status == Some(200) || attempt == DELIVERY_ATTEMPTS {
                     break;
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(DELIVERY_BACKOFF * attempt) => {}
-                    () = shared.stopped() => return,
+                if !shared.sleep(DELIVERY_BACKOFF * attempt).await {
+                    return;
                 }
             }
         }

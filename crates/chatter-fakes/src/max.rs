@@ -8,7 +8,7 @@
 //! `Authorization`, exactly as against `https://platform-api2.max.ru`. Media the customers send
 //! are served without credentials at `{base_url}/files/{id}`.
 
-use crate::server::{self, random_string, unix_millis, StopGuard, URL_SAFE};
+use crate::server::{self, random_string, unix_millis, Backoff, StopGuard, URL_SAFE};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -466,10 +466,7 @@ async fn gate(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> 
             Err(response)
         }
         Some(Failure::Hang) => {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
-                () = shared.stopped() => {}
-            }
+            shared.hang().await;
             Err(error(503, "service.unavailable", "hung"))
         }
     }
@@ -645,7 +642,7 @@ async fn unsubscribe(
 /// Delivers queued updates to the subscription `seq`, one at a time and in order; only a 200
 /// answer takes an update off the queue, anything else is retried with backoff (§3.3).
 async fn deliver(shared: Arc<Shared>, token: String, seq: u64) {
-    let mut backoff = DELIVERY_BACKOFF_START;
+    let mut backoff = Backoff::new(DELIVERY_BACKOFF_START, DELIVERY_BACKOFF_CAP);
     loop {
         let notify = {
             let bots = shared.lock();
@@ -711,13 +708,9 @@ async fn deliver(shared: Arc<Shared>, token: String, seq: u64) {
             }
         }
         if delivered {
-            backoff = DELIVERY_BACKOFF_START;
-        } else {
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = shared.stopped() => return,
-            }
-            backoff = (backoff * 2).min(DELIVERY_BACKOFF_CAP);
+            backoff.reset();
+        } else if !shared.sleep(backoff.step()).await {
+            return;
         }
     }
 }

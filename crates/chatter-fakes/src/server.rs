@@ -41,6 +41,49 @@ impl<S, E> Shared<S, E> {
         let mut stop = self.stop.clone();
         let _ = stop.wait_for(|stopped| *stopped).await;
     }
+
+    /// Sleeps for `duration`; false when the fake stopped first, and the caller's task should end.
+    pub(crate) async fn sleep(&self, duration: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => true,
+            () = self.stopped() => false,
+        }
+    }
+
+    /// What an injected hang does: answer only when the fake stops (or after a day).
+    pub(crate) async fn hang(&self) {
+        self.sleep(Duration::from_secs(24 * 3600)).await;
+    }
+}
+
+/// Doubling delays between a fake's delivery attempts, from `start` up to `cap`, so a client's
+/// endpoint that is down a while is neither hammered nor waited on for long once it is back.
+pub(crate) struct Backoff {
+    start: Duration,
+    cap: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(start: Duration, cap: Duration) -> Self {
+        Backoff {
+            start,
+            cap,
+            next: start,
+        }
+    }
+
+    /// After a success: the next failure waits `start` again.
+    pub(crate) fn reset(&mut self) {
+        self.next = self.start;
+    }
+
+    /// The delay to wait now; the one after is twice as long, up to the cap.
+    pub(crate) fn step(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        now
+    }
 }
 
 /// Held by every clone of a fake's handle: when the last one drops, the server stops.

@@ -9,7 +9,7 @@
 //! API). Callbacks are form-encoded, unsigned, one at a time in order, retried until answered
 //! 200 with body `ok`.
 
-use crate::server::{self, random_string, unix_secs, StopGuard, LOWER_ALPHANUMERIC};
+use crate::server::{self, random_string, unix_secs, Backoff, StopGuard, LOWER_ALPHANUMERIC};
 use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -267,7 +267,7 @@ impl FakeSms {
 
 /// POSTs the account's callbacks one by one, in order, each until answered 200 `ok`.
 async fn deliver_loop(shared: Arc<Shared>, key: String) {
-    let mut backoff = CALLBACK_BACKOFF_START;
+    let mut backoff = Backoff::new(CALLBACK_BACKOFF_START, CALLBACK_BACKOFF_CAP);
     loop {
         let notify = match shared.lock().get(&key) {
             Some(a) => a.notify.clone(),
@@ -328,14 +328,12 @@ async fn deliver_loop(shared: Arc<Shared>, key: String) {
             }
         }
         if ok {
-            backoff = CALLBACK_BACKOFF_START;
+            backoff.reset();
             continue;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stopped() => return,
+        if !shared.sleep(backoff.step()).await {
+            return;
         }
-        backoff = (backoff * 2).min(CALLBACK_BACKOFF_CAP);
     }
 }
 

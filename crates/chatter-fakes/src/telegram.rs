@@ -7,7 +7,7 @@
 //! exactly as against `https://api.telegram.org`. A tiny "customer's phone" page at `/phone`
 //! shows each chat and lets a person write as the customer.
 
-use crate::server::{self, escape_html, random_string, unix_secs, StopGuard, URL_SAFE};
+use crate::server::{self, escape_html, random_string, unix_secs, Backoff, StopGuard, URL_SAFE};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -779,10 +779,7 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     };
     match failure {
         Some(Failure::Hang) => {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
-                () = shared.stopped() => {}
-            }
+            shared.hang().await;
             return ApiError::new(502, "Bad Gateway").into_response();
         }
         Some(Failure::Status {
@@ -1191,7 +1188,7 @@ async fn deliver(
     webhook: WebhookConfig,
     _permit: OwnedSemaphorePermit,
 ) {
-    let mut backoff = WEBHOOK_BACKOFF_START;
+    let mut backoff = Backoff::new(WEBHOOK_BACKOFF_START, WEBHOOK_BACKOFF_CAP);
     loop {
         let mut request = shared.http.post(&webhook.url).json(&body);
         if let Some(secret) = &webhook.secret_token {
@@ -1248,11 +1245,9 @@ async fn deliver(
                 return;
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stopped() => return,
+        if !shared.sleep(backoff.step()).await {
+            return;
         }
-        backoff = (backoff * 2).min(WEBHOOK_BACKOFF_CAP);
         let still_set = shared
             .lock()
             .get(&token)

@@ -5,7 +5,7 @@
 //! document URLs that serve bytes. A control API lets tests act as customers, expire long-poll
 //! sessions, revoke tokens and inject failures.
 
-use crate::server::{self, random_hex, random_string, unix_secs, StopGuard, URL_SAFE};
+use crate::server::{self, random_hex, random_string, unix_secs, Backoff, StopGuard, URL_SAFE};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -1184,7 +1184,7 @@ fn serve_file(shared: &Shared, name: &str) -> Response {
 /// Confirms callback server `server_id` and then delivers its events in order, one at a time,
 /// each until the server answers 200 `ok`, for as long as the server exists.
 async fn dispatch(shared: Arc<Shared>, group_id: i64, server_id: i64, notify: Arc<Notify>) {
-    let mut backoff = CALLBACK_BACKOFF_START;
+    let mut backoff = Backoff::new(CALLBACK_BACKOFF_START, CALLBACK_BACKOFF_CAP);
     loop {
         let notified = notify.notified();
         tokio::pin!(notified);
@@ -1273,14 +1273,12 @@ async fn dispatch(shared: Arc<Shared>, group_id: i64, server_id: i64, notify: Ar
             }
         }
         if success {
-            backoff = CALLBACK_BACKOFF_START;
+            backoff.reset();
             continue;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stopped() => return,
+        if !shared.sleep(backoff.step()).await {
+            return;
         }
-        backoff = (backoff * 2).min(CALLBACK_BACKOFF_CAP);
     }
 }
 

@@ -9,7 +9,7 @@
 //! in order, to the callback URL set with [`FakeWhatsApp::subscribe`], signed with
 //! `X-Hub-Signature-256` and retried with backoff until answered 2xx.
 
-use crate::server::{self, random_string, unix_millis, StopGuard, ALPHANUMERIC};
+use crate::server::{self, random_string, unix_millis, Backoff, StopGuard, ALPHANUMERIC};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State as AxumState};
 use axum::http::{header, StatusCode};
@@ -544,7 +544,7 @@ fn store_media(state: &mut State, owner: &str, bytes: Vec<u8>, mime: &str) -> (S
 
 /// POSTs the number's notifications one by one, in order, each until a 2xx.
 async fn deliver_loop(shared: Arc<Shared>, number_id: String) {
-    let mut backoff = WEBHOOK_BACKOFF_START;
+    let mut backoff = Backoff::new(WEBHOOK_BACKOFF_START, WEBHOOK_BACKOFF_CAP);
     loop {
         let notify = match shared.lock().numbers.get(&number_id) {
             Some(n) => n.notify.clone(),
@@ -599,14 +599,12 @@ async fn deliver_loop(shared: Arc<Shared>, number_id: String) {
             }
         }
         if ok {
-            backoff = WEBHOOK_BACKOFF_START;
+            backoff.reset();
             continue;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stopped() => return,
+        if !shared.sleep(backoff.step()).await {
+            return;
         }
-        backoff = (backoff * 2).min(WEBHOOK_BACKOFF_CAP);
     }
 }
 
