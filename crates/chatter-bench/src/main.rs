@@ -8,6 +8,7 @@
 //! - `sse`: latency from a webhook update to its event on a signed-in `/app/events` stream;
 //! - `kinds`: webhook ingest for every source kind with a webhook, one fresh server each;
 //! - `pollers`: memory of one node long-polling 1,000 bots;
+//! - `stem`: nanoseconds per word of the routing rules' stemmer over the words of given texts;
 //! - `nodes`: two nodes on one PostgreSQL database: takeover after SIGKILL, SIGTERM with open
 //!   live streams, ingest on one node against two.
 //!
@@ -22,6 +23,7 @@
 //! target/release/chatter-bench pollers --bots 1000
 //! target/release/chatter-bench crm --rate 20 --seconds 10 --burst 1000
 //! target/release/chatter-bench kinds --seconds 5
+//! target/release/chatter-bench stem faq.ru.txt
 //! target/release/chatter-bench nodes --database-url postgres://postgres@127.0.0.1:5432/nodes
 //! ```
 
@@ -32,6 +34,7 @@ mod nodes;
 mod pollers;
 mod server;
 mod sse;
+mod stem;
 mod telegram;
 
 use anyhow::{bail, Context as _};
@@ -82,6 +85,8 @@ enum Bench {
     /// Two nodes on one PostgreSQL database: takeover time after SIGKILL, SIGTERM with open
     /// live streams, webhook ingest on one node against two.
     Nodes(nodes::Args),
+    /// The routing rules' keyword stemmer: ns/word over the distinct words of given texts.
+    Stem(stem::Args),
 }
 
 #[tokio::main]
@@ -94,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Crm(a)) => crm::run(a).await,
         Some(Bench::Kinds(a)) => kinds::run(a).await,
         Some(Bench::Nodes(a)) => nodes::run(a).await,
+        Some(Bench::Stem(a)) => stem::run(a),
         None => http(&args).await,
     }
 }

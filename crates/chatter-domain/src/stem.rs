@@ -2,6 +2,12 @@
 //! `rust-stemmers` crate, and the tokenizer that folds case (ё = е) before stemming. Keywords and
 //! message texts go through the same function, so only equality of stems matters here.
 //!
+//! The crate replaced a 490-line hand-written Snowball Russian stemmer (last in commit f2029d4's
+//! parent). Measured before deleting it for good (issue 10, item 8): over the 1,939 distinct
+//! Russian words of the seed FAQ, the routing-rule tests and every Russian text in the repository
+//! (8,002 running words), the two gave the same stem for every word (0 differences); the crate
+//! took 125–210 ns a word against 780–880 ns for the hand-written one (release build, 3 rounds).
+//!
 //! The stemmer is deliberately not a lemmatiser: derivational forms keep their suffixes, so
 //! «доставочная» → «доставочн» does not match «доставка» → «доставк».
 

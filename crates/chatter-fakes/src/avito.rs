@@ -8,6 +8,7 @@
 //! `Authorization: Bearer <token>`, as against `https://api.avito.ru`. Images buyers send are
 //! served without credentials at `{base_url}/files/{id}`.
 
+use crate::server::{self, random_string, unix_secs, StopGuard, ALPHANUMERIC};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -17,9 +18,9 @@ use axum::Router;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 const MAX_TEXT: usize = 1000;
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
@@ -96,14 +97,6 @@ pub struct FakeAvito {
     guard: Arc<StopGuard>,
 }
 
-struct StopGuard(watch::Sender<bool>);
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
-}
-
 struct World {
     /// By client id.
     accounts: HashMap<String, Account>,
@@ -112,23 +105,8 @@ struct World {
     files: HashMap<String, Vec<u8>>,
 }
 
-struct Shared {
-    state: Mutex<World>,
-    base_url: String,
-    http: reqwest::Client,
-    stop: watch::Receiver<bool>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, World> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn stopped(&self) {
-        let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
-}
+/// The fake's world behind its one lock, with what every fake shares (see [`server::Shared`]).
+type Shared = server::Shared<World>;
 
 struct Chat {
     id: String,
@@ -161,7 +139,7 @@ struct Account {
 impl Account {
     /// Stores a message in its chat and queues its webhook delivery.
     fn add_message(&mut self, chat_id: &str, author_id: i64, kind: &str, content: Value) -> Value {
-        let created = now();
+        let created = unix_secs();
         let id = format!("{:032x}", rand::thread_rng().gen::<u128>());
         let direction = if author_id == self.user_id {
             "out"
@@ -215,58 +193,45 @@ impl Account {
 impl FakeAvito {
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start() -> std::io::Result<FakeAvito> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .map_err(std::io::Error::other)?;
-        let (tx, rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(World {
-                accounts: HashMap::new(),
-                tokens: HashMap::new(),
-                files: HashMap::new(),
-            }),
-            base_url: format!("http://{addr}"),
-            http,
-            stop: rx,
-        });
-        let app = Router::new()
-            .route("/token", post(token))
-            .route("/token/", post(token))
-            .route("/core/v1/accounts/self", get(account_self))
-            .route("/messenger/v2/accounts/{uid}/chats", get(list_chats))
-            .route("/messenger/v2/accounts/{uid}/chats/{chat}", get(get_chat))
-            .route(
-                "/messenger/v3/accounts/{uid}/chats/{chat}/messages/",
-                get(list_messages),
+        let spec = server::Spec {
+            http_timeout: Duration::from_secs(2),
+            ..server::Spec::new(
+                World {
+                    accounts: HashMap::new(),
+                    tokens: HashMap::new(),
+                    files: HashMap::new(),
+                },
+                "fake Avito server stopped",
             )
-            .route(
-                "/messenger/v1/accounts/{uid}/chats/{chat}/messages",
-                post(send_message),
-            )
-            .route("/messenger/v3/webhook", post(subscribe))
-            .route("/messenger/v1/webhook/unsubscribe", post(unsubscribe))
-            .route("/messenger/v1/subscriptions", post(subscriptions))
-            .route("/files/{id}", get(file))
-            .with_state(shared.clone());
-        let stop = shared.clone();
-        crate::spawn_server(
-            listener,
-            app,
-            async move { stop.stopped().await },
-            "fake Avito server stopped",
-        );
-        Ok(FakeAvito {
-            shared,
-            guard: Arc::new(StopGuard(tx)),
+        };
+        let (shared, guard) = server::start(spec, |shared| {
+            Router::new()
+                .route("/token", post(token))
+                .route("/token/", post(token))
+                .route("/core/v1/accounts/self", get(account_self))
+                .route("/messenger/v2/accounts/{uid}/chats", get(list_chats))
+                .route("/messenger/v2/accounts/{uid}/chats/{chat}", get(get_chat))
+                .route(
+                    "/messenger/v3/accounts/{uid}/chats/{chat}/messages/",
+                    get(list_messages),
+                )
+                .route(
+                    "/messenger/v1/accounts/{uid}/chats/{chat}/messages",
+                    post(send_message),
+                )
+                .route("/messenger/v3/webhook", post(subscribe))
+                .route("/messenger/v1/webhook/unsubscribe", post(unsubscribe))
+                .route("/messenger/v1/subscriptions", post(subscriptions))
+                .route("/files/{id}", get(file))
+                .with_state(shared)
         })
+        .await?;
+        Ok(FakeAvito { shared, guard })
     }
 
     /// Stops the server now (hanging requests and webhook deliveries end too).
     pub fn shutdown(&self) {
-        let _ = self.guard.0.send(true);
+        self.guard.stop();
     }
 
     /// `http://127.0.0.1:PORT`, the fake's stand-in for `https://api.avito.ru`.
@@ -279,8 +244,8 @@ impl FakeAvito {
     pub fn add_account(&self, name: &str) -> Credentials {
         let mut rng = rand::thread_rng();
         let creds = Credentials {
-            client_id: random_string(20),
-            client_secret: random_string(40),
+            client_id: random_string(ALPHANUMERIC, 20),
+            client_secret: random_string(ALPHANUMERIC, 40),
             user_id: rng.gen_range(10_000_000..99_999_999),
         };
         self.shared.lock().accounts.insert(
@@ -318,7 +283,7 @@ impl FakeAvito {
     /// Returns (chat id, message id).
     pub fn customer_writes(&self, client_id: &str, m: BuyerMessage) -> (String, String) {
         let image = m.image.map(|bytes| {
-            let id = random_string(24);
+            let id = random_string(ALPHANUMERIC, 24);
             self.shared.lock().files.insert(id.clone(), bytes);
             format!("{}/files/{id}", self.shared.base_url)
         });
@@ -329,13 +294,13 @@ impl FakeAvito {
                 .find(|c| c.buyer.0 == m.buyer_id && c.item_id == m.item_id)
                 .map(|c| c.id.clone());
             let chat_id = existing.unwrap_or_else(|| {
-                let id = format!("u2i-{}", random_string(22));
+                let id = format!("u2i-{}", random_string(ALPHANUMERIC, 22));
                 account.chats.insert(
                     id.clone(),
                     Chat {
                         id: id.clone(),
-                        created: now(),
-                        updated: now(),
+                        created: unix_secs(),
+                        updated: unix_secs(),
                         item_id: m.item_id,
                         item_title: m.item_title.clone(),
                         buyer: (m.buyer_id, m.buyer_name.clone()),
@@ -444,7 +409,7 @@ async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         }
         _ => return error(401, "invalid client_id or client_secret"),
     };
-    let access = random_string(43);
+    let access = random_string(ALPHANUMERIC, 43);
     state
         .tokens
         .insert(access.clone(), (client_id, Instant::now() + lifetime));
@@ -497,10 +462,7 @@ async fn gate(shared: &Shared, headers: &HeaderMap, uid: Option<&str>) -> Result
     match failure {
         Failure::Status { status, message } => Err(error(status, &message)),
         Failure::Hang => {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
-                () = shared.stopped() => {}
-            }
+            shared.hang().await;
             Err(error(503, "hung"))
         }
     }
@@ -750,9 +712,8 @@ async fn deliver(shared: Arc<Shared>, client_id: String, mut rx: mpsc::Unbounded
                 if status == Some(200) || attempt == DELIVERY_ATTEMPTS {
                     break;
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(DELIVERY_BACKOFF * attempt) => {}
-                    () = shared.stopped() => return,
+                if !shared.sleep(DELIVERY_BACKOFF * attempt).await {
+                    return;
                 }
             }
         }
@@ -765,18 +726,4 @@ async fn file(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Resp
         Some(bytes) => ([(header::CONTENT_TYPE, "image/jpeg")], bytes.clone()).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn random_string(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
 }

@@ -5,6 +5,7 @@ pub mod amocrm;
 pub mod avito;
 pub mod mail_page;
 pub mod max;
+mod server;
 pub mod sms;
 pub mod smtp;
 pub mod telegram;
@@ -26,21 +27,3 @@ pub use vk::{
 pub use whatsapp::{
     FakeWhatsApp, WaCustomerContent, WaDelivery, WaFailure, WaNumber, WaSentMessage,
 };
-
-/// Serves `app` on `listener` in the background until `stopped` resolves (each fake stops
-/// when its last handle is dropped).
-pub(crate) fn spawn_server(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    stopped: impl std::future::Future<Output = ()> + Send + 'static,
-    what: &'static str,
-) {
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::warn!(%error, "{what}");
-        }
-    });
-}

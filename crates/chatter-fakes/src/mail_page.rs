@@ -2,63 +2,43 @@
 //! first, with each message's links clickable — so a demo visitor can read the invitation or
 //! password-reset mail Chatter sent, and open its link.
 
+use crate::server::{escape_html, PageServer};
 use crate::smtp::MailReader;
 use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
-use tokio::task::JoinHandle;
 
 /// The running page. Dropping it stops the server.
 pub struct MailPage {
-    base: String,
-    task: JoinHandle<()>,
+    server: PageServer,
 }
 
 impl MailPage {
     /// Listens on `127.0.0.1:0`.
     pub async fn start(mail: MailReader) -> std::io::Result<MailPage> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let base = format!("http://{}", listener.local_addr()?);
         let app = Router::new().route("/", get(page)).with_state(mail);
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "the mail page stopped");
-            }
-        });
-        Ok(MailPage { base, task })
+        let server = PageServer::start(app, "the mail page stopped").await?;
+        Ok(MailPage { server })
     }
 
     pub fn url(&self) -> String {
-        format!("{}/", self.base)
+        format!("{}/", self.server.base_url)
     }
-}
-
-impl Drop for MailPage {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 async fn page(State(mail): State<MailReader>) -> Html<String> {
     let mut items = String::new();
     for m in mail.messages().iter().rev() {
-        let mut body = escape(&m.body);
+        let mut body = escape_html(&m.body);
         for link in m.links() {
-            let shown = escape(&link);
+            let shown = escape_html(&link);
             body = body.replace(&shown, &format!("<a href=\"{shown}\">{shown}</a>"));
         }
         items.push_str(&format!(
             "<article><h2>{}</h2><p><b>Кому:</b> {}</p><pre style=\"white-space:pre-wrap\">{}</pre></article><hr>\n",
-            escape(&m.subject),
-            escape(&m.to.join(", ")),
+            escape_html(&m.subject),
+            escape_html(&m.to.join(", ")),
             body
         ));
     }

@@ -8,6 +8,7 @@
 //! `Authorization`, exactly as against `https://platform-api2.max.ru`. Media the customers send
 //! are served without credentials at `{base_url}/files/{id}`.
 
+use crate::server::{self, random_string, unix_millis, Backoff, StopGuard, URL_SAFE};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -17,9 +18,9 @@ use axum::Router;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{watch, Notify};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::Notify;
 
 const MAX_TEXT: usize = 4000;
 const MAX_POLL_SECS: u64 = 90;
@@ -116,35 +117,17 @@ pub struct FakeMax {
     guard: Arc<StopGuard>,
 }
 
-struct StopGuard(watch::Sender<bool>);
+/// The bots behind the fake's lock; uploaded files sit behind a second lock (the `extra`), since
+/// a file is stored while a bot's lock is held.
+type Shared = server::Shared<HashMap<String, Bot>, Files>;
 
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
-}
-
-struct Shared {
-    bots: Mutex<HashMap<String, Bot>>,
-    files: Mutex<HashMap<String, (Vec<u8>, String)>>,
-    base_url: String,
-    http: reqwest::Client,
-    stop: watch::Receiver<bool>,
-}
+/// Uploaded files by id: bytes and MIME type.
+type Files = Mutex<HashMap<String, (Vec<u8>, String)>>;
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Bot>> {
-        self.bots.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn stopped(&self) {
-        let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
-
     fn store_file(&self, bytes: Vec<u8>, mime: &str) -> String {
-        let id = random_string(24);
-        self.files
+        let id = random_string(URL_SAFE, 24);
+        self.extra
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), (bytes, mime.to_owned()));
@@ -183,7 +166,7 @@ struct Bot {
 impl Bot {
     fn user_json(&self) -> Value {
         json!({"user_id": self.user_id, "first_name": self.name, "username": self.username,
-               "is_bot": true, "last_activity_time": now_ms()})
+               "is_bot": true, "last_activity_time": unix_millis()})
     }
 
     fn enqueue(&mut self, update: Value) {
@@ -218,46 +201,27 @@ impl Bot {
 impl FakeMax {
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start() -> std::io::Result<FakeMax> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(std::io::Error::other)?;
-        let (tx, rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            bots: Mutex::new(HashMap::new()),
-            files: Mutex::new(HashMap::new()),
-            base_url: format!("http://{addr}"),
-            http,
-            stop: rx,
-        });
-        let app = Router::new()
-            .route("/me", get(me))
-            .route("/updates", get(updates))
-            .route(
-                "/subscriptions",
-                get(list_subscriptions).post(subscribe).delete(unsubscribe),
-            )
-            .route("/messages", axum::routing::post(send_message))
-            .route("/files/{id}", get(file))
-            .with_state(shared.clone());
-        let stop = shared.clone();
-        crate::spawn_server(
-            listener,
-            app,
-            async move { stop.stopped().await },
-            "fake Max server stopped",
-        );
-        Ok(FakeMax {
-            shared,
-            guard: Arc::new(StopGuard(tx)),
+        let spec = server::Spec::new(HashMap::new(), "fake Max server stopped")
+            .with_extra(Files::default());
+        let (shared, guard) = server::start(spec, |shared| {
+            Router::new()
+                .route("/me", get(me))
+                .route("/updates", get(updates))
+                .route(
+                    "/subscriptions",
+                    get(list_subscriptions).post(subscribe).delete(unsubscribe),
+                )
+                .route("/messages", axum::routing::post(send_message))
+                .route("/files/{id}", get(file))
+                .with_state(shared)
         })
+        .await?;
+        Ok(FakeMax { shared, guard })
     }
 
     /// Stops the server now (hanging requests and webhook deliveries end too).
     pub fn shutdown(&self) {
-        let _ = self.guard.0.send(true);
+        self.guard.stop();
     }
 
     /// `http://127.0.0.1:PORT`, the fake's stand-in for `https://platform-api2.max.ru`.
@@ -267,7 +231,7 @@ impl FakeMax {
 
     /// Registers a bot and returns its token.
     pub fn add_bot(&self, name: &str, username: &str) -> String {
-        let token = random_string(44);
+        let token = random_string(URL_SAFE, 44);
         let mut rng = rand::thread_rng();
         let bot = Bot {
             user_id: rng.gen_range(100_000_000..900_000_000),
@@ -318,7 +282,7 @@ impl FakeMax {
         });
         self.with_bot(token, |bot| {
             let mut user = json!({"user_id": m.user_id, "first_name": m.first_name,
-                                  "is_bot": false, "last_activity_time": now_ms()});
+                                  "is_bot": false, "last_activity_time": unix_millis()});
             if let Some(last) = &m.last_name {
                 user["last_name"] = json!(last);
             }
@@ -342,10 +306,10 @@ impl FakeMax {
             if let Some(url) = image {
                 attachments.push(json!({"type": "image", "payload": {
                     "photo_id": rand::thread_rng().gen_range(1..i64::MAX),
-                    "token": random_string(16), "url": url}}));
+                    "token": random_string(URL_SAFE, 16), "url": url}}));
             }
             if let Some((url, name, size)) = file {
-                attachments.push(json!({"type": "file", "payload": {"url": url, "token": random_string(16)},
+                attachments.push(json!({"type": "file", "payload": {"url": url, "token": random_string(URL_SAFE, 16)},
                                         "filename": name, "size": size}));
             }
             let (mid, seq) = bot.new_mid();
@@ -357,12 +321,12 @@ impl FakeMax {
             let message = json!({
                 "sender": user,
                 "recipient": recipient,
-                "timestamp": now_ms(),
+                "timestamp": unix_millis(),
                 "body": {"mid": mid, "seq": seq, "text": m.text.unwrap_or_default(), "attachments": attachments},
                 "link": link,
             });
             bot.messages.insert(mid.clone(), message.clone());
-            bot.enqueue(json!({"update_type": "message_created", "timestamp": now_ms(),
+            bot.enqueue(json!({"update_type": "message_created", "timestamp": unix_millis(),
                                "user_locale": "ru", "message": message}));
             mid
         })
@@ -379,7 +343,7 @@ impl FakeMax {
             message["body"]["text"] = json!(text);
             let message = message.clone();
             bot.enqueue(
-                json!({"update_type": "message_edited", "timestamp": now_ms(),
+                json!({"update_type": "message_edited", "timestamp": unix_millis(),
                                "user_locale": "ru", "message": message}),
             );
         });
@@ -392,8 +356,10 @@ impl FakeMax {
             let user = json!({"user_id": user_id, "first_name": first_name, "is_bot": false});
             let chat_id = bot.dialog(&user, user_id);
             bot.stopped_by.insert(user_id);
-            bot.enqueue(json!({"update_type": "bot_stopped", "timestamp": now_ms(),
-                               "chat_id": chat_id, "user": user}));
+            bot.enqueue(
+                json!({"update_type": "bot_stopped", "timestamp": unix_millis(),
+                               "chat_id": chat_id, "user": user}),
+            );
         });
     }
 
@@ -403,7 +369,7 @@ impl FakeMax {
             let user = json!({"user_id": user_id, "first_name": first_name, "is_bot": false});
             let chat_id = bot.dialog(&user, user_id);
             bot.stopped_by.remove(&user_id);
-            let mut update = json!({"update_type": "bot_started", "timestamp": now_ms(),
+            let mut update = json!({"update_type": "bot_started", "timestamp": unix_millis(),
                                     "chat_id": chat_id, "user": user});
             if let Some(payload) = payload {
                 update["payload"] = json!(payload);
@@ -500,10 +466,7 @@ async fn gate(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> 
             Err(response)
         }
         Some(Failure::Hang) => {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
-                () = shared.stopped() => {}
-            }
+            shared.hang().await;
             Err(error(503, "service.unavailable", "hung"))
         }
     }
@@ -611,7 +574,7 @@ async fn list_subscriptions(State(shared): State<Arc<Shared>>, headers: HeaderMa
     let list: Vec<Value> = bot
         .subscription
         .iter()
-        .map(|s| json!({"url": s.url, "time": now_ms(), "update_types": s.update_types, "version": "0.0.30"}))
+        .map(|s| json!({"url": s.url, "time": unix_millis(), "update_types": s.update_types, "version": "0.0.30"}))
         .collect();
     axum::Json(json!({"subscriptions": list})).into_response()
 }
@@ -679,7 +642,7 @@ async fn unsubscribe(
 /// Delivers queued updates to the subscription `seq`, one at a time and in order; only a 200
 /// answer takes an update off the queue, anything else is retried with backoff (§3.3).
 async fn deliver(shared: Arc<Shared>, token: String, seq: u64) {
-    let mut backoff = DELIVERY_BACKOFF_START;
+    let mut backoff = Backoff::new(DELIVERY_BACKOFF_START, DELIVERY_BACKOFF_CAP);
     loop {
         let notify = {
             let bots = shared.lock();
@@ -745,13 +708,9 @@ async fn deliver(shared: Arc<Shared>, token: String, seq: u64) {
             }
         }
         if delivered {
-            backoff = DELIVERY_BACKOFF_START;
-        } else {
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = shared.stopped() => return,
-            }
-            backoff = (backoff * 2).min(DELIVERY_BACKOFF_CAP);
+            backoff.reset();
+        } else if !shared.sleep(backoff.step()).await {
+            return;
         }
     }
 }
@@ -805,7 +764,7 @@ async fn send_message(
     let message = json!({
         "sender": bot.user_json(),
         "recipient": {"chat_id": chat_id, "chat_type": chat_type, "user_id": customer},
-        "timestamp": now_ms(),
+        "timestamp": unix_millis(),
         "body": {"mid": mid, "seq": seq, "text": text, "attachments": []},
         "link": reply_to.as_ref().map(|r| json!({"type": "reply", "message": {"mid": r}})),
     });
@@ -820,25 +779,11 @@ async fn send_message(
 }
 
 async fn file(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let files = shared.files.lock().unwrap_or_else(PoisonError::into_inner);
+    let files = shared.extra.lock().unwrap_or_else(PoisonError::into_inner);
     match files.get(&id) {
         Some((bytes, mime)) => {
             ([(header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn random_string(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
 }

@@ -9,6 +9,7 @@
 //! API). Callbacks are form-encoded, unsigned, one at a time in order, retried until answered
 //! 200 with body `ok`.
 
+use crate::server::{self, random_string, unix_secs, Backoff, StopGuard, LOWER_ALPHANUMERIC};
 use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -17,9 +18,9 @@ use axum::Router;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{watch, Notify};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 const MAX_BODY: usize = 1024 * 1024;
 const CALLBACK_BACKOFF_START: Duration = Duration::from_millis(50);
@@ -94,31 +95,8 @@ pub struct FakeSms {
     guard: Arc<StopGuard>,
 }
 
-struct StopGuard(watch::Sender<bool>);
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
-}
-
-struct Shared {
-    accounts: Mutex<BTreeMap<String, Account>>,
-    base_url: String,
-    http: reqwest::Client,
-    stop: watch::Receiver<bool>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Account>> {
-        self.accounts.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn stopped(&self) {
-        let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
-}
+/// The fake's world behind its one lock, with what every fake shares (see [`server::Shared`]).
+type Shared = server::Shared<BTreeMap<String, Account>>;
 
 struct Account {
     name: String,
@@ -161,36 +139,20 @@ impl Account {
 impl FakeSms {
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start() -> std::io::Result<FakeSms> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(std::io::Error::other)?;
-        let (tx, rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            accounts: Mutex::new(BTreeMap::new()),
-            base_url: format!("http://{addr}/userapi/"),
-            http,
-            stop: rx,
-        });
-        let app = Router::new().fallback(api).with_state(shared.clone());
-        let stop = shared.clone();
-        crate::spawn_server(
-            listener,
-            app,
-            async move { stop.stopped().await },
-            "fake SMS gateway stopped",
-        );
-        Ok(FakeSms {
-            shared,
-            guard: Arc::new(StopGuard(tx)),
+        let spec = server::Spec {
+            path: "/userapi/",
+            ..server::Spec::new(BTreeMap::new(), "fake SMS gateway stopped")
+        };
+        let (shared, guard) = server::start(spec, |shared| {
+            Router::new().fallback(api).with_state(shared)
         })
+        .await?;
+        Ok(FakeSms { shared, guard })
     }
 
     /// Stops the server now (hanging requests and callbacks end too).
     pub fn shutdown(&self) {
-        let _ = self.guard.0.send(true);
+        self.guard.stop();
     }
 
     /// `http://127.0.0.1:PORT/userapi/`, the stand-in for `https://lk.sipout.net/userapi/`.
@@ -200,7 +162,7 @@ impl FakeSms {
 
     /// Opens an account with `balance` roubles; returns its API key.
     pub fn add_account(&self, name: &str, inn: &str, balance: f64) -> String {
-        let key = random_string(32);
+        let key = random_string(LOWER_ALPHANUMERIC, 32);
         let first_id = rand::thread_rng().gen_range(100_000_000u64..900_000_000);
         self.shared.lock().insert(
             key.clone(),
@@ -262,7 +224,7 @@ impl FakeSms {
                 ("from".to_owned(), digits(from)),
                 ("to".to_owned(), digits(to)),
                 ("text".to_owned(), text.to_owned()),
-                ("time".to_owned(), now_secs().to_string()),
+                ("time".to_owned(), unix_secs().to_string()),
             ];
             a.queue("inbound", fields);
             id
@@ -305,7 +267,7 @@ impl FakeSms {
 
 /// POSTs the account's callbacks one by one, in order, each until answered 200 `ok`.
 async fn deliver_loop(shared: Arc<Shared>, key: String) {
-    let mut backoff = CALLBACK_BACKOFF_START;
+    let mut backoff = Backoff::new(CALLBACK_BACKOFF_START, CALLBACK_BACKOFF_CAP);
     loop {
         let notify = match shared.lock().get(&key) {
             Some(a) => a.notify.clone(),
@@ -366,14 +328,12 @@ async fn deliver_loop(shared: Arc<Shared>, key: String) {
             }
         }
         if ok {
-            backoff = CALLBACK_BACKOFF_START;
+            backoff.reset();
             continue;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stopped() => return,
+        if !shared.sleep(backoff.step()).await {
+            return;
         }
-        backoff = (backoff * 2).min(CALLBACK_BACKOFF_CAP);
     }
 }
 
@@ -512,7 +472,7 @@ fn send(account: &mut Account, params: &HashMap<String, String>) -> Response {
             ("id".to_owned(), id.clone()),
             ("status".to_owned(), status.to_owned()),
             ("phone".to_owned(), to.to_owned()),
-            ("time".to_owned(), now_secs().to_string()),
+            ("time".to_owned(), unix_secs().to_string()),
         ];
         if let Some(e) = err_text {
             fields.push(("err_text".to_owned(), e.to_owned()));
@@ -611,20 +571,6 @@ fn position(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn random_string(len: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
 }
 
 #[cfg(test)]

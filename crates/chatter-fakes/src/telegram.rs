@@ -7,6 +7,7 @@
 //! exactly as against `https://api.telegram.org`. A tiny "customer's phone" page at `/phone`
 //! shows each chat and lets a person write as the customer.
 
+use crate::server::{self, escape_html, random_string, unix_secs, Backoff, StopGuard, URL_SAFE};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -17,9 +18,9 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Largest request body the fake reads (Telegram's upload limit is 50 MB).
 const MAX_BODY: usize = 60 * 1024 * 1024;
@@ -173,32 +174,8 @@ pub struct FakeTelegram {
     guard: Arc<StopGuard>,
 }
 
-struct StopGuard(watch::Sender<bool>);
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
-}
-
-struct Shared {
-    state: Mutex<BTreeMap<String, Bot>>,
-    base_url: String,
-    http: reqwest::Client,
-    stop: watch::Receiver<bool>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Bot>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Resolves when the fake is shut down (or every handle is gone).
-    async fn stopped(&self) {
-        let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
-}
+/// The fake's world behind its one lock, with what every fake shares (see [`server::Shared`]).
+type Shared = server::Shared<BTreeMap<String, Bot>>;
 
 struct Update {
     id: i64,
@@ -290,8 +267,12 @@ impl Bot {
     ) -> Arc<StoredFile> {
         self.next_file += 1;
         let file = Arc::new(StoredFile {
-            file_id: format!("BQACAgIAAxkBAAM{}{}", self.next_file, random_string(24)),
-            unique_id: format!("AgAD{}", random_string(10)),
+            file_id: format!(
+                "BQACAgIAAxkBAAM{}{}",
+                self.next_file,
+                random_string(URL_SAFE, 24)
+            ),
+            unique_id: format!("AgAD{}", random_string(URL_SAFE, 10)),
             path: format!("{folder}/file_{}.{ext}", self.next_file),
             bytes,
             mime: mime.to_owned(),
@@ -333,7 +314,7 @@ impl Bot {
         let mut msg = Map::new();
         msg.insert("from".into(), user.clone());
         msg.insert("chat".into(), chat_json.clone());
-        msg.insert("date".into(), json!(now()));
+        msg.insert("date".into(), json!(unix_secs()));
         // Telegram never sends an empty text or caption: a photo built from
         // `CustomerMessage::text(.., "")` carries neither.
         if let Some(text) = m.text.filter(|t| !t.is_empty()) {
@@ -409,7 +390,7 @@ impl Bot {
         };
         let message_id = chat.next_message_id;
         chat.next_message_id += 1;
-        let date = now();
+        let date = unix_secs();
         let mut msg = fields;
         msg.insert("message_id".into(), json!(message_id));
         msg.insert("from".into(), from);
@@ -436,43 +417,24 @@ impl Bot {
 impl FakeTelegram {
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start() -> std::io::Result<FakeTelegram> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(std::io::Error::other)?;
-        let (tx, rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(BTreeMap::new()),
-            base_url: format!("http://{addr}"),
-            http,
-            stop: rx,
-        });
-        let app = Router::new()
-            .route("/phone", get(phone_index))
-            .route(
-                "/phone/{token}/{chat_id}",
-                get(phone_chat).post(phone_write),
-            )
-            .fallback(api)
-            .with_state(shared.clone());
-        let stop = shared.clone();
-        crate::spawn_server(
-            listener,
-            app,
-            async move { stop.stopped().await },
-            "fake Telegram server stopped",
-        );
-        Ok(FakeTelegram {
-            shared,
-            guard: Arc::new(StopGuard(tx)),
+        let spec = server::Spec::new(BTreeMap::new(), "fake Telegram server stopped");
+        let (shared, guard) = server::start(spec, |shared| {
+            Router::new()
+                .route("/phone", get(phone_index))
+                .route(
+                    "/phone/{token}/{chat_id}",
+                    get(phone_chat).post(phone_write),
+                )
+                .fallback(api)
+                .with_state(shared)
         })
+        .await?;
+        Ok(FakeTelegram { shared, guard })
     }
 
     /// Stops the server now (hanging requests and webhook deliveries end too).
     pub fn shutdown(&self) {
-        let _ = self.guard.0.send(true);
+        self.guard.stop();
     }
 
     /// `http://127.0.0.1:PORT`, the fake's stand-in for `https://api.telegram.org`.
@@ -487,7 +449,11 @@ impl FakeTelegram {
             let mut rng = rand::thread_rng();
             let id: i64 = rng.gen_range(1_000_000_000..8_000_000_000);
             let first_update: i64 = rng.gen_range(10_000_000..900_000_000);
-            (id, format!("{id}:{}", random_string(35)), first_update)
+            (
+                id,
+                format!("{id}:{}", random_string(URL_SAFE, 35)),
+                first_update,
+            )
         };
         bots.insert(
             token.clone(),
@@ -581,7 +547,7 @@ impl FakeTelegram {
                 "caption"
             };
             msg[field] = json!(text);
-            msg["edit_date"] = json!(now());
+            msg["edit_date"] = json!(unix_secs());
             let edited = msg.clone();
             bot.enqueue("edited_message", edited);
         });
@@ -614,7 +580,7 @@ impl FakeTelegram {
             } else {
                 (kicked, member)
             };
-            let payload = json!({"chat": chat.json, "from": from, "date": now(),
+            let payload = json!({"chat": chat.json, "from": from, "date": unix_secs(),
                                  "old_chat_member": old, "new_chat_member": new});
             bot.enqueue("my_chat_member", payload);
         });
@@ -813,10 +779,7 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     };
     match failure {
         Some(Failure::Hang) => {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
-                () = shared.stopped() => {}
-            }
+            shared.hang().await;
             return ApiError::new(502, "Bad Gateway").into_response();
         }
         Some(Failure::Status {
@@ -1225,7 +1188,7 @@ async fn deliver(
     webhook: WebhookConfig,
     _permit: OwnedSemaphorePermit,
 ) {
-    let mut backoff = WEBHOOK_BACKOFF_START;
+    let mut backoff = Backoff::new(WEBHOOK_BACKOFF_START, WEBHOOK_BACKOFF_CAP);
     loop {
         let mut request = shared.http.post(&webhook.url).json(&body);
         if let Some(secret) = &webhook.secret_token {
@@ -1275,18 +1238,16 @@ async fn deliver(
                 }
                 Some(message) => {
                     delivery.last_error = Some(message.clone());
-                    bot.last_error = Some((now(), message));
+                    bot.last_error = Some((unix_secs(), message));
                 }
             }
             if bot.webhook_seq != seq || bot.revoked {
                 return;
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stopped() => return,
+        if !shared.sleep(backoff.step()).await {
+            return;
         }
-        backoff = (backoff * 2).min(WEBHOOK_BACKOFF_CAP);
         let still_set = shared
             .lock()
             .get(&token)
@@ -1566,8 +1527,8 @@ async fn phone_index(State(shared): State<Arc<Shared>>) -> Html<String> {
         let _ = write!(
             html,
             "<h2>{} (@{})</h2><ul>",
-            escape(&bot.first_name),
-            escape(&bot.username)
+            escape_html(&bot.first_name),
+            escape_html(&bot.username)
         );
         if bot.chats.is_empty() {
             html.push_str("<li>Чатов пока нет.</li>");
@@ -1576,8 +1537,8 @@ async fn phone_index(State(shared): State<Arc<Shared>>) -> Html<String> {
             let _ = write!(
                 html,
                 "<li><a href=\"/phone/{}/{id}\">{}</a> — сообщений: {}</li>",
-                escape(token),
-                escape(&chat_title(chat)),
+                escape_html(token),
+                escape_html(&chat_title(chat)),
                 chat.messages.len()
             );
         }
@@ -1603,7 +1564,7 @@ async fn phone_chat(
     let _ = write!(
         html,
         "<p><a href=\"/phone\">← Все чаты</a></p><h1>{}</h1>",
-        escape(&chat_title(chat))
+        escape_html(&chat_title(chat))
     );
     if chat.blocked {
         html.push_str("<p><em>Клиент заблокировал бота.</em></p>");
@@ -1623,9 +1584,9 @@ async fn phone_chat(
             html,
             "<li class=\"{}\"><b>{}</b> <small>{}</small>: {}</li>",
             if from_bot { "bot" } else { "customer" },
-            escape(&who),
+            escape_html(&who),
             clock(msg["date"].as_i64().unwrap_or(0)),
-            escape(&describe(msg))
+            escape_html(&describe(msg))
         );
     }
     html.push_str("</ul>");
@@ -1633,7 +1594,7 @@ async fn phone_chat(
         let _ = write!(
             html,
             "<form method=\"post\" action=\"/phone/{}/{chat_id}\"><label>Сообщение <input name=\"text\" autofocus></label> <button type=\"submit\">Отправить</button></form>",
-            escape(&token)
+            escape_html(&token)
         );
     }
     html.push_str("</body></html>");
@@ -1699,7 +1660,7 @@ fn page_head(title: &str, refresh: bool) -> String {
         } else {
             ""
         },
-        escape(title)
+        escape_html(title)
     )
 }
 
@@ -1748,13 +1709,6 @@ fn clock(unix: i64) -> String {
     format!("{:02}:{:02} UTC", day / 3600, day % 3600 / 60)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 // ---------------------------------------------------------------------------------------------
 
 fn user_json(id: i64, first_name: &str, last_name: Option<&str>, username: Option<&str>) -> Value {
@@ -1786,18 +1740,4 @@ fn without_reply(msg: &Value) -> Value {
         map.remove("reply_to_message");
     }
     msg
-}
-
-fn random_string(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -5,6 +5,7 @@
 //! document URLs that serve bytes. A control API lets tests act as customers, expire long-poll
 //! sessions, revoke tokens and inject failures.
 
+use crate::server::{self, random_hex, random_string, unix_secs, Backoff, StopGuard, URL_SAFE};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -13,9 +14,9 @@ use axum::Router;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{watch, Notify};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 const API_VERSION: &str = "5.199";
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -156,31 +157,8 @@ pub struct FakeVk {
     guard: Arc<StopGuard>,
 }
 
-struct StopGuard(watch::Sender<bool>);
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
-}
-
-struct Shared {
-    state: Mutex<World>,
-    base_url: String,
-    http: reqwest::Client,
-    stop: watch::Receiver<bool>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, World> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn stopped(&self) {
-        let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
-}
+/// The fake's world behind its one lock, with what every fake shares (see [`server::Shared`]).
+type Shared = server::Shared<World>;
 
 #[derive(Default)]
 struct World {
@@ -315,7 +293,7 @@ impl Group {
                 .collect();
             attachments.push(
                 json!({"type": "photo", "photo": {"id": photo_id, "owner_id": m.user_id,
-                "access_key": random_hex(18), "date": now(), "sizes": sizes}}),
+                "access_key": random_hex(18), "date": unix_secs(), "sizes": sizes}}),
             );
         }
         if let Some((bytes, title)) = m.doc {
@@ -342,7 +320,7 @@ impl Group {
         }
         let cmid = peer.next_cmid;
         peer.next_cmid += 1;
-        let mut msg = json!({"date": now(), "from_id": m.user_id, "id": id, "out": 0,
+        let mut msg = json!({"date": unix_secs(), "from_id": m.user_id, "id": id, "out": 0,
             "peer_id": peer_id, "text": m.text, "conversation_message_id": cmid,
             "attachments": attachments, "fwd_messages": [], "important": false, "is_hidden": false});
         if let Some(replied) = m.reply_to.and_then(|c| peer.messages.get(&c)) {
@@ -386,36 +364,17 @@ impl FileStore<'_> {
 impl FakeVk {
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start() -> std::io::Result<FakeVk> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(std::io::Error::other)?;
-        let (tx, rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(World::default()),
-            base_url: format!("http://{addr}"),
-            http,
-            stop: rx,
-        });
-        let app = Router::new().fallback(route).with_state(shared.clone());
-        let stop = shared.clone();
-        crate::spawn_server(
-            listener,
-            app,
-            async move { stop.stopped().await },
-            "fake VK server stopped",
-        );
-        Ok(FakeVk {
-            shared,
-            guard: Arc::new(StopGuard(tx)),
+        let spec = server::Spec::new(World::default(), "fake VK server stopped");
+        let (shared, guard) = server::start(spec, |shared| {
+            Router::new().fallback(route).with_state(shared)
         })
+        .await?;
+        Ok(FakeVk { shared, guard })
     }
 
     /// Stops the server now (hanging requests, polls and callback deliveries end too).
     pub fn shutdown(&self) {
-        let _ = self.guard.0.send(true);
+        self.guard.stop();
     }
 
     /// `http://127.0.0.1:PORT`, the fake's stand-in for `https://api.vk.com`.
@@ -495,7 +454,7 @@ impl FakeVk {
                 .and_then(|p| p.messages.get_mut(&cmid))
                 .expect("customer_edits: the customer wrote this message");
             msg["text"] = json!(text);
-            msg["update_time"] = json!(now());
+            msg["update_time"] = json!(unix_secs());
             let edited = msg.clone();
             group.emit("message_edit", edited);
         });
@@ -1105,7 +1064,7 @@ fn send_message(shared: &Shared, group_id: i64, params: &Params) -> Result<Value
     let message_id = group.next_message_id;
     group.next_message_id += 1;
     let from_id = -group.id;
-    let date = now();
+    let date = unix_secs();
     let peer = group.peer(peer_id);
     let cmid = peer.next_cmid;
     peer.next_cmid += 1;
@@ -1225,7 +1184,7 @@ fn serve_file(shared: &Shared, name: &str) -> Response {
 /// Confirms callback server `server_id` and then delivers its events in order, one at a time,
 /// each until the server answers 200 `ok`, for as long as the server exists.
 async fn dispatch(shared: Arc<Shared>, group_id: i64, server_id: i64, notify: Arc<Notify>) {
-    let mut backoff = CALLBACK_BACKOFF_START;
+    let mut backoff = Backoff::new(CALLBACK_BACKOFF_START, CALLBACK_BACKOFF_CAP);
     loop {
         let notified = notify.notified();
         tokio::pin!(notified);
@@ -1314,14 +1273,12 @@ async fn dispatch(shared: Arc<Shared>, group_id: i64, server_id: i64, notify: Ar
             }
         }
         if success {
-            backoff = CALLBACK_BACKOFF_START;
+            backoff.reset();
             continue;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stopped() => return,
+        if !shared.sleep(backoff.step()).await {
+            return;
         }
-        backoff = (backoff * 2).min(CALLBACK_BACKOFF_CAP);
     }
 }
 
@@ -1369,23 +1326,5 @@ fn mime_for(ext: &str) -> &'static str {
 }
 
 fn new_token() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::thread_rng();
-    let tail: String = (0..80)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect();
-    format!("vk1.a.{tail}")
-}
-
-fn random_hex(len: usize) -> String {
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
-        .collect()
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    format!("vk1.a.{}", random_string(URL_SAFE, 80))
 }

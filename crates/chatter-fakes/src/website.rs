@@ -8,6 +8,7 @@
 //! Answers: 401 for a missing or wrong signature or a stale timestamp, 400 for a body that is
 //! not JSON, 200 otherwise (also for a repeated delivery, which is not stored twice).
 
+use crate::server::{escape_html, PageServer};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -17,7 +18,6 @@ use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::{Arc, Mutex};
-use tokio::task::JoinHandle;
 
 /// One delivery the site accepted.
 #[derive(Clone, Debug)]
@@ -50,36 +50,29 @@ type Shared = Arc<Mutex<Inner>>;
 
 /// The running site. Dropping it stops the server.
 pub struct FakeWebsite {
-    base: String,
+    server: PageServer,
     state: Shared,
-    task: JoinHandle<()>,
 }
 
 impl FakeWebsite {
     /// Listens on `127.0.0.1:0`.
     pub async fn start() -> std::io::Result<FakeWebsite> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let base = format!("http://{}", listener.local_addr()?);
         let state: Shared = Arc::default();
         let app = Router::new()
             .route("/", get(page))
             .route("/chatter-webhook", post(receive))
             .with_state(Arc::clone(&state));
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "the fake website stopped");
-            }
-        });
-        Ok(FakeWebsite { base, state, task })
+        let server = PageServer::start(app, "the fake website stopped").await?;
+        Ok(FakeWebsite { server, state })
     }
 
     pub fn base_url(&self) -> String {
-        self.base.clone()
+        self.server.base_url.clone()
     }
 
     /// The URL to set as the API source's outgoing webhook.
     pub fn webhook_url(&self) -> String {
-        format!("{}/chatter-webhook", self.base)
+        format!("{}/chatter-webhook", self.server.base_url)
     }
 
     /// The API source's signing secret, which the site checks signatures with.
@@ -95,12 +88,6 @@ impl FakeWebsite {
     /// How many requests were refused (bad signature, stale timestamp, not JSON).
     pub fn refused(&self) -> u64 {
         lock(&self.state).refused
-    }
-}
-
-impl Drop for FakeWebsite {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -156,13 +143,6 @@ async fn receive(State(s): State<Shared>, h: HeaderMap, body: Bytes) -> Response
     StatusCode::OK.into_response()
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 async fn page(State(s): State<Shared>) -> Html<String> {
     let inner = lock(&s);
     let mut rows = String::new();
@@ -174,12 +154,12 @@ async fn page(State(s): State<Shared>) -> Html<String> {
         };
         let what = r
             .text()
-            .map(escape)
-            .unwrap_or_else(|| escape(&r.body["data"].to_string()));
+            .map(escape_html)
+            .unwrap_or_else(|| escape_html(&r.body["data"].to_string()));
         rows.push_str(&format!(
             "<li><b>{}</b> · <code>{}</code><br>{}</li>\n",
             who,
-            escape(&r.event),
+            escape_html(&r.event),
             what
         ));
     }

@@ -9,6 +9,7 @@
 //! in order, to the callback URL set with [`FakeWhatsApp::subscribe`], signed with
 //! `X-Hub-Signature-256` and retried with backoff until answered 2xx.
 
+use crate::server::{self, random_string, unix_millis, Backoff, StopGuard, ALPHANUMERIC};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State as AxumState};
 use axum::http::{header, StatusCode};
@@ -20,9 +21,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{watch, Notify};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 const MAX_BODY: usize = 110 * 1024 * 1024;
 const MAX_TEXT: usize = 4096;
@@ -139,37 +140,13 @@ pub struct FakeWhatsApp {
     guard: Arc<StopGuard>,
 }
 
-struct StopGuard(watch::Sender<bool>);
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
-}
-
-struct Shared {
-    state: Mutex<State>,
-    base_url: String,
-    http: reqwest::Client,
-    stop: watch::Receiver<bool>,
-    clock_offset_ms: AtomicI64,
-}
+/// The numbers behind the fake's lock; the clock offset tests set (the `extra`) is read on every
+/// answer, outside it.
+type Shared = server::Shared<State, AtomicI64>;
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn stopped(&self) {
-        let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
-
     fn now_ms(&self) -> i64 {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        real + self.clock_offset_ms.load(Ordering::Relaxed)
+        unix_millis() + self.extra.load(Ordering::Relaxed)
     }
 }
 
@@ -267,37 +244,18 @@ impl Number {
 impl FakeWhatsApp {
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start() -> std::io::Result<FakeWhatsApp> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(std::io::Error::other)?;
-        let (tx, rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            base_url: format!("http://{addr}"),
-            http,
-            stop: rx,
-            clock_offset_ms: AtomicI64::new(0),
-        });
-        let app = Router::new().fallback(api).with_state(shared.clone());
-        let stop = shared.clone();
-        crate::spawn_server(
-            listener,
-            app,
-            async move { stop.stopped().await },
-            "fake WhatsApp server stopped",
-        );
-        Ok(FakeWhatsApp {
-            shared,
-            guard: Arc::new(StopGuard(tx)),
+        let spec = server::Spec::new(State::default(), "fake WhatsApp server stopped")
+            .with_extra(AtomicI64::new(0));
+        let (shared, guard) = server::start(spec, |shared| {
+            Router::new().fallback(api).with_state(shared)
         })
+        .await?;
+        Ok(FakeWhatsApp { shared, guard })
     }
 
     /// Stops the server now (hanging requests and webhook deliveries end too).
     pub fn shutdown(&self) {
-        let _ = self.guard.0.send(true);
+        self.guard.stop();
     }
 
     /// `http://127.0.0.1:PORT`, the fake's stand-in for `https://graph.facebook.com`.
@@ -317,7 +275,7 @@ impl FakeWhatsApp {
                 .to_string(),
             display_phone_number: display_phone_number.to_owned(),
             verified_name: verified_name.to_owned(),
-            access_token: format!("EAAG{}", random_string(120)),
+            access_token: format!("EAAG{}", random_string(ALPHANUMERIC, 120)),
             app_secret: hex::encode(rng.gen::<[u8; 16]>()),
         };
         let mut state = self.shared.lock();
@@ -522,7 +480,7 @@ impl FakeWhatsApp {
     /// Moves the fake's clock forward (windows close after 24 h of it); timestamps follow.
     pub fn advance_clock(&self, by: Duration) {
         self.shared
-            .clock_offset_ms
+            .extra
             .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
     }
 
@@ -586,7 +544,7 @@ fn store_media(state: &mut State, owner: &str, bytes: Vec<u8>, mime: &str) -> (S
 
 /// POSTs the number's notifications one by one, in order, each until a 2xx.
 async fn deliver_loop(shared: Arc<Shared>, number_id: String) {
-    let mut backoff = WEBHOOK_BACKOFF_START;
+    let mut backoff = Backoff::new(WEBHOOK_BACKOFF_START, WEBHOOK_BACKOFF_CAP);
     loop {
         let notify = match shared.lock().numbers.get(&number_id) {
             Some(n) => n.notify.clone(),
@@ -641,14 +599,12 @@ async fn deliver_loop(shared: Arc<Shared>, number_id: String) {
             }
         }
         if ok {
-            backoff = WEBHOOK_BACKOFF_START;
+            backoff.reset();
             continue;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stopped() => return,
+        if !shared.sleep(backoff.step()).await {
+            return;
         }
-        backoff = (backoff * 2).min(WEBHOOK_BACKOFF_CAP);
     }
 }
 
@@ -706,7 +662,7 @@ impl GraphError {
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
         let mut error = json!({"message": self.message, "type": "OAuthException", "code": self.code,
-                               "fbtrace_id": random_string(27)});
+                               "fbtrace_id": random_string(ALPHANUMERIC, 27)});
         if let Some(details) = self.details {
             error["error_data"] = json!({"messaging_product": "whatsapp", "details": details});
         }
@@ -826,7 +782,7 @@ fn get_object(shared: &Shared, number_id: &str, id: &str) -> Result<Response, Gr
     }
     match state.media.get(id) {
         Some(m) if m.owner == number_id => Ok(axum::Json(json!({
-            "url": format!("{}/whatsapp_business/attachments/?mid={id}&ext={}", shared.base_url, random_string(10)),
+            "url": format!("{}/whatsapp_business/attachments/?mid={id}&ext={}", shared.base_url, random_string(ALPHANUMERIC, 10)),
             "mime_type": m.mime, "sha256": m.sha256, "file_size": m.bytes.len(), "id": id,
             "messaging_product": "whatsapp"}))
         .into_response()),
@@ -1087,13 +1043,5 @@ fn digits(s: &str) -> String {
 }
 
 fn new_wamid() -> String {
-    format!("wamid.HBgL{}", random_string(40))
-}
-
-fn random_string(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
+    format!("wamid.HBgL{}", random_string(ALPHANUMERIC, 40))
 }

@@ -6,6 +6,15 @@
 //! more, however the calls are spread. Waiters queue on an async mutex (FIFO) and sleep, never
 //! spin. Clone it to share the bucket between every client of the same account on this node;
 //! the cross-node limit is core's job.
+//!
+//! Why not the `governor` crate (issue 10, item 8; probed with governor 0.10.4): its GCRA refills
+//! one cell every `per / max_requests`, so it cannot give both of this rule's halves at once.
+//! With the same rate and burst (7 per 1.1 s, burst 7) it granted 7 at 0 ms and then one every
+//! 157 ms: 13 grants inside one 1.1 s window, the overrun amoCRM answers with 429 and then a
+//! block. Burst 1 keeps the window (at most 7) but spaces the first seven over 957 ms where
+//! this limiter sends them at once; a 1.1 s period with burst 7 keeps both but then allows one
+//! request per 1.1 s instead of seven. It also keeps its own clock rather than tokio's (the tests
+//! below run on tokio's paused time) and wakes waiters in no set order (this queue is FIFO).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -97,6 +106,27 @@ mod tests {
         // The first three go at once: a burst is not slowed down.
         assert_eq!(at[2], Duration::ZERO);
         assert_eq!(at[3], Duration::from_secs(1));
+    }
+
+    /// The rule a GCRA limiter with the same rate and burst breaks: a full burst, then a steady
+    /// stream, never puts an eighth request into any window of amoCRM's limit.
+    #[tokio::test(start_paused = true)]
+    async fn amocrm_burst_then_stream_keeps_seven_per_window() {
+        let limiter = RateLimiter::new(RateLimit::AMOCRM);
+        let per = RateLimit::AMOCRM.per;
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..30 {
+            limiter.acquire().await;
+            at.push(start.elapsed());
+        }
+        for (i, t) in at.iter().enumerate() {
+            let in_window = at[i..].iter().filter(|u| **u - *t < per).count();
+            assert!(in_window <= 7, "{in_window} in one window: {at:?}");
+        }
+        assert_eq!(at[6], Duration::ZERO, "the first seven go at once");
+        // Seven more each window afterwards: the sustained rate is the full 7 per window.
+        assert_eq!(at[27], per * 3, "{at:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,9 +2,8 @@
 //! chats, messages with amoCRM's side effects (contact + Unsorted lead), delivery status,
 //! history, and the signed outgoing-message webhook a manager's answer produces (§4.6).
 
-use super::{
-    is_closed_status, is_method, status_code, unix_now, Account, AmoState, Chat, Kind, Shared,
-};
+use super::{is_closed_status, is_method, status_code, Account, AmoState, Chat, Kind, Shared};
+use crate::server::unix_secs;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
@@ -91,7 +90,7 @@ fn signature_valid(
     let Ok(sent) = chrono::DateTime::parse_from_rfc2822(date) else {
         return false;
     };
-    if (sent.timestamp() - unix_now()).abs() > DATE_SKEW {
+    if (sent.timestamp() - unix_secs()).abs() > DATE_SKEW {
         return false;
     }
     if md5 != md5_hex(body) {

@@ -12,6 +12,7 @@ mod oauth;
 mod rest;
 mod ui;
 
+use crate::server::{self, unix_secs, StopGuard};
 use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -22,9 +23,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Largest request body the fake reads.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -67,31 +67,8 @@ pub struct FakeAmo {
     guard: Arc<StopGuard>,
 }
 
-struct StopGuard(watch::Sender<bool>);
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
-}
-
-pub(crate) struct Shared {
-    state: Mutex<AmoState>,
-    base_url: String,
-    http: reqwest::Client,
-    stop: watch::Receiver<bool>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, AmoState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn stopped(&self) {
-        let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
-}
+/// The fake's world behind its one lock, with what every fake shares (see [`server::Shared`]).
+pub(crate) type Shared = server::Shared<AmoState>;
 
 /// Who a code or token was issued to.
 #[derive(Clone)]
@@ -317,7 +294,7 @@ pub(crate) struct AmoState {
 
 impl AmoState {
     fn now(&self) -> i64 {
-        unix_now() + self.offset
+        unix_secs() + self.offset
     }
 
     fn id(&mut self) -> i64 {
@@ -352,16 +329,9 @@ impl AmoState {
 impl FakeAmo {
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start() -> std::io::Result<FakeAmo> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(std::io::Error::other)?;
-        let (tx, rx) = watch::channel(false);
         let first_id = rand::thread_rng().gen_range(1_000_000..2_000_000);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(AmoState {
+        let spec = server::Spec::new(
+            AmoState {
                 offset: 0,
                 next_id: first_id,
                 accounts: BTreeMap::new(),
@@ -373,37 +343,28 @@ impl FakeAmo {
                 failures: Vec::new(),
                 requests: Vec::new(),
                 rate_limit: DEFAULT_RATE_LIMIT,
-            }),
-            base_url: format!("http://{addr}"),
-            http,
-            stop: rx,
-        });
-        let app = Router::new()
-            .route(
-                "/oauth",
-                get(oauth::consent_page).post(oauth::consent_submit),
-            )
-            .route("/ui", get(ui::index))
-            .route("/ui/{subdomain}", get(ui::account_page))
-            .route("/ui/{subdomain}/chats/{chat_id}/reply", post(ui::reply))
-            .fallback(dispatch)
-            .with_state(shared.clone());
-        let stop = shared.clone();
-        crate::spawn_server(
-            listener,
-            app,
-            async move { stop.stopped().await },
+            },
             "fake amoCRM server stopped",
         );
-        Ok(FakeAmo {
-            shared,
-            guard: Arc::new(StopGuard(tx)),
+        let (shared, guard) = server::start(spec, |shared| {
+            Router::new()
+                .route(
+                    "/oauth",
+                    get(oauth::consent_page).post(oauth::consent_submit),
+                )
+                .route("/ui", get(ui::index))
+                .route("/ui/{subdomain}", get(ui::account_page))
+                .route("/ui/{subdomain}/chats/{chat_id}/reply", post(ui::reply))
+                .fallback(dispatch)
+                .with_state(shared)
         })
+        .await?;
+        Ok(FakeAmo { shared, guard })
     }
 
     /// Stops the server now.
     pub fn shutdown(&self) {
-        let _ = self.guard.0.send(true);
+        self.guard.stop();
     }
 
     /// `http://127.0.0.1:PORT`: REST at `{base}/api/v4/…`, OAuth at `{base}/oauth2/access_token`,
@@ -1019,24 +980,4 @@ fn enums(st: &mut AmoState, values: &[&str]) -> Value {
             .map(|(i, v)| json!({"id": st.id(), "value": v, "sort": 2 * (i + 1)}))
             .collect(),
     )
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::thread_rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.gen::<u8>()))
-        .collect()
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -2,9 +2,10 @@
 //! JWT-shaped access tokens bound to one account, and single-use refresh tokens that rotate.
 
 use super::{
-    escape, is_method, parse_body, problem, random_hex, status_code, AmoState, Grant, Shared,
-    ACCESS_TTL, CODE_TTL, REFRESH_TTL,
+    is_method, parse_body, problem, status_code, AmoState, Grant, Shared, ACCESS_TTL, CODE_TTL,
+    REFRESH_TTL,
 };
+use crate::server::{escape_html, random_hex};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -32,7 +33,7 @@ pub(super) fn approve(
         None => acc.admin_id(),
     };
     let subdomain = acc.subdomain.clone();
-    let code = format!("def50200{}", random_hex(96));
+    let code = format!("def50200{}", random_hex(192));
     let expires_at = st.now() + CODE_TTL;
     st.codes.insert(
         code.clone(),
@@ -102,8 +103,8 @@ pub(super) async fn consent_page(
             options,
             "<option value=\"{}\">{} ({}.amocrm.ru)</option>",
             acc.id,
-            escape(&acc.name),
-            escape(&acc.subdomain)
+            escape_html(&acc.name),
+            escape_html(&acc.subdomain)
         );
     }
     let page = format!(
@@ -116,9 +117,9 @@ pub(super) async fn consent_page(
          <label>Аккаунт <select name=\"account\" id=\"account\">{options}</select></label>\
          <button type=\"submit\" name=\"decision\" value=\"allow\" id=\"allow\">Разрешить</button>\
          <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Отказать</button></form></html>",
-        client = escape(&client_id),
-        state = escape(&q.state.unwrap_or_default()),
-        mode = escape(&q.mode.unwrap_or_default()),
+        client = escape_html(&client_id),
+        state = escape_html(&q.state.unwrap_or_default()),
+        mode = escape_html(&q.mode.unwrap_or_default()),
     );
     Html(page).into_response()
 }
@@ -280,7 +281,7 @@ fn token(st: &mut AmoState, base_url: &str, headers: &HeaderMap, body: &[u8]) ->
     };
     let api_domain = base_url.trim_start_matches("http://").to_owned();
     let access = jwt(&grant, now, &api_domain);
-    let refresh = format!("def50200{}", random_hex(160));
+    let refresh = format!("def50200{}", random_hex(320));
     st.access_tokens.insert(
         access.clone(),
         Grant {
@@ -317,7 +318,7 @@ fn jwt(grant: &Grant, now: i64, api_domain: &str) -> String {
         "{}.{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string()),
-        URL_SAFE_NO_PAD.encode(random_hex(128)),
+        URL_SAFE_NO_PAD.encode(random_hex(256)),
     )
 }
 

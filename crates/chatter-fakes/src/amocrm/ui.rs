@@ -1,7 +1,8 @@
 //! A small page per account for `chatter demo` and browser tests: the account's deals and its
 //! chats, with a form to answer as the manager (which sends the signed amojo webhook).
 
-use super::{amojo, escape, Account, Kind, Shared};
+use super::{amojo, Account, Kind, Shared};
+use crate::server::escape_html;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -23,8 +24,8 @@ pub(super) async fn index(State(shared): State<Arc<Shared>>) -> Html<String> {
         let _ = write!(
             list,
             "<li><a href=\"/ui/{sub}\">{name}</a> ({sub}.amocrm.ru)</li>",
-            sub = escape(&acc.subdomain),
-            name = escape(&acc.name)
+            sub = escape_html(&acc.subdomain),
+            name = escape_html(&acc.name)
         );
     }
     Html(format!(
@@ -49,7 +50,7 @@ fn status_name(acc: &Account, pipeline: i64, status: i64) -> (String, String) {
 }
 
 fn text(v: &Value) -> String {
-    escape(v.as_str().unwrap_or(""))
+    escape_html(v.as_str().unwrap_or(""))
 }
 
 /// `GET /ui/{subdomain}`: deals, then chats with their messages and a reply form.
@@ -95,9 +96,9 @@ pub(super) async fn account_page(
             "<tr data-lead=\"{id}\"><td>{id}</td><td>{name}</td><td>{pipeline}</td><td>{status}</td>\
              <td>{responsible}</td><td>{contacts}</td><td>{tags}</td></tr>",
             name = text(&lead["name"]),
-            pipeline = escape(&pipeline),
-            status = escape(&status),
-            responsible = escape(&acc.user_name(lead["responsible_user_id"].as_i64().unwrap_or_default())),
+            pipeline = escape_html(&pipeline),
+            status = escape_html(&status),
+            responsible = escape_html(&acc.user_name(lead["responsible_user_id"].as_i64().unwrap_or_default())),
             contacts = contacts.join(", "),
             tags = tags.join(", "),
         );
@@ -107,7 +108,7 @@ pub(super) async fn account_page(
         let _ = write!(
             chats,
             "<section class=\"chat\" data-chat=\"{id}\"><h3>{name}</h3>",
-            id = escape(&chat.id),
+            id = escape_html(&chat.id),
             name = text(&chat.user["name"]),
         );
         for m in &chat.messages {
@@ -138,8 +139,8 @@ pub(super) async fn account_page(
             "<form method=\"post\" action=\"/ui/{sub}/chats/{id}/reply\">\
              <input name=\"text\" required placeholder=\"Ответ менеджера\" aria-label=\"Ответ менеджера\">\
              <button type=\"submit\">Отправить</button></form></section>",
-            sub = escape(&acc.subdomain),
-            id = escape(&chat.id),
+            sub = escape_html(&acc.subdomain),
+            id = escape_html(&chat.id),
         );
     }
     Html(format!(
@@ -148,7 +149,7 @@ pub(super) async fn account_page(
          <table id=\"leads\"><tr><th>№</th><th>Название</th><th>Воронка</th><th>Этап</th>\
          <th>Ответственный</th><th>Контакт</th><th>Теги</th></tr>{leads}</table>\
          <h2>Чаты</h2>{chats}</html>",
-        name = escape(&acc.name),
+        name = escape_html(&acc.name),
     ))
     .into_response()
 }
