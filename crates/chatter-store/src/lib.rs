@@ -10,7 +10,7 @@ pub mod schema;
 mod sql;
 pub mod tls;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 use sea_orm_migration::MigratorTrait;
 use std::path::Path;
 use std::time::Duration;
@@ -45,20 +45,46 @@ pub fn sqlite_url_in(data_dir: &Path) -> String {
 ///
 /// SQLite gets WAL, a busy timeout and foreign keys, and one pooled connection: SQLite has a
 /// single writer anyway, and one connection means no `SQLITE_BUSY` on lock upgrades.
+///
+/// Neither pool has an idle timeout or a maximum lifetime. With either, sqlx 0.8 runs a sweep
+/// task whose loop bound is the pool's idle count; a release racing an acquire can wrap that
+/// count to `usize::MAX` (sqlx issue 3645, fixed after 0.8.6), and the sweep then spins a core
+/// forever without yielding, starving every task behind it: a node seen at 100% CPU with
+/// "connection pool timed out" on every query. Connections are checked before use instead
+/// (`test_before_acquire`, sqlx's default), so a PostgreSQL restart is still survived.
 pub async fn connect(url: &str) -> Result<DatabaseConnection> {
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.sqlx_logging(false);
-    if url.starts_with("sqlite:") {
-        opts.max_connections(1)
+    use sea_orm::sqlx;
+    use sea_orm::sqlx::ConnectOptions as _;
+    let db = if url.starts_with("sqlite:") {
+        let opts = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?
+            .disable_statement_logging();
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
             .min_connections(1)
-            .idle_timeout(Duration::from_secs(365 * 24 * 3600))
-            .max_lifetime(Duration::from_secs(365 * 24 * 3600));
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+        sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
     } else {
-        opts.max_connections(16)
+        let opts = url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?
+            .disable_statement_logging();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10));
-    }
-    let db = Database::connect(opts).await?;
+            .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+        sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+    };
     if db.get_database_backend() == DbBackend::Sqlite {
         for pragma in [
             "PRAGMA journal_mode = WAL",

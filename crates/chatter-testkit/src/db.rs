@@ -1,7 +1,7 @@
 //! `TestDb`: one fresh, migrated database per test. SQLite in a temporary directory by default;
 //! a new PostgreSQL database on the server named by `TEST_DATABASE_URL` when that is set.
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use std::path::Path;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -174,14 +174,27 @@ impl Drop for TestDb {
 /// Connects to the maintenance database: the URL as given, or its `postgres` database if the
 /// named one does not exist (CI's URL names a database that may not have been created).
 async fn connect_admin(admin_url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
-    let open = |url: String| {
-        let mut options = ConnectOptions::new(url);
-        options
+    // No idle timeout or lifetime: sqlx 0.8's sweep task can spin forever (see
+    // `chatter_store::connect`), and this pool is shared by every test of the process.
+    let open = |url: String| async move {
+        use sea_orm::sqlx::ConnectOptions as _;
+        let err = |e| sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e));
+        let opts = url
+            .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
+            .map_err(err)?
+            .disable_statement_logging();
+        let pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(10))
-            .sqlx_logging(false);
-        Database::connect(options)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        Ok::<_, sea_orm::DbErr>(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(
+            pool,
+        ))
     };
     match open(admin_url.to_string()).await {
         Ok(db) => Ok(db),
