@@ -590,6 +590,17 @@ async fn contract(kind: Kind) {
         );
         thread_shows(&row.s, &conv, "id=\"blocked-notice\"").await;
         assert_eq!(
+            count(
+                &app,
+                // Only the fake-side customer's conversation can be blocked (ids are stored as
+                // bytes on SQLite, so the row is not picked by the id the page shows).
+                "SELECT count(*) FROM conversations WHERE blocked = TRUE"
+            )
+            .await,
+            1,
+            "{kind:?}, step 6: the conversation is marked blocked"
+        );
+        assert_eq!(
             row.sent(&app).len(),
             sent_before,
             "{kind:?}, step 6: nothing reached the blocked customer"
