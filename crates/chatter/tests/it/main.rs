@@ -23,6 +23,7 @@ mod egress;
 mod exports;
 mod form_fill;
 mod fuzz_corpus;
+mod kinds_contract;
 mod max;
 mod messages;
 mod nginx;
