@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = chatter_core::api_source::check_body(data);
+    let _ = chatter_core::sources::api::check_body(data);
 });
