@@ -5,6 +5,7 @@ pub mod amocrm;
 pub mod avito;
 pub mod mail_page;
 pub mod max;
+pub mod phone_page;
 mod server;
 pub mod sms;
 pub mod smtp;

@@ -264,6 +264,11 @@ impl FakeMax {
         f(bot)
     }
 
+    /// The bot's dialogue with user `user_id`, once they have written.
+    pub fn dialog_of(&self, token: &str, user_id: i64) -> Option<i64> {
+        self.with_bot(token, |bot| bot.dialogs.get(&user_id).copied())
+    }
+
     /// The bot's user id (what `GET /me` answers).
     pub fn bot_user_id(&self, token: &str) -> i64 {
         self.with_bot(token, |bot| bot.user_id)

@@ -11,9 +11,11 @@ use chatter_core::mailer::{SmtpConfig, SmtpMailer};
 use chatter_core::sources::{self, NewSource, SourceSecret, SourceSettings};
 use chatter_core::{Actor, Core, Mailer, ReqMeta};
 use chatter_domain::SourceKind;
+use chatter_fakes::phone_page::{
+    AvitoLine, MaxLine, PhoneLine, Phones, SmsLine, VkLine, WhatsAppLine,
+};
 use chatter_fakes::{
     CustomerMessage, FakeAmo, FakeAvito, FakeMax, FakeTelegram, FakeVk, GroupChat, SmtpCapture,
-    VkCustomerMessage,
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel, TransactionTrait};
 use std::collections::HashMap;
@@ -151,6 +153,7 @@ pub struct Demo {
     pub smtp_port: u16,
     pub website_url: String,
     mail_page: chatter_fakes::mail_page::MailPage,
+    phones_page: chatter_fakes::phone_page::PhonePage,
     stop: watch::Sender<bool>,
     customers: JoinHandle<()>,
     others: JoinHandle<()>,
@@ -177,18 +180,23 @@ impl Demo {
             key
         };
         let (stop, stopped) = watch::channel(false);
-        let others = connect_others(core, &actor, fakes).await?;
+        let phone_url = format!("{}/phone", fakes.telegram.base_url());
+        let others = connect_others(core, &actor, fakes, &phone_url).await?;
+        let phones_page = chatter_fakes::phone_page::PhonePage::start(others.phones.clone())
+            .await
+            .context("cannot start the demo's customers' phones page")?;
         let customers = tokio::spawn(simulate(fakes.telegram.clone(), token, stopped.clone()));
         let others = tokio::spawn(simulate_others(others, stopped));
         Ok(Demo {
             api_key,
-            phone_url: format!("{}/phone", fakes.telegram.base_url()),
+            phone_url,
             crm_url: format!("{}/ui/demo", fakes.amo.base_url()),
             smtp_port: fakes.smtp.port(),
             website_url: fakes.website.base_url(),
             mail_page: chatter_fakes::mail_page::MailPage::start(fakes.smtp.reader())
                 .await
                 .context("cannot start the demo's mail page")?,
+            phones_page,
             stop,
             customers,
             others,
@@ -200,6 +208,10 @@ impl Demo {
         println!("Demo sign-in: {EMAIL} / {PASSWORD}");
         println!("API key: {}", self.api_key);
         println!("Customer's phone: {}", self.phone_url);
+        println!(
+            "Customers' phones of every messenger (VK, Max, Avito, WhatsApp, SMS; write as them): {}",
+            self.phones_page.url()
+        );
         println!(
             "amoCRM (fake): {} (connect it in Chatter: CRM → «Подключить amoCRM» → «Разрешить»)",
             self.crm_url
@@ -638,12 +650,6 @@ async fn simulate(fake: FakeTelegram, token: String, mut stopped: watch::Receive
 
 /// The demo's accounts in the VK, Max, Avito, WhatsApp and SMS fakes.
 struct Others {
-    vk: FakeVk,
-    vk_group: i64,
-    max: FakeMax,
-    max_token: String,
-    avito: FakeAvito,
-    avito_client: String,
     whatsapp: chatter_fakes::FakeWhatsApp,
     wa_number: String,
     /// The WhatsApp callback URL and verify token (set "by hand" once the server listens).
@@ -656,6 +662,9 @@ struct Others {
     /// client posts as the company's website would.
     api: (String, String),
     core: Core,
+    /// The VK, Max, Avito, WhatsApp and SMS customers; the script writes through them, and so
+    /// can a person on the phones page.
+    phones: Phones,
 }
 
 /// The callback settings the WhatsApp and SMS sources' pages show, as a person would paste them.
@@ -676,7 +685,12 @@ fn manual_hooks(
 
 /// Creates the community, the bot and the account in the fakes and connects each as a source
 /// (a reused data directory keeps its sources and gets this run's credentials).
-async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Result<Others> {
+async fn connect_others(
+    core: &Core,
+    actor: &Actor,
+    fakes: &Fakes,
+    telegram_phone: &str,
+) -> anyhow::Result<Others> {
     let group = fakes
         .vk
         .create_group("Рога и Копыта ВКонтакте", "horns_demo");
@@ -744,13 +758,55 @@ async fn connect_others(core: &Core, actor: &Actor, fakes: &Fakes) -> anyhow::Re
         }
     }
     let all = sources::list(core, actor).await?;
+    // A fresh fake numbers VK messages from 1 again: a new customer id per run keeps them
+    // from being taken for replays of a reused data directory's messages.
+    let vk_user = 600_000_000 + i64::from(rand_u16());
+    let lines: Vec<Box<dyn PhoneLine>> = vec![
+        Box::new(VkLine {
+            vk: fakes.vk.clone(),
+            group_id: group.id,
+            user_id: vk_user,
+            name: "Анна (ВКонтакте)".into(),
+        }),
+        Box::new(MaxLine {
+            max: fakes.max.clone(),
+            token: max_token.clone(),
+            user_id: 7_301_224,
+            first_name: "Павел".into(),
+            last_name: Some("Орлов".into()),
+        }),
+        Box::new(AvitoLine {
+            avito: fakes.avito.clone(),
+            client_id: avito.client_id.clone(),
+            buyer_id: 48_112_907,
+            name: "Николай".into(),
+            item_id: 3_402_118_775,
+            item_title: "Диван угловой «Комфорт»".into(),
+            chat: Default::default(),
+        }),
+        Box::new(WhatsAppLine {
+            whatsapp: fakes.whatsapp.clone(),
+            phone_number_id: wa.phone_number_id.clone(),
+            wa_id: "79161234567".into(),
+            name: "Ирина".into(),
+        }),
+        Box::new(SmsLine {
+            sms: fakes.sms.clone(),
+            key: sms_key.clone(),
+            phone: "+7 926 555-44-33".into(),
+            to: "74950001122".into(),
+            name: "Ольга".into(),
+        }),
+    ];
+    let phones = Phones::new(
+        lines,
+        vec![(
+            "Telegram — чаты с ботом @chatter_demo_bot".into(),
+            telegram_phone.to_owned(),
+        )],
+    );
     Ok(Others {
-        vk: fakes.vk.clone(),
-        vk_group: group.id,
-        max: fakes.max.clone(),
-        max_token,
-        avito: fakes.avito.clone(),
-        avito_client: avito.client_id,
+        phones,
         whatsapp: fakes.whatsapp.clone(),
         wa_number: wa.phone_number_id,
         wa_hook: manual_hooks(core, &all, SourceKind::Whatsapp),
@@ -828,9 +884,6 @@ const OTHER_SCRIPT: [(u64, Line); 13] = [
 
 /// Runs the VK, Max, Avito, WhatsApp and SMS customers' lines until `stopped`.
 async fn simulate_others(o: Others, mut stopped: watch::Receiver<bool>) {
-    // A fresh fake numbers VK messages from 1 again: a new customer id per run keeps them
-    // from being taken for replays of a reused data directory's messages.
-    let vk_user = 600_000_000 + i64::from(rand_u16());
     let started = tokio::time::Instant::now();
     // The callbacks are "pasted" at the providers once this server listens.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -851,38 +904,19 @@ async fn simulate_others(o: Others, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             return;
         }
-        match line {
-            Line::Api(text) => post_from_website(&o, run, text).await,
-            Line::Vk(text) => {
-                o.vk.customer_writes(o.vk_group, VkCustomerMessage::text(vk_user, text));
+        let (messenger, text) = match line {
+            Line::Api(text) => {
+                post_from_website(&o, run, text).await;
+                continue;
             }
-            Line::Max(text) => {
-                o.max.customer_writes(
-                    &o.max_token,
-                    chatter_fakes::max::CustomerMessage {
-                        last_name: Some("Орлов".into()),
-                        ..chatter_fakes::max::CustomerMessage::text(7_301_224, "Павел", text)
-                    },
-                );
-            }
-            Line::Avito(text) => {
-                let mut m = chatter_fakes::avito::BuyerMessage::text(
-                    48_112_907,
-                    "Николай",
-                    3_402_118_775,
-                    text,
-                );
-                m.item_title = "Диван угловой «Комфорт»".into();
-                o.avito.customer_writes(&o.avito_client, m);
-            }
-            Line::WhatsApp(text) => {
-                o.whatsapp
-                    .customer_writes(&o.wa_number, "79161234567", "Ирина", text);
-            }
-            Line::Sms(text) => {
-                o.sms
-                    .customer_sends(&o.sms_key, "+7 926 555-44-33", "74950001122", text);
-            }
+            Line::Vk(text) => ("ВКонтакте", text),
+            Line::Max(text) => ("Max", text),
+            Line::Avito(text) => ("Авито", text),
+            Line::WhatsApp(text) => ("WhatsApp", text),
+            Line::Sms(text) => ("SMS", text),
+        };
+        if let Some(i) = o.phones.index_of(messenger) {
+            o.phones.write(i, text);
         }
     }
 }

@@ -287,6 +287,118 @@ async fn answers_reach_the_demo_website(demo: &mut Running, url: &str, key: &str
     }
 }
 
+/// The demo's phones page lists a customer of every messenger; writing as the SMS customer
+/// there reaches the inbox like a real SMS, and the manager's answer shows in that dialogue.
+async fn every_messengers_customer_writes_from_the_phones_page(
+    demo: &mut Running,
+    url: &str,
+    key: &str,
+) {
+    let line = demo.line_with("Customers' phones of every messenger");
+    let page = line
+        .rsplit(' ')
+        .next()
+        .expect("the page's address")
+        .trim()
+        .trim_end_matches('/')
+        .to_string();
+    let (status, index) = get_text(&format!("{page}/")).await;
+    assert_eq!(status, 200, "{index}");
+    for messenger in ["Telegram", "ВКонтакте", "Max", "Авито", "WhatsApp", "SMS"] {
+        assert!(index.contains(messenger), "{messenger} missing: {index}");
+    }
+    let sms = index
+        .find(">SMS — ")
+        .and_then(|at| {
+            let start = index[..at].rfind("href=\"")? + "href=\"".len();
+            Some(index[start..at - 1].to_string())
+        })
+        .unwrap_or_else(|| panic!("no SMS customer: {index}"));
+    let asked = "Можно перезвонить после 19:00? Пишу с телефона";
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = http
+        .post(format!("{page}{sms}"))
+        .form(&[("text", asked)])
+        .send()
+        .await
+        .expect("POST as the customer");
+    assert_eq!(r.status(), 303);
+    // Blank text changes nothing; an unknown customer is 404.
+    let r = http
+        .post(format!("{page}/c/99"))
+        .form(&[("text", "x")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 404);
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let conv = 'found: loop {
+        let list: serde_json::Value = http
+            .get(format!("{url}/api/v1/conversations?status=all"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET conversations")
+            .json()
+            .await
+            .expect("JSON");
+        for c in list.as_array().into_iter().flatten() {
+            if c["source_name"] != "SMS: Рога и Копыта" {
+                continue;
+            }
+            let id = c["id"].as_str().expect("id");
+            let messages = http
+                .get(format!("{url}/api/v1/conversations/{id}/messages"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("GET messages")
+                .text()
+                .await
+                .expect("body");
+            if messages.contains(asked) {
+                break 'found id.to_owned();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the SMS written on the phones page never reached the inbox: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let answer = "Да, перезвоним в 19:15";
+    let r = http
+        .post(format!("{url}/api/v1/conversations/{conv}/messages"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "text": answer }))
+        .send()
+        .await
+        .expect("POST message");
+    assert_eq!(r.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, dialogue) = get_text(&format!("{page}{sms}")).await;
+        assert_eq!(status, 200);
+        if dialogue.contains(answer) {
+            let (q, a) = (
+                dialogue.find(asked).expect("the question"),
+                dialogue.find(answer).expect("the answer"),
+            );
+            assert!(q < a, "the answer follows the question: {dialogue}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the answer never reached the SMS customer's phone: {dialogue}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// Mail the demo sends (here a password reset) shows on the page the demo prints, with its link.
 async fn the_demos_mail_can_be_read(demo: &mut Running, url: &str) {
     let line = demo.line_with("Mail sent by the demo");
@@ -535,6 +647,7 @@ async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
     let manager = demo_sign_in(&url).await;
     let olga = wait_for_olga(&manager, &url, 1).await;
     answers_reach_the_demo_website(&mut demo, &url, &key).await;
+    every_messengers_customer_writes_from_the_phones_page(&mut demo, &url, &key).await;
     the_demos_mail_can_be_read(&mut demo, &url).await;
     demo.stop();
 
