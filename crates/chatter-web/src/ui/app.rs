@@ -39,38 +39,42 @@ struct DashboardTpl {
 }
 
 impl DashboardTpl {
-    /// A duration as people say it: «45 с», «12 мин», «1 ч 5 мин», «2 дн 3 ч»; «—» for none.
     fn took(&self, m: &chatter_core::reports::Median) -> String {
-        let Some(ms) = m.ms else {
-            return "—".into();
-        };
-        let s = ms.max(0) / 1000;
-        let t = |k| self.p.t(k);
-        if s < 60 {
-            format!("{s} {}", t("unit.s"))
-        } else if s < 3600 {
-            format!("{} {}", s / 60, t("unit.min"))
-        } else if s < 86_400 {
-            format!(
-                "{} {} {} {}",
-                s / 3600,
-                t("unit.h"),
-                (s % 3600) / 60,
-                t("unit.min")
-            )
-        } else {
-            format!(
-                "{} {} {} {}",
-                s / 86_400,
-                t("unit.d"),
-                (s % 86_400) / 3600,
-                t("unit.h")
-            )
-        }
+        took(&self.p, m.ms)
     }
 
     fn swatch(&self, k: &usize) -> String {
         super::chart::swatch(*k)
+    }
+}
+
+/// A duration as people say it: «45 с», «12 мин», «1 ч 5 мин», «2 дн 3 ч»; «—» for none.
+pub(super) fn took(p: &Page, ms: Option<i64>) -> String {
+    let Some(ms) = ms else {
+        return "—".into();
+    };
+    let s = ms.max(0) / 1000;
+    let t = |k| p.t(k);
+    if s < 60 {
+        format!("{s} {}", t("unit.s"))
+    } else if s < 3600 {
+        format!("{} {}", s / 60, t("unit.min"))
+    } else if s < 86_400 {
+        format!(
+            "{} {} {} {}",
+            s / 3600,
+            t("unit.h"),
+            (s % 3600) / 60,
+            t("unit.min")
+        )
+    } else {
+        format!(
+            "{} {} {} {}",
+            s / 86_400,
+            t("unit.d"),
+            (s % 86_400) / 3600,
+            t("unit.h")
+        )
     }
 }
 

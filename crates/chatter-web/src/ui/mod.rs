@@ -12,6 +12,7 @@ mod dead_letters;
 pub mod inbox;
 mod operator;
 mod profile;
+mod reports;
 pub mod rules;
 mod settings;
 pub mod sources;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(team::routes())
         .merge(profile::routes())
         .merge(audit::routes())
+        .merge(reports::routes())
         .merge(settings::routes())
         .merge(inbox::routes())
         .merge(sources::routes())

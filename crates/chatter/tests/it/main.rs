@@ -36,6 +36,7 @@ mod poison;
 mod prod;
 mod reliability;
 mod reliability_kinds;
+mod reports;
 mod rules;
 mod server_process;
 mod signup;

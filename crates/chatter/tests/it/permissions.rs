@@ -150,6 +150,8 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/profile/amocrm/unlink", Signed, &[("subject", "1:1")], &[404]),
     r(Get,  "/app/audit", AUDIT, &[], &[200]),
     r(Get,  "/app/audit.csv", AUDIT, &[], &[200]),
+    r(Get,  "/app/reports", MANAGE, &[], &[200]),
+    r(Get,  "/app/reports.csv", MANAGE, &[], &[200]),
     r(Get,  "/app/settings", MANAGE, &[], &[200]),
     r(Post, "/app/settings/api-keys", MANAGE, &[("name", "walk")], &[200]),
     r(Post, "/app/settings/api-keys/{key}/revoke", MANAGE, &[], &[303]),

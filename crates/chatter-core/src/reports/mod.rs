@@ -16,6 +16,8 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
+pub mod period;
+
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Days in the chart and in the response-time figures.
 pub const PERIOD_DAYS: i64 = 30;
