@@ -77,7 +77,8 @@ async fn hook(
     let mut param = |name: &str| params.remove(name).unwrap_or_default();
     let (kind, source_id, tail) = (param("kind"), param("source_id"), param("tail"));
     let req = HookRequest {
-        method: if method == Method::GET {
+        // axum serves HEAD with the GET handler.
+        method: if method == Method::GET || method == Method::HEAD {
             HookMethod::Get
         } else {
             HookMethod::Post
