@@ -3,9 +3,11 @@
 //! the provider sends into `InboundMessage`s, and sends our messages out. Nothing here touches
 //! the database; nothing provider-shaped leaks out of this crate's common types.
 
+pub mod api;
 pub mod avito;
 pub mod common;
 mod connector;
+pub mod kind;
 pub mod max;
 pub mod sms;
 pub mod telegram;
@@ -15,6 +17,10 @@ pub mod whatsapp;
 use serde::{Deserialize, Serialize};
 
 pub use connector::Connector;
+pub use kind::{
+    kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials, HookMethod, HookOutcome,
+    HookRefusal, HookRequest, Kind, KINDS,
+};
 
 /// What went wrong talking to a provider, classified by what the caller should do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -57,7 +57,7 @@ pub struct AppState {
     /// Group-commit writer for webhook deliveries.
     pub ingester: chatter_core::inbox::ingest::Ingester,
     /// Webhook sources by id, so a delivery does not wait for a database read.
-    pub hook_sources: hooks::SourceCache,
+    pub hook_sources: chatter_core::sources::hooks::SourceCache,
     /// Set when this node starts stopping: `/readyz` answers 503 so a balancer stops first.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Turns true when this node stops: live streams send a final `reconnect` event and end.

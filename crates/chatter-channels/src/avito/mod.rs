@@ -8,7 +8,10 @@
 //! unguessable path token. The client secret and access tokens never appear in `Debug` output
 //! or in error messages. What Avito sends is read in `parse`.
 
+mod kind;
 mod parse;
+
+pub use kind::AvitoKind;
 
 use std::fmt;
 use std::sync::Arc;

@@ -5,7 +5,10 @@
 //! URL and classifies every failure by `classify` (§3.5). The token is never in a URL, never in
 //! `Debug` output, and every error message is scrubbed of it before it leaves this module.
 
+mod kind;
 mod update;
+
+pub use kind::MaxKind;
 
 use std::fmt;
 use std::time::Duration;

@@ -17,7 +17,10 @@
 
 mod callback;
 mod gateway;
+mod kind;
 mod parts;
+
+pub use kind::SmsKind;
 
 use std::fmt;
 

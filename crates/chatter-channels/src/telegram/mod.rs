@@ -8,7 +8,10 @@
 //! message is scrubbed of the token before it leaves this module.
 
 mod answer;
+mod kind;
 mod update;
+
+pub use kind::TelegramKind;
 
 use std::fmt;
 use std::time::Duration;

@@ -8,6 +8,9 @@
 
 mod answer;
 mod event;
+mod kind;
+
+pub use kind::VkKind;
 
 use std::fmt;
 use std::time::Duration;

@@ -11,7 +11,10 @@
 //! retrying it may deliver the text twice. `OutboundMessage::idempotency_key` is not sent.
 
 mod answer;
+mod kind;
 mod notification;
+
+pub use kind::WhatsAppKind;
 
 use std::fmt;
 

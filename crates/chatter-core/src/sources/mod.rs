@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod connectors;
+pub mod hooks;
 pub mod runtime;
 
 use crate::{audit, Actor, Core, CoreError, Result};

@@ -182,16 +182,7 @@ async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, &'static str)>
     Ok(all
         .into_iter()
         .filter(|s| sources::settings_of(s).mode == "polling")
-        .filter_map(|s| {
-            let prefix = match SourceKind::from_id(s.kind)? {
-                SourceKind::TelegramBot => "telegram-poll",
-                SourceKind::VkBot => "vk-poll",
-                SourceKind::MaxBot => "max-poll",
-                SourceKind::Avito => "avito-poll",
-                _ => return None,
-            };
-            Some((s.id, prefix))
-        })
+        .filter_map(|s| Some((s.id, chatter_channels::kind_of_id(s.kind)?.lease_prefix())))
         .collect())
 }
 

@@ -32,17 +32,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 pub fn kind_key(kind: i32) -> &'static str {
+    if let Some(k) = chatter_channels::kind_of_id(kind) {
+        return k.label_key();
+    }
+    // Not connectable yet: no `Kind` of theirs is registered.
     match SourceKind::from_id(kind) {
-        Some(SourceKind::TelegramBot) => "kind.telegram_bot",
         Some(SourceKind::TelegramPrivate) => "kind.telegram_private",
-        Some(SourceKind::VkBot) => "kind.vk_bot",
-        Some(SourceKind::MaxBot) => "kind.max_bot",
-        Some(SourceKind::Avito) => "kind.avito",
-        Some(SourceKind::Api) => "kind.api",
-        Some(SourceKind::Whatsapp) => "kind.whatsapp",
-        Some(SourceKind::SipoutSms) => "kind.sipout_sms",
         Some(SourceKind::TelegramParsing) => "kind.telegram_parsing",
-        None => "kind.unknown",
+        _ => "kind.unknown",
     }
 }
 
@@ -58,14 +55,9 @@ pub fn status_key(status: &str) -> &'static str {
 
 fn fix_key(s: &source::Model) -> &'static str {
     match s.status.as_str() {
-        sources::TOKEN_REVOKED => match SourceKind::from_id(s.kind) {
-            Some(SourceKind::VkBot) => "sources.revoked_fix_vk",
-            Some(SourceKind::MaxBot) => "sources.revoked_fix_max",
-            Some(SourceKind::Avito) => "sources.revoked_fix_avito",
-            Some(SourceKind::Whatsapp) => "sources.revoked_fix_whatsapp",
-            Some(SourceKind::SipoutSms) => "sources.revoked_fix_sms",
-            _ => "sources.revoked_fix",
-        },
+        sources::TOKEN_REVOKED => chatter_channels::kind_of_id(s.kind)
+            .and_then(|k| k.revoked_fix_key())
+            .unwrap_or("sources.revoked_fix"),
         sources::ERROR
             if s.last_error
                 .as_deref()

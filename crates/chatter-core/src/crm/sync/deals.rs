@@ -98,14 +98,10 @@ pub(super) async fn next_in_turn(
 
 pub(super) fn kind_label(kind: Option<SourceKind>) -> &'static str {
     match kind {
-        Some(SourceKind::TelegramBot) | Some(SourceKind::TelegramPrivate) => "Telegram",
+        // Not connectable yet: no `Kind` of theirs is registered.
+        Some(SourceKind::TelegramPrivate) => "Telegram",
         Some(SourceKind::TelegramParsing) => "Telegram-группы",
-        Some(SourceKind::VkBot) => "VK",
-        Some(SourceKind::MaxBot) => "Max",
-        Some(SourceKind::Avito) => "Avito",
-        Some(SourceKind::Api) => "API",
-        Some(SourceKind::Whatsapp) => "WhatsApp",
-        Some(SourceKind::SipoutSms) => "SMS",
+        Some(k) => chatter_channels::kind_of(k).map_or("Chatter", |k| k.crm_label()),
         None => "Chatter",
     }
 }

@@ -1,0 +1,56 @@
+//! The API source as a `Kind`, for its static facts only. Its hook has its own documented route,
+//! `POST /hooks/api/{source_id}` (JSON answers, idempotency keys, a signed timestamp), served
+//! by `chatter_core::sources::api::receive`; the generic hook route refuses it.
+
+use crate::kind::{HookCredentials, HookOutcome, HookRefusal, HookRequest, Kind};
+use chatter_domain::SourceKind;
+
+/// API sources (kind 6).
+pub struct ApiKind;
+
+impl Kind for ApiKind {
+    fn source_kind(&self) -> SourceKind {
+        SourceKind::Api
+    }
+
+    fn slug(&self) -> &'static str {
+        "api"
+    }
+
+    fn label_key(&self) -> &'static str {
+        "kind.api"
+    }
+
+    fn crm_label(&self) -> &'static str {
+        "API"
+    }
+
+    /// Never polled (the customer's system posts to us); the name is reserved all the same.
+    fn lease_prefix(&self) -> &'static str {
+        "api-poll"
+    }
+
+    /// Not through the generic route: `/hooks/api/{source_id}` is served on its own.
+    fn verify_and_parse(
+        &self,
+        _req: &HookRequest,
+        _creds: &HookCredentials,
+    ) -> Result<HookOutcome, HookRefusal> {
+        Err(HookRefusal::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::testing::{creds, post};
+
+    #[test]
+    fn the_generic_route_does_not_take_api_messages() {
+        let req = post("more", &[], br#"{"message_id":"1"}"#);
+        assert_eq!(
+            ApiKind.verify_and_parse(&req, &creds("s3cr3t")),
+            Err(HookRefusal::NotFound)
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! `Kind`: what is fixed about a messenger kind (its `SourceKind`, URL segment, labels, lease
+//! name) and how its webhook deliveries are verified and read, so core and web receive hooks
+//! and label sources without naming a kind. One `impl Kind` per kind lives in the kind's
+//! folder (`telegram/kind.rs` …); `KINDS` lists them all.
+//!
+//! A hook delivery reaches a kind as a `HookRequest` (the HTTP request, reduced to what a
+//! provider can send) with the stored source's `HookCredentials`; the kind answers with the
+//! events to store and the acknowledgement to give once they are stored (`HookOutcome`), or
+//! with a refusal (`HookRefusal`) — nothing is stored then.
+
+use crate::InboundEvent;
+use chatter_domain::SourceKind;
+
+/// One messenger kind's static facts and its webhook.
+pub trait Kind: Send + Sync {
+    /// The stored kind.
+    fn source_kind(&self) -> SourceKind;
+
+    /// The URL segment of its hooks: `/hooks/{slug}/{source_id}`.
+    fn slug(&self) -> &'static str;
+
+    /// The translation key of its name (`kind.telegram_bot` …).
+    fn label_key(&self) -> &'static str;
+
+    /// The translation key of the advice shown when its credentials were revoked; `None` keeps
+    /// the general advice.
+    fn revoked_fix_key(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The source name written to the CRM ("Telegram", "VK" …).
+    fn crm_label(&self) -> &'static str;
+
+    /// Prefix of the lease a source's poller holds (`telegram-poll:{source id}` …), so one node
+    /// polls a given source.
+    fn lease_prefix(&self) -> &'static str;
+
+    /// Checks that `req` comes from the provider for the source `creds` belong to and reads
+    /// it. Called only for a source of this kind that is turned on.
+    fn verify_and_parse(
+        &self,
+        req: &HookRequest,
+        creds: &HookCredentials,
+    ) -> Result<HookOutcome, HookRefusal>;
+}
+
+/// An HTTP method a provider uses for hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookMethod {
+    Get,
+    Post,
+}
+
+/// One webhook delivery as a provider sent it.
+#[derive(Clone, Debug)]
+pub struct HookRequest {
+    pub method: HookMethod,
+    /// The path after `/hooks/{slug}/{source_id}`, without its leading `/` (Avito's token,
+    /// the SMS gateway's `{token}/status`); empty when there is none.
+    pub tail: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    /// Headers with lower-case names, in the order sent (values that are not text are left
+    /// out).
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
+    /// When it arrived, Unix milliseconds.
+    pub now: i64,
+}
+
+impl HookRequest {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of query parameter `name`, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// What a kind needs from the stored source to check and read its hooks. Each field's meaning
+/// is the kind's; a kind ignores what it does not use.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HookCredentials {
+    /// What the provider presents on every delivery: a header secret (Telegram, Max), a body
+    /// field (VK), the unguessable path token (Avito, the SMS gateway), the verify token of a
+    /// subscription handshake (WhatsApp). Empty: not set up, every delivery is refused.
+    pub webhook_secret: String,
+    /// The key the provider signs bodies with (WhatsApp's app secret); empty when none.
+    pub signing_secret: String,
+    /// The provider's id of the account the source is (bot, community, phone number id).
+    pub account_id: String,
+    /// The answer to the provider's confirmation request (VK), once it is known.
+    pub confirmation: Option<String>,
+}
+
+impl std::fmt::Debug for HookCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookCredentials")
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `text/plain` with its charset, what every acknowledgement but one is sent as.
+pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// The answer a provider gets once the events are stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookAck {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl HookAck {
+    /// 200 with `body` as plain text.
+    pub fn text(body: impl Into<String>) -> Self {
+        HookAck {
+            status: 200,
+            content_type: TEXT_PLAIN,
+            body: body.into(),
+        }
+    }
+}
+
+/// A verified delivery: the events to store, in order, then the acknowledgement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HookOutcome {
+    pub events: Vec<InboundEvent>,
+    pub ack: HookAck,
+}
+
+impl HookOutcome {
+    /// `events`, acknowledged 200 with `body`.
+    pub fn stored(events: Vec<InboundEvent>, body: &str) -> Self {
+        HookOutcome {
+            events,
+            ack: HookAck::text(body),
+        }
+    }
+
+    /// Nothing to store; the provider gets `ack` at once (a handshake, a confirmation).
+    pub fn answer(ack: HookAck) -> Self {
+        HookOutcome {
+            events: Vec::new(),
+            ack,
+        }
+    }
+}
+
+/// Why a delivery is refused; nothing is stored. The message is the whole plain-text body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HookRefusal {
+    /// Not from the provider (missing or wrong secret, token or signature): 401.
+    #[error("{0}")]
+    Forged(&'static str),
+    /// From the provider, as far as we can tell, but unreadable: 400.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// A handshake with the wrong verify token: 403.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The kind takes no hook at this path: 404.
+    #[error("no such source")]
+    NotFound,
+    /// The kind takes no hook with this method: 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The source is not set up far enough to answer (VK's confirmation code unknown): 503.
+    #[error("{0}")]
+    NotReady(&'static str),
+}
+
+impl HookRefusal {
+    /// The HTTP status the provider gets.
+    pub fn status(&self) -> u16 {
+        match self {
+            HookRefusal::Forged(_) => 401,
+            HookRefusal::Malformed(_) => 400,
+            HookRefusal::Forbidden(_) => 403,
+            HookRefusal::NotFound => 404,
+            HookRefusal::MethodNotAllowed => 405,
+            HookRefusal::NotReady(_) => 503,
+        }
+    }
+}
+
+/// Every kind Chatter connects, one line each.
+pub static KINDS: &[&dyn Kind] = &[
+    &crate::telegram::TelegramKind,
+    &crate::vk::VkKind,
+    &crate::max::MaxKind,
+    &crate::avito::AvitoKind,
+    &crate::api::ApiKind,
+    &crate::whatsapp::WhatsAppKind,
+    &crate::sms::SmsKind,
+];
+
+/// The kind of stored kind `kind`, if Chatter connects it.
+pub fn kind_of(kind: SourceKind) -> Option<&'static dyn Kind> {
+    KINDS.iter().copied().find(|k| k.source_kind() == kind)
+}
+
+/// The kind whose hooks live under `/hooks/{slug}/…`.
+pub fn kind_by_slug(slug: &str) -> Option<&'static dyn Kind> {
+    KINDS.iter().copied().find(|k| k.slug() == slug)
+}
+
+/// The kind of a stored numeric kind id, if Chatter connects it.
+pub fn kind_of_id(id: i32) -> Option<&'static dyn Kind> {
+    SourceKind::from_id(id).and_then(kind_of)
+}
+
+/// Requests and credentials for the kinds' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A POST of `body` with `headers` (names as given) and path `tail`.
+    pub(crate) fn post(tail: &str, headers: &[(&str, &str)], body: &[u8]) -> HookRequest {
+        HookRequest {
+            method: HookMethod::Post,
+            tail: tail.to_owned(),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+                .collect(),
+            body: bytes::Bytes::copy_from_slice(body),
+            now: 1_700_000_000_000,
+        }
+    }
+
+    /// A GET with `query`.
+    pub(crate) fn get(query: &str) -> HookRequest {
+        HookRequest {
+            method: HookMethod::Get,
+            query: query.to_owned(),
+            ..post("", &[], b"")
+        }
+    }
+
+    /// Credentials with `secret` as the webhook secret.
+    pub(crate) fn creds(secret: &str) -> HookCredentials {
+        HookCredentials {
+            webhook_secret: secret.to_owned(),
+            ..HookCredentials::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_kind_with_a_hook_is_registered_once() {
+        // Kinds 2 and 10 (personal Telegram, parsing) are not connectable yet.
+        let expected: HashSet<SourceKind> = SourceKind::ALL
+            .into_iter()
+            .filter(|k| !matches!(k, SourceKind::TelegramPrivate | SourceKind::TelegramParsing))
+            .collect();
+        let registered: Vec<SourceKind> = KINDS.iter().map(|k| k.source_kind()).collect();
+        assert_eq!(registered.len(), expected.len(), "{registered:?}");
+        assert_eq!(registered.into_iter().collect::<HashSet<_>>(), expected);
+        for k in expected {
+            let kind = kind_of(k).expect("registered");
+            assert_eq!(kind.source_kind(), k);
+            assert_eq!(kind_of_id(k.id()).map(|k| k.slug()), Some(kind.slug()));
+            assert_eq!(kind_by_slug(kind.slug()).map(|k| k.source_kind()), Some(k));
+        }
+    }
+
+    #[test]
+    /// The facts web and core matched on per kind before the registry (leases as `Connector`
+    /// names them).
+    fn static_facts_are_distinct_and_as_before() {
+        let slugs: HashSet<&str> = KINDS.iter().map(|k| k.slug()).collect();
+        let labels: HashSet<&str> = KINDS.iter().map(|k| k.label_key()).collect();
+        let leases: HashSet<&str> = KINDS.iter().map(|k| k.lease_prefix()).collect();
+        assert_eq!(slugs.len(), KINDS.len());
+        assert_eq!(labels.len(), KINDS.len());
+        assert_eq!(leases.len(), KINDS.len());
+        for k in KINDS {
+            assert_eq!(k.label_key(), format!("kind.{}", k.source_kind().as_str()));
+        }
+        let facts: Vec<_> = KINDS
+            .iter()
+            .map(|k| {
+                (
+                    k.slug(),
+                    k.crm_label(),
+                    k.revoked_fix_key(),
+                    k.lease_prefix(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            facts,
+            [
+                ("telegram", "Telegram", None, "telegram-poll"),
+                ("vk", "VK", Some("sources.revoked_fix_vk"), "vk-poll"),
+                ("max", "Max", Some("sources.revoked_fix_max"), "max-poll"),
+                (
+                    "avito",
+                    "Avito",
+                    Some("sources.revoked_fix_avito"),
+                    "avito-poll"
+                ),
+                ("api", "API", None, "api-poll"),
+                (
+                    "whatsapp",
+                    "WhatsApp",
+                    Some("sources.revoked_fix_whatsapp"),
+                    "whatsapp-poll"
+                ),
+                ("sms", "SMS", Some("sources.revoked_fix_sms"), "sms-poll"),
+            ]
+        );
+        assert_eq!(kind_by_slug("amojo").map(|k| k.slug()), None);
+    }
+
+    #[test]
+    fn requests_read_headers_in_any_case_and_decode_the_query() {
+        let req = HookRequest {
+            method: HookMethod::Get,
+            tail: String::new(),
+            query: "hub.mode=subscribe&hub.challenge=a%20b&hub.mode=other".into(),
+            headers: vec![("x-a".into(), "1".into()), ("x-a".into(), "2".into())],
+            body: bytes::Bytes::new(),
+            now: 0,
+        };
+        assert_eq!(req.header("X-A"), Some("1"));
+        assert_eq!(req.header("x-b"), None);
+        assert_eq!(req.query_param("hub.mode").as_deref(), Some("subscribe"));
+        assert_eq!(req.query_param("hub.challenge").as_deref(), Some("a b"));
+        assert_eq!(req.query_param("hub.verify_token"), None);
+    }
+
+    #[test]
+    fn credentials_never_show_their_secrets() {
+        let c = HookCredentials {
+            webhook_secret: "s3cr3t".into(),
+            signing_secret: "app".into(),
+            account_id: "42".into(),
+            confirmation: Some("code".into()),
+        };
+        let shown = format!("{c:?}");
+        assert!(shown.contains("42"), "{shown}");
+        for secret in ["s3cr3t", "app", "code"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}
