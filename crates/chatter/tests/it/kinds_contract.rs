@@ -3,7 +3,8 @@
 //! connects a source through the UI, builds signed, forged and malformed hook deliveries, has a
 //! customer write at the fake and blocks them there; `contract` runs the same steps for each.
 //! A new kind gets the scenario by adding a row (and the compiler lists every match to extend);
-//! once `chatter-channels` has its `KINDS` registry, the rows should be checked against it.
+//! `every_registered_kind_has_a_contract_row` fails until a kind added to `chatter-channels`'
+//! `KINDS` registry has its row here.
 //!
 //! Telegram, VK, Max and Avito are polled by default; each also has a webhook mode today, and
 //! the contract starts them in it, so every kind takes hooks and no row skips steps 1–2. A
@@ -31,6 +32,45 @@ enum Kind {
     WhatsApp,
     Sms,
     Api,
+}
+
+impl Kind {
+    const ALL: [Kind; 7] = [
+        Kind::Telegram,
+        Kind::Vk,
+        Kind::Max,
+        Kind::Avito,
+        Kind::WhatsApp,
+        Kind::Sms,
+        Kind::Api,
+    ];
+
+    /// The registry's name of the kind (its hooks' path segment).
+    fn slug(self) -> &'static str {
+        match self {
+            Kind::Telegram => "telegram",
+            Kind::Vk => "vk",
+            Kind::Max => "max",
+            Kind::Avito => "avito",
+            Kind::WhatsApp => "whatsapp",
+            Kind::Sms => "sms",
+            Kind::Api => "api",
+        }
+    }
+}
+
+/// The rows and the registry name the same kinds: a kind registered without a row here (or a
+/// row for a kind no longer registered) fails.
+#[test]
+fn every_registered_kind_has_a_contract_row() {
+    let mut registered: Vec<&str> = chatter_channels::kind::KINDS
+        .iter()
+        .map(|k| k.slug())
+        .collect();
+    let mut rows: Vec<&str> = Kind::ALL.iter().map(|k| k.slug()).collect();
+    registered.sort_unstable();
+    rows.sort_unstable();
+    assert_eq!(registered, rows);
 }
 
 /// What a row needs to talk to its source and its fake after connecting.
