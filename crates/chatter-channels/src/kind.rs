@@ -31,6 +31,12 @@ pub trait Kind: Send + Sync {
     /// The source name written to the CRM ("Telegram", "VK" …).
     fn crm_label(&self) -> &'static str;
 
+    /// A link that opens a chat with the customer known by `username` in the messenger, where
+    /// the messenger has public usernames (`https://t.me/<username>`); `None` elsewhere.
+    fn profile_url(&self, _username: &str) -> Option<String> {
+        None
+    }
+
     /// Prefix of the lease a source's poller holds (`telegram-poll:{source id}` …), so one node
     /// polls a given source.
     fn lease_prefix(&self) -> &'static str;

@@ -29,6 +29,14 @@ impl Kind for TelegramKind {
         "Telegram"
     }
 
+    fn profile_url(&self, username: &str) -> Option<String> {
+        let ok = !username.is_empty()
+            && username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ok.then(|| format!("https://t.me/{username}"))
+    }
+
     fn lease_prefix(&self) -> &'static str {
         "telegram-poll"
     }
@@ -75,6 +83,18 @@ mod tests {
             .into_iter()
             .collect();
         TelegramKind.verify_and_parse(&post("", &headers, body), &creds("s3cr3t"))
+    }
+
+    #[test]
+    fn a_username_links_to_its_chat_and_nothing_else_does() {
+        let k = TelegramKind;
+        assert_eq!(
+            k.profile_url("olga_s").as_deref(),
+            Some("https://t.me/olga_s")
+        );
+        assert_eq!(k.profile_url(""), None);
+        assert_eq!(k.profile_url("a/../b"), None);
+        assert_eq!(crate::vk::VkKind.profile_url("olga_s"), None);
     }
 
     #[test]

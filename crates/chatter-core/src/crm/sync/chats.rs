@@ -96,10 +96,10 @@ pub(super) fn customer_party(ct: Option<&contact::Model>, kind: Option<SourceKin
         id: ct.map_or_else(|| "unknown".into(), |c| format!("c-{}", c.id)),
         name: ct.map(|c| c.name.clone()).unwrap_or_default(),
         phone: ct.and_then(|c| c.phone.clone()),
-        profile_link: match (ct.and_then(|c| c.username.as_deref()), kind) {
-            (Some(u), Some(SourceKind::TelegramBot)) => Some(format!("https://t.me/{u}")),
-            _ => None,
-        },
+        profile_link: ct
+            .and_then(|c| c.username.as_deref())
+            .zip(kind.and_then(chatter_channels::kind_of))
+            .and_then(|(u, k)| k.profile_url(u)),
         ..ChatParty::default()
     }
 }

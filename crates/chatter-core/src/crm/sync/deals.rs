@@ -327,13 +327,12 @@ pub(super) async fn prepare(
         first_text.chars().take(1000).collect(),
         &mut deal_fields,
     );
-    let chat_link = match (&contact, kind) {
-        (Some(ct), Some(SourceKind::TelegramBot)) if ct.username.is_some() => format!(
-            "https://t.me/{}",
-            ct.username.as_deref().unwrap_or_default()
-        ),
-        _ => format!("{}/app/inbox/{}", core.config.public_url, conv.id),
-    };
+    let chat_link = contact
+        .as_ref()
+        .and_then(|ct| ct.username.as_deref())
+        .zip(kind.and_then(chatter_channels::kind_of))
+        .and_then(|(u, k)| k.profile_url(u))
+        .unwrap_or_else(|| format!("{}/app/inbox/{}", core.config.public_url, conv.id));
     text_field(settings.fields.chat_link, chat_link, &mut deal_fields);
     // What the API source passed with the first message: UTM tags and the sender's email.
     let api_meta = match (&first, kind) {
