@@ -33,8 +33,8 @@ pub mod reports;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut)),
+    paths(me, members, sources, conversations, conversation_messages, send_message, conversation_crm, routing_rules, routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv),
+    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -57,6 +57,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/me", get(me))
         .route("/api/v1/dashboard", get(reports::dashboard))
+        .route("/api/v1/reports", get(reports::report))
+        .route("/api/v1/reports/csv", get(reports::report_csv))
         .route("/api/v1/members", get(members))
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/conversations", get(conversations))

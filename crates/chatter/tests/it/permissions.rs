@@ -205,6 +205,8 @@ const ROUTES: &[Route] = &[
     r(Post, "/hooks/api/{api_source}", Public, &[], &[401]),
     r(Get,  "/api/v1/me", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/dashboard", ApiKey, &[], &[200]),
+    r(Get,  "/api/v1/reports", ApiKey, &[], &[200]),
+    r(Get,  "/api/v1/reports/csv", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[200, 404]),

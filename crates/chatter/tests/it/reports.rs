@@ -131,5 +131,54 @@ async fn reports_give_the_known_times_per_source_manager_and_day() {
         let r = s.get(&format!("/app/reports.csv?{query}")).await;
         assert_eq!(r.status(), 422, "{query}");
     }
+
+    // The same through the API, with an owner's key.
+    let r = s
+        .post_from(
+            "/app/settings",
+            "/app/settings/api-keys",
+            &[("name", "reports")],
+        )
+        .await;
+    let page = r.text().await.expect("body");
+    let key = page
+        .split("chk_")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .map(|k| format!("chk_{k}"))
+        .expect("the new key");
+    let api = |path: &str| {
+        reqwest::Client::new()
+            .get(app.at(path))
+            .bearer_auth(&key)
+            .send()
+    };
+    let v: serde_json::Value = api("/api/v1/reports")
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(v["total"]["conversations"], 3, "{v}");
+    assert_eq!(
+        v["total"]["first_response"]["median_ms"],
+        15 * minute,
+        "{v}"
+    );
+    assert_eq!(v["total"]["first_response"]["p90_ms"], 25 * minute, "{v}");
+    assert_eq!(v["total"]["resolution"]["median_ms"], 40 * minute, "{v}");
+    assert_eq!(v["by_manager"][0]["name"], "Анна", "{v}");
+    assert_eq!(v["days"].as_array().map(Vec::len), Some(30), "{v}");
+    let r = api("/api/v1/reports/csv").await.expect("GET");
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("total,,,3,3,2,900,1500,2400,2400"));
+    let r = api("/api/v1/reports?from=2026-02-30").await.expect("GET");
+    assert_eq!(r.status(), 422);
+    let v: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(v["fields"][0]["field"], "from", "{v}");
     app.stop().await;
 }
