@@ -39,5 +39,5 @@ impl From<&Attachment> for StoredAttachment {
 
 /// A message's attachments (none when the column is empty).
 pub fn attachments_of(m: &message::Model) -> Vec<StoredAttachment> {
-    serde_json::from_str(&m.attachments).unwrap_or_default()
+    chatter_store::stored_json::read("messages.attachments", m.id, &m.attachments)
 }

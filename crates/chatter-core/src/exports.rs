@@ -348,7 +348,12 @@ impl Exported for message::Model {
         "sent_at",
     ];
     fn json(&self) -> Value {
-        let attachments: Value = serde_json::from_str(&self.attachments).unwrap_or(json!([]));
+        let attachments: Value = chatter_store::stored_json::read_opt(
+            "messages.attachments",
+            self.id,
+            Some(&self.attachments),
+        )
+        .unwrap_or(json!([]));
         json!({"id": self.id, "conversation_id": self.conversation_id,
                "source_id": self.source_id, "direction": self.direction,
                "external_id": self.external_id, "sender_name": self.sender_name,

@@ -8,6 +8,7 @@ pub mod leases;
 pub mod migration;
 pub mod schema;
 mod sql;
+pub mod stored_json;
 pub mod tls;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};

@@ -102,6 +102,11 @@ async fn metrics(State(st): State<AppState>) -> Response {
     );
     let _ = writeln!(
         out,
+        "# HELP chatter_stored_json_unreadable_total Stored JSON values (settings, metadata, payloads) that did not read as their type; each is in the log.\n# TYPE chatter_stored_json_unreadable_total counter\nchatter_stored_json_unreadable_total {}",
+        chatter_store::stored_json::UNREADABLE.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
         "# HELP chatter_jobs_count Jobs in the queue by state.\n# TYPE chatter_jobs_count gauge"
     );
     for s in [

@@ -331,7 +331,11 @@ pub async fn get(core: &Core, actor: &Actor) -> Result<Option<(crm_integration::
         .one(&core.db)
         .await?
         .map(|i| {
-            let m = serde_json::from_str(&i.metadata).unwrap_or_default();
+            let m = chatter_store::stored_json::read(
+                "crm_integrations.metadata",
+                i.company_id,
+                &i.metadata,
+            );
             (i, m)
         }))
 }

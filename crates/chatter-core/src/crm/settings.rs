@@ -171,6 +171,15 @@ impl SyncSettings {
     }
 }
 
+/// Stored settings of `scope`, read typed (a damaged value is logged and counted).
+fn read_opt<T: serde::de::DeserializeOwned>(company_id: Uuid, scope: &str, s: &str) -> Option<T> {
+    chatter_store::stored_json::read_opt(
+        "crm_settings.settings",
+        format_args!("{company_id}/{scope}"),
+        Some(s),
+    )
+}
+
 pub(crate) async fn load_raw(
     conn: &impl ConnectionTrait,
     company_id: Uuid,
@@ -213,9 +222,10 @@ fn scope_of(source: Option<Uuid>) -> String {
 /// The stored settings of one scope (the company default when `source` is `None`), unmerged.
 pub async fn get(core: &Core, actor: &Actor, source: Option<Uuid>) -> Result<SyncSettings> {
     actor.require(Permission::Read)?;
-    Ok(load_raw(&core.db, actor.company_id, &scope_of(source))
+    let scope = scope_of(source);
+    Ok(load_raw(&core.db, actor.company_id, &scope)
         .await?
-        .and_then(|s| serde_json::from_str(&s).ok())
+        .and_then(|s| read_opt(actor.company_id, &scope, &s))
         .unwrap_or_default())
 }
 
@@ -225,12 +235,16 @@ pub async fn effective(
     company_id: Uuid,
     source: Uuid,
 ) -> Result<SyncSettings> {
-    let read = |s: Option<String>| -> SyncSettings {
-        s.and_then(|s| serde_json::from_str(&s).ok())
+    let read = |scope: &str, s: Option<String>| -> SyncSettings {
+        s.and_then(|s| read_opt(company_id, scope, &s))
             .unwrap_or_default()
     };
-    let base = read(load_raw(conn, company_id, DEFAULT_SCOPE).await?);
-    let own = read(load_raw(conn, company_id, &source.to_string()).await?);
+    let base = read(
+        DEFAULT_SCOPE,
+        load_raw(conn, company_id, DEFAULT_SCOPE).await?,
+    );
+    let scope = source.to_string();
+    let own = read(&scope, load_raw(conn, company_id, &scope).await?);
     Ok(own.over(&base))
 }
 
@@ -277,7 +291,7 @@ pub struct ChatsState {
 pub async fn chats_state(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<ChatsState> {
     Ok(load_raw(conn, company_id, CHATS_SCOPE)
         .await?
-        .and_then(|s| serde_json::from_str(&s).ok())
+        .and_then(|s| read_opt(company_id, CHATS_SCOPE, &s))
         .unwrap_or_default())
 }
 

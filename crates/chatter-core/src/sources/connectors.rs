@@ -537,7 +537,9 @@ pub async fn poll_once(
             let cursor: PollCursor = src
                 .cursor
                 .as_deref()
-                .and_then(|c| serde_json::from_str(c).ok())
+                .and_then(|c| {
+                    chatter_store::stored_json::read_opt("sources.cursor", src.id, Some(c))
+                })
                 .unwrap_or_default();
             let (events, next) = c.poll(&cursor).await?;
             let stored = (next != cursor)

@@ -90,7 +90,7 @@ pub struct SourceSettings {
 }
 
 pub fn settings_of(s: &source::Model) -> SourceSettings {
-    serde_json::from_str(&s.settings).unwrap_or_default()
+    chatter_store::stored_json::read("sources.settings", s.id, &s.settings)
 }
 
 pub fn secret_of(core: &Core, s: &source::Model) -> Result<SourceSecret> {

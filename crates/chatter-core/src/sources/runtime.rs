@@ -442,7 +442,8 @@ impl JobHandler for SendMessage {
         }
         let client =
             connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
-        let mut sent: Vec<String> = serde_json::from_str(&m.sent_parts).unwrap_or_default();
+        let mut sent: Vec<String> =
+            chatter_store::stored_json::read("messages.sent_parts", m.id, &m.sent_parts);
         // Templates and media go out whole, as one provider message.
         let atts = attachments_of(&m);
         if sent.is_empty() {

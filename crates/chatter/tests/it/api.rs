@@ -668,3 +668,35 @@ async fn refused_paths_queries_and_bodies_answer_documented_json_errors() {
     assert_eq!(text["minLength"], 1, "{text}");
     assert_eq!(text["maxLength"], 20000, "{text}");
 }
+
+/// A source whose stored settings were damaged (hand-edited, a bad restore) still lists, and
+/// the damage is not taken silently: it is counted on `/metrics` (and logged).
+#[tokio::test]
+async fn a_damaged_stored_setting_is_counted_and_the_sources_page_still_works() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::new().await;
+    let (s, _, _) = crate::messages::company_with_bot(&app).await;
+    let metric = || async {
+        let text = reqwest::get(app.at("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("body");
+        text.lines()
+            .find_map(|l| l.strip_prefix("chatter_stored_json_unreadable_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("the counter")
+    };
+    let before = metric().await;
+    app.core
+        .db
+        .execute_unprepared("UPDATE sources SET settings = '{\"bot_id\": ' ")
+        .await
+        .expect("damage the settings");
+    let r = s.get("/app/sources").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("body").contains("@horns_bot"));
+    assert!(metric().await > before, "the damaged value was counted");
+    app.stop().await;
+}

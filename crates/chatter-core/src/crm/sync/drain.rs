@@ -122,7 +122,8 @@ pub(super) async fn open_session(
             })
         }
     };
-    let meta: Metadata = serde_json::from_str(&i.metadata).unwrap_or_default();
+    let meta: Metadata =
+        chatter_store::stored_json::read("crm_integrations.metadata", i.company_id, &i.metadata);
     let mut api = AmoCrm::new(
         core.http.clone(),
         &i.base_url,
@@ -338,7 +339,11 @@ pub(super) async fn due_items(
             conversation_id: r.try_get("", "conversation_id")?,
             message_id: r.try_get("", "message_id")?,
             kind: r.try_get("", "kind")?,
-            payload: serde_json::from_str(&r.try_get::<String>("", "payload")?).unwrap_or_default(),
+            payload: chatter_store::stored_json::read(
+                "crm_outbox.payload",
+                r.try_get::<i64>("", "id").unwrap_or_default(),
+                &r.try_get::<String>("", "payload")?,
+            ),
             attempts: r.try_get("", "attempts")?,
         });
     }

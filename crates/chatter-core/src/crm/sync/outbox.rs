@@ -170,7 +170,13 @@ pub(super) async fn assign_first_answer(
             r.try_get::<Option<i64>>("", "responsible_user_id")?
                 .is_none()
                 && r.try_get::<Option<String>>("", "decision")?
-                    .and_then(|d| serde_json::from_str::<Decision>(&d).ok())
+                    .and_then(|d| {
+                        chatter_store::stored_json::read_opt::<Decision>(
+                            "crm_conversations.decision",
+                            conv.id,
+                            Some(&d),
+                        )
+                    })
                     .is_some_and(|d| {
                         matches!(d.actions.responsible, Some(Responsible::FirstToAnswer))
                     })
@@ -187,7 +193,8 @@ pub(super) async fn assign_first_answer(
     else {
         return Ok(());
     };
-    let meta: Metadata = serde_json::from_str(&i.metadata).unwrap_or_default();
+    let meta: Metadata =
+        chatter_store::stored_json::read("crm_integrations.metadata", i.company_id, &i.metadata);
     let crm_user = match who {
         Answerer::Member(author) => {
             let Some(u) = user::Entity::find_by_id(author).one(conn).await? else {

@@ -305,7 +305,7 @@ pub(super) async fn derive(
     eps: &[source::Model],
     ev: &event::Model,
 ) -> Result<()> {
-    let payload: Value = serde_json::from_str(&ev.payload).unwrap_or_default();
+    let payload: Value = chatter_store::stored_json::read("events.payload", ev.id, &ev.payload);
     let id_of = |k: &str| {
         payload
             .get(k)

@@ -99,7 +99,7 @@ pub struct ApiSettings {
 }
 
 pub fn settings_of(s: &source::Model) -> ApiSettings {
-    serde_json::from_str(&s.settings).unwrap_or_default()
+    chatter_store::stored_json::read("sources.settings", s.id, &s.settings)
 }
 
 fn secret_of(core: &Core, s: &source::Model) -> Result<String> {
