@@ -138,7 +138,7 @@ fn head(title: &str, refresh: bool) -> String {
          <title>{}</title><style>body{{font-family:sans-serif;max-width:40em;margin:1em auto;padding:0 1em}}\
          .messages{{list-style:none;padding:0}}.messages li{{margin:.4em 0;padding:.4em .6em;border-radius:.5em}}\
          .customer{{background:#eef}}.business{{background:#efe;margin-left:3em}}\
-         form{{display:flex;gap:.5em}}input{{flex:1;font-size:1em;padding:.4em}}</style></head><body>",
+         form{{display:flex;flex-wrap:wrap;gap:.5em}}form label{{flex-basis:100%}}input{{flex:1;min-width:0;font-size:1em;padding:.4em}}</style></head><body>",
         if refresh {
             "<meta http-equiv=\"refresh\" content=\"2\">"
         } else {
@@ -316,7 +316,7 @@ impl PhoneLine for AvitoLine {
         "Авито"
     }
     fn customer(&self) -> String {
-        format!("{} («{}»)", self.name, self.item_title)
+        format!("{} (объявление: {})", self.name, self.item_title)
     }
     fn write(&self, text: &str) {
         let mut m = BuyerMessage::text(self.buyer_id, &self.name, self.item_id, text);

@@ -766,7 +766,7 @@ async fn connect_others(
             vk: fakes.vk.clone(),
             group_id: group.id,
             user_id: vk_user,
-            name: "Анна (ВКонтакте)".into(),
+            name: "Анна".into(),
         }),
         Box::new(MaxLine {
             max: fakes.max.clone(),
