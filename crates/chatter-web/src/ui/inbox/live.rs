@@ -1,0 +1,270 @@
+//! The live event stream (SSE) that keeps every open inbox current without reloading: replay
+//! from `Last-Event-ID`, then events as they are committed, rendered as row and message
+//! fragments, with the session and membership checked again while the stream is open.
+
+use super::fragments::{row_html, MessageTpl};
+use super::{last_event_id, names};
+use crate::ctx::Ctx;
+use crate::error::AppError;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use chatter_core::inbox::{self, ConversationRow};
+use chatter_core::Actor;
+use chatter_domain::Permission;
+use chatter_store::entity::{event, message};
+use std::convert::Infallible;
+use uuid::Uuid;
+
+/// What the browser receives for a batch of events: each event's JSON (conversation row and
+/// message fragments), rendered from a few queries for the whole batch.
+async fn render_events(
+    st: &AppState,
+    ctx: &Ctx,
+    actor: &Actor,
+    evs: &[event::Model],
+    members: &[(Uuid, String)],
+) -> Vec<(i64, String, String)> {
+    let parsed: Vec<(&event::Model, Uuid, Option<Uuid>)> = evs
+        .iter()
+        .filter_map(|e| {
+            let p: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
+            let conv: Uuid = p.get("conversation_id")?.as_str()?.parse().ok()?;
+            let mid = p
+                .get("message_id")
+                .and_then(|m| m.as_str())
+                .and_then(|m| m.parse().ok());
+            Some((e, conv, mid))
+        })
+        .collect();
+    let mut conv_ids: Vec<Uuid> = parsed.iter().map(|p| p.1).collect();
+    conv_ids.sort();
+    conv_ids.dedup();
+    let msg_ids: Vec<Uuid> = parsed.iter().filter_map(|p| p.2).collect();
+    let rows: std::collections::HashMap<Uuid, ConversationRow> =
+        inbox::conversations_by_ids(&st.core, actor, &conv_ids)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.conversation.id, r))
+            .collect();
+    let msgs: std::collections::HashMap<Uuid, message::Model> =
+        inbox::messages_by_ids(&st.core, actor, &msg_ids)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+    let tr = crate::i18n::Tr(ctx.lang);
+    let can_reply = actor.role.can(Permission::Reply);
+    let mut row_html_cache: std::collections::HashMap<Uuid, String> =
+        std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(parsed.len());
+    for (e, conv_id, mid) in parsed {
+        let Some(row) = rows.get(&conv_id) else {
+            continue;
+        };
+        let html = row_html_cache
+            .entry(conv_id)
+            .or_insert_with(|| row_html(row.clone(), false, tr, members))
+            .clone();
+        let mut data = serde_json::json!({
+            "kind": e.kind,
+            "conversation_id": conv_id,
+            "status": row.conversation.status,
+            "assignee_id": row.conversation.assignee_id,
+            "row": html,
+        });
+        if let Some(m) = mid.and_then(|m| msgs.get(&m)) {
+            data["message_id"] = serde_json::json!(m.id);
+            data["message"] =
+                serde_json::json!(MessageTpl::new(m.clone(), tr, &ctx.csrf, can_reply)
+                    .render()
+                    .unwrap_or_default());
+        }
+        out.push((e.id, e.kind.clone(), data.to_string()));
+    }
+    out
+}
+
+/// How often an open event stream checks that its session and membership still hold.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the stream's session is still signed in and its person still a member of the
+/// company with the same role (a database error counts as no: the browser reconnects).
+async fn still_allowed(st: &AppState, token: &str, actor: &Actor) -> bool {
+    chatter_core::accounts::session_still_member(&st.core, token, actor.company_id, actor.role)
+        .await
+        .unwrap_or(false)
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct After {
+    after: Option<i64>,
+}
+
+/// Server-sent events for the actor's company. `Last-Event-ID` (or `?after=`) replays what the
+/// browser missed from the event log before going live.
+pub(super) async fn events(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
+    Query(q): Query<After>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    actor.require(Permission::Read)?;
+    let from_header = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    let start = match from_header.or(q.after) {
+        Some(id) => id,
+        None => last_event_id(&st, actor.company_id).await,
+    };
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let rx = st.core.events.subscribe();
+    let members = names(&st, &actor).await?;
+    let token = ctx.session_token.clone().ok_or(AppError::SignIn)?;
+    struct S {
+        st: AppState,
+        ctx: Ctx,
+        actor: Actor,
+        /// The session the stream was opened with, checked again every `RECHECK` and before
+        /// each batch of events: a removed member, a signed-out or password-changed session
+        /// gets nothing more and the stream ends.
+        token: String,
+        next_check: tokio::time::Instant,
+        members: Vec<(Uuid, String)>,
+        rx: tokio::sync::broadcast::Receiver<chatter_core::events::Published>,
+        cursor: chatter_core::events::Cursor,
+        backlog: Vec<event::Model>,
+        ready: std::collections::VecDeque<Event>,
+        /// The node's stop signal; `ended` once the final `reconnect` event went out.
+        stop: tokio::sync::watch::Receiver<bool>,
+        ended: bool,
+        /// Counts the stream in `/metrics` while it is open.
+        _open: OpenStream,
+    }
+    struct OpenStream(std::sync::Arc<std::sync::atomic::AtomicI64>);
+    impl Drop for OpenStream {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    st.live_streams
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let open = OpenStream(st.live_streams.clone());
+    let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000).await?;
+    let stop = st.stop.clone();
+    let state = S {
+        stop,
+        ended: false,
+        _open: open,
+        st,
+        ctx,
+        actor,
+        token,
+        next_check: tokio::time::Instant::now() + RECHECK,
+        members,
+        rx,
+        cursor: chatter_core::events::Cursor::new(start),
+        backlog,
+        ready: Default::default(),
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.ended {
+                return None;
+            }
+            if *s.stop.borrow() {
+                // This node is stopping: tell the page to reconnect (to another node, from
+                // its last event) and end, so the stop does not wait on open pages.
+                s.ended = true;
+                let bye = Event::default()
+                    .event("reconnect")
+                    .retry(std::time::Duration::from_millis(500))
+                    .data("{}");
+                return Some((Ok::<Event, Infallible>(bye), s));
+            }
+            if let Some(ev) = s.ready.pop_front() {
+                return Some((Ok::<Event, Infallible>(ev), s));
+            }
+            if !s.backlog.is_empty() {
+                if !still_allowed(&s.st, &s.token, &s.actor).await {
+                    return None;
+                }
+                s.next_check = tokio::time::Instant::now() + RECHECK;
+                let evs: Vec<event::Model> = std::mem::take(&mut s.backlog)
+                    .into_iter()
+                    .filter(|e| s.cursor.fresh(e.id))
+                    .collect();
+                s.cursor.settle(s.st.core.now());
+                for (id, kind, data) in
+                    render_events(&s.st, &s.ctx, &s.actor, &evs, &s.members).await
+                {
+                    s.ready
+                        .push_back(Event::default().id(id.to_string()).event(kind).data(data));
+                }
+                if !s.ready.is_empty() {
+                    continue;
+                }
+            }
+            // With a hole below what was sent, look again shortly even without a notification.
+            let wake = if s.cursor.waiting() { 200 } else { 3_600_000 };
+            let catch_up = tokio::select! {
+                r = s.rx.recv() => match r {
+                    Ok(p) => p.company_id == s.actor.company_id,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(_) => return None,
+                },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wake)) => s.cursor.waiting(),
+                r = s.stop.changed() => {
+                    // The server is gone without a stop: nothing more will come.
+                    if r.is_err() {
+                        s.ended = true;
+                    }
+                    false
+                }
+                _ = tokio::time::sleep_until(s.next_check) => {
+                    if !still_allowed(&s.st, &s.token, &s.actor).await {
+                        return None;
+                    }
+                    s.next_check = tokio::time::Instant::now() + RECHECK;
+                    false
+                }
+            };
+            if catch_up {
+                // Read everything after our position: covers events committed out of order
+                // and several notifications folded into one read.
+                while s.rx.try_recv().is_ok() {}
+                match chatter_core::events::since(
+                    &s.st.core.db,
+                    s.actor.company_id,
+                    s.cursor.after(),
+                    2000,
+                )
+                .await
+                {
+                    Ok(v) => {
+                        s.backlog = v;
+                        s.cursor.settle(s.st.core.now());
+                    }
+                    Err(_) => return None,
+                }
+            }
+        }
+    });
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    // A proxy must pass events on as they come (nginx buffers unless told).
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,147 @@
+//! Replying from the inbox: text (optionally quoting a message), a WhatsApp medium by link, an
+//! approved WhatsApp template; each answers 201 JSON to the page's script or redirects back, and
+//! a refusal re-renders the conversation with the reason and the draft kept.
+
+use super::{page, Refusal};
+use crate::ctx::Ctx;
+use crate::error::AppError;
+use crate::forms::CsrfForm;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use chatter_core::inbox::{self, ListFilter};
+use chatter_core::CoreError;
+use chatter_store::entity::message;
+use uuid::Uuid;
+
+#[derive(serde::Deserialize)]
+pub(super) struct ReplyForm {
+    text: String,
+    reply_to: Option<String>,
+}
+
+fn wants_json(h: &HeaderMap) -> bool {
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"))
+}
+
+pub(super) async fn reply(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    CsrfForm(f): CsrfForm<ReplyForm>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let reply_to = f.reply_to.as_deref().and_then(|r| r.parse().ok());
+    let r = inbox::reply(&st.core, &actor, id, &f.text, reply_to).await;
+    answer(&st, &ctx, id, &headers, r, f.text).await
+}
+
+/// The answer to a reply of any form: 201 JSON or back to the conversation; a refusal comes
+/// back as the conversation with the reason at the reply box and the draft kept (422).
+async fn answer(
+    st: &AppState,
+    ctx: &Ctx,
+    id: Uuid,
+    headers: &HeaderMap,
+    r: Result<message::Model, CoreError>,
+    draft: String,
+) -> Result<Response, AppError> {
+    let tr = crate::i18n::Tr(ctx.lang);
+    match r {
+        Ok(m) if wants_json(headers) => Ok((
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({"id": m.id})),
+        )
+            .into_response()),
+        Ok(_) => Ok(Redirect::to(&format!("/app/inbox/{id}")).into_response()),
+        Err(CoreError::Invalid(e)) if wants_json(headers) => Ok((
+            refusal_status(&e),
+            axum::Json(serde_json::json!({"error": e.first().map(|e| tr.field(e))})),
+        )
+            .into_response()),
+        Err(CoreError::Invalid(e)) => {
+            let status = refusal_status(&e);
+            let message = e.iter().map(|e| tr.field(e)).collect::<Vec<_>>().join(" ");
+            let refusal = Refusal { message, draft };
+            let mut resp = page(
+                st,
+                ctx,
+                ListFilter::default(),
+                Some(id),
+                None,
+                Some(refusal),
+            )
+            .await?;
+            *resp.status_mut() = status;
+            Ok(resp)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// 400 for a `reply_to` that is not a message of the conversation (a forged request: the
+/// page only offers the conversation's own messages), 422 for what a person can correct.
+fn refusal_status(e: &[chatter_domain::FieldError]) -> StatusCode {
+    if e.iter().any(|f| f.field == "reply_to") {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct MediaForm {
+    media_url: String,
+    #[serde(default)]
+    caption: String,
+}
+
+/// A WhatsApp medium by link.
+pub(super) async fn reply_media(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    CsrfForm(f): CsrfForm<MediaForm>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let r = inbox::reply_media(&st.core, &actor, id, &f.media_url, &f.caption).await;
+    answer(&st, &ctx, id, &headers, r, f.caption).await
+}
+
+/// An approved WhatsApp template; `p1` … `p9` fill its body's `{{1}}` … `{{9}}`.
+#[derive(serde::Deserialize)]
+pub(super) struct TemplateForm {
+    name: String,
+    language: String,
+    p1: Option<String>,
+    p2: Option<String>,
+    p3: Option<String>,
+    p4: Option<String>,
+    p5: Option<String>,
+    p6: Option<String>,
+    p7: Option<String>,
+    p8: Option<String>,
+    p9: Option<String>,
+}
+
+pub(super) async fn reply_template(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    CsrfForm(f): CsrfForm<TemplateForm>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let params: Vec<String> = [f.p1, f.p2, f.p3, f.p4, f.p5, f.p6, f.p7, f.p8, f.p9]
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let r = inbox::reply_template(&st.core, &actor, id, &f.name, &f.language, &params).await;
+    answer(&st, &ctx, id, &headers, r, String::new()).await
+}
