@@ -17,14 +17,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::common::{self, download_url, retry_after_header, split_text, transport_error};
+use crate::common::{self, download_url, parse_success, read_answer};
 use crate::{
     ChannelError, Download, Identity, InboundEvent, InboundMessage, OutboundMessage, Sent,
 };
@@ -208,15 +208,7 @@ impl AvitoClient {
     /// message id of each part. Avito has no reply-to on send and no idempotency key (§4.4):
     /// after a timeout, look at the chat's recent messages before sending again.
     pub async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
-        let parts = split_text(&m.text, MAX_TEXT);
-        if parts.is_empty() {
-            return Err(ChannelError::Permanent("message text is empty".into()));
-        }
-        let mut external_ids = Vec::with_capacity(parts.len());
-        for part in &parts {
-            external_ids.push(self.send_text_part(&m.chat_external_id, part).await?);
-        }
-        Ok(Sent { external_ids })
+        common::send_in_parts(self, m).await
     }
 
     /// One `POST /messenger/v1/accounts/{user_id}/chats/{chat_id}/messages`; returns its id.
@@ -380,7 +372,7 @@ impl AvitoClient {
                 if let Some(body) = &body {
                     req = req.json(body);
                 }
-                let (status, retry_after, bytes) = send(req).await?;
+                let (status, retry_after, bytes) = read_answer("Avito API", req).await?;
                 if status == 401 && !refreshed {
                     tracing::debug!("Avito answered 401: fetching a new token once");
                     refreshed = true;
@@ -416,7 +408,7 @@ impl AvitoClient {
             ("client_secret", &self.client_secret),
         ]);
         let started = Instant::now();
-        let (status, retry_after, bytes) = send(req).await?;
+        let (status, retry_after, bytes) = read_answer("Avito API", req).await?;
         match status {
             200..=299 => {}
             429 | 500..=599 => return Err(error_of(status, retry_after, &bytes)),
@@ -505,30 +497,13 @@ fn path_segment(id: &str) -> Result<&str, ChannelError> {
     }
 }
 
-async fn send(req: RequestBuilder) -> Result<(u16, Option<u64>, bytes::Bytes), ChannelError> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| transport_error("Avito API", e))?;
-    let status = resp.status().as_u16();
-    let retry_after = retry_after_header(resp.headers());
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error("Avito API", e))?;
-    Ok((status, retry_after, bytes))
-}
-
 pub(super) fn decode<T: DeserializeOwned>(
     status: u16,
     retry_after: Option<u64>,
     body: &[u8],
 ) -> Result<T, ChannelError> {
     if (200..300).contains(&status) {
-        return serde_json::from_slice(body).map_err(|e| {
-            // Not retryable: the call may well have taken effect (a message sent).
-            ChannelError::Permanent(format!("unexpected answer from Avito: {e}"))
-        });
+        return parse_success("Avito", body);
     }
     Err(error_of(status, retry_after, body))
 }

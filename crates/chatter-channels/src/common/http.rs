@@ -1,11 +1,33 @@
-//! HTTP reading rules shared by every client: the `Retry-After` header, bodies read with a size
+//! HTTP reading rules shared by every client: a provider's answer read whole (status,
+//! `Retry-After`, body) and its JSON read back, the `Retry-After` header, bodies read with a size
 //! limit (a provider's file is never trusted to be as small as it says), and plain media URLs.
 
 use crate::common::{too_large, transport_error};
 use crate::{ChannelError, Download};
+use serde::de::DeserializeOwned;
 
 /// `retry_after` for a media host's 429 without `Retry-After`.
 const DOWNLOAD_RETRY_AFTER_SECS: u64 = 1;
+
+/// Sends `req` and reads the whole answer: its HTTP status, `Retry-After` (seconds) and body.
+/// `what` names the call in the message of a network failure (`transport_error`).
+pub async fn read_answer(
+    what: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<(u16, Option<u64>, bytes::Bytes), ChannelError> {
+    let resp = req.send().await.map_err(|e| transport_error(what, e))?;
+    let status = resp.status().as_u16();
+    let retry_after = retry_after_header(resp.headers());
+    let body = resp.bytes().await.map_err(|e| transport_error(what, e))?;
+    Ok((status, retry_after, body))
+}
+
+/// The JSON of a successful (2xx) answer from `provider`. A body that does not read is
+/// `Permanent`, never retried: the call may well have taken effect (a message sent).
+pub fn parse_success<T: DeserializeOwned>(provider: &str, body: &[u8]) -> Result<T, ChannelError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ChannelError::Permanent(format!("unexpected answer from {provider}: {e}")))
+}
 
 /// `Retry-After` in seconds, when the server sent one.
 pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<u64> {

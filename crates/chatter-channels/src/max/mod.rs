@@ -19,8 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::common::{
-    self, download_url, error_chain, new_secret_token, retry_after_header, secret_matches,
-    split_text, transport_error,
+    self, download_url, error_chain, new_secret_token, parse_success, read_answer, secret_matches,
 };
 use crate::{ChannelError, Download, Identity, InboundEvent, OutboundMessage, Sent};
 
@@ -241,19 +240,7 @@ impl MaxClient {
     /// Max has no idempotency key: if a later part fails, the earlier parts stay sent and the
     /// error is returned; a caller that must not repeat them uses `send_text_part` per part.
     pub async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
-        let parts = split_text(&m.text, MAX_TEXT);
-        if parts.is_empty() {
-            return Err(ChannelError::Permanent("message text is empty".into()));
-        }
-        let mut reply_to = m.reply_to_external_id.as_deref();
-        let mut external_ids = Vec::with_capacity(parts.len());
-        for part in &parts {
-            let mid = self
-                .send_text_part(&m.chat_external_id, part, reply_to.take())
-                .await?;
-            external_ids.push(mid);
-        }
-        Ok(Sent { external_ids })
+        common::send_in_parts(self, m).await
     }
 
     /// One `POST /messages?chat_id=` (§3.2); returns the new message's `mid`.
@@ -319,20 +306,7 @@ impl MaxClient {
         &self,
         req: RequestBuilder,
     ) -> Result<(u16, Option<u64>, bytes::Bytes), ChannelError> {
-        let result = async {
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| transport_error("Max API", e))?;
-            let status = resp.status().as_u16();
-            let retry_after = retry_after_header(resp.headers());
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| transport_error("Max API", e))?;
-            Ok((status, retry_after, body))
-        }
-        .await;
+        let result = read_answer("Max API", req).await;
         result.map_err(|e| self.scrub(e))
     }
 
@@ -481,10 +455,7 @@ fn decode<T: DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, ChannelError> {
     if (200..300).contains(&status) {
-        return serde_json::from_slice(body).map_err(|e| {
-            // Not retryable: the call may well have taken effect (a message sent).
-            ChannelError::Permanent(format!("unexpected answer from Max: {e}"))
-        });
+        return parse_success("Max", body);
     }
     let err: Option<ApiError> = serde_json::from_slice(body).ok();
     let code = err.as_ref().and_then(|e| e.code.clone());

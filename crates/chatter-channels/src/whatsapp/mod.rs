@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::common::{self, read_limited, split_text, too_large, transport_error};
+use crate::common::{self, read_limited, too_large, transport_error};
 use crate::{ChannelError, Download, Identity, OutboundMessage, Sent};
 
 use answer::error_from_body;
@@ -485,14 +485,8 @@ impl WhatsAppClient {
         req: RequestBuilder,
     ) -> Result<T, ChannelError> {
         let result = async {
-            let resp = req
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .map_err(|e| transport_error(what, e))?;
-            let status = resp.status().as_u16();
-            let retry_after = common::retry_after_header(resp.headers());
-            let body = resp.bytes().await.map_err(|e| transport_error(what, e))?;
+            let (status, retry_after, body) =
+                common::read_answer(what, req.bearer_auth(&self.token)).await?;
             if !(200..300).contains(&status) {
                 return Err(error_from_body(what, status, &body, retry_after));
             }
@@ -537,19 +531,7 @@ impl crate::Channel for WhatsAppClient {
     /// first part with a `Permanent` error `is_outside_window` recognises (when Meta reports it
     /// synchronously; otherwise it arrives as a failed status).
     async fn send(&self, m: &OutboundMessage) -> Result<Sent, ChannelError> {
-        let parts = split_text(&m.text, MAX_TEXT);
-        if parts.is_empty() {
-            return Err(ChannelError::Permanent("message text is empty".into()));
-        }
-        let mut reply_to = m.reply_to_external_id.as_deref();
-        let mut external_ids = Vec::with_capacity(parts.len());
-        for part in &parts {
-            let id = self
-                .send_text(&m.chat_external_id, part, reply_to.take())
-                .await?;
-            external_ids.push(id);
-        }
-        Ok(Sent { external_ids })
+        common::send_in_parts(self, m).await
     }
 
     /// `file_ref` is the media id from the notification.
