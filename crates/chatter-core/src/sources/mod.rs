@@ -536,6 +536,24 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
     }
     .insert(&txn)
     .await?;
+    let details = serde_json::json!({"kind": kind.as_str(), "bot": me.username, "account": me.id});
+    commit_with_setup(txn, actor, id, "source.create", &name, details, now).await?;
+    core.jobs_notify.notify_waiters();
+    Ok(id)
+}
+
+/// Ends a change that (re)connects a source, in the transaction that wrote its row: queues the
+/// setup job (which talks to the provider) and records `action` in the audit log, then commits.
+/// The caller wakes the job runner once whatever must precede the setup is done.
+async fn commit_with_setup(
+    txn: sea_orm::DatabaseTransaction,
+    actor: &Actor,
+    id: Uuid,
+    action: &str,
+    name: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> Result<()> {
     jobs::enqueue(
         &txn,
         NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now)
@@ -543,18 +561,9 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
         now,
     )
     .await?;
-    audit::record(
-        &txn,
-        actor,
-        now,
-        "source.create",
-        &name,
-        serde_json::json!({"kind": kind.as_str(), "bot": me.username, "account": me.id}),
-    )
-    .await?;
+    audit::record(&txn, actor, now, action, name, details).await?;
     txn.commit().await?;
-    core.jobs_notify.notify_waiters();
-    Ok(id)
+    Ok(())
 }
 
 /// Gives an existing source new credentials of the same kind (a new bot token after the old
@@ -593,23 +602,8 @@ pub async fn replace_credentials(
     am.cursor = Set(None);
     am.updated_at = Set(now);
     am.update(&txn).await?;
-    jobs::enqueue(
-        &txn,
-        NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now)
-            .company(actor.company_id),
-        now,
-    )
-    .await?;
-    audit::record(
-        &txn,
-        actor,
-        now,
-        "source.reconnect",
-        &name,
-        serde_json::json!({"account": me.id}),
-    )
-    .await?;
-    txn.commit().await?;
+    let details = serde_json::json!({"account": me.id});
+    commit_with_setup(txn, actor, id, "source.reconnect", &name, details, now).await?;
     core.clients.forget(id);
     core.jobs_notify.notify_waiters();
     Ok(())
@@ -649,27 +643,12 @@ pub async fn set_enabled(core: &Core, actor: &Actor, id: Uuid, enabled: bool) ->
     am.last_error = Set(None);
     am.updated_at = Set(now);
     am.update(&txn).await?;
-    jobs::enqueue(
-        &txn,
-        NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now)
-            .company(actor.company_id),
-        now,
-    )
-    .await?;
-    audit::record(
-        &txn,
-        actor,
-        now,
-        if enabled {
-            "source.enable"
-        } else {
-            "source.disable"
-        },
-        &name,
-        serde_json::json!({}),
-    )
-    .await?;
-    txn.commit().await?;
+    let action = if enabled {
+        "source.enable"
+    } else {
+        "source.disable"
+    };
+    commit_with_setup(txn, actor, id, action, &name, serde_json::json!({}), now).await?;
     core.jobs_notify.notify_waiters();
     Ok(())
 }
