@@ -13,7 +13,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// What a running fake's handles and request handlers share.
@@ -83,6 +83,68 @@ impl Backoff {
         let now = self.next;
         self.next = (self.next * 2).min(self.cap);
         now
+    }
+}
+
+/// What a fake's delivery queue holds at its front, as [`Shared::deliver_in_order`] asks.
+pub(crate) enum Next<C> {
+    /// Make this call; the `usize` (its place in the fake's record) goes back to `settle`.
+    Call(usize, C),
+    /// Nothing to send now: wait for the queue's `Notify`.
+    Idle,
+    /// The queue's owner (account, number) is gone: the delivery task ends.
+    Gone,
+}
+
+impl<S, E> Shared<S, E> {
+    /// Delivers a queue of outgoing calls (webhooks, callbacks) one by one, in order, each until
+    /// accepted, waiting `backoff` between failed attempts; ends when the fake stops or the
+    /// queue's owner is gone. Under the lock, `doorbell` gives the queue's `Notify`, `next` its
+    /// front call and `settle` records an attempt (status, accepted; false: the owner is gone),
+    /// popping an accepted call; `send` makes the call outside the lock and says how it went.
+    pub(crate) async fn deliver_in_order<C, F>(
+        &self,
+        mut backoff: Backoff,
+        doorbell: impl Fn(&S) -> Option<Arc<Notify>>,
+        mut next: impl FnMut(&mut S) -> Next<C>,
+        send: impl Fn(C) -> F,
+        mut settle: impl FnMut(&mut S, usize, Option<u16>, bool) -> bool,
+    ) where
+        F: Future<Output = (Option<u16>, bool)>,
+    {
+        loop {
+            let notify = doorbell(&self.lock());
+            let Some(notify) = notify else {
+                return;
+            };
+            // Armed before the queue is read, so a call queued in between still wakes us.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let front = next(&mut self.lock());
+            let (index, call) = match front {
+                Next::Call(index, call) => (index, call),
+                Next::Gone => return,
+                Next::Idle => {
+                    tokio::select! {
+                        () = &mut notified => continue,
+                        () = self.stopped() => return,
+                    }
+                }
+            };
+            let (status, ok) = send(call).await;
+            let owned = settle(&mut self.lock(), index, status, ok);
+            if !owned {
+                return;
+            }
+            if ok {
+                backoff.reset();
+                continue;
+            }
+            if !self.sleep(backoff.step()).await {
+                return;
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! API). Callbacks are form-encoded, unsigned, one at a time in order, retried until answered
 //! 200 with body `ok`.
 
-use crate::server::{self, random_string, unix_secs, Backoff, StopGuard, LOWER_ALPHANUMERIC};
+use crate::server::{self, random_string, unix_secs, Backoff, Next, StopGuard, LOWER_ALPHANUMERIC};
 use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -96,7 +96,10 @@ pub struct FakeSms {
 }
 
 /// The fake's world behind its one lock, with what every fake shares (see [`server::Shared`]).
-type Shared = server::Shared<BTreeMap<String, Account>>;
+type Shared = server::Shared<Accounts>;
+
+/// The gateway's accounts by API key.
+type Accounts = BTreeMap<String, Account>;
 
 struct Account {
     name: String,
@@ -265,76 +268,57 @@ impl FakeSms {
     }
 }
 
-/// POSTs the account's callbacks one by one, in order, each until answered 200 `ok`.
+/// POSTs the account's callbacks one by one, in order, each until answered 200 `ok`; a callback
+/// of a kind with no URL configured is dropped, as the gateway does.
 async fn deliver_loop(shared: Arc<Shared>, key: String) {
-    let mut backoff = Backoff::new(CALLBACK_BACKOFF_START, CALLBACK_BACKOFF_CAP);
-    loop {
-        let notify = match shared.lock().get(&key) {
-            Some(a) => a.notify.clone(),
-            None => return,
+    let backoff = Backoff::new(CALLBACK_BACKOFF_START, CALLBACK_BACKOFF_CAP);
+    let doorbell = |accounts: &Accounts| accounts.get(&key).map(|a| a.notify.clone());
+    let next = |accounts: &mut Accounts| {
+        let Some(a) = accounts.get_mut(&key) else {
+            return Next::Gone;
         };
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let next = {
-            let mut accounts = shared.lock();
-            let Some(a) = accounts.get_mut(&key) else {
-                return;
+        while let Some(&i) = a.outbox.front() {
+            let url = match a.callbacks[i].kind.as_str() {
+                "status" => a.status_url.clone(),
+                _ => a.inbound_url.clone(),
             };
-            match a.outbox.front().copied() {
-                None => None,
-                Some(i) => {
-                    let url = match a.callbacks[i].kind.as_str() {
-                        "status" => a.status_url.clone(),
-                        _ => a.inbound_url.clone(),
-                    };
-                    match url {
-                        Some(url) => Some((i, url, a.callbacks[i].fields.clone())),
-                        None => {
-                            a.callbacks[i].dropped = true;
-                            a.outbox.pop_front();
-                            continue;
-                        }
-                    }
+            match url {
+                Some(url) => return Next::Call(i, (url, a.callbacks[i].fields.clone())),
+                None => {
+                    a.callbacks[i].dropped = true;
+                    a.outbox.pop_front();
                 }
             }
-        };
-        let Some((index, url, fields)) = next else {
-            tokio::select! {
-                () = &mut notified => continue,
-                () = shared.stopped() => return,
-            }
-        };
-        let result = shared.http.post(&url).form(&fields).send().await;
-        let (status, ok) = match result {
+        }
+        Next::Idle
+    };
+    let http = &shared.http;
+    let send = |(url, fields): (String, Vec<(String, String)>)| async move {
+        match http.post(&url).form(&fields).send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
                 (Some(status), status == 200 && body.trim() == "ok")
             }
             Err(_) => (None, false),
+        }
+    };
+    let settle = |accounts: &mut Accounts, index: usize, status: Option<u16>, ok: bool| {
+        let Some(a) = accounts.get_mut(&key) else {
+            return false;
         };
-        {
-            let mut accounts = shared.lock();
-            let Some(a) = accounts.get_mut(&key) else {
-                return;
-            };
-            let c = &mut a.callbacks[index];
-            c.attempts += 1;
-            c.last_status = status;
-            if ok {
-                c.delivered = true;
-                a.outbox.pop_front();
-            }
-        }
+        let c = &mut a.callbacks[index];
+        c.attempts += 1;
+        c.last_status = status;
         if ok {
-            backoff.reset();
-            continue;
+            c.delivered = true;
+            a.outbox.pop_front();
         }
-        if !shared.sleep(backoff.step()).await {
-            return;
-        }
-    }
+        true
+    };
+    shared
+        .deliver_in_order(backoff, doorbell, next, send, settle)
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 //! in order, to the callback URL set with [`FakeWhatsApp::subscribe`], signed with
 //! `X-Hub-Signature-256` and retried with backoff until answered 2xx.
 
-use crate::server::{self, random_string, unix_millis, Backoff, StopGuard, ALPHANUMERIC};
+use crate::server::{self, random_string, unix_millis, Backoff, Next, StopGuard, ALPHANUMERIC};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State as AxumState};
 use axum::http::{header, StatusCode};
@@ -542,41 +542,31 @@ fn store_media(state: &mut State, owner: &str, bytes: Vec<u8>, mime: &str) -> (S
     (id, sha256)
 }
 
-/// POSTs the number's notifications one by one, in order, each until a 2xx.
+/// POSTs the number's notifications one by one, in order, each until a 2xx, signed with the
+/// app secret as Meta signs them.
 async fn deliver_loop(shared: Arc<Shared>, number_id: String) {
-    let mut backoff = Backoff::new(WEBHOOK_BACKOFF_START, WEBHOOK_BACKOFF_CAP);
-    loop {
-        let notify = match shared.lock().numbers.get(&number_id) {
-            Some(n) => n.notify.clone(),
-            None => return,
+    let backoff = Backoff::new(WEBHOOK_BACKOFF_START, WEBHOOK_BACKOFF_CAP);
+    let doorbell = |state: &State| state.numbers.get(&number_id).map(|n| n.notify.clone());
+    let next = |state: &mut State| {
+        let Some(n) = state.numbers.get(&number_id) else {
+            return Next::Gone;
         };
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let next = {
-            let state = shared.lock();
-            let Some(n) = state.numbers.get(&number_id) else {
-                return;
-            };
-            match (&n.webhook, n.outbox.front()) {
-                (Some(w), Some(&i)) => Some((
-                    i,
+        match (&n.webhook, n.outbox.front()) {
+            (Some(w), Some(&i)) => Next::Call(
+                i,
+                (
                     w.url.clone(),
                     n.deliveries[i].body.clone(),
                     n.info.app_secret.clone(),
-                )),
-                _ => None,
-            }
-        };
-        let Some((index, url, body, secret)) = next else {
-            tokio::select! {
-                () = &mut notified => continue,
-                () = shared.stopped() => return,
-            }
-        };
+                ),
+            ),
+            _ => Next::Idle,
+        }
+    };
+    let http = &shared.http;
+    let send = |(url, body, secret): (String, String, String)| async move {
         let signature = format!("sha256={}", sign(&secret, body.as_bytes()));
-        let result = shared
-            .http
+        let result = http
             .post(&url)
             .header(header::CONTENT_TYPE, "application/json")
             .header("X-Hub-Signature-256", signature)
@@ -584,28 +574,24 @@ async fn deliver_loop(shared: Arc<Shared>, number_id: String) {
             .send()
             .await;
         let status = result.ok().map(|r| r.status().as_u16());
-        let ok = status.is_some_and(|s| (200..300).contains(&s));
-        {
-            let mut state = shared.lock();
-            let Some(n) = state.numbers.get_mut(&number_id) else {
-                return;
-            };
-            let d = &mut n.deliveries[index];
-            d.attempts += 1;
-            d.last_status = status;
-            if ok {
-                d.delivered = true;
-                n.outbox.pop_front();
-            }
-        }
+        (status, status.is_some_and(|s| (200..300).contains(&s)))
+    };
+    let settle = |state: &mut State, index: usize, status: Option<u16>, ok: bool| {
+        let Some(n) = state.numbers.get_mut(&number_id) else {
+            return false;
+        };
+        let d = &mut n.deliveries[index];
+        d.attempts += 1;
+        d.last_status = status;
         if ok {
-            backoff.reset();
-            continue;
+            d.delivered = true;
+            n.outbox.pop_front();
         }
-        if !shared.sleep(backoff.step()).await {
-            return;
-        }
-    }
+        true
+    };
+    shared
+        .deliver_in_order(backoff, doorbell, next, send, settle)
+        .await;
 }
 
 fn sign(secret: &str, body: &[u8]) -> String {

@@ -1097,6 +1097,12 @@ fn create_entities(
             json!({"id": id, "request_id": rid, "_links": self_link(ctx, &format!("{path}/{id}"))})
         })
         .collect();
+    saved(ctx, path, out)
+}
+
+/// The answer to a batch POST or PATCH that went through: what was saved, embedded under the
+/// kind's path.
+fn saved(ctx: &Ctx<'_>, path: &str, out: Vec<Value>) -> Response {
     let mut embedded = Map::new();
     embedded.insert(path.to_owned(), Value::Array(out));
     hal(
@@ -1178,12 +1184,7 @@ fn patch_entities(
             json!({"id": id, "updated_at": updated_at, "_links": self_link(ctx, &format!("{path}/{id}"))})
         })
         .collect();
-    let mut embedded = Map::new();
-    embedded.insert(path.to_owned(), Value::Array(out));
-    hal(
-        StatusCode::OK,
-        json!({"_links": self_link(ctx, path), "_embedded": embedded}),
-    )
+    saved(ctx, path, out)
 }
 
 fn patch_one(
