@@ -252,6 +252,29 @@ impl Browser {
             .with_context(|| format!("wait {timeout:?} for {css}"))
     }
 
+    /// Waits up to `timeout` until the address bar's path satisfies `ok` (a redirect followed, a
+    /// form that moved on), looking every 100 ms; the error names the last path seen.
+    pub async fn wait_path(
+        &self,
+        ok: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Ok(u) = self.client.current_url().await {
+                if ok(u.path()) {
+                    return Ok(());
+                }
+                last = Some(u.path().to_owned());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the page did not move on within {timeout:?}; last at {last:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Saves a PNG of the viewport as `<target dir>/screenshots/<name>.png` and returns its path.
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
         let png = self

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const BODY_LIMIT: usize = 1024 * 1024;
 /// Where the "client" of the address test connects from (loopback, but not nginx's address).
 const CLIENT_IP: &str = "127.0.0.2";
+/// How long a page may take to move on after a form is sent.
+const NAV_WAIT: Duration = Duration::from_secs(20);
 
 /// A running nginx with the guide's site configuration.
 struct Nginx {
@@ -255,7 +257,10 @@ async fn behind_nginx_the_live_inbox_uploads_addresses_and_cookies_work() {
         browser.fill(css, v).await.expect("fill");
     }
     browser.click("#sign-up-submit").await.expect("submit");
-    wait_path(&browser, |p| p == "/app").await;
+    browser
+        .wait_path(|p| p == "/app", NAV_WAIT)
+        .await
+        .expect("signed up");
     let token = telegram.create_bot("romashka_bot", "Ромашка");
     browser
         .goto(&go("/app/sources/new?kind=1"))
@@ -266,10 +271,13 @@ async fn behind_nginx_the_live_inbox_uploads_addresses_and_cookies_work() {
         .await
         .expect("fill");
     browser.click("#source-submit").await.expect("submit");
-    wait_path(&browser, |p| {
-        p.starts_with("/app/sources/") && p != "/app/sources/new"
-    })
-    .await;
+    browser
+        .wait_path(
+            |p| p.starts_with("/app/sources/") && p != "/app/sources/new",
+            NAV_WAIT,
+        )
+        .await
+        .expect("source added");
     browser.goto(&go("/app/inbox")).await.expect("inbox");
     browser
         .client()
@@ -511,19 +519,6 @@ async fn browser_latency(
             "{text:?} never appeared in the inbox"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_path(browser: &Browser, ok: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(u) = browser.client().current_url().await {
-            if ok(u.path()) {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "the page did not move on");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -126,7 +126,10 @@ async fn sigterm_sends_the_open_inbox_to_the_other_node_without_a_reload_or_a_lo
         browser.fill(css, v).await.expect("fill");
     }
     browser.click("#sign-up-submit").await.expect("submit");
-    wait_path(&browser, |p| p == "/app").await;
+    browser
+        .wait_path(|p| p == "/app", Duration::from_secs(20))
+        .await
+        .expect("signed up");
 
     // The website's API source, made by a second session of the owner.
     let session = Session {
@@ -286,18 +289,5 @@ async fn wait_text(browser: &Browser, text: &str, within: Duration) {
             "the open inbox did not show {text:?} within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_path(browser: &Browser, ok: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(u) = browser.client().current_url().await {
-            if ok(u.path()) {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "the page did not move on");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
