@@ -21,6 +21,7 @@ mod crm_sync;
 mod deploy;
 mod egress;
 mod exports;
+mod file_sizes;
 mod form_fill;
 mod fuzz_corpus;
 mod kinds_contract;
