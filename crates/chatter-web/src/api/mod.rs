@@ -14,8 +14,11 @@ mod actor;
 mod api_source;
 mod company;
 mod conversations;
+pub mod dead_letters;
 mod error;
+mod exports;
 mod extract;
+pub mod reports;
 mod routing;
 
 pub use actor::ApiActor;
@@ -35,17 +38,12 @@ pub use routing::{
     ResponsibleOut, RuleOut, StepOut, TimeWindowOut,
 };
 
-mod exports;
-
 use crate::AppState;
 use axum::routing::{get, post};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
-
-pub mod dead_letters;
-pub mod reports;
 
 #[derive(OpenApi)]
 #[openapi(

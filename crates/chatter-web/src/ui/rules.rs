@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/app/crm/rules/{rule}/disable", post(disable))
 }
 
+/// The week as a rule stores it, as the form sends it (`mon` …) and as pages name it.
 const DAYS: [(Weekday, &str, &str); 7] = [
     (Weekday::Mon, "mon", "rules.day_mon"),
     (Weekday::Tue, "tue", "rules.day_tue"),
