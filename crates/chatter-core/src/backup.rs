@@ -2,11 +2,11 @@
 //! PostgreSQL — into `<data-dir>/backups`, made by hand or by the daily job, with retention;
 //! and restore, run with the server stopped.
 
-use crate::jobs::worker::{JobError, JobHandler};
+use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::{Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_store::entity::backup;
-use chatter_store::jobs::{self, Claimed, NewJob};
+use chatter_store::jobs;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
     QueryFilter, QueryOrder,
@@ -14,7 +14,6 @@ use sea_orm::{
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-pub const JOB_BACKUP_DAILY: &str = "backup_daily";
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 pub fn backup_dir(data_dir: &Path) -> PathBuf {
@@ -202,20 +201,19 @@ async fn enqueue_daily(core: &Core, conn: &impl ConnectionTrait, at: i64) -> Res
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_default();
     let pending = chatter_store::entity::job::Entity::find()
-        .filter(chatter_store::entity::job::Column::Kind.eq(JOB_BACKUP_DAILY))
+        .filter(chatter_store::entity::job::Column::Kind.eq(DailyBackup::NAME))
         .filter(chatter_store::entity::job::Column::Status.is_in([jobs::QUEUED, jobs::RUNNING]))
         .one(conn)
         .await?;
     if pending.is_none() {
-        jobs::enqueue(
-            conn,
-            NewJob::new(JOB_BACKUP_DAILY, serde_json::json!({}), core.now())
-                .run_at(at)
-                .dedup(format!("{JOB_BACKUP_DAILY}:{day}"))
-                .max_attempts(3),
-            core.now(),
-        )
-        .await?;
+        DailyBackup {}
+            .enqueue(
+                conn,
+                JobOptions::at(core.now())
+                    .run_at(at)
+                    .dedup(format!("{}:{day}", DailyBackup::NAME)),
+            )
+            .await?;
     }
     Ok(())
 }
@@ -223,11 +221,16 @@ async fn enqueue_daily(core: &Core, conn: &impl ConnectionTrait, at: i64) -> Res
 /// The database URL the daily job dumps (set by the binary at start).
 pub static DATABASE_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-pub struct DailyBackup;
+/// The daily backup (its payload is empty); each run queues the next one.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct DailyBackup {}
 
 #[async_trait]
-impl JobHandler for DailyBackup {
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
+impl BackgroundJob for DailyBackup {
+    const NAME: &'static str = "backup_daily";
+    const MAX_ATTEMPTS: i32 = 3;
+
+    async fn run(&self, core: &Core, job: &JobMeta) -> Result<(), JobError> {
         let url = DATABASE_URL.get().cloned().unwrap_or_default();
         let r = backup_now(core, &url, "daily").await;
         let _ = prune(core, core.config.backup_keep).await;
@@ -236,15 +239,16 @@ impl JobHandler for DailyBackup {
         let day = chrono::DateTime::from_timestamp_millis(next)
             .map(|t| t.format("%Y-%m-%d").to_string())
             .unwrap_or_default();
-        let _ = jobs::enqueue(
-            &core.db,
-            NewJob::new(JOB_BACKUP_DAILY, serde_json::json!({}), core.now())
-                .run_at(next)
-                .dedup(format!("{JOB_BACKUP_DAILY}:{day}:{}", job.id))
-                .max_attempts(3),
-            core.now(),
-        )
-        .await;
+        let _ = DailyBackup {}
+            .enqueue(
+                &core.db,
+                JobOptions::at(core.now()).run_at(next).dedup(format!(
+                    "{}:{day}:{}",
+                    Self::NAME,
+                    job.id
+                )),
+            )
+            .await;
         r.map(|_| ())
             .map_err(|e| JobError::Transient(e.to_string()))
     }

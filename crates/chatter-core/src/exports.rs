@@ -7,12 +7,11 @@
 //! This replaces the full-database backup company owners could once make: the instance's
 //! backups are the operator's (`operators`).
 
-use crate::jobs::worker::{JobError, JobHandler};
+use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::{audit, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_domain::Permission;
 use chatter_store::entity::{company_export as export, contact, conversation, message};
-use chatter_store::jobs::{self, Claimed, NewJob};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
@@ -22,8 +21,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-/// Makes one export.
-pub const JOB_EXPORT: &str = "company_export";
 pub const PENDING: &str = "pending";
 pub const READY: &str = "ready";
 pub const FAILED: &str = "failed";
@@ -74,15 +71,9 @@ pub async fn start(core: &Core, actor: &Actor) -> Result<export::Model> {
     }
     .insert(&txn)
     .await?;
-    jobs::enqueue(
-        &txn,
-        NewJob::new(JOB_EXPORT, json!({"export_id": id}), now)
-            .company(actor.company_id)
-            .dedup(format!("{JOB_EXPORT}:{id}"))
-            .max_attempts(5),
-        now,
-    )
-    .await?;
+    ExportJob { export_id: id }
+        .enqueue(&txn, JobOptions::at(now).company(actor.company_id))
+        .await?;
     audit::record(
         &txn,
         actor,
@@ -145,19 +136,23 @@ pub async fn file(core: &Core, actor: &Actor, id: Uuid) -> Result<(PathBuf, Stri
 
 // ---- the job ----
 
-pub struct ExportJob;
-
-fn export_id(job: &Claimed) -> Result<Uuid, JobError> {
-    serde_json::from_str::<Value>(&job.payload)
-        .ok()
-        .and_then(|v| v.get("export_id")?.as_str()?.parse().ok())
-        .ok_or_else(|| JobError::Permanent("payload has no export_id".into()))
+/// Makes one export (at most one job per export, by its dedup key).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ExportJob {
+    pub export_id: Uuid,
 }
 
 #[async_trait]
-impl JobHandler for ExportJob {
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
-        let id = export_id(job)?;
+impl BackgroundJob for ExportJob {
+    const NAME: &'static str = "company_export";
+    const MAX_ATTEMPTS: i32 = 5;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::NAME, self.export_id))
+    }
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> Result<(), JobError> {
+        let id = self.export_id;
         let Some(e) = export::Entity::find_by_id(id)
             .one(&core.db)
             .await
@@ -191,8 +186,8 @@ impl JobHandler for ExportJob {
         Ok(())
     }
 
-    async fn dead(&self, core: &Core, job: &Claimed, reason: &str) {
-        let Ok(id) = export_id(job) else { return };
+    async fn dead(&self, core: &Core, _job: &JobMeta, reason: &str) {
+        let id = self.export_id;
         let r = export::Entity::update_many()
             .col_expr(
                 export::Column::Status,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod exports;
 pub mod inbox;
+pub mod job_registry;
 pub mod jobs;
 pub mod mailer;
 pub mod nodes;

@@ -2,6 +2,7 @@
 //! encrypted, since it may hold a sign-in link) and the worker hands it to a `Mailer`:
 //! real SMTP through lettre, or, with no SMTP configured, a file in `<data-dir>/outbox/`.
 
+use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::secrets::Secret;
 use crate::{Core, Result};
 use async_trait::async_trait;
@@ -10,8 +11,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sea_orm::ConnectionTrait;
 use std::path::PathBuf;
-
-pub const JOB_SEND_EMAIL: &str = "send_email";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -163,17 +162,41 @@ pub async fn enqueue(
     subject: &str,
     body: &str,
 ) -> Result<()> {
-    let payload = serde_json::json!({
-        "to": one_line(to),
-        "subject": one_line(subject),
-        "body": core.secrets.encrypt(body),
-    });
-    chatter_store::jobs::enqueue(
-        conn,
-        chatter_store::jobs::NewJob::new(JOB_SEND_EMAIL, payload, core.now()),
-        core.now(),
-    )
+    SendEmail {
+        body: core.secrets.encrypt(body),
+        subject: one_line(subject),
+        to: one_line(to),
+    }
+    .enqueue(conn, JobOptions::at(core.now()))
     .await?;
     core.jobs_notify.notify_waiters();
     Ok(())
+}
+
+/// Sends a queued mail. The body is encrypted at rest (it may hold a sign-in link); fields are
+/// in the order the JSON object was always written in.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SendEmail {
+    pub body: String,
+    pub subject: String,
+    pub to: String,
+}
+
+#[async_trait]
+impl BackgroundJob for SendEmail {
+    const NAME: &'static str = "send_email";
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> std::result::Result<(), JobError> {
+        let body = core
+            .secrets
+            .decrypt(&self.body)
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        core.mailer
+            .send(&self.to, &self.subject, body.expose())
+            .await
+            .map_err(|e| match e {
+                MailError::Transient(m) => JobError::Transient(m),
+                MailError::Permanent(m) => JobError::Permanent(m),
+            })
+    }
 }

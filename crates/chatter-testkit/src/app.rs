@@ -4,6 +4,7 @@
 
 use crate::db::TestDb;
 use chatter_core::jobs::worker::{Registry, WorkerConfig};
+use chatter_core::jobs::BackgroundJob;
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
 use chatter_core::{Clock, Core, CoreConfig, ManualClock, Secret, Secrets, SystemClock};
 use chatter_fakes::{
@@ -255,8 +256,8 @@ impl TestApp {
                     .await
                     .expect("claim due jobs");
                 for job in claimed {
-                    if job.kind == chatter_core::accounts::signup::JOB_SIGN_UP_MAIL
-                        || job.kind == chatter_core::mailer::JOB_SEND_EMAIL
+                    if job.kind == chatter_core::accounts::signup::SignUpMail::NAME
+                        || job.kind == chatter_core::mailer::SendEmail::NAME
                     {
                         chatter_core::jobs::worker::execute(&self.core, &registry, job, 30_000)
                             .await;

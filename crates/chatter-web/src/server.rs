@@ -123,9 +123,6 @@ pub async fn start_with(
             core.events.clone(),
             rx.clone(),
         ));
-        let registry =
-            chatter_core::crm::sync::register(chatter_core::sources::runtime::register(registry));
-        let registry = chatter_core::sources::api::register(registry);
         tokio::spawn(async move {
             worker::run(core, registry, wcfg, rx).await;
             let _ = pollers.await;

@@ -3,6 +3,7 @@
 //! (`chatter admin operator add EMAIL`), never from the web, so that nobody who can sign up can
 //! become one. The operator area answers 404 to everyone else.
 
+use crate::jobs::BackgroundJob;
 use crate::{audit, backup, Core, CoreError, ReqMeta, Result};
 use chatter_store::entity::{job, operator, user};
 use chatter_store::jobs;
@@ -165,7 +166,7 @@ pub async fn overview(core: &Core, _op: &Operator) -> Result<Overview> {
     let next_backup = jobs::list(&core.db, jobs::QUEUED, None, 500)
         .await?
         .into_iter()
-        .filter(|j| j.kind == backup::JOB_BACKUP_DAILY)
+        .filter(|j| j.kind == backup::DailyBackup::NAME)
         .map(|j| j.run_at)
         .min();
     Ok(Overview {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub const JOB_PASSWORD_RESET: &str = "password_reset_mail";
+use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 
 /// "Forgot password": mails a single-use link valid for an hour. The request does the same
 /// work whether or not the account exists (it checks the address, counts the request and
@@ -24,17 +24,13 @@ pub async fn request_password_reset(
         Some(r) if r.index == 0 => return Ok(()),
         Some(r) => return Err(CoreError::Throttled(r.retry_after_secs)),
     }
-    let payload = serde_json::json!({
-        "email": email.as_str(),
-        "lang": lang,
-        "ip": meta.ip,
-        "user_agent": meta.user_agent.chars().take(300).collect::<String>(),
-    });
-    chatter_store::jobs::enqueue(
-        &core.db,
-        chatter_store::jobs::NewJob::new(JOB_PASSWORD_RESET, payload, now),
-        now,
-    )
+    PasswordResetMail {
+        email: email.as_str().to_string(),
+        ip: meta.ip.clone(),
+        lang: lang.to_string(),
+        user_agent: meta.user_agent.chars().take(300).collect(),
+    }
+    .enqueue(&core.db, JobOptions::at(now))
     .await?;
     core.jobs_notify.notify_waiters();
     Ok(())
@@ -42,30 +38,24 @@ pub async fn request_password_reset(
 
 /// The job behind "forgot password": if the address has an account, a reset link is made and
 /// mailed (through the mail job) and the request audited; else nothing happens.
-pub struct PasswordResetMail;
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct PasswordResetMail {
+    pub email: String,
+    pub ip: String,
+    pub lang: String,
+    pub user_agent: String,
+}
 
 #[async_trait::async_trait]
-impl crate::jobs::worker::JobHandler for PasswordResetMail {
-    async fn run(
-        &self,
-        core: &Core,
-        job: &chatter_store::jobs::Claimed,
-    ) -> std::result::Result<(), crate::jobs::worker::JobError> {
-        use crate::jobs::worker::JobError;
-        #[derive(serde::Deserialize)]
-        struct P {
-            email: String,
-            lang: String,
-            ip: String,
-            user_agent: String,
-        }
-        let p: P = serde_json::from_str(&job.payload)
-            .map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+impl BackgroundJob for PasswordResetMail {
+    const NAME: &'static str = "password_reset_mail";
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> std::result::Result<(), JobError> {
         let meta = ReqMeta {
-            ip: p.ip,
-            user_agent: p.user_agent,
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
         };
-        mail_reset_link(core, &p.email, &p.lang, &meta)
+        mail_reset_link(core, &self.email, &self.lang, &meta)
             .await
             .map_err(|e| JobError::Transient(e.to_string()))
     }

@@ -9,7 +9,7 @@
 use crate::accounts::{
     create_company_in, find_user_by_email, first_company, hash_password, insert_session, NewSession,
 };
-use crate::jobs::worker::{JobError, JobHandler};
+use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::{audit, hash_token, mailer, new_token, throttle, Core, CoreError, ReqMeta, Result};
 use chatter_domain::values::{limits, required_text};
 use chatter_domain::{Email, FieldError, Password};
@@ -20,8 +20,6 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// The job that looks the address up and mails the owner.
-pub const JOB_SIGN_UP_MAIL: &str = "sign_up_mail";
 /// How long a confirmation link stays good.
 pub const CONFIRM_TTL_MS: i64 = 24 * 3600 * 1000;
 
@@ -121,56 +119,46 @@ pub async fn sign_up_or_notify(
         Some(r) if r.index == 0 => return Ok(SignUpOutcome::CheckMail),
         Some(r) => return Err(CoreError::Throttled(r.retry_after_secs)),
     }
-    let payload = serde_json::json!({
-        "email": v.email.as_str(),
-        "name": v.name,
-        "company_name": v.company_name,
-        "password_hash": core.secrets.encrypt(&hash),
-        "lang": lang,
-        "ip": meta.ip,
-        "user_agent": meta.user_agent.chars().take(300).collect::<String>(),
-    });
-    chatter_store::jobs::enqueue(
-        &core.db,
-        chatter_store::jobs::NewJob::new(JOB_SIGN_UP_MAIL, payload, now),
-        now,
-    )
+    SignUpMail {
+        company_name: v.company_name.clone(),
+        email: v.email.as_str().to_string(),
+        ip: meta.ip.clone(),
+        lang: lang.to_string(),
+        name: v.name.clone(),
+        password_hash: core.secrets.encrypt(&hash),
+        user_agent: meta.user_agent.chars().take(300).collect(),
+    }
+    .enqueue(&core.db, JobOptions::at(now))
     .await?;
     core.jobs_notify.notify_waiters();
     Ok(SignUpOutcome::CheckMail)
 }
 
 /// The job behind a sign-up: mails the confirmation link to a new address, or tells the owner
-/// of a known one that they already have an account.
-pub struct SignUpMail;
-
-#[derive(serde::Deserialize)]
-struct MailPayload {
-    email: String,
-    name: String,
-    company_name: String,
-    password_hash: String,
-    lang: String,
-    ip: String,
-    user_agent: String,
+/// of a known one that they already have an account. The password hash is encrypted at rest.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SignUpMail {
+    pub company_name: String,
+    pub email: String,
+    pub ip: String,
+    pub lang: String,
+    pub name: String,
+    pub password_hash: String,
+    pub user_agent: String,
 }
 
 #[async_trait::async_trait]
-impl JobHandler for SignUpMail {
-    async fn run(
-        &self,
-        core: &Core,
-        job: &chatter_store::jobs::Claimed,
-    ) -> std::result::Result<(), JobError> {
-        let p: MailPayload = serde_json::from_str(&job.payload)
-            .map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-        mail_sign_up(core, &p)
+impl BackgroundJob for SignUpMail {
+    const NAME: &'static str = "sign_up_mail";
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> std::result::Result<(), JobError> {
+        mail_sign_up(core, self)
             .await
             .map_err(|e| JobError::Transient(e.to_string()))
     }
 }
 
-async fn mail_sign_up(core: &Core, p: &MailPayload) -> Result<()> {
+async fn mail_sign_up(core: &Core, p: &SignUpMail) -> Result<()> {
     let now = core.now();
     let meta = ReqMeta {
         ip: p.ip.clone(),

@@ -10,11 +10,12 @@
 
 use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};
-use crate::inbox::{ingest_in, preview, Ingested, JOB_FETCH_FILE};
+use crate::inbox::{ingest_in, preview, Ingested};
+use crate::jobs::{BackgroundJob, JobOptions};
+use crate::sources::runtime::FetchFile;
 use crate::{CoreError, Result};
 use chatter_channels::{InboundEvent, InboundMessage};
 use chatter_store::entity::{contact, conversation, message, source};
-use chatter_store::jobs::{self, NewJob};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait, Value,
@@ -133,13 +134,9 @@ async fn ingest_new(
         e.0 += 1;
         e.1 = preview(m.text.as_deref(), &m.attachments, m.extra.is_some());
         if !m.attachments.is_empty() {
-            jobs::enqueue(
-                conn,
-                NewJob::new(JOB_FETCH_FILE, serde_json::json!({"message_id": id}), now)
-                    .company(src.company_id),
-                now,
-            )
-            .await?;
+            FetchFile { message_id: *id }
+                .enqueue(conn, JobOptions::at(now).company(src.company_id))
+                .await?;
         }
         by_company
             .entry(src.company_id)

@@ -12,13 +12,14 @@ pub mod ingest;
 
 use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};
+use crate::jobs::{BackgroundJob, JobOptions};
+use crate::sources::runtime::{FetchFile, SendMessage};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::whatsapp::{self, Template};
 use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
 use chatter_domain::values::{limits, multi_line_text, optional_text};
 use chatter_domain::{FieldError, Permission, SourceKind};
 use chatter_store::entity::{contact, conversation, message, source};
-use chatter_store::jobs::{self, NewJob};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
@@ -33,9 +34,6 @@ mod reply;
 pub use list::*;
 pub use receive::*;
 pub use reply::*;
-
-pub const JOB_SEND_MESSAGE: &str = "send_message";
-pub const JOB_FETCH_FILE: &str = "fetch_file";
 
 /// What one ingested event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

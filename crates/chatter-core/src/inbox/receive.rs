@@ -388,13 +388,9 @@ pub(super) async fn ingest_message(
         .exec(conn)
         .await?;
     if !atts.is_empty() {
-        jobs::enqueue(
-            conn,
-            NewJob::new(JOB_FETCH_FILE, serde_json::json!({"message_id": id}), now)
-                .company(src.company_id),
-            now,
-        )
-        .await?;
+        FetchFile { message_id: id }
+            .enqueue(conn, JobOptions::at(now).company(src.company_id))
+            .await?;
     }
     events::emit(
         conn,

@@ -356,18 +356,9 @@ pub(crate) async fn insert_outgoing(
     }
     cam.updated_at = Set(now);
     cam.update(txn).await?;
-    jobs::enqueue(
-        txn,
-        NewJob::new(
-            JOB_SEND_MESSAGE,
-            serde_json::json!({"message_id": m.id}),
-            now,
-        )
-        .company(conv.company_id)
-        .max_attempts(12),
-        now,
-    )
-    .await?;
+    SendMessage { message_id: m.id }
+        .enqueue(txn, JobOptions::at(now).company(conv.company_id))
+        .await?;
     events::emit(
         txn,
         pending,
@@ -396,18 +387,9 @@ pub async fn retry_message(core: &Core, actor: &Actor, message_id: Uuid) -> Resu
     am.status = Set("pending".into());
     am.error = Set(None);
     am.update(&txn).await?;
-    jobs::enqueue(
-        &txn,
-        NewJob::new(
-            JOB_SEND_MESSAGE,
-            serde_json::json!({"message_id": message_id}),
-            now,
-        )
-        .company(actor.company_id)
-        .max_attempts(12),
-        now,
-    )
-    .await?;
+    SendMessage { message_id }
+        .enqueue(&txn, JobOptions::at(now).company(actor.company_id))
+        .await?;
     let mut pending = Pending::default();
     events::emit(
         &txn,

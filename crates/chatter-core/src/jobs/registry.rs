@@ -1,54 +1,54 @@
-//! The standard job handlers in one place: mail, backups, company exports, password-reset and
-//! sign-up mail. The queue runtime (`worker`) knows none of them, so the capabilities that
-//! enqueue jobs can depend on it without depending back on each other.
+//! Handlers by job kind. The queue runtime (`worker`) looks a claimed row's `kind` up here;
+//! typed jobs are added with [`Registry::register`], and the full list the product runs is
+//! built once, in `crate::job_registry`. This module knows no capability, so every capability
+//! can depend on it without depending back on the others.
 
-use super::worker::{JobError, JobHandler, Registry};
+use super::background::{BackgroundJob, Typed};
+use super::worker::JobError;
 use crate::Core;
 use async_trait::async_trait;
 use chatter_store::jobs::Claimed;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-impl Registry {
-    /// The handlers this crate provides (mail, backups, company exports).
-    pub fn standard() -> Self {
-        Registry::default()
-            .with(crate::mailer::JOB_SEND_EMAIL, SendEmail)
-            .with(crate::backup::JOB_BACKUP_DAILY, crate::backup::DailyBackup)
-            .with(crate::exports::JOB_EXPORT, crate::exports::ExportJob)
-            .with(
-                crate::accounts::JOB_PASSWORD_RESET,
-                crate::accounts::PasswordResetMail,
-            )
-            .with(
-                crate::accounts::signup::JOB_SIGN_UP_MAIL,
-                crate::accounts::signup::SignUpMail,
-            )
-    }
+/// A handler for one job kind, untyped: it gets the claimed row as stored. Typed jobs
+/// ([`BackgroundJob`]) get one through [`Registry::register`]; tests may write their own.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError>;
+
+    /// Called when the job is parked as dead.
+    async fn dead(&self, _core: &Core, _job: &Claimed, _reason: &str) {}
+
+    /// Called after the job was recorded as done.
+    async fn done(&self, _core: &Core, _job: &Claimed) {}
 }
 
-/// Sends a queued mail.
-struct SendEmail;
+/// Handlers by job kind.
+#[derive(Clone, Default)]
+pub struct Registry(HashMap<String, Arc<dyn JobHandler>>);
 
-#[async_trait]
-impl JobHandler for SendEmail {
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
-        #[derive(serde::Deserialize)]
-        struct P {
-            to: String,
-            subject: String,
-            body: String,
-        }
-        let p: P = serde_json::from_str(&job.payload)
-            .map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-        let body = core
-            .secrets
-            .decrypt(&p.body)
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
-        core.mailer
-            .send(&p.to, &p.subject, body.expose())
-            .await
-            .map_err(|e| match e {
-                crate::mailer::MailError::Transient(m) => JobError::Transient(m),
-                crate::mailer::MailError::Permanent(m) => JobError::Permanent(m),
-            })
+impl Registry {
+    /// Adds the typed job `J` under its name.
+    pub fn register<J: BackgroundJob>(self) -> Self {
+        self.with(J::NAME, Typed::<J>::new())
+    }
+
+    /// Adds (or replaces) the handler of `kind`.
+    pub fn with(mut self, kind: &str, h: impl JobHandler) -> Self {
+        self.0.insert(kind.to_string(), Arc::new(h));
+        self
+    }
+
+    /// The handler of `kind`, if registered.
+    pub fn handler(&self, kind: &str) -> Option<&Arc<dyn JobHandler>> {
+        self.0.get(kind)
+    }
+
+    /// The registered kinds, sorted.
+    pub fn kinds(&self) -> Vec<&str> {
+        let mut k: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
     }
 }

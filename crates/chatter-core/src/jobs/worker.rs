@@ -3,8 +3,8 @@
 //! lease while a handler runs; if the node dies, the lease expires and another node runs the
 //! job again, so every handler is idempotent.
 
+pub use super::registry::{JobHandler, Registry};
 use crate::Core;
-use async_trait::async_trait;
 use chatter_store::jobs::{self, Claimed};
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
@@ -37,30 +37,6 @@ pub enum JobError {
         retry_after_ms: i64,
         message: String,
     },
-}
-
-#[async_trait]
-pub trait JobHandler: Send + Sync + 'static {
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError>;
-
-    /// Called when the job is parked as dead, so that what it stood for (a reply, say) can be
-    /// marked failed where people see it, instead of waiting forever.
-    async fn dead(&self, _core: &Core, _job: &Claimed, _reason: &str) {}
-
-    /// Called after the job was recorded as done (its dedup key is free again), so that a
-    /// handler draining a queue can enqueue itself again for work that arrived meanwhile.
-    async fn done(&self, _core: &Core, _job: &Claimed) {}
-}
-
-/// Handlers by job kind.
-#[derive(Clone, Default)]
-pub struct Registry(HashMap<String, Arc<dyn JobHandler>>);
-
-impl Registry {
-    pub fn with(mut self, kind: &str, h: impl JobHandler) -> Self {
-        self.0.insert(kind.to_string(), Arc::new(h));
-        self
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -292,7 +268,7 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
             "gave up after {} attempts",
             job.max_attempts
         )))
-    } else if let Some(h) = registry.0.get(&job.kind) {
+    } else if let Some(h) = registry.handler(&job.kind) {
         let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
         // Aborted when this future ends or is dropped (a stop that abandons the handler), so a
         // heartbeat never outlives its handler and keeps a lease no one is using.
@@ -345,7 +321,7 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
         Err(JobError::Permanent(msg)) => {
             METRICS.dead.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(job = %job.id, kind = job.kind, error = msg, "job failed permanently");
-            if let Some(h) = registry.0.get(&job.kind) {
+            if let Some(h) = registry.handler(&job.kind) {
                 h.dead(core, &job, msg).await;
             }
             jobs::fail(&core.db, job.id, &token, now, msg, None).await
@@ -369,7 +345,7 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
             if give_up {
                 METRICS.dead.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.id, kind = job.kind, error = msg, "job failed, no attempts left");
-                if let Some(h) = registry.0.get(&job.kind) {
+                if let Some(h) = registry.handler(&job.kind) {
                     h.dead(core, &job, &msg).await;
                 }
                 jobs::fail(&core.db, job.id, &token, now, &msg, None).await
@@ -383,7 +359,7 @@ pub async fn execute(core: &Core, registry: &Registry, job: Claimed, lease_ms: i
     match recorded {
         Ok(true) => {
             if outcome.is_ok() {
-                if let Some(h) = registry.0.get(&job.kind) {
+                if let Some(h) = registry.handler(&job.kind) {
                     h.done(core, &job).await;
                 }
             }

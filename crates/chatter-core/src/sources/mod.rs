@@ -7,6 +7,7 @@ pub mod connectors;
 pub mod hooks;
 pub mod runtime;
 
+use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::avito::AvitoClient;
 use chatter_channels::max::MaxClient;
@@ -17,15 +18,13 @@ use chatter_channels::{telegram::TelegramClient, ChannelError, Identity};
 use chatter_domain::values::{limits, optional_text, required_text};
 use chatter_domain::{text, FieldError, Permission, SourceKind};
 use chatter_store::entity::source;
-use chatter_store::jobs::{self, NewJob};
+use runtime::SourceSetup;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
     QueryFilter, QueryOrder, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-pub const JOB_SOURCE_SETUP: &str = "source_setup";
 
 pub const CONNECTING: &str = "connecting";
 pub const CONNECTED: &str = "connected";
@@ -554,13 +553,9 @@ async fn commit_with_setup(
     details: serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    jobs::enqueue(
-        &txn,
-        NewJob::new(JOB_SOURCE_SETUP, serde_json::json!({"source_id": id}), now)
-            .company(actor.company_id),
-        now,
-    )
-    .await?;
+    SourceSetup { source_id: id }
+        .enqueue(&txn, JobOptions::at(now).company(actor.company_id))
+        .await?;
     audit::record(&txn, actor, now, action, name, details).await?;
     txn.commit().await?;
     Ok(())

@@ -5,8 +5,7 @@
 
 use crate::attachments::{attachments_of, StoredAttachment};
 use crate::events::{self, Pending};
-use crate::inbox::{JOB_FETCH_FILE, JOB_SEND_MESSAGE};
-use crate::jobs::worker::{JobError, JobHandler, Registry};
+use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::sources::connectors::{self, PollState, SourceClient};
 use crate::sources::{self, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
 use crate::{blobs, Core};
@@ -15,7 +14,6 @@ use chatter_channels::common::split_text;
 use chatter_channels::ChannelError;
 use chatter_domain::SourceKind;
 use chatter_store::entity::{conversation, message, source};
-use chatter_store::jobs::Claimed;
 use chatter_store::leases;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -30,23 +28,8 @@ use uuid::Uuid;
 
 const LEASE_TTL_MS: i64 = 60_000;
 
-/// Registers the source job handlers (setup, sending, fetching files) for every kind.
-pub fn register(r: Registry) -> Registry {
-    r.with(sources::JOB_SOURCE_SETUP, Setup)
-        .with(JOB_SEND_MESSAGE, SendMessage)
-        .with(JOB_FETCH_FILE, FetchFile)
-}
-
-fn job_uuid(job: &Claimed, key: &str) -> Result<Uuid, JobError> {
-    serde_json::from_str::<serde_json::Value>(&job.payload)
-        .ok()
-        .and_then(|v| {
-            v.get(key)
-                .and_then(|x| x.as_str())
-                .and_then(|s| s.parse().ok())
-        })
-        .ok_or_else(|| JobError::Permanent(format!("payload has no {key}")))
-}
+// The source jobs (setup, sending, fetching files) for every kind are `SourceSetup`,
+// `SendMessage` and `FetchFile` below; `crate::job_registry` lists them.
 
 fn internal(e: impl std::fmt::Display) -> JobError {
     JobError::Transient(e.to_string())
@@ -71,12 +54,18 @@ pub fn webhook_url(base: &str, source_id: Uuid) -> String {
     format!("{}/hooks/telegram/{source_id}", base.trim_end_matches('/'))
 }
 
-struct Setup;
+/// Sets a source up (webhook or polling) after it was added, reconnected or switched.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SourceSetup {
+    pub source_id: Uuid,
+}
 
 #[async_trait]
-impl JobHandler for Setup {
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
-        let id = job_uuid(job, "source_id")?;
+impl BackgroundJob for SourceSetup {
+    const NAME: &'static str = "source_setup";
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> Result<(), JobError> {
+        let id = self.source_id;
         let Some(src) = source::Entity::find_by_id(id)
             .one(&core.db)
             .await
@@ -295,7 +284,11 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
     let _ = leases::release(&core.db, &lease, &core.node_id).await;
 }
 
-struct SendMessage;
+/// Sends one reply, in order within its conversation.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SendMessage {
+    pub message_id: Uuid,
+}
 
 async fn finish_message(
     core: &Core,
@@ -363,11 +356,12 @@ async fn commit_with_event(
 }
 
 #[async_trait]
-impl JobHandler for SendMessage {
-    async fn dead(&self, core: &Core, job: &Claimed, reason: &str) {
-        let Ok(id) = job_uuid(job, "message_id") else {
-            return;
-        };
+impl BackgroundJob for SendMessage {
+    const NAME: &'static str = "send_message";
+    const MAX_ATTEMPTS: i32 = 12;
+
+    async fn dead(&self, core: &Core, _job: &JobMeta, reason: &str) {
+        let id = self.message_id;
         if let Ok(Some(m)) = message::Entity::find_by_id(id).one(&core.db).await {
             if m.status == "pending" {
                 let _ =
@@ -376,8 +370,8 @@ impl JobHandler for SendMessage {
         }
     }
 
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
-        let id = job_uuid(job, "message_id")?;
+    async fn run(&self, core: &Core, job: &JobMeta) -> Result<(), JobError> {
+        let id = self.message_id;
         let Some(m) = message::Entity::find_by_id(id)
             .one(&core.db)
             .await
@@ -512,7 +506,7 @@ async fn record_parts(core: &Core, id: Uuid, sent: &[String]) -> Result<(), JobE
 
 async fn handle_send_error(
     core: &Core,
-    job: &Claimed,
+    job: &JobMeta,
     m: &message::Model,
     conv: &conversation::Model,
     client: &SourceClient,
@@ -565,12 +559,18 @@ async fn handle_send_error(
     }
 }
 
-struct FetchFile;
+/// Downloads a message's attachments into the blob store.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct FetchFile {
+    pub message_id: Uuid,
+}
 
 #[async_trait]
-impl JobHandler for FetchFile {
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
-        let id = job_uuid(job, "message_id")?;
+impl BackgroundJob for FetchFile {
+    const NAME: &'static str = "fetch_file";
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> Result<(), JobError> {
+        let id = self.message_id;
         let Some(m) = message::Entity::find_by_id(id)
             .one(&core.db)
             .await

@@ -6,7 +6,9 @@
 use crate::messages::{count, eventually, location, PW};
 use async_trait::async_trait;
 use chatter_core::jobs::worker::{self, JobError, JobHandler, Registry, WorkerConfig};
+use chatter_core::jobs::BackgroundJob;
 use chatter_core::sources::api as api_source;
+use chatter_core::sources::runtime::SendMessage;
 use chatter_core::Core;
 use chatter_store::entity::message;
 use chatter_store::jobs::Claimed;
@@ -348,8 +350,7 @@ impl JobHandler for WiredSend {
 async fn outgoing_webhooks_are_signed_retried_until_acknowledged_logged_and_replayable() {
     let app = TestApp::builder().without_workers().start().await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let registry = api_source::register(Registry::standard())
-        .with(chatter_core::inbox::JOB_SEND_MESSAGE, WiredSend);
+    let registry = Registry::standard().with(SendMessage::NAME, WiredSend);
     let workers = tokio::spawn(worker::run(
         app.core.clone(),
         registry,
@@ -616,8 +617,7 @@ async fn every_reply_reports_sent_exactly_once_even_when_sent_before_the_dispatc
         .await
         .expect("mark sent");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let registry = api_source::register(Registry::standard())
-        .with(chatter_core::inbox::JOB_SEND_MESSAGE, WiredSend);
+    let registry = Registry::standard().with(SendMessage::NAME, WiredSend);
     let workers = tokio::spawn(worker::run(
         app.core.clone(),
         registry,

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use chatter_core::jobs::worker::{self, JobError, JobHandler, Registry, WorkerConfig};
+use chatter_core::jobs::BackgroundJob;
 use chatter_core::mailer::FileMailer;
 use chatter_core::{backup, Clock, Core, CoreConfig, ManualClock, Secrets, SystemClock};
 use chatter_store::entity::job;
@@ -1037,7 +1038,7 @@ async fn the_daily_backup_is_queued_once_and_makes_a_backup() {
         .expect("list");
     let daily: Vec<_> = queued
         .iter()
-        .filter(|j| j.kind == backup::JOB_BACKUP_DAILY)
+        .filter(|j| j.kind == backup::DailyBackup::NAME)
         .collect();
     assert_eq!(daily.len(), 1, "exactly one daily backup is queued");
     // At the next 02:00 UTC.
@@ -1066,7 +1067,7 @@ async fn the_daily_backup_is_queued_once_and_makes_a_backup() {
         .await
         .expect("list")
         .into_iter()
-        .filter(|j| j.kind == backup::JOB_BACKUP_DAILY)
+        .filter(|j| j.kind == backup::DailyBackup::NAME)
         .collect();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].run_at, daily[0].run_at + DAY);
@@ -1076,8 +1077,68 @@ async fn the_daily_backup_is_queued_once_and_makes_a_backup() {
             .await
             .expect("list")
             .iter()
-            .filter(|j| j.kind == backup::JOB_BACKUP_DAILY)
+            .filter(|j| j.kind == backup::DailyBackup::NAME)
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn jobs_queued_by_the_string_kind_code_run_after_the_upgrade() {
+    let db = TestDb::new().await;
+    let (core, _clock) = core_with_clock(&db);
+    let registry = Registry::standard();
+    // A mail as `mailer::enqueue` queued it before jobs were typed: kind string + JSON.
+    let mail = enqueue(
+        &db.db,
+        NewJob::new(
+            "send_email",
+            serde_json::json!({
+                "to": "old@example.com",
+                "subject": "Queued before the upgrade",
+                "body": core.secrets.encrypt("Still delivered."),
+            }),
+            T0,
+        ),
+        T0,
+    )
+    .await;
+    run_due(&core, &registry).await;
+    let row = job_row(&db.db, mail).await;
+    assert_eq!(row.status, jobs::DONE, "{:?}", row.last_error);
+    let sent: Vec<String> = std::fs::read_dir(db.data_dir().join("outbox"))
+        .expect("outbox")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("mail"))
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("To: old@example.com"), "{}", sent[0]);
+    assert!(sent[0].contains("Still delivered."), "{}", sent[0]);
+
+    // A reply whose message is gone by now: decoded and finished, not refused.
+    let reply = enqueue(
+        &db.db,
+        NewJob::new(
+            "send_message",
+            serde_json::json!({"message_id": Uuid::now_v7()}),
+            T0,
+        )
+        .max_attempts(12),
+        T0,
+    )
+    .await;
+    run_due(&core, &registry).await;
+    assert_eq!(job_row(&db.db, reply).await.status, jobs::DONE);
+
+    // A payload that does not parse can never run: dead at once, the job named in the error.
+    let broken = enqueue(
+        &db.db,
+        NewJob::new("fetch_file", serde_json::json!({"message": 1}), T0),
+        T0,
+    )
+    .await;
+    run_due(&core, &registry).await;
+    let row = job_row(&db.db, broken).await;
+    assert_eq!((row.status.as_str(), row.attempts), (jobs::DEAD, 1));
+    let error = row.last_error.unwrap_or_default();
+    assert!(error.contains("fetch_file"), "{error}");
 }

@@ -2,6 +2,7 @@
 //! accounts), the company switcher, dead links, roles and who may change them, the last owner,
 //! removal, and creating another company.
 
+use chatter_core::jobs::BackgroundJob;
 use chatter_store::entity::{company, invite, job, membership};
 use chatter_testkit::{Session, TestApp};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -251,7 +252,7 @@ async fn used_and_revoked_links_are_gone_and_bad_email_creates_nothing() {
         .expect("count");
     let mail_jobs = || async {
         job::Entity::find()
-            .filter(job::Column::Kind.eq(chatter_core::mailer::JOB_SEND_EMAIL))
+            .filter(job::Column::Kind.eq(chatter_core::mailer::SendEmail::NAME))
             .count(&app.core.db)
             .await
             .expect("count")

@@ -22,15 +22,24 @@ pub(super) enum Stop {
     Held(String),
 }
 
-pub(super) struct Drain;
+/// Works a company's CRM outbox: one per company at a time, by its dedup key.
+#[derive(Serialize, Deserialize)]
+pub struct CrmDrain {
+    pub company_id: Uuid,
+}
 
 #[async_trait]
-impl JobHandler for Drain {
-    async fn run(&self, core: &Core, job: &Claimed) -> std::result::Result<(), JobError> {
-        let company_id: Uuid = serde_json::from_str::<serde_json::Value>(&job.payload)
-            .ok()
-            .and_then(|v| v["company_id"].as_str().and_then(|s| s.parse().ok()))
-            .ok_or_else(|| JobError::Permanent("payload has no company_id".into()))?;
+impl BackgroundJob for CrmDrain {
+    const NAME: &'static str = "crm_drain";
+    // Held work (a revoked token) waits as long as it takes; attempts are not a budget here.
+    const MAX_ATTEMPTS: i32 = 1_000_000;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::NAME, self.company_id))
+    }
+
+    async fn run(&self, core: &Core, job: &JobMeta) -> std::result::Result<(), JobError> {
+        let company_id = self.company_id;
         let lease = format!("crm:{company_id}");
         let holder = format!("{}:{}", core.node_id, job.id);
         if !leases::acquire(&core.db, &lease, &holder, core.now(), LEASE_TTL_MS)
@@ -47,7 +56,7 @@ impl JobHandler for Drain {
         r
     }
 
-    async fn done(&self, core: &Core, job: &Claimed) {
+    async fn done(&self, core: &Core, job: &JobMeta) {
         // Work that arrived while this drain finished found the dedup key taken: look again.
         let Some(company_id) = job.company_id else {
             return;
@@ -55,8 +64,7 @@ impl JobHandler for Drain {
         match next_due(&core.db, company_id).await {
             Ok(Some(at)) => {
                 let now = core.now();
-                let job = drain_job(company_id, now).run_at(at.max(now));
-                if let Err(e) = jobs::enqueue(&core.db, job, now).await {
+                if let Err(e) = queue_drain(&core.db, company_id, now, at.max(now)).await {
                     tracing::warn!(error = %e, "cannot requeue the CRM drain");
                 }
                 core.jobs_notify.notify_waiters();

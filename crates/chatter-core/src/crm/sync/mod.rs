@@ -20,7 +20,7 @@
 use crate::crm::settings::{self as crm_settings, ChatsState, SyncSettings};
 use crate::crm::{self, integration::Metadata};
 use crate::events::Pending;
-use crate::jobs::worker::{JobError, JobHandler, Registry};
+use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::{audit, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_crm::amocrm::chats::ChatsClient;
@@ -33,7 +33,7 @@ use chatter_crm::{
 use chatter_domain::routing::{self, Actions, Decision, Responsible};
 use chatter_domain::{Permission, SourceKind};
 use chatter_store::entity::{contact, conversation, crm_integration, message, source};
-use chatter_store::jobs::{self, Claimed};
+use chatter_store::jobs;
 use chatter_store::{leases, stmt};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait, Value,
@@ -62,14 +62,10 @@ const LEASE_TTL_MS: i64 = 60_000;
 /// How long held work waits before looking again at a revoked token.
 const HOLD_MS: i64 = 5 * 60_000;
 
-pub fn register(r: Registry) -> Registry {
-    r.with(JOB_CRM_DRAIN, Drain)
-}
-
 /// Starts a drain for `company_id` now (after a reconnect, a retry, or held work).
 pub async fn wake(core: &Core, company_id: Uuid) -> Result<()> {
     let now = core.now();
-    let key = format!("crm_drain:{company_id}");
+    let key = format!("{}:{company_id}", CrmDrain::NAME);
     // A queued drain may be waiting (held on a revoked token): bring it forward.
     core.db
         .execute(stmt(
@@ -78,7 +74,7 @@ pub async fn wake(core: &Core, company_id: Uuid) -> Result<()> {
             vec![now.into(), key.into()],
         ))
         .await?;
-    jobs::enqueue(&core.db, drain_job(company_id, now), now).await?;
+    queue_drain(&core.db, company_id, now, now).await?;
     core.jobs_notify.notify_waiters();
     Ok(())
 }

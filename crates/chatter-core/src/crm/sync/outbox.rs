@@ -2,18 +2,16 @@
 //! written in the caller's transaction (a stored message, a manager's answer, a delivery status)
 //! and a drain is queued for the company; nothing here calls amoCRM.
 
+use super::drain::CrmDrain;
 use crate::crm::integration::{Metadata, CONNECTED, TOKEN_INVALID};
+use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{Core, Result};
 use chatter_domain::routing::{Decision, Responsible};
 use chatter_store::entity::{conversation, crm_integration, user};
-use chatter_store::jobs::{self, NewJob};
 use chatter_store::stmt;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Value};
 use std::collections::HashSet;
 use uuid::Uuid;
-
-/// The job that works a company's outbox (one per company at a time, by its dedup key).
-pub const JOB_CRM_DRAIN: &str = "crm_drain";
 
 // What an outbox row asks for (`crm_outbox.kind`) and the states a row can be in.
 pub(super) const K_MESSAGE: &str = "message";
@@ -23,16 +21,18 @@ pub(super) const K_ASSIGN: &str = "assign";
 pub(super) const PENDING: &str = "pending";
 pub(super) const FAILED: &str = "failed";
 
-/// The drain of `company_id`, due now; queuing it again while one waits is a no-op (dedup).
-pub(super) fn drain_job(company_id: Uuid, now: i64) -> NewJob {
-    NewJob::new(
-        JOB_CRM_DRAIN,
-        serde_json::json!({ "company_id": company_id }),
-        now,
-    )
-    .company(company_id)
-    .dedup(format!("crm_drain:{company_id}"))
-    .max_attempts(1_000_000)
+/// Queues the drain of `company_id`, due at `at`; queuing it again while one waits is a no-op
+/// (dedup).
+pub(super) async fn queue_drain(
+    conn: &impl ConnectionTrait,
+    company_id: Uuid,
+    now: i64,
+    at: i64,
+) -> Result<()> {
+    CrmDrain { company_id }
+        .enqueue(conn, JobOptions::at(now).company(company_id).run_at(at))
+        .await?;
+    Ok(())
 }
 
 /// The integration statuses under which work is queued (a revoked token holds it).
@@ -94,7 +94,7 @@ pub async fn enqueue_messages(
             .await?;
     }
     for company in connected {
-        jobs::enqueue(conn, drain_job(company, now), now).await?;
+        queue_drain(conn, company, now, now).await?;
     }
     Ok(())
 }
@@ -122,7 +122,7 @@ pub(super) async fn enqueue_item(
         ],
     ))
     .await?;
-    jobs::enqueue(conn, drain_job(company_id, now), now).await?;
+    queue_drain(conn, company_id, now, now).await?;
     Ok(())
 }
 

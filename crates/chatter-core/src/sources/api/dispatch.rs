@@ -78,7 +78,7 @@ pub(super) async fn create_delivery(
         .one(conn)
         .await?
         .ok_or(CoreError::Internal("delivery vanished".into()))?;
-    let job_id = jobs::enqueue(conn, deliver_job(&d, now), now).await?;
+    let job_id = queue_delivery(conn, &d, now).await?;
     delivery::Entity::update_many()
         .col_expr(delivery::Column::JobId, Expr::value(job_id))
         .filter(delivery::Column::Id.eq(id))

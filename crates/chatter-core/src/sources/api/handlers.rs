@@ -1,32 +1,26 @@
-//! The API source's job handlers: the dispatcher's tick and one webhook delivery with retries.
+//! The API source's jobs: the dispatcher's tick and one webhook delivery with retries.
 
 use super::*;
-
-/// Registers the API source's job handlers.
-pub fn register(r: Registry) -> Registry {
-    r.with(JOB_DISPATCH, Dispatch).with(JOB_DELIVER, Deliver)
-}
-
-pub(super) fn job_uuid(job: &Claimed, key: &str) -> Result<Uuid, JobError> {
-    serde_json::from_str::<Value>(&job.payload)
-        .ok()
-        .and_then(|v| {
-            v.get(key)
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok())
-        })
-        .ok_or_else(|| JobError::Permanent(format!("payload has no {key}")))
-}
 
 pub(super) fn internal(e: impl std::fmt::Display) -> JobError {
     JobError::Transient(e.to_string())
 }
 
-pub(super) struct Dispatch;
+/// Follows the event log and creates deliveries (one at a time across all nodes, by its
+/// dedup key; it queues itself again while some source has a webhook URL).
+#[derive(Serialize, Deserialize)]
+pub struct Dispatch {}
 
 #[async_trait]
-impl JobHandler for Dispatch {
-    async fn run(&self, core: &Core, _job: &Claimed) -> Result<(), JobError> {
+impl BackgroundJob for Dispatch {
+    const NAME: &'static str = "api_webhook_dispatch";
+    const MAX_ATTEMPTS: i32 = 1_000_000;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(Self::NAME.to_string())
+    }
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> Result<(), JobError> {
         match dispatch(core).await {
             // Runs again shortly for as long as some source has a webhook URL.
             Ok(true) => Err(JobError::Wait {
@@ -45,7 +39,11 @@ impl JobHandler for Dispatch {
     }
 }
 
-pub(super) struct Deliver;
+/// Posts one webhook delivery (one job per delivery, by its dedup key).
+#[derive(Serialize, Deserialize)]
+pub struct Deliver {
+    pub delivery_id: Uuid,
+}
 
 /// An error with its causes ("error sending request: … : Connection refused"), never a body.
 pub(super) fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -70,9 +68,16 @@ pub(super) enum Failure {
 }
 
 #[async_trait]
-impl JobHandler for Deliver {
-    async fn run(&self, core: &Core, job: &Claimed) -> Result<(), JobError> {
-        let id = job_uuid(job, "delivery_id")?;
+impl BackgroundJob for Deliver {
+    const NAME: &'static str = "api_webhook_deliver";
+    const MAX_ATTEMPTS: i32 = DELIVERY_ATTEMPTS;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::NAME, self.delivery_id))
+    }
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> Result<(), JobError> {
+        let id = self.delivery_id;
         let Some(d) = delivery::Entity::find_by_id(id)
             .one(&core.db)
             .await
@@ -200,10 +205,8 @@ impl JobHandler for Deliver {
         }
     }
 
-    async fn dead(&self, core: &Core, job: &Claimed, reason: &str) {
-        let Ok(id) = job_uuid(job, "delivery_id") else {
-            return;
-        };
+    async fn dead(&self, core: &Core, _job: &JobMeta, reason: &str) {
+        let id = self.delivery_id;
         let now = core.now();
         let r: Result<()> = async {
             let txn = core.db.begin().await?;

@@ -139,14 +139,7 @@ pub(super) async fn start_dispatcher(conn: &impl ConnectionTrait, now: i64) -> R
         vec![CURSOR.into(), now.into()],
     ))
     .await?;
-    jobs::enqueue(
-        conn,
-        NewJob::new(JOB_DISPATCH, json!({}), now)
-            .dedup(JOB_DISPATCH)
-            .max_attempts(1_000_000),
-        now,
-    )
-    .await?;
+    Dispatch {}.enqueue(conn, JobOptions::at(now)).await?;
     Ok(())
 }
 
@@ -228,8 +221,7 @@ pub(super) async fn requeue(
     d: delivery::Model,
     now: i64,
 ) -> Result<()> {
-    let job = deliver_job(&d, now);
-    let job_id = jobs::enqueue(conn, job, now).await?;
+    let job_id = queue_delivery(conn, &d, now).await?;
     let mut am = d.into_active_model();
     am.status = Set(PENDING.into());
     am.updated_at = Set(now);
@@ -240,9 +232,13 @@ pub(super) async fn requeue(
     Ok(())
 }
 
-pub(super) fn deliver_job(d: &delivery::Model, now: i64) -> NewJob {
-    NewJob::new(JOB_DELIVER, json!({"delivery_id": d.id}), now)
-        .company(d.company_id)
-        .dedup(format!("{JOB_DELIVER}:{}", d.id))
-        .max_attempts(DELIVERY_ATTEMPTS)
+/// Queues the job that posts `d`; `None` when one is already pending.
+pub(super) async fn queue_delivery(
+    conn: &impl ConnectionTrait,
+    d: &delivery::Model,
+    now: i64,
+) -> Result<Option<Uuid>> {
+    Deliver { delivery_id: d.id }
+        .enqueue(conn, JobOptions::at(now).company(d.company_id))
+        .await
 }

@@ -15,7 +15,7 @@
 use crate::events::{self, Pending};
 use crate::inbox::ingest::Ingester;
 use crate::inbox::Ingested;
-use crate::jobs::worker::{JobError, JobHandler, Registry};
+use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::{audit, egress, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
@@ -25,7 +25,7 @@ use chatter_store::entity::{
     api_inbound, api_webhook_delivery as delivery, contact, conversation, event, job, message,
     source, user,
 };
-use chatter_store::jobs::{self, Claimed, NewJob};
+use chatter_store::jobs;
 use chatter_store::stmt;
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::Expr;
@@ -49,10 +49,6 @@ pub use inbound::*;
 pub use manage::*;
 pub use replies::*;
 
-/// Posts one webhook delivery.
-pub const JOB_DELIVER: &str = "api_webhook_deliver";
-/// Follows the event log and creates deliveries (one at a time across all nodes).
-pub const JOB_DISPATCH: &str = "api_webhook_dispatch";
 /// How far a request's timestamp may be from our clock.
 pub const TIMESTAMP_TOLERANCE_SECS: i64 = 300;
 /// Attempts per delivery: with the job backoff (1 s doubling, capped at an hour) about four
