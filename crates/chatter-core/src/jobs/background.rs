@@ -150,3 +150,65 @@ impl<J: BackgroundJob> JobHandler for Typed<J> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Ping {
+        id: Uuid,
+    }
+
+    #[async_trait]
+    impl BackgroundJob for Ping {
+        const NAME: &'static str = "ping";
+        async fn run(&self, _core: &Core, _job: &JobMeta) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    fn claimed(payload: &str) -> Claimed {
+        Claimed {
+            id: Uuid::now_v7(),
+            company_id: None,
+            kind: Ping::NAME.into(),
+            payload: payload.into(),
+            attempts: 1,
+            max_attempts: 10,
+            locked_by: "node/x".into(),
+            prev_locked_by: None,
+        }
+    }
+
+    #[test]
+    fn a_payload_that_does_not_parse_fails_for_good_naming_the_job() {
+        let id = Uuid::now_v7();
+        let ok = decode::<Ping>(&claimed(&format!(r#"{{"id":"{id}"}}"#))).expect("parses");
+        assert_eq!(ok.id, id);
+        match decode::<Ping>(&claimed(r#"{"id":42}"#)) {
+            Err(JobError::Permanent(m)) => assert!(m.starts_with("ping job: bad payload"), "{m}"),
+            Err(e) => panic!("not permanent: {e}"),
+            Ok(_) => panic!("a number is not a UUID"),
+        }
+    }
+
+    #[test]
+    fn options_and_the_job_type_make_the_row() {
+        let (id, company) = (Uuid::now_v7(), Uuid::now_v7());
+        let row = Ping { id }
+            .to_new_job(&JobOptions::at(5).company(company).run_at(9).dedup("k"))
+            .expect("encodes");
+        assert_eq!(row.kind, "ping");
+        assert_eq!(row.payload, serde_json::json!({ "id": id }));
+        assert_eq!(
+            (
+                row.company_id,
+                row.run_at,
+                row.dedup_key.as_deref(),
+                row.max_attempts
+            ),
+            (Some(company), 9, Some("k"), 10)
+        );
+    }
+}

@@ -29,8 +29,14 @@ pub trait JobHandler: Send + Sync + 'static {
 pub struct Registry(HashMap<String, Arc<dyn JobHandler>>);
 
 impl Registry {
-    /// Adds the typed job `J` under its name.
+    /// Adds the typed job `J` under its name. Two job types with one name would run each
+    /// other's rows: debug builds refuse it.
     pub fn register<J: BackgroundJob>(self) -> Self {
+        debug_assert!(
+            !self.0.contains_key(J::NAME),
+            "two job types are named {:?}",
+            J::NAME
+        );
         self.with(J::NAME, Typed::<J>::new())
     }
 
