@@ -173,8 +173,7 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Sends a queued mail. The body is encrypted at rest (it may hold a sign-in link); fields are
-/// in the order the JSON object was always written in.
+/// Sends a queued mail. The body is encrypted at rest (it may hold a sign-in link).
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct SendEmail {
     pub body: String,

@@ -77,7 +77,8 @@ impl Started {
     }
 }
 
-/// Starts the HTTP server on `listener` (if any) and the workers (if any).
+/// Starts the HTTP server on `listener` (if any) and the workers (if any). The workers run
+/// exactly the registry given: `Registry::standard()` holds every job type.
 pub async fn start(
     core: Core,
     cfg: WebConfig,
