@@ -82,6 +82,38 @@ fn midnight(now: i64, offset: i64) -> i64 {
     (now + offset).div_euclid(DAY_MS) * DAY_MS - offset
 }
 
+/// The names of the company's sources.
+async fn source_names(
+    db: &sea_orm::DatabaseConnection,
+    company: Uuid,
+) -> Result<BTreeMap<Uuid, String>> {
+    Ok(source::Entity::find()
+        .filter(source::Column::CompanyId.eq(company))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.name))
+        .collect())
+}
+
+/// The names of the people `ids`.
+async fn user_names(
+    db: &sea_orm::DatabaseConnection,
+    ids: impl Iterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, String>> {
+    let ids: Vec<Uuid> = ids.collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.name))
+        .collect())
+}
+
 pub async fn dashboard(core: &Core, actor: &Actor) -> Result<Dashboard> {
     actor.require(Permission::Read)?;
     let db = &core.db;
@@ -159,24 +191,8 @@ pub async fn dashboard(core: &Core, actor: &Actor) -> Result<Dashboard> {
         }
     }
 
-    let sources: BTreeMap<Uuid, String> = source::Entity::find()
-        .filter(source::Column::CompanyId.eq(company))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s.name))
-        .collect();
-    let users: HashMap<Uuid, String> = if per_author.is_empty() {
-        HashMap::new()
-    } else {
-        user::Entity::find()
-            .filter(user::Column::Id.is_in(per_author.keys().copied()))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u.name))
-            .collect()
-    };
+    let sources = source_names(db, company).await?;
+    let users = user_names(db, per_author.keys().copied()).await?;
     let name_of = |m: &BTreeMap<Uuid, String>, id: &Uuid| m.get(id).cloned().unwrap_or_default();
     let mut by_source: Vec<Group> = per_source
         .into_iter()

@@ -17,11 +17,11 @@
 use super::{offset_ms, DAY_MS};
 use crate::{Actor, Core, CoreError, Result};
 use chatter_domain::Permission;
-use chatter_store::entity::{company, source, user};
+use chatter_store::entity::company;
 use chatter_store::stmt;
 use chrono::NaiveDate;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use std::collections::{BTreeMap, HashMap};
+use sea_orm::{ConnectionTrait, EntityTrait};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The longest period a report covers, in days.
@@ -291,24 +291,8 @@ pub async fn report(core: &Core, actor: &Actor, from: &str, to: &str) -> Result<
             .unwrap_or_default();
     }
 
-    let sources: BTreeMap<Uuid, String> = source::Entity::find()
-        .filter(source::Column::CompanyId.eq(company))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s.name))
-        .collect();
-    let users: HashMap<Uuid, String> = if per_manager.is_empty() {
-        HashMap::new()
-    } else {
-        user::Entity::find()
-            .filter(user::Column::Id.is_in(per_manager.keys().copied()))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u.name))
-            .collect()
-    };
+    let sources = super::source_names(db, company).await?;
+    let users = super::user_names(db, per_manager.keys().copied()).await?;
     let lines = |m: HashMap<Uuid, Acc>, names: &dyn Fn(&Uuid) -> String| {
         let mut v: Vec<Line> = m.into_iter().map(|(id, a)| a.line(names(&id))).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));

@@ -4,56 +4,16 @@
 
 use crate::messages::{company_with_bot, eventually};
 use chatter_fakes::CustomerMessage;
-use chatter_testkit::TestApp;
+use chatter_testkit::{Session, TestApp};
 
 #[tokio::test]
 async fn reports_give_the_known_times_per_source_manager_and_day() {
     let app = TestApp::builder().with_manual_clock().start().await;
     let clock = app.clock.clone().expect("manual clock");
     let (s, token, _) = company_with_bot(&app).await;
-    eventually("the bot is polled", || async {
-        app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
-    })
-    .await;
     let minute = 60_000;
-    let mut convs = Vec::new();
-    for (i, who) in ["Анна Клиентка", "Борис", "Вера"].iter().enumerate() {
-        let before = s.html("/app/inbox").await.matches("<li id=\"conv-").count();
-        app.telegram.customer_writes(
-            &token,
-            CustomerMessage::text(5600 + i as i64, who, "Здравствуйте"),
-        );
-        eventually("the message arrives", || async {
-            s.html("/app/inbox").await.matches("<li id=\"conv-").count() > before
-        })
-        .await;
-        let list = s.html("/app/inbox").await;
-        let id = list
-            .split("<li id=\"conv-")
-            .nth(1)
-            .and_then(|x| x.split('"').next())
-            .expect("newest row")
-            .to_string();
-        convs.push(id);
-        clock.advance(minute);
-    }
-    // The first answered after 5 minutes, the second after 25; the first closed after 40.
-    clock.advance(2 * minute);
-    let page = format!("/app/inbox/{}", convs[0]);
-    let r = s
-        .post_from(&page, &format!("{page}/reply"), &[("text", "Добрый день!")])
-        .await;
-    assert_eq!(r.status(), 303);
-    clock.advance(21 * minute);
-    let page = format!("/app/inbox/{}", convs[1]);
-    let r = s
-        .post_from(
-            &page,
-            &format!("{page}/reply"),
-            &[("text", "Здравствуйте!")],
-        )
-        .await;
-    assert_eq!(r.status(), 303);
+    let convs = three_customers_two_answered(&app, &s, &token, 5600).await;
+    // The first closed 40 minutes after it began.
     clock.advance(14 * minute);
     let page = format!("/app/inbox/{}", convs[0]);
     let r = s.post_from(&page, &format!("{page}/close"), &[]).await;
@@ -181,4 +141,59 @@ async fn reports_give_the_known_times_per_source_manager_and_day() {
     let v: serde_json::Value = r.json().await.expect("JSON");
     assert_eq!(v["fields"][0]["field"], "from", "{v}");
     app.stop().await;
+}
+
+/// Three customers write to the bot `token` a minute apart (ids from `first_customer`); the
+/// first is answered 5 minutes after writing, the second 25 (the manual clock moves). Returns
+/// the conversations' ids, oldest first.
+pub(crate) async fn three_customers_two_answered(
+    app: &TestApp,
+    s: &Session,
+    token: &str,
+    first_customer: i64,
+) -> Vec<String> {
+    let clock = app.clock.clone().expect("manual clock");
+    eventually("the bot is polled", || async {
+        app.telegram.calls(token).iter().any(|c| c == "getUpdates")
+    })
+    .await;
+    let minute = 60_000;
+    let mut convs = Vec::new();
+    for (i, who) in ["Анна Клиентка", "Борис", "Вера"].iter().enumerate() {
+        let before = s.html("/app/inbox").await.matches("<li id=\"conv-").count();
+        app.telegram.customer_writes(
+            token,
+            CustomerMessage::text(first_customer + i as i64, who, "Здравствуйте"),
+        );
+        eventually("the message arrives", || async {
+            s.html("/app/inbox").await.matches("<li id=\"conv-").count() > before
+        })
+        .await;
+        let list = s.html("/app/inbox").await;
+        let id = list
+            .split("<li id=\"conv-")
+            .nth(1)
+            .and_then(|x| x.split('"').next())
+            .expect("newest row")
+            .to_string();
+        convs.push(id);
+        clock.advance(minute);
+    }
+    clock.advance(2 * minute);
+    let page = format!("/app/inbox/{}", convs[0]);
+    let r = s
+        .post_from(&page, &format!("{page}/reply"), &[("text", "Добрый день!")])
+        .await;
+    assert_eq!(r.status(), 303);
+    clock.advance(21 * minute);
+    let page = format!("/app/inbox/{}", convs[1]);
+    let r = s
+        .post_from(
+            &page,
+            &format!("{page}/reply"),
+            &[("text", "Здравствуйте!")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    convs
 }

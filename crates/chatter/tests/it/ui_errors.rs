@@ -485,53 +485,11 @@ async fn a_message_without_text_is_previewed_in_words_not_codes() {
 #[tokio::test]
 async fn the_dashboard_shows_the_teams_figures() {
     let app = TestApp::builder().with_manual_clock().start().await;
-    let clock = app.clock.clone().expect("manual clock");
     let (s, token, _) = company_with_bot(&app).await;
     let empty = s.html("/app").await;
     assert!(empty.contains("id=\"chart-empty\""), "{empty}");
-    eventually("the bot is polled", || async {
-        app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
-    })
-    .await;
     let minute = 60_000;
-    let mut convs = Vec::new();
-    for (i, who) in ["Анна Клиентка", "Борис", "Вера"].iter().enumerate() {
-        let before = s.html("/app/inbox").await.matches("<li id=\"conv-").count();
-        app.telegram.customer_writes(
-            &token,
-            CustomerMessage::text(5500 + i as i64, who, "Здравствуйте"),
-        );
-        eventually("the message arrives", || async {
-            s.html("/app/inbox").await.matches("<li id=\"conv-").count() > before
-        })
-        .await;
-        let list = s.html("/app/inbox").await;
-        let id = list
-            .split("<li id=\"conv-")
-            .nth(1)
-            .and_then(|x| x.split('"').next())
-            .expect("newest row")
-            .to_string();
-        convs.push(id);
-        clock.advance(minute);
-    }
-    // Answers: the first after 5 minutes (its message came 3 minutes ago), the second after 25.
-    clock.advance(2 * minute);
-    let page = format!("/app/inbox/{}", convs[0]);
-    let r = s
-        .post_from(&page, &format!("{page}/reply"), &[("text", "Добрый день!")])
-        .await;
-    assert_eq!(r.status(), 303);
-    clock.advance(21 * minute);
-    let page = format!("/app/inbox/{}", convs[1]);
-    let r = s
-        .post_from(
-            &page,
-            &format!("{page}/reply"),
-            &[("text", "Здравствуйте!")],
-        )
-        .await;
-    assert_eq!(r.status(), 303);
+    crate::reports::three_customers_two_answered(&app, &s, &token, 5500).await;
     let dash = s.html("/app").await;
     let figure = |id: &str| {
         let at = dash
