@@ -10,6 +10,7 @@ mod connector;
 pub mod kind;
 pub mod max;
 pub mod sms;
+mod source;
 pub mod telegram;
 pub mod vk;
 pub mod whatsapp;
@@ -21,6 +22,7 @@ pub use kind::{
     kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials, HookMethod, HookOutcome,
     HookRefusal, HookRequest, Kind, KINDS,
 };
+pub use source::{Credentials, KindConfig, SourceSettings};
 
 /// What went wrong talking to a provider, classified by what the caller should do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

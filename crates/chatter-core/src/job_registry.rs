@@ -3,7 +3,7 @@
 //! the capabilities that enqueue jobs depend on it without it depending back on them.
 
 use crate::jobs::Registry;
-use crate::{accounts, backup, crm, exports, mailer, sources};
+use crate::{accounts, backup, crm, exports, inbox, mailer, sources};
 
 impl Registry {
     /// The registry of every job type, by its `NAME`.
@@ -18,8 +18,8 @@ impl Registry {
             .register::<exports::ExportJob>()
             // Sources of every kind: setup, replies, files.
             .register::<sources::runtime::SourceSetup>()
-            .register::<sources::runtime::SendMessage>()
-            .register::<sources::runtime::FetchFile>()
+            .register::<inbox::send::SendMessage>()
+            .register::<inbox::send::FetchFile>()
             // The API source's outgoing webhooks.
             .register::<sources::api::Dispatch>()
             .register::<sources::api::Deliver>()
@@ -31,7 +31,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use crate::jobs::{BackgroundJob, JobOptions, Registry};
-    use crate::{accounts, backup, crm, exports, mailer, sources};
+    use crate::{accounts, backup, crm, exports, inbox, mailer, sources};
     use chatter_store::jobs::NewJob;
     use serde_json::json;
     use uuid::Uuid;
@@ -79,14 +79,14 @@ mod tests {
         let (id, company) = (Uuid::now_v7(), Uuid::now_v7());
         let at = || JobOptions::at(NOW);
         same(
-            sources::runtime::SendMessage { message_id: id },
+            inbox::send::SendMessage { message_id: id },
             at().company(company),
             NewJob::new("send_message", json!({"message_id": id}), NOW)
                 .company(company)
                 .max_attempts(12),
         );
         same(
-            sources::runtime::FetchFile { message_id: id },
+            inbox::send::FetchFile { message_id: id },
             at().company(company),
             NewJob::new("fetch_file", json!({"message_id": id}), NOW).company(company),
         );

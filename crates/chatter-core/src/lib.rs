@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 pub mod blobs;
 pub mod clock;
+pub mod connectors;
 pub mod crm;
 pub mod egress;
 pub mod error;
@@ -48,36 +49,10 @@ pub struct CoreConfig {
     pub backup_keep: usize,
     /// Where `pg_dump` / `pg_restore` live when not on PATH.
     pub pg_bin_dir: Option<PathBuf>,
-    /// Telegram Bot API base URL (the fake's in tests and the demo).
-    pub telegram_api_base: String,
-    /// Public base URL Telegram can reach for webhooks; without it bots are long-polled.
-    pub telegram_webhook_base: Option<String>,
-    /// Long-poll wait in seconds for getUpdates.
-    pub telegram_poll_timeout_secs: u32,
     /// The amoCRM integration (client id and secret from amoCRM's developer page).
     pub amocrm: Option<crm::AmoConfig>,
-    /// Public base URL every messenger can reach for webhooks (VK, Max, Avito, and Telegram
-    /// when `telegram_webhook_base` is unset); without it those sources are polled.
-    pub webhook_base: Option<String>,
-    /// Long-poll wait in seconds for VK and Max.
-    pub poll_timeout_secs: u32,
-    /// VK API base URL (`https://api.vk.com`).
-    pub vk_api_base: String,
-    /// Max Bot API base URL (`https://platform-api2.max.ru`).
-    pub max_api_base: String,
-    /// A PEM file with the extra root CA Max's host needs (the Russian Ministry of Digital
-    /// Development root); read once when `Core` starts.
-    pub max_extra_ca_pem: Option<PathBuf>,
-    /// Avito API base URL (`https://api.avito.ru`).
-    pub avito_api_base: String,
-    /// Seconds between two polls of an Avito account without webhooks.
-    pub avito_poll_interval_secs: u32,
-    /// WhatsApp Cloud API base URL (`https://graph.facebook.com`; the version is added per call).
-    pub whatsapp_api_base: String,
-    /// The Graph API version WhatsApp calls use (`v23.0`).
-    pub whatsapp_api_version: String,
-    /// The SMS gateway's API base URL (Sipout: `https://lk.sipout.net/userapi/`).
-    pub sms_api_base: String,
+    /// Every messenger kind's configuration (API bases, webhook bases, poll timing).
+    pub kinds: chatter_channels::KindConfig,
     /// Let URLs people type (an API source's webhook) reach loopback and private addresses
     /// (`egress`): for tests, the demo and on-premise installs. Off by default.
     pub allow_private_targets: bool,
@@ -93,20 +68,8 @@ impl CoreConfig {
             session_ttl_ms: 30 * 24 * 3600 * 1000,
             backup_keep: 7,
             pg_bin_dir: None,
-            telegram_api_base: "https://api.telegram.org".into(),
-            telegram_webhook_base: None,
-            telegram_poll_timeout_secs: 25,
             amocrm: None,
-            webhook_base: None,
-            poll_timeout_secs: 25,
-            vk_api_base: "https://api.vk.com".into(),
-            max_api_base: "https://platform-api2.max.ru".into(),
-            max_extra_ca_pem: None,
-            avito_api_base: "https://api.avito.ru".into(),
-            avito_poll_interval_secs: 15,
-            whatsapp_api_base: chatter_channels::whatsapp::DEFAULT_API_BASE.into(),
-            whatsapp_api_version: chatter_channels::whatsapp::DEFAULT_API_VERSION.into(),
-            sms_api_base: chatter_channels::sms::SIPOUT_BASE_URL.into(),
+            kinds: chatter_channels::KindConfig::default(),
             allow_private_targets: false,
         }
     }
@@ -131,7 +94,7 @@ pub struct Core {
     /// This process's name in leases.
     pub node_id: String,
     /// Clients that keep state between calls (Avito's token cache), by source.
-    pub(crate) clients: Arc<sources::connectors::ClientCache>,
+    pub(crate) clients: Arc<connectors::ClientCache>,
 }
 
 impl Core {
@@ -142,7 +105,7 @@ impl Core {
         mailer: Arc<dyn Mailer>,
         config: CoreConfig,
     ) -> Self {
-        let clients = Arc::new(sources::connectors::ClientCache::new(&config));
+        let clients = Arc::new(connectors::ClientCache::new(&config));
         let outbound = egress::client(config.allow_private_targets);
         Self {
             db,

@@ -107,26 +107,26 @@ impl TestAppBuilder {
         let url = format!("http://{addr}");
         let telegram = FakeTelegram::start().await.expect("Telegram fake starts");
         let mut cfg = CoreConfig::new(&url, db.data_dir().to_path_buf());
-        cfg.telegram_api_base = telegram.base_url();
-        cfg.telegram_poll_timeout_secs = 2;
+        cfg.kinds.telegram.api_base = telegram.base_url();
+        cfg.kinds.telegram.poll_timeout_secs = 2;
         if self.telegram_webhooks {
-            cfg.telegram_webhook_base = Some(url.clone());
+            cfg.kinds.telegram.webhook_base = Some(url.clone());
         }
         if self.webhooks {
-            cfg.webhook_base = Some(url.clone());
+            cfg.kinds.webhook_base = Some(url.clone());
         }
         let vk = FakeVk::start().await.expect("VK fake starts");
         let max = FakeMax::start().await.expect("Max fake starts");
         let avito = FakeAvito::start().await.expect("Avito fake starts");
-        cfg.vk_api_base = vk.base_url();
-        cfg.max_api_base = max.base_url();
-        cfg.avito_api_base = avito.base_url();
+        cfg.kinds.vk.api_base = vk.base_url();
+        cfg.kinds.max.api_base = max.base_url();
+        cfg.kinds.avito.api_base = avito.base_url();
         let whatsapp = FakeWhatsApp::start().await.expect("WhatsApp fake starts");
         let sms = FakeSms::start().await.expect("SMS fake starts");
-        cfg.whatsapp_api_base = whatsapp.base_url();
-        cfg.sms_api_base = sms.base_url();
-        cfg.poll_timeout_secs = 2;
-        cfg.avito_poll_interval_secs = 1;
+        cfg.kinds.whatsapp.api_base = whatsapp.base_url();
+        cfg.kinds.sms.api_base = sms.base_url();
+        cfg.kinds.poll_timeout_secs = 2;
+        cfg.kinds.avito.poll_interval_secs = 1;
         cfg.allow_private_targets = !self.deny_private_targets;
         let amo = FakeAmo::start().await.expect("amoCRM fake starts");
         let redirect = format!("{url}/crm/amocrm/callback");

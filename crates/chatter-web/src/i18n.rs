@@ -95,6 +95,25 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {
     crate::i18n_table::ENTRIES
         .iter()
+        .chain(crate::i18n_sources::ENTRIES)
         .map(|(k, ru, en)| (*k, (*ru, *en)))
         .collect()
 });
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    #[test]
+    fn no_key_is_in_two_tables_or_twice() {
+        let mut seen = HashSet::new();
+        let twice: Vec<&str> = crate::i18n_table::ENTRIES
+            .iter()
+            .chain(crate::i18n_sources::ENTRIES)
+            .filter(|(k, _, _)| !seen.insert(*k))
+            .map(|(k, _, _)| *k)
+            .collect();
+        assert!(twice.is_empty(), "translated twice: {twice:?}");
+        assert!(seen.contains("kind.telegram_bot") && seen.contains("auth.sign_in"));
+    }
+}

@@ -281,13 +281,14 @@ pub(crate) async fn build_core(
     core_cfg.backup_keep = cfg.backup_keep;
     core_cfg.pg_bin_dir = cfg.pg_bin_dir.clone();
     core_cfg.amocrm = cfg.amocrm.clone();
-    core_cfg.telegram_api_base = cfg.telegram.api_base.clone();
-    core_cfg.telegram_webhook_base = cfg.telegram.webhook_base.clone().filter(|w| !w.is_empty());
-    core_cfg.telegram_poll_timeout_secs = cfg.telegram.poll_timeout_secs.clamp(1, 50);
-    core_cfg.poll_timeout_secs = core_cfg.telegram_poll_timeout_secs;
-    core_cfg.webhook_base = cfg.public_webhook_base.clone().filter(|w| !w.is_empty());
-    core_cfg.vk_api_base = cfg.vk.api_base.clone();
-    core_cfg.max_api_base = cfg.max.api_base.clone();
+    core_cfg.kinds.telegram.api_base = cfg.telegram.api_base.clone();
+    core_cfg.kinds.telegram.webhook_base =
+        cfg.telegram.webhook_base.clone().filter(|w| !w.is_empty());
+    core_cfg.kinds.telegram.poll_timeout_secs = cfg.telegram.poll_timeout_secs.clamp(1, 50);
+    core_cfg.kinds.poll_timeout_secs = core_cfg.kinds.telegram.poll_timeout_secs;
+    core_cfg.kinds.webhook_base = cfg.public_webhook_base.clone().filter(|w| !w.is_empty());
+    core_cfg.kinds.vk.api_base = cfg.vk.api_base.clone();
+    core_cfg.kinds.max.api_base = cfg.max.api_base.clone();
     if let Some(pem) = &cfg.max.extra_ca_pem {
         // Refuse to start with a CA file that cannot work, rather than fail every Max call.
         let bytes = std::fs::read(pem)
@@ -297,13 +298,13 @@ pub(crate) async fn build_core(
             std::time::Duration::from_secs(90),
         )
         .map_err(|e| anyhow::anyhow!("max.extra_ca_pem ({}): {e}", pem.display()))?;
-        core_cfg.max_extra_ca_pem = Some(pem.clone());
+        core_cfg.kinds.max.extra_ca_pem = Some(pem.clone());
     }
-    core_cfg.avito_api_base = cfg.avito.api_base.clone();
-    core_cfg.avito_poll_interval_secs = cfg.avito.poll_interval_secs.clamp(1, 3600);
-    core_cfg.whatsapp_api_base = cfg.whatsapp.api_base.clone();
-    core_cfg.whatsapp_api_version = cfg.whatsapp.api_version.clone();
-    core_cfg.sms_api_base = cfg.sms.api_base.clone();
+    core_cfg.kinds.avito.api_base = cfg.avito.api_base.clone();
+    core_cfg.kinds.avito.poll_interval_secs = cfg.avito.poll_interval_secs.clamp(1, 3600);
+    core_cfg.kinds.whatsapp.api_base = cfg.whatsapp.api_base.clone();
+    core_cfg.kinds.whatsapp.api_version = cfg.whatsapp.api_version.clone();
+    core_cfg.kinds.sms.api_base = cfg.sms.api_base.clone();
     core_cfg.allow_private_targets = cfg.allow_private_targets;
     if let Some(t) = &cfg.telegram_login {
         core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());

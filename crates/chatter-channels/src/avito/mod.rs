@@ -547,6 +547,24 @@ pub fn classify(status: u16, message: &str, retry_after: Option<u64>) -> Channel
     }
 }
 
+/// Avito's section of the configuration (`[avito]`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Avito API base URL (`https://api.avito.ru`).
+    pub api_base: String,
+    /// Seconds between two polls of an account without webhooks.
+    pub poll_interval_secs: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_base: "https://api.avito.ru".into(),
+            poll_interval_secs: 15,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -465,6 +465,25 @@ fn decode<T: DeserializeOwned>(
     Err(classify(status, code.as_deref(), &message, retry_after))
 }
 
+/// Max's section of the configuration (`[max]`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Max Bot API base URL (`https://platform-api2.max.ru`).
+    pub api_base: String,
+    /// A PEM file with the extra root CA Max's host needs (the Russian Ministry of Digital
+    /// Development root); read once at start.
+    pub extra_ca_pem: Option<std::path::PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_base: "https://platform-api2.max.ru".into(),
+            extra_ca_pem: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -390,6 +390,21 @@ impl crate::Connector for SmsClient {
     }
 }
 
+/// The SMS gateway's section of the configuration (`[sms]`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The gateway's API base URL (Sipout: `https://lk.sipout.net/userapi/`).
+    pub api_base: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_base: SIPOUT_BASE_URL.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -418,6 +418,28 @@ impl crate::Connector for TelegramClient {
     }
 }
 
+/// Telegram's section of the configuration (`[telegram]`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bot API base URL (the fake's in tests and the demo).
+    pub api_base: String,
+    /// Public base URL Telegram can reach for webhooks; without it (and without the general
+    /// `webhook_base`) bots are long-polled.
+    pub webhook_base: Option<String>,
+    /// Long-poll wait in seconds for getUpdates.
+    pub poll_timeout_secs: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_base: "https://api.telegram.org".into(),
+            webhook_base: None,
+            poll_timeout_secs: 25,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

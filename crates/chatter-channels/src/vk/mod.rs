@@ -577,6 +577,21 @@ pub fn random_id_for(key: &str, part: usize) -> i32 {
     i32::try_from(folded).unwrap_or(1).max(1)
 }
 
+/// VK's section of the configuration (`[vk]`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// VK API base URL (`https://api.vk.com`).
+    pub api_base: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_base: "https://api.vk.com".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -564,6 +564,24 @@ impl crate::Connector for WhatsAppClient {
     }
 }
 
+/// WhatsApp's section of the configuration (`[whatsapp]`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Cloud API base URL (`https://graph.facebook.com`; the version is added per call).
+    pub api_base: String,
+    /// The Graph API version calls use (`v23.0`).
+    pub api_version: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_base: DEFAULT_API_BASE.into(),
+            api_version: DEFAULT_API_VERSION.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,7 +258,7 @@ pub async fn save(
     actor.require(Permission::Manage)?;
     let (_, meta) = crm::get(core, actor).await?.ok_or(CoreError::NotFound)?;
     if let Some(s) = source {
-        crate::sources::get(core, actor, s).await?;
+        crate::connectors::model::get(core, actor, s).await?;
     }
     settings.validate(&meta)?;
     let json = serde_json::to_string(settings).map_err(|e| CoreError::Internal(e.to_string()))?;

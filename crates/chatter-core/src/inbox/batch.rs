@@ -8,11 +8,11 @@
 //! Edits, replies to earlier messages and status events are rare and take the one-by-one
 //! path (`inbox::ingest_in`).
 
+use super::send::FetchFile;
 use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};
 use crate::inbox::{ingest_in, preview, Ingested};
 use crate::jobs::{BackgroundJob, JobOptions};
-use crate::sources::runtime::FetchFile;
 use crate::{CoreError, Result};
 use chatter_channels::{InboundEvent, InboundMessage};
 use chatter_store::entity::{contact, conversation, message, source};

@@ -6,8 +6,8 @@
 //! A failure that a retry may fix (the database unreachable, a lock, a race) is never parked:
 //! it stays unacknowledged and the provider delivers it again.
 
+use crate::connectors;
 use crate::inbox::{self, Ingested};
-use crate::sources::connectors;
 use crate::{audit, sources, Actor, Core, CoreError, Result};
 use chatter_channels::InboundEvent;
 use chatter_domain::{text, Permission, SourceKind};

@@ -65,7 +65,7 @@ impl Ingester {
         mut ev: InboundEvent,
         raw: Option<String>,
     ) -> Result<Ingested> {
-        crate::sources::connectors::normalize(&mut ev);
+        crate::connectors::normalize(&mut ev);
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Item { src, ev, raw, done })
@@ -177,7 +177,7 @@ async fn sources_off(
     ids.dedup();
     let off: Vec<uuid::Uuid> = source::Entity::find()
         .filter(source::Column::Id.is_in(ids))
-        .filter(source::Column::Status.eq(crate::sources::DISABLED))
+        .filter(source::Column::Status.eq(crate::connectors::model::DISABLED))
         .select_only()
         .column(source::Column::Id)
         .into_tuple()

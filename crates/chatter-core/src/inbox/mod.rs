@@ -9,11 +9,11 @@
 mod batch;
 pub mod dead_letters;
 pub mod ingest;
+pub mod send;
 
 use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};
 use crate::jobs::{BackgroundJob, JobOptions};
-use crate::sources::runtime::{FetchFile, SendMessage};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::whatsapp::{self, Template};
 use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
@@ -25,6 +25,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
+use send::{FetchFile, SendMessage};
 use serde::Deserialize;
 use uuid::Uuid;
 

@@ -416,7 +416,7 @@ pub async fn ingest_batch(
     let txn = core.db.begin().await?;
     // Read in the transaction: a source turned off meanwhile stores nothing more.
     let off = source::Entity::find_by_id(src.id)
-        .filter(source::Column::Status.eq(crate::sources::DISABLED))
+        .filter(source::Column::Status.eq(crate::connectors::model::DISABLED))
         .one(&txn)
         .await?
         .is_some();

@@ -234,11 +234,11 @@ pub async fn whatsapp_templates(
         .one(&core.db)
         .await?
         .ok_or(CoreError::NotFound)?;
-    let Some(waba) = crate::sources::settings_of(&src).waba_id else {
+    let Some(waba) = crate::connectors::model::settings_of(&src).waba_id else {
         return Ok(Vec::new());
     };
-    let crate::sources::connectors::SourceClient::WhatsApp(client) =
-        crate::sources::connectors::client_for(core, &src)?
+    let crate::connectors::SourceClient::WhatsApp(client) =
+        crate::connectors::client_for(core, &src)?
     else {
         return Ok(Vec::new());
     };

@@ -3,7 +3,7 @@
 //! (connected, mode, last message, last error) is tracked for the Sources page.
 
 pub mod api;
-pub mod connectors;
+pub use crate::connectors::model::*;
 pub mod hooks;
 pub mod runtime;
 
@@ -20,99 +20,11 @@ use chatter_domain::{text, FieldError, Permission, SourceKind};
 use chatter_store::entity::source;
 use runtime::SourceSetup;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, TransactionTrait,
 };
-use serde::{Deserialize, Serialize};
+
 use uuid::Uuid;
-
-pub const CONNECTING: &str = "connecting";
-pub const CONNECTED: &str = "connected";
-pub const TOKEN_REVOKED: &str = "token_revoked";
-pub const ERROR: &str = "error";
-pub const DISABLED: &str = "disabled";
-
-/// Credentials, stored encrypted. One shape for every kind (rows written before VK, Max and
-/// Avito existed read unchanged); what each field holds depends on the kind.
-#[derive(Clone, Default, Serialize, Deserialize)]
-pub struct SourceSecret {
-    /// Telegram, Max: the bot token. VK: the community token. Avito: the client secret.
-    /// WhatsApp: the (system-user) access token. SMS: the gateway's API key.
-    pub token: String,
-    /// What the provider must present on webhooks: Telegram's
-    /// `X-Telegram-Bot-Api-Secret-Token`, VK's callback `secret`, Max's `X-Max-Bot-Api-Secret`,
-    /// Avito's and the SMS gateway's path token (they sign nothing, so the hook URL itself is
-    /// the secret), WhatsApp's verify token (Meta's subscription handshake).
-    pub webhook_secret: Option<String>,
-    /// Avito: the client id that goes with the client secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    /// WhatsApp: the Meta app secret notifications are signed with (`X-Hub-Signature-256`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_secret: Option<String>,
-}
-
-impl std::fmt::Debug for SourceSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SourceSecret(***)")
-    }
-}
-
-/// Public settings (JSON in `sources.settings`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct SourceSettings {
-    /// webhook | polling
-    #[serde(default)]
-    pub mode: String,
-    /// The provider's id of the bot / community / account the credentials belong to.
-    #[serde(default)]
-    pub bot_id: String,
-    #[serde(default)]
-    pub bot_name: String,
-    #[serde(default)]
-    pub bot_username: Option<String>,
-    /// The webhook URL we subscribed (Max, Avito), so it can be removed again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_url: Option<String>,
-    /// VK: our callback server's id in the community.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vk_server_id: Option<i64>,
-    /// VK: the string our callback server answers VK's `confirmation` request with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vk_confirmation: Option<String>,
-    /// WhatsApp: the business account (WABA) whose message templates the inbox offers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waba_id: Option<String>,
-    /// SMS: the sender name SMS go out under (`None`: the gateway's default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sms_sender: Option<String>,
-}
-
-pub fn settings_of(s: &source::Model) -> SourceSettings {
-    chatter_store::stored_json::read("sources.settings", s.id, &s.settings)
-}
-
-pub fn secret_of(core: &Core, s: &source::Model) -> Result<SourceSecret> {
-    let enc = s
-        .secret
-        .as_deref()
-        .ok_or(CoreError::Internal("source has no credentials".into()))?;
-    let plain = core
-        .secrets
-        .decrypt(enc)
-        .map_err(|e| CoreError::Internal(e.to_string()))?;
-    serde_json::from_str(plain.expose())
-        .map_err(|e| CoreError::Internal(format!("bad source secret: {e}")))
-}
-
-pub fn telegram_client(core: &Core, s: &source::Model) -> Result<TelegramClient> {
-    let secret = secret_of(core, s)?;
-    Ok(TelegramClient::new(
-        core.http.clone(),
-        &core.config.telegram_api_base,
-        &secret.token,
-    ))
-}
 
 /// What the add-source form asks for, per kind.
 pub enum NewSource {
@@ -266,8 +178,11 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             if !looks_right {
                 return Err(CoreError::field("token", "err.token_format"));
             }
-            let client =
-                TelegramClient::new(core.http.clone(), &core.config.telegram_api_base, token);
+            let client = TelegramClient::new(
+                core.http.clone(),
+                &core.config.kinds.telegram.api_base,
+                token,
+            );
             let me = match client.get_me().await {
                 Ok(me) => me,
                 Err(ChannelError::Unauthorized(_)) => {
@@ -296,7 +211,12 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
                 return Err(CoreError::fields(&errs));
             }
             let group = group.unwrap_or_default();
-            let client = VkClient::new(core.http.clone(), &core.config.vk_api_base, token, group);
+            let client = VkClient::new(
+                core.http.clone(),
+                &core.config.kinds.vk.api_base,
+                token,
+                group,
+            );
             let me = match client.get_group().await {
                 Ok(me) => me,
                 Err(ChannelError::Unauthorized(m)) if m.contains("belongs to community") => {
@@ -319,7 +239,7 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             if token.len() < 10 || token.chars().any(char::is_whitespace) {
                 return Err(CoreError::field("max_token", "err.max_token_format"));
             }
-            let client = MaxClient::new(core.max_http(), &core.config.max_api_base, token);
+            let client = MaxClient::new(core.max_http(), &core.config.kinds.max.api_base, token);
             let me = match client.me().await {
                 Ok(me) => me,
                 Err(ChannelError::Unauthorized(_)) | Err(ChannelError::Permanent(_)) => {
@@ -351,7 +271,7 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             }
             let client = AvitoClient::new(
                 core.http.clone(),
-                &core.config.avito_api_base,
+                &core.config.kinds.avito.api_base,
                 client_id,
                 client_secret,
             );
@@ -406,8 +326,8 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             }
             let client = WhatsAppClient::new(
                 core.http.clone(),
-                &core.config.whatsapp_api_base,
-                &core.config.whatsapp_api_version,
+                &core.config.kinds.whatsapp.api_base,
+                &core.config.kinds.whatsapp.api_version,
                 number,
                 token,
             );
@@ -454,7 +374,7 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(SourceSecret, Identit
             }
             let client = SmsClient::new(
                 core.http.clone(),
-                SmsGatewayConfig::sipout(&core.config.sms_api_base, key, Some(sender)),
+                SmsGatewayConfig::sipout(&core.config.kinds.sms.api_base, key, Some(sender)),
             );
             let me = match chatter_channels::Channel::identify(&client).await {
                 Ok(me) => me,
@@ -613,15 +533,6 @@ pub async fn list(core: &Core, actor: &Actor) -> Result<Vec<source::Model>> {
         .await?)
 }
 
-pub async fn get(core: &Core, actor: &Actor, id: Uuid) -> Result<source::Model> {
-    actor.require(Permission::Read)?;
-    source::Entity::find_by_id(id)
-        .filter(source::Column::CompanyId.eq(actor.company_id))
-        .one(&core.db)
-        .await?
-        .ok_or(CoreError::NotFound)
-}
-
 /// Turns a source off (stops receiving; history stays) or on again (set up afresh).
 pub async fn set_enabled(core: &Core, actor: &Actor, id: Uuid, enabled: bool) -> Result<()> {
     actor.require(Permission::Manage)?;
@@ -645,57 +556,5 @@ pub async fn set_enabled(core: &Core, actor: &Actor, id: Uuid, enabled: bool) ->
     };
     commit_with_setup(txn, actor, id, action, &name, serde_json::json!({}), now).await?;
     core.jobs_notify.notify_waiters();
-    Ok(())
-}
-
-/// Records the outcome of talking to the provider for the Sources page.
-pub async fn record_health(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-    status: &str,
-    error: Option<String>,
-    now: i64,
-) -> Result<()> {
-    use sea_orm::sea_query::Expr;
-    let mut q = source::Entity::update_many()
-        .col_expr(source::Column::Status, Expr::value(status))
-        .col_expr(source::Column::LastError, Expr::value(error.clone()))
-        .col_expr(source::Column::UpdatedAt, Expr::value(now))
-        .filter(source::Column::Id.eq(id))
-        .filter(source::Column::Status.ne(DISABLED));
-    if error.is_none() {
-        q = q.col_expr(source::Column::LastOkAt, Expr::value(now));
-    }
-    q.exec(conn).await?;
-    Ok(())
-}
-
-/// Stores a source's public settings.
-pub async fn save_settings(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-    settings: &SourceSettings,
-) -> Result<()> {
-    use sea_orm::sea_query::Expr;
-    source::Entity::update_many()
-        .col_expr(
-            source::Column::Settings,
-            Expr::value(serde_json::to_string(settings).unwrap_or_else(|_| "{}".into())),
-        )
-        .filter(source::Column::Id.eq(id))
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn set_mode(conn: &impl ConnectionTrait, s: &source::Model, mode: &str) -> Result<()> {
-    let mut settings = settings_of(s);
-    if settings.mode == mode {
-        return Ok(());
-    }
-    settings.mode = mode.to_string();
-    let mut am = s.clone().into_active_model();
-    am.settings = Set(serde_json::to_string(&settings).unwrap_or_else(|_| "{}".into()));
-    am.update(conn).await?;
     Ok(())
 }

@@ -308,7 +308,7 @@ struct ShowTpl {
 /// The callback URLs (and WhatsApp's verify token) of a source whose provider is configured
 /// by hand; only people who manage sources see them (the SMS URLs carry the secret token).
 fn manual_setup(st: &AppState, s: &source::Model, can_manage: bool) -> Vec<(&'static str, String)> {
-    use chatter_core::sources::connectors::{hook_url, public_hook_base, sms_hook_urls};
+    use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
     let cfg = &st.core.config;
     let secret = sources::secret_of(&st.core, s).ok();
     let token = secret.and_then(|x| x.webhook_secret).filter(|_| can_manage);

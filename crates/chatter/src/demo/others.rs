@@ -37,7 +37,7 @@ fn manual_hooks(
     all: &[chatter_store::entity::source::Model],
     kind: SourceKind,
 ) -> Option<(String, String)> {
-    use chatter_core::sources::connectors::{hook_url, public_hook_base, sms_hook_urls};
+    use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
     let s = all.iter().find(|s| s.kind == kind.id())?;
     let token = sources::secret_of(core, s).ok()?.webhook_secret?;
     let base = public_hook_base(&core.config, s.kind);

@@ -5,10 +5,10 @@
 
 use crate::messages::{count, eventually, location, PW};
 use async_trait::async_trait;
+use chatter_core::inbox::send::SendMessage;
 use chatter_core::jobs::worker::{self, JobError, JobHandler, Registry, WorkerConfig};
 use chatter_core::jobs::BackgroundJob;
 use chatter_core::sources::api as api_source;
-use chatter_core::sources::runtime::SendMessage;
 use chatter_core::Core;
 use chatter_store::entity::message;
 use chatter_store::jobs::Claimed;

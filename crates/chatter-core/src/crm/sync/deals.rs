@@ -336,9 +336,12 @@ pub(super) async fn prepare(
     text_field(settings.fields.chat_link, chat_link, &mut deal_fields);
     // What the API source passed with the first message: UTM tags and the sender's email.
     let api_meta = match (&first, kind) {
-        (Some(m), Some(SourceKind::Api)) => crate::sources::api::inbound_meta(db, m.id)
-            .await
-            .map_err(c)?,
+        (Some(m), Some(SourceKind::Api)) => {
+            chatter_store::entity::api_inbound::Entity::find_by_id(m.id)
+                .one(db)
+                .await
+                .map_err(|e| c(e.into()))?
+        }
         _ => None,
     };
     if let Some(meta) = &api_meta {

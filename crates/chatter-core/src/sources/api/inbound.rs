@@ -293,13 +293,3 @@ pub(super) async fn answer(core: &Core, message_id: Uuid) -> Result<Received> {
         conversation_id: m.conversation_id,
     })
 }
-
-/// The UTM tags and email that came with an inbound message (for the CRM sync).
-pub async fn inbound_meta(
-    conn: &impl ConnectionTrait,
-    message_id: Uuid,
-) -> Result<Option<api_inbound::Model>> {
-    Ok(api_inbound::Entity::find_by_id(message_id)
-        .one(conn)
-        .await?)
-}

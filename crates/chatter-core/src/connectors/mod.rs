@@ -9,7 +9,8 @@
 //! in `connector` and in the set-up, stop and poll `match`es below (they read and write the
 //! source's stored settings); the compiler lists every place to fill in.
 
-use crate::sources::{self, SourceSettings};
+pub mod model;
+
 use crate::{Core, CoreConfig, CoreError, Result};
 use chatter_channels::avito::{AvitoClient, PollCursor};
 use chatter_channels::max::MaxClient;
@@ -20,6 +21,7 @@ use chatter_channels::whatsapp::{MediaKind, MediaRef, WhatsAppClient};
 use chatter_channels::{Channel, ChannelError, Connector, Download, InboundEvent};
 use chatter_domain::SourceKind;
 use chatter_store::entity::source;
+use model::SourceSettings;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -49,7 +51,7 @@ pub struct ClientCache {
 
 impl ClientCache {
     pub(crate) fn new(cfg: &CoreConfig) -> Self {
-        let max_http = cfg.max_extra_ca_pem.as_ref().and_then(|path| {
+        let max_http = cfg.kinds.max.extra_ca_pem.as_ref().and_then(|path| {
             let built = std::fs::read(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))
                 .and_then(|pem| {
@@ -106,29 +108,29 @@ pub enum SourceClient {
 /// Builds the client of `src` from its kind, its decrypted credentials and the configured base
 /// URLs.
 pub fn client_for(core: &Core, src: &source::Model) -> Result<SourceClient> {
-    let secret = sources::secret_of(core, src)?;
+    let secret = model::secret_of(core, src)?;
     let cfg = &core.config;
     match SourceKind::from_id(src.kind) {
         Some(SourceKind::TelegramBot) => Ok(SourceClient::Telegram(TelegramClient::new(
             core.http.clone(),
-            &cfg.telegram_api_base,
+            &cfg.kinds.telegram.api_base,
             &secret.token,
         ))),
         Some(SourceKind::VkBot) => {
-            let group_id = sources::settings_of(src)
+            let group_id = model::settings_of(src)
                 .bot_id
                 .parse()
                 .map_err(|_| CoreError::Internal("VK source without a community id".into()))?;
             Ok(SourceClient::Vk(VkClient::new(
                 core.http.clone(),
-                &cfg.vk_api_base,
+                &cfg.kinds.vk.api_base,
                 &secret.token,
                 group_id,
             )))
         }
         Some(SourceKind::MaxBot) => Ok(SourceClient::Max(MaxClient::new(
             core.max_http(),
-            &cfg.max_api_base,
+            &cfg.kinds.max.api_base,
             &secret.token,
         ))),
         Some(SourceKind::Avito) => {
@@ -140,7 +142,7 @@ pub fn client_for(core: &Core, src: &source::Model) -> Result<SourceClient> {
             let client = cache.entry(src.id).or_insert_with(|| {
                 AvitoClient::new(
                     core.http.clone(),
-                    &cfg.avito_api_base,
+                    &cfg.kinds.avito.api_base,
                     secret.client_id.as_deref().unwrap_or_default(),
                     &secret.token,
                 )
@@ -149,17 +151,17 @@ pub fn client_for(core: &Core, src: &source::Model) -> Result<SourceClient> {
         }
         Some(SourceKind::Whatsapp) => Ok(SourceClient::WhatsApp(WhatsAppClient::new(
             core.http.clone(),
-            &cfg.whatsapp_api_base,
-            &cfg.whatsapp_api_version,
-            &sources::settings_of(src).bot_id,
+            &cfg.kinds.whatsapp.api_base,
+            &cfg.kinds.whatsapp.api_version,
+            &model::settings_of(src).bot_id,
             &secret.token,
         ))),
         Some(SourceKind::SipoutSms) => Ok(SourceClient::Sms(Box::new(SmsClient::new(
             core.http.clone(),
             SmsGatewayConfig::sipout(
-                &cfg.sms_api_base,
+                &cfg.kinds.sms.api_base,
                 &secret.token,
-                sources::settings_of(src).sms_sender.as_deref(),
+                model::settings_of(src).sms_sender.as_deref(),
             ),
         )))),
         _ => Err(CoreError::Internal(format!(
@@ -171,9 +173,9 @@ pub fn client_for(core: &Core, src: &source::Model) -> Result<SourceClient> {
 
 /// The public base URL webhooks of `kind` go to, if any (Telegram keeps its own key).
 pub fn webhook_base(cfg: &CoreConfig, kind: i32) -> Option<&str> {
-    let general = cfg.webhook_base.as_deref().filter(|b| !b.is_empty());
+    let general = cfg.kinds.webhook_base.as_deref().filter(|b| !b.is_empty());
     if kind == SourceKind::TelegramBot.id() {
-        cfg.telegram_webhook_base.as_deref().or(general)
+        cfg.kinds.telegram.webhook_base.as_deref().or(general)
     } else {
         general
     }
@@ -301,7 +303,7 @@ impl SourceClient {
     pub fn poll_pause(&self, cfg: &CoreConfig) -> Option<Duration> {
         match self {
             SourceClient::Avito(_) => Some(Duration::from_secs(
-                u64::from(cfg.avito_poll_interval_secs).max(1),
+                u64::from(cfg.kinds.avito.poll_interval_secs).max(1),
             )),
             _ => None,
         }
@@ -319,9 +321,9 @@ pub async fn setup(
     src: &source::Model,
     client: &SourceClient,
 ) -> Result<SourceSettings, ChannelError> {
-    let mut settings = sources::settings_of(src);
+    let mut settings = model::settings_of(src);
     let base = webhook_base(&core.config, src.kind).map(str::to_owned);
-    let hook_secret = sources::secret_of(core, src)
+    let hook_secret = model::secret_of(core, src)
         .map_err(internal)?
         .webhook_secret
         .unwrap_or_default();
@@ -354,7 +356,7 @@ pub async fn setup(
             // VK confirms the server right away with the code current after the change; the
             // hook answers from the stored code, and VK retries until it matches.
             settings.vk_confirmation = Some(c.get_callback_confirmation_code().await?);
-            sources::save_settings(&core.db, src.id, &settings)
+            model::save_settings(&core.db, src.id, &settings)
                 .await
                 .map_err(internal)?;
             if let (false, Some(id)) = (reused, settings.vk_server_id) {
@@ -419,7 +421,7 @@ pub fn avito_hook_url(base: &str, source_id: Uuid, token: &str) -> String {
 /// keeps what arrives meanwhile where it can). Whatever still reaches a turned-off source's
 /// hook is answered 410 and stored nowhere.
 pub async fn stop(core: &Core, src: &source::Model, client: &SourceClient) {
-    let mut settings = sources::settings_of(src);
+    let mut settings = model::settings_of(src);
     let result = match client {
         SourceClient::Telegram(c) => c.delete_webhook(false).await,
         // Long poll stops with our poller.
@@ -427,7 +429,7 @@ pub async fn stop(core: &Core, src: &source::Model, client: &SourceClient) {
             Some(id) => match c.delete_callback_server(id).await {
                 // Gone already (deleted in VK by hand): nothing more to stop.
                 Ok(()) | Err(ChannelError::Permanent(_)) => {
-                    sources::save_settings(&core.db, src.id, &settings)
+                    model::save_settings(&core.db, src.id, &settings)
                         .await
                         .map_err(internal)
                 }
@@ -442,7 +444,7 @@ pub async fn stop(core: &Core, src: &source::Model, client: &SourceClient) {
             None => Ok(()),
         },
         SourceClient::Avito(c) => {
-            let secret = sources::secret_of(core, src)
+            let secret = model::secret_of(core, src)
                 .ok()
                 .and_then(|s| s.webhook_secret);
             match (webhook_base(&core.config, src.kind), secret) {
@@ -498,12 +500,12 @@ pub async fn poll_once(
     client: &SourceClient,
     state: &mut PollState,
 ) -> Result<Polled, ChannelError> {
-    let wait = core.config.poll_timeout_secs;
+    let wait = core.config.kinds.poll_timeout_secs;
     match client {
         SourceClient::Telegram(c) => {
             let offset = src.cursor.as_deref().and_then(|c| c.parse::<i64>().ok());
             let updates = c
-                .get_updates(offset, core.config.telegram_poll_timeout_secs, 100)
+                .get_updates(offset, core.config.kinds.telegram.poll_timeout_secs, 100)
                 .await?;
             let cursor = updates.last().map(|u| (u.update_id + 1).to_string());
             Ok(Polled {

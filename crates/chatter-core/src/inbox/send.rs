@@ -1,0 +1,373 @@
+//! Sending what managers write and fetching what customers send: the `SendMessage` job (one
+//! reply, in order within its conversation, in parts where the messenger needs them, each part
+//! recorded as it goes so a retry sends nothing twice) and the `FetchFile` job (a message's
+//! attachments into the blob store). What differs by kind comes through `crate::connectors`.
+
+use crate::attachments::{attachments_of, StoredAttachment};
+use crate::connectors::model::{self as sources, CONNECTED, DISABLED, TOKEN_REVOKED};
+use crate::connectors::{self, SourceClient};
+use crate::events::{self, Pending};
+use crate::jobs::{BackgroundJob, JobError, JobMeta};
+use crate::{blobs, Core};
+use async_trait::async_trait;
+use chatter_channels::common::split_text;
+use chatter_channels::ChannelError;
+use chatter_domain::SourceKind;
+use chatter_store::entity::{conversation, message, source};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, TransactionTrait,
+};
+use uuid::Uuid;
+
+fn internal(e: impl std::fmt::Display) -> JobError {
+    JobError::Transient(e.to_string())
+}
+
+pub(crate) fn channel_to_job(e: ChannelError) -> JobError {
+    match e {
+        ChannelError::RateLimited {
+            retry_after_secs,
+            message,
+        } => JobError::RateLimited {
+            retry_after_ms: retry_after_secs as i64 * 1000,
+            message,
+        },
+        ChannelError::Transient(m) => JobError::Transient(m),
+        ChannelError::Unauthorized(m) | ChannelError::Permanent(m) => JobError::Permanent(m),
+    }
+}
+
+/// Sends one reply, in order within its conversation.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SendMessage {
+    pub message_id: Uuid,
+}
+
+async fn finish_message(
+    core: &Core,
+    m: &message::Model,
+    status: &str,
+    error: Option<String>,
+    external_id: Option<String>,
+    blocked: bool,
+) -> Result<(), JobError> {
+    let now = core.now();
+    let txn = core.db.begin().await.map_err(internal)?;
+    // A delivery report may have overtaken us (it finds the message by its recorded parts):
+    // never move a delivered, read or provider-failed message back to "sent".
+    let current = message::Entity::find_by_id(m.id)
+        .one(&txn)
+        .await
+        .map_err(internal)?;
+    let overtaken = status == "sent"
+        && current
+            .as_ref()
+            .is_some_and(|c| matches!(c.status.as_str(), "delivered" | "read" | "failed"));
+    let mut am = m.clone().into_active_model();
+    if overtaken {
+        if let Some(c) = &current {
+            am.status = Set(c.status.clone());
+            am.error = Set(c.error.clone());
+        }
+    } else {
+        am.status = Set(status.to_string());
+        am.error = Set(error.clone());
+    }
+    if status == "sent" {
+        am.external_id = Set(external_id);
+        am.sent_at = Set(Some(now));
+    }
+    am.update(&txn).await.map_err(internal)?;
+    commit_with_event(core, txn, m).await?;
+    // A manager's answer written in the CRM: the CRM shows whether it arrived.
+    crate::crm::sync::outbox::on_delivery(core, m.id, error.as_deref(), blocked)
+        .await
+        .map_err(internal)
+}
+
+/// Records the message's live event in `txn` and commits it.
+async fn commit_with_event(
+    core: &Core,
+    txn: sea_orm::DatabaseTransaction,
+    m: &message::Model,
+) -> Result<(), JobError> {
+    let mut pending = Pending::default();
+    let payload = serde_json::json!({"conversation_id": m.conversation_id, "message_id": m.id});
+    events::emit(
+        &txn,
+        &mut pending,
+        m.company_id,
+        "message",
+        payload,
+        core.now(),
+    )
+    .await
+    .map_err(internal)?;
+    txn.commit().await.map_err(internal)?;
+    core.published(pending);
+    Ok(())
+}
+
+#[async_trait]
+impl BackgroundJob for SendMessage {
+    const NAME: &'static str = "send_message";
+    const MAX_ATTEMPTS: i32 = 12;
+
+    async fn dead(&self, core: &Core, _job: &JobMeta, reason: &str) {
+        let id = self.message_id;
+        if let Ok(Some(m)) = message::Entity::find_by_id(id).one(&core.db).await {
+            if m.status == "pending" {
+                let _ =
+                    finish_message(core, &m, "failed", Some(reason.to_string()), None, false).await;
+            }
+        }
+    }
+
+    async fn run(&self, core: &Core, job: &JobMeta) -> Result<(), JobError> {
+        let id = self.message_id;
+        let Some(m) = message::Entity::find_by_id(id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(());
+        };
+        if m.status != "pending" {
+            return Ok(());
+        }
+        // Per conversation, replies go out in the order they were written.
+        let earlier = message::Entity::find()
+            .filter(message::Column::ConversationId.eq(m.conversation_id))
+            .filter(message::Column::Direction.eq("out"))
+            .filter(message::Column::Status.eq("pending"))
+            .filter(message::Column::Id.lt(m.id))
+            .count(&core.db)
+            .await
+            .map_err(internal)?;
+        if earlier > 0 {
+            return Err(JobError::Wait {
+                retry_after_ms: 200,
+                message: "waiting for an earlier reply in this conversation".into(),
+            });
+        }
+        let conv = conversation::Entity::find_by_id(m.conversation_id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| JobError::Permanent("conversation gone".into()))?;
+        let src = source::Entity::find_by_id(m.source_id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| JobError::Permanent("source gone".into()))?;
+        if src.status == DISABLED {
+            return finish_message(
+                core,
+                &m,
+                "failed",
+                Some("the source is turned off; turn it on in Sources and retry".into()),
+                None,
+                false,
+            )
+            .await;
+        }
+        // An API source's customer system gets the reply through its outgoing webhook; with
+        // none set, the reply fails at once and says so in the conversation.
+        if src.kind == SourceKind::Api.id() {
+            if crate::sources::api::settings_of(&src).webhook_url.is_none() {
+                return finish_message(
+                    core,
+                    &m,
+                    "failed",
+                    Some(crate::sources::api::NO_WEBHOOK.into()),
+                    None,
+                    false,
+                )
+                .await;
+            }
+            return crate::sources::api::deliver_reply(core, &m).await;
+        }
+        let client =
+            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let mut sent: Vec<String> =
+            chatter_store::stored_json::read("messages.sent_parts", m.id, &m.sent_parts);
+        // Templates and media go out whole, as one provider message.
+        let atts = attachments_of(&m);
+        if sent.is_empty() {
+            let special = client
+                .send_special(
+                    &conv.external_chat_id,
+                    m.text.as_deref(),
+                    m.extra.as_deref(),
+                    &atts,
+                )
+                .await;
+            match special {
+                Some(Ok(id)) => {
+                    record_parts(core, m.id, std::slice::from_ref(&id)).await?;
+                    return finish_message(core, &m, "sent", None, Some(id), false).await;
+                }
+                Some(Err(e)) => return handle_send_error(core, job, &m, &conv, &client, e).await,
+                None => {}
+            }
+        } else if m.extra.is_some() || !atts.is_empty() {
+            return finish_message(core, &m, "sent", None, sent.first().cloned(), false).await;
+        }
+        let text = m.text.clone().unwrap_or_default();
+        let parts = split_text(&text, client.max_text());
+        // Our id, the same on every retry: providers that dedupe sends (VK) key on it.
+        let key = m.id.to_string();
+        while sent.len() < parts.len() {
+            let i = sent.len();
+            let reply_to = if i == 0 {
+                m.reply_to_external_id.as_deref()
+            } else {
+                None
+            };
+            match client
+                .send_part(&conv.external_chat_id, &parts[i], reply_to, &key, i)
+                .await
+            {
+                Ok(id) => {
+                    sent.push(id);
+                    // Record each part at once, so a retry does not send it twice.
+                    record_parts(core, m.id, &sent).await?;
+                }
+                Err(e) => return handle_send_error(core, job, &m, &conv, &client, e).await,
+            }
+        }
+        let _ = sources::record_health(&core.db, src.id, CONNECTED, None, core.now())
+            .await
+            .ok();
+        finish_message(core, &m, "sent", None, sent.first().cloned(), false).await
+    }
+}
+
+/// Stores the provider ids of the parts sent so far.
+async fn record_parts(core: &Core, id: Uuid, sent: &[String]) -> Result<(), JobError> {
+    message::Entity::update_many()
+        .col_expr(
+            message::Column::SentParts,
+            Expr::value(serde_json::to_string(sent).unwrap_or_default()),
+        )
+        .filter(message::Column::Id.eq(id))
+        .exec(&core.db)
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
+async fn handle_send_error(
+    core: &Core,
+    job: &JobMeta,
+    m: &message::Model,
+    conv: &conversation::Model,
+    client: &SourceClient,
+    e: ChannelError,
+) -> Result<(), JobError> {
+    let now = core.now();
+    match e {
+        ChannelError::Unauthorized(msg) => {
+            let _ = sources::record_health(
+                &core.db,
+                m.source_id,
+                TOKEN_REVOKED,
+                Some(msg.clone()),
+                now,
+            )
+            .await;
+            finish_message(core, m, "failed", Some(msg), None, false).await
+        }
+        ChannelError::Permanent(msg) => {
+            let blocked = client.is_blocked(&msg);
+            if blocked {
+                let _ = conversation::Entity::update_many()
+                    .col_expr(conversation::Column::Blocked, Expr::value(true))
+                    .filter(conversation::Column::Id.eq(conv.id))
+                    .exec(&core.db)
+                    .await;
+            }
+            finish_message(core, m, "failed", Some(msg), None, blocked).await
+        }
+        e if job.attempts >= job.max_attempts => {
+            finish_message(
+                core,
+                m,
+                "failed",
+                Some(format!("gave up after {} attempts: {e}", job.attempts)),
+                None,
+                false,
+            )
+            .await
+        }
+        e => {
+            let note = format!("retrying: {e}");
+            let _ = message::Entity::update_many()
+                .col_expr(message::Column::Error, Expr::value(note))
+                .filter(message::Column::Id.eq(m.id))
+                .exec(&core.db)
+                .await;
+            Err(channel_to_job(e))
+        }
+    }
+}
+
+/// Downloads a message's attachments into the blob store.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct FetchFile {
+    pub message_id: Uuid,
+}
+
+#[async_trait]
+impl BackgroundJob for FetchFile {
+    const NAME: &'static str = "fetch_file";
+
+    async fn run(&self, core: &Core, _job: &JobMeta) -> Result<(), JobError> {
+        let id = self.message_id;
+        let Some(m) = message::Entity::find_by_id(id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(());
+        };
+        let src = source::Entity::find_by_id(m.source_id)
+            .one(&core.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| JobError::Permanent("source gone".into()))?;
+        let client =
+            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let mut atts: Vec<StoredAttachment> = attachments_of(&m);
+        let mut changed = false;
+        for a in atts.iter_mut().filter(|a| a.blob.is_none()) {
+            let file = client.download(&a.file_ref).await.map_err(channel_to_job)?;
+            a.blob = Some(
+                blobs::put(&core.config.data_dir, &file.bytes)
+                    .await
+                    .map_err(internal)?,
+            );
+            a.raster = blobs::raster_type(&file.bytes).map(str::to_owned);
+            if a.size.is_none() {
+                a.size = Some(file.bytes.len() as i64);
+            }
+            if a.mime_type.is_none() {
+                a.mime_type = file.mime_type;
+            }
+            if a.file_name.is_none() {
+                a.file_name = file.file_name;
+            }
+            changed = true;
+        }
+        if changed {
+            let txn = core.db.begin().await.map_err(internal)?;
+            let mut am = m.clone().into_active_model();
+            am.attachments = Set(serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into()));
+            am.update(&txn).await.map_err(internal)?;
+            commit_with_event(core, txn, &m).await?;
+        }
+        Ok(())
+    }
+}
