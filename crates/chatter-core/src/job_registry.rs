@@ -3,7 +3,7 @@
 //! the capabilities that enqueue jobs depend on it without it depending back on them.
 
 use crate::jobs::Registry;
-use crate::{accounts, backup, crm, exports, inbox, mailer, sources};
+use crate::{accounts, api_source, backup, crm, exports, inbox, mailer, sources};
 
 impl Registry {
     /// The registry of every job type, by its `NAME`.
@@ -21,8 +21,8 @@ impl Registry {
             .register::<inbox::send::SendMessage>()
             .register::<inbox::send::FetchFile>()
             // The API source's outgoing webhooks.
-            .register::<sources::api::Dispatch>()
-            .register::<sources::api::Deliver>()
+            .register::<api_source::Dispatch>()
+            .register::<api_source::Deliver>()
             // The CRM sync.
             .register::<crm::sync::CrmDrain>()
     }
@@ -31,7 +31,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use crate::jobs::{BackgroundJob, JobOptions, Registry};
-    use crate::{accounts, backup, crm, exports, inbox, mailer, sources};
+    use crate::{accounts, api_source, backup, crm, exports, inbox, mailer, sources};
     use chatter_store::jobs::NewJob;
     use serde_json::json;
     use uuid::Uuid;
@@ -122,19 +122,19 @@ mod tests {
                 .max_attempts(5),
         );
         same(
-            sources::api::Dispatch {},
+            api_source::Dispatch {},
             at(),
             NewJob::new("api_webhook_dispatch", json!({}), NOW)
                 .dedup("api_webhook_dispatch")
                 .max_attempts(1_000_000),
         );
         same(
-            sources::api::Deliver { delivery_id: id },
+            api_source::Deliver { delivery_id: id },
             at().company(company),
             NewJob::new("api_webhook_deliver", json!({"delivery_id": id}), NOW)
                 .company(company)
                 .dedup(format!("api_webhook_deliver:{id}"))
-                .max_attempts(sources::api::DELIVERY_ATTEMPTS),
+                .max_attempts(api_source::DELIVERY_ATTEMPTS),
         );
         same(
             mailer::SendEmail {

@@ -3,6 +3,7 @@
 //! world inside a transaction: mail, backups and provider calls are jobs.
 
 pub mod accounts;
+pub mod api_source;
 pub mod attachments;
 pub mod audit;
 pub mod backup;

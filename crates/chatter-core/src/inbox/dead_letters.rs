@@ -7,8 +7,9 @@
 //! it stays unacknowledged and the provider delivers it again.
 
 use crate::connectors;
+use crate::connectors::model::DISABLED;
 use crate::inbox::{self, Ingested};
-use crate::{audit, sources, Actor, Core, CoreError, Result};
+use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::InboundEvent;
 use chatter_domain::{text, Permission, SourceKind};
 use chatter_store::entity::{dead_letter, source};
@@ -203,7 +204,7 @@ pub async fn retry(core: &Core, actor: &Actor, id: Uuid) -> Result<Retried> {
         .one(&core.db)
         .await?
         .ok_or(CoreError::NotFound)?;
-    if src.status == sources::DISABLED {
+    if src.status == DISABLED {
         return Err(CoreError::Conflict("source_disabled"));
     }
     let now = core.now();

@@ -176,18 +176,18 @@ impl BackgroundJob for SendMessage {
         // An API source's customer system gets the reply through its outgoing webhook; with
         // none set, the reply fails at once and says so in the conversation.
         if src.kind == SourceKind::Api.id() {
-            if crate::sources::api::settings_of(&src).webhook_url.is_none() {
+            if crate::api_source::settings_of(&src).webhook_url.is_none() {
                 return finish_message(
                     core,
                     &m,
                     "failed",
-                    Some(crate::sources::api::NO_WEBHOOK.into()),
+                    Some(crate::api_source::NO_WEBHOOK.into()),
                     None,
                     false,
                 )
                 .await;
             }
-            return crate::sources::api::deliver_reply(core, &m).await;
+            return crate::api_source::deliver_reply(core, &m).await;
         }
         let client =
             connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;

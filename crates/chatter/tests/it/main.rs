@@ -25,6 +25,7 @@ mod file_sizes;
 mod form_fill;
 mod fuzz_corpus;
 mod kinds_contract;
+mod layers;
 mod max;
 mod messages;
 mod nginx;

@@ -1,7 +1,16 @@
 //! Inbound calls: the signed headers checked against the source's secret within the timestamp
 //! tolerance, the body parsed strictly into one message, stored through the durable ingest.
 
-use super::*;
+use super::{secret_of, verify, Ingested, Ingester, MAX_ID, MAX_TEXT, TIMESTAMP_TOLERANCE_SECS};
+use crate::{Core, CoreError, Result};
+use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
+use chatter_domain::SourceKind;
+use chatter_store::entity::{api_inbound, message, source};
+use chatter_store::stmt;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
 
 /// The signed headers of an inbound call.
 #[derive(Clone, Debug, Default)]
@@ -202,7 +211,7 @@ pub async fn receive(
             "X-Chatter-Signature does not match the body",
         ));
     }
-    if src.status == crate::sources::DISABLED {
+    if src.status == crate::connectors::model::DISABLED {
         return Err(ReceiveError::Disabled);
     }
     let b = parse_body(body)?;

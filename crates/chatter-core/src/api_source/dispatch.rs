@@ -172,7 +172,7 @@ pub(super) async fn horizon(core: &Core) -> Result<i64> {
 pub(super) async fn endpoints(conn: &impl ConnectionTrait) -> Result<Vec<source::Model>> {
     Ok(source::Entity::find()
         .filter(source::Column::Kind.eq(SourceKind::Api.id()))
-        .filter(source::Column::Status.ne(crate::sources::DISABLED))
+        .filter(source::Column::Status.ne(crate::connectors::model::DISABLED))
         .all(conn)
         .await?
         .into_iter()

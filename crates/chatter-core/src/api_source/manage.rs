@@ -19,7 +19,7 @@ pub async fn create(core: &Core, actor: &Actor, name: &str) -> Result<(Uuid, Str
         name: Set(name.clone()),
         secret: Set(Some(enc)),
         settings: Set(serde_json::to_string(&ApiSettings::default()).unwrap_or_default()),
-        status: Set(crate::sources::CONNECTED.into()),
+        status: Set(crate::connectors::model::CONNECTED.into()),
         last_error: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
