@@ -167,7 +167,7 @@ pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Re
     }
     for m in message::Entity::find()
         .filter(message::Column::ConversationId.is_in(batch.iter().copied()))
-        .filter(message::Column::Direction.eq("in"))
+        .filter(message::Column::Direction.eq(Direction::In))
         .order_by_asc(message::Column::CreatedAt)
         .all(db)
         .await?

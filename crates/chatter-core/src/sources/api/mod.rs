@@ -20,7 +20,7 @@ use crate::{audit, egress, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
 use chatter_domain::values::{limits, required_text};
-use chatter_domain::{FieldError, Permission, SourceKind};
+use chatter_domain::{Direction, FieldError, MessageStatus, Permission, SourceKind};
 use chatter_store::entity::{
     api_inbound, api_webhook_delivery as delivery, contact, conversation, event, job, message,
     source, user,
