@@ -15,5 +15,5 @@ pub use ids::*;
 pub use phone::normalize_phone;
 pub use role::{Permission, Role};
 pub use source::SourceKind;
-pub use states::{ConversationStatus, Direction, MessageStatus, UnknownState};
+pub use states::{ConversationStatus, Direction, JobState, MessageStatus, UnknownState};
 pub use values::{Email, FieldError, Password, Slug};

@@ -1,4 +1,4 @@
-//! The states a message or a conversation can be in, as enums. Each is stored as the same short
+//! The states a message, a conversation or a background job can be in, as enums. Each is stored as the same short
 //! text it always was (`"in"`, `"pending"`, `"open"` …), so databases made before these types
 //! existed read back unchanged; a text that is none of them is an error, not a silent default.
 //!
@@ -131,6 +131,20 @@ text_state! {
     }
 }
 
+text_state! {
+    /// Where a background job is: waiting, being run by a worker, finished, or given up on.
+    JobState, "job state" {
+        /// Due at its `run_at`, waiting for a worker.
+        Queued = "queued",
+        /// Claimed by a worker holding its lease.
+        Running = "running",
+        /// Finished; never claimed again.
+        Done = "done",
+        /// Gave up after its attempts (an operator may requeue it).
+        Dead = "dead",
+    }
+}
+
 impl Direction {
     /// Whether the customer wrote the message.
     pub fn is_in(self) -> bool {
@@ -160,7 +174,10 @@ mod tests {
     fn texts_round_trip_through_from_str_and_serde() {
         for d in Direction::ALL {
             assert_eq!(d.as_str().parse::<Direction>(), Ok(*d));
-            assert_eq!(serde_json::to_value(d).ok(), Some(serde_json::json!(d.as_str())));
+            assert_eq!(
+                serde_json::to_value(d).ok(),
+                Some(serde_json::json!(d.as_str()))
+            );
         }
         for s in MessageStatus::ALL {
             assert_eq!(MessageStatus::try_from(s.as_str()), Ok(*s));
@@ -182,6 +199,8 @@ mod tests {
         assert_eq!(texts(&s), "received,pending,sent,delivered,read,failed");
         let c: Vec<_> = ConversationStatus::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(texts(&c), "open,closed");
+        let j: Vec<_> = JobState::ALL.iter().map(|j| j.as_str()).collect();
+        assert_eq!(texts(&j), "queued,running,done,dead");
     }
 
     #[test]
