@@ -235,15 +235,10 @@ pub(super) async fn dispatch(core: &Core) -> Result<bool> {
 }
 
 pub(super) async fn mark_of(conn: &impl ConnectionTrait, subject: Uuid) -> Result<Option<String>> {
-    Ok(conn
-        .query_one(stmt(
-            conn.get_database_backend(),
-            "SELECT state FROM api_webhook_marks WHERE subject_id = $1",
-            vec![subject.into()],
-        ))
+    Ok(api_webhook_mark::Entity::find_by_id(subject)
+        .one(conn)
         .await?
-        .map(|r| r.try_get::<String>("", "state"))
-        .transpose()?)
+        .map(|m| m.state))
 }
 
 pub(super) async fn set_mark(

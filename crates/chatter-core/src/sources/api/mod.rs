@@ -22,8 +22,8 @@ use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
 use chatter_domain::values::{limits, required_text};
 use chatter_domain::{Direction, FieldError, MessageStatus, Permission, SourceKind};
 use chatter_store::entity::{
-    api_inbound, api_webhook_delivery as delivery, contact, conversation, event, job, message,
-    source, user,
+    api_inbound, api_webhook_delivery as delivery, api_webhook_mark, contact, conversation, event,
+    job, message, source, user,
 };
 use chatter_store::jobs;
 use chatter_store::stmt;
