@@ -6,6 +6,7 @@
 
 use crate::server::{self, Common, Server};
 use anyhow::Context as _;
+use chatter_domain::{ConversationStatus, Direction, MessageStatus};
 use chatter_store::entity::{contact, conversation, message, source};
 use reqwest::header::{HeaderValue, COOKIE};
 use sea_orm::{ConnectionTrait as _, EntityTrait, Set, Statement};
@@ -186,7 +187,11 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                     company_id: Set(company),
                     conversation_id: Set(conv_id),
                     source_id: Set(src),
-                    direction: Set(if inbound { "in" } else { "out" }.into()),
+                    direction: Set(if inbound {
+                        Direction::In
+                    } else {
+                        Direction::Out
+                    }),
                     external_id: Set(Some(format!("m{i}-{k}"))),
                     text: Set(Some(text)),
                     attachments: Set("[]".into()),
@@ -199,7 +204,11 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                     author_id: Set((!inbound).then_some(owner)),
                     reply_to_id: Set(None),
                     reply_to_external_id: Set(None),
-                    status: Set(if inbound { "received" } else { "sent" }.into()),
+                    status: Set(if inbound {
+                        MessageStatus::Received
+                    } else {
+                        MessageStatus::Sent
+                    }),
                     error: Set(None),
                     sent_parts: Set("[]".into()),
                     created_at: Set(at),
@@ -215,7 +224,11 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                 external_chat_id: Set(format!("c{i}")),
                 chat_kind: Set("private".into()),
                 title: Set(None),
-                status: Set(if i % 10 == 0 { "open" } else { "closed" }.into()),
+                status: Set(if i % 10 == 0 {
+                    ConversationStatus::Open
+                } else {
+                    ConversationStatus::Closed
+                }),
                 assignee_id: Set(None),
                 unread: Set(0),
                 blocked: Set(false),

@@ -4,8 +4,11 @@
 //! other node can read.
 
 use crate::{Core, CoreError, Result};
+use chatter_store::entity::{instance_fact, node};
 use chatter_store::stmt;
-use sea_orm::{ConnectionTrait, FromQueryResult};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -58,15 +61,11 @@ async fn check_key(core: &Core) -> Result<std::result::Result<(), String>> {
         ],
     ))
     .await?;
-    let stored: String = db
-        .query_one(stmt(
-            db.get_database_backend(),
-            "SELECT value FROM instance_facts WHERE name = $1",
-            vec![KEY_CHECK.into()],
-        ))
+    let stored = instance_fact::Entity::find_by_id(KEY_CHECK)
+        .one(db)
         .await?
         .ok_or_else(|| CoreError::Internal("the master key check value vanished".into()))?
-        .try_get("", "value")?;
+        .value;
     Ok(match core.secrets.decrypt(&stored) {
         Ok(plain) if plain.expose() == KEY_CHECK_TEXT => Ok(()),
         _ => Err(
@@ -121,12 +120,11 @@ pub async fn heartbeat(core: Core, role: &'static str, mut stop: watch::Receiver
 /// The nodes that renewed their row recently, newest start first.
 pub async fn list_alive(core: &Core) -> Result<Vec<Node>> {
     let db = &core.db;
-    Ok(Node::find_by_statement(stmt(
-        db.get_database_backend(),
-        "SELECT name, version, role, started_at, heartbeat_at FROM nodes \
-         WHERE heartbeat_at > $1 ORDER BY started_at DESC, name",
-        vec![(core.now() - ALIVE_MS).into()],
-    ))
-    .all(db)
-    .await?)
+    Ok(node::Entity::find()
+        .filter(node::Column::HeartbeatAt.gt(core.now() - ALIVE_MS))
+        .order_by_desc(node::Column::StartedAt)
+        .order_by_asc(node::Column::Name)
+        .into_model::<Node>()
+        .all(db)
+        .await?)
 }

@@ -61,6 +61,17 @@ impl SourceKind {
             SourceKind::TelegramParsing => "telegram_parsing",
         }
     }
+
+    /// The name a CRM shows for this kind when no connector of it exists yet to say (Telegram
+    /// private accounts and Telegram group parsing); `None` for the kinds whose connector names
+    /// itself.
+    pub fn fallback_crm_label(self) -> Option<&'static str> {
+        match self {
+            SourceKind::TelegramPrivate => Some("Telegram"),
+            SourceKind::TelegramParsing => Some("Telegram-группы"),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -74,5 +85,18 @@ mod tests {
         }
         assert_eq!(SourceKind::from_id(9), None);
         assert_eq!(SourceKind::TelegramParsing.id(), 10);
+    }
+
+    #[test]
+    fn only_kinds_without_a_connector_have_a_fallback_crm_label() {
+        assert_eq!(
+            SourceKind::TelegramPrivate.fallback_crm_label(),
+            Some("Telegram")
+        );
+        assert_eq!(
+            SourceKind::TelegramParsing.fallback_crm_label(),
+            Some("Telegram-группы")
+        );
+        assert_eq!(SourceKind::TelegramBot.fallback_crm_label(), None);
     }
 }

@@ -12,10 +12,16 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-pub const QUEUED: &str = "queued";
-pub const RUNNING: &str = "running";
-pub const DONE: &str = "done";
-pub const DEAD: &str = "dead";
+pub use chatter_domain::JobState;
+
+/// The stored text of [`JobState::Queued`], for filters and hand-written SQL.
+pub const QUEUED: &str = JobState::Queued.as_str();
+/// The stored text of [`JobState::Running`].
+pub const RUNNING: &str = JobState::Running.as_str();
+/// The stored text of [`JobState::Done`].
+pub const DONE: &str = JobState::Done.as_str();
+/// The stored text of [`JobState::Dead`].
+pub const DEAD: &str = JobState::Dead.as_str();
 
 /// A job to enqueue.
 #[derive(Clone, Debug)]

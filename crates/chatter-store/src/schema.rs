@@ -3,8 +3,9 @@
 //! newer one wrote. The applied migrations are in `seaql_migrations`; the version of the
 //! binary that last migrated is kept in `instance_facts`.
 
+use crate::entity::instance_fact;
 use crate::{migration::Migrator, stmt, Result, StoreError};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 
 const MIGRATED_BY: &str = "schema_migrated_by";
@@ -74,15 +75,11 @@ pub async fn record_migrated(db: &DatabaseConnection, now_ms: i64) -> Result<()>
 }
 
 async fn migrated_by(db: &DatabaseConnection) -> Option<String> {
-    let row = db
-        .query_one(stmt(
-            db.get_database_backend(),
-            "SELECT value FROM instance_facts WHERE name = $1",
-            vec![MIGRATED_BY.into()],
-        ))
+    instance_fact::Entity::find_by_id(MIGRATED_BY)
+        .one(db)
         .await
-        .ok()??;
-    row.try_get("", "value").ok()
+        .ok()?
+        .map(|f| f.value)
 }
 
 /// Applies the migrations up to and including `name` only (for upgrade tests that need a

@@ -2,54 +2,27 @@
 //! already encrypted by the caller) with the last order's outcome, the ACME account per CA
 //! directory, and the HTTP-01 challenge answers any node may be asked for.
 
+use crate::entity::{acme_account, acme_challenge, tls_certificate};
 use crate::{stmt, Result};
-use sea_orm::{ConnectionTrait, FromQueryResult};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
-/// One domain set's certificate and the state of its renewal.
-#[derive(Clone, Debug, FromQueryResult)]
-pub struct CertificateRow {
-    pub name: String,
-    pub cert_pem: Option<String>,
-    /// Encrypted with the master key.
-    pub key_pem: Option<String>,
-    pub not_before: Option<i64>,
-    pub not_after: Option<i64>,
-    pub serial: Option<String>,
-    pub issued_at: Option<i64>,
-    pub issued_by_node: Option<String>,
-    pub attempted_at: Option<i64>,
-    /// The last order's failure, cleared by a success.
-    pub error: Option<String>,
-    pub next_attempt_at: i64,
-    pub failures: i32,
-    pub updated_at: i64,
-}
+/// One domain set's certificate and the state of its renewal (a `tls_certificates` row).
+pub type CertificateRow = tls_certificate::Model;
 
-const COLUMNS: &str = "name, cert_pem, key_pem, not_before, not_after, serial, issued_at, \
-     issued_by_node, attempted_at, error, next_attempt_at, failures, updated_at";
-
+/// The certificate row of one domain set (`name`: the sorted names, comma-separated).
 pub async fn find_certificate(
     conn: &impl ConnectionTrait,
     name: &str,
 ) -> Result<Option<CertificateRow>> {
-    Ok(CertificateRow::find_by_statement(stmt(
-        conn.get_database_backend(),
-        &format!("SELECT {COLUMNS} FROM tls_certificates WHERE name = $1"),
-        vec![name.into()],
-    ))
-    .one(conn)
-    .await?)
+    Ok(tls_certificate::Entity::find_by_id(name).one(conn).await?)
 }
 
 /// Every domain set's row (the health page of an instance whose names changed shows both).
 pub async fn list_certificates(conn: &impl ConnectionTrait) -> Result<Vec<CertificateRow>> {
-    Ok(CertificateRow::find_by_statement(stmt(
-        conn.get_database_backend(),
-        &format!("SELECT {COLUMNS} FROM tls_certificates ORDER BY updated_at DESC"),
-        vec![],
-    ))
-    .all(conn)
-    .await?)
+    Ok(tls_certificate::Entity::find()
+        .order_by_desc(tls_certificate::Column::UpdatedAt)
+        .all(conn)
+        .await?)
 }
 
 /// A newly issued certificate.
@@ -127,17 +100,10 @@ pub async fn find_account(
     conn: &impl ConnectionTrait,
     directory: &str,
 ) -> Result<Option<(String, String)>> {
-    let row = conn
-        .query_one(stmt(
-            conn.get_database_backend(),
-            "SELECT email, credentials FROM acme_accounts WHERE directory = $1",
-            vec![directory.into()],
-        ))
-        .await?;
-    Ok(match row {
-        Some(r) => Some((r.try_get("", "email")?, r.try_get("", "credentials")?)),
-        None => None,
-    })
+    Ok(acme_account::Entity::find_by_id(directory)
+        .one(conn)
+        .await?
+        .map(|a| (a.email, a.credentials)))
 }
 
 pub async fn upsert_account(
@@ -204,17 +170,11 @@ pub async fn find_challenge(
     token: &str,
     now: i64,
 ) -> Result<Option<String>> {
-    let row = conn
-        .query_one(stmt(
-            conn.get_database_backend(),
-            "SELECT key_authorization FROM acme_challenges WHERE token = $1 AND expires_at >= $2",
-            vec![token.into(), now.into()],
-        ))
-        .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get("", "key_authorization")?),
-        None => None,
-    })
+    Ok(acme_challenge::Entity::find_by_id(token)
+        .filter(acme_challenge::Column::ExpiresAt.gte(now))
+        .one(conn)
+        .await?
+        .map(|c| c.key_authorization))
 }
 
 pub async fn delete_challenge(conn: &impl ConnectionTrait, token: &str) -> Result<()> {

@@ -5,7 +5,7 @@ use crate::accounts::{self, hash_password, SessionInfo};
 use crate::{
     audit, hash_token, mailer, new_token, throttle, Actor, Core, CoreError, ReqMeta, Result,
 };
-use chatter_domain::{Email, Password, Permission, Role};
+use chatter_domain::{Email, Password, Permission, Role, UserId};
 use chatter_store::entity::{company, invite, membership, session, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
@@ -380,8 +380,10 @@ async fn owners(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<u64> {
         .await?)
 }
 
-pub async fn change_role(core: &Core, actor: &Actor, user_id: Uuid, role: &str) -> Result<()> {
+/// Gives the member `user_id` of the actor's company the role named `role`.
+pub async fn change_role(core: &Core, actor: &Actor, user_id: UserId, role: &str) -> Result<()> {
     actor.require(Permission::Manage)?;
+    let user_id = Uuid::from(user_id);
     let new = Role::parse(role).ok_or(CoreError::field("role", "err.role_invalid"))?;
     let txn = core.db.begin().await?;
     let m = membership::Entity::find_by_id((actor.company_id, user_id))
@@ -412,8 +414,9 @@ pub async fn change_role(core: &Core, actor: &Actor, user_id: Uuid, role: &str) 
 }
 
 /// Removes a member from the company (their account stays; sessions pointing here move on).
-pub async fn remove_member(core: &Core, actor: &Actor, user_id: Uuid) -> Result<()> {
+pub async fn remove_member(core: &Core, actor: &Actor, user_id: UserId) -> Result<()> {
     actor.require(Permission::Manage)?;
+    let user_id = Uuid::from(user_id);
     let txn = core.db.begin().await?;
     let m = membership::Entity::find_by_id((actor.company_id, user_id))
         .one(&txn)

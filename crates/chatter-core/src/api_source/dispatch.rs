@@ -235,15 +235,10 @@ pub(super) async fn dispatch(core: &Core) -> Result<bool> {
 }
 
 pub(super) async fn mark_of(conn: &impl ConnectionTrait, subject: Uuid) -> Result<Option<String>> {
-    Ok(conn
-        .query_one(stmt(
-            conn.get_database_backend(),
-            "SELECT state FROM api_webhook_marks WHERE subject_id = $1",
-            vec![subject.into()],
-        ))
+    Ok(api_webhook_mark::Entity::find_by_id(subject)
+        .one(conn)
         .await?
-        .map(|r| r.try_get::<String>("", "state"))
-        .transpose()?)
+        .map(|m| m.state))
 }
 
 pub(super) async fn set_mark(
@@ -273,7 +268,7 @@ pub(super) async fn status_changed(
     event_id: i64,
     now: i64,
 ) -> Result<()> {
-    if !matches!(m.status.as_str(), "sent" | "failed") {
+    if !matches!(m.status, MessageStatus::Sent | MessageStatus::Failed) {
         return Ok(());
     }
     let dedup = format!("message.status_changed:{}:{}", m.id, m.status);
@@ -354,14 +349,14 @@ pub(super) async fn derive(
                     .await?;
                     // A reply that was already sent (or failed) when the dispatcher first saw
                     // it still gets its status event: every reply reports its outcome once.
-                    if m.direction == "out" {
+                    if m.direction == Direction::Out {
                         status_changed(conn, src, &conv, &m, ev.id, now).await?;
                     }
-                    set_mark(conn, m.id, &m.status, now).await?;
+                    set_mark(conn, m.id, m.status.as_str(), now).await?;
                 }
-                Some(seen) if seen != m.status => {
+                Some(seen) if seen != m.status.as_str() => {
                     status_changed(conn, src, &conv, &m, ev.id, now).await?;
-                    set_mark(conn, m.id, &m.status, now).await?;
+                    set_mark(conn, m.id, m.status.as_str(), now).await?;
                 }
                 Some(_) => {}
             }
@@ -373,10 +368,10 @@ pub(super) async fn derive(
         .unwrap_or_else(|| "open|".into());
     let (seen_status, seen_assignee) = seen.split_once('|').unwrap_or(("open", ""));
     let assignee = conv.assignee_id.map(|a| a.to_string()).unwrap_or_default();
-    if seen_status == conv.status && seen_assignee == assignee {
+    if seen_status == conv.status.as_str() && seen_assignee == assignee {
         return Ok(());
     }
-    if seen_status != conv.status {
+    if seen_status != conv.status.as_str() {
         let dedup = format!("conversation.status_changed:{}:{}", conv.id, ev.id);
         let data = json!({"source_id": src.id, "conversation_id": conv.id,
                           "chat_id": conv.external_chat_id, "status": conv.status});

@@ -178,7 +178,9 @@ impl BackgroundJob for Deliver {
         if d.event_type == "message.created" {
             if let Some(mid) = d.message_id {
                 match &error {
-                    None => mark_message(&txn, &mut pending, mid, "sent", None, now).await,
+                    None => {
+                        mark_message(&txn, &mut pending, mid, MessageStatus::Sent, None, now).await
+                    }
                     // Shown on the pending reply while it is retried.
                     Some(e) => message::Entity::update_many()
                         .col_expr(
@@ -186,7 +188,7 @@ impl BackgroundJob for Deliver {
                             Expr::value(format!("retrying: {e}")),
                         )
                         .filter(message::Column::Id.eq(mid))
-                        .filter(message::Column::Status.eq("pending"))
+                        .filter(message::Column::Status.eq(MessageStatus::Pending))
                         .exec(&txn)
                         .await
                         .map(|_| ())
@@ -220,7 +222,7 @@ impl BackgroundJob for Deliver {
                         &txn,
                         &mut pending,
                         mid,
-                        "failed",
+                        MessageStatus::Failed,
                         Some(reason.to_string()),
                         now,
                     )

@@ -19,9 +19,10 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::{audit, egress, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_domain::values::{limits, required_text};
-use chatter_domain::{FieldError, Permission, SourceKind};
+use chatter_domain::{Direction, FieldError, MessageStatus, Permission, SourceKind};
 use chatter_store::entity::{
-    api_webhook_delivery as delivery, contact, conversation, event, job, message, source, user,
+    api_webhook_delivery as delivery, api_webhook_mark, contact, conversation, event, job, message,
+    source, user,
 };
 use chatter_store::jobs;
 use chatter_store::stmt;

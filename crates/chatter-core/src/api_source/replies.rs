@@ -61,7 +61,7 @@ pub async fn deliver_reply(core: &Core, m: &message::Model) -> Result<(), JobErr
         match d {
             Some(d) if d.status == FAILED => requeue(&txn, d, now).await.map_err(transient)?,
             Some(d) if d.status == DELIVERED => {
-                mark_message(&txn, &mut pending, m.id, "sent", None, now)
+                mark_message(&txn, &mut pending, m.id, MessageStatus::Sent, None, now)
                     .await
                     .map_err(transient)?
             }
@@ -79,7 +79,7 @@ pub(super) async fn mark_message(
     conn: &impl ConnectionTrait,
     pending: &mut Pending,
     message_id: Uuid,
-    status: &str,
+    status: MessageStatus,
     error: Option<String>,
     now: i64,
 ) -> Result<()> {
@@ -87,14 +87,14 @@ pub(super) async fn mark_message(
         .col_expr(message::Column::Status, Expr::value(status))
         .col_expr(message::Column::Error, Expr::value(error))
         .filter(message::Column::Id.eq(message_id))
-        .filter(message::Column::Direction.eq("out"));
+        .filter(message::Column::Direction.eq(Direction::Out));
     // A reply delivered after it was given up on (a replay) is sent after all.
-    q = if status == "sent" {
-        q.filter(message::Column::Status.is_in(["pending", "failed"]))
+    q = if status == MessageStatus::Sent {
+        q.filter(message::Column::Status.is_in([MessageStatus::Pending, MessageStatus::Failed]))
     } else {
-        q.filter(message::Column::Status.eq("pending"))
+        q.filter(message::Column::Status.eq(MessageStatus::Pending))
     };
-    if status == "sent" {
+    if status == MessageStatus::Sent {
         q = q.col_expr(message::Column::SentAt, Expr::value(now));
     }
     if q.exec(conn).await?.rows_affected == 0 {

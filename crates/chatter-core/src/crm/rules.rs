@@ -7,7 +7,7 @@ use crate::{audit, crm, Actor, Core, CoreError, Result};
 use chatter_domain::routing::{self, Actions, Decision, Input, Responsible, Rule, RuleSet};
 use chatter_domain::values::{limits, optional_text};
 use chatter_domain::{FieldError, Permission};
-use chatter_store::entity::{company, source};
+use chatter_store::entity::{company, routing_rule, source};
 use chatter_store::stmt;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use sea_orm::{
@@ -245,15 +245,13 @@ struct Stored {
 }
 
 async fn load(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<Option<Stored>> {
-    let row = conn
-        .query_one(stmt(
-            conn.get_database_backend(),
-            "SELECT rules FROM routing_rules WHERE company_id = $1",
-            vec![company_id.into()],
-        ))
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let text: String = row.try_get("", "rules")?;
+    let Some(row) = routing_rule::Entity::find_by_id(company_id)
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let text = row.rules;
     let rules = serde_json::from_str(&text)
         .map_err(|e| CoreError::Internal(format!("routing rules of {company_id}: {e}")))?;
     Ok(Some(Stored { text, rules }))

@@ -9,8 +9,9 @@ use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_domain::routing::Responsible;
 use chatter_domain::values::{limits, optional_text};
 use chatter_domain::{FieldError, Permission};
+use chatter_store::entity::crm_setting;
 use chatter_store::stmt;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -185,17 +186,12 @@ pub(crate) async fn load_raw(
     company_id: Uuid,
     scope: &str,
 ) -> Result<Option<String>> {
-    let row = conn
-        .query_one(stmt(
-            conn.get_database_backend(),
-            "SELECT settings FROM crm_settings WHERE company_id = $1 AND scope = $2",
-            vec![company_id.into(), scope.into()],
-        ))
-        .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get::<String>("", "settings")?),
-        None => None,
-    })
+    Ok(
+        crm_setting::Entity::find_by_id((company_id, scope.to_string()))
+            .one(conn)
+            .await?
+            .map(|r| r.settings),
+    )
 }
 
 pub(crate) async fn store_raw(

@@ -15,6 +15,7 @@ use crate::inbox::{ingest_in, preview, Ingested};
 use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{CoreError, Result};
 use chatter_channels::{InboundEvent, InboundMessage};
+use chatter_domain::{ConversationStatus, Direction, MessageStatus};
 use chatter_store::entity::{contact, conversation, message, source};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -88,7 +89,7 @@ async fn ingest_new(
                     company_id: Set(src.company_id),
                     conversation_id: Set(conv),
                     source_id: Set(src.id),
-                    direction: Set("in".into()),
+                    direction: Set(Direction::In),
                     external_id: Set(Some(m.external_id.clone())),
                     text: Set(m.text.clone()),
                     attachments: Set(serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into())),
@@ -97,7 +98,7 @@ async fn ingest_new(
                     author_id: Set(None),
                     reply_to_id: Set(None),
                     reply_to_external_id: Set(None),
-                    status: Set("received".into()),
+                    status: Set(MessageStatus::Received),
                     error: Set(None),
                     sent_parts: Set("[]".into()),
                     created_at: Set(now),
@@ -271,7 +272,7 @@ async fn ensure_conversations<'a>(
             external_chat_id: Set(m.chat.external_id.clone()),
             chat_kind: Set(m.chat.kind.as_str().to_string()),
             title: Set(m.chat.title.clone()),
-            status: Set("open".into()),
+            status: Set(ConversationStatus::Open),
             assignee_id: Set(None),
             unread: Set(0),
             blocked: Set(false),

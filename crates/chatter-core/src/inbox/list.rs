@@ -39,8 +39,8 @@ pub async fn list_conversations(
     }
     match f.status.as_deref().unwrap_or("open") {
         "all" => {}
-        "closed" => q = q.filter(conversation::Column::Status.eq("closed")),
-        _ => q = q.filter(conversation::Column::Status.eq("open")),
+        "closed" => q = q.filter(conversation::Column::Status.eq(ConversationStatus::Closed)),
+        _ => q = q.filter(conversation::Column::Status.eq(ConversationStatus::Open)),
     }
     match f.only.as_deref() {
         Some("mine") => {

@@ -18,7 +18,9 @@ use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::whatsapp::{self, Template};
 use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
 use chatter_domain::values::{limits, multi_line_text, optional_text};
-use chatter_domain::{FieldError, Permission, SourceKind};
+use chatter_domain::{
+    ConversationStatus, Direction, FieldError, MessageStatus, Permission, SourceKind,
+};
 use chatter_store::entity::{contact, conversation, message, source};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -96,7 +98,11 @@ pub async fn set_open(core: &Core, actor: &Actor, id: Uuid, open: bool) -> Resul
     let n = conversation::Entity::update_many()
         .col_expr(
             conversation::Column::Status,
-            Expr::value(if open { "open" } else { "closed" }),
+            Expr::value(if open {
+                ConversationStatus::Open
+            } else {
+                ConversationStatus::Closed
+            }),
         )
         .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
         .filter(conversation::Column::Id.eq(id))

@@ -70,7 +70,7 @@ pub(super) async fn upsert_chat(
                 external_chat_id: Set(m_chat.external_id.clone()),
                 chat_kind: Set(m_chat.kind.as_str().to_string()),
                 title: Set(m_chat.title.clone()),
-                status: Set("open".into()),
+                status: Set(ConversationStatus::Open),
                 assignee_id: Set(None),
                 unread: Set(0),
                 blocked: Set(false),
@@ -155,17 +155,6 @@ pub async fn ingest_in(
     }
 }
 
-/// How far an outgoing message has got: a delivery report only ever moves it forward.
-pub(super) fn progress(status: &str) -> Option<u8> {
-    match status {
-        "pending" => Some(0),
-        "sent" => Some(1),
-        "delivered" => Some(2),
-        "read" => Some(3),
-        _ => None,
-    }
-}
-
 /// Our outgoing message of `src` that has `external_id` as the provider id of any part.
 pub(super) async fn find_status_target(
     conn: &impl ConnectionTrait,
@@ -176,7 +165,7 @@ pub(super) async fn find_status_target(
     let like = format!("%{}%", quoted.replace('%', ""));
     let candidates = message::Entity::find()
         .filter(message::Column::SourceId.eq(src.id))
-        .filter(message::Column::Direction.eq("out"))
+        .filter(message::Column::Direction.eq(Direction::Out))
         .filter(
             Condition::any()
                 .add(message::Column::ExternalId.eq(external_id))
@@ -205,8 +194,8 @@ pub async fn status_ready(core: &Core, src: &source::Model, external_id: &str) -
     }
     let in_flight = message::Entity::find()
         .filter(message::Column::SourceId.eq(src.id))
-        .filter(message::Column::Direction.eq("out"))
-        .filter(message::Column::Status.eq("pending"))
+        .filter(message::Column::Direction.eq(Direction::Out))
+        .filter(message::Column::Status.eq(MessageStatus::Pending))
         .one(&core.db)
         .await?;
     Ok(in_flight.is_none())
@@ -228,13 +217,14 @@ pub(super) async fn apply_status(
     let Some(m) = find_status_target(conn, src, external_id).await? else {
         return Ok(());
     };
-    let Some(current) = progress(&m.status) else {
+    // A delivery report only ever moves a message forward.
+    let Some(current) = m.status.progress() else {
         // Failed stays failed until a manager retries it.
         return Ok(());
     };
     let (status, error) = match state {
         DeliveryState::Failed if current <= 1 => (
-            "failed",
+            MessageStatus::Failed,
             Some(
                 error
                     .unwrap_or("the provider reported a failed delivery")
@@ -244,13 +234,13 @@ pub(super) async fn apply_status(
         DeliveryState::Failed => return Ok(()),
         // "sent" while our send job is still finishing: the job records it.
         DeliveryState::Sent => return Ok(()),
-        DeliveryState::Delivered if current < 2 => ("delivered", None),
-        DeliveryState::Read if current < 3 => ("read", None),
+        DeliveryState::Delivered if current < 2 => (MessageStatus::Delivered, None),
+        DeliveryState::Read if current < 3 => (MessageStatus::Read, None),
         _ => return Ok(()),
     };
     let (id, conv_id) = (m.id, m.conversation_id);
     let mut am = m.into_active_model();
-    am.status = Set(status.to_owned());
+    am.status = Set(status);
     am.error = Set(error);
     am.update(conn).await?;
     events::emit(
@@ -341,7 +331,7 @@ pub(super) async fn ingest_message(
         company_id: Set(src.company_id),
         conversation_id: Set(conv.id),
         source_id: Set(src.id),
-        direction: Set("in".into()),
+        direction: Set(Direction::In),
         external_id: Set(Some(m.external_id.clone())),
         text: Set(m.text.clone()),
         attachments: Set(serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into())),
@@ -350,7 +340,7 @@ pub(super) async fn ingest_message(
         author_id: Set(None),
         reply_to_id: Set(reply_to_id),
         reply_to_external_id: Set(m.reply_to_external_id.clone()),
-        status: Set("received".into()),
+        status: Set(MessageStatus::Received),
         error: Set(None),
         sent_parts: Set("[]".into()),
         created_at: Set(now),
@@ -381,7 +371,10 @@ pub(super) async fn ingest_message(
             conversation::Column::Unread,
             Expr::col(conversation::Column::Unread).add(1),
         )
-        .col_expr(conversation::Column::Status, Expr::value("open"))
+        .col_expr(
+            conversation::Column::Status,
+            Expr::value(ConversationStatus::Open),
+        )
         .col_expr(conversation::Column::Blocked, Expr::value(false))
         .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
         .filter(conversation::Column::Id.eq(conv.id))

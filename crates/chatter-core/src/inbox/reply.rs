@@ -140,7 +140,7 @@ pub async fn whatsapp_window_open(
 ) -> Result<bool> {
     let last = message::Entity::find()
         .filter(message::Column::ConversationId.eq(conversation_id))
-        .filter(message::Column::Direction.eq("in"))
+        .filter(message::Column::Direction.eq(Direction::In))
         .order_by_desc(message::Column::SentAt)
         .select_only()
         .column(message::Column::SentAt)
@@ -325,7 +325,7 @@ pub(crate) async fn insert_outgoing(
         company_id: Set(conv.company_id),
         conversation_id: Set(conv.id),
         source_id: Set(conv.source_id),
-        direction: Set("out".into()),
+        direction: Set(Direction::Out),
         external_id: Set(None),
         // Whoever wrote it (the inbox, the API, a manager in the CRM), the customer gets no
         // control characters but line breaks and tabs.
@@ -338,7 +338,7 @@ pub(crate) async fn insert_outgoing(
         author_id: Set(o.author_id),
         reply_to_id: Set(reply_to),
         reply_to_external_id: Set(reply_to_external_id),
-        status: Set("pending".into()),
+        status: Set(MessageStatus::Pending),
         error: Set(None),
         sent_parts: Set("[]".into()),
         created_at: Set(now),
@@ -378,13 +378,13 @@ pub async fn retry_message(core: &Core, actor: &Actor, message_id: Uuid) -> Resu
     let txn = core.db.begin().await?;
     let m = message::Entity::find_by_id(message_id)
         .filter(message::Column::CompanyId.eq(actor.company_id))
-        .filter(message::Column::Status.eq("failed"))
+        .filter(message::Column::Status.eq(MessageStatus::Failed))
         .one(&txn)
         .await?
         .ok_or(CoreError::NotFound)?;
     let conv_id = m.conversation_id;
     let mut am = m.into_active_model();
-    am.status = Set("pending".into());
+    am.status = Set(MessageStatus::Pending);
     am.error = Set(None);
     am.update(&txn).await?;
     SendMessage { message_id }

@@ -12,7 +12,7 @@ use crate::{blobs, Core};
 use async_trait::async_trait;
 use chatter_channels::common::split_text;
 use chatter_channels::ChannelError;
-use chatter_domain::SourceKind;
+use chatter_domain::{Direction, MessageStatus, SourceKind};
 use chatter_store::entity::{conversation, message, source};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -48,7 +48,7 @@ pub struct SendMessage {
 async fn finish_message(
     core: &Core,
     m: &message::Model,
-    status: &str,
+    status: MessageStatus,
     error: Option<String>,
     external_id: Option<String>,
     blocked: bool,
@@ -61,21 +61,24 @@ async fn finish_message(
         .one(&txn)
         .await
         .map_err(internal)?;
-    let overtaken = status == "sent"
-        && current
-            .as_ref()
-            .is_some_and(|c| matches!(c.status.as_str(), "delivered" | "read" | "failed"));
+    let overtaken = status == MessageStatus::Sent
+        && current.as_ref().is_some_and(|c| {
+            matches!(
+                c.status,
+                MessageStatus::Delivered | MessageStatus::Read | MessageStatus::Failed
+            )
+        });
     let mut am = m.clone().into_active_model();
     if overtaken {
         if let Some(c) = &current {
-            am.status = Set(c.status.clone());
+            am.status = Set(c.status);
             am.error = Set(c.error.clone());
         }
     } else {
-        am.status = Set(status.to_string());
+        am.status = Set(status);
         am.error = Set(error.clone());
     }
-    if status == "sent" {
+    if status == MessageStatus::Sent {
         am.external_id = Set(external_id);
         am.sent_at = Set(Some(now));
     }
@@ -118,9 +121,16 @@ impl BackgroundJob for SendMessage {
     async fn dead(&self, core: &Core, _job: &JobMeta, reason: &str) {
         let id = self.message_id;
         if let Ok(Some(m)) = message::Entity::find_by_id(id).one(&core.db).await {
-            if m.status == "pending" {
-                let _ =
-                    finish_message(core, &m, "failed", Some(reason.to_string()), None, false).await;
+            if m.status == MessageStatus::Pending {
+                let _ = finish_message(
+                    core,
+                    &m,
+                    MessageStatus::Failed,
+                    Some(reason.to_string()),
+                    None,
+                    false,
+                )
+                .await;
             }
         }
     }
@@ -134,14 +144,14 @@ impl BackgroundJob for SendMessage {
         else {
             return Ok(());
         };
-        if m.status != "pending" {
+        if m.status != MessageStatus::Pending {
             return Ok(());
         }
         // Per conversation, replies go out in the order they were written.
         let earlier = message::Entity::find()
             .filter(message::Column::ConversationId.eq(m.conversation_id))
-            .filter(message::Column::Direction.eq("out"))
-            .filter(message::Column::Status.eq("pending"))
+            .filter(message::Column::Direction.eq(Direction::Out))
+            .filter(message::Column::Status.eq(MessageStatus::Pending))
             .filter(message::Column::Id.lt(m.id))
             .count(&core.db)
             .await
@@ -166,7 +176,7 @@ impl BackgroundJob for SendMessage {
             return finish_message(
                 core,
                 &m,
-                "failed",
+                MessageStatus::Failed,
                 Some("the source is turned off; turn it on in Sources and retry".into()),
                 None,
                 false,
@@ -180,7 +190,7 @@ impl BackgroundJob for SendMessage {
                 return finish_message(
                     core,
                     &m,
-                    "failed",
+                    MessageStatus::Failed,
                     Some(crate::api_source::NO_WEBHOOK.into()),
                     None,
                     false,
@@ -207,13 +217,22 @@ impl BackgroundJob for SendMessage {
             match special {
                 Some(Ok(id)) => {
                     record_parts(core, m.id, std::slice::from_ref(&id)).await?;
-                    return finish_message(core, &m, "sent", None, Some(id), false).await;
+                    return finish_message(core, &m, MessageStatus::Sent, None, Some(id), false)
+                        .await;
                 }
                 Some(Err(e)) => return handle_send_error(core, job, &m, &conv, &client, e).await,
                 None => {}
             }
         } else if m.extra.is_some() || !atts.is_empty() {
-            return finish_message(core, &m, "sent", None, sent.first().cloned(), false).await;
+            return finish_message(
+                core,
+                &m,
+                MessageStatus::Sent,
+                None,
+                sent.first().cloned(),
+                false,
+            )
+            .await;
         }
         let text = m.text.clone().unwrap_or_default();
         let parts = split_text(&text, client.max_text());
@@ -241,7 +260,15 @@ impl BackgroundJob for SendMessage {
         let _ = sources::record_health(&core.db, src.id, CONNECTED, None, core.now())
             .await
             .ok();
-        finish_message(core, &m, "sent", None, sent.first().cloned(), false).await
+        finish_message(
+            core,
+            &m,
+            MessageStatus::Sent,
+            None,
+            sent.first().cloned(),
+            false,
+        )
+        .await
     }
 }
 
@@ -278,7 +305,7 @@ async fn handle_send_error(
                 now,
             )
             .await;
-            finish_message(core, m, "failed", Some(msg), None, false).await
+            finish_message(core, m, MessageStatus::Failed, Some(msg), None, false).await
         }
         ChannelError::Permanent(msg) => {
             let blocked = client.is_blocked(&msg);
@@ -289,13 +316,13 @@ async fn handle_send_error(
                     .exec(&core.db)
                     .await;
             }
-            finish_message(core, m, "failed", Some(msg), None, blocked).await
+            finish_message(core, m, MessageStatus::Failed, Some(msg), None, blocked).await
         }
         e if job.attempts >= job.max_attempts => {
             finish_message(
                 core,
                 m,
-                "failed",
+                MessageStatus::Failed,
                 Some(format!("gave up after {} attempts: {e}", job.attempts)),
                 None,
                 false,

@@ -16,7 +16,7 @@
 
 use super::{offset_ms, DAY_MS};
 use crate::{Actor, Core, CoreError, Result};
-use chatter_domain::Permission;
+use chatter_domain::{Direction, Permission};
 use chatter_store::entity::company;
 use chatter_store::stmt;
 use chrono::NaiveDate;
@@ -261,7 +261,7 @@ pub async fn report(core: &Core, actor: &Actor, from: &str, to: &str) -> Result<
     for r in rows {
         let source: Uuid = r.try_get("", "source_id")?;
         let author: Option<Uuid> = r.try_get("", "author_id")?;
-        let inbound = r.try_get::<String>("", "direction")? == "in";
+        let inbound = r.try_get::<Direction>("", "direction")?.is_in();
         let day: i64 = r.try_get("", "day")?;
         let n: i64 = r.try_get("", "n")?;
         let count = |a: &mut Acc| {

@@ -1,3 +1,4 @@
+use chatter_domain::ConversationStatus;
 use sea_orm::entity::prelude::*;
 
 /// One chat with a customer (or a group) on one source.
@@ -13,8 +14,8 @@ pub struct Model {
     /// private | group
     pub chat_kind: String,
     pub title: Option<String>,
-    /// open | closed
-    pub status: String,
+    /// Stored as `open` | `closed`.
+    pub status: ConversationStatus,
     pub assignee_id: Option<Uuid>,
     /// Customer messages since a manager last opened the conversation.
     pub unread: i32,

@@ -1,3 +1,4 @@
+use chatter_domain::JobState;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -8,8 +9,8 @@ pub struct Model {
     pub company_id: Option<Uuid>,
     pub kind: String,
     pub payload: String,
-    /// queued | running | done | dead
-    pub status: String,
+    /// Stored as `queued` | `running` | `done` | `dead`.
+    pub status: JobState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub run_at: i64,

@@ -1,3 +1,4 @@
+use chatter_domain::{Direction, MessageStatus};
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -8,8 +9,8 @@ pub struct Model {
     pub company_id: Uuid,
     pub conversation_id: Uuid,
     pub source_id: Uuid,
-    /// in | out
-    pub direction: String,
+    /// Stored as `in` | `out`.
+    pub direction: Direction,
     /// The provider's id, unique per source; `None` while an outgoing message is pending.
     pub external_id: Option<String>,
     pub text: Option<String>,
@@ -22,8 +23,8 @@ pub struct Model {
     pub author_id: Option<Uuid>,
     pub reply_to_id: Option<Uuid>,
     pub reply_to_external_id: Option<String>,
-    /// received | pending | sent | failed
-    pub status: String,
+    /// Stored as `received` | `pending` | `sent` | `delivered` | `read` | `failed`.
+    pub status: MessageStatus,
     pub error: Option<String>,
     /// JSON array of the provider ids of parts already sent (a long text goes in parts).
     pub sent_parts: String,

@@ -75,7 +75,7 @@ fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut 
         },
         chat_kind: c.chat_kind,
         title: c.title,
-        status: c.status,
+        status: c.status.to_string(),
         assignee_id: c.assignee_id,
         unread: c.unread,
         blocked: c.blocked,
@@ -143,7 +143,7 @@ fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
     MessageOut {
         id: m.id,
         conversation_id: m.conversation_id,
-        direction: m.direction,
+        direction: m.direction.to_string(),
         text: m.text,
         attachments: atts
             .into_iter()
@@ -155,7 +155,7 @@ fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
                 stored: a.blob.is_some(),
             })
             .collect(),
-        status: m.status,
+        status: m.status.to_string(),
         error: m.error,
         sender_name: m.sender_name,
         reply_to_id: m.reply_to_id,

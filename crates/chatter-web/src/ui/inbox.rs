@@ -26,7 +26,7 @@ use axum::{Extension, Router};
 use chatter_core::accounts::team;
 use chatter_core::inbox::{self, ConversationRow, ListFilter};
 use chatter_core::Actor;
-use chatter_domain::{Permission, SourceKind};
+use chatter_domain::{ConversationStatus, Permission, SourceKind};
 use chatter_store::entity::event;
 use files::file;
 use fragments::row_html;

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::accounts::team;
 use chatter_core::{Actor, CoreError};
-use chatter_domain::{FieldError, Permission, Role};
+use chatter_domain::{FieldError, Permission, Role, UserId};
 use chatter_store::entity::invite;
 use uuid::Uuid;
 
@@ -136,7 +136,7 @@ async fn change_role(
     CsrfForm(f): CsrfForm<RoleForm>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
-    match team::change_role(&st.core, &actor, id, &f.role).await {
+    match team::change_role(&st.core, &actor, UserId(id), &f.role).await {
         Ok(()) => Ok(Redirect::to("/app/team?ok=role_changed").into_response()),
         Err(CoreError::Conflict("last_owner")) => {
             let tpl = load(
@@ -159,7 +159,7 @@ async fn remove(
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
-    match team::remove_member(&st.core, &actor, id).await {
+    match team::remove_member(&st.core, &actor, UserId(id)).await {
         Ok(()) => Ok(Redirect::to("/app/team?ok=removed").into_response()),
         Err(CoreError::Conflict("last_owner")) => {
             let tpl = load(

@@ -84,7 +84,7 @@ pub(super) async fn note_text(core: &Core, item: &Item) -> Result<Option<String>
     let Some(m) = message::Entity::find_by_id(id).one(&core.db).await? else {
         return Ok(None);
     };
-    Ok(Some(if m.direction == "in" {
+    Ok(Some(if m.direction.is_in() {
         format!("💬 {}: {}", m.sender_name, body_of(&m))
     } else {
         format!("↩ {} (Chatter): {}", m.sender_name, body_of(&m))
@@ -153,14 +153,14 @@ pub(super) async fn mirror_chat(
         Some(c) => Some(c.clone()),
         None => Some(open_chat(core, client, scope, conv.id).await?),
     };
-    let direction = if m.direction == "in" {
+    let direction = if m.direction.is_in() {
         ChatDirection::FromCustomer
     } else {
         ChatDirection::ToCustomer {
             customer: customer.clone(),
         }
     };
-    let sender = if m.direction == "in" {
+    let sender = if m.direction.is_in() {
         customer
     } else {
         ChatParty {

@@ -76,16 +76,10 @@ pub(super) async fn next_in_turn(
     let key: Vec<String> = list.iter().map(i64::to_string).collect();
     let key = key.join(",");
     let backend = conn.get_database_backend();
-    let turn = conn
-        .query_one(stmt(
-            backend,
-            "SELECT turn FROM crm_turns WHERE company_id = $1 AND list_key = $2",
-            vec![company_id.into(), key.clone().into()],
-        ))
+    let turn = crm_turn::Entity::find_by_id((company_id, key.clone()))
+        .one(conn)
         .await?
-        .map(|r| r.try_get::<i64>("", "turn"))
-        .transpose()?
-        .unwrap_or(0);
+        .map_or(0, |t| t.turn);
     conn.execute(stmt(
         backend,
         "INSERT INTO crm_turns (company_id, list_key, turn) VALUES ($1, $2, $3) \
@@ -97,13 +91,13 @@ pub(super) async fn next_in_turn(
 }
 
 pub(super) fn kind_label(kind: Option<SourceKind>) -> &'static str {
-    match kind {
-        // Not connectable yet: no `Kind` of theirs is registered.
-        Some(SourceKind::TelegramPrivate) => "Telegram",
-        Some(SourceKind::TelegramParsing) => "Telegram-группы",
-        Some(k) => chatter_channels::kind_of(k).map_or("Chatter", |k| k.crm_label()),
-        None => "Chatter",
-    }
+    let Some(kind) = kind else {
+        return "Chatter";
+    };
+    // Kinds not connectable yet (no `Kind` of theirs is registered) carry their own label.
+    kind.fallback_crm_label()
+        .or_else(|| chatter_channels::kind_of(kind).map(|k| k.crm_label()))
+        .unwrap_or("Chatter")
 }
 
 pub(super) fn kind_tag(kind: Option<SourceKind>) -> String {
@@ -167,7 +161,7 @@ pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Re
     }
     for m in message::Entity::find()
         .filter(message::Column::ConversationId.is_in(batch.iter().copied()))
-        .filter(message::Column::Direction.eq("in"))
+        .filter(message::Column::Direction.eq(Direction::In))
         .order_by_asc(message::Column::CreatedAt)
         .all(db)
         .await?
@@ -175,18 +169,12 @@ pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Re
         p.first.entry(m.conversation_id).or_insert(m);
     }
     if !contact_ids.is_empty() {
-        let marks: Vec<String> = (1..=contact_ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT contact_id, remote_id FROM crm_contacts WHERE contact_id IN ({})",
-            marks.join(",")
-        );
-        let values: Vec<Value> = contact_ids.iter().map(|u| (*u).into()).collect();
-        for r in db
-            .query_all(stmt(db.get_database_backend(), &sql, values))
+        for c in crm_contact::Entity::find()
+            .filter(crm_contact::Column::ContactId.is_in(contact_ids.iter().copied()))
+            .all(db)
             .await?
         {
-            p.mapped
-                .insert(r.try_get("", "contact_id")?, r.try_get("", "remote_id")?);
+            p.mapped.insert(c.contact_id, c.remote_id);
         }
     }
     // The rules, read and compiled once for the batch.

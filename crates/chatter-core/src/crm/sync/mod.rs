@@ -31,8 +31,10 @@ use chatter_crm::{
     NewContact, NewDeal,
 };
 use chatter_domain::routing::{self, Actions, Decision, Responsible};
-use chatter_domain::{Permission, SourceKind};
-use chatter_store::entity::{contact, conversation, crm_integration, message, source};
+use chatter_domain::{Direction, Permission, SourceKind};
+use chatter_store::entity::{
+    contact, conversation, crm_contact, crm_integration, crm_turn, message, source,
+};
 use chatter_store::jobs;
 use chatter_store::{leases, stmt};
 use sea_orm::{

@@ -5,6 +5,7 @@
 use askama::Template;
 use chatter_core::attachments::{attachments_of, StoredAttachment};
 use chatter_core::inbox::ConversationRow;
+use chatter_domain::{ConversationStatus, Direction, MessageStatus};
 use chatter_store::entity::message;
 use uuid::Uuid;
 
@@ -96,7 +97,7 @@ impl MessageTpl {
     /// Where the person fixes what made the reply fail, with the link's text.
     pub fn fix_link(&self) -> Option<(String, &'static str)> {
         let e = self.m.error.as_deref()?;
-        if self.m.status != "failed" {
+        if self.m.status != MessageStatus::Failed {
             return None;
         }
         if e == chatter_core::sources::api::NO_WEBHOOK {
