@@ -39,6 +39,15 @@ impl Kind for WhatsAppKind {
         "whatsapp-poll"
     }
 
+    fn build(
+        &self,
+        env: &crate::KindEnv,
+        creds: &crate::Credentials,
+        settings: &crate::SourceSettings,
+    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
+        Ok(super::connector::build(env, creds, settings))
+    }
+
     /// `creds.webhook_secret` is the verify token, `creds.signing_secret` the app secret and
     /// `creds.account_id` the phone number id: one Meta app may serve several numbers, so
     /// only what is addressed to this one (or to none) is kept.
