@@ -274,6 +274,34 @@ mod tests {
     }
 
     #[test]
+    fn blocked_refusals_are_classified_per_kind() {
+        let blocked = |e: ChannelError| matches!(e, ChannelError::Blocked(_));
+        let tg = |d: &str| crate::telegram::classify(403, Some(403), d, None);
+        assert!(blocked(tg("Forbidden: bot was blocked by the user")));
+        assert!(!blocked(tg("Bad Request: chat not found")));
+        assert!(blocked(crate::vk::classify(901, "Can't send messages")));
+        assert!(blocked(crate::vk::classify(902, "privacy settings")));
+        assert!(!blocked(crate::vk::classify(100, "one of the parameters")));
+        for (code, m) in [
+            (None, "user blocked the bot"),
+            (Some("chat.denied"), "no"),
+            (Some("dialog.suspended"), "x"),
+        ] {
+            assert!(blocked(crate::max::classify(403, code, m, None)), "{m}");
+        }
+        assert!(!blocked(crate::max::classify(404, None, "chat.not.found", None)));
+        assert!(blocked(crate::avito::classify(403, "the user is blocked", None)));
+        assert!(!blocked(crate::avito::classify(403, "no access", None)));
+        // WhatsApp never says so: a refusal there is only a failed message.
+        assert!(!blocked(crate::whatsapp::classify(
+            400,
+            Some(131026),
+            "blocked",
+            None
+        )));
+    }
+
+    #[test]
     fn poll_state_keeps_one_value_until_reset() {
         let mut s = PollState::default();
         assert!(s.get_mut::<u32>().is_none());

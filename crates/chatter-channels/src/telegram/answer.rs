@@ -222,8 +222,12 @@ mod tests {
 
     #[test]
     fn classify_403_is_permanent_with_the_description() {
+        let d = "Forbidden: bot was blocked by the user";
+        assert_eq!(
+            classify(403, Some(403), d, None),
+            ChannelError::Blocked(d.into())
+        );
         for d in [
-            "Forbidden: bot was blocked by the user",
             "Forbidden: user is deactivated",
             "Forbidden: bot was kicked from the group chat",
             "Forbidden: bot can't initiate conversation with a user",
@@ -252,6 +256,8 @@ mod tests {
     #[test]
     fn classify_without_error_code_uses_the_http_status() {
         let e = classify(403, None, "Forbidden: bot was blocked by the user", None);
+        assert!(matches!(e, ChannelError::Blocked(_)), "{e:?}");
+        let e = classify(403, None, "Forbidden: user is deactivated", None);
         assert!(matches!(e, ChannelError::Permanent(_)), "{e:?}");
         let e = classify(429, None, "Too Many Requests: retry after 3", Some(3));
         assert!(matches!(

@@ -188,9 +188,15 @@ mod tests {
             classify(10, "Internal server error"),
             ChannelError::Transient(_)
         ));
-        for code in [7, 15, 100, 901, 902, 925] {
+        for code in [7, 15, 100, 925] {
             assert!(
                 matches!(classify(code, "x"), ChannelError::Permanent(_)),
+                "{code}"
+            );
+        }
+        for code in [901, 902] {
+            assert!(
+                matches!(classify(code, "x"), ChannelError::Blocked(_)),
                 "{code}"
             );
         }
@@ -208,7 +214,7 @@ mod tests {
         .expect_err("error");
         assert_eq!(
             e,
-            ChannelError::Permanent(
+            ChannelError::Blocked(
                 "messages.send: VK error 901: Can't send messages for users without permission"
                     .into()
             )

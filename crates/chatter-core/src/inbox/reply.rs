@@ -234,15 +234,12 @@ pub async fn whatsapp_templates(
         .one(&core.db)
         .await?
         .ok_or(CoreError::NotFound)?;
-    let Some(waba) = crate::connectors::model::settings_of(&src).waba_id else {
+    let connector = crate::connectors::connector_for(core, &src)?;
+    let settings = crate::connectors::model::settings_of(&src);
+    let Some(all) = connector.templates(&settings).await else {
         return Ok(Vec::new());
     };
-    let crate::connectors::SourceClient::WhatsApp(client) =
-        crate::connectors::client_for(core, &src)?
-    else {
-        return Ok(Vec::new());
-    };
-    let all = client.templates(&waba).await.map_err(|e| {
+    let all = all.map_err(|e| {
         tracing::warn!(error = %e, source = %src.id, "cannot list WhatsApp templates");
         CoreError::field("template", "err.wa_templates_unavailable")
     })?;
