@@ -289,8 +289,17 @@ mod tests {
         ] {
             assert!(blocked(crate::max::classify(403, code, m, None)), "{m}");
         }
-        assert!(!blocked(crate::max::classify(404, None, "chat.not.found", None)));
-        assert!(blocked(crate::avito::classify(403, "the user is blocked", None)));
+        assert!(!blocked(crate::max::classify(
+            404,
+            None,
+            "chat.not.found",
+            None
+        )));
+        assert!(blocked(crate::avito::classify(
+            403,
+            "the user is blocked",
+            None
+        )));
         assert!(!blocked(crate::avito::classify(403, "no access", None)));
         // WhatsApp never says so: a refusal there is only a failed message.
         assert!(!blocked(crate::whatsapp::classify(

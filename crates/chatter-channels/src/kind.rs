@@ -8,7 +8,9 @@
 //! events to store and the acknowledgement to give once they are stored (`HookOutcome`), or
 //! with a refusal (`HookRefusal`) — nothing is stored then.
 
-use crate::{BuildError, Connector, Credentials, InboundEvent, KindConfig, KindEnv, SourceSettings};
+use crate::{
+    BuildError, Connector, Credentials, InboundEvent, KindConfig, KindEnv, SourceSettings,
+};
 use chatter_domain::SourceKind;
 use std::sync::Arc;
 
@@ -62,6 +64,22 @@ pub trait Kind: Send + Sync {
     /// for the API source, which its customer's system calls.
     fn has_connector(&self) -> bool {
         true
+    }
+
+    /// How long after the customer's last message free-form replies may still go (WhatsApp's
+    /// 24 hours; after that only a template may); `None`: always.
+    fn reply_window(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Whether managers may reply with a medium by public link (WhatsApp fetches it).
+    fn sends_media_by_link(&self) -> bool {
+        false
+    }
+
+    /// Whether the kind's accounts have message templates (`Connector::templates`).
+    fn offers_templates(&self) -> bool {
+        false
     }
 
     /// Checks that `req` comes from the provider for the source `creds` belong to and reads

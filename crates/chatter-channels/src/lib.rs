@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 pub use connector::{Connector, HookSite, OutgoingFile, PollState, Polled, SaveSettings};
 pub use env::{BuildError, KindEnv};
 pub use kind::{
-    connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials, HookMethod, HookOutcome,
-    HookRefusal, HookRequest, Kind, KINDS,
+    connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials,
+    HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KINDS,
 };
 pub use source::{Credentials, KindConfig, SourceSettings};
 /// A message template an account may send (WhatsApp's), as `Connector::templates` lists them.

@@ -24,9 +24,11 @@ pub use chatter_channels::hook_url;
 /// the process's `KindEnv`.
 pub struct ConnectorCache {
     env: KindEnv,
-    /// Source id → (the stored, encrypted credentials it was built from, the connector).
-    by_source: Mutex<HashMap<Uuid, (Option<String>, Arc<dyn Connector>)>>,
+    by_source: Mutex<HashMap<Uuid, Cached>>,
 }
+
+/// A source's connector with the stored (encrypted) credentials it was built from.
+type Cached = (Option<String>, Arc<dyn Connector>);
 
 impl ConnectorCache {
     pub(crate) fn new(http: reqwest::Client, cfg: &CoreConfig) -> Self {
@@ -62,9 +64,8 @@ pub fn connector_for(core: &Core, src: &source::Model) -> Result<Arc<dyn Connect
             return Ok(c.clone());
         }
     }
-    let kind = kind_of_id(src.kind).ok_or_else(|| {
-        CoreError::Internal(format!("no connector for source kind {}", src.kind))
-    })?;
+    let kind = kind_of_id(src.kind)
+        .ok_or_else(|| CoreError::Internal(format!("no connector for source kind {}", src.kind)))?;
     let creds = model::secret_of(core, src)?;
     let built = kind
         .build(&cache.env, &creds, &model::settings_of(src))

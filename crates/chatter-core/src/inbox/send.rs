@@ -4,8 +4,8 @@
 //! attachments into the blob store). What differs by kind comes through `crate::connectors`.
 
 use crate::attachments::{attachments_of, StoredAttachment};
-use crate::connectors::model::{self as sources, CONNECTED, DISABLED, TOKEN_REVOKED};
 use crate::connectors;
+use crate::connectors::model::{self as sources, CONNECTED, DISABLED, TOKEN_REVOKED};
 use crate::events::{self, Pending};
 use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::{blobs, Core};
@@ -290,7 +290,9 @@ async fn handle_send_error(
             .await;
             finish_message(core, m, "failed", Some(msg), None, false).await
         }
-        ChannelError::Permanent(msg) => finish_message(core, m, "failed", Some(msg), None, false).await,
+        ChannelError::Permanent(msg) => {
+            finish_message(core, m, "failed", Some(msg), None, false).await
+        }
         // The kind read the refusal as the customer blocking us: nothing is retried and the
         // conversation shows it.
         ChannelError::Blocked(msg) => {

@@ -4,8 +4,8 @@
 //! fetching files are the inbox's jobs (`inbox::send`); what differs by kind lives in
 //! `crate::connectors`.
 
-use crate::connectors::model::{self as sources, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
 use crate::connectors;
+use crate::connectors::model::{self as sources, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
 use crate::inbox::send::channel_to_job;
 use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::Core;
@@ -144,7 +144,9 @@ pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
 
 /// Sources to poll, with their lease prefix.
 async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, &'static str)>> {
-    let kinds: Vec<i32> = chatter_channels::connected_kinds().map(|k| k.id()).collect();
+    let kinds: Vec<i32> = chatter_channels::connected_kinds()
+        .map(|k| k.id())
+        .collect();
     let all = source::Entity::find()
         .filter(source::Column::Kind.is_in(kinds))
         .filter(source::Column::Status.is_in([CONNECTED, ERROR]))
@@ -254,7 +256,9 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
             Err(e) => {
                 failures += 1;
                 state.reset();
-                if failures >= 3 || matches!(e, ChannelError::Permanent(_) | ChannelError::Blocked(_)) {
+                if failures >= 3
+                    || matches!(e, ChannelError::Permanent(_) | ChannelError::Blocked(_))
+                {
                     let _ =
                         sources::record_health(&core.db, id, ERROR, Some(e.to_string()), now).await;
                 }
