@@ -96,6 +96,23 @@ pub trait Connector: Channel {
     ) -> Option<Result<Vec<crate::Template>, ChannelError>> {
         None
     }
+
+    /// The provider's own view of our webhook, for the source's page, where the provider
+    /// reports one (Telegram's `getWebhookInfo`); `None` elsewhere.
+    async fn hook_status(&self) -> Option<Result<HookStatus, ChannelError>> {
+        None
+    }
+}
+
+/// The provider's view of a source's webhook (`Connector::hook_status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HookStatus {
+    /// Where the provider delivers; empty when no webhook is set.
+    pub url: String,
+    /// Deliveries the provider still holds.
+    pub pending: i64,
+    /// The provider's last delivery error, if it reports one.
+    pub last_error: Option<String>,
 }
 
 /// Where a source's webhook deliveries are to arrive.

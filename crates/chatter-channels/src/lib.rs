@@ -18,7 +18,9 @@ pub mod whatsapp;
 
 use serde::{Deserialize, Serialize};
 
-pub use connector::{Connector, HookSite, OutgoingFile, PollState, Polled, SaveSettings};
+pub use connector::{
+    Connector, HookSite, HookStatus, OutgoingFile, PollState, Polled, SaveSettings,
+};
 pub use env::{BuildError, KindEnv};
 pub use kind::{
     connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials,

@@ -3,8 +3,8 @@
 
 use super::{parse_update, TelegramClient, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, PollState, Polled, SaveSettings,
-    SourceSettings,
+    ChannelError, Connector, Credentials, HookSite, HookStatus, KindEnv, PollState, Polled,
+    SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
@@ -88,5 +88,13 @@ impl Connector for TelegramClient {
             raws: updates.iter().map(|u| Some(u.raw.to_string())).collect(),
             cursor,
         })
+    }
+
+    async fn hook_status(&self) -> Option<Result<HookStatus, ChannelError>> {
+        Some(self.get_webhook_info().await.map(|w| HookStatus {
+            url: w.url,
+            pending: w.pending_update_count,
+            last_error: w.last_error_message,
+        }))
     }
 }

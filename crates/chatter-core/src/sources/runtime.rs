@@ -11,7 +11,6 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::Core;
 use async_trait::async_trait;
 use chatter_channels::{ChannelError, PollState, Polled};
-use chatter_domain::SourceKind;
 use chatter_store::entity::source;
 use chatter_store::leases;
 use sea_orm::sea_query::Expr;
@@ -55,8 +54,9 @@ impl BackgroundJob for SourceSetup {
         else {
             return Ok(());
         };
-        // An API source has nothing to set up at a provider: it is on when enabled.
-        if src.kind == SourceKind::Api.id() {
+        // A source whose kind has no provider connector (the API source: its customer's system
+        // calls us) has nothing to set up at a provider: it is on when enabled.
+        if chatter_channels::kind_of_id(src.kind).is_some_and(|k| !k.has_connector()) {
             let status = if src.status == DISABLED {
                 DISABLED
             } else {
