@@ -1,9 +1,13 @@
-//! `Connector`: what a live source of any kind does once it is set up, asked the same way of
-//! every kind, so the message path (sending a reply in parts, classifying a refusal, naming a
-//! poller's lease) never matches on the kind. Setting a source up, stopping it and polling it
-//! keep per-kind code in core for now: they read and write the source's stored settings.
+//! `Connector`: what a live source of any kind does, asked the same way of every kind, so core
+//! never matches on the kind: setting the source up to receive (a webhook at the provider, or
+//! polling), stopping it, polling it once, and sending a reply (in parts, or whole when the kind
+//! has something special to send). A kind builds its connector in `Kind::build`; the
+//! implementation lives in the kind's folder (`telegram/connector.rs` …).
 
-use crate::{Channel, ChannelError};
+use crate::{Channel, ChannelError, InboundEvent, SourceSettings};
+use std::any::Any;
+use std::time::Duration;
+use uuid::Uuid;
 
 /// One live source's client, seen kind-blind. `Channel` (identify, send, download) comes with it.
 #[async_trait::async_trait]
@@ -20,7 +24,8 @@ pub trait Connector: Channel {
     /// a `reply_to` (the provider's id of the message answered, as inbound messages of this
     /// kind carry it). Returns the provider's id of what was sent, in the same form. Kinds that
     /// deduplicate sends derive their key from `key` and `part`, so a retry after a lost answer
-    /// sends nothing twice.
+    /// sends nothing twice. A refusal that means the customer blocked us is
+    /// `ChannelError::Blocked`.
     async fn send_part(
         &self,
         chat: &str,
@@ -30,93 +35,327 @@ pub trait Connector: Channel {
         part: usize,
     ) -> Result<String, ChannelError>;
 
-    /// Whether a `Permanent` refusal of a send (its message) means the customer blocked us or
-    /// disallowed messages: the conversation is marked blocked and nothing is retried. Kinds
-    /// whose provider does not tell keep the default, `false`.
-    fn is_blocked(&self, _error: &str) -> bool {
-        false
+    /// Sets the source up to receive: a webhook to `site` when it has a webhook base, the
+    /// provider's polling otherwise (or checks that the credentials still work, for kinds whose
+    /// callbacks are set by hand). Writes what it set up into `settings` (`mode` included);
+    /// the caller stores them afterwards, `save` stores them midway when the provider needs
+    /// the stored value before setup ends (VK's confirmation code).
+    async fn setup(
+        &self,
+        site: &HookSite<'_>,
+        settings: &mut SourceSettings,
+        save: &dyn SaveSettings,
+    ) -> Result<(), ChannelError>;
+
+    /// Stops the provider's deliveries to a turned-off source as far as the provider allows
+    /// (webhooks deleted, subscriptions removed). Settings it changes are stored through
+    /// `save`. The default does nothing: callbacks configured by hand stay at the provider.
+    async fn stop(
+        &self,
+        _site: &HookSite<'_>,
+        _settings: &mut SourceSettings,
+        _save: &dyn SaveSettings,
+    ) -> Result<(), ChannelError> {
+        Ok(())
     }
+
+    /// Polls once from the stored `cursor`, waiting at most about `wait_secs` for something
+    /// new where the provider long-polls. `state` is this poller's own memory between polls
+    /// (reset after a failure). The default brings nothing: kinds that only call us back.
+    async fn poll(
+        &self,
+        _cursor: Option<&str>,
+        _state: &mut PollState,
+        _wait_secs: u32,
+    ) -> Result<Polled, ChannelError> {
+        Ok(Polled::default())
+    }
+
+    /// Pause between two polls for kinds without a long poll (Avito); `None` otherwise.
+    fn poll_pause(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Sends what is not plain text as one message (a WhatsApp template named by `extra`, a
+    /// medium by link from `files`). `None`: nothing special, the text goes out in parts.
+    async fn send_special(
+        &self,
+        _chat: &str,
+        _text: Option<&str>,
+        _extra: Option<&str>,
+        _files: &[OutgoingFile],
+    ) -> Option<Result<String, ChannelError>> {
+        None
+    }
+
+    /// The message templates the source's account may send (WhatsApp), as the provider lists
+    /// them; `None` when the kind (or the source, per its `settings`) has none.
+    async fn templates(
+        &self,
+        _settings: &SourceSettings,
+    ) -> Option<Result<Vec<crate::Template>, ChannelError>> {
+        None
+    }
+
+    /// The provider's own view of our webhook, for the source's page, where the provider
+    /// reports one (Telegram's `getWebhookInfo`); `None` elsewhere.
+    async fn hook_status(&self) -> Option<Result<HookStatus, ChannelError>> {
+        None
+    }
+}
+
+/// The provider's view of a source's webhook (`Connector::hook_status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HookStatus {
+    /// Where the provider delivers; empty when no webhook is set.
+    pub url: String,
+    /// Deliveries the provider still holds.
+    pub pending: i64,
+    /// The provider's last delivery error, if it reports one.
+    pub last_error: Option<String>,
+}
+
+/// Where a source's webhook deliveries are to arrive.
+#[derive(Clone, Copy, Debug)]
+pub struct HookSite<'a> {
+    /// The source's id (the last segment of its hook URL).
+    pub source_id: Uuid,
+    /// The public base URL the provider can reach (`Kind::webhook_base`); `None`: poll.
+    pub webhook_base: Option<&'a str>,
+    /// The installation's public URL, shown for callbacks set by hand when no webhook base is
+    /// configured.
+    pub public_url: &'a str,
+    /// What the provider must present on every delivery (`Credentials::webhook_secret`),
+    /// empty when none is stored.
+    pub hook_secret: &'a str,
+}
+
+impl HookSite<'_> {
+    /// `{base}/hooks/{slug}/{source_id}` on the webhook base, if there is one.
+    pub fn hook_url(&self, slug: &str) -> Option<String> {
+        self.webhook_base
+            .map(|base| crate::hook_url(base, slug, self.source_id))
+    }
+
+    /// The hook URL on the webhook base, else on the public URL.
+    pub fn public_hook_url(&self, slug: &str) -> String {
+        crate::hook_url(
+            self.webhook_base.unwrap_or(self.public_url),
+            slug,
+            self.source_id,
+        )
+    }
+}
+
+/// Stores a source's settings while a connector sets it up (implemented by core).
+#[async_trait::async_trait]
+pub trait SaveSettings: Send + Sync {
+    /// Stores `settings` as the source's settings now.
+    async fn save(&self, settings: &SourceSettings) -> Result<(), ChannelError>;
+}
+
+/// What one poller keeps between polls of one source, opaque to the poller: each kind puts
+/// its own value in (VK its Long Poll session).
+#[derive(Default)]
+pub struct PollState(Option<Box<dyn Any + Send>>);
+
+impl PollState {
+    /// Forgets in-memory positions, so the next poll starts from the stored cursor.
+    pub fn reset(&mut self) {
+        self.0 = None;
+    }
+
+    /// The kept value, if one of type `T` is kept.
+    pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
+        self.0.as_mut().and_then(|b| b.downcast_mut::<T>())
+    }
+
+    /// Keeps `value` (replacing what was kept) and returns it.
+    pub fn insert<T: Any + Send>(&mut self, value: T) -> &mut T {
+        let kept = self.0.insert(Box::new(value));
+        match kept.downcast_mut::<T>() {
+            Some(v) => v,
+            None => unreachable!("the value was just stored with this type"),
+        }
+    }
+}
+
+/// What one poll brought: the events in order, what the provider sent for each when the kind
+/// keeps it (kept if an event has to be parked), and the cursor to store with them in the
+/// same transaction (`None`: nothing to store).
+#[derive(Debug, Default)]
+pub struct Polled {
+    /// The events, in the order the provider gave them.
+    pub events: Vec<InboundEvent>,
+    /// The provider's raw text of each event, where the kind keeps it (empty otherwise).
+    pub raws: Vec<Option<String>>,
+    /// The cursor to store after these events (`None`: unchanged).
+    pub cursor: Option<String>,
+}
+
+impl Polled {
+    /// `events` with `cursor`, without raw texts.
+    pub fn new(events: Vec<InboundEvent>, cursor: Option<String>) -> Self {
+        Polled {
+            events,
+            raws: Vec::new(),
+            cursor,
+        }
+    }
+}
+
+/// A file going out with a reply, by link (what core stored for the outgoing attachment).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutgoingFile {
+    /// image | video | audio | document
+    pub kind: String,
+    /// Where the provider fetches it from.
+    pub link: String,
+    /// The name shown with a document.
+    pub file_name: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::avito::AvitoClient;
-    use crate::max::MaxClient;
-    use crate::sms::{SmsClient, SmsGatewayConfig};
-    use crate::telegram::TelegramClient;
-    use crate::vk::VkClient;
-    use crate::whatsapp::WhatsAppClient;
+    use crate::{kind_of, Credentials, KindConfig, KindEnv, KINDS};
+    use std::sync::Arc;
 
-    /// Every kind as core sees it, with the facts core used to match on per kind.
-    fn kinds() -> Vec<(Box<dyn Connector>, usize, &'static str)> {
-        let http = reqwest::Client::new;
+    /// Every kind with a connector, built as core builds it, with the facts core used to match
+    /// on per kind.
+    fn connectors() -> Vec<(Arc<dyn Connector>, usize, &'static str)> {
         let base = "http://127.0.0.1:9";
+        let mut cfg = KindConfig::default();
+        cfg.telegram.api_base = base.into();
+        cfg.vk.api_base = base.into();
+        cfg.max.api_base = base.into();
+        cfg.avito.api_base = base.into();
+        cfg.whatsapp.api_base = base.into();
+        cfg.sms.api_base = base.into();
+        let env = KindEnv::new(reqwest::Client::new(), cfg);
+        let creds = Credentials {
+            token: "1:t".into(),
+            client_id: Some("id".into()),
+            ..Credentials::default()
+        };
+        let settings = SourceSettings {
+            bot_id: "1".into(),
+            ..SourceSettings::default()
+        };
+        let build = |k| {
+            kind_of(k)
+                .expect("registered")
+                .build(&env, &creds, &settings)
+                .expect("builds")
+        };
+        use chatter_domain::SourceKind as K;
         vec![
-            (
-                Box::new(TelegramClient::new(http(), base, "1:t")),
-                4096,
-                "telegram-poll",
-            ),
-            (
-                Box::new(VkClient::new(http(), base, "t", 1)),
-                4096,
-                "vk-poll",
-            ),
-            (
-                Box::new(MaxClient::new(http(), base, "t")),
-                4000,
-                "max-poll",
-            ),
-            (
-                Box::new(AvitoClient::new(http(), base, "id", "s")),
-                1000,
-                "avito-poll",
-            ),
-            (
-                Box::new(WhatsAppClient::new(http(), base, "v23.0", "1", "t")),
-                4096,
-                "whatsapp-poll",
-            ),
-            (
-                Box::new(SmsClient::new(
-                    http(),
-                    SmsGatewayConfig::sipout(base, "k", None),
-                )),
-                2000,
-                "sms-poll",
-            ),
+            (build(K::TelegramBot), 4096, "telegram-poll"),
+            (build(K::VkBot), 4096, "vk-poll"),
+            (build(K::MaxBot), 4000, "max-poll"),
+            (build(K::Avito), 1000, "avito-poll"),
+            (build(K::Whatsapp), 4096, "whatsapp-poll"),
+            (build(K::SipoutSms), 2000, "sms-poll"),
         ]
     }
 
     #[test]
     fn every_kind_names_its_text_limit_and_lease() {
-        for (c, max_text, lease) in kinds() {
+        for (c, max_text, lease) in connectors() {
             assert_eq!((c.max_text(), c.lease_prefix()), (max_text, lease));
         }
     }
 
     #[test]
-    fn blocked_refusals_are_recognised_per_kind() {
-        let blocked = |i: usize, e: &str| kinds()[i].0.is_blocked(e);
-        assert!(blocked(0, "Forbidden: bot was blocked by the user"));
-        assert!(!blocked(0, "Bad Request: chat not found"));
-        assert!(blocked(
-            1,
-            "messages.send: VK error 901: Can't send messages"
-        ));
-        assert!(blocked(1, "VK error 902: privacy settings"));
-        assert!(!blocked(1, "VK error 100: one of the parameters"));
-        for e in [
-            "user blocked the bot",
-            "chat.denied: no",
-            "dialog.suspended",
-        ] {
-            assert!(blocked(2, e), "{e}");
+    fn every_connector_agrees_with_its_kind_and_only_avito_pauses() {
+        let built = connectors();
+        for (c, _, lease) in &built {
+            let kind = KINDS.iter().find(|k| k.lease_prefix() == *lease);
+            assert!(kind.is_some(), "{lease}");
+            let pause = c.poll_pause();
+            assert_eq!(pause.is_some(), *lease == "avito-poll", "{lease}");
         }
-        assert!(blocked(3, "the user is blocked"));
-        // WhatsApp and SMS never say so: a refusal there is only a failed message.
-        assert!(!blocked(4, "blocked (code 131026)"));
-        assert!(!blocked(5, "blocked"));
+        assert_eq!(built[3].0.poll_pause(), Some(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn a_vk_source_without_a_community_id_does_not_build() {
+        let env = KindEnv::new(reqwest::Client::new(), KindConfig::default());
+        let vk = kind_of(chatter_domain::SourceKind::VkBot).expect("registered");
+        let built = vk.build(&env, &Credentials::default(), &SourceSettings::default());
+        assert!(built.is_err());
+        let api = kind_of(chatter_domain::SourceKind::Api).expect("registered");
+        assert!(api
+            .build(&env, &Credentials::default(), &SourceSettings::default())
+            .is_err());
+    }
+
+    #[test]
+    fn blocked_refusals_are_classified_per_kind() {
+        let blocked = |e: ChannelError| matches!(e, ChannelError::Blocked(_));
+        let tg = |d: &str| crate::telegram::classify(403, Some(403), d, None);
+        assert!(blocked(tg("Forbidden: bot was blocked by the user")));
+        assert!(!blocked(tg("Bad Request: chat not found")));
+        assert!(blocked(crate::vk::classify(901, "Can't send messages")));
+        assert!(blocked(crate::vk::classify(902, "privacy settings")));
+        assert!(!blocked(crate::vk::classify(100, "one of the parameters")));
+        for (code, m) in [
+            (None, "user blocked the bot"),
+            (Some("chat.denied"), "no"),
+            (Some("dialog.suspended"), "x"),
+        ] {
+            assert!(blocked(crate::max::classify(403, code, m, None)), "{m}");
+        }
+        assert!(!blocked(crate::max::classify(
+            404,
+            None,
+            "chat.not.found",
+            None
+        )));
+        assert!(blocked(crate::avito::classify(
+            403,
+            "the user is blocked",
+            None
+        )));
+        assert!(!blocked(crate::avito::classify(403, "no access", None)));
+        // WhatsApp never says so: a refusal there is only a failed message.
+        assert!(!blocked(crate::whatsapp::classify(
+            400,
+            Some(131026),
+            "blocked",
+            None
+        )));
+    }
+
+    #[test]
+    fn poll_state_keeps_one_value_until_reset() {
+        let mut s = PollState::default();
+        assert!(s.get_mut::<u32>().is_none());
+        *s.insert(1u32) += 1;
+        assert_eq!(s.get_mut::<u32>().copied(), Some(2));
+        assert!(s.get_mut::<String>().is_none());
+        s.reset();
+        assert!(s.get_mut::<u32>().is_none());
+    }
+
+    #[test]
+    fn hook_urls_go_to_the_webhook_base_else_the_public_url() {
+        let id = Uuid::nil();
+        let mut site = HookSite {
+            source_id: id,
+            webhook_base: Some("https://hooks.example/"),
+            public_url: "https://chatter.example",
+            hook_secret: "",
+        };
+        assert_eq!(
+            site.hook_url("vk").as_deref(),
+            Some(format!("https://hooks.example/hooks/vk/{id}").as_str())
+        );
+        site.webhook_base = None;
+        assert_eq!(site.hook_url("vk"), None);
+        assert_eq!(
+            site.public_hook_url("whatsapp"),
+            format!("https://chatter.example/hooks/whatsapp/{id}")
+        );
     }
 }

@@ -8,8 +8,11 @@
 //! events to store and the acknowledgement to give once they are stored (`HookOutcome`), or
 //! with a refusal (`HookRefusal`) — nothing is stored then.
 
-use crate::InboundEvent;
+use crate::{
+    BuildError, Connector, Credentials, InboundEvent, KindConfig, KindEnv, SourceSettings,
+};
 use chatter_domain::SourceKind;
+use std::sync::Arc;
 
 /// One messenger kind's static facts and its webhook.
 pub trait Kind: Send + Sync {
@@ -40,6 +43,44 @@ pub trait Kind: Send + Sync {
     /// Prefix of the lease a source's poller holds (`telegram-poll:{source id}` …), so one node
     /// polls a given source.
     fn lease_prefix(&self) -> &'static str;
+
+    /// Builds the connector of one source of this kind from the process's `env`, the source's
+    /// decrypted `creds` and its stored `settings`. Core keeps it while the credentials stay
+    /// the same (Avito's client caches its access token).
+    fn build(
+        &self,
+        env: &KindEnv,
+        creds: &Credentials,
+        settings: &SourceSettings,
+    ) -> Result<Arc<dyn Connector>, BuildError>;
+
+    /// The public base URL this kind's webhooks go to, if any: the general `webhook_base` unless
+    /// the kind has its own (Telegram's overrides it).
+    fn webhook_base<'a>(&self, cfg: &'a KindConfig) -> Option<&'a str> {
+        cfg.general_webhook_base()
+    }
+
+    /// Whether sources of this kind talk to a provider through a connector (`build`); `false`
+    /// for the API source, which its customer's system calls.
+    fn has_connector(&self) -> bool {
+        true
+    }
+
+    /// How long after the customer's last message free-form replies may still go (WhatsApp's
+    /// 24 hours; after that only a template may); `None`: always.
+    fn reply_window(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Whether managers may reply with a medium by public link (WhatsApp fetches it).
+    fn sends_media_by_link(&self) -> bool {
+        false
+    }
+
+    /// Whether the kind's accounts have message templates (`Connector::templates`).
+    fn offers_templates(&self) -> bool {
+        false
+    }
 
     /// Checks that `req` comes from the provider for the source `creds` belong to and reads
     /// it. Called only for a source of this kind that is turned on.
@@ -199,6 +240,11 @@ impl HookRefusal {
     }
 }
 
+/// `{base}/hooks/{slug}/{source_id}`: where a provider posts a source's events.
+pub fn hook_url(base: &str, slug: &str, source_id: uuid::Uuid) -> String {
+    format!("{}/hooks/{slug}/{source_id}", base.trim_end_matches('/'))
+}
+
 /// Every kind Chatter connects, one line each.
 pub static KINDS: &[&dyn Kind] = &[
     &crate::telegram::TelegramKind,
@@ -209,6 +255,15 @@ pub static KINDS: &[&dyn Kind] = &[
     &crate::whatsapp::WhatsAppKind,
     &crate::sms::SmsKind,
 ];
+
+/// The stored kinds that run as sources talking to a provider (the API source's customer
+/// system calls us instead), in registry order.
+pub fn connected_kinds() -> impl Iterator<Item = SourceKind> {
+    KINDS
+        .iter()
+        .filter(|k| k.has_connector())
+        .map(|k| k.source_kind())
+}
 
 /// The kind of stored kind `kind`, if Chatter connects it.
 pub fn kind_of(kind: SourceKind) -> Option<&'static dyn Kind> {

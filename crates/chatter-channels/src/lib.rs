@@ -7,6 +7,7 @@ pub mod api;
 pub mod avito;
 pub mod common;
 mod connector;
+mod env;
 pub mod kind;
 pub mod max;
 pub mod sms;
@@ -17,12 +18,17 @@ pub mod whatsapp;
 
 use serde::{Deserialize, Serialize};
 
-pub use connector::Connector;
+pub use connector::{
+    Connector, HookSite, HookStatus, OutgoingFile, PollState, Polled, SaveSettings,
+};
+pub use env::{BuildError, KindEnv};
 pub use kind::{
-    kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials, HookMethod, HookOutcome,
-    HookRefusal, HookRequest, Kind, KINDS,
+    connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials,
+    HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KINDS,
 };
 pub use source::{Credentials, KindConfig, SourceSettings};
+/// A message template an account may send (WhatsApp's), as `Connector::templates` lists them.
+pub use whatsapp::Template;
 
 /// What went wrong talking to a provider, classified by what the caller should do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,12 +45,17 @@ pub enum ChannelError {
     /// The credentials are invalid or revoked (bot token revoked, …): the source needs fixing.
     #[error("credentials rejected: {0}")]
     Unauthorized(String),
-    /// Retrying will not help (bad request, the customer blocked the bot, chat not found…).
+    /// Retrying will not help (bad request, chat not found…).
     #[error("refused: {0}")]
     Permanent(String),
+    /// Refused because the customer blocked us or disallowed messages, as the kind read the
+    /// provider's refusal: like `Permanent`, and the conversation is marked blocked.
+    #[error("refused: {0}")]
+    Blocked(String),
 }
 
 impl ChannelError {
+    /// Whether trying again later may succeed (network trouble, rate limits).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

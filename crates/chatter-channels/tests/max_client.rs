@@ -257,7 +257,8 @@ async fn send_splits_long_texts_and_the_fake_logs_them() {
     assert_eq!(format!("{}{}", log[0].text, log[1].text), long);
     assert!(log.iter().all(|s| s.text.chars().count() <= max::MAX_TEXT));
 
-    // The customer stopped the bot: Max answers 403, which is not worth a retry.
+    // The customer stopped the bot: Max answers 403, which is not worth a retry and means the
+    // customer blocked us.
     fake.bot_stopped(&token, 9, "Ivan");
     let e = client
         .send(&OutboundMessage {
@@ -267,7 +268,8 @@ async fn send_splits_long_texts_and_the_fake_logs_them() {
         })
         .await
         .expect_err("blocked");
-    assert!(matches!(e, ChannelError::Permanent(_)), "{e:?}");
+    assert!(matches!(e, ChannelError::Blocked(_)), "{e:?}");
+    assert!(!e.is_retryable());
 
     let e = client
         .send(&OutboundMessage {

@@ -299,7 +299,7 @@ async fn bad_gateway_is_transient() {
 }
 
 #[tokio::test]
-async fn blocked_by_the_user_is_permanent_with_telegrams_words() {
+async fn blocked_by_the_user_is_blocked_with_telegrams_words() {
     let s = stub(|_, _, _| err(403, "Forbidden: bot was blocked by the user", None)).await;
     let e = s
         .client()
@@ -308,8 +308,9 @@ async fn blocked_by_the_user_is_permanent_with_telegrams_words() {
         .expect_err("403");
     assert_eq!(
         e,
-        ChannelError::Permanent("Forbidden: bot was blocked by the user".into())
+        ChannelError::Blocked("Forbidden: bot was blocked by the user".into())
     );
+    assert!(!e.is_retryable());
 }
 
 #[tokio::test]

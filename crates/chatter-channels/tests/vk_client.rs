@@ -279,14 +279,14 @@ async fn send_is_logged_once_even_when_retried_and_replies_by_forward() {
 }
 
 #[tokio::test]
-async fn sending_without_permission_is_permanent() {
+async fn sending_without_permission_is_blocked() {
     let (vk, group, client) = start().await;
     let e = client
         .send(&outbound(CUSTOMER, "привет", "k"))
         .await
         .expect_err("never wrote");
     assert!(
-        matches!(&e, ChannelError::Permanent(m) if m.contains("901")),
+        matches!(&e, ChannelError::Blocked(m) if m.contains("901")),
         "{e:?}"
     );
     vk.customer_writes(group.id, VkCustomerMessage::text(CUSTOMER, "hi"));
@@ -295,7 +295,7 @@ async fn sending_without_permission_is_permanent() {
         .send(&outbound(CUSTOMER, "привет", "k2"))
         .await
         .expect_err("denied");
-    assert!(matches!(e, ChannelError::Permanent(_)), "{e:?}");
+    assert!(matches!(e, ChannelError::Blocked(_)), "{e:?}");
     vk.customer_allows(group.id, CUSTOMER);
     client
         .send(&outbound(CUSTOMER, "привет", "k3"))
@@ -489,7 +489,12 @@ async fn errors_are_classified_by_vk_code_and_http_failure() {
             1,
         );
         let e = client.send(&m).await.expect_err("permission");
-        assert!(matches!(e, ChannelError::Permanent(_)), "{code}: {e:?}");
+        // 901 and 902: the customer disallowed messages (blocked, for the inbox).
+        if code == 901 || code == 902 {
+            assert!(matches!(e, ChannelError::Blocked(_)), "{code}: {e:?}");
+        } else {
+            assert!(matches!(e, ChannelError::Permanent(_)), "{code}: {e:?}");
+        }
     }
     vk.fail_next(group.id, "messages.send", VkFailure::internal(), 1);
     let e = client.send(&m).await.expect_err("10");

@@ -94,8 +94,8 @@ pub struct Core {
     pub outbound: reqwest::Client,
     /// This process's name in leases.
     pub node_id: String,
-    /// Clients that keep state between calls (Avito's token cache), by source.
-    pub(crate) clients: Arc<connectors::ClientCache>,
+    /// Sources' connectors, kept between calls (Avito's token cache), by source.
+    pub(crate) clients: Arc<connectors::ConnectorCache>,
 }
 
 impl Core {
@@ -106,7 +106,13 @@ impl Core {
         mailer: Arc<dyn Mailer>,
         config: CoreConfig,
     ) -> Self {
-        let clients = Arc::new(connectors::ClientCache::new(&config));
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        let clients = Arc::new(connectors::ConnectorCache::new(http.clone(), &config));
         let outbound = egress::client(config.allow_private_targets);
         Self {
             db,
@@ -116,12 +122,7 @@ impl Core {
             config: Arc::new(config),
             jobs_notify: Arc::new(tokio::sync::Notify::new()),
             events: Arc::new(events::EventHub::default()),
-            http: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(10))
-                .timeout(std::time::Duration::from_secs(90))
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap_or_default(),
+            http,
             outbound,
             node_id: format!("node-{}", Uuid::new_v4().simple()),
             clients,

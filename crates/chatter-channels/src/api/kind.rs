@@ -30,6 +30,20 @@ impl Kind for ApiKind {
         "api-poll"
     }
 
+    fn build(
+        &self,
+        _env: &crate::KindEnv,
+        _creds: &crate::Credentials,
+        _settings: &crate::SourceSettings,
+    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
+        Err(crate::BuildError::NoConnector(self.source_kind().id()))
+    }
+
+    /// Its customer's system calls us; there is no provider to set up, poll or send through.
+    fn has_connector(&self) -> bool {
+        false
+    }
+
     /// Not through the generic route: `/hooks/api/{source_id}` is served on its own.
     fn verify_and_parse(
         &self,

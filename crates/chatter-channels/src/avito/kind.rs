@@ -35,6 +35,15 @@ impl Kind for AvitoKind {
         "avito-poll"
     }
 
+    fn build(
+        &self,
+        env: &crate::KindEnv,
+        creds: &crate::Credentials,
+        _settings: &crate::SourceSettings,
+    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
+        Ok(super::connector::build(env, creds))
+    }
+
     /// `req.tail` is the path token, `creds.webhook_secret` the source's.
     fn verify_and_parse(
         &self,

@@ -8,6 +8,7 @@
 //! unguessable path token. The client secret and access tokens never appear in `Debug` output
 //! or in error messages. What Avito sends is read in `parse`.
 
+mod connector;
 mod kind;
 mod parse;
 
@@ -31,6 +32,7 @@ use crate::{
 
 use parse::{chat_info, RawChat};
 
+pub use connector::hook_url;
 pub use parse::{parse_chats, parse_messages, parse_webhook};
 
 /// Longest message text, in characters (§4.2).
@@ -100,6 +102,8 @@ pub struct AvitoClient {
     client_id: String,
     client_secret: String,
     cache: Arc<Mutex<Cache>>,
+    /// Pause between two polls (`Config::poll_interval_secs`, at least 1 s).
+    poll_pause: Duration,
 }
 
 #[derive(Default)]
@@ -176,7 +180,14 @@ impl AvitoClient {
             client_id: client_id.trim().to_owned(),
             client_secret: client_secret.trim().to_owned(),
             cache: Arc::new(Mutex::new(Cache::default())),
+            poll_pause: Duration::from_secs(u64::from(Config::default().poll_interval_secs)),
         }
+    }
+
+    /// The same client, pausing `secs` (at least 1) between two polls as a `Connector`.
+    pub fn with_poll_interval(mut self, secs: u32) -> Self {
+        self.poll_pause = Duration::from_secs(u64::from(secs).max(1));
+        self
     }
 
     /// `GET /core/v1/accounts/self` (§4.1): whose credentials these are. The account number is
@@ -447,33 +458,6 @@ impl crate::Channel for AvitoClient {
     }
 }
 
-#[async_trait::async_trait]
-impl crate::Connector for AvitoClient {
-    fn max_text(&self) -> usize {
-        MAX_TEXT
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "avito-poll"
-    }
-
-    /// Avito has no replies to a message: `reply_to` is dropped.
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        _reply_to: Option<&str>,
-        _key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        self.send_text_part(chat, text).await
-    }
-
-    fn is_blocked(&self, error: &str) -> bool {
-        error.contains("blocked")
-    }
-}
-
 /// When a token issued at `started` for `expires_in` seconds (a day when absent; at most 30
 /// days, whatever the answer says, so no lifetime overflows the clock) is due for refresh.
 fn refresh_at(started: Instant, expires_in: Option<u64>) -> Instant {
@@ -532,6 +516,7 @@ fn error_of(status: u16, retry_after: Option<u64>, body: &[u8]) -> ChannelError 
 /// | 429 | `RateLimited` after `Retry-After` s (60 s, Avito's window, when absent) |
 /// | 5xx | `Transient` |
 /// | 400, 403, 404, other 4xx | `Permanent` with Avito's message |
+/// | … saying `blocked` | `Blocked` |
 pub fn classify(status: u16, message: &str, retry_after: Option<u64>) -> ChannelError {
     match status {
         401 => ChannelError::Unauthorized(UNAUTHORIZED.into()),
@@ -543,7 +528,9 @@ pub fn classify(status: u16, message: &str, retry_after: Option<u64>) -> Channel
             message: message.to_owned(),
         },
         500..=599 => ChannelError::Transient(message.to_owned()),
-        _ => ChannelError::Permanent(message.to_owned()),
+        _ => common::blocked_if(ChannelError::Permanent(message.to_owned()), |m| {
+            m.contains("blocked")
+        }),
     }
 }
 

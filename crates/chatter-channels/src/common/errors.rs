@@ -28,6 +28,17 @@ pub fn scrub(e: ChannelError, secrets: &[&str]) -> ChannelError {
         },
         ChannelError::Unauthorized(m) => ChannelError::Unauthorized(clean(m)),
         ChannelError::Permanent(m) => ChannelError::Permanent(clean(m)),
+        ChannelError::Blocked(m) => ChannelError::Blocked(clean(m)),
+    }
+}
+
+/// A `Permanent` refusal whose message `says_blocked` is `Blocked` (the customer blocked us or
+/// disallowed messages); anything else is returned as it is. Each kind calls this where it
+/// classifies the provider's refusals, with the words its provider uses.
+pub fn blocked_if(e: ChannelError, says_blocked: impl Fn(&str) -> bool) -> ChannelError {
+    match e {
+        ChannelError::Permanent(m) if says_blocked(&m) => ChannelError::Blocked(m),
+        e => e,
     }
 }
 
@@ -85,6 +96,27 @@ mod tests {
         assert_eq!(
             scrub(ChannelError::Permanent("x".into()), &[""]),
             ChannelError::Permanent("x".into())
+        );
+    }
+
+    #[test]
+    fn only_permanent_refusals_that_say_so_are_blocked() {
+        let says = |m: &str| m.contains("blocked");
+        assert_eq!(
+            blocked_if(ChannelError::Permanent("user blocked".into()), says),
+            ChannelError::Blocked("user blocked".into())
+        );
+        for e in [
+            ChannelError::Permanent("chat not found".into()),
+            ChannelError::Transient("blocked".into()),
+            ChannelError::Unauthorized("blocked".into()),
+        ] {
+            assert_eq!(blocked_if(e.clone(), says), e);
+        }
+        assert!(!ChannelError::Blocked("x".into()).is_retryable());
+        assert_eq!(
+            ChannelError::Blocked("x".into()).to_string(),
+            ChannelError::Permanent("x".into()).to_string()
         );
     }
 

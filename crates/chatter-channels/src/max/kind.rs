@@ -33,6 +33,15 @@ impl Kind for MaxKind {
         "max-poll"
     }
 
+    fn build(
+        &self,
+        env: &crate::KindEnv,
+        creds: &crate::Credentials,
+        _settings: &crate::SourceSettings,
+    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
+        Ok(super::connector::build(env, creds))
+    }
+
     fn verify_and_parse(
         &self,
         req: &HookRequest,

@@ -5,6 +5,7 @@
 //! URL and classifies every failure by `classify` (§3.5). The token is never in a URL, never in
 //! `Debug` output, and every error message is scrubbed of it before it leaves this module.
 
+mod connector;
 mod kind;
 mod update;
 
@@ -331,34 +332,6 @@ impl crate::Channel for MaxClient {
     }
 }
 
-#[async_trait::async_trait]
-impl crate::Connector for MaxClient {
-    fn max_text(&self) -> usize {
-        MAX_TEXT
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "max-poll"
-    }
-
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        _key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        self.send_text_part(chat, text, reply_to).await
-    }
-
-    fn is_blocked(&self, error: &str) -> bool {
-        error.contains("blocked")
-            || error.contains("chat.denied")
-            || error.contains("dialog.suspended")
-    }
-}
-
 /// Reads a `GET /updates` answer (§3.2) of HTTP `status`: one event per update, in order, and
 /// the marker to pass next time (`marker`, the one passed in, when Max answers `null`).
 pub fn parse_updates(
@@ -424,7 +397,8 @@ pub fn http_client_with_extra_ca(pem: &[u8], timeout: Duration) -> Result<reqwes
 /// | 401, `verify.token` | `Unauthorized` ("revoked or wrong") |
 /// | 429 | `RateLimited` after `Retry-After` s (1 s when absent) |
 /// | 5xx, `attachment.not.ready` | `Transient` |
-/// | 400, 403 (blocked / no access), 404, 405 (webhook set), other 4xx | `Permanent` |
+/// | 400, 403 (no access), 404, 405 (webhook set), other 4xx | `Permanent` |
+/// | … saying `blocked`, `chat.denied` or `dialog.suspended` | `Blocked` |
 pub fn classify(
     status: u16,
     code: Option<&str>,
@@ -445,7 +419,9 @@ pub fn classify(
         (405, _) => ChannelError::Permanent(format!(
             "{text} (a webhook subscription is active: long polling is unavailable)"
         )),
-        _ => ChannelError::Permanent(text),
+        _ => common::blocked_if(ChannelError::Permanent(text), |m| {
+            m.contains("blocked") || m.contains("chat.denied") || m.contains("dialog.suspended")
+        }),
     }
 }
 

@@ -47,6 +47,15 @@ impl Kind for SmsKind {
         "sms-poll"
     }
 
+    fn build(
+        &self,
+        env: &crate::KindEnv,
+        creds: &crate::Credentials,
+        settings: &crate::SourceSettings,
+    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
+        Ok(super::connector::build(env, creds, settings))
+    }
+
     /// `req.tail` is `{token}/status` or `{token}/inbound`; `creds.webhook_secret` the
     /// source's callback token.
     fn verify_and_parse(

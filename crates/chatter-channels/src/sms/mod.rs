@@ -16,6 +16,7 @@
 //! Phones are E.164 (`+79991234567`) everywhere in Chatter; the gateway gets digits only.
 
 mod callback;
+mod connector;
 mod gateway;
 mod kind;
 mod parts;
@@ -358,35 +359,6 @@ impl crate::Channel for SmsClient {
 
     async fn download(&self, _file_ref: &str) -> Result<Download, ChannelError> {
         Err(ChannelError::Permanent("SMS carries no attachments".into()))
-    }
-}
-
-/// Gateways report blocked numbers per message, so `is_blocked` keeps its default.
-#[async_trait::async_trait]
-impl crate::Connector for SmsClient {
-    fn max_text(&self) -> usize {
-        MAX_TEXT
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "sms-poll"
-    }
-
-    /// `key` goes out as the gateway's client reference. Delivery reports name the first id
-    /// (gateways that answer one id per part report the message by its first part).
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        _reply_to: Option<&str>,
-        key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        self.send_sms(chat, text, Some(key))
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| ChannelError::Permanent("send: no message id".into()))
     }
 }
 

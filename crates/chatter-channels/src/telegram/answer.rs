@@ -101,12 +101,25 @@ pub(super) fn envelope_error(status: u16, env: Envelope) -> ChannelError {
 /// | 429 | `RateLimited` after `retry_after` s (5 s when absent) |
 /// | 5xx, any status with a 5xx code | `Transient` |
 /// | 400, 403, 409, other 4xx | `Permanent` with Telegram's description |
+/// | … whose description says `blocked` ("bot was blocked by the user") | `Blocked` |
 ///
 /// A 400 carrying `parameters.migrate_to_chat_id` (a group upgraded to a supergroup) becomes a
 /// `Permanent` whose message ends with `(migrate_to_chat_id=<id>)`: the caller rewrites the
 /// stored chat id (see `migrate_to_chat_id`) and sends again. Network errors and timeouts never
 /// reach here: they are always `Transient`.
 pub fn classify(
+    status: u16,
+    error_code: Option<i64>,
+    description: &str,
+    retry_after: Option<u64>,
+) -> ChannelError {
+    crate::common::blocked_if(
+        classify_status(status, error_code, description, retry_after),
+        |m| m.contains("blocked"),
+    )
+}
+
+fn classify_status(
     status: u16,
     error_code: Option<i64>,
     description: &str,
@@ -209,8 +222,12 @@ mod tests {
 
     #[test]
     fn classify_403_is_permanent_with_the_description() {
+        let d = "Forbidden: bot was blocked by the user";
+        assert_eq!(
+            classify(403, Some(403), d, None),
+            ChannelError::Blocked(d.into())
+        );
         for d in [
-            "Forbidden: bot was blocked by the user",
             "Forbidden: user is deactivated",
             "Forbidden: bot was kicked from the group chat",
             "Forbidden: bot can't initiate conversation with a user",
@@ -239,6 +256,8 @@ mod tests {
     #[test]
     fn classify_without_error_code_uses_the_http_status() {
         let e = classify(403, None, "Forbidden: bot was blocked by the user", None);
+        assert!(matches!(e, ChannelError::Blocked(_)), "{e:?}");
+        let e = classify(403, None, "Forbidden: user is deactivated", None);
         assert!(matches!(e, ChannelError::Permanent(_)), "{e:?}");
         let e = classify(429, None, "Too Many Requests: retry after 3", Some(3));
         assert!(matches!(

@@ -41,6 +41,23 @@ impl Kind for TelegramKind {
         "telegram-poll"
     }
 
+    fn build(
+        &self,
+        env: &crate::KindEnv,
+        creds: &crate::Credentials,
+        _settings: &crate::SourceSettings,
+    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
+        Ok(super::connector::build(env, creds))
+    }
+
+    /// Telegram's own `telegram.webhook_base` overrides the general one.
+    fn webhook_base<'a>(&self, cfg: &'a crate::KindConfig) -> Option<&'a str> {
+        cfg.telegram
+            .webhook_base
+            .as_deref()
+            .or(cfg.general_webhook_base())
+    }
+
     fn verify_and_parse(
         &self,
         req: &HookRequest,

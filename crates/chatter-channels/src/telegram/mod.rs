@@ -8,6 +8,7 @@
 //! message is scrubbed of the token before it leaves this module.
 
 mod answer;
+mod connector;
 mod kind;
 mod update;
 
@@ -78,6 +79,8 @@ pub struct TelegramClient {
     http: reqwest::Client,
     base_url: String,
     token: String,
+    /// Long-poll wait of `Connector::poll`, seconds (`Config::poll_timeout_secs`).
+    poll_timeout_secs: u32,
 }
 
 impl fmt::Debug for TelegramClient {
@@ -111,7 +114,14 @@ impl TelegramClient {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
+            poll_timeout_secs: Config::default().poll_timeout_secs,
         }
+    }
+
+    /// The same client, long-polling `secs` at a time when polled as a `Connector`.
+    pub fn with_poll_timeout(mut self, secs: u32) -> Self {
+        self.poll_timeout_secs = secs;
+        self
     }
 
     /// The bot's user id: the numeric prefix of the token (§1.1), if the token has one.
@@ -384,37 +394,6 @@ impl crate::Channel for TelegramClient {
             mime_type: None,
             file_name: None,
         })
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::Connector for TelegramClient {
-    fn max_text(&self) -> usize {
-        MAX_TEXT
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "telegram-poll"
-    }
-
-    /// Inbound ids are `{chat}:{message_id}`; Telegram replies by the message id alone.
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        _key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        let reply = reply_to
-            .and_then(|r| r.rsplit(':').next())
-            .and_then(|x| x.parse::<i64>().ok());
-        let mid = self.send_text_part(chat, text, reply).await?;
-        Ok(format!("{chat}:{mid}"))
-    }
-
-    fn is_blocked(&self, error: &str) -> bool {
-        error.contains("blocked")
     }
 }
 

@@ -37,7 +37,8 @@ struct ApiError {
 /// | 9 | `RateLimited` 60 s (flood control) |
 /// | 14 | `RateLimited` 10 s (captcha: for a bot, a throttle) |
 /// | 1, 10 | `Transient` (unknown / internal error) |
-/// | 7, 15, 100, 901, 902, 925, anything else | `Permanent` with VK's message |
+/// | 901 (messages from the community disallowed), 902 (privacy settings) | `Blocked` |
+/// | 7, 15, 100, 925, anything else | `Permanent` with VK's message |
 pub fn classify(error_code: i64, error_msg: &str) -> ChannelError {
     let message = format!("VK error {error_code}: {error_msg}");
     let limited = |secs| ChannelError::RateLimited {
@@ -51,6 +52,7 @@ pub fn classify(error_code: i64, error_msg: &str) -> ChannelError {
         9 => limited(60),
         14 => limited(10),
         1 | 10 => ChannelError::Transient(message),
+        901 | 902 => ChannelError::Blocked(message),
         _ => ChannelError::Permanent(message),
     }
 }
@@ -137,6 +139,7 @@ fn prefix(method: &str, e: ChannelError) -> ChannelError {
         },
         ChannelError::Unauthorized(m) => ChannelError::Unauthorized(format!("{method}: {m}")),
         ChannelError::Permanent(m) => ChannelError::Permanent(format!("{method}: {m}")),
+        ChannelError::Blocked(m) => ChannelError::Blocked(format!("{method}: {m}")),
     }
 }
 
@@ -185,9 +188,15 @@ mod tests {
             classify(10, "Internal server error"),
             ChannelError::Transient(_)
         ));
-        for code in [7, 15, 100, 901, 902, 925] {
+        for code in [7, 15, 100, 925] {
             assert!(
                 matches!(classify(code, "x"), ChannelError::Permanent(_)),
+                "{code}"
+            );
+        }
+        for code in [901, 902] {
+            assert!(
+                matches!(classify(code, "x"), ChannelError::Blocked(_)),
                 "{code}"
             );
         }
@@ -205,7 +214,7 @@ mod tests {
         .expect_err("error");
         assert_eq!(
             e,
-            ChannelError::Permanent(
+            ChannelError::Blocked(
                 "messages.send: VK error 901: Can't send messages for users without permission"
                     .into()
             )

@@ -36,6 +36,15 @@ impl Kind for VkKind {
         "vk-poll"
     }
 
+    fn build(
+        &self,
+        env: &crate::KindEnv,
+        creds: &crate::Credentials,
+        settings: &crate::SourceSettings,
+    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
+        super::connector::build(env, creds, settings)
+    }
+
     /// `creds.account_id` is the community id; `creds.confirmation` the code VK's
     /// `confirmation` request is answered with (`NotReady` until it is stored).
     fn verify_and_parse(

@@ -7,6 +7,7 @@
 //! before it leaves this module; `Debug` shows neither.
 
 mod answer;
+mod connector;
 mod event;
 mod kind;
 
@@ -517,41 +518,6 @@ impl crate::Channel for VkClient {
 
     async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
         VkClient::download(self, file_ref).await
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::Connector for VkClient {
-    fn max_text(&self) -> usize {
-        MAX_TEXT
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "vk-poll"
-    }
-
-    /// Deduplicated by a `random_id` derived from `key` and `part` (`random_id_for`).
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        key: &str,
-        part: usize,
-    ) -> Result<String, ChannelError> {
-        let peer: i64 = chat
-            .parse()
-            .map_err(|_| ChannelError::Permanent(format!("not a VK peer id: {chat:?}")))?;
-        let reply = reply_to.and_then(|r| ReplyTo::parse(peer, r));
-        let id = self
-            .send_text_part(peer, text, random_id_for(key, part), reply)
-            .await?;
-        Ok(id.to_string())
-    }
-
-    /// 901: the user disallowed messages from the community; 902: privacy settings forbid it.
-    fn is_blocked(&self, error: &str) -> bool {
-        error.contains("VK error 901") || error.contains("VK error 902")
     }
 }
 

@@ -39,6 +39,30 @@ impl Kind for WhatsAppKind {
         "whatsapp-poll"
     }
 
+    fn build(
+        &self,
+        env: &crate::KindEnv,
+        creds: &crate::Credentials,
+        settings: &crate::SourceSettings,
+    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
+        Ok(super::connector::build(env, creds, settings))
+    }
+
+    /// Free-form messages go only within 24 hours of the customer's last message (§5.3).
+    fn reply_window(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(
+            super::WINDOW_MS.unsigned_abs(),
+        ))
+    }
+
+    fn sends_media_by_link(&self) -> bool {
+        true
+    }
+
+    fn offers_templates(&self) -> bool {
+        true
+    }
+
     /// `creds.webhook_secret` is the verify token, `creds.signing_secret` the app secret and
     /// `creds.account_id` the phone number id: one Meta app may serve several numbers, so
     /// only what is addressed to this one (or to none) is kept.

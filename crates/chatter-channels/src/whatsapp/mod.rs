@@ -11,6 +11,7 @@
 //! retrying it may deliver the text twice. `OutboundMessage::idempotency_key` is not sent.
 
 mod answer;
+mod connector;
 mod kind;
 mod notification;
 
@@ -537,30 +538,6 @@ impl crate::Channel for WhatsAppClient {
     /// `file_ref` is the media id from the notification.
     async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
         self.download_media(file_ref).await
-    }
-}
-
-/// Meta does not say whether a customer blocked the business (131026 covers that and "not on
-/// WhatsApp" alike), so `is_blocked` keeps its default.
-#[async_trait::async_trait]
-impl crate::Connector for WhatsAppClient {
-    fn max_text(&self) -> usize {
-        MAX_TEXT
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "whatsapp-poll"
-    }
-
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        _key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        self.send_text(chat, text, reply_to).await
     }
 }
 

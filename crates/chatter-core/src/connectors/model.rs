@@ -37,6 +37,8 @@ pub fn secret_of(core: &Core, s: &source::Model) -> Result<SourceSecret> {
         .map_err(|e| CoreError::Internal(format!("bad source secret: {e}")))
 }
 
+/// A Telegram source's client, for the Sources page's webhook line. Kept until that page asks
+/// `connector_for(..).hook_status()` instead (kind-blind); nothing else may use it.
 pub fn telegram_client(core: &Core, s: &source::Model) -> Result<TelegramClient> {
     let secret = secret_of(core, s)?;
     Ok(TelegramClient::new(

@@ -11,7 +11,7 @@ use crate::connectors::model::DISABLED;
 use crate::inbox::{self, Ingested};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::InboundEvent;
-use chatter_domain::{text, Permission, SourceKind};
+use chatter_domain::{text, Permission};
 use chatter_store::entity::{dead_letter, source};
 use chatter_store::StoreError;
 use sea_orm::sea_query::Expr;
@@ -101,8 +101,8 @@ pub async fn park(
     let now = core.now();
     let id = Uuid::now_v7();
     let event = serde_json::to_string(ev).map_err(|e| CoreError::Internal(e.to_string()))?;
-    let kind = SourceKind::from_id(src.kind)
-        .map(|k| k.as_str().to_string())
+    let kind = chatter_channels::kind_of_id(src.kind)
+        .map(|k| k.source_kind().as_str().to_string())
         .unwrap_or_else(|| src.kind.to_string());
     dead_letter::Entity::insert(dead_letter::ActiveModel {
         id: Set(id),

@@ -15,12 +15,10 @@ use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};
 use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{audit, Actor, Core, CoreError, Result};
-use chatter_channels::whatsapp::{self, Template};
+use chatter_channels::Template;
 use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
 use chatter_domain::values::{limits, multi_line_text, optional_text};
-use chatter_domain::{
-    ConversationStatus, Direction, FieldError, MessageStatus, Permission, SourceKind,
-};
+use chatter_domain::{ConversationStatus, Direction, FieldError, MessageStatus, Permission};
 use chatter_store::entity::{contact, conversation, message, source};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{

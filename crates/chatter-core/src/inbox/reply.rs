@@ -50,13 +50,17 @@ pub(super) async fn store_reply(
         .await?
         .ok_or(CoreError::NotFound)?;
     let free_form = !matches!(special, Special::Template(_));
-    if free_form && source_kind(&txn, conv.source_id).await? == Some(SourceKind::Whatsapp) {
+    let window = match free_form {
+        true => reply_window(&txn, conv.source_id).await?,
+        false => None,
+    };
+    if let Some(window) = window {
         let field = if matches!(special, Special::Media(_)) {
             "media_url"
         } else {
             "text"
         };
-        if !whatsapp_window_open(&txn, conv.id, now).await? {
+        if !window_open(&txn, conv.id, window, now).await? {
             return Err(CoreError::field(field, "err.wa_window_closed"));
         }
     }
@@ -121,21 +125,44 @@ pub(super) async fn store_reply(
     Ok(m)
 }
 
-pub(super) async fn source_kind(
+/// The reply window of a source's kind (`Kind::reply_window`), if it has one.
+async fn reply_window(
     conn: &impl ConnectionTrait,
     source_id: Uuid,
-) -> Result<Option<SourceKind>> {
+) -> Result<Option<std::time::Duration>> {
     Ok(source::Entity::find_by_id(source_id)
         .one(conn)
         .await?
-        .and_then(|s| SourceKind::from_id(s.kind)))
+        .and_then(|s| chatter_channels::kind_of_id(s.kind))
+        .and_then(|k| k.reply_window()))
 }
 
-/// Whether free-form messages may still go to this WhatsApp conversation: the customer wrote
-/// less than 24 hours ago (their time as WhatsApp reported it). Never wrote: closed.
+/// Whether free-form messages may still go to this conversation: always, unless its kind has
+/// a reply window (WhatsApp's 24 hours) and the customer last wrote longer ago than that (their
+/// time as the provider reported it). Never wrote: closed. No such conversation: closed.
 pub async fn whatsapp_window_open(
     conn: &impl ConnectionTrait,
     conversation_id: Uuid,
+    now: i64,
+) -> Result<bool> {
+    let Some(conv) = conversation::Entity::find_by_id(conversation_id)
+        .one(conn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    match reply_window(conn, conv.source_id).await? {
+        Some(window) => window_open(conn, conversation_id, window, now).await,
+        None => Ok(true),
+    }
+}
+
+/// Whether the customer of `conversation_id` last wrote less than `window` before `now` (a
+/// time in the future, clock skew, counts as "just now").
+async fn window_open(
+    conn: &impl ConnectionTrait,
+    conversation_id: Uuid,
+    window: std::time::Duration,
     now: i64,
 ) -> Result<bool> {
     let last = message::Entity::find()
@@ -148,7 +175,8 @@ pub async fn whatsapp_window_open(
         .one(conn)
         .await?
         .flatten();
-    Ok(last.is_some_and(|at| whatsapp::window_open(at, now)))
+    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    Ok(last.is_some_and(|at| now.saturating_sub(at) < window))
 }
 
 /// A WhatsApp reply with a medium WhatsApp fetches from a public HTTPS link: an image, video
@@ -162,7 +190,7 @@ pub async fn reply_media(
 ) -> Result<message::Model> {
     actor.require(Permission::Reply)?;
     let row = get_conversation(core, actor, conversation_id).await?;
-    if SourceKind::from_id(row.source_kind) != Some(SourceKind::Whatsapp) {
+    if !chatter_channels::kind_of_id(row.source_kind).is_some_and(|k| k.sends_media_by_link()) {
         return Err(CoreError::field("media_url", "err.kind_unsupported"));
     }
     let link = link.trim();
@@ -227,22 +255,19 @@ pub async fn whatsapp_templates(
     conversation_id: Uuid,
 ) -> Result<Vec<Template>> {
     let row = get_conversation(core, actor, conversation_id).await?;
-    if SourceKind::from_id(row.source_kind) != Some(SourceKind::Whatsapp) {
+    if !chatter_channels::kind_of_id(row.source_kind).is_some_and(|k| k.offers_templates()) {
         return Ok(Vec::new());
     }
     let src = source::Entity::find_by_id(row.conversation.source_id)
         .one(&core.db)
         .await?
         .ok_or(CoreError::NotFound)?;
-    let Some(waba) = crate::connectors::model::settings_of(&src).waba_id else {
+    let connector = crate::connectors::connector_for(core, &src)?;
+    let settings = crate::connectors::model::settings_of(&src);
+    let Some(all) = connector.templates(&settings).await else {
         return Ok(Vec::new());
     };
-    let crate::connectors::SourceClient::WhatsApp(client) =
-        crate::connectors::client_for(core, &src)?
-    else {
-        return Ok(Vec::new());
-    };
-    let all = client.templates(&waba).await.map_err(|e| {
+    let all = all.map_err(|e| {
         tracing::warn!(error = %e, source = %src.id, "cannot list WhatsApp templates");
         CoreError::field("template", "err.wa_templates_unavailable")
     })?;

@@ -4,14 +4,14 @@
 //! attachments into the blob store). What differs by kind comes through `crate::connectors`.
 
 use crate::attachments::{attachments_of, StoredAttachment};
+use crate::connectors;
 use crate::connectors::model::{self as sources, CONNECTED, DISABLED, TOKEN_REVOKED};
-use crate::connectors::{self, SourceClient};
 use crate::events::{self, Pending};
 use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::{blobs, Core};
 use async_trait::async_trait;
 use chatter_channels::common::split_text;
-use chatter_channels::ChannelError;
+use chatter_channels::{ChannelError, OutgoingFile};
 use chatter_domain::{Direction, MessageStatus, SourceKind};
 use chatter_store::entity::{conversation, message, source};
 use sea_orm::sea_query::Expr;
@@ -35,7 +35,9 @@ pub(crate) fn channel_to_job(e: ChannelError) -> JobError {
             message,
         },
         ChannelError::Transient(m) => JobError::Transient(m),
-        ChannelError::Unauthorized(m) | ChannelError::Permanent(m) => JobError::Permanent(m),
+        ChannelError::Unauthorized(m) | ChannelError::Permanent(m) | ChannelError::Blocked(m) => {
+            JobError::Permanent(m)
+        }
     }
 }
 
@@ -199,19 +201,28 @@ impl BackgroundJob for SendMessage {
             }
             return crate::api_source::deliver_reply(core, &m).await;
         }
-        let client =
-            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client = connectors::connector_for(core, &src)
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client = client.as_ref();
         let mut sent: Vec<String> =
             chatter_store::stored_json::read("messages.sent_parts", m.id, &m.sent_parts);
         // Templates and media go out whole, as one provider message.
         let atts = attachments_of(&m);
         if sent.is_empty() {
+            let files: Vec<OutgoingFile> = atts
+                .iter()
+                .map(|a| OutgoingFile {
+                    kind: a.kind.clone(),
+                    link: a.file_ref.clone(),
+                    file_name: a.file_name.clone(),
+                })
+                .collect();
             let special = client
                 .send_special(
                     &conv.external_chat_id,
                     m.text.as_deref(),
                     m.extra.as_deref(),
-                    &atts,
+                    &files,
                 )
                 .await;
             match special {
@@ -220,7 +231,7 @@ impl BackgroundJob for SendMessage {
                     return finish_message(core, &m, MessageStatus::Sent, None, Some(id), false)
                         .await;
                 }
-                Some(Err(e)) => return handle_send_error(core, job, &m, &conv, &client, e).await,
+                Some(Err(e)) => return handle_send_error(core, job, &m, &conv, e).await,
                 None => {}
             }
         } else if m.extra.is_some() || !atts.is_empty() {
@@ -254,7 +265,7 @@ impl BackgroundJob for SendMessage {
                     // Record each part at once, so a retry does not send it twice.
                     record_parts(core, m.id, &sent).await?;
                 }
-                Err(e) => return handle_send_error(core, job, &m, &conv, &client, e).await,
+                Err(e) => return handle_send_error(core, job, &m, &conv, e).await,
             }
         }
         let _ = sources::record_health(&core.db, src.id, CONNECTED, None, core.now())
@@ -291,7 +302,6 @@ async fn handle_send_error(
     job: &JobMeta,
     m: &message::Model,
     conv: &conversation::Model,
-    client: &SourceClient,
     e: ChannelError,
 ) -> Result<(), JobError> {
     let now = core.now();
@@ -308,15 +318,17 @@ async fn handle_send_error(
             finish_message(core, m, MessageStatus::Failed, Some(msg), None, false).await
         }
         ChannelError::Permanent(msg) => {
-            let blocked = client.is_blocked(&msg);
-            if blocked {
-                let _ = conversation::Entity::update_many()
-                    .col_expr(conversation::Column::Blocked, Expr::value(true))
-                    .filter(conversation::Column::Id.eq(conv.id))
-                    .exec(&core.db)
-                    .await;
-            }
-            finish_message(core, m, MessageStatus::Failed, Some(msg), None, blocked).await
+            finish_message(core, m, MessageStatus::Failed, Some(msg), None, false).await
+        }
+        // The kind read the refusal as the customer blocking us: nothing is retried and the
+        // conversation shows it.
+        ChannelError::Blocked(msg) => {
+            let _ = conversation::Entity::update_many()
+                .col_expr(conversation::Column::Blocked, Expr::value(true))
+                .filter(conversation::Column::Id.eq(conv.id))
+                .exec(&core.db)
+                .await;
+            finish_message(core, m, MessageStatus::Failed, Some(msg), None, true).await
         }
         e if job.attempts >= job.max_attempts => {
             finish_message(
@@ -365,8 +377,8 @@ impl BackgroundJob for FetchFile {
             .await
             .map_err(internal)?
             .ok_or_else(|| JobError::Permanent("source gone".into()))?;
-        let client =
-            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client = connectors::connector_for(core, &src)
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
         let mut atts: Vec<StoredAttachment> = attachments_of(&m);
         let mut changed = false;
         for a in atts.iter_mut().filter(|a| a.blob.is_none()) {

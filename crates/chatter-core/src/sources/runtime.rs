@@ -4,14 +4,13 @@
 //! fetching files are the inbox's jobs (`inbox::send`); what differs by kind lives in
 //! `crate::connectors`.
 
+use crate::connectors;
 use crate::connectors::model::{self as sources, CONNECTED, DISABLED, ERROR, TOKEN_REVOKED};
-use crate::connectors::{self, PollState};
 use crate::inbox::send::channel_to_job;
 use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::Core;
 use async_trait::async_trait;
-use chatter_channels::ChannelError;
-use chatter_domain::SourceKind;
+use chatter_channels::{ChannelError, PollState, Polled};
 use chatter_store::entity::source;
 use chatter_store::leases;
 use sea_orm::sea_query::Expr;
@@ -55,8 +54,9 @@ impl BackgroundJob for SourceSetup {
         else {
             return Ok(());
         };
-        // An API source has nothing to set up at a provider: it is on when enabled.
-        if src.kind == SourceKind::Api.id() {
+        // A source whose kind has no provider connector (the API source: its customer's system
+        // calls us) has nothing to set up at a provider: it is on when enabled.
+        if chatter_channels::kind_of_id(src.kind).is_some_and(|k| !k.has_connector()) {
             let status = if src.status == DISABLED {
                 DISABLED
             } else {
@@ -67,14 +67,14 @@ impl BackgroundJob for SourceSetup {
                 .map_err(internal)?;
             return Ok(());
         }
-        let client =
-            connectors::client_for(core, &src).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let connector = connectors::connector_for(core, &src)
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
         let now = core.now();
         if src.status == DISABLED {
-            connectors::stop(core, &src, &client).await;
+            connectors::stop(core, &src, connector.as_ref()).await;
             return Ok(());
         }
-        match connectors::setup(core, &src, &client).await {
+        match connectors::setup(core, &src, connector.as_ref()).await {
             Ok(settings) => {
                 sources::save_settings(&core.db, src.id, &settings)
                     .await
@@ -144,7 +144,9 @@ pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
 
 /// Sources to poll, with their lease prefix.
 async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, &'static str)>> {
-    let kinds: Vec<i32> = connectors::SUPPORTED.iter().map(|k| k.id()).collect();
+    let kinds: Vec<i32> = chatter_channels::connected_kinds()
+        .map(|k| k.id())
+        .collect();
     let all = source::Entity::find()
         .filter(source::Column::Kind.is_in(kinds))
         .filter(source::Column::Status.is_in([CONNECTED, ERROR]))
@@ -189,7 +191,7 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
                 continue;
             }
         };
-        let client = match connectors::client_for(&core, &src) {
+        let connector = match connectors::connector_for(&core, &src) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, source = %id, "cannot read the source's credentials");
@@ -197,12 +199,12 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
             }
         };
         let r = tokio::select! {
-            r = connectors::poll_once(&core, &src, &client, &mut state) => r,
+            r = connectors::poll_once(&core, &src, connector.as_ref(), &mut state) => r,
             _ = stop.changed() => break,
         };
         let now = core.now();
         match r {
-            Ok(connectors::Polled {
+            Ok(Polled {
                 events: mut evs,
                 raws,
                 cursor,
@@ -232,7 +234,7 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
                         .exec(&core.db)
                         .await;
                 }
-                if let Some(pause) = client.poll_pause(&core.config) {
+                if let Some(pause) = connector.poll_pause() {
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = stop.changed() => break,
@@ -254,7 +256,9 @@ async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receive
             Err(e) => {
                 failures += 1;
                 state.reset();
-                if failures >= 3 || matches!(e, ChannelError::Permanent(_)) {
+                if failures >= 3
+                    || matches!(e, ChannelError::Permanent(_) | ChannelError::Blocked(_))
+                {
                     let _ =
                         sources::record_health(&core.db, id, ERROR, Some(e.to_string()), now).await;
                 }

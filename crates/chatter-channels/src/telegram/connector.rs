@@ -1,0 +1,100 @@
+//! A Telegram bot as a live source: a webhook with our secret token when a base URL is
+//! configured, `getUpdates` long polling otherwise (its cursor is the next update id).
+
+use super::{parse_update, TelegramClient, MAX_TEXT};
+use crate::{
+    ChannelError, Connector, Credentials, HookSite, HookStatus, KindEnv, PollState, Polled,
+    SaveSettings, SourceSettings,
+};
+use std::sync::Arc;
+
+/// The connector of one bot, from its token.
+pub(super) fn build(env: &KindEnv, creds: &Credentials) -> Arc<dyn Connector> {
+    let cfg = &env.config.telegram;
+    Arc::new(
+        TelegramClient::new(env.http.clone(), &cfg.api_base, &creds.token)
+            .with_poll_timeout(cfg.poll_timeout_secs),
+    )
+}
+
+#[async_trait::async_trait]
+impl Connector for TelegramClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "telegram-poll"
+    }
+
+    /// Inbound ids are `{chat}:{message_id}`; Telegram replies by the message id alone.
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        _key: &str,
+        _part: usize,
+    ) -> Result<String, ChannelError> {
+        let reply = reply_to
+            .and_then(|r| r.rsplit(':').next())
+            .and_then(|x| x.parse::<i64>().ok());
+        let mid = self.send_text_part(chat, text, reply).await?;
+        Ok(format!("{chat}:{mid}"))
+    }
+
+    async fn setup(
+        &self,
+        site: &HookSite<'_>,
+        settings: &mut SourceSettings,
+        _save: &dyn SaveSettings,
+    ) -> Result<(), ChannelError> {
+        match site.hook_url("telegram") {
+            Some(url) => {
+                self.set_webhook(&url, site.hook_secret).await?;
+                settings.mode = "webhook".into();
+            }
+            None => {
+                self.delete_webhook(false).await?;
+                settings.mode = "polling".into();
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(
+        &self,
+        _site: &HookSite<'_>,
+        _settings: &mut SourceSettings,
+        _save: &dyn SaveSettings,
+    ) -> Result<(), ChannelError> {
+        self.delete_webhook(false).await
+    }
+
+    /// Waits `Config::poll_timeout_secs` (Telegram's own), not `wait_secs`.
+    async fn poll(
+        &self,
+        cursor: Option<&str>,
+        _state: &mut PollState,
+        _wait_secs: u32,
+    ) -> Result<Polled, ChannelError> {
+        let offset = cursor.and_then(|c| c.parse::<i64>().ok());
+        let updates = self
+            .get_updates(offset, self.poll_timeout_secs, 100)
+            .await?;
+        let cursor = updates.last().map(|u| (u.update_id + 1).to_string());
+        Ok(Polled {
+            events: updates.iter().map(|u| parse_update(&u.raw)).collect(),
+            raws: updates.iter().map(|u| Some(u.raw.to_string())).collect(),
+            cursor,
+        })
+    }
+
+    async fn hook_status(&self) -> Option<Result<HookStatus, ChannelError>> {
+        Some(self.get_webhook_info().await.map(|w| HookStatus {
+            url: w.url,
+            pending: w.pending_update_count,
+            last_error: w.last_error_message,
+        }))
+    }
+}

@@ -1,0 +1,133 @@
+//! A VK community as a live source: our Callback API server when a base URL is configured
+//! (reused while VK still has it), the Bots Long Poll otherwise. The poller keeps its Long Poll
+//! session (whose key is never stored) in its `PollState`; the stored cursor is `ts`.
+
+use super::{random_id_for, LongPollServer, ReplyTo, VkClient, MAX_TEXT};
+use crate::{
+    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, PollState, Polled,
+    SaveSettings, SourceSettings,
+};
+use std::sync::Arc;
+
+/// The connector of one community, from its token and the community id in `settings.bot_id`.
+pub(super) fn build(
+    env: &KindEnv,
+    creds: &Credentials,
+    settings: &SourceSettings,
+) -> Result<Arc<dyn Connector>, BuildError> {
+    let group_id = settings
+        .bot_id
+        .parse()
+        .map_err(|_| BuildError::Settings("VK source without a community id"))?;
+    Ok(Arc::new(VkClient::new(
+        env.http.clone(),
+        &env.config.vk.api_base,
+        &creds.token,
+        group_id,
+    )))
+}
+
+#[async_trait::async_trait]
+impl Connector for VkClient {
+    fn max_text(&self) -> usize {
+        MAX_TEXT
+    }
+
+    fn lease_prefix(&self) -> &'static str {
+        "vk-poll"
+    }
+
+    /// Deduplicated by a `random_id` derived from `key` and `part` (`random_id_for`).
+    async fn send_part(
+        &self,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        key: &str,
+        part: usize,
+    ) -> Result<String, ChannelError> {
+        let peer: i64 = chat
+            .parse()
+            .map_err(|_| ChannelError::Permanent(format!("not a VK peer id: {chat:?}")))?;
+        let reply = reply_to.and_then(|r| ReplyTo::parse(peer, r));
+        let id = self
+            .send_text_part(peer, text, random_id_for(key, part), reply)
+            .await?;
+        Ok(id.to_string())
+    }
+
+    async fn setup(
+        &self,
+        site: &HookSite<'_>,
+        settings: &mut SourceSettings,
+        save: &dyn SaveSettings,
+    ) -> Result<(), ChannelError> {
+        let Some(url) = site.hook_url("vk") else {
+            self.set_long_poll_settings(true).await?;
+            settings.mode = "polling".into();
+            return Ok(());
+        };
+        // Reuse our callback server when VK still has it; add one otherwise.
+        let reused = match settings.vk_server_id {
+            Some(id) => match self.set_callback_settings(id).await {
+                Ok(()) => true,
+                Err(ChannelError::Permanent(_)) => false,
+                Err(e) => return Err(e),
+            },
+            None => false,
+        };
+        settings.mode = "webhook".into();
+        if !reused {
+            let id = self
+                .add_callback_server(&url, "Chatter", site.hook_secret)
+                .await?;
+            settings.vk_server_id = Some(id);
+        }
+        // VK confirms the server right away with the code current after the change; the hook
+        // answers from the stored code, and VK retries until it matches.
+        settings.vk_confirmation = Some(self.get_callback_confirmation_code().await?);
+        save.save(settings).await?;
+        if let (false, Some(id)) = (reused, settings.vk_server_id) {
+            self.set_callback_settings(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes our callback server (gone already, deleted in VK by hand: nothing more to stop);
+    /// the Long Poll stops with our poller.
+    async fn stop(
+        &self,
+        _site: &HookSite<'_>,
+        settings: &mut SourceSettings,
+        save: &dyn SaveSettings,
+    ) -> Result<(), ChannelError> {
+        let Some(id) = settings.vk_server_id.take() else {
+            return Ok(());
+        };
+        match self.delete_callback_server(id).await {
+            Ok(()) | Err(ChannelError::Permanent(_)) => save.save(settings).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn poll(
+        &self,
+        cursor: Option<&str>,
+        state: &mut PollState,
+        wait_secs: u32,
+    ) -> Result<Polled, ChannelError> {
+        if state.get_mut::<LongPollServer>().is_none() {
+            let mut fresh = self.get_long_poll_server().await?;
+            if let Some(ts) = cursor.filter(|t| !t.is_empty()) {
+                fresh.ts = ts.to_string();
+            }
+            state.insert(fresh);
+        }
+        let Some(session) = state.get_mut::<LongPollServer>() else {
+            return Err(ChannelError::Transient("long poll: no session".into()));
+        };
+        let events = self.poll(session, wait_secs).await?;
+        let changed = cursor != Some(session.ts.as_str());
+        Ok(Polled::new(events, changed.then(|| session.ts.clone())))
+    }
+}
