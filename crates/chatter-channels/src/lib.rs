@@ -7,6 +7,7 @@ pub mod api;
 pub mod avito;
 pub mod common;
 mod connector;
+pub mod form;
 pub mod kind;
 pub mod max;
 pub mod sms;
@@ -18,6 +19,7 @@ pub mod whatsapp;
 use serde::{Deserialize, Serialize};
 
 pub use connector::Connector;
+pub use form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
 pub use kind::{
     kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials, HookMethod, HookOutcome,
     HookRefusal, HookRequest, Kind, KINDS,

@@ -8,6 +8,7 @@
 //! unguessable path token. The client secret and access tokens never appear in `Debug` output
 //! or in error messages. What Avito sends is read in `parse`.
 
+mod form;
 mod kind;
 mod parse;
 

@@ -5,6 +5,7 @@
 //! URL and classifies every failure by `classify` (§3.5). The token is never in a URL, never in
 //! `Debug` output, and every error message is scrubbed of it before it leaves this module.
 
+mod form;
 mod kind;
 mod update;
 

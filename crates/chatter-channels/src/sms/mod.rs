@@ -16,6 +16,7 @@
 //! Phones are E.164 (`+79991234567`) everywhere in Chatter; the gateway gets digits only.
 
 mod callback;
+mod form;
 mod gateway;
 mod kind;
 mod parts;

@@ -8,6 +8,7 @@
 //! message is scrubbed of the token before it leaves this module.
 
 mod answer;
+mod form;
 mod kind;
 mod update;
 

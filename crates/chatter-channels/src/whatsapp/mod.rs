@@ -11,6 +11,7 @@
 //! retrying it may deliver the text twice. `OutboundMessage::idempotency_key` is not sent.
 
 mod answer;
+mod form;
 mod kind;
 mod notification;
 
