@@ -132,8 +132,8 @@ async fn list_page(
 #[template(path = "sources/new.html")]
 struct NewTpl {
     p: Page,
-    /// The kinds that have a form on the add page, in the chooser's order.
-    form_kinds: Vec<i32>,
+    /// The chooser's entries: every kind with a form, then the API source.
+    choices: Vec<Choice>,
     /// The kind whose form was sent (its fields keep their values and show the errors).
     kind: i32,
     /// The one kind whose form the page shows; 0: the chooser of kinds.
@@ -153,7 +153,7 @@ impl NewTpl {
         let kind = form_kind(only);
         NewTpl {
             p,
-            form_kinds: form_kinds(),
+            choices: choices(),
             kind: 0,
             only: kind.map_or(0, |_| only),
             fields: kind.map_or(&[], |k| k.fields()),
@@ -209,13 +209,33 @@ fn form_kind(id: i32) -> Option<&'static dyn Kind> {
     chatter_channels::kind_of_id(id).filter(|k| !k.fields().is_empty())
 }
 
-/// The kinds that have a form on the add page, in the registry's order.
-fn form_kinds() -> Vec<i32> {
-    chatter_channels::KINDS
+/// One kind on the add page's chooser.
+struct Choice {
+    /// The kind's numeric id (the link's element id is `choose-{id}`).
+    id: i32,
+    label_key: &'static str,
+    /// Its form, or the page of its own.
+    href: String,
+}
+
+/// The kinds that have a form on the add page, in the registry's order, then the API source,
+/// which is added on a page of its own.
+fn choices() -> Vec<Choice> {
+    let mut v: Vec<Choice> = chatter_channels::KINDS
         .iter()
         .filter(|k| !k.fields().is_empty())
-        .map(|k| k.source_kind().id())
-        .collect()
+        .map(|k| Choice {
+            id: k.source_kind().id(),
+            label_key: k.label_key(),
+            href: format!("/app/sources/new?kind={}", k.source_kind().id()),
+        })
+        .collect();
+    v.push(Choice {
+        id: SourceKind::Api.id(),
+        label_key: kind_key(SourceKind::Api.id()),
+        href: "/app/sources/new/api".to_owned(),
+    });
+    v
 }
 
 #[derive(serde::Deserialize)]
