@@ -80,13 +80,14 @@ struct ThreadView {
     source_status: String,
     /// The deal in the CRM and the routing rule that placed it.
     crm: Option<chatter_core::crm::sync::CrmLink>,
-    /// The source's kind (7: WhatsApp, 8: SMS change the reply box).
+    /// The source's kind (7: WhatsApp offers sending media by URL).
     kind: i32,
     /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
     wa_window_closed: bool,
     /// WhatsApp, window closed: the approved templates (`None`: WhatsApp did not answer).
     wa_templates: Option<Vec<TemplateView>>,
-    /// SMS: what the draft costs, e.g. «2 SMS · кириллица».
+    /// Kinds billed by the part (SMS): what the draft costs, e.g. «2 SMS · кириллица»; empty
+    /// for the others (the counter is shown only when it is not).
     sms_parts: String,
     /// A refused reply: why (translated) and what was typed.
     refused: Option<String>,
