@@ -396,6 +396,43 @@ mod tests {
     }
 
     #[test]
+    /// The add form's facts as the pages had them per kind before the registry.
+    fn forms_report_on_their_own_fields() {
+        let with_form: Vec<i32> = KINDS
+            .iter()
+            .filter(|k| !k.fields().is_empty())
+            .map(|k| k.source_kind().id())
+            .collect();
+        assert_eq!(with_form, [1, 3, 4, 5, 7, 8]);
+        for k in KINDS.iter().filter(|k| !k.fields().is_empty()) {
+            let names: HashSet<&str> = k.fields().iter().map(|f| f.name).collect();
+            assert_eq!(names.len(), k.fields().len(), "{}", k.slug());
+            assert!(names.contains(k.main_field()), "{}", k.slug());
+            assert!(k.form_help_key().is_some(), "{}", k.slug());
+            assert!(!names.contains("name") && !names.contains("kind"));
+        }
+        let accounts: Vec<&str> = KINDS
+            .iter()
+            .filter(|k| k.shows_account())
+            .map(|k| k.slug())
+            .collect();
+        assert_eq!(accounts, ["whatsapp", "sms"]);
+        let whatsapp = kind_by_slug("whatsapp").expect("whatsapp");
+        assert_eq!(whatsapp.reply_window_hours(), Some(24));
+        let sms = kind_by_slug("sms").expect("sms");
+        assert_eq!(sms.text_parts("привет"), Some(1));
+        assert_eq!(whatsapp.text_parts("привет"), None);
+        let me = Identity {
+            id: "1".into(),
+            name: "Bot".into(),
+            username: Some("shop_bot".into()),
+        };
+        let names: Vec<Option<String>> = KINDS.iter().map(|k| k.default_name(&me)).collect();
+        let at = Some("@shop_bot".to_owned());
+        assert_eq!(names, [at.clone(), None, at, None, None, None, None]);
+    }
+
+    #[test]
     fn requests_read_headers_in_any_case_and_decode_the_query() {
         let req = HookRequest {
             method: HookMethod::Get,
