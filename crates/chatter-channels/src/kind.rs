@@ -8,13 +8,15 @@
 //! events to store and the acknowledgement to give once they are stored (`HookOutcome`), or
 //! with a refusal (`HookRefusal`) — nothing is stored then.
 
+use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
 use crate::{
-    BuildError, Connector, Credentials, InboundEvent, KindConfig, KindEnv, SourceSettings,
+    BuildError, Connector, Credentials, Identity, InboundEvent, KindConfig, KindEnv, SourceSettings,
 };
 use chatter_domain::SourceKind;
 use std::sync::Arc;
 
 /// One messenger kind's static facts and its webhook.
+#[async_trait::async_trait]
 pub trait Kind: Send + Sync {
     /// The stored kind.
     fn source_kind(&self) -> SourceKind;
@@ -89,6 +91,64 @@ pub trait Kind: Send + Sync {
         req: &HookRequest,
         creds: &HookCredentials,
     ) -> Result<HookOutcome, HookRefusal>;
+
+    /// The fields of its add-source form, in order; empty when it has no such form (the API
+    /// source is added on a page of its own).
+    fn fields(&self) -> &'static [FormField] {
+        &[]
+    }
+
+    /// The translation key of the help shown above its add-source form.
+    fn form_help_key(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The form field that wrong credentials, an unreachable provider and a source added twice
+    /// are reported on.
+    fn main_field(&self) -> &'static str {
+        "kind"
+    }
+
+    /// Checks a filled-in form: the values' format first, then the credentials with the
+    /// provider. Values are already bounded to one line of `limits::CREDENTIAL` by the caller.
+    /// A kind without a form refuses every one.
+    async fn validate(
+        &self,
+        _env: FormEnv<'_>,
+        _form: &FormValues,
+    ) -> Result<Validated, FormRefusal> {
+        Err(FormRefusal::field("kind", "err.kind_unsupported"))
+    }
+
+    /// The name a new source gets when the form leaves it blank (`@username` for bots with a
+    /// public username); `None`: the account's name, else the kind and the account's id.
+    fn default_name(&self, _identity: &Identity) -> Option<String> {
+        None
+    }
+
+    /// Whether a source's page shows the provider account it is (WhatsApp's number, the SMS
+    /// account) rather than a bot's `@username`.
+    fn shows_account(&self) -> bool {
+        false
+    }
+
+    /// The translation key of the advice above the callback URLs a person pastes at the
+    /// provider by hand; `None` when the provider is set up by Chatter.
+    fn setup_help_key(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// How many hours after the customer's last message a free-form reply may be sent
+    /// (WhatsApp's customer-service window); `None`: any time.
+    fn reply_window_hours(&self) -> Option<u32> {
+        None
+    }
+
+    /// How many billed parts `text` goes out as, where the provider bills by the part (SMS);
+    /// `None` elsewhere.
+    fn text_parts(&self, _text: &str) -> Option<usize> {
+        None
+    }
 }
 
 /// An HTTP method a provider uses for hooks.
@@ -388,6 +448,43 @@ mod tests {
             ]
         );
         assert_eq!(kind_by_slug("amojo").map(|k| k.slug()), None);
+    }
+
+    #[test]
+    /// The add form's facts as the pages had them per kind before the registry.
+    fn forms_report_on_their_own_fields() {
+        let with_form: Vec<i32> = KINDS
+            .iter()
+            .filter(|k| !k.fields().is_empty())
+            .map(|k| k.source_kind().id())
+            .collect();
+        assert_eq!(with_form, [1, 3, 4, 5, 7, 8]);
+        for k in KINDS.iter().filter(|k| !k.fields().is_empty()) {
+            let names: HashSet<&str> = k.fields().iter().map(|f| f.name).collect();
+            assert_eq!(names.len(), k.fields().len(), "{}", k.slug());
+            assert!(names.contains(k.main_field()), "{}", k.slug());
+            assert!(k.form_help_key().is_some(), "{}", k.slug());
+            assert!(!names.contains("name") && !names.contains("kind"));
+        }
+        let accounts: Vec<&str> = KINDS
+            .iter()
+            .filter(|k| k.shows_account())
+            .map(|k| k.slug())
+            .collect();
+        assert_eq!(accounts, ["whatsapp", "sms"]);
+        let whatsapp = kind_by_slug("whatsapp").expect("whatsapp");
+        assert_eq!(whatsapp.reply_window_hours(), Some(24));
+        let sms = kind_by_slug("sms").expect("sms");
+        assert_eq!(sms.text_parts("привет"), Some(1));
+        assert_eq!(whatsapp.text_parts("привет"), None);
+        let me = Identity {
+            id: "1".into(),
+            name: "Bot".into(),
+            username: Some("shop_bot".into()),
+        };
+        let names: Vec<Option<String>> = KINDS.iter().map(|k| k.default_name(&me)).collect();
+        let at = Some("@shop_bot".to_owned());
+        assert_eq!(names, [at.clone(), None, at, None, None, None, None]);
     }
 
     #[test]

@@ -2,14 +2,17 @@
 //! Avito signs nothing, so the unguessable path token stands in for a signature; a delivery is
 //! answered `{"ok":true}` once stored.
 
+use super::form;
 use super::{parse_webhook, HookError};
 use crate::common::secret_matches;
+use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
 use chatter_domain::SourceKind;
 
 /// Avito accounts (kind 5).
 pub struct AvitoKind;
 
+#[async_trait::async_trait]
 impl Kind for AvitoKind {
     fn source_kind(&self) -> SourceKind {
         SourceKind::Avito
@@ -67,6 +70,26 @@ impl Kind for AvitoKind {
                 "malformed body: expected an Avito webhook v3 payload",
             )),
         }
+    }
+
+    fn fields(&self) -> &'static [FormField] {
+        form::FIELDS
+    }
+
+    fn form_help_key(&self) -> Option<&'static str> {
+        Some(form::HELP_KEY)
+    }
+
+    fn main_field(&self) -> &'static str {
+        form::MAIN_FIELD
+    }
+
+    async fn validate(
+        &self,
+        env: FormEnv<'_>,
+        values: &FormValues,
+    ) -> Result<Validated, FormRefusal> {
+        form::validate(env, values).await
     }
 }
 

@@ -9,6 +9,7 @@
 //! or in error messages. What Avito sends is read in `parse`.
 
 mod connector;
+mod form;
 mod kind;
 mod parse;
 

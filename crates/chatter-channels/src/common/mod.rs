@@ -13,6 +13,6 @@ mod text;
 pub use chatter_domain::normalize_phone;
 pub use errors::{blocked_if, error_chain, scrub, too_large, transport_error};
 pub use http::{download_url, parse_success, read_answer, read_limited, retry_after_header};
-pub use secret::{new_secret_token, secret_matches};
+pub use secret::{new_hex_secret, new_secret_token, secret_matches};
 pub use send::send_in_parts;
 pub use text::split_text;

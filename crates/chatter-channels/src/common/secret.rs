@@ -30,6 +30,17 @@ pub fn new_secret_token() -> String {
         .collect()
 }
 
+/// A fresh secret of `chars` lower-case hex digits (at most 64) from the thread-local CSPRNG,
+/// for providers whose secrets are kept to that shape (VK's callback secret, Avito's path
+/// token, WhatsApp's verify token).
+pub fn new_hex_secret(chars: usize) -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill(&mut b);
+    let mut s = hex::encode(b);
+    s.truncate(chars);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +65,15 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn hex_secrets_have_the_length_asked() {
+        for n in [32, 40, 64] {
+            let s = new_hex_secret(n);
+            assert_eq!(s.len(), n);
+            assert!(s.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_ne!(new_hex_secret(32), new_hex_secret(32));
     }
 }

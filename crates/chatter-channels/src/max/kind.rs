@@ -1,13 +1,17 @@
 //! Max bots as a `Kind`: one Update per webhook POST (§3.3), proven by `X-Max-Bot-Api-Secret`,
 //! answered `ok` once stored.
 
+use super::form;
 use super::{parse_webhook, HookError, SECRET_HEADER};
+use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
+use crate::Identity;
 use chatter_domain::SourceKind;
 
 /// Max bots (kind 4).
 pub struct MaxKind;
 
+#[async_trait::async_trait]
 impl Kind for MaxKind {
     fn source_kind(&self) -> SourceKind {
         SourceKind::MaxBot
@@ -60,6 +64,30 @@ impl Kind for MaxKind {
                 "malformed body: expected one Max Update object",
             )),
         }
+    }
+
+    fn fields(&self) -> &'static [FormField] {
+        form::FIELDS
+    }
+
+    fn form_help_key(&self) -> Option<&'static str> {
+        Some(form::HELP_KEY)
+    }
+
+    fn main_field(&self) -> &'static str {
+        form::MAIN_FIELD
+    }
+
+    async fn validate(
+        &self,
+        env: FormEnv<'_>,
+        values: &FormValues,
+    ) -> Result<Validated, FormRefusal> {
+        form::validate(env, values).await
+    }
+
+    fn default_name(&self, identity: &Identity) -> Option<String> {
+        form::default_name(identity)
     }
 }
 

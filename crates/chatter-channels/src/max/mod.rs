@@ -6,6 +6,7 @@
 //! `Debug` output, and every error message is scrubbed of it before it leaves this module.
 
 mod connector;
+mod form;
 mod kind;
 mod update;
 

@@ -3,7 +3,9 @@
 //! path token is the only proof; a callback is answered with the gateway's own acknowledgement
 //! (Sipout: `ok`) once stored.
 
+use super::form;
 use super::{callback_token_matches, SmsClient, SmsGatewayConfig, SIPOUT_BASE_URL};
+use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
     HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
 };
@@ -22,6 +24,7 @@ static CALLBACKS: LazyLock<SmsClient> = LazyLock::new(|| {
     )
 });
 
+#[async_trait::async_trait]
 impl Kind for SmsKind {
     fn source_kind(&self) -> SourceKind {
         SourceKind::SipoutSms
@@ -93,6 +96,38 @@ impl Kind for SmsKind {
             events,
             ack: HookAck::text(gateway.callback_ack().1),
         })
+    }
+
+    fn fields(&self) -> &'static [FormField] {
+        form::FIELDS
+    }
+
+    fn form_help_key(&self) -> Option<&'static str> {
+        Some(form::HELP_KEY)
+    }
+
+    fn main_field(&self) -> &'static str {
+        form::MAIN_FIELD
+    }
+
+    async fn validate(
+        &self,
+        env: FormEnv<'_>,
+        values: &FormValues,
+    ) -> Result<Validated, FormRefusal> {
+        form::validate(env, values).await
+    }
+
+    fn shows_account(&self) -> bool {
+        true
+    }
+
+    fn setup_help_key(&self) -> Option<&'static str> {
+        Some(form::SETUP_HELP_KEY)
+    }
+
+    fn text_parts(&self, text: &str) -> Option<usize> {
+        Some(form::text_parts(text))
     }
 }
 

@@ -17,6 +17,7 @@
 
 mod callback;
 mod connector;
+mod form;
 mod gateway;
 mod kind;
 mod parts;

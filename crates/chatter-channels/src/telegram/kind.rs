@@ -1,9 +1,12 @@
 //! Telegram bots as a `Kind`: one Update per webhook POST, proven by the secret token Telegram
 //! echoes in `X-Telegram-Bot-Api-Secret-Token` (Bot API §1.5), answered `ok` once stored.
 
+use super::form;
 use super::parse_update;
 use crate::common::secret_matches;
+use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
+use crate::Identity;
 use chatter_domain::SourceKind;
 
 /// The header Telegram sends our secret token in.
@@ -12,6 +15,7 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// Telegram bots (kind 1).
 pub struct TelegramKind;
 
+#[async_trait::async_trait]
 impl Kind for TelegramKind {
     fn source_kind(&self) -> SourceKind {
         SourceKind::TelegramBot
@@ -82,6 +86,30 @@ impl Kind for TelegramKind {
             ));
         }
         Ok(HookOutcome::stored(vec![parse_update(&raw)], "ok"))
+    }
+
+    fn fields(&self) -> &'static [FormField] {
+        form::FIELDS
+    }
+
+    fn form_help_key(&self) -> Option<&'static str> {
+        Some(form::HELP_KEY)
+    }
+
+    fn main_field(&self) -> &'static str {
+        form::MAIN_FIELD
+    }
+
+    async fn validate(
+        &self,
+        env: FormEnv<'_>,
+        values: &FormValues,
+    ) -> Result<Validated, FormRefusal> {
+        form::validate(env, values).await
+    }
+
+    fn default_name(&self, identity: &Identity) -> Option<String> {
+        form::default_name(identity)
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod answer;
 mod connector;
+mod form;
 mod kind;
 mod update;
 

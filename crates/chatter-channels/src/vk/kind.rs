@@ -2,7 +2,9 @@
 //! answered with the community's code; every other event must carry our secret and is answered
 //! `ok` (`CALLBACK_OK`) once stored.
 
+use super::form;
 use super::{parse_callback, CallbackError, CallbackOutcome, CALLBACK_OK};
+use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
     HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
 };
@@ -11,6 +13,7 @@ use chatter_domain::SourceKind;
 /// VK communities (kind 3).
 pub struct VkKind;
 
+#[async_trait::async_trait]
 impl Kind for VkKind {
     fn source_kind(&self) -> SourceKind {
         SourceKind::VkBot
@@ -72,6 +75,26 @@ impl Kind for VkKind {
                 "malformed body: expected a VK Callback API event",
             )),
         }
+    }
+
+    fn fields(&self) -> &'static [FormField] {
+        form::FIELDS
+    }
+
+    fn form_help_key(&self) -> Option<&'static str> {
+        Some(form::HELP_KEY)
+    }
+
+    fn main_field(&self) -> &'static str {
+        form::MAIN_FIELD
+    }
+
+    async fn validate(
+        &self,
+        env: FormEnv<'_>,
+        values: &FormValues,
+    ) -> Result<Validated, FormRefusal> {
+        form::validate(env, values).await
     }
 }
 

@@ -9,8 +9,10 @@
 mod answer;
 mod connector;
 mod event;
+mod form;
 mod kind;
 
+pub use form::parse_vk_group_id;
 pub use kind::VkKind;
 
 use std::fmt;

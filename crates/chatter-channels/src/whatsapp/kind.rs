@@ -2,7 +2,9 @@
 //! challenge when the verify token is the source's, then notifications (§5.5) signed with the
 //! app secret (`X-Hub-Signature-256`, checked before parsing), answered `ok` once stored.
 
+use super::form;
 use super::{parse_notification_routed, verify_signature, verify_subscription};
+use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
     HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
 };
@@ -14,6 +16,7 @@ pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 /// WhatsApp Business numbers (kind 7).
 pub struct WhatsAppKind;
 
+#[async_trait::async_trait]
 impl Kind for WhatsAppKind {
     fn source_kind(&self) -> SourceKind {
         SourceKind::Whatsapp
@@ -111,6 +114,38 @@ impl Kind for WhatsAppKind {
             .map(|r| r.event)
             .collect();
         Ok(HookOutcome::stored(events, "ok"))
+    }
+
+    fn fields(&self) -> &'static [FormField] {
+        form::FIELDS
+    }
+
+    fn form_help_key(&self) -> Option<&'static str> {
+        Some(form::HELP_KEY)
+    }
+
+    fn main_field(&self) -> &'static str {
+        form::MAIN_FIELD
+    }
+
+    async fn validate(
+        &self,
+        env: FormEnv<'_>,
+        values: &FormValues,
+    ) -> Result<Validated, FormRefusal> {
+        form::validate(env, values).await
+    }
+
+    fn shows_account(&self) -> bool {
+        true
+    }
+
+    fn setup_help_key(&self) -> Option<&'static str> {
+        Some(form::SETUP_HELP_KEY)
+    }
+
+    fn reply_window_hours(&self) -> Option<u32> {
+        Some(form::REPLY_WINDOW_HOURS)
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod answer;
 mod connector;
+mod form;
 mod kind;
 mod notification;
 

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use chatter_core::accounts::team;
 use chatter_core::CoreError;
-use chatter_store::entity::company;
+use chatter_store::entity::{company, source};
 use sea_orm::EntityTrait;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -115,23 +115,29 @@ pub async fn sources(
     Ok(Json(
         list.into_iter()
             .map(|s| {
-                let set = chatter_core::sources::settings_of(&s);
-                SourceOut {
-                    id: s.id,
-                    kind_id: s.kind,
-                    kind: chatter_domain::SourceKind::from_id(s.kind)
-                        .map(|k| k.as_str().to_string())
-                        .unwrap_or_default(),
-                    name: s.name,
-                    status: s.status,
-                    mode: set.mode,
-                    bot_username: set.bot_username,
-                    last_inbound_at: s.last_inbound_at,
-                    last_ok_at: s.last_ok_at,
-                    last_error: s.last_error,
-                    parked_events: parked.get(&s.id).copied().unwrap_or(0),
-                }
+                let n = parked.get(&s.id).copied().unwrap_or(0);
+                source_out(s, n)
             })
             .collect(),
     ))
+}
+
+/// How the API shows source `s`, with `parked_events` of its events parked.
+pub(super) fn source_out(s: source::Model, parked_events: i64) -> SourceOut {
+    let set = chatter_core::sources::settings_of(&s);
+    SourceOut {
+        id: s.id,
+        kind_id: s.kind,
+        kind: chatter_domain::SourceKind::from_id(s.kind)
+            .map(|k| k.as_str().to_string())
+            .unwrap_or_default(),
+        name: s.name,
+        status: s.status,
+        mode: set.mode,
+        bot_username: set.bot_username,
+        last_inbound_at: s.last_inbound_at,
+        last_ok_at: s.last_ok_at,
+        last_error: s.last_error,
+        parked_events,
+    }
 }

@@ -5,7 +5,7 @@
 //! can answer, with schema constraints matching what the server checks.
 //!
 //! This module owns the route table and the OpenAPI document; the handlers live by resource:
-//! `company` (the key's company, members, sources), `conversations` (conversations, messages,
+//! `company` (the key's company, members, sources), `sources` (connecting a source), `conversations` (conversations, messages,
 //! replies, the CRM side), `routing` (routing rules and their dry run), `dead_letters`,
 //! `exports`, `reports`; `api_source` documents the API source's inbound and outbound bodies.
 //! `error` is the problem document every refusal answers with, `actor` the bearer-key check.
@@ -20,6 +20,7 @@ mod exports;
 mod extract;
 pub mod reports;
 mod routing;
+mod sources;
 
 pub use actor::ApiActor;
 pub use api_source::{
@@ -37,6 +38,7 @@ pub use routing::{
     routing_dry_run, routing_rules, ActionsOut, ConditionsOut, DecisionOut, DryRunIn,
     ResponsibleOut, RuleOut, StepOut, TimeWindowOut,
 };
+pub use sources::{create_source, SourceIn};
 
 use crate::AppState;
 use axum::routing::{get, post};
@@ -48,8 +50,8 @@ use utoipa_swagger_ui::SwaggerUi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(company::me, company::members, company::sources, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
+    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv),
+    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -75,7 +77,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/reports", get(reports::report))
         .route("/api/v1/reports/csv", get(reports::report_csv))
         .route("/api/v1/members", get(members))
-        .route("/api/v1/sources", get(sources))
+        .route("/api/v1/sources", get(sources).post(create_source))
         .route("/api/v1/conversations", get(conversations))
         .route("/api/v1/conversations/{id}/crm", get(conversation_crm))
         .route(

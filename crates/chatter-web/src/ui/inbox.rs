@@ -26,7 +26,7 @@ use axum::{Extension, Router};
 use chatter_core::accounts::team;
 use chatter_core::inbox::{self, ConversationRow, ListFilter};
 use chatter_core::Actor;
-use chatter_domain::{ConversationStatus, Permission, SourceKind};
+use chatter_domain::{ConversationStatus, Permission};
 use chatter_store::entity::event;
 use files::file;
 use fragments::row_html;
@@ -80,13 +80,14 @@ struct ThreadView {
     source_status: String,
     /// The deal in the CRM and the routing rule that placed it.
     crm: Option<chatter_core::crm::sync::CrmLink>,
-    /// The source's kind (7: WhatsApp, 8: SMS change the reply box).
+    /// The source's kind (7: WhatsApp offers sending media by URL).
     kind: i32,
     /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
     wa_window_closed: bool,
     /// WhatsApp, window closed: the approved templates (`None`: WhatsApp did not answer).
     wa_templates: Option<Vec<TemplateView>>,
-    /// SMS: what the draft costs, e.g. «2 SMS · кириллица».
+    /// Kinds billed by the part (SMS): what the draft costs, e.g. «2 SMS · кириллица»; empty
+    /// for the others (the counter is shown only when it is not).
     sms_parts: String,
     /// A refused reply: why (translated) and what was typed.
     refused: Option<String>,
@@ -200,7 +201,9 @@ async fn page(
             };
             let crm = chatter_core::crm::sync::link_of(&st.core, &actor, id).await?;
             let kind = row.source_kind;
-            let wa_window_closed = kind == SourceKind::Whatsapp.id()
+            let facts = chatter_channels::kind_of_id(kind);
+            // Replies outside the kind's window (WhatsApp's 24 h) go out as templates only.
+            let wa_window_closed = facts.and_then(|k| k.reply_window_hours()).is_some()
                 && !inbox::whatsapp_window_open(&st.core.db, id, st.core.now()).await?;
             let wa_templates = if wa_window_closed && can_reply {
                 let listed = tokio::time::timeout(
@@ -229,7 +232,8 @@ async fn page(
                 Some(r) => (Some(r.message), r.draft),
                 None => (None, String::new()),
             };
-            let sms_parts = if kind == SourceKind::SipoutSms.id() {
+            // Kinds billed by the part (SMS) show how many parts the draft makes.
+            let sms_parts = if facts.and_then(|k| k.text_parts(&draft)).is_some() {
                 sms_parts_label(tr, &draft)
             } else {
                 String::new()

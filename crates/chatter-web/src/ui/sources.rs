@@ -7,7 +7,7 @@
 use super::{render, render_status, Flash, Page};
 use crate::ctx::Ctx;
 use crate::error::AppError;
-use crate::forms::CsrfForm;
+use crate::forms::{CsrfForm, FormRejection};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -15,10 +15,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use chatter_channels::{FormField, FormValues, Kind};
 use chatter_core::sources::{self, NewSource, SourceSettings};
 use chatter_core::CoreError;
 use chatter_domain::{Permission, SourceKind};
 use chatter_store::entity::source;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
@@ -130,30 +132,34 @@ async fn list_page(
 #[template(path = "sources/new.html")]
 struct NewTpl {
     p: Page,
+    /// The chooser's entries: every kind with a form, then the API source.
+    choices: Vec<Choice>,
     /// The kind whose form was sent (its fields keep their values and show the errors).
     kind: i32,
     /// The one kind whose form the page shows; 0: the chooser of kinds.
     only: i32,
+    /// The fields of `only`'s form, in order (none on the chooser).
+    fields: &'static [FormField],
+    /// The translation key of the help above `only`'s form.
+    help_key: &'static str,
     name: String,
-    vk_group_id: String,
-    avito_client_id: String,
-    wa_phone_number_id: String,
-    wa_waba_id: String,
-    sms_sender: String,
+    /// What was typed into the form that was sent; secrets are never sent back.
+    values: BTreeMap<String, String>,
 }
 
 impl NewTpl {
-    fn blank(p: Page) -> Self {
+    /// The chooser, or `only`'s empty form when it is a kind with a form.
+    fn blank(p: Page, only: i32) -> Self {
+        let kind = form_kind(only);
         NewTpl {
             p,
+            choices: choices(),
             kind: 0,
-            only: 0,
+            only: kind.map_or(0, |_| only),
+            fields: kind.map_or(&[], |k| k.fields()),
+            help_key: kind.and_then(|k| k.form_help_key()).unwrap_or(""),
             name: String::new(),
-            vk_group_id: String::new(),
-            avito_client_id: String::new(),
-            wa_phone_number_id: String::new(),
-            wa_waba_id: String::new(),
-            sms_sender: String::new(),
+            values: BTreeMap::new(),
         }
     }
 
@@ -162,26 +168,75 @@ impl NewTpl {
     }
 
     /// The name typed into the form of `kind` (empty in the others).
-    fn name_for(&self, kind: i32) -> &str {
-        if self.kind == kind {
+    fn name_for(&self, kind: &i32) -> &str {
+        if self.kind == *kind {
             &self.name
         } else {
             ""
         }
     }
 
+    /// The value `field` is shown with: what was typed, unless it is a secret.
+    fn value_of(&self, field: &FormField) -> &str {
+        match self.values.get(field.name) {
+            Some(v) if !field.secret && self.kind == self.only => v,
+            _ => "",
+        }
+    }
+
     /// The error of `field` in the form of `kind` (empty in the others).
-    fn err_for(&self, kind: i32, field: &str) -> String {
-        if self.kind == kind {
+    fn err_for(&self, kind: &i32, field: &str) -> String {
+        if self.kind == *kind {
             self.p.err(field).to_string()
         } else {
             String::new()
         }
     }
+
+    /// The id of the form's button (the Telegram form's kept the one it had when it was the
+    /// only form).
+    fn submit_id(&self) -> String {
+        if self.only == SourceKind::TelegramBot.id() {
+            "source-submit".to_owned()
+        } else {
+            format!("source-submit-{}", self.only)
+        }
+    }
 }
 
-/// The kinds that have a form on the add page, in the chooser's order.
-const FORM_KINDS: [i32; 6] = [1, 3, 4, 5, 7, 8];
+/// The registered kind `id` when it has an add-source form.
+fn form_kind(id: i32) -> Option<&'static dyn Kind> {
+    chatter_channels::kind_of_id(id).filter(|k| !k.fields().is_empty())
+}
+
+/// One kind on the add page's chooser.
+struct Choice {
+    /// The kind's numeric id (the link's element id is `choose-{id}`).
+    id: i32,
+    label_key: &'static str,
+    /// Its form, or the page of its own.
+    href: String,
+}
+
+/// The kinds that have a form on the add page, in the registry's order, then the API source,
+/// which is added on a page of its own.
+fn choices() -> Vec<Choice> {
+    let mut v: Vec<Choice> = chatter_channels::KINDS
+        .iter()
+        .filter(|k| !k.fields().is_empty())
+        .map(|k| Choice {
+            id: k.source_kind().id(),
+            label_key: k.label_key(),
+            href: format!("/app/sources/new?kind={}", k.source_kind().id()),
+        })
+        .collect();
+    v.push(Choice {
+        id: SourceKind::Api.id(),
+        label_key: kind_key(SourceKind::Api.id()),
+        href: "/app/sources/new/api".to_owned(),
+    });
+    v
+}
 
 #[derive(serde::Deserialize)]
 struct KindQuery {
@@ -196,95 +251,47 @@ async fn new_page(
     Query(q): Query<KindQuery>,
 ) -> Result<Response, AppError> {
     ctx.actor()?.require(Permission::Manage)?;
-    let only = match q.kind {
-        Some(k) if k == SourceKind::Api.id() => {
-            return Ok(Redirect::to("/app/sources/new/api").into_response())
-        }
-        Some(k) if FORM_KINDS.contains(&k) => k,
-        _ => 0,
-    };
-    Ok(render(NewTpl {
-        only,
-        ..NewTpl::blank(Page::new(&ctx, "sources"))
-    }))
+    if q.kind == Some(SourceKind::Api.id()) {
+        return Ok(Redirect::to("/app/sources/new/api").into_response());
+    }
+    Ok(render(NewTpl::blank(
+        Page::new(&ctx, "sources"),
+        q.kind.unwrap_or(0),
+    )))
 }
 
-/// One form per kind; each sends its own fields (secrets are never sent back to the page).
-#[derive(serde::Deserialize)]
-struct NewForm {
-    kind: Option<i32>,
-    #[serde(default)]
-    token: String,
-    #[serde(default)]
-    vk_token: String,
-    #[serde(default)]
-    vk_group_id: String,
-    #[serde(default)]
-    max_token: String,
-    #[serde(default)]
-    avito_client_id: String,
-    #[serde(default)]
-    avito_client_secret: String,
-    #[serde(default)]
-    wa_phone_number_id: String,
-    #[serde(default)]
-    wa_waba_id: String,
-    #[serde(default)]
-    wa_access_token: String,
-    #[serde(default)]
-    wa_app_secret: String,
-    #[serde(default)]
-    sms_api_key: String,
-    #[serde(default)]
-    sms_sender: String,
-    #[serde(default)]
-    name: String,
-}
-
+/// One form per kind, each with its kind's fields (`Kind::fields`) and `kind`, `name`.
 async fn create(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    CsrfForm(f): CsrfForm<NewForm>,
+    CsrfForm(mut f): CsrfForm<BTreeMap<String, String>>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
-    let kind = f.kind.unwrap_or(SourceKind::TelegramBot.id());
-    let new = match SourceKind::from_id(kind) {
-        Some(SourceKind::TelegramBot) => NewSource::TelegramBot { token: f.token },
-        Some(SourceKind::VkBot) => NewSource::VkBot {
-            token: f.vk_token,
-            group_id: f.vk_group_id.clone(),
+    let kind = match f.remove("kind") {
+        None => SourceKind::TelegramBot.id(),
+        Some(k) => match k.parse::<i32>() {
+            Ok(k) => k,
+            Err(e) => return Ok(FormRejection::Bad(format!("kind: {e}")).into_response()),
         },
-        Some(SourceKind::MaxBot) => NewSource::MaxBot { token: f.max_token },
-        Some(SourceKind::Avito) => NewSource::Avito {
-            client_id: f.avito_client_id.clone(),
-            client_secret: f.avito_client_secret,
-        },
-        Some(SourceKind::Whatsapp) => NewSource::WhatsApp {
-            phone_number_id: f.wa_phone_number_id.clone(),
-            waba_id: f.wa_waba_id.clone(),
-            access_token: f.wa_access_token,
-            app_secret: f.wa_app_secret,
-        },
-        Some(SourceKind::SipoutSms) => NewSource::Sms {
-            api_key: f.sms_api_key,
-            sender: f.sms_sender.clone(),
-        },
-        _ => return Err(CoreError::field("kind", "err.kind_unsupported").into()),
     };
-    match sources::add_source(&st.core, &actor, &f.name, new).await {
+    let Some(source_kind) = form_kind(kind).map(|k| k.source_kind()) else {
+        return Err(CoreError::field("kind", "err.kind_unsupported").into());
+    };
+    let name = f.remove("name").unwrap_or_default();
+    f.remove("_csrf");
+    let new = NewSource {
+        kind: source_kind,
+        fields: FormValues(f.clone()),
+    };
+    match sources::add_source(&st.core, &actor, &name, new).await {
         Ok(id) => Ok(Redirect::to(&format!("/app/sources/{id}")).into_response()),
         Err(CoreError::Invalid(errs)) => Ok(render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             NewTpl {
                 kind,
-                only: if FORM_KINDS.contains(&kind) { kind } else { 0 },
-                name: f.name,
-                vk_group_id: f.vk_group_id,
-                avito_client_id: f.avito_client_id,
-                wa_phone_number_id: f.wa_phone_number_id,
-                wa_waba_id: f.wa_waba_id,
-                sms_sender: f.sms_sender,
-                ..NewTpl::blank(Page::new(&ctx, "sources").errors(errs))
+                name,
+                values: f,
+                ..NewTpl::blank(Page::new(&ctx, "sources").errors(errs), kind)
             },
         )),
         Err(e) => Err(e.into()),
@@ -303,6 +310,12 @@ struct ShowTpl {
     webhook: Option<String>,
     /// What to paste at the provider by hand (WhatsApp, SMS): label key and value.
     setup: Vec<(&'static str, String)>,
+    /// The advice above `setup`.
+    setup_help_key: &'static str,
+    /// The page shows the provider account the source is rather than a bot.
+    shows_account: bool,
+    /// The source has a settings page of its own (the API source's).
+    api_settings: bool,
 }
 
 /// The callback URLs (and WhatsApp's verify token) of a source whose provider is configured
@@ -370,8 +383,12 @@ async fn show_page(
         None
     };
     let setup = manual_setup(&st, &s, actor.role.can(Permission::Manage));
+    let kind = chatter_channels::kind_of_id(s.kind);
     Ok(render(ShowTpl {
         setup,
+        setup_help_key: kind.and_then(|k| k.setup_help_key()).unwrap_or(""),
+        shows_account: kind.is_some_and(|k| k.shows_account()),
+        api_settings: s.kind == SourceKind::Api.id(),
         p: Page::new(&ctx, "sources"),
         kind_key: kind_key(s.kind),
         status_key: status_key(&s.status),

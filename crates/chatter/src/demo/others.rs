@@ -77,39 +77,49 @@ pub(super) async fn connect_others(
     let wanted = [
         (
             "ВКонтакте: Рога и Копыта",
-            NewSource::VkBot {
-                token: group.token.clone(),
-                group_id: group.id.to_string(),
-            },
+            NewSource::new(
+                SourceKind::VkBot,
+                [
+                    ("vk_token", group.token.clone()),
+                    ("vk_group_id", group.id.to_string()),
+                ],
+            ),
         ),
         (
             "Max: Рога и Копыта",
-            NewSource::MaxBot {
-                token: max_token.clone(),
-            },
+            NewSource::new(SourceKind::MaxBot, [("max_token", max_token.clone())]),
         ),
         (
             "Авито: Рога и Копыта",
-            NewSource::Avito {
-                client_id: avito.client_id.clone(),
-                client_secret: avito.client_secret.clone(),
-            },
+            NewSource::new(
+                SourceKind::Avito,
+                [
+                    ("avito_client_id", avito.client_id.clone()),
+                    ("avito_client_secret", avito.client_secret.clone()),
+                ],
+            ),
         ),
         (
             "WhatsApp: Рога и Копыта",
-            NewSource::WhatsApp {
-                phone_number_id: wa.phone_number_id.clone(),
-                waba_id: wa.waba_id.clone(),
-                access_token: wa.access_token.clone(),
-                app_secret: wa.app_secret.clone(),
-            },
+            NewSource::new(
+                SourceKind::Whatsapp,
+                [
+                    ("wa_phone_number_id", wa.phone_number_id.clone()),
+                    ("wa_waba_id", wa.waba_id.clone()),
+                    ("wa_access_token", wa.access_token.clone()),
+                    ("wa_app_secret", wa.app_secret.clone()),
+                ],
+            ),
         ),
         (
             "SMS: Рога и Копыта",
-            NewSource::Sms {
-                api_key: sms_key.clone(),
-                sender: "Roga".into(),
-            },
+            NewSource::new(
+                SourceKind::SipoutSms,
+                [
+                    ("sms_api_key", sms_key.clone()),
+                    ("sms_sender", "Roga".into()),
+                ],
+            ),
         ),
     ];
     let existing = sources::list(core, actor).await?;

@@ -4,6 +4,7 @@
 mod acme;
 mod api;
 mod api_source;
+mod api_sources_create;
 mod auth;
 mod avito;
 mod browser;

@@ -208,6 +208,7 @@ const ROUTES: &[Route] = &[
     r(Get,  "/api/v1/reports", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/reports/csv", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
+    r(Post, "/api/v1/sources", ApiKey, &[], &[422]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[200, 404]),
     r(Get,  "/api/v1/conversations/{conv}/crm", ApiKey, &[], &[200, 404]),
