@@ -4,7 +4,7 @@
 //! checks its own form in `<kind>/form.rs`; core bounds every value and stores the result,
 //! web renders the fields.
 
-use crate::{ChannelError, Credentials, Identity, KindConfig, SourceSettings};
+use crate::{ChannelError, Credentials, Identity, SourceSettings};
 use std::collections::BTreeMap;
 
 /// One input of a kind's add-source form, in the order the form shows them.
@@ -79,17 +79,6 @@ impl std::fmt::Debug for FormValues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set().entries(self.0.keys()).finish()
     }
-}
-
-/// What a kind checks a form with: the HTTP clients and the installation's configuration.
-#[derive(Clone, Copy)]
-pub struct FormEnv<'a> {
-    /// The shared HTTP client.
-    pub http: &'a reqwest::Client,
-    /// The client for Max, which may trust an extra root certificate.
-    pub max_http: &'a reqwest::Client,
-    /// Where each kind's provider is (`kinds.telegram.api_base` …).
-    pub config: &'a KindConfig,
 }
 
 /// A form the provider accepted: what to store.

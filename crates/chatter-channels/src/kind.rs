@@ -8,7 +8,7 @@
 //! events to store and the acknowledgement to give once they are stored (`HookOutcome`), or
 //! with a refusal (`HookRefusal`) — nothing is stored then.
 
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::{
     BuildError, Connector, Credentials, Identity, InboundEvent, KindConfig, KindEnv, SourceSettings,
 };
@@ -112,11 +112,7 @@ pub trait Kind: Send + Sync {
     /// Checks a filled-in form: the values' format first, then the credentials with the
     /// provider. Values are already bounded to one line of `limits::CREDENTIAL` by the caller.
     /// A kind without a form refuses every one.
-    async fn validate(
-        &self,
-        _env: FormEnv<'_>,
-        _form: &FormValues,
-    ) -> Result<Validated, FormRefusal> {
+    async fn validate(&self, _env: &KindEnv, _form: &FormValues) -> Result<Validated, FormRefusal> {
         Err(FormRefusal::field("kind", "err.kind_unsupported"))
     }
 
@@ -138,10 +134,17 @@ pub trait Kind: Send + Sync {
         None
     }
 
-    /// How many hours after the customer's last message a free-form reply may be sent
-    /// (WhatsApp's customer-service window); `None`: any time.
-    fn reply_window_hours(&self) -> Option<u32> {
-        None
+    /// What a person pastes at the provider by hand for the source `source_id` whose hooks
+    /// arrive on `base`, as (translation key of the label, value): callback URLs, and the
+    /// source's hook secret where it is one of them (`secret` is `None` for people who may
+    /// not see it). Empty when Chatter sets the provider up itself.
+    fn manual_setup(
+        &self,
+        _base: &str,
+        _source_id: uuid::Uuid,
+        _secret: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
 
     /// How many billed parts `text` goes out as, where the provider bills by the part (SMS);
@@ -473,7 +476,10 @@ mod tests {
             .collect();
         assert_eq!(accounts, ["whatsapp", "sms"]);
         let whatsapp = kind_by_slug("whatsapp").expect("whatsapp");
-        assert_eq!(whatsapp.reply_window_hours(), Some(24));
+        assert_eq!(
+            whatsapp.reply_window(),
+            Some(std::time::Duration::from_secs(24 * 3600))
+        );
         let sms = kind_by_slug("sms").expect("sms");
         assert_eq!(sms.text_parts("привет"), Some(1));
         assert_eq!(whatsapp.text_parts("привет"), None);

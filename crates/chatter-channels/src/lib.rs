@@ -23,7 +23,7 @@ pub use connector::{
     Connector, HookSite, HookStatus, OutgoingFile, PollState, Polled, SaveSettings,
 };
 pub use env::{BuildError, KindEnv};
-pub use form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+pub use form::{FormField, FormRefusal, FormValues, Validated};
 pub use kind::{
     connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials,
     HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KINDS,

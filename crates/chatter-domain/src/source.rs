@@ -72,6 +72,16 @@ impl SourceKind {
             _ => None,
         }
     }
+
+    /// The translation key of this kind's name when no connector of it is registered to give
+    /// one (`Kind::label_key` names the others).
+    pub fn fallback_label_key(self) -> &'static str {
+        match self {
+            SourceKind::TelegramPrivate => "kind.telegram_private",
+            SourceKind::TelegramParsing => "kind.telegram_parsing",
+            _ => "kind.unknown",
+        }
+    }
 }
 
 #[cfg(test)]

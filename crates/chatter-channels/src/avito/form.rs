@@ -3,7 +3,8 @@
 
 use super::AvitoClient;
 use crate::common::new_hex_secret;
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
+use crate::KindEnv;
 use crate::{ChannelError, Credentials};
 
 /// The client id, then its secret.
@@ -23,10 +24,7 @@ pub(super) const MAIN_FIELD: &str = "avito_client_secret";
 pub(super) const HELP_KEY: &str = "sources.avito_help";
 
 /// Checks both are there, then asks Avito for the account.
-pub(super) async fn validate(
-    env: FormEnv<'_>,
-    form: &FormValues,
-) -> Result<Validated, FormRefusal> {
+pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validated, FormRefusal> {
     let client_id = form.trimmed("avito_client_id");
     let client_secret = form.trimmed("avito_client_secret");
     let mut errs = Vec::new();

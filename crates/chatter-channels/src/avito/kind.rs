@@ -5,8 +5,9 @@
 use super::form;
 use super::{parse_webhook, HookError};
 use crate::common::secret_matches;
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
+use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// Avito accounts (kind 5).
@@ -84,11 +85,7 @@ impl Kind for AvitoKind {
         form::MAIN_FIELD
     }
 
-    async fn validate(
-        &self,
-        env: FormEnv<'_>,
-        values: &FormValues,
-    ) -> Result<Validated, FormRefusal> {
+    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
         form::validate(env, values).await
     }
 }

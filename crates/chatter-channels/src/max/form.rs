@@ -1,7 +1,8 @@
 //! The Max bot's add-source form: the bot's token, checked with `GET /me`.
 
 use super::{new_webhook_secret, MaxClient};
-use crate::form::{token_like, FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{token_like, FormField, FormRefusal, FormValues, Validated};
+use crate::KindEnv;
 use crate::{ChannelError, Credentials, Identity};
 
 /// The form's one field.
@@ -18,15 +19,12 @@ pub(super) const HELP_KEY: &str = "sources.max_help";
 
 /// Checks the token's shape, then asks Max whose bot it is (through the client that trusts
 /// Max's root certificate).
-pub(super) async fn validate(
-    env: FormEnv<'_>,
-    form: &FormValues,
-) -> Result<Validated, FormRefusal> {
+pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validated, FormRefusal> {
     let token = form.trimmed("max_token");
     if !token_like(token, 10) {
         return Err(FormRefusal::field("max_token", "err.max_token_format"));
     }
-    let client = MaxClient::new(env.max_http.clone(), &env.config.max.api_base, token);
+    let client = MaxClient::new(env.max_http(), &env.config.max.api_base, token);
     let me = match client.me().await {
         Ok(me) => me,
         Err(ChannelError::Unauthorized(_)) | Err(ChannelError::Permanent(_)) => {

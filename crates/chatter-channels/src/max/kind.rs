@@ -3,9 +3,10 @@
 
 use super::form;
 use super::{parse_webhook, HookError, SECRET_HEADER};
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
 use crate::Identity;
+use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// Max bots (kind 4).
@@ -78,11 +79,7 @@ impl Kind for MaxKind {
         form::MAIN_FIELD
     }
 
-    async fn validate(
-        &self,
-        env: FormEnv<'_>,
-        values: &FormValues,
-    ) -> Result<Validated, FormRefusal> {
+    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
         form::validate(env, values).await
     }
 

@@ -2,7 +2,8 @@
 //! cabinet and an optional sender name, checked by reading the account.
 
 use super::{new_callback_token, sms_parts, SmsClient, SmsGatewayConfig};
-use crate::form::{token_like, FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{token_like, FormField, FormRefusal, FormValues, Validated};
+use crate::KindEnv;
 use crate::{Channel, ChannelError, Credentials, Identity};
 
 /// The key, then the sender name.
@@ -40,10 +41,7 @@ fn sender_ok(sender: &str) -> bool {
 }
 
 /// Checks the key's and the sender's shape, then asks the gateway for the account.
-pub(super) async fn validate(
-    env: FormEnv<'_>,
-    form: &FormValues,
-) -> Result<Validated, FormRefusal> {
+pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validated, FormRefusal> {
     let (key, sender) = (form.trimmed("sms_api_key"), form.trimmed("sms_sender"));
     let mut errs = Vec::new();
     if !token_like(key, 8) {

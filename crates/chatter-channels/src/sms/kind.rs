@@ -5,10 +5,11 @@
 
 use super::form;
 use super::{callback_token_matches, SmsClient, SmsGatewayConfig, SIPOUT_BASE_URL};
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
     HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
 };
+use crate::KindEnv;
 use chatter_domain::SourceKind;
 use std::sync::LazyLock;
 
@@ -110,11 +111,7 @@ impl Kind for SmsKind {
         form::MAIN_FIELD
     }
 
-    async fn validate(
-        &self,
-        env: FormEnv<'_>,
-        values: &FormValues,
-    ) -> Result<Validated, FormRefusal> {
+    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
         form::validate(env, values).await
     }
 
@@ -124,6 +121,24 @@ impl Kind for SmsKind {
 
     fn setup_help_key(&self) -> Option<&'static str> {
         Some(form::SETUP_HELP_KEY)
+    }
+
+    /// The gateway's two callback URLs (delivery reports, incoming SMS); the path token in
+    /// them is the only proof a callback comes from the gateway, so without it there is none.
+    fn manual_setup(
+        &self,
+        base: &str,
+        source_id: uuid::Uuid,
+        secret: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
+        let Some(token) = secret else {
+            return Vec::new();
+        };
+        let at = format!("{}/{token}", crate::hook_url(base, self.slug(), source_id));
+        vec![
+            ("sources.sms_status_url", format!("{at}/status")),
+            ("sources.sms_inbound_url", format!("{at}/inbound")),
+        ]
     }
 
     fn text_parts(&self, text: &str) -> Option<usize> {

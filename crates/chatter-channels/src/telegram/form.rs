@@ -2,7 +2,8 @@
 
 use super::TelegramClient;
 use crate::common::new_secret_token;
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
+use crate::KindEnv;
 use crate::{ChannelError, Credentials, Identity};
 
 /// The form's one field.
@@ -26,10 +27,7 @@ fn looks_like_a_token(token: &str) -> bool {
 }
 
 /// Checks the token's shape, then asks Telegram whose it is.
-pub(super) async fn validate(
-    env: FormEnv<'_>,
-    form: &FormValues,
-) -> Result<Validated, FormRefusal> {
+pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validated, FormRefusal> {
     let token = form.trimmed("token");
     if !looks_like_a_token(token) {
         return Err(FormRefusal::field("token", "err.token_format"));

@@ -4,9 +4,10 @@
 use super::form;
 use super::parse_update;
 use crate::common::secret_matches;
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
 use crate::Identity;
+use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// The header Telegram sends our secret token in.
@@ -100,11 +101,7 @@ impl Kind for TelegramKind {
         form::MAIN_FIELD
     }
 
-    async fn validate(
-        &self,
-        env: FormEnv<'_>,
-        values: &FormValues,
-    ) -> Result<Validated, FormRefusal> {
+    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
         form::validate(env, values).await
     }
 

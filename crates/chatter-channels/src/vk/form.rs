@@ -3,7 +3,8 @@
 
 use super::VkClient;
 use crate::common::new_hex_secret;
-use crate::form::{token_like, FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{token_like, FormField, FormRefusal, FormValues, Validated};
+use crate::KindEnv;
 use crate::{ChannelError, Credentials};
 
 /// The token, then the community.
@@ -38,10 +39,7 @@ pub fn parse_vk_group_id(raw: &str) -> Option<i64> {
 }
 
 /// Checks the token's shape and the community id, then asks VK whose community it is.
-pub(super) async fn validate(
-    env: FormEnv<'_>,
-    form: &FormValues,
-) -> Result<Validated, FormRefusal> {
+pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validated, FormRefusal> {
     let token = form.trimmed("vk_token");
     let mut errs = Vec::new();
     if !token_like(token, 20) {

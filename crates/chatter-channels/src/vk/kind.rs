@@ -4,10 +4,11 @@
 
 use super::form;
 use super::{parse_callback, CallbackError, CallbackOutcome, CALLBACK_OK};
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
     HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
 };
+use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// VK communities (kind 3).
@@ -89,11 +90,7 @@ impl Kind for VkKind {
         form::MAIN_FIELD
     }
 
-    async fn validate(
-        &self,
-        env: FormEnv<'_>,
-        values: &FormValues,
-    ) -> Result<Validated, FormRefusal> {
+    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
         form::validate(env, values).await
     }
 }

@@ -4,7 +4,8 @@
 
 use super::WhatsAppClient;
 use crate::common::new_hex_secret;
-use crate::form::{token_like, FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{token_like, FormField, FormRefusal, FormValues, Validated};
+use crate::KindEnv;
 use crate::{Channel, ChannelError, Credentials, Identity};
 
 /// The number, the business account, the token and the app secret.
@@ -39,18 +40,12 @@ pub(super) const HELP_KEY: &str = "sources.wa_help";
 /// The advice above the callback URL and verify token to paste at Meta.
 pub(super) const SETUP_HELP_KEY: &str = "sources.wa_setup_help";
 
-/// Hours after the customer's last message that a free-form reply may go out.
-pub(super) const REPLY_WINDOW_HOURS: u32 = 24;
-
 fn digits(v: &str) -> bool {
     !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Checks every value's shape, then asks Meta for the number.
-pub(super) async fn validate(
-    env: FormEnv<'_>,
-    form: &FormValues,
-) -> Result<Validated, FormRefusal> {
+pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validated, FormRefusal> {
     let (number, waba) = (
         form.trimmed("wa_phone_number_id"),
         form.trimmed("wa_waba_id"),

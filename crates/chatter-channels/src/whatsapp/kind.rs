@@ -4,10 +4,11 @@
 
 use super::form;
 use super::{parse_notification_routed, verify_signature, verify_subscription};
-use crate::form::{FormEnv, FormField, FormRefusal, FormValues, Validated};
+use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
     HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
 };
+use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// The header Meta signs notifications in.
@@ -128,11 +129,7 @@ impl Kind for WhatsAppKind {
         form::MAIN_FIELD
     }
 
-    async fn validate(
-        &self,
-        env: FormEnv<'_>,
-        values: &FormValues,
-    ) -> Result<Validated, FormRefusal> {
+    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
         form::validate(env, values).await
     }
 
@@ -144,8 +141,21 @@ impl Kind for WhatsAppKind {
         Some(form::SETUP_HELP_KEY)
     }
 
-    fn reply_window_hours(&self) -> Option<u32> {
-        Some(form::REPLY_WINDOW_HOURS)
+    /// Meta's callback URL and the verify token of its subscription handshake.
+    fn manual_setup(
+        &self,
+        base: &str,
+        source_id: uuid::Uuid,
+        secret: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
+        let mut v = vec![(
+            "sources.wa_callback_url",
+            crate::hook_url(base, self.slug(), source_id),
+        )];
+        if let Some(t) = secret {
+            v.push(("sources.wa_verify_token", t.to_string()));
+        }
+        v
     }
 }
 

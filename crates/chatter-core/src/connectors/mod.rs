@@ -51,6 +51,12 @@ impl Core {
     pub fn max_http(&self) -> reqwest::Client {
         self.clients.env.max_http()
     }
+
+    /// What kinds build connectors and check credentials with: the shared HTTP clients and
+    /// every kind's configuration.
+    pub fn kind_env(&self) -> &KindEnv {
+        &self.clients.env
+    }
 }
 
 /// The connector of `src`: its kind's, built from its decrypted credentials and settings, or
@@ -90,13 +96,6 @@ pub fn webhook_base(cfg: &CoreConfig, kind: i32) -> Option<&str> {
 /// SMS sources are configured by hand at the provider, so their pages show URLs on this base.
 pub fn public_hook_base(cfg: &CoreConfig, kind: i32) -> &str {
     webhook_base(cfg, kind).unwrap_or(&cfg.public_url)
-}
-
-/// The SMS gateway's callback URLs of a source: (delivery reports, incoming SMS). The path
-/// token is the only proof a callback comes from the gateway.
-pub fn sms_hook_urls(base: &str, source_id: Uuid, token: &str) -> (String, String) {
-    let at = format!("{}/{token}", hook_url(base, "sms", source_id));
-    (format!("{at}/status"), format!("{at}/inbound"))
 }
 
 fn internal(e: CoreError) -> ChannelError {

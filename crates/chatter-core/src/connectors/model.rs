@@ -3,7 +3,6 @@
 //! the CRM sync and the sources' own pages all use these; nothing here talks to a provider.
 
 use crate::{Actor, Core, CoreError, Result};
-use chatter_channels::telegram::TelegramClient;
 use chatter_domain::Permission;
 use chatter_store::entity::source;
 use sea_orm::{
@@ -35,17 +34,6 @@ pub fn secret_of(core: &Core, s: &source::Model) -> Result<SourceSecret> {
         .map_err(|e| CoreError::Internal(e.to_string()))?;
     serde_json::from_str(plain.expose())
         .map_err(|e| CoreError::Internal(format!("bad source secret: {e}")))
-}
-
-/// A Telegram source's client, for the Sources page's webhook line. Kept until that page asks
-/// `connector_for(..).hook_status()` instead (kind-blind); nothing else may use it.
-pub fn telegram_client(core: &Core, s: &source::Model) -> Result<TelegramClient> {
-    let secret = secret_of(core, s)?;
-    Ok(TelegramClient::new(
-        core.http.clone(),
-        &core.config.kinds.telegram.api_base,
-        &secret.token,
-    ))
 }
 
 /// Records the outcome of talking to the provider for the Sources page.

@@ -140,7 +140,7 @@ async fn reply_window(
 /// Whether free-form messages may still go to this conversation: always, unless its kind has
 /// a reply window (WhatsApp's 24 hours) and the customer last wrote longer ago than that (their
 /// time as the provider reported it). Never wrote: closed. No such conversation: closed.
-pub async fn whatsapp_window_open(
+pub async fn reply_window_open(
     conn: &impl ConnectionTrait,
     conversation_id: Uuid,
     now: i64,
@@ -249,7 +249,7 @@ pub async fn reply_media(
 
 /// The approved message templates of a WhatsApp conversation's business account (asked from
 /// WhatsApp each time: templates are created and approved in Meta's WhatsApp Manager).
-pub async fn whatsapp_templates(
+pub async fn message_templates(
     core: &Core,
     actor: &Actor,
     conversation_id: Uuid,
@@ -289,7 +289,7 @@ pub async fn reply_template(
     params: &[String],
 ) -> Result<message::Model> {
     actor.require(Permission::Reply)?;
-    let templates = whatsapp_templates(core, actor, conversation_id).await?;
+    let templates = message_templates(core, actor, conversation_id).await?;
     let Some(t) = templates
         .iter()
         .find(|t| t.name == name.trim() && t.language == language.trim())

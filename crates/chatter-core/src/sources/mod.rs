@@ -9,7 +9,7 @@ pub mod runtime;
 
 use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{audit, Actor, Core, CoreError, Result};
-use chatter_channels::{FormEnv, FormRefusal, FormValues, Kind, Validated};
+use chatter_channels::{FormRefusal, FormValues, Kind, Validated};
 use chatter_domain::values::{limits, optional_text, required_text};
 use chatter_domain::{text, FieldError, Permission, SourceKind};
 use chatter_store::entity::source;
@@ -57,9 +57,6 @@ impl NewSource {
     }
 }
 
-/// Reads a VK community id as people paste it (kept here for callers that used it from core).
-pub use chatter_channels::vk::parse_vk_group_id;
-
 /// Connects a Telegram bot by its token: checked with getMe first, so a wrong token changes nothing.
 pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &str) -> Result<Uuid> {
     let new = NewSource::new(SourceKind::TelegramBot, [("token", token)]);
@@ -78,13 +75,7 @@ async fn validate(core: &Core, new: &NewSource) -> Result<(&'static dyn Kind, Va
     if !refused.is_empty() {
         return Err(CoreError::Invalid(refused));
     }
-    let max_http = core.max_http();
-    let env = FormEnv {
-        http: &core.http,
-        max_http: &max_http,
-        config: &core.config.kinds,
-    };
-    match kind.validate(env, &new.fields).await {
+    match kind.validate(core.kind_env(), &new.fields).await {
         Ok(v) => Ok((kind, v)),
         Err(FormRefusal::Fields(errs)) => Err(CoreError::fields(&errs)),
         Err(FormRefusal::Unreachable(e)) => {

@@ -80,8 +80,8 @@ struct ThreadView {
     source_status: String,
     /// The deal in the CRM and the routing rule that placed it.
     crm: Option<chatter_core::crm::sync::CrmLink>,
-    /// The source's kind (7: WhatsApp offers sending media by URL).
-    kind: i32,
+    /// The kind sends media by a link the manager gives (WhatsApp): the form for it is shown.
+    media_by_link: bool,
     /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
     wa_window_closed: bool,
     /// WhatsApp, window closed: the approved templates (`None`: WhatsApp did not answer).
@@ -203,12 +203,12 @@ async fn page(
             let kind = row.source_kind;
             let facts = chatter_channels::kind_of_id(kind);
             // Replies outside the kind's window (WhatsApp's 24 h) go out as templates only.
-            let wa_window_closed = facts.and_then(|k| k.reply_window_hours()).is_some()
-                && !inbox::whatsapp_window_open(&st.core.db, id, st.core.now()).await?;
-            let wa_templates = if wa_window_closed && can_reply {
+            let window_closed = facts.and_then(|k| k.reply_window()).is_some()
+                && !inbox::reply_window_open(&st.core.db, id, st.core.now()).await?;
+            let wa_templates = if window_closed && can_reply {
                 let listed = tokio::time::timeout(
                     std::time::Duration::from_secs(5),
-                    inbox::whatsapp_templates(&st.core, &actor, id),
+                    inbox::message_templates(&st.core, &actor, id),
                 )
                 .await;
                 match listed {
@@ -246,8 +246,8 @@ async fn page(
                 can_reply,
                 source_status,
                 crm,
-                kind,
-                wa_window_closed,
+                media_by_link: facts.is_some_and(|k| k.sends_media_by_link()),
+                wa_window_closed: window_closed,
                 wa_templates,
                 sms_parts,
                 refused,

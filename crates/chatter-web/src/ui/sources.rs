@@ -38,11 +38,7 @@ pub fn kind_key(kind: i32) -> &'static str {
         return k.label_key();
     }
     // Not connectable yet: no `Kind` of theirs is registered.
-    match SourceKind::from_id(kind) {
-        Some(SourceKind::TelegramPrivate) => "kind.telegram_private",
-        Some(SourceKind::TelegramParsing) => "kind.telegram_parsing",
-        _ => "kind.unknown",
-    }
+    SourceKind::from_id(kind).map_or("kind.unknown", SourceKind::fallback_label_key)
 }
 
 pub fn status_key(status: &str) -> &'static str {
@@ -78,6 +74,8 @@ struct Row {
     username: Option<String>,
     kind_id: i32,
     kind_key: &'static str,
+    /// The source has its own page (the API source's), not the messenger sources' one.
+    own_page: bool,
     status: String,
     status_key: &'static str,
     last_error: Option<String>,
@@ -113,6 +111,7 @@ async fn list_page(
                 username: set.bot_username,
                 kind_id: s.kind,
                 kind_key: kind_key(s.kind),
+                own_page: chatter_channels::kind_of_id(s.kind).is_some_and(|k| !k.has_connector()),
                 status_key: status_key(&s.status),
                 status: s.status,
                 last_error: s.last_error,
@@ -321,30 +320,15 @@ struct ShowTpl {
 /// The callback URLs (and WhatsApp's verify token) of a source whose provider is configured
 /// by hand; only people who manage sources see them (the SMS URLs carry the secret token).
 fn manual_setup(st: &AppState, s: &source::Model, can_manage: bool) -> Vec<(&'static str, String)> {
-    use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
-    let cfg = &st.core.config;
-    let secret = sources::secret_of(&st.core, s).ok();
-    let token = secret.and_then(|x| x.webhook_secret).filter(|_| can_manage);
-    match (SourceKind::from_id(s.kind), token) {
-        (Some(SourceKind::Whatsapp), token) => {
-            let mut v = vec![(
-                "sources.wa_callback_url",
-                hook_url(public_hook_base(cfg, s.kind), "whatsapp", s.id),
-            )];
-            if let Some(t) = token {
-                v.push(("sources.wa_verify_token", t));
-            }
-            v
-        }
-        (Some(SourceKind::SipoutSms), Some(token)) => {
-            let (status, inbound) = sms_hook_urls(public_hook_base(cfg, s.kind), s.id, &token);
-            vec![
-                ("sources.sms_status_url", status),
-                ("sources.sms_inbound_url", inbound),
-            ]
-        }
-        _ => Vec::new(),
-    }
+    let Some(kind) = chatter_channels::kind_of_id(s.kind) else {
+        return Vec::new();
+    };
+    let secret = sources::secret_of(&st.core, s)
+        .ok()
+        .and_then(|x| x.webhook_secret)
+        .filter(|_| can_manage);
+    let base = chatter_core::connectors::public_hook_base(&st.core.config, s.kind);
+    kind.manual_setup(base, s.id, secret.as_deref())
 }
 
 async fn show_page(
@@ -356,28 +340,20 @@ async fn show_page(
     let s = sources::get(&st.core, &actor, id).await?;
     let settings = sources::settings_of(&s);
     // Live webhook state from Telegram, briefly; the page still renders if it does not answer.
-    let webhook = if settings.mode == "webhook"
-        && s.status != sources::DISABLED
-        && s.kind == SourceKind::TelegramBot.id()
-    {
-        match sources::telegram_client(&st.core, &s) {
-            Ok(c) => {
-                match tokio::time::timeout(std::time::Duration::from_secs(3), c.get_webhook_info())
-                    .await
-                {
-                    Ok(Ok(w)) => Some(format!(
-                        "{} · {}: {}{}",
-                        w.url,
-                        crate::i18n::Tr(ctx.lang).t("sources.pending_updates"),
-                        w.pending_update_count,
-                        w.last_error_message
-                            .map(|m| format!(" · {m}"))
-                            .unwrap_or_default()
-                    )),
-                    _ => None,
-                }
-            }
-            Err(_) => None,
+    let webhook = if settings.mode == "webhook" && s.status != sources::DISABLED {
+        let status = async {
+            let c = chatter_core::connectors::connector_for(&st.core, &s).ok()?;
+            c.hook_status().await?.ok()
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(3), status).await {
+            Ok(Some(w)) => Some(format!(
+                "{} · {}: {}{}",
+                w.url,
+                crate::i18n::Tr(ctx.lang).t("sources.pending_updates"),
+                w.pending,
+                w.last_error.map(|m| format!(" · {m}")).unwrap_or_default()
+            )),
+            _ => None,
         }
     } else {
         None

@@ -37,14 +37,12 @@ fn manual_hooks(
     all: &[chatter_store::entity::source::Model],
     kind: SourceKind,
 ) -> Option<(String, String)> {
-    use chatter_core::connectors::{hook_url, public_hook_base, sms_hook_urls};
     let s = all.iter().find(|s| s.kind == kind.id())?;
     let token = sources::secret_of(core, s).ok()?.webhook_secret?;
-    let base = public_hook_base(&core.config, s.kind);
-    Some(match kind {
-        SourceKind::Whatsapp => (hook_url(base, "whatsapp", s.id), token),
-        _ => sms_hook_urls(base, s.id, &token),
-    })
+    let base = chatter_core::connectors::public_hook_base(&core.config, s.kind);
+    let shown = chatter_channels::kind_of(kind)?.manual_setup(base, s.id, Some(&token));
+    let mut values = shown.into_iter().map(|(_, v)| v);
+    Some((values.next()?, values.next()?))
 }
 
 /// Creates the community, the bot and the account in the fakes and connects each as a source
