@@ -39,6 +39,7 @@ pub use routing::{
     ResponsibleOut, RuleOut, StepOut, TimeWindowOut,
 };
 pub use sources::{create_source, SourceIn};
+use sources::ConnectableKinds;
 
 use crate::AppState;
 use axum::routing::{get, post};
@@ -52,7 +53,7 @@ use utoipa_swagger_ui::SwaggerUi;
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
     paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv),
     components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ConnectableKinds),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;

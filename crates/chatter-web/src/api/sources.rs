@@ -57,3 +57,23 @@ pub async fn create_source(
     let s = sources::get(&st.core, &a, id).await?;
     Ok((StatusCode::CREATED, Json(source_out(s, 0))).into_response())
 }
+
+/// Lists the kinds `POST /api/v1/sources` accepts as the enum of `SourceIn.kind`, from the kinds
+/// registered with an add form, so the document never names a kind the server refuses.
+pub(super) struct ConnectableKinds;
+
+impl utoipa::Modify for ConnectableKinds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let names: Vec<&str> = SourceKind::ALL
+            .into_iter()
+            .filter(|k| chatter_channels::kind_of(*k).is_some_and(|kind| !kind.fields().is_empty()))
+            .map(SourceKind::as_str)
+            .collect();
+        let Some(c) = openapi.components.as_mut() else { return };
+        let Some(RefOr::T(Schema::Object(o))) = c.schemas.get_mut("SourceIn") else { return };
+        if let Some(RefOr::T(Schema::Object(kind))) = o.properties.get_mut("kind") {
+            kind.enum_values = Some(names.into_iter().map(Into::into).collect());
+        }
+    }
+}
