@@ -1,4 +1,4 @@
-//! Messengers. Each module speaks one provider's API exactly as `shared/specs/channels.md`
+//! Messengers. Each module speaks one provider's API exactly as `docs/providers/channels.md`
 //! describes (base URL from configuration, so tests point it at `chatter-fakes`), turns what
 //! the provider sends into `InboundMessage`s, and sends our messages out. Nothing here touches
 //! the database; nothing provider-shaped leaks out of this crate's common types.

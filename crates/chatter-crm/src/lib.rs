@@ -1,6 +1,6 @@
 //! CRMs. The provider-neutral `Crm` trait is what core needs from a CRM (find or create the
 //! contact, find its open deal or create one, notes, the CRM's own chat, account metadata);
-//! each provider module speaks its API exactly as `shared/specs/` describes, with base URLs from
+//! each provider module speaks its API exactly as `docs/providers/` describes, with base URLs from
 //! configuration so tests point them at fakes. Nothing here touches the database: tokens come in
 //! and new tokens go out, and the caller stores them.
 

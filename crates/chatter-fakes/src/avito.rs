@@ -1,5 +1,5 @@
 //! Fake Avito API: a stateful HTTP server on loopback that speaks the OAuth and Messenger API as
-//! `shared/specs/channels.md` §4 describes. Per account it keeps API credentials and the access
+//! `docs/providers/channels.md` §4 describes. Per account it keeps API credentials and the access
 //! tokens issued for them (which expire), chats about items with their messages, webhook
 //! subscriptions with v3 deliveries, the messages the account sent and a per-minute rate
 //! limiter; a control API lets tests act as buyers and inject failures.

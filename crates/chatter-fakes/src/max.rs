@@ -1,5 +1,5 @@
 //! Fake Max Bot API: a stateful HTTP server on loopback that speaks the API as
-//! `shared/specs/channels.md` §3 describes. Per token it keeps the bot, its dialogs and group
+//! `docs/providers/channels.md` §3 describes. Per token it keeps the bot, its dialogs and group
 //! chats, an update queue with marker semantics and long polling, a webhook subscription with
 //! ordered, retried delivery, and the messages the bot sent; a control API lets tests act as
 //! customers and inject failures.

@@ -1,4 +1,4 @@
-//! Fake SMS gateway shaped like Sipout's user API (`shared/specs/channels.md` §6): per-key
+//! Fake SMS gateway shaped like Sipout's user API (`docs/providers/channels.md` §6): per-key
 //! accounts with a balance, sending that bills per part, delivery reports and incoming SMS
 //! POSTed to configured callback URLs, and a control API to act as customers and inject failures.
 //!

@@ -1,5 +1,5 @@
 //! Fake Telegram Bot API: a stateful HTTP server on loopback that speaks the Bot API as
-//! `shared/specs/channels.md` §1 describes, keeps per-token state (bots, chats, an update queue
+//! `docs/providers/channels.md` §1 describes, keeps per-token state (bots, chats, an update queue
 //! with offset semantics, webhooks with retried delivery, sent messages, files) and offers a
 //! control API so tests and `chatter demo` can act as customers and inject failures.
 //!

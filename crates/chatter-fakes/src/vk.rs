@@ -1,5 +1,5 @@
 //! Fake VK API for community bots: a stateful HTTP server on loopback that speaks
-//! `shared/specs/channels.md` §2 — method calls at `/method/<name>`, a Bots Long Poll server
+//! `docs/providers/channels.md` §2 — method calls at `/method/<name>`, a Bots Long Poll server
 //! with `ts`/`failed` semantics, Callback API servers that get confirmed and receive events
 //! (retried until they answer `ok`), `messages.send` deduplicated by `random_id`, and photo and
 //! document URLs that serve bytes. A control API lets tests act as customers, expire long-poll

@@ -1,5 +1,5 @@
 //! Fake WhatsApp Business Cloud API: a stateful HTTP server on loopback that speaks the Graph
-//! API as `shared/specs/channels.md` §5 describes, with per-phone-number state (token, sent
+//! API as `docs/providers/channels.md` §5 describes, with per-phone-number state (token, sent
 //! messages, the customers' 24-hour windows, media, templates) and a control API so tests and
 //! `chatter demo` can act as customers and inject failures.
 //!

@@ -1,4 +1,4 @@
-//! Fake amoCRM: one loopback server playing every amoCRM host as `shared/specs/amocrm.md` §1–§4
+//! Fake amoCRM: one loopback server playing every amoCRM host as `docs/providers/amocrm.md` §1–§4
 //! describes — the OAuth consent page and token endpoint (`www.amocrm.ru`, `{subdomain}.amocrm.ru`),
 //! the REST API v4 of each account (chosen by the access token, since every account shares the
 //! one base URL) and the Chats API (`amojo.amocrm.ru`). State is real: tokens rotate, entities are
