@@ -38,8 +38,8 @@ pub use routing::{
     routing_dry_run, routing_rules, ActionsOut, ConditionsOut, DecisionOut, DryRunIn,
     ResponsibleOut, RuleOut, StepOut, TimeWindowOut,
 };
-pub use sources::{create_source, SourceIn};
 use sources::ConnectableKinds;
+pub use sources::{create_source, SourceIn};
 
 use crate::AppState;
 use axum::routing::{get, post};

@@ -70,8 +70,12 @@ impl utoipa::Modify for ConnectableKinds {
             .filter(|k| chatter_channels::kind_of(*k).is_some_and(|kind| !kind.fields().is_empty()))
             .map(SourceKind::as_str)
             .collect();
-        let Some(c) = openapi.components.as_mut() else { return };
-        let Some(RefOr::T(Schema::Object(o))) = c.schemas.get_mut("SourceIn") else { return };
+        let Some(c) = openapi.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(o))) = c.schemas.get_mut("SourceIn") else {
+            return;
+        };
         if let Some(RefOr::T(Schema::Object(kind))) = o.properties.get_mut("kind") {
             kind.enum_values = Some(names.into_iter().map(Into::into).collect());
         }
