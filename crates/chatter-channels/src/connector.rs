@@ -9,6 +9,22 @@ use std::any::Any;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// One part of a reply, as `Connector::send_part` sends it.
+#[derive(Clone, Copy, Debug)]
+pub struct Part<'a> {
+    /// The provider's chat.
+    pub chat: &'a str,
+    /// The part's text, within the kind's `max_text`.
+    pub text: &'a str,
+    /// The provider's id of the message answered, as inbound messages of this kind carry it;
+    /// the caller gives it to the first part only.
+    pub reply_to: Option<&'a str>,
+    /// Our message's id, the same on every retry.
+    pub key: &'a str,
+    /// Which part of the message this is, from 0.
+    pub index: usize,
+}
+
 /// One live source's client, seen kind-blind. `Channel` (identify, send, download) comes with it.
 #[async_trait::async_trait]
 pub trait Connector: Channel {
@@ -16,24 +32,11 @@ pub trait Connector: Channel {
     /// characters (`common::split_text`).
     fn max_text(&self) -> usize;
 
-    /// Prefix of the lease a source's poller holds (`telegram-poll:{source id}` …), so one
-    /// node polls a given source.
-    fn lease_prefix(&self) -> &'static str;
-
-    /// Sends part `part` of our message `key` into `chat`; the caller gives only the first part
-    /// a `reply_to` (the provider's id of the message answered, as inbound messages of this
-    /// kind carry it). Returns the provider's id of what was sent, in the same form. Kinds that
-    /// deduplicate sends derive their key from `key` and `part`, so a retry after a lost answer
-    /// sends nothing twice. A refusal that means the customer blocked us is
-    /// `ChannelError::Blocked`.
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        key: &str,
-        part: usize,
-    ) -> Result<String, ChannelError>;
+    /// Sends one part of a reply (`Part`). Returns the provider's id of what was sent, in the
+    /// form inbound messages of this kind carry. Kinds that deduplicate sends derive their key
+    /// from the part's `key` and `index`, so a retry after a lost answer sends nothing twice. A
+    /// refusal that means the customer blocked us is `ChannelError::Blocked`.
+    async fn send_part(&self, part: Part<'_>) -> Result<String, ChannelError>;
 
     /// Sets the source up to receive: a webhook to `site` when it has a webhook base, the
     /// provider's polling otherwise (or checks that the credentials still work, for kinds whose
@@ -218,12 +221,12 @@ pub struct OutgoingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{kind_of, Credentials, KindConfig, KindEnv, KINDS};
+    use crate::{kind_of, Credentials, KindConfig, KindEnv};
     use std::sync::Arc;
 
     /// Every kind with a connector, built as core builds it, with the facts core used to match
     /// on per kind.
-    fn connectors() -> Vec<(Arc<dyn Connector>, usize, &'static str)> {
+    fn connectors() -> Vec<(Arc<dyn Connector>, usize, chatter_domain::SourceKind)> {
         let base = "http://127.0.0.1:9";
         let mut cfg = KindConfig::default();
         cfg.telegram.api_base = base.into();
@@ -250,30 +253,32 @@ mod tests {
         };
         use chatter_domain::SourceKind as K;
         vec![
-            (build(K::TelegramBot), 4096, "telegram-poll"),
-            (build(K::VkBot), 4096, "vk-poll"),
-            (build(K::MaxBot), 4000, "max-poll"),
-            (build(K::Avito), 1000, "avito-poll"),
-            (build(K::Whatsapp), 4096, "whatsapp-poll"),
-            (build(K::SipoutSms), 2000, "sms-poll"),
+            (build(K::TelegramBot), 4096, K::TelegramBot),
+            (build(K::VkBot), 4096, K::VkBot),
+            (build(K::MaxBot), 4000, K::MaxBot),
+            (build(K::Avito), 1000, K::Avito),
+            (build(K::Whatsapp), 4096, K::Whatsapp),
+            (build(K::SipoutSms), 2000, K::SipoutSms),
         ]
     }
 
     #[test]
-    fn every_kind_names_its_text_limit_and_lease() {
-        for (c, max_text, lease) in connectors() {
-            assert_eq!((c.max_text(), c.lease_prefix()), (max_text, lease));
+    fn every_kind_names_its_text_limit() {
+        for (c, max_text, kind) in connectors() {
+            assert_eq!(c.max_text(), max_text, "{kind:?}");
         }
     }
 
     #[test]
-    fn every_connector_agrees_with_its_kind_and_only_avito_pauses() {
+    fn only_avito_pauses_between_polls() {
         let built = connectors();
-        for (c, _, lease) in &built {
-            let kind = KINDS.iter().find(|k| k.lease_prefix() == *lease);
-            assert!(kind.is_some(), "{lease}");
+        for (c, _, kind) in &built {
             let pause = c.poll_pause();
-            assert_eq!(pause.is_some(), *lease == "avito-poll", "{lease}");
+            assert_eq!(
+                pause.is_some(),
+                *kind == chatter_domain::SourceKind::Avito,
+                "{kind:?}"
+            );
         }
         assert_eq!(built[3].0.poll_pause(), Some(Duration::from_secs(15)));
     }

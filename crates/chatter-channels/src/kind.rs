@@ -15,26 +15,113 @@ use crate::{
 use chatter_domain::SourceKind;
 use std::sync::Arc;
 
+/// What a kind states about itself once, as a constant in its folder (`FACTS`); the `Kind`
+/// methods of the same names read it.
+pub struct KindFacts {
+    /// The stored kind.
+    pub kind: SourceKind,
+    /// The URL segment of its hooks (`/hooks/{slug}/{source_id}`), which also names its
+    /// poller's lease.
+    pub slug: &'static str,
+    /// The source name written to the CRM ("Telegram", "VK" …).
+    pub crm_label: &'static str,
+    /// Its add-source form; `None` when it has none (the API source is added on a page of
+    /// its own).
+    pub form: Option<KindForm>,
+    /// The translation key of the advice shown when its credentials were revoked; `None` keeps
+    /// the general advice.
+    pub revoked_fix_key: Option<&'static str>,
+    /// Whether sources of this kind talk to a provider through a connector (`Kind::build`);
+    /// `false` for the API source, which its customer's system calls.
+    pub has_connector: bool,
+    /// How long after the customer's last message free-form replies may still go (WhatsApp's
+    /// 24 hours; after that only a template may); `None`: always.
+    pub reply_window: Option<std::time::Duration>,
+    /// Whether managers may reply with a medium by public link (WhatsApp fetches it).
+    pub sends_media_by_link: bool,
+    /// Whether its accounts have message templates (`Connector::templates`).
+    pub offers_templates: bool,
+    /// Whether a source's page shows the provider account it is (WhatsApp's number, the SMS
+    /// account) rather than a bot's `@username`.
+    pub shows_account: bool,
+    /// The translation key of the advice above the callback URLs a person pastes at the
+    /// provider by hand (`Kind::manual_setup`); `None` when Chatter sets the provider up.
+    pub setup_help_key: Option<&'static str>,
+}
+
+impl KindFacts {
+    /// A kind with a connector and no form, whose other facts are the common case; a kind
+    /// states what differs with struct update syntax.
+    pub const fn new(kind: SourceKind, slug: &'static str, crm_label: &'static str) -> Self {
+        KindFacts {
+            kind,
+            slug,
+            crm_label,
+            form: None,
+            revoked_fix_key: None,
+            has_connector: true,
+            reply_window: None,
+            sends_media_by_link: false,
+            offers_templates: false,
+            shows_account: false,
+            setup_help_key: None,
+        }
+    }
+}
+
+/// A kind's add-source form: its fields, the help above it, the field errors about the
+/// account go to, and the check of a filled-in form.
+pub struct KindForm {
+    /// The fields, in order.
+    pub fields: &'static [FormField],
+    /// The translation key of the help shown above the form.
+    pub help_key: &'static str,
+    /// The field that wrong credentials, an unreachable provider and a source added twice are
+    /// reported on.
+    pub main_field: &'static str,
+    /// Checks the values' format first, then the credentials with the provider.
+    pub validate: ValidateForm,
+}
+
+/// `KindForm::validate`: a kind's `form::validate`, boxed so the form can be a constant.
+pub type ValidateForm = for<'a> fn(
+    &'a KindEnv,
+    &'a FormValues,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Validated, FormRefusal>> + Send + 'a>,
+>;
+
 /// One messenger kind's static facts and its webhook.
 #[async_trait::async_trait]
 pub trait Kind: Send + Sync {
+    /// The facts stated once in the kind's folder.
+    fn facts(&self) -> &'static KindFacts;
+
     /// The stored kind.
-    fn source_kind(&self) -> SourceKind;
+    fn source_kind(&self) -> SourceKind {
+        self.facts().kind
+    }
 
     /// The URL segment of its hooks: `/hooks/{slug}/{source_id}`.
-    fn slug(&self) -> &'static str;
+    fn slug(&self) -> &'static str {
+        self.facts().slug
+    }
 
     /// The translation key of its name (`kind.telegram_bot` …).
-    fn label_key(&self) -> &'static str;
+    fn label_key(&self) -> &'static str {
+        self.source_kind().label_key()
+    }
 
     /// The translation key of the advice shown when its credentials were revoked; `None` keeps
     /// the general advice.
     fn revoked_fix_key(&self) -> Option<&'static str> {
-        None
+        self.facts().revoked_fix_key
     }
 
     /// The source name written to the CRM ("Telegram", "VK" …).
-    fn crm_label(&self) -> &'static str;
+    fn crm_label(&self) -> &'static str {
+        self.facts().crm_label
+    }
 
     /// A link that opens a chat with the customer known by `username` in the messenger, where
     /// the messenger has public usernames (`https://t.me/<username>`); `None` elsewhere.
@@ -42,9 +129,11 @@ pub trait Kind: Send + Sync {
         None
     }
 
-    /// Prefix of the lease a source's poller holds (`telegram-poll:{source id}` …), so one node
-    /// polls a given source.
-    fn lease_prefix(&self) -> &'static str;
+    /// The lease the poller of source `source` holds (`telegram-poll:{source id}` …), so one
+    /// node polls a given source.
+    fn lease_name(&self, source: uuid::Uuid) -> String {
+        format!("{}-poll:{source}", self.slug())
+    }
 
     /// Builds the connector of one source of this kind from the process's `env`, the source's
     /// decrypted `creds` and its stored `settings`. Core keeps it while the credentials stay
@@ -65,23 +154,23 @@ pub trait Kind: Send + Sync {
     /// Whether sources of this kind talk to a provider through a connector (`build`); `false`
     /// for the API source, which its customer's system calls.
     fn has_connector(&self) -> bool {
-        true
+        self.facts().has_connector
     }
 
     /// How long after the customer's last message free-form replies may still go (WhatsApp's
     /// 24 hours; after that only a template may); `None`: always.
     fn reply_window(&self) -> Option<std::time::Duration> {
-        None
+        self.facts().reply_window
     }
 
     /// Whether managers may reply with a medium by public link (WhatsApp fetches it).
     fn sends_media_by_link(&self) -> bool {
-        false
+        self.facts().sends_media_by_link
     }
 
     /// Whether the kind's accounts have message templates (`Connector::templates`).
     fn offers_templates(&self) -> bool {
-        false
+        self.facts().offers_templates
     }
 
     /// Checks that `req` comes from the provider for the source `creds` belong to and reads
@@ -92,28 +181,30 @@ pub trait Kind: Send + Sync {
         creds: &HookCredentials,
     ) -> Result<HookOutcome, HookRefusal>;
 
-    /// The fields of its add-source form, in order; empty when it has no such form (the API
-    /// source is added on a page of its own).
+    /// The fields of its add-source form, in order; empty when it has no such form.
     fn fields(&self) -> &'static [FormField] {
-        &[]
+        self.facts().form.as_ref().map_or(&[], |f| f.fields)
     }
 
     /// The translation key of the help shown above its add-source form.
     fn form_help_key(&self) -> Option<&'static str> {
-        None
+        self.facts().form.as_ref().map(|f| f.help_key)
     }
 
     /// The form field that wrong credentials, an unreachable provider and a source added twice
     /// are reported on.
     fn main_field(&self) -> &'static str {
-        "kind"
+        self.facts().form.as_ref().map_or("kind", |f| f.main_field)
     }
 
     /// Checks a filled-in form: the values' format first, then the credentials with the
     /// provider. Values are already bounded to one line of `limits::CREDENTIAL` by the caller.
     /// A kind without a form refuses every one.
-    async fn validate(&self, _env: &KindEnv, _form: &FormValues) -> Result<Validated, FormRefusal> {
-        Err(FormRefusal::field("kind", "err.kind_unsupported"))
+    async fn validate(&self, env: &KindEnv, form: &FormValues) -> Result<Validated, FormRefusal> {
+        match &self.facts().form {
+            Some(f) => (f.validate)(env, form).await,
+            None => Err(FormRefusal::field("kind", "err.kind_unsupported")),
+        }
     }
 
     /// The name a new source gets when the form leaves it blank (`@username` for bots with a
@@ -125,13 +216,13 @@ pub trait Kind: Send + Sync {
     /// Whether a source's page shows the provider account it is (WhatsApp's number, the SMS
     /// account) rather than a bot's `@username`.
     fn shows_account(&self) -> bool {
-        false
+        self.facts().shows_account
     }
 
     /// The translation key of the advice above the callback URLs a person pastes at the
     /// provider by hand; `None` when the provider is set up by Chatter.
     fn setup_help_key(&self) -> Option<&'static str> {
-        None
+        self.facts().setup_help_key
     }
 
     /// What a person pastes at the provider by hand for the source `source_id` whose hooks
@@ -405,18 +496,19 @@ mod tests {
     }
 
     #[test]
-    /// The facts web and core matched on per kind before the registry (leases as `Connector`
-    /// names them).
+    /// The facts web and core matched on per kind before the registry, leases named as before.
     fn static_facts_are_distinct_and_as_before() {
         let slugs: HashSet<&str> = KINDS.iter().map(|k| k.slug()).collect();
         let labels: HashSet<&str> = KINDS.iter().map(|k| k.label_key()).collect();
-        let leases: HashSet<&str> = KINDS.iter().map(|k| k.lease_prefix()).collect();
+        let id = uuid::Uuid::nil();
+        let leases: HashSet<String> = KINDS.iter().map(|k| k.lease_name(id)).collect();
         assert_eq!(slugs.len(), KINDS.len());
         assert_eq!(labels.len(), KINDS.len());
         assert_eq!(leases.len(), KINDS.len());
         for k in KINDS {
             assert_eq!(k.label_key(), format!("kind.{}", k.source_kind().as_str()));
         }
+        let lease = |slug: &str| format!("{slug}-poll:{}", uuid::Uuid::nil());
         let facts: Vec<_> = KINDS
             .iter()
             .map(|k| {
@@ -424,30 +516,30 @@ mod tests {
                     k.slug(),
                     k.crm_label(),
                     k.revoked_fix_key(),
-                    k.lease_prefix(),
+                    k.lease_name(uuid::Uuid::nil()),
                 )
             })
             .collect();
         assert_eq!(
             facts,
             [
-                ("telegram", "Telegram", None, "telegram-poll"),
-                ("vk", "VK", Some("sources.revoked_fix_vk"), "vk-poll"),
-                ("max", "Max", Some("sources.revoked_fix_max"), "max-poll"),
+                ("telegram", "Telegram", None, lease("telegram")),
+                ("vk", "VK", Some("sources.revoked_fix_vk"), lease("vk")),
+                ("max", "Max", Some("sources.revoked_fix_max"), lease("max")),
                 (
                     "avito",
                     "Avito",
                     Some("sources.revoked_fix_avito"),
-                    "avito-poll"
+                    lease("avito")
                 ),
-                ("api", "API", None, "api-poll"),
+                ("api", "API", None, lease("api")),
                 (
                     "whatsapp",
                     "WhatsApp",
                     Some("sources.revoked_fix_whatsapp"),
-                    "whatsapp-poll"
+                    lease("whatsapp")
                 ),
-                ("sms", "SMS", Some("sources.revoked_fix_sms"), "sms-poll"),
+                ("sms", "SMS", Some("sources.revoked_fix_sms"), lease("sms")),
             ]
         );
         assert_eq!(kind_by_slug("amojo").map(|k| k.slug()), None);

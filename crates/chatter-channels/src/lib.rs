@@ -20,7 +20,7 @@ pub mod whatsapp;
 use serde::{Deserialize, Serialize};
 
 pub use connector::{
-    Connector, HookSite, HookStatus, OutgoingFile, PollState, Polled, SaveSettings,
+    Connector, HookSite, HookStatus, OutgoingFile, Part, PollState, Polled, SaveSettings,
 };
 pub use env::{BuildError, KindEnv};
 pub use form::{FormField, FormRefusal, FormValues, Validated};

@@ -1,4 +1,4 @@
-//! Source kinds (MISSION R1). The numeric ids are part of the data model and the API.
+//! Source kinds (requirement R1). The numeric ids are part of the data model and the API.
 
 use serde::{Deserialize, Serialize};
 
@@ -73,13 +73,18 @@ impl SourceKind {
         }
     }
 
-    /// The translation key of this kind's name when no connector of it is registered to give
-    /// one (`Kind::label_key` names the others).
-    pub fn fallback_label_key(self) -> &'static str {
+    /// The translation key of this kind's name (`kind.telegram_bot` …).
+    pub fn label_key(self) -> &'static str {
         match self {
+            SourceKind::TelegramBot => "kind.telegram_bot",
             SourceKind::TelegramPrivate => "kind.telegram_private",
+            SourceKind::VkBot => "kind.vk_bot",
+            SourceKind::MaxBot => "kind.max_bot",
+            SourceKind::Avito => "kind.avito",
+            SourceKind::Api => "kind.api",
+            SourceKind::Whatsapp => "kind.whatsapp",
+            SourceKind::SipoutSms => "kind.sipout_sms",
             SourceKind::TelegramParsing => "kind.telegram_parsing",
-            _ => "kind.unknown",
         }
     }
 }
@@ -108,5 +113,12 @@ mod tests {
             Some("Telegram-группы")
         );
         assert_eq!(SourceKind::TelegramBot.fallback_crm_label(), None);
+    }
+
+    #[test]
+    fn every_label_key_is_kind_dot_its_name() {
+        for k in SourceKind::ALL {
+            assert_eq!(k.label_key(), format!("kind.{}", k.as_str()));
+        }
     }
 }

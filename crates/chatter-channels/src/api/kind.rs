@@ -2,32 +2,21 @@
 //! `POST /hooks/api/{source_id}` (JSON answers, idempotency keys, a signed timestamp), served
 //! by `chatter_core::sources::api::receive`; the generic hook route refuses it.
 
-use crate::kind::{HookCredentials, HookOutcome, HookRefusal, HookRequest, Kind};
+use crate::kind::{HookCredentials, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts};
 use chatter_domain::SourceKind;
 
 /// API sources (kind 6).
 pub struct ApiKind;
 
+/// Its customer's system calls us: no connector, so its poller lease (`api-poll:…`) is never taken.
+const FACTS: KindFacts = KindFacts {
+    has_connector: false,
+    ..KindFacts::new(SourceKind::Api, "api", "API")
+};
+
 impl Kind for ApiKind {
-    fn source_kind(&self) -> SourceKind {
-        SourceKind::Api
-    }
-
-    fn slug(&self) -> &'static str {
-        "api"
-    }
-
-    fn label_key(&self) -> &'static str {
-        "kind.api"
-    }
-
-    fn crm_label(&self) -> &'static str {
-        "API"
-    }
-
-    /// Never polled (the customer's system posts to us); the name is reserved all the same.
-    fn lease_prefix(&self) -> &'static str {
-        "api-poll"
+    fn facts(&self) -> &'static KindFacts {
+        &FACTS
     }
 
     fn build(
@@ -37,11 +26,6 @@ impl Kind for ApiKind {
         _settings: &crate::SourceSettings,
     ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
         Err(crate::BuildError::NoConnector(self.source_kind().id()))
-    }
-
-    /// Its customer's system calls us; there is no provider to set up, poll or send through.
-    fn has_connector(&self) -> bool {
-        false
     }
 
     /// Not through the generic route: `/hooks/api/{source_id}` is served on its own.

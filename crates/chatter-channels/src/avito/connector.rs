@@ -5,7 +5,7 @@
 
 use super::{AvitoClient, PollCursor, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, PollState, Polled, SaveSettings,
+    ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled, SaveSettings,
     SourceSettings,
 };
 use std::sync::Arc;
@@ -37,20 +37,9 @@ impl Connector for AvitoClient {
         MAX_TEXT
     }
 
-    fn lease_prefix(&self) -> &'static str {
-        "avito-poll"
-    }
-
     /// Avito has no replies to a message: `reply_to` is dropped.
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        _reply_to: Option<&str>,
-        _key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        self.send_text_part(chat, text).await
+    async fn send_part(&self, p: Part<'_>) -> Result<String, ChannelError> {
+        self.send_text_part(p.chat, p.text).await
     }
 
     /// Polling removes only our own subscriptions (the account may feed other systems).

@@ -4,6 +4,7 @@
 use super::AvitoClient;
 use crate::common::new_hex_secret;
 use crate::form::{FormField, FormRefusal, FormValues, Validated};
+use crate::kind::KindForm;
 use crate::KindEnv;
 use crate::{ChannelError, Credentials};
 
@@ -22,6 +23,14 @@ pub(super) const MAIN_FIELD: &str = "avito_client_secret";
 
 /// The help above the form.
 pub(super) const HELP_KEY: &str = "sources.avito_help";
+
+/// The form as its kind states it.
+pub(super) const FORM: KindForm = KindForm {
+    fields: FIELDS,
+    help_key: HELP_KEY,
+    main_field: MAIN_FIELD,
+    validate: |env, form| Box::pin(validate(env, form)),
+};
 
 /// Checks both are there, then asks Avito for the account.
 pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validated, FormRefusal> {

@@ -5,38 +5,24 @@
 use super::form;
 use super::{parse_webhook, HookError};
 use crate::common::secret_matches;
-use crate::form::{FormField, FormRefusal, FormValues, Validated};
-use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
-use crate::KindEnv;
+use crate::kind::{
+    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+};
 use chatter_domain::SourceKind;
 
 /// Avito accounts (kind 5).
 pub struct AvitoKind;
 
+const FACTS: KindFacts = KindFacts {
+    form: Some(form::FORM),
+    revoked_fix_key: Some("sources.revoked_fix_avito"),
+    ..KindFacts::new(SourceKind::Avito, "avito", "Avito")
+};
+
 #[async_trait::async_trait]
 impl Kind for AvitoKind {
-    fn source_kind(&self) -> SourceKind {
-        SourceKind::Avito
-    }
-
-    fn slug(&self) -> &'static str {
-        "avito"
-    }
-
-    fn label_key(&self) -> &'static str {
-        "kind.avito"
-    }
-
-    fn revoked_fix_key(&self) -> Option<&'static str> {
-        Some("sources.revoked_fix_avito")
-    }
-
-    fn crm_label(&self) -> &'static str {
-        "Avito"
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "avito-poll"
+    fn facts(&self) -> &'static KindFacts {
+        &FACTS
     }
 
     fn build(
@@ -71,22 +57,6 @@ impl Kind for AvitoKind {
                 "malformed body: expected an Avito webhook v3 payload",
             )),
         }
-    }
-
-    fn fields(&self) -> &'static [FormField] {
-        form::FIELDS
-    }
-
-    fn form_help_key(&self) -> Option<&'static str> {
-        Some(form::HELP_KEY)
-    }
-
-    fn main_field(&self) -> &'static str {
-        form::MAIN_FIELD
-    }
-
-    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
-        form::validate(env, values).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! Avito Messenger API (specs/channels.md §4): OAuth client credentials, messenger calls,
+//! Avito Messenger API (docs/providers/channels.md §4): OAuth client credentials, messenger calls,
 //! webhook v3 parsing and a polling fallback over chats and messages.
 //!
 //! The client fetches an access token with its client id and secret (§4.1), keeps it in a cache

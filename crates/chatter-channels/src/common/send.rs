@@ -4,7 +4,7 @@
 //! quote the answered message twice.
 
 use super::split_text;
-use crate::{ChannelError, Connector, OutboundMessage, Sent};
+use crate::{ChannelError, Connector, OutboundMessage, Part, Sent};
 
 /// Sends `m` through `c` in parts and returns the provider's id of each part, in order. An
 /// empty text is `Permanent`. If a later part fails, the earlier parts stay sent and the error
@@ -22,7 +22,13 @@ pub async fn send_in_parts<C: Connector + ?Sized>(
     let mut external_ids = Vec::with_capacity(parts.len());
     for (i, part) in parts.iter().enumerate() {
         let id = c
-            .send_part(&m.chat_external_id, part, reply_to.take(), key, i)
+            .send_part(Part {
+                chat: &m.chat_external_id,
+                text: part,
+                reply_to: reply_to.take(),
+                key,
+                index: i,
+            })
             .await?;
         external_ids.push(id);
     }

@@ -4,7 +4,7 @@
 
 use super::{MaxClient, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, PollState, Polled, SaveSettings,
+    ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled, SaveSettings,
     SourceSettings,
 };
 use std::sync::Arc;
@@ -24,19 +24,8 @@ impl Connector for MaxClient {
         MAX_TEXT
     }
 
-    fn lease_prefix(&self) -> &'static str {
-        "max-poll"
-    }
-
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        _key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        self.send_text_part(chat, text, reply_to).await
+    async fn send_part(&self, p: Part<'_>) -> Result<String, ChannelError> {
+        self.send_text_part(p.chat, p.text, p.reply_to).await
     }
 
     async fn setup(

@@ -2,6 +2,7 @@
 
 use super::{new_webhook_secret, MaxClient};
 use crate::form::{token_like, FormField, FormRefusal, FormValues, Validated};
+use crate::kind::KindForm;
 use crate::KindEnv;
 use crate::{ChannelError, Credentials, Identity};
 
@@ -16,6 +17,14 @@ pub(super) const MAIN_FIELD: &str = "max_token";
 
 /// The help above the form.
 pub(super) const HELP_KEY: &str = "sources.max_help";
+
+/// The form as its kind states it.
+pub(super) const FORM: KindForm = KindForm {
+    fields: FIELDS,
+    help_key: HELP_KEY,
+    main_field: MAIN_FIELD,
+    validate: |env, form| Box::pin(validate(env, form)),
+};
 
 /// Checks the token's shape, then asks Max whose bot it is (through the client that trusts
 /// Max's root certificate).

@@ -3,39 +3,25 @@
 
 use super::form;
 use super::{parse_webhook, HookError, SECRET_HEADER};
-use crate::form::{FormField, FormRefusal, FormValues, Validated};
-use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
+use crate::kind::{
+    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+};
 use crate::Identity;
-use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// Max bots (kind 4).
 pub struct MaxKind;
 
+const FACTS: KindFacts = KindFacts {
+    form: Some(form::FORM),
+    revoked_fix_key: Some("sources.revoked_fix_max"),
+    ..KindFacts::new(SourceKind::MaxBot, "max", "Max")
+};
+
 #[async_trait::async_trait]
 impl Kind for MaxKind {
-    fn source_kind(&self) -> SourceKind {
-        SourceKind::MaxBot
-    }
-
-    fn slug(&self) -> &'static str {
-        "max"
-    }
-
-    fn label_key(&self) -> &'static str {
-        "kind.max_bot"
-    }
-
-    fn revoked_fix_key(&self) -> Option<&'static str> {
-        Some("sources.revoked_fix_max")
-    }
-
-    fn crm_label(&self) -> &'static str {
-        "Max"
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "max-poll"
+    fn facts(&self) -> &'static KindFacts {
+        &FACTS
     }
 
     fn build(
@@ -65,22 +51,6 @@ impl Kind for MaxKind {
                 "malformed body: expected one Max Update object",
             )),
         }
-    }
-
-    fn fields(&self) -> &'static [FormField] {
-        form::FIELDS
-    }
-
-    fn form_help_key(&self) -> Option<&'static str> {
-        Some(form::HELP_KEY)
-    }
-
-    fn main_field(&self) -> &'static str {
-        form::MAIN_FIELD
-    }
-
-    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
-        form::validate(env, values).await
     }
 
     fn default_name(&self, identity: &Identity) -> Option<String> {

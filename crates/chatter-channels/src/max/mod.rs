@@ -1,5 +1,5 @@
-//! Max messenger Bot API (specs/channels.md §3): client, update parsing, webhook secret check,
-//! and the HTTP client that trusts Max's extra root CA.
+//! Max messenger Bot API (docs/providers/channels.md §3): client, update parsing, webhook
+//! secret check, and the HTTP client that trusts Max's extra root CA.
 //!
 //! The client sends the raw token in `Authorization` (no `Bearer`, §3.1) to a configurable base
 //! URL and classifies every failure by `classify` (§3.5). The token is never in a URL, never in

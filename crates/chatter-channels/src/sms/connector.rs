@@ -5,7 +5,7 @@
 
 use super::{SmsClient, SmsGatewayConfig, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, SaveSettings, SourceSettings,
+    ChannelError, Connector, Credentials, HookSite, KindEnv, Part, SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
@@ -31,21 +31,10 @@ impl Connector for SmsClient {
         MAX_TEXT
     }
 
-    fn lease_prefix(&self) -> &'static str {
-        "sms-poll"
-    }
-
     /// `key` goes out as the gateway's client reference. Delivery reports name the first id
     /// (gateways that answer one id per part report the message by its first part).
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        _reply_to: Option<&str>,
-        key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        self.send_sms(chat, text, Some(key))
+    async fn send_part(&self, p: Part<'_>) -> Result<String, ChannelError> {
+        self.send_sms(p.chat, p.text, Some(p.key))
             .await?
             .into_iter()
             .next()

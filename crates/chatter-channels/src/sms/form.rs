@@ -3,6 +3,7 @@
 
 use super::{new_callback_token, sms_parts, SmsClient, SmsGatewayConfig};
 use crate::form::{token_like, FormField, FormRefusal, FormValues, Validated};
+use crate::kind::KindForm;
 use crate::KindEnv;
 use crate::{Channel, ChannelError, Credentials, Identity};
 
@@ -26,6 +27,14 @@ pub(super) const MAIN_FIELD: &str = "sms_api_key";
 
 /// The help above the form.
 pub(super) const HELP_KEY: &str = "sources.sms_help";
+
+/// The form as its kind states it.
+pub(super) const FORM: KindForm = KindForm {
+    fields: FIELDS,
+    help_key: HELP_KEY,
+    main_field: MAIN_FIELD,
+    validate: |env, form| Box::pin(validate(env, form)),
+};
 
 /// The advice above the callback URLs to paste in the gateway's cabinet.
 pub(super) const SETUP_HELP_KEY: &str = "sources.sms_setup_help";

@@ -5,11 +5,9 @@
 
 use super::form;
 use super::{callback_token_matches, SmsClient, SmsGatewayConfig, SIPOUT_BASE_URL};
-use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
-    HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
+    HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
 };
-use crate::KindEnv;
 use chatter_domain::SourceKind;
 use std::sync::LazyLock;
 
@@ -25,30 +23,18 @@ static CALLBACKS: LazyLock<SmsClient> = LazyLock::new(|| {
     )
 });
 
+const FACTS: KindFacts = KindFacts {
+    form: Some(form::FORM),
+    revoked_fix_key: Some("sources.revoked_fix_sms"),
+    shows_account: true,
+    setup_help_key: Some(form::SETUP_HELP_KEY),
+    ..KindFacts::new(SourceKind::SipoutSms, "sms", "SMS")
+};
+
 #[async_trait::async_trait]
 impl Kind for SmsKind {
-    fn source_kind(&self) -> SourceKind {
-        SourceKind::SipoutSms
-    }
-
-    fn slug(&self) -> &'static str {
-        "sms"
-    }
-
-    fn label_key(&self) -> &'static str {
-        "kind.sipout_sms"
-    }
-
-    fn revoked_fix_key(&self) -> Option<&'static str> {
-        Some("sources.revoked_fix_sms")
-    }
-
-    fn crm_label(&self) -> &'static str {
-        "SMS"
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "sms-poll"
+    fn facts(&self) -> &'static KindFacts {
+        &FACTS
     }
 
     fn build(
@@ -97,30 +83,6 @@ impl Kind for SmsKind {
             events,
             ack: HookAck::text(gateway.callback_ack().1),
         })
-    }
-
-    fn fields(&self) -> &'static [FormField] {
-        form::FIELDS
-    }
-
-    fn form_help_key(&self) -> Option<&'static str> {
-        Some(form::HELP_KEY)
-    }
-
-    fn main_field(&self) -> &'static str {
-        form::MAIN_FIELD
-    }
-
-    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
-        form::validate(env, values).await
-    }
-
-    fn shows_account(&self) -> bool {
-        true
-    }
-
-    fn setup_help_key(&self) -> Option<&'static str> {
-        Some(form::SETUP_HELP_KEY)
     }
 
     /// The gateway's two callback URLs (delivery reports, incoming SMS); the path token in

@@ -1,5 +1,5 @@
-//! SMS through an HTTP gateway (specs/channels.md §6): one configurable adapter (§6.3) whose
-//! request and response mapping is a value, `SmsApi`, with the Sipout preset (source kind 8).
+//! SMS through an HTTP gateway (docs/providers/channels.md §6): one configurable adapter
+//! (§6.3) whose request and response mapping is a value, `SmsApi`, with the Sipout preset (source kind 8).
 //!
 //! What is confirmed about Sipout (§6.1): the user API at `https://lk.sipout.net/userapi/` with
 //! `?key=<api_key>&method=<m>&action=<a>`, multipart POST parameters, the envelope

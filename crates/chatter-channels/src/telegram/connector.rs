@@ -3,7 +3,7 @@
 
 use super::{parse_update, TelegramClient, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, HookStatus, KindEnv, PollState, Polled,
+    ChannelError, Connector, Credentials, HookSite, HookStatus, KindEnv, Part, PollState, Polled,
     SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
@@ -23,24 +23,14 @@ impl Connector for TelegramClient {
         MAX_TEXT
     }
 
-    fn lease_prefix(&self) -> &'static str {
-        "telegram-poll"
-    }
-
     /// Inbound ids are `{chat}:{message_id}`; Telegram replies by the message id alone.
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        _key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        let reply = reply_to
+    async fn send_part(&self, p: Part<'_>) -> Result<String, ChannelError> {
+        let reply = p
+            .reply_to
             .and_then(|r| r.rsplit(':').next())
             .and_then(|x| x.parse::<i64>().ok());
-        let mid = self.send_text_part(chat, text, reply).await?;
-        Ok(format!("{chat}:{mid}"))
+        let mid = self.send_text_part(p.chat, p.text, reply).await?;
+        Ok(format!("{}:{mid}", p.chat))
     }
 
     async fn setup(

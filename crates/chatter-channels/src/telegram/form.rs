@@ -3,6 +3,7 @@
 use super::TelegramClient;
 use crate::common::new_secret_token;
 use crate::form::{FormField, FormRefusal, FormValues, Validated};
+use crate::kind::KindForm;
 use crate::KindEnv;
 use crate::{ChannelError, Credentials, Identity};
 
@@ -18,6 +19,14 @@ pub(super) const MAIN_FIELD: &str = "token";
 
 /// The help above the form.
 pub(super) const HELP_KEY: &str = "sources.telegram_help";
+
+/// The form as its kind states it.
+pub(super) const FORM: KindForm = KindForm {
+    fields: FIELDS,
+    help_key: HELP_KEY,
+    main_field: MAIN_FIELD,
+    validate: |env, form| Box::pin(validate(env, form)),
+};
 
 /// `123456789:` and at least 20 more characters, as @BotFather issues them.
 fn looks_like_a_token(token: &str) -> bool {

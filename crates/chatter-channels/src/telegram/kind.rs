@@ -1,13 +1,13 @@
 //! Telegram bots as a `Kind`: one Update per webhook POST, proven by the secret token Telegram
-//! echoes in `X-Telegram-Bot-Api-Secret-Token` (Bot API §1.5), answered `ok` once stored.
+//! echoes in `X-Telegram-Bot-Api-Secret-Token` (Bot API §1.4), answered `ok` once stored.
 
 use super::form;
 use super::parse_update;
 use crate::common::secret_matches;
-use crate::form::{FormField, FormRefusal, FormValues, Validated};
-use crate::kind::{HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind};
+use crate::kind::{
+    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+};
 use crate::Identity;
-use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// The header Telegram sends our secret token in.
@@ -16,22 +16,15 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// Telegram bots (kind 1).
 pub struct TelegramKind;
 
+const FACTS: KindFacts = KindFacts {
+    form: Some(form::FORM),
+    ..KindFacts::new(SourceKind::TelegramBot, "telegram", "Telegram")
+};
+
 #[async_trait::async_trait]
 impl Kind for TelegramKind {
-    fn source_kind(&self) -> SourceKind {
-        SourceKind::TelegramBot
-    }
-
-    fn slug(&self) -> &'static str {
-        "telegram"
-    }
-
-    fn label_key(&self) -> &'static str {
-        "kind.telegram_bot"
-    }
-
-    fn crm_label(&self) -> &'static str {
-        "Telegram"
+    fn facts(&self) -> &'static KindFacts {
+        &FACTS
     }
 
     fn profile_url(&self, username: &str) -> Option<String> {
@@ -40,10 +33,6 @@ impl Kind for TelegramKind {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_');
         ok.then(|| format!("https://t.me/{username}"))
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "telegram-poll"
     }
 
     fn build(
@@ -87,22 +76,6 @@ impl Kind for TelegramKind {
             ));
         }
         Ok(HookOutcome::stored(vec![parse_update(&raw)], "ok"))
-    }
-
-    fn fields(&self) -> &'static [FormField] {
-        form::FIELDS
-    }
-
-    fn form_help_key(&self) -> Option<&'static str> {
-        Some(form::HELP_KEY)
-    }
-
-    fn main_field(&self) -> &'static str {
-        form::MAIN_FIELD
-    }
-
-    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
-        form::validate(env, values).await
     }
 
     fn default_name(&self, identity: &Identity) -> Option<String> {

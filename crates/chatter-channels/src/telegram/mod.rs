@@ -1,5 +1,5 @@
-//! Telegram Bot API (specs/channels.md §1): the client here, answers and their error classes
-//! in `answer`, update parsing in `update`; the webhook secret is checked with
+//! Telegram Bot API (docs/providers/channels.md §1): the client here, answers and their error
+//! classes in `answer`, update parsing in `update`; the webhook secret is checked with
 //! `common::secret_matches`.
 //!
 //! The client speaks `{base}/bot{token}/{method}` with JSON bodies (multipart for uploads) and

@@ -4,7 +4,7 @@
 
 use super::{random_id_for, LongPollServer, ReplyTo, VkClient, MAX_TEXT};
 use crate::{
-    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, PollState, Polled,
+    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled,
     SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
@@ -33,25 +33,15 @@ impl Connector for VkClient {
         MAX_TEXT
     }
 
-    fn lease_prefix(&self) -> &'static str {
-        "vk-poll"
-    }
-
-    /// Deduplicated by a `random_id` derived from `key` and `part` (`random_id_for`).
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        key: &str,
-        part: usize,
-    ) -> Result<String, ChannelError> {
-        let peer: i64 = chat
+    /// Deduplicated by a `random_id` derived from the part's key and index (`random_id_for`).
+    async fn send_part(&self, p: Part<'_>) -> Result<String, ChannelError> {
+        let peer: i64 = p
+            .chat
             .parse()
-            .map_err(|_| ChannelError::Permanent(format!("not a VK peer id: {chat:?}")))?;
-        let reply = reply_to.and_then(|r| ReplyTo::parse(peer, r));
+            .map_err(|_| ChannelError::Permanent(format!("not a VK peer id: {:?}", p.chat)))?;
+        let reply = p.reply_to.and_then(|r| ReplyTo::parse(peer, r));
         let id = self
-            .send_text_part(peer, text, random_id_for(key, part), reply)
+            .send_text_part(peer, p.text, random_id_for(p.key, p.index), reply)
             .await?;
         Ok(id.to_string())
     }

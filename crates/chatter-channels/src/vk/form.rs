@@ -4,6 +4,7 @@
 use super::VkClient;
 use crate::common::new_hex_secret;
 use crate::form::{token_like, FormField, FormRefusal, FormValues, Validated};
+use crate::kind::KindForm;
 use crate::KindEnv;
 use crate::{ChannelError, Credentials};
 
@@ -25,6 +26,14 @@ pub(super) const MAIN_FIELD: &str = "vk_token";
 
 /// The help above the form.
 pub(super) const HELP_KEY: &str = "sources.vk_help";
+
+/// The form as its kind states it.
+pub(super) const FORM: KindForm = KindForm {
+    fields: FIELDS,
+    help_key: HELP_KEY,
+    main_field: MAIN_FIELD,
+    validate: |env, form| Box::pin(validate(env, form)),
+};
 
 /// Reads a VK community id as people paste it: `214167102`, `club214167102`,
 /// `public214167102`, `-214167102` or a `vk.com/club214167102` link.

@@ -4,40 +4,24 @@
 
 use super::form;
 use super::{parse_callback, CallbackError, CallbackOutcome, CALLBACK_OK};
-use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
-    HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
+    HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
 };
-use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// VK communities (kind 3).
 pub struct VkKind;
 
+const FACTS: KindFacts = KindFacts {
+    form: Some(form::FORM),
+    revoked_fix_key: Some("sources.revoked_fix_vk"),
+    ..KindFacts::new(SourceKind::VkBot, "vk", "VK")
+};
+
 #[async_trait::async_trait]
 impl Kind for VkKind {
-    fn source_kind(&self) -> SourceKind {
-        SourceKind::VkBot
-    }
-
-    fn slug(&self) -> &'static str {
-        "vk"
-    }
-
-    fn label_key(&self) -> &'static str {
-        "kind.vk_bot"
-    }
-
-    fn revoked_fix_key(&self) -> Option<&'static str> {
-        Some("sources.revoked_fix_vk")
-    }
-
-    fn crm_label(&self) -> &'static str {
-        "VK"
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "vk-poll"
+    fn facts(&self) -> &'static KindFacts {
+        &FACTS
     }
 
     fn build(
@@ -76,22 +60,6 @@ impl Kind for VkKind {
                 "malformed body: expected a VK Callback API event",
             )),
         }
-    }
-
-    fn fields(&self) -> &'static [FormField] {
-        form::FIELDS
-    }
-
-    fn form_help_key(&self) -> Option<&'static str> {
-        Some(form::HELP_KEY)
-    }
-
-    fn main_field(&self) -> &'static str {
-        form::MAIN_FIELD
-    }
-
-    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
-        form::validate(env, values).await
     }
 }
 

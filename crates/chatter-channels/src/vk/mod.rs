@@ -1,5 +1,5 @@
-//! VK community bot (specs/channels.md §2): method calls, sends deduplicated by `random_id`,
-//! Callback API parsing and set-up, Bots Long Poll, error classification.
+//! VK community bot (docs/providers/channels.md §2): method calls, sends deduplicated by
+//! `random_id`, Callback API parsing and set-up, Bots Long Poll, error classification.
 //!
 //! Methods are `POST {api_base}/method/<name>` with a form body carrying `access_token` and
 //! `v` (§2.1); the token therefore never sits in a URL. Every failure becomes a `ChannelError`

@@ -6,7 +6,7 @@
 
 use super::{MediaKind, MediaRef, Template, WhatsAppClient, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, OutgoingFile, SaveSettings,
+    ChannelError, Connector, Credentials, HookSite, KindEnv, OutgoingFile, Part, SaveSettings,
     SourceSettings,
 };
 use std::sync::Arc;
@@ -34,19 +34,8 @@ impl Connector for WhatsAppClient {
         MAX_TEXT
     }
 
-    fn lease_prefix(&self) -> &'static str {
-        "whatsapp-poll"
-    }
-
-    async fn send_part(
-        &self,
-        chat: &str,
-        text: &str,
-        reply_to: Option<&str>,
-        _key: &str,
-        _part: usize,
-    ) -> Result<String, ChannelError> {
-        self.send_text(chat, text, reply_to).await
+    async fn send_part(&self, p: Part<'_>) -> Result<String, ChannelError> {
+        self.send_text(p.chat, p.text, p.reply_to).await
     }
 
     async fn setup(

@@ -5,6 +5,7 @@
 use super::WhatsAppClient;
 use crate::common::new_hex_secret;
 use crate::form::{token_like, FormField, FormRefusal, FormValues, Validated};
+use crate::kind::KindForm;
 use crate::KindEnv;
 use crate::{Channel, ChannelError, Credentials, Identity};
 
@@ -36,6 +37,14 @@ pub(super) const MAIN_FIELD: &str = "wa_access_token";
 
 /// The help above the form.
 pub(super) const HELP_KEY: &str = "sources.wa_help";
+
+/// The form as its kind states it.
+pub(super) const FORM: KindForm = KindForm {
+    fields: FIELDS,
+    help_key: HELP_KEY,
+    main_field: MAIN_FIELD,
+    validate: |env, form| Box::pin(validate(env, form)),
+};
 
 /// The advice above the callback URL and verify token to paste at Meta.
 pub(super) const SETUP_HELP_KEY: &str = "sources.wa_setup_help";

@@ -4,11 +4,9 @@
 
 use super::form;
 use super::{parse_notification_routed, verify_signature, verify_subscription};
-use crate::form::{FormField, FormRefusal, FormValues, Validated};
 use crate::kind::{
-    HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
+    HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
 };
-use crate::KindEnv;
 use chatter_domain::SourceKind;
 
 /// The header Meta signs notifications in.
@@ -17,30 +15,23 @@ pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 /// WhatsApp Business numbers (kind 7).
 pub struct WhatsAppKind;
 
+const FACTS: KindFacts = KindFacts {
+    form: Some(form::FORM),
+    revoked_fix_key: Some("sources.revoked_fix_whatsapp"),
+    reply_window: Some(std::time::Duration::from_millis(
+        super::WINDOW_MS.unsigned_abs(),
+    )),
+    sends_media_by_link: true,
+    offers_templates: true,
+    shows_account: true,
+    setup_help_key: Some(form::SETUP_HELP_KEY),
+    ..KindFacts::new(SourceKind::Whatsapp, "whatsapp", "WhatsApp")
+};
+
 #[async_trait::async_trait]
 impl Kind for WhatsAppKind {
-    fn source_kind(&self) -> SourceKind {
-        SourceKind::Whatsapp
-    }
-
-    fn slug(&self) -> &'static str {
-        "whatsapp"
-    }
-
-    fn label_key(&self) -> &'static str {
-        "kind.whatsapp"
-    }
-
-    fn revoked_fix_key(&self) -> Option<&'static str> {
-        Some("sources.revoked_fix_whatsapp")
-    }
-
-    fn crm_label(&self) -> &'static str {
-        "WhatsApp"
-    }
-
-    fn lease_prefix(&self) -> &'static str {
-        "whatsapp-poll"
+    fn facts(&self) -> &'static KindFacts {
+        &FACTS
     }
 
     fn build(
@@ -50,21 +41,6 @@ impl Kind for WhatsAppKind {
         settings: &crate::SourceSettings,
     ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
         Ok(super::connector::build(env, creds, settings))
-    }
-
-    /// Free-form messages go only within 24 hours of the customer's last message (§5.3).
-    fn reply_window(&self) -> Option<std::time::Duration> {
-        Some(std::time::Duration::from_millis(
-            super::WINDOW_MS.unsigned_abs(),
-        ))
-    }
-
-    fn sends_media_by_link(&self) -> bool {
-        true
-    }
-
-    fn offers_templates(&self) -> bool {
-        true
     }
 
     /// `creds.webhook_secret` is the verify token, `creds.signing_secret` the app secret and
@@ -115,30 +91,6 @@ impl Kind for WhatsAppKind {
             .map(|r| r.event)
             .collect();
         Ok(HookOutcome::stored(events, "ok"))
-    }
-
-    fn fields(&self) -> &'static [FormField] {
-        form::FIELDS
-    }
-
-    fn form_help_key(&self) -> Option<&'static str> {
-        Some(form::HELP_KEY)
-    }
-
-    fn main_field(&self) -> &'static str {
-        form::MAIN_FIELD
-    }
-
-    async fn validate(&self, env: &KindEnv, values: &FormValues) -> Result<Validated, FormRefusal> {
-        form::validate(env, values).await
-    }
-
-    fn shows_account(&self) -> bool {
-        true
-    }
-
-    fn setup_help_key(&self) -> Option<&'static str> {
-        Some(form::SETUP_HELP_KEY)
     }
 
     /// Meta's callback URL and the verify token of its subscription handshake.

@@ -1,5 +1,5 @@
-//! WhatsApp Business Cloud API (specs/channels.md §5): client, webhook handshake, signature check,
-//! notification parsing and the 24-hour customer-service window.
+//! WhatsApp Business Cloud API (docs/providers/channels.md §5): client, webhook handshake,
+//! signature check, notification parsing and the 24-hour customer-service window.
 //!
 //! The client speaks `{api_base}/{version}/…` with `Authorization: Bearer <token>` and turns every
 //! failure into a `ChannelError` by `classify` (§5.7). Every classified Graph error ends with

@@ -11,7 +11,7 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::{blobs, Core};
 use async_trait::async_trait;
 use chatter_channels::common::split_text;
-use chatter_channels::{ChannelError, OutgoingFile};
+use chatter_channels::{ChannelError, OutgoingFile, Part};
 use chatter_domain::{Direction, MessageStatus, SourceKind};
 use chatter_store::entity::{conversation, message, source};
 use sea_orm::sea_query::Expr;
@@ -256,10 +256,14 @@ impl BackgroundJob for SendMessage {
             } else {
                 None
             };
-            match client
-                .send_part(&conv.external_chat_id, &parts[i], reply_to, &key, i)
-                .await
-            {
+            let part = Part {
+                chat: &conv.external_chat_id,
+                text: &parts[i],
+                reply_to,
+                key: &key,
+                index: i,
+            };
+            match client.send_part(part).await {
                 Ok(id) => {
                     sent.push(id);
                     // Record each part at once, so a retry does not send it twice.

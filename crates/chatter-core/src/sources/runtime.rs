@@ -108,11 +108,10 @@ pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
         running.retain(|_, h| !h.is_finished());
         match polling_sources(&core).await {
             Ok(ids) => {
-                for (id, prefix) in ids {
+                for (id, name) in ids {
                     if running.contains_key(&id) {
                         continue;
                     }
-                    let name = format!("{prefix}:{id}");
                     match leases::acquire(&core.db, &name, &core.node_id, core.now(), LEASE_TTL_MS)
                         .await
                     {
@@ -142,8 +141,8 @@ pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Sources to poll, with their lease prefix.
-async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, &'static str)>> {
+/// Sources to poll, with the name of their poller's lease.
+async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, String)>> {
     let kinds: Vec<i32> = chatter_channels::connected_kinds()
         .map(|k| k.id())
         .collect();
@@ -155,7 +154,7 @@ async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, &'static str)>
     Ok(all
         .into_iter()
         .filter(|s| sources::settings_of(s).mode == "polling")
-        .filter_map(|s| Some((s.id, chatter_channels::kind_of_id(s.kind)?.lease_prefix())))
+        .filter_map(|s| Some((s.id, chatter_channels::kind_of_id(s.kind)?.lease_name(s.id))))
         .collect())
 }
 

@@ -34,11 +34,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 pub fn kind_key(kind: i32) -> &'static str {
-    if let Some(k) = chatter_channels::kind_of_id(kind) {
-        return k.label_key();
-    }
-    // Not connectable yet: no `Kind` of theirs is registered.
-    SourceKind::from_id(kind).map_or("kind.unknown", SourceKind::fallback_label_key)
+    SourceKind::from_id(kind).map_or("kind.unknown", SourceKind::label_key)
 }
 
 pub fn status_key(status: &str) -> &'static str {
