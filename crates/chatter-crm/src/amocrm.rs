@@ -1,4 +1,4 @@
-//! amoCRM (specs/amocrm.md): OAuth and account hosts (`oauth`), the REST v4 client that
+//! amoCRM (docs/providers/amocrm.md): OAuth and account hosts (`oauth`), the REST v4 client that
 //! implements `Crm` (`api`), the Chats API "amojo" with its request signing and webhooks
 //! (`chats`), and the per-account request limiter (`limiter`).
 

@@ -1,4 +1,4 @@
-//! Routing rules (MISSION R3.4): which pipeline, stage, responsible and tags a new conversation
+//! Routing rules (requirement R3.4): which pipeline, stage, responsible and tags a new conversation
 //! gets in the CRM. Rules are ordered; the first enabled rule whose conditions all hold wins, and
 //! the company's default applies when none does. Every decision carries an explanation, rule by
 //! rule, for the dry run in the UI and for the record kept on each synced conversation.
@@ -359,7 +359,8 @@ impl CompiledRule {
                 });
             }
         }
-        // 142 (won) and 143 (lost) are the same ids in every amoCRM pipeline (specs §3.2).
+        // 142 (won) and 143 (lost) are the same ids in every amoCRM pipeline
+        // (docs/providers/amocrm.md §3.2).
         if matches!(a.status_id, Some(142 | 143)) && a.pipeline_id.is_none() {
             errors.push(RuleError {
                 field: "actions.status_id",

@@ -114,7 +114,7 @@ fn plain(status: StatusCode, msg: &'static str) -> Response {
     (status, msg).into_response()
 }
 
-/// amoCRM: an admin switched our integration off in their account (specs/amocrm.md §1.7).
+/// amoCRM: an admin switched our integration off in their account (docs/providers/amocrm.md §1.7).
 async fn amocrm_disabled(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,

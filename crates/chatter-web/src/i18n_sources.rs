@@ -2,7 +2,7 @@
 //! (key, Russian, English), as in `i18n_table`.
 
 pub const ENTRIES: &[(&str, &str, &str)] = &[
-    // source kinds (MISSION R1)
+    // source kinds (requirement R1)
     ("kind.telegram_bot", "Telegram-бот", "Telegram bot"),
     ("kind.telegram_private", "Личный Telegram", "Telegram personal account"),
     ("kind.vk_bot", "Бот ВКонтакте", "VK community bot"),

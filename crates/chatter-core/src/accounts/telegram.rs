@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// Checks Telegram Login Widget data (specs/channels.md §1.10) and returns the Telegram user id.
+/// Checks Telegram Login Widget data (docs/providers/channels.md §1.10) and returns the
+/// Telegram user id.
 pub fn verify_telegram_login(core: &Core, fields: &BTreeMap<String, String>) -> Result<i64> {
     use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};

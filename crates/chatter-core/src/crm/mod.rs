@@ -1,4 +1,4 @@
-//! Connecting a company's amoCRM account (MISSION R3.1): the OAuth consent, the code
+//! Connecting a company's amoCRM account (requirement R3.1): the OAuth consent, the code
 //! exchange, tokens stored encrypted, and the account's pipelines, users and custom fields
 //! synced for the CRM page. Creating contacts and deals from conversations builds on this.
 

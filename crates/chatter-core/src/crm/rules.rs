@@ -1,4 +1,4 @@
-//! Routing rules (MISSION R3.4): a company's ordered rules, stored as one JSON document in
+//! Routing rules (requirement R3.4): a company's ordered rules, stored as one JSON document in
 //! `routing_rules` and edited by admins; the decision for a new conversation, which the CRM
 //! sync asks for; and the dry run behind the rules page. The rules themselves (matching,
 //! validation, explanations) live in [`chatter_domain::routing`].

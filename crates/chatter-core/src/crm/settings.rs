@@ -1,4 +1,4 @@
-//! How conversations land in the CRM (MISSION R3.3): pipeline, first stage, responsible,
+//! How conversations land in the CRM (requirement R3.3): pipeline, first stage, responsible,
 //! field mapping and Unsorted-or-regular — set once for the company and overridden per source
 //! where a source needs something else. Stored as JSON in `crm_settings` under the scope
 //! `default` or the source's id; every value is checked against the synced pipelines, users and

@@ -1,5 +1,5 @@
-//! Sign in with amoCRM (MISSION R2.3, specs/amocrm.md §1.8): the consent started from the
-//! sign-in page, the callback that signs a known person in or offers a company to a new one,
+//! Sign in with amoCRM (requirement R2.3, docs/providers/amocrm.md §1.8): the consent started
+//! from the sign-in page, the callback that signs a known person in or offers a company to a new one,
 //! the links between amoCRM users and Chatter people (made when someone connects amoCRM, from
 //! the profile, or by a matching email inside the linked company), and amoCRM's "integration
 //! disabled" hook (§1.7), which ends a company's connection.

@@ -1,4 +1,4 @@
-//! Sources: the messenger accounts a company connects (MISSION R1). Credentials are validated
+//! Sources: the messenger accounts a company connects (requirement R1). Credentials are validated
 //! against the provider before anything is stored, kept encrypted, and the source's health
 //! (connected, mode, last message, last error) is tracked for the Sources page.
 

@@ -86,7 +86,7 @@ pub async fn members(
 #[derive(Serialize, ToSchema)]
 pub struct SourceOut {
     pub id: Uuid,
-    /// The kind's numeric id (MISSION R1): 1 telegram_bot, 2 telegram_private, 3 vk_bot, 4 max_bot, 5 avito, 6 api, 7 whatsapp, 8 sipout_sms, 10 telegram_parsing.
+    /// The kind's numeric id (requirement R1): 1 telegram_bot, 2 telegram_private, 3 vk_bot, 4 max_bot, 5 avito, 6 api, 7 whatsapp, 8 sipout_sms, 10 telegram_parsing.
     pub kind_id: i32,
     pub kind: String,
     pub name: String,

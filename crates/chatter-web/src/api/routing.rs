@@ -1,4 +1,4 @@
-//! The routing rules (MISSION R3.4) as the API shows them, with the names of what they refer to
+//! The routing rules (requirement R3.4) as the API shows them, with the names of what they refer to
 //! in the synced amoCRM account, and the dry run that says which rule would fire and why.
 
 use super::{ApiActor, ApiError, ApiErrorBody, ApiJson};
@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A routing rule (MISSION R3.4), in the order the rules are tried.
+/// A routing rule (requirement R3.4), in the order the rules are tried.
 #[derive(Serialize, ToSchema)]
 pub struct RuleOut {
     pub id: String,

@@ -1,4 +1,4 @@
-//! The routing rules page (MISSION R3.4): the ordered list with what each rule checks and does
+//! The routing rules page (requirement R3.4): the ordered list with what each rule checks and does
 //! (names from the synced amoCRM account), the dry run that shows which rule fires and why,
 //! reordering and turning rules on and off. The form that creates and edits a rule is in `form`,
 //! the names of what a rule refers to in `names`, the dry run's explanation in `explain`.

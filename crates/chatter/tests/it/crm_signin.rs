@@ -1,4 +1,4 @@
-//! Sign in with amoCRM (MISSION R2.3) against the amoCRM fake: a person who connected amoCRM
+//! Sign in with amoCRM (requirement R2.3) against the amoCRM fake: a person who connected amoCRM
 //! signs in with it; a member is linked by email or from the profile; a stranger is sent to
 //! the owner; an account no company uses becomes a new company (unless the email already has
 //! an account); replayed, forged and denied callbacks change nothing; and amoCRM's

@@ -1,4 +1,4 @@
-//! Conversations into the CRM (MISSION R3.2–R3.5). Every new message of a company with a
+//! Conversations into the CRM (requirement R3.2–R3.5). Every new message of a company with a
 //! connected CRM puts a row into `crm_outbox` in the same transaction that stores the message,
 //! and wakes one `crm_drain` job per company. The drain holds the company's lease, so all of an
 //! account's CRM traffic runs on one node at a time through one rate limiter, and works the
