@@ -57,12 +57,6 @@ impl NewSource {
     }
 }
 
-/// Connects a Telegram bot by its token: checked with getMe first, so a wrong token changes nothing.
-pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &str) -> Result<Uuid> {
-    let new = NewSource::new(SourceKind::TelegramBot, [("token", token)]);
-    add_source(core, actor, name, new).await
-}
-
 /// Checks `new`'s values with its kind and the provider; returns the kind and what to store.
 /// Every value is first bounded to one line of `limits::CREDENTIAL`, whatever the kind.
 async fn validate(core: &Core, new: &NewSource) -> Result<(&'static dyn Kind, Validated)> {

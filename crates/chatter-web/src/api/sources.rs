@@ -11,7 +11,6 @@ use axum::Json;
 use chatter_channels::FormValues;
 use chatter_core::sources::{self, NewSource};
 use chatter_core::CoreError;
-use chatter_domain::SourceKind;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -45,9 +44,10 @@ pub async fn create_source(
     ApiActor(a): ApiActor,
     ApiJson(b): ApiJson<SourceIn>,
 ) -> Result<Response, ApiError> {
-    let kind = SourceKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == b.kind)
+    let kind = chatter_channels::KINDS
+        .iter()
+        .find(|k| !k.fields().is_empty() && k.source_kind().as_str() == b.kind)
+        .map(|k| k.source_kind())
         .ok_or_else(|| CoreError::field("kind", "err.kind_unsupported"))?;
     let new = NewSource {
         kind,
@@ -65,10 +65,10 @@ pub(super) struct ConnectableKinds;
 impl utoipa::Modify for ConnectableKinds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{RefOr, Schema};
-        let names: Vec<&str> = SourceKind::ALL
-            .into_iter()
-            .filter(|k| chatter_channels::kind_of(*k).is_some_and(|kind| !kind.fields().is_empty()))
-            .map(SourceKind::as_str)
+        let names: Vec<&str> = chatter_channels::KINDS
+            .iter()
+            .filter(|k| !k.fields().is_empty())
+            .map(|k| k.source_kind().as_str())
             .collect();
         let Some(c) = openapi.components.as_mut() else {
             return;

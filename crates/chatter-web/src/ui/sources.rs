@@ -187,16 +187,6 @@ impl NewTpl {
             String::new()
         }
     }
-
-    /// The id of the form's button (the Telegram form's kept the one it had when it was the
-    /// only form).
-    fn submit_id(&self) -> String {
-        if self.only == SourceKind::TelegramBot.id() {
-            "source-submit".to_owned()
-        } else {
-            format!("source-submit-{}", self.only)
-        }
-    }
 }
 
 /// The registered kind `id` when it has an add-source form.
@@ -263,7 +253,12 @@ async fn create(
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let kind = match f.remove("kind") {
-        None => SourceKind::TelegramBot.id(),
+        // The add form has always sent its kind; before there were several forms it was the
+        // Telegram bot's, so a post without one still means the first kind with a form.
+        None => chatter_channels::KINDS
+            .iter()
+            .find(|k| !k.fields().is_empty())
+            .map_or(0, |k| k.source_kind().id()),
         Some(k) => match k.parse::<i32>() {
             Ok(k) => k,
             Err(e) => return Ok(FormRejection::Bad(format!("kind: {e}")).into_response()),

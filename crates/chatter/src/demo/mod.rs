@@ -14,7 +14,7 @@ use photo::kettle_png;
 use crate::config::Config;
 use anyhow::{bail, Context};
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
-use chatter_core::sources::{self, SourceSecret, SourceSettings};
+use chatter_core::sources::{self, NewSource, SourceSecret, SourceSettings};
 use chatter_core::{Actor, Core, Mailer, ReqMeta};
 use chatter_domain::SourceKind;
 use chatter_fakes::{
@@ -306,7 +306,8 @@ async fn connect_bot(core: &Core, actor: &Actor, fake: &FakeTelegram) -> anyhow:
             && sources::settings_of(s).bot_username.as_deref() == Some(BOT_USERNAME)
     });
     let Some(source) = existing else {
-        sources::add_telegram_bot(core, actor, BOT_NAME, &token).await?;
+        let bot = NewSource::new(SourceKind::TelegramBot, [("token", token.as_str())]);
+        sources::add_source(core, actor, BOT_NAME, bot).await?;
         return Ok(token);
     };
     let bot_id = token

@@ -397,7 +397,11 @@ async fn sign_up(app: &TestApp, company: &str, email: &str) -> (Uuid, Uuid) {
 async fn conversation_of(app: &TestApp, owner: &Actor) -> (Uuid, Uuid, Uuid) {
     use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
     let token = app.telegram.create_bot("walk_bot", "Обход");
-    let source = chatter_core::sources::add_telegram_bot(&app.core, owner, "", &token)
+    let bot = chatter_core::sources::NewSource::new(
+        chatter_domain::SourceKind::TelegramBot,
+        [("token", token.as_str())],
+    );
+    let source = chatter_core::sources::add_source(&app.core, owner, "", bot)
         .await
         .expect("bot");
     let src = chatter_store::entity::source::Entity::find_by_id(source)
