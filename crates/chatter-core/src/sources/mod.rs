@@ -11,7 +11,7 @@ use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::{FormRefusal, FormValues, Kind, Validated};
 use chatter_domain::values::{limits, optional_text, required_text};
-use chatter_domain::{text, FieldError, Permission, SourceKind};
+use chatter_domain::{text, FieldError, Permission, SourceId, SourceKind};
 use chatter_store::entity::source;
 use runtime::SourceSetup;
 use sea_orm::{
@@ -19,7 +19,6 @@ use sea_orm::{
     QueryOrder, TransactionTrait,
 };
 
-use uuid::Uuid;
 
 /// What the add-source form (or the API) sent for a new source: its kind and the values of
 /// the kind's fields by name (`vk_token` …). Which fields there are, and what they mean, is
@@ -58,7 +57,7 @@ impl NewSource {
 }
 
 /// Connects a Telegram bot by its token: checked with getMe first, so a wrong token changes nothing.
-pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &str) -> Result<Uuid> {
+pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &str) -> Result<SourceId> {
     let new = NewSource::new(SourceKind::TelegramBot, [("token", token)]);
     add_source(core, actor, name, new).await
 }
@@ -100,7 +99,7 @@ fn settings_from(v: &Validated) -> SourceSettings {
 
 /// Connects a source: the credentials are checked with the provider first, so wrong ones
 /// change nothing; then the source is stored (credentials encrypted) with its setup job.
-pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) -> Result<Uuid> {
+pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) -> Result<SourceId> {
     actor.require(Permission::Manage)?;
     let (kind, v) = validate(core, &new).await?;
     let me = &v.identity;
@@ -120,7 +119,7 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
     let txn = core.db.begin().await?;
     let dup = source::Entity::find()
         .filter(source::Column::CompanyId.eq(actor.company_id))
-        .filter(source::Column::Kind.eq(new.kind.id()))
+        .filter(source::Column::Kind.eq(new.kind))
         .all(&txn)
         .await?
         .into_iter()
@@ -129,11 +128,11 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
         return Err(CoreError::field(kind.main_field(), "err.bot_already_added"));
     }
     let settings = settings_from(&v);
-    let id = Uuid::now_v7();
+    let id = SourceId::new();
     source::ActiveModel {
         id: Set(id),
-        company_id: Set(actor.company_id),
-        kind: Set(new.kind.id()),
+        company_id: Set(actor.company_id.into()),
+        kind: Set(new.kind),
         name: Set(name.clone()),
         secret: Set(Some(
             core.secrets.encrypt(
@@ -165,7 +164,7 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
 async fn commit_with_setup(
     txn: sea_orm::DatabaseTransaction,
     actor: &Actor,
-    id: Uuid,
+    id: SourceId,
     action: &str,
     name: &str,
     details: serde_json::Value,
@@ -185,12 +184,12 @@ async fn commit_with_setup(
 pub async fn replace_credentials(
     core: &Core,
     actor: &Actor,
-    id: Uuid,
+    id: SourceId,
     new: NewSource,
 ) -> Result<()> {
     actor.require(Permission::Manage)?;
     let s = get(core, actor, id).await?;
-    if s.kind != new.kind().id() {
+    if s.kind != new.kind() {
         return Err(CoreError::field("kind", "err.kind_unsupported"));
     }
     let (_, v) = validate(core, &new).await?;
@@ -226,7 +225,7 @@ pub async fn list(core: &Core, actor: &Actor) -> Result<Vec<source::Model>> {
 }
 
 /// Turns a source off (stops receiving; history stays) or on again (set up afresh).
-pub async fn set_enabled(core: &Core, actor: &Actor, id: Uuid, enabled: bool) -> Result<()> {
+pub async fn set_enabled(core: &Core, actor: &Actor, id: SourceId, enabled: bool) -> Result<()> {
     actor.require(Permission::Manage)?;
     let now = core.now();
     let txn = core.db.begin().await?;

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
+use chatter_domain::SourceId;
 
 const LEASE_TTL_MS: i64 = 60_000;
 
@@ -31,14 +31,14 @@ fn internal(e: impl std::fmt::Display) -> JobError {
 }
 
 /// The URL Telegram posts a source's updates to.
-pub fn webhook_url(base: &str, source_id: Uuid) -> String {
+pub fn webhook_url(base: &str, source_id: SourceId) -> String {
     format!("{}/hooks/telegram/{source_id}", base.trim_end_matches('/'))
 }
 
 /// Sets a source up (webhook or polling) after it was added, reconnected or switched.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct SourceSetup {
-    pub source_id: Uuid,
+    pub source_id: SourceId,
 }
 
 #[async_trait]
@@ -56,7 +56,7 @@ impl BackgroundJob for SourceSetup {
         };
         // A source whose kind has no provider connector (the API source: its customer's system
         // calls us) has nothing to set up at a provider: it is on when enabled.
-        if chatter_channels::kind_of_id(src.kind).is_some_and(|k| !k.has_connector()) {
+        if chatter_channels::kind_of(src.kind).is_some_and(|k| !k.has_connector()) {
             let status = if src.status == DISABLED {
                 DISABLED
             } else {
@@ -103,7 +103,7 @@ impl BackgroundJob for SourceSetup {
 /// Keeps exactly one poller per polling source (of every kind) across the nodes sharing the
 /// database.
 pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
-    let mut running: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
+    let mut running: HashMap<SourceId, JoinHandle<()>> = HashMap::new();
     loop {
         running.retain(|_, h| !h.is_finished());
         match polling_sources(&core).await {
@@ -143,7 +143,7 @@ pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
 }
 
 /// Sources to poll, with their lease prefix.
-async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, &'static str)>> {
+async fn polling_sources(core: &Core) -> crate::Result<Vec<(SourceId, &'static str)>> {
     let kinds: Vec<i32> = chatter_channels::connected_kinds()
         .map(|k| k.id())
         .collect();
@@ -155,11 +155,11 @@ async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, &'static str)>
     Ok(all
         .into_iter()
         .filter(|s| sources::settings_of(s).mode == "polling")
-        .filter_map(|s| Some((s.id, chatter_channels::kind_of_id(s.kind)?.lease_prefix())))
+        .filter_map(|s| Some((s.id, chatter_channels::kind_of(s.kind)?.lease_prefix())))
         .collect())
 }
 
-async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receiver<bool>) {
+async fn poll_loop(core: Core, id: SourceId, lease: String, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(500);
     let mut failures = 0u32;
     let mut last_ok_write = 0i64;
