@@ -234,7 +234,10 @@ pub(super) async fn dispatch(core: &Core) -> Result<bool> {
     }
 }
 
-pub(super) async fn mark_of(conn: &impl ConnectionTrait, subject: impl Into<Uuid>) -> Result<Option<String>> {
+pub(super) async fn mark_of(
+    conn: &impl ConnectionTrait,
+    subject: impl Into<Uuid>,
+) -> Result<Option<String>> {
     Ok(api_webhook_mark::Entity::find_by_id(subject.into())
         .one(conn)
         .await?

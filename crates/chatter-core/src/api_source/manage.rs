@@ -190,7 +190,12 @@ pub async fn deliveries(
 }
 
 /// Sends a delivery again (whatever its state), with a fresh set of attempts.
-pub async fn replay(core: &Core, actor: &Actor, source_id: SourceId, delivery_id: Uuid) -> Result<()> {
+pub async fn replay(
+    core: &Core,
+    actor: &Actor,
+    source_id: SourceId,
+    delivery_id: Uuid,
+) -> Result<()> {
     actor.require(Permission::Manage)?;
     let s = get(core, actor, source_id).await?;
     let now = core.now();

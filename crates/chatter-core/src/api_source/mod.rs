@@ -20,8 +20,7 @@ use crate::{audit, egress, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_domain::values::{limits, required_text};
 use chatter_domain::{
-    Direction, FieldError, MessageId, MessageStatus, Permission, SourceId,
-    SourceKind,
+    Direction, FieldError, MessageId, MessageStatus, Permission, SourceId, SourceKind,
 };
 use chatter_store::entity::{
     api_webhook_delivery as delivery, api_webhook_mark, contact, conversation, event, job, message,

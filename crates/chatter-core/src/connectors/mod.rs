@@ -11,11 +11,11 @@ use chatter_channels::{
     kind_of, ChannelError, Connector, HookSite, InboundEvent, KindEnv, PollState, Polled,
     SaveSettings,
 };
+use chatter_domain::{SourceId, SourceKind};
 use chatter_store::entity::source;
 use model::SourceSettings;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use chatter_domain::{SourceId, SourceKind};
 
 pub use chatter_channels::hook_url;
 
@@ -70,8 +70,9 @@ pub fn connector_for(core: &Core, src: &source::Model) -> Result<Arc<dyn Connect
             return Ok(c.clone());
         }
     }
-    let kind = kind_of(src.kind)
-        .ok_or_else(|| CoreError::Internal(format!("no connector for source kind {}", src.kind.id())))?;
+    let kind = kind_of(src.kind).ok_or_else(|| {
+        CoreError::Internal(format!("no connector for source kind {}", src.kind.id()))
+    })?;
     let creds = model::secret_of(core, src)?;
     let built = kind
         .build(&cache.env, &creds, &model::settings_of(src))

@@ -193,7 +193,11 @@ pub async fn messages_by_ids(
 }
 
 /// One conversation of the actor's company.
-pub async fn get_conversation(core: &Core, actor: &Actor, id: ConversationId) -> Result<ConversationRow> {
+pub async fn get_conversation(
+    core: &Core,
+    actor: &Actor,
+    id: ConversationId,
+) -> Result<ConversationRow> {
     actor.require(Permission::Read)?;
     let c = conversation::Entity::find_by_id(id)
         .filter(conversation::Column::CompanyId.eq(actor.company_id))

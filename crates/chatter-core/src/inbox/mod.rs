@@ -19,8 +19,8 @@ use chatter_channels::Template;
 use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
 use chatter_domain::values::{limits, multi_line_text, optional_text};
 use chatter_domain::{
-    ContactId, ConversationId, ConversationStatus, Direction, FieldError, MessageId,
-    MessageStatus, Permission, SourceId, SourceKind, UserId,
+    ContactId, ConversationId, ConversationStatus, Direction, FieldError, MessageId, MessageStatus,
+    Permission, SourceId, SourceKind, UserId,
 };
 use chatter_store::entity::{contact, conversation, message, source};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -62,7 +62,12 @@ pub(crate) fn preview(text: Option<&str>, atts: &[Attachment], extra: bool) -> S
 }
 
 /// Assigns the conversation (None: unassigned). The assignee must be a member who may reply.
-pub async fn assign(core: &Core, actor: &Actor, id: ConversationId, assignee: Option<UserId>) -> Result<()> {
+pub async fn assign(
+    core: &Core,
+    actor: &Actor,
+    id: ConversationId,
+    assignee: Option<UserId>,
+) -> Result<()> {
     actor.require(Permission::Reply)?;
     let now = core.now();
     let txn = core.db.begin().await?;

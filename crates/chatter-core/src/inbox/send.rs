@@ -20,7 +20,6 @@ use sea_orm::{
     QueryFilter, TransactionTrait,
 };
 
-
 fn internal(e: impl std::fmt::Display) -> JobError {
     JobError::Transient(e.to_string())
 }

@@ -19,11 +19,11 @@ use crate::sources::{self, DISABLED};
 use crate::Core;
 use chatter_channels::{kind_by_slug, HookCredentials, HookRefusal, InboundEvent};
 pub use chatter_channels::{HookMethod, HookRequest};
+use chatter_domain::SourceId;
 use chatter_store::entity::source;
 use sea_orm::EntityTrait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use chatter_domain::SourceId;
 
 /// How long a source's credentials are trusted from the cache.
 const CACHE_MS: i64 = 5_000;

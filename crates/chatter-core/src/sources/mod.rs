@@ -19,7 +19,6 @@ use sea_orm::{
     QueryOrder, TransactionTrait,
 };
 
-
 /// What the add-source form (or the API) sent for a new source: its kind and the values of
 /// the kind's fields by name (`vk_token` …). Which fields there are, and what they mean, is
 /// the kind's (`Kind::fields`, `Kind::validate`).
@@ -57,7 +56,12 @@ impl NewSource {
 }
 
 /// Connects a Telegram bot by its token: checked with getMe first, so a wrong token changes nothing.
-pub async fn add_telegram_bot(core: &Core, actor: &Actor, name: &str, token: &str) -> Result<SourceId> {
+pub async fn add_telegram_bot(
+    core: &Core,
+    actor: &Actor,
+    name: &str,
+    token: &str,
+) -> Result<SourceId> {
     let new = NewSource::new(SourceKind::TelegramBot, [("token", token)]);
     add_source(core, actor, name, new).await
 }
@@ -99,7 +103,12 @@ fn settings_from(v: &Validated) -> SourceSettings {
 
 /// Connects a source: the credentials are checked with the provider first, so wrong ones
 /// change nothing; then the source is stored (credentials encrypted) with its setup job.
-pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) -> Result<SourceId> {
+pub async fn add_source(
+    core: &Core,
+    actor: &Actor,
+    name: &str,
+    new: NewSource,
+) -> Result<SourceId> {
     actor.require(Permission::Manage)?;
     let (kind, v) = validate(core, &new).await?;
     let me = &v.identity;

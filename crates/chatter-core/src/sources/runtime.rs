@@ -11,6 +11,7 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::Core;
 use async_trait::async_trait;
 use chatter_channels::{ChannelError, PollState, Polled};
+use chatter_domain::SourceId;
 use chatter_store::entity::source;
 use chatter_store::leases;
 use sea_orm::sea_query::Expr;
@@ -19,7 +20,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use chatter_domain::SourceId;
 
 const LEASE_TTL_MS: i64 = 60_000;
 

@@ -210,7 +210,9 @@ pub async fn send_message(
     ApiPath(id): ApiPath<ConversationId>,
     ApiJson(b): ApiJson<SendIn>,
 ) -> Result<Response, ApiError> {
-    let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to.map(MessageId)).await {
+    let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to.map(MessageId))
+        .await
+    {
         Err(CoreError::Invalid(f)) if f.iter().any(|e| e.field == "reply_to") => {
             // Another conversation's message is, from here, a message that does not exist.
             return Ok(body(

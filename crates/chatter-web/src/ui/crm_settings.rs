@@ -17,8 +17,8 @@ use chatter_core::crm::sync::{self as crm_sync, Health};
 use chatter_core::crm::{self, integration::Metadata};
 use chatter_core::CoreError;
 use chatter_domain::routing::Responsible;
-use chatter_store::entity::source;
 use chatter_domain::SourceId;
+use chatter_store::entity::source;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

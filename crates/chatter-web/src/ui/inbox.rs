@@ -196,7 +196,12 @@ async fn page(
                     .await
                     .ok()
                     .filter(|m| m.conversation_id == id)
-                    .map(|m| (m.id.0, m.text.unwrap_or_default().chars().take(120).collect())),
+                    .map(|m| {
+                        (
+                            m.id.0,
+                            m.text.unwrap_or_default().chars().take(120).collect(),
+                        )
+                    }),
                 None => None,
             };
             let crm = chatter_core::crm::sync::link_of(&st.core, &actor, id).await?;

@@ -23,10 +23,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::crm::rules::{self, Move};
 use chatter_core::CoreError;
+use chatter_domain::SourceId;
 use chrono::Weekday;
 use explain::{decision_view, DecisionView};
 use form::{create, edit_page, field_messages, new_page, update};
-use chatter_domain::SourceId;
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {

@@ -103,7 +103,11 @@ pub struct CrmLink {
 }
 
 /// The CRM side of a conversation.
-pub async fn link_of(core: &Core, actor: &Actor, conversation_id: ConversationId) -> Result<Option<CrmLink>> {
+pub async fn link_of(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: ConversationId,
+) -> Result<Option<CrmLink>> {
     actor.require(Permission::Read)?;
     let db = &core.db;
     let backend = db.get_database_backend();

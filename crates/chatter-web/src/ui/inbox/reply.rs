@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chatter_core::inbox::{self, ListFilter};
 use chatter_core::CoreError;
-use chatter_store::entity::message;
 use chatter_domain::ConversationId;
+use chatter_store::entity::message;
 
 #[derive(serde::Deserialize)]
 pub(super) struct ReplyForm {
