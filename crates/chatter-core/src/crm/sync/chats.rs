@@ -140,7 +140,7 @@ pub(super) async fn mirror_chat(
         .one(&core.db)
         .await
         .map_err(t)?
-        .and_then(|s| Some(s.kind));
+        .map(|s| s.kind);
     let (client, scope) = s
         .chats
         .as_ref()
@@ -219,7 +219,7 @@ pub(super) async fn open_chat(
         .one(&core.db)
         .await
         .map_err(t)?
-        .and_then(|s| Some(s.kind));
+        .map(|s| s.kind);
     let created = client
         .create_chat(
             scope,
