@@ -129,3 +129,19 @@ mod tests {
         assert_eq!(SourceKind::TelegramBot.fallback_crm_label(), None);
     }
 }
+
+#[cfg(all(test, feature = "sea-orm"))]
+mod stored {
+    use super::SourceKind;
+    use sea_orm::ActiveEnum;
+
+    #[test]
+    fn the_column_holds_the_kind_numbers_and_refuses_others() {
+        for k in SourceKind::ALL {
+            assert_eq!(k.to_value(), k.id());
+            assert_eq!(SourceKind::try_from_value(&k.id()).ok(), Some(k));
+        }
+        let e = SourceKind::try_from_value(&9).expect_err("9 is no kind");
+        assert!(e.to_string().contains('9'), "{e}");
+    }
+}
