@@ -139,9 +139,9 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
             .iter()
             .enumerate()
             .map(|(i, id)| source::ActiveModel {
-                id: Set(*id),
-                company_id: Set(company),
-                kind: Set(6),
+                id: Set((*id).into()),
+                company_id: Set(company.into()),
+                kind: Set(chatter_domain::SourceKind::Api),
                 name: Set(format!("Сайт {}", i + 1)),
                 secret: Set(None),
                 settings: Set("{}".into()),
@@ -166,9 +166,9 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
             let name = format!("{} {i}", NAMES[i % NAMES.len()]);
             let began = now - span + (i as i64 * span) / a.conversations as i64;
             contacts.push(contact::ActiveModel {
-                id: Set(contact_id),
-                company_id: Set(company),
-                source_id: Set(src),
+                id: Set(contact_id.into()),
+                company_id: Set(company.into()),
+                source_id: Set(src.into()),
                 external_id: Set(format!("c{i}")),
                 name: Set(name.clone()),
                 username: Set(None),
@@ -183,10 +183,10 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                 let text = WORDS[(i + k) % WORDS.len()].to_owned();
                 last = (text.clone(), at);
                 msgs.push(message::ActiveModel {
-                    id: Set(Uuid::new_v4()),
-                    company_id: Set(company),
-                    conversation_id: Set(conv_id),
-                    source_id: Set(src),
+                    id: Set(Uuid::new_v4().into()),
+                    company_id: Set(company.into()),
+                    conversation_id: Set(conv_id.into()),
+                    source_id: Set(src.into()),
                     direction: Set(if inbound {
                         Direction::In
                     } else {
@@ -217,10 +217,10 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                 });
             }
             convs.push(conversation::ActiveModel {
-                id: Set(conv_id),
-                company_id: Set(company),
-                source_id: Set(src),
-                contact_id: Set(contact_id),
+                id: Set(conv_id.into()),
+                company_id: Set(company.into()),
+                source_id: Set(src.into()),
+                contact_id: Set(contact_id.into()),
                 external_chat_id: Set(format!("c{i}")),
                 chat_kind: Set("private".into()),
                 title: Set(None),

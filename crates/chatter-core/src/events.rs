@@ -4,6 +4,7 @@
 //! Browsers that reconnect catch up from the table with `Last-Event-ID`.
 
 use crate::Result;
+use chatter_domain::CompanyId;
 use chatter_store::entity::event;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
@@ -63,14 +64,14 @@ impl Pending {
 pub async fn emit(
     conn: &impl ConnectionTrait,
     pending: &mut Pending,
-    company_id: Uuid,
+    company_id: CompanyId,
     kind: &str,
     payload: serde_json::Value,
     now: i64,
 ) -> Result<i64> {
     let r = event::Entity::insert(event::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
-        company_id: Set(company_id),
+        company_id: Set(company_id.0),
         kind: Set(kind.to_string()),
         payload: Set(payload.to_string()),
         created_at: Set(now),
@@ -86,7 +87,10 @@ pub async fn emit(
         ))
         .await?;
     }
-    pending.0.push(Published { company_id, id });
+    pending.0.push(Published {
+        company_id: company_id.0,
+        id,
+    });
     Ok(id)
 }
 
@@ -95,7 +99,7 @@ pub async fn emit(
 pub async fn emit_many(
     conn: &impl ConnectionTrait,
     pending: &mut Pending,
-    company_id: Uuid,
+    company_id: CompanyId,
     kind: &str,
     payloads: Vec<serde_json::Value>,
     now: i64,
@@ -105,7 +109,7 @@ pub async fn emit_many(
     for chunk in payloads.chunks(200) {
         let rows = chunk.iter().map(|p| event::ActiveModel {
             id: sea_orm::ActiveValue::NotSet,
-            company_id: Set(company_id),
+            company_id: Set(company_id.0),
             kind: Set(kind.to_string()),
             payload: Set(p.to_string()),
             created_at: Set(now),
@@ -128,7 +132,10 @@ pub async fn emit_many(
         ))
         .await?;
     }
-    pending.0.push(Published { company_id, id });
+    pending.0.push(Published {
+        company_id: company_id.0,
+        id,
+    });
     Ok(())
 }
 

@@ -368,7 +368,7 @@ impl Exported for message::Model {
             cell(&self.attachments),
             self.status.to_string(),
             opt(&self.error),
-            opt_id(self.reply_to_id),
+            opt_id(self.reply_to_id.map(Uuid::from)),
             self.created_at.to_string(),
             opt_num(self.sent_at),
         ]
@@ -397,7 +397,7 @@ macro_rules! paged {
                     .await?)
             }
             fn id(&self) -> Uuid {
-                self.id
+                self.id.into()
             }
         }
     };

@@ -79,19 +79,25 @@ mod tests {
         let (id, company) = (Uuid::now_v7(), Uuid::now_v7());
         let at = || JobOptions::at(NOW);
         same(
-            inbox::send::SendMessage { message_id: id },
+            inbox::send::SendMessage {
+                message_id: id.into(),
+            },
             at().company(company),
             NewJob::new("send_message", json!({"message_id": id}), NOW)
                 .company(company)
                 .max_attempts(12),
         );
         same(
-            inbox::send::FetchFile { message_id: id },
+            inbox::send::FetchFile {
+                message_id: id.into(),
+            },
             at().company(company),
             NewJob::new("fetch_file", json!({"message_id": id}), NOW).company(company),
         );
         same(
-            sources::runtime::SourceSetup { source_id: id },
+            sources::runtime::SourceSetup {
+                source_id: id.into(),
+            },
             at().company(company),
             NewJob::new("source_setup", json!({"source_id": id}), NOW).company(company),
         );

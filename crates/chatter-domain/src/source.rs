@@ -1,18 +1,36 @@
 //! Source kinds (requirement R1). The numeric ids are part of the data model and the API.
+//!
+//! With the `sea-orm` feature the enum is a SeaORM active enum over the integer column
+//! `sources.kind`, stored as the same numbers as always; a number that is no kind fails the read
+//! loudly instead of turning into some default.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "sea-orm",
+    derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum)
+)]
+#[cfg_attr(feature = "sea-orm", sea_orm(rs_type = "i32", db_type = "Integer"))]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 1))]
     TelegramBot,
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 2))]
     TelegramPrivate,
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 3))]
     VkBot,
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 4))]
     MaxBot,
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 5))]
     Avito,
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 6))]
     Api,
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 7))]
     Whatsapp,
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 8))]
     SipoutSms,
+    #[cfg_attr(feature = "sea-orm", sea_orm(num_value = 10))]
     TelegramParsing,
 }
 
@@ -29,7 +47,7 @@ impl SourceKind {
         SourceKind::TelegramParsing,
     ];
 
-    /// The stable numeric id (there is no 9).
+    /// The stable numeric id (there is no 9); the same number the `sea-orm` feature stores.
     pub fn id(self) -> i32 {
         match self {
             SourceKind::TelegramBot => 1,
@@ -44,6 +62,7 @@ impl SourceKind {
         }
     }
 
+    /// The kind of a number from outside (a form, a query string); `None` for no kind.
     pub fn from_id(id: i32) -> Option<SourceKind> {
         SourceKind::ALL.into_iter().find(|k| k.id() == id)
     }
@@ -120,5 +139,21 @@ mod tests {
         for k in SourceKind::ALL {
             assert_eq!(k.label_key(), format!("kind.{}", k.as_str()));
         }
+    }
+}
+
+#[cfg(all(test, feature = "sea-orm"))]
+mod stored {
+    use super::SourceKind;
+    use sea_orm::ActiveEnum;
+
+    #[test]
+    fn the_column_holds_the_kind_numbers_and_refuses_others() {
+        for k in SourceKind::ALL {
+            assert_eq!(k.to_value(), k.id());
+            assert_eq!(SourceKind::try_from_value(&k.id()).ok(), Some(k));
+        }
+        let e = SourceKind::try_from_value(&9).expect_err("9 is no kind");
+        assert!(e.to_string().contains('9'), "{e}");
     }
 }

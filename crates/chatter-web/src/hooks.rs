@@ -22,7 +22,6 @@ use chatter_core::crm::signin::{self as crm_signin, DisabledHookError};
 use chatter_core::sources::hooks::{receive_hook, HookMethod, HookRequest};
 use chatter_core::CoreError;
 use std::collections::HashMap;
-use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -175,7 +174,7 @@ fn api_error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
     ))]
 pub async fn api_message(
     State(st): State<AppState>,
-    crate::api::ApiPath(id): crate::api::ApiPath<Uuid>,
+    crate::api::ApiPath(id): crate::api::ApiPath<chatter_domain::SourceId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

@@ -43,7 +43,7 @@ pub(super) async fn create_delivery(
     kind: &str,
     dedup: &str,
     event_id: Option<i64>,
-    message_id: Option<Uuid>,
+    message_id: Option<MessageId>,
     body: impl FnOnce(Uuid) -> String,
     now: i64,
 ) -> Result<bool> {
@@ -234,8 +234,11 @@ pub(super) async fn dispatch(core: &Core) -> Result<bool> {
     }
 }
 
-pub(super) async fn mark_of(conn: &impl ConnectionTrait, subject: Uuid) -> Result<Option<String>> {
-    Ok(api_webhook_mark::Entity::find_by_id(subject)
+pub(super) async fn mark_of(
+    conn: &impl ConnectionTrait,
+    subject: impl Into<Uuid>,
+) -> Result<Option<String>> {
+    Ok(api_webhook_mark::Entity::find_by_id(subject.into())
         .one(conn)
         .await?
         .map(|m| m.state))
@@ -243,10 +246,11 @@ pub(super) async fn mark_of(conn: &impl ConnectionTrait, subject: Uuid) -> Resul
 
 pub(super) async fn set_mark(
     conn: &impl ConnectionTrait,
-    subject: Uuid,
+    subject: impl Into<Uuid>,
     state: &str,
     now: i64,
 ) -> Result<()> {
+    let subject: Uuid = subject.into();
     conn.execute(stmt(
         conn.get_database_backend(),
         "INSERT INTO api_webhook_marks (subject_id, state, updated_at) VALUES ($1, $2, $3) \

@@ -179,7 +179,15 @@ impl BackgroundJob for Deliver {
             if let Some(mid) = d.message_id {
                 match &error {
                     None => {
-                        mark_message(&txn, &mut pending, mid, MessageStatus::Sent, None, now).await
+                        mark_message(
+                            &txn,
+                            &mut pending,
+                            mid.into(),
+                            MessageStatus::Sent,
+                            None,
+                            now,
+                        )
+                        .await
                     }
                     // Shown on the pending reply while it is retried.
                     Some(e) => message::Entity::update_many()
@@ -221,7 +229,7 @@ impl BackgroundJob for Deliver {
                     mark_message(
                         &txn,
                         &mut pending,
-                        mid,
+                        mid.into(),
                         MessageStatus::Failed,
                         Some(reason.to_string()),
                         now,

@@ -4,18 +4,18 @@
 use super::*;
 
 /// Creates an API source; returns its id and the signing secret (shown once).
-pub async fn create(core: &Core, actor: &Actor, name: &str) -> Result<(Uuid, String)> {
+pub async fn create(core: &Core, actor: &Actor, name: &str) -> Result<(SourceId, String)> {
     actor.require(Permission::Manage)?;
     let name =
         required_text("name", name, limits::SHORT_NAME).map_err(|e| CoreError::Invalid(vec![e]))?;
     let (plain, enc) = new_secret(core);
     let now = core.now();
-    let id = Uuid::now_v7();
+    let id = SourceId::new();
     let txn = core.db.begin().await?;
     source::ActiveModel {
         id: Set(id),
-        company_id: Set(actor.company_id),
-        kind: Set(SourceKind::Api.id()),
+        company_id: Set(actor.company_id.into()),
+        kind: Set(SourceKind::Api),
         name: Set(name.clone()),
         secret: Set(Some(enc)),
         settings: Set(serde_json::to_string(&ApiSettings::default()).unwrap_or_default()),
@@ -43,18 +43,18 @@ pub async fn create(core: &Core, actor: &Actor, name: &str) -> Result<(Uuid, Str
 }
 
 /// An API source of the actor's company.
-pub async fn get(core: &Core, actor: &Actor, id: Uuid) -> Result<source::Model> {
+pub async fn get(core: &Core, actor: &Actor, id: SourceId) -> Result<source::Model> {
     actor.require(Permission::Read)?;
     source::Entity::find_by_id(id)
         .filter(source::Column::CompanyId.eq(actor.company_id))
-        .filter(source::Column::Kind.eq(SourceKind::Api.id()))
+        .filter(source::Column::Kind.eq(SourceKind::Api))
         .one(&core.db)
         .await?
         .ok_or(CoreError::NotFound)
 }
 
 /// Replaces the signing secret; the old one stops working at once. Returns the new one.
-pub async fn rotate_secret(core: &Core, actor: &Actor, id: Uuid) -> Result<String> {
+pub async fn rotate_secret(core: &Core, actor: &Actor, id: SourceId) -> Result<String> {
     actor.require(Permission::Manage)?;
     let s = get(core, actor, id).await?;
     let (plain, enc) = new_secret(core);
@@ -79,7 +79,7 @@ pub async fn rotate_secret(core: &Core, actor: &Actor, id: Uuid) -> Result<Strin
 }
 
 /// Sets (or, with an empty `url`, clears) where the source's outgoing webhooks go.
-pub async fn set_webhook_url(core: &Core, actor: &Actor, id: Uuid, url: &str) -> Result<()> {
+pub async fn set_webhook_url(core: &Core, actor: &Actor, id: SourceId, url: &str) -> Result<()> {
     actor.require(Permission::Manage)?;
     let url = url.trim();
     let s = get(core, actor, id).await?;
@@ -155,7 +155,7 @@ pub struct DeliveryRow {
 pub async fn deliveries(
     core: &Core,
     actor: &Actor,
-    source_id: Uuid,
+    source_id: SourceId,
     limit: u64,
 ) -> Result<Vec<DeliveryRow>> {
     get(core, actor, source_id).await?;
@@ -190,7 +190,12 @@ pub async fn deliveries(
 }
 
 /// Sends a delivery again (whatever its state), with a fresh set of attempts.
-pub async fn replay(core: &Core, actor: &Actor, source_id: Uuid, delivery_id: Uuid) -> Result<()> {
+pub async fn replay(
+    core: &Core,
+    actor: &Actor,
+    source_id: SourceId,
+    delivery_id: Uuid,
+) -> Result<()> {
     actor.require(Permission::Manage)?;
     let s = get(core, actor, source_id).await?;
     let now = core.now();

@@ -19,7 +19,9 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::{audit, egress, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_domain::values::{limits, required_text};
-use chatter_domain::{Direction, FieldError, MessageStatus, Permission, SourceKind};
+use chatter_domain::{
+    Direction, FieldError, MessageId, MessageStatus, Permission, SourceId, SourceKind,
+};
 use chatter_store::entity::{
     api_webhook_delivery as delivery, api_webhook_mark, contact, conversation, event, job, message,
     source, user,
@@ -150,6 +152,6 @@ pub fn verify(secret: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
 }
 
 /// The URL a customer's system posts messages of `source_id` to.
-pub fn inbound_url(core: &Core, source_id: Uuid) -> String {
+pub fn inbound_url(core: &Core, source_id: SourceId) -> String {
     format!("{}/hooks/api/{source_id}", core.config.public_url)
 }

@@ -16,7 +16,7 @@ pub async fn deliver_reply(core: &Core, m: &message::Model) -> Result<(), JobErr
         .await
         .map_err(|e| transient(e.into()))?
         .ok_or_else(|| JobError::Permanent("source gone".into()))?;
-    if src.kind != SourceKind::Api.id() {
+    if src.kind != SourceKind::Api {
         return Err(JobError::Permanent("not an API source".into()));
     }
     if settings_of(&src).webhook_url.is_none() {
@@ -78,7 +78,7 @@ pub async fn deliver_reply(core: &Core, m: &message::Model) -> Result<(), JobErr
 pub(super) async fn mark_message(
     conn: &impl ConnectionTrait,
     pending: &mut Pending,
-    message_id: Uuid,
+    message_id: MessageId,
     status: MessageStatus,
     error: Option<String>,
     now: i64,

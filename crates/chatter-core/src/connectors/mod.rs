@@ -8,14 +8,14 @@ pub mod model;
 
 use crate::{Core, CoreConfig, CoreError, Result};
 use chatter_channels::{
-    kind_of_id, ChannelError, Connector, HookSite, InboundEvent, KindEnv, PollState, Polled,
+    kind_of, ChannelError, Connector, HookSite, InboundEvent, KindEnv, PollState, Polled,
     SaveSettings,
 };
+use chatter_domain::{SourceId, SourceKind};
 use chatter_store::entity::source;
 use model::SourceSettings;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use uuid::Uuid;
 
 pub use chatter_channels::hook_url;
 
@@ -24,7 +24,7 @@ pub use chatter_channels::hook_url;
 /// the process's `KindEnv`.
 pub struct ConnectorCache {
     env: KindEnv,
-    by_source: Mutex<HashMap<Uuid, Cached>>,
+    by_source: Mutex<HashMap<SourceId, Cached>>,
 }
 
 /// A source's connector with the stored (encrypted) credentials it was built from.
@@ -39,7 +39,7 @@ impl ConnectorCache {
     }
 
     /// Drops the cached connector of a source whose credentials changed.
-    pub(crate) fn forget(&self, id: Uuid) {
+    pub(crate) fn forget(&self, id: SourceId) {
         if let Ok(mut m) = self.by_source.lock() {
             m.remove(&id);
         }
@@ -70,8 +70,9 @@ pub fn connector_for(core: &Core, src: &source::Model) -> Result<Arc<dyn Connect
             return Ok(c.clone());
         }
     }
-    let kind = kind_of_id(src.kind)
-        .ok_or_else(|| CoreError::Internal(format!("no connector for source kind {}", src.kind)))?;
+    let kind = kind_of(src.kind).ok_or_else(|| {
+        CoreError::Internal(format!("no connector for source kind {}", src.kind.id()))
+    })?;
     let creds = model::secret_of(core, src)?;
     let built = kind
         .build(&cache.env, &creds, &model::settings_of(src))
@@ -85,8 +86,8 @@ pub fn connector_for(core: &Core, src: &source::Model) -> Result<Arc<dyn Connect
 }
 
 /// The public base URL webhooks of `kind` go to, if any (Telegram keeps its own key).
-pub fn webhook_base(cfg: &CoreConfig, kind: i32) -> Option<&str> {
-    match kind_of_id(kind) {
+pub fn webhook_base(cfg: &CoreConfig, kind: SourceKind) -> Option<&str> {
+    match kind_of(kind) {
         Some(k) => k.webhook_base(&cfg.kinds),
         None => cfg.kinds.general_webhook_base(),
     }
@@ -94,7 +95,7 @@ pub fn webhook_base(cfg: &CoreConfig, kind: i32) -> Option<&str> {
 
 /// Where people reach us from outside: the webhook base, else the public URL. WhatsApp and
 /// SMS sources are configured by hand at the provider, so their pages show URLs on this base.
-pub fn public_hook_base(cfg: &CoreConfig, kind: i32) -> &str {
+pub fn public_hook_base(cfg: &CoreConfig, kind: SourceKind) -> &str {
     webhook_base(cfg, kind).unwrap_or(&cfg.public_url)
 }
 
@@ -105,7 +106,7 @@ fn internal(e: CoreError) -> ChannelError {
 /// Stores a source's settings for a connector midway through its setup.
 struct Saver<'a> {
     core: &'a Core,
-    id: Uuid,
+    id: SourceId,
 }
 
 #[async_trait::async_trait]
@@ -130,7 +131,7 @@ pub async fn setup(
         .webhook_secret
         .unwrap_or_default();
     let site = HookSite {
-        source_id: src.id,
+        source_id: src.id.0,
         webhook_base: webhook_base(&core.config, src.kind),
         public_url: &core.config.public_url,
         hook_secret: &hook_secret,
@@ -151,7 +152,7 @@ pub async fn stop(core: &Core, src: &source::Model, connector: &dyn Connector) {
         .and_then(|s| s.webhook_secret)
         .unwrap_or_default();
     let site = HookSite {
-        source_id: src.id,
+        source_id: src.id.0,
         webhook_base: webhook_base(&core.config, src.kind),
         public_url: &core.config.public_url,
         hook_secret: &hook_secret,

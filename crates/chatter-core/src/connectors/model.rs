@@ -3,13 +3,12 @@
 //! the CRM sync and the sources' own pages all use these; nothing here talks to a provider.
 
 use crate::{Actor, Core, CoreError, Result};
-use chatter_domain::Permission;
+use chatter_domain::{Permission, SourceId};
 use chatter_store::entity::source;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
     QueryFilter,
 };
-use uuid::Uuid;
 
 pub const CONNECTING: &str = "connecting";
 pub const CONNECTED: &str = "connected";
@@ -39,7 +38,7 @@ pub fn secret_of(core: &Core, s: &source::Model) -> Result<SourceSecret> {
 /// Records the outcome of talking to the provider for the Sources page.
 pub async fn record_health(
     conn: &impl ConnectionTrait,
-    id: Uuid,
+    id: SourceId,
     status: &str,
     error: Option<String>,
     now: i64,
@@ -61,7 +60,7 @@ pub async fn record_health(
 /// Stores a source's public settings.
 pub async fn save_settings(
     conn: &impl ConnectionTrait,
-    id: Uuid,
+    id: SourceId,
     settings: &SourceSettings,
 ) -> Result<()> {
     use sea_orm::sea_query::Expr;
@@ -88,7 +87,7 @@ pub async fn set_mode(conn: &impl ConnectionTrait, s: &source::Model, mode: &str
     Ok(())
 }
 
-pub async fn get(core: &Core, actor: &Actor, id: Uuid) -> Result<source::Model> {
+pub async fn get(core: &Core, actor: &Actor, id: SourceId) -> Result<source::Model> {
     actor.require(Permission::Read)?;
     source::Entity::find_by_id(id)
         .filter(source::Column::CompanyId.eq(actor.company_id))

@@ -6,7 +6,7 @@
 use crate::{audit, crm, Actor, Core, CoreError, Result};
 use chatter_domain::routing::{self, Actions, Decision, Input, Responsible, Rule, RuleSet};
 use chatter_domain::values::{limits, optional_text};
-use chatter_domain::{FieldError, Permission};
+use chatter_domain::{FieldError, Permission, SourceId};
 use chatter_store::entity::{company, routing_rule, source};
 use chatter_store::stmt;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -129,7 +129,7 @@ pub async fn decide(
     core: &Core,
     company_id: Uuid,
     default: &Actions,
-    input_source: Uuid,
+    input_source: SourceId,
     text: &str,
     at_ms: i64,
 ) -> Result<Decision> {
@@ -141,7 +141,7 @@ pub async fn decide(
         rules: Vec::new(),
     });
     let input = Input {
-        source_id: input_source,
+        source_id: input_source.0,
         text,
         at,
         tz,
@@ -159,7 +159,7 @@ pub async fn decide(
 pub async fn decide_many(
     core: &Core,
     company_id: Uuid,
-    items: &[(&Actions, Uuid, &str, i64)],
+    items: &[(&Actions, SourceId, &str, i64)],
 ) -> Result<Vec<Decision>> {
     let tz = time_zone(&core.db, company_id).await?;
     let stored = load(&core.db, company_id).await?.unwrap_or(Stored {
@@ -172,7 +172,7 @@ pub async fn decide_many(
         let at = DateTime::<Utc>::from_timestamp_millis(*at_ms)
             .ok_or_else(|| CoreError::field("at", "rules.err_at"))?;
         let input = Input {
-            source_id: *source_id,
+            source_id: source_id.0,
             text,
             at,
             tz,
@@ -191,7 +191,7 @@ pub async fn decide_many(
 pub async fn dry_run(
     core: &Core,
     actor: &Actor,
-    source_id: Uuid,
+    source_id: SourceId,
     text: &str,
     at: &str,
 ) -> Result<Decision> {

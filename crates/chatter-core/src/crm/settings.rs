@@ -8,7 +8,7 @@ use crate::crm::{self, integration::Metadata};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_domain::routing::Responsible;
 use chatter_domain::values::{limits, optional_text};
-use chatter_domain::{FieldError, Permission};
+use chatter_domain::{FieldError, Permission, SourceId};
 use chatter_store::entity::crm_setting;
 use chatter_store::stmt;
 use sea_orm::{ConnectionTrait, EntityTrait, TransactionTrait};
@@ -211,12 +211,12 @@ pub(crate) async fn store_raw(
     Ok(())
 }
 
-fn scope_of(source: Option<Uuid>) -> String {
+fn scope_of(source: Option<SourceId>) -> String {
     source.map_or_else(|| DEFAULT_SCOPE.to_string(), |s| s.to_string())
 }
 
 /// The stored settings of one scope (the company default when `source` is `None`), unmerged.
-pub async fn get(core: &Core, actor: &Actor, source: Option<Uuid>) -> Result<SyncSettings> {
+pub async fn get(core: &Core, actor: &Actor, source: Option<SourceId>) -> Result<SyncSettings> {
     actor.require(Permission::Read)?;
     let scope = scope_of(source);
     Ok(load_raw(&core.db, actor.company_id, &scope)
@@ -229,7 +229,7 @@ pub async fn get(core: &Core, actor: &Actor, source: Option<Uuid>) -> Result<Syn
 pub async fn effective(
     conn: &impl ConnectionTrait,
     company_id: Uuid,
-    source: Uuid,
+    source: SourceId,
 ) -> Result<SyncSettings> {
     let read = |scope: &str, s: Option<String>| -> SyncSettings {
         s.and_then(|s| read_opt(company_id, scope, &s))
@@ -248,7 +248,7 @@ pub async fn effective(
 pub async fn save(
     core: &Core,
     actor: &Actor,
-    source: Option<Uuid>,
+    source: Option<SourceId>,
     settings: &SyncSettings,
 ) -> Result<()> {
     actor.require(Permission::Manage)?;

@@ -15,14 +15,16 @@ use crate::inbox::{ingest_in, preview, Ingested};
 use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{CoreError, Result};
 use chatter_channels::{InboundEvent, InboundMessage};
-use chatter_domain::{ConversationStatus, Direction, MessageStatus};
+use chatter_domain::{
+    CompanyId, ContactId, ConversationId, ConversationStatus, Direction, MessageId, MessageStatus,
+    SourceId,
+};
 use chatter_store::entity::{contact, conversation, message, source};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait, Value,
 };
 use std::collections::{HashMap, HashSet};
-use uuid::Uuid;
 
 /// Rows per multi-row statement (well under both databases' parameter limits).
 const CHUNK: usize = 200;
@@ -36,7 +38,7 @@ pub async fn ingest_many(
 ) -> Result<Vec<Ingested>> {
     let mut out = vec![Ingested::Other; items.len()];
     let mut fast: Vec<(usize, &source::Model, &InboundMessage)> = Vec::new();
-    let mut seen: HashSet<(Uuid, &str)> = HashSet::new();
+    let mut seen: HashSet<(SourceId, &str)> = HashSet::new();
     let mut slow: Vec<usize> = Vec::new();
     for (i, (src, ev)) in items.iter().enumerate() {
         crate::inbox::dead_letters::check_storable(ev)?;
@@ -73,13 +75,13 @@ async fn ingest_new(
     let convs = ensure_conversations(conn, fast, &contacts, now).await?;
 
     // Messages: only the rows the insert returns are new; the rest were stored before.
-    let mut ids: Vec<Uuid> = Vec::with_capacity(fast.len());
-    let mut new_ids: HashSet<Uuid> = HashSet::new();
+    let mut ids: Vec<MessageId> = Vec::with_capacity(fast.len());
+    let mut new_ids: HashSet<MessageId> = HashSet::new();
     for chunk in fast.chunks(CHUNK) {
         let rows: Vec<message::ActiveModel> = chunk
             .iter()
             .map(|(_, src, m)| {
-                let id = Uuid::now_v7();
+                let id = MessageId::new();
                 ids.push(id);
                 let conv = convs[&(src.id, m.chat.external_id.as_str())];
                 let atts: Vec<StoredAttachment> =
@@ -116,14 +118,14 @@ async fn ingest_new(
             .build(conn.get_database_backend());
         st.sql.push_str(" RETURNING id");
         for r in conn.query_all(st).await? {
-            new_ids.insert(r.try_get::<Uuid>("", "id")?);
+            new_ids.insert(r.try_get::<MessageId>("", "id")?);
         }
     }
 
     // Per conversation: how many new messages, and the preview of the last one.
-    let mut per_conv: HashMap<Uuid, (i32, String)> = HashMap::new();
-    let mut by_company: HashMap<Uuid, Vec<serde_json::Value>> = HashMap::new();
-    let mut for_crm: Vec<(Uuid, Uuid, Uuid)> = Vec::new();
+    let mut per_conv: HashMap<ConversationId, (i32, String)> = HashMap::new();
+    let mut by_company: HashMap<CompanyId, Vec<serde_json::Value>> = HashMap::new();
+    let mut for_crm: Vec<(CompanyId, ConversationId, MessageId)> = Vec::new();
     for ((i, src, m), id) in fast.iter().zip(&ids) {
         if !new_ids.contains(id) {
             out[*i] = Ingested::Duplicate;
@@ -136,7 +138,7 @@ async fn ingest_new(
         e.1 = preview(m.text.as_deref(), &m.attachments, m.extra.is_some());
         if !m.attachments.is_empty() {
             FetchFile { message_id: *id }
-                .enqueue(conn, JobOptions::at(now).company(src.company_id))
+                .enqueue(conn, JobOptions::at(now).company(src.company_id.0))
                 .await?;
         }
         by_company
@@ -158,8 +160,9 @@ async fn ensure_contacts<'a>(
     conn: &impl ConnectionTrait,
     fast: &[(usize, &'a source::Model, &'a InboundMessage)],
     now: i64,
-) -> Result<HashMap<(Uuid, &'a str), Uuid>> {
-    let mut wanted: HashMap<(Uuid, &'a str), (&source::Model, &InboundMessage)> = HashMap::new();
+) -> Result<HashMap<(SourceId, &'a str), ContactId>> {
+    let mut wanted: HashMap<(SourceId, &'a str), (&source::Model, &InboundMessage)> =
+        HashMap::new();
     for (_, src, m) in fast {
         wanted.insert((src.id, m.sender.external_id.as_str()), (src, m));
     }
@@ -171,7 +174,7 @@ async fn ensure_contacts<'a>(
         .into_iter()
         .filter(|(k, _)| !found.contains_key(&(k.0, k.1.to_string())))
         .map(|(_, (src, m))| contact::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(ContactId::new()),
             company_id: Set(src.company_id),
             source_id: Set(src.id),
             external_id: Set(m.sender.external_id.clone()),
@@ -226,10 +229,10 @@ async fn ensure_contacts<'a>(
 
 async fn find_contacts(
     conn: &impl ConnectionTrait,
-    keys: &[(Uuid, &str)],
-) -> Result<HashMap<(Uuid, String), contact::Model>> {
+    keys: &[(SourceId, &str)],
+) -> Result<HashMap<(SourceId, String), contact::Model>> {
     let mut out = HashMap::new();
-    let sources: HashSet<Uuid> = keys.iter().map(|k| k.0).collect();
+    let sources: HashSet<SourceId> = keys.iter().map(|k| k.0).collect();
     for chunk in keys.chunks(CHUNK) {
         let ext: Vec<String> = chunk.iter().map(|k| k.1.to_string()).collect();
         let rows = contact::Entity::find()
@@ -248,16 +251,17 @@ async fn find_contacts(
 async fn ensure_conversations<'a>(
     conn: &impl ConnectionTrait,
     fast: &[(usize, &'a source::Model, &'a InboundMessage)],
-    contacts: &HashMap<(Uuid, &'a str), Uuid>,
+    contacts: &HashMap<(SourceId, &'a str), ContactId>,
     now: i64,
-) -> Result<HashMap<(Uuid, &'a str), Uuid>> {
-    let mut wanted: HashMap<(Uuid, &'a str), (&source::Model, &InboundMessage)> = HashMap::new();
+) -> Result<HashMap<(SourceId, &'a str), ConversationId>> {
+    let mut wanted: HashMap<(SourceId, &'a str), (&source::Model, &InboundMessage)> =
+        HashMap::new();
     for (_, src, m) in fast {
         wanted
             .entry((src.id, m.chat.external_id.as_str()))
             .or_insert((src, m));
     }
-    let keys: Vec<(Uuid, &str)> = wanted.keys().copied().collect();
+    let keys: Vec<(SourceId, &str)> = wanted.keys().copied().collect();
     let mut found = find_conversations(conn, &keys).await?;
     let mut wanted_sorted: Vec<_> = wanted.iter().collect();
     wanted_sorted.sort_by(|a, b| a.0.cmp(b.0));
@@ -265,7 +269,7 @@ async fn ensure_conversations<'a>(
         .into_iter()
         .filter(|(k, _)| !found.contains_key(&(k.0, k.1.to_string())))
         .map(|(_, (src, m))| conversation::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(ConversationId::new()),
             company_id: Set(src.company_id),
             source_id: Set(src.id),
             contact_id: Set(contacts[&(src.id, m.sender.external_id.as_str())]),
@@ -310,10 +314,10 @@ async fn ensure_conversations<'a>(
 
 async fn find_conversations(
     conn: &impl ConnectionTrait,
-    keys: &[(Uuid, &str)],
-) -> Result<HashMap<(Uuid, String), conversation::Model>> {
+    keys: &[(SourceId, &str)],
+) -> Result<HashMap<(SourceId, String), conversation::Model>> {
     let mut out = HashMap::new();
-    let sources: HashSet<Uuid> = keys.iter().map(|k| k.0).collect();
+    let sources: HashSet<SourceId> = keys.iter().map(|k| k.0).collect();
     for chunk in keys.chunks(CHUNK) {
         let ext: Vec<String> = chunk.iter().map(|k| k.1.to_string()).collect();
         let rows = conversation::Entity::find()
@@ -331,10 +335,10 @@ async fn find_conversations(
 /// One UPDATE for all touched conversations: unread += n, the preview, reopened, unblocked.
 async fn update_conversations(
     conn: &impl ConnectionTrait,
-    per_conv: &HashMap<Uuid, (i32, String)>,
+    per_conv: &HashMap<ConversationId, (i32, String)>,
     now: i64,
 ) -> Result<()> {
-    let all: Vec<(&Uuid, &(i32, String))> = per_conv.iter().collect();
+    let all: Vec<(&ConversationId, &(i32, String))> = per_conv.iter().collect();
     for chunk in all.chunks(CHUNK) {
         let mut values: Vec<Value> = vec![now.into()];
         let mut unread = String::from("CASE id");

@@ -11,7 +11,7 @@ use crate::connectors::model::DISABLED;
 use crate::inbox::{self, Ingested};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::InboundEvent;
-use chatter_domain::{text, Permission};
+use chatter_domain::{text, Permission, SourceId};
 use chatter_store::entity::{dead_letter, source};
 use chatter_store::StoreError;
 use sea_orm::sea_query::Expr;
@@ -101,13 +101,11 @@ pub async fn park(
     let now = core.now();
     let id = Uuid::now_v7();
     let event = serde_json::to_string(ev).map_err(|e| CoreError::Internal(e.to_string()))?;
-    let kind = chatter_channels::kind_of_id(src.kind)
-        .map(|k| k.source_kind().as_str().to_string())
-        .unwrap_or_else(|| src.kind.to_string());
+    let kind = src.kind.as_str().to_string();
     dead_letter::Entity::insert(dead_letter::ActiveModel {
         id: Set(id),
-        company_id: Set(src.company_id),
-        source_id: Set(src.id),
+        company_id: Set(src.company_id.0),
+        source_id: Set(src.id.0),
         kind: Set(kind),
         reason: Set(text::clean(reason).into_owned()),
         event: Set(event),
@@ -165,8 +163,8 @@ pub async fn list(core: &Core, actor: &Actor, limit: u64) -> Result<Vec<dead_let
 }
 
 /// How many parked events each of the company's sources has.
-pub async fn counts_by_source(core: &Core, company_id: Uuid) -> Result<HashMap<Uuid, i64>> {
-    let rows: Vec<(Uuid, i64)> = dead_letter::Entity::find()
+pub async fn counts_by_source(core: &Core, company_id: Uuid) -> Result<HashMap<SourceId, i64>> {
+    let rows: Vec<(SourceId, i64)> = dead_letter::Entity::find()
         .filter(dead_letter::Column::CompanyId.eq(company_id))
         .select_only()
         .column(dead_letter::Column::SourceId)

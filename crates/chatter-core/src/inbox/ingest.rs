@@ -143,7 +143,7 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
     for (i, r) in live.into_iter().zip(stored) {
         out[i] = r;
     }
-    let mut touched: Vec<uuid::Uuid> = Vec::new();
+    let mut touched: Vec<chatter_domain::SourceId> = Vec::new();
     for (i, r) in items.iter().zip(&out) {
         if matches!(r, Ingested::New(_) | Ingested::Edited(_)) && !touched.contains(&i.src.id) {
             touched.push(i.src.id);
@@ -170,12 +170,12 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
 async fn sources_off(
     txn: &impl sea_orm::ConnectionTrait,
     items: &[Item],
-) -> Result<std::collections::HashSet<uuid::Uuid>> {
+) -> Result<std::collections::HashSet<chatter_domain::SourceId>> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
-    let mut ids: Vec<uuid::Uuid> = items.iter().map(|i| i.src.id).collect();
+    let mut ids: Vec<chatter_domain::SourceId> = items.iter().map(|i| i.src.id).collect();
     ids.sort();
     ids.dedup();
-    let off: Vec<uuid::Uuid> = source::Entity::find()
+    let off: Vec<chatter_domain::SourceId> = source::Entity::find()
         .filter(source::Column::Id.is_in(ids))
         .filter(source::Column::Status.eq(crate::connectors::model::DISABLED))
         .select_only()

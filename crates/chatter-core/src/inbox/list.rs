@@ -7,7 +7,7 @@ use super::*;
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ListFilter {
     #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
-    pub source: Option<Uuid>,
+    pub source: Option<SourceId>,
     /// open | closed | all (default open)
     pub status: Option<String>,
     /// mine | unassigned | unread
@@ -22,7 +22,7 @@ pub struct ConversationRow {
     pub conversation: conversation::Model,
     pub contact: contact::Model,
     pub source_name: String,
-    pub source_kind: i32,
+    pub source_kind: SourceKind,
 }
 
 pub async fn list_conversations(
@@ -138,8 +138,8 @@ pub(super) async fn rows_for(
     core: &Core,
     convs: Vec<conversation::Model>,
 ) -> Result<Vec<ConversationRow>> {
-    let contact_ids: Vec<Uuid> = convs.iter().map(|c| c.contact_id).collect();
-    let source_ids: Vec<Uuid> = convs.iter().map(|c| c.source_id).collect();
+    let contact_ids: Vec<ContactId> = convs.iter().map(|c| c.contact_id).collect();
+    let source_ids: Vec<SourceId> = convs.iter().map(|c| c.source_id).collect();
     let contacts = contact::Entity::find()
         .filter(contact::Column::Id.is_in(contact_ids))
         .all(&core.db)
@@ -167,7 +167,7 @@ pub(super) async fn rows_for(
 pub async fn conversations_by_ids(
     core: &Core,
     actor: &Actor,
-    ids: &[Uuid],
+    ids: &[ConversationId],
 ) -> Result<Vec<ConversationRow>> {
     actor.require(Permission::Read)?;
     let convs = conversation::Entity::find()
@@ -182,7 +182,7 @@ pub async fn conversations_by_ids(
 pub async fn messages_by_ids(
     core: &Core,
     actor: &Actor,
-    ids: &[Uuid],
+    ids: &[MessageId],
 ) -> Result<Vec<message::Model>> {
     actor.require(Permission::Read)?;
     Ok(message::Entity::find()
@@ -193,7 +193,11 @@ pub async fn messages_by_ids(
 }
 
 /// One conversation of the actor's company.
-pub async fn get_conversation(core: &Core, actor: &Actor, id: Uuid) -> Result<ConversationRow> {
+pub async fn get_conversation(
+    core: &Core,
+    actor: &Actor,
+    id: ConversationId,
+) -> Result<ConversationRow> {
     actor.require(Permission::Read)?;
     let c = conversation::Entity::find_by_id(id)
         .filter(conversation::Column::CompanyId.eq(actor.company_id))
@@ -210,7 +214,7 @@ pub async fn get_conversation(core: &Core, actor: &Actor, id: Uuid) -> Result<Co
 pub async fn messages(
     core: &Core,
     actor: &Actor,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     limit: u64,
 ) -> Result<Vec<message::Model>> {
     get_conversation(core, actor, conversation_id).await?;
@@ -225,7 +229,7 @@ pub async fn messages(
     Ok(ms)
 }
 
-pub async fn get_message(core: &Core, actor: &Actor, id: Uuid) -> Result<message::Model> {
+pub async fn get_message(core: &Core, actor: &Actor, id: MessageId) -> Result<message::Model> {
     actor.require(Permission::Read)?;
     message::Entity::find_by_id(id)
         .filter(message::Column::CompanyId.eq(actor.company_id))
@@ -235,7 +239,7 @@ pub async fn get_message(core: &Core, actor: &Actor, id: Uuid) -> Result<message
 }
 
 /// Marks the conversation read (a manager opened it).
-pub async fn mark_read(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
+pub async fn mark_read(core: &Core, actor: &Actor, id: ConversationId) -> Result<()> {
     get_conversation(core, actor, id).await?;
     let n = conversation::Entity::update_many()
         .col_expr(conversation::Column::Unread, Expr::value(0))
@@ -250,7 +254,7 @@ pub async fn mark_read(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
         events::emit(
             &txn,
             &mut pending,
-            actor.company_id,
+            actor.company_id.into(),
             "conversation",
             serde_json::json!({"conversation_id": id}),
             core.now(),

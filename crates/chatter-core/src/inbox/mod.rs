@@ -18,7 +18,10 @@ use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::Template;
 use chatter_channels::{Attachment, DeliveryState, InboundEvent, InboundMessage};
 use chatter_domain::values::{limits, multi_line_text, optional_text};
-use chatter_domain::{ConversationStatus, Direction, FieldError, MessageStatus, Permission};
+use chatter_domain::{
+    ContactId, ConversationId, ConversationStatus, Direction, FieldError, MessageId, MessageStatus,
+    Permission, SourceId, SourceKind, UserId,
+};
 use chatter_store::entity::{contact, conversation, message, source};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -39,8 +42,8 @@ pub use reply::*;
 /// What one ingested event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ingested {
-    New(Uuid),
-    Edited(Uuid),
+    New(MessageId),
+    Edited(MessageId),
     Duplicate,
     Other,
     /// Unstorable as it is: parked as this dead letter (and acknowledged).
@@ -59,12 +62,17 @@ pub(crate) fn preview(text: Option<&str>, atts: &[Attachment], extra: bool) -> S
 }
 
 /// Assigns the conversation (None: unassigned). The assignee must be a member who may reply.
-pub async fn assign(core: &Core, actor: &Actor, id: Uuid, assignee: Option<Uuid>) -> Result<()> {
+pub async fn assign(
+    core: &Core,
+    actor: &Actor,
+    id: ConversationId,
+    assignee: Option<UserId>,
+) -> Result<()> {
     actor.require(Permission::Reply)?;
     let now = core.now();
     let txn = core.db.begin().await?;
     if let Some(u) = assignee {
-        let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u))
+        let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u.0))
             .one(&txn)
             .await?;
         let ok = m
@@ -89,7 +97,7 @@ pub async fn assign(core: &Core, actor: &Actor, id: Uuid, assignee: Option<Uuid>
 }
 
 /// Closes (`open = false`) or reopens a conversation.
-pub async fn set_open(core: &Core, actor: &Actor, id: Uuid, open: bool) -> Result<()> {
+pub async fn set_open(core: &Core, actor: &Actor, id: ConversationId, open: bool) -> Result<()> {
     actor.require(Permission::Reply)?;
     let now = core.now();
     let txn = core.db.begin().await?;
@@ -123,7 +131,7 @@ async fn conversation_changed(
     core: &Core,
     txn: sea_orm::DatabaseTransaction,
     actor: &Actor,
-    id: Uuid,
+    id: ConversationId,
     action: &str,
     details: serde_json::Value,
     now: i64,
@@ -133,7 +141,7 @@ async fn conversation_changed(
     events::emit(
         &txn,
         &mut pending,
-        actor.company_id,
+        actor.company_id.into(),
         "conversation",
         payload,
         now,

@@ -11,7 +11,7 @@ pub(super) async fn upsert_chat(
     m_chat: &chatter_channels::ChatRef,
     sender: &chatter_channels::Sender,
     now: i64,
-) -> Result<(Uuid, conversation::Model, bool)> {
+) -> Result<(ContactId, conversation::Model, bool)> {
     // Look up first: a returning customer (the common case) costs one statement instead of
     // an INSERT that does nothing plus the same SELECT. A miss takes the old path unchanged.
     let find_contact = || {
@@ -24,7 +24,7 @@ pub(super) async fn upsert_chat(
         Some(c) => c,
         None => {
             contact::Entity::insert(contact::ActiveModel {
-                id: Set(Uuid::now_v7()),
+                id: Set(ContactId::new()),
                 company_id: Set(src.company_id),
                 source_id: Set(src.id),
                 external_id: Set(sender.external_id.clone()),
@@ -63,7 +63,7 @@ pub(super) async fn upsert_chat(
         Some(conv) => (conv, false),
         None => {
             let inserted = conversation::Entity::insert(conversation::ActiveModel {
-                id: Set(Uuid::now_v7()),
+                id: Set(ConversationId::new()),
                 company_id: Set(src.company_id),
                 source_id: Set(src.id),
                 contact_id: Set(c.id),
@@ -318,14 +318,14 @@ pub(super) async fn ingest_message(
                 .filter(message::Column::ExternalId.eq(r))
                 .select_only()
                 .column(message::Column::Id)
-                .into_tuple::<Uuid>()
+                .into_tuple::<MessageId>()
                 .one(conn)
                 .await?
         }
         None => None,
     };
     let atts: Vec<StoredAttachment> = m.attachments.iter().map(StoredAttachment::from).collect();
-    let id = Uuid::now_v7();
+    let id = MessageId::new();
     let n = message::Entity::insert(message::ActiveModel {
         id: Set(id),
         company_id: Set(src.company_id),
@@ -382,7 +382,7 @@ pub(super) async fn ingest_message(
         .await?;
     if !atts.is_empty() {
         FetchFile { message_id: id }
-            .enqueue(conn, JobOptions::at(now).company(src.company_id))
+            .enqueue(conn, JobOptions::at(now).company(src.company_id.0))
             .await?;
     }
     events::emit(

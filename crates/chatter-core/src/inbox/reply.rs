@@ -10,9 +10,9 @@ use super::*;
 pub async fn reply(
     core: &Core,
     actor: &Actor,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     text: &str,
-    reply_to: Option<Uuid>,
+    reply_to: Option<MessageId>,
 ) -> Result<message::Model> {
     let text = match multi_line_text("text", text, limits::REPLY) {
         Ok(t) => t,
@@ -36,9 +36,9 @@ pub(super) enum Special {
 pub(super) async fn store_reply(
     core: &Core,
     actor: &Actor,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     text: &str,
-    reply_to: Option<Uuid>,
+    reply_to: Option<MessageId>,
     special: Special,
 ) -> Result<message::Model> {
     actor.require(Permission::Reply)?;
@@ -128,12 +128,12 @@ pub(super) async fn store_reply(
 /// The reply window of a source's kind (`Kind::reply_window`), if it has one.
 async fn reply_window(
     conn: &impl ConnectionTrait,
-    source_id: Uuid,
+    source_id: SourceId,
 ) -> Result<Option<std::time::Duration>> {
     Ok(source::Entity::find_by_id(source_id)
         .one(conn)
         .await?
-        .and_then(|s| chatter_channels::kind_of_id(s.kind))
+        .and_then(|s| chatter_channels::kind_of(s.kind))
         .and_then(|k| k.reply_window()))
 }
 
@@ -142,7 +142,7 @@ async fn reply_window(
 /// time as the provider reported it). Never wrote: closed. No such conversation: closed.
 pub async fn reply_window_open(
     conn: &impl ConnectionTrait,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     now: i64,
 ) -> Result<bool> {
     let Some(conv) = conversation::Entity::find_by_id(conversation_id)
@@ -161,7 +161,7 @@ pub async fn reply_window_open(
 /// time in the future, clock skew, counts as "just now").
 async fn window_open(
     conn: &impl ConnectionTrait,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     window: std::time::Duration,
     now: i64,
 ) -> Result<bool> {
@@ -184,13 +184,13 @@ async fn window_open(
 pub async fn reply_media(
     core: &Core,
     actor: &Actor,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     link: &str,
     caption: &str,
 ) -> Result<message::Model> {
     actor.require(Permission::Reply)?;
     let row = get_conversation(core, actor, conversation_id).await?;
-    if !chatter_channels::kind_of_id(row.source_kind).is_some_and(|k| k.sends_media_by_link()) {
+    if !chatter_channels::kind_of(row.source_kind).is_some_and(|k| k.sends_media_by_link()) {
         return Err(CoreError::field("media_url", "err.kind_unsupported"));
     }
     let link = link.trim();
@@ -252,10 +252,10 @@ pub async fn reply_media(
 pub async fn message_templates(
     core: &Core,
     actor: &Actor,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
 ) -> Result<Vec<Template>> {
     let row = get_conversation(core, actor, conversation_id).await?;
-    if !chatter_channels::kind_of_id(row.source_kind).is_some_and(|k| k.offers_templates()) {
+    if !chatter_channels::kind_of(row.source_kind).is_some_and(|k| k.offers_templates()) {
         return Ok(Vec::new());
     }
     let src = source::Entity::find_by_id(row.conversation.source_id)
@@ -283,7 +283,7 @@ pub async fn message_templates(
 pub async fn reply_template(
     core: &Core,
     actor: &Actor,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     name: &str,
     language: &str,
     params: &[String],
@@ -329,7 +329,7 @@ pub(crate) struct Outgoing<'a> {
     pub author_id: Option<Uuid>,
     pub author_name: String,
     /// The message answered, with its provider id.
-    pub reply_to: Option<(Uuid, Option<String>)>,
+    pub reply_to: Option<(MessageId, Option<String>)>,
 }
 
 /// Stores an outgoing message in `conv` with its send job and live event, inside the caller's
@@ -346,7 +346,7 @@ pub(crate) async fn insert_outgoing(
         None => (None, None),
     };
     let m = message::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(MessageId::new()),
         company_id: Set(conv.company_id),
         conversation_id: Set(conv.id),
         source_id: Set(conv.source_id),
@@ -382,7 +382,7 @@ pub(crate) async fn insert_outgoing(
     cam.updated_at = Set(now);
     cam.update(txn).await?;
     SendMessage { message_id: m.id }
-        .enqueue(txn, JobOptions::at(now).company(conv.company_id))
+        .enqueue(txn, JobOptions::at(now).company(conv.company_id.0))
         .await?;
     events::emit(
         txn,
@@ -397,7 +397,7 @@ pub(crate) async fn insert_outgoing(
 }
 
 /// Sends a failed reply again.
-pub async fn retry_message(core: &Core, actor: &Actor, message_id: Uuid) -> Result<()> {
+pub async fn retry_message(core: &Core, actor: &Actor, message_id: MessageId) -> Result<()> {
     actor.require(Permission::Reply)?;
     let now = core.now();
     let txn = core.db.begin().await?;
@@ -419,7 +419,7 @@ pub async fn retry_message(core: &Core, actor: &Actor, message_id: Uuid) -> Resu
     events::emit(
         &txn,
         &mut pending,
-        actor.company_id,
+        actor.company_id.into(),
         "message",
         serde_json::json!({"conversation_id": conv_id, "message_id": message_id}),
         now,

@@ -12,14 +12,13 @@ use crate::{blobs, Core};
 use async_trait::async_trait;
 use chatter_channels::common::split_text;
 use chatter_channels::{ChannelError, OutgoingFile, Part};
-use chatter_domain::{Direction, MessageStatus, SourceKind};
+use chatter_domain::{Direction, MessageId, MessageStatus, SourceKind};
 use chatter_store::entity::{conversation, message, source};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
     QueryFilter, TransactionTrait,
 };
-use uuid::Uuid;
 
 fn internal(e: impl std::fmt::Display) -> JobError {
     JobError::Transient(e.to_string())
@@ -44,7 +43,7 @@ pub(crate) fn channel_to_job(e: ChannelError) -> JobError {
 /// Sends one reply, in order within its conversation.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct SendMessage {
-    pub message_id: Uuid,
+    pub message_id: MessageId,
 }
 
 async fn finish_message(
@@ -187,7 +186,7 @@ impl BackgroundJob for SendMessage {
         }
         // An API source's customer system gets the reply through its outgoing webhook; with
         // none set, the reply fails at once and says so in the conversation.
-        if src.kind == SourceKind::Api.id() {
+        if src.kind == SourceKind::Api {
             if crate::api_source::settings_of(&src).webhook_url.is_none() {
                 return finish_message(
                     core,
@@ -288,7 +287,7 @@ impl BackgroundJob for SendMessage {
 }
 
 /// Stores the provider ids of the parts sent so far.
-async fn record_parts(core: &Core, id: Uuid, sent: &[String]) -> Result<(), JobError> {
+async fn record_parts(core: &Core, id: MessageId, sent: &[String]) -> Result<(), JobError> {
     message::Entity::update_many()
         .col_expr(
             message::Column::SentParts,
@@ -360,7 +359,7 @@ async fn handle_send_error(
 /// Downloads a message's attachments into the blob store.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct FetchFile {
-    pub message_id: Uuid,
+    pub message_id: MessageId,
 }
 
 #[async_trait]

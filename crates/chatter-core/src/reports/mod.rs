@@ -92,7 +92,7 @@ async fn source_names(
         .all(db)
         .await?
         .into_iter()
-        .map(|s| (s.id, s.name))
+        .map(|s| (s.id.0, s.name))
         .collect())
 }
 

@@ -19,11 +19,11 @@ use crate::sources::{self, DISABLED};
 use crate::Core;
 use chatter_channels::{kind_by_slug, HookCredentials, HookRefusal, InboundEvent};
 pub use chatter_channels::{HookMethod, HookRequest};
+use chatter_domain::SourceId;
 use chatter_store::entity::source;
 use sea_orm::EntityTrait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use uuid::Uuid;
 
 /// How long a source's credentials are trusted from the cache.
 const CACHE_MS: i64 = 5_000;
@@ -66,7 +66,7 @@ fn not_stored() -> HookAnswer {
 
 /// Webhook sources with what their kind needs to check a delivery, cached for a few seconds.
 #[derive(Clone, Default)]
-pub struct SourceCache(Arc<Mutex<HashMap<Uuid, Cached>>>);
+pub struct SourceCache(Arc<Mutex<HashMap<SourceId, Cached>>>);
 
 /// A source, its hook credentials, and when they were read.
 type Cached = (source::Model, HookCredentials, i64);
@@ -78,7 +78,7 @@ impl SourceCache {
     async fn get(
         &self,
         core: &Core,
-        id: Uuid,
+        id: SourceId,
         fresh: bool,
     ) -> Option<(source::Model, HookCredentials)> {
         let now = core.now();
@@ -124,13 +124,13 @@ pub async fn receive_hook(
     source_id: &str,
     req: HookRequest,
 ) -> HookAnswer {
-    let (Some(kind), Ok(id)) = (kind_by_slug(slug), Uuid::parse_str(source_id)) else {
+    let (Some(kind), Ok(id)) = (kind_by_slug(slug), source_id.parse::<SourceId>()) else {
         return no_such_source();
     };
     let Some((src, creds)) = cache.get(core, id, false).await else {
         return no_such_source();
     };
-    if src.kind != kind.source_kind().id() {
+    if src.kind != kind.source_kind() {
         return no_such_source();
     }
     if src.status == DISABLED {

@@ -11,15 +11,13 @@ use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_channels::{FormRefusal, FormValues, Kind, Validated};
 use chatter_domain::values::{limits, optional_text, required_text};
-use chatter_domain::{text, FieldError, Permission, SourceKind};
+use chatter_domain::{text, FieldError, Permission, SourceId, SourceKind};
 use chatter_store::entity::source;
 use runtime::SourceSetup;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
     QueryOrder, TransactionTrait,
 };
-
-use uuid::Uuid;
 
 /// What the add-source form (or the API) sent for a new source: its kind and the values of
 /// the kind's fields by name (`vk_token` …). Which fields there are, and what they mean, is
@@ -94,7 +92,12 @@ fn settings_from(v: &Validated) -> SourceSettings {
 
 /// Connects a source: the credentials are checked with the provider first, so wrong ones
 /// change nothing; then the source is stored (credentials encrypted) with its setup job.
-pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) -> Result<Uuid> {
+pub async fn add_source(
+    core: &Core,
+    actor: &Actor,
+    name: &str,
+    new: NewSource,
+) -> Result<SourceId> {
     actor.require(Permission::Manage)?;
     let (kind, v) = validate(core, &new).await?;
     let me = &v.identity;
@@ -114,7 +117,7 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
     let txn = core.db.begin().await?;
     let dup = source::Entity::find()
         .filter(source::Column::CompanyId.eq(actor.company_id))
-        .filter(source::Column::Kind.eq(new.kind.id()))
+        .filter(source::Column::Kind.eq(new.kind))
         .all(&txn)
         .await?
         .into_iter()
@@ -123,11 +126,11 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
         return Err(CoreError::field(kind.main_field(), "err.bot_already_added"));
     }
     let settings = settings_from(&v);
-    let id = Uuid::now_v7();
+    let id = SourceId::new();
     source::ActiveModel {
         id: Set(id),
-        company_id: Set(actor.company_id),
-        kind: Set(new.kind.id()),
+        company_id: Set(actor.company_id.into()),
+        kind: Set(new.kind),
         name: Set(name.clone()),
         secret: Set(Some(
             core.secrets.encrypt(
@@ -159,7 +162,7 @@ pub async fn add_source(core: &Core, actor: &Actor, name: &str, new: NewSource) 
 async fn commit_with_setup(
     txn: sea_orm::DatabaseTransaction,
     actor: &Actor,
-    id: Uuid,
+    id: SourceId,
     action: &str,
     name: &str,
     details: serde_json::Value,
@@ -179,12 +182,12 @@ async fn commit_with_setup(
 pub async fn replace_credentials(
     core: &Core,
     actor: &Actor,
-    id: Uuid,
+    id: SourceId,
     new: NewSource,
 ) -> Result<()> {
     actor.require(Permission::Manage)?;
     let s = get(core, actor, id).await?;
-    if s.kind != new.kind().id() {
+    if s.kind != new.kind() {
         return Err(CoreError::field("kind", "err.kind_unsupported"));
     }
     let (_, v) = validate(core, &new).await?;
@@ -220,7 +223,7 @@ pub async fn list(core: &Core, actor: &Actor) -> Result<Vec<source::Model>> {
 }
 
 /// Turns a source off (stops receiving; history stays) or on again (set up afresh).
-pub async fn set_enabled(core: &Core, actor: &Actor, id: Uuid, enabled: bool) -> Result<()> {
+pub async fn set_enabled(core: &Core, actor: &Actor, id: SourceId, enabled: bool) -> Result<()> {
     actor.require(Permission::Manage)?;
     let now = core.now();
     let txn = core.db.begin().await?;

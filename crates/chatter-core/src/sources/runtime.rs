@@ -11,6 +11,7 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::Core;
 use async_trait::async_trait;
 use chatter_channels::{ChannelError, PollState, Polled};
+use chatter_domain::SourceId;
 use chatter_store::entity::source;
 use chatter_store::leases;
 use sea_orm::sea_query::Expr;
@@ -19,7 +20,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 const LEASE_TTL_MS: i64 = 60_000;
 
@@ -31,14 +31,14 @@ fn internal(e: impl std::fmt::Display) -> JobError {
 }
 
 /// The URL Telegram posts a source's updates to.
-pub fn webhook_url(base: &str, source_id: Uuid) -> String {
+pub fn webhook_url(base: &str, source_id: SourceId) -> String {
     format!("{}/hooks/telegram/{source_id}", base.trim_end_matches('/'))
 }
 
 /// Sets a source up (webhook or polling) after it was added, reconnected or switched.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct SourceSetup {
-    pub source_id: Uuid,
+    pub source_id: SourceId,
 }
 
 #[async_trait]
@@ -56,7 +56,7 @@ impl BackgroundJob for SourceSetup {
         };
         // A source whose kind has no provider connector (the API source: its customer's system
         // calls us) has nothing to set up at a provider: it is on when enabled.
-        if chatter_channels::kind_of_id(src.kind).is_some_and(|k| !k.has_connector()) {
+        if chatter_channels::kind_of(src.kind).is_some_and(|k| !k.has_connector()) {
             let status = if src.status == DISABLED {
                 DISABLED
             } else {
@@ -103,7 +103,7 @@ impl BackgroundJob for SourceSetup {
 /// Keeps exactly one poller per polling source (of every kind) across the nodes sharing the
 /// database.
 pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
-    let mut running: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
+    let mut running: HashMap<SourceId, JoinHandle<()>> = HashMap::new();
     loop {
         running.retain(|_, h| !h.is_finished());
         match polling_sources(&core).await {
@@ -142,7 +142,7 @@ pub async fn run_pollers(core: Core, mut stop: watch::Receiver<bool>) {
 }
 
 /// Sources to poll, with the name of their poller's lease.
-async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, String)>> {
+async fn polling_sources(core: &Core) -> crate::Result<Vec<(SourceId, String)>> {
     let kinds: Vec<i32> = chatter_channels::connected_kinds()
         .map(|k| k.id())
         .collect();
@@ -154,11 +154,11 @@ async fn polling_sources(core: &Core) -> crate::Result<Vec<(Uuid, String)>> {
     Ok(all
         .into_iter()
         .filter(|s| sources::settings_of(s).mode == "polling")
-        .filter_map(|s| Some((s.id, chatter_channels::kind_of_id(s.kind)?.lease_name(s.id))))
+        .filter_map(|s| Some((s.id, chatter_channels::kind_of(s.kind)?.lease_name(s.id.0))))
         .collect())
 }
 
-async fn poll_loop(core: Core, id: Uuid, lease: String, mut stop: watch::Receiver<bool>) {
+async fn poll_loop(core: Core, id: SourceId, lease: String, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(500);
     let mut failures = 0u32;
     let mut last_ok_write = 0i64;

@@ -1,3 +1,4 @@
+use chatter_domain::{CompanyId, ContactId, SourceId};
 use sea_orm::entity::prelude::*;
 
 /// A customer as one source knows them.
@@ -5,9 +6,9 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "contacts")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: Uuid,
-    pub company_id: Uuid,
-    pub source_id: Uuid,
+    pub id: ContactId,
+    pub company_id: CompanyId,
+    pub source_id: SourceId,
     /// The provider's id of the person.
     pub external_id: String,
     pub name: String,

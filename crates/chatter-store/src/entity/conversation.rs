@@ -1,4 +1,4 @@
-use chatter_domain::ConversationStatus;
+use chatter_domain::{CompanyId, ContactId, ConversationId, ConversationStatus, SourceId};
 use sea_orm::entity::prelude::*;
 
 /// One chat with a customer (or a group) on one source.
@@ -6,10 +6,10 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "conversations")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: Uuid,
-    pub company_id: Uuid,
-    pub source_id: Uuid,
-    pub contact_id: Uuid,
+    pub id: ConversationId,
+    pub company_id: CompanyId,
+    pub source_id: SourceId,
+    pub contact_id: ContactId,
     pub external_chat_id: String,
     /// private | group
     pub chat_kind: String,

@@ -1,14 +1,14 @@
-use chatter_domain::{Direction, MessageStatus};
+use chatter_domain::{CompanyId, ConversationId, Direction, MessageId, MessageStatus, SourceId};
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "messages")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: Uuid,
-    pub company_id: Uuid,
-    pub conversation_id: Uuid,
-    pub source_id: Uuid,
+    pub id: MessageId,
+    pub company_id: CompanyId,
+    pub conversation_id: ConversationId,
+    pub source_id: SourceId,
     /// Stored as `in` | `out`.
     pub direction: Direction,
     /// The provider's id, unique per source; `None` while an outgoing message is pending.
@@ -21,7 +21,7 @@ pub struct Model {
     pub sender_name: String,
     /// The member who wrote an outgoing message.
     pub author_id: Option<Uuid>,
-    pub reply_to_id: Option<Uuid>,
+    pub reply_to_id: Option<MessageId>,
     pub reply_to_external_id: Option<String>,
     /// Stored as `received` | `pending` | `sent` | `delivered` | `read` | `failed`.
     pub status: MessageStatus,

@@ -1,13 +1,14 @@
+use chatter_domain::{CompanyId, SourceId, SourceKind};
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "sources")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: Uuid,
-    pub company_id: Uuid,
-    /// `SourceKind::id()`: 1..=8, 10.
-    pub kind: i32,
+    pub id: SourceId,
+    pub company_id: CompanyId,
+    /// Stored as `SourceKind::id()`: 1..=8, 10.
+    pub kind: SourceKind,
     pub name: String,
     /// Encrypted JSON with the credentials (bot token, api hash, …).
     pub secret: Option<String>,

@@ -126,11 +126,9 @@ pub async fn sources(
 pub(super) fn source_out(s: source::Model, parked_events: i64) -> SourceOut {
     let set = chatter_core::sources::settings_of(&s);
     SourceOut {
-        id: s.id,
-        kind_id: s.kind,
-        kind: chatter_domain::SourceKind::from_id(s.kind)
-            .map(|k| k.as_str().to_string())
-            .unwrap_or_default(),
+        id: s.id.0,
+        kind_id: s.kind.id(),
+        kind: s.kind.as_str().to_string(),
         name: s.name,
         status: s.status,
         mode: set.mode,

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatter_core::CoreError;
+use chatter_domain::{ConversationId, MessageId, SourceId};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -63,11 +64,11 @@ pub struct ConversationQuery {
 fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut {
     let c = r.conversation;
     ConversationOut {
-        id: c.id,
-        source_id: c.source_id,
+        id: c.id.0,
+        source_id: c.source_id.0,
         source_name: r.source_name,
         contact: ContactOut {
-            id: r.contact.id,
+            id: r.contact.id.0,
             name: r.contact.name,
             username: r.contact.username,
             phone: r.contact.phone,
@@ -93,7 +94,7 @@ pub async fn conversations(
     ApiQuery(q): ApiQuery<ConversationQuery>,
 ) -> Result<Json<Vec<ConversationOut>>, ApiError> {
     let f = chatter_core::inbox::ListFilter {
-        source: q.source,
+        source: q.source.map(SourceId),
         status: q.status,
         only: q.only,
         q: q.q,
@@ -141,8 +142,8 @@ pub struct MessageOut {
 fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
     let atts = chatter_core::attachments::attachments_of(&m);
     MessageOut {
-        id: m.id,
-        conversation_id: m.conversation_id,
+        id: m.id.0,
+        conversation_id: m.conversation_id.0,
         direction: m.direction.to_string(),
         text: m.text,
         attachments: atts
@@ -158,7 +159,7 @@ fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
         status: m.status.to_string(),
         error: m.error,
         sender_name: m.sender_name,
-        reply_to_id: m.reply_to_id,
+        reply_to_id: m.reply_to_id.map(Uuid::from),
         external_id: m.external_id,
         created_at: m.created_at,
         sent_at: m.sent_at,
@@ -173,7 +174,7 @@ fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
 pub async fn conversation_messages(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Json<Vec<MessageOut>>, ApiError> {
     let ms = chatter_core::inbox::messages(&st.core, &a, id, 500).await?;
     Ok(Json(ms.into_iter().map(message_out).collect()))
@@ -206,10 +207,12 @@ pub struct SendIn {
 pub async fn send_message(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiJson(b): ApiJson<SendIn>,
 ) -> Result<Response, ApiError> {
-    let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to).await {
+    let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to.map(MessageId))
+        .await
+    {
         Err(CoreError::Invalid(f)) if f.iter().any(|e| e.field == "reply_to") => {
             // Another conversation's message is, from here, a message that does not exist.
             return Ok(body(
@@ -253,7 +256,7 @@ pub struct CrmOut {
 pub async fn conversation_crm(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Json<CrmOut>, ApiError> {
     chatter_core::inbox::get_conversation(&st.core, &a, id).await?;
     let l = chatter_core::crm::sync::link_of(&st.core, &a, id)

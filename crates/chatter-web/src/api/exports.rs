@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatter_core::sources::api as api_source;
 use chatter_core::{exports, CoreError};
+use chatter_domain::SourceId;
 use chatter_store::entity::company_export;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -115,13 +116,13 @@ pub struct WebhookUrlOut {
 pub async fn set_webhook_url(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<SourceId>,
     ApiJson(b): ApiJson<WebhookUrlIn>,
 ) -> Result<Json<WebhookUrlOut>, ApiError> {
     api_source::set_webhook_url(&st.core, &a, id, &b.url).await?;
     let s = api_source::get(&st.core, &a, id).await?;
     Ok(Json(WebhookUrlOut {
-        source_id: id,
+        source_id: id.0,
         webhook_url: api_source::settings_of(&s).webhook_url,
     }))
 }

@@ -6,6 +6,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use chatter_core::CoreError;
+use chatter_domain::SourceId;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -192,7 +193,7 @@ pub async fn routing_dry_run(
     let d = chatter_core::crm::rules::dry_run(
         &st.core,
         &a,
-        b.source_id,
+        SourceId(b.source_id),
         &b.text,
         b.at.as_deref().unwrap_or(""),
     )

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::sources::api::{self as api_source, ApiSettings, DeliveryRow};
 use chatter_core::{Actor, CoreError};
-use chatter_domain::Permission;
+use chatter_domain::{Permission, SourceId};
 use chatter_store::entity::source;
 use uuid::Uuid;
 
@@ -93,7 +93,7 @@ struct ShowTpl {
     deliveries: Vec<DeliveryRow>,
 }
 
-async fn load(st: &AppState, actor: &Actor, id: Uuid, p: Page) -> Result<ShowTpl, AppError> {
+async fn load(st: &AppState, actor: &Actor, id: SourceId, p: Page) -> Result<ShowTpl, AppError> {
     let s = api_source::get(&st.core, actor, id).await?;
     let settings = api_source::settings_of(&s);
     let deliveries = if actor.role.can(Permission::Manage) {
@@ -116,7 +116,7 @@ async fn load(st: &AppState, actor: &Actor, id: Uuid, p: Page) -> Result<ShowTpl
 async fn show_page(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<SourceId>,
     Query(q): Query<Flash>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
@@ -134,7 +134,7 @@ struct WebhookForm {
 async fn set_webhook(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<SourceId>,
     CsrfForm(f): CsrfForm<WebhookForm>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
@@ -155,7 +155,7 @@ struct Empty {}
 async fn rotate(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<SourceId>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
@@ -168,7 +168,7 @@ async fn rotate(
 async fn replay(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path((id, delivery)): Path<(Uuid, Uuid)>,
+    Path((id, delivery)): Path<(SourceId, Uuid)>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     api_source::replay(&st.core, &ctx.actor()?, id, delivery).await?;

@@ -17,8 +17,8 @@ use chatter_core::crm::sync::{self as crm_sync, Health};
 use chatter_core::crm::{self, integration::Metadata};
 use chatter_core::CoreError;
 use chatter_domain::routing::Responsible;
+use chatter_domain::SourceId;
 use chatter_store::entity::source;
-use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
 #[derive(serde::Deserialize, Default)]
 struct ScopeQuery {
     #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
-    source: Option<Uuid>,
+    source: Option<SourceId>,
     ok: Option<String>,
 }
 
@@ -42,7 +42,7 @@ struct SettingsTpl {
     p: Page,
     meta: Metadata,
     sources: Vec<source::Model>,
-    scope: Option<Uuid>,
+    scope: Option<SourceId>,
     scope_name: String,
     s: SyncSettings,
 }
@@ -58,7 +58,7 @@ impl SettingsTpl {
         }
     }
 
-    fn is_scope(&self, id: &Uuid) -> bool {
+    fn is_scope(&self, id: &SourceId) -> bool {
         self.scope == Some(*id)
     }
     fn same(&self, selected: &Option<i64>, id: &i64) -> bool {
@@ -140,7 +140,7 @@ impl SettingsTpl {
 async fn load(
     st: &AppState,
     ctx: &Ctx,
-    scope: Option<Uuid>,
+    scope: Option<SourceId>,
 ) -> Result<(Metadata, Vec<source::Model>, String), AppError> {
     let actor = ctx.actor()?;
     let (_, meta) = crm::get(&st.core, &actor)

@@ -51,7 +51,7 @@ async fn list_page(
     let names: HashMap<Uuid, String> = sources::list(&st.core, &actor)
         .await?
         .into_iter()
-        .map(|s| (s.id, s.name))
+        .map(|s| (s.id.0, s.name))
         .collect();
     let rows = list
         .into_iter()

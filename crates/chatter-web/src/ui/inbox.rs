@@ -26,7 +26,7 @@ use axum::{Extension, Router};
 use chatter_core::accounts::team;
 use chatter_core::inbox::{self, ConversationRow, ListFilter};
 use chatter_core::Actor;
-use chatter_domain::{ConversationStatus, Permission};
+use chatter_domain::{ConversationId, ConversationStatus, MessageId, Permission, SourceId};
 use chatter_store::entity::event;
 use files::file;
 use fragments::row_html;
@@ -64,7 +64,7 @@ async fn names(st: &AppState, actor: &Actor) -> Result<Vec<(Uuid, String)>, AppE
 struct ListTpl {
     p: Page,
     rows: Vec<String>,
-    sources: Vec<(Uuid, String)>,
+    sources: Vec<(SourceId, String)>,
     f: ListFilter,
     thread: Option<ThreadView>,
     last_event: i64,
@@ -145,8 +145,8 @@ async fn page(
     st: &AppState,
     ctx: &Ctx,
     f: ListFilter,
-    open: Option<Uuid>,
-    reply_to: Option<Uuid>,
+    open: Option<ConversationId>,
+    reply_to: Option<MessageId>,
     refusal: Option<Refusal>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
@@ -196,12 +196,17 @@ async fn page(
                     .await
                     .ok()
                     .filter(|m| m.conversation_id == id)
-                    .map(|m| (m.id, m.text.unwrap_or_default().chars().take(120).collect())),
+                    .map(|m| {
+                        (
+                            m.id.0,
+                            m.text.unwrap_or_default().chars().take(120).collect(),
+                        )
+                    }),
                 None => None,
             };
             let crm = chatter_core::crm::sync::link_of(&st.core, &actor, id).await?;
             let kind = row.source_kind;
-            let facts = chatter_channels::kind_of_id(kind);
+            let facts = chatter_channels::kind_of(kind);
             // Replies outside the kind's window (WhatsApp's 24 h) go out as templates only.
             let window_closed = facts.and_then(|k| k.reply_window()).is_some()
                 && !inbox::reply_window_open(&st.core.db, id, st.core.now()).await?;
@@ -278,13 +283,13 @@ async fn list_page(
 #[derive(serde::Deserialize)]
 struct ReplyTo {
     #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
-    reply_to: Option<Uuid>,
+    reply_to: Option<MessageId>,
 }
 
 async fn show_page(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     Query(f): Query<ListFilter>,
     Query(r): Query<ReplyTo>,
 ) -> Result<Response, AppError> {

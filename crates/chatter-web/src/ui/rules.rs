@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::crm::rules::{self, Move};
 use chatter_core::CoreError;
+use chatter_domain::SourceId;
 use chrono::Weekday;
 use explain::{decision_view, DecisionView};
 use form::{create, edit_page, field_messages, new_page, update};
@@ -167,7 +168,7 @@ async fn dry_run(
         result: None,
     };
     let outcome = match Uuid::parse_str(&dry.source) {
-        Ok(source) => rules::dry_run(&st.core, &actor, source, &dry.text, &dry.at).await,
+        Ok(source) => rules::dry_run(&st.core, &actor, SourceId(source), &dry.text, &dry.at).await,
         Err(_) => Err(CoreError::field("source", "rules.err_source")),
     };
     match outcome {

@@ -18,7 +18,7 @@ use axum::{Extension, Router};
 use chatter_channels::{FormField, FormValues, Kind};
 use chatter_core::sources::{self, NewSource, SourceSettings};
 use chatter_core::CoreError;
-use chatter_domain::{Permission, SourceKind};
+use chatter_domain::{Permission, SourceId, SourceKind};
 use chatter_store::entity::source;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -33,8 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/app/sources/{id}/check", post(enable))
 }
 
-pub fn kind_key(kind: i32) -> &'static str {
-    SourceKind::from_id(kind).map_or("kind.unknown", SourceKind::label_key)
+pub fn kind_key(kind: SourceKind) -> &'static str {
+    kind.label_key()
 }
 
 pub fn status_key(status: &str) -> &'static str {
@@ -49,7 +49,7 @@ pub fn status_key(status: &str) -> &'static str {
 
 fn fix_key(s: &source::Model) -> &'static str {
     match s.status.as_str() {
-        sources::TOKEN_REVOKED => chatter_channels::kind_of_id(s.kind)
+        sources::TOKEN_REVOKED => chatter_channels::kind_of(s.kind)
             .and_then(|k| k.revoked_fix_key())
             .unwrap_or("sources.revoked_fix"),
         sources::ERROR
@@ -103,11 +103,11 @@ async fn list_page(
             let set = sources::settings_of(&s);
             Row {
                 parked: parked.get(&s.id).copied().unwrap_or(0),
-                id: s.id,
+                id: s.id.0,
                 username: set.bot_username,
-                kind_id: s.kind,
+                kind_id: s.kind.id(),
                 kind_key: kind_key(s.kind),
-                own_page: chatter_channels::kind_of_id(s.kind).is_some_and(|k| !k.has_connector()),
+                own_page: chatter_channels::kind_of(s.kind).is_some_and(|k| !k.has_connector()),
                 status_key: status_key(&s.status),
                 status: s.status,
                 last_error: s.last_error,
@@ -159,7 +159,7 @@ impl NewTpl {
     }
 
     fn kind_name(&self, kind: &i32) -> &'static str {
-        kind_key(*kind)
+        SourceKind::from_id(*kind).map_or("kind.unknown", kind_key)
     }
 
     /// The name typed into the form of `kind` (empty in the others).
@@ -217,7 +217,7 @@ fn choices() -> Vec<Choice> {
         .collect();
     v.push(Choice {
         id: SourceKind::Api.id(),
-        label_key: kind_key(SourceKind::Api.id()),
+        label_key: kind_key(SourceKind::Api),
         href: "/app/sources/new/api".to_owned(),
     });
     v
@@ -311,7 +311,7 @@ struct ShowTpl {
 /// The callback URLs (and WhatsApp's verify token) of a source whose provider is configured
 /// by hand; only people who manage sources see them (the SMS URLs carry the secret token).
 fn manual_setup(st: &AppState, s: &source::Model, can_manage: bool) -> Vec<(&'static str, String)> {
-    let Some(kind) = chatter_channels::kind_of_id(s.kind) else {
+    let Some(kind) = chatter_channels::kind_of(s.kind) else {
         return Vec::new();
     };
     let secret = sources::secret_of(&st.core, s)
@@ -319,13 +319,13 @@ fn manual_setup(st: &AppState, s: &source::Model, can_manage: bool) -> Vec<(&'st
         .and_then(|x| x.webhook_secret)
         .filter(|_| can_manage);
     let base = chatter_core::connectors::public_hook_base(&st.core.config, s.kind);
-    kind.manual_setup(base, s.id, secret.as_deref())
+    kind.manual_setup(base, s.id.0, secret.as_deref())
 }
 
 async fn show_page(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<SourceId>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let s = sources::get(&st.core, &actor, id).await?;
@@ -350,12 +350,12 @@ async fn show_page(
         None
     };
     let setup = manual_setup(&st, &s, actor.role.can(Permission::Manage));
-    let kind = chatter_channels::kind_of_id(s.kind);
+    let kind = chatter_channels::kind_of(s.kind);
     Ok(render(ShowTpl {
         setup,
         setup_help_key: kind.and_then(|k| k.setup_help_key()).unwrap_or(""),
         shows_account: kind.is_some_and(|k| k.shows_account()),
-        api_settings: s.kind == SourceKind::Api.id(),
+        api_settings: s.kind == SourceKind::Api,
         p: Page::new(&ctx, "sources"),
         kind_key: kind_key(s.kind),
         status_key: status_key(&s.status),
@@ -372,7 +372,7 @@ struct Empty {}
 async fn disable(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<SourceId>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     sources::set_enabled(&st.core, &ctx.actor()?, id, false).await?;
@@ -383,7 +383,7 @@ async fn disable(
 async fn enable(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<SourceId>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     sources::set_enabled(&st.core, &ctx.actor()?, id, true).await?;

@@ -302,7 +302,7 @@ async fn seed_company(core: &Core) -> anyhow::Result<Actor> {
 async fn connect_bot(core: &Core, actor: &Actor, fake: &FakeTelegram) -> anyhow::Result<String> {
     let token = fake.create_bot(BOT_USERNAME, BOT_NAME);
     let existing = sources::list(core, actor).await?.into_iter().find(|s| {
-        s.kind == SourceKind::TelegramBot.id()
+        s.kind == SourceKind::TelegramBot
             && sources::settings_of(s).bot_username.as_deref() == Some(BOT_USERNAME)
     });
     let Some(source) = existing else {
@@ -340,7 +340,7 @@ async fn connect_bot(core: &Core, actor: &Actor, fake: &FakeTelegram) -> anyhow:
 /// after the stored ones (the same ids again would be taken for replays and dropped).
 async fn restore_chats(
     core: &Core,
-    source_id: uuid::Uuid,
+    source_id: chatter_domain::SourceId,
     fake: &FakeTelegram,
     token: &str,
 ) -> anyhow::Result<()> {

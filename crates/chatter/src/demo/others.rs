@@ -37,10 +37,10 @@ fn manual_hooks(
     all: &[chatter_store::entity::source::Model],
     kind: SourceKind,
 ) -> Option<(String, String)> {
-    let s = all.iter().find(|s| s.kind == kind.id())?;
+    let s = all.iter().find(|s| s.kind == kind)?;
     let token = sources::secret_of(core, s).ok()?.webhook_secret?;
     let base = chatter_core::connectors::public_hook_base(&core.config, s.kind);
-    let shown = chatter_channels::kind_of(kind)?.manual_setup(base, s.id, Some(&token));
+    let shown = chatter_channels::kind_of(kind)?.manual_setup(base, s.id.0, Some(&token));
     let mut values = shown.into_iter().map(|(_, v)| v);
     Some((values.next()?, values.next()?))
 }
@@ -122,7 +122,7 @@ pub(super) async fn connect_others(
     ];
     let existing = sources::list(core, actor).await?;
     for (name, new) in wanted {
-        match existing.iter().find(|s| s.kind == new.kind().id()) {
+        match existing.iter().find(|s| s.kind == new.kind()) {
             Some(s) => sources::replace_credentials(core, actor, s.id, new).await?,
             None => {
                 sources::add_source(core, actor, name, new).await?;
@@ -199,7 +199,7 @@ async fn connect_website(
     all: &[chatter_store::entity::source::Model],
     site: &chatter_fakes::website::FakeWebsite,
 ) -> anyhow::Result<(String, String)> {
-    let existing = all.iter().find(|s| s.kind == SourceKind::Api.id());
+    let existing = all.iter().find(|s| s.kind == SourceKind::Api);
     let (id, secret) = match existing {
         Some(s) => (
             s.id,

@@ -182,7 +182,7 @@ async fn a_stored_url_that_leads_to_a_private_address_is_refused_when_connecting
         ..(*app.core.config).clone()
     });
     let boss = owner(&app, "anna@example.ru").await;
-    let source: uuid::Uuid = id.parse().expect("id");
+    let source: chatter_domain::SourceId = id.parse().expect("id");
     let page = format!("/app/api-sources/{id}");
     let http = reqwest::Client::new();
     // A name (resolved at connect time), then a literal loopback address.

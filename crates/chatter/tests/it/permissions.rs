@@ -7,7 +7,7 @@ use crate::team::PW;
 use chatter_core::accounts::api_keys;
 use chatter_core::accounts::team;
 use chatter_core::{accounts, Actor, ReqMeta};
-use chatter_domain::Role;
+use chatter_domain::{ConversationId, MessageId, Role, SourceId};
 use chatter_store::entity::{
     api_key, audit, backup, company, invite, job, membership, session, user,
 };
@@ -394,7 +394,7 @@ async fn sign_up(app: &TestApp, company: &str, email: &str) -> (Uuid, Uuid) {
 
 /// A Telegram bot of the company (through the fake) with one customer message; returns the
 /// source, conversation and message ids.
-async fn conversation_of(app: &TestApp, owner: &Actor) -> (Uuid, Uuid, Uuid) {
+async fn conversation_of(app: &TestApp, owner: &Actor) -> (SourceId, ConversationId, MessageId) {
     use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
     let token = app.telegram.create_bot("walk_bot", "Обход");
     let bot = chatter_core::sources::NewSource::new(
@@ -444,7 +444,11 @@ async fn conversation_of(app: &TestApp, owner: &Actor) -> (Uuid, Uuid, Uuid) {
 }
 
 /// An API source with one delivery in its log (to replay).
-async fn api_source_with_delivery(app: &TestApp, owner: &Actor, conv: Uuid) -> (Uuid, Uuid) {
+async fn api_source_with_delivery(
+    app: &TestApp,
+    owner: &Actor,
+    conv: ConversationId,
+) -> (SourceId, Uuid) {
     use chatter_store::entity::api_webhook_delivery;
     let (id, _) = chatter_core::sources::api::create(&app.core, owner, "Сайт")
         .await
@@ -454,11 +458,11 @@ async fn api_source_with_delivery(app: &TestApp, owner: &Actor, conv: Uuid) -> (
     api_webhook_delivery::ActiveModel {
         id: Set(delivery),
         company_id: Set(owner.company_id),
-        source_id: Set(id),
+        source_id: Set(id.0),
         dedup_key: Set("walk".into()),
         event_type: Set("conversation.status_changed".into()),
         event_id: Set(None),
-        conversation_id: Set(Some(conv)),
+        conversation_id: Set(Some(conv.0)),
         message_id: Set(None),
         payload: Set("{}".into()),
         url: Set("http://127.0.0.1:9/hook".into()),

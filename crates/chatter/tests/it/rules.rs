@@ -9,7 +9,7 @@ use crate::team::{join_new, PW};
 use chatter_core::crm::rules;
 use chatter_core::{Actor, ReqMeta};
 use chatter_domain::routing::Actions;
-use chatter_domain::Role;
+use chatter_domain::{Role, SourceId};
 use chatter_testkit::{Session, TestApp};
 use uuid::Uuid;
 
@@ -595,8 +595,8 @@ async fn the_dry_run_says_which_rule_fires_and_why_in_the_ui_and_the_api_as_deci
     assert_eq!(list[0]["actions"]["pipeline_name"], "Доставка");
     assert_eq!(list[1]["conditions"]["windows"][0]["weekdays"][0], "mon");
 
-    let site: Uuid = c.site.parse().expect("uuid");
-    let tg: Uuid = c.tg.parse().expect("uuid");
+    let site: SourceId = c.site.parse().expect("uuid");
+    let tg: SourceId = c.tg.parse().expect("uuid");
     let cases = [
         (
             site,

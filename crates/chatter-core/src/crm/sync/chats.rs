@@ -8,8 +8,8 @@ use crate::inbox::{insert_outgoing, Outgoing};
 
 pub(super) async fn record_message(
     conn: &impl ConnectionTrait,
-    company_id: Uuid,
-    message_id: Uuid,
+    company_id: CompanyId,
+    message_id: MessageId,
     kind: &str,
     remote: &str,
     now: i64,
@@ -140,7 +140,7 @@ pub(super) async fn mirror_chat(
         .one(&core.db)
         .await
         .map_err(t)?
-        .and_then(|s| SourceKind::from_id(s.kind));
+        .map(|s| s.kind);
     let (client, scope) = s
         .chats
         .as_ref()
@@ -203,7 +203,7 @@ pub(super) async fn open_chat(
     core: &Core,
     client: &ChatsClient,
     scope: &str,
-    conv_id: Uuid,
+    conv_id: ConversationId,
 ) -> std::result::Result<String, CrmError> {
     let t = |e: sea_orm::DbErr| CrmError::Transient(e.to_string());
     let conv = conversation::Entity::find_by_id(conv_id)
@@ -219,7 +219,7 @@ pub(super) async fn open_chat(
         .one(&core.db)
         .await
         .map_err(t)?
-        .and_then(|s| SourceKind::from_id(s.kind));
+        .map(|s| s.kind);
     let created = client
         .create_chat(
             scope,
@@ -236,7 +236,7 @@ pub(super) async fn open_chat(
 
 pub(super) async fn set_chat(
     conn: &impl ConnectionTrait,
-    conv: Uuid,
+    conv: ConversationId,
     chat: &str,
     linked: bool,
 ) -> Result<()> {
@@ -372,7 +372,7 @@ pub async fn receive_chat_hook(
         return Ok(HookOutcome::Ignored);
     };
     // The hook must come through this company's channel connection.
-    let st = crm_settings::chats_state(db, conv.company_id).await?;
+    let st = crm_settings::chats_state(db, conv.company_id.0).await?;
     if st.scope_id.as_deref() != Some(scope_id) {
         return Err(CoreError::Unauthenticated);
     }

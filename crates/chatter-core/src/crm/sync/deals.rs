@@ -120,15 +120,15 @@ pub(super) struct Prepared {
 /// What preparing a batch of deals reads from our database, in a few queries for the batch.
 #[derive(Default)]
 pub(super) struct Preloaded {
-    pub(super) convs: HashMap<Uuid, conversation::Model>,
-    pub(super) contacts: HashMap<Uuid, contact::Model>,
-    pub(super) sources: HashMap<Uuid, source::Model>,
+    pub(super) convs: HashMap<ConversationId, conversation::Model>,
+    pub(super) contacts: HashMap<ContactId, contact::Model>,
+    pub(super) sources: HashMap<SourceId, source::Model>,
     /// Each conversation's first customer message.
-    pub(super) first: HashMap<Uuid, message::Model>,
+    pub(super) first: HashMap<ConversationId, message::Model>,
     /// Our contact → the CRM's contact.
-    pub(super) mapped: HashMap<Uuid, i64>,
-    pub(super) settings: HashMap<Uuid, SyncSettings>,
-    pub(super) decisions: HashMap<Uuid, Decision>,
+    pub(super) mapped: HashMap<ContactId, i64>,
+    pub(super) settings: HashMap<SourceId, SyncSettings>,
+    pub(super) decisions: HashMap<ConversationId, Decision>,
 }
 
 pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Result<Preloaded> {
@@ -141,8 +141,8 @@ pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Re
     {
         p.convs.insert(c.id, c);
     }
-    let contact_ids: Vec<Uuid> = p.convs.values().map(|c| c.contact_id).collect();
-    let source_ids: HashSet<Uuid> = p.convs.values().map(|c| c.source_id).collect();
+    let contact_ids: Vec<ContactId> = p.convs.values().map(|c| c.contact_id).collect();
+    let source_ids: HashSet<SourceId> = p.convs.values().map(|c| c.source_id).collect();
     for c in contact::Entity::find()
         .filter(contact::Column::Id.is_in(contact_ids.iter().copied()))
         .all(db)
@@ -174,11 +174,11 @@ pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Re
             .all(db)
             .await?
         {
-            p.mapped.insert(c.contact_id, c.remote_id);
+            p.mapped.insert(c.contact_id.into(), c.remote_id);
         }
     }
     // The rules, read and compiled once for the batch.
-    let inputs: Vec<(Uuid, Actions, Uuid, String, i64)> = p
+    let inputs: Vec<(ConversationId, Actions, SourceId, String, i64)> = p
         .convs
         .values()
         .map(|c| {
@@ -218,7 +218,7 @@ pub(super) async fn prepare(
 ) -> std::result::Result<Option<Prepared>, CrmError> {
     let db = &core.db;
     let c = |e: CoreError| CrmError::Transient(e.to_string());
-    let Some(conv) = pre.convs.get(&conv_id).cloned() else {
+    let Some(conv) = pre.convs.get(&ConversationId(conv_id)).cloned() else {
         return Ok(None);
     };
     let contact = pre.contacts.get(&conv.contact_id);
@@ -234,7 +234,7 @@ pub(super) async fn prepare(
         return Ok(None);
     };
     let rule_name = rule_name(&decision);
-    let kind = src.as_ref().and_then(|s| SourceKind::from_id(s.kind));
+    let kind = src.as_ref().map(|s| s.kind);
     let source_name = src.as_ref().map(|s| s.name.clone()).unwrap_or_default();
 
     // The contact: our mapping, else the CRM by phone or email.
@@ -271,7 +271,7 @@ pub(super) async fn prepare(
     let responsible = match &decision.actions.responsible {
         Some(Responsible::User(u)) => Some(*u),
         Some(Responsible::RoundRobin(list)) if !list.is_empty() => {
-            Some(next_in_turn(db, conv.company_id, list).await.map_err(c)?)
+            Some(next_in_turn(db, conv.company_id.0, list).await.map_err(c)?)
         }
         _ => None,
     };
@@ -555,7 +555,7 @@ pub(super) async fn create_deals(
             };
             write.await.map_err(db_stop)?;
             for (conv, e) in refused {
-                if let Some(i) = first_item(conv) {
+                if let Some(i) = first_item(conv.0) {
                     settle(core, i, Err(e)).await?;
                 }
             }
@@ -567,7 +567,7 @@ pub(super) async fn create_deals(
                 return Err(stop);
             }
             for p in &prepared {
-                if let Some(i) = first_item(p.conversation.id) {
+                if let Some(i) = first_item(p.conversation.id.0) {
                     settle(core, i, Err(e.clone())).await?;
                 }
             }

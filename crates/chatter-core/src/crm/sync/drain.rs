@@ -444,7 +444,7 @@ pub(super) async fn step(
             }
             let chat = match &link.chat_ref {
                 Some(c) => c.clone(),
-                None => match open_chat(core, client, scope, *conv).await {
+                None => match open_chat(core, client, scope, (*conv).into()).await {
                     Ok(c) => c,
                     Err(e) => {
                         if let Some(stop) = stop_of(&e) {
@@ -465,7 +465,7 @@ pub(super) async fn step(
             match s.api.link_chats(&pairs).await {
                 Ok(()) => {
                     for (conv, _, chat) in &to_link {
-                        set_chat(&core.db, *conv, chat, true)
+                        set_chat(&core.db, (*conv).into(), chat, true)
                             .await
                             .map_err(db_stop)?;
                     }
@@ -529,8 +529,8 @@ pub(super) async fn step(
                     if let Some(m) = item.message_id {
                         record_message(
                             &core.db,
-                            company_id,
-                            m,
+                            company_id.into(),
+                            m.into(),
                             "note",
                             &id.to_string(),
                             core.now(),

@@ -31,7 +31,9 @@ use chatter_crm::{
     NewContact, NewDeal,
 };
 use chatter_domain::routing::{self, Actions, Decision, Responsible};
-use chatter_domain::{Direction, Permission, SourceKind};
+use chatter_domain::{
+    CompanyId, ContactId, ConversationId, Direction, MessageId, Permission, SourceId, SourceKind,
+};
 use chatter_store::entity::{
     contact, conversation, crm_contact, crm_integration, crm_turn, message, source,
 };
@@ -101,7 +103,11 @@ pub struct CrmLink {
 }
 
 /// The CRM side of a conversation.
-pub async fn link_of(core: &Core, actor: &Actor, conversation_id: Uuid) -> Result<Option<CrmLink>> {
+pub async fn link_of(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: ConversationId,
+) -> Result<Option<CrmLink>> {
     actor.require(Permission::Read)?;
     let db = &core.db;
     let backend = db.get_database_backend();

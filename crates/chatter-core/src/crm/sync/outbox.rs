@@ -7,6 +7,7 @@ use crate::crm::integration::{Metadata, CONNECTED, TOKEN_INVALID};
 use crate::jobs::{BackgroundJob, JobOptions};
 use crate::{Core, Result};
 use chatter_domain::routing::{Decision, Responsible};
+use chatter_domain::{CompanyId, ConversationId, MessageId};
 use chatter_store::entity::{conversation, crm_integration, user};
 use chatter_store::stmt;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Value};
@@ -44,13 +45,13 @@ pub(super) fn queues_work(status: &str) -> bool {
 /// message)` each. Companies without a connected CRM are skipped with one query.
 pub async fn enqueue_messages(
     conn: &impl ConnectionTrait,
-    items: &[(Uuid, Uuid, Uuid)],
+    items: &[(CompanyId, ConversationId, MessageId)],
     now: i64,
 ) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
-    let companies: HashSet<Uuid> = items.iter().map(|i| i.0).collect();
+    let companies: HashSet<Uuid> = items.iter().map(|i| i.0 .0).collect();
     let connected: HashSet<Uuid> = crm_integration::Entity::find()
         .filter(crm_integration::Column::CompanyId.is_in(companies))
         .all(conn)
@@ -59,8 +60,10 @@ pub async fn enqueue_messages(
         .filter(|i| queues_work(&i.status))
         .map(|i| i.company_id)
         .collect();
-    let rows: Vec<&(Uuid, Uuid, Uuid)> =
-        items.iter().filter(|i| connected.contains(&i.0)).collect();
+    let rows: Vec<&(CompanyId, ConversationId, MessageId)> = items
+        .iter()
+        .filter(|i| connected.contains(&i.0 .0))
+        .collect();
     if rows.is_empty() {
         return Ok(());
     }
@@ -101,9 +104,9 @@ pub async fn enqueue_messages(
 
 pub(super) async fn enqueue_item(
     conn: &impl ConnectionTrait,
-    company_id: Uuid,
-    conversation_id: Uuid,
-    message_id: Option<Uuid>,
+    company_id: CompanyId,
+    conversation_id: ConversationId,
+    message_id: Option<MessageId>,
     kind: &str,
     payload: serde_json::Value,
     now: i64,
@@ -122,7 +125,7 @@ pub(super) async fn enqueue_item(
         ],
     ))
     .await?;
-    queue_drain(conn, company_id, now, now).await?;
+    queue_drain(conn, company_id.0, now, now).await?;
     Ok(())
 }
 
@@ -131,7 +134,7 @@ pub(super) async fn enqueue_item(
 pub(crate) async fn on_reply(
     conn: &impl ConnectionTrait,
     conv: &conversation::Model,
-    message_id: Uuid,
+    message_id: MessageId,
     author: Option<Uuid>,
     now: i64,
 ) -> Result<()> {
@@ -234,7 +237,7 @@ pub(super) async fn assign_first_answer(
 /// amoCRM, tell amoCRM (§4.7).
 pub(crate) async fn on_delivery(
     core: &Core,
-    message_id: Uuid,
+    message_id: MessageId,
     error: Option<&str>,
     blocked: bool,
 ) -> Result<()> {
@@ -250,8 +253,8 @@ pub(crate) async fn on_delivery(
     let Some(r) = row else {
         return Ok(());
     };
-    let company: Uuid = r.try_get("", "company_id")?;
-    let conv: Uuid = r.try_get("", "conversation_id")?;
+    let company: CompanyId = r.try_get("", "company_id")?;
+    let conv: ConversationId = r.try_get("", "conversation_id")?;
     let msgid: String = r.try_get("", "remote_id")?;
     let payload = match error {
         None => serde_json::json!({ "msgid": msgid }),

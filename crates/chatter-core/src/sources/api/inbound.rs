@@ -4,13 +4,12 @@
 use super::{secret_of, verify, Ingested, Ingester, MAX_ID, MAX_TEXT, TIMESTAMP_TOLERANCE_SECS};
 use crate::{Core, CoreError, Result};
 use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
-use chatter_domain::SourceKind;
+use chatter_domain::{ConversationId, MessageId, SourceId, SourceKind};
 use chatter_store::entity::{api_inbound, message, source};
 use chatter_store::stmt;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde::Serialize;
 use serde_json::Value;
-use uuid::Uuid;
 
 /// The signed headers of an inbound call.
 #[derive(Clone, Debug, Default)]
@@ -40,8 +39,8 @@ pub enum ReceiveError {
 /// What an accepted call stored (or had stored before, for a replay).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Received {
-    pub message_id: Uuid,
-    pub conversation_id: Uuid,
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
 }
 
 /// The body of an inbound call, validated.
@@ -178,12 +177,12 @@ pub(super) fn parse_body(body: &[u8]) -> Result<InboundBody, ReceiveError> {
 pub async fn receive(
     core: &Core,
     ingester: &Ingester,
-    source_id: Uuid,
+    source_id: SourceId,
     h: &Signed<'_>,
     body: &[u8],
 ) -> Result<Received, ReceiveError> {
     let src = source::Entity::find_by_id(source_id)
-        .filter(source::Column::Kind.eq(SourceKind::Api.id()))
+        .filter(source::Column::Kind.eq(SourceKind::Api))
         .one(&core.db)
         .await
         .map_err(CoreError::from)?
@@ -228,7 +227,7 @@ pub async fn receive(
             .await
             .map_err(CoreError::from)?;
         if let Some(seen) = seen {
-            return Ok(answer(core, seen.message_id).await?);
+            return Ok(answer(core, seen.message_id.into()).await?);
         }
     }
     let ev = InboundEvent::Message(InboundMessage {
@@ -260,7 +259,7 @@ pub async fn receive(
             .filter(message::Column::ExternalId.eq(&b.message_id))
             .select_only()
             .column(message::Column::Id)
-            .into_tuple::<Uuid>()
+            .into_tuple::<MessageId>()
             .one(&core.db)
             .await
             .map_err(CoreError::from)?
@@ -292,7 +291,7 @@ pub async fn receive(
     Ok(answer(core, message_id).await?)
 }
 
-pub(super) async fn answer(core: &Core, message_id: Uuid) -> Result<Received> {
+pub(super) async fn answer(core: &Core, message_id: MessageId) -> Result<Received> {
     let m = message::Entity::find_by_id(message_id)
         .one(&core.db)
         .await?

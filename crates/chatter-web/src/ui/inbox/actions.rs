@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chatter_core::inbox;
 use chatter_core::CoreError;
-use uuid::Uuid;
+use chatter_domain::{ConversationId, MessageId, UserId};
 
 #[derive(serde::Deserialize)]
 pub(super) struct AssignForm {
@@ -22,13 +22,13 @@ pub(super) struct AssignForm {
 pub(super) async fn assign(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     CsrfForm(f): CsrfForm<AssignForm>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let who = match f.assignee.as_str() {
         "" => None,
-        "me" => actor.user_id,
+        "me" => actor.user_id.map(UserId),
         s => Some(
             s.parse()
                 .map_err(|_| CoreError::field("assignee", "err.assignee_invalid"))?,
@@ -44,7 +44,7 @@ pub(super) struct Empty {}
 pub(super) async fn close(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     inbox::set_open(&st.core, &ctx.actor()?, id, false).await?;
@@ -54,7 +54,7 @@ pub(super) async fn close(
 pub(super) async fn reopen(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     inbox::set_open(&st.core, &ctx.actor()?, id, true).await?;
@@ -64,7 +64,7 @@ pub(super) async fn reopen(
 pub(super) async fn read(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     inbox::mark_read(&st.core, &ctx.actor()?, id).await?;
@@ -74,7 +74,7 @@ pub(super) async fn read(
 pub(super) async fn retry(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path((id, mid)): Path<(Uuid, Uuid)>,
+    Path((id, mid)): Path<(ConversationId, MessageId)>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     inbox::retry_message(&st.core, &ctx.actor()?, mid).await?;

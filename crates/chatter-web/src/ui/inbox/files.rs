@@ -11,12 +11,12 @@ use axum::Extension;
 use chatter_core::attachments::attachments_of;
 use chatter_core::inbox;
 use chatter_core::CoreError;
-use uuid::Uuid;
+use chatter_domain::MessageId;
 
 pub(super) async fn file(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path((mid, index)): Path<(Uuid, usize)>,
+    Path((mid, index)): Path<(MessageId, usize)>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let m = inbox::get_message(&st.core, &actor, mid).await?;

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chatter_core::inbox::{self, ConversationRow};
 use chatter_core::Actor;
-use chatter_domain::Permission;
+use chatter_domain::{ConversationId, MessageId, Permission};
 use chatter_store::entity::{event, message};
 use std::convert::Infallible;
 use uuid::Uuid;
@@ -29,11 +29,11 @@ async fn render_events(
     evs: &[event::Model],
     members: &[(Uuid, String)],
 ) -> Vec<(i64, String, String)> {
-    let parsed: Vec<(&event::Model, Uuid, Option<Uuid>)> = evs
+    let parsed: Vec<(&event::Model, ConversationId, Option<MessageId>)> = evs
         .iter()
         .filter_map(|e| {
             let p: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
-            let conv: Uuid = p.get("conversation_id")?.as_str()?.parse().ok()?;
+            let conv: ConversationId = p.get("conversation_id")?.as_str()?.parse().ok()?;
             let mid = p
                 .get("message_id")
                 .and_then(|m| m.as_str())
@@ -41,18 +41,18 @@ async fn render_events(
             Some((e, conv, mid))
         })
         .collect();
-    let mut conv_ids: Vec<Uuid> = parsed.iter().map(|p| p.1).collect();
+    let mut conv_ids: Vec<ConversationId> = parsed.iter().map(|p| p.1).collect();
     conv_ids.sort();
     conv_ids.dedup();
-    let msg_ids: Vec<Uuid> = parsed.iter().filter_map(|p| p.2).collect();
-    let rows: std::collections::HashMap<Uuid, ConversationRow> =
+    let msg_ids: Vec<MessageId> = parsed.iter().filter_map(|p| p.2).collect();
+    let rows: std::collections::HashMap<ConversationId, ConversationRow> =
         inbox::conversations_by_ids(&st.core, actor, &conv_ids)
             .await
             .unwrap_or_default()
             .into_iter()
             .map(|r| (r.conversation.id, r))
             .collect();
-    let msgs: std::collections::HashMap<Uuid, message::Model> =
+    let msgs: std::collections::HashMap<MessageId, message::Model> =
         inbox::messages_by_ids(&st.core, actor, &msg_ids)
             .await
             .unwrap_or_default()
@@ -61,7 +61,7 @@ async fn render_events(
             .collect();
     let tr = crate::i18n::Tr(ctx.lang);
     let can_reply = actor.role.can(Permission::Reply);
-    let mut row_html_cache: std::collections::HashMap<Uuid, String> =
+    let mut row_html_cache: std::collections::HashMap<ConversationId, String> =
         std::collections::HashMap::new();
     let mut out = Vec::with_capacity(parsed.len());
     for (e, conv_id, mid) in parsed {

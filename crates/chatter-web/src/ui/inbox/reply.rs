@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chatter_core::inbox::{self, ListFilter};
 use chatter_core::CoreError;
+use chatter_domain::ConversationId;
 use chatter_store::entity::message;
-use uuid::Uuid;
 
 #[derive(serde::Deserialize)]
 pub(super) struct ReplyForm {
@@ -31,7 +31,7 @@ fn wants_json(h: &HeaderMap) -> bool {
 pub(super) async fn reply(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     headers: HeaderMap,
     CsrfForm(f): CsrfForm<ReplyForm>,
 ) -> Result<Response, AppError> {
@@ -46,7 +46,7 @@ pub(super) async fn reply(
 async fn answer(
     st: &AppState,
     ctx: &Ctx,
-    id: Uuid,
+    id: ConversationId,
     headers: &HeaderMap,
     r: Result<message::Model, CoreError>,
     draft: String,
@@ -105,7 +105,7 @@ pub(super) struct MediaForm {
 pub(super) async fn reply_media(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     headers: HeaderMap,
     CsrfForm(f): CsrfForm<MediaForm>,
 ) -> Result<Response, AppError> {
@@ -133,7 +133,7 @@ pub(super) struct TemplateForm {
 pub(super) async fn reply_template(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     headers: HeaderMap,
     CsrfForm(f): CsrfForm<TemplateForm>,
 ) -> Result<Response, AppError> {

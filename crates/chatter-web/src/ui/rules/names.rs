@@ -25,7 +25,7 @@ impl Names {
         let sources = chatter_core::sources::list(&st.core, actor)
             .await?
             .into_iter()
-            .map(|s| (s.id, s.name))
+            .map(|s| (s.id.0, s.name))
             .collect();
         Ok(Names { meta, sources })
     }
