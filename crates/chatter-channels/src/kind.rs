@@ -31,9 +31,9 @@ pub struct KindFacts {
     /// The translation key of the advice shown when its credentials were revoked; `None` keeps
     /// the general advice.
     pub revoked_fix_key: Option<&'static str>,
-    /// Whether sources of this kind talk to a provider through a connector (`Kind::build`);
-    /// `false` for the API source, which its customer's system calls.
-    pub has_connector: bool,
+    /// Builds the connector of one source (`Kind::build`); `None` for the API source, which
+    /// its customer's system calls.
+    pub connector: Option<BuildConnector>,
     /// How long after the customer's last message free-form replies may still go (WhatsApp's
     /// 24 hours; after that only a template may); `None`: always.
     pub reply_window: Option<std::time::Duration>,
@@ -50,7 +50,7 @@ pub struct KindFacts {
 }
 
 impl KindFacts {
-    /// A kind with a connector and no form, whose other facts are the common case; a kind
+    /// A kind with no connector and no form, whose other facts are the common case; a kind
     /// states what differs with struct update syntax.
     pub const fn new(kind: SourceKind, slug: &'static str, crm_label: &'static str) -> Self {
         KindFacts {
@@ -59,7 +59,7 @@ impl KindFacts {
             crm_label,
             form: None,
             revoked_fix_key: None,
-            has_connector: true,
+            connector: None,
             reply_window: None,
             sends_media_by_link: false,
             offers_templates: false,
@@ -82,6 +82,11 @@ pub struct KindForm {
     /// Checks the values' format first, then the credentials with the provider.
     pub validate: ValidateForm,
 }
+
+/// `KindFacts::connector`: builds the connector of one source from the process's `env`, the
+/// source's decrypted `creds` and its stored `settings`.
+pub type BuildConnector =
+    fn(&KindEnv, &Credentials, &SourceSettings) -> Result<Arc<dyn Connector>, BuildError>;
 
 /// `KindForm::validate`: a kind's `form::validate`, boxed so the form can be a constant.
 pub type ValidateForm = for<'a> fn(
@@ -143,7 +148,12 @@ pub trait Kind: Send + Sync {
         env: &KindEnv,
         creds: &Credentials,
         settings: &SourceSettings,
-    ) -> Result<Arc<dyn Connector>, BuildError>;
+    ) -> Result<Arc<dyn Connector>, BuildError> {
+        match self.facts().connector {
+            Some(build) => build(env, creds, settings),
+            None => Err(BuildError::NoConnector(self.source_kind().id())),
+        }
+    }
 
     /// The public base URL this kind's webhooks go to, if any: the general `webhook_base` unless
     /// the kind has its own (Telegram's overrides it).
@@ -154,7 +164,7 @@ pub trait Kind: Send + Sync {
     /// Whether sources of this kind talk to a provider through a connector (`build`); `false`
     /// for the API source, which its customer's system calls.
     fn has_connector(&self) -> bool {
-        self.facts().has_connector
+        self.facts().connector.is_some()
     }
 
     /// How long after the customer's last message free-form replies may still go (WhatsApp's

@@ -9,23 +9,11 @@ use chatter_domain::SourceKind;
 pub struct ApiKind;
 
 /// Its customer's system calls us: no connector, so its poller lease (`api-poll:…`) is never taken.
-const FACTS: KindFacts = KindFacts {
-    has_connector: false,
-    ..KindFacts::new(SourceKind::Api, "api", "API")
-};
+const FACTS: KindFacts = KindFacts::new(SourceKind::Api, "api", "API");
 
 impl Kind for ApiKind {
     fn facts(&self) -> &'static KindFacts {
         &FACTS
-    }
-
-    fn build(
-        &self,
-        _env: &crate::KindEnv,
-        _creds: &crate::Credentials,
-        _settings: &crate::SourceSettings,
-    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
-        Err(crate::BuildError::NoConnector(self.source_kind().id()))
     }
 
     /// Not through the generic route: `/hooks/api/{source_id}` is served on its own.

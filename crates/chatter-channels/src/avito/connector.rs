@@ -5,17 +5,21 @@
 
 use super::{AvitoClient, PollCursor, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled, SaveSettings,
-    SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled,
+    SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 /// The connector of one account, from its client id and secret.
-pub(super) fn build(env: &KindEnv, creds: &Credentials) -> Arc<dyn Connector> {
+pub(super) fn build(
+    env: &KindEnv,
+    creds: &Credentials,
+    _settings: &SourceSettings,
+) -> Result<Arc<dyn Connector>, BuildError> {
     let cfg = &env.config.avito;
-    Arc::new(
+    Ok(Arc::new(
         AvitoClient::new(
             env.http.clone(),
             &cfg.api_base,
@@ -23,7 +27,7 @@ pub(super) fn build(env: &KindEnv, creds: &Credentials) -> Arc<dyn Connector> {
             &creds.token,
         )
         .with_poll_interval(cfg.poll_interval_secs),
-    )
+    ))
 }
 
 /// The Avito hook URL: the path token is the only proof a delivery comes from Avito.

@@ -15,6 +15,7 @@ pub struct AvitoKind;
 
 const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
+    connector: Some(super::connector::build),
     revoked_fix_key: Some("sources.revoked_fix_avito"),
     ..KindFacts::new(SourceKind::Avito, "avito", "Avito")
 };
@@ -23,15 +24,6 @@ const FACTS: KindFacts = KindFacts {
 impl Kind for AvitoKind {
     fn facts(&self) -> &'static KindFacts {
         &FACTS
-    }
-
-    fn build(
-        &self,
-        env: &crate::KindEnv,
-        creds: &crate::Credentials,
-        _settings: &crate::SourceSettings,
-    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
-        Ok(super::connector::build(env, creds))
     }
 
     /// `req.tail` is the path token, `creds.webhook_secret` the source's.

@@ -4,18 +4,22 @@
 
 use super::{MaxClient, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled, SaveSettings,
-    SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled,
+    SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
 /// The connector of one bot, from its token, over Max's HTTP client (`KindEnv::max_http`).
-pub(super) fn build(env: &KindEnv, creds: &Credentials) -> Arc<dyn Connector> {
-    Arc::new(MaxClient::new(
+pub(super) fn build(
+    env: &KindEnv,
+    creds: &Credentials,
+    _settings: &SourceSettings,
+) -> Result<Arc<dyn Connector>, BuildError> {
+    Ok(Arc::new(MaxClient::new(
         env.max_http(),
         &env.config.max.api_base,
         &creds.token,
-    ))
+    )))
 }
 
 #[async_trait::async_trait]

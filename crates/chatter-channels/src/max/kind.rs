@@ -14,6 +14,7 @@ pub struct MaxKind;
 
 const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
+    connector: Some(super::connector::build),
     revoked_fix_key: Some("sources.revoked_fix_max"),
     ..KindFacts::new(SourceKind::MaxBot, "max", "Max")
 };
@@ -22,15 +23,6 @@ const FACTS: KindFacts = KindFacts {
 impl Kind for MaxKind {
     fn facts(&self) -> &'static KindFacts {
         &FACTS
-    }
-
-    fn build(
-        &self,
-        env: &crate::KindEnv,
-        creds: &crate::Credentials,
-        _settings: &crate::SourceSettings,
-    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
-        Ok(super::connector::build(env, creds))
     }
 
     fn verify_and_parse(

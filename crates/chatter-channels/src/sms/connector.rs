@@ -5,7 +5,8 @@
 
 use super::{SmsClient, SmsGatewayConfig, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, Part, SaveSettings, SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, Part, SaveSettings,
+    SourceSettings,
 };
 use std::sync::Arc;
 
@@ -14,15 +15,15 @@ pub(super) fn build(
     env: &KindEnv,
     creds: &Credentials,
     settings: &SourceSettings,
-) -> Arc<dyn Connector> {
-    Arc::new(SmsClient::new(
+) -> Result<Arc<dyn Connector>, BuildError> {
+    Ok(Arc::new(SmsClient::new(
         env.http.clone(),
         SmsGatewayConfig::sipout(
             &env.config.sms.api_base,
             &creds.token,
             settings.sms_sender.as_deref(),
         ),
-    ))
+    )))
 }
 
 #[async_trait::async_trait]

@@ -25,6 +25,7 @@ static CALLBACKS: LazyLock<SmsClient> = LazyLock::new(|| {
 
 const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
+    connector: Some(super::connector::build),
     revoked_fix_key: Some("sources.revoked_fix_sms"),
     shows_account: true,
     setup_help_key: Some(form::SETUP_HELP_KEY),
@@ -35,15 +36,6 @@ const FACTS: KindFacts = KindFacts {
 impl Kind for SmsKind {
     fn facts(&self) -> &'static KindFacts {
         &FACTS
-    }
-
-    fn build(
-        &self,
-        env: &crate::KindEnv,
-        creds: &crate::Credentials,
-        settings: &crate::SourceSettings,
-    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
-        Ok(super::connector::build(env, creds, settings))
     }
 
     /// `req.tail` is `{token}/status` or `{token}/inbound`; `creds.webhook_secret` the

@@ -3,18 +3,22 @@
 
 use super::{parse_update, TelegramClient, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, HookStatus, KindEnv, Part, PollState, Polled,
-    SaveSettings, SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, HookSite, HookStatus, KindEnv, Part,
+    PollState, Polled, SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
 /// The connector of one bot, from its token.
-pub(super) fn build(env: &KindEnv, creds: &Credentials) -> Arc<dyn Connector> {
+pub(super) fn build(
+    env: &KindEnv,
+    creds: &Credentials,
+    _settings: &SourceSettings,
+) -> Result<Arc<dyn Connector>, BuildError> {
     let cfg = &env.config.telegram;
-    Arc::new(
+    Ok(Arc::new(
         TelegramClient::new(env.http.clone(), &cfg.api_base, &creds.token)
             .with_poll_timeout(cfg.poll_timeout_secs),
-    )
+    ))
 }
 
 #[async_trait::async_trait]

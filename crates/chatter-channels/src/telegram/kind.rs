@@ -18,6 +18,7 @@ pub struct TelegramKind;
 
 const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
+    connector: Some(super::connector::build),
     ..KindFacts::new(SourceKind::TelegramBot, "telegram", "Telegram")
 };
 
@@ -33,15 +34,6 @@ impl Kind for TelegramKind {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_');
         ok.then(|| format!("https://t.me/{username}"))
-    }
-
-    fn build(
-        &self,
-        env: &crate::KindEnv,
-        creds: &crate::Credentials,
-        _settings: &crate::SourceSettings,
-    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
-        Ok(super::connector::build(env, creds))
     }
 
     /// Telegram's own `telegram.webhook_base` overrides the general one.

@@ -14,6 +14,7 @@ pub struct VkKind;
 
 const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
+    connector: Some(super::connector::build),
     revoked_fix_key: Some("sources.revoked_fix_vk"),
     ..KindFacts::new(SourceKind::VkBot, "vk", "VK")
 };
@@ -22,15 +23,6 @@ const FACTS: KindFacts = KindFacts {
 impl Kind for VkKind {
     fn facts(&self) -> &'static KindFacts {
         &FACTS
-    }
-
-    fn build(
-        &self,
-        env: &crate::KindEnv,
-        creds: &crate::Credentials,
-        settings: &crate::SourceSettings,
-    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
-        super::connector::build(env, creds, settings)
     }
 
     /// `creds.account_id` is the community id; `creds.confirmation` the code VK's

@@ -6,8 +6,8 @@
 
 use super::{MediaKind, MediaRef, Template, WhatsAppClient, MAX_TEXT};
 use crate::{
-    ChannelError, Connector, Credentials, HookSite, KindEnv, OutgoingFile, Part, SaveSettings,
-    SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, OutgoingFile, Part,
+    SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
@@ -17,15 +17,15 @@ pub(super) fn build(
     env: &KindEnv,
     creds: &Credentials,
     settings: &SourceSettings,
-) -> Arc<dyn Connector> {
+) -> Result<Arc<dyn Connector>, BuildError> {
     let cfg = &env.config.whatsapp;
-    Arc::new(WhatsAppClient::new(
+    Ok(Arc::new(WhatsAppClient::new(
         env.http.clone(),
         &cfg.api_base,
         &cfg.api_version,
         &settings.bot_id,
         &creds.token,
-    ))
+    )))
 }
 
 #[async_trait::async_trait]

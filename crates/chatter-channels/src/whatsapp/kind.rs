@@ -17,6 +17,7 @@ pub struct WhatsAppKind;
 
 const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
+    connector: Some(super::connector::build),
     revoked_fix_key: Some("sources.revoked_fix_whatsapp"),
     reply_window: Some(std::time::Duration::from_millis(
         super::WINDOW_MS.unsigned_abs(),
@@ -32,15 +33,6 @@ const FACTS: KindFacts = KindFacts {
 impl Kind for WhatsAppKind {
     fn facts(&self) -> &'static KindFacts {
         &FACTS
-    }
-
-    fn build(
-        &self,
-        env: &crate::KindEnv,
-        creds: &crate::Credentials,
-        settings: &crate::SourceSettings,
-    ) -> Result<std::sync::Arc<dyn crate::Connector>, crate::BuildError> {
-        Ok(super::connector::build(env, creds, settings))
     }
 
     /// `creds.webhook_secret` is the verify token, `creds.signing_secret` the app secret and
