@@ -51,7 +51,11 @@ pub fn inbound_set() -> String {
 
 /// The same as [`inbound_set`] in a statement of its own: conversations `ids` received customer
 /// messages stored at `at`.
-pub async fn after_inbound(conn: &impl ConnectionTrait, ids: &[Uuid], at: i64) -> Result<(), DbErr> {
+pub async fn after_inbound(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+    at: i64,
+) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -76,7 +80,8 @@ pub async fn after_inbound(conn: &impl ConnectionTrait, ids: &[Uuid], at: i64) -
 pub async fn after_outbound(conn: &impl ConnectionTrait, id: Uuid, at: i64) -> Result<(), DbErr> {
     // The new message can be the first response only if it is not before the first customer
     // message and not after the known first response (equal: the id decides).
-    let may_be_first = "first_in_at <= $2 AND (first_response_at IS NULL OR first_response_at >= $2)";
+    let may_be_first =
+        "first_in_at <= $2 AND (first_response_at IS NULL OR first_response_at >= $2)";
     let sql = format!(
         "UPDATE conversations SET \
          first_response_at = CASE WHEN {may_be_first} THEN {at} ELSE first_response_at END, \

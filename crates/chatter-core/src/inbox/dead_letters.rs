@@ -174,7 +174,8 @@ pub async fn list_after(
 ) -> Result<Vec<dead_letter::Model>> {
     use sea_orm::Condition;
     actor.require(Permission::Manage)?;
-    let mut q = dead_letter::Entity::find().filter(dead_letter::Column::CompanyId.eq(actor.company_id));
+    let mut q =
+        dead_letter::Entity::find().filter(dead_letter::Column::CompanyId.eq(actor.company_id));
     if let Some((at, id)) = after {
         q = q.filter(
             Condition::any()

@@ -279,13 +279,11 @@ pub async fn messages_after(
     let mut q = message::Entity::find().filter(message::Column::ConversationId.eq(conversation_id));
     if let Some((at, id)) = after {
         q = q.filter(
-            Condition::any()
-                .add(message::Column::CreatedAt.gt(at))
-                .add(
-                    Condition::all()
-                        .add(message::Column::CreatedAt.eq(at))
-                        .add(message::Column::Id.gt(id)),
-                ),
+            Condition::any().add(message::Column::CreatedAt.gt(at)).add(
+                Condition::all()
+                    .add(message::Column::CreatedAt.eq(at))
+                    .add(message::Column::Id.gt(id)),
+            ),
         );
     }
     Ok(q.order_by_asc(message::Column::CreatedAt)

@@ -119,9 +119,8 @@ pub async fn conversations(
     };
     let rows = match paging {
         Paging::Legacy { .. } => {
-            let rows =
-                chatter_core::inbox::list_conversations(&st.core, &a, &f, paging.fetch(100))
-                    .await?;
+            let rows = chatter_core::inbox::list_conversations(&st.core, &a, &f, paging.fetch(100))
+                .await?;
             Ok(rows.into_iter().map(conversation_out).collect())
         }
         Paging::Page { after, limit } => {

@@ -232,10 +232,10 @@ macro_rules! page_types {
         }
 
         #[doc = concat!(
-            "The ",
-            $what,
-            ": a bare array without `cursor` (as before), a page with it."
-        )]
+                    "The ",
+                    $what,
+                    ": a bare array without `cursor` (as before), a page with it."
+                )]
         #[derive(serde::Serialize, utoipa::ToSchema)]
         #[serde(untagged)]
         pub enum $either {

@@ -162,14 +162,13 @@ pub async fn routing_rules(
             .position(|r| Uuid::parse_str(&r.id).ok() == Some(p.id))
         {
             Some(i) => i + 1,
-            None => usize::try_from(p.key.max(0)).unwrap_or(usize::MAX).saturating_add(1),
+            None => usize::try_from(p.key.max(0))
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
         },
     };
-    let positioned: Vec<(usize, chatter_domain::routing::Rule)> = rules
-        .into_iter()
-        .enumerate()
-        .skip(start)
-        .collect();
+    let positioned: Vec<(usize, chatter_domain::routing::Rule)> =
+        rules.into_iter().enumerate().skip(start).collect();
     let position = |(i, r): &(usize, chatter_domain::routing::Rule)| {
         Position::new(
             i64::try_from(*i).unwrap_or(i64::MAX),

@@ -30,7 +30,12 @@ impl Api<'_> {
     }
 
     /// Every page of `path` (`limit` each), calling `between` after each page; the items' ids.
-    async fn walk(&self, path: &str, limit: u32, mut between: impl AsyncFnMut(usize)) -> Vec<String> {
+    async fn walk(
+        &self,
+        path: &str,
+        limit: u32,
+        mut between: impl AsyncFnMut(usize),
+    ) -> Vec<String> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut cursor = String::new();
         let mut ids = Vec::new();
@@ -41,11 +46,13 @@ impl Api<'_> {
             assert_eq!(status, 200, "{v}");
             let items = v["items"].as_array().expect("items");
             assert!(items.len() <= limit as usize, "{v}");
-            ids.extend(
-                items
-                    .iter()
-                    .map(|i| i["id"].as_str().or(i["user_id"].as_str()).expect("id").to_string()),
-            );
+            ids.extend(items.iter().map(|i| {
+                i["id"]
+                    .as_str()
+                    .or(i["user_id"].as_str())
+                    .expect("id")
+                    .to_string()
+            }));
             match v["next_cursor"].as_str() {
                 Some(c) => {
                     assert_eq!(items.len(), limit as usize, "a full page before the last");
@@ -91,7 +98,14 @@ async fn every_list_walks_in_pages_while_items_are_added_seeing_each_once() {
         http: reqwest::Client::new(),
     };
     for i in 0..7 {
-        customer_writes(&app, &source, &secret, &format!("m{i}"), &format!("chat-{i}")).await;
+        customer_writes(
+            &app,
+            &source,
+            &secret,
+            &format!("m{i}"),
+            &format!("chat-{i}"),
+        )
+        .await;
     }
     let (_, before) = api.get("/api/v1/conversations?status=all").await;
     let before: Vec<String> = before
@@ -108,7 +122,14 @@ async fn every_list_walks_in_pages_while_items_are_added_seeing_each_once() {
     let ids = api
         .walk("/api/v1/conversations?status=all", 3, async |page| {
             n += 1;
-            customer_writes(&app, &source, &secret, &format!("m{n}"), &format!("new-{n}")).await;
+            customer_writes(
+                &app,
+                &source,
+                &secret,
+                &format!("m{n}"),
+                &format!("new-{n}"),
+            )
+            .await;
             n += 1;
             let old = format!("chat-{page}");
             customer_writes(&app, &source, &secret, &format!("m{n}"), &old).await;
@@ -163,7 +184,10 @@ async fn every_list_walks_in_pages_while_items_are_added_seeing_each_once() {
         &all[..],
         "oldest first, each once; new ones follow"
     );
-    assert!(walked.len() > all.len(), "messages written during the walk come at the end");
+    assert!(
+        walked.len() > all.len(),
+        "messages written during the walk come at the end"
+    );
 
     // Sources: three, then one added after each of the first two pages.
     add_api_source(&s, "Сайт 1").await;
@@ -178,14 +202,25 @@ async fn every_list_walks_in_pages_while_items_are_added_seeing_each_once() {
         })
         .await;
     no_duplicates(&sources);
-    assert_eq!(sources.len(), 5, "the three, and the two added during the walk");
+    assert_eq!(
+        sources.len(),
+        5,
+        "the three, and the two added during the walk"
+    );
     assert_eq!(sources[0], source, "oldest first");
 
     // The short lists answer pages too.
-    for path in ["/api/v1/members", "/api/v1/routing-rules", "/api/v1/dead-letters"] {
+    for path in [
+        "/api/v1/members",
+        "/api/v1/routing-rules",
+        "/api/v1/dead-letters",
+    ] {
         let (status, v) = api.get(&format!("{path}?cursor=")).await;
         assert_eq!(status, 200, "{path}: {v}");
-        assert!(v["items"].is_array() && v["next_cursor"].is_null(), "{path}: {v}");
+        assert!(
+            v["items"].is_array() && v["next_cursor"].is_null(),
+            "{path}: {v}"
+        );
         let (status, v) = api.get(path).await;
         assert_eq!(status, 200, "{path}: {v}");
         assert!(v.is_array(), "{path} without a cursor, as before: {v}");
@@ -233,7 +268,9 @@ async fn a_bad_cursor_or_limit_is_refused_naming_it_and_the_document_says_so() {
             assert_eq!(status, 422, "{path}?{query}: {v}");
             assert_eq!(v["fields"][0]["field"], field, "{path}?{query}: {v}");
             assert!(
-                v["detail"].as_str().is_some_and(|d| d.contains(&format!("`{field}`"))),
+                v["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!("`{field}`"))),
                 "the message names the parameter: {v}"
             );
         }

@@ -222,11 +222,7 @@ async fn the_facts_kept_on_conversations_are_those_computed_from_their_messages(
         CustomerMessage::text(5700, "Анна Клиентка", "Спасибо"),
     );
     eventually("the customer's second message", || async {
-        crate::messages::count(
-            &app,
-            "SELECT count(*) FROM messages WHERE direction = 'in'",
-        )
-        .await
+        crate::messages::count(&app, "SELECT count(*) FROM messages WHERE direction = 'in'").await
             == 4
     })
     .await;
@@ -246,13 +242,16 @@ async fn the_facts_kept_on_conversations_are_those_computed_from_their_messages(
             .map(|r| {
                 (
                     r.try_get::<uuid::Uuid>("", "id").expect("id"),
-                    r.try_get::<Option<i64>>("", "first_in_at").expect("first_in_at"),
+                    r.try_get::<Option<i64>>("", "first_in_at")
+                        .expect("first_in_at"),
                     r.try_get::<Option<i64>>("", "first_response_at")
                         .expect("first_response_at"),
                     r.try_get::<Option<uuid::Uuid>>("", "first_responder_id")
                         .expect("first_responder_id"),
-                    r.try_get::<Option<i64>>("", "last_in_at").expect("last_in_at"),
-                    r.try_get::<Option<i64>>("", "last_out_at").expect("last_out_at"),
+                    r.try_get::<Option<i64>>("", "last_in_at")
+                        .expect("last_in_at"),
+                    r.try_get::<Option<i64>>("", "last_out_at")
+                        .expect("last_out_at"),
                 )
             })
             .collect::<Vec<_>>()
@@ -261,7 +260,10 @@ async fn the_facts_kept_on_conversations_are_those_computed_from_their_messages(
     assert_eq!(live.len(), 3);
     let answered = live.iter().filter(|f| f.2.is_some()).count();
     assert_eq!(answered, 2, "{live:?}");
-    assert!(live.iter().all(|f| f.1.is_some() && f.4.is_some()), "{live:?}");
+    assert!(
+        live.iter().all(|f| f.1.is_some() && f.4.is_some()),
+        "{live:?}"
+    );
     let dashboard = s.html("/app").await;
     let figures = |html: &str| html[html.find("id=\"fig-open\"").expect("figures")..].to_string();
 
