@@ -71,7 +71,7 @@ impl MigrationTrait for Migration {
             let mut ix = Index::create();
             ix.name(name).table(a(table));
             for c in cols {
-                ix.col(a(*c));
+                ix.col(a(c));
             }
             m.create_index(ix.to_owned()).await?;
         }

@@ -232,10 +232,10 @@ macro_rules! page_types {
         }
 
         #[doc = concat!(
-                    "The ",
-                    $what,
-                    ": a bare array without `cursor` (as before), a page with it."
-                )]
+                            "The ",
+                            $what,
+                            ": a bare array without `cursor` (as before), a page with it."
+                        )]
         #[derive(serde::Serialize, utoipa::ToSchema)]
         #[serde(untagged)]
         pub enum $either {
@@ -291,9 +291,8 @@ mod tests {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page = in_memory(all.clone(), Paging::Page { after, limit: 3 }, pos)
-                .err()
-                .expect("a page");
+            let page =
+                in_memory(all.clone(), Paging::Page { after, limit: 3 }, pos).expect_err("a page");
             seen.extend(page.items.iter().copied());
             // Added before the cursor: never seen; the rest of the walk is not shifted.
             all.push((-1, Uuid::now_v7()));
