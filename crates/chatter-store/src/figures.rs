@@ -21,18 +21,20 @@ use crate::stmt;
 use sea_orm::{ConnectionTrait, DbErr, Value};
 use uuid::Uuid;
 
-/// The first message to the customer at or after `$t`, and its author.
-fn first_out(t: &str, what: &str) -> String {
-    match what {
-        "at" => format!(
-            "(SELECT min(o.created_at) FROM messages o WHERE o.conversation_id = conversations.id \
-             AND o.direction = 'out' AND o.created_at >= {t})"
-        ),
-        _ => format!(
-            "(SELECT o.author_id FROM messages o WHERE o.conversation_id = conversations.id \
-             AND o.direction = 'out' AND o.created_at >= {t} ORDER BY o.created_at, o.id LIMIT 1)"
-        ),
-    }
+/// When the first message to the customer at or after `t` (an SQL expression) was stored.
+fn first_out_at(t: &str) -> String {
+    format!(
+        "(SELECT min(o.created_at) FROM messages o WHERE o.conversation_id = conversations.id \
+         AND o.direction = 'out' AND o.created_at >= {t})"
+    )
+}
+
+/// Who wrote the first message to the customer at or after `t` (ties: the lowest id).
+fn first_out_by(t: &str) -> String {
+    format!(
+        "(SELECT o.author_id FROM messages o WHERE o.conversation_id = conversations.id \
+         AND o.direction = 'out' AND o.created_at >= {t} ORDER BY o.created_at, o.id LIMIT 1)"
+    )
 }
 
 /// `SET` clauses for conversations that just received customer messages stored at `$1`
@@ -44,8 +46,8 @@ pub fn inbound_set() -> String {
          first_responder_id = CASE WHEN {earlier} THEN {by} ELSE first_responder_id END, \
          first_in_at = CASE WHEN {earlier} THEN $1 ELSE first_in_at END, \
          last_in_at = CASE WHEN last_in_at IS NULL OR last_in_at < $1 THEN $1 ELSE last_in_at END",
-        at = first_out("$1", "at"),
-        by = first_out("$1", "by"),
+        at = first_out_at("$1"),
+        by = first_out_by("$1"),
     )
 }
 
@@ -88,8 +90,8 @@ pub async fn after_outbound(conn: &impl ConnectionTrait, id: Uuid, at: i64) -> R
          first_responder_id = CASE WHEN {may_be_first} THEN {by} ELSE first_responder_id END, \
          last_out_at = CASE WHEN last_out_at IS NULL OR last_out_at < $2 THEN $2 ELSE last_out_at END \
          WHERE id = $1",
-        at = first_out("conversations.first_in_at", "at"),
-        by = first_out("conversations.first_in_at", "by"),
+        at = first_out_at("conversations.first_in_at"),
+        by = first_out_by("conversations.first_in_at"),
     );
     conn.execute(stmt(
         conn.get_database_backend(),
@@ -126,8 +128,8 @@ pub async fn backfill(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
         &format!(
             "UPDATE conversations SET first_response_at = {}, first_responder_id = {} \
              WHERE first_in_at IS NOT NULL",
-            first_out("conversations.first_in_at", "at"),
-            first_out("conversations.first_in_at", "by"),
+            first_out_at("conversations.first_in_at"),
+            first_out_by("conversations.first_in_at"),
         ),
         vec![],
     ))

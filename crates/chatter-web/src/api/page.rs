@@ -231,11 +231,8 @@ macro_rules! page_types {
             pub next_cursor: Option<String>,
         }
 
-        #[doc = concat!(
-                            "The ",
-                            $what,
-                            ": a bare array without `cursor` (as before), a page with it."
-                        )]
+        #[doc = concat!("The ", $what, ": a bare array without `cursor`")]
+        #[doc = "(as before), a page with it."]
         #[derive(serde::Serialize, utoipa::ToSchema)]
         #[serde(untagged)]
         pub enum $either {
