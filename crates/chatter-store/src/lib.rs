@@ -3,6 +3,7 @@
 //! caller (core) decides the transaction.
 
 pub mod entity;
+pub mod figures;
 pub mod jobs;
 pub mod leases;
 pub mod migration;

@@ -332,7 +332,8 @@ async fn find_conversations(
     Ok(out)
 }
 
-/// One UPDATE for all touched conversations: unread += n, the preview, reopened, unblocked.
+/// One UPDATE for all touched conversations: unread += n, the preview, reopened, unblocked,
+/// and the dashboard's facts (`chatter_store::figures`).
 async fn update_conversations(
     conn: &impl ConnectionTrait,
     per_conv: &HashMap<ConversationId, (i32, String)>,
@@ -357,7 +358,8 @@ async fn update_conversations(
         }
         let sql = format!(
             "UPDATE conversations SET unread = unread + ({unread} ELSE 0 END), last_text = ({text} ELSE last_text END), \
-             last_message_at = $1, updated_at = $1, status = 'open', blocked = FALSE WHERE id IN ({})",
+             last_message_at = $1, updated_at = $1, status = 'open', blocked = FALSE, {} WHERE id IN ({})",
+            chatter_store::figures::inbound_set(),
             ids.join(", ")
         );
         conn.execute(chatter_store::stmt(

@@ -162,6 +162,36 @@ pub async fn list(core: &Core, actor: &Actor, limit: u64) -> Result<Vec<dead_let
         .await?)
 }
 
+/// The company's parked events stored before `after` (when parked, id), newest first (the
+/// API's cursor pagination). Owners and admins.
+pub async fn list_after(
+    core: &Core,
+    actor: &Actor,
+    after: Option<(i64, Uuid)>,
+    limit: u64,
+) -> Result<Vec<dead_letter::Model>> {
+    use sea_orm::Condition;
+    actor.require(Permission::Manage)?;
+    let mut q =
+        dead_letter::Entity::find().filter(dead_letter::Column::CompanyId.eq(actor.company_id));
+    if let Some((at, id)) = after {
+        q = q.filter(
+            Condition::any()
+                .add(dead_letter::Column::CreatedAt.lt(at))
+                .add(
+                    Condition::all()
+                        .add(dead_letter::Column::CreatedAt.eq(at))
+                        .add(dead_letter::Column::Id.lt(id)),
+                ),
+        );
+    }
+    Ok(q.order_by_desc(dead_letter::Column::CreatedAt)
+        .order_by_desc(dead_letter::Column::Id)
+        .limit(limit)
+        .all(&core.db)
+        .await?)
+}
+
 /// How many parked events each of the company's sources has.
 pub async fn counts_by_source(core: &Core, company_id: Uuid) -> Result<HashMap<SourceId, i64>> {
     let rows: Vec<(SourceId, i64)> = dead_letter::Entity::find()

@@ -31,6 +31,55 @@ pub async fn list_conversations(
     f: &ListFilter,
     limit: u64,
 ) -> Result<Vec<ConversationRow>> {
+    let convs = filtered(core, actor, f)
+        .await?
+        .order_by_desc(conversation::Column::LastMessageAt)
+        // Messages stored in one group commit share a timestamp: the id keeps the order the
+        // same from one page to the next.
+        .order_by_desc(conversation::Column::Id)
+        .limit(limit)
+        .all(&core.db)
+        .await?;
+    rows_for(core, convs).await
+}
+
+/// The conversations of the list `f` that began before `after` (when it began, id), newest
+/// first: pages whose order new messages and new conversations never shift (the API's
+/// cursor pagination).
+pub async fn list_conversations_after(
+    core: &Core,
+    actor: &Actor,
+    f: &ListFilter,
+    after: Option<(i64, Uuid)>,
+    limit: u64,
+) -> Result<Vec<ConversationRow>> {
+    let mut q = filtered(core, actor, f).await?;
+    if let Some((at, id)) = after {
+        q = q.filter(
+            Condition::any()
+                .add(conversation::Column::CreatedAt.lt(at))
+                .add(
+                    Condition::all()
+                        .add(conversation::Column::CreatedAt.eq(at))
+                        .add(conversation::Column::Id.lt(id)),
+                ),
+        );
+    }
+    let convs = q
+        .order_by_desc(conversation::Column::CreatedAt)
+        .order_by_desc(conversation::Column::Id)
+        .limit(limit)
+        .all(&core.db)
+        .await?;
+    rows_for(core, convs).await
+}
+
+/// The company's conversations that pass the filters `f`.
+async fn filtered(
+    core: &Core,
+    actor: &Actor,
+    f: &ListFilter,
+) -> Result<sea_orm::Select<conversation::Entity>> {
     actor.require(Permission::Read)?;
     let mut q =
         conversation::Entity::find().filter(conversation::Column::CompanyId.eq(actor.company_id));
@@ -84,15 +133,7 @@ pub async fn list_conversations(
                 .add(conversation::Column::Id.is_in(by_text)),
         );
     }
-    let convs = q
-        .order_by_desc(conversation::Column::LastMessageAt)
-        // Messages stored in one group commit share a timestamp: the id keeps the order the
-        // same from one page to the next.
-        .order_by_desc(conversation::Column::Id)
-        .limit(limit)
-        .all(&core.db)
-        .await?;
-    rows_for(core, convs).await
+    Ok(q)
 }
 
 /// `LIKE` patterns for a search that ignores case in any alphabet on both databases (SQLite's
@@ -227,6 +268,33 @@ pub async fn messages(
         .await?;
     ms.reverse();
     Ok(ms)
+}
+
+/// The conversation's messages stored after `after` (when stored, id), oldest first: pages
+/// that new messages only ever extend at the end.
+pub async fn messages_after(
+    core: &Core,
+    actor: &Actor,
+    conversation_id: ConversationId,
+    after: Option<(i64, MessageId)>,
+    limit: u64,
+) -> Result<Vec<message::Model>> {
+    get_conversation(core, actor, conversation_id).await?;
+    let mut q = message::Entity::find().filter(message::Column::ConversationId.eq(conversation_id));
+    if let Some((at, id)) = after {
+        q = q.filter(
+            Condition::any().add(message::Column::CreatedAt.gt(at)).add(
+                Condition::all()
+                    .add(message::Column::CreatedAt.eq(at))
+                    .add(message::Column::Id.gt(id)),
+            ),
+        );
+    }
+    Ok(q.order_by_asc(message::Column::CreatedAt)
+        .order_by_asc(message::Column::Id)
+        .limit(limit)
+        .all(&core.db)
+        .await?)
 }
 
 pub async fn get_message(core: &Core, actor: &Actor, id: MessageId) -> Result<message::Model> {

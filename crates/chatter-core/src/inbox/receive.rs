@@ -380,6 +380,7 @@ pub(super) async fn ingest_message(
         .filter(conversation::Column::Id.eq(conv.id))
         .exec(conn)
         .await?;
+    chatter_store::figures::after_inbound(conn, &[conv.id], now).await?;
     if !atts.is_empty() {
         FetchFile { message_id: id }
             .enqueue(conn, JobOptions::at(now).company(src.company_id.0))

@@ -372,6 +372,7 @@ pub(crate) async fn insert_outgoing(
     }
     .insert(txn)
     .await?;
+    chatter_store::figures::after_outbound(txn, conv.id, now).await?;
     let mut cam = conv.clone().into_active_model();
     cam.last_text = Set(o.text.chars().take(140).collect());
     cam.last_message_at = Set(now);

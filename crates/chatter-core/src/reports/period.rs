@@ -164,19 +164,14 @@ pub async fn report(core: &Core, actor: &Actor, from: &str, to: &str) -> Result<
     let b = db.get_database_backend();
     let company = actor.company_id;
 
-    // The period's conversations: first customer message, first response and its author.
+    // The period's conversations: first customer message, first response and its author, as
+    // kept on the conversation (`chatter_store::figures`).
     let rows = db
         .query_all(stmt(
             b,
-            "SELECT c.id AS id, c.source_id AS source_id, f.first_in AS first_in, \
-             (SELECT min(o.created_at) FROM messages o WHERE o.conversation_id = f.conversation_id \
-              AND o.direction = 'out' AND o.created_at >= f.first_in) AS first_out, \
-             (SELECT o.author_id FROM messages o WHERE o.conversation_id = f.conversation_id \
-              AND o.direction = 'out' AND o.created_at >= f.first_in ORDER BY o.created_at, o.id LIMIT 1) AS author_id \
-             FROM (SELECT conversation_id, min(created_at) AS first_in \
-                   FROM messages WHERE company_id = $1 AND direction = 'in' GROUP BY conversation_id) f \
-             JOIN conversations c ON c.id = f.conversation_id \
-             WHERE f.first_in >= $2 AND f.first_in < $3",
+            "SELECT id, source_id, first_in_at AS first_in, first_response_at AS first_out, \
+             first_responder_id AS author_id FROM conversations \
+             WHERE company_id = $1 AND first_in_at >= $2 AND first_in_at < $3",
             vec![company.into(), start.into(), end.into()],
         ))
         .await?;
@@ -253,7 +248,8 @@ pub async fn report(core: &Core, actor: &Actor, from: &str, to: &str) -> Result<
         .query_all(stmt(
             b,
             "SELECT source_id, author_id, direction, (created_at - $2) / $4 AS day, count(*) AS n \
-             FROM messages WHERE company_id = $1 AND created_at >= $2 AND created_at < $3 \
+             FROM messages WHERE company_id = $1 AND direction IN ('in', 'out') \
+             AND created_at >= $2 AND created_at < $3 \
              GROUP BY source_id, author_id, direction, 4",
             vec![company.into(), start.into(), end.into(), DAY_MS.into()],
         ))

@@ -1,8 +1,10 @@
 //! The key's own company, its team members and its sources with their health.
 
-use super::{ApiActor, ApiError, ApiErrorBody};
+use super::page::{answer, in_memory, page_types, PageQuery, Paged, Position};
+use super::{ApiActor, ApiError, ApiErrorBody, ApiQuery};
 use crate::AppState;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatter_core::accounts::team;
 use chatter_core::CoreError;
@@ -61,26 +63,35 @@ pub struct MemberOut {
     pub two_factor: bool,
 }
 
-/// The company's team members.
-#[utoipa::path(get, path = "/api/v1/members", tag = "team",
-    responses((status = 200, body = Vec<MemberOut>), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
+page_types!(MemberPage, MembersOut, MemberOut, "team members");
+
+/// The company's team members, by when they joined. With `cursor`: pages of `limit`.
+#[utoipa::path(get, path = "/api/v1/members", tag = "team", params(PageQuery),
+    responses((status = 200, body = MembersOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "`limit` is not between 1 and 500, or `cursor` is not one this list gave")))]
 pub async fn members(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-) -> Result<Json<Vec<MemberOut>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let paging = match q.paging() {
+        Ok(p) => p,
+        Err(r) => return Ok(r.into_response()),
+    };
     let ms = team::list_members(&st.core.db, &a).await?;
-    Ok(Json(
-        ms.into_iter()
-            .map(|m| MemberOut {
-                user_id: m.user_id,
-                name: m.name,
-                email: m.email,
-                role: m.role.as_str().into(),
-                member_since: m.since,
-                two_factor: m.totp_enabled,
-            })
-            .collect(),
-    ))
+    let ms: Vec<MemberOut> = ms
+        .into_iter()
+        .map(|m| MemberOut {
+            user_id: m.user_id,
+            name: m.name,
+            email: m.email,
+            role: m.role.as_str().into(),
+            member_since: m.since,
+            two_factor: m.totp_enabled,
+        })
+        .collect();
+    Ok(answer(in_memory(ms, paging, |m| {
+        Position::new(m.member_since, m.user_id)
+    })))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -102,24 +113,39 @@ pub struct SourceOut {
     pub parked_events: i64,
 }
 
-/// The company's sources with their health.
-#[utoipa::path(get, path = "/api/v1/sources", tag = "sources",
-    responses((status = 200, body = Vec<SourceOut>), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
+page_types!(SourcePage, SourcesOut, SourceOut, "sources");
+
+/// The company's sources with their health, oldest first. With `cursor`: pages of `limit`.
+#[utoipa::path(get, path = "/api/v1/sources", tag = "sources", params(PageQuery),
+    responses((status = 200, body = SourcesOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "`limit` is not between 1 and 500, or `cursor` is not one this list gave")))]
 pub async fn sources(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-) -> Result<Json<Vec<SourceOut>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let paging = match q.paging() {
+        Ok(p) => p,
+        Err(r) => return Ok(r.into_response()),
+    };
     let list = chatter_core::sources::list(&st.core, &a).await?;
     let parked =
         chatter_core::inbox::dead_letters::counts_by_source(&st.core, a.company_id).await?;
-    Ok(Json(
-        list.into_iter()
+    let list = in_memory(list, paging, |s| Position::new(s.created_at, s.id));
+    let out = |v: Vec<source::Model>| -> Vec<SourceOut> {
+        v.into_iter()
             .map(|s| {
                 let n = parked.get(&s.id).copied().unwrap_or(0);
                 source_out(s, n)
             })
-            .collect(),
-    ))
+            .collect()
+    };
+    Ok(answer(match list {
+        Ok(v) => Ok(out(v)),
+        Err(p) => Err(Paged {
+            items: out(p.items),
+            next_cursor: p.next_cursor,
+        }),
+    }))
 }
 
 /// How the API shows source `s`, with `parked_events` of its events parked.

@@ -1,6 +1,7 @@
 //! Conversations and their messages: listing them, sending a reply, and where a conversation
 //! stands in the CRM.
 
+use super::page::{answer, page_types, PageQuery, Paged, Paging, Position};
 use super::{body, ApiActor, ApiError, ApiErrorBody, ApiJson, ApiPath, ApiQuery, FieldErrorOut};
 use crate::AppState;
 use axum::extract::State;
@@ -59,7 +60,20 @@ pub struct ConversationQuery {
     /// At most this many, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
+    /// Send it to get pages (`{"items", "next_cursor"}`, newest conversations first by when
+    /// they began): empty for the first page, then the `next_cursor` of the previous one.
+    /// Without it the answer is a bare array, most recent activity first, as before.
+    #[param(pattern = "^([0-9a-fA-F]{48})?$")]
+    pub cursor: Option<String>,
 }
+
+page_types!(
+    ConversationPage,
+    ConversationsOut,
+    ConversationOut,
+    "conversations"
+);
+page_types!(MessagePage, MessagesOut, MessageOut, "messages");
 
 fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut {
     let c = r.conversation;
@@ -85,26 +99,51 @@ fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut 
     }
 }
 
-/// Conversations, most recent first.
+/// Conversations. Without `cursor`: most recent activity first, at most `limit` (a bare
+/// array, as before). With `cursor`: pages of `limit`, newest first by when they began.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", params(ConversationQuery),
-    responses((status = 200, body = Vec<ConversationOut>), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "`limit` is not between 1 and 500")))]
+    responses((status = 200, body = ConversationsOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "`limit` is not between 1 and 500, or `cursor` is not one this list gave")))]
 pub async fn conversations(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
     ApiQuery(q): ApiQuery<ConversationQuery>,
-) -> Result<Json<Vec<ConversationOut>>, ApiError> {
+) -> Result<Response, ApiError> {
+    let paging = match Paging::parse(q.cursor.as_deref(), q.limit) {
+        Ok(p) => p,
+        Err(r) => return Ok(r.into_response()),
+    };
     let f = chatter_core::inbox::ListFilter {
         source: q.source.map(SourceId),
         status: q.status,
         only: q.only,
         q: q.q,
     };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError(CoreError::field("limit", "err.out_of_range")));
-    }
-    let rows = chatter_core::inbox::list_conversations(&st.core, &a, &f, limit).await?;
-    Ok(Json(rows.into_iter().map(conversation_out).collect()))
+    let rows = match paging {
+        Paging::Legacy { .. } => {
+            let rows = chatter_core::inbox::list_conversations(&st.core, &a, &f, paging.fetch(100))
+                .await?;
+            Ok(rows.into_iter().map(conversation_out).collect())
+        }
+        Paging::Page { after, limit } => {
+            let after = after.map(|p| (p.key, p.id));
+            let rows = chatter_core::inbox::list_conversations_after(
+                &st.core,
+                &a,
+                &f,
+                after,
+                paging.fetch(100),
+            )
+            .await?;
+            let page = Paged::cut(rows, limit, |r| {
+                Position::new(r.conversation.created_at, r.conversation.id)
+            });
+            Err(Paged {
+                items: page.items.into_iter().map(conversation_out).collect(),
+                next_cursor: page.next_cursor,
+            })
+        }
+    };
+    Ok(answer(rows))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -167,17 +206,39 @@ fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
     }
 }
 
-/// A conversation's messages, oldest first (the last 500).
+/// A conversation's messages, oldest first. Without `cursor`: the last `limit` (default 500,
+/// a bare array, as before). With `cursor`: pages of `limit` from the first message on.
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
-    params(("id" = Uuid, Path, description = "conversation id")),
-    responses((status = 200, body = Vec<MessageOut>), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json")))]
+    params(("id" = Uuid, Path, description = "conversation id"), PageQuery),
+    responses((status = 200, body = MessagesOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`), or the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "`limit` is not between 1 and 500, or `cursor` is not one this list gave")))]
 pub async fn conversation_messages(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
     ApiPath(id): ApiPath<ConversationId>,
-) -> Result<Json<Vec<MessageOut>>, ApiError> {
-    let ms = chatter_core::inbox::messages(&st.core, &a, id, 500).await?;
-    Ok(Json(ms.into_iter().map(message_out).collect()))
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let paging = match q.paging() {
+        Ok(p) => p,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let ms = match paging {
+        Paging::Legacy { .. } => {
+            let ms = chatter_core::inbox::messages(&st.core, &a, id, paging.fetch(500)).await?;
+            Ok(ms.into_iter().map(message_out).collect())
+        }
+        Paging::Page { after, limit } => {
+            let after = after.map(|p| (p.key, MessageId(p.id)));
+            let ms =
+                chatter_core::inbox::messages_after(&st.core, &a, id, after, paging.fetch(500))
+                    .await?;
+            let page = Paged::cut(ms, limit, |m| Position::new(m.created_at, m.id));
+            Err(Paged {
+                items: page.items.into_iter().map(message_out).collect(),
+                next_cursor: page.next_cursor,
+            })
+        }
+    };
+    Ok(answer(ms))
 }
 
 #[derive(serde::Deserialize, ToSchema)]

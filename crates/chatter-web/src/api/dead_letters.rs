@@ -1,10 +1,11 @@
 //! `/api/v1/dead-letters`: inbound events that could not be stored as they came (parked and
 //! acknowledged, see core::dead_letters), listed and retried as in Settings.
 
-use super::ApiPath;
-use super::{ApiActor, ApiError};
+use super::page::{answer, page_types, PageQuery, Paged, Paging, Position};
+use super::{ApiActor, ApiError, ApiPath, ApiQuery};
 use crate::AppState;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatter_core::inbox::dead_letters::{self, Retried};
 use serde::Serialize;
@@ -30,29 +31,56 @@ pub struct DeadLetterOut {
     pub updated_at: i64,
 }
 
-/// The company's undelivered events, newest first (the last 500). Admins and owners.
-#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "sources",
-    responses((status = 200, body = Vec<DeadLetterOut>), (status = 401, body = super::ApiErrorBody, content_type = "application/problem+json"), (status = 403, body = super::ApiErrorBody, content_type = "application/problem+json")))]
+page_types!(
+    DeadLetterPage,
+    DeadLettersOut,
+    DeadLetterOut,
+    "undelivered events"
+);
+
+fn dead_letter_out(d: chatter_store::entity::dead_letter::Model) -> DeadLetterOut {
+    DeadLetterOut {
+        id: d.id,
+        source_id: d.source_id,
+        kind: d.kind,
+        reason: d.reason,
+        event: d.event,
+        raw: d.raw,
+        attempts: d.attempts,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+    }
+}
+
+/// The company's undelivered events, newest first: without `cursor` the last `limit` (default
+/// 500, a bare array, as before); with it, pages of `limit`. Admins and owners.
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "sources", params(PageQuery),
+    responses((status = 200, body = DeadLettersOut), (status = 400, body = super::ApiErrorBody, content_type = "application/problem+json", description = "the query string does not parse (`invalid_query`)"), (status = 401, body = super::ApiErrorBody, content_type = "application/problem+json"), (status = 403, body = super::ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = super::ApiErrorBody, content_type = "application/problem+json", description = "`limit` is not between 1 and 500, or `cursor` is not one this list gave")))]
 pub async fn list_dead_letters(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-) -> Result<Json<Vec<DeadLetterOut>>, ApiError> {
-    let list = dead_letters::list(&st.core, &a, 500).await?;
-    Ok(Json(
-        list.into_iter()
-            .map(|d| DeadLetterOut {
-                id: d.id,
-                source_id: d.source_id,
-                kind: d.kind,
-                reason: d.reason,
-                event: d.event,
-                raw: d.raw,
-                attempts: d.attempts,
-                created_at: d.created_at,
-                updated_at: d.updated_at,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let paging = match q.paging() {
+        Ok(p) => p,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let list = match paging {
+        Paging::Legacy { .. } => {
+            let list = dead_letters::list(&st.core, &a, paging.fetch(500)).await?;
+            Ok(list.into_iter().map(dead_letter_out).collect())
+        }
+        Paging::Page { after, limit } => {
+            let after = after.map(|p| (p.key, p.id));
+            let list = dead_letters::list_after(&st.core, &a, after, paging.fetch(500)).await?;
+            let page = Paged::cut(list, limit, |d| Position::new(d.created_at, d.id));
+            Err(Paged {
+                items: page.items.into_iter().map(dead_letter_out).collect(),
+                next_cursor: page.next_cursor,
             })
-            .collect(),
-    ))
+        }
+    };
+    Ok(answer(list))
 }
 
 #[derive(Serialize, ToSchema)]

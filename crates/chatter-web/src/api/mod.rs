@@ -7,7 +7,7 @@
 //! This module owns the route table and the OpenAPI document; the handlers live by resource:
 //! `company` (the key's company, members, sources), `sources` (connecting a source), `conversations` (conversations, messages,
 //! replies, the CRM side), `routing` (routing rules and their dry run), `dead_letters`,
-//! `exports`, `reports`; `api_source` documents the API source's inbound and outbound bodies.
+//! `exports`, `reports`; `page` the cursor pagination of every list; `api_source` documents the API source's inbound and outbound bodies.
 //! `error` is the problem document every refusal answers with, `actor` the bearer-key check.
 
 mod actor;
@@ -18,6 +18,7 @@ pub mod dead_letters;
 mod error;
 mod exports;
 mod extract;
+mod page;
 pub mod reports;
 mod routing;
 mod sources;
@@ -26,17 +27,21 @@ pub use actor::ApiActor;
 pub use api_source::{
     ApiSourceMessageIn, ApiSourceReceivedOut, ApiSourceSenderIn, ApiSourceUtmIn, WebhookEventOut,
 };
-pub use company::{me, members, sources, CompanyOut, Me, MemberOut, SourceOut};
+pub use company::{
+    me, members, sources, CompanyOut, Me, MemberOut, MemberPage, MembersOut, SourceOut, SourcePage,
+    SourcesOut,
+};
 pub use conversations::{
     conversation_crm, conversation_messages, conversations, send_message, AttachmentOut,
-    ContactOut, ConversationOut, ConversationQuery, CrmOut, MessageOut, SendIn,
+    ContactOut, ConversationOut, ConversationPage, ConversationQuery, ConversationsOut, CrmOut,
+    MessageOut, MessagePage, MessagesOut, SendIn,
 };
 pub(crate) use error::body;
 pub use error::{ApiError, ApiErrorBody, ApiErrorInner, FieldErrorOut, PROBLEM_JSON};
 pub use extract::{ApiJson, ApiPath, ApiQuery, ApiRejection};
 pub use routing::{
     routing_dry_run, routing_rules, ActionsOut, ConditionsOut, DecisionOut, DryRunIn,
-    ResponsibleOut, RuleOut, StepOut, TimeWindowOut,
+    ResponsibleOut, RuleOut, RulePage, RulesOut, StepOut, TimeWindowOut,
 };
 use sources::ConnectableKinds;
 pub use sources::{create_source, SourceIn};
@@ -52,7 +57,7 @@ use utoipa_swagger_ui::SwaggerUi;
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
     paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv),
-    components(schemas(Me, CompanyOut, MemberOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
+    components(schemas(Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
     modifiers(&BearerAuth, &ConnectableKinds),
     security(("bearer" = []))
 )]

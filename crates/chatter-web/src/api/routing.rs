@@ -1,9 +1,11 @@
 //! The routing rules (requirement R3.4) as the API shows them, with the names of what they refer to
 //! in the synced amoCRM account, and the dry run that says which rule would fire and why.
 
-use super::{ApiActor, ApiError, ApiErrorBody, ApiJson};
+use super::page::{answer, page_types, PageQuery, Paged, Paging, Position};
+use super::{ApiActor, ApiError, ApiErrorBody, ApiJson, ApiQuery};
 use crate::AppState;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatter_core::CoreError;
 use chatter_domain::SourceId;
@@ -136,48 +138,97 @@ fn actions_out(
     }
 }
 
-/// The company's routing rules, in the order they are tried.
-#[utoipa::path(get, path = "/api/v1/routing-rules", tag = "routing",
-    responses((status = 200, body = Vec<RuleOut>), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
+page_types!(RulePage, RulesOut, RuleOut, "routing rules");
+
+/// The company's routing rules, in the order they are tried. With `cursor`: pages of `limit`
+/// (a rule moved or added while a client walks the pages is placed by its position then).
+#[utoipa::path(get, path = "/api/v1/routing-rules", tag = "routing", params(PageQuery),
+    responses((status = 200, body = RulesOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "the query string does not parse (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "`limit` is not between 1 and 500, or `cursor` is not one this list gave")))]
 pub async fn routing_rules(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
-) -> Result<Json<Vec<RuleOut>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let paging = match q.paging() {
+        Ok(p) => p,
+        Err(r) => return Ok(r.into_response()),
+    };
     let rules = chatter_core::crm::rules::list(&st.core, &a).await?;
+    // A cursor names the last rule seen: the next page starts after it wherever it now is (or
+    // at its old position when it was deleted).
+    let start = match paging.after() {
+        None => 0,
+        Some(p) => match rules
+            .iter()
+            .position(|r| Uuid::parse_str(&r.id).ok() == Some(p.id))
+        {
+            Some(i) => i + 1,
+            None => usize::try_from(p.key.max(0))
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        },
+    };
+    let positioned: Vec<(usize, chatter_domain::routing::Rule)> =
+        rules.into_iter().enumerate().skip(start).collect();
+    let position = |(i, r): &(usize, chatter_domain::routing::Rule)| {
+        Position::new(
+            i64::try_from(*i).unwrap_or(i64::MAX),
+            Uuid::parse_str(&r.id).unwrap_or_default(),
+        )
+    };
     let names = crate::ui::rules::Names::load(&st, &a).await?;
-    Ok(Json(
-        rules
-            .into_iter()
-            .map(|r| {
-                let c = r.conditions;
-                RuleOut {
-                    actions: actions_out(&names, &r.actions),
-                    id: r.id,
-                    name: r.name,
-                    enabled: r.enabled,
-                    conditions: ConditionsOut {
-                        sources: c.sources,
-                        keywords: c.keywords,
-                        regex: c.regex,
-                        exclude: c.exclude,
-                        windows: c
-                            .windows
-                            .into_iter()
-                            .map(|w| TimeWindowOut {
-                                weekdays: w
-                                    .weekdays
-                                    .iter()
-                                    .map(|d| d.to_string().to_lowercase())
-                                    .collect(),
-                                from: w.from.format("%H:%M").to_string(),
-                                to: w.to.format("%H:%M").to_string(),
-                            })
-                            .collect(),
-                    },
-                }
+    let out = |v: Vec<(usize, chatter_domain::routing::Rule)>| -> Vec<RuleOut> {
+        v.into_iter().map(|(_, r)| rule_out(&names, r)).collect()
+    };
+    Ok(answer(match paging {
+        Paging::Legacy { limit } => {
+            let mut v = positioned;
+            if let Some(l) = limit {
+                v.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+            }
+            Ok(out(v))
+        }
+        Paging::Page { limit, .. } => {
+            let rows: Vec<_> = positioned
+                .into_iter()
+                .take(usize::try_from(limit + 1).unwrap_or(usize::MAX))
+                .collect();
+            let page = Paged::cut(rows, limit, position);
+            Err(Paged {
+                items: out(page.items),
+                next_cursor: page.next_cursor,
             })
-            .collect(),
-    ))
+        }
+    }))
+}
+
+fn rule_out(names: &crate::ui::rules::Names, r: chatter_domain::routing::Rule) -> RuleOut {
+    let c = r.conditions;
+    RuleOut {
+        actions: actions_out(names, &r.actions),
+        id: r.id,
+        name: r.name,
+        enabled: r.enabled,
+        conditions: ConditionsOut {
+            sources: c.sources,
+            keywords: c.keywords,
+            regex: c.regex,
+            exclude: c.exclude,
+            windows: c
+                .windows
+                .into_iter()
+                .map(|w| TimeWindowOut {
+                    weekdays: w
+                        .weekdays
+                        .iter()
+                        .map(|d| d.to_string().to_lowercase())
+                        .collect(),
+                    from: w.from.format("%H:%M").to_string(),
+                    to: w.to.format("%H:%M").to_string(),
+                })
+                .collect(),
+        },
+    }
 }
 
 /// Which rule would fire for a message from a source at a time, and why. Changes nothing.

@@ -34,6 +34,7 @@ mod nodes;
 mod nodes_browser;
 mod nodes_faults;
 mod operator;
+mod pages;
 mod permissions;
 mod poison;
 mod prod;

@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0015_tls_certificates";
+    let newest = "m0016_dashboard_figures";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,7 +125,11 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE tls_certificates; DROP TABLE acme_accounts; DROP TABLE acme_challenges;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; \
+             DROP INDEX ix_conversations_company_status; DROP INDEX ix_conversations_company_created; \
+             DROP INDEX ix_conversations_company_first_in; DROP INDEX ix_messages_company_direction_created; \
+             ALTER TABLE conversations DROP COLUMN first_in_at, DROP COLUMN first_response_at, \
+             DROP COLUMN first_responder_id, DROP COLUMN last_in_at, DROP COLUMN last_out_at;"
         ))
         .await
         .expect("undo the newest migration");
@@ -166,9 +170,9 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         "the missing migration applied exactly once"
     );
     db.db
-        .execute_unprepared("SELECT count(*) FROM tls_certificates")
+        .execute_unprepared("SELECT count(first_response_at) FROM conversations")
         .await
-        .expect("the newest migration's table is back");
+        .expect("the newest migration's columns are back");
     let mut all_nodes = nodes;
     all_nodes.push(migrator);
     println!(

@@ -197,3 +197,89 @@ pub(crate) async fn three_customers_two_answered(
     assert_eq!(r.status(), 303);
     convs
 }
+
+/// The facts the dashboard reads from each conversation (first customer message, first
+/// response and who sent it, latest message each way) are written as messages arrive and are
+/// sent; they must be what the migration computes from the messages alone, so an upgraded
+/// database and a live one show the same figures.
+#[tokio::test]
+async fn the_facts_kept_on_conversations_are_those_computed_from_their_messages() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::builder().with_manual_clock().start().await;
+    let clock = app.clock.clone().expect("manual clock");
+    let (s, token, _) = company_with_bot(&app).await;
+    let convs = three_customers_two_answered(&app, &s, &token, 5700).await;
+    // A second answer and a later customer message: neither is a first.
+    clock.advance(3 * 60_000);
+    let page = format!("/app/inbox/{}", convs[0]);
+    let r = s
+        .post_from(&page, &format!("{page}/reply"), &[("text", "Ещё вопрос?")])
+        .await;
+    assert_eq!(r.status(), 303);
+    clock.advance(60_000);
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5700, "Анна Клиентка", "Спасибо"),
+    );
+    eventually("the customer's second message", || async {
+        crate::messages::count(&app, "SELECT count(*) FROM messages WHERE direction = 'in'").await
+            == 4
+    })
+    .await;
+
+    let facts = || async {
+        let rows = app
+            .core
+            .db
+            .query_all(sea_orm::Statement::from_string(
+                app.core.db.get_database_backend(),
+                "SELECT id, first_in_at, first_response_at, first_responder_id, last_in_at, \
+                 last_out_at FROM conversations ORDER BY id",
+            ))
+            .await
+            .expect("facts");
+        rows.iter()
+            .map(|r| {
+                (
+                    r.try_get::<uuid::Uuid>("", "id").expect("id"),
+                    r.try_get::<Option<i64>>("", "first_in_at")
+                        .expect("first_in_at"),
+                    r.try_get::<Option<i64>>("", "first_response_at")
+                        .expect("first_response_at"),
+                    r.try_get::<Option<uuid::Uuid>>("", "first_responder_id")
+                        .expect("first_responder_id"),
+                    r.try_get::<Option<i64>>("", "last_in_at")
+                        .expect("last_in_at"),
+                    r.try_get::<Option<i64>>("", "last_out_at")
+                        .expect("last_out_at"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let live = facts().await;
+    assert_eq!(live.len(), 3);
+    let answered = live.iter().filter(|f| f.2.is_some()).count();
+    assert_eq!(answered, 2, "{live:?}");
+    assert!(
+        live.iter().all(|f| f.1.is_some() && f.4.is_some()),
+        "{live:?}"
+    );
+    let dashboard = s.html("/app").await;
+    let figures = |html: &str| html[html.find("id=\"fig-open\"").expect("figures")..].to_string();
+
+    // Forget them, and compute them again as the migration does.
+    app.core
+        .db
+        .execute_unprepared(
+            "UPDATE conversations SET first_in_at = NULL, first_response_at = NULL, \
+             first_responder_id = NULL, last_in_at = NULL, last_out_at = NULL",
+        )
+        .await
+        .expect("forget");
+    chatter_store::figures::backfill(&app.core.db)
+        .await
+        .expect("backfill");
+    assert_eq!(facts().await, live);
+    assert_eq!(figures(&s.html("/app").await), figures(&dashboard));
+    app.stop().await;
+}
