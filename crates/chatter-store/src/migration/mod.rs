@@ -15,6 +15,7 @@ mod m0012_job_takeover;
 mod m0013_nodes;
 mod m0014_signup_confirmations;
 mod m0015_tls_certificates;
+mod m0017_search;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_nodes::Migration),
             Box::new(m0014_signup_confirmations::Migration),
             Box::new(m0015_tls_certificates::Migration),
+            Box::new(m0017_search::Migration),
         ]
     }
 }

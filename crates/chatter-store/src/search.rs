@@ -1,0 +1,160 @@
+//! The full-text index of message texts, one design per database behind one pair of functions:
+//! [`index_messages`] (called in the transaction that stores or edits messages) and
+//! [`find_messages`] (a company's matching message ids, newest first).
+//!
+//! - PostgreSQL: a GIN expression index on `messages` (m0017) over `to_tsvector('russian', text)`
+//!   (Snowball Russian for Cyrillic words, English for Latin ones) plus one lexeme naming the
+//!   company, which no parsed word can equal (it holds a space). A query ANDs the company's
+//!   lexeme with the words, so the index itself intersects "this company" with "these words"
+//!   instead of fetching every company's matches and filtering them. The database keeps the
+//!   index in the writing transaction; [`index_messages`] does nothing.
+//! - SQLite: FTS5 has no Russian stemmer, so the stems are computed here with the stemmer the
+//!   routing rules use (`chatter_domain::stem`, the same Snowball algorithms) and stored as a
+//!   text of space-separated stems in `message_search_terms`; an external-content FTS5 table
+//!   (`message_search`) kept by triggers indexes that text and the company's id. A MATCH
+//!   expression is built only from our own stems, each quoted, so no typed character is ever
+//!   FTS5 syntax.
+//!
+//! Both answer with `company_id = …` checked on the message row as well: the index narrows,
+//! the row decides.
+
+use crate::{stmt, Result};
+use chatter_domain::stem;
+use sea_orm::{ConnectionTrait, DbBackend, Value};
+use uuid::Uuid;
+
+/// Characters of a message text indexed; the rest of a longer text is not searchable (and a
+/// text of megabytes cannot overflow PostgreSQL's 1 MB tsvector in the ingest transaction).
+pub const INDEXED_CHARS: i32 = 100_000;
+
+/// The indexed vector of a message row on PostgreSQL; the index (m0017) and the query use this
+/// exact text, or the planner would not match them.
+pub const PG_VECTOR: &str = "(to_tsvector('russian'::regconfig, left(coalesce(text, ''), 100000)) \
+     || array_to_tsvector(ARRAY['company ' || replace(company_id::text, '-', '')]))";
+
+/// Rows per multi-row insert (three values each, well under SQLite's parameter limit).
+const CHUNK: usize = 300;
+
+/// The stems of `text` as the SQLite index stores them: space-separated, in text order.
+pub fn terms_of(text: &str) -> String {
+    let capped: String = text.chars().take(INDEXED_CHARS as usize).collect();
+    stem::tokens(&capped).join(" ")
+}
+
+/// The company's token in the SQLite index: its id as 32 hex digits.
+fn company_token(company: Uuid) -> String {
+    company.simple().to_string()
+}
+
+/// Adds or replaces the index entries of messages `(id, company, text)`, inside the caller's
+/// transaction. PostgreSQL indexes the rows itself.
+pub async fn index_messages(
+    conn: &impl ConnectionTrait,
+    rows: &[(Uuid, Uuid, Option<&str>)],
+) -> Result<()> {
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Sqlite || rows.is_empty() {
+        return Ok(());
+    }
+    for chunk in rows.chunks(CHUNK) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (id, company, text) in chunk {
+            let n = values.len();
+            tuples.push(format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+            values.push((*id).into());
+            values.push(company_token(*company).into());
+            values.push(terms_of(text.unwrap_or_default()).into());
+        }
+        let sql = format!(
+            "INSERT INTO message_search_terms (message_id, company, terms) VALUES {} \
+             ON CONFLICT (message_id) DO UPDATE SET terms = excluded.terms",
+            tuples.join(", ")
+        );
+        conn.execute(stmt(backend, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Shortest last word that is also matched as the beginning of a word (as one types).
+pub const PREFIX_CHARS: usize = 3;
+
+/// The ids of the company's messages containing every word of `words` (any form of it; the
+/// last one, when it has [`PREFIX_CHARS`] or more, also as the beginning of a word), newest
+/// first, at most `limit`. `words` are the folded words of a query (letters and digits only);
+/// none gives none.
+pub async fn find_messages(
+    conn: &impl ConnectionTrait,
+    company: Uuid,
+    words: &[String],
+    limit: u64,
+) -> Result<Vec<Uuid>> {
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = conn.get_database_backend();
+    let limit = limit as i64;
+    let last = words.len() - 1;
+    let prefix = words[last].chars().count() >= PREFIX_CHARS;
+    let st = if backend == DbBackend::Postgres {
+        // Letters and digits only, so this is never tsquery syntax but our own `&` and `:*`.
+        let words = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if i == last && prefix {
+                    format!("{w}:*")
+                } else {
+                    w.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" & ");
+        // Stop words («в», «и») drop out of the words' query; one of nothing but stop words
+        // must find nothing rather than every message of the company.
+        let sql = format!(
+            "SELECT id FROM messages WHERE company_id = $1 \
+             AND {PG_VECTOR} @@ (CAST($2 AS tsquery) && to_tsquery('russian', $3)) \
+             AND numnode(to_tsquery('russian', $3)) > 0 \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        let lexeme = format!("'company {}'", company_token(company));
+        stmt(
+            backend,
+            &sql,
+            vec![company.into(), lexeme.into(), words.into(), limit.into()],
+        )
+    } else {
+        let mut expr = format!("company : \"{}\"", company_token(company));
+        for (i, w) in words.iter().enumerate() {
+            // Stems hold letters and digits only; doubling quotes keeps that true of the
+            // expression even if the tokenizer ever changed.
+            let s = stem::stem(w).replace('"', "\"\"");
+            let star = if i == last && prefix { " *" } else { "" };
+            expr.push_str(&format!(" AND terms : \"{s}\"{star}"));
+        }
+        stmt(
+            backend,
+            "SELECT t.message_id AS id FROM message_search_terms t \
+             JOIN messages m ON m.id = t.message_id AND m.company_id = $2 \
+             WHERE t.id IN (SELECT rowid FROM message_search WHERE message_search MATCH $1 \
+             ORDER BY rowid DESC LIMIT $3) ORDER BY t.id DESC",
+            vec![expr.into(), company.into(), limit.into()],
+        )
+    };
+    let rows = conn.query_all(st).await?;
+    rows.iter()
+        .map(|r| r.try_get::<Uuid>("", "id").map_err(Into::into))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_are_the_stems_in_order() {
+        assert_eq!(terms_of("Доставку в МОСКВУ?"), "доставк в москв");
+        assert_eq!(terms_of(""), "");
+    }
+}
