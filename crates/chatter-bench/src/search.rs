@@ -75,14 +75,44 @@ const EN: &[&str] = &[
     "Thanks, waiting for your answer",
 ];
 const PRODUCTS: &[&str] = &[
-    "чайник", "диван", "холодильник", "пылесос", "кресло", "стол", "матрас", "телевизор",
-    "ноутбук", "кофемашину", "велосипед", "шкаф", "лампу", "ковёр", "микроволновку",
+    "чайник",
+    "диван",
+    "холодильник",
+    "пылесос",
+    "кресло",
+    "стол",
+    "матрас",
+    "телевизор",
+    "ноутбук",
+    "кофемашину",
+    "велосипед",
+    "шкаф",
+    "лампу",
+    "ковёр",
+    "микроволновку",
 ];
 const CITIES: &[&str] = &[
-    "Москву", "Химки", "Казань", "Тверь", "Самару", "Пермь", "Сочи", "Калугу", "Омск", "Тулу",
+    "Москву",
+    "Химки",
+    "Казань",
+    "Тверь",
+    "Самару",
+    "Пермь",
+    "Сочи",
+    "Калугу",
+    "Омск",
+    "Тулу",
 ];
 const NAMES: &[&str] = &[
-    "Ольга", "Павел", "Ирина", "Николай", "Анна", "Сергей", "Мария", "Дмитрий", "Елена",
+    "Ольга",
+    "Павел",
+    "Ирина",
+    "Николай",
+    "Анна",
+    "Сергей",
+    "Мария",
+    "Дмитрий",
+    "Елена",
 ];
 
 /// The kinds of query timed, as people type them.
@@ -232,21 +262,26 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
     .exec(db)
     .await
     .context("companies")?;
-    source::Entity::insert_many(sources.iter().enumerate().map(|(i, id)| source::ActiveModel {
-        id: Set(*id),
-        company_id: Set(companies[i]),
-        kind: Set(6),
-        name: Set(format!("Сайт {i}")),
-        secret: Set(None),
-        settings: Set("{}".into()),
-        status: Set("connected".into()),
-        last_error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        cursor: Set(None),
-        last_inbound_at: Set(None),
-        last_ok_at: Set(None),
-    }))
+    source::Entity::insert_many(
+        sources
+            .iter()
+            .enumerate()
+            .map(|(i, id)| source::ActiveModel {
+                id: Set(*id),
+                company_id: Set(companies[i]),
+                kind: Set(6),
+                name: Set(format!("Сайт {i}")),
+                secret: Set(None),
+                settings: Set("{}".into()),
+                status: Set("connected".into()),
+                last_error: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+                cursor: Set(None),
+                last_inbound_at: Set(None),
+                last_ok_at: Set(None),
+            }),
+    )
     .exec(db)
     .await
     .context("sources")?;
@@ -294,7 +329,11 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
                     company_id: Set(company),
                     conversation_id: Set(conv_id),
                     source_id: Set(src),
-                    direction: Set(if inbound { Direction::In } else { Direction::Out }),
+                    direction: Set(if inbound {
+                        Direction::In
+                    } else {
+                        Direction::Out
+                    }),
                     external_id: Set(Some(format!("m{written}"))),
                     text: Set(Some(text)),
                     attachments: Set("[]".into()),
@@ -336,7 +375,9 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
             conv_no += 1;
         }
         for chunk in contacts.chunks(500) {
-            contact::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+            contact::Entity::insert_many(chunk.to_vec())
+                .exec(&txn)
+                .await?;
         }
         for chunk in convs.chunks(500) {
             conversation::Entity::insert_many(chunk.to_vec())
@@ -344,7 +385,9 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
                 .await?;
         }
         for chunk in msgs.chunks(500) {
-            message::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+            message::Entity::insert_many(chunk.to_vec())
+                .exec(&txn)
+                .await?;
         }
         let rows: Vec<(Uuid, Uuid, Option<&str>)> = index
             .iter()

@@ -359,8 +359,7 @@ pub(super) async fn ingest_message(
     if n == 0 {
         return Ok(Ingested::Duplicate);
     }
-    chatter_store::search::index_messages(conn, &[(id, src.company_id, m.text.as_deref())])
-        .await?;
+    chatter_store::search::index_messages(conn, &[(id, src.company_id, m.text.as_deref())]).await?;
     conversation::Entity::update_many()
         .col_expr(
             conversation::Column::LastText,

@@ -93,7 +93,8 @@ impl SearchQuery {
         let stemmed = stem::stem(word);
         self.stems.contains(&stemmed)
             || self.prefix.as_ref().is_some_and(|(raw, stemmed_prefix)| {
-                stem::fold(word).starts_with(raw.as_str()) || stemmed.starts_with(stemmed_prefix.as_str())
+                stem::fold(word).starts_with(raw.as_str())
+                    || stemmed.starts_with(stemmed_prefix.as_str())
             })
     }
 
@@ -187,9 +188,8 @@ pub async fn search(core: &Core, actor: &Actor, q: &str, limit: u64) -> Result<S
         });
     }
     let mut hits = contact_hits(core, actor.company_id, &query).await?;
-    let ids =
-        chatter_store::search::find_messages(&core.db, actor.company_id, &query.words, limit)
-            .await?;
+    let ids = chatter_store::search::find_messages(&core.db, actor.company_id, &query.words, limit)
+        .await?;
     let mut messages = message::Entity::find()
         .filter(message::Column::CompanyId.eq(actor.company_id))
         .filter(message::Column::Id.is_in(ids))
@@ -294,8 +294,7 @@ pub(super) async fn conversations_matching(
     let Ok(query) = SearchQuery::parse(text) else {
         return Ok(Vec::new());
     };
-    let ids =
-        chatter_store::search::find_messages(&core.db, company, &query.words, limit).await?;
+    let ids = chatter_store::search::find_messages(&core.db, company, &query.words, limit).await?;
     Ok(message::Entity::find()
         .filter(message::Column::CompanyId.eq(company))
         .filter(message::Column::Id.is_in(ids))
@@ -393,7 +392,11 @@ mod tests {
         let q = SearchQuery::parse("гарантия").expect("parses");
         let text = format!("{} гарантии {}", "слово ".repeat(100), "ещё ".repeat(100));
         let s = q.snippet(&text);
-        assert!(s.text.starts_with('…') && s.text.ends_with('…'), "{}", s.text);
+        assert!(
+            s.text.starts_with('…') && s.text.ends_with('…'),
+            "{}",
+            s.text
+        );
         let (a, b) = s.marks[0];
         let marked: String = s.text.chars().skip(a).take(b - a).collect();
         assert_eq!(marked, "гарантии");

@@ -37,13 +37,13 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(a("message_search_terms"))
                 // The FTS5 rowid: an integer key that VACUUM keeps (a rowid alias).
+                .col(ColumnDef::new(a("id")).integer().not_null().primary_key())
                 .col(
-                    ColumnDef::new(a("id"))
-                        .integer()
+                    ColumnDef::new(a("message_id"))
+                        .uuid()
                         .not_null()
-                        .primary_key(),
+                        .unique_key(),
                 )
-                .col(ColumnDef::new(a("message_id")).uuid().not_null().unique_key())
                 .col(ColumnDef::new(a("company")).text().not_null())
                 .col(ColumnDef::new(a("terms")).text().not_null())
                 .foreign_key(
@@ -93,7 +93,11 @@ async fn backfill(db: &SchemaManagerConnection<'_>) -> Result<(), DbErr> {
             ),
         };
         let rows = db
-            .query_all(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
+            .query_all(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                values,
+            ))
             .await?;
         if rows.is_empty() {
             return Ok(());
@@ -102,11 +106,7 @@ async fn backfill(db: &SchemaManagerConnection<'_>) -> Result<(), DbErr> {
         for r in &rows {
             let id: uuid::Uuid = r.try_get("", "id")?;
             let at: i64 = r.try_get("", "created_at")?;
-            batch.push((
-                id,
-                r.try_get("", "company_id")?,
-                r.try_get("", "text")?,
-            ));
+            batch.push((id, r.try_get("", "company_id")?, r.try_get("", "text")?));
             after = Some((at, id));
         }
         let rows: Vec<(uuid::Uuid, uuid::Uuid, Option<&str>)> = batch

@@ -152,7 +152,10 @@ async fn page(
     at: Opened,
     refusal: Option<Refusal>,
 ) -> Result<Response, AppError> {
-    let Opened { reply_to, m: target } = at;
+    let Opened {
+        reply_to,
+        m: target,
+    } = at;
     let actor = ctx.actor()?;
     let last_event = last_event_id(st, actor.company_id).await;
     let members = names(st, &actor).await?;

@@ -76,13 +76,20 @@ async fn any_form_of_a_word_finds_the_message_marked_and_opens_the_thread_at_it(
     for q in ["доставку", "ДОСТАВКА", "Доставкой"] {
         let page = s.html(&format!("/app/inbox?q={}", esc(q))).await;
         let found = rows(&page);
-        assert_eq!(found.len(), 2, "{q} finds both deliveries, not the sofa: {page}");
+        assert_eq!(
+            found.len(),
+            2,
+            "{q} finds both deliveries, not the sofa: {page}"
+        );
         assert!(found.contains(&olga) && found.contains(&petr), "{q}");
         assert!(page.contains("<mark>доставка</mark>"), "{q}: {page}");
         assert!(page.contains("<mark>ДОСТАВКОЙ</mark>"), "{q}: {page}");
         // The customer's text is shown as text.
         assert!(!page.contains("<script>alert"), "{q}: {page}");
-        assert!(page.contains("&#60;script&#62;alert(1)&#60;"), "{q}: {page}");
+        assert!(
+            page.contains("&#60;script&#62;alert(1)&#60;"),
+            "{q}: {page}"
+        );
     }
     // As one types: the beginning of the last word.
     let page = s.html(&format!("/app/inbox?q={}", esc("стоит дос"))).await;
@@ -95,7 +102,9 @@ async fn any_form_of_a_word_finds_the_message_marked_and_opens_the_thread_at_it(
     // fragment's target.
     let page = s.html(&format!("/app/inbox?q={}", esc("москва"))).await;
     let href = page
-        .split(&format!("<li id=\"conv-{olga}\" class=\"conv hit\"><a href=\""))
+        .split(&format!(
+            "<li id=\"conv-{olga}\" class=\"conv hit\"><a href=\""
+        ))
         .nth(1)
         .and_then(|x| x.split('"').next())
         .expect("the hit's link")
@@ -105,7 +114,10 @@ async fn any_form_of_a_word_finds_the_message_marked_and_opens_the_thread_at_it(
     assert!(path.starts_with(&format!("/app/inbox/{olga}?")), "{href}");
     assert!(path.contains(&format!("m={message}")), "{href}");
     let thread = s.html(path).await;
-    assert!(thread.contains(&format!("<div id=\"msg-{message}\"")), "{thread}");
+    assert!(
+        thread.contains(&format!("<div id=\"msg-{message}\"")),
+        "{thread}"
+    );
     assert!(thread.contains("Сколько стоит доставка в Москву?"));
 
     // A manager's reply and a customer's edit are searchable at once.
@@ -177,7 +189,11 @@ async fn the_api_answers_hits_with_offsets_and_refuses_bad_queries_clearly() {
     assert_eq!(status, 422, "{body}");
     // Punctuation only: nothing to search for, said as no words.
     let (status, body) = api_search(&app, &key, &format!("q={}", esc("?!… —"))).await;
-    assert_eq!((status, &body["words"]), (200, &serde_json::json!([])), "{body}");
+    assert_eq!(
+        (status, &body["words"]),
+        (200, &serde_json::json!([])),
+        "{body}"
+    );
     // FTS and SQL syntax is text like any other: never an error, the words still found.
     for q in [
         "\"доставка",
@@ -196,15 +212,49 @@ async fn the_api_answers_hits_with_offsets_and_refuses_bad_queries_clearly() {
         assert_eq!(status, 200, "{q}: {body}");
         // Where «доставка» is the only word, its message is found.
         if body["words"] == serde_json::json!(["доставка"]) {
-            assert_eq!(body["hits"].as_array().map(Vec::len), Some(1), "{q}: {body}");
+            assert_eq!(
+                body["hits"].as_array().map(Vec::len),
+                Some(1),
+                "{q}: {body}"
+            );
         }
     }
+    // The OpenAPI document declares what is refused, so clients (and schemathesis) know.
+    let doc: Value = app
+        .client()
+        .get(app.at("/api/openapi.json"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let op = &doc["paths"]["/api/v1/search"]["get"];
+    let params = op["parameters"].as_array().expect("parameters");
+    let q = params.iter().find(|p| p["name"] == "q").expect("q");
+    assert_eq!(q["required"], true, "{q}");
+    assert_eq!(
+        (
+            &q["schema"]["minLength"],
+            &q["schema"]["maxLength"],
+            &q["schema"]["pattern"]
+        ),
+        (&Value::from(1), &Value::from(200), &Value::from("\\S")),
+        "{q}"
+    );
+    for code in ["200", "400", "401", "422"] {
+        assert!(op["responses"][code].is_object(), "{code}: {op}");
+    }
     // The page says the same things in words.
-    let page = s.html(&format!("/app/inbox?q={}", esc(&"я".repeat(10_000)))).await;
+    let page = s
+        .html(&format!("/app/inbox?q={}", esc(&"я".repeat(10_000))))
+        .await;
     assert!(page.contains("не больше 200 символов"), "{page}");
     let page = s.html(&format!("/app/inbox?q={}", esc("?!"))).await;
     assert!(page.contains("нет ни букв, ни цифр"), "{page}");
-    let page = s.html(&format!("/app/inbox?q={}", esc("NEAR \" * : '"))).await;
+    let page = s
+        .html(&format!("/app/inbox?q={}", esc("NEAR \" * : '")))
+        .await;
     assert!(page.contains("id=\"search-notice\""), "{page}");
     app.stop().await;
 }
@@ -233,15 +283,20 @@ async fn a_search_never_finds_another_companys_messages() {
     // Company B's customer writes company A's id as the index spells it, trying to land in A's
     // searches.
     let forged = format!("Доставка {} company {}", a_id.simple(), a_id.simple());
-    app.telegram.customer_writes(
-        &b_token,
-        CustomerMessage::text(5402, "Борис", &forged),
-    );
+    app.telegram
+        .customer_writes(&b_token, CustomerMessage::text(5402, "Борис", &forged));
     let a_conv = conversation_with(&a, "секрет фирмы").await;
     let b_conv = conversation_with(&b, "Доставка").await;
     let a_key = crate::api::create_key(&a, "a").await;
     let b_key = crate::api::create_key(&b, "b").await;
-    for q in ["доставка", "химки", "секрет", &a_id.simple().to_string(), "ольга", "борис"] {
+    for q in [
+        "доставка",
+        "химки",
+        "секрет",
+        &a_id.simple().to_string(),
+        "ольга",
+        "борис",
+    ] {
         let (_, body) = api_search(&app, &a_key, &format!("q={}", esc(q))).await;
         for h in body["hits"].as_array().expect("hits") {
             assert_eq!(h["conversation_id"], a_conv.as_str(), "A's {q}: {body}");
@@ -258,5 +313,80 @@ async fn a_search_never_finds_another_companys_messages() {
     assert_eq!(body["hits"].as_array().map(Vec::len), Some(1), "{body}");
     let (_, body) = api_search(&app, &b_key, &format!("q={}", esc("секрет"))).await;
     assert_eq!(body["hits"], serde_json::json!([]), "{body}");
+    app.stop().await;
+}
+
+/// In Chromium: the search box finds an old message in a long thread, the hit shows the word
+/// marked, and its link opens the thread scrolled to that message (not to the latest) and
+/// outlined as the page's target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_opens_the_thread_scrolled_to_its_message_in_a_browser() {
+    use crate::browser_inbox::{Window, WAIT};
+    use chatter_testkit::Browser;
+    if !Browser::available_or_skip() {
+        return;
+    }
+    let app = TestApp::new().await;
+    let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
+    let w = Window::open(&app.url, "search", 1280, 800).await;
+    w.goto("/sign-up").await;
+    w.fill("input[name=company_name]", "Ромашка").await;
+    w.fill("input[name=name]", "Анна Петрова").await;
+    w.fill("input[name=email]", "anna@romashka.test").await;
+    w.fill("input[name=password]", "ромашка-пароль-42").await;
+    w.click("#sign-up-submit").await;
+    w.wait_path(|p| p == "/app").await;
+    w.goto("/app/sources/new?kind=1").await;
+    w.fill("input[name=token]", &token).await;
+    w.click("#source-submit").await;
+    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
+        .await;
+
+    // The word is in the first message; forty more follow it.
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(7001, "Мария", "Какая гарантия на холодильник?"),
+    );
+    for i in 0..40 {
+        app.telegram.customer_writes(
+            &token,
+            CustomerMessage::text(7001, "Мария", &format!("Ещё вопрос номер {i}")),
+        );
+    }
+    w.goto("/app/inbox").await;
+    w.wait_text_in("li.conv", "Ещё вопрос номер 39").await;
+
+    w.goto(&format!("/app/inbox?q={}", esc("гарантию"))).await;
+    w.wait_text_in("#search-hits mark", "гарантия").await;
+    w.shot("01-hits").await;
+    w.click("#search-hits li.conv a").await;
+    w.wait_path(|p| p.starts_with("/app/inbox/")).await;
+    w.wait_text_in(".msg.in", "Какая гарантия на холодильник?")
+        .await;
+    w.shot("02-thread-at-the-hit").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = w
+            .browser
+            .client()
+            .execute(
+                "var t = document.querySelector('.msg:target'); var box = document.getElementById('thread-messages'); \
+                 if (!t || !box) return 'no target'; var a = t.getBoundingClientRect(), b = box.getBoundingClientRect(); \
+                 return (a.top >= b.top - 1 && a.bottom <= b.bottom + 1 && box.scrollTop + box.clientHeight < box.scrollHeight - 5) ? 'in view' : 'out of view';",
+                vec![],
+            )
+            .await
+            .expect("run the check");
+        if seen == "in view" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the found message is {seen}\n{}",
+            w.where_am_i().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    w.close().await;
     app.stop().await;
 }

@@ -40,7 +40,11 @@ pub(super) async fn view(
     let results = match search::search(core, actor, q, LIMIT).await {
         Ok(r) => r,
         Err(CoreError::Invalid(errs)) => {
-            let notice = errs.iter().map(|e| tr.field(e)).collect::<Vec<_>>().join(" ");
+            let notice = errs
+                .iter()
+                .map(|e| tr.field(e))
+                .collect::<Vec<_>>()
+                .join(" ");
             return Ok(SearchView {
                 hits: Vec::new(),
                 notice: Some(notice),
@@ -48,8 +52,8 @@ pub(super) async fn view(
         }
         Err(e) => return Err(e),
     };
-    let query = serde_urlencoded::to_string([("q", results.query.text.as_str())])
-        .unwrap_or_default();
+    let query =
+        serde_urlencoded::to_string([("q", results.query.text.as_str())]).unwrap_or_default();
     let notice = if results.query.words.is_empty() {
         Some(tr.t("search.no_words").to_owned())
     } else if results.hits.is_empty() {
