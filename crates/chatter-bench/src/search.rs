@@ -143,7 +143,7 @@ impl Rng {
         let sentences = 1 + self.next() % 2;
         let mut out = Vec::new();
         for _ in 0..sentences {
-            let t = if self.next() % 4 == 0 {
+            let t = if self.next().is_multiple_of(4) {
                 self.pick(EN)
             } else {
                 self.pick(RU)
@@ -296,7 +296,7 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
         let mut index: Vec<(Uuid, Uuid, String)> = Vec::new();
         while msgs.len() < BATCH && written < a.messages {
             // A fifth of the conversations in company 0, the rest spread over all.
-            let c = if conv_no % 5 == 0 {
+            let c = if conv_no.is_multiple_of(5) {
                 0
             } else {
                 (rng.next() % a.companies as u64) as usize

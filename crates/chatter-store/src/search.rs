@@ -2,12 +2,18 @@
 //! [`index_messages`] (called in the transaction that stores or edits messages) and
 //! [`find_messages`] (a company's matching message ids, newest first).
 //!
-//! - PostgreSQL: a GIN expression index on `messages` (m0017) over `to_tsvector('russian', text)`
-//!   (Snowball Russian for Cyrillic words, English for Latin ones) plus one lexeme naming the
-//!   company, which no parsed word can equal (it holds a space). A query ANDs the company's
-//!   lexeme with the words, so the index itself intersects "this company" with "these words"
-//!   instead of fetching every company's matches and filtering them. The database keeps the
-//!   index in the writing transaction; [`index_messages`] does nothing.
+//! - PostgreSQL: a stored generated column `messages.search_vector` (m0017) holding
+//!   `to_tsvector('russian', text)` (Snowball Russian for Cyrillic words, English for Latin
+//!   ones) plus one lexeme naming the company, which no parsed word can equal (it holds a
+//!   space), with a GIN index on it. A query ANDs the company's lexeme with the words, so the
+//!   index itself intersects "this company" with "these words" instead of fetching every
+//!   company's matches and filtering them. For a word in a large part of a big company's
+//!   messages that intersection is still tens of thousands of rows to fetch and sort; the
+//!   planner then walks `(company_id, created_at, id)` backwards instead and stops at the 50th
+//!   match, which is cheap because the vector is stored, not recomputed per row (measured: a
+//!   GIN-only design took 600 ms for such a word, the stored vector with both indexes under
+//!   25 ms for every kind of query). The database writes the column in the writing
+//!   transaction, old nodes included; [`index_messages`] does nothing.
 //! - SQLite: FTS5 has no Russian stemmer, so the stems are computed here with the stemmer the
 //!   routing rules use (`chatter_domain::stem`, the same Snowball algorithms) and stored as a
 //!   text of space-separated stems in `message_search_terms`; an external-content FTS5 table
@@ -27,10 +33,9 @@ use uuid::Uuid;
 /// text of megabytes cannot overflow PostgreSQL's 1 MB tsvector in the ingest transaction).
 pub const INDEXED_CHARS: i32 = 100_000;
 
-/// The indexed vector of a message row on PostgreSQL; the index (m0017) and the query use this
-/// exact text, or the planner would not match them.
-pub const PG_VECTOR: &str = "(to_tsvector('russian'::regconfig, left(coalesce(text, ''), 100000)) \
-     || array_to_tsvector(ARRAY['company ' || replace(company_id::text, '-', '')]))";
+/// What `messages.search_vector` is generated from on PostgreSQL (m0017).
+pub const PG_VECTOR: &str = "to_tsvector('russian'::regconfig, left(coalesce(text, ''), 100000)) \
+     || array_to_tsvector(ARRAY['company ' || replace(company_id::text, '-', '')])";
 
 /// Rows per multi-row insert (three values each, well under SQLite's parameter limit).
 const CHUNK: usize = 300;
@@ -112,11 +117,11 @@ pub async fn find_messages(
             .join(" & ");
         // Stop words («в», «и») drop out of the words' query; one of nothing but stop words
         // must find nothing rather than every message of the company.
-        let sql = format!(
+        let sql = String::from(
             "SELECT id FROM messages WHERE company_id = $1 \
-             AND {PG_VECTOR} @@ (CAST($2 AS tsquery) && to_tsquery('russian', $3)) \
+             AND search_vector @@ (CAST($2 AS tsquery) && to_tsquery('russian', $3)) \
              AND numnode(to_tsquery('russian', $3)) > 0 \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
+             ORDER BY created_at DESC, id DESC LIMIT $4",
         );
         let lexeme = format!("'company {}'", company_token(company));
         stmt(

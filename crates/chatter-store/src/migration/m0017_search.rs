@@ -1,5 +1,6 @@
-//! Full-text search of message texts (see `crate::search` for the design): on PostgreSQL a GIN
-//! expression index on `messages`; on SQLite the stems table, its FTS5 index and the triggers
+//! Full-text search of message texts (see `crate::search` for the design): on PostgreSQL a
+//! stored generated vector column on `messages` (computed for the stored rows as it is added)
+//! with its GIN index, and an index by company and time; on SQLite the stems table, its FTS5 index and the triggers
 //! that keep the two together, backfilled from the stored messages in pages. On both, contacts
 //! get an index by company (names and phones are searched within one company). Only adds.
 
@@ -27,10 +28,17 @@ impl MigrationTrait for Migration {
         .await?;
         let db = m.get_connection();
         if m.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "CREATE INDEX ix_messages_search ON messages USING gin ({PG_VECTOR})"
-            ))
-            .await?;
+            for sql in [
+                format!(
+                    "ALTER TABLE messages ADD COLUMN search_vector tsvector \
+                     GENERATED ALWAYS AS ({PG_VECTOR}) STORED"
+                ),
+                "CREATE INDEX ix_messages_search ON messages USING gin (search_vector)".into(),
+                "CREATE INDEX ix_messages_company_created ON messages (company_id, created_at, id)"
+                    .into(),
+            ] {
+                db.execute_unprepared(&sql).await?;
+            }
             return Ok(());
         }
         m.create_table(

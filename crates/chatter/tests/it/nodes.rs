@@ -125,7 +125,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP INDEX ix_messages_search; DROP INDEX ix_contacts_company;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP INDEX ix_messages_search; DROP INDEX ix_messages_company_created; ALTER TABLE messages DROP COLUMN search_vector; DROP INDEX ix_contacts_company;"
         ))
         .await
         .expect("undo the newest migration");
