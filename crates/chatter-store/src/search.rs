@@ -115,20 +115,22 @@ pub async fn find_messages(
             })
             .collect::<Vec<_>>()
             .join(" & ");
-        // Stop words («в», «и») drop out of the words' query; one of nothing but stop words
-        // must find nothing rather than every message of the company.
-        let sql = String::from(
-            "SELECT id FROM messages WHERE company_id = $1 \
-             AND search_vector @@ (CAST($2 AS tsquery) && to_tsquery('russian', $3)) \
-             AND numnode(to_tsquery('russian', $3)) > 0 \
-             ORDER BY created_at DESC, id DESC LIMIT $4",
+        // The values are written into the text, not bound: a prepared statement soon runs a
+        // generic plan, which cannot choose per query between the word's GIN index (a rare
+        // word) and walking the company's newest messages (a frequent one), and was measured
+        // 10-100x slower. The words are letters and digits only and the rest is ours; quotes
+        // are doubled all the same. Stop words («в», «и») drop out of the words' query; one of
+        // nothing but stop words must find nothing rather than every message of the company.
+        let words = words.replace('\'', "''");
+        let sql = format!(
+            "SELECT id FROM messages WHERE company_id = '{company}' \
+             AND search_vector @@ (CAST('''company {hex}''' AS tsquery) \
+             && to_tsquery('russian', '{words}')) \
+             AND numnode(to_tsquery('russian', '{words}')) > 0 \
+             ORDER BY created_at DESC, id DESC LIMIT {limit}",
+            hex = company_token(company)
         );
-        let lexeme = format!("'company {}'", company_token(company));
-        stmt(
-            backend,
-            &sql,
-            vec![company.into(), lexeme.into(), words.into(), limit.into()],
-        )
+        sea_orm::Statement::from_string(backend, sql)
     } else {
         let mut expr = format!("company : \"{}\"", company_token(company));
         for (i, w) in words.iter().enumerate() {

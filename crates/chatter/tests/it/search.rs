@@ -93,10 +93,10 @@ async fn any_form_of_a_word_finds_the_message_marked_and_opens_the_thread_at_it(
     }
     // As one types: the beginning of the last word.
     let page = s.html(&format!("/app/inbox?q={}", esc("стоит дос"))).await;
-    assert_eq!(rows(&page), [olga.clone()], "{page}");
+    assert_eq!(rows(&page), vec![olga.clone()], "{page}");
     // A name finds the customer's conversation.
     let page = s.html(&format!("/app/inbox?q={}", esc("ольга"))).await;
-    assert_eq!(rows(&page), [olga.clone()], "{page}");
+    assert_eq!(rows(&page), vec![olga.clone()], "{page}");
 
     // The hit's link opens the conversation at that message, which the page marks as the
     // fragment's target.
@@ -123,7 +123,11 @@ async fn any_form_of_a_word_finds_the_message_marked_and_opens_the_thread_at_it(
     // A manager's reply and a customer's edit are searchable at once.
     reply(&s, &olga, "Курьер приедет завтра").await;
     let page = s.html(&format!("/app/inbox?q={}", esc("курьером"))).await;
-    assert_eq!(rows(&page), [olga.clone()], "the reply is indexed: {page}");
+    assert_eq!(
+        rows(&page),
+        vec![olga.clone()],
+        "the reply is indexed: {page}"
+    );
     let ivan_msg = app.telegram.customer_writes(
         &token,
         CustomerMessage::text(5204, "Иван", "Нужен самовывоз"),
