@@ -163,6 +163,7 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
     for start in (0..a.conversations).step_by(BATCH) {
         let end = (start + BATCH).min(a.conversations);
         let (mut contacts, mut convs, mut msgs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut indexed: Vec<(Uuid, String)> = Vec::new();
         for i in start..end {
             let src = sources[i % sources.len()];
             let (contact_id, conv_id) = (Uuid::new_v4(), Uuid::new_v4());
@@ -185,8 +186,10 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                 let at = began + k as i64 * 7 * 60_000;
                 let text = WORDS[(i + k) % WORDS.len()].to_owned();
                 last = (text.clone(), at);
+                let id = Uuid::new_v4();
+                indexed.push((id, text.clone()));
                 msgs.push(message::ActiveModel {
-                    id: Set(Uuid::new_v4().into()),
+                    id: Set(id.into()),
                     company_id: Set(company.into()),
                     conversation_id: Set(conv_id.into()),
                     source_id: Set(src.into()),
@@ -248,6 +251,12 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                 .exec(&db)
                 .await?;
         }
+        // The search index, as the ingest path writes it (nothing to do on PostgreSQL).
+        let rows: Vec<_> = indexed
+            .iter()
+            .map(|(id, text)| ((*id).into(), company.into(), Some(text.as_str())))
+            .collect();
+        chatter_store::search::index_messages(&db, &rows).await?;
     }
     // Written past the ingest path, so the dashboard's facts are filled as an upgrade fills
     // them (the m0016 migration's backfill), and that is timed too.

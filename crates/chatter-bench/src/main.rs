@@ -8,6 +8,7 @@
 //! - `sse`: latency from a webhook update to its event on a signed-in `/app/events` stream;
 //! - `kinds`: webhook ingest for every source kind with a webhook, one fresh server each;
 //! - `pollers`: memory of one node long-polling 1,000 bots;
+//! - `search`: full-text search p50/p99 over 1,000,000 messages of many companies (in process);
 //! - `stem`: nanoseconds per word of the routing rules' stemmer over the words of given texts;
 //! - `nodes`: two nodes on one PostgreSQL database: takeover after SIGKILL, SIGTERM with open
 //!   live streams, ingest on one node against two.
@@ -23,6 +24,8 @@
 //! target/release/chatter-bench pollers --bots 1000
 //! target/release/chatter-bench crm --rate 20 --seconds 10 --burst 1000
 //! target/release/chatter-bench kinds --seconds 5
+//! target/release/chatter-bench search --messages 1000000
+//! target/release/chatter-bench search --database-url postgres://postgres@127.0.0.1:5432/search
 //! target/release/chatter-bench stem faq.ru.txt
 //! target/release/chatter-bench nodes --database-url postgres://postgres@127.0.0.1:5432/nodes
 //! ```
@@ -33,6 +36,7 @@ mod ingest;
 mod kinds;
 mod nodes;
 mod pollers;
+mod search;
 mod server;
 mod sse;
 mod stem;
@@ -89,6 +93,9 @@ enum Bench {
     /// The team's pages on a big company: dashboard, reports, inbox list and search timed over
     /// 100,000 conversations (a tenth open) and 300,000 messages written into the database.
     Figures(figures::Args),
+    /// Full-text search over 1,000,000 messages of many companies written into a fresh
+    /// database: p50/p99 per kind of query.
+    Search(search::Args),
     /// The routing rules' keyword stemmer: ns/word over the distinct words of given texts.
     Stem(stem::Args),
 }
@@ -104,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Kinds(a)) => kinds::run(a).await,
         Some(Bench::Nodes(a)) => nodes::run(a).await,
         Some(Bench::Figures(a)) => figures::run(a).await,
+        Some(Bench::Search(a)) => search::run(a).await,
         Some(Bench::Stem(a)) => stem::run(a),
         None => http(&args).await,
     }

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod leases;
 pub mod migration;
 pub mod schema;
+pub mod search;
 mod sql;
 pub mod stored_json;
 pub mod tls;

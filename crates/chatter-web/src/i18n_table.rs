@@ -211,7 +211,12 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("err.bad_request", "В адресе или в параметрах запроса есть значение, которое Чаттер не понимает (например, обрезанная ссылка). Вернитесь назад или откройте раздел из меню.", "The address or its parameters hold a value Chatter cannot read (a cut-off link, say). Go back, or open a section from the menu."),
     ("err.internal", "Что-то пошло не так. Мы уже записали ошибку; попробуйте ещё раз через минуту.", "Something went wrong. The error has been logged; try again in a minute."),
     // inbox
-    ("inbox.search", "Поиск по имени и тексту", "Search names and text"),
+    ("inbox.search", "Поиск по сообщениям, именам и телефонам", "Search messages, names and phones"),
+    ("search.results", "Результаты поиска", "Search results"),
+    ("search.contact", "Клиент", "Customer"),
+    ("search.clear", "← Все диалоги", "← All conversations"),
+    ("search.nothing", "Ничего не нашлось. Попробуйте другое слово или часть имени.", "Nothing found. Try another word or part of a name."),
+    ("search.no_words", "В запросе нет ни букв, ни цифр — искать нечего. Введите слово, имя или телефон.", "The query has no letters or digits, so there is nothing to search for. Type a word, a name or a phone number."),
     ("inbox.status", "Состояние", "Status"),
     ("inbox.open", "Открытые", "Open"),
     ("inbox.closed", "Закрыт", "Closed"),

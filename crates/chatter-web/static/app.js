@@ -46,7 +46,10 @@ window.addEventListener("message", function (e) {
   var list = document.getElementById("conv-list");
   var box = document.getElementById("thread-messages");
   function scrollDown() { if (box) box.scrollTop = box.scrollHeight; }
-  scrollDown();
+  // Opened from a search hit (#msg-…): show that message, not the latest.
+  var hit = location.hash.indexOf("#msg-") === 0 ? document.getElementById(location.hash.slice(1)) : null;
+  if (hit && box && box.contains(hit)) hit.scrollIntoView({ block: "center" });
+  else scrollDown();
   function fragment(html) {
     var t = document.createElement("template");
     t.innerHTML = html.trim();

@@ -126,12 +126,14 @@ async fn ingest_new(
     let mut per_conv: HashMap<ConversationId, (i32, String)> = HashMap::new();
     let mut by_company: HashMap<CompanyId, Vec<serde_json::Value>> = HashMap::new();
     let mut for_crm: Vec<(CompanyId, ConversationId, MessageId)> = Vec::new();
+    let mut for_search: Vec<(MessageId, CompanyId, Option<&str>)> = Vec::new();
     for ((i, src, m), id) in fast.iter().zip(&ids) {
         if !new_ids.contains(id) {
             out[*i] = Ingested::Duplicate;
             continue;
         }
         out[*i] = Ingested::New(*id);
+        for_search.push((*id, src.company_id, m.text.as_deref()));
         let conv = convs[&(src.id, m.chat.external_id.as_str())];
         let e = per_conv.entry(conv).or_insert((0, String::new()));
         e.0 += 1;
@@ -148,6 +150,7 @@ async fn ingest_new(
         for_crm.push((src.company_id, conv, *id));
     }
     update_conversations(conn, &per_conv, now).await?;
+    chatter_store::search::index_messages(conn, &for_search).await?;
     crate::crm::sync::outbox::enqueue_messages(conn, &for_crm, now).await?;
     for (company, payloads) in by_company {
         events::emit_many(conn, pending, company, "message", payloads, now).await?;

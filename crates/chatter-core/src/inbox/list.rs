@@ -102,12 +102,10 @@ async fn filtered(
     if let Some(text) = f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let likes = case_variants(&text.replace(['%', '_'], ""));
         let mut names = Condition::any();
-        let mut texts = Condition::any();
         for like in &likes {
             names = names
                 .add(Expr::col(contact::Column::Name).like(like))
                 .add(Expr::col(contact::Column::Username).like(like));
-            texts = texts.add(Expr::col(message::Column::Text).like(like));
         }
         let by_name = contact::Entity::find()
             .filter(contact::Column::CompanyId.eq(actor.company_id))
@@ -117,16 +115,9 @@ async fn filtered(
             .into_tuple::<Uuid>()
             .all(&core.db)
             .await?;
-        let by_text = message::Entity::find()
-            .filter(message::Column::CompanyId.eq(actor.company_id))
-            .filter(texts)
-            .select_only()
-            .column(message::Column::ConversationId)
-            .distinct()
-            .limit(500)
-            .into_tuple::<Uuid>()
-            .all(&core.db)
-            .await?;
+        // Message texts through the full-text index: any form of each word.
+        let by_text =
+            super::search::conversations_matching(core, actor.company_id, text, 500).await?;
         q = q.filter(
             Condition::any()
                 .add(conversation::Column::ContactId.is_in(by_name))

@@ -9,6 +9,7 @@
 mod batch;
 pub mod dead_letters;
 pub mod ingest;
+pub mod search;
 pub mod send;
 
 use crate::attachments::StoredAttachment;

@@ -277,6 +277,8 @@ pub(super) async fn ingest_message(
             am.text = Set(m.text.clone());
             am.edited_at = Set(Some(m.sent_at));
             let e = am.update(conn).await?;
+            chatter_store::search::index_messages(conn, &[(e.id, e.company_id, e.text.as_deref())])
+                .await?;
             // The list previews the latest message: keep it current when that one is edited.
             let later = message::Entity::find()
                 .filter(message::Column::ConversationId.eq(conv_id))
@@ -357,6 +359,7 @@ pub(super) async fn ingest_message(
     if n == 0 {
         return Ok(Ingested::Duplicate);
     }
+    chatter_store::search::index_messages(conn, &[(id, src.company_id, m.text.as_deref())]).await?;
     conversation::Entity::update_many()
         .col_expr(
             conversation::Column::LastText,

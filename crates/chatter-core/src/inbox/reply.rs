@@ -111,6 +111,8 @@ pub(super) async fn store_reply(
             am.text = Set(Some(text.to_owned()).filter(|t| !t.is_empty()));
             am.attachments = Set(serde_json::to_string(&[a]).unwrap_or_else(|_| "[]".into()));
             m = am.update(&txn).await?;
+            chatter_store::search::index_messages(&txn, &[(m.id, m.company_id, m.text.as_deref())])
+                .await?;
         }
         Special::Template(t) => {
             let mut am = m.into_active_model();
@@ -373,6 +375,7 @@ pub(crate) async fn insert_outgoing(
     .insert(txn)
     .await?;
     chatter_store::figures::after_outbound(txn, conv.id, now).await?;
+    chatter_store::search::index_messages(txn, &[(m.id, m.company_id, m.text.as_deref())]).await?;
     let mut cam = conv.clone().into_active_model();
     cam.last_text = Set(o.text.chars().take(140).collect());
     cam.last_message_at = Set(now);

@@ -16,6 +16,7 @@ mod m0013_nodes;
 mod m0014_signup_confirmations;
 mod m0015_tls_certificates;
 mod m0016_dashboard_figures;
+mod m0017_search;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0014_signup_confirmations::Migration),
             Box::new(m0015_tls_certificates::Migration),
             Box::new(m0016_dashboard_figures::Migration),
+            Box::new(m0017_search::Migration),
         ]
     }
 }

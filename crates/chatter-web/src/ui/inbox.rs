@@ -2,7 +2,7 @@
 //! history and the reply box (per kind: WhatsApp's 24-hour window with its template picker and
 //! media links, SMS's part count). What it is made of: `fragments` (a row, a message, shared with
 //! the live stream), `reply` (the reply forms), `actions` (assignment, close/reopen, read,
-//! retry), `files` (attachments) and `live` (the event stream, SSE, that keeps every open inbox
+//! retry), `files` (attachments), `search` (the results of a search, in place of the list) and `live` (the event stream, SSE, that keeps every open inbox
 //! current without reloading).
 
 mod actions;
@@ -10,6 +10,7 @@ mod files;
 mod fragments;
 mod live;
 mod reply;
+mod search;
 
 pub use fragments::{MessageTpl, RowTpl};
 
@@ -64,6 +65,8 @@ async fn names(st: &AppState, actor: &Actor) -> Result<Vec<(Uuid, String)>, AppE
 struct ListTpl {
     p: Page,
     rows: Vec<String>,
+    /// With `q`: the search results shown instead of the list.
+    search: Option<search::SearchView>,
     sources: Vec<(SourceId, String)>,
     f: ListFilter,
     thread: Option<ThreadView>,
@@ -146,9 +149,13 @@ async fn page(
     ctx: &Ctx,
     f: ListFilter,
     open: Option<ConversationId>,
-    reply_to: Option<MessageId>,
+    at: Opened,
     refusal: Option<Refusal>,
 ) -> Result<Response, AppError> {
+    let Opened {
+        reply_to,
+        m: target,
+    } = at;
     let actor = ctx.actor()?;
     let last_event = last_event_id(st, actor.company_id).await;
     let members = names(st, &actor).await?;
@@ -160,14 +167,24 @@ async fn page(
         Some(id) => Some(inbox::get_conversation(&st.core, &actor, id).await?),
         None => None,
     };
-    let rows = inbox::list_conversations(&st.core, &actor, &f, 200).await?;
-    let rows = rows
-        .into_iter()
-        .map(|r| {
-            let active = Some(r.conversation.id) == open;
-            row_html(r, active, tr, &members)
-        })
-        .collect();
+    let query = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let (rows, search) = match query {
+        Some(q) => (
+            Vec::new(),
+            Some(search::view(&st.core, &actor, q, tr).await?),
+        ),
+        None => (
+            inbox::list_conversations(&st.core, &actor, &f, 200)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    let active = Some(r.conversation.id) == open;
+                    row_html(r, active, tr, &members)
+                })
+                .collect(),
+            None,
+        ),
+    };
     let sources = chatter_core::sources::list(&st.core, &actor)
         .await?
         .into_iter()
@@ -177,7 +194,11 @@ async fn page(
         Some(row) => {
             let id = row.conversation.id;
             let can_reply = actor.role.can(Permission::Reply);
-            let messages = inbox::messages(&st.core, &actor, id, 300).await?;
+            let messages = match target {
+                // Opened from a search hit: the window that holds the message.
+                Some(mid) => inbox::search::messages_at(&st.core, &actor, id, mid, 300).await?,
+                None => inbox::messages(&st.core, &actor, id, 300).await?,
+            };
             inbox::mark_read(&st.core, &actor, id).await?;
             let messages = messages
                 .into_iter()
@@ -265,6 +286,7 @@ async fn page(
     Ok(render(ListTpl {
         p,
         rows,
+        search,
         sources,
         f,
         thread,
@@ -277,13 +299,17 @@ async fn list_page(
     Extension(ctx): Extension<Ctx>,
     Query(f): Query<ListFilter>,
 ) -> Result<Response, AppError> {
-    page(&st, &ctx, f, None, None, None).await
+    page(&st, &ctx, f, None, Opened::default(), None).await
 }
 
-#[derive(serde::Deserialize)]
-struct ReplyTo {
+/// Where a conversation is opened: answering a message (`reply_to`), or at a message found by
+/// a search (`m`).
+#[derive(Default, serde::Deserialize)]
+struct Opened {
     #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
     reply_to: Option<MessageId>,
+    #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
+    m: Option<MessageId>,
 }
 
 async fn show_page(
@@ -291,7 +317,7 @@ async fn show_page(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<ConversationId>,
     Query(f): Query<ListFilter>,
-    Query(r): Query<ReplyTo>,
+    Query(r): Query<Opened>,
 ) -> Result<Response, AppError> {
-    page(&st, &ctx, f, Some(id), r.reply_to, None).await
+    page(&st, &ctx, f, Some(id), r, None).await
 }

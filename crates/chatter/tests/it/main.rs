@@ -42,6 +42,7 @@ mod reliability;
 mod reliability_kinds;
 mod reports;
 mod rules;
+mod search;
 mod server_process;
 mod signup;
 mod sms;

@@ -210,6 +210,8 @@ const ROUTES: &[Route] = &[
     r(Get,  "/api/v1/sources", ApiKey, &[], &[200]),
     r(Post, "/api/v1/sources", ApiKey, &[], &[422]),
     r(Get,  "/api/v1/conversations", ApiKey, &[], &[200]),
+    // Without `q` the search is a 400 naming the parameter.
+    r(Get,  "/api/v1/search", ApiKey, &[], &[400]),
     r(Get,  "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[200, 404]),
     r(Get,  "/api/v1/conversations/{conv}/crm", ApiKey, &[], &[200, 404]),
     r(Post, "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[201, 404]),

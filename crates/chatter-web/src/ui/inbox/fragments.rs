@@ -150,7 +150,7 @@ impl RowTpl {
     }
 }
 
-fn fmt_time(ms: i64) -> String {
+pub(super) fn fmt_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| {
             t.with_timezone(&chrono_tz::Europe::Moscow)

@@ -73,7 +73,7 @@ async fn answer(
                 ctx,
                 ListFilter::default(),
                 Some(id),
-                None,
+                Default::default(),
                 Some(refusal),
             )
             .await?;
