@@ -266,7 +266,7 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
     let sources: Vec<Uuid> = (0..a.companies).map(|_| Uuid::now_v7()).collect();
     company::Entity::insert_many(companies.iter().enumerate().map(|(i, id)| {
         company::ActiveModel {
-            id: Set((*id).into()),
+            id: Set(*id),
             name: Set(format!("Компания {i}")),
             slug: Set(format!("bench-{i}")),
             timezone: Set("Europe/Moscow".into()),
