@@ -95,6 +95,13 @@ pub async fn find_messages(
     words: &[String],
     limit: u64,
 ) -> Result<Vec<Uuid>> {
+    // Letters and digits only, whatever the caller passed: below, the words are written into
+    // SQL (PostgreSQL) and an FTS5 expression (SQLite), so nothing else may reach them.
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>())
+        .filter(|w| !w.is_empty())
+        .collect();
     if words.is_empty() {
         return Ok(Vec::new());
     }
