@@ -99,7 +99,11 @@ pub async fn find_messages(
     // SQL (PostgreSQL) and an FTS5 expression (SQLite), so nothing else may reach them.
     let words: Vec<String> = words
         .iter()
-        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>())
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect::<String>()
+        })
         .filter(|w| !w.is_empty())
         .collect();
     if words.is_empty() {

@@ -21,18 +21,7 @@ async fn connect_configure_message_deal_and_reply_from_amocrm() {
     let token = app.telegram.create_bot("romashka_crm_bot", "Ромашка");
     let w = Window::open(&app.url, "crm-admin", 1280, 800).await;
 
-    w.goto("/sign-up").await;
-    w.fill("input[name=company_name]", "Ромашка").await;
-    w.fill("input[name=name]", "Анна Петрова").await;
-    w.fill("input[name=email]", "anna@romashka.test").await;
-    w.fill("input[name=password]", "ромашка-пароль-42").await;
-    w.click("#sign-up-submit").await;
-    w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new?kind=1").await;
-    w.fill("input[name=token]", &token).await;
-    w.click("#source-submit").await;
-    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
-        .await;
+    w.sign_up_with_bot(&token).await;
 
     // Connect: our button → amoCRM's consent page → «Разрешить» → back on the CRM page.
     w.goto("/app/crm").await;

@@ -134,18 +134,7 @@ async fn a_working_day_of_eighty_conversations_in_one_browser_session() {
     let app = TestApp::new().await;
     let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
     let w = Window::open(&app.url, "day", 1280, 800).await;
-    w.goto("/sign-up").await;
-    w.fill("input[name=company_name]", "Ромашка").await;
-    w.fill("input[name=name]", "Анна Петрова").await;
-    w.fill("input[name=email]", "anna@romashka.test").await;
-    w.fill("input[name=password]", "ромашка-пароль-42").await;
-    w.click("#sign-up-submit").await;
-    w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new?kind=1").await;
-    w.fill("input[name=token]", &token).await;
-    w.click("#source-submit").await;
-    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
-        .await;
+    w.sign_up_with_bot(&token).await;
 
     let total = DESKTOP + PHONE;
     let id = |i: usize| 7_000 + i as i64;
@@ -366,18 +355,7 @@ async fn the_open_conversations_header_follows_what_colleagues_do() {
     let app = TestApp::new().await;
     let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
     let w = Window::open(&app.url, "header", 1280, 800).await;
-    w.goto("/sign-up").await;
-    w.fill("input[name=company_name]", "Ромашка").await;
-    w.fill("input[name=name]", "Анна Петрова").await;
-    w.fill("input[name=email]", "anna@romashka.test").await;
-    w.fill("input[name=password]", "ромашка-пароль-42").await;
-    w.click("#sign-up-submit").await;
-    w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new?kind=1").await;
-    w.fill("input[name=token]", &token).await;
-    w.click("#source-submit").await;
-    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
-        .await;
+    w.sign_up_with_bot(&token).await;
     app.telegram.customer_writes(
         &token,
         CustomerMessage::text(8001, "Ольга", "Здравствуйте!"),
@@ -439,18 +417,7 @@ async fn the_inbox_works_from_the_keyboard() {
     let app = TestApp::new().await;
     let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
     let w = Window::open(&app.url, "keys", 1280, 800).await;
-    w.goto("/sign-up").await;
-    w.fill("input[name=company_name]", "Ромашка").await;
-    w.fill("input[name=name]", "Анна Петрова").await;
-    w.fill("input[name=email]", "anna@romashka.test").await;
-    w.fill("input[name=password]", "ромашка-пароль-42").await;
-    w.click("#sign-up-submit").await;
-    w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new?kind=1").await;
-    w.fill("input[name=token]", &token).await;
-    w.click("#source-submit").await;
-    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
-        .await;
+    w.sign_up_with_bot(&token).await;
     for i in 0..3 {
         app.telegram.customer_writes(
             &token,

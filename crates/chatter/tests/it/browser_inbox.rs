@@ -188,6 +188,23 @@ pub(crate) struct Window {
 }
 
 impl Window {
+    /// Signs Анна Петрова of «Ромашка» up and connects the Telegram bot `token` through the
+    /// add form, as a new customer of Chatter does first.
+    pub(crate) async fn sign_up_with_bot(&self, token: &str) {
+        self.goto("/sign-up").await;
+        self.fill("input[name=company_name]", "Ромашка").await;
+        self.fill("input[name=name]", "Анна Петрова").await;
+        self.fill("input[name=email]", "anna@romashka.test").await;
+        self.fill("input[name=password]", "ромашка-пароль-42").await;
+        self.click("#sign-up-submit").await;
+        self.wait_path(|p| p == "/app").await;
+        self.goto("/app/sources/new?kind=1").await;
+        self.fill("input[name=token]", token).await;
+        self.click("#source-submit").await;
+        self.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
+            .await;
+    }
+
     pub(crate) async fn open(base: &str, shot_prefix: &str, width: u32, height: u32) -> Window {
         let browser = Browser::start(width, height)
             .await

@@ -29,18 +29,7 @@ async fn company(app: &TestApp, shots: &str) -> (Window, String) {
         .on_every_page(WATCH_CSP)
         .await
         .expect("watch CSP violations");
-    w.goto("/sign-up").await;
-    w.fill("input[name=company_name]", "Ромашка").await;
-    w.fill("input[name=name]", "Анна Петрова").await;
-    w.fill("input[name=email]", "anna@romashka.test").await;
-    w.fill("input[name=password]", "ромашка-пароль-42").await;
-    w.click("#sign-up-submit").await;
-    w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new?kind=1").await;
-    w.fill("input[name=token]", &token).await;
-    w.click("#source-submit").await;
-    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
-        .await;
+    w.sign_up_with_bot(&token).await;
     (w, token)
 }
 

@@ -333,18 +333,7 @@ async fn a_hit_opens_the_thread_scrolled_to_its_message_in_a_browser() {
     let app = TestApp::new().await;
     let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
     let w = Window::open(&app.url, "search", 1280, 800).await;
-    w.goto("/sign-up").await;
-    w.fill("input[name=company_name]", "Ромашка").await;
-    w.fill("input[name=name]", "Анна Петрова").await;
-    w.fill("input[name=email]", "anna@romashka.test").await;
-    w.fill("input[name=password]", "ромашка-пароль-42").await;
-    w.click("#sign-up-submit").await;
-    w.wait_path(|p| p == "/app").await;
-    w.goto("/app/sources/new?kind=1").await;
-    w.fill("input[name=token]", &token).await;
-    w.click("#source-submit").await;
-    w.wait_path(|p| p.starts_with("/app/sources/") && p != "/app/sources/new")
-        .await;
+    w.sign_up_with_bot(&token).await;
 
     // The word is in the first message; forty more follow it.
     app.telegram.customer_writes(
