@@ -1,6 +1,6 @@
 //! The key's own company, its team members and its sources with their health.
 
-use super::page::{answer, in_memory, page_types, PageQuery, Paged, Position};
+use super::page::{in_memory, page_types, PageQuery, Position};
 use super::{ApiActor, ApiError, ApiErrorBody, ApiQuery};
 use crate::AppState;
 use axum::extract::State;
@@ -89,9 +89,7 @@ pub async fn members(
             two_factor: m.totp_enabled,
         })
         .collect();
-    Ok(answer(in_memory(ms, paging, |m| {
-        Position::new(m.member_since, m.user_id)
-    })))
+    Ok(in_memory(ms, paging, |m| Position::new(m.member_since, m.user_id)).into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -139,13 +137,7 @@ pub async fn sources(
             })
             .collect()
     };
-    Ok(answer(match list {
-        Ok(v) => Ok(out(v)),
-        Err(p) => Err(Paged {
-            items: out(p.items),
-            next_cursor: p.next_cursor,
-        }),
-    }))
+    Ok(list.map_items(out).into_response())
 }
 
 /// How the API shows source `s`, with `parked_events` of its events parked.

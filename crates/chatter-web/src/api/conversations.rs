@@ -1,7 +1,7 @@
 //! Conversations and their messages: listing them, sending a reply, and where a conversation
 //! stands in the CRM.
 
-use super::page::{answer, page_types, PageQuery, Paged, Paging, Position};
+use super::page::{page_types, Listed, PageQuery, Paged, Paging, Position};
 use super::{body, ApiActor, ApiError, ApiErrorBody, ApiJson, ApiPath, ApiQuery, FieldErrorOut};
 use crate::AppState;
 use axum::extract::State;
@@ -122,7 +122,7 @@ pub async fn conversations(
         Paging::Legacy { .. } => {
             let rows = chatter_core::inbox::list_conversations(&st.core, &a, &f, paging.fetch(100))
                 .await?;
-            Ok(rows.into_iter().map(conversation_out).collect())
+            Listed::All(rows.into_iter().map(conversation_out).collect())
         }
         Paging::Page { after, limit } => {
             let after = after.map(|p| (p.key, p.id));
@@ -137,13 +137,13 @@ pub async fn conversations(
             let page = Paged::cut(rows, limit, |r| {
                 Position::new(r.conversation.created_at, r.conversation.id)
             });
-            Err(Paged {
+            Listed::Page(Paged {
                 items: page.items.into_iter().map(conversation_out).collect(),
                 next_cursor: page.next_cursor,
             })
         }
     };
-    Ok(answer(rows))
+    Ok(rows.into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -224,7 +224,7 @@ pub async fn conversation_messages(
     let ms = match paging {
         Paging::Legacy { .. } => {
             let ms = chatter_core::inbox::messages(&st.core, &a, id, paging.fetch(500)).await?;
-            Ok(ms.into_iter().map(message_out).collect())
+            Listed::All(ms.into_iter().map(message_out).collect())
         }
         Paging::Page { after, limit } => {
             let after = after.map(|p| (p.key, MessageId(p.id)));
@@ -232,13 +232,13 @@ pub async fn conversation_messages(
                 chatter_core::inbox::messages_after(&st.core, &a, id, after, paging.fetch(500))
                     .await?;
             let page = Paged::cut(ms, limit, |m| Position::new(m.created_at, m.id));
-            Err(Paged {
+            Listed::Page(Paged {
                 items: page.items.into_iter().map(message_out).collect(),
                 next_cursor: page.next_cursor,
             })
         }
     };
-    Ok(answer(ms))
+    Ok(ms.into_response())
 }
 
 #[derive(serde::Deserialize, ToSchema)]

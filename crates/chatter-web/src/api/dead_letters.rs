@@ -1,7 +1,7 @@
 //! `/api/v1/dead-letters`: inbound events that could not be stored as they came (parked and
 //! acknowledged, see core::dead_letters), listed and retried as in Settings.
 
-use super::page::{answer, page_types, PageQuery, Paged, Paging, Position};
+use super::page::{page_types, Listed, PageQuery, Paged, Paging, Position};
 use super::{ApiActor, ApiError, ApiPath, ApiQuery};
 use crate::AppState;
 use axum::extract::State;
@@ -68,19 +68,19 @@ pub async fn list_dead_letters(
     let list = match paging {
         Paging::Legacy { .. } => {
             let list = dead_letters::list(&st.core, &a, paging.fetch(500)).await?;
-            Ok(list.into_iter().map(dead_letter_out).collect())
+            Listed::All(list.into_iter().map(dead_letter_out).collect())
         }
         Paging::Page { after, limit } => {
             let after = after.map(|p| (p.key, p.id));
             let list = dead_letters::list_after(&st.core, &a, after, paging.fetch(500)).await?;
             let page = Paged::cut(list, limit, |d| Position::new(d.created_at, d.id));
-            Err(Paged {
+            Listed::Page(Paged {
                 items: page.items.into_iter().map(dead_letter_out).collect(),
                 next_cursor: page.next_cursor,
             })
         }
     };
-    Ok(answer(list))
+    Ok(list.into_response())
 }
 
 #[derive(Serialize, ToSchema)]

@@ -130,7 +130,7 @@ pub fn in_memory<T>(
     mut all: Vec<T>,
     paging: Paging,
     position: impl Fn(&T) -> Position,
-) -> Result<Vec<T>, Paged<T>> {
+) -> Listed<T> {
     if let Paging::Page { .. } = paging {
         all.sort_by_key(|t| position(t));
     }
@@ -139,7 +139,7 @@ pub fn in_memory<T>(
             if let Some(l) = limit {
                 all.truncate(usize::try_from(l).unwrap_or(usize::MAX));
             }
-            Ok(all)
+            Listed::All(all)
         }
         Paging::Page { after, limit } => {
             let rest: Vec<T> = match after {
@@ -150,7 +150,7 @@ pub fn in_memory<T>(
                 .into_iter()
                 .take(usize::try_from(limit + 1).unwrap_or(usize::MAX))
                 .collect();
-            Err(Paged::cut(rows, limit, position))
+            Listed::Page(Paged::cut(rows, limit, position))
         }
     }
 }
@@ -209,15 +209,36 @@ impl PageQuery {
     }
 }
 
-/// A list answer: the bare array of a client that sent no `cursor`, or a page.
-pub fn answer<T: serde::Serialize>(r: Result<Vec<T>, Paged<T>>) -> Response {
-    match r {
-        Ok(list) => axum::Json(list).into_response(),
-        Err(p) => axum::Json(serde_json::json!({
-            "items": p.items,
-            "next_cursor": p.next_cursor,
-        }))
-        .into_response(),
+/// A list as the client asked for it: the bare array of a client that sent no `cursor`, or
+/// one page.
+pub enum Listed<T> {
+    All(Vec<T>),
+    Page(Paged<T>),
+}
+
+impl<T> Listed<T> {
+    /// The same list or page with its items turned into `f`'s.
+    pub fn map_items<U>(self, f: impl FnOnce(Vec<T>) -> Vec<U>) -> Listed<U> {
+        match self {
+            Listed::All(v) => Listed::All(f(v)),
+            Listed::Page(p) => Listed::Page(Paged {
+                items: f(p.items),
+                next_cursor: p.next_cursor,
+            }),
+        }
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for Listed<T> {
+    fn into_response(self) -> Response {
+        match self {
+            Listed::All(list) => axum::Json(list).into_response(),
+            Listed::Page(p) => axum::Json(serde_json::json!({
+                "items": p.items,
+                "next_cursor": p.next_cursor,
+            }))
+            .into_response(),
+        }
     }
 }
 
@@ -289,8 +310,10 @@ mod tests {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page =
-                in_memory(all.clone(), Paging::Page { after, limit: 3 }, pos).expect_err("a page");
+            let Listed::Page(page) = in_memory(all.clone(), Paging::Page { after, limit: 3 }, pos)
+            else {
+                panic!("a cursor asks for a page");
+            };
             seen.extend(page.items.iter().copied());
             // Added before the cursor: never seen; the rest of the walk is not shifted.
             all.push((-1, Uuid::now_v7()));

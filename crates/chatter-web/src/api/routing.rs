@@ -1,7 +1,7 @@
 //! The routing rules (requirement R3.4) as the API shows them, with the names of what they refer to
 //! in the synced amoCRM account, and the dry run that says which rule would fire and why.
 
-use super::page::{answer, page_types, PageQuery, Paged, Paging, Position};
+use super::page::{page_types, Listed, PageQuery, Paged, Paging, Position};
 use super::{ApiActor, ApiError, ApiErrorBody, ApiJson, ApiQuery};
 use crate::AppState;
 use axum::extract::State;
@@ -180,13 +180,13 @@ pub async fn routing_rules(
     let out = |v: Vec<(usize, chatter_domain::routing::Rule)>| -> Vec<RuleOut> {
         v.into_iter().map(|(_, r)| rule_out(&names, r)).collect()
     };
-    Ok(answer(match paging {
+    Ok(match paging {
         Paging::Legacy { limit } => {
             let mut v = positioned;
             if let Some(l) = limit {
                 v.truncate(usize::try_from(l).unwrap_or(usize::MAX));
             }
-            Ok(out(v))
+            Listed::All(out(v))
         }
         Paging::Page { limit, .. } => {
             let rows: Vec<_> = positioned
@@ -194,12 +194,13 @@ pub async fn routing_rules(
                 .take(usize::try_from(limit + 1).unwrap_or(usize::MAX))
                 .collect();
             let page = Paged::cut(rows, limit, position);
-            Err(Paged {
+            Listed::Page(Paged {
                 items: out(page.items),
                 next_cursor: page.next_cursor,
             })
         }
-    }))
+    }
+    .into_response())
 }
 
 fn rule_out(names: &crate::ui::rules::Names, r: chatter_domain::routing::Rule) -> RuleOut {
