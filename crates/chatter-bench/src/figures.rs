@@ -6,12 +6,13 @@
 //! Rows written straight into the database get the dashboard's facts from the upgrade's
 //! backfill (`chatter_store::figures::backfill`), timed as well.
 
+use crate::seed::{self, Customer, Line, Owner};
 use crate::server::{self, Common, Server};
 use anyhow::Context as _;
-use chatter_domain::{ConversationStatus, Direction, MessageStatus};
+use chatter_domain::ConversationStatus;
 use chatter_store::entity::{contact, conversation, message, source};
 use reqwest::header::{HeaderValue, COOKIE};
-use sea_orm::{ConnectionTrait as _, EntityTrait, Set, Statement};
+use sea_orm::{ConnectionTrait as _, EntityTrait, Statement};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -137,26 +138,10 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
     let sources: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
-    source::Entity::insert_many(
-        sources
-            .iter()
-            .enumerate()
-            .map(|(i, id)| source::ActiveModel {
-                id: Set((*id).into()),
-                company_id: Set(company.into()),
-                kind: Set(chatter_domain::SourceKind::Api),
-                name: Set(format!("Сайт {}", i + 1)),
-                secret: Set(None),
-                settings: Set("{}".into()),
-                status: Set("connected".into()),
-                last_error: Set(None),
-                created_at: Set(now - 61 * DAY_MS),
-                updated_at: Set(now),
-                cursor: Set(None),
-                last_inbound_at: Set(None),
-                last_ok_at: Set(None),
-            }),
-    )
+    source::Entity::insert_many(sources.iter().enumerate().map(|(i, id)| {
+        let name = format!("Сайт {}", i + 1);
+        seed::source(*id, company, name, now - 61 * DAY_MS, now)
+    }))
     .exec(&db)
     .await?;
     let span = 60 * DAY_MS;
@@ -169,17 +154,20 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
             let (contact_id, conv_id) = (Uuid::new_v4(), Uuid::new_v4());
             let name = format!("{} {i}", NAMES[i % NAMES.len()]);
             let began = now - span + (i as i64 * span) / a.conversations as i64;
-            contacts.push(contact::ActiveModel {
-                id: Set(contact_id.into()),
-                company_id: Set(company.into()),
-                source_id: Set(src.into()),
-                external_id: Set(format!("c{i}")),
-                name: Set(name.clone()),
-                username: Set(None),
-                phone: Set(None),
-                created_at: Set(began),
-                updated_at: Set(began),
-            });
+            let key = format!("c{i}");
+            let who = Owner {
+                company,
+                source: src,
+            };
+            let customer = Customer {
+                contact: contact_id,
+                conversation: conv_id,
+                key: &key,
+                name: &name,
+                phone: None,
+                at: began,
+            };
+            contacts.push(seed::contact(who, &customer));
             let mut last = (String::new(), began);
             for k in 0..a.messages_per {
                 let inbound = k % 2 == 0;
@@ -188,61 +176,23 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                 last = (text.clone(), at);
                 let id = Uuid::new_v4();
                 indexed.push((id, text.clone()));
-                msgs.push(message::ActiveModel {
-                    id: Set(id.into()),
-                    company_id: Set(company.into()),
-                    conversation_id: Set(conv_id.into()),
-                    source_id: Set(src.into()),
-                    direction: Set(if inbound {
-                        Direction::In
-                    } else {
-                        Direction::Out
-                    }),
-                    external_id: Set(Some(format!("m{i}-{k}"))),
-                    text: Set(Some(text)),
-                    attachments: Set("[]".into()),
-                    extra: Set(None),
-                    sender_name: Set(if inbound {
-                        name.clone()
-                    } else {
-                        "Анна".into()
-                    }),
-                    author_id: Set((!inbound).then_some(owner)),
-                    reply_to_id: Set(None),
-                    reply_to_external_id: Set(None),
-                    status: Set(if inbound {
-                        MessageStatus::Received
-                    } else {
-                        MessageStatus::Sent
-                    }),
-                    error: Set(None),
-                    sent_parts: Set("[]".into()),
-                    created_at: Set(at),
-                    sent_at: Set((!inbound).then_some(at)),
-                    edited_at: Set(None),
-                });
+                let line = Line {
+                    id,
+                    external_id: format!("m{i}-{k}"),
+                    text,
+                    inbound,
+                    sender_name: if inbound { &name } else { "Анна" },
+                    author: (!inbound).then_some(owner),
+                    at,
+                };
+                msgs.push(seed::message(who, &customer, line));
             }
-            convs.push(conversation::ActiveModel {
-                id: Set(conv_id.into()),
-                company_id: Set(company.into()),
-                source_id: Set(src.into()),
-                contact_id: Set(contact_id.into()),
-                external_chat_id: Set(format!("c{i}")),
-                chat_kind: Set("private".into()),
-                title: Set(None),
-                status: Set(if i % 10 == 0 {
-                    ConversationStatus::Open
-                } else {
-                    ConversationStatus::Closed
-                }),
-                assignee_id: Set(None),
-                unread: Set(0),
-                blocked: Set(false),
-                last_text: Set(last.0),
-                last_message_at: Set(last.1),
-                created_at: Set(began),
-                updated_at: Set(last.1),
-            });
+            let status = if i % 10 == 0 {
+                ConversationStatus::Open
+            } else {
+                ConversationStatus::Closed
+            };
+            convs.push(seed::conversation(who, &customer, status, last));
         }
         contact::Entity::insert_many(contacts).exec(&db).await?;
         conversation::Entity::insert_many(convs).exec(&db).await?;

@@ -37,6 +37,7 @@ mod kinds;
 mod nodes;
 mod pollers;
 mod search;
+mod seed;
 mod server;
 mod sse;
 mod stem;

@@ -9,9 +9,10 @@
 //! with products, cities, prices and names in varying grammatical forms, so words recur as
 //! they do in real inboxes: some in a tenth of the messages, some in one in a thousand.
 
+use crate::seed::{self, Customer, Line, Owner};
 use anyhow::Context as _;
 use chatter_domain::stem::fold;
-use chatter_domain::{ConversationStatus, Direction, MessageStatus};
+use chatter_domain::ConversationStatus;
 use chatter_store::entity::{company, contact, conversation, message, source};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, DatabaseConnection, EntityTrait, QueryFilter, Set,
@@ -280,21 +281,7 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
         sources
             .iter()
             .enumerate()
-            .map(|(i, id)| source::ActiveModel {
-                id: Set((*id).into()),
-                company_id: Set(companies[i].into()),
-                kind: Set(chatter_domain::SourceKind::Api),
-                name: Set(format!("Сайт {i}")),
-                secret: Set(None),
-                settings: Set("{}".into()),
-                status: Set("connected".into()),
-                last_error: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-                cursor: Set(None),
-                last_inbound_at: Set(None),
-                last_ok_at: Set(None),
-            }),
+            .map(|(i, id)| seed::source(*id, companies[i], format!("Сайт {i}"), now, now)),
     )
     .exec(db)
     .await
@@ -318,74 +305,46 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
             let (company, src) = (companies[c], sources[c]);
             let (contact_id, conv_id) = (Uuid::now_v7(), Uuid::now_v7());
             let name = format!("{} {conv_no}", rng.pick(NAMES));
-            contacts.push(contact::ActiveModel {
-                id: Set(contact_id.into()),
-                company_id: Set(company.into()),
-                source_id: Set(src.into()),
-                external_id: Set(format!("c{conv_no}")),
-                name: Set(name.clone()),
-                username: Set(None),
-                phone: Set(Some(format!("+7916{:07}", conv_no))),
-                created_at: Set(start),
-                updated_at: Set(start),
-            });
+            let key = format!("c{conv_no}");
+            let who = Owner {
+                company,
+                source: src,
+            };
+            let customer = Customer {
+                contact: contact_id,
+                conversation: conv_id,
+                key: &key,
+                name: &name,
+                phone: Some(format!("+7916{:07}", conv_no)),
+                at: start,
+            };
+            contacts.push(seed::contact(who, &customer));
             let n = a.per_conversation.min(a.messages - written);
             let mut last = (String::new(), start);
             for k in 0..n {
                 let at = start + written as i64 * 1_000;
-                let inbound = k % 2 == 0;
                 let text = rng.text();
                 let id = Uuid::now_v7();
                 index.push((id, company, text.clone()));
                 last = (text.clone(), at);
-                msgs.push(message::ActiveModel {
-                    id: Set(id.into()),
-                    company_id: Set(company.into()),
-                    conversation_id: Set(conv_id.into()),
-                    source_id: Set(src.into()),
-                    direction: Set(if inbound {
-                        Direction::In
-                    } else {
-                        Direction::Out
-                    }),
-                    external_id: Set(Some(format!("m{written}"))),
-                    text: Set(Some(text)),
-                    attachments: Set("[]".into()),
-                    extra: Set(None),
-                    sender_name: Set(name.clone()),
-                    author_id: Set(None),
-                    reply_to_id: Set(None),
-                    reply_to_external_id: Set(None),
-                    status: Set(if inbound {
-                        MessageStatus::Received
-                    } else {
-                        MessageStatus::Sent
-                    }),
-                    error: Set(None),
-                    sent_parts: Set("[]".into()),
-                    created_at: Set(at),
-                    sent_at: Set(Some(at)),
-                    edited_at: Set(None),
-                });
+                let line = Line {
+                    id,
+                    external_id: format!("m{written}"),
+                    text,
+                    inbound: k % 2 == 0,
+                    sender_name: &name,
+                    author: None,
+                    at,
+                };
+                msgs.push(seed::message(who, &customer, line));
                 written += 1;
             }
-            convs.push(conversation::ActiveModel {
-                id: Set(conv_id.into()),
-                company_id: Set(company.into()),
-                source_id: Set(src.into()),
-                contact_id: Set(contact_id.into()),
-                external_chat_id: Set(format!("c{conv_no}")),
-                chat_kind: Set("private".into()),
-                title: Set(None),
-                status: Set(ConversationStatus::Closed),
-                assignee_id: Set(None),
-                unread: Set(0),
-                blocked: Set(false),
-                last_text: Set(last.0.chars().take(140).collect()),
-                last_message_at: Set(last.1),
-                created_at: Set(start),
-                updated_at: Set(last.1),
-            });
+            convs.push(seed::conversation(
+                who,
+                &customer,
+                ConversationStatus::Closed,
+                last,
+            ));
             conv_no += 1;
         }
         for chunk in contacts.chunks(500) {
