@@ -28,7 +28,7 @@ pub(crate) async fn create_key(s: &Session, name: &str) -> String {
     key
 }
 
-async fn api(app: &TestApp, path: &str, key: Option<&str>) -> reqwest::Response {
+pub(crate) async fn api(app: &TestApp, path: &str, key: Option<&str>) -> reqwest::Response {
     let mut req = app.client().get(app.at(path));
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));

@@ -49,8 +49,18 @@ pub async fn count(app: &TestApp, sql: &str) -> i64 {
 
 /// Signs up, connects a bot through the Sources form; returns the session, the token and the source id.
 pub async fn company_with_bot(app: &TestApp) -> (Session, String, String) {
-    let s = Session::sign_up(app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
-    let token = app.telegram.create_bot("horns_bot", "Рога и Копыта");
+    company_named(app, "Рога и Копыта", "anna@example.ru", "horns_bot").await
+}
+
+/// [`company_with_bot`] for a company, owner's email and bot of the caller's choice.
+pub async fn company_named(
+    app: &TestApp,
+    name: &str,
+    email: &str,
+    bot: &str,
+) -> (Session, String, String) {
+    let s = Session::sign_up(app, name, "Анна", email, PW).await;
+    let token = app.telegram.create_bot(bot, name);
     let r = s
         .post_from(
             "/app/sources/new",
@@ -62,7 +72,10 @@ pub async fn company_with_bot(app: &TestApp) -> (Session, String, String) {
     let source_path = location(&r);
     let source_id = source_path.rsplit('/').next().expect("id").to_string();
     let page = s.html(&source_path).await;
-    assert!(page.contains("@horns_bot"), "bot username shown: {page}");
+    assert!(
+        page.contains(&format!("@{bot}")),
+        "bot username shown: {page}"
+    );
     (s, token, source_id)
 }
 

@@ -4,24 +4,18 @@
 //! hit opens the conversation at its message; edits and managers' replies are found; another
 //! company's messages never are; and bad queries get a clear answer, never a 500.
 
-use crate::messages::{eventually, location, PW};
+use crate::api::api;
+use crate::messages::{company_named, eventually};
 use crate::telegram::{conversation_with, reply};
+use crate::ui_errors::url_escape as esc;
 use chatter_fakes::CustomerMessage;
 use chatter_testkit::{Session, TestApp};
 use serde_json::Value;
 
-/// Signs up a company with a Telegram bot; returns the session and the bot's token.
+/// Signs up a company with a Telegram bot and waits until the bot is polled; returns the
+/// session and the bot's token.
 async fn company(app: &TestApp, name: &str, email: &str, bot: &str) -> (Session, String) {
-    let s = Session::sign_up(app, name, "Анна", email, PW).await;
-    let token = app.telegram.create_bot(bot, name);
-    let r = s
-        .post_from(
-            "/app/sources/new",
-            "/app/sources",
-            &[("kind", "1"), ("token", &token), ("name", "")],
-        )
-        .await;
-    assert_eq!(r.status(), 303, "{}", location(&r));
+    let (s, token, _) = company_named(app, name, email, bot).await;
     eventually("the bot is polled", || async {
         app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
     })
@@ -29,20 +23,9 @@ async fn company(app: &TestApp, name: &str, email: &str, bot: &str) -> (Session,
     (s, token)
 }
 
-fn esc(s: &str) -> String {
-    s.bytes().map(|b| format!("%{b:02X}")).collect()
-}
-
 async fn api_search(app: &TestApp, key: &str, query: &str) -> (u16, Value) {
-    let r = app
-        .client()
-        .get(app.at(&format!("/api/v1/search?{query}")))
-        .header("authorization", format!("Bearer {key}"))
-        .send()
-        .await
-        .expect("GET /api/v1/search");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    let r = api(app, &format!("/api/v1/search?{query}"), Some(key)).await;
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// The conversation ids of the search rows on an inbox page.

@@ -268,7 +268,7 @@ async fn search_ignores_case_in_cyrillic_on_both_databases() {
     app.stop().await;
 }
 
-fn url_escape(s: &str) -> String {
+pub(crate) fn url_escape(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
