@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod api_source;
 pub mod attachments;
 pub mod audit;
+pub mod automation;
 pub mod backup;
 pub mod blobs;
 pub mod clock;
@@ -172,6 +173,11 @@ impl Actor {
         } else {
             Err(CoreError::Forbidden)
         }
+    }
+
+    /// The acting company, typed.
+    pub fn company(&self) -> chatter_domain::CompanyId {
+        self.company_id.into()
     }
 
     pub fn user(&self) -> Result<Uuid> {

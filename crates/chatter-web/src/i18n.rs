@@ -87,15 +87,23 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "dead_still_refused" => "flash.dead_still_refused",
         "dead_deleted" => "flash.dead_deleted",
         "export_started" => "flash.export_started",
+        "hours_reset" => "flash.hours_reset",
         _ => return None,
     };
     Some(key)
 }
 
+/// Every table of (key, Russian, English).
+const TABLES: &[&[(&str, &str, &str)]] = &[
+    crate::i18n_table::ENTRIES,
+    crate::i18n_sources::ENTRIES,
+    crate::i18n_automation::ENTRIES,
+];
+
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {
-    crate::i18n_table::ENTRIES
+    TABLES
         .iter()
-        .chain(crate::i18n_sources::ENTRIES)
+        .flat_map(|t| t.iter())
         .map(|(k, ru, en)| (*k, (*ru, *en)))
         .collect()
 });
@@ -107,9 +115,9 @@ mod tests {
     #[test]
     fn no_key_is_in_two_tables_or_twice() {
         let mut seen = HashSet::new();
-        let twice: Vec<&str> = crate::i18n_table::ENTRIES
+        let twice: Vec<&str> = super::TABLES
             .iter()
-            .chain(crate::i18n_sources::ENTRIES)
+            .flat_map(|t| t.iter())
             .filter(|(k, _, _)| !seen.insert(*k))
             .map(|(k, _, _)| *k)
             .collect();

@@ -43,3 +43,4 @@ pub mod throttle;
 pub mod tls_certificate;
 pub mod user;
 pub mod user_identity;
+pub mod working_hours;

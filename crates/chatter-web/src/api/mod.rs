@@ -18,6 +18,7 @@ pub mod dead_letters;
 mod error;
 mod exports;
 mod extract;
+mod hours;
 mod page;
 pub mod reports;
 mod routing;
@@ -57,8 +58,8 @@ use utoipa_swagger_ui::SwaggerUi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, search::search_messages, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv),
-    components(schemas(Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, search::SearchOut, search::SearchHitOut, search::HighlightOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
+    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, search::search_messages, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv, hours::get_hours, hours::put_hours, hours::delete_hours),
+    components(schemas(Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, search::SearchOut, search::SearchHitOut, search::HighlightOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut, hours::HoursOut, hours::HoursIo, hours::WeekIo, hours::DayIo, hours::SpanIo, hours::NowOut)),
     modifiers(&BearerAuth, &ConnectableKinds),
     security(("bearer" = []))
 )]
@@ -91,6 +92,12 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/conversations/{id}/messages",
             get(conversation_messages).post(send_message),
+        )
+        .route(
+            "/api/v1/working-hours",
+            get(hours::get_hours)
+                .put(hours::put_hours)
+                .delete(hours::delete_hours),
         )
         .route("/api/v1/routing-rules", get(routing_rules))
         .route("/api/v1/routing-rules/dry-run", post(routing_dry_run))

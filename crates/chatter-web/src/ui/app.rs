@@ -20,7 +20,6 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app", get(dashboard))
-        .route("/app/automation", get(section))
         .route("/app/billing", get(section))
         .route("/app/companies/new", get(new_company_page))
         .route("/app/companies", post(create_company))
@@ -127,20 +126,14 @@ struct SectionTpl {
     text: &'static str,
 }
 
-async fn section(
-    Extension(ctx): Extension<Ctx>,
-    uri: axum::http::Uri,
-) -> Result<Response, AppError> {
+/// A section a later release fills (billing), saying what it will hold.
+async fn section(Extension(ctx): Extension<Ctx>) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     actor.require(Permission::Read).map_err(AppError::from)?;
-    let (active, title, text) = match uri.path() {
-        "/app/automation" => ("automation", "nav.automation", "section.automation"),
-        _ => ("billing", "nav.billing", "section.billing"),
-    };
     Ok(render(SectionTpl {
-        p: Page::new(&ctx, active),
-        title,
-        text,
+        p: Page::new(&ctx, "billing"),
+        title: "nav.billing",
+        text: "section.billing",
     }))
 }
 

@@ -5,6 +5,7 @@ mod api_sources;
 mod app;
 mod audit;
 mod auth;
+mod automation;
 mod chart;
 mod crm;
 mod crm_settings;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lang/{code}", get(set_lang))
         .merge(auth::routes())
         .merge(app::routes())
+        .merge(automation::routes())
         .merge(team::routes())
         .merge(profile::routes())
         .merge(audit::routes())

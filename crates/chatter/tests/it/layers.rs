@@ -11,8 +11,8 @@
 //! connectors      (what a stored source is, and its kind's connector)
 //! ```
 //!
-//! `accounts`, `jobs` and `reports` sit beside them: `jobs` names none of them, `accounts` only
-//! `jobs`, `reports` none. The check reads every `crate::…` path in a folder's files.
+//! `accounts`, `jobs`, `reports` and `automation` sit beside them: `jobs` names none of them,
+//! `accounts` only `jobs`, `reports` none, `automation` only `connectors`. The check reads every `crate::…` path in a folder's files.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("accounts", &["jobs"]),
     ("jobs", &[]),
     ("reports", &[]),
+    ("automation", &["connectors"]),
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

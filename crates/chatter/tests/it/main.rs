@@ -57,3 +57,4 @@ mod upgrade;
 mod vk;
 mod web_security;
 mod whatsapp;
+mod working_hours;

@@ -25,8 +25,10 @@ use uuid::Uuid;
 enum Method {
     Get,
     Post,
+    Put,
+    Delete,
 }
-use Method::{Get, Post};
+use Method::{Delete, Get, Post, Put};
 
 /// Who may use a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +133,10 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/crm/rules/{rule}/enable", MANAGE, &[], &[303]),
     r(Post, "/app/crm/rules/{rule}/disable", MANAGE, &[], &[303]),
     r(Get,  "/app/automation", READ, &[], &[200]),
+    r(Get,  "/app/automation/hours", READ, &[], &[200]),
+    r(Post, "/app/automation/hours", MANAGE, &[("zone", "")], &[422]),
+    // Without `?source=` there is no source's own hours to remove.
+    r(Post, "/app/automation/hours/reset", MANAGE, &[], &[404]),
     r(Get,  "/app/billing", READ, &[], &[200]),
     r(Get,  "/app/companies/new", Signed, &[], &[200]),
     r(Post, "/app/companies", Signed, &[("company_name", "")], &[422]),
@@ -218,6 +224,10 @@ const ROUTES: &[Route] = &[
     r(Get,  "/api/v1/members", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/routing-rules", ApiKey, &[], &[200]),
     r(Post, "/api/v1/routing-rules/dry-run", ApiKey, &[], &[422]),
+    r(Get,  "/api/v1/working-hours", ApiKey, &[], &[200]),
+    r(Put,  "/api/v1/working-hours", ApiKey, &[], &[422]),
+    // Without `source_id` there is no source's own hours to remove.
+    r(Delete, "/api/v1/working-hours", ApiKey, &[], &[400]),
     // Undelivered events (issue 9, item 2): `{source}` is no dead letter.
     r(Get,  "/app/settings/dead-letters", MANAGE, &[], &[200]),
     r(Post, "/app/settings/dead-letters/{source}/retry", MANAGE, &[], &[404]),
@@ -781,6 +791,15 @@ async fn send(
             form.extend_from_slice(route.fields);
             http.post(url).form(&form).send().await.expect("POST")
         }
+        // The API's replacing calls, with a body that names nothing.
+        Put => http
+            .put(url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("PUT"),
+        Delete => http.delete(url).send().await.expect("DELETE"),
     }
 }
 
