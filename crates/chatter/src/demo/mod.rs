@@ -168,6 +168,7 @@ impl Demo {
     pub async fn start(core: &Core, fakes: &Fakes) -> anyhow::Result<Demo> {
         let actor = seed_company(core).await?;
         forget_previous_run(core, &actor).await?;
+        seed_hours(core, &actor).await?;
         let token = connect_bot(core, &actor, &fakes.telegram).await?;
         let api_key = {
             let txn = core.db.begin().await?;
@@ -254,6 +255,25 @@ async fn forget_previous_run(core: &Core, actor: &Actor) -> anyhow::Result<()> {
             chatter_core::accounts::api_keys::revoke(core, actor, k.id).await?;
         }
     }
+    Ok(())
+}
+
+/// The company's working hours on the first run: weekdays 09:00–18:00 in Moscow with a lunch
+/// break (Automation → Working hours); a reused data directory keeps what was set there.
+async fn seed_hours(core: &Core, actor: &Actor) -> anyhow::Result<()> {
+    use chatter_core::automation::hours;
+    use chatter_domain::hours::{Hours, HoursForm};
+    if hours::get(core, actor, None).await?.hours.is_some() {
+        return Ok(());
+    }
+    let day = "09:00–13:00, 14:00–18:00";
+    let week = Hours::from_form(&HoursForm {
+        zone: "Europe/Moscow",
+        week: [day, day, day, day, day, "", ""],
+        days: "2026-12-31 09:00–15:00\n2027-01-01\n2027-01-02",
+    })
+    .map_err(|e| anyhow::anyhow!("the demo's working hours: {e:?}"))?;
+    hours::save(core, actor, None, week).await?;
     Ok(())
 }
 
