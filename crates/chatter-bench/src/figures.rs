@@ -177,6 +177,9 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
                 name: Set(name.clone()),
                 username: Set(None),
                 phone: Set(None),
+                merged_into: Set(None),
+                email: Set(None),
+                edited_at: Set(None),
                 created_at: Set(began),
                 updated_at: Set(began),
             });

@@ -326,6 +326,9 @@ async fn seed(db: &DatabaseConnection, a: &Args) -> anyhow::Result<Vec<Uuid>> {
                 name: Set(name.clone()),
                 username: Set(None),
                 phone: Set(Some(format!("+7916{:07}", conv_no))),
+                merged_into: Set(None),
+                email: Set(None),
+                edited_at: Set(None),
                 created_at: Set(start),
                 updated_at: Set(start),
             });

@@ -52,10 +52,12 @@ mod deals;
 mod drain;
 mod health;
 pub mod outbox;
+mod people;
 pub use chats::*;
 pub use deals::*;
 pub use drain::*;
 pub use health::*;
+pub use people::*;
 use outbox::*;
 
 /// Attempts of one item before it is parked as failed.
