@@ -6,6 +6,7 @@ mod app;
 mod audit;
 mod auth;
 mod chart;
+mod contacts;
 mod crm;
 mod crm_settings;
 mod dead_letters;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .merge(reports::routes())
         .merge(settings::routes())
         .merge(inbox::routes())
+        .merge(contacts::routes())
         .merge(sources::routes())
         .merge(crm::routes())
         .merge(crm_settings::routes())
