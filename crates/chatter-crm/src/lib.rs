@@ -493,8 +493,11 @@ pub trait Crm: Send + Sync {
     async fn find_contact(&self, query: &ContactQuery) -> Result<Option<CrmContact>, CrmError>;
     async fn create_contact(&self, contact: &NewContact) -> Result<ContactCreated, CrmError>;
     /// Sets a contact's name, phones and e-mails (`PATCH /contacts/{id}`).
-    async fn update_contact(&self, contact_id: CrmId, change: &ContactChange)
-        -> Result<(), CrmError>;
+    async fn update_contact(
+        &self,
+        contact_id: CrmId,
+        change: &ContactChange,
+    ) -> Result<(), CrmError>;
     /// Links a contact to a deal (the deal keeps its other contacts).
     async fn link_deal_contact(&self, deal_id: CrmId, contact_id: CrmId) -> Result<(), CrmError>;
     /// The contact's newest deal that is not won or lost.

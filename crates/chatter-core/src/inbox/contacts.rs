@@ -51,7 +51,10 @@ impl Person {
     }
 
     pub fn conversation_ids(&self) -> Vec<ConversationId> {
-        self.conversations.iter().map(|c| c.conversation.id).collect()
+        self.conversations
+            .iter()
+            .map(|c| c.conversation.id)
+            .collect()
     }
 }
 
@@ -65,11 +68,7 @@ pub struct PersonChange {
 }
 
 /// The person a contact of the actor's company belongs to (any identity's id will do).
-async fn person_id(
-    conn: &impl ConnectionTrait,
-    actor: &Actor,
-    id: ContactId,
-) -> Result<ContactId> {
+async fn person_id(conn: &impl ConnectionTrait, actor: &Actor, id: ContactId) -> Result<ContactId> {
     let c = contact::Entity::find_by_id(id)
         .filter(contact::Column::CompanyId.eq(actor.company_id))
         .one(conn)
@@ -205,19 +204,19 @@ pub async fn list_people(
             .into_tuple()
             .all(&core.db)
             .await?;
-        let persons: HashSet<ContactId> =
-            matching.into_iter().map(|(id, m)| m.unwrap_or(id)).collect();
+        let persons: HashSet<ContactId> = matching
+            .into_iter()
+            .map(|(id, m)| m.unwrap_or(id))
+            .collect();
         query = query.filter(contact::Column::Id.is_in(persons));
     }
     if let Some((at, id)) = after {
         query = query.filter(
-            Condition::any()
-                .add(contact::Column::CreatedAt.lt(at))
-                .add(
-                    Condition::all()
-                        .add(contact::Column::CreatedAt.eq(at))
-                        .add(contact::Column::Id.lt(id)),
-                ),
+            Condition::any().add(contact::Column::CreatedAt.lt(at)).add(
+                Condition::all()
+                    .add(contact::Column::CreatedAt.eq(at))
+                    .add(contact::Column::Id.lt(id)),
+            ),
         );
     }
     Ok(query
@@ -357,10 +356,14 @@ pub async fn merge_people(
     }
     let pa = read_person(&txn, actor, a).await?;
     let pb = read_person(&txn, actor, b).await?;
-    let older_first = (pa.contact.created_at, pa.contact.id) <= (pb.contact.created_at, pb.contact.id);
+    let older_first =
+        (pa.contact.created_at, pa.contact.id) <= (pb.contact.created_at, pb.contact.id);
     let (kept, gone) = if older_first { (pa, pb) } else { (pb, pa) };
     contact::Entity::update_many()
-        .col_expr(contact::Column::MergedInto, Expr::value(Some(kept.contact.id)))
+        .col_expr(
+            contact::Column::MergedInto,
+            Expr::value(Some(kept.contact.id)),
+        )
         .col_expr(contact::Column::UpdatedAt, Expr::value(now))
         .filter(contact::Column::CompanyId.eq(actor.company_id))
         .filter(contact::Column::Id.is_in(gone.identity_ids()))
@@ -369,7 +372,10 @@ pub async fn merge_people(
     // What the team knew about the other person fills what the kept one lacks.
     if kept.contact.email.is_none() && gone.contact.email.is_some() {
         contact::Entity::update_many()
-            .col_expr(contact::Column::Email, Expr::value(gone.contact.email.clone()))
+            .col_expr(
+                contact::Column::Email,
+                Expr::value(gone.contact.email.clone()),
+            )
             .filter(contact::Column::Id.eq(kept.contact.id))
             .exec(&txn)
             .await?;

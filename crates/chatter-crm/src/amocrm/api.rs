@@ -18,10 +18,10 @@ use super::chats::ChatsClient;
 use super::limiter::RateLimiter;
 use super::{transport_error, STATUS_LOST, STATUS_WON};
 use crate::{
-    normalize_phone, BatchItem, ChatMessage, ChatSent, ContactChange, ContactCreated, ContactQuery, Crm,
-    CrmAccount, CrmContact, CrmDeal, CrmError, CrmId, CrmUser, CustomField, DealCreated, DealDraft,
-    DeliveryStatus, DraftContact, EntityKind, FieldEnum, FieldProblem, FieldScalar, FieldValue,
-    NewContact, NewDeal, Pipeline, Stage, StageKind,
+    normalize_phone, BatchItem, ChatMessage, ChatSent, ContactChange, ContactCreated, ContactQuery,
+    Crm, CrmAccount, CrmContact, CrmDeal, CrmError, CrmId, CrmUser, CustomField, DealCreated,
+    DealDraft, DeliveryStatus, DraftContact, EntityKind, FieldEnum, FieldProblem, FieldScalar,
+    FieldValue, NewContact, NewDeal, Pipeline, Stage, StageKind,
 };
 
 /// `leads/complex` takes at most this many leads per request (§3.5).

@@ -127,14 +127,14 @@ fn summary(c: chatter_store::entity::contact::Model) -> ContactSummaryOut {
     }
 }
 
-async fn full(st: &AppState, a: &chatter_core::Actor, p: Person) -> Result<ContactOutFull, ApiError> {
-    let crm = chatter_core::crm::sync::person_crm(
-        &st.core,
-        a,
-        &p.identity_ids(),
-        &p.conversation_ids(),
-    )
-    .await?;
+async fn full(
+    st: &AppState,
+    a: &chatter_core::Actor,
+    p: Person,
+) -> Result<ContactOutFull, ApiError> {
+    let crm =
+        chatter_core::crm::sync::person_crm(&st.core, a, &p.identity_ids(), &p.conversation_ids())
+            .await?;
     let deal = |id: chatter_domain::ConversationId| {
         crm.as_ref().map(|c| match c.deals.get(&id) {
             Some(d) => DealOut {

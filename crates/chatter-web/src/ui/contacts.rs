@@ -72,13 +72,7 @@ async fn view(
     p: Person,
     current: Option<ConversationId>,
 ) -> Result<CardView, AppError> {
-    let crm = person_crm(
-        &st.core,
-        actor,
-        &p.identity_ids(),
-        &p.conversation_ids(),
-    )
-    .await?;
+    let crm = person_crm(&st.core, actor, &p.identity_ids(), &p.conversation_ids()).await?;
     // The deal of the conversation beside; on its own page, the newest conversation's.
     let deal_of = current.or_else(|| p.conversations.first().map(|c| c.conversation.id));
     let deal = crm

@@ -123,7 +123,8 @@ async fn the_card_beside_the_thread_shows_the_deal_edits_and_merges() {
     // Rename.
     w.fill("#card-edit-name", "Олег Сидоров").await;
     w.click("#card-save").await;
-    w.wait_path(|p| p == format!("/app/inbox/{}", tg_conv.id)).await;
+    w.wait_path(|p| p == format!("/app/inbox/{}", tg_conv.id))
+        .await;
     w.wait_text_in("#card-name", "Олег Сидоров").await;
     w.shot("02-renamed").await;
 
@@ -139,7 +140,8 @@ async fn the_card_beside_the_thread_shows_the_deal_edits_and_merges() {
     w.wait_text_in("#merge-confirm", &vk_person.name).await;
     w.shot("04-merge-confirm").await;
     w.click("#merge-confirm-button").await;
-    w.wait_path(|p| p == format!("/app/inbox/{}", tg_conv.id)).await;
+    w.wait_path(|p| p == format!("/app/inbox/{}", tg_conv.id))
+        .await;
     w.wait_text_in("#card-conversations", &vk_source).await;
     w.wait_text_in("#card-name", "Олег Сидоров").await;
     assert_eq!(w.texts("#card-identities li").await.len(), 2);
@@ -162,8 +164,10 @@ async fn at_phone_width_the_card_opens_and_the_reply_box_stays_reachable() {
     let token = app.telegram.create_bot("romashka_phone_bot", "Ромашка");
     let w = Window::open(&app.url, "card-phone", 360, 740).await;
     w.sign_up_with_bot(&token).await;
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(7_310_000_301, "Мария", QUESTION));
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(7_310_000_301, "Мария", QUESTION),
+    );
     w.goto("/app/inbox").await;
     w.wait_text_in("li.conv", QUESTION).await;
     w.click("li.conv a").await;
@@ -171,7 +175,11 @@ async fn at_phone_width_the_card_opens_and_the_reply_box_stays_reachable() {
         .await;
     w.shot("01-thread").await;
     // Closed until tapped: the form inside is not shown yet.
-    assert!(w.texts("#card-edit label").await.iter().all(String::is_empty));
+    assert!(w
+        .texts("#card-edit label")
+        .await
+        .iter()
+        .all(String::is_empty));
     w.click("#card-summary").await;
     w.wait_text_in("#customer-card", "amoCRM").await;
     w.wait_text_in("#card-edit", "Имя").await;

@@ -84,7 +84,8 @@ async fn contact_rows(app: &TestApp) -> String {
             format!(
                 "{:?} {:?} {:?} {:?} {:?} {:?}",
                 r.try_get_by_index::<uuid::Uuid>(0).expect("id"),
-                r.try_get_by_index::<Option<uuid::Uuid>>(1).expect("merged_into"),
+                r.try_get_by_index::<Option<uuid::Uuid>>(1)
+                    .expect("merged_into"),
                 r.try_get_by_index::<String>(2).expect("name"),
                 r.try_get_by_index::<Option<String>>(3).expect("phone"),
                 r.try_get_by_index::<Option<String>>(4).expect("email"),
@@ -107,8 +108,8 @@ fn field_codes(body: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_change_reaches_the_amocrm_contact_through_a_5xx_once_and_the_messenger_does_not_undo_it(
-) {
+async fn a_change_reaches_the_amocrm_contact_through_a_5xx_once_and_the_messenger_does_not_undo_it()
+{
     let app = TestApp::new().await;
     let (s, token, source, account) = connected(&app).await;
     app.telegram
@@ -149,7 +150,10 @@ async fn a_change_reaches_the_amocrm_contact_through_a_5xx_once_and_the_messenge
     assert_eq!(r.status(), 422);
     let html = r.text().await.expect("body");
     assert!(html.contains("data-field=\"phone\""), "{html}");
-    assert!(html.contains("value=\"12\""), "what was typed is kept: {html}");
+    assert!(
+        html.contains("value=\"12\""),
+        "what was typed is kept: {html}"
+    );
     assert_eq!(contact_rows(&app).await, before);
 
     // amoCRM answers 502 first: the change is retried and applied once.
@@ -166,13 +170,16 @@ async fn a_change_reaches_the_amocrm_contact_through_a_5xx_once_and_the_messenge
     assert_eq!(body["name"], "Ольга Смирнова");
     assert_eq!(body["phone"], "+79991234567");
     assert_eq!(body["email"], "olga@example.ru");
-    eventually("amoCRM's contact has the new name, phone and e-mail", || async {
-        let c = &app.amo.contacts(account)[0];
-        let text = c.to_string();
-        c["name"] == "Ольга Смирнова"
-            && text.contains("+79991234567")
-            && text.contains("olga@example.ru")
-    })
+    eventually(
+        "amoCRM's contact has the new name, phone and e-mail",
+        || async {
+            let c = &app.amo.contacts(account)[0];
+            let text = c.to_string();
+            c["name"] == "Ольга Смирнова"
+                && text.contains("+79991234567")
+                && text.contains("olga@example.ru")
+        },
+    )
     .await;
     let patches = app
         .amo
@@ -242,19 +249,30 @@ async fn two_messengers_of_one_customer_merge_into_one_person_with_one_amocrm_co
 
     // The card through the API: identity, conversation, amoCRM contact and deal.
     let card = get(&app, &key, &format!("/api/v1/contacts/{tg}")).await;
-    assert_eq!(card["identities"].as_array().map(Vec::len), Some(1), "{card}");
+    assert_eq!(
+        card["identities"].as_array().map(Vec::len),
+        Some(1),
+        "{card}"
+    );
     assert_eq!(card["identities"][0]["kind"], "telegram_bot", "{card}");
     assert_eq!(card["conversations"].as_array().map(Vec::len), Some(1));
     let deal = &card["conversations"][0]["deal"];
     assert!(deal["deal_id"].is_i64(), "{card}");
-    assert!(deal["pipeline"].is_string() && deal["stage"].is_string(), "{card}");
+    assert!(
+        deal["pipeline"].is_string() && deal["stage"].is_string(),
+        "{card}"
+    );
     let kept_remote = card["crm"]["contact_id"].as_i64().expect("amoCRM contact");
     // The list, with search by name.
     let list = get(&app, &key, "/api/v1/contacts?cursor=&limit=1").await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
     assert!(list["next_cursor"].is_string(), "{list}");
     let found = get(&app, &key, "/api/v1/contacts?q=%D0%BF%D1%91%D1%82%D1%80").await;
-    assert_eq!(found.as_array().map(Vec::len), Some(1), "«пётр» finds «Пётр»: {found}");
+    assert_eq!(
+        found.as_array().map(Vec::len),
+        Some(1),
+        "«пётр» finds «Пётр»: {found}"
+    );
 
     // Bad input changes nothing: the same person, another company's contact, not a UUID.
     let other = Session::sign_up(&app, "Чужая фирма", "Борис", "boris@example.ru", PW).await;
@@ -331,7 +349,11 @@ async fn two_messengers_of_one_customer_merge_into_one_person_with_one_amocrm_co
     )
     .await;
     assert_eq!(status, 200, "{merged}");
-    assert_eq!(merged["id"].as_str(), Some(tg.as_str()), "the older is kept");
+    assert_eq!(
+        merged["id"].as_str(),
+        Some(tg.as_str()),
+        "the older is kept"
+    );
     let kinds: Vec<&str> = merged["identities"]
         .as_array()
         .expect("identities")

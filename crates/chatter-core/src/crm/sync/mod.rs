@@ -57,8 +57,8 @@ pub use chats::*;
 pub use deals::*;
 pub use drain::*;
 pub use health::*;
-pub use people::*;
 use outbox::*;
+pub use people::*;
 
 /// Attempts of one item before it is parked as failed.
 const MAX_ATTEMPTS: i32 = 8;

@@ -169,11 +169,16 @@ pub async fn person_crm(
             ConversationId(r.conversation_id),
             DealView {
                 deal_id: r.deal_id,
-                deal_url: r.deal_id.map(|d| format!("{}/leads/detail/{d}", i.base_url)),
+                deal_url: r
+                    .deal_id
+                    .map(|d| format!("{}/leads/detail/{d}", i.base_url)),
                 pipeline,
                 stage,
                 responsible: r.responsible_user_id.and_then(|u| {
-                    meta.users.iter().find(|x| x.id == u).map(|x| x.name.clone())
+                    meta.users
+                        .iter()
+                        .find(|x| x.id == u)
+                        .map(|x| x.name.clone())
                 }),
                 pending: pending.contains(&r.conversation_id),
             },
