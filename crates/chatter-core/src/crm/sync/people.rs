@@ -48,7 +48,7 @@ pub(super) async fn contact_change(
     else {
         return Ok(());
     };
-    let identities = identities_of(&core.db, person).await.map_err(|e| c(e))?;
+    let identities = identities_of(&core.db, person).await.map_err(c)?;
     let Some(kept) = identities.first() else {
         return Ok(());
     };
