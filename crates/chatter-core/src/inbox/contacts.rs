@@ -389,6 +389,16 @@ pub async fn merge_people(
         now,
     )
     .await?;
+    // The kept amoCRM contact gets the person's phones from both messengers.
+    outbox::enqueue_contact_change(
+        &txn,
+        actor.company_id.into(),
+        merged.contact.id,
+        &merged.conversation_ids(),
+        false,
+        now,
+    )
+    .await?;
     audit::record(
         &txn,
         actor,
