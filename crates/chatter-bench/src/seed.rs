@@ -59,6 +59,9 @@ pub fn contact(o: Owner, c: &Customer) -> contact::ActiveModel {
         name: Set(c.name.to_owned()),
         username: Set(None),
         phone: Set(c.phone.clone()),
+        merged_into: Set(None),
+        email: Set(None),
+        edited_at: Set(None),
         created_at: Set(c.at),
         updated_at: Set(c.at),
     }

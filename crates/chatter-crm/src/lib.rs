@@ -283,6 +283,16 @@ pub struct NewContact {
     pub company: Option<NewCompany>,
 }
 
+/// What the team changed about a contact: its name and the whole lists of phones and e-mails
+/// (amoCRM replaces a multitext field's values; an empty list clears the field).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactChange {
+    pub name: String,
+    /// E.164 phones.
+    pub phones: Vec<String>,
+    pub emails: Vec<String>,
+}
+
 /// A company to create with a contact.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewCompany {
@@ -482,6 +492,14 @@ pub trait Crm: Send + Sync {
     /// candidate re-checked exactly on our side.
     async fn find_contact(&self, query: &ContactQuery) -> Result<Option<CrmContact>, CrmError>;
     async fn create_contact(&self, contact: &NewContact) -> Result<ContactCreated, CrmError>;
+    /// Sets a contact's name, phones and e-mails (`PATCH /contacts/{id}`).
+    async fn update_contact(
+        &self,
+        contact_id: CrmId,
+        change: &ContactChange,
+    ) -> Result<(), CrmError>;
+    /// Links a contact to a deal (the deal keeps its other contacts).
+    async fn link_deal_contact(&self, deal_id: CrmId, contact_id: CrmId) -> Result<(), CrmError>;
     /// The contact's newest deal that is not won or lost.
     async fn find_open_deal(&self, contact_id: CrmId) -> Result<Option<CrmDeal>, CrmError>;
     async fn create_deal(&self, deal: &NewDeal) -> Result<DealCreated, CrmError>;

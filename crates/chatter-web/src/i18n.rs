@@ -98,6 +98,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_table::ENTRIES,
     crate::i18n_sources::ENTRIES,
     crate::i18n_automation::ENTRIES,
+    crate::i18n_card::ENTRIES,
 ];
 
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {

@@ -10,6 +10,7 @@ pub mod front;
 pub mod hooks;
 pub mod i18n;
 mod i18n_automation;
+mod i18n_card;
 mod i18n_sources;
 mod i18n_table;
 pub mod ops;

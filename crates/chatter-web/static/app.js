@@ -255,3 +255,10 @@ window.addEventListener("message", function (e) {
     else if (k === "?") { if (help && help.showModal) { e.preventDefault(); help.showModal(); } }
   });
 })();
+
+// The customer card stands open beside the thread on wide screens; on narrower ones it is a
+// section that opens on a tap.
+(function () {
+  var card = document.querySelector("details[data-wide-open]");
+  if (card && window.matchMedia && window.matchMedia("(min-width: 1100px)").matches) card.open = true;
+})();

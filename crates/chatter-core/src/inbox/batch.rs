@@ -184,6 +184,9 @@ async fn ensure_contacts<'a>(
             name: Set(m.sender.name.clone()),
             username: Set(m.sender.username.clone()),
             phone: Set(m.sender.phone.clone()),
+            merged_into: Set(None),
+            email: Set(None),
+            edited_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         })
@@ -207,12 +210,14 @@ async fn ensure_contacts<'a>(
             .get(&(k.0, k.1.to_string()))
             .ok_or(CoreError::Internal("contact vanished".into()))?;
         // A customer who changed their name or username in the messenger.
-        if c.name != m.sender.name || c.username != m.sender.username {
+        // A name the team set stays (`edited_at`).
+        let name = match c.edited_at {
+            Some(_) => c.name.clone(),
+            None => m.sender.name.clone(),
+        };
+        if c.name != name || c.username != m.sender.username {
             contact::Entity::update_many()
-                .col_expr(
-                    contact::Column::Name,
-                    sea_orm::sea_query::Expr::value(m.sender.name.clone()),
-                )
+                .col_expr(contact::Column::Name, sea_orm::sea_query::Expr::value(name))
                 .col_expr(
                     contact::Column::Username,
                     sea_orm::sea_query::Expr::value(m.sender.username.clone()),

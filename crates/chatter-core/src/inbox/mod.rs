@@ -7,6 +7,7 @@
 //! the caller commits.
 
 mod batch;
+pub mod contacts;
 pub mod dead_letters;
 pub mod ingest;
 pub mod search;

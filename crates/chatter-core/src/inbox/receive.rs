@@ -31,6 +31,9 @@ pub(super) async fn upsert_chat(
                 name: Set(sender.name.clone()),
                 username: Set(sender.username.clone()),
                 phone: Set(sender.phone.clone()),
+                merged_into: Set(None),
+                email: Set(None),
+                edited_at: Set(None),
                 created_at: Set(now),
                 updated_at: Set(now),
             })
@@ -46,9 +49,13 @@ pub(super) async fn upsert_chat(
                 .ok_or(CoreError::Internal("contact vanished".into()))?
         }
     };
-    if c.name != sender.name || c.username != sender.username {
+    // A name the team set stays; the messenger's username is always the messenger's.
+    let rename = c.edited_at.is_none() && c.name != sender.name;
+    if rename || c.username != sender.username {
         let mut am = c.clone().into_active_model();
-        am.name = Set(sender.name.clone());
+        if rename {
+            am.name = Set(sender.name.clone());
+        }
         am.username = Set(sender.username.clone());
         am.updated_at = Set(now);
         am.update(conn).await?;

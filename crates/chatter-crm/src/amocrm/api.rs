@@ -18,10 +18,10 @@ use super::chats::ChatsClient;
 use super::limiter::RateLimiter;
 use super::{transport_error, STATUS_LOST, STATUS_WON};
 use crate::{
-    normalize_phone, BatchItem, ChatMessage, ChatSent, ContactCreated, ContactQuery, Crm,
-    CrmAccount, CrmContact, CrmDeal, CrmError, CrmId, CrmUser, CustomField, DealCreated, DealDraft,
-    DeliveryStatus, DraftContact, EntityKind, FieldEnum, FieldProblem, FieldScalar, FieldValue,
-    NewContact, NewDeal, Pipeline, Stage, StageKind,
+    normalize_phone, BatchItem, ChatMessage, ChatSent, ContactChange, ContactCreated, ContactQuery,
+    Crm, CrmAccount, CrmContact, CrmDeal, CrmError, CrmId, CrmUser, CustomField, DealCreated,
+    DealDraft, DeliveryStatus, DraftContact, EntityKind, FieldEnum, FieldProblem, FieldScalar,
+    FieldValue, NewContact, NewDeal, Pipeline, Stage, StageKind,
 };
 
 /// `leads/complex` takes at most this many leads per request (§3.5).
@@ -632,6 +632,28 @@ fn contact_json(c: &NewContact) -> Value {
     o
 }
 
+/// `PATCH /contacts/{id}`: the name, and PHONE and EMAIL by field code with their whole value
+/// lists (`values: null` clears a field).
+fn contact_change_json(c: &ContactChange) -> Value {
+    let values = |list: &[String], code: &str| -> Value {
+        if list.is_empty() {
+            return Value::Null;
+        }
+        Value::Array(
+            list.iter()
+                .map(|v| json!({ "value": v, "enum_code": code }))
+                .collect(),
+        )
+    };
+    json!({
+        "name": c.name,
+        "custom_fields_values": [
+            { "field_code": "PHONE", "values": values(&c.phones, "MOB") },
+            { "field_code": "EMAIL", "values": values(&c.emails, "WORK") },
+        ],
+    })
+}
+
 fn lead_json(d: &NewDeal) -> Value {
     let mut o = json!({ "name": d.name, "request_id": d.request_id });
     if let Some(p) = d.pipeline_id {
@@ -921,6 +943,34 @@ impl Crm for AmoCrm {
         })
     }
 
+    async fn update_contact(
+        &self,
+        contact_id: CrmId,
+        change: &ContactChange,
+    ) -> Result<(), CrmError> {
+        let body = contact_change_json(change);
+        self.call(
+            Method::PATCH,
+            &format!("/api/v4/contacts/{contact_id}"),
+            &[],
+            Some(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn link_deal_contact(&self, deal_id: CrmId, contact_id: CrmId) -> Result<(), CrmError> {
+        let body = json!([{ "to_entity_id": contact_id, "to_entity_type": "contacts" }]);
+        self.call(
+            Method::POST,
+            &format!("/api/v4/leads/{deal_id}/link"),
+            &[],
+            Some(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn find_open_deal(&self, contact_id: CrmId) -> Result<Option<CrmDeal>, CrmError> {
         let contact: Option<ContactRead> = self
             .get(
@@ -1208,6 +1258,22 @@ mod tests {
                     {"field_id": 77, "values": [{"value": "@ivan"}, {"enum_id": 3}]}
                 ]
             })
+        );
+    }
+
+    #[test]
+    fn a_contact_change_sets_or_clears_phone_and_email() {
+        let c = ContactChange {
+            name: "Ольга".into(),
+            phones: vec!["+79991234567".into()],
+            emails: Vec::new(),
+        };
+        assert_eq!(
+            contact_change_json(&c),
+            json!({"name": "Ольга", "custom_fields_values": [
+                {"field_code": "PHONE", "values": [{"value": "+79991234567", "enum_code": "MOB"}]},
+                {"field_code": "EMAIL", "values": null},
+            ]})
         );
     }
 

@@ -83,6 +83,8 @@ struct ThreadView {
     source_status: String,
     /// The deal in the CRM and the routing rule that placed it.
     crm: Option<chatter_core::crm::sync::CrmLink>,
+    /// The customer card beside the thread.
+    card: super::contacts::CardView,
     /// The kind sends media by a link the manager gives (WhatsApp): the form for it is shown.
     media_by_link: bool,
     /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
@@ -226,6 +228,7 @@ async fn page(
                 None => None,
             };
             let crm = chatter_core::crm::sync::link_of(&st.core, &actor, id).await?;
+            let card = super::contacts::card(st, &actor, id).await?;
             let kind = row.source_kind;
             let facts = chatter_channels::kind_of(kind);
             // Replies outside the kind's window (WhatsApp's 24 h) go out as templates only.
@@ -272,6 +275,7 @@ async fn page(
                 can_reply,
                 source_status,
                 crm,
+                card,
                 media_by_link: facts.is_some_and(|k| k.sends_media_by_link()),
                 wa_window_closed: window_closed,
                 wa_templates,

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod automation;
 mod chart;
+mod contacts;
 mod crm;
 mod crm_settings;
 mod dead_letters;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .merge(reports::routes())
         .merge(settings::routes())
         .merge(inbox::routes())
+        .merge(contacts::routes())
         .merge(sources::routes())
         .merge(crm::routes())
         .merge(crm_settings::routes())

@@ -169,7 +169,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         .db
         .query_one(sea_orm::Statement::from_string(
             db.db.get_database_backend(),
-            "SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'ix_messages_search'",
+            "SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'ix_contacts_merged_into'",
         ))
         .await
         .expect("count the index")

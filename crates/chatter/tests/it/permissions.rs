@@ -26,9 +26,10 @@ enum Method {
     Get,
     Post,
     Put,
+    Patch,
     Delete,
 }
-use Method::{Delete, Get, Post, Put};
+use Method::{Delete, Get, Patch, Post, Put};
 
 /// Who may use a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +177,10 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/inbox/{conv}/reopen", REPLY, &[], &[303]),
     r(Post, "/app/inbox/{conv}/read", READ, &[], &[204]),
     r(Post, "/app/inbox/{conv}/messages/{msg}/retry", REPLY, &[], &[303, 404]),
+    r(Get,  "/app/contacts/{contact}", READ, &[], &[200]),
+    r(Post, "/app/contacts/{contact}", REPLY, &[("name", ""), ("phone", ""), ("email", "")], &[422]),
+    r(Get,  "/app/contacts/{contact}/merge", REPLY, &[], &[200]),
+    r(Post, "/app/contacts/{contact}/merge", REPLY, &[("other_id", "00000000-0000-0000-0000-000000000000")], &[404]),
     r(Get,  "/app/files/{msg}/{zero}", READ, &[], &[404]),
     r(Get,  "/app/events", READ, &[], &[200]),
     r(Get,  "/app/sources/new", MANAGE, &[], &[200]),
@@ -222,6 +227,10 @@ const ROUTES: &[Route] = &[
     r(Get,  "/api/v1/conversations/{conv}/crm", ApiKey, &[], &[200, 404]),
     r(Post, "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[201, 404]),
     r(Get,  "/api/v1/members", ApiKey, &[], &[200]),
+    r(Get,  "/api/v1/contacts", ApiKey, &[], &[200]),
+    r(Get,  "/api/v1/contacts/{contact}", ApiKey, &[], &[200, 404]),
+    r(Patch, "/api/v1/contacts/{contact}", ApiKey, &[], &[200, 404]),
+    r(Post, "/api/v1/contacts/{contact}/merge", ApiKey, &[], &[404, 422]),
     r(Get,  "/api/v1/routing-rules", ApiKey, &[], &[200]),
     r(Post, "/api/v1/routing-rules/dry-run", ApiKey, &[], &[422]),
     r(Get,  "/api/v1/working-hours", ApiKey, &[], &[200]),
@@ -253,6 +262,7 @@ const COMPANY_OBJECTS: &[&str] = &[
     "{key}",
     "{job}",
     "{conv}",
+    "{contact}",
     "{msg}",
     "{source}",
     "{rule}",
@@ -535,6 +545,12 @@ impl Fixture {
         .await
         .expect("key");
         let (source, conv, msg) = conversation_of(app, &boss).await;
+        let contact = chatter_store::entity::conversation::Entity::find_by_id(conv)
+            .one(&app.core.db)
+            .await
+            .expect("conversation lookup")
+            .expect("conversation row")
+            .contact_id;
         let rule = chatter_core::crm::rules::save(
             &app.core,
             &boss,
@@ -588,6 +604,7 @@ impl Fixture {
             ("{api_source}", api_source.to_string()),
             ("{delivery}", delivery.to_string()),
             ("{conv}", conv.to_string()),
+            ("{contact}", contact.to_string()),
             ("{msg}", msg.to_string()),
             ("{rule}", rule),
             ("{zero}", "0".to_string()),
@@ -786,6 +803,7 @@ async fn send(
     let url = app.at(path);
     match route.method {
         Get => http.get(url).send().await.expect("GET"),
+        Patch => http.patch(url).send().await.expect("PATCH"),
         Post => {
             let mut form: Vec<(&str, &str)> = csrf.map(|c| ("_csrf", c)).into_iter().collect();
             form.extend_from_slice(route.fields);

@@ -169,12 +169,27 @@ pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Re
         p.first.entry(m.conversation_id).or_insert(m);
     }
     if !contact_ids.is_empty() {
+        // A merged identity uses its person's amoCRM contact.
+        let persons: Vec<ContactId> = p.contacts.values().filter_map(|c| c.merged_into).collect();
+        let mut remote: HashMap<ContactId, i64> = HashMap::new();
         for c in crm_contact::Entity::find()
-            .filter(crm_contact::Column::ContactId.is_in(contact_ids.iter().copied()))
+            .filter(
+                crm_contact::Column::ContactId
+                    .is_in(contact_ids.iter().chain(persons.iter()).copied()),
+            )
             .all(db)
             .await?
         {
-            p.mapped.insert(c.contact_id.into(), c.remote_id);
+            remote.insert(c.contact_id.into(), c.remote_id);
+        }
+        for id in &contact_ids {
+            let person = p.contacts.get(id).and_then(|c| c.merged_into);
+            if let Some(r) = person
+                .and_then(|x| remote.get(&x))
+                .or_else(|| remote.get(id))
+            {
+                p.mapped.insert(*id, *r);
+            }
         }
     }
     // The rules, read and compiled once for the batch.
@@ -394,9 +409,10 @@ pub(super) async fn prepare(
                     .and_then(chatter_crm::normalize_phone)
                     .into_iter()
                     .collect(),
-                emails: api_meta
+                emails: contact
                     .as_ref()
-                    .and_then(|m| m.sender_email.clone())
+                    .and_then(|c| c.email.clone())
+                    .or_else(|| api_meta.as_ref().and_then(|m| m.sender_email.clone()))
                     .map(|e| e.to_lowercase())
                     .into_iter()
                     .collect(),

@@ -515,6 +515,7 @@ pub(super) async fn step(
             }
             K_STATUS => status_back(s, item).await,
             K_ASSIGN => assign_first(core, s, item, link).await,
+            K_CONTACT => contact_change(core, s, item, link).await,
             other => Err(CrmError::permanent(format!(
                 "unknown CRM item kind {other}"
             ))),

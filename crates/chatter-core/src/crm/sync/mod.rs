@@ -52,11 +52,13 @@ mod deals;
 mod drain;
 mod health;
 pub mod outbox;
+mod people;
 pub use chats::*;
 pub use deals::*;
 pub use drain::*;
 pub use health::*;
 use outbox::*;
+pub use people::*;
 
 /// Attempts of one item before it is parked as failed.
 const MAX_ATTEMPTS: i32 = 8;

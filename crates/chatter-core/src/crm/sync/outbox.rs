@@ -18,6 +18,9 @@ use uuid::Uuid;
 pub(super) const K_MESSAGE: &str = "message";
 pub(super) const K_STATUS: &str = "status";
 pub(super) const K_ASSIGN: &str = "assign";
+/// The team changed a person (name, phone, e-mail) or merged two: payload `{"contact_id",
+/// "link"}` (with `link`, the conversation's deal is moved onto the person's amoCRM contact).
+pub(super) const K_CONTACT: &str = "contact";
 
 pub(super) const PENDING: &str = "pending";
 pub(super) const FAILED: &str = "failed";
@@ -272,4 +275,96 @@ pub(crate) async fn on_delivery(
     .await?;
     core.jobs_notify.notify_waiters();
     Ok(())
+}
+
+/// A person changed (`link = false`: their name, phone or e-mail) or merged (`link = true`):
+/// queues amoCRM's side inside the caller's transaction. `conversations` are the person's
+/// conversations, newest first; the item rides on one that has a deal (so it runs after the
+/// deal exists, in the conversation's order), or on every one with a deal when linking. A
+/// person with no deal yet needs nothing: their amoCRM contact will be made from what is stored.
+pub async fn enqueue_contact_change(
+    conn: &impl ConnectionTrait,
+    company_id: CompanyId,
+    person: chatter_domain::ContactId,
+    conversations: &[ConversationId],
+    link: bool,
+    now: i64,
+) -> Result<()> {
+    let connected = crm_integration::Entity::find()
+        .filter(crm_integration::Column::CompanyId.eq(company_id))
+        .one(conn)
+        .await?
+        .is_some_and(|i| queues_work(&i.status));
+    if !connected || conversations.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = conversations.iter().map(|c| c.0).collect();
+    let with_deal: HashSet<Uuid> = chatter_store::entity::crm_conversation::Entity::find()
+        .filter(chatter_store::entity::crm_conversation::Column::ConversationId.is_in(ids))
+        .filter(chatter_store::entity::crm_conversation::Column::DealId.is_not_null())
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|c| c.conversation_id)
+        .collect();
+    let targets: Vec<ConversationId> = conversations
+        .iter()
+        .filter(|c| with_deal.contains(&c.0))
+        .take(if link { usize::MAX } else { 1 })
+        .copied()
+        .collect();
+    for conv in targets {
+        enqueue_item(
+            conn,
+            company_id,
+            conv,
+            None,
+            K_CONTACT,
+            serde_json::json!({ "contact_id": person, "link": link }),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Two people became one (`identities`: every contact of the kept person, `kept` first): from
+/// now on they use one amoCRM contact — the kept person's, else the other's — for new deals,
+/// and the deals they already have are linked to it (queued, per conversation). The other
+/// amoCRM contact stays in amoCRM, unused by Chatter.
+pub async fn on_merge(
+    conn: &impl ConnectionTrait,
+    company_id: CompanyId,
+    identities: &[chatter_domain::ContactId],
+    conversations: &[ConversationId],
+    now: i64,
+) -> Result<()> {
+    use chatter_store::entity::crm_contact;
+    let mapped: Vec<crm_contact::Model> = crm_contact::Entity::find()
+        .filter(crm_contact::Column::ContactId.is_in(identities.iter().map(|c| c.0)))
+        .all(conn)
+        .await?;
+    // The first identity with an amoCRM contact, in the order given (the kept person first).
+    let remote = identities
+        .iter()
+        .find_map(|id| mapped.iter().find(|m| m.contact_id == id.0))
+        .map(|m| m.remote_id);
+    let Some(remote) = remote else {
+        return Ok(());
+    };
+    for id in identities {
+        conn.execute(stmt(
+            conn.get_database_backend(),
+            "INSERT INTO crm_contacts (contact_id, company_id, remote_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (contact_id) DO UPDATE SET remote_id = excluded.remote_id",
+            vec![id.0.into(), company_id.into(), remote.into(), now.into()],
+        ))
+        .await?;
+    }
+    match identities.first() {
+        Some(kept) => {
+            enqueue_contact_change(conn, company_id, *kept, conversations, true, now).await
+        }
+        None => Ok(()),
+    }
 }
