@@ -18,6 +18,8 @@ use uuid::Uuid;
 pub(super) const K_MESSAGE: &str = "message";
 pub(super) const K_STATUS: &str = "status";
 pub(super) const K_ASSIGN: &str = "assign";
+/// A team's internal note, written as a note on the deal (payload `{"text"}`).
+pub(super) const K_NOTE: &str = "note";
 
 pub(super) const PENDING: &str = "pending";
 pub(super) const FAILED: &str = "failed";
@@ -100,6 +102,35 @@ pub async fn enqueue_messages(
         queue_drain(conn, company, now, now).await?;
     }
     Ok(())
+}
+
+/// Queues an internal note for the conversation's deal inside the caller's transaction
+/// (companies without a connected CRM: nothing). `text` already names its author.
+pub async fn enqueue_note(
+    conn: &impl ConnectionTrait,
+    company_id: CompanyId,
+    conversation_id: ConversationId,
+    text: &str,
+    now: i64,
+) -> Result<()> {
+    let connected = crm_integration::Entity::find()
+        .filter(crm_integration::Column::CompanyId.eq(company_id))
+        .one(conn)
+        .await?
+        .is_some_and(|i| queues_work(&i.status));
+    if !connected {
+        return Ok(());
+    }
+    enqueue_item(
+        conn,
+        company_id,
+        conversation_id,
+        None,
+        K_NOTE,
+        serde_json::json!({ "text": text }),
+        now,
+    )
+    .await
 }
 
 pub(super) async fn enqueue_item(
