@@ -96,6 +96,7 @@ static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = La
     crate::i18n_table::ENTRIES
         .iter()
         .chain(crate::i18n_sources::ENTRIES)
+        .chain(crate::i18n_notes::ENTRIES)
         .map(|(k, ru, en)| (*k, (*ru, *en)))
         .collect()
 });
@@ -110,6 +111,7 @@ mod tests {
         let twice: Vec<&str> = crate::i18n_table::ENTRIES
             .iter()
             .chain(crate::i18n_sources::ENTRIES)
+        .chain(crate::i18n_notes::ENTRIES)
             .filter(|(k, _, _)| !seen.insert(*k))
             .map(|(k, _, _)| *k)
             .collect();
