@@ -12,7 +12,7 @@ use serde_json::Value;
 
 /// A company with a bot and amoCRM connected; returns the session, bot token, source id and the
 /// fake's account.
-async fn connected(app: &TestApp) -> (Session, String, String, AccountId) {
+pub(crate) async fn connected(app: &TestApp) -> (Session, String, String, AccountId) {
     let (s, token, source) = company_with_bot(app).await;
     let account = app.amo.create_account("horns", "Рога и Копыта CRM");
     let callback = consent(app, &s, account).await;

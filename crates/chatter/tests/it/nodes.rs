@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0017_search";
+    let newest = "m0019_notes_notifications";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,7 +125,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP INDEX ix_messages_search; DROP INDEX ix_messages_company_created; ALTER TABLE messages DROP COLUMN search_vector; DROP INDEX ix_contacts_company;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE notes; DROP TABLE notifications; DROP TABLE notification_settings;"
         ))
         .await
         .expect("undo the newest migration");
@@ -169,7 +169,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         .db
         .query_one(sea_orm::Statement::from_string(
             db.db.get_database_backend(),
-            "SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'ix_messages_search'",
+            "SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'ix_notifications_unread'",
         ))
         .await
         .expect("count the index")

@@ -84,6 +84,7 @@ const ROUTES: &[Route] = &[
     r(Get,  "/static/app.css", Public, &[], &[200]),
     r(Get,  "/static/app.js", Public, &[], &[200]),
     r(Get,  "/static/favicon.svg", Public, &[], &[200]),
+    r(Get,  "/static/notify.wav", Public, &[], &[200]),
     r(Get,  "/favicon.ico", Public, &[], &[200]),
     r(Get,  "/lang/{lang}", Public, &[], &[303]),
     r(Get,  "/sign-up", Public, &[], &[200, 303]),
@@ -142,6 +143,9 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/team/members/{member}/remove", MANAGE, &[], &[303]),
     r(Get,  "/app/profile", Signed, &[], &[200]),
     r(Post, "/app/profile", Signed, &[("name", "Проверка"), ("locale", "ru")], &[303]),
+    r(Post, "/app/profile/notifications", READ, &[("digest", "1")], &[303]),
+    r(Get,  "/app/notifications", READ, &[], &[200]),
+    r(Post, "/app/notifications/read", READ, &[], &[303]),
     r(Post, "/app/profile/password", Signed, &[("current_password", "wrong password"), ("new_password", "another long one")], &[422]),
     r(Post, "/app/profile/2fa/start", Signed, &[], &[303]),
     r(Post, "/app/profile/2fa/enable", Signed, &[("code", "000000")], &[422]),
@@ -162,6 +166,7 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/operator/jobs/{job}/retry", Operator, &[], &[303]),
     r(Get,  "/app/inbox/{conv}", READ, &[], &[200]),
     r(Post, "/app/inbox/{conv}/reply", REPLY, &[("text", "ответ из обхода")], &[303]),
+    r(Post, "/app/inbox/{conv}/notes", REPLY, &[("text", "заметка из обхода")], &[303]),
     // `{conv}` is a Telegram conversation: no media link or template goes there.
     r(Post, "/app/inbox/{conv}/media", REPLY, &[("media_url", "https://example.ru/a.jpg")], &[422]),
     r(Post, "/app/inbox/{conv}/template", REPLY, &[("name", "x"), ("language", "ru")], &[422]),
@@ -216,6 +221,11 @@ const ROUTES: &[Route] = &[
     r(Get,  "/api/v1/conversations/{conv}/crm", ApiKey, &[], &[200, 404]),
     r(Post, "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[201, 404]),
     r(Get,  "/api/v1/members", ApiKey, &[], &[200]),
+    r(Get,  "/api/v1/conversations/{conv}/notes", ApiKey, &[], &[200, 404]),
+    r(Post, "/api/v1/conversations/{conv}/notes", ApiKey, &[], &[201, 404]),
+    // Without `user_id` (a key acts for no one): 400 naming the parameter.
+    r(Get,  "/api/v1/notifications", ApiKey, &[], &[400]),
+    r(Post, "/api/v1/notifications/read", ApiKey, &[], &[422]),
     r(Get,  "/api/v1/routing-rules", ApiKey, &[], &[200]),
     r(Post, "/api/v1/routing-rules/dry-run", ApiKey, &[], &[422]),
     // Undelivered events (issue 9, item 2): `{source}` is no dead letter.
