@@ -15,19 +15,22 @@ use serde_json::{json, Value};
 
 /// The first conversation's id as the inbox lists it.
 pub(crate) async fn first_conversation(s: &Session) -> String {
-    let mut conv = String::new();
-    eventually("a conversation in the inbox", || async {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
         let inbox = s.html("/app/inbox").await;
-        conv = inbox
+        if let Some(id) = inbox
             .split("<li id=\"conv-")
             .nth(1)
             .and_then(|x| x.split('"').next())
-            .unwrap_or_default()
-            .to_string();
-        !conv.is_empty()
-    })
-    .await;
-    conv
+        {
+            return id.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no conversation in the inbox"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn api_get(app: &TestApp, key: &str, path: &str) -> (u16, Value) {

@@ -152,9 +152,24 @@ async fn new_conversations_assignments_and_mentions_notify_the_right_people_and_
     assert_eq!(r, json!({"marked": 2, "unread": 0}));
     assert_eq!(bell_count(&boris.html("/app").await), "0");
 
-    // Opening the conversation reads its notifications.
-    assert_eq!(bell_count(&anna.html("/app").await), "1");
-    anna.html(&page).await;
+    // Opening a conversation reads its notifications.
+    assert_eq!(bell_count(&anna.html("/app").await), "0", "Anna opened the first one");
+    app.telegram
+        .customer_writes(&token, CustomerMessage::text(5002, "Ольга", "Есть размер M?"));
+    eventually("Anna hears of the new conversation", || async {
+        bell_count(&anna.html("/app").await) == "1"
+    })
+    .await;
+    let (_, hers) = api(
+        &app,
+        &key,
+        &format!("/api/v1/notifications?user_id={anna_id}"),
+        None,
+    )
+    .await;
+    let olga = hers[0]["conversation_id"].as_str().expect("id").to_string();
+    assert_eq!(hers[0]["conversation_title"], "Ольга");
+    anna.html(&format!("/app/inbox/{olga}")).await;
     assert_eq!(bell_count(&anna.html("/app").await), "0");
 }
 
