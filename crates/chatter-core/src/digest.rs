@@ -33,9 +33,11 @@ pub async fn schedule(core: &Core) -> Result<()> {
     DailyDigest {}
         .enqueue(
             &core.db,
-            JobOptions::at(now)
-                .run_at(next)
-                .dedup(format!("{}:{}", DailyDigest::NAME, day_of(next))),
+            JobOptions::at(now).run_at(next).dedup(format!(
+                "{}:{}",
+                DailyDigest::NAME,
+                day_of(next)
+            )),
         )
         .await?;
     Ok(())
@@ -82,10 +84,7 @@ pub async fn send_due(core: &Core) -> Result<usize> {
             .unwrap_or_default();
         let ru = u.locale != "en";
         let subject = if ru {
-            format!(
-                "{company_name}: без ответа — {} (Chatter)",
-                waiting.len()
-            )
+            format!("{company_name}: без ответа — {} (Chatter)", waiting.len())
         } else {
             format!("{company_name}: {} unanswered (Chatter)", waiting.len())
         };
@@ -185,9 +184,12 @@ impl BackgroundJob for DailyDigest {
         let _ = DailyDigest {}
             .enqueue(
                 &core.db,
-                JobOptions::at(now)
-                    .run_at(next)
-                    .dedup(format!("{}:{}:{}", Self::NAME, day_of(next), job.id)),
+                JobOptions::at(now).run_at(next).dedup(format!(
+                    "{}:{}:{}",
+                    Self::NAME,
+                    day_of(next),
+                    job.id
+                )),
             )
             .await;
         r.map(|_| ())

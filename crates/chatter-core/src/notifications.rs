@@ -243,7 +243,11 @@ pub async fn list(
 }
 
 /// How many of the person's notifications are unread.
-pub async fn unread_count(conn: &impl ConnectionTrait, company: Uuid, user_id: Uuid) -> Result<u64> {
+pub async fn unread_count(
+    conn: &impl ConnectionTrait,
+    company: Uuid,
+    user_id: Uuid,
+) -> Result<u64> {
     use sea_orm::PaginatorTrait;
     Ok(notification::Entity::find()
         .filter(notification::Column::UserId.eq(user_id))
@@ -323,7 +327,11 @@ pub struct Settings {
     pub digest: bool,
 }
 
-pub async fn settings(conn: &impl ConnectionTrait, company: Uuid, user_id: Uuid) -> Result<Settings> {
+pub async fn settings(
+    conn: &impl ConnectionTrait,
+    company: Uuid,
+    user_id: Uuid,
+) -> Result<Settings> {
     Ok(notification_setting::Entity::find_by_id((company, user_id))
         .one(conn)
         .await?

@@ -121,7 +121,17 @@ pub async fn assign(
         .await?;
     }
     let details = serde_json::json!({"assignee": assignee});
-    conversation_changed(core, txn, pending, actor, id, "conversation.assign", details, now).await
+    conversation_changed(
+        core,
+        txn,
+        pending,
+        actor,
+        id,
+        "conversation.assign",
+        details,
+        now,
+    )
+    .await
 }
 
 /// Closes (`open = false`) or reopens a conversation.
@@ -152,7 +162,17 @@ pub async fn set_open(core: &Core, actor: &Actor, id: ConversationId, open: bool
         "conversation.close"
     };
     let pending = Pending::default();
-    conversation_changed(core, txn, pending, actor, id, action, serde_json::json!({}), now).await
+    conversation_changed(
+        core,
+        txn,
+        pending,
+        actor,
+        id,
+        action,
+        serde_json::json!({}),
+        now,
+    )
+    .await
 }
 
 /// Finishes a change of a conversation: its live event and audit entry, then the commit.

@@ -400,8 +400,13 @@ pub(super) async fn ingest_message(
     .await?;
     crate::crm::sync::outbox::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
     if new_conversation {
-        crate::notifications::on_new_conversations(conn, pending, &[(src.company_id, conv.id)], now)
-            .await?;
+        crate::notifications::on_new_conversations(
+            conn,
+            pending,
+            &[(src.company_id, conv.id)],
+            now,
+        )
+        .await?;
     }
     Ok(Ingested::New(id))
 }

@@ -60,8 +60,7 @@ pub async fn list_notes(
         Err(r) => return Ok(r.into_response()),
     };
     let after = paging.after().map(|p| (p.key, p.id));
-    let rows =
-        chatter_core::inbox::list_notes(&st.core, &a, id, after, paging.fetch(500)).await?;
+    let rows = chatter_core::inbox::list_notes(&st.core, &a, id, after, paging.fetch(500)).await?;
     let listed = match paging {
         Paging::Legacy { .. } => Listed::All(rows),
         Paging::Page { limit, .. } => Listed::Page(Paged::cut(rows, limit, |n| {
@@ -91,7 +90,9 @@ pub struct NoteIn {
     pub mentions: Vec<Uuid>,
     /// The member the note is written for (a member who may reply); without it the key is
     /// the author.
-    #[schema(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub author_id: Option<Uuid>,
 }
 
@@ -165,7 +166,9 @@ page_types!(
 #[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// The member whose notifications these are.
-    #[param(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub user_id: Uuid,
     /// Send it to get pages (`{"items", "next_cursor"}`, newest first): empty for the first
     /// page, then the `next_cursor` of the previous one. Without it: a bare array.
@@ -206,7 +209,9 @@ pub async fn list_notifications(
 #[derive(serde::Deserialize, ToSchema)]
 pub struct ReadIn {
     /// The member whose notifications to mark.
-    #[schema(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub user_id: Uuid,
     /// These notifications (others' and unknown ids are ignored)…
     #[serde(default)]

@@ -65,7 +65,9 @@ fn qr_svg(text: &str) -> Option<String> {
 async fn tpl(st: &AppState, ctx: &Ctx, p: Page) -> Result<ProfileTpl, AppError> {
     let info = ctx.signed()?;
     let notify = match &info.company {
-        Some((c, _)) => Some(chatter_core::notifications::settings(&st.core.db, c.id, info.user.id).await?),
+        Some((c, _)) => {
+            Some(chatter_core::notifications::settings(&st.core.db, c.id, info.user.id).await?)
+        }
         None => None,
     };
     Ok(ProfileTpl {

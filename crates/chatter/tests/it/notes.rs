@@ -122,10 +122,7 @@ async fn notes_through_the_api_mention_teammates_refuse_blank_text_and_stay_in_t
         .iter()
         .filter_map(|n| n["text"].as_str())
         .collect();
-    assert_eq!(
-        texts,
-        ["@Борис перезвони после обеда", "Клиент постоянный"]
-    );
+    assert_eq!(texts, ["@Борис перезвони после обеда", "Клиент постоянный"]);
     let (_, page1) = api_get(&app, &key, &format!("{notes}?cursor=&limit=1")).await;
     assert_eq!(page1["items"].as_array().map(Vec::len), Some(1));
     let next = page1["next_cursor"].as_str().expect("a next page");
@@ -140,10 +137,11 @@ async fn notes_through_the_api_mention_teammates_refuse_blank_text_and_stay_in_t
 
     // The customer got none of it.
     assert!(
-        app.telegram
-            .sent(&token)
-            .iter()
-            .all(|m| !m.text.as_deref().unwrap_or("").contains("перезвони")),
+        app.telegram.sent(&token).iter().all(|m| !m
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("перезвони")),
         "a note never goes to the customer"
     );
 
@@ -172,10 +170,17 @@ async fn a_blank_note_in_the_inbox_is_shown_again_with_the_reason_and_stores_not
     let html = r.text().await.expect("body");
     assert!(html.contains("id=\"note-refused\""), "{html}");
     assert!(html.contains("Заметка пустая"), "{html}");
-    assert!(!html.contains("id=\"note-pane\" class=\"note-pane\" hidden"), "the note tab stays open");
+    assert!(
+        !html.contains("id=\"note-pane\" class=\"note-pane\" hidden"),
+        "the note tab stays open"
+    );
     assert_eq!(count(&app, "SELECT count(*) FROM notes").await, 0);
     let r = s
-        .post_from(&page, &format!("{page}/notes"), &[("text", "Проверить оплату")])
+        .post_from(
+            &page,
+            &format!("{page}/notes"),
+            &[("text", "Проверить оплату")],
+        )
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), format!("{page}?mode=note"));
@@ -220,7 +225,11 @@ async fn a_note_reaches_amocrm_once_as_a_note_on_the_deal_through_a_5xx_and_neve
     })
     .await;
     let notes: Vec<Value> = app.amo.notes(account).into_iter().filter(ours).collect();
-    assert_eq!(notes.len(), 1, "retried after the 502, stored once: {notes:?}");
+    assert_eq!(
+        notes.len(),
+        1,
+        "retried after the 502, stored once: {notes:?}"
+    );
     assert_eq!(notes[0]["entity_id"].as_i64(), Some(deal));
     assert_eq!(notes[0]["note_type"], "common");
     assert_eq!(
@@ -242,11 +251,11 @@ async fn a_note_reaches_amocrm_once_as_a_note_on_the_deal_through_a_5xx_and_neve
             .any(|m| m.to_string().contains("Монтаж считаем")),
         "a note is not a chat message"
     );
-    assert!(app
-        .telegram
-        .sent(&token)
-        .iter()
-        .all(|m| !m.text.as_deref().unwrap_or("").contains("Монтаж")));
+    assert!(app.telegram.sent(&token).iter().all(|m| !m
+        .text
+        .as_deref()
+        .unwrap_or("")
+        .contains("Монтаж")));
 }
 
 #[tokio::test]

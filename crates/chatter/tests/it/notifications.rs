@@ -45,8 +45,7 @@ fn bell_count(html: &str) -> String {
 }
 
 #[tokio::test]
-async fn new_conversations_assignments_and_mentions_notify_the_right_people_and_are_read_by_api()
-{
+async fn new_conversations_assignments_and_mentions_notify_the_right_people_and_are_read_by_api() {
     let app = TestApp::new().await;
     let (anna, token, _) = company_with_bot(&app).await;
     let boris = join_new(&app, &anna, "boris@example.ru", "Борис", "manager").await;
@@ -83,7 +82,11 @@ async fn new_conversations_assignments_and_mentions_notify_the_right_people_and_
         ["mention", "assigned", "new_conversation"],
         "newest first: {list}"
     );
-    assert!(list.as_array().expect("list").iter().all(|n| n["read"] == false));
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|n| n["read"] == false));
     assert_eq!(list[0]["actor_name"], "Анна");
     assert_eq!(list[0]["conversation_id"], conv.as_str());
     assert_eq!(list[0]["conversation_title"], "Иван");
@@ -111,7 +114,13 @@ async fn new_conversations_assignments_and_mentions_notify_the_right_people_and_
     assert!(dash.contains("<title>(3) "), "{dash}");
 
     // Bad input: names the field, changes nothing.
-    let (status, body) = api(&app, &key, "/api/v1/notifications/read", Some(json!({"user_id": boris_id}))).await;
+    let (status, body) = api(
+        &app,
+        &key,
+        "/api/v1/notifications/read",
+        Some(json!({"user_id": boris_id})),
+    )
+    .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["fields"][0]["field"], "ids");
     let (status, _) = api(&app, &key, "/api/v1/notifications", None).await;
@@ -128,8 +137,18 @@ async fn new_conversations_assignments_and_mentions_notify_the_right_people_and_
     assert_eq!(status, 422, "another company's member: {body}");
     assert_eq!(body["fields"][0]["field"], "user_id");
     let other_key = create_key(&other, "чужой").await;
-    let (_, theirs) = api(&app, &other_key, &format!("/api/v1/notifications?user_id={vera_id}"), None).await;
-    assert_eq!(theirs, json!([]), "nothing of the other company's conversations");
+    let (_, theirs) = api(
+        &app,
+        &other_key,
+        &format!("/api/v1/notifications?user_id={vera_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        theirs,
+        json!([]),
+        "nothing of the other company's conversations"
+    );
 
     // Marked read: one by id, then all.
     let first = list[0]["id"].as_str().expect("id");
@@ -153,9 +172,15 @@ async fn new_conversations_assignments_and_mentions_notify_the_right_people_and_
     assert_eq!(bell_count(&boris.html("/app").await), "0");
 
     // Opening a conversation reads its notifications.
-    assert_eq!(bell_count(&anna.html("/app").await), "0", "Anna opened the first one");
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(5002, "Ольга", "Есть размер M?"));
+    assert_eq!(
+        bell_count(&anna.html("/app").await),
+        "0",
+        "Anna opened the first one"
+    );
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5002, "Ольга", "Есть размер M?"),
+    );
     eventually("Anna hears of the new conversation", || async {
         bell_count(&anna.html("/app").await) == "1"
     })
@@ -191,11 +216,18 @@ async fn the_digest_mails_the_unanswered_once_a_day_to_those_who_asked_only() {
         .post_from("/app/profile", "/app/profile/notifications", &[])
         .await;
     assert_eq!(r.status(), 303);
-    assert!(anna.html("/app/profile").await.contains("id=\"notify-digest\" checked"));
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(5001, "Иван", "Где мой заказ?"));
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(5002, "Ольга", "Есть размер M?"));
+    assert!(anna
+        .html("/app/profile")
+        .await
+        .contains("id=\"notify-digest\" checked"));
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5001, "Иван", "Где мой заказ?"),
+    );
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5002, "Ольга", "Есть размер M?"),
+    );
     eventually("two conversations", || async {
         count(&app, "SELECT count(*) FROM conversations").await == 2
     })
@@ -241,7 +273,11 @@ async fn the_digest_mails_the_unanswered_once_a_day_to_those_who_asked_only() {
         .expect("the digest");
     assert!(mail.body.contains("Иван"), "{}", mail.body);
     assert!(mail.body.contains("Где мой заказ?"), "{}", mail.body);
-    assert!(!mail.body.contains("Ольга"), "an answered one is not listed: {}", mail.body);
+    assert!(
+        !mail.body.contains("Ольга"),
+        "an answered one is not listed: {}",
+        mail.body
+    );
     assert!(mail.subject.contains("1"), "{}", mail.subject);
     // Once a day: a second run sends nothing more.
     assert_eq!(
@@ -297,7 +333,8 @@ async fn a_mention_rings_the_teammates_bell_live_and_leads_to_the_note_at_phone_
     anna.goto(&format!("/app/inbox/{conv}")).await;
     anna.click("#tab-note").await;
     anna.fill("#note-text", "@Бор").await;
-    anna.click("#mention-list button.mention[data-name=\"Борис\"]").await;
+    anna.click("#mention-list button.mention[data-name=\"Борис\"]")
+        .await;
     anna.browser
         .client()
         .find(Locator::Css("#note-text"))
@@ -314,9 +351,12 @@ async fn a_mention_rings_the_teammates_bell_live_and_leads_to_the_note_at_phone_
         .expect("read the box");
     assert_eq!(typed, json!("@Борис позвони Марии до обеда"));
     anna.click("#note-send").await;
-    anna.wait_text_in(".msg.note", "позвони Марии до обеда").await;
-    anna.wait_text_in(".msg.note .note-label", "видит только команда").await;
-    anna.assert_no_sideways_scroll("the thread with a note").await;
+    anna.wait_text_in(".msg.note", "позвони Марии до обеда")
+        .await;
+    anna.wait_text_in(".msg.note .note-label", "видит только команда")
+        .await;
+    anna.assert_no_sideways_scroll("the thread with a note")
+        .await;
     anna.shot("01-note-written").await;
 
     // Boris's bell rings where he is, without a reload.
@@ -342,7 +382,9 @@ async fn a_mention_rings_the_teammates_bell_live_and_leads_to_the_note_at_phone_
         .await
         .expect("title");
     assert!(
-        title.as_str().is_some_and(|t| t.starts_with(&format!("({want}) "))),
+        title
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("({want}) "))),
         "{title}"
     );
     boris.click("#bell").await;
@@ -351,13 +393,16 @@ async fn a_mention_rings_the_teammates_bell_live_and_leads_to_the_note_at_phone_
     boris.shot("02-bell-open").await;
     boris.click("#panel-list li[data-kind=mention] a").await;
     boris.wait_path(|p| p == format!("/app/inbox/{conv}")).await;
-    boris.wait_text_in(".msg.note", "позвони Марии до обеда").await;
+    boris
+        .wait_text_in(".msg.note", "позвони Марии до обеда")
+        .await;
     boris.shot("03-the-note").await;
     assert!(
-        app.telegram
-            .sent(&token)
-            .iter()
-            .all(|m| !m.text.as_deref().unwrap_or("").contains("позвони")),
+        app.telegram.sent(&token).iter().all(|m| !m
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("позвони")),
         "the customer's chat never shows the note"
     );
     boris.close().await;

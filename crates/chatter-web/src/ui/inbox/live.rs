@@ -144,10 +144,9 @@ async fn notification_events(
         if !for_me {
             continue;
         }
-        let unread =
-            chatter_core::notifications::unread_count(&st.core.db, actor.company_id, me)
-                .await
-                .unwrap_or(0);
+        let unread = chatter_core::notifications::unread_count(&st.core.db, actor.company_id, me)
+            .await
+            .unwrap_or(0);
         let read = p.get("read").and_then(|r| r.as_bool()).unwrap_or(false);
         let newest = if read {
             None
