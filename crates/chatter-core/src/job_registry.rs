@@ -49,6 +49,7 @@ mod tests {
                 "backup_daily",
                 "company_export",
                 "crm_drain",
+                "digest_daily",
                 "fetch_file",
                 "password_reset_mail",
                 "send_email",
