@@ -113,6 +113,26 @@ async fn new_conversations_assignments_and_mentions_notify_the_right_people_and_
     assert_eq!(bell_count(&dash), "3", "{dash}");
     assert!(dash.contains("<title>(3) "), "{dash}");
 
+    // Browser notifications are off until the person turns them on; the chime is served.
+    assert!(dash.contains("data-browser=\"\""), "off by default");
+    let r = boris
+        .post_from(
+            "/app/profile",
+            "/app/profile/notifications",
+            &[("browser", "1")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(boris.html("/app").await.contains("data-browser=\"1\""));
+    let wav = app
+        .client()
+        .get(app.at("/static/notify.wav"))
+        .send()
+        .await
+        .expect("GET the chime");
+    assert_eq!(wav.headers()["content-type"], "audio/wav");
+    assert!(wav.bytes().await.expect("bytes").starts_with(b"RIFF"));
+
     // Bad input: names the field, changes nothing.
     let (status, body) = api(
         &app,
