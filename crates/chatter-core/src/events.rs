@@ -155,6 +155,19 @@ pub async fn since(
         .await?)
 }
 
+/// The company's newest event id (0: none yet): a live stream opened later starts after it.
+pub async fn newest(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<i64> {
+    Ok(event::Entity::find()
+        .filter(event::Column::CompanyId.eq(company_id))
+        .order_by_desc(event::Column::Id)
+        .select_only()
+        .column(event::Column::Id)
+        .into_tuple::<i64>()
+        .one(conn)
+        .await?
+        .unwrap_or(0))
+}
+
 pub async fn get(conn: &impl ConnectionTrait, id: i64) -> Result<Option<event::Model>> {
     Ok(event::Entity::find_by_id(id).one(conn).await?)
 }

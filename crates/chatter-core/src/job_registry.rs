@@ -3,7 +3,7 @@
 //! the capabilities that enqueue jobs depend on it without it depending back on them.
 
 use crate::jobs::Registry;
-use crate::{accounts, api_source, backup, crm, exports, inbox, mailer, sources};
+use crate::{accounts, api_source, backup, crm, digest, exports, inbox, mailer, sources};
 
 impl Registry {
     /// The registry of every job type, by its `NAME`.
@@ -15,6 +15,7 @@ impl Registry {
             .register::<accounts::signup::SignUpMail>()
             // Operations and company data.
             .register::<backup::DailyBackup>()
+            .register::<digest::DailyDigest>()
             .register::<exports::ExportJob>()
             // Sources of every kind: setup, replies, files.
             .register::<sources::runtime::SourceSetup>()
@@ -48,6 +49,7 @@ mod tests {
                 "backup_daily",
                 "company_export",
                 "crm_drain",
+                "digest_daily",
                 "fetch_file",
                 "password_reset_mail",
                 "send_email",

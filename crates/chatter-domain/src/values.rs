@@ -62,6 +62,8 @@ pub mod limits {
     pub const TAGS: usize = 20;
     /// A reply to a customer.
     pub const REPLY: usize = 20_000;
+    /// An internal note in a conversation (seen by the team only).
+    pub const NOTE: usize = 5_000;
     /// A caption of a medium sent by link.
     pub const CAPTION: usize = 1024;
     /// A URL (outgoing webhook, medium link).

@@ -27,6 +27,42 @@ pub struct Ctx {
     pub session_token: Option<String>,
     pub meta: ReqMeta,
     pub secure: bool,
+    /// The header's bell on a signed-in page: unread notifications and where the live
+    /// stream starts.
+    pub bell: Option<Bell>,
+}
+
+/// What the bell in the header shows and needs.
+#[derive(Clone, Debug, Default)]
+pub struct Bell {
+    pub unread: u64,
+    /// The company's newest event id when the page was made (the live stream starts after it).
+    pub last_event: i64,
+    /// Browser notifications and a sound while the tab is hidden (the person opted in).
+    pub browser: bool,
+}
+
+/// The bell of a signed-in person's page (pages only: not the live stream, files or posts).
+async fn bell_for(st: &AppState, session: Option<&SessionInfo>, page: bool) -> Option<Bell> {
+    if !page {
+        return None;
+    }
+    let s = session?;
+    let (company, _) = s.company.as_ref()?;
+    let db = &st.core.db;
+    let unread = chatter_core::notifications::unread_count(db, company.id, s.user.id)
+        .await
+        .ok()?;
+    let last_event = chatter_core::events::newest(db, company.id).await.ok()?;
+    let browser = chatter_core::notifications::settings(db, company.id, s.user.id)
+        .await
+        .ok()?
+        .browser;
+    Some(Bell {
+        unread,
+        last_event,
+        browser,
+    })
 }
 
 impl Ctx {
@@ -239,6 +275,14 @@ pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -
             .unwrap_or("")
             .to_string(),
     };
+    let page = {
+        let path = req.uri().path();
+        req.method() == axum::http::Method::GET
+            && (path == "/" || path.starts_with("/app"))
+            && path != "/app/events"
+            && !path.starts_with("/app/files/")
+    };
+    let bell = bell_for(&st, session.as_ref(), page).await;
     let ctx = Ctx {
         lang,
         csrf,
@@ -246,6 +290,7 @@ pub async fn context(State(st): State<AppState>, mut req: Request, next: Next) -
         session_token,
         meta,
         secure: st.cfg.secure_cookies,
+        bell,
     };
     let path = req.uri().path().to_owned();
     req.extensions_mut().insert(ctx.clone());

@@ -111,6 +111,11 @@ window.addEventListener("message", function (e) {
       countUnread();
     }
     if (d.conversation_id === thread) updateHeader(d);
+    if (box && d.conversation_id === thread && d.note) {
+      var n = fragment(d.note);
+      var had = document.getElementById("note-" + d.note_id);
+      if (had) had.replaceWith(n); else { box.appendChild(n); scrollDown(); }
+    }
     if (box && d.conversation_id === thread && d.message) {
       var m = fragment(d.message);
       var prev = document.getElementById("msg-" + d.message_id);
@@ -129,6 +134,11 @@ window.addEventListener("message", function (e) {
     es = new EventSource("/app/events?after=" + encodeURIComponent(after));
     es.addEventListener("message", onEvent);
     es.addEventListener("conversation", onEvent);
+    es.addEventListener("note", onEvent);
+    es.addEventListener("notification", function (e) {
+      if (e.lastEventId) after = e.lastEventId;
+      if (window.chatterNotify) window.chatterNotify(e);
+    });
     // The node is stopping: reconnect (to whichever node the proxy picks) from the last event
     // seen, after a short random pause so a hundred open pages do not arrive at once.
     es.addEventListener("reconnect", function () {
@@ -187,6 +197,223 @@ window.addEventListener("message", function (e) {
         .catch(function () { text.value = sent; });
     });
   }
+})();
+
+// The reply box's two tabs: a reply to the customer, or an internal note for the team (the
+// links work without this script: `?mode=note`). A note is posted in place; it arrives in the
+// thread through the live stream. Typing `@` offers the teammates to mention.
+(function () {
+  var tabReply = document.getElementById("tab-reply");
+  var tabNote = document.getElementById("tab-note");
+  var replyPane = document.getElementById("reply-pane");
+  var notePane = document.getElementById("note-pane");
+  var noteText = document.getElementById("note-text");
+  var noteForm = document.getElementById("note-form");
+  if (!tabReply || !tabNote || !replyPane || !notePane) return;
+  function show(note) {
+    notePane.hidden = !note;
+    replyPane.hidden = note;
+    tabNote.classList.toggle("on", note);
+    tabReply.classList.toggle("on", !note);
+    tabNote.setAttribute("aria-selected", note ? "true" : "false");
+    tabReply.setAttribute("aria-selected", note ? "false" : "true");
+    var t = note ? noteText : document.getElementById("reply-text");
+    if (t) t.focus();
+  }
+  tabReply.addEventListener("click", function (e) { e.preventDefault(); show(false); });
+  tabNote.addEventListener("click", function (e) { e.preventDefault(); show(true); });
+  if (!noteForm || !noteText) return;
+  var list = document.getElementById("mention-list");
+  var buttons = list ? Array.prototype.slice.call(list.querySelectorAll("button.mention")) : [];
+  var at = -1;
+  // The word being typed after an `@` (letters, digits, spaces inside a name), or null.
+  function query() {
+    var v = noteText.value.slice(0, noteText.selectionStart);
+    var i = v.lastIndexOf("@");
+    if (i < 0 || (i > 0 && !/\s/.test(v.charAt(i - 1)))) return null;
+    var q = v.slice(i + 1);
+    if (q.length > 40 || /\n/.test(q)) return null;
+    at = i;
+    return q.toLowerCase();
+  }
+  function shown() { return buttons.filter(function (b) { return !b.parentNode.hidden; }); }
+  function close() { if (list) list.hidden = true; buttons.forEach(function (b) { b.classList.remove("on"); }); }
+  function pick(b) {
+    var name = b.getAttribute("data-name");
+    var end = noteText.selectionStart;
+    var before = noteText.value.slice(0, at);
+    noteText.value = before + "@" + name + " " + noteText.value.slice(end);
+    var pos = before.length + name.length + 2;
+    noteText.setSelectionRange(pos, pos);
+    noteText.focus();
+    close();
+  }
+  noteText.addEventListener("input", function () {
+    var q = query();
+    if (q === null || !list) { close(); return; }
+    var any = false;
+    buttons.forEach(function (b) {
+      var ok = b.getAttribute("data-name").toLowerCase().indexOf(q) === 0;
+      b.parentNode.hidden = !ok;
+      b.classList.remove("on");
+      if (ok) any = true;
+    });
+    list.hidden = !any;
+    var first = shown()[0];
+    if (first) first.classList.add("on");
+  });
+  noteText.addEventListener("keydown", function (e) {
+    if (!list || list.hidden) {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); noteForm.requestSubmit ? noteForm.requestSubmit() : noteForm.submit(); }
+      return;
+    }
+    var items = shown();
+    var cur = items.findIndex(function (b) { return b.classList.contains("on"); });
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      if (cur >= 0) items[cur].classList.remove("on");
+      var next = e.key === "ArrowDown" ? Math.min(items.length - 1, cur + 1) : Math.max(0, cur - 1);
+      items[next].classList.add("on");
+    } else if (e.key === "Enter" || e.key === "Tab") {
+      if (cur >= 0) { e.preventDefault(); pick(items[cur]); }
+    } else if (e.key === "Escape") { close(); }
+  });
+  buttons.forEach(function (b) {
+    b.addEventListener("mousedown", function (e) { e.preventDefault(); });
+    b.addEventListener("click", function () { query(); pick(b); });
+  });
+  noteForm.addEventListener("submit", function (e) {
+    if (!window.fetch) return;
+    e.preventDefault();
+    var body = new URLSearchParams(new FormData(noteForm));
+    var sent = noteText.value;
+    noteText.value = "";
+    close();
+    var old = document.getElementById("note-refused");
+    fetch(noteForm.action, { method: "POST", body: body, headers: { "Accept": "application/json" }, credentials: "same-origin" })
+      .then(function (r) {
+        if (r.ok) { if (old) old.remove(); return; }
+        noteText.value = sent;
+        return r.json().then(function (j) {
+          var p = old || document.createElement("p");
+          p.id = "note-refused";
+          p.className = "error-text field-error";
+          p.textContent = j.error || String(r.status);
+          if (!old) noteForm.insertBefore(p, noteText);
+        });
+      })
+      .catch(function () { noteText.value = sent; });
+  });
+})();
+
+// The bell: its count and panel follow the live stream (the inbox's, or its own elsewhere);
+// the count is in the tab's title outside the inbox (the inbox counts unread messages there).
+// With browser notifications turned on in the profile, a notification and a chime while the
+// tab is hidden.
+(function () {
+  var bell = document.getElementById("bell");
+  if (!bell) return;
+  var count = document.getElementById("bell-count");
+  var panel = document.getElementById("bell-panel");
+  var inbox = !!document.querySelector("[data-live]");
+  var baseTitle = document.title.replace(/^\(\d+\) /, "");
+  function setCount(n) {
+    count.textContent = String(n);
+    count.hidden = n <= 0;
+    bell.classList.toggle("has-unread", n > 0);
+    if (!inbox) document.title = n > 0 ? "(" + n + ") " + baseTitle : baseTitle;
+  }
+  var chime = null;
+  window.chatterNotify = function (e) {
+    var d;
+    try { d = JSON.parse(e.data); } catch (_) { return; }
+    if (typeof d.unread === "number") setCount(d.unread);
+    if (d.item && panel) {
+      var ul = panel.querySelector("ul.notifications");
+      if (ul) {
+        var t = document.createElement("template");
+        t.innerHTML = d.item.trim();
+        var li = t.content.firstElementChild;
+        var had = document.getElementById(li.id);
+        if (had) had.remove();
+        ul.insertBefore(li, ul.firstChild);
+        var empty = document.getElementById("panel-empty");
+        if (empty) empty.remove();
+      }
+    }
+    var page = document.getElementById("notification-list");
+    if (d.item && page) {
+      var t2 = document.createElement("template");
+      t2.innerHTML = d.item.trim();
+      var li2 = t2.content.firstElementChild;
+      var had2 = page.querySelector('[id="' + li2.id + '"]');
+      if (had2) had2.remove();
+      page.insertBefore(li2, page.firstChild);
+    }
+    if (d.item && !d.read && bell.getAttribute("data-browser") === "1" && document.visibilityState === "hidden") {
+      if (window.Notification && Notification.permission === "granted") {
+        try {
+          var n = new Notification(d.title || document.title, { body: (d.item.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim()), tag: d.notification_id || undefined });
+          n.onclick = function () { window.focus(); if (d.href) location.href = d.href; };
+        } catch (_) {}
+      }
+      try {
+        if (!chime) chime = new Audio(bell.getAttribute("data-sound"));
+        chime.currentTime = 0;
+        var p = chime.play();
+        if (p && p.catch) p.catch(function () {});
+      } catch (_) {}
+    }
+  };
+  // The panel: the latest notifications, fetched when opened (the link is the page without JS).
+  bell.addEventListener("click", function (e) {
+    if (!panel || !window.fetch) return;
+    e.preventDefault();
+    if (!panel.hidden) { panel.hidden = true; return; }
+    fetch("/app/notifications?panel=1", { credentials: "same-origin" })
+      .then(function (r) { return r.text(); })
+      .then(function (html) { panel.innerHTML = html; panel.hidden = false; });
+  });
+  document.addEventListener("click", function (e) {
+    if (panel && !panel.hidden && !panel.contains(e.target) && !bell.contains(e.target)) panel.hidden = true;
+  });
+  if (inbox || !window.EventSource) return;
+  // Not the inbox: a stream of our own for the bell, closed while the page is not shown.
+  var after = bell.getAttribute("data-last-event") || "0";
+  var es = null;
+  function open() {
+    if (es) return;
+    es = new EventSource("/app/events?after=" + encodeURIComponent(after));
+    ["message", "conversation", "note"].forEach(function (k) {
+      es.addEventListener(k, function (e) { if (e.lastEventId) after = e.lastEventId; });
+    });
+    es.addEventListener("notification", function (e) {
+      if (e.lastEventId) after = e.lastEventId;
+      window.chatterNotify(e);
+    });
+    es.addEventListener("reconnect", function () {
+      shut();
+      setTimeout(open, 300 + Math.floor(Math.random() * 1200));
+    });
+  }
+  function shut() { if (es) { es.close(); es = null; } }
+  open();
+  window.addEventListener("pagehide", shut);
+  window.addEventListener("pageshow", function (e) { if (e.persisted) open(); });
+})();
+
+// Browser notifications are asked for only when the person turns them on in the profile.
+(function () {
+  var box = document.getElementById("notify-browser");
+  if (!box) return;
+  var denied = document.getElementById("notify-denied");
+  box.addEventListener("change", function () {
+    if (!box.checked || !window.Notification) return;
+    if (Notification.permission === "granted") return;
+    Notification.requestPermission().then(function (p) {
+      if (p === "denied" && denied) denied.hidden = false;
+    });
+  });
 })();
 
 // Filters that apply at once: a changed choice submits its form, the search on Enter (or after

@@ -72,7 +72,7 @@ async fn ingest_new(
     now: i64,
 ) -> Result<()> {
     let contacts = ensure_contacts(conn, fast, now).await?;
-    let convs = ensure_conversations(conn, fast, &contacts, now).await?;
+    let (convs, created) = ensure_conversations(conn, fast, &contacts, now).await?;
 
     // Messages: only the rows the insert returns are new; the rest were stored before.
     let mut ids: Vec<MessageId> = Vec::with_capacity(fast.len());
@@ -155,6 +155,7 @@ async fn ingest_new(
     for (company, payloads) in by_company {
         events::emit_many(conn, pending, company, "message", payloads, now).await?;
     }
+    crate::notifications::on_new_conversations(conn, pending, &created, now).await?;
     Ok(())
 }
 
@@ -261,7 +262,10 @@ async fn ensure_conversations<'a>(
     fast: &[(usize, &'a source::Model, &'a InboundMessage)],
     contacts: &HashMap<(SourceId, &'a str), ContactId>,
     now: i64,
-) -> Result<HashMap<(SourceId, &'a str), ConversationId>> {
+) -> Result<(
+    HashMap<(SourceId, &'a str), ConversationId>,
+    Vec<(CompanyId, ConversationId)>,
+)> {
     let mut wanted: HashMap<(SourceId, &'a str), (&source::Model, &InboundMessage)> =
         HashMap::new();
     for (_, src, m) in fast {
@@ -294,6 +298,15 @@ async fn ensure_conversations<'a>(
             updated_at: Set(now),
         })
         .collect();
+    // The ids this call chose: those found afterwards are the conversations it created.
+    let mut chosen: HashMap<ConversationId, CompanyId> = HashMap::new();
+    for m in &missing {
+        if let (sea_orm::ActiveValue::Set(id), sea_orm::ActiveValue::Set(company)) =
+            (&m.id, &m.company_id)
+        {
+            chosen.insert(*id, *company);
+        }
+    }
     if !missing.is_empty() {
         for chunk in missing.chunks(CHUNK) {
             conversation::Entity::insert_many(chunk.to_vec())
@@ -310,14 +323,22 @@ async fn ensure_conversations<'a>(
         }
         found = find_conversations(conn, &keys).await?;
     }
-    keys.into_iter()
+    let ids = keys
+        .into_iter()
         .map(|k| {
             found
                 .get(&(k.0, k.1.to_string()))
                 .map(|c| (k, c.id))
                 .ok_or(CoreError::Internal("conversation vanished".into()))
         })
-        .collect()
+        .collect::<Result<HashMap<_, _>>>()?;
+    let mut created: Vec<(CompanyId, ConversationId)> = ids
+        .values()
+        .filter_map(|id| chosen.get(id).map(|company| (*company, *id)))
+        .collect();
+    created.sort();
+    created.dedup();
+    Ok((ids, created))
 }
 
 async fn find_conversations(

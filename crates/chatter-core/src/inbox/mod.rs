@@ -35,9 +35,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 mod list;
+mod notes;
 mod receive;
 mod reply;
 pub use list::*;
+pub use notes::*;
 pub use receive::*;
 pub use reply::*;
 
@@ -94,8 +96,43 @@ pub async fn assign(
     if n.rows_affected == 0 {
         return Err(CoreError::NotFound);
     }
+    let mut pending = Pending::default();
+    // The assignee hears of it, unless they took it themselves.
+    if let Some(u) = assignee.filter(|u| Some(u.0) != actor.user_id) {
+        let by = match actor.user_id {
+            Some(me) => chatter_store::entity::user::Entity::find_by_id(me)
+                .one(&txn)
+                .await?
+                .map(|u| u.name),
+            None => None,
+        };
+        crate::notifications::notify(
+            &txn,
+            &mut pending,
+            crate::notifications::New {
+                company: actor.company_id.into(),
+                kind: crate::notifications::ASSIGNED,
+                conversation: id,
+                note: None,
+                actor_name: by.as_deref(),
+            },
+            &[u.0],
+            now,
+        )
+        .await?;
+    }
     let details = serde_json::json!({"assignee": assignee});
-    conversation_changed(core, txn, actor, id, "conversation.assign", details, now).await
+    conversation_changed(
+        core,
+        txn,
+        pending,
+        actor,
+        id,
+        "conversation.assign",
+        details,
+        now,
+    )
+    .await
 }
 
 /// Closes (`open = false`) or reopens a conversation.
@@ -125,20 +162,32 @@ pub async fn set_open(core: &Core, actor: &Actor, id: ConversationId, open: bool
     } else {
         "conversation.close"
     };
-    conversation_changed(core, txn, actor, id, action, serde_json::json!({}), now).await
+    let pending = Pending::default();
+    conversation_changed(
+        core,
+        txn,
+        pending,
+        actor,
+        id,
+        action,
+        serde_json::json!({}),
+        now,
+    )
+    .await
 }
 
 /// Finishes a change of a conversation: its live event and audit entry, then the commit.
+#[allow(clippy::too_many_arguments)]
 async fn conversation_changed(
     core: &Core,
     txn: sea_orm::DatabaseTransaction,
+    mut pending: Pending,
     actor: &Actor,
     id: ConversationId,
     action: &str,
     details: serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    let mut pending = Pending::default();
     let payload = serde_json::json!({"conversation_id": id});
     events::emit(
         &txn,

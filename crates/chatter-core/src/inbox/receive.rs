@@ -319,7 +319,7 @@ pub(super) async fn ingest_message(
         }
         // An edit of a message we never saw: store it as a message.
     }
-    let (_, conv, _) = upsert_chat(conn, src, &m.chat, &m.sender, now).await?;
+    let (_, conv, new_conversation) = upsert_chat(conn, src, &m.chat, &m.sender, now).await?;
     let reply_to_id = match &m.reply_to_external_id {
         Some(r) => {
             message::Entity::find()
@@ -406,6 +406,15 @@ pub(super) async fn ingest_message(
     )
     .await?;
     crate::crm::sync::outbox::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
+    if new_conversation {
+        crate::notifications::on_new_conversations(
+            conn,
+            pending,
+            &[(src.company_id, conv.id)],
+            now,
+        )
+        .await?;
+    }
     Ok(Ingested::New(id))
 }
 

@@ -17,6 +17,7 @@ mod m0014_signup_confirmations;
 mod m0015_tls_certificates;
 mod m0016_dashboard_figures;
 mod m0017_search;
+mod m0019_notes_notifications;
 mod m0021_contact_people;
 mod m0022_working_hours;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0015_tls_certificates::Migration),
             Box::new(m0016_dashboard_figures::Migration),
             Box::new(m0017_search::Migration),
+            Box::new(m0019_notes_notifications::Migration),
             Box::new(m0021_contact_people::Migration),
             Box::new(m0022_working_hours::Migration),
         ]

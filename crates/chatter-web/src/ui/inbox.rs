@@ -9,9 +9,11 @@ mod actions;
 mod files;
 mod fragments;
 mod live;
+mod notes;
 mod reply;
 mod search;
 
+pub(crate) use fragments::fmt_time;
 pub use fragments::{MessageTpl, RowTpl};
 
 use super::{render, Page};
@@ -32,6 +34,7 @@ use chatter_store::entity::event;
 use files::file;
 use fragments::row_html;
 use live::events;
+use notes::add_note;
 use reply::{reply, reply_media, reply_template};
 use uuid::Uuid;
 
@@ -40,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/app/inbox", get(list_page))
         .route("/app/inbox/{id}", get(show_page))
         .route("/app/inbox/{id}/reply", post(reply))
+        .route("/app/inbox/{id}/notes", post(add_note))
         .route("/app/inbox/{id}/media", post(reply_media))
         .route("/app/inbox/{id}/template", post(reply_template))
         .route("/app/inbox/{id}/assign", post(assign))
@@ -97,6 +101,13 @@ struct ThreadView {
     /// A refused reply: why (translated) and what was typed.
     refused: Option<String>,
     draft: String,
+    /// The reply box shows the note tab (`?mode=note`, or a refused note).
+    note_mode: bool,
+    /// A refused note: why, and what was typed.
+    note_refused: Option<String>,
+    note_draft: String,
+    /// Teammates `@` offers: (name).
+    teammates: Vec<String>,
 }
 
 /// A WhatsApp template as the picker shows it.
@@ -125,10 +136,12 @@ fn sms_parts_label(tr: crate::i18n::Tr, text: &str) -> String {
     )
 }
 
-/// A reply the product refused: re-render the conversation with the reason and the draft.
+/// A reply (or a note, `note`) the product refused: re-render the conversation with the
+/// reason and the draft.
 struct Refusal {
     message: String,
     draft: String,
+    note: bool,
 }
 
 async fn last_event_id(st: &AppState, company: Uuid) -> i64 {
@@ -157,6 +170,7 @@ async fn page(
     let Opened {
         reply_to,
         m: target,
+        mode,
     } = at;
     let actor = ctx.actor()?;
     let last_event = last_event_id(st, actor.company_id).await;
@@ -202,14 +216,28 @@ async fn page(
                 None => inbox::messages(&st.core, &actor, id, 300).await?,
             };
             inbox::mark_read(&st.core, &actor, id).await?;
-            let messages = messages
+            chatter_core::notifications::read_conversation(&st.core, &actor, id).await?;
+            // Notes sit among the messages by time (within the window shown).
+            let span = match (messages.first(), messages.last(), target) {
+                (Some(a), Some(b), Some(_)) => Some((a.created_at, b.created_at)),
+                _ => None,
+            };
+            let mut thread: Vec<(i64, String)> = inbox::list_notes(&st.core, &actor, id, None, 500)
+                .await?
                 .into_iter()
-                .map(|m| {
+                .filter(|n| span.is_none_or(|(a, b)| n.created_at >= a && n.created_at <= b))
+                .map(|n| (n.created_at, fragments::note_html(n, tr)))
+                .collect();
+            thread.extend(messages.into_iter().map(|m| {
+                (
+                    m.created_at,
                     MessageTpl::new(m, tr, &ctx.csrf, can_reply)
                         .render()
-                        .unwrap_or_default()
-                })
-                .collect();
+                        .unwrap_or_default(),
+                )
+            }));
+            thread.sort_by_key(|t| t.0);
+            let messages = thread.into_iter().map(|t| t.1).collect();
             let source_status =
                 chatter_core::sources::get(&st.core, &actor, row.conversation.source_id)
                     .await?
@@ -257,10 +285,18 @@ async fn page(
             } else {
                 Some(Vec::new())
             };
-            let (refused, draft) = match refusal {
-                Some(r) => (Some(r.message), r.draft),
-                None => (None, String::new()),
+            let (refused, draft, note_refused, note_draft) = match refusal {
+                Some(r) if r.note => (None, String::new(), Some(r.message), r.draft),
+                Some(r) => (Some(r.message), r.draft, None, String::new()),
+                None => (None, String::new(), None, String::new()),
             };
+            let note_mode = note_refused.is_some() || mode.as_deref() == Some("note");
+            let teammates = chatter_core::notifications::teammates(&st.core.db, actor.company_id)
+                .await?
+                .into_iter()
+                .filter(|t| Some(t.user_id) != actor.user_id)
+                .map(|t| t.name)
+                .collect();
             // Kinds billed by the part (SMS) show how many parts the draft makes.
             let sms_parts = if facts.and_then(|k| k.text_parts(&draft)).is_some() {
                 sms_parts_label(tr, &draft)
@@ -282,6 +318,10 @@ async fn page(
                 sms_parts,
                 refused,
                 draft,
+                note_mode,
+                note_refused,
+                note_draft,
+                teammates,
             })
         }
         None => None,
@@ -314,6 +354,9 @@ struct Opened {
     reply_to: Option<MessageId>,
     #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
     m: Option<MessageId>,
+    /// `note`: the reply box opens on the note tab.
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 async fn show_page(

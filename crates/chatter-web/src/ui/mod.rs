@@ -12,6 +12,7 @@ mod crm;
 mod crm_settings;
 mod dead_letters;
 pub mod inbox;
+mod notifications;
 mod operator;
 mod profile;
 mod reports;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .route("/static/favicon.svg", get(icon))
+        .route("/static/notify.wav", get(notifications::sound))
         .route("/favicon.ico", get(icon))
         .route("/lang/{code}", get(set_lang))
         .merge(auth::routes())
@@ -48,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(inbox::routes())
         .merge(contacts::routes())
+        .merge(notifications::routes())
         .merge(sources::routes())
         .merge(crm::routes())
         .merge(crm_settings::routes())
@@ -72,6 +75,8 @@ pub struct Page {
     pub active: &'static str,
     pub flash: Option<&'static str>,
     pub errors: Vec<FieldError>,
+    /// The bell in the header (signed-in pages of a company).
+    pub bell: Option<crate::ctx::Bell>,
 }
 
 impl Page {
@@ -104,6 +109,7 @@ impl Page {
             active,
             flash: None,
             errors: Vec::new(),
+            bell: ctx.bell.clone(),
         }
     }
 

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app/profile", get(profile_page).post(update_profile))
         .route("/app/profile/password", post(change_password))
+        .route("/app/profile/notifications", post(save_notifications))
         .route("/app/profile/2fa/start", post(start_2fa))
         .route("/app/profile/2fa/enable", post(enable_2fa))
         .route("/app/profile/2fa/disable", post(disable_2fa))
@@ -46,6 +47,8 @@ struct ProfileTpl {
     /// amoCRM is set up on this server (the link button shows).
     amocrm: bool,
     amocrm_links: Vec<user_identity::Model>,
+    /// Notification settings in the current company (none without one).
+    notify: Option<chatter_core::notifications::Settings>,
 }
 
 /// `text` as a QR code in SVG, to put inline in a page (no XML declaration).
@@ -61,7 +64,14 @@ fn qr_svg(text: &str) -> Option<String> {
 
 async fn tpl(st: &AppState, ctx: &Ctx, p: Page) -> Result<ProfileTpl, AppError> {
     let info = ctx.signed()?;
+    let notify = match &info.company {
+        Some((c, _)) => {
+            Some(chatter_core::notifications::settings(&st.core.db, c.id, info.user.id).await?)
+        }
+        None => None,
+    };
     Ok(ProfileTpl {
+        notify,
         amocrm: st.core.config.amocrm.is_some(),
         amocrm_links: crm_signin::links_of(&st.core, info.user.id).await?,
         name: info.user.name.clone(),
@@ -123,6 +133,27 @@ async fn update_profile(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct NotifyForm {
+    browser: Option<String>,
+    digest: Option<String>,
+}
+
+/// Browser notifications and the daily digest, on or off (an unticked box is not sent).
+async fn save_notifications(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<NotifyForm>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let s = chatter_core::notifications::Settings {
+        browser: f.browser.is_some(),
+        digest: f.digest.is_some(),
+    };
+    chatter_core::notifications::save_settings(&st.core, &actor, s).await?;
+    Ok(Redirect::to("/app/profile?ok=saved#notifications").into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -35,6 +35,8 @@ mod nginx;
 mod nodes;
 mod nodes_browser;
 mod nodes_faults;
+mod notes;
+mod notifications;
 mod operator;
 mod pages;
 mod permissions;

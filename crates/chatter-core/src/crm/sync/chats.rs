@@ -91,6 +91,14 @@ pub(super) async fn note_text(core: &Core, item: &Item) -> Result<Option<String>
     }))
 }
 
+/// An internal note's text, as queued (its author named).
+pub(super) fn note_of(item: &Item) -> Option<String> {
+    item.payload
+        .get("text")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
 pub(super) fn customer_party(ct: Option<&contact::Model>, kind: Option<SourceKind>) -> ChatParty {
     ChatParty {
         id: ct.map_or_else(|| "unknown".into(), |c| format!("c-{}", c.id)),

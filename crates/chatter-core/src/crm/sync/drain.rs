@@ -513,6 +513,16 @@ pub(super) async fn step(
                     mirror_chat(core, s, item, link).await
                 }
             }
+            K_NOTE => match note_of(item) {
+                Some(text) => {
+                    notes.push((item, link.deal_id, text));
+                    if notes.len() >= s.api.max_batch() {
+                        break;
+                    }
+                    continue;
+                }
+                None => Err(CrmError::permanent("a note item without its text")),
+            },
             K_STATUS => status_back(s, item).await,
             K_ASSIGN => assign_first(core, s, item, link).await,
             K_CONTACT => contact_change(core, s, item, link).await,

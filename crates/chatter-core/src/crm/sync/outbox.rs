@@ -21,6 +21,8 @@ pub(super) const K_ASSIGN: &str = "assign";
 /// The team changed a person (name, phone, e-mail) or merged two: payload `{"contact_id",
 /// "link"}` (with `link`, the conversation's deal is moved onto the person's amoCRM contact).
 pub(super) const K_CONTACT: &str = "contact";
+/// A team's internal note, written as a note on the deal (payload `{"text"}`).
+pub(super) const K_NOTE: &str = "note";
 
 pub(super) const PENDING: &str = "pending";
 pub(super) const FAILED: &str = "failed";
@@ -103,6 +105,35 @@ pub async fn enqueue_messages(
         queue_drain(conn, company, now, now).await?;
     }
     Ok(())
+}
+
+/// Queues an internal note for the conversation's deal inside the caller's transaction
+/// (companies without a connected CRM: nothing). `text` already names its author.
+pub async fn enqueue_note(
+    conn: &impl ConnectionTrait,
+    company_id: CompanyId,
+    conversation_id: ConversationId,
+    text: &str,
+    now: i64,
+) -> Result<()> {
+    let connected = crm_integration::Entity::find()
+        .filter(crm_integration::Column::CompanyId.eq(company_id))
+        .one(conn)
+        .await?
+        .is_some_and(|i| queues_work(&i.status));
+    if !connected {
+        return Ok(());
+    }
+    enqueue_item(
+        conn,
+        company_id,
+        conversation_id,
+        None,
+        K_NOTE,
+        serde_json::json!({ "text": text }),
+        now,
+    )
+    .await
 }
 
 pub(super) async fn enqueue_item(

@@ -30,6 +30,24 @@ pub struct MessageTpl {
     pub can_reply: bool,
 }
 
+/// An internal note in the thread: looks unlike any message and says only the team sees it.
+#[derive(Template)]
+#[template(path = "inbox/_note.html")]
+pub struct NoteTpl {
+    pub n: chatter_core::inbox::NoteView,
+    pub lang: crate::i18n::Tr,
+}
+
+impl NoteTpl {
+    pub fn time(&self) -> String {
+        fmt_time(self.n.created_at)
+    }
+}
+
+pub(crate) fn note_html(n: chatter_core::inbox::NoteView, lang: crate::i18n::Tr) -> String {
+    NoteTpl { n, lang }.render().unwrap_or_default()
+}
+
 impl MessageTpl {
     pub fn new(m: message::Model, lang: crate::i18n::Tr, csrf: &str, can_reply: bool) -> Self {
         Self {
@@ -150,7 +168,7 @@ impl RowTpl {
     }
 }
 
-pub(super) fn fmt_time(ms: i64) -> String {
+pub(crate) fn fmt_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| {
             t.with_timezone(&chrono_tz::Europe::Moscow)

@@ -2,7 +2,7 @@
 //! from `Last-Event-ID`, then events as they are committed, rendered as row and message
 //! fragments, with the session and membership checked again while the stream is open.
 
-use super::fragments::{row_html, MessageTpl};
+use super::fragments::{note_html, row_html, MessageTpl};
 use super::{last_event_id, names};
 use crate::ctx::Ctx;
 use crate::error::AppError;
@@ -29,8 +29,11 @@ async fn render_events(
     evs: &[event::Model],
     members: &[(Uuid, String)],
 ) -> Vec<(i64, String, String)> {
+    let tr = crate::i18n::Tr(ctx.lang);
+    let mut out = notification_events(st, actor, evs, tr).await;
     let parsed: Vec<(&event::Model, ConversationId, Option<MessageId>)> = evs
         .iter()
+        .filter(|e| e.kind != chatter_core::notifications::EVENT)
         .filter_map(|e| {
             let p: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
             let conv: ConversationId = p.get("conversation_id")?.as_str()?.parse().ok()?;
@@ -59,11 +62,24 @@ async fn render_events(
             .into_iter()
             .map(|m| (m.id, m))
             .collect();
-    let tr = crate::i18n::Tr(ctx.lang);
+    let note_ids: Vec<Uuid> = evs
+        .iter()
+        .filter(|e| e.kind == "note")
+        .filter_map(|e| {
+            let p: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
+            p.get("note_id")?.as_str()?.parse().ok()
+        })
+        .collect();
+    let notes: std::collections::HashMap<Uuid, chatter_core::inbox::NoteView> =
+        inbox::notes_by_ids(&st.core, actor, &note_ids)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| (n.id, n))
+            .collect();
     let can_reply = actor.role.can(Permission::Reply);
     let mut row_html_cache: std::collections::HashMap<ConversationId, String> =
         std::collections::HashMap::new();
-    let mut out = Vec::with_capacity(parsed.len());
     for (e, conv_id, mid) in parsed {
         let Some(row) = rows.get(&conv_id) else {
             continue;
@@ -86,6 +102,69 @@ async fn render_events(
                     .render()
                     .unwrap_or_default());
         }
+        if e.kind == "note" {
+            let note = serde_json::from_str::<serde_json::Value>(&e.payload)
+                .ok()
+                .and_then(|p| p.get("note_id")?.as_str()?.parse::<Uuid>().ok())
+                .and_then(|id| notes.get(&id));
+            if let Some(n) = note {
+                data["note_id"] = serde_json::json!(n.id);
+                data["note"] = serde_json::json!(note_html(n.clone(), tr));
+            }
+        }
+        out.push((e.id, e.kind.clone(), data.to_string()));
+    }
+    out.sort_by_key(|o| o.0);
+    out
+}
+
+/// The bell's events among `evs`: those meant for this person, each with their unread count
+/// and their newest notification (none when the event says some were read).
+async fn notification_events(
+    st: &AppState,
+    actor: &Actor,
+    evs: &[event::Model],
+    tr: crate::i18n::Tr,
+) -> Vec<(i64, String, String)> {
+    let Some(me) = actor.user_id else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in evs
+        .iter()
+        .filter(|e| e.kind == chatter_core::notifications::EVENT)
+    {
+        let Ok(p) = serde_json::from_str::<serde_json::Value>(&e.payload) else {
+            continue;
+        };
+        let for_me = p
+            .get("user_ids")
+            .and_then(|u| u.as_array())
+            .is_some_and(|u| u.iter().any(|x| x.as_str() == Some(&me.to_string())));
+        if !for_me {
+            continue;
+        }
+        let unread = chatter_core::notifications::unread_count(&st.core.db, actor.company_id, me)
+            .await
+            .unwrap_or(0);
+        let read = p.get("read").and_then(|r| r.as_bool()).unwrap_or(false);
+        let newest = if read {
+            None
+        } else {
+            chatter_core::notifications::list(&st.core, actor, me, None, 1)
+                .await
+                .ok()
+                .and_then(|l| l.into_iter().next())
+        };
+        let data = serde_json::json!({
+            "kind": e.kind,
+            "unread": unread,
+            "read": read,
+            "notification_id": newest.as_ref().map(|n| n.id),
+            "title": newest.as_ref().map(|n| n.conversation_title.clone()),
+            "href": newest.as_ref().map(|n| format!("/app/inbox/{}", n.conversation_id)),
+            "item": newest.map(|n| crate::ui::notifications::item_html(n, tr)),
+        });
         out.push((e.id, e.kind.clone(), data.to_string()));
     }
     out

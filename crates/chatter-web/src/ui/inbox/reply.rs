@@ -22,7 +22,7 @@ pub(super) struct ReplyForm {
     reply_to: Option<String>,
 }
 
-fn wants_json(h: &HeaderMap) -> bool {
+pub(super) fn wants_json(h: &HeaderMap) -> bool {
     h.get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/json"))
@@ -67,7 +67,11 @@ async fn answer(
         Err(CoreError::Invalid(e)) => {
             let status = refusal_status(&e);
             let message = e.iter().map(|e| tr.field(e)).collect::<Vec<_>>().join(" ");
-            let refusal = Refusal { message, draft };
+            let refusal = Refusal {
+                message,
+                draft,
+                note: false,
+            };
             let mut resp = page(
                 st,
                 ctx,
