@@ -7,8 +7,10 @@
 //! the caller commits.
 
 mod batch;
+mod bulk;
 pub mod dead_letters;
 pub mod ingest;
+pub mod labels;
 pub mod search;
 pub mod send;
 
@@ -36,6 +38,8 @@ use uuid::Uuid;
 mod list;
 mod receive;
 mod reply;
+pub use bulk::*;
+pub use labels::{set_labels, toggle_label};
 pub use list::*;
 pub use receive::*;
 pub use reply::*;
@@ -73,15 +77,7 @@ pub async fn assign(
     let now = core.now();
     let txn = core.db.begin().await?;
     if let Some(u) = assignee {
-        let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u.0))
-            .one(&txn)
-            .await?;
-        let ok = m
-            .and_then(|m| chatter_domain::Role::parse(&m.role))
-            .is_some_and(|r| r.can(Permission::Reply));
-        if !ok {
-            return Err(CoreError::field("assignee", "err.assignee_invalid"));
-        }
+        check_assignee(&txn, actor, u).await?;
     }
     let n = conversation::Entity::update_many()
         .col_expr(conversation::Column::AssigneeId, Expr::value(assignee))
@@ -127,6 +123,21 @@ pub async fn set_open(core: &Core, actor: &Actor, id: ConversationId, open: bool
     conversation_changed(core, txn, actor, id, action, serde_json::json!({}), now).await
 }
 
+/// Refuses (on `assignee`) anyone who is not a member of the company who may reply.
+async fn check_assignee(conn: &impl ConnectionTrait, actor: &Actor, u: UserId) -> Result<()> {
+    let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u.0))
+        .one(conn)
+        .await?;
+    let ok = m
+        .and_then(|m| chatter_domain::Role::parse(&m.role))
+        .is_some_and(|r| r.can(Permission::Reply));
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::field("assignee", "err.assignee_invalid"))
+    }
+}
+
 /// Finishes a change of a conversation: its live event and audit entry, then the commit.
 async fn conversation_changed(
     core: &Core,
@@ -138,18 +149,31 @@ async fn conversation_changed(
     now: i64,
 ) -> Result<()> {
     let mut pending = Pending::default();
+    record_change(&txn, &mut pending, actor, id, action, details, now).await?;
+    txn.commit().await?;
+    core.published(pending);
+    Ok(())
+}
+
+/// A conversation's change, in the caller's transaction: its live event and audit entry.
+async fn record_change(
+    txn: &sea_orm::DatabaseTransaction,
+    pending: &mut Pending,
+    actor: &Actor,
+    id: ConversationId,
+    action: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> Result<()> {
     let payload = serde_json::json!({"conversation_id": id});
     events::emit(
-        &txn,
-        &mut pending,
+        txn,
+        pending,
         actor.company_id.into(),
         "conversation",
         payload,
         now,
     )
     .await?;
-    audit::record(&txn, actor, now, action, &id.to_string(), details).await?;
-    txn.commit().await?;
-    core.published(pending);
-    Ok(())
+    audit::record(txn, actor, now, action, &id.to_string(), details).await
 }

@@ -17,6 +17,7 @@ mod m0014_signup_confirmations;
 mod m0015_tls_certificates;
 mod m0016_dashboard_figures;
 mod m0017_search;
+mod m0020_labels;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0015_tls_certificates::Migration),
             Box::new(m0016_dashboard_figures::Migration),
             Box::new(m0017_search::Migration),
+            Box::new(m0020_labels::Migration),
         ]
     }
 }

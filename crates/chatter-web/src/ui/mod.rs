@@ -10,6 +10,7 @@ mod crm;
 mod crm_settings;
 mod dead_letters;
 pub mod inbox;
+mod labels;
 mod operator;
 mod profile;
 mod reports;
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .merge(audit::routes())
         .merge(reports::routes())
         .merge(settings::routes())
+        .merge(labels::routes())
         .merge(inbox::routes())
         .merge(sources::routes())
         .merge(crm::routes())
