@@ -87,6 +87,7 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "dead_still_refused" => "flash.dead_still_refused",
         "dead_deleted" => "flash.dead_deleted",
         "export_started" => "flash.export_started",
+        "label_deleted" => "flash.label_deleted",
         _ => return None,
     };
     Some(key)
@@ -96,6 +97,7 @@ static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = La
     crate::i18n_table::ENTRIES
         .iter()
         .chain(crate::i18n_sources::ENTRIES)
+        .chain(crate::i18n_labels::ENTRIES)
         .map(|(k, ru, en)| (*k, (*ru, *en)))
         .collect()
 });
@@ -110,6 +112,7 @@ mod tests {
         let twice: Vec<&str> = crate::i18n_table::ENTRIES
             .iter()
             .chain(crate::i18n_sources::ENTRIES)
+        .chain(crate::i18n_labels::ENTRIES)
             .filter(|(k, _, _)| !seen.insert(*k))
             .map(|(k, _, _)| *k)
             .collect();

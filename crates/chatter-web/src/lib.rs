@@ -9,6 +9,7 @@ pub mod forms;
 pub mod front;
 pub mod hooks;
 pub mod i18n;
+mod i18n_labels;
 mod i18n_sources;
 mod i18n_table;
 pub mod ops;

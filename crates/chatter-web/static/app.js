@@ -74,6 +74,8 @@ window.addEventListener("message", function (e) {
       closeF.hidden = d.status !== "open";
       reopenF.hidden = d.status === "open";
     }
+    var labels = document.getElementById("thread-labels");
+    if (labels && d.labels && !labels.contains(document.activeElement)) labels.replaceWith(fragment(d.labels));
   }
   function markSeen(row) {
     row.classList.remove("unread");
@@ -97,6 +99,9 @@ window.addEventListener("message", function (e) {
     if (list && d.row) {
       var row = fragment(d.row);
       var old = document.getElementById("conv-" + d.conversation_id);
+      // A row ticked for a bulk action stays ticked when it changes.
+      var ticked = old && old.querySelector("input.pick");
+      if (ticked && ticked.checked) row.querySelector("input.pick").checked = true;
       if (d.conversation_id === thread) {
         row.classList.add("on");
         // The open conversation is being read: its row shows no badge while the page is seen.
@@ -109,6 +114,7 @@ window.addEventListener("message", function (e) {
       var empty = document.getElementById("inbox-empty");
       if (empty) empty.remove();
       countUnread();
+      document.dispatchEvent(new Event("chatter:rows"));
     }
     if (d.conversation_id === thread) updateHeader(d);
     if (box && d.conversation_id === thread && d.message) {
@@ -226,7 +232,7 @@ window.addEventListener("message", function (e) {
 })();
 
 // Inbox keys: j / k the next / previous conversation, r the reply box, e close the
-// conversation, / the search, ? this list. Not while typing in a field.
+// conversation, ? this list. Not while typing in a field. `/` is kept for message templates.
 (function () {
   var list = document.getElementById("conv-list");
   if (!list) return;
@@ -251,7 +257,32 @@ window.addEventListener("message", function (e) {
     else if (k === "k") { e.preventDefault(); go(-1); }
     else if (k === "r") { var t = document.getElementById("reply-text"); if (t) { e.preventDefault(); t.focus(); } }
     else if (k === "e") { var c = document.getElementById("close-form"); if (c && !c.hidden) { e.preventDefault(); c.submit(); } }
-    else if (k === "/") { var q = document.querySelector("form.filters input[name=q]"); if (q) { e.preventDefault(); q.focus(); } }
     else if (k === "?") { if (help && help.showModal) { e.preventDefault(); help.showModal(); } }
   });
+})();
+
+// Bulk actions on the list: the bar's actions show once a row is ticked, with how many are;
+// «select all» ticks every row of this page. Without the script the bar is always there.
+(function () {
+  var form = document.getElementById("bulk-form");
+  var list = document.getElementById("conv-list");
+  if (!form || !list) return;
+  var all = document.getElementById("pick-all");
+  var count = document.getElementById("bulk-count");
+  form.classList.add("js");
+  function picks() { return Array.prototype.slice.call(list.querySelectorAll("input.pick")); }
+  function update() {
+    var p = picks(), n = p.filter(function (c) { return c.checked; }).length;
+    form.classList.toggle("some", n > 0);
+    list.classList.toggle("picking", n > 0);
+    if (count) count.textContent = n > 0 ? String(n) : "";
+    if (all) { all.checked = n > 0 && n === p.length; all.indeterminate = n > 0 && n < p.length; }
+  }
+  list.addEventListener("change", function (e) { if (e.target.classList.contains("pick")) update(); });
+  if (all) all.addEventListener("change", function () {
+    picks().forEach(function (c) { c.checked = all.checked; });
+    update();
+  });
+  document.addEventListener("chatter:rows", update);
+  update();
 })();

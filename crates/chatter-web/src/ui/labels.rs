@@ -127,5 +127,5 @@ async fn delete_label(
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
     labels::delete_label(&st.core, &ctx.actor()?, id).await?;
-    Ok(Redirect::to("/app/settings/labels?ok=removed").into_response())
+    Ok(Redirect::to("/app/settings/labels?ok=label_deleted").into_response())
 }
