@@ -26,6 +26,7 @@ mod file_sizes;
 mod form_fill;
 mod fuzz_corpus;
 mod kinds_contract;
+mod labels;
 mod layers;
 mod max;
 mod messages;

@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0017_search";
+    let newest = "m0020_labels";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,7 +125,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP INDEX ix_messages_search; DROP INDEX ix_messages_company_created; ALTER TABLE messages DROP COLUMN search_vector; DROP INDEX ix_contacts_company;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE conversation_labels; DROP TABLE labels;"
         ))
         .await
         .expect("undo the newest migration");
