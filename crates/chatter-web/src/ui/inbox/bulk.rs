@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chatter_core::inbox::{self, BulkAction};
 use chatter_core::CoreError;
-use chatter_domain::{ConversationId, UserId};
+use chatter_domain::{ConversationId, Permission, UserId};
 use uuid::Uuid;
 
 #[derive(serde::Deserialize)]
@@ -45,6 +45,7 @@ pub(super) async fn bulk(
     CsrfForm(pairs): CsrfForm<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
+    actor.require(Permission::Reply)?;
     let get = |k: &str| {
         pairs
             .iter()
