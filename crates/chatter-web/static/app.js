@@ -75,7 +75,9 @@ window.addEventListener("message", function (e) {
       reopenF.hidden = d.status === "open";
     }
     var labels = document.getElementById("thread-labels");
-    if (labels && d.labels && !labels.contains(document.activeElement)) labels.replaceWith(fragment(d.labels));
+    // Replaced only when it changed (opening a conversation alone sends an event).
+    var fresh = labels && d.labels ? fragment(d.labels) : null;
+    if (fresh && !fresh.isEqualNode(labels) && !labels.contains(document.activeElement)) labels.replaceWith(fresh);
   }
   function markSeen(row) {
     row.classList.remove("unread");

@@ -12,6 +12,7 @@ mod browser_crawl;
 mod browser_crm;
 mod browser_day;
 mod browser_inbox;
+mod browser_keys;
 mod browser_security;
 mod check_config;
 mod cli;
