@@ -112,7 +112,7 @@ mod tests {
         let twice: Vec<&str> = crate::i18n_table::ENTRIES
             .iter()
             .chain(crate::i18n_sources::ENTRIES)
-        .chain(crate::i18n_labels::ENTRIES)
+            .chain(crate::i18n_labels::ENTRIES)
             .filter(|(k, _, _)| !seen.insert(*k))
             .map(|(k, _, _)| *k)
             .collect();

@@ -326,7 +326,12 @@ pub(super) async fn change_labels(
 
 /// Sets the conversation's labels to exactly `ids` (labels of the company; an unknown one is
 /// refused on `labels` and nothing changes).
-pub async fn set_labels(core: &Core, actor: &Actor, id: ConversationId, ids: &[Uuid]) -> Result<()> {
+pub async fn set_labels(
+    core: &Core,
+    actor: &Actor,
+    id: ConversationId,
+    ids: &[Uuid],
+) -> Result<()> {
     actor.require(Permission::Reply)?;
     let now = core.now();
     let txn = core.db.begin().await?;

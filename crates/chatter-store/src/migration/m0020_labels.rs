@@ -45,11 +45,7 @@ impl MigrationTrait for Migration {
                 .col(uuid("label_id"))
                 .col(uuid("company_id"))
                 .col(ms("created_at"))
-                .primary_key(
-                    Index::create()
-                        .col(a("conversation_id"))
-                        .col(a("label_id")),
-                )
+                .primary_key(Index::create().col(a("conversation_id")).col(a("label_id")))
                 .foreign_key(
                     ForeignKey::create()
                         .from(a("conversation_labels"), a("conversation_id"))

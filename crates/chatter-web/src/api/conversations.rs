@@ -84,11 +84,7 @@ page_types!(MessagePage, MessagesOut, MessageOut, "messages");
 
 pub(super) fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut {
     let c = r.conversation;
-    let labels = r
-        .labels
-        .into_iter()
-        .map(super::labels::label_out)
-        .collect();
+    let labels = r.labels.into_iter().map(super::labels::label_out).collect();
     ConversationOut {
         id: c.id.0,
         source_id: c.source_id.0,

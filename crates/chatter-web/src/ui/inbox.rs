@@ -277,14 +277,8 @@ async fn page(
             } else {
                 String::new()
             };
-            let labels_html = HeadLabelsTpl::html(
-                id,
-                &row.labels,
-                &labels,
-                tr,
-                &ctx.csrf,
-                can_reply,
-            );
+            let labels_html =
+                HeadLabelsTpl::html(id, &row.labels, &labels, tr, &ctx.csrf, can_reply);
             Some(ThreadView {
                 reply_to,
                 labels_html,

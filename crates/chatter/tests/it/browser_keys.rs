@@ -21,7 +21,12 @@ async fn three_conversations(app: &TestApp, w: &Window, token: &str) {
     }
     until(w, "three conversations", || async {
         w.goto("/app/inbox").await;
-        js(w, "return document.querySelectorAll('#conv-list li.conv').length;").await == json!(3)
+        js(
+            w,
+            "return document.querySelectorAll('#conv-list li.conv').length;",
+        )
+        .await
+            == json!(3)
     })
     .await;
 }
@@ -50,7 +55,11 @@ async fn label_and_bulk_close(width: u32, height: u32, name: &str) {
     w.click("#open-labels").await;
     w.wait_path(|p| p == "/app/settings/labels").await;
     w.fill("#label-create input[name=name]", "VIP").await;
-    js(&w, "document.querySelector('#label-create select[name=color]').value = 'purple'; return true;").await;
+    js(
+        &w,
+        "document.querySelector('#label-create select[name=color]').value = 'purple'; return true;",
+    )
+    .await;
     w.click("#label-create-submit").await;
     w.wait_text_in("#label-list .label-purple", "VIP").await;
     w.assert_no_sideways_scroll("the labels page").await;
@@ -104,11 +113,16 @@ async fn label_and_bulk_close(width: u32, height: u32, name: &str) {
     assert_eq!(got, want, "only the labelled two");
 
     // Nothing ticked: the bar's actions wait; «select all» ticks both and shows them.
-    let shown = "var b = document.getElementById('bulk-close'); return !!b && b.offsetParent !== null;";
+    let shown =
+        "var b = document.getElementById('bulk-close'); return !!b && b.offsetParent !== null;";
     assert_eq!(js(&w, shown).await, json!(false));
     w.click("#pick-all").await;
     assert_eq!(
-        js(&w, "return document.querySelectorAll('#conv-list input.pick:checked').length;").await,
+        js(
+            &w,
+            "return document.querySelectorAll('#conv-list input.pick:checked').length;"
+        )
+        .await,
         json!(2)
     );
     assert_eq!(js(&w, shown).await, json!(true));
@@ -117,20 +131,35 @@ async fn label_and_bulk_close(width: u32, height: u32, name: &str) {
         json!(true),
         "the close button is on screen"
     );
-    w.assert_no_sideways_scroll("the inbox with the bulk bar").await;
+    w.assert_no_sideways_scroll("the inbox with the bulk bar")
+        .await;
     w.shot("bulk-bar").await;
     w.click("#bulk-close").await;
     w.wait_text_in("#bulk-result", "Закрыто: 2").await;
     // Still filtered by the label, and both are closed: the open list is empty.
-    let url = w.browser.client().current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    let url = w
+        .browser
+        .client()
+        .current_url()
+        .await
+        .map(|u| u.to_string())
+        .unwrap_or_default();
     assert!(url.contains("label="), "{url}");
     assert_eq!(
-        js(&w, "return document.querySelectorAll('#conv-list li.conv').length;").await,
+        js(
+            &w,
+            "return document.querySelectorAll('#conv-list li.conv').length;"
+        )
+        .await,
         json!(0)
     );
     w.goto("/app/inbox").await;
     assert_eq!(
-        js(&w, "return document.querySelectorAll('#conv-list li.conv').length;").await,
+        js(
+            &w,
+            "return document.querySelectorAll('#conv-list li.conv').length;"
+        )
+        .await,
         json!(1),
         "the unlabelled one is still open"
     );
@@ -184,7 +213,11 @@ async fn keys_move_through_the_list_and_stay_text_in_the_reply_box() {
         let w = &w;
         async move {
             until(w, &format!("at {want}"), || async {
-                js(w, "return document.readyState === 'complete' ? location.pathname : '';").await
+                js(
+                    w,
+                    "return document.readyState === 'complete' ? location.pathname : '';",
+                )
+                .await
                     == json!(want)
             })
             .await;
@@ -193,18 +226,37 @@ async fn keys_move_through_the_list_and_stay_text_in_the_reply_box() {
     // The first j opens the first row, the next one the row below it, k the one above.
     press("j").await;
     at(rows[0].clone()).await;
-    let body = w.browser.client().find(Locator::Css("body")).await.expect("page");
+    let body = w
+        .browser
+        .client()
+        .find(Locator::Css("body"))
+        .await
+        .expect("page");
     body.send_keys("j").await.expect("j");
     at(rows[1].clone()).await;
-    let body = w.browser.client().find(Locator::Css("body")).await.expect("page");
+    let body = w
+        .browser
+        .client()
+        .find(Locator::Css("body"))
+        .await
+        .expect("page");
     body.send_keys("k").await.expect("k");
     at(rows[0].clone()).await;
 
     // r: the reply box; letters typed there are text, the page stays.
-    let body = w.browser.client().find(Locator::Css("body")).await.expect("page");
+    let body = w
+        .browser
+        .client()
+        .find(Locator::Css("body"))
+        .await
+        .expect("page");
     body.send_keys("r").await.expect("r");
     assert_eq!(
-        js(&w, "return document.activeElement && document.activeElement.id;").await,
+        js(
+            &w,
+            "return document.activeElement && document.activeElement.id;"
+        )
+        .await,
         json!("reply-text")
     );
     let reply = w
@@ -226,15 +278,31 @@ async fn keys_move_through_the_list_and_stay_text_in_the_reply_box() {
         "nor open the keys"
     );
     // Esc leaves the box; ? shows the keys (translated; `/` is not bound yet), Esc closes them.
-    reply.send_keys(&Key::Escape.to_string()).await.expect("Esc");
-    js(&w, "document.getElementById('reply-text').value = ''; return true;").await;
-    let body = w.browser.client().find(Locator::Css("body")).await.expect("page");
+    reply
+        .send_keys(&Key::Escape.to_string())
+        .await
+        .expect("Esc");
+    js(
+        &w,
+        "document.getElementById('reply-text').value = ''; return true;",
+    )
+    .await;
+    let body = w
+        .browser
+        .client()
+        .find(Locator::Css("body"))
+        .await
+        .expect("page");
     body.send_keys("?").await.expect("?");
     until(&w, "the keys panel opens", || async {
         js(&w, "return document.getElementById('keys-help').open;").await == json!(true)
     })
     .await;
-    let help = js(&w, "return document.getElementById('keys-help').textContent;").await;
+    let help = js(
+        &w,
+        "return document.getElementById('keys-help').textContent;",
+    )
+    .await;
     let help = help.as_str().unwrap_or_default().to_owned();
     assert!(help.contains("следующий / предыдущий диалог"), "{help}");
     assert!(!help.contains("поиск"), "`/` is kept for templates: {help}");
@@ -244,13 +312,21 @@ async fn keys_move_through_the_list_and_stay_text_in_the_reply_box() {
         .find(Locator::Css("#keys-help"))
         .await
         .expect("the panel");
-    dialog.send_keys(&Key::Escape.to_string()).await.expect("Esc");
+    dialog
+        .send_keys(&Key::Escape.to_string())
+        .await
+        .expect("Esc");
     until(&w, "the keys panel closes", || async {
         js(&w, "return document.getElementById('keys-help').open;").await == json!(false)
     })
     .await;
     // e closes the open conversation, as its button does.
-    let body = w.browser.client().find(Locator::Css("body")).await.expect("page");
+    let body = w
+        .browser
+        .client()
+        .find(Locator::Css("body"))
+        .await
+        .expect("page");
     body.send_keys("e").await.expect("e");
     until(&w, "closed by the key", || async {
         js(&w, "var f = document.getElementById('reopen-form'); return document.readyState === 'complete' && !!f && !f.hidden;").await

@@ -122,9 +122,21 @@ async fn labels_are_kept_by_admins_with_clear_refusals() {
     assert_eq!(vip["color"], "red");
     let long = "д".repeat(41);
     for (body, field, code) in [
-        (json!({"name": "   ", "color": "red"}), "name", "label_name_required"),
-        (json!({"name": long, "color": "red"}), "name", "label_name_too_long"),
-        (json!({"name": "vip", "color": "blue"}), "name", "label_name_taken"),
+        (
+            json!({"name": "   ", "color": "red"}),
+            "name",
+            "label_name_required",
+        ),
+        (
+            json!({"name": long, "color": "red"}),
+            "name",
+            "label_name_too_long",
+        ),
+        (
+            json!({"name": "vip", "color": "blue"}),
+            "name",
+            "label_name_taken",
+        ),
     ] {
         let (st, b) = call(&app, &key, post.clone(), "/api/v1/labels", Some(body)).await;
         assert_eq!(st, 422, "{b}");
@@ -139,7 +151,10 @@ async fn labels_are_kept_by_admins_with_clear_refusals() {
     )
     .await;
     assert_eq!(st, 422, "an unknown colour: {b}");
-    assert!(b["error"].to_string().contains("color"), "names the field: {b}");
+    assert!(
+        b["error"].to_string().contains("color"),
+        "names the field: {b}"
+    );
     // 40 characters are fine.
     let forty = "ж".repeat(40);
     let (st, b) = call(
@@ -164,7 +179,10 @@ async fn labels_are_kept_by_admins_with_clear_refusals() {
         Some(json!({"name": "VIP-клиент", "color": "purple"})),
     )
     .await;
-    assert_eq!((st, b["name"].as_str(), b["color"].as_str()), (200, Some("VIP-клиент"), Some("purple")));
+    assert_eq!(
+        (st, b["name"].as_str(), b["color"].as_str()),
+        (200, Some("VIP-клиент"), Some("purple"))
+    );
     let (st, b) = call(
         &app,
         &key,
@@ -176,7 +194,11 @@ async fn labels_are_kept_by_admins_with_clear_refusals() {
     assert_eq!(st, 422, "{b}");
     assert_eq!(fields(&b), vec![("name".into(), "label_name_taken".into())]);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM labels WHERE name = 'VIP-клиент' AND color = 'purple'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM labels WHERE name = 'VIP-клиент' AND color = 'purple'"
+        )
+        .await,
         1
     );
 
@@ -190,7 +212,10 @@ async fn labels_are_kept_by_admins_with_clear_refusals() {
         .await;
     assert_eq!(r.status(), 422);
     let page = r.text().await.expect("page");
-    assert!(page.contains("data-field=\"name\""), "the error is at the field");
+    assert!(
+        page.contains("data-field=\"name\""),
+        "the error is at the field"
+    );
     assert!(page.contains("не длиннее 40 символов"), "{page}");
     let r = owner
         .post_from(
@@ -201,7 +226,10 @@ async fn labels_are_kept_by_admins_with_clear_refusals() {
         .await;
     assert_eq!(r.status(), 303);
     let page = owner.html("/app/settings/labels").await;
-    assert!(page.contains("label label-teal\">Доставка<"), "listed in its colour");
+    assert!(
+        page.contains("label label-teal\">Доставка<"),
+        "listed in its colour"
+    );
     assert!(page.contains("data-confirm="), "deleting asks first");
 
     // Deleted: gone, and a second delete is a 404.
@@ -210,14 +238,19 @@ async fn labels_are_kept_by_admins_with_clear_refusals() {
     let (st, _) = call(&app, &key, reqwest::Method::DELETE, &vip_path, None).await;
     assert_eq!(st, 404);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'label.%'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'label.%'"
+        )
+        .await,
         5,
         "created three, changed one, deleted one"
     );
 }
 
 #[tokio::test]
-async fn a_labelled_conversation_is_found_by_its_label_and_another_companys_label_changes_nothing() {
+async fn a_labelled_conversation_is_found_by_its_label_and_another_companys_label_changes_nothing()
+{
     let app = TestApp::new().await;
     let (s, token, _) = company_with_bot(&app).await;
     let key = create_key(&s, "labels").await;
@@ -288,10 +321,20 @@ async fn a_labelled_conversation_is_found_by_its_label_and_another_companys_labe
     )
     .await;
     assert_eq!(st, 422, "{b}");
-    assert_eq!(fields(&b), vec![("label_id".into(), "label_unknown".into())]);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM conversation_labels").await, 1);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM conversations WHERE status = 'closed'").await,
+        fields(&b),
+        vec![("label_id".into(), "label_unknown".into())]
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM conversation_labels").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM conversations WHERE status = 'closed'"
+        )
+        .await,
         0
     );
 
@@ -313,19 +356,33 @@ async fn a_labelled_conversation_is_found_by_its_label_and_another_companys_labe
     assert_eq!(listed, vec![ids[0].as_str()]);
     let page = s.html(&format!("/app/inbox?label={vip}")).await;
     assert!(page.contains(&format!("conv-{}", ids[0])));
-    assert!(!page.contains(&format!("conv-{}", ids[1])), "only the labelled one");
+    assert!(
+        !page.contains(&format!("conv-{}", ids[1])),
+        "only the labelled one"
+    );
     assert!(page.contains("label label-red"), "the row shows its label");
 
     // The inbox header takes it off; the audit log has both changes.
     let conv = format!("/app/inbox/{}", ids[0]);
     let r = s
-        .post_from(&conv, &format!("{conv}/labels"), &[("label", &vip), ("on", "0")])
+        .post_from(
+            &conv,
+            &format!("{conv}/labels"),
+            &[("label", &vip), ("on", "0")],
+        )
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), conv);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM conversation_labels").await, 0);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'conversation.labels'").await,
+        count(&app, "SELECT COUNT(*) FROM conversation_labels").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'conversation.labels'"
+        )
+        .await,
         2
     );
 
@@ -348,8 +405,12 @@ async fn bulk_actions_skip_what_a_manager_may_not_change_and_say_how_many() {
     let key = create_key(&owner, "bulk").await;
     let manager = join_new(&app, &owner, "ivan@example.ru", "Иван", "manager").await;
     let ids = conversations(&app, &owner, &token, &["Ольга", "Пётр", "Мария"]).await;
-    let owner_id = crate::team::user_id(&app, "anna@example.ru").await.to_string();
-    let manager_id = crate::team::user_id(&app, "ivan@example.ru").await.to_string();
+    let owner_id = crate::team::user_id(&app, "anna@example.ru")
+        .await
+        .to_string();
+    let manager_id = crate::team::user_id(&app, "ivan@example.ru")
+        .await
+        .to_string();
     // Ольга is the owner's, Пётр the manager's, Мария nobody's.
     for (i, who) in [(0, &owner_id), (1, &manager_id)] {
         let (st, b) = call(
@@ -367,10 +428,15 @@ async fn bulk_actions_skip_what_a_manager_may_not_change_and_say_how_many() {
     // skipped, and the list says so.
     let mut form: Vec<(&str, &str)> = ids.iter().map(|i| ("ids", i.as_str())).collect();
     form.push(("action", "close"));
-    let r = manager.post_from("/app/inbox", "/app/inbox/bulk", &form).await;
+    let r = manager
+        .post_from("/app/inbox", "/app/inbox/bulk", &form)
+        .await;
     assert_eq!(r.status(), 303);
     let back = location(&r);
-    assert!(back.contains("done=2") && back.contains("not_yours=1"), "{back}");
+    assert!(
+        back.contains("done=2") && back.contains("not_yours=1"),
+        "{back}"
+    );
     let page = manager.html(&back).await;
     assert!(page.contains("Закрыто: 2, пропущено 1 — не ваши"), "{page}");
     assert_eq!(
@@ -379,11 +445,19 @@ async fn bulk_actions_skip_what_a_manager_may_not_change_and_say_how_many() {
         "the owner's conversation stays open"
     );
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM conversations WHERE status = 'closed'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM conversations WHERE status = 'closed'"
+        )
+        .await,
         2
     );
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'conversation.close'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'conversation.close'"
+        )
+        .await,
         2
     );
 
@@ -398,11 +472,23 @@ async fn bulk_actions_skip_what_a_manager_may_not_change_and_say_how_many() {
     .await;
     let label = label["id"].as_str().expect("id").to_owned();
     let mut form: Vec<(&str, &str)> = ids.iter().map(|i| ("ids", i.as_str())).collect();
-    form.extend([("action", "add_label"), ("label", label.as_str()), ("status", "all")]);
-    let r = manager.post_from("/app/inbox", "/app/inbox/bulk", &form).await;
+    form.extend([
+        ("action", "add_label"),
+        ("label", label.as_str()),
+        ("status", "all"),
+    ]);
+    let r = manager
+        .post_from("/app/inbox", "/app/inbox/bulk", &form)
+        .await;
     let back = location(&r);
-    assert!(back.contains("status=all") && back.contains("done=2"), "{back}");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM conversation_labels").await, 2);
+    assert!(
+        back.contains("status=all") && back.contains("done=2"),
+        "{back}"
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM conversation_labels").await,
+        2
+    );
 
     // The API key acts as an admin: everything of its company, and a foreign id is counted.
     let mut all: Vec<Value> = ids.iter().map(|i| json!(i)).collect();
@@ -432,7 +518,10 @@ async fn bulk_actions_skip_what_a_manager_may_not_change_and_say_how_many() {
     )
     .await;
     assert_eq!((st, b["done"].as_u64()), (200, Some(3)), "{b}");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM conversation_labels").await, 0);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM conversation_labels").await,
+        0
+    );
 
     // Too many, or none: refused by the field, nothing changed.
     let many: Vec<String> = (0..501).map(|_| uuid::Uuid::now_v7().to_string()).collect();
@@ -449,7 +538,11 @@ async fn bulk_actions_skip_what_a_manager_may_not_change_and_say_how_many() {
         assert_eq!(fields(&b)[0].0, "ids", "{b}");
     }
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM conversations WHERE status = 'closed'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM conversations WHERE status = 'closed'"
+        )
+        .await,
         2
     );
 }
