@@ -242,6 +242,22 @@ window.addEventListener("message", function (e) {
   function typing(t) {
     return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
   }
+  // A conversation opened from the list keeps the list's filters (status, label, source…),
+  // so the list beside it and j / k stay in the same list.
+  function filtered(href) {
+    var f = document.querySelector("form.filters");
+    if (!f || !window.URLSearchParams || !window.FormData) return href;
+    var p = new URLSearchParams();
+    new FormData(f).forEach(function (v, k) { if (v && k !== "q") p.append(k, v); });
+    var s = p.toString();
+    return s ? href + "?" + s : href;
+  }
+  list.addEventListener("click", function (e) {
+    var a = e.target.closest ? e.target.closest("li.conv a") : null;
+    if (!a || e.ctrlKey || e.metaKey || e.shiftKey || e.button) return;
+    e.preventDefault();
+    location.href = filtered(a.getAttribute("href"));
+  });
   function go(step) {
     var rows = Array.prototype.slice.call(list.querySelectorAll("li.conv a"));
     if (!rows.length) return;

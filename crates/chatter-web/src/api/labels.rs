@@ -77,9 +77,14 @@ pub async fn list_labels(
 /// A new label.
 #[derive(Deserialize, ToSchema)]
 pub struct LabelIn {
-    /// 1 to 40 characters (spaces around are trimmed), not the name of another label of the
-    /// company in any letter case.
-    #[schema(example = "VIP", min_length = 1, max_length = 40, pattern = r"\S")]
+    /// 1 to 40 characters (spaces around are trimmed, control characters removed), not the
+    /// name of another label of the company in any letter case.
+    #[schema(
+        example = "VIP",
+        min_length = 1,
+        max_length = 40,
+        pattern = r"[^\s\u0000-\u001F\u007F-\u009F]"
+    )]
     pub name: String,
     pub color: LabelColor,
 }
@@ -101,7 +106,12 @@ pub async fn create_label(
 /// A label's new name and/or colour; an absent field stays as it is.
 #[derive(Deserialize, ToSchema)]
 pub struct LabelPatch {
-    #[schema(example = "VIP", min_length = 1, max_length = 40, pattern = r"\S")]
+    #[schema(
+        example = "VIP",
+        min_length = 1,
+        max_length = 40,
+        pattern = r"[^\s\u0000-\u001F\u007F-\u009F]"
+    )]
     pub name: Option<String>,
     pub color: Option<LabelColor>,
 }

@@ -112,6 +112,34 @@ async fn label_and_bulk_close(width: u32, height: u32, name: &str) {
     got.sort_by_key(|v| v.to_string());
     assert_eq!(got, want, "only the labelled two");
 
+    // j opens the first of this list and keeps its filter: the list beside it is the same.
+    let filtered_url = w
+        .browser
+        .client()
+        .current_url()
+        .await
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    let body = w
+        .browser
+        .client()
+        .find(Locator::Css("body"))
+        .await
+        .expect("page");
+    body.send_keys("j").await.expect("j");
+    let first = labelled[0].as_str().expect("href").to_owned();
+    until(&w, "j opens the first labelled one", || async {
+        js(
+            &w,
+            "return document.readyState === 'complete' ? location.pathname + location.search : '';",
+        )
+        .await
+        .as_str()
+        .is_some_and(|p| p.starts_with(&first) && p.contains("label="))
+    })
+    .await;
+    w.goto(&filtered_url[app.url.len()..]).await;
+
     // Nothing ticked: the bar's actions wait; «select all» ticks both and shows them.
     let shown =
         "var b = document.getElementById('bulk-close'); return !!b && b.offsetParent !== null;";
