@@ -31,6 +31,17 @@ async fn three_conversations(app: &TestApp, w: &Window, token: &str) {
     .await;
 }
 
+/// A real key press on the page (not in a field).
+async fn key(w: &Window, k: &str) {
+    let body = w
+        .browser
+        .client()
+        .find(Locator::Css("body"))
+        .await
+        .expect("the page");
+    body.send_keys(k).await.expect("a key");
+}
+
 async fn path_of(w: &Window) -> String {
     w.browser
         .client()
@@ -120,13 +131,7 @@ async fn label_and_bulk_close(width: u32, height: u32, name: &str) {
         .await
         .map(|u| u.to_string())
         .unwrap_or_default();
-    let body = w
-        .browser
-        .client()
-        .find(Locator::Css("body"))
-        .await
-        .expect("page");
-    body.send_keys("j").await.expect("j");
+    key(&w, "j").await;
     let first = labelled[0].as_str().expect("href").to_owned();
     until(&w, "j opens the first labelled one", || async {
         js(
@@ -226,17 +231,6 @@ async fn keys_move_through_the_list_and_stay_text_in_the_reply_box() {
     .iter()
     .filter_map(|v| v.as_str().map(str::to_owned))
     .collect();
-    let body = w
-        .browser
-        .client()
-        .find(Locator::Css("body"))
-        .await
-        .expect("the page");
-    // Real key presses on the page (not in a field).
-    let press = |k: &'static str| {
-        let body = body.clone();
-        async move { body.send_keys(k).await.expect("a key") }
-    };
     let at = |want: String| {
         let w = &w;
         async move {
@@ -252,33 +246,15 @@ async fn keys_move_through_the_list_and_stay_text_in_the_reply_box() {
         }
     };
     // The first j opens the first row, the next one the row below it, k the one above.
-    press("j").await;
+    key(&w, "j").await;
     at(rows[0].clone()).await;
-    let body = w
-        .browser
-        .client()
-        .find(Locator::Css("body"))
-        .await
-        .expect("page");
-    body.send_keys("j").await.expect("j");
+    key(&w, "j").await;
     at(rows[1].clone()).await;
-    let body = w
-        .browser
-        .client()
-        .find(Locator::Css("body"))
-        .await
-        .expect("page");
-    body.send_keys("k").await.expect("k");
+    key(&w, "k").await;
     at(rows[0].clone()).await;
 
     // r: the reply box; letters typed there are text, the page stays.
-    let body = w
-        .browser
-        .client()
-        .find(Locator::Css("body"))
-        .await
-        .expect("page");
-    body.send_keys("r").await.expect("r");
+    key(&w, "r").await;
     assert_eq!(
         js(
             &w,
@@ -315,13 +291,7 @@ async fn keys_move_through_the_list_and_stay_text_in_the_reply_box() {
         "document.getElementById('reply-text').value = ''; return true;",
     )
     .await;
-    let body = w
-        .browser
-        .client()
-        .find(Locator::Css("body"))
-        .await
-        .expect("page");
-    body.send_keys("?").await.expect("?");
+    key(&w, "?").await;
     until(&w, "the keys panel opens", || async {
         js(&w, "return document.getElementById('keys-help').open;").await == json!(true)
     })
@@ -349,13 +319,7 @@ async fn keys_move_through_the_list_and_stay_text_in_the_reply_box() {
     })
     .await;
     // e closes the open conversation, as its button does.
-    let body = w
-        .browser
-        .client()
-        .find(Locator::Css("body"))
-        .await
-        .expect("page");
-    body.send_keys("e").await.expect("e");
+    key(&w, "e").await;
     until(&w, "closed by the key", || async {
         js(&w, "var f = document.getElementById('reopen-form'); return document.readyState === 'complete' && !!f && !f.hidden;").await
             == json!(true)
