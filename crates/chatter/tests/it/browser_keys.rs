@@ -95,8 +95,47 @@ async fn label_and_bulk_close(width: u32, height: u32, name: &str) {
         assert_eq!(&path_of(&w).await, href, "back at the conversation");
     }
 
-    // The list filtered by the label: at once, kept in the URL.
+    // A colleague labels the third one and takes it off again: the open list follows live.
     w.goto("/app/inbox").await;
+    w.mark_page().await;
+    let label = js(
+        &w,
+        "return document.getElementById('label-filter').options[1].value;",
+    )
+    .await;
+    let label = label.as_str().expect("the label's id").to_owned();
+    let (other, r) =
+        chatter_testkit::Session::sign_in(&app, "anna@romashka.test", "ромашка-пароль-42").await;
+    assert_eq!(r.status(), 303);
+    let third = &rows[2];
+    let row = format!("#conv-{}", third.rsplit('/').next().unwrap_or_default());
+    let r = other
+        .post_from(
+            third,
+            &format!("{third}/labels"),
+            &[("label", &label), ("on", "1")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    w.wait_text_in(&format!("{row} .label-purple"), "VIP").await;
+    let r = other
+        .post_from(
+            third,
+            &format!("{third}/labels"),
+            &[("label", &label), ("on", "0")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let gone = format!(
+        "return !!document.querySelector('{row}') && !document.querySelector('{row} .label');"
+    );
+    until(&w, "the label leaves the row", || async {
+        js(&w, &gone).await == json!(true)
+    })
+    .await;
+    w.assert_same_page("labels changed by a colleague").await;
+
+    // The list filtered by the label: at once, kept in the URL.
     js(
         &w,
         "var s = document.getElementById('label-filter'); s.value = s.options[1].value; s.dispatchEvent(new Event('change')); return true;",
