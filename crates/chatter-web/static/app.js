@@ -288,6 +288,7 @@ window.addEventListener("message", function (e) {
   var all = document.getElementById("pick-all");
   var count = document.getElementById("bulk-count");
   form.classList.add("js");
+  if (all && all.parentNode) all.parentNode.hidden = false;
   function picks() { return Array.prototype.slice.call(list.querySelectorAll("input.pick")); }
   function update() {
     var p = picks(), n = p.filter(function (c) { return c.checked; }).length;

@@ -39,21 +39,16 @@ pub async fn get_label(core: &Core, actor: &Actor, id: Uuid) -> Result<label::Mo
         .ok_or(CoreError::NotFound)
 }
 
-/// A label's name and colour as given, checked: 1 to 40 characters after trimming, not a
-/// name another label of the company has (in any case), a colour of the palette.
+/// A label's name and colour as given, checked: 1 to 40 characters after trimming, one line
+/// without bidi controls, not a name another label of the company has (in any case), a colour
+/// of the palette.
 fn checked(
     name: Option<&str>,
     color: Option<&str>,
     others: &[label::Model],
 ) -> Result<(Option<String>, Option<String>)> {
     let mut errs = Vec::new();
-    let name = name.map(|n| {
-        n.chars()
-            .filter(|c| !c.is_control())
-            .collect::<String>()
-            .trim()
-            .to_owned()
-    });
+    let name = name.map(|n| n.trim().to_owned());
     if let Some(n) = &name {
         if n.is_empty() {
             errs.push(FieldError::new("name", "err.label_name_required"));
@@ -61,6 +56,11 @@ fn checked(
             let mut e = FieldError::new("name", "err.label_name_too_long");
             e.limit = Some(NAME_MAX);
             errs.push(e);
+        } else if n.chars().any(char::is_control) {
+            errs.push(FieldError::new("name", "err.control_chars"));
+        } else if n.chars().any(chatter_domain::text::is_bidi_control) {
+            // They would turn the inbox's text around the label.
+            errs.push(FieldError::new("name", "err.bidi_chars"));
         } else if others
             .iter()
             .any(|o| o.name.to_lowercase() == n.to_lowercase())

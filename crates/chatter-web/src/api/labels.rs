@@ -77,8 +77,9 @@ pub async fn list_labels(
 /// A new label.
 #[derive(Deserialize, ToSchema)]
 pub struct LabelIn {
-    /// 1 to 40 characters (spaces around are trimmed, control characters removed), not the
-    /// name of another label of the company in any letter case.
+    /// 1 to 40 characters (spaces around are trimmed), without control characters or bidi
+    /// controls (U+202A–U+202E, U+2066–U+2069), not the name of another label of the company in
+    /// any letter case.
     #[schema(
         example = "VIP",
         min_length = 1,
@@ -89,7 +90,7 @@ pub struct LabelIn {
     pub color: LabelColor,
 }
 
-const LABEL_422: &str = "the body is not JSON or does not match the schema, or a field is refused: `name` (`label_name_required`, `label_name_too_long`, `label_name_taken`), `color` (`label_color_invalid`)";
+const LABEL_422: &str = "the body is not JSON or does not match the schema, or a field is refused: `name` (`label_name_required`, `label_name_too_long`, `control_chars`, `bidi_chars`, `label_name_taken`), `color` (`label_color_invalid`)";
 
 /// Creates a label.
 #[utoipa::path(post, path = "/api/v1/labels", tag = "labels", request_body = LabelIn,

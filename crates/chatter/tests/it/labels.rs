@@ -137,6 +137,16 @@ async fn labels_are_kept_by_admins_with_clear_refusals() {
             "name",
             "label_name_taken",
         ),
+        (
+            json!({"name": "VIP\u{202e}", "color": "blue"}),
+            "name",
+            "bidi_chars",
+        ),
+        (
+            json!({"name": "V\nIP", "color": "blue"}),
+            "name",
+            "control_chars",
+        ),
     ] {
         let (st, b) = call(&app, &key, post.clone(), "/api/v1/labels", Some(body)).await;
         assert_eq!(st, 422, "{b}");
