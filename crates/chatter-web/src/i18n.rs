@@ -88,6 +88,7 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "dead_deleted" => "flash.dead_deleted",
         "export_started" => "flash.export_started",
         "hours_reset" => "flash.hours_reset",
+        "label_deleted" => "flash.label_deleted",
         _ => return None,
     };
     Some(key)
@@ -100,6 +101,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_automation::ENTRIES,
     crate::i18n_card::ENTRIES,
     crate::i18n_notes::ENTRIES,
+    crate::i18n_labels::ENTRIES,
 ];
 
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {

@@ -441,7 +441,6 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("keys.next_prev", "следующий / предыдущий диалог", "next / previous conversation"),
     ("keys.reply", "ответить (перейти к полю ответа)", "reply (go to the reply box)"),
     ("keys.close", "закрыть диалог", "close the conversation"),
-    ("keys.search", "поиск", "search"),
     ("keys.help", "этот список", "this list"),
     ("keys.escape", "выйти из поля ввода или закрыть окно", "leave a field or close this window"),
     ("keys.ok", "Понятно", "Got it"),

@@ -74,6 +74,10 @@ window.addEventListener("message", function (e) {
       closeF.hidden = d.status !== "open";
       reopenF.hidden = d.status === "open";
     }
+    var labels = document.getElementById("thread-labels");
+    // Replaced only when it changed (opening a conversation alone sends an event).
+    var fresh = labels && d.labels ? fragment(d.labels) : null;
+    if (fresh && !fresh.isEqualNode(labels) && !labels.contains(document.activeElement)) labels.replaceWith(fresh);
   }
   function markSeen(row) {
     row.classList.remove("unread");
@@ -97,6 +101,9 @@ window.addEventListener("message", function (e) {
     if (list && d.row) {
       var row = fragment(d.row);
       var old = document.getElementById("conv-" + d.conversation_id);
+      // A row ticked for a bulk action stays ticked when it changes.
+      var ticked = old && old.querySelector("input.pick");
+      if (ticked && ticked.checked) row.querySelector("input.pick").checked = true;
       if (d.conversation_id === thread) {
         row.classList.add("on");
         // The open conversation is being read: its row shows no badge while the page is seen.
@@ -109,6 +116,7 @@ window.addEventListener("message", function (e) {
       var empty = document.getElementById("inbox-empty");
       if (empty) empty.remove();
       countUnread();
+      document.dispatchEvent(new Event("chatter:rows"));
     }
     if (d.conversation_id === thread) updateHeader(d);
     if (box && d.conversation_id === thread && d.note) {
@@ -453,7 +461,7 @@ window.addEventListener("message", function (e) {
 })();
 
 // Inbox keys: j / k the next / previous conversation, r the reply box, e close the
-// conversation, / the search, ? this list. Not while typing in a field.
+// conversation, ? this list. Not while typing in a field. `/` is kept for message templates.
 (function () {
   var list = document.getElementById("conv-list");
   if (!list) return;
@@ -461,6 +469,22 @@ window.addEventListener("message", function (e) {
   function typing(t) {
     return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
   }
+  // A conversation opened from the list keeps the list's filters (status, label, source…),
+  // so the list beside it and j / k stay in the same list.
+  function filtered(href) {
+    var f = document.querySelector("form.filters");
+    if (!f || !window.URLSearchParams || !window.FormData) return href;
+    var p = new URLSearchParams();
+    new FormData(f).forEach(function (v, k) { if (v && k !== "q") p.append(k, v); });
+    var s = p.toString();
+    return s ? href + "?" + s : href;
+  }
+  list.addEventListener("click", function (e) {
+    var a = e.target.closest ? e.target.closest("li.conv a") : null;
+    if (!a || e.ctrlKey || e.metaKey || e.shiftKey || e.button) return;
+    e.preventDefault();
+    location.href = filtered(a.getAttribute("href"));
+  });
   function go(step) {
     var rows = Array.prototype.slice.call(list.querySelectorAll("li.conv a"));
     if (!rows.length) return;
@@ -478,7 +502,6 @@ window.addEventListener("message", function (e) {
     else if (k === "k") { e.preventDefault(); go(-1); }
     else if (k === "r") { var t = document.getElementById("reply-text"); if (t) { e.preventDefault(); t.focus(); } }
     else if (k === "e") { var c = document.getElementById("close-form"); if (c && !c.hidden) { e.preventDefault(); c.submit(); } }
-    else if (k === "/") { var q = document.querySelector("form.filters input[name=q]"); if (q) { e.preventDefault(); q.focus(); } }
     else if (k === "?") { if (help && help.showModal) { e.preventDefault(); help.showModal(); } }
   });
 })();
@@ -488,4 +511,31 @@ window.addEventListener("message", function (e) {
 (function () {
   var card = document.querySelector("details[data-wide-open]");
   if (card && window.matchMedia && window.matchMedia("(min-width: 1100px)").matches) card.open = true;
+})();
+
+// Bulk actions on the list: the bar's actions show once a row is ticked, with how many are;
+// «select all» ticks every row of this page. Without the script the bar is always there.
+(function () {
+  var form = document.getElementById("bulk-form");
+  var list = document.getElementById("conv-list");
+  if (!form || !list) return;
+  var all = document.getElementById("pick-all");
+  var count = document.getElementById("bulk-count");
+  form.classList.add("js");
+  if (all && all.parentNode) all.parentNode.hidden = false;
+  function picks() { return Array.prototype.slice.call(list.querySelectorAll("input.pick")); }
+  function update() {
+    var p = picks(), n = p.filter(function (c) { return c.checked; }).length;
+    form.classList.toggle("some", n > 0);
+    list.classList.toggle("picking", n > 0);
+    if (count) count.textContent = n > 0 ? String(n) : "";
+    if (all) { all.checked = n > 0 && n === p.length; all.indeterminate = n > 0 && n < p.length; }
+  }
+  list.addEventListener("change", function (e) { if (e.target.classList.contains("pick")) update(); });
+  if (all) all.addEventListener("change", function () {
+    picks().forEach(function (c) { c.checked = all.checked; });
+    update();
+  });
+  document.addEventListener("chatter:rows", update);
+  update();
 })();

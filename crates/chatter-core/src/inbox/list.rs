@@ -14,6 +14,9 @@ pub struct ListFilter {
     pub only: Option<String>,
     /// Search in the customer's name and the messages' text.
     pub q: Option<String>,
+    /// Only conversations carrying this label.
+    #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
+    pub label: Option<Uuid>,
 }
 
 /// A row of the conversation list.
@@ -23,6 +26,8 @@ pub struct ConversationRow {
     pub contact: contact::Model,
     pub source_name: String,
     pub source_kind: SourceKind,
+    /// Its labels, by name.
+    pub labels: Vec<chatter_store::entity::label::Model>,
 }
 
 pub async fn list_conversations(
@@ -98,6 +103,9 @@ async fn filtered(
         Some("unassigned") => q = q.filter(conversation::Column::AssigneeId.is_null()),
         Some("unread") => q = q.filter(conversation::Column::Unread.gt(0)),
         _ => {}
+    }
+    if let Some(l) = f.label {
+        q = q.filter(conversation::Column::Id.in_subquery(super::labels::carrying(l)));
     }
     if let Some(text) = f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let likes = case_variants(&text.replace(['%', '_'], ""));
@@ -180,6 +188,8 @@ pub(super) async fn rows_for(
         .filter(source::Column::Id.is_in(source_ids))
         .all(&core.db)
         .await?;
+    let conv_ids: Vec<ConversationId> = convs.iter().map(|c| c.id).collect();
+    let mut labels = super::labels::labels_of(&core.db, &conv_ids).await?;
     Ok(convs
         .into_iter()
         .filter_map(|c| {
@@ -188,6 +198,7 @@ pub(super) async fn rows_for(
             Some(ConversationRow {
                 source_name: s.name.clone(),
                 source_kind: s.kind,
+                labels: labels.remove(&c.id).unwrap_or_default(),
                 contact,
                 conversation: c,
             })

@@ -7,9 +7,11 @@
 //! the caller commits.
 
 mod batch;
+mod bulk;
 pub mod contacts;
 pub mod dead_letters;
 pub mod ingest;
+pub mod labels;
 pub mod search;
 pub mod send;
 
@@ -38,6 +40,8 @@ mod list;
 mod notes;
 mod receive;
 mod reply;
+pub use bulk::*;
+pub use labels::{set_labels, toggle_label};
 pub use list::*;
 pub use notes::*;
 pub use receive::*;
@@ -76,15 +80,7 @@ pub async fn assign(
     let now = core.now();
     let txn = core.db.begin().await?;
     if let Some(u) = assignee {
-        let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u.0))
-            .one(&txn)
-            .await?;
-        let ok = m
-            .and_then(|m| chatter_domain::Role::parse(&m.role))
-            .is_some_and(|r| r.can(Permission::Reply));
-        if !ok {
-            return Err(CoreError::field("assignee", "err.assignee_invalid"));
-        }
+        check_assignee(&txn, actor, u).await?;
     }
     let n = conversation::Entity::update_many()
         .col_expr(conversation::Column::AssigneeId, Expr::value(assignee))
@@ -176,6 +172,21 @@ pub async fn set_open(core: &Core, actor: &Actor, id: ConversationId, open: bool
     .await
 }
 
+/// Refuses (on `assignee`) anyone who is not a member of the company who may reply.
+async fn check_assignee(conn: &impl ConnectionTrait, actor: &Actor, u: UserId) -> Result<()> {
+    let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u.0))
+        .one(conn)
+        .await?;
+    let ok = m
+        .and_then(|m| chatter_domain::Role::parse(&m.role))
+        .is_some_and(|r| r.can(Permission::Reply));
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::field("assignee", "err.assignee_invalid"))
+    }
+}
+
 /// Finishes a change of a conversation: its live event and audit entry, then the commit.
 #[allow(clippy::too_many_arguments)]
 async fn conversation_changed(
@@ -188,18 +199,31 @@ async fn conversation_changed(
     details: serde_json::Value,
     now: i64,
 ) -> Result<()> {
+    record_change(&txn, &mut pending, actor, id, action, details, now).await?;
+    txn.commit().await?;
+    core.published(pending);
+    Ok(())
+}
+
+/// A conversation's change, in the caller's transaction: its live event and audit entry.
+async fn record_change(
+    txn: &sea_orm::DatabaseTransaction,
+    pending: &mut Pending,
+    actor: &Actor,
+    id: ConversationId,
+    action: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> Result<()> {
     let payload = serde_json::json!({"conversation_id": id});
     events::emit(
-        &txn,
-        &mut pending,
+        txn,
+        pending,
         actor.company_id.into(),
         "conversation",
         payload,
         now,
     )
     .await?;
-    audit::record(&txn, actor, now, action, &id.to_string(), details).await?;
-    txn.commit().await?;
-    core.published(pending);
-    Ok(())
+    audit::record(txn, actor, now, action, &id.to_string(), details).await
 }

@@ -18,6 +18,7 @@ mod m0015_tls_certificates;
 mod m0016_dashboard_figures;
 mod m0017_search;
 mod m0019_notes_notifications;
+mod m0020_labels;
 mod m0021_contact_people;
 mod m0022_working_hours;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0016_dashboard_figures::Migration),
             Box::new(m0017_search::Migration),
             Box::new(m0019_notes_notifications::Migration),
+            Box::new(m0020_labels::Migration),
             Box::new(m0021_contact_people::Migration),
             Box::new(m0022_working_hours::Migration),
         ]

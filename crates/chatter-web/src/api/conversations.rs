@@ -41,6 +41,8 @@ pub struct ConversationOut {
     pub blocked: bool,
     pub last_text: String,
     pub last_message_at: i64,
+    /// Its labels, by name.
+    pub labels: Vec<super::labels::LabelOut>,
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
@@ -57,6 +59,11 @@ pub struct ConversationQuery {
     pub only: Option<String>,
     /// Search in names and message text.
     pub q: Option<String>,
+    /// Only conversations carrying this label.
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    pub label: Option<Uuid>,
     /// At most this many, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
@@ -75,8 +82,9 @@ page_types!(
 );
 page_types!(MessagePage, MessagesOut, MessageOut, "messages");
 
-fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut {
+pub(super) fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut {
     let c = r.conversation;
+    let labels = r.labels.into_iter().map(super::labels::label_out).collect();
     ConversationOut {
         id: c.id.0,
         source_id: c.source_id.0,
@@ -96,6 +104,7 @@ fn conversation_out(r: chatter_core::inbox::ConversationRow) -> ConversationOut 
         blocked: c.blocked,
         last_text: c.last_text,
         last_message_at: c.last_message_at,
+        labels,
     }
 }
 
@@ -117,6 +126,7 @@ pub async fn conversations(
         status: q.status,
         only: q.only,
         q: q.q,
+        label: q.label,
     };
     let rows = match paging {
         Paging::Legacy { .. } => {

@@ -233,14 +233,27 @@ pub struct ApiJson<T>(pub T);
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
 {
     type Rejection = ApiRejection;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(v) = axum::Json::<T>::from_request(req, state)
+        // Every body is a JSON object: serde would also read a struct from an array of its
+        // fields in order (`[null, null]`), which the document does not allow.
+        let axum::Json(v) = axum::Json::<serde_json::Value>::from_request(req, state)
             .await
             .map_err(ApiRejection::from)?;
+        if !v.is_object() {
+            return Err(ApiRejection {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid",
+                message: "the body does not match the schema: send a JSON object".to_owned(),
+                field: Some("body".to_owned()),
+                field_code: Some("json_invalid"),
+            });
+        }
+        let bytes = serde_json::to_vec(&v).unwrap_or_default();
+        let axum::Json(v) = axum::Json::<T>::from_bytes(&bytes).map_err(ApiRejection::from)?;
         Ok(ApiJson(v))
     }
 }

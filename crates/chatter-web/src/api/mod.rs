@@ -6,7 +6,7 @@
 //!
 //! This module owns the route table and the OpenAPI document; the handlers live by resource:
 //! `company` (the key's company, members, sources), `sources` (connecting a source), `conversations` (conversations, messages,
-//! replies, the CRM side), `contacts` (people: list, card, change, merge), `routing` (routing rules and their dry run), `dead_letters`,
+//! replies, the CRM side), `contacts` (people: list, card, change, merge), `labels` (labels, and changing conversations: one or in bulk), `routing` (routing rules and their dry run), `dead_letters`,
 //! `exports`, `reports`, `notes` (internal notes and notifications), `hours` (working hours); `page` the cursor pagination of every list; `api_source` documents the API source's inbound and outbound bodies.
 //! `error` is the problem document every refusal answers with, `actor` the bearer-key check.
 
@@ -20,6 +20,7 @@ mod error;
 mod exports;
 mod extract;
 mod hours;
+mod labels;
 pub mod notes;
 mod page;
 pub mod reports;
@@ -51,7 +52,7 @@ use sources::ConnectableKinds;
 pub use sources::{create_source, SourceIn};
 
 use crate::AppState;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -60,8 +61,8 @@ use utoipa_swagger_ui::SwaggerUi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, contacts::list_contacts, contacts::get_contact, contacts::patch_contact, contacts::merge_contact, search::search_messages, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv, hours::get_hours, hours::put_hours, hours::delete_hours, notes::list_notes, notes::add_note, notes::list_notifications, notes::read_notifications),
-    components(schemas(contacts::ContactPage, contacts::ContactsOut, contacts::ContactSummaryOut, contacts::ContactOutFull, contacts::IdentityOut, contacts::ContactConversationOut, contacts::DealOut, contacts::ContactCrmOut, contacts::ContactPatchIn, contacts::MergeIn, Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, search::SearchOut, search::SearchHitOut, search::HighlightOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut, hours::HoursOut, hours::HoursIo, hours::WeekIo, hours::DayIo, hours::SpanIo, hours::NowOut, notes::NoteOut, notes::NotePage, notes::NotesOut, notes::NoteIn, notes::NotificationOut, notes::NotificationPage, notes::NotificationsOut, notes::ReadIn, notes::ReadOut)),
+    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, contacts::list_contacts, contacts::get_contact, contacts::patch_contact, contacts::merge_contact, search::search_messages, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv, hours::get_hours, hours::put_hours, hours::delete_hours, notes::list_notes, notes::add_note, notes::list_notifications, notes::read_notifications, labels::list_labels, labels::create_label, labels::update_label, labels::delete_label, labels::patch_conversation, labels::bulk),
+    components(schemas(contacts::ContactPage, contacts::ContactsOut, contacts::ContactSummaryOut, contacts::ContactOutFull, contacts::IdentityOut, contacts::ContactConversationOut, contacts::DealOut, contacts::ContactCrmOut, contacts::ContactPatchIn, contacts::MergeIn, Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, search::SearchOut, search::SearchHitOut, search::HighlightOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut, hours::HoursOut, hours::HoursIo, hours::WeekIo, hours::DayIo, hours::SpanIo, hours::NowOut, notes::NoteOut, notes::NotePage, notes::NotesOut, notes::NoteIn, notes::NotificationOut, notes::NotificationPage, notes::NotificationsOut, notes::ReadIn, notes::ReadOut, labels::LabelOut, labels::LabelIn, labels::LabelPatch, labels::LabelColor, labels::StatusIn, labels::ConversationPatch, labels::BulkActionIn, labels::BulkIn, labels::BulkOut)),
     modifiers(&BearerAuth, &ConnectableKinds),
     security(("bearer" = []))
 )]
@@ -89,6 +90,19 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/members", get(members))
         .route("/api/v1/sources", get(sources).post(create_source))
         .route("/api/v1/conversations", get(conversations))
+        .route("/api/v1/conversations/bulk", post(labels::bulk))
+        .route(
+            "/api/v1/conversations/{id}",
+            patch(labels::patch_conversation),
+        )
+        .route(
+            "/api/v1/labels",
+            get(labels::list_labels).post(labels::create_label),
+        )
+        .route(
+            "/api/v1/labels/{id}",
+            patch(labels::update_label).delete(labels::delete_label),
+        )
         .route("/api/v1/conversations/{id}/crm", get(conversation_crm))
         .route("/api/v1/search", get(search::search_messages))
         .route("/api/v1/contacts", get(contacts::list_contacts))

@@ -2,10 +2,11 @@
 //! history and the reply box (per kind: WhatsApp's 24-hour window with its template picker and
 //! media links, SMS's part count). What it is made of: `fragments` (a row, a message, shared with
 //! the live stream), `reply` (the reply forms), `actions` (assignment, close/reopen, read,
-//! retry), `files` (attachments), `search` (the results of a search, in place of the list) and `live` (the event stream, SSE, that keeps every open inbox
+//! retry), `bulk` (labels on a conversation, actions on a selection), `files` (attachments), `search` (the results of a search, in place of the list) and `live` (the event stream, SSE, that keeps every open inbox
 //! current without reloading).
 
 mod actions;
+mod bulk;
 mod files;
 mod fragments;
 mod live;
@@ -14,7 +15,7 @@ mod reply;
 mod search;
 
 pub(crate) use fragments::fmt_time;
-pub use fragments::{MessageTpl, RowTpl};
+pub use fragments::{HeadLabelsTpl, MessageTpl, RowTpl};
 
 use super::{render, Page};
 use crate::ctx::Ctx;
@@ -30,7 +31,7 @@ use chatter_core::accounts::team;
 use chatter_core::inbox::{self, ConversationRow, ListFilter};
 use chatter_core::Actor;
 use chatter_domain::{ConversationId, ConversationStatus, MessageId, Permission, SourceId};
-use chatter_store::entity::event;
+use chatter_store::entity::{event, label};
 use files::file;
 use fragments::row_html;
 use live::events;
@@ -50,6 +51,8 @@ pub fn routes() -> Router<AppState> {
         .route("/app/inbox/{id}/close", post(close))
         .route("/app/inbox/{id}/reopen", post(reopen))
         .route("/app/inbox/{id}/read", post(read))
+        .route("/app/inbox/{id}/labels", post(bulk::label))
+        .route("/app/inbox/bulk", post(bulk::bulk))
         .route("/app/inbox/{id}/messages/{mid}/retry", post(retry))
         .route("/app/files/{mid}/{index}", get(file))
         .route("/app/events", get(events))
@@ -72,6 +75,12 @@ struct ListTpl {
     /// With `q`: the search results shown instead of the list.
     search: Option<search::SearchView>,
     sources: Vec<(SourceId, String)>,
+    /// The company's labels (the filter, the bulk bar).
+    labels: Vec<label::Model>,
+    /// Who conversations can be assigned to (the bulk bar).
+    members: Vec<(Uuid, String)>,
+    /// What the last bulk action did, translated.
+    bulk_done: Option<String>,
     f: ListFilter,
     thread: Option<ThreadView>,
     last_event: i64,
@@ -81,6 +90,8 @@ struct ThreadView {
     /// The message being answered (`?reply_to=`), with a short quote.
     reply_to: Option<(Uuid, String)>,
     row: ConversationRow,
+    /// Its labels with their buttons (`_labels.html`).
+    labels_html: String,
     messages: Vec<String>,
     members: Vec<(Uuid, String)>,
     can_reply: bool,
@@ -166,6 +177,7 @@ async fn page(
     open: Option<ConversationId>,
     at: Opened,
     refusal: Option<Refusal>,
+    bulk_done: Option<String>,
 ) -> Result<Response, AppError> {
     let Opened {
         reply_to,
@@ -201,6 +213,7 @@ async fn page(
             None,
         ),
     };
+    let labels = inbox::labels::list_labels(&st.core, &actor).await?;
     let sources = chatter_core::sources::list(&st.core, &actor)
         .await?
         .into_iter()
@@ -303,8 +316,11 @@ async fn page(
             } else {
                 String::new()
             };
+            let labels_html =
+                HeadLabelsTpl::html(id, &row.labels, &labels, tr, &ctx.csrf, can_reply);
             Some(ThreadView {
                 reply_to,
+                labels_html,
                 row,
                 messages,
                 members: members.clone(),
@@ -332,6 +348,9 @@ async fn page(
         rows,
         search,
         sources,
+        labels,
+        members,
+        bulk_done,
         f,
         thread,
         last_event,
@@ -342,8 +361,10 @@ async fn list_page(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Query(f): Query<ListFilter>,
+    Query(done): Query<bulk::Done>,
 ) -> Result<Response, AppError> {
-    page(&st, &ctx, f, None, Opened::default(), None).await
+    let done = done.text(crate::i18n::Tr(ctx.lang));
+    page(&st, &ctx, f, None, Opened::default(), None, done).await
 }
 
 /// Where a conversation is opened: answering a message (`reply_to`), or at a message found by
@@ -366,5 +387,5 @@ async fn show_page(
     Query(f): Query<ListFilter>,
     Query(r): Query<Opened>,
 ) -> Result<Response, AppError> {
-    page(&st, &ctx, f, Some(id), r, None).await
+    page(&st, &ctx, f, Some(id), r, None, None).await
 }

@@ -12,6 +12,7 @@ mod crm;
 mod crm_settings;
 mod dead_letters;
 pub mod inbox;
+mod labels;
 mod notifications;
 mod operator;
 mod profile;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .merge(audit::routes())
         .merge(reports::routes())
         .merge(settings::routes())
+        .merge(labels::routes())
         .merge(inbox::routes())
         .merge(contacts::routes())
         .merge(notifications::routes())

@@ -18,7 +18,7 @@ const STALL: Duration = Duration::from_secs(10);
 const DESKTOP: usize = 60;
 const PHONE: usize = 20;
 
-async fn until<F, Fut>(w: &Window, what: &str, mut ok: F)
+pub(crate) async fn until<F, Fut>(w: &Window, what: &str, mut ok: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -37,7 +37,7 @@ where
     }
 }
 
-async fn js(w: &Window, script: &str) -> serde_json::Value {
+pub(crate) async fn js(w: &Window, script: &str) -> serde_json::Value {
     w.browser
         .client()
         .execute(script, vec![])

@@ -168,6 +168,20 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/settings/api-keys/{key}/revoke", MANAGE, &[], &[303]),
     r(Post, "/app/settings/exports", OWN, &[], &[303]),
     r(Get,  "/app/settings/exports/{export}/download", OWN, &[], &[404]),
+    // Labels (issue 11): `{no_label}` is no label of the company.
+    r(Get,  "/app/settings/labels", MANAGE, &[], &[200]),
+    r(Post, "/app/settings/labels", MANAGE, &[("name", ""), ("color", "red")], &[422]),
+    r(Post, "/app/settings/labels/{no_label}", MANAGE, &[("name", "Обход"), ("color", "red")], &[404]),
+    r(Post, "/app/settings/labels/{no_label}/delete", MANAGE, &[], &[404]),
+    r(Post, "/app/inbox/{conv}/labels", REPLY, &[("label", "00000000-0000-0000-0000-000000000000"), ("on", "1")], &[422]),
+    // Nothing ticked: back to the list, nothing changed.
+    r(Post, "/app/inbox/bulk", REPLY, &[("action", "close")], &[303]),
+    r(Get,  "/api/v1/labels", ApiKey, &[], &[200]),
+    r(Post, "/api/v1/labels", ApiKey, &[], &[201, 422]),
+    r(Patch, "/api/v1/labels/{no_label}", ApiKey, &[], &[404]),
+    r(Delete, "/api/v1/labels/{no_label}", ApiKey, &[], &[404]),
+    r(Patch, "/api/v1/conversations/{conv}", ApiKey, &[], &[200]),
+    r(Post, "/api/v1/conversations/bulk", ApiKey, &[], &[200, 422]),
     r(Get,  "/app/operator", Operator, &[], &[200]),
     r(Post, "/app/operator/backups", Operator, &[], &[303]),
     r(Post, "/app/operator/jobs/{job}/retry", Operator, &[], &[303]),
@@ -629,6 +643,7 @@ impl Fixture {
             ("{no_kind}", "fax".to_string()),
             // No export exists: owners get 404, the others are refused first.
             ("{export}", Uuid::nil().to_string()),
+            ("{no_label}", Uuid::nil().to_string()),
         ]);
         let f = Fixture {
             company: a,
@@ -813,7 +828,6 @@ async fn send(
     let url = app.at(path);
     match route.method {
         Get => http.get(url).send().await.expect("GET"),
-        Patch => http.patch(url).send().await.expect("PATCH"),
         Post => {
             let mut form: Vec<(&str, &str)> = csrf.map(|c| ("_csrf", c)).into_iter().collect();
             form.extend_from_slice(route.fields);
@@ -827,6 +841,12 @@ async fn send(
             .send()
             .await
             .expect("PUT"),
+        Patch => http
+            .patch(url)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("PATCH"),
         Delete => http.delete(url).send().await.expect("DELETE"),
     }
 }

@@ -5,8 +5,8 @@
 use askama::Template;
 use chatter_core::attachments::{attachments_of, StoredAttachment};
 use chatter_core::inbox::ConversationRow;
-use chatter_domain::{ConversationStatus, Direction, MessageStatus};
-use chatter_store::entity::message;
+use chatter_domain::{ConversationId, ConversationStatus, Direction, MessageStatus};
+use chatter_store::entity::{label, message};
 use uuid::Uuid;
 
 /// A conversation row as the list shows it.
@@ -17,6 +17,46 @@ pub struct RowTpl {
     pub active: bool,
     pub lang: crate::i18n::Tr,
     pub assignee: String,
+}
+
+/// The open conversation's labels in its header: each with its remove button, and the form
+/// that adds one of the others (shared with the live stream, which replaces it).
+#[derive(Template)]
+#[template(path = "inbox/_labels.html")]
+pub struct HeadLabelsTpl {
+    pub conversation: ConversationId,
+    pub on: Vec<label::Model>,
+    pub off: Vec<label::Model>,
+    pub lang: crate::i18n::Tr,
+    pub csrf: String,
+    pub can_reply: bool,
+}
+
+impl HeadLabelsTpl {
+    /// `on` the conversation's labels, out of the company's `all`.
+    pub fn html(
+        conversation: ConversationId,
+        on: &[label::Model],
+        all: &[label::Model],
+        lang: crate::i18n::Tr,
+        csrf: &str,
+        can_reply: bool,
+    ) -> String {
+        HeadLabelsTpl {
+            conversation,
+            on: on.to_vec(),
+            off: all
+                .iter()
+                .filter(|l| !on.iter().any(|o| o.id == l.id))
+                .cloned()
+                .collect(),
+            lang,
+            csrf: csrf.to_owned(),
+            can_reply,
+        }
+        .render()
+        .unwrap_or_default()
+    }
 }
 
 /// One message in the thread.

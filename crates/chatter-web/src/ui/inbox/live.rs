@@ -2,7 +2,7 @@
 //! from `Last-Event-ID`, then events as they are committed, rendered as row and message
 //! fragments, with the session and membership checked again while the stream is open.
 
-use super::fragments::{note_html, row_html, MessageTpl};
+use super::fragments::{note_html, row_html, HeadLabelsTpl, MessageTpl};
 use super::{last_event_id, names};
 use crate::ctx::Ctx;
 use crate::error::AppError;
@@ -78,6 +78,10 @@ async fn render_events(
             .map(|n| (n.id, n))
             .collect();
     let can_reply = actor.role.can(Permission::Reply);
+    // The open conversation's header shows its labels with the others to add.
+    let all_labels = inbox::labels::list_labels(&st.core, actor)
+        .await
+        .unwrap_or_default();
     let mut row_html_cache: std::collections::HashMap<ConversationId, String> =
         std::collections::HashMap::new();
     for (e, conv_id, mid) in parsed {
@@ -94,6 +98,7 @@ async fn render_events(
             "status": row.conversation.status,
             "assignee_id": row.conversation.assignee_id,
             "row": html,
+            "labels": HeadLabelsTpl::html(conv_id, &row.labels, &all_labels, tr, &ctx.csrf, can_reply),
         });
         if let Some(m) = mid.and_then(|m| msgs.get(&m)) {
             data["message_id"] = serde_json::json!(m.id);

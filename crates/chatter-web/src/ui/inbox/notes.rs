@@ -60,6 +60,7 @@ pub(super) async fn add_note(
                 Some(id),
                 Opened::default(),
                 Some(refusal),
+                None,
             )
             .await?;
             *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;

@@ -79,6 +79,7 @@ async fn answer(
                 Some(id),
                 Default::default(),
                 Some(refusal),
+                None,
             )
             .await?;
             *resp.status_mut() = status;
