@@ -33,9 +33,11 @@ use send::{FetchFile, SendMessage};
 use serde::Deserialize;
 use uuid::Uuid;
 
+mod files;
 mod list;
 mod receive;
 mod reply;
+pub use files::*;
 pub use list::*;
 pub use receive::*;
 pub use reply::*;

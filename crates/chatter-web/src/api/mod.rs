@@ -6,12 +6,13 @@
 //!
 //! This module owns the route table and the OpenAPI document; the handlers live by resource:
 //! `company` (the key's company, members, sources), `sources` (connecting a source), `conversations` (conversations, messages,
-//! replies, the CRM side), `routing` (routing rules and their dry run), `dead_letters`,
+//! replies, the CRM side), `attachments` (a file sent as a reply), `routing` (routing rules and their dry run), `dead_letters`,
 //! `exports`, `reports`; `page` the cursor pagination of every list; `api_source` documents the API source's inbound and outbound bodies.
 //! `error` is the problem document every refusal answers with, `actor` the bearer-key check.
 
 mod actor;
 mod api_source;
+mod attachments;
 mod company;
 mod conversations;
 pub mod dead_letters;
@@ -57,8 +58,8 @@ use utoipa_swagger_ui::SwaggerUi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, search::search_messages, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv),
-    components(schemas(Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, search::SearchOut, search::SearchHitOut, search::HighlightOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
+    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, attachments::upload_attachment, attachments::download_attachment, conversations::conversation_crm, search::search_messages, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv),
+    components(schemas(Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, search::SearchOut, search::SearchHitOut, search::HighlightOut, MessageOut, AttachmentOut, SendIn, attachments::AttachmentIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut)),
     modifiers(&BearerAuth, &ConnectableKinds),
     security(("bearer" = []))
 )]
@@ -77,6 +78,15 @@ impl Modify for BearerAuth {
     }
 }
 
+/// `POST /api/v1/conversations/{id}/attachments`, which takes bodies up to
+/// `upload::upload_limit` (the kind's own limit is checked while the file streams).
+pub fn upload_routes() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/conversations/{id}/attachments",
+        post(attachments::upload_attachment).layer(axum::extract::DefaultBodyLimit::disable()),
+    )
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/me", get(me))
@@ -91,6 +101,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/conversations/{id}/messages",
             get(conversation_messages).post(send_message),
+        )
+        .route(
+            "/api/v1/messages/{id}/attachments/{index}",
+            get(attachments::download_attachment),
         )
         .route("/api/v1/routing-rules", get(routing_rules))
         .route("/api/v1/routing-rules/dry-run", post(routing_dry_run))

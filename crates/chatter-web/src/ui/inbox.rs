@@ -6,7 +6,7 @@
 //! current without reloading).
 
 mod actions;
-mod files;
+pub(crate) mod files;
 mod fragments;
 mod live;
 mod reply;
@@ -32,7 +32,7 @@ use chatter_store::entity::event;
 use files::file;
 use fragments::row_html;
 use live::events;
-use reply::{reply, reply_media, reply_template};
+use reply::{reply, reply_file, reply_media, reply_template};
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
@@ -49,6 +49,15 @@ pub fn routes() -> Router<AppState> {
         .route("/app/inbox/{id}/messages/{mid}/retry", post(retry))
         .route("/app/files/{mid}/{index}", get(file))
         .route("/app/events", get(events))
+}
+
+/// The reply box's file form, which takes bodies up to `upload::upload_limit` (the kind's own
+/// limit is checked while the file streams).
+pub fn upload_routes() -> Router<AppState> {
+    Router::new().route(
+        "/app/inbox/{id}/files",
+        post(reply_file).layer(axum::extract::DefaultBodyLimit::disable()),
+    )
 }
 
 async fn names(st: &AppState, actor: &Actor) -> Result<Vec<(Uuid, String)>, AppError> {
@@ -85,6 +94,9 @@ struct ThreadView {
     crm: Option<chatter_core::crm::sync::CrmLink>,
     /// The kind sends media by a link the manager gives (WhatsApp): the form for it is shown.
     media_by_link: bool,
+    /// The largest file the kind sends, in MB, and the largest picture in bytes; `None`: the
+    /// kind cannot send files and the box says so.
+    files: Option<(u64, u64, u64)>,
     /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
     wa_window_closed: bool,
     /// WhatsApp, window closed: the approved templates (`None`: WhatsApp did not answer).
@@ -273,6 +285,13 @@ async fn page(
                 source_status,
                 crm,
                 media_by_link: facts.is_some_and(|k| k.sends_media_by_link()),
+                files: facts.and_then(|k| k.files()).map(|r| {
+                    (
+                        r.max_bytes / chatter_channels::MB,
+                        r.max_bytes,
+                        r.max_image_bytes,
+                    )
+                }),
                 wa_window_closed: window_closed,
                 wa_templates,
                 sms_parts,
