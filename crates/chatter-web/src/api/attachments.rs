@@ -11,7 +11,7 @@ use crate::upload::{self, UploadError};
 use crate::AppState;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatter_core::{inbox, CoreError};
@@ -71,11 +71,16 @@ pub async fn upload_attachment(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
     ApiPath(id): ApiPath<ConversationId>,
+    headers: HeaderMap,
     mp: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     let mp = match mp {
-        Ok(mp) => mp,
-        Err(MultipartRejection::InvalidBoundary(_)) => {
+        Ok(mp) if multipart => mp,
+        Err(_) if multipart => {
             return Ok(body(
                 StatusCode::BAD_REQUEST,
                 "invalid_body",
@@ -83,7 +88,7 @@ pub async fn upload_attachment(
                 Vec::new(),
             ))
         }
-        Err(_) => {
+        _ => {
             return Ok(body(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
