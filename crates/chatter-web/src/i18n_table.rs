@@ -259,6 +259,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("inbox.attach_limit", "До {n} МБ", "Up to {n} MB"),
     ("inbox.attach_unsupported", "Этот мессенджер не принимает файлы — можно отправить только текст.", "This messenger does not take files: only text can be sent."),
     ("inbox.send_file", "Отправить файл", "Send the file"),
+    ("inbox.attach_failed", "Файл не отправлен: нет связи с сервером. Попробуйте ещё раз.", "The file was not sent: no connection to the server. Try again."),
     ("inbox.file_caption", "Подпись к файлу", "Caption"),
     ("err.file_kind_unsupported", "Этот мессенджер не принимает файлы — отправьте текст.", "This messenger does not take files: send text instead."),
     ("err.file_too_large", "Файл больше {n} МБ — это предел мессенджера. Уменьшите файл или отправьте ссылку на него.", "The file is larger than {n} MB, the messenger's limit. Make it smaller or send a link to it."),

@@ -363,6 +363,6 @@ window.addEventListener("message", function (e) {
         if (r.ok) { text.value = ""; clear(); return; }
         return r.json().then(function (j) { say(j.error || String(r.status)); }, function () { say(fileForm.getAttribute("data-too-large")); });
       })
-      .catch(function () { done(); say(String("⚠")); });
+      .catch(function () { done(); say(fileForm.getAttribute("data-failed")); });
   }, true);
 })();
