@@ -91,6 +91,20 @@ pub trait Connector: Channel {
         None
     }
 
+    /// Sends one file a manager attached (`file`, its bytes from our blob store) with the typed
+    /// `caption` where the provider takes one, answering `reply_to` where it can. Returns the
+    /// provider's id of what was sent. `None`: the kind cannot send files (its
+    /// `KindFacts::files` is `None` too).
+    async fn send_file(
+        &self,
+        _chat: &str,
+        _file: &FileToSend,
+        _caption: Option<&str>,
+        _reply_to: Option<&str>,
+    ) -> Option<Result<String, ChannelError>> {
+        None
+    }
+
     /// The message templates the source's account may send (WhatsApp), as the provider lists
     /// them; `None` when the kind (or the source, per its `settings`) has none.
     async fn templates(
@@ -216,6 +230,19 @@ pub struct OutgoingFile {
     pub link: String,
     /// The name shown with a document.
     pub file_name: Option<String>,
+}
+
+/// A file a manager attached, going out as an upload (`Connector::send_file`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileToSend {
+    pub bytes: Vec<u8>,
+    /// The name the customer sees.
+    pub file_name: String,
+    /// What the bytes are (checked by their first bytes for pictures).
+    pub mime_type: String,
+    /// The bytes are a raster picture (PNG, JPEG, GIF, WebP) within the kind's
+    /// `FileRules::max_image_bytes`: the kind sends it as a picture, otherwise as a document.
+    pub as_image: bool,
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct KindFacts {
     pub reply_window: Option<std::time::Duration>,
     /// Whether managers may reply with a medium by public link (WhatsApp fetches it).
     pub sends_media_by_link: bool,
+    /// The files managers may send from the reply box (`Connector::send_file`); `None`: the
+    /// kind cannot send files (SMS), and the box says so.
+    pub files: Option<FileRules>,
     /// Whether its accounts have message templates (`Connector::templates`).
     pub offers_templates: bool,
     /// Whether a source's page shows the provider account it is (WhatsApp's number, the SMS
@@ -62,12 +65,26 @@ impl KindFacts {
             connector: None,
             reply_window: None,
             sends_media_by_link: false,
+            files: None,
             offers_templates: false,
             shows_account: false,
             setup_help_key: None,
         }
     }
 }
+
+/// What a kind's provider takes as a file from the reply box (`KindFacts::files`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRules {
+    /// The largest file the provider takes, in bytes (Telegram's 50 MB for a document).
+    pub max_bytes: u64,
+    /// The largest picture sent as a picture; a larger one goes as a document (Telegram's
+    /// 10 MB for `sendPhoto`).
+    pub max_image_bytes: u64,
+}
+
+/// Megabytes, for `FileRules` limits.
+pub const MB: u64 = 1024 * 1024;
 
 /// A kind's add-source form: its fields, the help above it, the field errors about the
 /// account go to, and the check of a filled-in form.
@@ -176,6 +193,11 @@ pub trait Kind: Send + Sync {
     /// Whether managers may reply with a medium by public link (WhatsApp fetches it).
     fn sends_media_by_link(&self) -> bool {
         self.facts().sends_media_by_link
+    }
+
+    /// The files managers may send from the reply box; `None`: the kind cannot send files.
+    fn files(&self) -> Option<FileRules> {
+        self.facts().files
     }
 
     /// Whether the kind's accounts have message templates (`Connector::templates`).

@@ -20,13 +20,14 @@ pub mod whatsapp;
 use serde::{Deserialize, Serialize};
 
 pub use connector::{
-    Connector, HookSite, HookStatus, OutgoingFile, Part, PollState, Polled, SaveSettings,
+    Connector, FileToSend, HookSite, HookStatus, OutgoingFile, Part, PollState, Polled,
+    SaveSettings,
 };
 pub use env::{BuildError, KindEnv};
 pub use form::{FormField, FormRefusal, FormValues, Validated};
 pub use kind::{
-    connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, HookAck, HookCredentials,
-    HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KINDS,
+    connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, FileRules, HookAck,
+    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KINDS, MB,
 };
 pub use source::{Credentials, KindConfig, SourceSettings};
 /// A message template an account may send (WhatsApp's), as `Connector::templates` lists them.

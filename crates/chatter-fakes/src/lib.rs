@@ -20,11 +20,12 @@ pub use max::FakeMax;
 pub use sms::{FakeSms, SmsCallback, SmsFailure, SmsSent};
 pub use smtp::{CapturedMail, SmtpCapture};
 pub use telegram::{
-    CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentMessage, WebhookConfig,
+    CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentFile, SentMessage,
+    WebhookConfig,
 };
 pub use vk::{
     FakeVk, VkCallbackServer, VkCustomerMessage, VkDelivery, VkFailure, VkGroup, VkSentMessage,
 };
 pub use whatsapp::{
-    FakeWhatsApp, WaCustomerContent, WaDelivery, WaFailure, WaNumber, WaSentMessage,
+    FakeWhatsApp, WaCustomerContent, WaDelivery, WaFailure, WaMedia, WaNumber, WaSentMessage,
 };

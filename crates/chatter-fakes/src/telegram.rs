@@ -141,6 +141,19 @@ pub struct SentMessage {
     pub reply_to_message_id: Option<i64>,
     /// Unix seconds.
     pub date: i64,
+    /// The file uploaded with sendPhoto or sendDocument, as the customer received it.
+    pub file: Option<SentFile>,
+}
+
+/// A file the bot uploaded (multipart), as the fake kept it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentFile {
+    /// The name of the uploaded part.
+    pub name: String,
+    /// The part's `Content-Type`.
+    pub mime: String,
+    pub size: usize,
+    pub bytes: Vec<u8>,
 }
 
 /// The webhook a bot set with setWebhook.
@@ -409,6 +422,7 @@ impl Bot {
             caption: msg["caption"].as_str().map(str::to_owned),
             reply_to_message_id: msg["reply_to_message"]["message_id"].as_i64(),
             date,
+            file: None,
         });
         msg
     }
@@ -1440,6 +1454,19 @@ async fn send_file(shared: &Shared, token: &str, params: &Params, field: &str) -
             (file.bytes.clone(), name, file.mime.clone())
         }
     };
+    // Bot API §1.7: an uploaded photo up to 10 MB, any other file up to 50 MB.
+    if field == "photo" && bytes.len() > 10 * 1024 * 1024 {
+        return Err(ApiError::bad_request("file is too big"));
+    }
+    if bytes.len() > 50 * 1024 * 1024 {
+        return Err(ApiError::new(413, "Request Entity Too Large"));
+    }
+    let kept = SentFile {
+        name: name.clone(),
+        mime: mime.clone(),
+        size: bytes.len(),
+        bytes: bytes.clone(),
+    };
     let mut fields = Map::new();
     if field == "photo" {
         fields.insert("photo".into(), bot.photo_sizes(bytes));
@@ -1451,7 +1478,11 @@ async fn send_file(shared: &Shared, token: &str, params: &Params, field: &str) -
     if let Some(caption) = caption.filter(|c| !c.is_empty()) {
         fields.insert("caption".into(), json!(caption));
     }
-    Ok(bot.bot_message(chat_id, reply_to, field, fields))
+    let msg = bot.bot_message(chat_id, reply_to, field, fields);
+    if let Some(last) = bot.sent.last_mut() {
+        last.file = Some(kept);
+    }
+    Ok(msg)
 }
 
 async fn fetch_url(shared: &Shared, url: &str) -> Result<Input, ApiError> {

@@ -163,6 +163,17 @@ struct Media {
     bytes: Vec<u8>,
     mime: String,
     sha256: String,
+    /// The uploaded part's file name (`None` for what customers sent).
+    file_name: Option<String>,
+}
+
+/// A medium uploaded to the fake (`POST /{phone_number_id}/media`), as a customer would get it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaMedia {
+    pub file_name: Option<String>,
+    pub mime: String,
+    pub size: usize,
+    pub bytes: Vec<u8>,
 }
 
 struct Template {
@@ -515,6 +526,17 @@ impl FakeWhatsApp {
     }
 
     /// Everything the business sent, in order.
+    /// The medium with this id (an uploaded file: its name, type, size and bytes).
+    pub fn media(&self, media_id: &str) -> Option<WaMedia> {
+        let state = self.shared.lock();
+        state.media.get(media_id).map(|m| WaMedia {
+            file_name: m.file_name.clone(),
+            mime: m.mime.clone(),
+            size: m.bytes.len(),
+            bytes: m.bytes.clone(),
+        })
+    }
+
     pub fn sent(&self, phone_number_id: &str) -> Vec<WaSentMessage> {
         self.with_number(phone_number_id, |n| n.sent.clone())
     }
@@ -537,6 +559,7 @@ fn store_media(state: &mut State, owner: &str, bytes: Vec<u8>, mime: &str) -> (S
             bytes,
             mime: mime.to_owned(),
             sha256: sha256.clone(),
+            file_name: None,
         },
     );
     (id, sha256)
@@ -806,8 +829,26 @@ fn upload(
         .into_iter()
         .find(|f| f.name == "file" && f.file_name.is_some())
         .ok_or_else(|| GraphError::invalid("file is required"))?;
+    // Meta's media limits: pictures up to 5 MB, anything else up to 100 MB.
+    let max = match file.mime.starts_with("image/") && file.mime != "image/svg+xml" {
+        true => 5 * 1024 * 1024,
+        false => 100 * 1024 * 1024,
+    };
+    if file.bytes.len() > max {
+        return Err(GraphError {
+            details: Some(format!(
+                "file size {} exceeds the limit of {max} bytes for {}",
+                file.bytes.len(),
+                file.mime
+            )),
+            ..GraphError::new(400, 131_053, "(#131053) Media upload error")
+        });
+    }
     let mut state = shared.lock();
     let (id, _) = store_media(&mut state, number_id, file.bytes, &file.mime);
+    if let Some(m) = state.media.get_mut(&id) {
+        m.file_name = file.file_name;
+    }
     Ok(axum::Json(json!({ "id": id })).into_response())
 }
 

@@ -20,6 +20,7 @@ pub mod redirect;
 pub mod security;
 pub mod server;
 pub mod ui;
+pub mod upload;
 
 use axum::{middleware, Router};
 use chatter_core::Core;
@@ -79,10 +80,13 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(ops::routes())
         .merge(hooks::routes())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .merge(ui::upload_routes().merge(api::upload_routes()).layer(
+            tower_http::limit::RequestBodyLimitLayer::new(upload::upload_limit().max(limit)),
+        ))
         .layer(middleware::from_fn(clean::strip_refused))
         .layer(middleware::from_fn_with_state(state.clone(), ctx::context))
         .layer(middleware::from_fn(ops::count_requests))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security::headers,

@@ -539,3 +539,114 @@ window.addEventListener("message", function (e) {
   document.addEventListener("chatter:rows", update);
   update();
 })();
+
+// Files from the reply box: the 📎 button, a paste or a drop picks one file, shown above the
+// text (pictures previewed); «Отправить» then sends it with the text as its caption to the
+// file form's address. Without this script the file form below the box works on its own.
+(function () {
+  var form = document.getElementById("reply-form");
+  var fileForm = document.getElementById("file-form");
+  var btn = document.getElementById("attach-btn");
+  var text = document.getElementById("reply-text");
+  var input = document.getElementById("file-input");
+  var preview = document.getElementById("attach-preview");
+  var error = document.getElementById("attach-error");
+  if (!form || !fileForm || !btn || !text || !input || !preview || !error) return;
+  var max = parseInt(fileForm.getAttribute("data-max-bytes"), 10) || 0;
+  var maxImage = parseInt(preview.getAttribute("data-max-image"), 10) || 0;
+  var picked = null;
+  fileForm.hidden = true;
+  btn.hidden = false;
+  var hint = document.getElementById("attach-hint");
+  if (hint) hint.hidden = false;
+  var say = function (msg) { error.textContent = msg || ""; error.hidden = !msg; };
+  var size = function (n) {
+    return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : n >= 1024 ? Math.round(n / 1024) + " KB" : n + " B";
+  };
+  var clear = function () {
+    picked = null;
+    preview.hidden = true;
+    preview.textContent = "";
+    text.required = true;
+    input.value = "";
+  };
+  var pick = function (f) {
+    if (!f) return;
+    say("");
+    if (f.size === 0) { clear(); say(fileForm.getAttribute("data-empty")); return; }
+    if (max && f.size > max) { clear(); say(fileForm.getAttribute("data-too-large")); return; }
+    picked = f;
+    text.required = false;
+    preview.textContent = "";
+    if (/^image\/(png|jpeg|gif|webp)$/.test(f.type) && (!maxImage || f.size <= maxImage)) {
+      var img = document.createElement("img");
+      img.alt = f.name;
+      img.className = "attach-thumb";
+      img.id = "attach-thumb";
+      var reader = new FileReader();
+      reader.onload = function () { img.src = reader.result; };
+      reader.readAsDataURL(f);
+      preview.appendChild(img);
+    }
+    var name = document.createElement("span");
+    name.className = "attach-name";
+    name.textContent = "📎 " + f.name + " · " + size(f.size);
+    preview.appendChild(name);
+    var remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "small attach-remove";
+    remove.textContent = "✕";
+    remove.title = preview.getAttribute("data-remove");
+    remove.setAttribute("aria-label", remove.title);
+    remove.addEventListener("click", function () { clear(); say(""); text.focus(); });
+    preview.appendChild(remove);
+    preview.hidden = false;
+    text.focus();
+  };
+  btn.addEventListener("click", function () { input.click(); });
+  input.addEventListener("change", function () { pick(input.files && input.files[0]); });
+  text.addEventListener("paste", function (e) {
+    var files = e.clipboardData && e.clipboardData.files;
+    if (files && files.length) { e.preventDefault(); pick(files[0]); }
+  });
+  var zones = [form, document.getElementById("thread-messages")];
+  zones.forEach(function (z) {
+    if (!z) return;
+    z.addEventListener("dragover", function (e) {
+      if (e.dataTransfer && Array.prototype.indexOf.call(e.dataTransfer.types || [], "Files") >= 0) {
+        e.preventDefault();
+        form.classList.add("dragging");
+        form.setAttribute("data-drop", fileForm.getAttribute("data-drop"));
+      }
+    });
+    z.addEventListener("dragleave", function () { form.classList.remove("dragging"); });
+    z.addEventListener("drop", function (e) {
+      form.classList.remove("dragging");
+      var files = e.dataTransfer && e.dataTransfer.files;
+      if (files && files.length) { e.preventDefault(); pick(files[0]); }
+    });
+  });
+  // Runs before the text reply's own handler (capture), and instead of it when a file is picked.
+  form.addEventListener("submit", function (e) {
+    if (!picked) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    var body = new FormData();
+    var csrf = form.querySelector("input[name=_csrf]").value;
+    body.append("_csrf", csrf);
+    var replyTo = form.querySelector("input[name=reply_to]");
+    if (replyTo) body.append("reply_to", replyTo.value);
+    body.append("text", text.value);
+    body.append("file", picked, picked.name);
+    var send = document.getElementById("reply-send");
+    if (send) send.disabled = true;
+    var done = function () { if (send) send.disabled = false; };
+    fetch(fileForm.action, { method: "POST", body: body, headers: { "Accept": "application/json", "X-CSRF-Token": csrf }, credentials: "same-origin" })
+      .then(function (r) {
+        done();
+        if (r.ok) { text.value = ""; clear(); return; }
+        return r.json().then(function (j) { say(j.error || String(r.status)); }, function () { say(fileForm.getAttribute("data-too-large")); });
+      })
+      .catch(function () { done(); say(fileForm.getAttribute("data-failed")); });
+  }, true);
+})();

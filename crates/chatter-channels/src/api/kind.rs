@@ -2,14 +2,24 @@
 //! `POST /hooks/api/{source_id}` (JSON answers, idempotency keys, a signed timestamp), served
 //! by `chatter_core::sources::api::receive`; the generic hook route refuses it.
 
-use crate::kind::{HookCredentials, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts};
+use crate::kind::{
+    FileRules, HookCredentials, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts, MB,
+};
 use chatter_domain::SourceKind;
 
 /// API sources (kind 6).
 pub struct ApiKind;
 
 /// Its customer's system calls us: no connector, so its poller lease (`api-poll:…`) is never taken.
-const FACTS: KindFacts = KindFacts::new(SourceKind::Api, "api", "API");
+/// A manager's file reaches it in the outgoing webhook as a link the integrator downloads
+/// with its API key; the limit is ours.
+const FACTS: KindFacts = KindFacts {
+    files: Some(FileRules {
+        max_bytes: 50 * MB,
+        max_image_bytes: 50 * MB,
+    }),
+    ..KindFacts::new(SourceKind::Api, "api", "API")
+};
 
 impl Kind for ApiKind {
     fn facts(&self) -> &'static KindFacts {

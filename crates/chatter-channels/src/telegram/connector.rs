@@ -3,8 +3,8 @@
 
 use super::{parse_update, TelegramClient, MAX_TEXT};
 use crate::{
-    BuildError, ChannelError, Connector, Credentials, HookSite, HookStatus, KindEnv, Part,
-    PollState, Polled, SaveSettings, SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, FileToSend, HookSite, HookStatus, KindEnv,
+    Part, PollState, Polled, SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
@@ -35,6 +35,25 @@ impl Connector for TelegramClient {
             .and_then(|x| x.parse::<i64>().ok());
         let mid = self.send_text_part(p.chat, p.text, reply).await?;
         Ok(format!("{}:{mid}", p.chat))
+    }
+
+    /// `sendPhoto` or `sendDocument` as a multipart upload, with the caption (≤ 1024
+    /// characters, as core bounds it).
+    async fn send_file(
+        &self,
+        chat: &str,
+        file: &FileToSend,
+        caption: Option<&str>,
+        reply_to: Option<&str>,
+    ) -> Option<Result<String, ChannelError>> {
+        let reply = reply_to
+            .and_then(|r| r.rsplit(':').next())
+            .and_then(|x| x.parse::<i64>().ok());
+        Some(
+            self.send_upload(chat, file, caption, reply)
+                .await
+                .map(|mid| format!("{chat}:{mid}")),
+        )
     }
 
     async fn setup(

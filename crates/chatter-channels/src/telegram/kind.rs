@@ -5,7 +5,8 @@ use super::form;
 use super::parse_update;
 use crate::common::secret_matches;
 use crate::kind::{
-    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+    FileRules, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+    MB,
 };
 use crate::Identity;
 use chatter_domain::SourceKind;
@@ -19,6 +20,11 @@ pub struct TelegramKind;
 const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
     connector: Some(super::connector::build),
+    // Bot API §1.7: uploads up to 10 MB as a photo, 50 MB as a document.
+    files: Some(FileRules {
+        max_bytes: 50 * MB,
+        max_image_bytes: 10 * MB,
+    }),
     ..KindFacts::new(SourceKind::TelegramBot, "telegram", "Telegram")
 };
 

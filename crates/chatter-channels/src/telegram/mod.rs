@@ -237,7 +237,7 @@ impl TelegramClient {
         caption: Option<&str>,
     ) -> Result<i64, ChannelError> {
         let part = Part::bytes(bytes).file_name(file_name.to_owned());
-        self.upload("sendPhoto", "photo", chat_id, part, caption)
+        self.upload("sendPhoto", "photo", chat_id, part, caption, None)
             .await
     }
 
@@ -254,7 +254,28 @@ impl TelegramClient {
             .file_name(file_name.to_owned())
             .mime_str(mime)
             .map_err(|_| ChannelError::Permanent(format!("not a MIME type: {mime}")))?;
-        self.upload("sendDocument", "document", chat_id, part, caption)
+        self.upload("sendDocument", "document", chat_id, part, caption, None)
+            .await
+    }
+
+    /// A manager's file: `sendPhoto` for a picture within 10 MB, `sendDocument` otherwise,
+    /// answering `reply_to_message_id` when given; returns the message id.
+    pub async fn send_upload(
+        &self,
+        chat_id: &str,
+        file: &crate::FileToSend,
+        caption: Option<&str>,
+        reply_to_message_id: Option<i64>,
+    ) -> Result<i64, ChannelError> {
+        let part = Part::bytes(file.bytes.clone())
+            .file_name(file.file_name.clone())
+            .mime_str(&file.mime_type)
+            .map_err(|_| ChannelError::Permanent(format!("not a MIME type: {}", file.mime_type)))?;
+        let (method, field) = match file.as_image {
+            true => ("sendPhoto", "photo"),
+            false => ("sendDocument", "document"),
+        };
+        self.upload(method, field, chat_id, part, caption, reply_to_message_id)
             .await
     }
 
@@ -304,12 +325,17 @@ impl TelegramClient {
         chat_id: &str,
         part: Part,
         caption: Option<&str>,
+        reply_to_message_id: Option<i64>,
     ) -> Result<i64, ChannelError> {
         let mut form = Form::new()
             .text("chat_id", chat_id.to_owned())
             .part(field.to_owned(), part);
         if let Some(caption) = caption {
             form = form.text("caption", caption.to_owned());
+        }
+        if let Some(id) = reply_to_message_id {
+            let reply = json!({ "message_id": id, "allow_sending_without_reply": true });
+            form = form.text("reply_parameters", reply.to_string());
         }
         let sent: MessageId = self
             .send_request(method, self.post(method).multipart(form))

@@ -6,8 +6,8 @@
 
 use super::{MediaKind, MediaRef, Template, WhatsAppClient, MAX_TEXT};
 use crate::{
-    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, OutgoingFile, Part,
-    SaveSettings, SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, FileToSend, HookSite, KindEnv, OutgoingFile,
+    Part, SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
@@ -88,6 +88,35 @@ impl Connector for WhatsAppClient {
                     _ => MediaKind::Image,
                 };
                 self.send_media(chat, kind, link, caption).await
+            }
+        })
+    }
+
+    /// Uploads the file (§5.2, `POST /{phone_number_id}/media`), then sends it by the media
+    /// id: a picture as an image, anything else as a document under its name; captioned.
+    async fn send_file(
+        &self,
+        chat: &str,
+        file: &FileToSend,
+        caption: Option<&str>,
+        _reply_to: Option<&str>,
+    ) -> Option<Result<String, ChannelError>> {
+        let id = match self
+            .upload_media(file.bytes.clone(), &file.mime_type, &file.file_name)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => return Some(Err(e)),
+        };
+        let media = MediaRef::Id(&id);
+        Some(match file.as_image {
+            true => {
+                self.send_media(chat, MediaKind::Image, media, caption)
+                    .await
+            }
+            false => {
+                self.send_document(chat, media, &file.file_name, caption)
+                    .await
             }
         })
     }

@@ -5,7 +5,8 @@
 use super::form;
 use super::{parse_notification_routed, verify_signature, verify_subscription};
 use crate::kind::{
-    HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+    FileRules, HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
+    KindFacts, MB,
 };
 use chatter_domain::SourceKind;
 
@@ -23,6 +24,11 @@ const FACTS: KindFacts = KindFacts {
         super::WINDOW_MS.unsigned_abs(),
     )),
     sends_media_by_link: true,
+    // Meta's media limits: pictures up to 5 MB, documents up to 100 MB.
+    files: Some(FileRules {
+        max_bytes: 100 * MB,
+        max_image_bytes: 5 * MB,
+    }),
     offers_templates: true,
     shows_account: true,
     setup_help_key: Some(form::SETUP_HELP_KEY),

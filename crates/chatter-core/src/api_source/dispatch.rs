@@ -30,8 +30,30 @@ pub(super) fn message_data(
             "reply_to_id": m.reply_to_id,
             "created_at": m.created_at,
             "sent_at": m.sent_at,
+            "attachments": attachments_data(m),
         },
     })
+}
+
+/// A message's files as the integrator sees them: what each is, and the path (on this
+/// installation's address) it downloads it from with its API key, once the file is kept.
+fn attachments_data(m: &message::Model) -> Value {
+    let atts = crate::attachments::attachments_of(m);
+    Value::Array(
+        atts.iter()
+            .enumerate()
+            .map(|(i, a)| {
+                json!({
+                    "kind": a.kind,
+                    "file_name": a.file_name,
+                    "mime_type": a.mime_type,
+                    "size": a.size,
+                    "download_path": a.blob.as_ref()
+                        .map(|_| format!("/api/v1/messages/{}/attachments/{i}", m.id)),
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Inserts a delivery with its job unless one with the same key exists; `true` if inserted.

@@ -36,12 +36,14 @@ use send::{FetchFile, SendMessage};
 use serde::Deserialize;
 use uuid::Uuid;
 
+mod files;
 mod list;
 mod notes;
 mod receive;
 mod reply;
 pub use bulk::*;
 pub use labels::{set_labels, toggle_label};
+pub use files::*;
 pub use list::*;
 pub use notes::*;
 pub use receive::*;

@@ -29,6 +29,8 @@ pub(super) enum Special {
     None,
     /// A WhatsApp medium by public link (the text is its caption).
     Media(StoredAttachment),
+    /// A file a manager attached, kept in the blob store (the text is its caption).
+    File(StoredAttachment),
     /// An approved WhatsApp template (name, language, body parameters).
     Template(serde_json::Value),
 }
@@ -55,10 +57,10 @@ pub(super) async fn store_reply(
         false => None,
     };
     if let Some(window) = window {
-        let field = if matches!(special, Special::Media(_)) {
-            "media_url"
-        } else {
-            "text"
+        let field = match special {
+            Special::Media(_) => "media_url",
+            Special::File(_) => "file",
+            _ => "text",
         };
         if !window_open(&txn, conv.id, window, now).await? {
             return Err(CoreError::field(field, "err.wa_window_closed"));
@@ -88,7 +90,7 @@ pub(super) async fn store_reply(
     .unwrap_or_else(|| actor.label.clone());
     let mut pending = Pending::default();
     let preview_text = match &special {
-        Special::Media(a) if text.is_empty() => format!("[{}]", a.kind),
+        Special::Media(a) | Special::File(a) if text.is_empty() => format!("[{}]", a.kind),
         _ => text.to_owned(),
     };
     let mut m = insert_outgoing(
@@ -106,7 +108,7 @@ pub(super) async fn store_reply(
     .await?;
     match special {
         Special::None => {}
-        Special::Media(a) => {
+        Special::Media(a) | Special::File(a) => {
             let mut am = m.into_active_model();
             am.text = Set(Some(text.to_owned()).filter(|t| !t.is_empty()));
             am.attachments = Set(serde_json::to_string(&[a]).unwrap_or_else(|_| "[]".into()));

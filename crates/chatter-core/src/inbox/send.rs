@@ -11,7 +11,7 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::{blobs, Core};
 use async_trait::async_trait;
 use chatter_channels::common::split_text;
-use chatter_channels::{ChannelError, OutgoingFile, Part};
+use chatter_channels::{ChannelError, FileToSend, OutgoingFile, Part};
 use chatter_domain::{Direction, MessageId, MessageStatus, SourceKind};
 use chatter_store::entity::{conversation, message, source};
 use sea_orm::sea_query::Expr;
@@ -207,6 +207,11 @@ impl BackgroundJob for SendMessage {
             chatter_store::stored_json::read("messages.sent_parts", m.id, &m.sent_parts);
         // Templates and media go out whole, as one provider message.
         let atts = attachments_of(&m);
+        // A file a manager attached: uploaded from our blob store.
+        let upload = atts.iter().find(|a| a.blob.is_some());
+        if let (Some(a), true) = (upload, sent.is_empty()) {
+            return send_upload(core, job, client, &m, &conv, a).await;
+        }
         if sent.is_empty() {
             let files: Vec<OutgoingFile> = atts
                 .iter()
@@ -283,6 +288,65 @@ impl BackgroundJob for SendMessage {
             false,
         )
         .await
+    }
+}
+
+/// Sends a manager's file (`inbox::reply_file`) through the kind's `Connector::send_file`,
+/// its text as the caption; recorded as the message's one part.
+async fn send_upload(
+    core: &Core,
+    job: &JobMeta,
+    client: &dyn chatter_channels::Connector,
+    m: &message::Model,
+    conv: &conversation::Model,
+    a: &StoredAttachment,
+) -> Result<(), JobError> {
+    let blob = a.blob.as_deref().unwrap_or_default();
+    let Some(bytes) = blobs::get(&core.config.data_dir, blob).await else {
+        return finish_message(
+            core,
+            m,
+            MessageStatus::Failed,
+            Some("the file is missing from the blob store; attach it again".into()),
+            None,
+            false,
+        )
+        .await;
+    };
+    let file = FileToSend {
+        bytes,
+        file_name: a.file_name.clone().unwrap_or_else(|| "file".into()),
+        mime_type: a
+            .mime_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        as_image: a.kind == "image",
+    };
+    let caption = m.text.as_deref().filter(|t| !t.trim().is_empty());
+    let reply_to = m.reply_to_external_id.as_deref();
+    match client
+        .send_file(&conv.external_chat_id, &file, caption, reply_to)
+        .await
+    {
+        Some(Ok(id)) => {
+            record_parts(core, m.id, std::slice::from_ref(&id)).await?;
+            let _ = sources::record_health(&core.db, m.source_id, CONNECTED, None, core.now())
+                .await
+                .ok();
+            finish_message(core, m, MessageStatus::Sent, None, Some(id), false).await
+        }
+        Some(Err(e)) => handle_send_error(core, job, m, conv, e).await,
+        None => {
+            finish_message(
+                core,
+                m,
+                MessageStatus::Failed,
+                Some("this messenger cannot send files".into()),
+                None,
+                false,
+            )
+            .await
+        }
     }
 }
 

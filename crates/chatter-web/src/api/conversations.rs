@@ -188,7 +188,7 @@ pub struct MessageOut {
     pub edited_at: Option<i64>,
 }
 
-fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
+pub(super) fn message_out(m: chatter_store::entity::message::Model) -> MessageOut {
     let atts = chatter_core::attachments::attachments_of(&m);
     MessageOut {
         id: m.id.0,

@@ -7,7 +7,7 @@
 
 mod actions;
 mod bulk;
-mod files;
+pub(crate) mod files;
 mod fragments;
 mod live;
 mod notes;
@@ -36,7 +36,7 @@ use files::file;
 use fragments::row_html;
 use live::events;
 use notes::add_note;
-use reply::{reply, reply_media, reply_template};
+use reply::{reply, reply_file, reply_media, reply_template};
 use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
@@ -56,6 +56,15 @@ pub fn routes() -> Router<AppState> {
         .route("/app/inbox/{id}/messages/{mid}/retry", post(retry))
         .route("/app/files/{mid}/{index}", get(file))
         .route("/app/events", get(events))
+}
+
+/// The reply box's file form, which takes bodies up to `upload::upload_limit` (the kind's own
+/// limit is checked while the file streams).
+pub fn upload_routes() -> Router<AppState> {
+    Router::new().route(
+        "/app/inbox/{id}/files",
+        post(reply_file).layer(axum::extract::DefaultBodyLimit::disable()),
+    )
 }
 
 async fn names(st: &AppState, actor: &Actor) -> Result<Vec<(Uuid, String)>, AppError> {
@@ -102,6 +111,9 @@ struct ThreadView {
     card: super::contacts::CardView,
     /// The kind sends media by a link the manager gives (WhatsApp): the form for it is shown.
     media_by_link: bool,
+    /// The largest file the kind sends, in MB, and the largest picture in bytes; `None`: the
+    /// kind cannot send files and the box says so.
+    files: Option<(u64, u64, u64)>,
     /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
     wa_window_closed: bool,
     /// WhatsApp, window closed: the approved templates (`None`: WhatsApp did not answer).
@@ -329,6 +341,13 @@ async fn page(
                 crm,
                 card,
                 media_by_link: facts.is_some_and(|k| k.sends_media_by_link()),
+                files: facts.and_then(|k| k.files()).map(|r| {
+                    (
+                        r.max_bytes / chatter_channels::MB,
+                        r.max_bytes,
+                        r.max_image_bytes,
+                    )
+                }),
                 wa_window_closed: window_closed,
                 wa_templates,
                 sms_parts,

@@ -32,6 +32,11 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use chatter_domain::{FieldError, Permission, Role};
 
+/// The routes that take a file (`crate::upload`), under a larger body limit than the rest.
+pub fn upload_routes() -> Router<AppState> {
+    inbox::upload_routes()
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))

@@ -250,9 +250,9 @@ async fn forged_stale_and_malformed_calls_are_refused_and_store_nothing() {
 
 /// A webhook as the receiver got it.
 #[derive(Clone, Debug)]
-struct Got {
+pub(crate) struct Got {
     body: String,
-    json: Value,
+    pub(crate) json: Value,
     signature_ok: bool,
     acknowledged: bool,
 }
@@ -260,14 +260,14 @@ struct Got {
 /// A customer's webhook receiver: fails the first `fail_first` calls with 500, checks every
 /// signature with the source's secret.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Got>>>,
-    secret: Arc<Mutex<String>>,
+    pub(crate) secret: Arc<Mutex<String>>,
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> Receiver {
+    pub(crate) async fn start(fail_first: usize) -> Receiver {
         use axum::http::{HeaderMap, StatusCode};
         let got: Arc<Mutex<Vec<Got>>> = Arc::default();
         let secret: Arc<Mutex<String>> = Arc::default();
@@ -318,7 +318,7 @@ impl Receiver {
         self.got.lock().expect("lock").clone()
     }
 
-    fn of_type(&self, kind: &str) -> Vec<Got> {
+    pub(crate) fn of_type(&self, kind: &str) -> Vec<Got> {
         self.got()
             .into_iter()
             .filter(|g| g.json["type"] == kind)

@@ -46,6 +46,7 @@ mod poison;
 mod prod;
 mod reliability;
 mod reliability_kinds;
+mod reply_files;
 mod reports;
 mod rules;
 mod search;

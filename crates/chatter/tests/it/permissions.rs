@@ -189,6 +189,8 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/inbox/{conv}/reply", REPLY, &[("text", "ответ из обхода")], &[303]),
     r(Post, "/app/inbox/{conv}/notes", REPLY, &[("text", "заметка из обхода")], &[303]),
     // `{conv}` is a Telegram conversation: no media link or template goes there.
+    // A form without its file: «choose a file» (the file itself is sent as multipart).
+    r(Post, "/app/inbox/{conv}/files", REPLY, &[], &[422]),
     r(Post, "/app/inbox/{conv}/media", REPLY, &[("media_url", "https://example.ru/a.jpg")], &[422]),
     r(Post, "/app/inbox/{conv}/template", REPLY, &[("name", "x"), ("language", "ru")], &[422]),
     r(Post, "/app/inbox/{conv}/assign", REPLY, &[("assignee", "")], &[303]),
@@ -245,6 +247,8 @@ const ROUTES: &[Route] = &[
     r(Get,  "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[200, 404]),
     r(Get,  "/api/v1/conversations/{conv}/crm", ApiKey, &[], &[200, 404]),
     r(Post, "/api/v1/conversations/{conv}/messages", ApiKey, &[], &[201, 404]),
+    r(Post, "/api/v1/conversations/{conv}/attachments", ApiKey, &[], &[415, 404]),
+    r(Get,  "/api/v1/messages/{msg}/attachments/{zero}", ApiKey, &[], &[200, 404]),
     r(Get,  "/api/v1/members", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/contacts", ApiKey, &[], &[200]),
     r(Get,  "/api/v1/contacts/{contact}", ApiKey, &[], &[200, 404]),

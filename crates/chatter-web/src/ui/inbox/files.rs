@@ -28,16 +28,28 @@ pub(super) async fn file(
         .ok_or(CoreError::NotFound)?;
     // Never trust the provider's type: only bytes that are a raster picture are shown inline
     // (with the type they really are); everything else is a download of opaque bytes.
+    let inline = chatter_core::blobs::raster_type(&bytes);
+    Ok(served(a, index, bytes, inline))
+}
+
+/// A kept file as a response: `inline` with that type (a raster picture, on pages), else a
+/// download of opaque bytes (SVG and HTML included); sandboxed by its CSP either way.
+pub(crate) fn served(
+    a: &chatter_core::attachments::StoredAttachment,
+    index: usize,
+    bytes: Vec<u8>,
+    inline: Option<&str>,
+) -> Response {
     let fallback = format!("{}-{}", a.kind, index);
     let name = a.file_name.as_deref().unwrap_or(&fallback);
-    let (mime, disposition) = match chatter_core::blobs::raster_type(&bytes) {
+    let (mime, disposition) = match inline {
         Some(t) => (t, content_disposition("inline", name)),
         None => (
             "application/octet-stream",
             content_disposition("attachment", name),
         ),
     };
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, mime.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
@@ -49,7 +61,7 @@ pub(super) async fn file(
         ],
         bytes,
     )
-        .into_response())
+        .into_response()
 }
 
 /// `inline` or `attachment` with the file's name (RFC 6266): a plain-ASCII `filename=` for old

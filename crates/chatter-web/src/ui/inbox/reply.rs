@@ -1,5 +1,6 @@
-//! Replying from the inbox: text (optionally quoting a message), a WhatsApp medium by link, an
-//! approved WhatsApp template; each answers 201 JSON to the page's script or redirects back, and
+//! Replying from the inbox: text (optionally quoting a message), a file (`multipart/form-data`,
+//! the kind's limit checked while it streams), a WhatsApp medium by link, an approved WhatsApp
+//! template; each answers 201 JSON to the page's script or redirects back, and
 //! a refusal re-renders the conversation with the reason and the draft kept.
 
 use super::{page, Refusal};
@@ -7,7 +8,8 @@ use crate::ctx::Ctx;
 use crate::error::AppError;
 use crate::forms::CsrfForm;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::multipart::Multipart;
+use axum::extract::{FromRequest, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
@@ -97,6 +99,87 @@ fn refusal_status(e: &[chatter_domain::FieldError]) -> StatusCode {
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     }
+}
+
+/// A file from the reply box (`file`, `text` its caption, `reply_to`), by the form's file
+/// input without JavaScript or by the page's script (button, paste, drop). The CSRF token
+/// comes in `X-CSRF-Token` or in `_csrf` (before the file, as the form puts it).
+pub(super) async fn reply_file(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<ConversationId>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+) -> Result<Response, AppError> {
+    let csrf_ok = |given: Option<&str>| {
+        !ctx.csrf.is_empty()
+            && given.is_some_and(|g| chatter_core::ct_eq(g.as_bytes(), ctx.csrf.as_bytes()))
+    };
+    let header_csrf = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        // A form without its file (or a forged post): the token decides, then «choose a file».
+        let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let given = header_csrf.or_else(|| {
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(k, _)| k == "_csrf")
+                .map(|(_, v)| v)
+        });
+        if !csrf_ok(given.as_deref()) {
+            return Err(AppError::Csrf);
+        }
+        let actor = ctx.actor()?;
+        let r = match inbox::file_rules(&st.core, &actor, id).await {
+            Ok(_) => Err(CoreError::field("file", "err.file_required")),
+            Err(e) => Err(e),
+        };
+        return answer(&st, &ctx, id, &headers, r, String::new()).await;
+    }
+    let actor = match ctx.actor() {
+        Ok(a) => a,
+        Err(_) if !csrf_ok(header_csrf.as_deref()) => return Err(AppError::Csrf),
+        Err(e) => return Err(e),
+    };
+    // A kind that cannot send files is refused before the body is read (nothing changes).
+    let rules = match inbox::file_rules(&st.core, &actor, id).await {
+        Ok(r) => r,
+        Err(e) => return answer(&st, &ctx, id, &headers, Err(e), String::new()).await,
+    };
+    let malformed = |m: String| (StatusCode::BAD_REQUEST, format!("malformed form: {m}"));
+    let mp = match Multipart::from_request(req, &()).await {
+        Ok(mp) => mp,
+        Err(e) => return Ok(malformed(e.body_text()).into_response()),
+    };
+    let form = match crate::upload::read(mp, &rules).await {
+        Ok(f) => f,
+        Err(crate::upload::UploadError::TooLarge) => {
+            if !csrf_ok(header_csrf.as_deref()) {
+                return Err(AppError::Csrf);
+            }
+            let e = inbox::file_too_large(&rules);
+            return answer(&st, &ctx, id, &headers, Err(e), String::new()).await;
+        }
+        Err(crate::upload::UploadError::Malformed(m)) => return Ok(malformed(m).into_response()),
+    };
+    if !csrf_ok(header_csrf.as_deref().or(form.csrf.as_deref())) {
+        return Err(AppError::Csrf);
+    }
+    let reply_to = form.reply_to.as_deref().and_then(|r| r.parse().ok());
+    let r = match form.file {
+        Some(upload) => inbox::reply_file(&st.core, &actor, id, upload, &form.text, reply_to).await,
+        None => Err(CoreError::field("file", "err.file_required")),
+    };
+    answer(&st, &ctx, id, &headers, r, form.text).await
 }
 
 #[derive(serde::Deserialize)]
