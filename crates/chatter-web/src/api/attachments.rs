@@ -32,9 +32,9 @@ pub struct AttachmentIn {
     /// The caption, up to 1,024 characters.
     #[schema(max_length = 1024)]
     pub text: Option<String>,
-    /// Our id of the message this answers.
+    /// Our id of the message this answers (empty: none).
     #[schema(
-        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
     )]
     pub reply_to: Option<Uuid>,
 }

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatter_core::inbox::contacts::{self, Person, PersonChange};
+use chatter_core::CoreError;
 use chatter_domain::ContactId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -209,7 +210,12 @@ pub async fn list_contacts(
         Ok(p) => p,
         Err(r) => return Ok(r.into_response()),
     };
-    let text: Option<String> = q.q.map(|t| t.chars().take(200).collect());
+    if q.q.as_deref().is_some_and(|t| t.chars().count() > 200) {
+        return Err(
+            CoreError::Invalid(vec![chatter_domain::FieldError::too_long("q", 200)]).into(),
+        );
+    }
+    let text = q.q;
     let after = paging.after().map(|p| (p.key, p.id));
     let rows =
         contacts::list_people(&st.core, &a, text.as_deref(), after, paging.fetch(100)).await?;
