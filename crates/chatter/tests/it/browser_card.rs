@@ -79,6 +79,11 @@ async fn the_card_beside_the_thread_shows_the_deal_edits_and_merges() {
         },
     );
     until("the Telegram deal", || app.amo.leads(account).len() == 1).await;
+    // VK's long poll starts from the events after it connects, as the real one does.
+    until("the community is polled", || {
+        app.vk.calls(group.id).iter().any(|c| c == "a_check")
+    })
+    .await;
     app.vk.customer_writes(
         group.id,
         VkCustomerMessage::text(612_000_777, "Это Олег, пишу из ВК"),

@@ -29,6 +29,11 @@ async fn add_community(app: &TestApp, s: &Session) -> (VkGroup, String) {
         .await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
     let source = location(&r).rsplit('/').next().expect("id").to_string();
+    // VK's long poll starts from the events after it connects, as the real one does.
+    eventually("the community is polled", || async {
+        app.vk.calls(group.id).iter().any(|c| c == "a_check")
+    })
+    .await;
     (group, source)
 }
 
