@@ -109,14 +109,19 @@ pub async fn timing(core: &Core, actor: &Actor, id: ConversationId) -> Result<Ti
     })
 }
 
-/// Reads a typed time: local to `zone` (`YYYY-MM-DDTHH:MM[:SS]`, a space for the `T`), or
-/// RFC 3339 with its own offset. A local time the clocks skip is read as the hour after.
+/// Reads a typed time: local to `zone` (`YYYY-MM-DDTHH:MM[:SS]`, a space for the `T`, or
+/// `DD.MM.YYYY HH:MM` as the page shows times), or RFC 3339 with its own offset. A local time the clocks skip is read as the hour after.
 fn parse_time(raw: &str, zone: Tz) -> Option<i64> {
     let raw = raw.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Some(t.timestamp_millis());
     }
-    let naive = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+    let naive = [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%d.%m.%Y %H:%M",
+    ]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())?;
     let local = zone
@@ -480,6 +485,10 @@ mod tests {
         // No hours: Moscow.
         assert_eq!(
             resolve(&When::At("2026-12-07 10:30"), None, now),
+            Ok(ms("2026-12-07T10:30:00+03:00"))
+        );
+        assert_eq!(
+            resolve(&When::At("07.12.2026 10:30"), None, now),
             Ok(ms("2026-12-07T10:30:00+03:00"))
         );
     }
