@@ -13,6 +13,8 @@ use chatter_core::jobs::worker::{self, Registry, WorkerConfig};
 use chatter_core::jobs::BackgroundJob;
 use chatter_core::scheduled::SendScheduled;
 use chatter_fakes::CustomerMessage;
+use chatter_store::entity::{conversation, scheduled_reply};
+use sea_orm::EntityTrait;
 use chatter_testkit::{Session, TestApp};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -140,9 +142,12 @@ async fn a_scheduled_reply_goes_once_at_its_time_and_a_cancelled_one_never() {
     );
     let (_, listed) = call(&app, &key, "GET", &path, None).await;
     assert_eq!(listed, json!([]), "nothing left to send");
+    // Authored by whoever scheduled it (here the API key).
+    let author = due["author_name"].as_str().expect("author");
+    assert!(author.contains("Планировщик"), "{due}");
     assert_eq!(
-        count(&app, "SELECT count(*) FROM messages WHERE direction = 'out' AND sender_name = 'Анна' \
-                     AND text = 'Счёт готов, отправили на почту' AND status = 'sent'").await,
+        count(&app, &format!("SELECT count(*) FROM messages WHERE direction = 'out' AND sender_name = '{author}' \
+                     AND text = 'Счёт готов, отправили на почту' AND status = 'sent'")).await,
         1
     );
     assert_eq!(
@@ -297,7 +302,13 @@ async fn three_nodes_send_once_and_a_send_raced_by_a_cancel_is_one_or_the_other(
     };
     let owner = chatter_core::Actor {
         user_id: None,
-        company_id: count_uuid(&app, "SELECT company_id FROM conversations").await,
+        company_id: conversation::Entity::find()
+            .one(&app.db.db)
+            .await
+            .expect("read")
+            .expect("the conversation")
+            .company_id
+            .into(),
         role: chatter_domain::Role::Owner,
         label: "test".into(),
         meta: Default::default(),
@@ -324,37 +335,18 @@ async fn three_nodes_send_once_and_a_send_raced_by_a_cancel_is_one_or_the_other(
         a.expect("runs");
         b2.expect("runs");
         let stored = count(&app, &format!("SELECT count(*) FROM messages WHERE text = '{text}'")).await;
-        let status = count_text(&app, &format!("SELECT status FROM scheduled_replies WHERE id = '{id}'")).await;
+        let status = scheduled_reply::Entity::find_by_id(id)
+            .one(&app.db.db)
+            .await
+            .expect("read")
+            .expect("the row")
+            .status;
         match c {
             Some(Ok(_)) => assert_eq!((stored, status.as_str()), (0, "cancelled"), "round {round}"),
             Some(Err(_)) | None => assert_eq!((stored, status.as_str()), (1, "sent"), "round {round}"),
         }
     }
     let _ = s;
-}
-
-async fn count_text(app: &TestApp, sql: &str) -> String {
-    use sea_orm::{ConnectionTrait, Statement};
-    let row = app
-        .db
-        .db
-        .query_one(Statement::from_string(app.db.db.get_database_backend(), sql.to_string()))
-        .await
-        .expect("query")
-        .expect("row");
-    row.try_get_by_index::<String>(0).expect("text")
-}
-
-async fn count_uuid(app: &TestApp, sql: &str) -> Uuid {
-    use sea_orm::{ConnectionTrait, Statement};
-    let row = app
-        .db
-        .db
-        .query_one(Statement::from_string(app.db.db.get_database_backend(), sql.to_string()))
-        .await
-        .expect("query")
-        .expect("row");
-    row.try_get_by_index::<Uuid>(0).expect("uuid")
 }
 
 #[tokio::test]
