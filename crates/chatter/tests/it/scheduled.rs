@@ -392,3 +392,108 @@ async fn a_whatsapp_reply_whose_window_closed_meanwhile_fails_with_the_reason() 
     assert_eq!(r.status(), 303);
     assert!(!s.html(&format!("/app/inbox/{conv}")).await.contains("Счёт завтра"));
 }
+
+/// At 360 px, from the reply box: «send later» with a time, the reply listed above the box
+/// (and one scheduled meanwhile by a colleague through the API appears without a reload), then
+/// «cancel»: nothing goes, and nothing scrolls sideways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_and_cancelling_from_the_reply_box_at_360_px() {
+    use crate::browser_inbox::Window;
+    if !chatter_testkit::Browser::available_or_skip() {
+        return;
+    }
+    let app = TestApp::builder().with_manual_clock().start().await;
+    let clock = app.clock.clone().expect("manual clock");
+    clock.set(MONDAY_10_MSK);
+    let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
+    let w = Window::open(&app.url, "phone360-scheduled", 360, 740).await;
+    w.sign_up_with_bot(&token).await;
+    app.telegram
+        .customer_writes(&token, CustomerMessage::text(7002, "Мария", "Пришлите счёт"));
+    w.goto("/app/inbox").await;
+    w.wait_text_in("li.conv", "Пришлите счёт").await;
+    w.click("li.conv a").await;
+    w.wait_path(|p| p.starts_with("/app/inbox/") && p.len() > "/app/inbox/".len())
+        .await;
+    let conv = w
+        .browser
+        .client()
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .rsplit('/')
+        .next()
+        .expect("id")
+        .to_owned();
+
+    w.fill("#reply-text", "Счёт пришлём в полдень").await;
+    w.click("#send-later-toggle").await;
+    w.browser
+        .client()
+        .execute(
+            "document.getElementById('send-at').value = '2026-12-07T12:00'; return true;",
+            vec![],
+        )
+        .await
+        .expect("pick the time");
+    w.shot("01-send-later").await;
+    w.assert_no_sideways_scroll("the reply box with «send later»").await;
+    w.click("#schedule-at").await;
+    w.wait_text_in("#scheduled-list", "Счёт пришлём в полдень").await;
+    w.wait_text_in("#scheduled-list", "07.12.2026 12:00").await;
+    w.shot("02-scheduled").await;
+    w.assert_no_sideways_scroll("the scheduled list").await;
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM scheduled_replies WHERE status = 'pending'").await,
+        1
+    );
+
+    // A colleague schedules one through the API: it shows up here by itself.
+    w.mark_page().await;
+    let (s, _) = Session::sign_in(&app, "anna@romashka.test", "ромашка-пароль-42").await;
+    let key = create_key(&s, "Коллега").await;
+    let (st, b) = call(&app, &key, "POST", &format!("/api/v1/conversations/{conv}/scheduled"),
+        Some(json!({"text": "И напомним вечером", "send_at": "2026-12-07T18:00"}))).await;
+    assert_eq!(st, 201, "{b}");
+    w.wait_text_in("#scheduled-list", "И напомним вечером").await;
+    w.assert_same_page("a colleague's scheduled reply").await;
+
+    // Cancel the first (the confirmation answered yes).
+    // The reply box stays at the bottom of a phone's screen: the list is scrolled to the top,
+    // as a person scrolls up to it.
+    w.browser
+        .client()
+        .execute(
+            "window.confirm = function () { return true; }; \
+             document.querySelector('#scheduled-list li').scrollIntoView({block: 'start'}); window.scrollBy(0, -90); \
+             return true;",
+            vec![],
+        )
+        .await
+        .expect("answer the confirmation, scroll to the list");
+    w.click("#scheduled-list li:first-child .scheduled-cancel").await;
+    let deadline = tokio::time::Instant::now() + crate::browser_inbox::WAIT;
+    while w.texts("#scheduled-list li").await.iter().any(|t| t.contains("Счёт пришлём в полдень")) {
+        assert!(tokio::time::Instant::now() < deadline, "{}", w.where_am_i().await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    w.shot("03-cancelled").await;
+    w.assert_no_sideways_scroll("after cancelling").await;
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM scheduled_replies WHERE status = 'cancelled'").await,
+        1
+    );
+    clock.set(msk((0, 12, 0)));
+    barrier_api(&app, &key, &token, &conv, "Проверка").await;
+    assert!(!sent(&app, &token).iter().any(|t| t.contains("полдень")), "cancelled: never sent");
+    w.close().await;
+}
+
+/// [`barrier`] through the API.
+async fn barrier_api(app: &TestApp, key: &str, token: &str, conv: &str, text: &str) {
+    let (st, b) = call(app, key, "POST", &format!("/api/v1/conversations/{conv}/messages"),
+        Some(json!({"text": text}))).await;
+    assert!(st == 201 || st == 200, "{b}");
+    eventually(text, || async { sent(app, token).iter().any(|t| t == text) }).await;
+}
