@@ -122,15 +122,12 @@ fn parse_time(raw: &str, zone: Tz) -> Option<i64> {
         "%Y-%m-%d %H:%M",
         "%d.%m.%Y %H:%M",
     ]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())?;
-    let local = zone
-        .from_local_datetime(&naive)
-        .earliest()
-        .or_else(|| {
-            zone.from_local_datetime(&(naive + chrono::Duration::hours(1)))
-                .earliest()
-        })?;
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())?;
+    let local = zone.from_local_datetime(&naive).earliest().or_else(|| {
+        zone.from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .earliest()
+    })?;
     Some(local.with_timezone(&Utc).timestamp_millis())
 }
 
@@ -222,7 +219,9 @@ pub async fn schedule(
     }
     .enqueue(
         &txn,
-        JobOptions::at(now).company(actor.company_id).run_at(send_at),
+        JobOptions::at(now)
+            .company(actor.company_id)
+            .run_at(send_at),
     )
     .await?;
     audit::record(

@@ -69,7 +69,12 @@ async fn zone(st: &AppState, a: &chatter_core::Actor, conv: Uuid) -> chrono_tz::
         .map_or(scheduled::DEFAULT_ZONE, |t| t.zone)
 }
 
-page_types!(ScheduledPage, ScheduledListOut, ScheduledOut, "scheduled replies");
+page_types!(
+    ScheduledPage,
+    ScheduledListOut,
+    ScheduledOut,
+    "scheduled replies"
+);
 
 /// A conversation's scheduled replies still to go or failed, soonest first (at most 100).
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/scheduled", tag = "scheduled",
@@ -89,7 +94,11 @@ pub async fn list_conversation_scheduled(
 pub struct ScheduledIn {
     /// The reply, 1 to 20,000 characters with at least one that is neither a space nor a
     /// control character.
-    #[schema(example = "Добрый день! Счёт отправили на почту.", min_length = 1, max_length = 20000)]
+    #[schema(
+        example = "Добрый день! Счёт отправили на почту.",
+        min_length = 1,
+        max_length = 20000
+    )]
     pub text: String,
     /// When to send: RFC 3339 with an offset (`2026-12-08T10:00:00+03:00`), or a local time
     /// (`2026-12-08T10:00`) read in the zone of the conversation's working hours (else
@@ -146,9 +155,8 @@ pub async fn list_scheduled(
     let rows = scheduled::list_pending(&st.core, &a, after, paging.fetch(500)).await?;
     let mut zones = std::collections::HashMap::new();
     for r in &rows {
-        if !zones.contains_key(&r.conversation_id) {
-            let z = zone(&st, &a, r.conversation_id).await;
-            zones.insert(r.conversation_id, z);
+        if let std::collections::hash_map::Entry::Vacant(e) = zones.entry(r.conversation_id) {
+            e.insert(zone(&st, &a, r.conversation_id).await);
         }
     }
     let listed = match paging {

@@ -528,7 +528,9 @@ async fn a_scheduled_reply_pending_over_a_sigkill_is_sent_once_after_the_restart
     node.spawn().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
     while node
-        .count("SELECT count(*) FROM messages WHERE text = 'Ответ по расписанию' AND status = 'sent'")
+        .count(
+            "SELECT count(*) FROM messages WHERE text = 'Ответ по расписанию' AND status = 'sent'",
+        )
         .await
         < 1
     {

@@ -14,8 +14,8 @@ use chatter_core::jobs::BackgroundJob;
 use chatter_core::scheduled::SendScheduled;
 use chatter_fakes::CustomerMessage;
 use chatter_store::entity::{conversation, scheduled_reply};
-use sea_orm::EntityTrait;
 use chatter_testkit::{Session, TestApp};
+use sea_orm::EntityTrait;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -27,7 +27,13 @@ fn msk((day, hour, minute): (i64, i64, i64)) -> i64 {
     MONDAY_10_MSK + ((day * 24 + hour - 10) * 60 + minute) * 60_000
 }
 
-async fn call(app: &TestApp, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    app: &TestApp,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = match method {
         "POST" => app.client().post(app.at(path)),
         "PUT" => app.client().put(app.at(path)),
@@ -63,7 +69,10 @@ async fn barrier(app: &TestApp, s: &Session, token: &str, conv: &str, text: &str
         )
         .await;
     assert_eq!(r.status(), 303);
-    eventually(text, || async { sent(app, token).iter().any(|t| t == text) }).await;
+    eventually(text, || async {
+        sent(app, token).iter().any(|t| t == text)
+    })
+    .await;
 }
 
 /// A company with a Telegram bot, a customer's conversation and an API key, at `at`.
@@ -90,15 +99,27 @@ async fn a_scheduled_reply_goes_once_at_its_time_and_a_cancelled_one_never() {
     let (s, token, conv, key) = setup(&app, MONDAY_10_MSK).await;
     let path = format!("/api/v1/conversations/{conv}/scheduled");
 
-    let (st, due) = call(&app, &key, "POST", &path,
-        Some(json!({"text": "Счёт готов, отправили на почту", "send_at": "2026-12-07T12:00"}))).await;
+    let (st, due) = call(
+        &app,
+        &key,
+        "POST",
+        &path,
+        Some(json!({"text": "Счёт готов, отправили на почту", "send_at": "2026-12-07T12:00"})),
+    )
+    .await;
     assert_eq!(st, 201, "{due}");
     assert_eq!(due["send_at"], msk((0, 12, 0)), "read in Moscow: {due}");
     assert_eq!(due["send_at_local"], "2026-12-07T12:00:00+03:00");
     assert_eq!(due["zone"], "Europe/Moscow");
     assert_eq!(due["status"], "pending");
-    let (st, dropped) = call(&app, &key, "POST", &path,
-        Some(json!({"text": "Этот не нужен", "send_at": "2026-12-07T11:00:00+03:00"}))).await;
+    let (st, dropped) = call(
+        &app,
+        &key,
+        "POST",
+        &path,
+        Some(json!({"text": "Этот не нужен", "send_at": "2026-12-07T11:00:00+03:00"})),
+    )
+    .await;
     assert_eq!(st, 201, "{dropped}");
 
     // Both listed, on the conversation (with who and when) and for the company.
@@ -106,12 +127,25 @@ async fn a_scheduled_reply_goes_once_at_its_time_and_a_cancelled_one_never() {
     assert!(page.contains("id=\"scheduled-list\""), "{page}");
     assert!(page.contains("Счёт готов, отправили на почту"), "{page}");
     assert!(page.contains("07.12.2026 12:00"), "{page}");
-    assert!(page.contains("Время по часовому поясу Europe/Moscow"), "{page}");
+    assert!(
+        page.contains("Время по часовому поясу Europe/Moscow"),
+        "{page}"
+    );
     let (st, all) = call(&app, &key, "GET", "/api/v1/scheduled?cursor=&limit=1", None).await;
     assert_eq!(st, 200, "{all}");
     assert_eq!(all["items"][0]["id"], dropped["id"], "soonest first: {all}");
-    let next = all["next_cursor"].as_str().expect("a second page").to_owned();
-    let (_, rest) = call(&app, &key, "GET", &format!("/api/v1/scheduled?cursor={next}&limit=1"), None).await;
+    let next = all["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let (_, rest) = call(
+        &app,
+        &key,
+        "GET",
+        &format!("/api/v1/scheduled?cursor={next}&limit=1"),
+        None,
+    )
+    .await;
     assert_eq!(rest["items"][0]["id"], due["id"], "{rest}");
     assert_eq!(rest["next_cursor"], Value::Null);
 
@@ -126,18 +160,31 @@ async fn a_scheduled_reply_goes_once_at_its_time_and_a_cancelled_one_never() {
     clock.set(msk((0, 11, 59)));
     barrier(&app, &s, &token, &conv, "Минутку").await;
     assert_eq!(sent(&app, &token), ["Минутку"]);
-    assert_eq!(count(&app, "SELECT count(*) FROM scheduled_replies WHERE status = 'pending'").await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM scheduled_replies WHERE status = 'pending'"
+        )
+        .await,
+        1
+    );
 
     // 12:00: it goes once, as a normal reply authored by Anna.
     clock.set(msk((0, 12, 0)));
     eventually("the scheduled reply arrives", || async {
-        sent(&app, &token).iter().any(|t| t == "Счёт готов, отправили на почту")
+        sent(&app, &token)
+            .iter()
+            .any(|t| t == "Счёт готов, отправили на почту")
     })
     .await;
     barrier(&app, &s, &token, &conv, "Что-нибудь ещё?").await;
     assert_eq!(
         sent(&app, &token),
-        ["Минутку", "Счёт готов, отправили на почту", "Что-нибудь ещё?"],
+        [
+            "Минутку",
+            "Счёт готов, отправили на почту",
+            "Что-нибудь ещё?"
+        ],
         "each once, the cancelled one never"
     );
     let (_, listed) = call(&app, &key, "GET", &path, None).await;
@@ -154,7 +201,14 @@ async fn a_scheduled_reply_goes_once_at_its_time_and_a_cancelled_one_never() {
         count(&app, "SELECT count(*) FROM scheduled_replies WHERE status = 'sent' AND message_id IS NOT NULL").await,
         1
     );
-    assert_eq!(count(&app, "SELECT count(*) FROM audit_log WHERE action LIKE 'scheduled.%'").await, 3);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM audit_log WHERE action LIKE 'scheduled.%'"
+        )
+        .await,
+        3
+    );
 }
 
 #[tokio::test]
@@ -169,14 +223,38 @@ async fn when_hours_start_on_a_saturday_it_goes_out_on_monday_at_nine_in_the_zon
     let page = s.html(&format!("/app/inbox/{conv}")).await;
     assert!(page.contains("Рабочие часы не заданы"), "{page}");
     assert!(!page.contains("id=\"schedule-hours\""), "{page}");
-    let (st, b) = call(&app, &key, "POST", &path, Some(json!({"text": "Ответим", "when": "hours_open"}))).await;
-    assert_eq!((st, b["fields"][0]["field"].as_str(), b["fields"][0]["code"].as_str()),
-        (422, Some("when"), Some("scheduled_no_hours")), "{b}");
+    let (st, b) = call(
+        &app,
+        &key,
+        "POST",
+        &path,
+        Some(json!({"text": "Ответим", "when": "hours_open"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            b["fields"][0]["field"].as_str(),
+            b["fields"][0]["code"].as_str()
+        ),
+        (422, Some("when"), Some("scheduled_no_hours")),
+        "{b}"
+    );
 
-    let (st, b) = call(&app, &key, "PUT", "/api/v1/working-hours", Some(weekdays_9_to_18())).await;
+    let (st, b) = call(
+        &app,
+        &key,
+        "PUT",
+        "/api/v1/working-hours",
+        Some(weekdays_9_to_18()),
+    )
+    .await;
     assert_eq!(st, 200, "{b}");
     let page = s.html(&format!("/app/inbox/{conv}")).await;
-    assert!(page.contains("Рабочее время начнётся 07.12.2026 09:00"), "{page}");
+    assert!(
+        page.contains("Рабочее время начнётся 07.12.2026 09:00"),
+        "{page}"
+    );
     assert!(page.contains("id=\"schedule-hours\""), "{page}");
 
     // From the reply box without a script: the button's own form action.
@@ -184,32 +262,56 @@ async fn when_hours_start_on_a_saturday_it_goes_out_on_monday_at_nine_in_the_zon
         .post_from(
             &format!("/app/inbox/{conv}"),
             &format!("/app/inbox/{conv}/scheduled"),
-            &[("text", "Доброе утро! Счёт во вложении."), ("when", "hours_open"), ("send_at", "")],
+            &[
+                ("text", "Доброе утро! Счёт во вложении."),
+                ("when", "hours_open"),
+                ("send_at", ""),
+            ],
         )
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), format!("/app/inbox/{conv}"));
     let (_, listed) = call(&app, &key, "GET", &path, None).await;
-    assert_eq!(listed[0]["send_at"], msk((0, 9, 0)), "Monday 09:00 Moscow, stored: {listed}");
+    assert_eq!(
+        listed[0]["send_at"],
+        msk((0, 9, 0)),
+        "Monday 09:00 Moscow, stored: {listed}"
+    );
     assert_eq!(listed[0]["mode"], "hours_open");
     assert_eq!(listed[0]["author_name"], "Анна");
     let page = s.html(&format!("/app/inbox/{conv}")).await;
-    assert!(page.contains("07.12.2026 09:00</time> (начало рабочего времени)"), "{page}");
+    assert!(
+        page.contains("07.12.2026 09:00</time> (начало рабочего времени)"),
+        "{page}"
+    );
 
     clock.set(msk((0, 8, 59)));
     barrier(&app, &s, &token, &conv, "Мы на связи с понедельника").await;
     assert_eq!(sent(&app, &token), ["Мы на связи с понедельника"]);
     clock.set(msk((0, 9, 0)));
     eventually("Monday 09:00 it goes", || async {
-        sent(&app, &token).iter().any(|t| t == "Доброе утро! Счёт во вложении.")
+        sent(&app, &token)
+            .iter()
+            .any(|t| t == "Доброе утро! Счёт во вложении.")
     })
     .await;
 
     // Open now: said so, and «when hours start» is refused with the advice to send now.
     let page = s.html(&format!("/app/inbox/{conv}")).await;
     assert!(page.contains("Сейчас рабочее время"), "{page}");
-    let (st, b) = call(&app, &key, "POST", &path, Some(json!({"text": "Ещё", "when": "hours_open"}))).await;
-    assert_eq!((st, b["fields"][0]["code"].as_str()), (422, Some("scheduled_open_now")), "{b}");
+    let (st, b) = call(
+        &app,
+        &key,
+        "POST",
+        &path,
+        Some(json!({"text": "Ещё", "when": "hours_open"})),
+    )
+    .await;
+    assert_eq!(
+        (st, b["fields"][0]["code"].as_str()),
+        (422, Some("scheduled_open_now")),
+        "{b}"
+    );
 }
 
 #[tokio::test]
@@ -219,21 +321,55 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_is_scheduled() {
     let path = format!("/api/v1/conversations/{conv}/scheduled");
     let long = "я".repeat(20_001);
     for (body, field, code) in [
-        (json!({"text": "Поздно", "send_at": "2026-12-07T09:59"}), "send_at", "scheduled_past"),
-        (json!({"text": "Рано", "send_at": "2027-12-08T10:00"}), "send_at", "scheduled_too_far"),
-        (json!({"text": "Когда?", "send_at": "завтра"}), "send_at", "scheduled_time"),
-        (json!({"text": "   ", "send_at": "2026-12-07T12:00"}), "text", "required"),
-        (json!({"text": long, "send_at": "2026-12-07T12:00"}), "text", "too_long"),
-        (json!({"text": "Без времени"}), "send_at", "scheduled_send_at_or_when"),
-        (json!({"text": "Как-нибудь", "when": "someday"}), "when", "scheduled_when"),
+        (
+            json!({"text": "Поздно", "send_at": "2026-12-07T09:59"}),
+            "send_at",
+            "scheduled_past",
+        ),
+        (
+            json!({"text": "Рано", "send_at": "2027-12-08T10:00"}),
+            "send_at",
+            "scheduled_too_far",
+        ),
+        (
+            json!({"text": "Когда?", "send_at": "завтра"}),
+            "send_at",
+            "scheduled_time",
+        ),
+        (
+            json!({"text": "   ", "send_at": "2026-12-07T12:00"}),
+            "text",
+            "required",
+        ),
+        (
+            json!({"text": long, "send_at": "2026-12-07T12:00"}),
+            "text",
+            "too_long",
+        ),
+        (
+            json!({"text": "Без времени"}),
+            "send_at",
+            "scheduled_send_at_or_when",
+        ),
+        (
+            json!({"text": "Как-нибудь", "when": "someday"}),
+            "when",
+            "scheduled_when",
+        ),
     ] {
         let (st, b) = call(&app, &key, "POST", &path, Some(body.clone())).await;
         assert_eq!(st, 422, "{body}: {b}");
         assert_eq!(b["fields"][0]["field"], field, "{b}");
         assert_eq!(b["fields"][0]["code"], code, "{b}");
     }
-    let (st, _) = call(&app, &key, "POST", &format!("/api/v1/conversations/{}/scheduled", Uuid::now_v7()),
-        Some(json!({"text": "Чужой", "send_at": "2026-12-07T12:00"}))).await;
+    let (st, _) = call(
+        &app,
+        &key,
+        "POST",
+        &format!("/api/v1/conversations/{}/scheduled", Uuid::now_v7()),
+        Some(json!({"text": "Чужой", "send_at": "2026-12-07T12:00"})),
+    )
+    .await;
     assert_eq!(st, 404);
 
     // The reply box: the reason in Russian at the box, the draft kept, nothing stored.
@@ -241,20 +377,46 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_is_scheduled() {
         .post_from(
             &format!("/app/inbox/{conv}"),
             &format!("/app/inbox/{conv}/scheduled"),
-            &[("text", "Перезвоню"), ("when", "at"), ("send_at", "2026-12-07T09:00")],
+            &[
+                ("text", "Перезвоню"),
+                ("when", "at"),
+                ("send_at", "2026-12-07T09:00"),
+            ],
         )
         .await;
     assert_eq!(r.status(), 422);
     let html = r.text().await.expect("body");
     assert!(html.contains("id=\"reply-refused\""), "{html}");
-    assert!(html.contains("Это время уже прошло. Выберите время в будущем."), "{html}");
-    assert!(html.contains(">Перезвоню</textarea>"), "the draft is kept: {html}");
-    assert_eq!(count(&app, "SELECT count(*) FROM scheduled_replies").await, 0);
-    assert_eq!(count(&app, "SELECT count(*) FROM jobs WHERE kind = 'send_scheduled'").await, 0);
+    assert!(
+        html.contains("Это время уже прошло. Выберите время в будущем."),
+        "{html}"
+    );
+    assert!(
+        html.contains(">Перезвоню</textarea>"),
+        "the draft is kept: {html}"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM scheduled_replies").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM jobs WHERE kind = 'send_scheduled'"
+        )
+        .await,
+        0
+    );
 }
 
 /// Job runtimes over the app's database, as other nodes run them.
-fn nodes(app: &TestApp, n: usize) -> (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+fn nodes(
+    app: &TestApp,
+    n: usize,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let tasks = (0..n)
         .map(|_| {
@@ -264,7 +426,12 @@ fn nodes(app: &TestApp, n: usize) -> (tokio::sync::watch::Sender<bool>, Vec<toki
                 poll_ms: 20,
                 ..Default::default()
             };
-            tokio::spawn(worker::run(app.core.clone(), Registry::standard(), cfg, rx.clone()))
+            tokio::spawn(worker::run(
+                app.core.clone(),
+                Registry::standard(),
+                cfg,
+                rx.clone(),
+            ))
         })
         .collect();
     (stop, tasks)
@@ -277,13 +444,26 @@ async fn three_nodes_send_once_and_a_send_raced_by_a_cancel_is_one_or_the_other(
     let (s, token, conv, key) = setup(&app, MONDAY_10_MSK).await;
     let path = format!("/api/v1/conversations/{conv}/scheduled");
     let (stop, tasks) = nodes(&app, 2);
-    let (st, b) = call(&app, &key, "POST", &path,
-        Some(json!({"text": "Один раз", "send_at": "2026-12-07T10:30"}))).await;
+    let (st, b) = call(
+        &app,
+        &key,
+        "POST",
+        &path,
+        Some(json!({"text": "Один раз", "send_at": "2026-12-07T10:30"})),
+    )
+    .await;
     assert_eq!(st, 201, "{b}");
     clock.set(msk((0, 10, 30)));
-    eventually("sent", || async { sent(&app, &token).iter().any(|t| t == "Один раз") }).await;
+    eventually("sent", || async {
+        sent(&app, &token).iter().any(|t| t == "Один раз")
+    })
+    .await;
     barrier(&app, &s, &token, &conv, "Проверка").await;
-    assert_eq!(sent(&app, &token), ["Один раз", "Проверка"], "once across three nodes");
+    assert_eq!(
+        sent(&app, &token),
+        ["Один раз", "Проверка"],
+        "once across three nodes"
+    );
     let _ = stop.send(true);
     for t in tasks {
         t.await.expect("node stops");
@@ -315,26 +495,32 @@ async fn three_nodes_send_once_and_a_send_raced_by_a_cancel_is_one_or_the_other(
     };
     for round in 0..6 {
         let text = format!("Гонка {round}");
-        let (st, b) = call(&app, &key, "POST", &path,
-            Some(json!({"text": text, "send_at": "2026-12-07T11:00"}))).await;
+        let (st, b) = call(
+            &app,
+            &key,
+            "POST",
+            &path,
+            Some(json!({"text": text, "send_at": "2026-12-07T11:00"})),
+        )
+        .await;
         assert_eq!(st, 201, "{b}");
         let id: Uuid = b["id"].as_str().expect("id").parse().expect("uuid");
         let job = SendScheduled { scheduled_id: id };
         let (m1, m2) = (meta(id), meta(id));
-        let (a, b2, c) = tokio::join!(
-            job.run(&app.core, &m1),
-            job.run(&app.core, &m2),
-            async {
-                if round % 2 == 0 {
-                    Some(chatter_core::scheduled::cancel(&app.core, &owner, id).await)
-                } else {
-                    None
-                }
+        let (a, b2, c) = tokio::join!(job.run(&app.core, &m1), job.run(&app.core, &m2), async {
+            if round % 2 == 0 {
+                Some(chatter_core::scheduled::cancel(&app.core, &owner, id).await)
+            } else {
+                None
             }
-        );
+        });
         a.expect("runs");
         b2.expect("runs");
-        let stored = count(&app, &format!("SELECT count(*) FROM messages WHERE text = '{text}'")).await;
+        let stored = count(
+            &app,
+            &format!("SELECT count(*) FROM messages WHERE text = '{text}'"),
+        )
+        .await;
         let status = scheduled_reply::Entity::find_by_id(id)
             .one(&app.db.db)
             .await
@@ -343,7 +529,9 @@ async fn three_nodes_send_once_and_a_send_raced_by_a_cancel_is_one_or_the_other(
             .status;
         match c {
             Some(Ok(_)) => assert_eq!((stored, status.as_str()), (0, "cancelled"), "round {round}"),
-            Some(Err(_)) | None => assert_eq!((stored, status.as_str()), (1, "sent"), "round {round}"),
+            Some(Err(_)) | None => {
+                assert_eq!((stored, status.as_str()), (1, "sent"), "round {round}")
+            }
         }
     }
     let _ = s;
@@ -368,29 +556,60 @@ async fn a_whatsapp_reply_whose_window_closed_meanwhile_fails_with_the_reason() 
         chatter_core::scheduled::DEFAULT_ZONE,
         now + 25 * 3600 * 1000,
     );
-    let (st, b) = call(&app, &key, "POST", &format!("/api/v1/conversations/{conv}/scheduled"),
-        Some(json!({"text": "Счёт завтра", "send_at": at}))).await;
+    let (st, b) = call(
+        &app,
+        &key,
+        "POST",
+        &format!("/api/v1/conversations/{conv}/scheduled"),
+        Some(json!({"text": "Счёт завтра", "send_at": at})),
+    )
+    .await;
     assert_eq!(st, 201, "{b}");
     clock.set(now + 25 * 3600 * 1000);
     eventually("it fails", || async {
-        count(&app, "SELECT count(*) FROM scheduled_replies WHERE status = 'failed'").await == 1
+        count(
+            &app,
+            "SELECT count(*) FROM scheduled_replies WHERE status = 'failed'",
+        )
+        .await
+            == 1
     })
     .await;
-    let (_, listed) = call(&app, &key, "GET", &format!("/api/v1/conversations/{conv}/scheduled"), None).await;
+    let (_, listed) = call(
+        &app,
+        &key,
+        "GET",
+        &format!("/api/v1/conversations/{conv}/scheduled"),
+        None,
+    )
+    .await;
     assert_eq!(listed[0]["error"], "wa_window_closed", "{listed}");
     let page = s.html(&format!("/app/inbox/{conv}")).await;
-    assert!(page.contains("Не отправлен: С последнего сообщения клиента прошло больше 24 часов"), "{page}");
     assert!(
-        app.whatsapp.sent(&number.phone_number_id).iter().all(|m| m.text.as_deref() != Some("Счёт завтра")),
+        page.contains("Не отправлен: С последнего сообщения клиента прошло больше 24 часов"),
+        "{page}"
+    );
+    assert!(
+        app.whatsapp
+            .sent(&number.phone_number_id)
+            .iter()
+            .all(|m| m.text.as_deref() != Some("Счёт завтра")),
         "nothing reached WhatsApp"
     );
     // Dismissed from the conversation.
     let id = listed[0]["id"].as_str().expect("id");
     let r = s
-        .post_from(&format!("/app/inbox/{conv}"), &format!("/app/scheduled/{id}/cancel"), &[])
+        .post_from(
+            &format!("/app/inbox/{conv}"),
+            &format!("/app/scheduled/{id}/cancel"),
+            &[],
+        )
         .await;
     assert_eq!(r.status(), 303);
-    assert!(!s.html(&format!("/app/inbox/{conv}")).await.contains("Счёт завтра"));
+    assert!(!s
+        .html(&format!("/app/inbox/{conv}"))
+        .await
+        .contains("Счёт завтра"));
 }
 
 /// At 360 px, from the reply box: «send later» with a time, the reply listed above the box
@@ -408,8 +627,10 @@ async fn scheduling_and_cancelling_from_the_reply_box_at_360_px() {
     let token = app.telegram.create_bot("romashka_shop_bot", "Ромашка");
     let w = Window::open(&app.url, "phone360-scheduled", 360, 740).await;
     w.sign_up_with_bot(&token).await;
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(7002, "Мария", "Пришлите счёт"));
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(7002, "Мария", "Пришлите счёт"),
+    );
     w.goto("/app/inbox").await;
     w.wait_text_in("li.conv", "Пришлите счёт").await;
     w.click("li.conv a").await;
@@ -438,14 +659,20 @@ async fn scheduling_and_cancelling_from_the_reply_box_at_360_px() {
         .await
         .expect("pick the time");
     w.shot("01-send-later").await;
-    w.assert_no_sideways_scroll("the reply box with «send later»").await;
+    w.assert_no_sideways_scroll("the reply box with «send later»")
+        .await;
     w.click("#schedule-at").await;
-    w.wait_text_in("#scheduled-list", "Счёт пришлём в полдень").await;
+    w.wait_text_in("#scheduled-list", "Счёт пришлём в полдень")
+        .await;
     w.wait_text_in("#scheduled-list", "07.12.2026 12:00").await;
     w.shot("02-scheduled").await;
     w.assert_no_sideways_scroll("the scheduled list").await;
     assert_eq!(
-        count(&app, "SELECT count(*) FROM scheduled_replies WHERE status = 'pending'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM scheduled_replies WHERE status = 'pending'"
+        )
+        .await,
         1
     );
 
@@ -453,10 +680,17 @@ async fn scheduling_and_cancelling_from_the_reply_box_at_360_px() {
     w.mark_page().await;
     let (s, _) = Session::sign_in(&app, "anna@romashka.test", "ромашка-пароль-42").await;
     let key = create_key(&s, "Коллега").await;
-    let (st, b) = call(&app, &key, "POST", &format!("/api/v1/conversations/{conv}/scheduled"),
-        Some(json!({"text": "И напомним вечером", "send_at": "2026-12-07T18:00"}))).await;
+    let (st, b) = call(
+        &app,
+        &key,
+        "POST",
+        &format!("/api/v1/conversations/{conv}/scheduled"),
+        Some(json!({"text": "И напомним вечером", "send_at": "2026-12-07T18:00"})),
+    )
+    .await;
     assert_eq!(st, 201, "{b}");
-    w.wait_text_in("#scheduled-list", "И напомним вечером").await;
+    w.wait_text_in("#scheduled-list", "И напомним вечером")
+        .await;
     w.assert_same_page("a colleague's scheduled reply").await;
 
     // Cancel the first (the confirmation answered yes).
@@ -472,28 +706,54 @@ async fn scheduling_and_cancelling_from_the_reply_box_at_360_px() {
         )
         .await
         .expect("answer the confirmation, scroll to the list");
-    w.click("#scheduled-list li:first-child .scheduled-cancel").await;
+    w.click("#scheduled-list li:first-child .scheduled-cancel")
+        .await;
     let deadline = tokio::time::Instant::now() + crate::browser_inbox::WAIT;
-    while w.texts("#scheduled-list li").await.iter().any(|t| t.contains("Счёт пришлём в полдень")) {
-        assert!(tokio::time::Instant::now() < deadline, "{}", w.where_am_i().await);
+    while w
+        .texts("#scheduled-list li")
+        .await
+        .iter()
+        .any(|t| t.contains("Счёт пришлём в полдень"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            w.where_am_i().await
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     w.shot("03-cancelled").await;
     w.assert_no_sideways_scroll("after cancelling").await;
     assert_eq!(
-        count(&app, "SELECT count(*) FROM scheduled_replies WHERE status = 'cancelled'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM scheduled_replies WHERE status = 'cancelled'"
+        )
+        .await,
         1
     );
     clock.set(msk((0, 12, 0)));
     barrier_api(&app, &key, &token, &conv, "Проверка").await;
-    assert!(!sent(&app, &token).iter().any(|t| t.contains("полдень")), "cancelled: never sent");
+    assert!(
+        !sent(&app, &token).iter().any(|t| t.contains("полдень")),
+        "cancelled: never sent"
+    );
     w.close().await;
 }
 
 /// [`barrier`] through the API.
 async fn barrier_api(app: &TestApp, key: &str, token: &str, conv: &str, text: &str) {
-    let (st, b) = call(app, key, "POST", &format!("/api/v1/conversations/{conv}/messages"),
-        Some(json!({"text": text}))).await;
+    let (st, b) = call(
+        app,
+        key,
+        "POST",
+        &format!("/api/v1/conversations/{conv}/messages"),
+        Some(json!({"text": text})),
+    )
+    .await;
     assert!(st == 201 || st == 200, "{b}");
-    eventually(text, || async { sent(app, token).iter().any(|t| t == text) }).await;
+    eventually(text, || async {
+        sent(app, token).iter().any(|t| t == text)
+    })
+    .await;
 }
