@@ -18,6 +18,8 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("scheduled.cancel_confirm", "Отменить этот запланированный ответ? Он не будет отправлен.", "Cancel this scheduled reply? It will not be sent."),
     ("scheduled.pending", "Отправится", "Goes out"),
     ("scheduled.failed", "Не отправлен", "Not sent"),
+    ("audit.a.scheduled.create", "Запланирован ответ", "Reply scheduled"),
+    ("audit.a.scheduled.cancel", "Отменён запланированный ответ", "Scheduled reply cancelled"),
     ("err.scheduled_time_missing", "Укажите дату и время отправки.", "Give the date and time to send at."),
     ("err.scheduled_time", "Не удалось прочитать дату и время. Выберите их в поле или напишите так: 2026-12-08T10:00.", "The date and time could not be read. Pick them in the field or write them as 2026-12-08T10:00."),
     ("err.scheduled_past", "Это время уже прошло. Выберите время в будущем.", "That time has passed. Pick a time in the future."),
