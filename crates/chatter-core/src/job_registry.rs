@@ -3,7 +3,9 @@
 //! the capabilities that enqueue jobs depend on it without it depending back on them.
 
 use crate::jobs::Registry;
-use crate::{accounts, api_source, backup, crm, digest, exports, inbox, mailer, sources};
+use crate::{
+    accounts, api_source, backup, crm, digest, exports, inbox, mailer, scheduled, sources,
+};
 
 impl Registry {
     /// The registry of every job type, by its `NAME`.
@@ -26,6 +28,8 @@ impl Registry {
             .register::<api_source::Deliver>()
             // The CRM sync.
             .register::<crm::sync::CrmDrain>()
+            // Automation: replies scheduled for later.
+            .register::<scheduled::SendScheduled>()
     }
 }
 
@@ -54,6 +58,7 @@ mod tests {
                 "password_reset_mail",
                 "send_email",
                 "send_message",
+                "send_scheduled",
                 "sign_up_mail",
                 "source_setup",
             ]

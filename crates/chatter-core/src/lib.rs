@@ -24,6 +24,7 @@ pub mod mailer;
 pub mod nodes;
 pub mod notifications;
 pub mod reports;
+pub mod scheduled;
 pub mod secrets;
 pub mod sources;
 pub mod throttle;

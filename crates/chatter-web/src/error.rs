@@ -247,6 +247,7 @@ pub fn conflict_key(what: &str) -> &'static str {
         "totp_not_started" => "err.totp_not_started",
         "telegram_id" => "err.telegram_taken",
         "source_disabled" => "err.source_disabled",
+        "scheduled_not_pending" => "err.scheduled_not_pending",
         _ => "err.conflict",
     }
 }

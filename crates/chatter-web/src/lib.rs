@@ -13,6 +13,7 @@ mod i18n_automation;
 mod i18n_card;
 mod i18n_labels;
 mod i18n_notes;
+mod i18n_scheduled;
 mod i18n_sources;
 mod i18n_table;
 pub mod ops;

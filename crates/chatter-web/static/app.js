@@ -119,6 +119,7 @@ window.addEventListener("message", function (e) {
       document.dispatchEvent(new Event("chatter:rows"));
     }
     if (d.conversation_id === thread) updateHeader(d);
+    document.dispatchEvent(new CustomEvent("chatter:event", { detail: d }));
     if (box && d.conversation_id === thread && d.note) {
       var n = fragment(d.note);
       var had = document.getElementById("note-" + d.note_id);
@@ -649,4 +650,28 @@ window.addEventListener("message", function (e) {
       })
       .catch(function () { done(); say(fileForm.getAttribute("data-failed")); });
   }, true);
+})();
+
+// ---- Scheduled replies (the reply box's «send later», the list above it) ----
+// «Send later» posts the reply form to its own address (`formaction`): the form goes as a page
+// submission, not through the reply box's in-place send, which would send it now. The list of
+// scheduled replies is replaced when the live stream says it changed.
+(function () {
+  var inbox = document.querySelector(".inbox[data-thread]");
+  if (!inbox) return;
+  var thread = inbox.getAttribute("data-thread");
+  document.addEventListener("submit", function (e) {
+    var b = e.submitter;
+    if (b && (b.id === "schedule-at" || b.id === "schedule-hours")) e.stopImmediatePropagation();
+  }, true);
+  document.addEventListener("chatter:event", function (e) {
+    var d = e.detail;
+    if (!d || d.conversation_id !== thread || typeof d.scheduled !== "string") return;
+    var old = document.getElementById("scheduled-list");
+    if (!old || !d.scheduled) return;
+    var t = document.createElement("template");
+    t.innerHTML = d.scheduled.trim();
+    var fresh = t.content.firstElementChild;
+    if (fresh && !old.contains(document.activeElement)) old.replaceWith(fresh);
+  });
 })();

@@ -41,6 +41,7 @@ pub mod password_reset;
 pub mod pending_signup;
 pub mod recovery_code;
 pub mod routing_rule;
+pub mod scheduled_reply;
 pub mod session;
 pub mod signup_confirmation;
 pub mod source;

@@ -2,7 +2,7 @@
 //! history and the reply box (per kind: WhatsApp's 24-hour window with its template picker and
 //! media links, SMS's part count). What it is made of: `fragments` (a row, a message, shared with
 //! the live stream), `reply` (the reply forms), `actions` (assignment, close/reopen, read,
-//! retry), `bulk` (labels on a conversation, actions on a selection), `files` (attachments), `search` (the results of a search, in place of the list) and `live` (the event stream, SSE, that keeps every open inbox
+//! retry), `bulk` (labels on a conversation, actions on a selection), `files` (attachments), `scheduled` (replies sent later), `search` (the results of a search, in place of the list) and `live` (the event stream, SSE, that keeps every open inbox
 //! current without reloading).
 
 mod actions;
@@ -12,6 +12,7 @@ mod fragments;
 mod live;
 mod notes;
 mod reply;
+mod scheduled;
 mod search;
 
 pub(crate) use fragments::fmt_time;
@@ -45,6 +46,8 @@ pub fn routes() -> Router<AppState> {
         .route("/app/inbox/{id}", get(show_page))
         .route("/app/inbox/{id}/reply", post(reply))
         .route("/app/inbox/{id}/notes", post(add_note))
+        .route("/app/inbox/{id}/scheduled", post(scheduled::schedule))
+        .route("/app/scheduled/{id}/cancel", post(scheduled::cancel))
         .route("/app/inbox/{id}/media", post(reply_media))
         .route("/app/inbox/{id}/template", post(reply_template))
         .route("/app/inbox/{id}/assign", post(assign))
@@ -101,6 +104,9 @@ struct ThreadView {
     row: ConversationRow,
     /// Its labels with their buttons (`_labels.html`).
     labels_html: String,
+    /// Its scheduled replies, and the reply box's «send later» (`_scheduled.html`).
+    scheduled_list: String,
+    scheduled_controls: String,
     messages: Vec<String>,
     members: Vec<(Uuid, String)>,
     can_reply: bool,
@@ -330,9 +336,13 @@ async fn page(
             };
             let labels_html =
                 HeadLabelsTpl::html(id, &row.labels, &labels, tr, &ctx.csrf, can_reply);
+            let (scheduled_list, scheduled_controls) =
+                scheduled::views(st, &actor, id, tr, &ctx.csrf, can_reply).await?;
             Some(ThreadView {
                 reply_to,
                 labels_html,
+                scheduled_list,
+                scheduled_controls,
                 row,
                 messages,
                 members: members.clone(),

@@ -49,6 +49,7 @@ mod reliability_kinds;
 mod reply_files;
 mod reports;
 mod rules;
+mod scheduled;
 mod search;
 mod server_process;
 mod signup;

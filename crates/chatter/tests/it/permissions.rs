@@ -188,6 +188,9 @@ const ROUTES: &[Route] = &[
     r(Get,  "/app/inbox/{conv}", READ, &[], &[200]),
     r(Post, "/app/inbox/{conv}/reply", REPLY, &[("text", "ответ из обхода")], &[303]),
     r(Post, "/app/inbox/{conv}/notes", REPLY, &[("text", "заметка из обхода")], &[303]),
+    // Scheduled replies (issue 14): a time left empty is refused, nothing stored.
+    r(Post, "/app/inbox/{conv}/scheduled", REPLY, &[("text", "позже"), ("when", "at"), ("send_at", "")], &[422]),
+    r(Post, "/app/scheduled/{no_label}/cancel", REPLY, &[], &[404]),
     // `{conv}` is a Telegram conversation: no media link or template goes there.
     // A form without its file: «choose a file» (the file itself is sent as multipart).
     r(Post, "/app/inbox/{conv}/files", REPLY, &[], &[422]),
@@ -256,6 +259,10 @@ const ROUTES: &[Route] = &[
     r(Post, "/api/v1/contacts/{contact}/merge", ApiKey, &[], &[404, 422]),
     r(Get,  "/api/v1/conversations/{conv}/notes", ApiKey, &[], &[200, 404]),
     r(Post, "/api/v1/conversations/{conv}/notes", ApiKey, &[], &[201, 404]),
+    r(Get,  "/api/v1/conversations/{conv}/scheduled", ApiKey, &[], &[200, 404]),
+    r(Post, "/api/v1/conversations/{conv}/scheduled", ApiKey, &[], &[404, 415, 422]),
+    r(Get,  "/api/v1/scheduled", ApiKey, &[], &[200]),
+    r(Delete, "/api/v1/scheduled/{no_label}", ApiKey, &[], &[404]),
     // Without `user_id` (a key acts for no one): 400 naming the parameter.
     r(Get,  "/api/v1/notifications", ApiKey, &[], &[400]),
     r(Post, "/api/v1/notifications/read", ApiKey, &[], &[422]),

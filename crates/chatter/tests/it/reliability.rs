@@ -455,3 +455,103 @@ async fn forged_and_malformed_webhooks_are_refused_and_store_nothing() {
         before + 1
     );
 }
+
+/// `ms` (Unix) as RFC 3339 in UTC, e.g. `2026-12-07T10:00:03Z`.
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// A reply scheduled a few seconds ahead, the process SIGKILLed before its time and started
+/// again: it goes out once (one outgoing message, one send to Telegram).
+#[tokio::test]
+async fn a_scheduled_reply_pending_over_a_sigkill_is_sent_once_after_the_restart() {
+    let mut node = Node::start().await;
+    let (s, token, _, _) = node.company_with_bot().await;
+    node.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(900_001, "Ольга", "Жду ответа"),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while node.count("SELECT count(*) FROM conversations").await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let inbox = s.html("/app/inbox").await;
+    let conv = inbox
+        .split("<li id=\"conv-")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("the conversation")
+        .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let r = s
+        .post_from(
+            &format!("/app/inbox/{conv}"),
+            &format!("/app/inbox/{conv}/scheduled"),
+            &[
+                ("text", "Ответ по расписанию"),
+                ("when", "at"),
+                ("send_at", &rfc3339(now + 3_000)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "scheduled");
+    node.kill9();
+    assert!(
+        !node
+            .telegram
+            .sent(&token)
+            .iter()
+            .any(|m| m.text.as_deref() == Some("Ответ по расписанию")),
+        "not before its time"
+    );
+    node.spawn().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    while node
+        .count(
+            "SELECT count(*) FROM messages WHERE text = 'Ответ по расписанию' AND status = 'sent'",
+        )
+        .await
+        < 1
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = node
+        .telegram
+        .sent(&token)
+        .iter()
+        .filter(|m| m.text.as_deref() == Some("Ответ по расписанию"))
+        .count();
+    assert_eq!(sent, 1, "sent once");
+    assert_eq!(
+        node.count("SELECT count(*) FROM messages WHERE text = 'Ответ по расписанию'")
+            .await,
+        1
+    );
+    assert_eq!(
+        node.count("SELECT count(*) FROM scheduled_replies WHERE status = 'sent'")
+            .await,
+        1
+    );
+}

@@ -107,6 +107,12 @@ async fn render_events(
                     .render()
                     .unwrap_or_default());
         }
+        // Its scheduled replies changed (scheduled, cancelled, sent): the list above the box.
+        if e.payload.contains("\"scheduled_id\"") {
+            data["scheduled"] = serde_json::json!(
+                super::scheduled::list_html(st, actor, conv_id, tr, &ctx.csrf, can_reply).await
+            );
+        }
         if e.kind == "note" {
             let note = serde_json::from_str::<serde_json::Value>(&e.payload)
                 .ok()

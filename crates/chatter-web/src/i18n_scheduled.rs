@@ -1,0 +1,33 @@
+//! Translations of scheduled replies (the reply box's «send later» and the list above it):
+//! (key, Russian, English).
+
+pub const ENTRIES: &[(&str, &str, &str)] = &[
+    ("scheduled.title", "Запланированные ответы", "Scheduled replies"),
+    ("scheduled.later", "Отправить позже", "Send later"),
+    ("scheduled.at_label", "Дата и время", "Date and time"),
+    ("scheduled.schedule", "Запланировать", "Schedule"),
+    ("scheduled.hours_open", "Когда начнётся рабочее время", "When working hours start"),
+    ("scheduled.zone", "Время по часовому поясу", "Times are in"),
+    ("scheduled.open_now", "Сейчас рабочее время — ответ можно отправить сразу кнопкой «Отправить».", "Working hours are on now: the reply can go at once with «Send»."),
+    ("scheduled.opens_at", "Рабочее время начнётся", "Working hours start"),
+    ("scheduled.no_hours", "Рабочие часы не заданы (Автоматизация → Рабочие часы), поэтому «когда начнётся рабочее время» недоступно.", "No working hours are set (Automation → Working hours), so «when working hours start» is not available."),
+    ("scheduled.by", "запланировал(а)", "scheduled by"),
+    ("scheduled.at_hours", "начало рабочего времени", "start of working hours"),
+    ("scheduled.cancel", "Отменить", "Cancel"),
+    ("scheduled.dismiss", "Убрать", "Dismiss"),
+    ("scheduled.cancel_confirm", "Отменить этот запланированный ответ? Он не будет отправлен.", "Cancel this scheduled reply? It will not be sent."),
+    ("scheduled.pending", "Отправится", "Goes out"),
+    ("scheduled.failed", "Не отправлен", "Not sent"),
+    ("audit.a.scheduled.create", "Запланирован ответ", "Reply scheduled"),
+    ("audit.a.scheduled.cancel", "Отменён запланированный ответ", "Scheduled reply cancelled"),
+    ("err.scheduled_time_missing", "Укажите дату и время отправки.", "Give the date and time to send at."),
+    ("err.scheduled_time", "Не удалось прочитать дату и время. Выберите их в поле или напишите так: 2026-12-08T10:00.", "The date and time could not be read. Pick them in the field or write them as 2026-12-08T10:00."),
+    ("err.scheduled_past", "Это время уже прошло. Выберите время в будущем.", "That time has passed. Pick a time in the future."),
+    ("err.scheduled_too_far", "Запланировать можно не больше чем на год вперёд. Выберите время пораньше.", "A reply can be scheduled at most a year ahead. Pick an earlier time."),
+    ("err.scheduled_no_hours", "Рабочие часы не заданы, поэтому неизвестно, когда они начнутся. Задайте их в разделе «Автоматизация» или укажите время.", "No working hours are set, so when they start is unknown. Set them under Automation, or give a time."),
+    ("err.scheduled_open_now", "Рабочее время уже идёт — отправьте ответ сейчас кнопкой «Отправить».", "Working hours are on now: send the reply at once with «Send»."),
+    ("err.scheduled_never_opens", "В ближайший год рабочего времени нет. Укажите время отправки.", "There are no working hours within the next year. Give a time to send at."),
+    ("err.scheduled_when", "when может быть только hours_open.", "when can only be hours_open."),
+    ("err.scheduled_send_at_or_when", "Укажите одно из двух: send_at (время) или when: hours_open.", "Give one of the two: send_at (a time) or when: hours_open."),
+    ("err.scheduled_not_pending", "Этот ответ уже отправлен или отменён.", "This reply was already sent or cancelled."),
+];
