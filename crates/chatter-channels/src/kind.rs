@@ -81,6 +81,30 @@ pub struct FileRules {
     /// The largest picture sent as a picture; a larger one goes as a document (Telegram's
     /// 10 MB for `sendPhoto`).
     pub max_image_bytes: u64,
+    /// `Some(types)`: the provider takes nothing but pictures of these MIME types, each within
+    /// `max_image_bytes` (Avito), and anything else is refused before it is stored; `None`: any
+    /// file.
+    pub only_images: Option<&'static [&'static str]>,
+}
+
+impl FileRules {
+    /// Any file up to `max_bytes`, pictures as pictures up to `max_image_bytes`.
+    pub const fn any(max_bytes: u64, max_image_bytes: u64) -> Self {
+        FileRules {
+            max_bytes,
+            max_image_bytes,
+            only_images: None,
+        }
+    }
+
+    /// Whether a file whose bytes are a picture of `raster` (`None`: not a raster picture) and
+    /// `size` bytes long is one the provider takes at all.
+    pub fn takes(&self, raster: Option<&str>, size: u64) -> bool {
+        match self.only_images {
+            None => size <= self.max_bytes,
+            Some(types) => raster.is_some_and(|t| types.contains(&t)) && size <= self.max_image_bytes,
+        }
+    }
 }
 
 /// Megabytes, for `FileRules` limits.

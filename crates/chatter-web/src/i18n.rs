@@ -102,6 +102,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_card::ENTRIES,
     crate::i18n_notes::ENTRIES,
     crate::i18n_labels::ENTRIES,
+    crate::i18n_files::ENTRIES,
 ];
 
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {
