@@ -102,7 +102,9 @@ impl FileRules {
     pub fn takes(&self, raster: Option<&str>, size: u64) -> bool {
         match self.only_images {
             None => size <= self.max_bytes,
-            Some(types) => raster.is_some_and(|t| types.contains(&t)) && size <= self.max_image_bytes,
+            Some(types) => {
+                raster.is_some_and(|t| types.contains(&t)) && size <= self.max_image_bytes
+            }
         }
     }
 }

@@ -6,8 +6,7 @@ use super::form;
 use super::{parse_webhook, HookError};
 use crate::common::secret_matches;
 use crate::kind::{
-    FileRules, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
-    KindFacts,
+    FileRules, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
 };
 use chatter_domain::SourceKind;
 

@@ -4,8 +4,8 @@
 use super::form;
 use super::{parse_webhook, HookError, SECRET_HEADER};
 use crate::kind::{
-    FileRules, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
-    KindFacts, MB,
+    FileRules, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+    MB,
 };
 use crate::Identity;
 use chatter_domain::SourceKind;

@@ -32,7 +32,9 @@ fn is_image(b: &[u8]) -> bool {
         || b.starts_with(b"\x89PNG\r\n\x1a\n")
         || b.starts_with(b"GIF8")
         || b.starts_with(b"BM")
-        || (b.len() >= 12 && &b[4..8] == b"ftyp" && matches!(&b[8..12], b"heic" | b"heix" | b"mif1"))
+        || (b.len() >= 12
+            && &b[4..8] == b"ftyp"
+            && matches!(&b[8..12], b"heic" | b"heix" | b"mif1"))
 }
 
 /// `POST /messenger/v1/accounts/{uid}/uploadImages`.
@@ -59,7 +61,10 @@ pub(super) async fn upload_images(
         return error(400, "uploadfile[]: the image is larger than 24 MB");
     }
     if !is_image(&image.bytes) {
-        return error(400, "uploadfile[]: only JPEG, HEIC, GIF, BMP and PNG images are accepted");
+        return error(
+            400,
+            "uploadfile[]: only JPEG, HEIC, GIF, BMP and PNG images are accepted",
+        );
     }
     let id = format!("{}.{:x}", rand::random::<u32>(), rand::random::<u64>());
     let mut state = shared.lock();
@@ -116,7 +121,9 @@ pub(super) async fn send_image(
         text: String::new(),
         image: Some(image),
     });
-    axum::Json(json!({"id": id, "created": message["created"], "direction": "out",
-                      "type": "image", "content": content}))
+    axum::Json(
+        json!({"id": id, "created": message["created"], "direction": "out",
+                      "type": "image", "content": content}),
+    )
     .into_response()
 }

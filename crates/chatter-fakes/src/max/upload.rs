@@ -62,7 +62,11 @@ pub(super) async fn new_upload(
     };
     let kind = q.get("type").map(String::as_str).unwrap_or("");
     if !matches!(kind, "image" | "video" | "audio" | "file") {
-        return error(400, "proto.payload", "type: must be image, video, audio or file");
+        return error(
+            400,
+            "proto.payload",
+            "type: must be image, video, audio or file",
+        );
     }
     let id = random_string(URL_SAFE, 32);
     let slot_token = random_string(URL_SAFE, 40);
@@ -99,15 +103,21 @@ pub(super) async fn receive(
     let data = crate::sms::multipart_fields(content_type, &body)
         .and_then(|fs| fs.into_iter().find(|f| f.name == "data"));
     let mut bots = shared.lock();
-    let Some(slot) = bots
-        .values_mut()
-        .find_map(|b| b.uploads.slots.get_mut(&id).map(|s| (s, &mut b.uploads.by_token)))
-    else {
+    let Some(slot) = bots.values_mut().find_map(|b| {
+        b.uploads
+            .slots
+            .get_mut(&id)
+            .map(|s| (s, &mut b.uploads.by_token))
+    }) else {
         return error(404, "not.found", "Upload URL not found or expired");
     };
     let (slot, by_token) = slot;
     if slot.file.is_some() {
-        return error(400, "upload.used", "Only one file can be uploaded to this URL");
+        return error(
+            400,
+            "upload.used",
+            "Only one file can be uploaded to this URL",
+        );
     }
     let Some(data) = data else {
         return error(400, "proto.payload", "data: the file is required");

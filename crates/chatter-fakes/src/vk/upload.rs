@@ -101,8 +101,10 @@ pub(super) async fn receive(shared: &Shared, path: &str, request: Request) -> Re
         return refuse("ERR_UPLOAD_FILE_TOO_BIG", "the file is larger than 200 MB");
     };
     let field = if kind == "photo" { "photo" } else { "file" };
-    let file = crate::sms::multipart_fields(&content_type, &body)
-        .and_then(|fs| fs.into_iter().find(|f| f.name == field && f.file_name.is_some()));
+    let file = crate::sms::multipart_fields(&content_type, &body).and_then(|fs| {
+        fs.into_iter()
+            .find(|f| f.name == field && f.file_name.is_some())
+    });
     let mut world = shared.lock();
     let Some(slot) = world.uploads.get_mut(id).filter(|s| s.kind == kind) else {
         return refuse(
@@ -111,7 +113,10 @@ pub(super) async fn receive(shared: &Shared, path: &str, request: Request) -> Re
         );
     };
     if slot.file.is_some() {
-        return refuse("ERR_UPLOAD_BAD_SIGNATURE", "the upload URL was used already");
+        return refuse(
+            "ERR_UPLOAD_BAD_SIGNATURE",
+            "the upload URL was used already",
+        );
     }
     let Some(file) = file else {
         return refuse("no_file", &format!("no file in the field {field}"));
@@ -141,7 +146,13 @@ pub(super) async fn receive(shared: &Shared, path: &str, request: Request) -> Re
 }
 
 /// Takes the uploaded file of slot `id` if it is this community's, of `kind`, with `hash`.
-fn take(world: &mut World, group_id: i64, kind: &str, id: &str, hash: &str) -> Result<VkSentFile, Reply> {
+fn take(
+    world: &mut World,
+    group_id: i64,
+    kind: &str,
+    id: &str,
+    hash: &str,
+) -> Result<VkSentFile, Reply> {
     match world.uploads.get(id) {
         Some(s) if s.group_id == group_id && s.kind == kind && s.file.is_some() => {
             if s.hash != hash {
@@ -164,7 +175,9 @@ fn keep(world: &mut World, group_id: i64, file: VkSentFile) -> (u64, i64, String
     let owner = -group_id;
     let key = random_hex(18);
     let name = format!("{}/{}-{id}", file.kind, owner.unsigned_abs());
-    world.files.insert(name, (file.bytes.clone(), file.mime.clone()));
+    world
+        .files
+        .insert(name, (file.bytes.clone(), file.mime.clone()));
     world
         .saved
         .insert(format!("{}{owner}_{id}", file.kind), (key.clone(), file));
@@ -176,8 +189,7 @@ fn save_photo(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, 
     if photo == "[]" {
         return Err(Reply::Error(
             100,
-            "One of the parameters specified was missing or invalid: photos_list is invalid"
-                .into(),
+            "One of the parameters specified was missing or invalid: photos_list is invalid".into(),
         ));
     }
     params.int("server")?.ok_or_else(|| missing("server"))?;
@@ -185,10 +197,16 @@ fn save_photo(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, 
     let mut world = shared.lock();
     let file = take(&mut world, group_id, "photo", photo, hash)?;
     let (id, owner, key) = keep(&mut world, group_id, file);
-    let url = format!("{}/files/photo/{}-{id}", shared.base_url, owner.unsigned_abs());
-    Ok(json!([{"id": id, "owner_id": owner, "access_key": key, "album_id": -64,
+    let url = format!(
+        "{}/files/photo/{}-{id}",
+        shared.base_url,
+        owner.unsigned_abs()
+    );
+    Ok(
+        json!([{"id": id, "owner_id": owner, "access_key": key, "album_id": -64,
                "date": unix_secs(), "sizes": [{"type": "x", "url": url, "width": 1, "height": 1}],
-               "text": ""}]))
+               "text": ""}]),
+    )
 }
 
 fn save_doc(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Reply> {
@@ -202,11 +220,21 @@ fn save_doc(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Re
     let title = saved.name.clone();
     let size = saved.bytes.len();
     let (id, owner, key) = keep(&mut world, group_id, saved);
-    let ext = title.rsplit_once('.').map(|(_, e)| e).unwrap_or("").to_owned();
-    let url = format!("{}/files/doc/{}-{id}", shared.base_url, owner.unsigned_abs());
-    Ok(json!({"type": "doc", "doc": {"id": id, "owner_id": owner, "access_key": key,
+    let ext = title
+        .rsplit_once('.')
+        .map(|(_, e)| e)
+        .unwrap_or("")
+        .to_owned();
+    let url = format!(
+        "{}/files/doc/{}-{id}",
+        shared.base_url,
+        owner.unsigned_abs()
+    );
+    Ok(
+        json!({"type": "doc", "doc": {"id": id, "owner_id": owner, "access_key": key,
               "title": title, "size": size, "ext": ext, "url": url, "date": unix_secs(),
-              "type": 1}}))
+              "type": 1}}),
+    )
 }
 
 /// The saved files `messages.send` names in `attachment` (`photo-1_2[_key],doc-1_3`), as its
@@ -219,12 +247,17 @@ pub(super) fn attachments(world: &World, list: &str) -> Result<Vec<(Value, VkSen
             return Err(invalid("attachment"));
         };
         let name = format!("{head}_{id}");
-        let (key, file) = world.saved.get(&name).ok_or_else(|| invalid("attachment"))?;
+        let (key, file) = world
+            .saved
+            .get(&name)
+            .ok_or_else(|| invalid("attachment"))?;
         if parts.next().is_some_and(|k| k != key) {
             return Err(invalid("attachment"));
         }
         let (owner, id) = (
-            head.trim_start_matches(char::is_alphabetic).parse::<i64>().unwrap_or(0),
+            head.trim_start_matches(char::is_alphabetic)
+                .parse::<i64>()
+                .unwrap_or(0),
             id.parse::<i64>().unwrap_or(0),
         );
         let object = json!({"type": file.kind, file.kind.clone(): {"id": id, "owner_id": owner,

@@ -744,12 +744,16 @@ async fn the_api_sends_a_photo_and_a_document_to_a_vk_customer() {
     })
     .await;
     let (f, text) = vk_file(&app, group.id, "photo").expect("photo");
-    assert_eq!((f.name.as_str(), f.mime.as_str()), ("фото.png", "image/png"));
+    assert_eq!(
+        (f.name.as_str(), f.mime.as_str()),
+        ("фото.png", "image/png")
+    );
     assert_eq!(f.bytes, png(), "the exact bytes");
     assert_eq!(text, "Вот фото", "the caption goes with the photo");
 
     // The document's save fails once with VK's internal error: the send job tries again.
-    app.vk.fail_next(group.id, "docs.save", VkFailure::internal(), 1);
+    app.vk
+        .fail_next(group.id, "docs.save", VkFailure::internal(), 1);
     let doc = sent_ok(
         &app,
         &key,
@@ -829,7 +833,10 @@ async fn the_api_sends_a_photo_and_a_file_to_a_max_customer_once_max_has_them_re
     })
     .await;
     let (f, text) = max_file(&app, &token, "image").expect("image");
-    assert_eq!((f.name.as_str(), f.mime.as_str()), ("фото.png", "image/png"));
+    assert_eq!(
+        (f.name.as_str(), f.mime.as_str()),
+        ("фото.png", "image/png")
+    );
     assert_eq!(f.bytes, png(), "the exact bytes");
     assert_eq!(text, "Вот фото");
 
@@ -853,7 +860,10 @@ async fn the_api_sends_a_photo_and_a_file_to_a_max_customer_once_max_has_them_re
         .iter()
         .filter(|m| !m.attachments.is_empty())
         .count();
-    assert_eq!(with_files, 2, "each file went once, the photo after one not-ready answer");
+    assert_eq!(
+        with_files, 2,
+        "each file went once, the photo after one not-ready answer"
+    );
     within(20, "the photo's message is sent", || async {
         status_of(&app, &key, &conv, &photo).await == "sent"
     })
@@ -906,7 +916,10 @@ async fn avito_gets_a_photo_and_a_pdf_is_refused_before_it_is_stored() {
     })
     .await;
     let image = avito_images(&app, &client).remove(0);
-    assert_eq!((image.name.as_str(), image.mime.as_str()), ("диван.png", "image/png"));
+    assert_eq!(
+        (image.name.as_str(), image.mime.as_str()),
+        ("диван.png", "image/png")
+    );
     assert_eq!(image.bytes, png(), "the exact bytes");
     within(20, "the photo's message is sent", || async {
         status_of(&app, &key, &conv, &photo).await == "sent"
@@ -928,12 +941,19 @@ async fn avito_gets_a_photo_and_a_pdf_is_refused_before_it_is_stored() {
         assert_eq!(body["fields"][0]["code"], "file_images_only", "{body}");
         assert_eq!(body["fields"][0]["limit"], 24, "{body}");
         assert!(
-            body["detail"].as_str().unwrap_or_default().contains("24 MB"),
+            body["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("24 MB"),
             "the reason names what Avito takes: {body}"
         );
     }
     assert_eq!(messages(&app).await, before, "nothing was stored");
-    assert_eq!(app.avito.sent(&client).len(), sent_before, "nothing was sent");
+    assert_eq!(
+        app.avito.sent(&client).len(),
+        sent_before,
+        "nothing was sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
