@@ -785,7 +785,7 @@ async fn send_message(
     let chat_type = chat.chat_type;
     let attachments = match upload::attached(bot, &body) {
         Ok(files) => files,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let (mid, seq) = bot.new_mid();
     let reply_to = (body["link"]["type"] == "reply")

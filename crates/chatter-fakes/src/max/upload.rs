@@ -143,17 +143,17 @@ pub(super) async fn receive(
 
 /// The uploaded files a message's `attachments` name, in order: `Err` with the answer when one
 /// is unknown, or when the bot was told the next attachment is not ready yet.
-pub(super) fn attached(bot: &mut Bot, body: &Value) -> Result<Vec<SentFile>, Response> {
+pub(super) fn attached(bot: &mut Bot, body: &Value) -> Result<Vec<SentFile>, Box<Response>> {
     let Some(list) = body["attachments"].as_array().filter(|l| !l.is_empty()) else {
         return Ok(Vec::new());
     };
     if bot.uploads.not_ready > 0 {
         bot.uploads.not_ready -= 1;
-        return Err(error(
+        return Err(Box::new(error(
             400,
             "attachment.not.ready",
             "Key: errors.process.attachment.file.not.processed",
-        ));
+        )));
     }
     let mut files = Vec::new();
     for a in list {
@@ -168,11 +168,11 @@ pub(super) fn attached(bot: &mut Bot, body: &Value) -> Result<Vec<SentFile>, Res
         match file {
             Some(f) if a["type"].as_str() == Some(f.kind.as_str()) => files.push(f.clone()),
             _ => {
-                return Err(error(
+                return Err(Box::new(error(
                     400,
                     "attachment.invalid",
                     "attachments: unknown or mismatched upload token",
-                ))
+                )))
             }
         }
     }
