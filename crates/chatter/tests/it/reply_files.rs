@@ -948,6 +948,22 @@ async fn avito_gets_a_photo_and_a_pdf_is_refused_before_it_is_stored() {
             "the reason names what Avito takes: {body}"
         );
     }
+    // The same PDF through the page's file form (no script): the refusal, in Russian, on the
+    // thread it was sent from.
+    let csrf = chatter_testkit::csrf_of(&page);
+    let form = file_form("Договор.pdf", "application/pdf", pdf(), None).text("_csrf", csrf);
+    let r = s
+        .http
+        .post(format!("{}/app/inbox/{conv}/files", s.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("post the file form");
+    let shown = r.text().await.expect("page");
+    assert!(
+        shown.contains("Этот мессенджер принимает только фотографии JPEG, PNG или GIF до 24 МБ"),
+        "the reason is shown: {shown}"
+    );
     assert_eq!(messages(&app).await, before, "nothing was stored");
     assert_eq!(
         app.avito.sent(&client).len(),
