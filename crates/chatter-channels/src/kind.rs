@@ -554,6 +554,32 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_but_sms_sends_files_and_avito_only_pictures() {
+        let rules = |k| kind_of(k).and_then(|k| k.files());
+        for k in [
+            SourceKind::TelegramBot,
+            SourceKind::VkBot,
+            SourceKind::MaxBot,
+            SourceKind::Whatsapp,
+            SourceKind::Api,
+        ] {
+            let r = rules(k).expect("sends files");
+            assert_eq!(r.only_images, None, "{k:?}");
+            assert!(
+                r.takes(None, r.max_bytes) && !r.takes(None, r.max_bytes + 1),
+                "{k:?}"
+            );
+        }
+        assert_eq!(rules(SourceKind::SipoutSms), None);
+        let avito = rules(SourceKind::Avito).expect("sends pictures");
+        assert_eq!((avito.max_bytes, avito.max_image_bytes), (24 * MB, 24 * MB));
+        assert!(avito.takes(Some("image/png"), 24 * MB));
+        assert!(!avito.takes(Some("image/png"), 24 * MB + 1));
+        assert!(!avito.takes(Some("image/webp"), 10));
+        assert!(!avito.takes(None, 10), "a PDF");
+    }
+
+    #[test]
     /// The facts web and core matched on per kind before the registry, leases named as before.
     fn static_facts_are_distinct_and_as_before() {
         let slugs: HashSet<&str> = KINDS.iter().map(|k| k.slug()).collect();
