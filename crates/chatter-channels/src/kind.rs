@@ -81,6 +81,32 @@ pub struct FileRules {
     /// The largest picture sent as a picture; a larger one goes as a document (Telegram's
     /// 10 MB for `sendPhoto`).
     pub max_image_bytes: u64,
+    /// `Some(types)`: the provider takes nothing but pictures of these MIME types, each within
+    /// `max_image_bytes` (Avito), and anything else is refused before it is stored; `None`: any
+    /// file.
+    pub only_images: Option<&'static [&'static str]>,
+}
+
+impl FileRules {
+    /// Any file up to `max_bytes`, pictures as pictures up to `max_image_bytes`.
+    pub const fn any(max_bytes: u64, max_image_bytes: u64) -> Self {
+        FileRules {
+            max_bytes,
+            max_image_bytes,
+            only_images: None,
+        }
+    }
+
+    /// Whether a file whose bytes are a picture of `raster` (`None`: not a raster picture) and
+    /// `size` bytes long is one the provider takes at all.
+    pub fn takes(&self, raster: Option<&str>, size: u64) -> bool {
+        match self.only_images {
+            None => size <= self.max_bytes,
+            Some(types) => {
+                raster.is_some_and(|t| types.contains(&t)) && size <= self.max_image_bytes
+            }
+        }
+    }
 }
 
 /// Megabytes, for `FileRules` limits.
@@ -525,6 +551,32 @@ mod tests {
             assert_eq!(kind_of_id(k.id()).map(|k| k.slug()), Some(kind.slug()));
             assert_eq!(kind_by_slug(kind.slug()).map(|k| k.source_kind()), Some(k));
         }
+    }
+
+    #[test]
+    fn every_kind_but_sms_sends_files_and_avito_only_pictures() {
+        let rules = |k| kind_of(k).and_then(|k| k.files());
+        for k in [
+            SourceKind::TelegramBot,
+            SourceKind::VkBot,
+            SourceKind::MaxBot,
+            SourceKind::Whatsapp,
+            SourceKind::Api,
+        ] {
+            let r = rules(k).expect("sends files");
+            assert_eq!(r.only_images, None, "{k:?}");
+            assert!(
+                r.takes(None, r.max_bytes) && !r.takes(None, r.max_bytes + 1),
+                "{k:?}"
+            );
+        }
+        assert_eq!(rules(SourceKind::SipoutSms), None);
+        let avito = rules(SourceKind::Avito).expect("sends pictures");
+        assert_eq!((avito.max_bytes, avito.max_image_bytes), (24 * MB, 24 * MB));
+        assert!(avito.takes(Some("image/png"), 24 * MB));
+        assert!(!avito.takes(Some("image/png"), 24 * MB + 1));
+        assert!(!avito.takes(Some("image/webp"), 10));
+        assert!(!avito.takes(None, 10), "a PDF");
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! Fake Avito API: a stateful HTTP server on loopback that speaks the OAuth and Messenger API as
 //! `docs/providers/channels.md` §4 describes. Per account it keeps API credentials and the access
 //! tokens issued for them (which expire), chats about items with their messages, webhook
-//! subscriptions with v3 deliveries, the messages the account sent and a per-minute rate
-//! limiter; a control API lets tests act as buyers and inject failures.
+//! subscriptions with v3 deliveries, pictures uploaded and sent (`upload`), the messages the
+//! account sent and a per-minute rate limiter; a control API lets tests act as buyers and
+//! inject failures.
 //!
 //! Clients call `{base_url}/token`, `/core/v1/accounts/self` and `/messenger/…` with
 //! `Authorization: Bearer <token>`, as against `https://api.avito.ru`. Images buyers send are
 //! served without credentials at `{base_url}/files/{id}`.
+
+mod upload;
+
+pub use upload::SentImage;
 
 use crate::server::{self, random_string, unix_secs, StopGuard, ALPHANUMERIC};
 use axum::body::Bytes;
@@ -77,7 +82,10 @@ pub enum Failure {
 pub struct SentMessage {
     pub chat_id: String,
     pub id: String,
+    /// Empty for a picture.
     pub text: String,
+    /// The uploaded picture an `image` message carried.
+    pub image: Option<SentImage>,
 }
 
 /// One webhook POST the fake made.
@@ -134,6 +142,8 @@ struct Account {
     failures: VecDeque<Failure>,
     rate_limit: Option<u32>,
     window: (Instant, u32),
+    /// Pictures uploaded with `uploadImages`, by image id.
+    images: HashMap<String, SentImage>,
 }
 
 impl Account {
@@ -219,6 +229,16 @@ impl FakeAvito {
                     "/messenger/v1/accounts/{uid}/chats/{chat}/messages",
                     post(send_message),
                 )
+                .route(
+                    "/messenger/v1/accounts/{uid}/chats/{chat}/messages/image",
+                    post(upload::send_image),
+                )
+                .route(
+                    "/messenger/v1/accounts/{uid}/uploadImages",
+                    post(upload::upload_images).layer(axum::extract::DefaultBodyLimit::max(
+                        upload::MAX_UPLOAD_BODY,
+                    )),
+                )
                 .route("/messenger/v3/webhook", post(subscribe))
                 .route("/messenger/v1/webhook/unsubscribe", post(unsubscribe))
                 .route("/messenger/v1/subscriptions", post(subscriptions))
@@ -265,6 +285,7 @@ impl FakeAvito {
                 failures: VecDeque::new(),
                 rate_limit: None,
                 window: (Instant::now(), 0),
+                images: HashMap::new(),
             },
         );
         creds
@@ -607,6 +628,7 @@ async fn send_message(
         chat_id,
         id: id.clone(),
         text: text.clone(),
+        image: None,
     });
     axum::Json(
         json!({"id": id, "created": message["created"], "direction": "out",

@@ -24,7 +24,8 @@ pub use telegram::{
     WebhookConfig,
 };
 pub use vk::{
-    FakeVk, VkCallbackServer, VkCustomerMessage, VkDelivery, VkFailure, VkGroup, VkSentMessage,
+    FakeVk, VkCallbackServer, VkCustomerMessage, VkDelivery, VkFailure, VkGroup, VkSentFile,
+    VkSentMessage,
 };
 pub use whatsapp::{
     FakeWhatsApp, WaCustomerContent, WaDelivery, WaFailure, WaMedia, WaNumber, WaSentMessage,

@@ -1,12 +1,16 @@
 //! Fake Max Bot API: a stateful HTTP server on loopback that speaks the API as
 //! `docs/providers/channels.md` §3 describes. Per token it keeps the bot, its dialogs and group
 //! chats, an update queue with marker semantics and long polling, a webhook subscription with
-//! ordered, retried delivery, and the messages the bot sent; a control API lets tests act as
-//! customers and inject failures.
+//! ordered, retried delivery, files uploaded for messages (`upload`), and the messages the bot
+//! sent; a control API lets tests act as customers and inject failures.
 //!
 //! Clients call `{base_url}/me`, `/updates`, `/subscriptions`, `/messages` with the raw token in
 //! `Authorization`, exactly as against `https://platform-api2.max.ru`. Media the customers send
 //! are served without credentials at `{base_url}/files/{id}`.
+
+mod upload;
+
+pub use upload::SentFile;
 
 use crate::server::{self, random_string, unix_millis, Backoff, StopGuard, URL_SAFE};
 use axum::body::Bytes;
@@ -91,6 +95,8 @@ pub struct SentMessage {
     pub text: String,
     /// The `mid` of `link.type == "reply"`.
     pub reply_to: Option<String>,
+    /// The uploaded files it carried (`attachments`), in order.
+    pub attachments: Vec<SentFile>,
 }
 
 /// The bot's webhook subscription.
@@ -161,6 +167,7 @@ struct Bot {
     sent: Vec<SentMessage>,
     failures: VecDeque<Failure>,
     next_seq_mid: i64,
+    uploads: upload::Uploads,
 }
 
 impl Bot {
@@ -213,6 +220,13 @@ impl FakeMax {
                 )
                 .route("/messages", axum::routing::post(send_message))
                 .route("/files/{id}", get(file))
+                .route("/uploads", axum::routing::post(upload::new_upload))
+                .route(
+                    "/upload/{id}",
+                    axum::routing::post(upload::receive).layer(
+                        axum::extract::DefaultBodyLimit::max(upload::MAX_UPLOAD_BODY),
+                    ),
+                )
                 .with_state(shared)
         })
         .await?;
@@ -251,6 +265,7 @@ impl FakeMax {
             sent: Vec::new(),
             failures: VecDeque::new(),
             next_seq_mid: rng.gen_range(1_000_000..9_000_000),
+            uploads: upload::Uploads::default(),
         };
         self.shared.lock().insert(token.clone(), bot);
         token
@@ -401,6 +416,12 @@ impl FakeMax {
         self.with_bot(token, |bot| {
             bot.failures.extend(std::iter::repeat_n(f, count));
         });
+    }
+
+    /// The next `count` messages with an attachment answer `attachment.not.ready` (§3.4), as a
+    /// fresh upload Max is still processing does.
+    pub fn attachment_not_ready_next(&self, token: &str, count: usize) {
+        self.with_bot(token, |bot| bot.uploads.not_ready += count);
     }
 
     /// Everything the bot sent, in order.
@@ -762,6 +783,10 @@ async fn send_message(
         return error(403, "chat.denied", "error.dialog.suspended");
     }
     let chat_type = chat.chat_type;
+    let attachments = match upload::attached(bot, &body) {
+        Ok(files) => files,
+        Err(response) => return *response,
+    };
     let (mid, seq) = bot.new_mid();
     let reply_to = (body["link"]["type"] == "reply")
         .then(|| body["link"]["mid"].as_str().map(str::to_owned))
@@ -770,7 +795,8 @@ async fn send_message(
         "sender": bot.user_json(),
         "recipient": {"chat_id": chat_id, "chat_type": chat_type, "user_id": customer},
         "timestamp": unix_millis(),
-        "body": {"mid": mid, "seq": seq, "text": text, "attachments": []},
+        "body": {"mid": mid, "seq": seq, "text": text, "attachments": body["attachments"]
+            .as_array().cloned().unwrap_or_default()},
         "link": reply_to.as_ref().map(|r| json!({"type": "reply", "message": {"mid": r}})),
     });
     bot.messages.insert(mid.clone(), message.clone());
@@ -779,6 +805,7 @@ async fn send_message(
         mid,
         text,
         reply_to,
+        attachments,
     });
     axum::Json(json!({"message": message})).into_response()
 }

@@ -1,9 +1,13 @@
 //! Fake VK API for community bots: a stateful HTTP server on loopback that speaks
 //! `docs/providers/channels.md` §2 — method calls at `/method/<name>`, a Bots Long Poll server
 //! with `ts`/`failed` semantics, Callback API servers that get confirmed and receive events
-//! (retried until they answer `ok`), `messages.send` deduplicated by `random_id`, and photo and
-//! document URLs that serve bytes. A control API lets tests act as customers, expire long-poll
+//! (retried until they answer `ok`), `messages.send` deduplicated by `random_id` and carrying
+//! uploaded photos and documents (`upload`), and photo and document URLs that serve bytes. A control API lets tests act as customers, expire long-poll
 //! sessions, revoke tokens and inject failures.
+
+mod upload;
+
+pub use upload::VkSentFile;
 
 use crate::server::{self, random_hex, random_string, unix_secs, Backoff, StopGuard, URL_SAFE};
 use axum::body::{to_bytes, Body};
@@ -120,6 +124,8 @@ pub struct VkSentMessage {
     pub reply_to: Option<i64>,
     /// Unix seconds.
     pub date: i64,
+    /// The uploaded photos and documents it carried (`attachment`), in order.
+    pub attachments: Vec<VkSentFile>,
 }
 
 /// A callback server as `groups.addCallbackServer` / `groups.setCallbackSettings` left it.
@@ -168,6 +174,10 @@ struct World {
     /// Path under `/files/` → (bytes, MIME type).
     files: HashMap<String, (Vec<u8>, String)>,
     next_file: u64,
+    /// Upload URLs handed out for messages, by their id.
+    uploads: HashMap<String, upload::Slot>,
+    /// Photos and documents saved from uploads, by attachment name (`photo-1_2`).
+    saved: HashMap<String, upload::Saved>,
 }
 
 struct Peer {
@@ -564,6 +574,9 @@ async fn route(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     if let Some(name) = path.strip_prefix("/files/") {
         return serve_file(&shared, name);
     }
+    if let Some(rest) = path.strip_prefix("/upload/") {
+        return upload::receive(&shared, rest, request).await;
+    }
     if let Some(rest) = path.strip_prefix("/whp/") {
         let group_id = rest.parse().unwrap_or(0);
         let params = match read_params(request).await {
@@ -763,6 +776,9 @@ async fn call_method(
             _ => Ok(()),
         }
     };
+    if let Some(answer) = upload::method(shared, group_id, method, params) {
+        return answer;
+    }
     match method {
         "groups.getById" => get_by_id(shared, group_id, params),
         "groups.getLongPollServer" => {
@@ -1013,6 +1029,7 @@ fn send_message(shared: &Shared, group_id: i64, params: &Params) -> Result<Value
         return Err(Reply::Error(914, "Message is too long".into()));
     }
     let mut world = shared.lock();
+    let attached = upload::attachments(&world, params.text("attachment").unwrap_or(""))?;
     let group = world
         .groups
         .get_mut(&group_id)
@@ -1069,7 +1086,8 @@ fn send_message(shared: &Shared, group_id: i64, params: &Params) -> Result<Value
     let cmid = peer.next_cmid;
     peer.next_cmid += 1;
     let mut msg = json!({"date": date, "from_id": from_id, "id": message_id, "out": 1,
-        "peer_id": peer_id, "text": text, "conversation_message_id": cmid, "attachments": [],
+        "peer_id": peer_id, "text": text, "conversation_message_id": cmid,
+        "attachments": attached.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>(),
         "fwd_messages": [], "important": false, "is_hidden": false, "random_id": random_id});
     if let Some(replied) = reply_cmid.and_then(|c| peer.messages.get(&c)) {
         msg["reply_message"] = replied.clone();
@@ -1087,6 +1105,7 @@ fn send_message(shared: &Shared, group_id: i64, params: &Params) -> Result<Value
         random_id,
         reply_to: reply_cmid,
         date,
+        attachments: attached.into_iter().map(|(_, f)| f).collect(),
     });
     group.emit("message_reply", msg);
     Ok(json!(message_id))

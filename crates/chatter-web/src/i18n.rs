@@ -103,6 +103,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_notes::ENTRIES,
     crate::i18n_labels::ENTRIES,
     crate::i18n_scheduled::ENTRIES,
+    crate::i18n_files::ENTRIES,
 ];
 
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {

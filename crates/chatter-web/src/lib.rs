@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod i18n;
 mod i18n_automation;
 mod i18n_card;
+mod i18n_files;
 mod i18n_labels;
 mod i18n_notes;
 mod i18n_scheduled;

@@ -555,6 +555,7 @@ window.addEventListener("message", function (e) {
   if (!form || !fileForm || !btn || !text || !input || !preview || !error) return;
   var max = parseInt(fileForm.getAttribute("data-max-bytes"), 10) || 0;
   var maxImage = parseInt(preview.getAttribute("data-max-image"), 10) || 0;
+  var only = (fileForm.getAttribute("data-only") || "").split(",").filter(Boolean);
   var picked = null;
   fileForm.hidden = true;
   btn.hidden = false;
@@ -576,6 +577,7 @@ window.addEventListener("message", function (e) {
     say("");
     if (f.size === 0) { clear(); say(fileForm.getAttribute("data-empty")); return; }
     if (max && f.size > max) { clear(); say(fileForm.getAttribute("data-too-large")); return; }
+    if (only.length && (only.indexOf(f.type) < 0 || (maxImage && f.size > maxImage))) { clear(); say(fileForm.getAttribute("data-only-refused")); return; }
     picked = f;
     text.required = false;
     preview.textContent = "";

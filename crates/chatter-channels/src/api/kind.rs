@@ -14,10 +14,7 @@ pub struct ApiKind;
 /// A manager's file reaches it in the outgoing webhook as a link the integrator downloads
 /// with its API key; the limit is ours.
 const FACTS: KindFacts = KindFacts {
-    files: Some(FileRules {
-        max_bytes: 50 * MB,
-        max_image_bytes: 50 * MB,
-    }),
+    files: Some(FileRules::any(50 * MB, 50 * MB)),
     ..KindFacts::new(SourceKind::Api, "api", "API")
 };
 

@@ -5,8 +5,8 @@
 
 use super::{AvitoClient, PollCursor, MAX_TEXT};
 use crate::{
-    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled,
-    SaveSettings, SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, FileToSend, HookSite, KindEnv, Part,
+    PollState, Polled, SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,18 @@ impl Connector for AvitoClient {
     /// Avito has no replies to a message: `reply_to` is dropped.
     async fn send_part(&self, p: Part<'_>) -> Result<String, ChannelError> {
         self.send_text_part(p.chat, p.text).await
+    }
+
+    /// Pictures only (`send_image`); the kind's `FileRules` refuse anything else beforehand.
+    /// Avito has no replies to a message: `reply_to` is dropped.
+    async fn send_file(
+        &self,
+        chat: &str,
+        file: &FileToSend,
+        caption: Option<&str>,
+        _reply_to: Option<&str>,
+    ) -> Option<Result<String, ChannelError>> {
+        Some(self.send_image(chat, file, caption).await)
     }
 
     /// Polling removes only our own subscriptions (the account may feed other systems).

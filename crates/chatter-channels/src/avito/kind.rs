@@ -6,7 +6,7 @@ use super::form;
 use super::{parse_webhook, HookError};
 use crate::common::secret_matches;
 use crate::kind::{
-    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+    FileRules, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
 };
 use chatter_domain::SourceKind;
 
@@ -17,6 +17,13 @@ const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
     connector: Some(super::connector::build),
     revoked_fix_key: Some("sources.revoked_fix_avito"),
+    // §4.2: `uploadImages` takes one picture up to 24 MB; Avito's messenger sends no other
+    // file, so the reply box refuses anything else before it is stored.
+    files: Some(FileRules {
+        max_bytes: super::upload::MAX_IMAGE_BYTES,
+        max_image_bytes: super::upload::MAX_IMAGE_BYTES,
+        only_images: Some(super::upload::IMAGE_TYPES),
+    }),
     ..KindFacts::new(SourceKind::Avito, "avito", "Avito")
 };
 

@@ -12,6 +12,7 @@ mod connector;
 mod form;
 mod kind;
 mod parse;
+mod upload;
 
 pub use kind::AvitoKind;
 

@@ -4,8 +4,8 @@
 
 use super::{MaxClient, MAX_TEXT};
 use crate::{
-    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled,
-    SaveSettings, SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, FileToSend, HookSite, KindEnv, Part,
+    PollState, Polled, SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
@@ -30,6 +30,17 @@ impl Connector for MaxClient {
 
     async fn send_part(&self, p: Part<'_>) -> Result<String, ChannelError> {
         self.send_text_part(p.chat, p.text, p.reply_to).await
+    }
+
+    /// Uploads the file and sends it as an `image` or `file` attachment (`send_upload`).
+    async fn send_file(
+        &self,
+        chat: &str,
+        file: &FileToSend,
+        caption: Option<&str>,
+        reply_to: Option<&str>,
+    ) -> Option<Result<String, ChannelError>> {
+        Some(self.send_upload(chat, file, caption, reply_to).await)
     }
 
     async fn setup(

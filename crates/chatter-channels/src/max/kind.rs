@@ -4,7 +4,8 @@
 use super::form;
 use super::{parse_webhook, HookError, SECRET_HEADER};
 use crate::kind::{
-    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+    FileRules, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+    MB,
 };
 use crate::Identity;
 use chatter_domain::SourceKind;
@@ -16,6 +17,10 @@ const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
     connector: Some(super::connector::build),
     revoked_fix_key: Some("sources.revoked_fix_max"),
+    // Max's documented limits (dev.max.ru, "attachment types"; §3 is silent): an image up to
+    // 50 MB, a file up to 4 GB. A file is held in memory while it is sent, so Chatter keeps
+    // files to 200 MB, the largest any other kind takes.
+    files: Some(FileRules::any(200 * MB, 50 * MB)),
     ..KindFacts::new(SourceKind::MaxBot, "max", "Max")
 };
 

@@ -9,6 +9,7 @@ mod connector;
 mod form;
 mod kind;
 mod update;
+mod upload;
 
 pub use kind::MaxKind;
 

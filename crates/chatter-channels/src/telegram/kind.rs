@@ -21,10 +21,7 @@ const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
     connector: Some(super::connector::build),
     // Bot API §1.7: uploads up to 10 MB as a photo, 50 MB as a document.
-    files: Some(FileRules {
-        max_bytes: 50 * MB,
-        max_image_bytes: 10 * MB,
-    }),
+    files: Some(FileRules::any(50 * MB, 10 * MB)),
     ..KindFacts::new(SourceKind::TelegramBot, "telegram", "Telegram")
 };
 

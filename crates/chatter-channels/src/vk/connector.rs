@@ -4,8 +4,8 @@
 
 use super::{random_id_for, LongPollServer, ReplyTo, VkClient, MAX_TEXT};
 use crate::{
-    BuildError, ChannelError, Connector, Credentials, HookSite, KindEnv, Part, PollState, Polled,
-    SaveSettings, SourceSettings,
+    BuildError, ChannelError, Connector, Credentials, FileToSend, HookSite, KindEnv, Part,
+    PollState, Polled, SaveSettings, SourceSettings,
 };
 use std::sync::Arc;
 
@@ -44,6 +44,27 @@ impl Connector for VkClient {
             .send_text_part(peer, p.text, random_id_for(p.key, p.index), reply)
             .await?;
         Ok(id.to_string())
+    }
+
+    /// Uploads the file for the peer and sends it as a photo or a document (`send_upload`).
+    async fn send_file(
+        &self,
+        chat: &str,
+        file: &FileToSend,
+        caption: Option<&str>,
+        reply_to: Option<&str>,
+    ) -> Option<Result<String, ChannelError>> {
+        let Ok(peer) = chat.parse::<i64>() else {
+            return Some(Err(ChannelError::Permanent(format!(
+                "not a VK peer id: {chat:?}"
+            ))));
+        };
+        let reply = reply_to.and_then(|r| ReplyTo::parse(peer, r));
+        Some(
+            self.send_upload(peer, file, caption, reply)
+                .await
+                .map(|id| id.to_string()),
+        )
     }
 
     async fn setup(

@@ -5,7 +5,8 @@
 use super::form;
 use super::{parse_callback, CallbackError, CallbackOutcome, CALLBACK_OK};
 use crate::kind::{
-    HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
+    FileRules, HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind,
+    KindFacts, MB,
 };
 use chatter_domain::SourceKind;
 
@@ -16,6 +17,9 @@ const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
     connector: Some(super::connector::build),
     revoked_fix_key: Some("sources.revoked_fix_vk"),
+    // VK's documented upload limits (dev.vk.com/ru/api/upload): a photo in a message up to
+    // 50 MB, a document up to 200 MB (§2 is silent on both).
+    files: Some(FileRules::any(200 * MB, 50 * MB)),
     ..KindFacts::new(SourceKind::VkBot, "vk", "VK")
 };
 

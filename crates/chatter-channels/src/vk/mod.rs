@@ -1,5 +1,6 @@
 //! VK community bot (docs/providers/channels.md §2): method calls, sends deduplicated by
-//! `random_id`, Callback API parsing and set-up, Bots Long Poll, error classification.
+//! `random_id`, files uploaded and sent as attachments (`upload`), Callback API parsing and
+//! set-up, Bots Long Poll, error classification.
 //!
 //! Methods are `POST {api_base}/method/<name>` with a form body carrying `access_token` and
 //! `v` (§2.1); the token therefore never sits in a URL. Every failure becomes a `ChannelError`
@@ -11,6 +12,7 @@ mod connector;
 mod event;
 mod form;
 mod kind;
+mod upload;
 
 pub use form::parse_vk_group_id;
 pub use kind::VkKind;
@@ -265,15 +267,7 @@ impl VkClient {
             ("random_id", random_id.to_string()),
             ("message", text.to_owned()),
         ];
-        match reply_to {
-            Some(ReplyTo::MessageId(id)) => params.push(("reply_to", id.to_string())),
-            Some(ReplyTo::Conversation { peer_id, cmid }) => params.push((
-                "forward",
-                json!({"peer_id": peer_id, "conversation_message_ids": [cmid], "is_reply": true})
-                    .to_string(),
-            )),
-            None => {}
-        }
+        push_reply(&mut params, reply_to);
         self.call("messages.send", &params).await
     }
 
@@ -520,6 +514,20 @@ impl crate::Channel for VkClient {
 
     async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
         VkClient::download(self, file_ref).await
+    }
+}
+
+/// Adds how a `messages.send` answers an earlier message (§2.4): `reply_to` by message id, or
+/// `forward` with `is_reply` by `conversation_message_id`.
+fn push_reply(params: &mut Vec<(&str, String)>, reply_to: Option<ReplyTo>) {
+    match reply_to {
+        Some(ReplyTo::MessageId(id)) => params.push(("reply_to", id.to_string())),
+        Some(ReplyTo::Conversation { peer_id, cmid }) => params.push((
+            "forward",
+            json!({"peer_id": peer_id, "conversation_message_ids": [cmid], "is_reply": true})
+                .to_string(),
+        )),
+        None => {}
     }
 }
 

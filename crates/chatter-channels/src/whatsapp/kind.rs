@@ -25,10 +25,7 @@ const FACTS: KindFacts = KindFacts {
     )),
     sends_media_by_link: true,
     // Meta's media limits: pictures up to 5 MB, documents up to 100 MB.
-    files: Some(FileRules {
-        max_bytes: 100 * MB,
-        max_image_bytes: 5 * MB,
-    }),
+    files: Some(FileRules::any(100 * MB, 5 * MB)),
     offers_templates: true,
     shows_account: true,
     setup_help_key: Some(form::SETUP_HELP_KEY),

@@ -140,8 +140,10 @@ fn mime_of(file_name: &str, declared: Option<&str>, bytes: &[u8]) -> String {
 /// A manager's file, with the typed `text` as its caption (at most `limits::CAPTION`
 /// characters), answering `reply_to` where the messenger can. Refused before anything is
 /// stored, on the field `file`: a kind that cannot send files, an empty file, one over the
-/// kind's limit (`file_too_large`), a program (`err.file_executable`). A picture within the
-/// kind's `max_image_bytes` goes as a picture, anything else (an SVG too) as a document.
+/// kind's limit (`file_too_large`), a program (`err.file_executable`), anything but a picture
+/// of the types a kind that takes only pictures takes (`err.file_images_only`, Avito). A
+/// picture within the kind's `max_image_bytes` goes as a picture, anything else (an SVG too)
+/// as a document.
 pub async fn reply_file(
     core: &Core,
     actor: &Actor,
@@ -163,10 +165,17 @@ pub async fn reply_file(
     if is_executable(&name, &bytes) {
         return Err(CoreError::field("file", "err.file_executable"));
     }
+    let raster = crate::blobs::raster_type(&bytes).map(str::to_owned);
+    if !rules.takes(raster.as_deref(), size) {
+        return Err(CoreError::Invalid(vec![FieldError {
+            field: "file",
+            key: "err.file_images_only",
+            limit: Some(usize::try_from(rules.max_image_bytes / MB).unwrap_or(usize::MAX)),
+        }]));
+    }
     let caption = optional_text("text", text, limits::CAPTION)
         .map_err(|e| CoreError::Invalid(vec![e]))?
         .unwrap_or_default();
-    let raster = crate::blobs::raster_type(&bytes).map(str::to_owned);
     let kind = match raster.is_some() && size <= rules.max_image_bytes {
         true => "image",
         false => "document",

@@ -120,6 +120,9 @@ struct ThreadView {
     /// The largest file the kind sends, in MB, and the largest picture in bytes; `None`: the
     /// kind cannot send files and the box says so.
     files: Option<(u64, u64, u64)>,
+    /// The kind takes nothing but pictures (Avito): their MIME types, comma-separated (the file
+    /// input's `accept`), and the largest in MB; the box says so before a file is picked.
+    images_only: Option<(String, u64)>,
     /// WhatsApp: the customer last wrote more than 24 hours ago; only templates may go.
     wa_window_closed: bool,
     /// WhatsApp, window closed: the approved templates (`None`: WhatsApp did not answer).
@@ -357,6 +360,10 @@ async fn page(
                         r.max_bytes,
                         r.max_image_bytes,
                     )
+                }),
+                images_only: facts.and_then(|k| k.files()).and_then(|r| {
+                    r.only_images
+                        .map(|types| (types.join(","), r.max_image_bytes / chatter_channels::MB))
                 }),
                 wa_window_closed: window_closed,
                 wa_templates,

@@ -8,8 +8,10 @@
 //!
 //! Telegram, VK, Max and Avito are polled by default; each also has a webhook mode today, and
 //! the contract starts them in it, so every kind takes hooks and no row skips steps 1–2. A
-//! forged hook gets 401 and a malformed one 400 from every kind today.
+//! forged hook gets 401 and a malformed one 400 from every kind today. Every kind that sends
+//! files gets a picture from the reply box to its customer (step 5b).
 
+use crate::api::create_key;
 use crate::api_source::{company_with_api_source, message_body, now_secs, post_signed};
 use crate::avito::company_with_avito;
 use crate::max::company_with_max_bot;
@@ -20,6 +22,7 @@ use crate::vk::company_with_community;
 use crate::whatsapp::{company_with_whatsapp, sign as wa_sign};
 use chatter_fakes::{VkCustomerMessage, VkGroup, WaNumber};
 use chatter_testkit::{Session, TestApp};
+use reqwest::multipart::{Form, Part};
 use std::time::Duration;
 
 /// The messenger kinds the contract covers: every kind connectable today.
@@ -422,6 +425,46 @@ impl Row {
         }
     }
 
+    /// The bytes of every file the fake received from us, in order; `None` for the API source,
+    /// whose files its company's system downloads (`reply_files`).
+    fn sent_files(&self, app: &TestApp) -> Option<Vec<Vec<u8>>> {
+        Some(match &self.creds {
+            Creds::Telegram { token, .. } => app
+                .telegram
+                .sent(token)
+                .into_iter()
+                .filter_map(|m| m.file.map(|f| f.bytes))
+                .collect(),
+            Creds::Vk { group, .. } => app
+                .vk
+                .sent(group.id)
+                .into_iter()
+                .flat_map(|m| m.attachments.into_iter().map(|a| a.bytes))
+                .collect(),
+            Creds::Max { token, .. } => app
+                .max
+                .sent(token)
+                .into_iter()
+                .flat_map(|m| m.attachments.into_iter().map(|a| a.bytes))
+                .collect(),
+            Creds::Avito { client_id, .. } => app
+                .avito
+                .sent(client_id)
+                .into_iter()
+                .filter_map(|m| m.image.map(|i| i.bytes))
+                .collect(),
+            Creds::WhatsApp { number } => app
+                .whatsapp
+                .sent(&number.phone_number_id)
+                .into_iter()
+                .filter_map(|m| app.whatsapp.media(m.media.as_deref()?))
+                .map(|m| m.bytes)
+                .collect(),
+            Creds::Sms { .. } => Vec::new(),
+            Creds::Api { .. } => return None,
+        })
+    }
+
     /// Blocks the fake-side customer (the one of `customer_writes`) at the fake, where the kind
     /// has a "customer blocked" state today; `false` where it has none.
     fn block_customer(&self, app: &TestApp) -> bool {
@@ -500,6 +543,15 @@ fn long_text(chars: usize) -> String {
         .collect::<String>()
         .trim()
         .to_string()
+}
+
+/// A real 1×1 PNG, raster by its bytes, so every kind that sends files sends it as a picture.
+fn contract_png() -> Vec<u8> {
+    let mut b =
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    b.extend_from_slice(b"\0\0\0\rIDATx\xdac\x64`\xf8_\x0f\0\x02\x87\x01\x80\xebG\xba\x92");
+    b.extend_from_slice(b"\0\0\0\0IEND\xaeB`\x82contract");
+    b
 }
 
 async fn messages(app: &TestApp) -> i64 {
@@ -617,6 +669,50 @@ async fn contract(kind: Kind) {
                 .await,
                 1,
                 "{kind:?}, step 5: the long reply is one whole message"
+            );
+        }
+    }
+
+    // 5b. A picture from the reply box reaches the customer byte for byte where the kind sends
+    // files; where it cannot (SMS), it is refused and nothing is stored.
+    let picture = contract_png();
+    let key = create_key(&row.s, "contract").await;
+    let part = Part::bytes(picture.clone())
+        .file_name("contract.png")
+        .mime_str("image/png")
+        .expect("a MIME type");
+    let stored = messages(&app).await;
+    let r = app
+        .client()
+        .post(app.at(&format!("/api/v1/conversations/{conv}/attachments")))
+        .bearer_auth(&key)
+        .multipart(Form::new().part("file", part))
+        .send()
+        .await
+        .expect("upload");
+    let files = chatter_channels::kind_by_slug(kind.slug()).and_then(|k| k.files());
+    match files {
+        Some(_) => {
+            assert_eq!(r.status(), 201, "{kind:?}, step 5b: the picture is taken");
+            if row.sent_files(&app).is_some() {
+                within(
+                    40,
+                    &format!("{kind:?}, step 5b: the customer gets the picture"),
+                    || async { row.sent_files(&app).unwrap_or_default().contains(&picture) },
+                )
+                .await;
+            }
+        }
+        None => {
+            assert_eq!(
+                r.status(),
+                422,
+                "{kind:?}, step 5b: the kind takes no files"
+            );
+            assert_eq!(
+                messages(&app).await,
+                stored,
+                "{kind:?}, step 5b: nothing is stored"
             );
         }
     }

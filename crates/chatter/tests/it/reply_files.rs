@@ -3,16 +3,23 @@
 //! (360 px phone), each checked byte for byte at the fake provider and shown in the thread; the
 //! same through `POST /api/v1/conversations/{id}/attachments`; what is refused before anything
 //! is stored (too large for the kind, a program, an empty file, a kind that cannot send files);
-//! and a provider's 429 retried by the send job until the file is delivered.
+//! and a provider's 429 retried by the send job until the file is delivered. VK, Max and Avito
+//! customers get a photo and a document through each provider's uploads (Max's
+//! `attachment.not.ready` waited out); Avito, which takes only pictures, has a PDF refused
+//! before it is stored, with the reason in the reply box (360 px phone).
 
 use crate::api::create_key;
+use crate::avito::company_with_avito;
 use crate::browser_inbox::{Window, WAIT};
+use crate::max::company_with_max_bot;
 use crate::messages::{company_with_bot, count, PW};
 use crate::sms::company_with_sms;
 use crate::telegram::{conversation_with, thread_shows, within};
+use crate::vk::company_with_community;
 use crate::whatsapp::company_with_whatsapp;
-use chatter_fakes::{CustomerMessage, Failure};
-use chatter_testkit::{Browser, TestApp};
+use chatter_fakes::avito::BuyerMessage;
+use chatter_fakes::{CustomerMessage, Failure, VkCustomerMessage, VkFailure};
+use chatter_testkit::{Browser, Session, TestApp};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
@@ -85,6 +92,21 @@ async fn status_of(app: &TestApp, key: &str, conv: &str, id: &str) -> String {
         .to_owned()
 }
 
+/// The conversation whose customer wrote `text` (waiting until it shows) and a new API key of
+/// the company `s` is signed in to: what every test here starts from.
+async fn conversation_and_key(s: &Session, text: &str) -> (String, String) {
+    let conv = conversation_with(s, text).await;
+    let key = create_key(s, "site").await;
+    (conv, key)
+}
+
+/// Sends `form` as a reply through the API, checks it was taken, and returns the message id.
+async fn sent_ok(app: &TestApp, key: &str, conv: &str, form: Form) -> String {
+    let (st, m) = upload(app, key, conv, form).await;
+    assert_eq!(st, 201, "{m}");
+    m["id"].as_str().expect("id").to_owned()
+}
+
 async fn messages(app: &TestApp) -> i64 {
     count(app, "SELECT count(*) FROM messages").await
 }
@@ -127,8 +149,7 @@ async fn the_api_sends_files_to_telegram_and_refuses_what_cannot_go() {
         &token,
         CustomerMessage::text(5001, "Иван", "Пришлите фото и прайс"),
     );
-    let conv = conversation_with(&s, "Пришлите фото и прайс").await;
-    let key = create_key(&s, "site").await;
+    let (conv, key) = conversation_and_key(&s, "Пришлите фото и прайс").await;
 
     let (st, m) = upload(
         &app,
@@ -295,8 +316,7 @@ async fn the_api_sends_files_to_whatsapp_and_sms_says_it_cannot() {
     let pnid = number.phone_number_id.clone();
     app.whatsapp
         .customer_writes(&pnid, WA_CUSTOMER, "Ирина", "Скиньте фото и договор");
-    let conv = conversation_with(&s, "Скиньте фото и договор").await;
-    let key = create_key(&s, "site").await;
+    let (conv, key) = conversation_and_key(&s, "Скиньте фото и договор").await;
 
     let (st, m) = upload(
         &app,
@@ -378,8 +398,7 @@ async fn a_file_refused_with_429_is_retried_until_it_goes() {
     let (s, token, _) = company_with_bot(&app).await;
     app.telegram
         .customer_writes(&token, CustomerMessage::text(5002, "Олег", "Жду прайс"));
-    let conv = conversation_with(&s, "Жду прайс").await;
-    let key = create_key(&s, "site").await;
+    let (conv, key) = conversation_and_key(&s, "Жду прайс").await;
     app.telegram
         .fail_next(&token, "sendDocument", Failure::too_many_requests(1), 1);
     let (st, m) = upload(
@@ -688,4 +707,322 @@ async fn an_api_source_gets_the_file_as_a_link_its_key_downloads() {
     assert_eq!(r.bytes().await.expect("bytes").to_vec(), pdf());
     let r = app.client().get(app.at(path)).send().await.expect("get");
     assert_eq!(r.status(), 401, "only with the company's key");
+}
+
+/// The file the community sent last as `kind` (photo | doc), with its message's text.
+fn vk_file(app: &TestApp, group: i64, kind: &str) -> Option<(chatter_fakes::VkSentFile, String)> {
+    app.vk.sent(group).into_iter().rev().find_map(|m| {
+        let f = m.attachments.iter().find(|a| a.kind == kind).cloned();
+        f.map(|f| (f, m.text))
+    })
+}
+
+#[tokio::test]
+async fn the_api_sends_a_photo_and_a_document_to_a_vk_customer() {
+    let app = TestApp::new().await;
+    let (s, group, _) = company_with_community(&app).await;
+    // VK's long poll starts from the events after it connects, as the real one does.
+    within(20, "the community is polled", || async {
+        app.vk.calls(group.id).iter().any(|c| c == "a_check")
+    })
+    .await;
+    app.vk.customer_writes(
+        group.id,
+        VkCustomerMessage::text(612_444_319, "Пришлите фото и счёт"),
+    );
+    let (conv, key) = conversation_and_key(&s, "Пришлите фото и счёт").await;
+
+    let photo = sent_ok(
+        &app,
+        &key,
+        &conv,
+        file_form("фото.png", "image/png", png(), Some("Вот фото")),
+    )
+    .await;
+    within(20, "the customer gets the photo", || async {
+        vk_file(&app, group.id, "photo").is_some()
+    })
+    .await;
+    let (f, text) = vk_file(&app, group.id, "photo").expect("photo");
+    assert_eq!(
+        (f.name.as_str(), f.mime.as_str()),
+        ("фото.png", "image/png")
+    );
+    assert_eq!(f.bytes, png(), "the exact bytes");
+    assert_eq!(text, "Вот фото", "the caption goes with the photo");
+
+    // The document's save fails once with VK's internal error: the send job tries again.
+    app.vk
+        .fail_next(group.id, "docs.save", VkFailure::internal(), 1);
+    let doc = sent_ok(
+        &app,
+        &key,
+        &conv,
+        file_form("Счёт.pdf", "application/pdf", pdf(), None),
+    )
+    .await;
+    within(30, "the customer gets the document", || async {
+        vk_file(&app, group.id, "doc").is_some()
+    })
+    .await;
+    let (f, text) = vk_file(&app, group.id, "doc").expect("doc");
+    assert_eq!((f.name.as_str(), f.bytes), ("Счёт.pdf", pdf()));
+    assert_eq!(text, "");
+    let calls = app.vk.calls(group.id);
+    for method in [
+        "photos.getMessagesUploadServer",
+        "photos.saveMessagesPhoto",
+        "docs.getMessagesUploadServer",
+    ] {
+        assert_eq!(
+            calls.iter().filter(|c| *c == method).count(),
+            if method.starts_with("docs") { 2 } else { 1 },
+            "{method}: {calls:?}"
+        );
+    }
+    assert_eq!(calls.iter().filter(|c| *c == "docs.save").count(), 2);
+    let with_files = app
+        .vk
+        .sent(group.id)
+        .iter()
+        .filter(|m| !m.attachments.is_empty())
+        .count();
+    assert_eq!(with_files, 2, "each file went once");
+    for id in [&photo, &doc] {
+        within(20, "the file's message is sent", || async {
+            status_of(&app, &key, &conv, id).await == "sent"
+        })
+        .await;
+    }
+    thread_shows(&s, &conv, "Счёт.pdf").await;
+}
+
+/// The file the bot sent last as `kind` (image | file), with its message's text.
+fn max_file(
+    app: &TestApp,
+    token: &str,
+    kind: &str,
+) -> Option<(chatter_fakes::max::SentFile, String)> {
+    app.max.sent(token).into_iter().rev().find_map(|m| {
+        let f = m.attachments.iter().find(|a| a.kind == kind).cloned();
+        f.map(|f| (f, m.text))
+    })
+}
+
+#[tokio::test]
+async fn the_api_sends_a_photo_and_a_file_to_a_max_customer_once_max_has_them_ready() {
+    let app = TestApp::new().await;
+    let (s, token, _) = company_with_max_bot(&app).await;
+    app.max.customer_writes(
+        &token,
+        chatter_fakes::max::CustomerMessage::text(100_500, "Ольга", "Нужны фото и прайс"),
+    );
+    let (conv, key) = conversation_and_key(&s, "Нужны фото и прайс").await;
+
+    // Max is still processing the fresh upload the first time the message names it.
+    app.max.attachment_not_ready_next(&token, 1);
+    let photo = sent_ok(
+        &app,
+        &key,
+        &conv,
+        file_form("фото.png", "image/png", png(), Some("Вот фото")),
+    )
+    .await;
+    within(20, "the customer gets the photo", || async {
+        max_file(&app, &token, "image").is_some()
+    })
+    .await;
+    let (f, text) = max_file(&app, &token, "image").expect("image");
+    assert_eq!(
+        (f.name.as_str(), f.mime.as_str()),
+        ("фото.png", "image/png")
+    );
+    assert_eq!(f.bytes, png(), "the exact bytes");
+    assert_eq!(text, "Вот фото");
+
+    sent_ok(
+        &app,
+        &key,
+        &conv,
+        file_form("Прайс.pdf", "application/pdf", pdf(), Some("Прайс")),
+    )
+    .await;
+    within(20, "the customer gets the file", || async {
+        max_file(&app, &token, "file").is_some()
+    })
+    .await;
+    let (f, text) = max_file(&app, &token, "file").expect("file");
+    assert_eq!((f.name.as_str(), f.bytes), ("Прайс.pdf", pdf()));
+    assert_eq!(text, "Прайс");
+    let with_files = app
+        .max
+        .sent(&token)
+        .iter()
+        .filter(|m| !m.attachments.is_empty())
+        .count();
+    assert_eq!(
+        with_files, 2,
+        "each file went once, the photo after one not-ready answer"
+    );
+    within(20, "the photo's message is sent", || async {
+        status_of(&app, &key, &conv, &photo).await == "sent"
+    })
+    .await;
+}
+
+fn sofa(text: &str) -> BuyerMessage {
+    BuyerMessage {
+        item_title: "Диван угловой".into(),
+        ..BuyerMessage::text(48_112_907, "Николай", 3_402_118_775, text)
+    }
+}
+
+/// The pictures the account sent, with their message ids.
+fn avito_images(app: &TestApp, client_id: &str) -> Vec<chatter_fakes::avito::SentImage> {
+    app.avito
+        .sent(client_id)
+        .into_iter()
+        .filter_map(|m| m.image)
+        .collect()
+}
+
+#[tokio::test]
+async fn avito_gets_a_photo_and_a_pdf_is_refused_before_it_is_stored() {
+    let app = TestApp::new().await;
+    let (s, creds, _) = company_with_avito(&app).await;
+    let client = creds.client_id.clone();
+    app.avito
+        .customer_writes(&client, sofa("Пришлите фото дивана и договор"));
+    let (conv, key) = conversation_and_key(&s, "Пришлите фото дивана и договор").await;
+
+    // The reply box says what Avito takes before anything is picked.
+    let page = thread_shows(&s, &conv, "id=\"attach-images-only\"").await;
+    assert!(
+        page.contains("только фотографии JPEG, PNG или GIF до 24 МБ"),
+        "{page}"
+    );
+    assert!(page.contains("accept=\"image/jpeg,image/png,image/gif\""));
+
+    let photo = sent_ok(
+        &app,
+        &key,
+        &conv,
+        file_form("диван.png", "image/png", png(), Some("Вот он")),
+    )
+    .await;
+    within(20, "the buyer gets the photo and its caption", || async {
+        !avito_images(&app, &client).is_empty()
+            && app.avito.sent(&client).iter().any(|m| m.text == "Вот он")
+    })
+    .await;
+    let image = avito_images(&app, &client).remove(0);
+    assert_eq!(
+        (image.name.as_str(), image.mime.as_str()),
+        ("диван.png", "image/png")
+    );
+    assert_eq!(image.bytes, png(), "the exact bytes");
+    within(20, "the photo's message is sent", || async {
+        status_of(&app, &key, &conv, &photo).await == "sent"
+    })
+    .await;
+
+    // A PDF, and a picture Avito does not take (WebP), are refused before anything is stored.
+    let before = messages(&app).await;
+    let sent_before = app.avito.sent(&client).len();
+    let webp = b"RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\x10\x07\x10\x11\x11\x88\x88\xfe\x07\0"
+        .to_vec();
+    for (name, mime, bytes) in [
+        ("Договор.pdf", "application/pdf", pdf()),
+        ("диван.webp", "image/webp", webp),
+    ] {
+        let (st, body) = upload(&app, &key, &conv, file_form(name, mime, bytes, None)).await;
+        assert_eq!(st, 422, "{name}: {body}");
+        assert_eq!(body["fields"][0]["field"], "file", "{body}");
+        assert_eq!(body["fields"][0]["code"], "file_images_only", "{body}");
+        assert_eq!(body["fields"][0]["limit"], 24, "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("24 MB"),
+            "the reason names what Avito takes: {body}"
+        );
+    }
+    // The same PDF through the page's file form (no script): the refusal, in Russian, on the
+    // thread it was sent from.
+    let csrf = chatter_testkit::csrf_of(&page);
+    let form = file_form("Договор.pdf", "application/pdf", pdf(), None).text("_csrf", csrf);
+    let r = s
+        .http
+        .post(format!("{}/app/inbox/{conv}/files", s.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("post the file form");
+    let shown = r.text().await.expect("page");
+    assert!(
+        shown.contains("Этот мессенджер принимает только фотографии JPEG, PNG или GIF до 24 МБ"),
+        "the reason is shown: {shown}"
+    );
+    assert_eq!(messages(&app).await, before, "nothing was stored");
+    assert_eq!(
+        app.avito.sent(&client).len(),
+        sent_before,
+        "nothing was sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_is_told_avito_takes_no_pdf_and_sends_a_photo_at_phone_size() {
+    if !Browser::available_or_skip() {
+        return;
+    }
+    let app = TestApp::new().await;
+    let (s, creds, _) = company_with_avito(&app).await;
+    app.avito
+        .customer_writes(&creds.client_id, sofa("Покажите диван поближе"));
+    let conv = conversation_with(&s, "Покажите диван поближе").await;
+    let w = Window::open(&app.url, "phone-files-avito", 360, 740).await;
+    w.goto("/sign-in").await;
+    w.fill("input[name=email]", "anna@example.ru").await;
+    w.fill("input[name=password]", PW).await;
+    w.click("#sign-in-submit").await;
+    w.wait_path(|p| p.starts_with("/app")).await;
+    w.goto(&format!("/app/inbox/{conv}")).await;
+    w.wait_text_in(".msg.in", "Покажите диван поближе").await;
+    w.wait_text_in("#attach-images-only", "JPEG, PNG").await;
+
+    w.script(PICK, &pdf(), "price.pdf", "application/pdf").await;
+    w.wait_text_in("#attach-error", "только фотографии").await;
+    let previewed = w
+        .browser
+        .client()
+        .execute(
+            "return !document.getElementById('attach-preview').hidden;",
+            vec![],
+        )
+        .await
+        .expect("read the preview");
+    assert_eq!(previewed, Value::Bool(false), "the PDF is not attached");
+    w.assert_no_sideways_scroll("the refusal at 360 px").await;
+    w.shot("01-pdf-refused").await;
+
+    w.script(PICK, &png(), "диван.png", "image/png").await;
+    w.browser
+        .wait_for("#attach-preview img#attach-thumb", WAIT)
+        .await
+        .expect("the picture is previewed");
+    w.fill("#reply-text", "Вот так").await;
+    w.click("#reply-send").await;
+    w.wait_text_in(".msg.out", "Вот так").await;
+    within(20, "the buyer gets the photo", || async {
+        !avito_images(&app, &creds.client_id).is_empty()
+    })
+    .await;
+    let image = avito_images(&app, &creds.client_id).remove(0);
+    assert_eq!((image.name.as_str(), image.bytes), ("диван.png", png()));
+    w.assert_no_sideways_scroll("the thread with the photo at 360 px")
+        .await;
+    w.shot("02-photo-sent").await;
+    w.close().await;
 }
