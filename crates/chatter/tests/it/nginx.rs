@@ -1,7 +1,8 @@
 //! Chatter behind a real nginx with TLS, configured by `deploy/nginx.conf` exactly as the
 //! guide ships it (only names, ports and certificate paths replaced): a browser signs up,
 //! connects a bot and sees a customer's message arrive live within a second through the proxy;
-//! the largest body Chatter accepts passes and one byte more is refused; the client's address
+//! the largest body Chatter accepts passes and one byte more is refused, while a file for the
+//! reply box passes its own larger limit; the client's address
 //! comes from `X-Forwarded-For` only when nginx sent the request, never from what a client
 //! wrote itself; cookies are Secure. Also measures the live-message latency through nginx
 //! against a stream straight to Chatter, in the same run.
@@ -19,7 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Chatter's default `body_limit_bytes`, which the guide's `client_max_body_size 1m` matches.
+/// Chatter's default `body_limit_bytes`, which the guide's `client_max_body_size 1m` matches
+/// everywhere but the two upload routes.
 const BODY_LIMIT: usize = 1024 * 1024;
 /// Where the "client" of the address test connects from (loopback, but not nginx's address).
 const CLIENT_IP: &str = "127.0.0.2";
@@ -430,6 +432,38 @@ async fn behind_nginx_the_live_inbox_uploads_addresses_and_cookies_work() {
     )
     .await;
     assert_eq!(stored.len(), 1, "the largest body was stored: {stored:?}");
+
+    // A file from the reply box's API is far larger than body_limit_bytes; the guide's
+    // upload location lets it through to Chatter, which checks the messenger's own limit.
+    let conv = strings(
+        &db,
+        "SELECT CAST(conversation_id AS TEXT) FROM messages WHERE external_id LIKE 'big-%'",
+    )
+    .await;
+    let key = crate::api::create_key(&s, "nginx").await;
+    let pdf = {
+        let mut b = b"%PDF-1.4\n".to_vec();
+        b.resize(3 * BODY_LIMIT, b'x');
+        b
+    };
+    let form = reqwest::multipart::Form::new().text("text", "Прайс").part(
+        "file",
+        reqwest::multipart::Part::bytes(pdf)
+            .file_name("price.pdf")
+            .mime_str("application/pdf")
+            .expect("mime"),
+    );
+    let r = via_proxy
+        .post(format!(
+            "{base}/api/v1/conversations/{}/attachments",
+            conv[0]
+        ))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201, "a 3 MB file through nginx");
 
     // Latency of the live stream: through nginx and straight to Chatter, same messages.
     let cookie = reqwest::cookie::CookieStore::cookies(&*jar, &base.parse().expect("url"))
