@@ -223,7 +223,7 @@ pub async fn run(a: &Args) -> anyhow::Result<()> {
                 companies[(rng.next() % companies.len() as u64) as usize]
             };
             let t = Instant::now();
-            let ids = chatter_store::search::find_messages(&db, c, &words, HITS).await?;
+            let ids = chatter_store::search::find_messages(&db, c.into(), &words, HITS).await?;
             let n = ids.len();
             let ms = message::Entity::find()
                 .filter(message::Column::CompanyId.eq(c))

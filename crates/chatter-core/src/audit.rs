@@ -3,6 +3,7 @@
 
 use crate::{Actor, CoreError, Result};
 use chatter_domain::Permission;
+use chatter_domain::UserId;
 use chatter_store::entity::audit;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -21,8 +22,8 @@ pub async fn record(
 ) -> Result<()> {
     insert(
         conn,
-        Some(actor.company_id),
-        actor.user_id,
+        Some(actor.company_id.uuid()),
+        actor.user_id.map(UserId::uuid),
         &actor.label,
         &actor.meta,
         now,

@@ -142,7 +142,7 @@ pub async fn emit_many(
 /// Events of a company after `after_id`, oldest first (catch-up).
 pub async fn since(
     conn: &impl ConnectionTrait,
-    company_id: Uuid,
+    company_id: chatter_domain::CompanyId,
     after_id: i64,
     limit: u64,
 ) -> Result<Vec<event::Model>> {

@@ -11,6 +11,7 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::{audit, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_domain::Permission;
+use chatter_domain::UserId;
 use chatter_store::entity::{company_export as export, contact, conversation, message};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
@@ -59,8 +60,8 @@ pub async fn start(core: &Core, actor: &Actor) -> Result<export::Model> {
     let id = Uuid::now_v7();
     let row = export::ActiveModel {
         id: Set(id),
-        company_id: Set(actor.company_id),
-        requested_by: Set(actor.user_id),
+        company_id: Set(actor.company_id.uuid()),
+        requested_by: Set(actor.user_id.map(UserId::uuid)),
         requested_label: Set(actor.label.clone()),
         status: Set(PENDING.into()),
         file_name: Set(None),

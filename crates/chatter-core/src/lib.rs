@@ -160,8 +160,8 @@ pub struct ReqMeta {
 /// Who is acting: a signed-in member (in their current company) or an API key.
 #[derive(Clone, Debug)]
 pub struct Actor {
-    pub user_id: Option<Uuid>,
-    pub company_id: Uuid,
+    pub user_id: Option<chatter_domain::UserId>,
+    pub company_id: chatter_domain::CompanyId,
     pub role: Role,
     /// Shown in the audit log: the member's email or `api-key:<name>`.
     pub label: String,
@@ -180,10 +180,11 @@ impl Actor {
 
     /// The acting company, typed.
     pub fn company(&self) -> chatter_domain::CompanyId {
-        self.company_id.into()
+        self.company_id
     }
 
-    pub fn user(&self) -> Result<Uuid> {
+    /// The acting member; an API key is refused.
+    pub fn user(&self) -> Result<chatter_domain::UserId> {
         self.user_id.ok_or(CoreError::Forbidden)
     }
 }

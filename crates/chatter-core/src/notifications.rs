@@ -7,7 +7,7 @@
 
 use crate::events::{self, Pending};
 use crate::{Actor, Core, CoreError, Result};
-use chatter_domain::{CompanyId, ConversationId, Permission, Role};
+use chatter_domain::{CompanyId, ConversationId, Permission, Role, UserId};
 use chatter_store::entity::{
     contact, conversation, membership, notification, notification_setting, user,
 };
@@ -37,7 +37,10 @@ pub struct Teammate {
 }
 
 /// The members of a company, in the order they joined.
-pub async fn teammates(conn: &impl ConnectionTrait, company: Uuid) -> Result<Vec<Teammate>> {
+pub async fn teammates(
+    conn: &impl ConnectionTrait,
+    company: chatter_domain::CompanyId,
+) -> Result<Vec<Teammate>> {
     let ms = membership::Entity::find()
         .filter(membership::Column::CompanyId.eq(company))
         .order_by_asc(membership::Column::CreatedAt)
@@ -119,7 +122,7 @@ pub(crate) async fn on_new_conversations(
     let mut readers: HashMap<CompanyId, Vec<Uuid>> = HashMap::new();
     for (company, conv) in convs {
         if !readers.contains_key(company) {
-            let who = teammates(conn, company.0)
+            let who = teammates(conn, *company)
                 .await?
                 .into_iter()
                 .filter(|t| t.role.can(Permission::Read))
@@ -157,13 +160,13 @@ pub struct Item {
 /// Whose notifications: the signed-in member, or (an API key) the member named.
 pub async fn person(core: &Core, actor: &Actor, user_id: Option<Uuid>) -> Result<Uuid> {
     actor.require(Permission::Read)?;
-    match (actor.user_id, user_id) {
+    match (actor.user_id.map(UserId::uuid), user_id) {
         (Some(me), None) => Ok(me),
         (Some(me), Some(u)) if u == me => Ok(me),
         (Some(_), Some(_)) => Err(CoreError::Forbidden),
         (None, None) => Err(CoreError::field("user_id", "err.required")),
         (None, Some(u)) => {
-            let member = membership::Entity::find_by_id((actor.company_id, u))
+            let member = membership::Entity::find_by_id((actor.company_id.uuid(), u))
                 .one(&core.db)
                 .await?;
             match member {
@@ -245,7 +248,7 @@ pub async fn list(
 /// How many of the person's notifications are unread.
 pub async fn unread_count(
     conn: &impl ConnectionTrait,
-    company: Uuid,
+    company: CompanyId,
     user_id: Uuid,
 ) -> Result<u64> {
     use sea_orm::PaginatorTrait;
@@ -299,7 +302,7 @@ pub async fn read_conversation(
     actor: &Actor,
     conversation: ConversationId,
 ) -> Result<()> {
-    let Some(me) = actor.user_id else {
+    let Some(me) = actor.user_id.map(UserId::uuid) else {
         return Ok(());
     };
     let ids: Vec<Uuid> = notification::Entity::find()
@@ -344,11 +347,11 @@ pub async fn settings(
 
 /// Saves the signed-in person's settings in their current company.
 pub async fn save_settings(core: &Core, actor: &Actor, s: Settings) -> Result<()> {
-    let me = actor.user()?;
+    let me = actor.user()?.uuid();
     let now = core.now();
     let txn = core.db.begin().await?;
     notification_setting::Entity::insert(notification_setting::ActiveModel {
-        company_id: Set(actor.company_id),
+        company_id: Set(actor.company_id.uuid()),
         user_id: Set(me),
         browser: Set(s.browser),
         digest: Set(s.digest),

@@ -20,6 +20,7 @@ use crate::{audit, Actor, Core, CoreError, Result};
 use async_trait::async_trait;
 use chatter_domain::hours::{Hours, Now};
 use chatter_domain::values::{limits, multi_line_text};
+use chatter_domain::UserId;
 use chatter_domain::{ConversationId, FieldError, Permission};
 use chatter_store::entity::{conversation, job, scheduled_reply};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -195,7 +196,7 @@ pub async fn schedule(
     let txn = core.db.begin().await?;
     let row = scheduled_reply::ActiveModel {
         id: Set(Uuid::now_v7()),
-        company_id: Set(actor.company_id),
+        company_id: Set(actor.company_id.uuid()),
         conversation_id: Set(conv.id.into()),
         text: Set(text),
         send_at: Set(send_at),
@@ -204,7 +205,7 @@ pub async fn schedule(
             When::HoursOpen => "hours_open",
         }
         .to_owned()),
-        author_id: Set(actor.user_id),
+        author_id: Set(actor.user_id.map(UserId::uuid)),
         author_name: Set(author_name),
         status: Set(PENDING.to_owned()),
         message_id: Set(None),

@@ -91,7 +91,7 @@ pub const PREFIX_CHARS: usize = 3;
 /// none gives none.
 pub async fn find_messages(
     conn: &impl ConnectionTrait,
-    company: Uuid,
+    company: CompanyId,
     words: &[String],
     limit: u64,
 ) -> Result<Vec<Uuid>> {
@@ -140,11 +140,11 @@ pub async fn find_messages(
              && to_tsquery('russian', '{words}')) \
              AND numnode(to_tsquery('russian', '{words}')) > 0 \
              ORDER BY created_at DESC, id DESC LIMIT {limit}",
-            hex = company_token(company)
+            hex = company_token(company.0)
         );
         sea_orm::Statement::from_string(backend, sql)
     } else {
-        let mut expr = format!("company : \"{}\"", company_token(company));
+        let mut expr = format!("company : \"{}\"", company_token(company.0));
         for (i, w) in words.iter().enumerate() {
             // Stems hold letters and digits only; doubling quotes keeps that true of the
             // expression even if the tokenizer ever changed.

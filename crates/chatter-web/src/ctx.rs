@@ -50,7 +50,7 @@ async fn bell_for(st: &AppState, session: Option<&SessionInfo>, page: bool) -> O
     let s = session?;
     let (company, _) = s.company.as_ref()?;
     let db = &st.core.db;
-    let unread = chatter_core::notifications::unread_count(db, company.id, s.user.id)
+    let unread = chatter_core::notifications::unread_count(db, company.id.into(), s.user.id)
         .await
         .ok()?;
     let last_event = chatter_core::events::newest(db, company.id).await.ok()?;
@@ -77,8 +77,8 @@ impl Ctx {
             .as_ref()
             .ok_or(crate::error::AppError::NoCompany)?;
         Ok(Actor {
-            user_id: Some(s.user.id),
-            company_id: company.id,
+            user_id: Some(s.user.id.into()),
+            company_id: company.id.into(),
             role: *role,
             label: s.user.email.clone(),
             meta: self.meta.clone(),

@@ -3,6 +3,7 @@
 
 use crate::{audit, hash_token, Actor, Core, CoreError, Result};
 use chatter_domain::values::{limits, required_text};
+use chatter_domain::UserId;
 use chatter_domain::{Permission, Role};
 use chatter_store::entity::{api_key, company};
 use sea_orm::{
@@ -17,7 +18,14 @@ pub async fn create(core: &Core, actor: &Actor, name: &str) -> Result<(String, U
     let name =
         required_text("name", name, limits::SHORT_NAME).map_err(|e| CoreError::Invalid(vec![e]))?;
     let txn = core.db.begin().await?;
-    let (key, id) = insert(&txn, actor.company_id, actor.user_id, &name, core.now()).await?;
+    let (key, id) = insert(
+        &txn,
+        actor.company_id.uuid(),
+        actor.user_id.map(UserId::uuid),
+        &name,
+        core.now(),
+    )
+    .await?;
     audit::record(
         &txn,
         actor,
@@ -112,7 +120,7 @@ pub async fn authenticate(core: &Core, key: &str, meta: &crate::ReqMeta) -> Resu
     }
     Ok(Actor {
         user_id: None,
-        company_id: k.company_id,
+        company_id: k.company_id.into(),
         role: Role::Admin,
         label: format!("api-key:{}", k.name),
         meta: meta.clone(),

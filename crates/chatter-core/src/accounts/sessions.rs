@@ -280,7 +280,7 @@ pub async fn load_session(core: &Core, token: &str) -> Result<Option<SessionInfo
 pub async fn session_still_member(
     core: &Core,
     token: &str,
-    company_id: Uuid,
+    company_id: chatter_domain::CompanyId,
     role: Role,
 ) -> Result<bool> {
     let Some(s) = session::Entity::find_by_id(hash_token(token))
@@ -292,10 +292,12 @@ pub async fn session_still_member(
     if s.expires_at <= core.now() || s.pending_2fa {
         return Ok(false);
     }
-    Ok(membership::Entity::find_by_id((company_id, s.user_id))
-        .one(&core.db)
-        .await?
-        .is_some_and(|m| Role::parse(&m.role) == Some(role)))
+    Ok(
+        membership::Entity::find_by_id((company_id.uuid(), s.user_id))
+            .one(&core.db)
+            .await?
+            .is_some_and(|m| Role::parse(&m.role) == Some(role)),
+    )
 }
 
 /// Whether `token` is a session waiting for its second factor.

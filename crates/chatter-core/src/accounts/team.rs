@@ -94,7 +94,7 @@ pub async fn invite(
     }
     let txn = core.db.begin().await?;
     if let Some(u) = accounts::find_user_by_email(&txn, email.as_str()).await? {
-        let already = membership::Entity::find_by_id((actor.company_id, u.id))
+        let already = membership::Entity::find_by_id((actor.company_id.uuid(), u.id))
             .one(&txn)
             .await?
             .is_some();
@@ -109,11 +109,11 @@ pub async fn invite(
     let (token, hash) = new_token();
     invite::ActiveModel {
         id: Set(Uuid::now_v7()),
-        company_id: Set(actor.company_id),
+        company_id: Set(actor.company_id.uuid()),
         email: Set(email.as_str().to_string()),
         role: Set(role.as_str().to_string()),
         token_hash: Set(hash),
-        invited_by: Set(actor.user()?),
+        invited_by: Set(actor.user()?.uuid()),
         created_at: Set(now),
         expires_at: Set(now + INVITE_TTL_MS),
         accepted_at: Set(None),
@@ -372,7 +372,7 @@ async fn join(
     Ok(())
 }
 
-async fn owners(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<u64> {
+async fn owners(conn: &impl ConnectionTrait, company_id: chatter_domain::CompanyId) -> Result<u64> {
     Ok(membership::Entity::find()
         .filter(membership::Column::CompanyId.eq(company_id))
         .filter(membership::Column::Role.eq(Role::Owner.as_str()))
@@ -386,7 +386,7 @@ pub async fn change_role(core: &Core, actor: &Actor, user_id: UserId, role: &str
     let user_id = Uuid::from(user_id);
     let new = Role::parse(role).ok_or(CoreError::field("role", "err.role_invalid"))?;
     let txn = core.db.begin().await?;
-    let m = membership::Entity::find_by_id((actor.company_id, user_id))
+    let m = membership::Entity::find_by_id((actor.company_id.uuid(), user_id))
         .one(&txn)
         .await?
         .ok_or(CoreError::NotFound)?;
@@ -418,7 +418,7 @@ pub async fn remove_member(core: &Core, actor: &Actor, user_id: UserId) -> Resul
     actor.require(Permission::Manage)?;
     let user_id = Uuid::from(user_id);
     let txn = core.db.begin().await?;
-    let m = membership::Entity::find_by_id((actor.company_id, user_id))
+    let m = membership::Entity::find_by_id((actor.company_id.uuid(), user_id))
         .one(&txn)
         .await?
         .ok_or(CoreError::NotFound)?;
@@ -429,7 +429,7 @@ pub async fn remove_member(core: &Core, actor: &Actor, user_id: UserId) -> Resul
     if old == Role::Owner && owners(&txn, actor.company_id).await? <= 1 {
         return Err(CoreError::Conflict("last_owner"));
     }
-    membership::Entity::delete_by_id((actor.company_id, user_id))
+    membership::Entity::delete_by_id((actor.company_id.uuid(), user_id))
         .exec(&txn)
         .await?;
     session::Entity::update_many()

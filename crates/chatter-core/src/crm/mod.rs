@@ -151,8 +151,8 @@ pub async fn connect_url(core: &Core, actor: &Actor) -> Result<String> {
     let (state, hash) = new_token();
     oauth_state::ActiveModel {
         state_hash: Set(hash),
-        company_id: Set(actor.company_id),
-        user_id: Set(actor.user()?),
+        company_id: Set(actor.company_id.uuid()),
+        user_id: Set(actor.user()?.uuid()),
         purpose: Set("amocrm_connect".into()),
         expires_at: Set(core.now() + STATE_TTL_MS),
     }
@@ -236,7 +236,7 @@ pub async fn finish_connect(core: &Core, actor: &Actor, query: &str) -> Result<(
         None => {
             crm_integration::ActiveModel {
                 id: Set(Uuid::now_v7()),
-                company_id: Set(actor.company_id),
+                company_id: Set(actor.company_id.uuid()),
                 kind: Set("amocrm".into()),
                 account_id: Set(Some(account.id)),
                 account_name: Set(account.name.clone()),

@@ -127,7 +127,7 @@ pub fn problems(rule: &Rule) -> Vec<routing::RuleError> {
 /// explanation. Compiled rules are kept per company until the stored rules change.
 pub async fn decide(
     core: &Core,
-    company_id: Uuid,
+    company_id: chatter_domain::CompanyId,
     default: &Actions,
     input_source: SourceId,
     text: &str,
@@ -146,7 +146,7 @@ pub async fn decide(
         at,
         tz,
     };
-    Ok(match compiled(company_id, &stored) {
+    Ok(match compiled(company_id.uuid(), &stored) {
         Some(set) => set.decide(default, &input),
         // Stored rules that no longer compile (written by hand or by an older version): decide
         // on the spot, which skips the broken rule and says so in the explanation.
@@ -158,7 +158,7 @@ pub async fn decide(
 /// `(default, source, text, at_ms)` each, the decisions in the same order.
 pub async fn decide_many(
     core: &Core,
-    company_id: Uuid,
+    company_id: chatter_domain::CompanyId,
     items: &[(&Actions, SourceId, &str, i64)],
 ) -> Result<Vec<Decision>> {
     let tz = time_zone(&core.db, company_id).await?;
@@ -166,7 +166,7 @@ pub async fn decide_many(
         text: String::new(),
         rules: Vec::new(),
     });
-    let set = compiled(company_id, &stored);
+    let set = compiled(company_id.uuid(), &stored);
     let mut out = Vec::with_capacity(items.len());
     for (default, source_id, text, at_ms) in items {
         let at = DateTime::<Utc>::from_timestamp_millis(*at_ms)
@@ -219,7 +219,10 @@ pub async fn dry_run(
 }
 
 /// The company's time zone (`companies.timezone`), Moscow when it is not a known zone.
-pub async fn time_zone(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<chrono_tz::Tz> {
+pub async fn time_zone(
+    conn: &impl ConnectionTrait,
+    company_id: chatter_domain::CompanyId,
+) -> Result<chrono_tz::Tz> {
     let c = company::Entity::find_by_id(company_id)
         .one(conn)
         .await?
@@ -244,7 +247,10 @@ struct Stored {
     rules: Vec<Rule>,
 }
 
-async fn load(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<Option<Stored>> {
+async fn load(
+    conn: &impl ConnectionTrait,
+    company_id: chatter_domain::CompanyId,
+) -> Result<Option<Stored>> {
     let Some(row) = routing_rule::Entity::find_by_id(company_id)
         .one(conn)
         .await?

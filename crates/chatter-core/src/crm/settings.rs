@@ -13,7 +13,6 @@ use chatter_store::entity::crm_setting;
 use chatter_store::stmt;
 use sea_orm::{ConnectionTrait, EntityTrait, TransactionTrait};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 pub const DEFAULT_SCOPE: &str = "default";
 /// The scope under which the Chats API connection is remembered.
@@ -173,7 +172,11 @@ impl SyncSettings {
 }
 
 /// Stored settings of `scope`, read typed (a damaged value is logged and counted).
-fn read_opt<T: serde::de::DeserializeOwned>(company_id: Uuid, scope: &str, s: &str) -> Option<T> {
+fn read_opt<T: serde::de::DeserializeOwned>(
+    company_id: chatter_domain::CompanyId,
+    scope: &str,
+    s: &str,
+) -> Option<T> {
     chatter_store::stored_json::read_opt(
         "crm_settings.settings",
         format_args!("{company_id}/{scope}"),
@@ -183,11 +186,11 @@ fn read_opt<T: serde::de::DeserializeOwned>(company_id: Uuid, scope: &str, s: &s
 
 pub(crate) async fn load_raw(
     conn: &impl ConnectionTrait,
-    company_id: Uuid,
+    company_id: chatter_domain::CompanyId,
     scope: &str,
 ) -> Result<Option<String>> {
     Ok(
-        crm_setting::Entity::find_by_id((company_id, scope.to_string()))
+        crm_setting::Entity::find_by_id((company_id.uuid(), scope.to_string()))
             .one(conn)
             .await?
             .map(|r| r.settings),
@@ -196,7 +199,7 @@ pub(crate) async fn load_raw(
 
 pub(crate) async fn store_raw(
     conn: &impl ConnectionTrait,
-    company_id: Uuid,
+    company_id: chatter_domain::CompanyId,
     scope: &str,
     json: &str,
     now: i64,
@@ -228,7 +231,7 @@ pub async fn get(core: &Core, actor: &Actor, source: Option<SourceId>) -> Result
 /// What applies to a conversation of `source`: the source's settings over the company's.
 pub async fn effective(
     conn: &impl ConnectionTrait,
-    company_id: Uuid,
+    company_id: chatter_domain::CompanyId,
     source: SourceId,
 ) -> Result<SyncSettings> {
     let read = |scope: &str, s: Option<String>| -> SyncSettings {
@@ -284,7 +287,10 @@ pub struct ChatsState {
     pub connected_at: Option<i64>,
 }
 
-pub async fn chats_state(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<ChatsState> {
+pub async fn chats_state(
+    conn: &impl ConnectionTrait,
+    company_id: chatter_domain::CompanyId,
+) -> Result<ChatsState> {
     Ok(load_raw(conn, company_id, CHATS_SCOPE)
         .await?
         .and_then(|s| read_opt(company_id, CHATS_SCOPE, &s))
@@ -293,7 +299,7 @@ pub async fn chats_state(conn: &impl ConnectionTrait, company_id: Uuid) -> Resul
 
 pub(crate) async fn store_chats_state(
     conn: &impl ConnectionTrait,
-    company_id: Uuid,
+    company_id: chatter_domain::CompanyId,
     st: &ChatsState,
     now: i64,
 ) -> Result<()> {

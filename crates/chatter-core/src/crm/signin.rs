@@ -220,7 +220,7 @@ pub(crate) async fn link_connecting(
     };
     let subject = subject(account.id, account.current_user_id);
     let label = format!("{} ({})", account.name, account.subdomain);
-    if insert_link(conn, &subject, user, &label, now).await? {
+    if insert_link(conn, &subject, user.uuid(), &label, now).await? {
         audit::record(
             conn,
             actor,

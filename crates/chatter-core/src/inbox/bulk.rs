@@ -7,6 +7,7 @@
 use super::labels::{change_labels, labels_by_ids};
 use super::*;
 use chatter_domain::Role;
+use chatter_domain::UserId;
 
 /// The most conversations one bulk action takes.
 pub const BULK_MAX: usize = 500;
@@ -35,7 +36,9 @@ pub struct BulkOutcome {
 /// Whether `actor` may change `c` in bulk: owners and admins (and API keys) any, a manager his
 /// own and unassigned ones.
 pub fn may_act_on(actor: &Actor, c: &conversation::Model) -> bool {
-    actor.role >= Role::Admin || c.assignee_id.is_none() || c.assignee_id == actor.user_id
+    actor.role >= Role::Admin
+        || c.assignee_id.is_none()
+        || c.assignee_id == actor.user_id.map(UserId::uuid)
 }
 
 /// Applies `action` to the conversations `ids` the actor may change, in one transaction.

@@ -193,7 +193,10 @@ pub async fn list_after(
 }
 
 /// How many parked events each of the company's sources has.
-pub async fn counts_by_source(core: &Core, company_id: Uuid) -> Result<HashMap<SourceId, i64>> {
+pub async fn counts_by_source(
+    core: &Core,
+    company_id: chatter_domain::CompanyId,
+) -> Result<HashMap<SourceId, i64>> {
     let rows: Vec<(SourceId, i64)> = dead_letter::Entity::find()
         .filter(dead_letter::Column::CompanyId.eq(company_id))
         .select_only()

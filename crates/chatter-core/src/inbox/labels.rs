@@ -20,7 +20,10 @@ pub async fn list_labels(core: &Core, actor: &Actor) -> Result<Vec<label::Model>
     company_labels(&core.db, actor.company_id).await
 }
 
-async fn company_labels(conn: &impl ConnectionTrait, company: Uuid) -> Result<Vec<label::Model>> {
+async fn company_labels(
+    conn: &impl ConnectionTrait,
+    company: chatter_domain::CompanyId,
+) -> Result<Vec<label::Model>> {
     let mut ls = label::Entity::find()
         .filter(label::Column::CompanyId.eq(company))
         .all(conn)
@@ -94,7 +97,7 @@ pub async fn create_label(
     let (name, color) = checked(Some(name), Some(color), &others)?;
     let m = label::ActiveModel {
         id: Set(Uuid::now_v7()),
-        company_id: Set(actor.company_id),
+        company_id: Set(actor.company_id.uuid()),
         name: Set(name.unwrap_or_default()),
         color: Set(color.unwrap_or_default()),
         created_at: Set(now),
@@ -266,7 +269,7 @@ impl LabelChange {
 /// Company labels `ids` (each once), or a field error on `field` naming an unknown one.
 pub(super) async fn labels_by_ids(
     conn: &impl ConnectionTrait,
-    company: Uuid,
+    company: chatter_domain::CompanyId,
     ids: &[Uuid],
     field: &'static str,
 ) -> Result<Vec<label::Model>> {
@@ -287,7 +290,7 @@ pub(super) async fn labels_by_ids(
 /// Puts on `add` and takes off `remove` (labels of the conversation's company), in `conn`.
 pub(super) async fn change_labels(
     conn: &impl ConnectionTrait,
-    company: Uuid,
+    company: chatter_domain::CompanyId,
     id: ConversationId,
     add: &[label::Model],
     remove: &[label::Model],
@@ -305,7 +308,7 @@ pub(super) async fn change_labels(
         conversation_label::ActiveModel {
             conversation_id: Set(id.0),
             label_id: Set(l.id),
-            company_id: Set(company),
+            company_id: Set(company.uuid()),
             created_at: Set(now),
         }
         .insert(conn)

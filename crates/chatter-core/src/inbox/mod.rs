@@ -96,7 +96,7 @@ pub async fn assign(
     }
     let mut pending = Pending::default();
     // The assignee hears of it, unless they took it themselves.
-    if let Some(u) = assignee.filter(|u| Some(u.0) != actor.user_id) {
+    if let Some(u) = assignee.filter(|u| Some(*u) != actor.user_id) {
         let by = match actor.user_id {
             Some(me) => chatter_store::entity::user::Entity::find_by_id(me)
                 .one(&txn)
@@ -176,7 +176,7 @@ pub async fn set_open(core: &Core, actor: &Actor, id: ConversationId, open: bool
 
 /// Refuses (on `assignee`) anyone who is not a member of the company who may reply.
 async fn check_assignee(conn: &impl ConnectionTrait, actor: &Actor, u: UserId) -> Result<()> {
-    let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id, u.0))
+    let m = chatter_store::entity::membership::Entity::find_by_id((actor.company_id.uuid(), u.0))
         .one(conn)
         .await?;
     let ok = m

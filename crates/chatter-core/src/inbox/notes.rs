@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::notifications::{self, Teammate};
+use chatter_domain::UserId;
 use chatter_store::entity::note;
 
 /// A note to write: its text and the ids of teammates it mentions (besides `@Name`s in the
@@ -82,7 +83,7 @@ pub async fn add_note(
         }
     })?;
     let team = notifications::teammates(&core.db, actor.company_id).await?;
-    let author_id = match (actor.user_id, new.author) {
+    let author_id = match (actor.user_id.map(UserId::uuid), new.author) {
         (Some(me), _) => Some(me),
         (None, Some(a)) => match team.iter().find(|t| t.user_id == a) {
             Some(t) if t.role.can(Permission::Reply) => Some(a),
@@ -102,7 +103,7 @@ pub async fn add_note(
     let now = core.now();
     let row = note::Model {
         id: Uuid::now_v7(),
-        company_id: actor.company_id,
+        company_id: actor.company_id.uuid(),
         conversation_id: conv.id.0,
         author_id,
         author_name: author_name.clone(),

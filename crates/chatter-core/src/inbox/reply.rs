@@ -3,6 +3,7 @@
 //! which other capabilities (the CRM's chat webhook) store an answer.
 
 use super::*;
+use chatter_domain::UserId;
 
 /// A manager's answer: stored as pending with a send job, in one transaction. In a WhatsApp
 /// conversation whose customer last wrote more than 24 hours ago free text is refused before
@@ -99,7 +100,7 @@ pub(super) async fn store_reply(
         &conv,
         Outgoing {
             text: &preview_text,
-            author_id: actor.user_id,
+            author_id: actor.user_id.map(UserId::uuid),
             author_name: author,
             reply_to: reply_to.map(|r| (r, reply_to_external_id)),
         },
@@ -122,7 +123,8 @@ pub(super) async fn store_reply(
             m = am.update(&txn).await?;
         }
     }
-    crate::crm::sync::outbox::on_reply(&txn, &conv, m.id, actor.user_id, now).await?;
+    crate::crm::sync::outbox::on_reply(&txn, &conv, m.id, actor.user_id.map(UserId::uuid), now)
+        .await?;
     txn.commit().await?;
     core.published(pending);
     core.jobs_notify.notify_waiters();

@@ -216,7 +216,11 @@ pub async fn search(core: &Core, actor: &Actor, q: &str, limit: u64) -> Result<S
 }
 
 /// Conversations whose contact's name, username or phone contains the query.
-async fn contact_hits(core: &Core, company: Uuid, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+async fn contact_hits(
+    core: &Core,
+    company: chatter_domain::CompanyId,
+    query: &SearchQuery,
+) -> Result<Vec<SearchHit>> {
     let needle = query.text.replace(['%', '_'], "");
     let mut any = Condition::any();
     for like in case_variants(&needle) {
@@ -287,7 +291,7 @@ fn substring_marks(text: &str, needle: &str) -> Vec<(usize, usize)> {
 /// `limit`), for the conversation list's `q`.
 pub(super) async fn conversations_matching(
     core: &Core,
-    company: Uuid,
+    company: chatter_domain::CompanyId,
     text: &str,
     limit: u64,
 ) -> Result<Vec<Uuid>> {

@@ -95,8 +95,8 @@ impl JobOptions {
     }
 
     /// The company the job works for (shown with dead jobs, scopes retries).
-    pub fn company(mut self, id: Uuid) -> Self {
-        self.company = Some(id);
+    pub fn company(mut self, id: impl Into<Uuid>) -> Self {
+        self.company = Some(id.into());
         self
     }
 

@@ -89,7 +89,7 @@ fn midnight(now: i64, offset: i64) -> i64 {
 /// The names of the company's sources.
 async fn source_names(
     db: &sea_orm::DatabaseConnection,
-    company: Uuid,
+    company: chatter_domain::CompanyId,
 ) -> Result<BTreeMap<Uuid, String>> {
     Ok(source::Entity::find()
         .filter(source::Column::CompanyId.eq(company))

@@ -176,7 +176,7 @@ struct Refusal {
     note: bool,
 }
 
-async fn last_event_id(st: &AppState, company: Uuid) -> i64 {
+async fn last_event_id(st: &AppState, company: chatter_domain::CompanyId) -> i64 {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
     event::Entity::find()
         .filter(event::Column::CompanyId.eq(company))
@@ -328,7 +328,7 @@ async fn page(
             let teammates = chatter_core::notifications::teammates(&st.core.db, actor.company_id)
                 .await?
                 .into_iter()
-                .filter(|t| Some(t.user_id) != actor.user_id)
+                .filter(|t| Some(t.user_id) != actor.user_id.map(chatter_domain::UserId::uuid))
                 .map(|t| t.name)
                 .collect();
             // Kinds billed by the part (SMS) show how many parts the draft makes.

@@ -174,7 +174,7 @@ impl Demo {
             let txn = core.db.begin().await?;
             let (key, _) = chatter_core::accounts::api_keys::insert(
                 &txn,
-                actor.company_id,
+                actor.company_id.uuid(),
                 None,
                 "demo",
                 core.now(),
@@ -307,8 +307,8 @@ async fn seed_company(core: &Core) -> anyhow::Result<Actor> {
         bail!("the demo user has no company")
     };
     Ok(Actor {
-        user_id: Some(user_id),
-        company_id: company.id,
+        user_id: Some(user_id.into()),
+        company_id: company.id.into(),
         role,
         label: EMAIL.into(),
         meta,

@@ -160,8 +160,8 @@ async fn owner(app: &TestApp, email: &str) -> Actor {
         .expect("lookup")
         .expect("membership");
     Actor {
-        user_id: Some(u.id),
-        company_id: m.company_id,
+        user_id: Some(u.id.into()),
+        company_id: m.company_id.into(),
         role: Role::Owner,
         label: email.into(),
         meta: ReqMeta::default(),

@@ -412,8 +412,8 @@ async fn anonymous(app: &TestApp) -> Visitor {
 
 fn owner_actor(user: Uuid, company: Uuid, email: &str) -> Actor {
     Actor {
-        user_id: Some(user),
-        company_id: company,
+        user_id: Some(user.into()),
+        company_id: company.into(),
         role: Role::Owner,
         label: email.into(),
         meta: ReqMeta::default(),
@@ -514,7 +514,7 @@ async fn api_source_with_delivery(
     let now = app.core.now();
     api_webhook_delivery::ActiveModel {
         id: Set(delivery),
-        company_id: Set(owner.company_id),
+        company_id: Set(owner.company_id.uuid()),
         source_id: Set(id.0),
         dedup_key: Set("walk".into()),
         event_type: Set("conversation.status_changed".into()),

@@ -91,8 +91,8 @@ async fn company(app: &TestApp) -> Company {
 impl Company {
     fn actor(&self) -> Actor {
         Actor {
-            user_id: Some(self.owner),
-            company_id: self.company,
+            user_id: Some(self.owner.into()),
+            company_id: self.company.into(),
             role: Role::Owner,
             label: "anna@horns.ru".into(),
             meta: ReqMeta::default(),
@@ -663,7 +663,7 @@ async fn the_dry_run_says_which_rule_fires_and_why_in_the_ui_and_the_api_as_deci
         // What the CRM sync gets is the dry run's decision.
         let decided = rules::decide(
             &app.core,
-            c.company,
+            c.company.into(),
             &Actions::default(),
             source,
             text,
@@ -687,7 +687,7 @@ async fn the_dry_run_says_which_rule_fires_and_why_in_the_ui_and_the_api_as_deci
     };
     let d = rules::decide(
         &app.core,
-        c.company,
+        c.company.into(),
         &default,
         site,
         text,

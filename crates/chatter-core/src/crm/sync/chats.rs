@@ -380,7 +380,7 @@ pub async fn receive_chat_hook(
         return Ok(HookOutcome::Ignored);
     };
     // The hook must come through this company's channel connection.
-    let st = crm_settings::chats_state(db, conv.company_id.0).await?;
+    let st = crm_settings::chats_state(db, conv.company_id).await?;
     if st.scope_id.as_deref() != Some(scope_id) {
         return Err(CoreError::Unauthenticated);
     }

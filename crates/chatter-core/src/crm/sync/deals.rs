@@ -155,7 +155,7 @@ pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Re
         .all(db)
         .await?
     {
-        let settings = crm_settings::effective(db, company_id, src.id).await?;
+        let settings = crm_settings::effective(db, company_id.into(), src.id).await?;
         p.settings.insert(src.id, settings);
         p.sources.insert(src.id, src);
     }
@@ -212,7 +212,7 @@ pub(super) async fn preload(core: &Core, company_id: Uuid, batch: &[Uuid]) -> Re
         .collect();
     let decided = crate::crm::rules::decide_many(
         core,
-        company_id,
+        company_id.into(),
         &inputs
             .iter()
             .map(|(_, d, src, text, at)| (d, *src, text.as_str(), *at))

@@ -175,7 +175,7 @@ pub(super) async fn chats_scope(
     let Some(client) = chats_client(core) else {
         return Ok(None);
     };
-    let st = crm_settings::chats_state(&core.db, i.company_id)
+    let st = crm_settings::chats_state(&core.db, i.company_id.into())
         .await
         .map_err(store_err)?;
     if let Some(scope) = st.scope_id {
@@ -200,7 +200,7 @@ pub(super) async fn chats_scope(
                 error: Some(e.to_string()),
                 ..ChatsState::default()
             };
-            crm_settings::store_chats_state(&core.db, i.company_id, &st, core.now())
+            crm_settings::store_chats_state(&core.db, i.company_id.into(), &st, core.now())
                 .await
                 .map_err(store_err)?;
             Ok(None)
@@ -232,7 +232,7 @@ pub(super) async fn connect_chats(
         error: None,
         connected_at: Some(core.now()),
     };
-    crm_settings::store_chats_state(&core.db, i.company_id, &st, core.now())
+    crm_settings::store_chats_state(&core.db, i.company_id.into(), &st, core.now())
         .await
         .map_err(|e| CrmError::Transient(e.to_string()))?;
     Ok(conn.scope_id)

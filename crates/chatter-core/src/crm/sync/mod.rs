@@ -69,7 +69,7 @@ const LEASE_TTL_MS: i64 = 60_000;
 const HOLD_MS: i64 = 5 * 60_000;
 
 /// Starts a drain for `company_id` now (after a reconnect, a retry, or held work).
-pub async fn wake(core: &Core, company_id: Uuid) -> Result<()> {
+pub async fn wake(core: &Core, company_id: chatter_domain::CompanyId) -> Result<()> {
     let now = core.now();
     let key = format!("{}:{company_id}", CrmDrain::NAME);
     // A queued drain may be waiting (held on a revoked token): bring it forward.
@@ -80,7 +80,7 @@ pub async fn wake(core: &Core, company_id: Uuid) -> Result<()> {
             vec![now.into(), key.into()],
         ))
         .await?;
-    queue_drain(&core.db, company_id, now, now).await?;
+    queue_drain(&core.db, company_id.uuid(), now, now).await?;
     core.jobs_notify.notify_waiters();
     Ok(())
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chatter_core::inbox;
 use chatter_core::CoreError;
-use chatter_domain::{ConversationId, MessageId, UserId};
+use chatter_domain::{ConversationId, MessageId};
 
 #[derive(serde::Deserialize)]
 pub(super) struct AssignForm {
@@ -28,7 +28,7 @@ pub(super) async fn assign(
     let actor = ctx.actor()?;
     let who = match f.assignee.as_str() {
         "" => None,
-        "me" => actor.user_id.map(UserId),
+        "me" => actor.user_id,
         s => Some(
             s.parse()
                 .map_err(|_| CoreError::field("assignee", "err.assignee_invalid"))?,

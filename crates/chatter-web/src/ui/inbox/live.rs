@@ -137,7 +137,7 @@ async fn notification_events(
     evs: &[event::Model],
     tr: crate::i18n::Tr,
 ) -> Vec<(i64, String, String)> {
-    let Some(me) = actor.user_id else {
+    let Some(me) = actor.user_id.map(chatter_domain::UserId::uuid) else {
         return Vec::new();
     };
     let mut out = Vec::new();
