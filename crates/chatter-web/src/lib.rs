@@ -15,6 +15,7 @@ mod i18n_labels;
 mod i18n_notes;
 mod i18n_sources;
 mod i18n_table;
+mod i18n_templates;
 pub mod ops;
 pub mod redirect;
 pub mod security;
