@@ -261,6 +261,22 @@ struct Typed {
     file: Option<Upload>,
 }
 
+impl Typed {
+    fn set(&mut self, name: &str, value: String) {
+        let value = value.replace('\u{0}', "");
+        match name {
+            "scope" => self.personal = value == "personal",
+            "category" => self.category = value,
+            "title" => self.title = value,
+            "body" => self.body = value.replace("\r\n", "\n"),
+            "remove_file" => self.remove_file = !value.is_empty(),
+            "action" => self.preview = value == "preview",
+            "_csrf" => self.csrf = Some(value),
+            _ => {}
+        }
+    }
+}
+
 enum FormError {
     TooLarge,
     Malformed(String),
@@ -298,22 +314,13 @@ async fn read_form(mut mp: Multipart) -> Result<Typed, FormError> {
             }
             value.extend_from_slice(&chunk);
         }
-        let value = String::from_utf8_lossy(&value).replace('\u{0}', "");
-        match name.as_str() {
-            "scope" => f.personal = value == "personal",
-            "category" => f.category = value,
-            "title" => f.title = value,
-            "body" => f.body = value.replace("\r\n", "\n"),
-            "remove_file" => f.remove_file = !value.is_empty(),
-            "action" => f.preview = value == "preview",
-            "_csrf" => f.csrf = Some(value),
-            _ => {}
-        }
+        f.set(&name, String::from_utf8_lossy(&value).into_owned());
     }
     Ok(f)
 }
 
-/// Reads the form and checks its CSRF token (the header's or the form's).
+/// Reads the form (`multipart/form-data` with its file, or URL-encoded without one) and
+/// checks its CSRF token (the header's or the form's) before anything else.
 async fn read_checked(
     ctx: &Ctx,
     headers: &HeaderMap,
@@ -327,6 +334,23 @@ async fn read_checked(
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        let body = axum::body::to_bytes(req.into_body(), 256 * 1024)
+            .await
+            .unwrap_or_default();
+        let mut f = Typed::default();
+        for (k, v) in serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default() {
+            f.set(&k, v);
+        }
+        if !csrf_ok(header_csrf.as_deref().or(f.csrf.as_deref())) {
+            return Err(AppError::Csrf);
+        }
+        return Ok(Ok(f));
+    }
     let mp = match Multipart::from_request(req, &()).await {
         Ok(mp) => mp,
         Err(_) if !csrf_ok(header_csrf.as_deref()) => return Err(AppError::Csrf),
