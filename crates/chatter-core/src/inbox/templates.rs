@@ -190,6 +190,18 @@ fn checked(input: &TemplateInput) -> Result<(String, String, String)> {
             None
         }
     };
+    // They would turn the inbox's text around the template, and the customer's message.
+    for (field, text) in [
+        ("title", &input.title),
+        ("category", &input.category),
+        ("body", &input.body),
+    ] {
+        if text.chars().any(chatter_domain::text::is_bidi_control)
+            && !errs.iter().any(|e: &FieldError| e.field == field)
+        {
+            errs.push(FieldError::new(field, "err.bidi_chars"));
+        }
+    }
     if let FileChange::Set(f) = &input.file {
         if let Err(e) = check_file(f) {
             errs.push(e);

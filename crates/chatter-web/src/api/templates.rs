@@ -100,7 +100,9 @@ pub async fn get_template(
     )))
 }
 
-/// A file given with a template, base64-encoded (at most 20 MB decoded; not a program).
+/// A file given with a template, base64-encoded: at most 20 MB decoded, not a program; the
+/// whole request stays within the API's body limit (1 MB unless the installation raises it),
+/// so larger files are given on the template's page.
 #[derive(Deserialize, ToSchema)]
 pub struct TemplateFileIn {
     #[schema(example = "Прайс.pdf", min_length = 1, max_length = 200)]
@@ -133,7 +135,7 @@ pub struct TemplateIn {
     pub remove_file: bool,
 }
 
-const TEMPLATE_422: &str = "the body is not JSON or does not match the schema, or a field is refused, nothing saved: `title` (`required`, `too_long`, `control_chars`), `category` (`too_long`, `control_chars`), `body` (`required`, `too_long`, `template_unclosed`, `template_stray`, `template_unknown_var`, `template_fallback_long`; `limit` is the 1-based position of the brace at fault), `file` (`file_base64`, `file_empty`, `file_too_large`, `file_executable`)";
+const TEMPLATE_422: &str = "the body is not JSON or does not match the schema, or a field is refused, nothing saved: `title` (`required`, `too_long`, `control_chars`, `bidi_chars`), `category` (`too_long`, `control_chars`, `bidi_chars`), `body` (`required`, `too_long`, `bidi_chars`, `template_unclosed`, `template_stray`, `template_unknown_var`, `template_fallback_long`; `limit` is the 1-based position of the brace at fault), `file` (`file_base64`, `file_empty`, `file_too_large`, `file_executable`)";
 
 fn input(b: TemplateIn) -> Result<TemplateInput, ApiError> {
     let file = match b.file {

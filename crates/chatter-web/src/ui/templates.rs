@@ -59,6 +59,25 @@ struct Group {
 struct Item {
     t: reply_template::Model,
     can_change: bool,
+    /// The text in pieces: (text, is a variable, shown as code).
+    pieces: Vec<(String, bool)>,
+}
+
+/// The text with its variables marked, as the list shows it.
+fn pieces(body: &str) -> Vec<(String, bool)> {
+    match template::parse(body) {
+        Ok(parts) => parts
+            .into_iter()
+            .map(|p| match p {
+                template::Part::Text(t) => (t, false),
+                template::Part::Var { name, fallback } => match fallback {
+                    Some(f) => (format!("{{{name}|{f}}}"), true),
+                    None => (format!("{{{name}}}"), true),
+                },
+            })
+            .collect(),
+        Err(_) => vec![(body.to_owned(), false)],
+    }
 }
 
 fn may_change(actor: &Actor, t: &reply_template::Model) -> bool {
@@ -94,6 +113,7 @@ async fn list_page(
     for t in ts {
         let item = Item {
             can_change: may_change(&actor, &t),
+            pieces: pieces(&t.body),
             t,
         };
         match groups.last_mut() {

@@ -86,6 +86,7 @@ async fn the_api_keeps_company_templates_and_refuses_bad_ones_saving_nothing() {
         (json!({"title": "Т", "body": "Привет, {client_name"}), "body", "template_unclosed", Some(9)),
         (json!({"title": "Т", "body": "Привет, {clent_name}!"}), "body", "template_unknown_var", Some(9)),
         (json!({"title": "Т", "body": "ок }"}), "body", "template_stray", Some(4)),
+        (json!({"title": "Т", "body": "Текст \u{202e}наоборот"}), "body", "bidi_chars", None),
         (json!({"title": "  ", "body": "Текст"}), "title", "required", None),
         (json!({"title": "Т", "body": "   "}), "body", "required", None),
         (json!({"title": long_title, "body": "Текст"}), "title", "too_long", Some(100)),
