@@ -151,12 +151,10 @@ pub fn render_parts(parts: &[Part], value: impl Fn(&str) -> Option<String>) -> S
     for p in parts {
         match p {
             Part::Text(t) => out.push_str(t),
-            Part::Var { name, fallback } => {
-                match value(name).filter(|v| !v.trim().is_empty()) {
-                    Some(v) => out.push_str(&v),
-                    None => out.push_str(fallback.as_deref().unwrap_or_default()),
-                }
-            }
+            Part::Var { name, fallback } => match value(name).filter(|v| !v.trim().is_empty()) {
+                Some(v) => out.push_str(&v),
+                None => out.push_str(fallback.as_deref().unwrap_or_default()),
+            },
         }
     }
     out
@@ -197,7 +195,10 @@ mod tests {
 
     #[test]
     fn a_missing_or_blank_value_takes_the_fallback_or_nothing() {
-        assert_eq!(render("Менеджер: {manager_name|ваш менеджер}", values), "Менеджер: ваш менеджер");
+        assert_eq!(
+            render("Менеджер: {manager_name|ваш менеджер}", values),
+            "Менеджер: ваш менеджер"
+        );
         assert_eq!(render("Менеджер: {manager_name}.", values), "Менеджер: .");
         assert_eq!(render("Сделка {deal_id|—}", values), "Сделка —");
         assert_eq!(render("Сделка {deal_id}", values), "Сделка ");
@@ -224,9 +225,18 @@ mod tests {
 
     #[test]
     fn faults_say_what_and_where() {
-        assert_eq!(parse("Привет, {client_name"), Err(TemplateError::Unclosed { at: 9 }));
-        assert_eq!(parse("{client_name\n}"), Err(TemplateError::Unclosed { at: 1 }));
-        assert_eq!(parse("{a {client_name}"), Err(TemplateError::Unclosed { at: 1 }));
+        assert_eq!(
+            parse("Привет, {client_name"),
+            Err(TemplateError::Unclosed { at: 9 })
+        );
+        assert_eq!(
+            parse("{client_name\n}"),
+            Err(TemplateError::Unclosed { at: 1 })
+        );
+        assert_eq!(
+            parse("{a {client_name}"),
+            Err(TemplateError::Unclosed { at: 1 })
+        );
         assert_eq!(parse("ок }"), Err(TemplateError::Stray { at: 4 }));
         assert_eq!(
             parse("Здравствуйте, {clent_name}"),
@@ -245,12 +255,18 @@ mod tests {
         let long = format!("{{client_name|{}}}", "я".repeat(FALLBACK_MAX + 1));
         assert_eq!(parse(&long), Err(TemplateError::LongFallback { at: 1 }));
         let e = parse("x {nope}").expect_err("unknown").field_error("text");
-        assert_eq!((e.field, e.key, e.limit), ("text", "err.template_unknown_var", Some(3)));
+        assert_eq!(
+            (e.field, e.key, e.limit),
+            ("text", "err.template_unknown_var", Some(3))
+        );
     }
 
     #[test]
     fn a_broken_text_never_renders_braces() {
-        assert_eq!(render("Привет, {client_name", values), "Привет, client_name");
+        assert_eq!(
+            render("Привет, {client_name", values),
+            "Привет, client_name"
+        );
         assert_eq!(render("{nope} и }", values), "nope и ");
     }
 

@@ -245,7 +245,12 @@ async fn store_file(core: &Core, f: &Upload) -> Result<(String, String, String, 
     let blob = crate::blobs::put(&core.config.data_dir, &f.bytes)
         .await
         .map_err(|e| CoreError::Internal(format!("cannot store the file: {e}")))?;
-    Ok((name, mime, blob, i64::try_from(f.bytes.len()).unwrap_or(i64::MAX)))
+    Ok((
+        name,
+        mime,
+        blob,
+        i64::try_from(f.bytes.len()).unwrap_or(i64::MAX),
+    ))
 }
 
 fn details(t: &reply_template::Model) -> serde_json::Value {
@@ -305,7 +310,15 @@ pub async fn create_template(
     }
     .insert(&txn)
     .await?;
-    audit::record(&txn, actor, now, "template.create", &t.id.to_string(), details(&t)).await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "template.create",
+        &t.id.to_string(),
+        details(&t),
+    )
+    .await?;
     txn.commit().await?;
     Ok(t)
 }
@@ -360,7 +373,15 @@ pub async fn delete_template(core: &Core, actor: &Actor, id: Uuid) -> Result<()>
     let now = core.now();
     let txn = core.db.begin().await?;
     reply_template::Entity::delete_by_id(id).exec(&txn).await?;
-    audit::record(&txn, actor, now, "template.delete", &id.to_string(), details(&t)).await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "template.delete",
+        &id.to_string(),
+        details(&t),
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }

@@ -122,10 +122,20 @@ pub struct TemplateIn {
     #[schema(example = "Доставка", max_length = 60)]
     pub category: String,
     /// 1 to 100 characters, one line.
-    #[schema(example = "Сроки доставки", min_length = 1, max_length = 100, pattern = r"[^\s\u0000-\u001F\u007F-\u009F]")]
+    #[schema(
+        example = "Сроки доставки",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\s\u0000-\u001F\u007F-\u009F]"
+    )]
     pub title: String,
     /// 1 to 4000 characters; every `{` opens a known variable (or is doubled).
-    #[schema(example = "Здравствуйте, {client_name|клиент}! Доставим завтра.", min_length = 1, max_length = 4000, pattern = r"\S")]
+    #[schema(
+        example = "Здравствуйте, {client_name|клиент}! Доставим завтра.",
+        min_length = 1,
+        max_length = 4000,
+        pattern = r"\S"
+    )]
     pub body: String,
     /// On create: the file to keep. On replace: a new file; absent keeps the present one.
     #[schema(nullable)]
@@ -218,8 +228,7 @@ pub async fn render_template(
     ApiActor(a): ApiActor,
     ApiPath((id, template_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<RenderedOut>, ApiError> {
-    let r =
-        core_templates::render_for(&st.core, &a, ConversationId(id), template_id).await?;
+    let r = core_templates::render_for(&st.core, &a, ConversationId(id), template_id).await?;
     let out = template_out(r.template);
     Ok(Json(RenderedOut {
         template_id,

@@ -164,7 +164,10 @@ async fn preview_values(
     if let Some(c) = conversation {
         if let Ok(v) = core_templates::values_for(&st.core, actor, c).await {
             let who = v.client_name.clone().unwrap_or_default();
-            return Ok((format!("{} «{who}»", p.t("templates.preview_conversation")), v));
+            return Ok((
+                format!("{} «{who}»", p.t("templates.preview_conversation")),
+                v,
+            ));
         }
     }
     match core_templates::recent_values(&st.core, actor).await? {
@@ -330,7 +333,9 @@ async fn read_form(mut mp: Multipart) -> Result<Typed, FormError> {
         let mut value = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(bad)? {
             if value.len() + chunk.len() > TEXT_MAX {
-                return Err(FormError::Malformed(format!("the field {name} is too long")));
+                return Err(FormError::Malformed(format!(
+                    "the field {name} is too long"
+                )));
             }
             value.extend_from_slice(&chunk);
         }
@@ -363,7 +368,9 @@ async fn read_checked(
             .await
             .unwrap_or_default();
         let mut f = Typed::default();
-        for (k, v) in serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default() {
+        for (k, v) in
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default()
+        {
             f.set(&k, v);
         }
         if !csrf_ok(header_csrf.as_deref().or(f.csrf.as_deref())) {
@@ -375,7 +382,10 @@ async fn read_checked(
         Ok(mp) => mp,
         Err(_) if !csrf_ok(header_csrf.as_deref()) => return Err(AppError::Csrf),
         Err(e) => {
-            let r = (StatusCode::BAD_REQUEST, format!("malformed form: {}", e.body_text()));
+            let r = (
+                StatusCode::BAD_REQUEST,
+                format!("malformed form: {}", e.body_text()),
+            );
             return Ok(Err(r.into_response()));
         }
     };
@@ -455,8 +465,9 @@ async fn create(
         return again(&st, &ctx, None, typed, errs).await;
     }
     match core_templates::create_template(&st.core, &actor, input_of(&mut typed)).await {
-        Ok(t) => Ok(Redirect::to(&format!("/app/automation/templates/{}?ok=saved", t.id))
-            .into_response()),
+        Ok(t) => Ok(
+            Redirect::to(&format!("/app/automation/templates/{}?ok=saved", t.id)).into_response(),
+        ),
         Err(CoreError::Invalid(errs)) => again(&st, &ctx, None, typed, errs).await,
         Err(e) => Err(e.into()),
     }
@@ -481,8 +492,9 @@ async fn save(
         return again(&st, &ctx, Some(&old), typed, errs).await;
     }
     match core_templates::update_template(&st.core, &actor, id, input_of(&mut typed)).await {
-        Ok(_) => Ok(Redirect::to(&format!("/app/automation/templates/{id}?ok=saved"))
-            .into_response()),
+        Ok(_) => {
+            Ok(Redirect::to(&format!("/app/automation/templates/{id}?ok=saved")).into_response())
+        }
         Err(CoreError::Invalid(errs)) => again(&st, &ctx, Some(&old), typed, errs).await,
         Err(e) => Err(e.into()),
     }

@@ -82,7 +82,10 @@ pub async fn fixture(app: &TestApp) -> Fixture {
                 ("scope", "company"),
                 ("category", "Доставка"),
                 ("title", "Сроки"),
-                ("body", "Здравствуйте, {client_name|клиент}! Доставим завтра."),
+                (
+                    "body",
+                    "Здравствуйте, {client_name|клиент}! Доставим завтра.",
+                ),
             ],
         )
         .await;
