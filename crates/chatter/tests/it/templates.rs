@@ -547,6 +547,26 @@ async fn a_template_is_rendered_for_a_real_conversation_and_its_file_goes_with_t
         Some("Прайс.pdf")
     );
 
+    // Through the API too: the template's file goes with the text.
+    let (st, m) = call(
+        &app,
+        &key,
+        reqwest::Method::POST,
+        &format!("/api/v1/conversations/{conv}/messages"),
+        Some(json!({"text": "Прайс ещё раз", "template_id": tid})),
+    )
+    .await;
+    assert_eq!(st, 201, "{m}");
+    within(30, "the customer gets the file again", || async {
+        app.telegram
+            .sent(&token)
+            .iter()
+            .filter(|m| m.kind == "document" && m.caption.as_deref() == Some("Прайс ещё раз"))
+            .count()
+            == 1
+    })
+    .await;
+
     // A template from another company's conversation is not found.
     let (st, _) = call(
         &app,
