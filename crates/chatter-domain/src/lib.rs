@@ -8,6 +8,7 @@ pub mod routing;
 pub mod source;
 pub mod states;
 pub mod stem;
+pub mod template;
 pub mod text;
 pub mod totp;
 pub mod values;

@@ -89,6 +89,7 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "export_started" => "flash.export_started",
         "hours_reset" => "flash.hours_reset",
         "label_deleted" => "flash.label_deleted",
+        "template_deleted" => "flash.template_deleted",
         _ => return None,
     };
     Some(key)
@@ -104,6 +105,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_labels::ENTRIES,
     crate::i18n_scheduled::ENTRIES,
     crate::i18n_files::ENTRIES,
+    crate::i18n_templates::ENTRIES,
 ];
 
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {

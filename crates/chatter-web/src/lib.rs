@@ -17,6 +17,7 @@ mod i18n_notes;
 mod i18n_scheduled;
 mod i18n_sources;
 mod i18n_table;
+mod i18n_templates;
 pub mod ops;
 pub mod redirect;
 pub mod security;

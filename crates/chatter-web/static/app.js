@@ -677,3 +677,149 @@ window.addEventListener("message", function (e) {
     if (fresh && !old.contains(document.activeElement)) old.replaceWith(fresh);
   });
 })();
+// ---- Reply templates (begin) ----
+// In the reply box, `/` at the start of the text (or the «Шаблоны» button) opens the list of
+// the templates this member may use, rendered for this conversation by the server and
+// filtered by what follows the `/`. ArrowUp/ArrowDown move, Enter or a click inserts, Esc
+// closes and leaves the focus in the text. Inserting replaces the `/query` with the text; a
+// template's file goes with the reply (its id rides in the form's `template_id`). Without the
+// script the button is a link to a page of templates with «Вставить».
+(function () {
+  var form = document.getElementById("reply-form");
+  var text = document.getElementById("reply-text");
+  var open = document.getElementById("tpl-open");
+  var list = document.getElementById("tpl-list");
+  var idInput = document.getElementById("template-id");
+  var fileRow = document.getElementById("tpl-file");
+  var fileName = document.getElementById("tpl-file-name");
+  var fileRemove = document.getElementById("tpl-file-remove");
+  if (!form || !text || !open || !list || !idInput) return;
+  var src = open.getAttribute("data-src");
+  var range = null; // [start, end] of the text the chosen template replaces
+  var items = [];
+  var seq = 0;
+  function setFile(id, name) {
+    idInput.value = name ? id : "";
+    if (!fileRow) return;
+    fileRow.hidden = !name;
+    if (fileName) fileName.textContent = name ? "📎 " + name : "";
+  }
+  if (fileRemove) fileRemove.addEventListener("click", function () { setFile("", null); text.focus(); });
+  function isOpen() { return !list.hidden; }
+  function close() {
+    list.hidden = true;
+    list.textContent = "";
+    items = [];
+    range = null;
+    text.removeAttribute("aria-activedescendant");
+    open.setAttribute("aria-expanded", "false");
+  }
+  function current() { return items.findIndex(function (li) { return li.classList.contains("on"); }); }
+  function move(i) {
+    items.forEach(function (li) { li.classList.remove("on"); li.setAttribute("aria-selected", "false"); });
+    if (i < 0 || i >= items.length) return;
+    items[i].classList.add("on");
+    items[i].setAttribute("aria-selected", "true");
+    text.setAttribute("aria-activedescendant", items[i].id);
+    if (items[i].scrollIntoView) items[i].scrollIntoView({ block: "nearest" });
+  }
+  function insert(li) {
+    var t = li.getAttribute("data-text");
+    var r = range || [text.selectionStart, text.selectionEnd];
+    var v = text.value;
+    text.value = v.slice(0, r[0]) + t + v.slice(r[1]);
+    var pos = r[0] + t.length;
+    setFile(li.getAttribute("data-id"), li.getAttribute("data-file"));
+    close();
+    text.focus();
+    text.setSelectionRange(pos, pos);
+    text.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+  function show(q, r) {
+    var mine = ++seq;
+    fetch(src + "?q=" + encodeURIComponent(q), { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+      .then(function (resp) { return resp.ok ? resp.json() : []; })
+      .then(function (found) {
+        if (mine !== seq) return;
+        range = r;
+        list.textContent = "";
+        items = [];
+        if (!found.length) {
+          var none = document.createElement("li");
+          none.className = "tpl-none muted";
+          none.textContent = open.getAttribute("data-empty");
+          list.appendChild(none);
+        }
+        found.forEach(function (t, i) {
+          var li = document.createElement("li");
+          li.id = "tpl-opt-" + i;
+          li.className = "tpl-item";
+          li.setAttribute("role", "option");
+          li.setAttribute("data-id", t.id);
+          li.setAttribute("data-text", t.text);
+          if (t.file) li.setAttribute("data-file", t.file);
+          var title = document.createElement("strong");
+          title.textContent = t.title;
+          li.appendChild(title);
+          if (t.category) {
+            var cat = document.createElement("span");
+            cat.className = "muted small";
+            cat.textContent = " · " + t.category + (t.file ? " · 📎" : "");
+            li.appendChild(cat);
+          }
+          var body = document.createElement("span");
+          body.className = "tpl-text small";
+          body.textContent = t.text;
+          li.appendChild(body);
+          li.addEventListener("mousedown", function (e) { e.preventDefault(); });
+          li.addEventListener("click", function () { insert(li); });
+          list.appendChild(li);
+          items.push(li);
+        });
+        list.hidden = false;
+        open.setAttribute("aria-expanded", "true");
+        move(0);
+      })
+      .catch(function () {});
+  }
+  // `/query` at the very start of the text, up to the caret, on one line: the query, or null.
+  function slashQuery() {
+    var upto = text.value.slice(0, text.selectionStart);
+    if (upto.charAt(0) !== "/" || /\n/.test(upto) || upto.length > 60) return null;
+    return upto.slice(1);
+  }
+  text.addEventListener("input", function () {
+    var q = slashQuery();
+    if (q === null) { if (isOpen() && range && range[0] === 0 && range[1] !== range[0]) close(); return; }
+    show(q, [0, text.selectionStart]);
+  });
+  // Capture on the form: runs before the box's own Enter-sends handler.
+  form.addEventListener("keydown", function (e) {
+    if (e.target !== text || !isOpen()) return;
+    var i = current();
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      if (!items.length) return;
+      move(e.key === "ArrowDown" ? Math.min(items.length - 1, i + 1) : Math.max(0, i - 1));
+    } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      if (i >= 0) insert(items[i]); else close();
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      e.stopPropagation();
+      close();
+      text.focus();
+    }
+  }, true);
+  open.addEventListener("click", function (e) {
+    e.preventDefault();
+    if (isOpen()) { close(); text.focus(); return; }
+    text.focus();
+    show("", [text.selectionStart, text.selectionEnd]);
+  });
+  text.addEventListener("blur", function () { setTimeout(function () { if (document.activeElement !== text && document.activeElement !== open) close(); }, 150); });
+  // A sent reply empties the box: the template's file is not sent twice.
+  form.addEventListener("submit", function () { setTimeout(function () { if (!text.value) setFile("", null); }, 0); });
+})();
+// ---- Reply templates (end) ----

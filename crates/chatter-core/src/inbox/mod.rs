@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod labels;
 pub mod search;
 pub mod send;
+pub mod templates;
 
 use crate::attachments::StoredAttachment;
 use crate::events::{self, Pending};

@@ -40,6 +40,7 @@ pub mod operator;
 pub mod password_reset;
 pub mod pending_signup;
 pub mod recovery_code;
+pub mod reply_template;
 pub mod routing_rule;
 pub mod scheduled_reply;
 pub mod session;

@@ -268,22 +268,36 @@ pub struct SendIn {
         pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
     )]
     pub reply_to: Option<Uuid>,
+    /// A reply template the text was made from (`GET /api/v1/conversations/{id}/templates/{template_id}/render`):
+    /// when it has a file, the file is sent with `text` as its caption (at most 1,024 characters).
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    pub template_id: Option<Uuid>,
 }
 
 /// Sends a message to the customer: stored as `pending` and delivered by a job; poll the
 /// messages (or the status) to see it become `sent` or `failed`.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
     params(("id" = Uuid, Path, description = "conversation id")), request_body = SendIn,
-    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json", description = "no such conversation (or `reply_to` message) in this company"), (status = 413, body = ApiErrorBody, content_type = "application/problem+json"), (status = 415, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "the body is not JSON or does not match the schema")))]
+    responses((status = 201, body = MessageOut), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json", description = "no such conversation (or `reply_to` message, or `template_id` template) in this company"), (status = 413, body = ApiErrorBody, content_type = "application/problem+json"), (status = 415, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "the body is not JSON or does not match the schema")))]
 pub async fn send_message(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
     ApiPath(id): ApiPath<ConversationId>,
     ApiJson(b): ApiJson<SendIn>,
 ) -> Result<Response, ApiError> {
-    let m = match chatter_core::inbox::reply(&st.core, &a, id, &b.text, b.reply_to.map(MessageId))
-        .await
-    {
+    let reply_to = b.reply_to.map(MessageId);
+    let sent = match b.template_id {
+        Some(t) => {
+            chatter_core::inbox::templates::reply_with_template(
+                &st.core, &a, id, t, &b.text, reply_to,
+            )
+            .await
+        }
+        None => chatter_core::inbox::reply(&st.core, &a, id, &b.text, reply_to).await,
+    };
+    let m = match sent {
         Err(CoreError::Invalid(f)) if f.iter().any(|e| e.field == "reply_to") => {
             // Another conversation's message is, from here, a message that does not exist.
             return Ok(body(

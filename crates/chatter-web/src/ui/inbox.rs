@@ -140,6 +140,8 @@ struct ThreadView {
     note_draft: String,
     /// Teammates `@` offers: (name).
     teammates: Vec<String>,
+    /// A reply template inserted without the script (`?template=`): its id and file name.
+    template: (Option<Uuid>, Option<String>),
 }
 
 /// A WhatsApp template as the picker shows it.
@@ -204,6 +206,7 @@ async fn page(
         reply_to,
         m: target,
         mode,
+        template,
     } = at;
     let actor = ctx.actor()?;
     let last_event = last_event_id(st, actor.company_id).await;
@@ -319,10 +322,20 @@ async fn page(
             } else {
                 Some(Vec::new())
             };
-            let (refused, draft, note_refused, note_draft) = match refusal {
+            let (refused, mut draft, note_refused, note_draft) = match refusal {
                 Some(r) if r.note => (None, String::new(), Some(r.message), r.draft),
                 Some(r) => (Some(r.message), r.draft, None, String::new()),
                 None => (None, String::new(), None, String::new()),
+            };
+            // A template chosen on the templates page becomes the draft, rendered for this
+            // conversation.
+            let template = match template.filter(|_| draft.is_empty() && can_reply) {
+                Some(tid) => {
+                    let r = inbox::templates::render_for(&st.core, &actor, id, tid).await?;
+                    draft = r.text;
+                    (Some(tid), r.template.file_name)
+                }
+                None => (None, None),
             };
             let note_mode = note_refused.is_some() || mode.as_deref() == Some("note");
             let teammates = chatter_core::notifications::teammates(&st.core.db, actor.company_id)
@@ -374,6 +387,7 @@ async fn page(
                 note_refused,
                 note_draft,
                 teammates,
+                template,
             })
         }
         None => None,
@@ -414,6 +428,9 @@ struct Opened {
     /// `note`: the reply box opens on the note tab.
     #[serde(default)]
     mode: Option<String>,
+    /// A reply template whose text becomes the draft.
+    #[serde(default, deserialize_with = "chatter_domain::values::blank_as_none")]
+    template: Option<Uuid>,
 }
 
 async fn show_page(

@@ -21,6 +21,7 @@ pub mod rules;
 mod settings;
 pub mod sources;
 mod team;
+mod templates;
 
 use crate::ctx::{cookie, Ctx, LANG_COOKIE};
 use crate::i18n::{Lang, Tr};
@@ -34,7 +35,7 @@ use chatter_domain::{FieldError, Permission, Role};
 
 /// The routes that take a file (`crate::upload`), under a larger body limit than the rest.
 pub fn upload_routes() -> Router<AppState> {
-    inbox::upload_routes()
+    inbox::upload_routes().merge(templates::upload_routes())
 }
 
 pub fn routes() -> Router<AppState> {
@@ -55,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .merge(reports::routes())
         .merge(settings::routes())
         .merge(labels::routes())
+        .merge(templates::routes())
         .merge(inbox::routes())
         .merge(contacts::routes())
         .merge(notifications::routes())

@@ -73,6 +73,23 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         owner.html("/app/crm/health").await.contains("data-item=")
     })
     .await;
+    // A reply template (issue 14): its list, edit page and the inbox's list of templates.
+    let r = owner
+        .post_from(
+            "/app/automation/templates/new",
+            "/app/automation/templates/create",
+            &[
+                ("scope", "company"),
+                ("category", "Доставка"),
+                ("title", "Сроки"),
+                (
+                    "body",
+                    "Здравствуйте, {client_name|клиент}! Доставим завтра.",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "the template is saved");
     let manager = crate::team::join_new(app, &owner, "oleg@example.ru", "Олег", "manager").await;
     let company_id = crate::team::company_id(app, "Рога и Копыта")
         .await
@@ -89,6 +106,10 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         "Сайт",
         "Доставка",
         "доставка",
+        "Сроки",
+        "Здравствуйте",
+        "Доставим завтра",
+        "клиент",
     ]
     .map(str::to_owned)
     .to_vec();

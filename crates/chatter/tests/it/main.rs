@@ -58,6 +58,7 @@ mod storage;
 mod takeover;
 mod team;
 mod telegram;
+mod templates;
 mod tls;
 mod tools;
 mod ui_errors;

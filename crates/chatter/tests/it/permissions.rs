@@ -176,6 +176,21 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/inbox/{conv}/labels", REPLY, &[("label", "00000000-0000-0000-0000-000000000000"), ("on", "1")], &[422]),
     // Nothing ticked: back to the list, nothing changed.
     r(Post, "/app/inbox/bulk", REPLY, &[("action", "close")], &[303]),
+    // Reply templates (issue 14): `{no_template}` is no template of the company; anyone may keep
+    // templates of their own, so an empty title is refused to every member alike.
+    r(Get,  "/app/automation/templates", READ, &[], &[200]),
+    r(Get,  "/app/automation/templates/new", READ, &[], &[200]),
+    r(Post, "/app/automation/templates/create", READ, &[("scope", "personal"), ("title", ""), ("body", "Здравствуйте")], &[422]),
+    r(Get,  "/app/automation/templates/{no_template}", READ, &[], &[404]),
+    r(Post, "/app/automation/templates/{no_template}/save", READ, &[("title", "Обход"), ("body", "Здравствуйте")], &[404]),
+    r(Post, "/app/automation/templates/{no_template}/delete", READ, &[], &[404]),
+    r(Get,  "/app/inbox/{conv}/templates", REPLY, &[], &[200]),
+    r(Get,  "/api/v1/templates", ApiKey, &[], &[200]),
+    r(Post, "/api/v1/templates", ApiKey, &[], &[201, 422]),
+    r(Get,  "/api/v1/templates/{no_template}", ApiKey, &[], &[404]),
+    r(Put,  "/api/v1/templates/{no_template}", ApiKey, &[], &[404, 422]),
+    r(Delete, "/api/v1/templates/{no_template}", ApiKey, &[], &[404]),
+    r(Get,  "/api/v1/conversations/{conv}/templates/{no_template}/render", ApiKey, &[], &[404]),
     r(Get,  "/api/v1/labels", ApiKey, &[], &[200]),
     r(Post, "/api/v1/labels", ApiKey, &[], &[201, 422]),
     r(Patch, "/api/v1/labels/{no_label}", ApiKey, &[], &[404]),
@@ -655,6 +670,7 @@ impl Fixture {
             // No export exists: owners get 404, the others are refused first.
             ("{export}", Uuid::nil().to_string()),
             ("{no_label}", Uuid::nil().to_string()),
+            ("{no_template}", Uuid::nil().to_string()),
         ]);
         let f = Fixture {
             company: a,

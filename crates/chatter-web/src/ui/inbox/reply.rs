@@ -22,6 +22,8 @@ use chatter_store::entity::message;
 pub(super) struct ReplyForm {
     text: String,
     reply_to: Option<String>,
+    /// The reply template inserted into the box: its file, if it has one, goes with the text.
+    template_id: Option<String>,
 }
 
 pub(super) fn wants_json(h: &HeaderMap) -> bool {
@@ -39,7 +41,14 @@ pub(super) async fn reply(
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let reply_to = f.reply_to.as_deref().and_then(|r| r.parse().ok());
-    let r = inbox::reply(&st.core, &actor, id, &f.text, reply_to).await;
+    let template = f.template_id.as_deref().and_then(|t| t.parse().ok());
+    let r = match template {
+        Some(tid) => {
+            inbox::templates::reply_with_template(&st.core, &actor, id, tid, &f.text, reply_to)
+                .await
+        }
+        None => inbox::reply(&st.core, &actor, id, &f.text, reply_to).await,
+    };
     answer(&st, &ctx, id, &headers, r, f.text).await
 }
 
