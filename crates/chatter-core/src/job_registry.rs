@@ -3,7 +3,9 @@
 //! the capabilities that enqueue jobs depend on it without it depending back on them.
 
 use crate::jobs::Registry;
-use crate::{accounts, api_source, backup, crm, digest, exports, inbox, mailer, sources};
+use crate::{
+    accounts, api_source, automation, backup, crm, digest, exports, inbox, mailer, sources,
+};
 
 impl Registry {
     /// The registry of every job type, by its `NAME`.
@@ -26,6 +28,9 @@ impl Registry {
             .register::<api_source::Deliver>()
             // The CRM sync.
             .register::<crm::sync::CrmDrain>()
+            // Auto-replies: the check of a customer's message and the "no answer" timer.
+            .register::<automation::replies::run::AutoReplyCheck>()
+            .register::<automation::replies::run::NoAnswerTimer>()
     }
 }
 
@@ -46,6 +51,8 @@ mod tests {
             [
                 "api_webhook_deliver",
                 "api_webhook_dispatch",
+                "auto_reply_check",
+                "auto_reply_no_answer",
                 "backup_daily",
                 "company_export",
                 "crm_drain",

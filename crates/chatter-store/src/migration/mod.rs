@@ -21,6 +21,7 @@ mod m0019_notes_notifications;
 mod m0020_labels;
 mod m0021_contact_people;
 mod m0022_working_hours;
+mod m0025_auto_replies;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0020_labels::Migration),
             Box::new(m0021_contact_people::Migration),
             Box::new(m0022_working_hours::Migration),
+            Box::new(m0025_auto_replies::Migration),
         ]
     }
 }

@@ -68,6 +68,8 @@ pub struct MessageTpl {
     pub lang: crate::i18n::Tr,
     pub csrf: String,
     pub can_reply: bool,
+    /// Sent by an auto-reply rule (a badge says so).
+    pub automatic: bool,
 }
 
 /// An internal note in the thread: looks unlike any message and says only the team sees it.
@@ -96,6 +98,7 @@ impl MessageTpl {
             lang,
             csrf: csrf.to_string(),
             can_reply,
+            automatic: false,
         }
     }
     pub fn time(&self) -> String {
