@@ -115,6 +115,12 @@ pub enum Action {
     Assign { users: Vec<Uuid> },
     /// Puts these company labels on the conversation.
     AddLabels { labels: Vec<Uuid> },
+    /// Moves the conversation's amoCRM deal to this stage (of `pipeline_id`, else its own).
+    MoveDeal {
+        #[serde(default)]
+        pipeline_id: Option<i64>,
+        status_id: i64,
+    },
     /// Notifies these people (empty: everyone who reads the inbox).
     Notify {
         #[serde(default)]
@@ -128,6 +134,7 @@ impl Action {
             Action::Reply { .. } => "reply",
             Action::Assign { .. } => "assign",
             Action::AddLabels { .. } => "add_labels",
+            Action::MoveDeal { .. } => "move_deal",
             Action::Notify { .. } => "notify",
         }
     }
@@ -156,7 +163,7 @@ impl AutoReply {
 
     /// Checks what needs no database: a name, at least one action, a delay of 1 minute to
     /// 7 days, keywords for the keyword trigger, a regex that compiles, a reply with text.
-    /// The ids a rule names (sources, people, labels) are checked by core.
+    /// The ids a rule names (sources, people, labels, stages) are checked by core.
     pub fn check(&self) -> Result<Matcher, Vec<FieldError>> {
         let mut errs = Vec::new();
         let name = self.name.trim();

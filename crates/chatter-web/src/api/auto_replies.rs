@@ -60,6 +60,13 @@ pub enum ActionIo {
     Assign { users: Vec<Uuid> },
     /// Puts these company labels on the conversation.
     AddLabels { labels: Vec<Uuid> },
+    /// Moves the conversation's amoCRM deal to `status_id` (of `pipeline_id`, else its own
+    /// pipeline); a stage of the connected account's pipelines.
+    MoveDeal {
+        #[serde(default)]
+        pipeline_id: Option<i64>,
+        status_id: i64,
+    },
     /// Notifies these members (empty: everyone who reads the inbox).
     Notify {
         #[serde(default)]
@@ -134,6 +141,13 @@ impl From<AutoReplyIn> for AutoReply {
                     ActionIo::Reply { text } => Action::Reply { text },
                     ActionIo::Assign { users } => Action::Assign { users },
                     ActionIo::AddLabels { labels } => Action::AddLabels { labels },
+                    ActionIo::MoveDeal {
+                        pipeline_id,
+                        status_id,
+                    } => Action::MoveDeal {
+                        pipeline_id,
+                        status_id,
+                    },
                     ActionIo::Notify { users } => Action::Notify { users },
                 })
                 .collect(),
@@ -176,6 +190,13 @@ fn out(v: RuleView) -> AutoReplyOut {
                     Action::Reply { text } => ActionIo::Reply { text },
                     Action::Assign { users } => ActionIo::Assign { users },
                     Action::AddLabels { labels } => ActionIo::AddLabels { labels },
+                    Action::MoveDeal {
+                        pipeline_id,
+                        status_id,
+                    } => ActionIo::MoveDeal {
+                        pipeline_id,
+                        status_id,
+                    },
                     Action::Notify { users } => ActionIo::Notify { users },
                 })
                 .collect(),
@@ -185,7 +206,7 @@ fn out(v: RuleView) -> AutoReplyOut {
     }
 }
 
-const RULE_422: &str = "the body is not JSON or does not match the schema, or a field is refused: `name` (`auto_name_required`, `too_long`), `actions` (`auto_action_required`: a rule needs an action), `delay` (`auto_delay_range`: 1 minute to 7 days), `keywords` (`auto_keywords_required`, `auto_no_words`), `regex` (`auto_regex`), `exclude` (`auto_no_words`), `reply` (`auto_reply_empty`, `too_long`), `sources` (`auto_source_unknown`), `assign` / `notify` (`auto_user_unknown`), `labels` (`label_unknown`)";
+const RULE_422: &str = "the body is not JSON or does not match the schema, or a field is refused: `name` (`auto_name_required`, `too_long`), `actions` (`auto_action_required`: a rule needs an action), `delay` (`auto_delay_range`: 1 minute to 7 days), `keywords` (`auto_keywords_required`, `auto_no_words`), `regex` (`auto_regex`), `exclude` (`auto_no_words`), `reply` (`auto_reply_empty`, `too_long`), `sources` (`auto_source_unknown`), `assign` / `notify` (`auto_user_unknown`), `labels` (`label_unknown`), `stage` (`auto_stage_unknown`: not a stage of the connected amoCRM's pipelines)";
 
 /// The company's auto-reply rules, in order.
 #[utoipa::path(get, path = "/api/v1/auto-replies", tag = "automation",

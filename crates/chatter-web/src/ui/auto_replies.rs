@@ -92,6 +92,8 @@ pub struct Typed {
     pub assign: Vec<Uuid>,
     pub labels: Vec<Uuid>,
     pub notify: bool,
+    /// "pipeline:stage", empty for none.
+    pub stage: String,
     pub once_per: String,
     pub once_ever: bool,
     pub days: String,
@@ -126,6 +128,10 @@ impl Typed {
                 Action::Assign { users } => t.assign = users.clone(),
                 Action::AddLabels { labels } => t.labels = labels.clone(),
                 Action::Notify { .. } => t.notify = true,
+                Action::MoveDeal {
+                    pipeline_id,
+                    status_id,
+                } => t.stage = format!("{}:{status_id}", pipeline_id.unwrap_or_default()),
             }
         }
         t
@@ -168,6 +174,7 @@ impl Typed {
             assign: ids("assign"),
             labels: ids("labels"),
             notify: !one("notify").is_empty(),
+            stage: one("stage"),
             once_per: one("once_per"),
             once_ever: !one("once_ever").is_empty(),
             days: one("days"),
@@ -225,6 +232,15 @@ impl Typed {
                 labels: self.labels.clone(),
             });
         }
+        if let Some((p, s)) = self.stage.split_once(':') {
+            match (p.parse::<i64>(), s.parse::<i64>()) {
+                (Ok(p), Ok(s)) => actions.push(Action::MoveDeal {
+                    pipeline_id: Some(p).filter(|p| *p != 0),
+                    status_id: s,
+                }),
+                _ => errs.push(FieldError::new("stage", "err.auto_stage_unknown")),
+            }
+        }
         if self.notify {
             actions.push(Action::Notify { users: vec![] });
         }
@@ -267,6 +283,8 @@ struct EditTpl {
     /// (id, name) of people who may reply.
     people: Vec<(Uuid, String)>,
     labels: Vec<(Uuid, String)>,
+    /// ("pipeline:stage", "Pipeline → Stage") of the connected amoCRM.
+    stages: Vec<(String, String)>,
     triggers: Vec<(&'static str, String)>,
     /// The reply's SMS part count, when the company has an SMS source.
     sms_parts: String,
@@ -318,6 +336,11 @@ async fn editor(
         .into_iter()
         .map(|l| (l.id, l.name))
         .collect();
+    let stages = chatter_core::crm::sync::outbox::known_stages(&st.core.db, actor.company())
+        .await?
+        .into_iter()
+        .map(|(p, s, name)| (format!("{p}:{s}"), name))
+        .collect();
     let triggers = ["out_of_hours", "keywords", "first_message", "no_answer"]
         .into_iter()
         .map(|k| (k, p.t(&format!("auto.trigger.{k}")).to_owned()))
@@ -334,6 +357,7 @@ async fn editor(
         sources,
         people,
         labels,
+        stages,
         triggers,
         sms_parts,
         dry: None,

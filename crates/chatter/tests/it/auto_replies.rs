@@ -434,3 +434,50 @@ pub(crate) async fn greeting_rule(s: &Session, app: &TestApp) {
 }
 
 pub(crate) const KIND_GREETING: &str = GREETING;
+
+#[tokio::test]
+async fn a_rule_made_on_the_page_moves_the_amocrm_deal_and_labels_the_conversation() {
+    let app = TestApp::new().await;
+    let (s, token, _, account) = connected(&app).await;
+    let r = s
+        .post_from("/app/settings/labels", "/app/settings/labels", &[("name", "Новый"), ("color", "green")])
+        .await;
+    assert!(r.status().is_redirection() || r.status() == 200, "{}", r.status());
+    let page = s.html("/app/automation/replies/new").await;
+    let option = |after: &str| -> String {
+        let at = page.find(after).unwrap_or_else(|| panic!("{after}: {page}"));
+        let v = &page[at + after.len()..];
+        v[..v.find('"').expect("quote")].to_string()
+    };
+    // The second stage of the pipeline (the first one is where new deals land).
+    let stages: Vec<String> = page
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| o[..o.find('"').expect("quote")].to_string())
+        .filter(|v| v.contains(':'))
+        .collect();
+    let stage = stages.get(1).cloned().unwrap_or_else(|| panic!("stages: {page}"));
+    let label = option("name=\"labels\" value=\"");
+    let r = s
+        .post_from(
+            "/app/automation/replies/new",
+            "/app/automation/replies",
+            &[("name", "Новый клиент"), ("enabled", "1"), ("trigger", "first_message"), ("reply", GREETING), ("stage", &stage), ("labels", &label)],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    app.telegram
+        .customer_writes(&token, CustomerMessage::text(5001, "Иван", "Добрый вечер"));
+    let status: i64 = stage.split(':').nth(1).and_then(|x| x.parse().ok()).expect("stage id");
+    eventually("the deal is moved", || async {
+        app.amo.leads(account).first().is_some_and(|l| l["status_id"] == status)
+    })
+    .await;
+    eventually("the greeting", || async { times_sent(&app, &token, GREETING) == 1 }).await;
+    let conv = conversation_with(&s, "Добрый вечер").await;
+    let thread = s.html(&format!("/app/inbox/{conv}")).await;
+    assert!(thread.contains("сделка переведена на этап"), "{thread}");
+    assert!(thread.contains("добавлены метки"), "{thread}");
+    assert_eq!(count(&app, "SELECT count(*) FROM conversation_labels").await, 1);
+    app.stop().await;
+}

@@ -133,6 +133,18 @@ pub async fn checked(
                     errs.push(field("labels", "err.label_unknown"));
                 }
             }
+            Action::MoveDeal {
+                pipeline_id,
+                status_id,
+            } => {
+                let stages = crate::crm::sync::outbox::known_stages(conn, company).await?;
+                let known = stages
+                    .iter()
+                    .any(|(p, s, _)| s == status_id && pipeline_id.is_none_or(|x| x == *p));
+                if !known {
+                    errs.push(field("stage", "err.auto_stage_unknown"));
+                }
+            }
             Action::Reply { .. } => {}
         }
     }
@@ -159,7 +171,7 @@ fn tidy(mut rule: AutoReply) -> AutoReply {
             Action::Reply { text } => *text = text.trim().to_owned(),
             Action::AddLabels { labels } => *labels = dedup(labels),
             Action::Notify { users } => *users = dedup(users),
-            Action::Assign { .. } => {}
+            Action::Assign { .. } | Action::MoveDeal { .. } => {}
         }
     }
     rule

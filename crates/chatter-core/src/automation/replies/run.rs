@@ -410,6 +410,23 @@ async fn fire(core: &Core, r: &RuleView, f: &Facts) -> Result<bool> {
                 Action::AddLabels { labels } => {
                     crate::inbox::labels::add_labels(&txn, conv, labels, now).await?;
                 }
+                Action::MoveDeal {
+                    pipeline_id,
+                    status_id,
+                } => {
+                    let queued = crate::crm::sync::outbox::enqueue_deal_stage(
+                        &txn,
+                        conv.company_id,
+                        conv.id,
+                        *pipeline_id,
+                        *status_id,
+                        now,
+                    )
+                    .await?;
+                    if !queued {
+                        continue;
+                    }
+                }
                 Action::Notify { users } => {
                     let who = match users.is_empty() {
                         true => notifications::teammates(&txn, conv.company_id.0)
