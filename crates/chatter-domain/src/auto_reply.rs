@@ -313,10 +313,20 @@ mod tests {
     #[test]
     fn a_rule_needs_an_action_and_a_delay_within_seven_days() {
         assert_eq!(fields(&rule(Trigger::OutOfHours, vec![])), ["actions"]);
-        let reply = vec![Action::Reply { text: "Ответим утром".into() }];
-        for (minutes, ok) in [(0, false), (1, true), (MAX_DELAY_MINUTES, true), (MAX_DELAY_MINUTES + 1, false)] {
+        let reply = vec![Action::Reply {
+            text: "Ответим утром".into(),
+        }];
+        for (minutes, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_DELAY_MINUTES, true),
+            (MAX_DELAY_MINUTES + 1, false),
+        ] {
             let r = rule(
-                Trigger::NoAnswer { minutes, working_hours_only: false },
+                Trigger::NoAnswer {
+                    minutes,
+                    working_hours_only: false,
+                },
                 reply.clone(),
             );
             assert_eq!(r.check().is_ok(), ok, "{minutes}");
@@ -325,7 +335,12 @@ mod tests {
 
     #[test]
     fn keywords_use_the_routing_matcher_with_stems_and_exclusions() {
-        let mut r = rule(Trigger::Keywords, vec![Action::Reply { text: "Цены на сайте".into() }]);
+        let mut r = rule(
+            Trigger::Keywords,
+            vec![Action::Reply {
+                text: "Цены на сайте".into(),
+            }],
+        );
         assert_eq!(fields(&r), ["keywords"]);
         r.conditions.keywords = vec!["цена".into(), "доставка".into()];
         r.conditions.exclude = vec!["опт".into()];

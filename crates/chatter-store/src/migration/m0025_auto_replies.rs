@@ -19,7 +19,12 @@ impl MigrationTrait for Migration {
                 .col(uuid("id").primary_key())
                 .col(uuid("company_id"))
                 .col(ms("position"))
-                .col(ColumnDef::new(a("enabled")).boolean().not_null().default(true))
+                .col(
+                    ColumnDef::new(a("enabled"))
+                        .boolean()
+                        .not_null()
+                        .default(true),
+                )
                 .col(text("name"))
                 .col(text("rule"))
                 .col(ms("created_at"))

@@ -254,7 +254,9 @@ pub async fn put_auto_reply(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(b): ApiJson<AutoReplyIn>,
 ) -> Result<Json<AutoReplyOut>, ApiError> {
-    Ok(Json(out(replies::update(&st.core, &a, id, b.into()).await?)))
+    Ok(Json(
+        out(replies::update(&st.core, &a, id, b.into()).await?),
+    ))
 }
 
 /// Deletes a rule; its pending "no answer" timers do nothing.

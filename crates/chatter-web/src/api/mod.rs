@@ -12,8 +12,8 @@
 
 mod actor;
 mod api_source;
-mod auto_replies;
 mod attachments;
+mod auto_replies;
 mod company;
 pub mod contacts;
 mod conversations;

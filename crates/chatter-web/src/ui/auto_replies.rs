@@ -49,7 +49,11 @@ struct ListTpl {
 fn trigger_text(p: &Page, t: &Trigger) -> String {
     match t {
         Trigger::NoAnswer { minutes, .. } => {
-            format!("{} · {minutes} {}", p.t("auto.trigger.no_answer"), p.t("auto.minutes"))
+            format!(
+                "{} · {minutes} {}",
+                p.t("auto.trigger.no_answer"),
+                p.t("auto.minutes")
+            )
         }
         other => p.t(&format!("auto.trigger.{}", other.name())).to_owned(),
     }
@@ -68,7 +72,13 @@ async fn list_page(
         .map(|v| Row {
             id: v.id,
             trigger: trigger_text(&p, &v.rule.trigger),
-            reply: v.rule.reply_text().unwrap_or_default().chars().take(80).collect(),
+            reply: v
+                .rule
+                .reply_text()
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .collect(),
             name: v.rule.name,
             enabled: v.rule.enabled,
         })
@@ -109,7 +119,10 @@ impl Typed {
             keywords: r.conditions.keywords.join("\n"),
             regex: r.conditions.regex.clone().unwrap_or_default(),
             exclude: r.conditions.exclude.join("\n"),
-            once_per: r.once_per_minutes.map(|m| m.to_string()).unwrap_or_default(),
+            once_per: r
+                .once_per_minutes
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
             once_ever: r.once_ever,
             days: "7".into(),
             ..Typed::default()
@@ -272,6 +285,9 @@ pub struct HitRow {
     pub at: String,
 }
 
+/// A dry run's result: messages looked at, hits per day, the hits.
+type DryView = (usize, Vec<(String, usize)>, Vec<HitRow>);
+
 #[derive(Template)]
 #[template(path = "app/auto_reply.html")]
 struct EditTpl {
@@ -288,7 +304,7 @@ struct EditTpl {
     triggers: Vec<(&'static str, String)>,
     /// The reply's SMS part count, when the company has an SMS source.
     sms_parts: String,
-    dry: Option<(usize, Vec<(String, usize)>, Vec<HitRow>)>,
+    dry: Option<DryView>,
 }
 
 impl EditTpl {
@@ -321,7 +337,8 @@ async fn editor(
         .await?
         .into_iter()
         .map(|s| {
-            let billed = chatter_channels::kind_of(s.kind).is_some_and(|k| k.text_parts("").is_some());
+            let billed =
+                chatter_channels::kind_of(s.kind).is_some_and(|k| k.text_parts("").is_some());
             (s.id.0, s.name, billed)
         })
         .collect();
@@ -381,12 +398,19 @@ async fn edit_page(
 ) -> Result<Response, AppError> {
     let v: RuleView = replies::get(&st.core, &ctx.actor()?, id).await?;
     let p = Page::new(&ctx, "automation").flash(&f);
-    Ok(render(editor(&st, &ctx, Some(id), Typed::of(&v.rule), p).await?))
+    Ok(render(
+        editor(&st, &ctx, Some(id), Typed::of(&v.rule), p).await?,
+    ))
 }
 
 /// Saves (`create` / `save`) or, with the dry-run button, shows what the rule as typed would
 /// have done, saving nothing.
-async fn submit(st: &AppState, ctx: &Ctx, id: Option<Uuid>, form: &[(String, String)]) -> Result<Response, AppError> {
+async fn submit(
+    st: &AppState,
+    ctx: &Ctx,
+    id: Option<Uuid>,
+    form: &[(String, String)],
+) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let t = Typed::from_form(form);
     let dry = form.iter().any(|(k, _)| k == "dry_run");
@@ -422,8 +446,10 @@ async fn submit(st: &AppState, ctx: &Ctx, id: Option<Uuid>, form: &[(String, Str
             };
             match saved {
                 Ok(v) => {
-                    return Ok(Redirect::to(&format!("/app/automation/replies/{}?ok=saved", v.id))
-                        .into_response())
+                    return Ok(
+                        Redirect::to(&format!("/app/automation/replies/{}?ok=saved", v.id))
+                            .into_response(),
+                    )
                 }
                 Err(CoreError::Invalid(e)) => e,
                 Err(e) => return Err(e.into()),
@@ -507,7 +533,9 @@ pub struct AutoLineTpl {
 impl AutoLineTpl {
     pub fn text(&self) -> String {
         let key = match (self.f.reason.as_deref(), self.f.reply_message_id) {
-            (Some(r), _) if self.f.outcome != replies::run::FIRED || self.f.reply_message_id.is_none() => {
+            (Some(r), _)
+                if self.f.outcome != replies::run::FIRED || self.f.reply_message_id.is_none() =>
+            {
                 format!("auto.line.{r}")
             }
             (_, Some(_)) => "auto.line.sent".to_owned(),

@@ -497,7 +497,11 @@ async fn the_demos_auto_replies_fire(client: &reqwest::Client, url: &str, key: &
         .as_array()
         .map(|a| a.iter().filter_map(|r| r["name"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(names, ["Нерабочее время", "Приветствие", "Нет ответа 5 минут"], "{rules}");
+    assert_eq!(
+        names,
+        ["Нерабочее время", "Приветствие", "Нет ответа 5 минут"],
+        "{rules}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let thread = client
@@ -513,7 +517,10 @@ async fn the_demos_auto_replies_fire(client: &reqwest::Client, url: &str, key: &
         {
             return;
         }
-        assert!(Instant::now() < deadline, "no auto-reply in the thread: {thread}");
+        assert!(
+            Instant::now() < deadline,
+            "no auto-reply in the thread: {thread}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -702,7 +702,11 @@ async fn greeting(kind: Kind) {
         .await;
     } else {
         let r = row
-            .deliver(&app, &reqwest::Client::new(), Delivery::Message("Здравствуйте"))
+            .deliver(
+                &app,
+                &reqwest::Client::new(),
+                Delivery::Message("Здравствуйте"),
+            )
             .await;
         assert_eq!(r.status(), 200, "{kind:?}: the message is accepted");
         within(40, &format!("{kind:?}: the greeting is sent"), || async {
@@ -716,7 +720,11 @@ async fn greeting(kind: Kind) {
         .await;
     }
     assert_eq!(
-        count(&app, "SELECT count(*) FROM auto_reply_firings WHERE outcome = 'fired'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM auto_reply_firings WHERE outcome = 'fired'"
+        )
+        .await,
         1,
         "{kind:?}: one greeting"
     );

@@ -2,8 +2,8 @@
 //! conversations of the last N days: which customer messages it would have answered, with what
 //! text, and how many a day. Reads only; nothing is sent or recorded.
 
-use super::run::{answered_since, first_message, out_of_hours};
 use super::checked;
+use super::run::{answered_since, first_message, out_of_hours};
 use crate::{Actor, Core, CoreError, Result};
 use chatter_domain::auto_reply::{AutoReply, Trigger};
 use chatter_domain::{ConversationId, Direction, FieldError, MessageId, Permission};
@@ -74,11 +74,12 @@ pub async fn dry_run(core: &Core, actor: &Actor, rule: &AutoReply, days: u32) ->
         per_day: BTreeMap::new(),
     };
     for m in &msgs {
-        if !convs.contains_key(&m.conversation_id) {
-            let c = conversation::Entity::find_by_id(m.conversation_id)
-                .one(&core.db)
-                .await?;
-            convs.insert(m.conversation_id, c);
+        if let std::collections::hash_map::Entry::Vacant(e) = convs.entry(m.conversation_id) {
+            e.insert(
+                conversation::Entity::find_by_id(m.conversation_id)
+                    .one(&core.db)
+                    .await?,
+            );
         }
         let Some(Some(conv)) = convs.get(&m.conversation_id) else {
             continue;

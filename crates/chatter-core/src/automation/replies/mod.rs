@@ -14,8 +14,8 @@ use chatter_domain::{CompanyId, Permission, Role};
 use chatter_store::entity::{auto_reply, label, membership, source};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -113,8 +113,7 @@ pub async fn checked(
                 let ok = members
                     .iter()
                     .filter(|m| {
-                        !assign
-                            || Role::parse(&m.role).is_some_and(|r| r.can(Permission::Reply))
+                        !assign || Role::parse(&m.role).is_some_and(|r| r.can(Permission::Reply))
                     })
                     .count();
                 if ok != dedup(users).len() {
@@ -206,7 +205,15 @@ pub async fn create(core: &Core, actor: &Actor, rule: AutoReply) -> Result<RuleV
     .insert(&txn)
     .await?;
     let details = serde_json::to_value(&rule).unwrap_or_default();
-    audit::record(&txn, actor, now, "auto_reply.create", &id.to_string(), details).await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "auto_reply.create",
+        &id.to_string(),
+        details,
+    )
+    .await?;
     txn.commit().await?;
     trigger::forget(actor.company());
     get(core, actor, id).await
@@ -227,7 +234,15 @@ pub async fn update(core: &Core, actor: &Actor, id: Uuid, rule: AutoReply) -> Re
     am.updated_at = Set(now);
     am.update(&txn).await?;
     let details = serde_json::to_value(&rule).unwrap_or_default();
-    audit::record(&txn, actor, now, "auto_reply.update", &id.to_string(), details).await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "auto_reply.update",
+        &id.to_string(),
+        details,
+    )
+    .await?;
     txn.commit().await?;
     trigger::forget(actor.company());
     get(core, actor, id).await
@@ -266,7 +281,15 @@ pub async fn move_rule(core: &Core, actor: &Actor, id: Uuid, up: bool) -> Result
             .await?;
     }
     let details = serde_json::json!({ "up": up });
-    audit::record(&txn, actor, now, "auto_reply.move", &id.to_string(), details).await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "auto_reply.move",
+        &id.to_string(),
+        details,
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }
@@ -280,7 +303,15 @@ pub async fn delete(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
     let r = row(&txn, actor, id).await?;
     auto_reply::Entity::delete_by_id(id).exec(&txn).await?;
     let details = serde_json::json!({ "name": r.name });
-    audit::record(&txn, actor, now, "auto_reply.delete", &id.to_string(), details).await?;
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "auto_reply.delete",
+        &id.to_string(),
+        details,
+    )
+    .await?;
     txn.commit().await?;
     trigger::forget(actor.company());
     Ok(())

@@ -219,7 +219,10 @@ async fn next_opening(
 }
 
 /// The messages auto-replies sent in `conv` (not a manager's answer).
-async fn automatic_ids(conn: &impl ConnectionTrait, conv: ConversationId) -> Result<Vec<MessageId>> {
+async fn automatic_ids(
+    conn: &impl ConnectionTrait,
+    conv: ConversationId,
+) -> Result<Vec<MessageId>> {
     Ok(auto_reply_firing::Entity::find()
         .filter(auto_reply_firing::Column::ConversationId.eq(conv))
         .filter(auto_reply_firing::Column::ReplyMessageId.is_not_null())
@@ -258,7 +261,10 @@ async fn timer_due(core: &Core, t: &NoAnswerTimer) -> Result<()> {
         return Ok(());
     };
     let rules = company_rules(&core.db, f.conv.company_id).await?;
-    let Some(r) = rules.iter().find(|r| r.id == t.rule_id && applies(r, &f.conv)) else {
+    let Some(r) = rules
+        .iter()
+        .find(|r| r.id == t.rule_id && applies(r, &f.conv))
+    else {
         return Ok(());
     };
     let Trigger::NoAnswer {
@@ -454,7 +460,10 @@ async fn fire(core: &Core, r: &RuleView, f: &Facts) -> Result<bool> {
     auto_reply_firing::Entity::update_many()
         .col_expr(auto_reply_firing::Column::Outcome, Expr::value(outcome))
         .col_expr(auto_reply_firing::Column::Reason, Expr::value(reason))
-        .col_expr(auto_reply_firing::Column::ReplyMessageId, Expr::value(reply_id))
+        .col_expr(
+            auto_reply_firing::Column::ReplyMessageId,
+            Expr::value(reply_id),
+        )
         .col_expr(
             auto_reply_firing::Column::Actions,
             Expr::value(serde_json::to_string(&done).unwrap_or_default()),
@@ -500,7 +509,10 @@ async fn assign(
     now: i64,
 ) -> Result<()> {
     conversation::Entity::update_many()
-        .col_expr(conversation::Column::AssigneeId, Expr::value(Some(UserId(user))))
+        .col_expr(
+            conversation::Column::AssigneeId,
+            Expr::value(Some(UserId(user))),
+        )
         .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
         .filter(conversation::Column::Id.eq(conv.id))
         .exec(conn)

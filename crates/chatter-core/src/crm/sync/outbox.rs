@@ -158,7 +158,16 @@ pub async fn enqueue_deal_stage(
         return Ok(false);
     }
     let payload = serde_json::json!({ "pipeline_id": pipeline_id, "status_id": status_id });
-    enqueue_item(conn, company_id, conversation_id, None, K_STAGE, payload, now).await?;
+    enqueue_item(
+        conn,
+        company_id,
+        conversation_id,
+        None,
+        K_STAGE,
+        payload,
+        now,
+    )
+    .await?;
     Ok(true)
 }
 
