@@ -521,6 +521,9 @@ async fn delete(
     Ok(Redirect::to("/app/automation/replies?ok=removed").into_response())
 }
 
+/// Automatic messages of a thread and the rule that sent each.
+pub(crate) type AutoMessages = std::collections::HashMap<chatter_domain::MessageId, String>;
+
 /// A line in the thread saying what an auto-reply did («Автоответ «Нерабочее время»
 /// отправлен»), among the messages by time.
 #[derive(Template)]
@@ -560,15 +563,18 @@ impl AutoLineTpl {
     }
 }
 
-/// The thread's auto-reply lines `(time, html)` and the ids of the automatic messages.
+/// The thread's auto-reply lines `(time, html)` and the automatic messages with their rule.
 pub(crate) async fn thread_lines(
     st: &AppState,
     actor: &chatter_core::Actor,
     conv: chatter_domain::ConversationId,
     lang: crate::i18n::Tr,
-) -> Result<(Vec<(i64, String)>, Vec<chatter_domain::MessageId>), AppError> {
+) -> Result<(Vec<(i64, String)>, AutoMessages), AppError> {
     let firings = replies::run::firings(&st.core, actor, conv).await?;
-    let auto = firings.iter().filter_map(|f| f.reply_message_id).collect();
+    let auto = firings
+        .iter()
+        .filter_map(|f| Some((f.reply_message_id?, f.rule_name.clone())))
+        .collect();
     let lines = firings
         .into_iter()
         .map(|f| {

@@ -256,7 +256,7 @@ async fn page(
             let (lines, automatic) = super::auto_replies::thread_lines(st, &actor, id, tr).await?;
             thread.extend(messages.into_iter().map(|m| {
                 let mut tpl = MessageTpl::new(m, tr, &ctx.csrf, can_reply);
-                tpl.automatic = automatic.contains(&tpl.m.id);
+                tpl.auto_rule = automatic.get(&tpl.m.id).cloned();
                 (tpl.m.created_at, tpl.render().unwrap_or_default())
             }));
             // After the messages, so a line follows the reply it tells of (same time).

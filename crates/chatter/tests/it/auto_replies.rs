@@ -191,8 +191,8 @@ async fn each_trigger_fires_on_a_telegram_customer_once_per_period() {
         "{thread}"
     );
     assert!(
-        thread.contains("🤖 Автоответ «Приветствие»"),
-        "the author says automatic"
+        thread.contains("«Приветствие» <span class=\"auto-badge\">автоответ</span>"),
+        "the author says automatic: {thread}"
     );
     s.get("/lang/en").await;
     let thread = s.html(&format!("/app/inbox/{conv}")).await;

@@ -68,8 +68,8 @@ pub struct MessageTpl {
     pub lang: crate::i18n::Tr,
     pub csrf: String,
     pub can_reply: bool,
-    /// Sent by an auto-reply rule (a badge says so).
-    pub automatic: bool,
+    /// Sent by this auto-reply rule (its name, and a badge, stand for the author).
+    pub auto_rule: Option<String>,
 }
 
 /// An internal note in the thread: looks unlike any message and says only the team sees it.
@@ -98,7 +98,7 @@ impl MessageTpl {
             lang,
             csrf: csrf.to_string(),
             can_reply,
-            automatic: false,
+            auto_rule: None,
         }
     }
     pub fn time(&self) -> String {
