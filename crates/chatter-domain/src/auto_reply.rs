@@ -284,6 +284,64 @@ impl Matcher {
     }
 }
 
+/// The text conditions of many rules compiled into one set, so a message is tokenized and
+/// stemmed once for all of them (`routing::RuleSet::matching`).
+#[derive(Debug, Clone)]
+pub struct Matchers {
+    set: Option<RuleSet>,
+    /// Rules without text conditions: any text fits.
+    open: Vec<String>,
+}
+
+impl Matchers {
+    /// Compiles `(id, conditions)` of each rule; a rule whose conditions do not compile is
+    /// left out (it never matches).
+    pub fn compile(rules: &[(String, &TextMatch)]) -> Matchers {
+        let mut open = Vec::new();
+        let mut compiled = Vec::new();
+        for (id, m) in rules {
+            let rule = routing::Rule {
+                id: id.clone(),
+                name: id.clone(),
+                enabled: true,
+                conditions: routing::Conditions {
+                    keywords: m.keywords.clone(),
+                    regex: m.regex.clone().filter(|r| !r.trim().is_empty()),
+                    exclude: m.exclude.clone(),
+                    ..Default::default()
+                },
+                actions: routing::Actions::default(),
+            };
+            if m.keywords.is_empty() && m.exclude.is_empty() && rule.conditions.regex.is_none() {
+                open.push(id.clone());
+            } else if routing::validate(&rule).is_ok() {
+                compiled.push(rule);
+            }
+        }
+        // Each rule compiled alone above, and ids are unique: the set compiles.
+        let set = RuleSet::compile(&compiled).ok();
+        Matchers { set, open }
+    }
+
+    /// The ids of the rules whose conditions `text` satisfies.
+    pub fn matching(&self, text: &str) -> std::collections::HashSet<String> {
+        let input = routing::Input {
+            source_id: Uuid::nil(),
+            text,
+            at: chrono::DateTime::UNIX_EPOCH,
+            tz: chrono_tz::UTC,
+        };
+        let mut out: std::collections::HashSet<String> = self
+            .set
+            .iter()
+            .flat_map(|s| s.matching(&input))
+            .map(str::to_owned)
+            .collect();
+        out.extend(self.open.iter().cloned());
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +409,27 @@ mod tests {
         assert!(!m.matches("привет"));
         r.conditions.regex = Some("(unclosed".into());
         assert_eq!(fields(&r), ["regex"]);
+    }
+
+    #[test]
+    fn many_rules_are_matched_at_once_as_each_alone() {
+        let kw = TextMatch {
+            keywords: vec!["доставка".into()],
+            ..TextMatch::default()
+        };
+        let re = TextMatch {
+            regex: Some(r"заказ\s*\d+".into()),
+            ..TextMatch::default()
+        };
+        let any = TextMatch::default();
+        let m = Matchers::compile(&[("a".into(), &kw), ("b".into(), &re), ("c".into(), &any)]);
+        let got = |t: &str| {
+            let mut v: Vec<String> = m.matching(t).into_iter().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(got("Где доставку заказ 15?"), ["a", "b", "c"]);
+        assert_eq!(got("привет"), ["c"]);
     }
 
     #[test]

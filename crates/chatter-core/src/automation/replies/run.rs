@@ -19,8 +19,8 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::notifications::{self, New};
 use crate::{Core, CoreError, Result};
 use async_trait::async_trait;
-use chatter_domain::auto_reply::{Action, Trigger, LOOP_CAP, LOOP_WINDOW_MS};
-use chatter_domain::{ConversationId, Direction, MessageId, Permission, UserId};
+use chatter_domain::auto_reply::{Action, Matchers, TextMatch, Trigger, LOOP_CAP, LOOP_WINDOW_MS};
+use chatter_domain::{CompanyId, ConversationId, Direction, MessageId, Permission, UserId};
 use chatter_store::entity::{auto_reply_firing, conversation, message};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -28,6 +28,8 @@ use sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use uuid::Uuid;
 
 /// The name an automatic message carries as its author, in the thread and in amoCRM.
@@ -125,12 +127,10 @@ async fn check(core: &Core, message_id: MessageId) -> Result<()> {
     };
     let rules = company_rules(&core.db, f.conv.company_id).await?;
     let text = f.msg.text.clone().unwrap_or_default();
+    let matched = matchers(f.conv.company_id, &rules).matching(&text);
     let mut fired = false;
     for r in rules.iter().filter(|r| applies(r, &f.conv)) {
-        let Ok(matcher) = r.rule.check() else {
-            continue;
-        };
-        if !matcher.matches(&text) {
+        if !matched.contains(&r.id.to_string()) {
             continue;
         }
         let holds = match &r.rule.trigger {
@@ -160,6 +160,28 @@ async fn check(core: &Core, message_id: MessageId) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The company's rules' text conditions, compiled once per version of its rules (kept per
+/// process, keyed by each rule's id and time of change).
+fn matchers(company: CompanyId, rules: &[RuleView]) -> Arc<Matchers> {
+    type Compiled = HashMap<CompanyId, (Vec<(Uuid, i64)>, Arc<Matchers>)>;
+    static COMPILED: LazyLock<Mutex<Compiled>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+    let version: Vec<(Uuid, i64)> = rules.iter().map(|r| (r.id, r.updated_at)).collect();
+    if let Some((v, m)) = COMPILED.lock().ok().and_then(|c| c.get(&company).cloned()) {
+        if v == version {
+            return m;
+        }
+    }
+    let list: Vec<(String, &TextMatch)> = rules
+        .iter()
+        .map(|r| (r.id.to_string(), &r.rule.conditions))
+        .collect();
+    let m = Arc::new(Matchers::compile(&list));
+    if let Ok(mut c) = COMPILED.lock() {
+        c.insert(company, (version, m.clone()));
+    }
+    m
 }
 
 /// Whether the source's working hours (its own, else the company's) say closed at `at`. No
