@@ -9,6 +9,7 @@
 //! - `kinds`: webhook ingest for every source kind with a webhook, one fresh server each;
 //! - `pollers`: memory of one node long-polling 1,000 bots;
 //! - `search`: full-text search p50/p99 over 1,000,000 messages of many companies (in process);
+//! - `auto-rules`: µs per inbound message to look at 100 auto-reply rules (in process);
 //! - `stem`: nanoseconds per word of the routing rules' stemmer over the words of given texts;
 //! - `nodes`: two nodes on one PostgreSQL database: takeover after SIGKILL, SIGTERM with open
 //!   live streams, ingest on one node against two.
@@ -27,9 +28,11 @@
 //! target/release/chatter-bench search --messages 1000000
 //! target/release/chatter-bench search --database-url postgres://postgres@127.0.0.1:5432/search
 //! target/release/chatter-bench stem faq.ru.txt
+//! target/release/chatter-bench auto-rules --rules 100
 //! target/release/chatter-bench nodes --database-url postgres://postgres@127.0.0.1:5432/nodes
 //! ```
 
+mod auto_rules;
 mod crm;
 mod figures;
 mod ingest;
@@ -99,6 +102,8 @@ enum Bench {
     Search(search::Args),
     /// The routing rules' keyword stemmer: ns/word over the distinct words of given texts.
     Stem(stem::Args),
+    /// Auto-reply rules: µs per inbound message to look at 100 rules, in process.
+    AutoRules(auto_rules::Args),
 }
 
 #[tokio::main]
@@ -114,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Figures(a)) => figures::run(a).await,
         Some(Bench::Search(a)) => search::run(a).await,
         Some(Bench::Stem(a)) => stem::run(a),
+        Some(Bench::AutoRules(a)) => auto_rules::run(a),
         None => http(&args).await,
     }
 }

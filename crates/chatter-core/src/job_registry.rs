@@ -4,7 +4,8 @@
 
 use crate::jobs::Registry;
 use crate::{
-    accounts, api_source, backup, crm, digest, exports, inbox, mailer, scheduled, sources,
+    accounts, api_source, automation, backup, crm, digest, exports, inbox, mailer, scheduled,
+    sources,
 };
 
 impl Registry {
@@ -30,6 +31,9 @@ impl Registry {
             .register::<crm::sync::CrmDrain>()
             // Automation: replies scheduled for later.
             .register::<scheduled::SendScheduled>()
+            // Auto-replies: the check of a customer's message and the "no answer" timer.
+            .register::<automation::replies::run::AutoReplyCheck>()
+            .register::<automation::replies::run::NoAnswerTimer>()
     }
 }
 
@@ -50,6 +54,8 @@ mod tests {
             [
                 "api_webhook_deliver",
                 "api_webhook_dispatch",
+                "auto_reply_check",
+                "auto_reply_no_answer",
                 "backup_daily",
                 "company_export",
                 "crm_drain",

@@ -25,6 +25,8 @@ pub const NEW_CONVERSATION: &str = "new_conversation";
 pub const MENTION: &str = "mention";
 /// The conversation was assigned to the person by someone else.
 pub const ASSIGNED: &str = "assigned";
+/// An auto-reply rule with a "notify the team" action fired (`actor_name`: the rule).
+pub const AUTO_REPLY: &str = "auto_reply";
 
 /// The live event's kind.
 pub const EVENT: &str = "notification";

@@ -515,6 +515,14 @@ pub trait Crm: Send + Sync {
     async fn add_notes(&self, notes: &[(CrmId, String)]) -> Result<Vec<CrmId>, CrmError>;
     /// Makes `user_id` responsible for the deal (the first manager who answered, say).
     async fn set_deal_responsible(&self, deal_id: CrmId, user_id: CrmId) -> Result<(), CrmError>;
+    /// Moves the deal to `status_id` (of `pipeline_id`, else of its own pipeline): an
+    /// auto-reply's "move the deal" action.
+    async fn move_deal(
+        &self,
+        deal_id: CrmId,
+        pipeline_id: Option<CrmId>,
+        status_id: CrmId,
+    ) -> Result<(), CrmError>;
 
     /// Whether this CRM has a chat we can post into (else core falls back to notes).
     fn supports_chat(&self) -> bool;

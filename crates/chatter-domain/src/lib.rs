@@ -1,5 +1,6 @@
 //! Chatter's vocabulary: ids, validated values, roles and pure rules. No IO lives here.
 
+pub mod auto_reply;
 pub mod hours;
 pub mod ids;
 pub mod phone;

@@ -203,6 +203,18 @@ impl RuleSet {
         }
     }
 
+    /// The ids of every enabled rule whose conditions hold, in order: the message is prepared
+    /// (tokenized and stemmed) once for all of them. Auto-replies use it to look at all their
+    /// rules' text conditions at once.
+    pub fn matching(&self, input: &Input) -> Vec<&str> {
+        let message = Message::new(input);
+        self.rules
+            .iter()
+            .filter(|r| r.check(&message).is_ok())
+            .map(|r| r.rule.id.as_str())
+            .collect()
+    }
+
     /// The first enabled rule that matches, else the default; with the explanation.
     pub fn decide(&self, default: &Actions, input: &Input) -> Decision {
         let message = Message::new(input);

@@ -100,6 +100,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_table::ENTRIES,
     crate::i18n_sources::ENTRIES,
     crate::i18n_automation::ENTRIES,
+    crate::i18n_auto_replies::ENTRIES,
     crate::i18n_card::ENTRIES,
     crate::i18n_notes::ENTRIES,
     crate::i18n_labels::ENTRIES,

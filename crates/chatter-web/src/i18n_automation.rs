@@ -30,7 +30,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("hours.scope_company", "Вся компания", "Whole company"),
     ("hours.source_own", "У этого источника свои рабочие часы.", "This source has working hours of its own."),
     ("hours.source_inherits", "Этот источник работает по часам компании. Сохраните форму, чтобы задать ему свои.", "This source follows the company's hours. Save the form to give it hours of its own."),
-    ("hours.lead", "Часы читаются в указанном часовом поясе. По ним Чаттер будет отвечать клиентам вне рабочего времени — автоответы появятся в следующем выпуске.", "The hours are read in the time zone given. Chatter will answer customers out of hours by them; auto-replies come in the next release."),
+    ("hours.lead", "Часы читаются в указанном часовом поясе. По ним работают автоответы «вне рабочего времени» и таймеры «нет ответа».", "The hours are read in the time zone given. The out-of-hours auto-replies and the “no answer” timers go by them."),
     ("hours.zone", "Часовой пояс", "Time zone"),
     ("hours.week", "Неделя", "Week"),
     ("hours.week_help", "Интервалы через запятую, например «09:00–13:00, 14:00–18:00» (с перерывом на обед). Пустое поле — выходной.", "Spans separated by commas, e.g. “09:00–13:00, 14:00–18:00” (with a lunch break). An empty field is a day off."),

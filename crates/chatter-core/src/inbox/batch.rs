@@ -152,6 +152,7 @@ async fn ingest_new(
     update_conversations(conn, &per_conv, now).await?;
     chatter_store::search::index_messages(conn, &for_search).await?;
     crate::crm::sync::outbox::enqueue_messages(conn, &for_crm, now).await?;
+    crate::automation::replies::trigger::after_inbound(conn, &for_crm, now).await?;
     for (company, payloads) in by_company {
         events::emit_many(conn, pending, company, "message", payloads, now).await?;
     }

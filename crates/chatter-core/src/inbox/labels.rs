@@ -327,6 +327,25 @@ pub(super) async fn change_labels(
     Ok(change)
 }
 
+/// Puts the company labels `ids` on `conv` inside the caller's transaction (labels gone
+/// since are passed over): what an auto-reply does. Returns the names put on.
+pub async fn add_labels(
+    conn: &impl ConnectionTrait,
+    conv: &conversation::Model,
+    ids: &[Uuid],
+    now: i64,
+) -> Result<Vec<String>> {
+    let company = conv.company_id.0;
+    let wanted: Vec<label::Model> = company_labels(conn, company)
+        .await?
+        .into_iter()
+        .filter(|l| ids.contains(&l.id))
+        .collect();
+    Ok(change_labels(conn, company, conv.id, &wanted, &[], now)
+        .await?
+        .added)
+}
+
 /// Sets the conversation's labels to exactly `ids` (labels of the company; an unknown one is
 /// refused on `labels` and nothing changes).
 pub async fn set_labels(

@@ -406,6 +406,8 @@ pub(super) async fn ingest_message(
     )
     .await?;
     crate::crm::sync::outbox::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
+    crate::automation::replies::trigger::after_inbound(conn, &[(src.company_id, conv.id, id)], now)
+        .await?;
     if new_conversation {
         crate::notifications::on_new_conversations(
             conn,

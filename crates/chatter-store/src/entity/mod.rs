@@ -9,6 +9,8 @@ pub mod api_webhook_cursor;
 pub mod api_webhook_delivery;
 pub mod api_webhook_mark;
 pub mod audit;
+pub mod auto_reply;
+pub mod auto_reply_firing;
 pub mod backup;
 pub mod company;
 pub mod company_export;

@@ -23,6 +23,7 @@ mod m0021_contact_people;
 mod m0022_working_hours;
 mod m0023_reply_templates;
 mod m0024_scheduled_replies;
+mod m0025_auto_replies;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0022_working_hours::Migration),
             Box::new(m0023_reply_templates::Migration),
             Box::new(m0024_scheduled_replies::Migration),
+            Box::new(m0025_auto_replies::Migration),
         ]
     }
 }

@@ -7,12 +7,13 @@
 //! This module owns the route table and the OpenAPI document; the handlers live by resource:
 //! `company` (the key's company, members, sources), `sources` (connecting a source), `conversations` (conversations, messages,
 //! replies, the CRM side), `contacts` (people: list, card, change, merge), `attachments` (a file sent as a reply), `labels` (labels, and changing conversations: one or in bulk), `routing` (routing rules and their dry run), `dead_letters`,
-//! `exports`, `reports`, `notes` (internal notes and notifications), `hours` (working hours), `scheduled` (replies sent later), `templates` (reply templates); `page` the cursor pagination of every list; `api_source` documents the API source's inbound and outbound bodies.
+//! `exports`, `reports`, `notes` (internal notes and notifications), `hours` (working hours), `scheduled` (replies sent later), `templates` (reply templates), `auto_replies` (auto-reply rules and their dry run); `page` the cursor pagination of every list; `api_source` documents the API source's inbound and outbound bodies.
 //! `error` is the problem document every refusal answers with, `actor` the bearer-key check.
 
 mod actor;
 mod api_source;
 mod attachments;
+mod auto_replies;
 mod company;
 pub mod contacts;
 mod conversations;
@@ -64,8 +65,8 @@ use utoipa_swagger_ui::SwaggerUi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chatter API", version = "1", description = "Messengers to CRM. Authenticate with a company API key: `Authorization: Bearer chk_…` (Settings → API keys, or `chatter admin api-key create --company <slug>`)."),
-    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, contacts::list_contacts, contacts::get_contact, contacts::patch_contact, contacts::merge_contact, search::search_messages, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv, hours::get_hours, hours::put_hours, hours::delete_hours, notes::list_notes, notes::add_note, notes::list_notifications, notes::read_notifications, labels::list_labels, labels::create_label, labels::update_label, labels::delete_label, labels::patch_conversation, labels::bulk, attachments::upload_attachment, attachments::download_attachment, scheduled::list_conversation_scheduled, scheduled::schedule, scheduled::list_scheduled, scheduled::cancel_scheduled, templates::list_templates, templates::get_template, templates::create_template, templates::put_template, templates::delete_template, templates::render_template),
-    components(schemas(contacts::ContactPage, contacts::ContactsOut, contacts::ContactSummaryOut, contacts::ContactOutFull, contacts::IdentityOut, contacts::ContactConversationOut, contacts::DealOut, contacts::ContactCrmOut, contacts::ContactPatchIn, contacts::MergeIn, Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, search::SearchOut, search::SearchHitOut, search::HighlightOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut, hours::HoursOut, hours::HoursIo, hours::WeekIo, hours::DayIo, hours::SpanIo, hours::NowOut, notes::NoteOut, notes::NotePage, notes::NotesOut, notes::NoteIn, notes::NotificationOut, notes::NotificationPage, notes::NotificationsOut, notes::ReadIn, notes::ReadOut, labels::LabelOut, labels::LabelIn, labels::LabelPatch, labels::LabelColor, labels::StatusIn, labels::ConversationPatch, labels::BulkActionIn, labels::BulkIn, labels::BulkOut, attachments::AttachmentIn, scheduled::ScheduledOut, scheduled::ScheduledIn, scheduled::ScheduledPage, scheduled::ScheduledListOut), templates::TemplateOut, templates::TemplateFileOut, templates::TemplateIn, templates::TemplateFileIn, templates::RenderedOut)),
+    paths(company::me, company::members, company::sources, sources::create_source, conversations::conversations, conversations::conversation_messages, conversations::send_message, conversations::conversation_crm, contacts::list_contacts, contacts::get_contact, contacts::patch_contact, contacts::merge_contact, search::search_messages, routing::routing_rules, routing::routing_dry_run, crate::hooks::api_message, dead_letters::list_dead_letters, dead_letters::retry_dead_letter, exports::start_export, exports::get_export, exports::download_export, exports::set_webhook_url, reports::dashboard, reports::report, reports::report_csv, hours::get_hours, hours::put_hours, hours::delete_hours, notes::list_notes, notes::add_note, notes::list_notifications, notes::read_notifications, labels::list_labels, labels::create_label, labels::update_label, labels::delete_label, labels::patch_conversation, labels::bulk, attachments::upload_attachment, attachments::download_attachment, scheduled::list_conversation_scheduled, scheduled::schedule, scheduled::list_scheduled, scheduled::cancel_scheduled, templates::list_templates, templates::get_template, templates::create_template, templates::put_template, templates::delete_template, templates::render_template, auto_replies::list_auto_replies, auto_replies::create_auto_reply, auto_replies::get_auto_reply, auto_replies::put_auto_reply, auto_replies::delete_auto_reply, auto_replies::dry_run_auto_reply, auto_replies::dry_run_body),
+    components(schemas(contacts::ContactPage, contacts::ContactsOut, contacts::ContactSummaryOut, contacts::ContactOutFull, contacts::IdentityOut, contacts::ContactConversationOut, contacts::DealOut, contacts::ContactCrmOut, contacts::ContactPatchIn, contacts::MergeIn, Me, CompanyOut, MemberOut, MemberPage, MembersOut, SourcePage, SourcesOut, ConversationPage, ConversationsOut, MessagePage, MessagesOut, RulePage, RulesOut, dead_letters::DeadLetterPage, dead_letters::DeadLettersOut, ApiErrorBody, ApiErrorInner, FieldErrorOut, SourceOut, SourceIn, ConversationOut, ContactOut, search::SearchOut, search::SearchHitOut, search::HighlightOut, MessageOut, AttachmentOut, SendIn, CrmOut, RuleOut, ConditionsOut, TimeWindowOut, ActionsOut, ResponsibleOut, DecisionOut, StepOut, DryRunIn, ApiSourceMessageIn, ApiSourceSenderIn, ApiSourceUtmIn, ApiSourceReceivedOut, WebhookEventOut, dead_letters::DeadLetterOut, dead_letters::RetriedOut, exports::ExportOut, exports::WebhookUrlIn, exports::WebhookUrlOut, reports::DashboardOut, reports::MedianOut, reports::GroupOut, reports::SeriesOut, reports::ReportOut, reports::ReportLineOut, reports::ReportDayOut, reports::TimesOut, hours::HoursOut, hours::HoursIo, hours::WeekIo, hours::DayIo, hours::SpanIo, hours::NowOut, notes::NoteOut, notes::NotePage, notes::NotesOut, notes::NoteIn, notes::NotificationOut, notes::NotificationPage, notes::NotificationsOut, notes::ReadIn, notes::ReadOut, labels::LabelOut, labels::LabelIn, labels::LabelPatch, labels::LabelColor, labels::StatusIn, labels::ConversationPatch, labels::BulkActionIn, labels::BulkIn, labels::BulkOut, attachments::AttachmentIn, scheduled::ScheduledOut, scheduled::ScheduledIn, scheduled::ScheduledPage, scheduled::ScheduledListOut), templates::TemplateOut, templates::TemplateFileOut, templates::TemplateIn, templates::TemplateFileIn, templates::RenderedOut), auto_replies::AutoReplyIn, auto_replies::AutoReplyOut, auto_replies::TriggerIo, auto_replies::ConditionsIo, auto_replies::ActionIo, auto_replies::AutoReplyDryRunIn, auto_replies::AutoReplyDryRunOut, auto_replies::DryRunHitOut, attachments::AttachmentIn)),
     modifiers(&BearerAuth, &ConnectableKinds),
     security(("bearer" = []))
 )]
@@ -126,6 +127,24 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/conversations/{id}/messages",
             get(conversation_messages).post(send_message),
+        )
+        .route(
+            "/api/v1/auto-replies",
+            get(auto_replies::list_auto_replies).post(auto_replies::create_auto_reply),
+        )
+        .route(
+            "/api/v1/auto-replies/dry-run",
+            post(auto_replies::dry_run_body),
+        )
+        .route(
+            "/api/v1/auto-replies/{id}",
+            get(auto_replies::get_auto_reply)
+                .put(auto_replies::put_auto_reply)
+                .delete(auto_replies::delete_auto_reply),
+        )
+        .route(
+            "/api/v1/auto-replies/{id}/dry-run",
+            post(auto_replies::dry_run_auto_reply),
         )
         .route(
             "/api/v1/working-hours",

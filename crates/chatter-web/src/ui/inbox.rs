@@ -155,7 +155,7 @@ struct TemplateView {
 }
 
 /// «N SMS · латиница/кириллица · used/limit»: the rule `static/app.js` mirrors while typing.
-fn sms_parts_label(tr: crate::i18n::Tr, text: &str) -> String {
+pub(crate) fn sms_parts_label(tr: crate::i18n::Tr, text: &str) -> String {
     use chatter_channels::sms::{sms_parts, SmsEncoding};
     let p = sms_parts(text);
     let enc = match p.encoding {
@@ -265,14 +265,14 @@ async fn page(
                 .filter(|n| span.is_none_or(|(a, b)| n.created_at >= a && n.created_at <= b))
                 .map(|n| (n.created_at, fragments::note_html(n, tr)))
                 .collect();
+            let (lines, automatic) = super::auto_replies::thread_lines(st, &actor, id, tr).await?;
             thread.extend(messages.into_iter().map(|m| {
-                (
-                    m.created_at,
-                    MessageTpl::new(m, tr, &ctx.csrf, can_reply)
-                        .render()
-                        .unwrap_or_default(),
-                )
+                let mut tpl = MessageTpl::new(m, tr, &ctx.csrf, can_reply);
+                tpl.auto_rule = automatic.get(&tpl.m.id).cloned();
+                (tpl.m.created_at, tpl.render().unwrap_or_default())
             }));
+            // After the messages, so a line follows the reply it tells of (same time).
+            thread.extend(lines);
             thread.sort_by_key(|t| t.0);
             let messages = thread.into_iter().map(|t| t.1).collect();
             let source_status =

@@ -5,6 +5,7 @@ mod api_sources;
 mod app;
 mod audit;
 mod auth;
+mod auto_replies;
 mod automation;
 mod chart;
 mod contacts;
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .merge(auth::routes())
         .merge(app::routes())
         .merge(automation::routes())
+        .merge(auto_replies::routes())
         .merge(team::routes())
         .merge(profile::routes())
         .merge(audit::routes())

@@ -37,6 +37,7 @@ impl ItemTpl {
         match self.n.kind.as_str() {
             notifications::MENTION => format!("{who} {}", t("notify.mention")),
             notifications::ASSIGNED => format!("{who} {}", t("notify.assigned")),
+            notifications::AUTO_REPLY => format!("«{who}» {}", t("notify.auto_reply")),
             _ => t("notify.new_conversation").to_owned(),
         }
     }

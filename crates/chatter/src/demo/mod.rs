@@ -5,6 +5,7 @@
 //! Max and Avito are faked too, each with one connected source and one customer writing a
 //! short dialogue.
 
+mod auto_replies;
 mod others;
 mod photo;
 
@@ -169,6 +170,7 @@ impl Demo {
         let actor = seed_company(core).await?;
         forget_previous_run(core, &actor).await?;
         seed_hours(core, &actor).await?;
+        auto_replies::seed_auto_replies(core, &actor).await?;
         let token = connect_bot(core, &actor, &fakes.telegram).await?;
         let api_key = {
             let txn = core.db.begin().await?;

@@ -481,6 +481,50 @@ async fn demo_sign_in(url: &str) -> reqwest::Client {
 /// Waits (up to 20 s) until the demo inbox lists the simulated customer Ольга Смирнова, whose
 /// thread holds her opening question `times` times (once per demo run); returns the
 /// conversation's id.
+/// The demo company has a greeting, an out-of-hours answer and "no answer in 5 minutes"; the
+/// first customer gets the greeting (or, out of hours, the out-of-hours answer) in her thread.
+async fn the_demos_auto_replies_fire(client: &reqwest::Client, url: &str, key: &str, olga: &str) {
+    let rules: serde_json::Value = http()
+        .get(format!("{url}/api/v1/auto-replies"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("GET /api/v1/auto-replies")
+        .json()
+        .await
+        .expect("JSON");
+    let names: Vec<&str> = rules
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        ["Нерабочее время", "Приветствие", "Нет ответа 5 минут"],
+        "{rules}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let thread = client
+            .get(format!("{url}/app/inbox/{olga}"))
+            .send()
+            .await
+            .expect("GET the conversation")
+            .text()
+            .await
+            .expect("body");
+        if thread.contains("Автоответ «Приветствие» отправлен")
+            || thread.contains("Автоответ «Нерабочее время» отправлен")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no auto-reply in the thread: {thread}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn wait_for_olga(client: &reqwest::Client, url: &str, times: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen;
@@ -646,6 +690,7 @@ async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
     assert!(page.contains("@chatter_demo_bot"), "{page}");
     let manager = demo_sign_in(&url).await;
     let olga = wait_for_olga(&manager, &url, 1).await;
+    the_demos_auto_replies_fire(&manager, &url, &key, &olga).await;
     answers_reach_the_demo_website(&mut demo, &url, &key).await;
     every_messengers_customer_writes_from_the_phones_page(&mut demo, &url, &key).await;
     the_demos_mail_can_be_read(&mut demo, &url).await;

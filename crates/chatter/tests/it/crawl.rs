@@ -27,6 +27,20 @@ pub struct Fixture {
 /// and a manager.
 pub async fn fixture(app: &TestApp) -> Fixture {
     let (owner, token, _) = company_with_bot(app).await;
+    // A greeting, so threads show an automatic message and its line (issue 14).
+    let r = owner
+        .post_from(
+            "/app/automation/replies/new",
+            "/app/automation/replies",
+            &[
+                ("name", "Приветствие"),
+                ("enabled", "1"),
+                ("trigger", "first_message"),
+                ("reply", "Здравствуйте! Менеджер скоро ответит."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "the auto-reply is saved");
     eventually("the bot is polled", || async {
         app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
     })
@@ -35,8 +49,11 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         &token,
         CustomerMessage::text(5001, "Иван", "Здравствуйте, есть доставка?"),
     );
-    eventually("the conversation is in the inbox", || async {
-        owner.html("/app/inbox").await.contains("есть доставка?")
+    eventually("the conversation is in the inbox, greeted", || async {
+        owner
+            .html("/app/inbox")
+            .await
+            .contains("Менеджер скоро ответит")
     })
     .await;
     let r = owner
@@ -103,6 +120,8 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         "Иван",
         "Пётр",
         "Где мой заказ?",
+        "Здравствуйте! Менеджер скоро ответит.",
+        "Приветствие",
         "Сайт",
         "Доставка",
         "доставка",

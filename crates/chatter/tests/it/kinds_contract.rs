@@ -783,3 +783,53 @@ async fn sms_keeps_the_kind_contract() {
 async fn api_source_keeps_the_kind_contract() {
     contract(Kind::Api).await;
 }
+
+/// Auto-replies (issue 14): a new customer of every kind is greeted through the kind's fake
+/// (the API source, which has no fake, gets the greeting as its outgoing message).
+async fn greeting(kind: Kind) {
+    let app = kind.start().await;
+    let row = Row::connect(kind, &app).await;
+    crate::auto_replies::greeting_rule(&row.s, &app).await;
+    let greeting = crate::auto_replies::KIND_GREETING;
+    if row.customer_writes(&app, "Здравствуйте, вы работаете?") {
+        within(40, &format!("{kind:?}: the greeting arrives"), || async {
+            row.sent(&app).iter().any(|t| t == greeting)
+        })
+        .await;
+    } else {
+        let r = row
+            .deliver(
+                &app,
+                &reqwest::Client::new(),
+                Delivery::Message("Здравствуйте"),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{kind:?}: the message is accepted");
+        within(40, &format!("{kind:?}: the greeting is sent"), || async {
+            count(
+                &app,
+                "SELECT count(*) FROM messages WHERE direction = 'out' AND sender_name LIKE '%Автоответ%'",
+            )
+            .await
+                == 1
+        })
+        .await;
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM auto_reply_firings WHERE outcome = 'fired'"
+        )
+        .await,
+        1,
+        "{kind:?}: one greeting"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_kind_greets_a_new_customer() {
+    for kind in Kind::ALL {
+        greeting(kind).await;
+    }
+}

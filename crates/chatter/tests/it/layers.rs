@@ -12,7 +12,10 @@
 //! ```
 //!
 //! `accounts`, `jobs`, `reports` and `automation` sit beside them: `jobs` names none of them,
-//! `accounts` only `jobs`, `reports` none, `automation` only `connectors`. The check reads every `crate::…` path in a folder's files.
+//! `accounts` only `jobs`, `reports` none. `automation` meets the inbox the way the CRM does,
+//! at narrow seams: the inbox queues the auto-reply check through `automation::replies::trigger`
+//! in the storing transaction, and an auto-reply is sent through `inbox::insert_outgoing` (and
+//! mirrored through `crm::sync::outbox`). The check reads every `crate::…` path in a folder's files.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,7 +26,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("api_source", &["connectors", "jobs"]),
     (
         "inbox",
-        &["connectors", "api_source", "jobs", "crm::sync::outbox"],
+        &[
+            "connectors",
+            "api_source",
+            "jobs",
+            "crm::sync::outbox",
+            "automation::replies::trigger",
+        ],
     ),
     (
         "crm",
@@ -39,7 +48,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("accounts", &["jobs"]),
     ("jobs", &[]),
     ("reports", &[]),
-    ("automation", &["connectors"]),
+    (
+        "automation",
+        &[
+            "connectors",
+            "jobs",
+            "inbox::insert_outgoing",
+            "inbox::Outgoing",
+            "inbox::reply_window_open",
+            "inbox::labels::add_labels",
+            "crm::sync::outbox",
+        ],
+    ),
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -139,6 +139,15 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/automation/hours", MANAGE, &[("zone", "")], &[422]),
     // Without `?source=` there is no source's own hours to remove.
     r(Post, "/app/automation/hours/reset", MANAGE, &[], &[404]),
+    // Auto-replies (issue 14): `{no_label}` is no rule of the company.
+    r(Get,  "/app/automation/replies", READ, &[], &[200]),
+    r(Post, "/app/automation/replies", MANAGE, &[("name", ""), ("trigger", "first_message")], &[422]),
+    r(Get,  "/app/automation/replies/new", MANAGE, &[], &[200]),
+    r(Get,  "/app/automation/replies/{no_label}", READ, &[], &[404]),
+    r(Post, "/app/automation/replies/{no_label}", MANAGE, &[("name", "Обход")], &[404]),
+    r(Post, "/app/automation/replies/{no_label}/toggle", MANAGE, &[("on", "1")], &[404]),
+    r(Post, "/app/automation/replies/{no_label}/move", MANAGE, &[("dir", "up")], &[404]),
+    r(Post, "/app/automation/replies/{no_label}/delete", MANAGE, &[], &[404]),
     r(Get,  "/app/billing", READ, &[], &[200]),
     r(Get,  "/app/companies/new", Signed, &[], &[200]),
     r(Post, "/app/companies", Signed, &[("company_name", "")], &[422]),
@@ -287,6 +296,13 @@ const ROUTES: &[Route] = &[
     r(Put,  "/api/v1/working-hours", ApiKey, &[], &[422]),
     // Without `source_id` there is no source's own hours to remove.
     r(Delete, "/api/v1/working-hours", ApiKey, &[], &[400]),
+    r(Get,  "/api/v1/auto-replies", ApiKey, &[], &[200]),
+    r(Post, "/api/v1/auto-replies", ApiKey, &[], &[422]),
+    r(Post, "/api/v1/auto-replies/dry-run", ApiKey, &[], &[422]),
+    r(Get,  "/api/v1/auto-replies/{no_label}", ApiKey, &[], &[404]),
+    r(Put,  "/api/v1/auto-replies/{no_label}", ApiKey, &[], &[404, 422]),
+    r(Delete, "/api/v1/auto-replies/{no_label}", ApiKey, &[], &[404]),
+    r(Post, "/api/v1/auto-replies/{no_label}/dry-run", ApiKey, &[], &[404, 422]),
     // Undelivered events (issue 9, item 2): `{source}` is no dead letter.
     r(Get,  "/app/settings/dead-letters", MANAGE, &[], &[200]),
     r(Post, "/app/settings/dead-letters/{source}/retry", MANAGE, &[], &[404]),

@@ -525,6 +525,13 @@ pub(super) async fn step(
             },
             K_STATUS => status_back(s, item).await,
             K_ASSIGN => assign_first(core, s, item, link).await,
+            K_STAGE => match item.payload["status_id"].as_i64() {
+                Some(status) => {
+                    let pipeline = item.payload["pipeline_id"].as_i64();
+                    s.api.move_deal(link.deal_id, pipeline, status).await
+                }
+                None => Err(CrmError::permanent("a stage item without its stage")),
+            },
             K_CONTACT => contact_change(core, s, item, link).await,
             other => Err(CrmError::permanent(format!(
                 "unknown CRM item kind {other}"

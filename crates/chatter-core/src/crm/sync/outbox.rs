@@ -23,6 +23,8 @@ pub(super) const K_ASSIGN: &str = "assign";
 pub(super) const K_CONTACT: &str = "contact";
 /// A team's internal note, written as a note on the deal (payload `{"text"}`).
 pub(super) const K_NOTE: &str = "note";
+/// An auto-reply moves the deal to a stage: payload `{"pipeline_id", "status_id"}`.
+pub(super) const K_STAGE: &str = "stage";
 
 pub(super) const PENDING: &str = "pending";
 pub(super) const FAILED: &str = "failed";
@@ -134,6 +136,65 @@ pub async fn enqueue_note(
         now,
     )
     .await
+}
+
+/// Queues moving the conversation's deal to `status_id` (of `pipeline_id`, else its own
+/// pipeline) inside the caller's transaction; companies without a connected CRM: nothing.
+/// Returns whether it was queued.
+pub async fn enqueue_deal_stage(
+    conn: &impl ConnectionTrait,
+    company_id: CompanyId,
+    conversation_id: ConversationId,
+    pipeline_id: Option<i64>,
+    status_id: i64,
+    now: i64,
+) -> Result<bool> {
+    let connected = crm_integration::Entity::find()
+        .filter(crm_integration::Column::CompanyId.eq(company_id))
+        .one(conn)
+        .await?
+        .is_some_and(|i| queues_work(&i.status));
+    if !connected {
+        return Ok(false);
+    }
+    let payload = serde_json::json!({ "pipeline_id": pipeline_id, "status_id": status_id });
+    enqueue_item(
+        conn,
+        company_id,
+        conversation_id,
+        None,
+        K_STAGE,
+        payload,
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// The stages of the company's amoCRM pipelines as last synced: `(pipeline, stage)` ids, for
+/// checking a "move the deal" action before it is saved. Empty without a connected CRM.
+pub async fn known_stages(
+    conn: &impl ConnectionTrait,
+    company_id: CompanyId,
+) -> Result<Vec<(i64, i64, String)>> {
+    let Some(i) = crm_integration::Entity::find()
+        .filter(crm_integration::Column::CompanyId.eq(company_id))
+        .one(conn)
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let meta: Metadata =
+        chatter_store::stored_json::read("crm_integrations.metadata", i.company_id, &i.metadata);
+    Ok(meta
+        .pipelines
+        .iter()
+        .flat_map(|p| {
+            p.statuses
+                .iter()
+                .map(move |s| (p.id, s.id, format!("{} → {}", p.name, s.name)))
+        })
+        .collect())
 }
 
 pub(super) async fn enqueue_item(

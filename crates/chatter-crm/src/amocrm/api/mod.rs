@@ -595,6 +595,26 @@ impl Crm for AmoCrm {
         Ok(())
     }
 
+    async fn move_deal(
+        &self,
+        deal_id: CrmId,
+        pipeline_id: Option<CrmId>,
+        status_id: CrmId,
+    ) -> Result<(), CrmError> {
+        let body = match pipeline_id {
+            Some(p) => json!({ "pipeline_id": p, "status_id": status_id }),
+            None => json!({ "status_id": status_id }),
+        };
+        self.call(
+            Method::PATCH,
+            &format!("/api/v4/leads/{deal_id}"),
+            &[],
+            Some(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
     fn supports_chat(&self) -> bool {
         self.chat.is_some()
     }

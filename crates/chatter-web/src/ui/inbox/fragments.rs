@@ -68,6 +68,8 @@ pub struct MessageTpl {
     pub lang: crate::i18n::Tr,
     pub csrf: String,
     pub can_reply: bool,
+    /// Sent by this auto-reply rule (its name, and a badge, stand for the author).
+    pub auto_rule: Option<String>,
 }
 
 /// An internal note in the thread: looks unlike any message and says only the team sees it.
@@ -96,6 +98,7 @@ impl MessageTpl {
             lang,
             csrf: csrf.to_string(),
             can_reply,
+            auto_rule: None,
         }
     }
     pub fn time(&self) -> String {
