@@ -335,7 +335,7 @@ pub async fn add_labels(
     ids: &[Uuid],
     now: i64,
 ) -> Result<Vec<String>> {
-    let company = conv.company_id.0;
+    let company = conv.company_id;
     let wanted: Vec<label::Model> = company_labels(conn, company)
         .await?
         .into_iter()

@@ -7,6 +7,7 @@
 
 use super::*;
 use chatter_domain::template::{self, TemplateError, VARIABLES};
+use chatter_domain::UserId;
 use chatter_store::entity::{company, crm_conversation, reply_template, user};
 
 /// The longest title, in characters.
@@ -146,7 +147,7 @@ pub async fn get_template(core: &Core, actor: &Actor, id: Uuid) -> Result<reply_
 fn may_change(actor: &Actor, t: &reply_template::Model) -> Result<()> {
     match t.owner_id {
         None => actor.require(Permission::Manage),
-        Some(o) if Some(o) == actor.user_id => actor.require(Permission::Read),
+        Some(o) if Some(o) == actor.user_id.map(UserId::uuid) => actor.require(Permission::Read),
         Some(_) => Err(CoreError::NotFound),
     }
 }
@@ -279,7 +280,8 @@ pub async fn create_template(
             Some(
                 actor
                     .user_id
-                    .ok_or_else(|| CoreError::field("personal", "err.template_personal_member"))?,
+                    .ok_or_else(|| CoreError::field("personal", "err.template_personal_member"))?
+                    .uuid(),
             )
         }
     };
@@ -296,7 +298,7 @@ pub async fn create_template(
     };
     let t = reply_template::ActiveModel {
         id: Set(Uuid::now_v7()),
-        company_id: Set(actor.company_id),
+        company_id: Set(actor.company_id.uuid()),
         owner_id: Set(owner),
         category: Set(category),
         title: Set(title),
@@ -396,7 +398,11 @@ pub async fn values_for(core: &Core, actor: &Actor, id: ConversationId) -> Resul
         .one(db)
         .await?
         .map(|c| c.name);
-    let manager = match actor.user_id.or(row.conversation.assignee_id) {
+    let manager = match actor
+        .user_id
+        .map(UserId::uuid)
+        .or(row.conversation.assignee_id)
+    {
         Some(u) => user::Entity::find_by_id(u).one(db).await?.map(|u| u.name),
         None => None,
     };

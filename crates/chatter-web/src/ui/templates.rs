@@ -83,7 +83,7 @@ fn pieces(body: &str) -> Vec<(String, bool)> {
 fn may_change(actor: &Actor, t: &reply_template::Model) -> bool {
     match t.owner_id {
         None => actor.role.can(Permission::Manage),
-        Some(o) => Some(o) == actor.user_id,
+        Some(o) => Some(o) == actor.user_id.map(chatter_domain::UserId::uuid),
     }
 }
 

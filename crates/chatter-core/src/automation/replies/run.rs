@@ -457,7 +457,7 @@ async fn fire(core: &Core, r: &RuleView, f: &Facts) -> Result<bool> {
                 }
                 Action::Notify { users } => {
                     let who = match users.is_empty() {
-                        true => notifications::teammates(&txn, conv.company_id.0)
+                        true => notifications::teammates(&txn, conv.company_id)
                             .await?
                             .into_iter()
                             .filter(|t| t.role.can(Permission::Read))
