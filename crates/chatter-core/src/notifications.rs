@@ -286,7 +286,7 @@ pub async fn mark_read(
         events::emit(
             &txn,
             &mut pending,
-            actor.company_id.into(),
+            actor.company_id,
             EVENT,
             serde_json::json!({"user_ids": [user_id], "read": true}),
             now,

@@ -14,7 +14,7 @@ pub async fn create(core: &Core, actor: &Actor, name: &str) -> Result<(SourceId,
     let txn = core.db.begin().await?;
     source::ActiveModel {
         id: Set(id),
-        company_id: Set(actor.company_id.into()),
+        company_id: Set(actor.company_id),
         kind: Set(SourceKind::Api),
         name: Set(name.clone()),
         secret: Set(Some(enc)),

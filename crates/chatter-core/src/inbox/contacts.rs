@@ -316,7 +316,7 @@ pub async fn update_person(
     am.update(&txn).await?;
     outbox::enqueue_contact_change(
         &txn,
-        actor.company_id.into(),
+        actor.company_id,
         p,
         &before.conversation_ids(),
         false,
@@ -383,7 +383,7 @@ pub async fn merge_people(
     let merged = read_person(&txn, actor, kept.contact.id).await?;
     outbox::on_merge(
         &txn,
-        actor.company_id.into(),
+        actor.company_id,
         &merged.identity_ids(),
         &gone.conversation_ids(),
         now,
@@ -392,7 +392,7 @@ pub async fn merge_people(
     // The kept amoCRM contact gets the person's phones from both messengers.
     outbox::enqueue_contact_change(
         &txn,
-        actor.company_id.into(),
+        actor.company_id,
         merged.contact.id,
         &merged.conversation_ids(),
         false,

@@ -195,7 +195,7 @@ async fn touched(
         events::emit(
             txn,
             &mut pending,
-            actor.company_id.into(),
+            actor.company_id,
             "conversation",
             payload,
             now,

@@ -324,7 +324,7 @@ pub async fn mark_read(core: &Core, actor: &Actor, id: ConversationId) -> Result
         events::emit(
             &txn,
             &mut pending,
-            actor.company_id.into(),
+            actor.company_id,
             "conversation",
             serde_json::json!({"conversation_id": id}),
             core.now(),

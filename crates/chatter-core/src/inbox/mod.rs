@@ -109,7 +109,7 @@ pub async fn assign(
             &txn,
             &mut pending,
             crate::notifications::New {
-                company: actor.company_id.into(),
+                company: actor.company_id,
                 kind: crate::notifications::ASSIGNED,
                 conversation: id,
                 note: None,
@@ -219,14 +219,6 @@ async fn record_change(
     now: i64,
 ) -> Result<()> {
     let payload = serde_json::json!({"conversation_id": id});
-    events::emit(
-        txn,
-        pending,
-        actor.company_id.into(),
-        "conversation",
-        payload,
-        now,
-    )
-    .await?;
+    events::emit(txn, pending, actor.company_id, "conversation", payload, now).await?;
     audit::record(txn, actor, now, action, &id.to_string(), details).await
 }

@@ -427,7 +427,7 @@ pub async fn retry_message(core: &Core, actor: &Actor, message_id: MessageId) ->
     events::emit(
         &txn,
         &mut pending,
-        actor.company_id.into(),
+        actor.company_id,
         "message",
         serde_json::json!({"conversation_id": conv_id, "message_id": message_id}),
         now,

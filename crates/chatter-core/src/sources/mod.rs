@@ -129,7 +129,7 @@ pub async fn add_source(
     let id = SourceId::new();
     source::ActiveModel {
         id: Set(id),
-        company_id: Set(actor.company_id.into()),
+        company_id: Set(actor.company_id),
         kind: Set(new.kind),
         name: Set(name.clone()),
         secret: Set(Some(

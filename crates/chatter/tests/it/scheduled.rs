@@ -487,8 +487,7 @@ async fn three_nodes_send_once_and_a_send_raced_by_a_cancel_is_one_or_the_other(
             .await
             .expect("read")
             .expect("the conversation")
-            .company_id
-            .into(),
+            .company_id,
         role: chatter_domain::Role::Owner,
         label: "test".into(),
         meta: Default::default(),
