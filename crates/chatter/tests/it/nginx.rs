@@ -435,11 +435,17 @@ async fn behind_nginx_the_live_inbox_uploads_addresses_and_cookies_work() {
 
     // A file from the reply box's API is far larger than body_limit_bytes; the guide's
     // upload location lets it through to Chatter, which checks the messenger's own limit.
-    let conv = strings(
-        &db,
-        "SELECT CAST(conversation_id AS TEXT) FROM messages WHERE external_id LIKE 'big-%'",
-    )
-    .await;
+    let conv = {
+        use chatter_store::entity::message;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        message::Entity::find()
+            .filter(message::Column::ExternalId.like("big-%"))
+            .one(&db.db)
+            .await
+            .expect("read")
+            .expect("the large message")
+            .conversation_id
+    };
     let key = crate::api::create_key(&s, "nginx").await;
     let pdf = {
         let mut b = b"%PDF-1.4\n".to_vec();
@@ -454,10 +460,7 @@ async fn behind_nginx_the_live_inbox_uploads_addresses_and_cookies_work() {
             .expect("mime"),
     );
     let r = via_proxy
-        .post(format!(
-            "{base}/api/v1/conversations/{}/attachments",
-            conv[0]
-        ))
+        .post(format!("{base}/api/v1/conversations/{conv}/attachments"))
         .bearer_auth(&key)
         .multipart(form)
         .send()
