@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::routing::{self, RuleSet};
-use crate::values::FieldError;
+use crate::values::{limits, FieldError};
 
 /// The longest "no answer" delay: 7 days, in minutes.
 pub const MAX_DELAY_MINUTES: u32 = 7 * 24 * 60;
@@ -169,8 +169,28 @@ impl AutoReply {
         let name = self.name.trim();
         if name.is_empty() {
             errs.push(FieldError::new("name", "err.auto_name_required"));
-        } else if name.chars().count() > NAME_MAX {
-            errs.push(FieldError::too_long("name", NAME_MAX));
+        } else if let Err(e) = crate::values::optional_text("name", name, NAME_MAX) {
+            errs.push(e);
+        }
+        // Word lists and the regex as the routing rules limit theirs: one line per word, no
+        // control or bidi characters (they would reach the editor and the dry run).
+        for (field, words) in [
+            ("keywords", &self.conditions.keywords),
+            ("exclude", &self.conditions.exclude),
+        ] {
+            if words.len() > limits::KEYWORDS {
+                errs.push(FieldError::too_many(field, limits::KEYWORDS));
+            } else if let Some(e) = words
+                .iter()
+                .find_map(|w| crate::values::optional_text(field, w, limits::KEYWORD).err())
+            {
+                errs.push(e);
+            }
+        }
+        if let Some(r) = &self.conditions.regex {
+            if let Err(e) = crate::values::optional_text("regex", r, limits::REGEX) {
+                errs.push(e);
+            }
         }
         if let Trigger::NoAnswer { minutes, .. } = self.trigger {
             if minutes == 0 || minutes > MAX_DELAY_MINUTES {
@@ -193,6 +213,20 @@ impl AutoReply {
                 }
                 Action::Reply { text } if text.chars().count() > REPLY_MAX => {
                     errs.push(FieldError::too_long("reply", REPLY_MAX));
+                }
+                // What the customer gets: line breaks and tabs but no other control character,
+                // no bidi override; it may name the conversation's values, as a template does.
+                Action::Reply { text } => {
+                    if text
+                        .chars()
+                        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+                    {
+                        errs.push(FieldError::new("reply", "err.control_chars"));
+                    } else if text.chars().any(crate::text::is_bidi_control) {
+                        errs.push(FieldError::new("reply", "err.bidi_chars"));
+                    } else if let Err(e) = crate::template::parse(text) {
+                        errs.push(e.field_error("reply"));
+                    }
                 }
                 Action::Assign { users } if users.is_empty() => {
                     errs.push(FieldError::new("assign", "err.auto_assign_empty"));

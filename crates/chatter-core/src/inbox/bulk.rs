@@ -1,4 +1,5 @@
-//! Bulk actions on a selection of conversations: assign, add or remove a label, close. One
+//! Bulk actions on a selection of conversations: assign (the assignee is notified of each, as
+//! for one), add or remove a label, close. One
 //! transaction for the whole selection; each conversation changed gets the audit entry and the
 //! live event the single action writes. A manager acts on conversations that are his or nobody's;
 //! one assigned to a colleague is skipped and counted ("not yours"), like an id that is not the
@@ -101,6 +102,9 @@ pub async fn bulk(
                 m.assignee_id = Set(who.map(|u| u.0));
                 m.updated_at = Set(now);
                 m.update(&txn).await?;
+                if let Some(u) = *who {
+                    super::notify_assigned(&txn, &mut pending, actor, c.id, u, now).await?;
+                }
                 Some((
                     "conversation.assign",
                     serde_json::json!({"assignee": who, "bulk": true}),

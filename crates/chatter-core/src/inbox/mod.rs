@@ -96,29 +96,8 @@ pub async fn assign(
         return Err(CoreError::NotFound);
     }
     let mut pending = Pending::default();
-    // The assignee hears of it, unless they took it themselves.
-    if let Some(u) = assignee.filter(|u| Some(*u) != actor.user_id) {
-        let by = match actor.user_id {
-            Some(me) => chatter_store::entity::user::Entity::find_by_id(me)
-                .one(&txn)
-                .await?
-                .map(|u| u.name),
-            None => None,
-        };
-        crate::notifications::notify(
-            &txn,
-            &mut pending,
-            crate::notifications::New {
-                company: actor.company_id,
-                kind: crate::notifications::ASSIGNED,
-                conversation: id,
-                note: None,
-                actor_name: by.as_deref(),
-            },
-            &[u.0],
-            now,
-        )
-        .await?;
+    if let Some(u) = assignee {
+        notify_assigned(&txn, &mut pending, actor, id, u, now).await?;
     }
     let details = serde_json::json!({"assignee": assignee});
     conversation_changed(
@@ -221,4 +200,41 @@ async fn record_change(
     let payload = serde_json::json!({"conversation_id": id});
     events::emit(txn, pending, actor.company_id, "conversation", payload, now).await?;
     audit::record(txn, actor, now, action, &id.to_string(), details).await
+}
+
+/// Tells member `u` that conversation `id` was given to them, unless they took it themselves
+/// (a single assignment and a bulk one alike).
+pub(crate) async fn notify_assigned(
+    conn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    actor: &Actor,
+    id: ConversationId,
+    u: chatter_domain::UserId,
+    now: i64,
+) -> Result<()> {
+    if Some(u) == actor.user_id {
+        return Ok(());
+    }
+    let by = match actor.user_id {
+        Some(me) => chatter_store::entity::user::Entity::find_by_id(me)
+            .one(conn)
+            .await?
+            .map(|u| u.name),
+        None => None,
+    };
+    crate::notifications::notify(
+        conn,
+        pending,
+        crate::notifications::New {
+            company: actor.company_id,
+            kind: crate::notifications::ASSIGNED,
+            conversation: id,
+            note: None,
+            actor_name: by.as_deref(),
+        },
+        &[u.0],
+        now,
+    )
+    .await?;
+    Ok(())
 }

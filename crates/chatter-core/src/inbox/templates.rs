@@ -421,6 +421,54 @@ pub async fn values_for(core: &Core, actor: &Actor, id: ConversationId) -> Resul
     })
 }
 
+/// The values of conversation `conv`'s variables inside the caller's transaction, for text
+/// Chatter sends by itself (an auto-reply): the manager is the conversation's assignee.
+pub async fn values_in(conn: &impl ConnectionTrait, conv: &conversation::Model) -> Result<Values> {
+    let mut person = contact::Entity::find_by_id(conv.contact_id)
+        .one(conn)
+        .await?;
+    // A merged customer's name is the kept person's.
+    if let Some(kept) = person.as_ref().and_then(|c| c.merged_into) {
+        if let Some(k) = contact::Entity::find_by_id(kept).one(conn).await? {
+            person = Some(k);
+        }
+    }
+    let company = company::Entity::find_by_id(conv.company_id.uuid())
+        .one(conn)
+        .await?
+        .map(|c| c.name);
+    let manager = match conv.assignee_id {
+        Some(u) => user::Entity::find_by_id(u).one(conn).await?.map(|u| u.name),
+        None => None,
+    };
+    let source = source::Entity::find_by_id(conv.source_id)
+        .one(conn)
+        .await?
+        .map(|s| s.name);
+    let deal = crm_conversation::Entity::find_by_id(conv.id.0)
+        .one(conn)
+        .await?
+        .and_then(|c| c.deal_id)
+        .map(|d| d.to_string());
+    Ok(Values {
+        client_name: person.map(|c| c.name),
+        company_name: company,
+        manager_name: manager,
+        source_name: source,
+        deal_id: deal,
+    })
+}
+
+/// `text` with conversation `conv`'s values in its variables (see [`values_in`]).
+pub async fn render_in(
+    conn: &impl ConnectionTrait,
+    conv: &conversation::Model,
+    text: &str,
+) -> Result<String> {
+    let values = values_in(conn, conv).await?;
+    Ok(template::render(text, |n| values.get(n)))
+}
+
 /// Template `template_id` rendered for conversation `id`.
 pub async fn render_for(
     core: &Core,

@@ -51,7 +51,10 @@ pub struct ConditionsIo {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActionIo {
     /// Sends this text to the customer, marked automatic (skipped, with the reason recorded,
-    /// outside WhatsApp's 24-hour window).
+    /// outside WhatsApp's 24-hour window). The text may name the conversation's values as a
+    /// reply template does: `{client_name}`, `{company_name}`, `{manager_name}` (the assignee),
+    /// `{source_name}`, `{deal_id}`, each with an optional fallback (`{client_name|клиент}`);
+    /// an unclosed brace or an unknown name is a 422 on `reply`.
     Reply {
         #[schema(min_length = 1, max_length = 4000)]
         text: String,

@@ -197,6 +197,18 @@ impl Typed {
     /// The rule the form describes, or the fields that do not read.
     fn rule(&self) -> Result<AutoReply, Vec<FieldError>> {
         let mut errs = Vec::new();
+        // The number fields hold a few digits whichever trigger is chosen: anything else is
+        // refused rather than ignored.
+        for (field, value, digits, key) in [
+            ("delay", &self.delay, 5, "err.auto_delay_range"),
+            ("days", &self.days, 2, "err.auto_days_range"),
+        ] {
+            if !value.is_empty()
+                && (value.len() > digits || !value.chars().all(|c| c.is_ascii_digit()))
+            {
+                errs.push(FieldError::new(field, key));
+            }
+        }
         let lines = |s: &str| -> Vec<String> {
             s.lines()
                 .map(str::trim)
@@ -313,6 +325,10 @@ impl EditTpl {
     }
     fn assigns(&self, id: &Uuid) -> bool {
         self.t.assign.contains(id)
+    }
+    /// The variables a reply's text may name, as a reply template's may.
+    fn variables(&self) -> &'static [&'static str] {
+        &chatter_domain::template::VARIABLES
     }
     fn has_label(&self, id: &Uuid) -> bool {
         self.t.labels.contains(id)

@@ -105,7 +105,9 @@ fn times_sent(app: &TestApp, token: &str, text: &str) -> usize {
 }
 
 const GREETING: &str = "Здравствуйте! Менеджер ответит в течение 15 минут.";
-const CLOSED: &str = "Мы работаем с 9 до 18 по Москве и ответим утром.";
+/// With a variable, as a reply template has: the customer gets their name in its place.
+const CLOSED: &str = "{client_name|Клиент}, мы работаем с 9 до 18 по Москве и ответим утром.";
+const CLOSED_SENT: &str = "Иван, мы работаем с 9 до 18 по Москве и ответим утром.";
 const DELIVERY: &str = "Доставка 300 ₽, бесплатно от 3000 ₽.";
 
 #[tokio::test]
@@ -167,13 +169,13 @@ async fn each_trigger_fires_on_a_telegram_customer_once_per_period() {
     clock.set(MONDAY_10_MSK + 10 * 60 * MINUTE);
     writes("Вы ещё работаете?");
     eventually("the out-of-hours reply", || async {
-        times_sent(&app, &token, CLOSED) == 1
+        times_sent(&app, &token, CLOSED_SENT) == 1
     })
     .await;
     clock.advance(30 * MINUTE);
     writes("Алло");
     checked(&app, 6).await;
-    assert_eq!(times_sent(&app, &token, CLOSED), 1, "once a day");
+    assert_eq!(times_sent(&app, &token, CLOSED_SENT), 1, "once a day");
 
     // The thread says what fired, and the replies carry the automatic badge.
     let conv = conversation_with(&s, "Алло").await;
@@ -268,6 +270,33 @@ async fn bad_rules_are_refused_field_by_field_and_nothing_is_stored() {
             with(&|b| b["name"] = json!("  ")),
             "name",
             "auto_name_required",
+        ),
+        (
+            with(&|b| b["name"] = json!("Ночь\u{202e}")),
+            "name",
+            "bidi_chars",
+        ),
+        (
+            with(&|b| b["conditions"] = json!({"keywords": ["ц".repeat(101)]})),
+            "keywords",
+            "too_long",
+        ),
+        (
+            with(&|b| b["actions"] = json!([{"type": "reply", "text": "Привет\u{1b}[31m"}])),
+            "reply",
+            "control_chars",
+        ),
+        (
+            with(&|b| {
+                b["actions"] = json!([{"type": "reply", "text": "Здравствуйте, {client_name"}])
+            }),
+            "reply",
+            "template_unclosed",
+        ),
+        (
+            with(&|b| b["actions"] = json!([{"type": "reply", "text": "Здравствуйте, {имя}"}])),
+            "reply",
+            "template_unknown_var",
         ),
     ] {
         let (status, out) = send(

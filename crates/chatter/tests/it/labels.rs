@@ -519,6 +519,17 @@ async fn bulk_actions_skip_what_a_manager_may_not_change_and_say_how_many() {
     for id in &ids {
         assert_eq!(status_of(&app, &key, id).await.1, manager_id);
     }
+    // The manager hears of each conversation given to him: Пётр's by the PATCH above, Ольга's
+    // and Мария's by the bulk (Пётр's, already his, not again).
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM notifications n JOIN users u ON u.id = n.user_id \
+             WHERE u.email = 'ivan@example.ru' AND n.kind = 'assigned'"
+        )
+        .await,
+        3
+    );
     let (st, b) = call(
         &app,
         &key,

@@ -14,8 +14,8 @@
 //! `accounts`, `jobs`, `reports` and `automation` sit beside them: `jobs` names none of them,
 //! `accounts` only `jobs`, `reports` none. `automation` meets the inbox the way the CRM does,
 //! at narrow seams: the inbox queues the auto-reply check through `automation::replies::trigger`
-//! in the storing transaction, and an auto-reply is sent through `inbox::insert_outgoing` (and
-//! mirrored through `crm::sync::outbox`). The check reads every `crate::…` path in a folder's files.
+//! in the storing transaction, and an auto-reply is sent through `inbox::insert_outgoing` (its
+//! variables filled by `inbox::templates::render_in`, mirrored through `crm::sync::outbox`). The check reads every `crate::…` path in a folder's files.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "inbox::Outgoing",
             "inbox::reply_window_open",
             "inbox::labels::add_labels",
+            "inbox::templates::render_in",
             "crm::sync::outbox",
         ],
     ),

@@ -115,6 +115,11 @@ pub async fn dry_run(core: &Core, actor: &Actor, rule: &AutoReply, days: u32) ->
             continue;
         }
         last_fired.insert(conv.id, at);
+        // What this customer would have got: the rule's text with their values.
+        let reply = match rule.reply_text() {
+            Some(t) => Some(crate::inbox::templates::render_in(&core.db, conv, t).await?),
+            None => None,
+        };
         let customer = contact::Entity::find_by_id(conv.contact_id)
             .select_only()
             .column(contact::Column::Name)
@@ -139,7 +144,7 @@ pub async fn dry_run(core: &Core, actor: &Actor, rule: &AutoReply, days: u32) ->
                 .take(140)
                 .collect(),
             at,
-            reply: rule.reply_text().map(str::to_owned),
+            reply,
         });
     }
     Ok(out)

@@ -421,6 +421,8 @@ async fn fire(core: &Core, r: &RuleView, f: &Facts) -> Result<bool> {
                         reason = Some(WINDOW_CLOSED);
                         continue;
                     }
+                    // The rule's text may name the conversation's values ({client_name|…}).
+                    let text = &crate::inbox::templates::render_in(&txn, conv, text).await?;
                     let o = Outgoing {
                         text,
                         author_id: None,
