@@ -13,6 +13,8 @@ use crate::values::{limits, FieldError};
 pub const MAX_DELAY_MINUTES: u32 = 7 * 24 * 60;
 /// The longest reply, in characters (a messenger's text limit splits it further).
 pub const REPLY_MAX: usize = 4000;
+/// The longest "at most once per" period: a year, in minutes.
+pub const ONCE_PER_MAX_MINUTES: u32 = 365 * 24 * 60;
 /// The longest rule name, in characters.
 pub const NAME_MAX: usize = 80;
 /// Loop guard: at most this many auto-replies go to one conversation within [`LOOP_WINDOW_MS`],
@@ -202,6 +204,12 @@ impl AutoReply {
             && self.conditions.regex.as_deref().is_none_or(str::is_empty)
         {
             errs.push(FieldError::new("keywords", "err.auto_keywords_required"));
+        }
+        if self
+            .once_per_minutes
+            .is_some_and(|m| m > ONCE_PER_MAX_MINUTES)
+        {
+            errs.push(FieldError::new("once_per", "err.auto_once_per"));
         }
         if self.actions.is_empty() {
             errs.push(FieldError::new("actions", "err.auto_action_required"));

@@ -82,7 +82,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("err.auto_user_unknown", "Такого сотрудника в компании нет или он не может отвечать — выберите из списка.", "No such member in the company, or they may not reply: choose from the list."),
     ("err.auto_days_range", "Укажите от 1 до 90 дней.", "Give 1 to 90 days."),
     ("err.auto_rule_required", "Передайте правило для пробного прогона.", "Send the rule to try."),
-    ("err.auto_once_per", "Укажите целое число минут или оставьте пустым.", "Give a whole number of minutes or leave it empty."),
+    ("err.auto_once_per", "Укажите целое число минут, не больше года (525600), или оставьте пустым.", "Give a whole number of minutes up to a year (525600), or leave it empty."),
     ("audit.a.auto_reply.create", "Создан автоответ", "Auto-reply created"),
     ("audit.a.auto_reply.update", "Изменён автоответ", "Auto-reply changed"),
     ("audit.a.auto_reply.move", "Изменён порядок автоответов", "Auto-replies reordered"),

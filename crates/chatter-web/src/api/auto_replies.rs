@@ -92,8 +92,10 @@ pub struct AutoReplyIn {
     pub conditions: ConditionsIo,
     /// One or more.
     pub actions: Vec<ActionIo>,
-    /// At most once per conversation per this many minutes (0: no limit but the loop guard);
+    /// At most once per conversation per this many minutes, up to a year (0: no limit but the
+    /// loop guard);
     /// absent: out of hours once a day, keywords once an hour, no answer per message.
+    #[schema(minimum = 0, maximum = 525600)]
     pub once_per_minutes: Option<u32>,
     /// At most once per conversation ever (the first-message trigger's default).
     #[serde(default)]
@@ -343,6 +345,12 @@ pub async fn dry_run_auto_reply(
     ApiJson(b): ApiJson<AutoReplyDryRunIn>,
 ) -> Result<Json<AutoReplyDryRunOut>, ApiError> {
     let v = replies::get(&st.core, &a, id).await?;
+    // A rule sent along is not used with an id, but a malformed one is still refused.
+    if let Some(rule) = b.rule {
+        chatter_domain::auto_reply::AutoReply::from(rule)
+            .check()
+            .map_err(chatter_core::CoreError::Invalid)?;
+    }
     let d = dry_run::dry_run(&st.core, &a, &v.rule, b.days).await?;
     Ok(Json(dry_out(d)))
 }

@@ -75,13 +75,19 @@ pub struct TemplatesQuery {
 
 /// The company's templates, by category and title.
 #[utoipa::path(get, path = "/api/v1/templates", tag = "templates", params(TemplatesQuery),
-    responses((status = 200, body = Vec<TemplateOut>), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "the query does not read (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<TemplateOut>), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "the query does not read (`invalid_query`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 422, body = ApiErrorBody, content_type = "application/problem+json", description = "`q` is over 200 characters (`too_long`)")))]
 pub async fn list_templates(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,
     ApiQuery(q): ApiQuery<TemplatesQuery>,
 ) -> Result<Json<Vec<TemplateOut>>, ApiError> {
-    let q: Option<String> = q.q.map(|q| q.chars().take(200).collect());
+    if q.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(
+            chatter_core::CoreError::Invalid(vec![chatter_domain::FieldError::too_long("q", 200)])
+                .into(),
+        );
+    }
+    let q: Option<String> = q.q;
     let ts = core_templates::list_templates(&st.core, &a, q.as_deref()).await?;
     Ok(Json(ts.into_iter().map(template_out).collect()))
 }
