@@ -222,9 +222,24 @@ async fn seed(url: &str, a: &Args) -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(0)
         > 0;
+    // Before m0030 no message could be marked automatic (an older `--chatter`).
+    let has_automatic = db
+        .query_one(Statement::from_string(
+            b,
+            "SELECT count(*) AS n FROM seaql_migrations WHERE version = 'm0030_automatic_messages'",
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0)
+        > 0;
     if has_facts {
         let started = Instant::now();
-        chatter_store::figures::backfill(&db).await?;
+        if has_automatic {
+            chatter_store::figures::backfill(&db).await?;
+        } else {
+            chatter_store::figures::backfill_before_m0030(&db).await?;
+        }
         eprintln!(
             "the dashboard's facts computed from {} messages in {:.1} s (the m0016 backfill)",
             a.conversations * a.messages_per,

@@ -45,6 +45,7 @@ mod server;
 mod sse;
 mod stem;
 mod telegram;
+mod timers;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -104,6 +105,8 @@ enum Bench {
     Stem(stem::Args),
     /// Auto-reply rules: µs per inbound message to look at 100 rules, in process.
     AutoRules(auto_rules::Args),
+    /// The "no answer in N minutes" timer: firing lateness with 10,000 pending timers.
+    Timers(timers::Args),
 }
 
 #[tokio::main]
@@ -120,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Search(a)) => search::run(a).await,
         Some(Bench::Stem(a)) => stem::run(a),
         Some(Bench::AutoRules(a)) => auto_rules::run(a),
+        Some(Bench::Timers(a)) => timers::run(a).await,
         None => http(&args).await,
     }
 }

@@ -419,6 +419,7 @@ impl BackgroundJob for SendScheduled {
                     author_id: row.author_id,
                     author_name: row.author_name.clone(),
                     reply_to: None,
+                    automatic: false,
                 },
                 now,
             )

@@ -356,6 +356,36 @@ impl Hours {
     }
 }
 
+impl Hours {
+    /// The instant at which `minutes` of open time have passed since `at` (breaks, nights,
+    /// closed days and holidays do not count), or `None` if the hours never open again within
+    /// the horizon. Open at `at` or not, counting starts at `at` or at the next opening.
+    pub fn after_working(&self, at: DateTime<Utc>, minutes: u32) -> Option<DateTime<Utc>> {
+        let mut left = Duration::minutes(i64::from(minutes));
+        let mut t = at;
+        // Each step crosses one open stretch or one closed gap; a year of stretches at most.
+        for _ in 0..4 * HORIZON_DAYS {
+            match self.at(t) {
+                Now::Open { until: None } => return Some(t + left),
+                Now::Open { until: Some(end) } => {
+                    if t + left < end {
+                        return Some(t + left);
+                    }
+                    left -= end - t;
+                    t = end;
+                    if left.is_zero() {
+                        // The last working minute ends where the stretch does.
+                        return Some(end - Duration::milliseconds(1));
+                    }
+                }
+                Now::Closed { until: Some(opens) } => t = opens,
+                Now::Closed { until: None } => return None,
+            }
+        }
+        None
+    }
+}
+
 /// A local minute of a date as an instant. A time the clocks skip (a spring-forward gap) is
 /// read as the first instant after the gap; one they pass twice is the earlier.
 fn instant(tz: Tz, date: NaiveDate, minute: u16) -> DateTime<Utc> {
@@ -421,6 +451,38 @@ mod tests {
                 until: Some(msk("2026-12-14 09:00"))
             }
         );
+    }
+
+    #[test]
+    fn working_minutes_skip_breaks_nights_weekends_short_days_and_holidays() {
+        let h = office();
+        let after = |from: &str, m: u32| h.after_working(msk(from), m);
+        // Inside a stretch: plain addition.
+        assert_eq!(after("2026-12-07 10:00", 15), Some(msk("2026-12-07 10:15")));
+        // Across the lunch break: 10 minutes before it, 5 after.
+        assert_eq!(after("2026-12-07 12:50", 15), Some(msk("2026-12-07 14:05")));
+        // Written in the break: counting starts when it ends.
+        assert_eq!(after("2026-12-07 13:20", 15), Some(msk("2026-12-07 14:15")));
+        // Friday 17:55 + 15 working minutes: Monday 09:10.
+        assert_eq!(after("2026-12-11 17:55", 15), Some(msk("2026-12-14 09:10")));
+        // Saturday night: Monday 09:15.
+        assert_eq!(after("2026-12-12 23:00", 15), Some(msk("2026-12-14 09:15")));
+        // 31 December closes at 15:00, 1 January is a holiday, 2 January a Saturday: Monday
+        // 4 January 09:10.
+        assert_eq!(after("2026-12-31 14:55", 15), Some(msk("2027-01-04 09:10")));
+        // Exactly the rest of the stretch: the last moment of it, not the next morning.
+        assert_eq!(
+            after("2026-12-07 17:45", 15),
+            Some(msk("2026-12-07 18:00") - Duration::milliseconds(1))
+        );
+        // A whole working day and a bit (8 h = 480 min, + 30).
+        assert_eq!(
+            after("2026-12-07 09:00", 510),
+            Some(msk("2026-12-08 09:30"))
+        );
+        // Never open: never due.
+        let never = Hours::from_form(&form(["", "", "", "", "", "", ""], "")).expect("valid");
+        assert_eq!(never.after_working(msk("2026-12-07 10:00"), 5), None);
     }
 
     #[test]

@@ -3,11 +3,16 @@
 //! on each render:
 //!
 //! - `first_in_at`: when the customer's first message was stored;
-//! - `first_response_at` and `first_responder_id`: the first message to the customer stored at
+//! - `first_response_at` and `first_responder_id`: the first answer to the customer stored at
 //!   or after `first_in_at` (ties broken by id), and its author (none: sent from the CRM or the
 //!   API without a person);
-//! - `last_in_at`, `last_out_at`: the latest message each way, so "waiting for an answer" is
-//!   `last_in_at > coalesce(last_out_at, 0)`.
+//! - `last_in_at`, `last_out_at`: the latest customer message and the latest answer, so
+//!   "waiting for an answer" is `last_in_at > coalesce(last_out_at, 0)`.
+//!
+//! An answer is a message to the customer that is not automatic (`messages.automatic = 0`,
+//! m0030): a greeting or an out-of-hours auto-reply answers nobody's question, so it neither is
+//! a first response nor ends the wait. Automatic messages are stored without
+//! [`after_outbound`].
 //!
 //! They are written in the transaction that stores the message: [`inbound_set`] /
 //! [`after_inbound`] after customer messages, [`after_outbound`] after a message to the
@@ -21,19 +26,24 @@ use crate::stmt;
 use chatter_domain::ConversationId;
 use sea_orm::{ConnectionTrait, DbErr, Value};
 
-/// When the first message to the customer at or after `t` (an SQL expression) was stored.
-fn first_out_at(t: &str) -> String {
+/// Which messages `o` are answers (see the module's documentation).
+const ANSWER: &str = "o.direction = 'out' AND o.automatic = 0";
+/// The same before m0030, when no message was marked automatic (m0016's backfill).
+const ANSWER_BEFORE_M0030: &str = "o.direction = 'out'";
+
+/// When the first answer (`answer`: [`ANSWER`]) at or after `t` (an SQL expression) was stored.
+fn first_out_at(t: &str, answer: &str) -> String {
     format!(
         "(SELECT min(o.created_at) FROM messages o WHERE o.conversation_id = conversations.id \
-         AND o.direction = 'out' AND o.created_at >= {t})"
+         AND {answer} AND o.created_at >= {t})"
     )
 }
 
-/// Who wrote the first message to the customer at or after `t` (ties: the lowest id).
-fn first_out_by(t: &str) -> String {
+/// Who wrote the first answer at or after `t` (ties: the lowest id).
+fn first_out_by(t: &str, answer: &str) -> String {
     format!(
         "(SELECT o.author_id FROM messages o WHERE o.conversation_id = conversations.id \
-         AND o.direction = 'out' AND o.created_at >= {t} ORDER BY o.created_at, o.id LIMIT 1)"
+         AND {answer} AND o.created_at >= {t} ORDER BY o.created_at, o.id LIMIT 1)"
     )
 }
 
@@ -46,8 +56,8 @@ pub fn inbound_set() -> String {
          first_responder_id = CASE WHEN {earlier} THEN {by} ELSE first_responder_id END, \
          first_in_at = CASE WHEN {earlier} THEN $1 ELSE first_in_at END, \
          last_in_at = CASE WHEN last_in_at IS NULL OR last_in_at < $1 THEN $1 ELSE last_in_at END",
-        at = first_out_at("$1"),
-        by = first_out_by("$1"),
+        at = first_out_at("$1", ANSWER),
+        by = first_out_by("$1", ANSWER),
     )
 }
 
@@ -77,8 +87,8 @@ pub async fn after_inbound(
     Ok(())
 }
 
-/// Conversation `id` got a message to the customer stored at `at` (already inserted in this
-/// transaction).
+/// Conversation `id` got an answer (not an automatic message) stored at `at` (already inserted
+/// in this transaction).
 pub async fn after_outbound(
     conn: &impl ConnectionTrait,
     id: ConversationId,
@@ -94,8 +104,8 @@ pub async fn after_outbound(
          first_responder_id = CASE WHEN {may_be_first} THEN {by} ELSE first_responder_id END, \
          last_out_at = CASE WHEN last_out_at IS NULL OR last_out_at < $2 THEN $2 ELSE last_out_at END \
          WHERE id = $1",
-        at = first_out_at("conversations.first_in_at"),
-        by = first_out_by("conversations.first_in_at"),
+        at = first_out_at("conversations.first_in_at", ANSWER),
+        by = first_out_by("conversations.first_in_at", ANSWER),
     );
     conn.execute(stmt(
         conn.get_database_backend(),
@@ -106,20 +116,44 @@ pub async fn after_outbound(
     Ok(())
 }
 
-/// Computes every conversation's facts from its messages (the migration that added them, and
-/// anyone repairing them). Two statements: the first response needs `first_in_at`.
+/// Computes every conversation's facts from its messages (anyone repairing them). Two
+/// statements: the first response needs `first_in_at`.
 pub async fn backfill(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    backfill_with(conn, ANSWER, "1 = 1").await
+}
+
+/// [`backfill`] of the conversations that `scope` (a condition on `conversations`) selects.
+pub async fn backfill_where(conn: &impl ConnectionTrait, scope: &str) -> Result<(), DbErr> {
+    backfill_with(conn, ANSWER, scope).await
+}
+
+/// [`backfill`] as m0016 ran it, before messages could be automatic.
+pub async fn backfill_before_m0030(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    backfill_with(conn, ANSWER_BEFORE_M0030, "1 = 1").await
+}
+
+async fn backfill_with(
+    conn: &impl ConnectionTrait,
+    answer: &str,
+    scope: &str,
+) -> Result<(), DbErr> {
     let b = conn.get_database_backend();
     let of = |dir: &str, agg: &str| {
+        let which = if dir == "in" {
+            "o.direction = 'in'"
+        } else {
+            answer
+        };
         format!(
-            "(SELECT {agg}(m.created_at) FROM messages m WHERE m.conversation_id = conversations.id \
-             AND m.direction = '{dir}')"
+            "(SELECT {agg}(o.created_at) FROM messages o WHERE o.conversation_id = conversations.id \
+             AND {which})"
         )
     };
     conn.execute(stmt(
         b,
         &format!(
-            "UPDATE conversations SET first_in_at = {}, last_in_at = {}, last_out_at = {}",
+            "UPDATE conversations SET first_in_at = {}, last_in_at = {}, last_out_at = {} \
+             WHERE {scope}",
             of("in", "min"),
             of("in", "max"),
             of("out", "max")
@@ -131,9 +165,9 @@ pub async fn backfill(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
         b,
         &format!(
             "UPDATE conversations SET first_response_at = {}, first_responder_id = {} \
-             WHERE first_in_at IS NOT NULL",
-            first_out_at("conversations.first_in_at"),
-            first_out_by("conversations.first_in_at"),
+             WHERE first_in_at IS NOT NULL AND {scope}",
+            first_out_at("conversations.first_in_at", answer),
+            first_out_by("conversations.first_in_at", answer),
         ),
         vec![],
     ))

@@ -103,6 +103,7 @@ pub(super) async fn store_reply(
             author_id: actor.user_id.map(UserId::uuid),
             author_name: author,
             reply_to: reply_to.map(|r| (r, reply_to_external_id)),
+            automatic: false,
         },
         now,
     )
@@ -336,6 +337,9 @@ pub(crate) struct Outgoing<'a> {
     pub author_name: String,
     /// The message answered, with its provider id.
     pub reply_to: Option<(MessageId, Option<String>)>,
+    /// Sent by an auto-reply rule: no answer for the dashboard's figures (neither the first
+    /// response nor the end of the wait) and the conversation stays unread.
+    pub automatic: bool,
 }
 
 /// Stores an outgoing message in `conv` with its send job and live event, inside the caller's
@@ -378,12 +382,24 @@ pub(crate) async fn insert_outgoing(
     }
     .insert(txn)
     .await?;
-    chatter_store::figures::after_outbound(txn, conv.id, now).await?;
+    if o.automatic {
+        // The column is read by the figures' SQL only (m0030), not through the entity.
+        txn.execute(chatter_store::stmt(
+            txn.get_database_backend(),
+            "UPDATE messages SET automatic = 1 WHERE id = $1",
+            vec![m.id.into()],
+        ))
+        .await?;
+    } else {
+        chatter_store::figures::after_outbound(txn, conv.id, now).await?;
+    }
     chatter_store::search::index_messages(txn, &[(m.id, m.company_id, m.text.as_deref())]).await?;
     let mut cam = conv.clone().into_active_model();
     cam.last_text = Set(o.text.chars().take(140).collect());
     cam.last_message_at = Set(now);
-    cam.unread = Set(0);
+    if !o.automatic {
+        cam.unread = Set(0);
+    }
     if conv.assignee_id.is_none() {
         cam.assignee_id = Set(o.author_id);
     }

@@ -75,6 +75,6 @@ impl MigrationTrait for Migration {
             }
             m.create_index(ix.to_owned()).await?;
         }
-        crate::figures::backfill(m.get_connection()).await
+        crate::figures::backfill_before_m0030(m.get_connection()).await
     }
 }

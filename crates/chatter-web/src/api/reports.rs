@@ -35,7 +35,8 @@ pub struct SeriesOut {
 pub struct DashboardOut {
     /// Open conversations now.
     pub open: i64,
-    /// Open conversations whose latest message is the customer's.
+    /// Open conversations whose customer waits for an answer: their latest message came after
+    /// the latest answer (an auto-reply is no answer).
     pub waiting: i64,
     pub new_today: i64,
     pub new_7_days: i64,

@@ -8,6 +8,7 @@
 mod auto_replies;
 mod others;
 mod photo;
+mod templates;
 
 use others::{connect_others, simulate_others};
 use photo::kettle_png;
@@ -171,6 +172,7 @@ impl Demo {
         forget_previous_run(core, &actor).await?;
         seed_hours(core, &actor).await?;
         auto_replies::seed_auto_replies(core, &actor).await?;
+        templates::seed_templates(core, &actor).await?;
         let token = connect_bot(core, &actor, &fakes.telegram).await?;
         let api_key = {
             let txn = core.db.begin().await?;

@@ -213,6 +213,84 @@ async fn each_trigger_fires_on_a_telegram_customer_once_per_period() {
     app.stop().await;
 }
 
+async fn dashboard(app: &TestApp, key: &str) -> Value {
+    let (status, d) = send(
+        app,
+        key,
+        reqwest::Method::GET,
+        "/api/v1/dashboard",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+    d
+}
+
+/// A greeting answers nobody's question: the conversation stays unread and waiting on the
+/// dashboard, and the first response is the manager's answer, not the greeting.
+#[tokio::test]
+async fn an_auto_reply_is_no_answer_the_customer_still_waits_for_a_person() {
+    let app = TestApp::builder().with_manual_clock().start().await;
+    let clock = app.clock.clone().expect("manual clock");
+    clock.set(MONDAY_10_MSK);
+    let (s, token, _) = company_with_bot(&app).await;
+    let key = create_key(&s, "auto").await;
+    rule(
+        &app,
+        &key,
+        reply("Приветствие", json!({"type": "first_message"}), GREETING),
+    )
+    .await;
+    app.telegram
+        .customer_writes(&token, CustomerMessage::text(5002, "Пётр", "Нужен счёт"));
+    eventually("the greeting", || async {
+        times_sent(&app, &token, GREETING) == 1
+    })
+    .await;
+    let conv = conversation_with(&s, "Пётр").await;
+    let d = dashboard(&app, &key).await;
+    assert_eq!(d["waiting"], 1, "the greeting ended no wait: {d}");
+    assert_eq!(d["first_response"]["answered"], 0, "{d}");
+    let (_, list) = send(
+        &app,
+        &key,
+        reqwest::Method::GET,
+        "/api/v1/conversations",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(list[0]["id"], conv.as_str(), "{list}");
+    assert_eq!(
+        list[0]["unread"], 1,
+        "still unread for the managers: {list}"
+    );
+
+    // Three minutes later a manager answers: that is the first response.
+    clock.advance(3 * MINUTE);
+    let (status, out) = send(
+        &app,
+        &key,
+        reqwest::Method::POST,
+        &format!("/api/v1/conversations/{conv}/messages"),
+        &json!({"text": "Пётр, счёт пришлю через час."}),
+    )
+    .await;
+    assert_eq!(status, 201, "{out}");
+    let d = dashboard(&app, &key).await;
+    assert_eq!(d["waiting"], 0, "{d}");
+    assert_eq!(d["first_response"]["answered"], 1, "{d}");
+    assert_eq!(d["first_response"]["median_ms"], 3 * MINUTE, "{d}");
+
+    // Repairing the facts from the messages alone gives the same.
+    chatter_store::figures::backfill(&app.core.db)
+        .await
+        .expect("backfill");
+    let d2 = dashboard(&app, &key).await;
+    assert_eq!(d2["first_response"], d["first_response"]);
+    assert_eq!(d2["waiting"], 0);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_rules_are_refused_field_by_field_and_nothing_is_stored() {
     let app = TestApp::new().await;
@@ -474,6 +552,87 @@ async fn the_no_answer_timer_is_cancelled_by_an_answer_from_amocrm_or_chatter_an
         })
     })
     .await;
+    app.stop().await;
+}
+
+/// "No answer in 15 working minutes": a message on Friday at 17:55 in Moscow is answered
+/// automatically on Monday at 09:10 (five minutes on Friday, ten on Monday), not at night or
+/// over the weekend; the dry run names the same time.
+#[tokio::test]
+async fn the_working_hours_only_timer_counts_working_minutes() {
+    let app = TestApp::builder().with_manual_clock().start().await;
+    let clock = app.clock.clone().expect("manual clock");
+    let friday_1755 = MONDAY_10_MSK + (4 * 24 * 60 + 7 * 60 + 55) * MINUTE;
+    let monday_0910 = MONDAY_10_MSK + (7 * 24 * 60 - 50) * MINUTE;
+    clock.set(friday_1755);
+    let (s, token, _) = company_with_bot(&app).await;
+    let key = create_key(&s, "auto").await;
+    office_hours(&app, &key).await;
+    let id = rule(
+        &app,
+        &key,
+        reply(
+            "Нет ответа 15 рабочих минут",
+            json!({"type": "no_answer", "minutes": 15, "working_hours_only": true}),
+            BUSY,
+        ),
+    )
+    .await;
+    eventually("the bot is polled", || async {
+        app.telegram.calls(&token).iter().any(|c| c == "getUpdates")
+    })
+    .await;
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5003, "Анна", "Сколько стоит?"),
+    );
+    checked(&app, 1).await;
+    let due: i64 = count(
+        &app,
+        "SELECT run_at FROM jobs WHERE kind = 'auto_reply_no_answer'",
+    )
+    .await;
+    assert_eq!(due, monday_0910, "due on Monday 09:10 Moscow time");
+    // Friday evening, the weekend, Monday 09:09: nothing.
+    for at in [
+        friday_1755 + 20 * MINUTE,
+        friday_1755 + 30 * 60 * MINUTE,
+        monday_0910 - MINUTE,
+    ] {
+        clock.set(at);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(times_sent(&app, &token, BUSY), 0, "not yet at {at}");
+    }
+    clock.set(monday_0910);
+    eventually("the no-answer reply on Monday", || async {
+        times_sent(&app, &token, BUSY) == 1
+    })
+    .await;
+    let fired: i64 = count(
+        &app,
+        "SELECT created_at FROM auto_reply_firings WHERE outcome = 'fired'",
+    )
+    .await;
+    assert_eq!(fired, monday_0910);
+
+    // The dry run of the same rule finds the same answer at the same time.
+    clock.set(monday_0910 + 60 * MINUTE);
+    let (status, run) = send(
+        &app,
+        &key,
+        reqwest::Method::POST,
+        &format!("/api/v1/auto-replies/{id}/dry-run"),
+        &json!({"days": 7}),
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["hits"].as_array().map(Vec::len), Some(1), "{run}");
+    assert!(
+        run["hits"][0]["at"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2026-12-14T06:10:00")),
+        "the dry run's time is Monday 09:10 in Moscow: {run}"
+    );
     app.stop().await;
 }
 

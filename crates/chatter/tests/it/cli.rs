@@ -525,6 +525,47 @@ async fn the_demos_auto_replies_fire(client: &reqwest::Client, url: &str, key: &
     }
 }
 
+/// The demo company has reply templates (so `/` in the reply box lists something), one with its
+/// price list attached, rendered with the customer's name.
+async fn the_demos_templates_render(url: &str, key: &str, olga: &str) {
+    let list: serde_json::Value = http()
+        .get(format!("{url}/api/v1/templates"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("GET /api/v1/templates")
+        .json()
+        .await
+        .expect("JSON");
+    let titles: Vec<&str> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["title"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(titles, ["Здравствуйте", "Доставка", "Прайс-лист"], "{list}");
+    let price = list
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["title"] == "Прайс-лист"))
+        .expect("the price list");
+    assert_eq!(price["file"]["name"], "Прайс-лист.pdf", "{price}");
+    let id = price["id"].as_str().expect("id");
+    let rendered: serde_json::Value = http()
+        .get(format!(
+            "{url}/api/v1/conversations/{olga}/templates/{id}/render"
+        ))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("GET render")
+        .json()
+        .await
+        .expect("JSON");
+    let text = rendered["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("Ольга Смирнова, отправляю наш прайс-лист"),
+        "{rendered}"
+    );
+}
+
 async fn wait_for_olga(client: &reqwest::Client, url: &str, times: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen;
@@ -691,6 +732,7 @@ async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
     let manager = demo_sign_in(&url).await;
     let olga = wait_for_olga(&manager, &url, 1).await;
     the_demos_auto_replies_fire(&manager, &url, &key, &olga).await;
+    the_demos_templates_render(&url, &key, &olga).await;
     answers_reach_the_demo_website(&mut demo, &url, &key).await;
     every_messengers_customer_writes_from_the_phones_page(&mut demo, &url, &key).await;
     the_demos_mail_can_be_read(&mut demo, &url).await;

@@ -3,7 +3,7 @@
 //! text, and how many a day. Reads only; nothing is sent or recorded.
 
 use super::checked;
-use super::run::{answered_since, first_message, out_of_hours};
+use super::run::{answered_between, due_at, first_message, out_of_hours};
 use crate::{Actor, Core, CoreError, Result};
 use chatter_domain::auto_reply::{AutoReply, Trigger};
 use chatter_domain::{ConversationId, Direction, FieldError, MessageId, Permission};
@@ -96,10 +96,14 @@ pub async fn dry_run(core: &Core, actor: &Actor, rule: &AutoReply, days: u32) ->
                 .then_some(m.created_at),
             Trigger::Keywords => Some(m.created_at),
             Trigger::FirstMessage => first_message(&core.db, m).await?.then_some(m.created_at),
-            Trigger::NoAnswer { minutes, .. } => {
-                let due = m.created_at + i64::from(*minutes) * 60_000;
-                let answered = answered_since(&core.db, conv.id, m.created_at).await?;
-                // Answered, or still waiting: the timer would not have fired (yet).
+            Trigger::NoAnswer {
+                minutes,
+                working_hours_only,
+            } => {
+                let due =
+                    due_at(&core.db, conv, m.created_at, *minutes, *working_hours_only).await?;
+                // Answered in time, or still waiting: the timer would not have fired (yet).
+                let answered = answered_between(&core.db, conv.id, m.created_at, due).await?;
                 (!answered && due <= now).then_some(due)
             }
         };

@@ -138,7 +138,18 @@ async fn check(core: &Core, message_id: MessageId) -> Result<()> {
                 minutes,
                 working_hours_only,
             } => {
-                let due = due_at(core, &f, *minutes, *working_hours_only).await?;
+                let due = due_at(
+                    &core.db,
+                    &f.conv,
+                    f.msg.created_at,
+                    *minutes,
+                    *working_hours_only,
+                )
+                .await?;
+                if due == i64::MAX {
+                    // Working hours that never open again: never due.
+                    continue;
+                }
                 let timer = NoAnswerTimer {
                     conversation_id: f.conv.id,
                     rule_id: r.id,
@@ -214,30 +225,27 @@ pub(super) async fn first_message(
 
 /// When a "no answer" timer for `f` is due: the message's time plus the delay; counting only
 /// working hours, a message that came while closed starts counting at the opening.
-async fn due_at(core: &Core, f: &Facts, minutes: u32, working_only: bool) -> Result<i64> {
+/// When a "no answer in `minutes`" timer for a customer message of `conv` stored at `start`
+/// falls due (`i64::MAX`: never).
+pub(super) async fn due_at(
+    conn: &impl ConnectionTrait,
+    conv: &conversation::Model,
+    start: i64,
+    minutes: u32,
+    working_only: bool,
+) -> Result<i64> {
     let delay = i64::from(minutes) * 60_000;
-    let start = f.msg.created_at;
     if !working_only {
         return Ok(start + delay);
     }
-    let opens = next_opening(&core.db, &f.conv, start).await?;
-    Ok(opens.unwrap_or(start) + delay)
-}
-
-/// When the hours next open after `at`, if they are closed at `at`.
-async fn next_opening(
-    conn: &impl ConnectionTrait,
-    conv: &conversation::Model,
-    at: i64,
-) -> Result<Option<i64>> {
+    // Only working minutes count: breaks, nights, weekends and holidays are skipped. Without
+    // working hours every minute is one; hours that never open again never fall due.
     let Some(h) = hours::effective(conn, conv.company_id, conv.source_id).await? else {
-        return Ok(None);
+        return Ok(start + delay);
     };
-    let t = chrono::DateTime::from_timestamp_millis(at).unwrap_or_default();
-    Ok(match h.at(t) {
-        chatter_domain::hours::Now::Closed { until } => until.map(|u| u.timestamp_millis()),
-        chatter_domain::hours::Now::Open { .. } => None,
-    })
+    let t = chrono::DateTime::from_timestamp_millis(start).unwrap_or_default();
+    Ok(h.after_working(t, minutes)
+        .map_or(i64::MAX, |d| d.timestamp_millis()))
 }
 
 /// The messages auto-replies sent in `conv` (not a manager's answer).
@@ -265,11 +273,22 @@ pub(super) async fn answered_since(
     conv: ConversationId,
     since: i64,
 ) -> Result<bool> {
+    answered_between(conn, conv, since, i64::MAX).await
+}
+
+/// Whether a person answered in `conv` at or after `since` and before `until`.
+pub(super) async fn answered_between(
+    conn: &impl ConnectionTrait,
+    conv: ConversationId,
+    since: i64,
+    until: i64,
+) -> Result<bool> {
     let auto = automatic_ids(conn, conv).await?;
     let outs = message::Entity::find()
         .filter(message::Column::ConversationId.eq(conv))
         .filter(message::Column::Direction.eq(Direction::Out))
         .filter(message::Column::CreatedAt.gte(since))
+        .filter(message::Column::CreatedAt.lt(until))
         .select_only()
         .column(message::Column::Id)
         .into_tuple::<MessageId>()
@@ -319,7 +338,17 @@ async fn timer_due(core: &Core, t: &NoAnswerTimer) -> Result<()> {
                 msg: m,
                 conv: f.conv.clone(),
             };
-            let due = due_at(core, &f2, minutes, working_hours_only).await?;
+            let due = due_at(
+                &core.db,
+                &f2.conv,
+                f2.msg.created_at,
+                minutes,
+                working_hours_only,
+            )
+            .await?;
+            if due == i64::MAX {
+                return Ok(());
+            }
             let next = NoAnswerTimer {
                 message_id: f2.msg.id,
                 ..t.clone()
@@ -334,12 +363,17 @@ async fn timer_due(core: &Core, t: &NoAnswerTimer) -> Result<()> {
         return Ok(());
     }
     if working_hours_only {
-        if let Some(opens) = next_opening(&core.db, &f.conv, now).await? {
-            // Due while closed: it fires when the hours open.
-            let key = format!("{}:{opens}", t.dedup_key().unwrap_or_default());
+        // The hours may have changed since the timer was set: count again.
+        let due = due_at(&core.db, &f.conv, f.msg.created_at, minutes, true).await?;
+        if due > now {
+            if due == i64::MAX {
+                // The hours never open again: nothing to wait for.
+                return Ok(());
+            }
+            let key = format!("{}:{due}", t.dedup_key().unwrap_or_default());
             let opts = JobOptions::at(now)
                 .company(f.conv.company_id.0)
-                .run_at(opens)
+                .run_at(due)
                 .dedup(key);
             t.enqueue(&core.db, opts).await?;
             return Ok(());
@@ -428,6 +462,7 @@ async fn fire(core: &Core, r: &RuleView, f: &Facts) -> Result<bool> {
                         author_id: None,
                         author_name: author_name(&r.rule.name),
                         reply_to: None,
+                        automatic: true,
                     };
                     let m = insert_outgoing(&txn, &mut pending, conv, o, now).await?;
                     crate::crm::sync::outbox::on_reply(&txn, conv, m.id, None, now).await?;

@@ -415,6 +415,7 @@ pub async fn receive_chat_hook(
             author_id: None,
             author_name: format!("{} (amoCRM)", reply.manager_name),
             reply_to: None,
+            automatic: false,
         },
         now,
     )
