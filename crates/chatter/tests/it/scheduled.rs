@@ -664,6 +664,23 @@ async fn scheduling_and_cancelling_from_the_reply_box_at_360_px() {
     w.wait_text_in("#scheduled-list", "Счёт пришлём в полдень")
         .await;
     w.wait_text_in("#scheduled-list", "07.12.2026 12:00").await;
+    // In sight with the reply box, without scrolling (the box sticks to the screen's bottom).
+    let in_sight = w
+        .browser
+        .client()
+        .execute(
+            "var r = document.querySelector('#scheduled-list li').getBoundingClientRect(); \
+             return r.top >= 0 && r.bottom <= window.innerHeight;",
+            vec![],
+        )
+        .await
+        .expect("where the list is");
+    assert_eq!(
+        in_sight,
+        serde_json::Value::Bool(true),
+        "the scheduled reply is out of sight: {}",
+        w.where_am_i().await
+    );
     w.shot("02-scheduled").await;
     w.assert_no_sideways_scroll("the scheduled list").await;
     assert_eq!(
