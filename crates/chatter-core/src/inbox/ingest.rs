@@ -23,7 +23,53 @@ struct Item {
     ev: InboundEvent,
     /// What the provider sent, kept if the event has to be parked.
     raw: Option<String>,
+    /// A row that belongs with the message, written in its transaction when it is new.
+    side: Option<ApiInboundRow>,
     done: oneshot::Sender<Result<Ingested, String>>,
+}
+
+/// What the API source keeps beside a message it received (`api_inbound`): the call's
+/// idempotency key, the UTM tags and the sender's e-mail. Written in the message's own
+/// transaction, so the CRM sync that the commit starts always finds the deal's UTM tags.
+#[derive(Clone, Debug, Default)]
+pub struct ApiInboundRow {
+    pub idempotency_key: Option<String>,
+    /// utm_source, utm_medium, utm_campaign, utm_content, utm_term.
+    pub utm: [Option<String>; 5],
+    pub email: Option<String>,
+}
+
+impl ApiInboundRow {
+    /// Writes the row of message `message_id` of `src` (nothing if it has one already).
+    pub async fn insert(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        src: chatter_domain::SourceId,
+        message_id: chatter_domain::MessageId,
+        now: i64,
+    ) -> Result<()> {
+        let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = self.utm.clone();
+        conn.execute(chatter_store::stmt(
+            conn.get_database_backend(),
+            "INSERT INTO api_inbound (message_id, source_id, idempotency_key, utm_source, \
+             utm_medium, utm_campaign, utm_content, utm_term, sender_email, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            vec![
+                message_id.into(),
+                src.into(),
+                self.idempotency_key.clone().into(),
+                utm_source.into(),
+                utm_medium.into(),
+                utm_campaign.into(),
+                utm_content.into(),
+                utm_term.into(),
+                self.email.clone().into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
 }
 
 /// The handle webhook handlers submit to.
@@ -54,7 +100,17 @@ impl Ingester {
 
     /// Stores `ev`; returns once it is committed (or failed).
     pub async fn submit(&self, src: source::Model, ev: InboundEvent) -> Result<Ingested> {
-        self.submit_raw(src, ev, None).await
+        self.submit_item(src, ev, None, None).await
+    }
+
+    /// Stores `ev` of an API source with its side row, in one transaction.
+    pub async fn submit_api(
+        &self,
+        src: source::Model,
+        ev: InboundEvent,
+        side: ApiInboundRow,
+    ) -> Result<Ingested> {
+        self.submit_item(src, ev, None, Some(side)).await
     }
 
     /// Stores `ev` (normalised here: every string made storable), keeping `raw` — the body
@@ -62,13 +118,29 @@ impl Ingester {
     pub async fn submit_raw(
         &self,
         src: source::Model,
+        ev: InboundEvent,
+        raw: Option<String>,
+    ) -> Result<Ingested> {
+        self.submit_item(src, ev, raw, None).await
+    }
+
+    async fn submit_item(
+        &self,
+        src: source::Model,
         mut ev: InboundEvent,
         raw: Option<String>,
+        side: Option<ApiInboundRow>,
     ) -> Result<Ingested> {
         crate::connectors::normalize(&mut ev);
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Item { src, ev, raw, done })
+            .send(Item {
+                src,
+                ev,
+                raw,
+                side,
+                done,
+            })
             .await
             .map_err(|_| CoreError::Internal("ingester stopped".into()))?;
         rx.await
@@ -142,6 +214,11 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
     let mut out = vec![Ingested::SourceOff; items.len()];
     for (i, r) in live.into_iter().zip(stored) {
         out[i] = r;
+    }
+    for (i, r) in items.iter().zip(&out) {
+        if let (Some(side), Ingested::New(id)) = (&i.side, r) {
+            side.insert(&txn, i.src.id, *id, now).await?;
+        }
     }
     let mut touched: Vec<chatter_domain::SourceId> = Vec::new();
     for (i, r) in items.iter().zip(&out) {

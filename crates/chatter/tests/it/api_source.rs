@@ -531,6 +531,26 @@ async fn a_burst_from_eight_clients_is_stored_exactly_once() {
     let app = TestApp::new().await;
     let (_s, id, secret) = company_with_api_source(&app).await;
     let app = Arc::new(app);
+    // Meanwhile a reader (as the CRM sync is) never sees a message without its UTM tags: the
+    // side row commits with the message.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watcher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let (mut looks, mut orphans) = (0, 0);
+            while !*stopped.borrow() {
+                orphans += count(
+                    &app,
+                    "SELECT COUNT(*) FROM messages m WHERE NOT EXISTS \
+                     (SELECT 1 FROM api_inbound a WHERE a.message_id = m.id)",
+                )
+                .await;
+                looks += 1;
+                tokio::task::yield_now().await;
+            }
+            (looks, orphans)
+        })
+    };
     let mut tasks = Vec::new();
     for client in 0..8 {
         let (app, id, secret) = (app.clone(), id.clone(), secret.clone());
@@ -567,6 +587,13 @@ async fn a_burst_from_eight_clients_is_stored_exactly_once() {
             );
         }
     }
+    stop.send(true).expect("stop the reader");
+    let (looks, orphans) = watcher.await.expect("reader");
+    assert!(looks > 0);
+    assert_eq!(
+        orphans, 0,
+        "messages seen without their UTM row in {looks} looks"
+    );
     assert_eq!(by_n.len(), 200);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 200);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM conversations").await, 20);

@@ -6,8 +6,7 @@ use crate::{Core, CoreError, Result};
 use chatter_channels::{ChatKind, ChatRef, InboundEvent, InboundMessage, Sender};
 use chatter_domain::{ConversationId, MessageId, SourceId, SourceKind};
 use chatter_store::entity::{api_inbound, message, source};
-use chatter_store::stmt;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -245,8 +244,16 @@ pub async fn receive(
         sent_at: b.sent_at.unwrap_or_else(|| core.now()),
         edited: false,
     });
-    let message_id = match ingester.submit(src.clone(), ev).await? {
-        Ingested::New(id) | Ingested::Edited(id) => id,
+    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = b.utm;
+    let side = crate::inbox::ingest::ApiInboundRow {
+        idempotency_key: key,
+        utm: [utm_source, utm_medium, utm_campaign, utm_content, utm_term],
+        email: b.email,
+    };
+    let message_id = match ingester.submit_api(src.clone(), ev, side.clone()).await? {
+        // Stored with its side row in one transaction.
+        Ingested::New(id) => return Ok(answer(core, id).await?),
+        Ingested::Edited(id) => id,
         Ingested::SourceOff => return Err(ReceiveError::Disabled),
         Ingested::Parked(_) => {
             return Err(malformed(
@@ -265,29 +272,10 @@ pub async fn receive(
             .map_err(CoreError::from)?
             .ok_or(CoreError::Internal("stored message not found".into()))?,
     };
-    // After the message's commit; a replay after a crash here writes it then (first one wins).
-    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = b.utm;
-    let db = &core.db;
-    db.execute(stmt(
-        db.get_database_backend(),
-        "INSERT INTO api_inbound (message_id, source_id, idempotency_key, utm_source, utm_medium, \
-         utm_campaign, utm_content, utm_term, sender_email, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-        vec![
-            message_id.into(),
-            src.id.into(),
-            key.into(),
-            utm_source.into(),
-            utm_medium.into(),
-            utm_campaign.into(),
-            utm_content.into(),
-            utm_term.into(),
-            b.email.into(),
-            core.now().into(),
-        ],
-    ))
-    .await
-    .map_err(CoreError::from)?;
+    // A message stored before (a replay with another idempotency key, or one stored by a
+    // build that wrote the row after the commit): its row, if it has none yet (first one wins).
+    side.insert(&core.db, src.id, message_id, core.now())
+        .await?;
     Ok(answer(core, message_id).await?)
 }
 
