@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{as_text, SmsClient};
+use super::{as_text, CallbackFormat, CallbackMapping, SmsClient};
 use crate::common::normalize_phone;
 use crate::{ChatKind, ChatRef, DeliveryState, InboundEvent, InboundMessage, Sender};
 
@@ -21,6 +21,12 @@ impl SmsClient {
         (200, &self.config.api.callback.ack_body)
     }
 
+    /// Whether the gateway posts incoming SMS (its mapping names a sender field).
+    pub fn reports_inbound(&self) -> bool {
+        let map = &self.config.api.callback;
+        map.format == CallbackFormat::Fields && !map.from_field.is_empty()
+    }
+
     /// Parses a delivery-report callback (form or JSON, one report or a JSON array) into
     /// `Status` events. `received_at_ms` stands in for a report without a time.
     pub fn parse_status_callback(
@@ -30,6 +36,9 @@ impl SmsClient {
         received_at_ms: i64,
     ) -> Result<Vec<InboundEvent>, CallbackError> {
         let map = &self.config.api.callback;
+        if map.format == CallbackFormat::SmsRuLines {
+            return smsru_statuses(map, body, received_at_ms);
+        }
         callback_records(content_type, body)?
             .iter()
             .map(|r| {
@@ -54,8 +63,8 @@ impl SmsClient {
                         error: match state {
                             DeliveryState::Failed => Some(
                                 field(r, &map.error_field)
-                                    .filter(|e| !e.is_empty())
-                                    .unwrap_or_else(|| format!("SMS {raw}")),
+                                    .filter(|e| !e.is_empty() && e != "0")
+                                    .unwrap_or_else(|| reason(map, &raw)),
                             ),
                             _ => None,
                         },
@@ -75,6 +84,11 @@ impl SmsClient {
         received_at_ms: i64,
     ) -> Result<Vec<InboundEvent>, CallbackError> {
         let map = &self.config.api.callback;
+        if map.format != CallbackFormat::Fields || map.from_field.is_empty() {
+            return Err(CallbackError::Malformed(
+                "this gateway reports no incoming SMS".into(),
+            ));
+        }
         callback_records(content_type, body)?
             .iter()
             .map(|r| {
@@ -117,6 +131,59 @@ impl SmsClient {
             })
             .collect()
     }
+}
+
+/// Why status `raw` failed, in the gateway's words where the mapping has them.
+fn reason(map: &CallbackMapping, raw: &str) -> String {
+    map.reasons
+        .iter()
+        .find(|(v, _)| v == raw)
+        .map_or_else(|| format!("SMS {raw}"), |(_, r)| format!("SMS {raw}: {r}"))
+}
+
+/// SMS.ru's callback: a form whose `data[]` (or `data[N]`, `data`) values are line blocks
+/// `sms_status`, id, status code[, unix time]. Blocks of other kinds are skipped; a body with no
+/// `data` at all is malformed.
+fn smsru_statuses(
+    map: &CallbackMapping,
+    body: &[u8],
+    received_at_ms: i64,
+) -> Result<Vec<InboundEvent>, CallbackError> {
+    let blocks: Vec<String> = url::form_urlencoded::parse(body)
+        .filter(|(k, _)| k == "data" || (k.starts_with("data[") && k.ends_with(']')))
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if blocks.is_empty() {
+        return Err(CallbackError::Malformed("no data[] entries".into()));
+    }
+    Ok(blocks
+        .iter()
+        .map(|block| {
+            let lines: Vec<&str> = block.lines().map(str::trim).collect();
+            let (Some(&"sms_status"), Some(id), Some(code)) =
+                (lines.first(), lines.get(1), lines.get(2))
+            else {
+                return InboundEvent::Ignored {
+                    reason: format!("SMS.ru entry {:?}", lines.first().unwrap_or(&"")),
+                };
+            };
+            let at = lines
+                .get(3)
+                .and_then(|t| unix_ms(t))
+                .unwrap_or(received_at_ms);
+            match map.statuses.iter().find(|(v, _)| v == code).map(|(_, s)| *s) {
+                None => InboundEvent::Ignored {
+                    reason: format!("SMS status {code:?}"),
+                },
+                Some(state) => InboundEvent::Status {
+                    external_id: (*id).to_owned(),
+                    state,
+                    error: (state == DeliveryState::Failed).then(|| reason(map, code)),
+                    at,
+                },
+            }
+        })
+        .collect())
 }
 
 /// Unix seconds or milliseconds (by magnitude), as milliseconds.
