@@ -111,6 +111,7 @@ struct Account {
     price: f64,
     revoked: bool,
     failing: HashSet<String>,
+    invalid: HashSet<String>,
     expiring: HashSet<String>,
     failures: VecDeque<(GatewayFailure, usize)>,
     sent: Vec<GwSent>,
@@ -188,6 +189,7 @@ impl FakeSmsGateways {
             price: DEFAULT_PRICE,
             revoked: false,
             failing: HashSet::new(),
+            invalid: HashSet::new(),
             expiring: HashSet::new(),
             failures: VecDeque::new(),
             sent: Vec::new(),
@@ -238,6 +240,11 @@ impl FakeSmsGateways {
     /// SMS to this number are accepted, then reported failed (unreachable).
     pub fn set_failing_number(&self, a: &GatewayAccount, phone: &str) {
         self.with(a, |x| x.failing.insert(digits(phone)));
+    }
+
+    /// The gateway refuses SMS to this number outright (no such number, no route).
+    pub fn set_invalid_number(&self, a: &GatewayAccount, phone: &str) {
+        self.with(a, |x| x.invalid.insert(digits(phone)));
     }
 
     /// SMS to this number are accepted, then reported expired.
@@ -699,8 +706,11 @@ fn numbers(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// International digits, 10 to 15 of them; Russian numbers (`7…`) exactly 11.
 fn phone_ok(n: &str) -> bool {
-    (7..=15).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit())
+    (10..=15).contains(&n.len())
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && (!n.starts_with('7') || n.len() == 11)
 }
 
 /// Accepts one SMS: bills it, records it queued and queues its reports (sent, then delivered,
@@ -774,9 +784,11 @@ fn smsc(a: &mut Account, call: &Call) -> Response {
             if phones.is_empty() || text.trim().is_empty() {
                 return smsc_error(1, "parameters error");
             }
-            if let Some(bad) = phones.iter().find(|p| !phone_ok(p)) {
-                let _ = bad;
+            if phones.iter().any(|p| !phone_ok(p)) {
                 return smsc_error(7, "invalid number");
+            }
+            if phones.iter().any(|p| a.invalid.contains(p)) {
+                return smsc_error(8, "message to the number cannot be delivered");
             }
             let sender = Some(param(call, "sender").to_owned()).filter(|s| !s.is_empty());
             if sender.as_deref().is_some_and(|s| s.len() > 11) {
@@ -917,7 +929,7 @@ fn smsru(a: &mut Account, call: &Call) -> Response {
             let now = unix_secs();
             let mut entries = serde_json::Map::new();
             for n in to {
-                let entry = if !phone_ok(&n) {
+                let entry = if !phone_ok(&n) || a.invalid.contains(&n) {
                     json!({"status": "ERROR", "status_code": 202,
                            "status_text": "Неправильно указан номер телефона получателя"})
                 } else if a
@@ -1018,7 +1030,7 @@ fn smsaero(a: &mut Account, call: &Call) -> Response {
             };
             let many = call.json.get("numbers").is_some();
             let text = param(call, "text");
-            if list.is_empty() || list.iter().any(|n| !phone_ok(n)) {
+            if list.is_empty() || list.iter().any(|n| !phone_ok(n) || a.invalid.contains(n)) {
                 return aero_fail(StatusCode::BAD_REQUEST, "Validation error: invalid number.");
             }
             let chars = text.chars().count();

@@ -269,7 +269,9 @@ impl SmsApi {
             callback: CallbackMapping {
                 id_field: "id".into(),
                 status_field: "status".into(),
-                error_field: "err".into(),
+                // `err` is a numeric reason code whose table is unconfirmed: the status's own
+                // meaning is the reason.
+                error_field: String::new(),
                 time_field: "time".into(),
                 // SMSC posts incoming SMS to the same handler, in fields no stored source shows;
                 // they are not read (see docs/providers/smsc.md).

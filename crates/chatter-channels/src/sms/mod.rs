@@ -343,14 +343,14 @@ impl SmsClient {
         retry_after: Option<u64>,
     ) -> ChannelError {
         let api = &self.config.api;
-        let text = text.unwrap_or_else(|| format!("HTTP {status}"));
-        let message = match &code {
-            Some(code) => format!("{what}: {text} ({code})"),
-            None => format!("{what}: {text}"),
-        };
+        // A gateway without codes (SMS Aero) is known by its text.
         let listed = |list: &[String]| {
-            code.as_ref()
-                .is_some_and(|c| list.iter().any(|l| l.eq_ignore_ascii_case(c)))
+            [&code, &text].into_iter().flatten().any(|c| list.iter().any(|l| l.eq_ignore_ascii_case(c)))
+        };
+        let text = text.clone().unwrap_or_else(|| format!("HTTP {status}"));
+        let message = match &code {
+            Some(code) if *code != text => format!("{what}: {text} ({code})"),
+            _ => format!("{what}: {text}"),
         };
         if listed(&api.unauthorized_errors) || matches!(status, 401 | 403) {
             unauthorized(&message)
