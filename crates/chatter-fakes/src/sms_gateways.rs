@@ -237,6 +237,39 @@ impl FakeSmsGateways {
         self.ensure_worker(a);
     }
 
+    /// SMSC only: a customer's SMS from `from` to the account's number `to`, posted to the
+    /// cabinet's handler URL like a report but with the text (`phone`, `mes`, `to`, `id`,
+    /// `time`; field names unconfirmed, see the spec's §1.5). Returns its id.
+    pub fn customer_sends(&self, a: &GatewayAccount, from: &str, to: &str, text: &str) -> String {
+        assert_eq!(a.gateway, Gateway::Smsc, "only SMSC passes incoming SMS on");
+        self.with(a, |x| {
+            let id = format!("in{}", x.new_id());
+            let now = unix_secs();
+            let form: Vec<(&str, String)> = vec![
+                ("id", id.clone()),
+                ("phone", digits(from)),
+                ("mes", text.to_owned()),
+                ("to", digits(to)),
+                ("time", now.to_string()),
+                ("ts", now.to_string()),
+            ];
+            x.callbacks.push(GwCallback {
+                message_id: id.clone(),
+                status: GwStatus::Delivered,
+                url: None,
+                content_type: "application/x-www-form-urlencoded".into(),
+                body: encode_form(&form),
+                attempts: 0,
+                last_status: None,
+                delivered: false,
+                dropped: false,
+            });
+            x.outbox.push_back(x.callbacks.len() - 1);
+            x.notify.notify_waiters();
+            id
+        })
+    }
+
     /// SMS to this number are accepted, then reported failed (unreachable).
     pub fn set_failing_number(&self, a: &GatewayAccount, phone: &str) {
         self.with(a, |x| x.failing.insert(digits(phone)));

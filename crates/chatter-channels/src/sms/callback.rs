@@ -27,6 +27,12 @@ impl SmsClient {
         map.format == CallbackFormat::Fields && !map.from_field.is_empty()
     }
 
+    /// Whether incoming SMS have a URL of their own (else they come with the reports, or not
+    /// at all).
+    pub fn has_inbound_url(&self) -> bool {
+        self.reports_inbound() && !self.config.api.callback.inbound_in_reports
+    }
+
     /// Parses a delivery-report callback (form or JSON, one report or a JSON array) into
     /// `Status` events. `received_at_ms` stands in for a report without a time.
     pub fn parse_status_callback(
@@ -42,6 +48,12 @@ impl SmsClient {
         callback_records(content_type, body)?
             .iter()
             .map(|r| {
+                if map.inbound_in_reports
+                    && field(r, &map.status_field).is_none()
+                    && field(r, &map.text_field).is_some()
+                {
+                    return inbound_record(map, r, received_at_ms);
+                }
                 let id = field(r, &map.id_field)
                     .ok_or_else(|| CallbackError::Malformed(format!("no {}", map.id_field)))?;
                 let raw = field(r, &map.status_field).unwrap_or_default();
@@ -84,14 +96,25 @@ impl SmsClient {
         received_at_ms: i64,
     ) -> Result<Vec<InboundEvent>, CallbackError> {
         let map = &self.config.api.callback;
-        if map.format != CallbackFormat::Fields || map.from_field.is_empty() {
+        if !self.reports_inbound() {
             return Err(CallbackError::Malformed(
                 "this gateway reports no incoming SMS".into(),
             ));
         }
         callback_records(content_type, body)?
             .iter()
-            .map(|r| {
+            .map(|r| inbound_record(map, r, received_at_ms))
+            .collect()
+    }
+}
+
+/// One incoming SMS record as a `Message` event; the sender's phone (E.164) is the chat and the
+/// person. Without a gateway id the dedup key is built from phone, time and text.
+fn inbound_record(
+    map: &CallbackMapping,
+    r: &Record,
+    received_at_ms: i64,
+) -> Result<InboundEvent, CallbackError> {
                 let raw_from = field(r, &map.from_field)
                     .ok_or_else(|| CallbackError::Malformed(format!("no {}", map.from_field)))?;
                 let from = normalize_phone(&raw_from).unwrap_or(raw_from);
@@ -128,10 +151,7 @@ impl SmsClient {
                     sent_at,
                     edited: false,
                 }))
-            })
-            .collect()
-    }
-}
+            }
 
 /// Why status `raw` failed, in the gateway's words where the mapping has them.
 fn reason(map: &CallbackMapping, raw: &str) -> String {

@@ -91,6 +91,9 @@ pub struct CallbackMapping {
     pub ack_body: String,
     /// How records are laid out in the body.
     pub format: CallbackFormat,
+    /// Incoming SMS arrive at the delivery-report URL too (SMSC's one handler), told apart by
+    /// a text and no status; otherwise they have their own URL, if any.
+    pub inbound_in_reports: bool,
 }
 
 /// How a gateway lays out its callback body.
@@ -203,6 +206,7 @@ impl SmsApi {
                 reasons: vec![("expired".into(), "expired".into())],
                 ack_body: "ok".into(),
                 format: CallbackFormat::Fields,
+                inbound_in_reports: false,
             },
             no_money_errors: codes(&["no_money"]),
             invalid_number_errors: codes(&["bad_phone"]),
@@ -273,11 +277,11 @@ impl SmsApi {
                 // meaning is the reason.
                 error_field: String::new(),
                 time_field: "time".into(),
-                // SMSC posts incoming SMS to the same handler, in fields no stored source shows;
-                // they are not read (see docs/providers/smsc.md).
-                from_field: String::new(),
-                to_field: String::new(),
-                text_field: String::new(),
+                // SMSC posts incoming SMS to the same handler: a record with the text (`mes`)
+                // and no `status` is one (field names unconfirmed, docs/providers/smsc.md).
+                from_field: "phone".into(),
+                to_field: "to".into(),
+                text_field: "mes".into(),
                 statuses: states(&[
                     ("0", DeliveryState::Sent),
                     ("1", DeliveryState::Delivered),
@@ -302,6 +306,7 @@ impl SmsApi {
                 ]),
                 ack_body: "OK".into(),
                 format: CallbackFormat::Fields,
+                inbound_in_reports: true,
             },
         }
     }
@@ -376,6 +381,7 @@ impl SmsApi {
                 ]),
                 ack_body: "100".into(),
                 format: CallbackFormat::SmsRuLines,
+                inbound_in_reports: false,
             },
         }
     }
@@ -435,6 +441,7 @@ impl SmsApi {
                 reasons: reasons(&[("2", "not delivered"), ("6", "rejected")]),
                 ack_body: String::new(),
                 format: CallbackFormat::Fields,
+                inbound_in_reports: false,
             },
         }
     }

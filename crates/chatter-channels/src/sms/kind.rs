@@ -77,7 +77,7 @@ impl Kind for SmsKind {
             return Err(HookRefusal::Forged("unknown callback token"));
         }
         let gateway = callbacks(SmsGateway::of_account(&creds.account_id));
-        if inbound && !gateway.reports_inbound() {
+        if inbound && !gateway.has_inbound_url() {
             return Err(HookRefusal::NotFound);
         }
         let content_type = req.header("content-type");
