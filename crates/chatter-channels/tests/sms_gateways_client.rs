@@ -150,7 +150,10 @@ async fn gateway_round_trip(g: Gateway) {
 
     // A Cyrillic text of 100 characters is two parts, billed as two.
     let text = "Здравствуйте! Ваш заказ №1024 собран и ждёт вас в пункте выдачи на Ленина, 5. До встречи!!";
-    let ids = c.send_sms(CUSTOMER, text, Some("key-1")).await.expect("sent");
+    let ids = c
+        .send_sms(CUSTOMER, text, Some("key-1"))
+        .await
+        .expect("sent");
     let sent = fake.sent(&a);
     assert_eq!(sent.len(), 1);
     assert_eq!(ids, [sent[0].id.clone()]);
@@ -165,11 +168,16 @@ async fn gateway_round_trip(g: Gateway) {
     let id = ids[0].clone();
     until("sent, then delivered", || {
         states_of(&events.lock().expect("lock"), &id)
-            == [(DeliveryState::Sent, None), (DeliveryState::Delivered, None)]
+            == [
+                (DeliveryState::Sent, None),
+                (DeliveryState::Delivered, None),
+            ]
     })
     .await;
     until("the fake saw our acknowledgements", || {
-        fake.callbacks(&a).iter().all(|c| c.delivered && c.attempts == 1)
+        fake.callbacks(&a)
+            .iter()
+            .all(|c| c.delivered && c.attempts == 1)
     })
     .await;
     assert_eq!(fake.sent(&a)[0].status, GwStatus::Delivered);
@@ -178,8 +186,16 @@ async fn gateway_round_trip(g: Gateway) {
     // expires.
     fake.set_failing_number(&a, "+79990000001");
     fake.set_expiring_number(&a, "+79990000002");
-    let failed = c.send_sms("+79990000001", "Hi", None).await.expect("accepted")[0].clone();
-    let expired = c.send_sms("+79990000002", "Hi", None).await.expect("accepted")[0].clone();
+    let failed = c
+        .send_sms("+79990000001", "Hi", None)
+        .await
+        .expect("accepted")[0]
+        .clone();
+    let expired = c
+        .send_sms("+79990000002", "Hi", None)
+        .await
+        .expect("accepted")[0]
+        .clone();
     until("failed and expired", || {
         let ev = events.lock().expect("lock");
         states_of(&ev, &failed).len() == 2 && states_of(&ev, &expired).len() == 2
@@ -193,12 +209,18 @@ async fn gateway_round_trip(g: Gateway) {
     assert_eq!(state, DeliveryState::Failed);
     if g != Gateway::SmsAero {
         // SMS Aero's table has no "expired" of its own (unconfirmed): it reports a failure.
-        assert!(reason.as_deref().is_some_and(|r| r.contains("expired")), "{reason:?}");
+        assert!(
+            reason.as_deref().is_some_and(|r| r.contains("expired")),
+            "{reason:?}"
+        );
     }
 
     // A number the gateway refuses outright.
     fake.set_invalid_number(&a, "+79990000003");
-    let e = c.send_sms("+79990000003", "Hi", None).await.expect_err("bad number");
+    let e = c
+        .send_sms("+79990000003", "Hi", None)
+        .await
+        .expect_err("bad number");
     assert!(
         matches!(&e, ChannelError::Permanent(m) if m.contains("cannot receive SMS") || g == Gateway::SmsAero),
         "{g:?}: {e:?}"
@@ -207,15 +229,24 @@ async fn gateway_round_trip(g: Gateway) {
 
     // The gateway's rate limit, then an outage page: both retried later.
     fake.fail_next(&a, GatewayFailure::RateLimited, 1);
-    let e = c.send_sms(CUSTOMER, "Later", None).await.expect_err("limited");
-    assert!(matches!(e, ChannelError::RateLimited { .. }), "{g:?}: {e:?}");
+    let e = c
+        .send_sms(CUSTOMER, "Later", None)
+        .await
+        .expect_err("limited");
+    assert!(
+        matches!(e, ChannelError::RateLimited { .. }),
+        "{g:?}: {e:?}"
+    );
     fake.fail_next(&a, GatewayFailure::ServerError, 1);
     let e = c.send_sms(CUSTOMER, "Later", None).await.expect_err("503");
     assert!(matches!(e, ChannelError::Transient(_)), "{g:?}: {e:?}");
 
     // No money: a clear message, not retried.
     fake.set_balance(&a, 0.5);
-    let e = c.send_sms(CUSTOMER, "Pay", None).await.expect_err("no money");
+    let e = c
+        .send_sms(CUSTOMER, "Pay", None)
+        .await
+        .expect_err("no money");
     assert!(
         matches!(&e, ChannelError::Permanent(m) if m.contains("no money")),
         "{g:?}: {e:?}"
@@ -253,16 +284,22 @@ async fn smsru_callbacks_are_acknowledged_with_100_and_other_entries_skipped() {
                 &data%5B%5D=callcheck_status%0Ax%0A401\
                 &data%5B1%5D=sms_status%0A000005-2%0A104";
     let events = c
-        .parse_status_callback(Some("application/x-www-form-urlencoded"), body.as_bytes(), 7)
+        .parse_status_callback(
+            Some("application/x-www-form-urlencoded"),
+            body.as_bytes(),
+            7,
+        )
         .expect("parsed");
     assert_eq!(events.len(), 3);
-    assert!(matches!(&events[0], InboundEvent::Status { external_id, state: DeliveryState::Delivered, at: 1_767_225_600_000, .. } if external_id == "000005-1"));
+    assert!(
+        matches!(&events[0], InboundEvent::Status { external_id, state: DeliveryState::Delivered, at: 1_767_225_600_000, .. } if external_id == "000005-1")
+    );
     assert!(matches!(&events[1], InboundEvent::Ignored { .. }));
-    assert!(matches!(&events[2], InboundEvent::Status { state: DeliveryState::Failed, error: Some(e), at: 7, .. } if e.contains("expired")));
+    assert!(
+        matches!(&events[2], InboundEvent::Status { state: DeliveryState::Failed, error: Some(e), at: 7, .. } if e.contains("expired"))
+    );
     assert_eq!(c.callback_ack(), (200, "100"));
-    assert!(c
-        .parse_status_callback(None, b"foo=bar", 0)
-        .is_err());
+    assert!(c.parse_status_callback(None, b"foo=bar", 0).is_err());
 }
 
 #[tokio::test]
@@ -271,7 +308,10 @@ async fn smsru_refuses_a_repeated_text_within_a_minute_as_a_rate_limit() {
     let a = fake.add_account(Gateway::SmsRu, "", 10.0);
     let c = client(&fake, &a, &a.secret);
     c.send_sms(CUSTOMER, "Same", None).await.expect("first");
-    let e = c.send_sms(CUSTOMER, "Same", None).await.expect_err("second");
+    let e = c
+        .send_sms(CUSTOMER, "Same", None)
+        .await
+        .expect_err("second");
     assert!(matches!(e, ChannelError::RateLimited { .. }), "{e:?}");
     assert_eq!(fake.sent(&a).len(), 1);
 }

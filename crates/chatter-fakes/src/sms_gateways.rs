@@ -677,8 +677,9 @@ fn authorised(a: &Account, call: &Call) -> bool {
             param(call, "login") == a.creds.login && (psw == a.creds.secret || psw == md5)
         }
         Gateway::SmsRu => param(call, "api_id") == a.creds.secret,
-        Gateway::SmsAero => basic(&call.headers)
-            .is_some_and(|(u, p)| u == a.creds.login && p == a.creds.secret),
+        Gateway::SmsAero => {
+            basic(&call.headers).is_some_and(|(u, p)| u == a.creds.login && p == a.creds.secret)
+        }
     }
 }
 
@@ -801,7 +802,11 @@ fn smsc_error(code: u8, text: &str) -> Response {
 fn smsc(a: &mut Account, call: &Call) -> Response {
     if param(call, "fmt") != "3" {
         // Only the JSON answer format is faked.
-        return (StatusCode::OK, "ERROR = 1 (parameters error: fmt=3 expected)").into_response();
+        return (
+            StatusCode::OK,
+            "ERROR = 1 (parameters error: fmt=3 expected)",
+        )
+            .into_response();
     }
     match call.path.as_str() {
         "sys/balance.php" => {
@@ -866,7 +871,10 @@ fn smsc(a: &mut Account, call: &Call) -> Response {
         }
         "sys/status.php" => {
             let list = param(call, "id").contains(',');
-            let ids: Vec<&str> = param(call, "id").split(',').filter(|s| !s.is_empty()).collect();
+            let ids: Vec<&str> = param(call, "id")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .collect();
             let phones = numbers(param(call, "phone"));
             if ids.is_empty() || ids.len() != phones.len() {
                 return smsc_error(1, "parameters error");
@@ -919,8 +927,7 @@ fn smsc_status_name(code: i32) -> &'static str {
 
 /// `dd.mm.yyyy hh:mm:ss`, Moscow time (UTC+3).
 fn moscow(unix: i64) -> String {
-    let t = chrono::DateTime::from_timestamp(unix + 3 * 3600, 0)
-        .unwrap_or_default();
+    let t = chrono::DateTime::from_timestamp(unix + 3 * 3600, 0).unwrap_or_default();
     t.format("%d.%m.%Y %H:%M:%S").to_string()
 }
 
@@ -979,7 +986,9 @@ fn smsru(a: &mut Account, call: &Call) -> Response {
                     let sms_id = format!("{:06}-{id}", id.len());
                     a.sent[i].id.clone_from(&sms_id);
                     for c in a.callbacks.iter_mut().filter(|c| c.message_id == id) {
-                        c.body = c.body.replace(&format!("%0A{id}%0A"), &format!("%0A{sms_id}%0A"));
+                        c.body = c
+                            .body
+                            .replace(&format!("%0A{id}%0A"), &format!("%0A{sms_id}%0A"));
                         c.message_id.clone_from(&sms_id);
                     }
                     json!({"status": "OK", "status_code": 100, "sms_id": sms_id})

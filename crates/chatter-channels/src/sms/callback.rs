@@ -115,43 +115,43 @@ fn inbound_record(
     r: &Record,
     received_at_ms: i64,
 ) -> Result<InboundEvent, CallbackError> {
-                let raw_from = field(r, &map.from_field)
-                    .ok_or_else(|| CallbackError::Malformed(format!("no {}", map.from_field)))?;
-                let from = normalize_phone(&raw_from).unwrap_or(raw_from);
-                let text = field(r, &map.text_field).unwrap_or_default();
-                let time = field(r, &map.time_field).and_then(|t| unix_ms(&t));
-                let sent_at = time.unwrap_or(received_at_ms);
-                let external_id = field(r, &map.id_field)
-                    .filter(|id| !id.is_empty())
-                    .unwrap_or_else(|| {
-                        format!(
-                            "{from}:{}:{:016x}",
-                            time.unwrap_or(0),
-                            fnv1a(text.as_bytes())
-                        )
-                    });
-                Ok(InboundEvent::Message(InboundMessage {
-                    external_id,
-                    chat: ChatRef {
-                        external_id: from.clone(),
-                        kind: ChatKind::Private,
-                        title: None,
-                    },
-                    sender: Sender {
-                        external_id: from.clone(),
-                        name: from.clone(),
-                        username: None,
-                        phone: Some(from),
-                        language: None,
-                    },
-                    text: Some(text).filter(|t| !t.is_empty()),
-                    attachments: Vec::new(),
-                    extra: None,
-                    reply_to_external_id: None,
-                    sent_at,
-                    edited: false,
-                }))
-            }
+    let raw_from = field(r, &map.from_field)
+        .ok_or_else(|| CallbackError::Malformed(format!("no {}", map.from_field)))?;
+    let from = normalize_phone(&raw_from).unwrap_or(raw_from);
+    let text = field(r, &map.text_field).unwrap_or_default();
+    let time = field(r, &map.time_field).and_then(|t| unix_ms(&t));
+    let sent_at = time.unwrap_or(received_at_ms);
+    let external_id = field(r, &map.id_field)
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "{from}:{}:{:016x}",
+                time.unwrap_or(0),
+                fnv1a(text.as_bytes())
+            )
+        });
+    Ok(InboundEvent::Message(InboundMessage {
+        external_id,
+        chat: ChatRef {
+            external_id: from.clone(),
+            kind: ChatKind::Private,
+            title: None,
+        },
+        sender: Sender {
+            external_id: from.clone(),
+            name: from.clone(),
+            username: None,
+            phone: Some(from),
+            language: None,
+        },
+        text: Some(text).filter(|t| !t.is_empty()),
+        attachments: Vec::new(),
+        extra: None,
+        reply_to_external_id: None,
+        sent_at,
+        edited: false,
+    }))
+}
 
 /// Why status `raw` failed, in the gateway's words where the mapping has them.
 fn reason(map: &CallbackMapping, raw: &str) -> String {
@@ -191,7 +191,12 @@ fn smsru_statuses(
                 .get(3)
                 .and_then(|t| unix_ms(t))
                 .unwrap_or(received_at_ms);
-            match map.statuses.iter().find(|(v, _)| v == code).map(|(_, s)| *s) {
+            match map
+                .statuses
+                .iter()
+                .find(|(v, _)| v == code)
+                .map(|(_, s)| *s)
+            {
                 None => InboundEvent::Ignored {
                     reason: format!("SMS status {code:?}"),
                 },

@@ -33,8 +33,13 @@ pub(super) fn build(
 /// The delivery-report URL of the source (what `SmsKind::manual_setup` shows as
 /// `sources.sms_status_url`).
 pub(super) fn status_url(site: &HookSite<'_>) -> Option<String> {
-    (!site.hook_secret.is_empty())
-        .then(|| format!("{}/{}/status", site.public_hook_url("sms"), site.hook_secret))
+    (!site.hook_secret.is_empty()).then(|| {
+        format!(
+            "{}/{}/status",
+            site.public_hook_url("sms"),
+            site.hook_secret
+        )
+    })
 }
 
 #[async_trait::async_trait]

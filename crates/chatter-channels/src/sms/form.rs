@@ -214,9 +214,18 @@ mod tests {
 
     #[test]
     fn the_gateway_is_in_the_account_id() {
-        assert_eq!(SmsGateway::of_account("7701234567:Romashka"), SmsGateway::Sipout);
+        assert_eq!(
+            SmsGateway::of_account("7701234567:Romashka"),
+            SmsGateway::Sipout
+        );
         assert_eq!(SmsGateway::of_account("smsc@shop:"), SmsGateway::Smsc);
-        assert_eq!(SmsGateway::of_account("smsru@0a1b2c3d:X"), SmsGateway::SmsRu);
-        assert_eq!(SmsGateway::of_account("smsaero@a@b.ru:X"), SmsGateway::SmsAero);
+        assert_eq!(
+            SmsGateway::of_account("smsru@0a1b2c3d:X"),
+            SmsGateway::SmsRu
+        );
+        assert_eq!(
+            SmsGateway::of_account("smsaero@a@b.ru:X"),
+            SmsGateway::SmsAero
+        );
     }
 }

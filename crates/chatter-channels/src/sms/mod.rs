@@ -345,7 +345,10 @@ impl SmsClient {
         let api = &self.config.api;
         // A gateway without codes (SMS Aero) is known by its text.
         let listed = |list: &[String]| {
-            [&code, &text].into_iter().flatten().any(|c| list.iter().any(|l| l.eq_ignore_ascii_case(c)))
+            [&code, &text]
+                .into_iter()
+                .flatten()
+                .any(|c| list.iter().any(|l| l.eq_ignore_ascii_case(c)))
         };
         let text = text.clone().unwrap_or_else(|| format!("HTTP {status}"));
         let message = match &code {

@@ -68,7 +68,12 @@ async fn smsc_customers_are_answered_and_delivery_reports_reach_the_inbox() {
     // Wrong password, missing login: refused on the right field, in the user's language.
     let before = count(&app, "SELECT count(*) FROM sources").await;
     for (login, secret, field, words) in [
-        ("rogakopyta", "not-the-password", "sms_api_key", "SMSC.ru не принял"),
+        (
+            "rogakopyta",
+            "not-the-password",
+            "sms_api_key",
+            "SMSC.ru не принял",
+        ),
         ("", a.secret.as_str(), "sms_login", "логин SMSC.ru"),
     ] {
         let r = add_form(
@@ -85,7 +90,10 @@ async fn smsc_customers_are_answered_and_delivery_reports_reach_the_inbox() {
         assert!(page.contains(&format!("data-field=\"{field}\"")), "{page}");
         assert!(page.contains(words), "{words}: {page}");
         assert!(!page.contains(&a.secret), "the password is not echoed");
-        assert!(page.contains("<option value=\"smsc\" selected>"), "the choice stays");
+        assert!(
+            page.contains("<option value=\"smsc\" selected>"),
+            "the choice stays"
+        );
     }
     assert_eq!(count(&app, "SELECT count(*) FROM sources").await, before);
 
@@ -93,13 +101,20 @@ async fn smsc_customers_are_answered_and_delivery_reports_reach_the_inbox() {
     // SMSC has one handler URL, set in the cabinet: reports and incoming SMS both go there.
     fake.set_callback_url(&a, &status_url);
 
-    fake.customer_sends(&a, "+7 (926) 555-44-33", SHOP_NUMBER, "Есть ли доставка в Тверь?");
+    fake.customer_sends(
+        &a,
+        "+7 (926) 555-44-33",
+        SHOP_NUMBER,
+        "Есть ли доставка в Тверь?",
+    );
     let conv = conversation_with(&s, "доставка в Тверь").await;
     thread_shows(&s, &conv, "+79265554433").await;
 
     reply(&s, &conv, "Да, доставим за два дня.").await;
     within(20, "SMSC got the answer", || async {
-        fake.sent(&a).iter().any(|m| m.text == "Да, доставим за два дня.")
+        fake.sent(&a)
+            .iter()
+            .any(|m| m.text == "Да, доставим за два дня.")
     })
     .await;
     let sent = fake.sent(&a).remove(0);
@@ -154,7 +169,11 @@ async fn smsru_and_smsaero_are_connected_by_form_and_api_and_their_reports_ackno
     )
     .await;
     assert_eq!(r.status(), 422);
-    assert!(r.text().await.expect("body").contains("Неправильный api_id"));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("Неправильный api_id"));
     let (ru_id, ru_status) = connect(&app, &s, &ru, "smsru").await;
 
     // A delivery report in SMS.ru's format at its URL: acknowledged with `100`, and a report of
@@ -198,12 +217,16 @@ async fn smsru_and_smsaero_are_connected_by_form_and_api_and_their_reports_ackno
             (status, r.json::<serde_json::Value>().await.expect("JSON"))
         }
     };
-    let (status, body) = post(json!({"sms_gateway": "smsaero", "sms_login": "not-an-email",
-                                     "sms_api_key": aero.secret})).await;
+    let (status, body) = post(
+        json!({"sms_gateway": "smsaero", "sms_login": "not-an-email",
+                                     "sms_api_key": aero.secret}),
+    )
+    .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["fields"][0]["field"], "sms_login", "{body}");
     let (status, body) = post(json!({"sms_gateway": "smsaero", "sms_login": aero.login,
-                                     "sms_api_key": "x".repeat(32)})).await;
+                                     "sms_api_key": "x".repeat(32)}))
+    .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["fields"][0]["field"], "sms_api_key", "{body}");
     assert!(!body.to_string().contains(&aero.secret));
@@ -211,23 +234,28 @@ async fn smsru_and_smsaero_are_connected_by_form_and_api_and_their_reports_ackno
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["fields"][0]["field"], "sms_gateway", "{body}");
     let (status, body) = post(json!({"sms_gateway": "smsaero", "sms_login": aero.login,
-                                     "sms_api_key": aero.secret, "sms_sender": "Romashka"})).await;
+                                     "sms_api_key": aero.secret, "sms_sender": "Romashka"}))
+    .await;
     assert_eq!(status, 201, "{body}");
     assert!(!body.to_string().contains(&aero.secret), "redacted: {body}");
     let aero_id = body["id"].as_str().expect("id").to_owned();
     assert_ne!(aero_id, ru_id);
-    within(20, "SMS Aero is connected with its report URL learnt", || async {
-        count(
-            &app,
-            &format!(
-                "SELECT count(*) FROM sources WHERE status = 'connected' \
+    within(
+        20,
+        "SMS Aero is connected with its report URL learnt",
+        || async {
+            count(
+                &app,
+                &format!(
+                    "SELECT count(*) FROM sources WHERE status = 'connected' \
                  AND settings LIKE '%\"smsaero@%' \
                  AND settings LIKE '%/hooks/sms/{aero_id}/%/status%'"
-            ),
-        )
-        .await
-            == 1
-    })
+                ),
+            )
+            .await
+                == 1
+        },
+    )
     .await;
     let secrets = count(
         &app,
