@@ -239,7 +239,7 @@ impl FakeSmsGateways {
 
     /// SMSC only: a customer's SMS from `from` to the account's number `to`, posted to the
     /// cabinet's handler URL like a report but with the text (`phone`, `mes`, `to`, `id`,
-    /// `time`; field names unconfirmed, see the spec's §1.5). Returns its id.
+    /// `time`; field names unconfirmed, see docs/providers/smsc.md). Returns its id.
     pub fn customer_sends(&self, a: &GatewayAccount, from: &str, to: &str, text: &str) -> String {
         assert_eq!(a.gateway, Gateway::Smsc, "only SMSC passes incoming SMS on");
         self.with(a, |x| {
