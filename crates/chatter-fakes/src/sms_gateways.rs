@@ -709,7 +709,7 @@ fn rate_limited(gateway: Gateway, call: &Call) -> Response {
     match gateway {
         Gateway::Smsc => smsc_error(9, "duplicate request, wait a minute"),
         Gateway::SmsRu => {
-            // Per number, inside an OK envelope (§2.6): no HTTP 429 at SMS.ru.
+            // Per number, inside an OK envelope (see docs/providers/smsru.md): no HTTP 429 at SMS.ru.
             let entries: serde_json::Map<String, Value> = numbers(param(call, "to"))
                 .into_iter()
                 .map(|n| {
