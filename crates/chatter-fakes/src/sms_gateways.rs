@@ -795,7 +795,7 @@ fn money(x: f64) -> String {
 // SMSC.ru ---------------------------------------------------------------------------------------
 
 fn smsc_error(code: u8, text: &str) -> Response {
-    // Errors come with HTTP 200 (§1.1).
+    // Errors come with HTTP 200 (docs/providers/smsc.md).
     axum::Json(json!({"error": text, "error_code": code})).into_response()
 }
 
@@ -840,7 +840,7 @@ fn smsc(a: &mut Account, call: &Call) -> Response {
                 let parts = count_parts(text) as usize * phones.len();
                 return axum::Json(json!({"cost": money(total), "cnt": parts})).into_response();
             }
-            // One id for the call, however many numbers (§1.2).
+            // One id for the call, however many numbers.
             let first = accept(a, &phones[0], text, sender.clone(), None);
             let id = a.sent[first].id.clone();
             for p in &phones[1..] {
