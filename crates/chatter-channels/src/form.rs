@@ -28,6 +28,9 @@ pub struct FormField {
     pub placeholder: Option<&'static str>,
     /// Digits only: phones and tablets offer their number keyboard.
     pub numeric: bool,
+    /// A choice among these (value, label shown as is); empty: a text input. The first is the
+    /// default, and an absent value means it.
+    pub choices: &'static [(&'static str, &'static str)],
 }
 
 impl FormField {
@@ -44,6 +47,7 @@ impl FormField {
             max_len: 512,
             placeholder: None,
             numeric: false,
+            choices: &[],
         }
     }
 }

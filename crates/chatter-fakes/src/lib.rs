@@ -8,6 +8,7 @@ pub mod max;
 pub mod phone_page;
 mod server;
 pub mod sms;
+pub mod sms_gateways;
 pub mod smtp;
 pub mod telegram;
 pub mod vk;
@@ -18,6 +19,9 @@ pub use amocrm::{AccountId, FakeAmo, RecordedRequest};
 pub use avito::FakeAvito;
 pub use max::FakeMax;
 pub use sms::{FakeSms, SmsCallback, SmsFailure, SmsSent};
+pub use sms_gateways::{
+    FakeSmsGateways, Gateway, GatewayAccount, GatewayFailure, GwCallback, GwSent, GwStatus,
+};
 pub use smtp::{CapturedMail, SmtpCapture};
 pub use telegram::{
     CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentFile, SentMessage,

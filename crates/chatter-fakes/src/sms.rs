@@ -473,7 +473,7 @@ fn send(account: &mut Account, params: &HashMap<String, String>) -> Response {
 }
 
 /// Parts billed: GSM-7 160/153 (extension characters count two), else UCS-2 70/67.
-fn count_parts(text: &str) -> u32 {
+pub(crate) fn count_parts(text: &str) -> u32 {
     const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
     const EXTENSION: &str = "\u{c}^{}\\[~]|€";
     let septets: Option<usize> = text
@@ -553,7 +553,7 @@ fn position(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn digits(s: &str) -> String {
+pub(crate) fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 

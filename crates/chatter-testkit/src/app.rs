@@ -31,6 +31,8 @@ pub struct TestApp {
     pub whatsapp: FakeWhatsApp,
     /// The SMS gateway (Sipout-shaped).
     pub sms: FakeSms,
+    /// SMSC.ru, SMS.ru and SMS Aero on one loopback server.
+    pub sms_gateways: chatter_fakes::FakeSmsGateways,
     /// amoCRM, with the integration `TestApp::AMO_CLIENT_ID` registered.
     pub amo: FakeAmo,
     /// Set when built `with_manual_clock`.
@@ -125,6 +127,12 @@ impl TestAppBuilder {
         let sms = FakeSms::start().await.expect("SMS fake starts");
         cfg.kinds.whatsapp.api_base = whatsapp.base_url();
         cfg.kinds.sms.api_base = sms.base_url();
+        let sms_gateways = chatter_fakes::FakeSmsGateways::start()
+            .await
+            .expect("SMS gateway fakes start");
+        cfg.kinds.sms.smsc_base = sms_gateways.smsc_base_url();
+        cfg.kinds.sms.smsru_base = sms_gateways.smsru_base_url();
+        cfg.kinds.sms.smsaero_base = sms_gateways.smsaero_base_url();
         cfg.kinds.poll_timeout_secs = 2;
         cfg.kinds.avito.poll_interval_secs = 1;
         cfg.allow_private_targets = !self.deny_private_targets;
@@ -205,6 +213,7 @@ impl TestAppBuilder {
             avito,
             whatsapp,
             sms,
+            sms_gateways,
             amo,
             clock: manual,
             workers: self.workers,

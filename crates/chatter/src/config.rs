@@ -105,6 +105,27 @@ pub struct WhatsappSection {
 pub struct SmsSection {
     /// The SMS gateway's API base URL (Sipout's user API).
     pub api_base: String,
+    /// SMSC.ru's API root.
+    #[serde(default = "smsc_base")]
+    pub smsc_base: String,
+    /// SMS.ru's API root.
+    #[serde(default = "smsru_base")]
+    pub smsru_base: String,
+    /// SMS Aero's gate.
+    #[serde(default = "smsaero_base")]
+    pub smsaero_base: String,
+}
+
+fn smsc_base() -> String {
+    chatter_channels::sms::SMSC_BASE_URL.into()
+}
+
+fn smsru_base() -> String {
+    chatter_channels::sms::SMSRU_BASE_URL.into()
+}
+
+fn smsaero_base() -> String {
+    chatter_channels::sms::SMSAERO_BASE_URL.into()
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -215,6 +236,9 @@ impl Config {
             },
             sms: SmsSection {
                 api_base: chatter_channels::sms::SIPOUT_BASE_URL.into(),
+                smsc_base: smsc_base(),
+                smsru_base: smsru_base(),
+                smsaero_base: smsaero_base(),
             },
             allow_private_targets: false,
         };

@@ -305,6 +305,9 @@ pub(crate) async fn build_core(
     core_cfg.kinds.whatsapp.api_base = cfg.whatsapp.api_base.clone();
     core_cfg.kinds.whatsapp.api_version = cfg.whatsapp.api_version.clone();
     core_cfg.kinds.sms.api_base = cfg.sms.api_base.clone();
+    core_cfg.kinds.sms.smsc_base = cfg.sms.smsc_base.clone();
+    core_cfg.kinds.sms.smsru_base = cfg.sms.smsru_base.clone();
+    core_cfg.kinds.sms.smsaero_base = cfg.sms.smsaero_base.clone();
     core_cfg.allow_private_targets = cfg.allow_private_targets;
     if let Some(t) = &cfg.telegram_login {
         core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());

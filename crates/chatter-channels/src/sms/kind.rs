@@ -4,24 +4,39 @@
 //! (Sipout: `ok`) once stored.
 
 use super::form;
-use super::{callback_token_matches, SmsClient, SmsGatewayConfig, SIPOUT_BASE_URL};
+use super::{callback_token_matches, SmsClient, SmsGateway, SmsGatewayConfig};
 use crate::kind::{
     HookAck, HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts,
 };
 use chatter_domain::SourceKind;
 use std::sync::LazyLock;
 
-/// SMS gateway accounts (kind 8, the Sipout preset).
+/// SMS gateway accounts (kind 8: Sipout, SMSC.ru, SMS.ru, SMS Aero).
 pub struct SmsKind;
 
-/// The callback reader: the kind's preset mapping. Reading a callback needs neither the
-/// account's key nor its base URL, and the client sends nothing from here; it is built once.
-static CALLBACKS: LazyLock<SmsClient> = LazyLock::new(|| {
-    SmsClient::new(
-        reqwest::Client::new(),
-        SmsGatewayConfig::sipout(SIPOUT_BASE_URL, "", None),
-    )
+/// The callback readers, one per gateway (in `SmsGateway::ALL` order). Reading a callback needs
+/// neither the account's key nor its base URL, and the client sends nothing from here; they
+/// are built once.
+static CALLBACKS: LazyLock<Vec<SmsClient>> = LazyLock::new(|| {
+    SmsGateway::ALL
+        .into_iter()
+        .map(|g| {
+            SmsClient::new(
+                reqwest::Client::new(),
+                SmsGatewayConfig::of(g, "http://127.0.0.1/", "", "", None),
+            )
+        })
+        .collect()
 });
+
+/// The callback reader of `gateway`.
+fn callbacks(gateway: SmsGateway) -> &'static SmsClient {
+    let i = SmsGateway::ALL
+        .iter()
+        .position(|g| *g == gateway)
+        .unwrap_or(0);
+    &CALLBACKS[i]
+}
 
 const FACTS: KindFacts = KindFacts {
     form: Some(form::FORM),
@@ -61,7 +76,10 @@ impl Kind for SmsKind {
         if secret.is_empty() || !callback_token_matches(token, secret) {
             return Err(HookRefusal::Forged("unknown callback token"));
         }
-        let gateway = &*CALLBACKS;
+        let gateway = callbacks(SmsGateway::of_account(&creds.account_id));
+        if inbound && !gateway.has_inbound_url() {
+            return Err(HookRefusal::NotFound);
+        }
         let content_type = req.header("content-type");
         let parsed = if inbound {
             gateway.parse_inbound_callback(content_type, &req.body, req.now)

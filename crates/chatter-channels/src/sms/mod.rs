@@ -36,7 +36,8 @@ use crate::{ChannelError, Download, Identity, OutboundMessage, Sent};
 pub use crate::common::normalize_phone;
 pub use callback::CallbackError;
 pub use gateway::{
-    AuthStyle, BodyEncoding, CallbackMapping, Endpoint, SmsApi, SmsCredentials, SmsGatewayConfig,
+    AuthStyle, BodyEncoding, CallbackFormat, CallbackMapping, Endpoint, SmsApi, SmsCredentials,
+    SmsGateway, SmsGatewayConfig,
 };
 pub use parts::{sms_parts, SmsEncoding, SmsParts};
 
@@ -46,6 +47,12 @@ pub const MAX_TEXT: usize = 2_000;
 
 /// The Sipout user API (§6.1).
 pub const SIPOUT_BASE_URL: &str = "https://lk.sipout.net/userapi/";
+/// SMSC.ru's API root (`sys/send.php` and the rest are under it).
+pub const SMSC_BASE_URL: &str = "https://smsc.ru/";
+/// SMS.ru's API root (`sms/send`, `my/balance`).
+pub const SMSRU_BASE_URL: &str = "https://sms.ru/";
+/// SMS Aero's gate (`v2/sms/send`, `v2/balance`).
+pub const SMSAERO_BASE_URL: &str = "https://gate.smsaero.ru/";
 
 /// `retry_after` when a gateway says "too many requests" without a delay.
 const DEFAULT_RETRY_AFTER_SECS: u64 = 30;
@@ -73,6 +80,9 @@ pub struct Balance {
 pub struct SmsClient {
     http: reqwest::Client,
     config: SmsGatewayConfig,
+    /// The delivery-report URL sent with each message (gateways with `callback_url_param`),
+    /// learnt when the source is set up.
+    callback_url: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl fmt::Debug for SmsClient {
@@ -87,7 +97,20 @@ impl fmt::Debug for SmsClient {
 
 impl SmsClient {
     pub fn new(http: reqwest::Client, config: SmsGatewayConfig) -> Self {
-        SmsClient { http, config }
+        let callback_url = std::sync::Arc::new(std::sync::Mutex::new(config.callback_url.clone()));
+        SmsClient {
+            http,
+            config,
+            callback_url,
+        }
+    }
+
+    /// Sets where delivery reports are to go (sent with each message where the gateway takes it).
+    pub fn set_callback_url(&self, url: Option<String>) {
+        *self
+            .callback_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = url;
     }
 
     pub fn config(&self) -> &SmsGatewayConfig {
@@ -98,16 +121,15 @@ impl SmsClient {
     pub async fn balance(&self) -> Result<Balance, ChannelError> {
         let answer = self.call("balance", &self.config.api.balance, &[]).await?;
         let api = &self.config.api;
-        let balance = answer
-            .pointer(&api.balance_pointer)
+        let balance = at(&answer, &api.balance_pointer)
             .and_then(number)
             .ok_or_else(|| {
                 ChannelError::Permanent("balance: the answer carries no balance".into())
             })?;
         Ok(Balance {
             balance,
-            account_id: answer.pointer(&api.account_id_pointer).and_then(as_text),
-            account_name: answer.pointer(&api.account_name_pointer).and_then(as_text),
+            account_id: at(&answer, &api.account_id_pointer).and_then(as_text),
+            account_name: at(&answer, &api.account_name_pointer).and_then(as_text),
         })
     }
 
@@ -126,11 +148,9 @@ impl SmsClient {
             return Err(ChannelError::Permanent("message text is empty".into()));
         }
         let api = &self.config.api;
+        let digits = phone.trim_start_matches('+').to_owned();
         let mut params = vec![
-            (
-                api.to_param.clone(),
-                phone.trim_start_matches('+').to_owned(),
-            ),
+            (api.to_param.clone(), digits.clone()),
             (api.text_param.clone(), text.to_owned()),
         ];
         if let Some(sender) = &self.config.sender {
@@ -139,11 +159,30 @@ impl SmsClient {
         if let (Some(name), Some(r)) = (&api.client_ref_param, client_ref) {
             params.push((name.clone(), r.to_owned()));
         }
+        let callback_url = self
+            .callback_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let (Some(name), Some(url)) = (&api.callback_url_param, callback_url) {
+            params.push((name.clone(), url));
+        }
         let answer = self.call("send", &api.send, &params).await?;
+        let item = |p: &str| p.replace("{to}", &digits);
+        if let Some(pointer) = &api.item_success_pointer {
+            let ok = at(&answer, &item(pointer))
+                .and_then(as_text)
+                .is_some_and(|v| v.eq_ignore_ascii_case(&api.success_value));
+            if !ok {
+                let code = at(&answer, &item(&api.item_error_code_pointer)).and_then(as_text);
+                let text = at(&answer, &item(&api.item_error_text_pointer)).and_then(as_text);
+                return Err(self.scrub(self.classify("send", 200, code, text, None)));
+            }
+        }
         let ids = api
             .id_pointers
             .iter()
-            .find_map(|p| answer.pointer(p))
+            .find_map(|p| at(&answer, &item(p)))
             .map(|v| match v {
                 Value::Array(items) => items.iter().filter_map(as_text).collect(),
                 other => as_text(other).into_iter().collect::<Vec<_>>(),
@@ -225,9 +264,17 @@ impl SmsClient {
                 self.http.post(url).multipart(form)
             }
             BodyEncoding::Json => {
+                let numeric = &self.config.api.numeric_params;
                 let object: serde_json::Map<String, Value> = body
                     .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
+                    .map(|(k, v)| {
+                        let n = numeric
+                            .contains(&k)
+                            .then(|| v.parse::<u64>().ok())
+                            .flatten();
+                        let v = n.map_or(Value::String(v), Value::from);
+                        (k, v)
+                    })
                     .collect();
                 self.http.post(url).json(&object)
             }
@@ -268,34 +315,61 @@ impl SmsClient {
                 _ => ChannelError::Permanent(format!("{what}: HTTP {status}")),
             });
         };
-        let ok = json
-            .pointer(&api.success_pointer)
-            .and_then(as_text)
-            .is_some_and(|v| v.eq_ignore_ascii_case(&api.success_value));
+        let code = at(&json, &api.error_code_pointer).and_then(as_text);
+        // No success marker: an answer without an error code is a success (SMSC).
+        let ok = if api.success_pointer.is_empty() {
+            code.is_none()
+        } else {
+            at(&json, &api.success_pointer)
+                .and_then(as_text)
+                .is_some_and(|v| v.eq_ignore_ascii_case(&api.success_value))
+        };
         if ok && (200..300).contains(&status) {
             return Ok(json);
         }
-        let code = json.pointer(&api.error_code_pointer).and_then(as_text);
-        let message = json
-            .pointer(&api.error_text_pointer)
-            .and_then(as_text)
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        let message = match &code {
-            Some(code) => format!("{what}: {message} ({code})"),
-            None => format!("{what}: {message}"),
+        let text = at(&json, &api.error_text_pointer).and_then(as_text);
+        Err(self.classify(what, status, code, text, retry_after))
+    }
+
+    /// Maps a gateway error (its code and text, the HTTP status) to ours: credentials →
+    /// `Unauthorized` (the source asks to be reconnected), rate limits → `RateLimited`, outages
+    /// → `Transient`, no money and wrong numbers → `Permanent` with a message saying so.
+    fn classify(
+        &self,
+        what: &str,
+        status: u16,
+        code: Option<String>,
+        text: Option<String>,
+        retry_after: Option<u64>,
+    ) -> ChannelError {
+        let api = &self.config.api;
+        // A gateway without codes (SMS Aero) is known by its text.
+        let listed = |list: &[String]| {
+            [&code, &text]
+                .into_iter()
+                .flatten()
+                .any(|c| list.iter().any(|l| l.eq_ignore_ascii_case(c)))
         };
-        let listed = |list: &[String]| code.as_ref().is_some_and(|c| list.contains(c));
-        Err(
-            if listed(&api.unauthorized_errors) || matches!(status, 401 | 403) {
-                unauthorized(&message)
-            } else if listed(&api.rate_limited_errors) || status == 429 {
-                rate_limited(&message, retry_after)
-            } else if listed(&api.transient_errors) || status >= 500 {
-                ChannelError::Transient(message)
-            } else {
-                ChannelError::Permanent(message)
-            },
-        )
+        let text = text.clone().unwrap_or_else(|| format!("HTTP {status}"));
+        let message = match &code {
+            Some(code) if *code != text => format!("{what}: {text} ({code})"),
+            _ => format!("{what}: {text}"),
+        };
+        if listed(&api.unauthorized_errors) || matches!(status, 401 | 403) {
+            unauthorized(&message)
+        } else if listed(&api.rate_limited_errors) || status == 429 {
+            rate_limited(&message, retry_after)
+        } else if listed(&api.transient_errors) || status >= 500 {
+            ChannelError::Transient(message)
+        } else if listed(&api.no_money_errors) {
+            ChannelError::Permanent(format!(
+                "the SMS gateway account has no money left: top it up ({message})"
+            ))
+        } else if listed(&api.invalid_number_errors) {
+            ChannelError::Permanent(format!("the number cannot receive SMS ({message})"))
+        } else {
+            ChannelError::Permanent(message)
+        }
     }
 
     /// Removes the secrets from an error message, whatever put them there.
@@ -317,12 +391,22 @@ fn rate_limited(message: &str, retry_after: Option<u64>) -> ChannelError {
     }
 }
 
-/// A string or number as text.
+/// A string, number or boolean as text.
 fn as_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+/// `json` at `pointer`; an empty pointer names nothing (not the whole document).
+fn at<'a>(json: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        None
+    } else {
+        json.pointer(pointer)
     }
 }
 
@@ -366,14 +450,23 @@ impl crate::Channel for SmsClient {
 /// The SMS gateway's section of the configuration (`[sms]`).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The gateway's API base URL (Sipout: `https://lk.sipout.net/userapi/`).
+    /// Sipout's API base URL (`https://lk.sipout.net/userapi/`).
     pub api_base: String,
+    /// SMSC.ru's (`https://smsc.ru/`).
+    pub smsc_base: String,
+    /// SMS.ru's (`https://sms.ru/`).
+    pub smsru_base: String,
+    /// SMS Aero's (`https://gate.smsaero.ru/`).
+    pub smsaero_base: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             api_base: SIPOUT_BASE_URL.into(),
+            smsc_base: SMSC_BASE_URL.into(),
+            smsru_base: SMSRU_BASE_URL.into(),
+            smsaero_base: SMSAERO_BASE_URL.into(),
         }
     }
 }
@@ -423,7 +516,11 @@ mod tests {
             .expect_err("bad");
         assert_eq!(
             e,
-            ChannelError::Permanent("send: Недостаточно средств (no_money)".into())
+            ChannelError::Permanent(
+                "the SMS gateway account has no money left: top it up \
+                 (send: Недостаточно средств (no_money))"
+                    .into()
+            )
         );
         let e = c
             .decode(

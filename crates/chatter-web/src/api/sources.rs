@@ -28,7 +28,10 @@ pub struct SourceIn {
     /// The kind's credentials, by the add form's field names: telegram_bot `token`; vk_bot
     /// `vk_token`, `vk_group_id`; max_bot `max_token`; avito `avito_client_id`,
     /// `avito_client_secret`; whatsapp `wa_phone_number_id`, `wa_waba_id`, `wa_access_token`,
-    /// `wa_app_secret`; sipout_sms `sms_api_key`, `sms_sender` (optional).
+    /// `wa_app_secret`; sipout_sms (every SMS gateway) `sms_gateway` (`sipout` when absent,
+    /// `smsc`, `smsru` or `smsaero`), `sms_login` (SMSC.ru login, SMS Aero e-mail),
+    /// `sms_api_key` (Sipout API key, SMSC.ru password, SMS.ru api_id, SMS Aero API key),
+    /// `sms_sender` (optional).
     #[schema(example = json!({"vk_token": "vk1.a.…", "vk_group_id": "club214167102"}))]
     #[serde(default)]
     pub fields: BTreeMap<String, String>,

@@ -43,6 +43,9 @@ pub struct Fakes {
     pub avito: FakeAvito,
     pub whatsapp: chatter_fakes::FakeWhatsApp,
     pub sms: chatter_fakes::FakeSms,
+    /// SMSC.ru, SMS.ru and SMS Aero, so choosing them on the SMS form never reaches a real
+    /// gateway.
+    pub sms_gateways: chatter_fakes::FakeSmsGateways,
     /// The company's website: receives the API source's outgoing webhooks (managers' answers
     /// to its visitors) and shows them on its page.
     pub website: chatter_fakes::website::FakeWebsite,
@@ -78,6 +81,9 @@ impl Fakes {
             sms: chatter_fakes::FakeSms::start()
                 .await
                 .context("cannot start the demo SMS gateway")?,
+            sms_gateways: chatter_fakes::FakeSmsGateways::start()
+                .await
+                .context("cannot start the demo SMS gateways")?,
             website: chatter_fakes::website::FakeWebsite::start()
                 .await
                 .context("cannot start the demo website")?,
@@ -107,6 +113,9 @@ impl Fakes {
         cfg.avito.poll_interval_secs = 3;
         cfg.whatsapp.api_base = self.whatsapp.base_url();
         cfg.sms.api_base = self.sms.base_url();
+        cfg.sms.smsc_base = self.sms_gateways.smsc_base_url();
+        cfg.sms.smsru_base = self.sms_gateways.smsru_base_url();
+        cfg.sms.smsaero_base = self.sms_gateways.smsaero_base_url();
         // The demo's customer systems (the website's webhook receiver) live on loopback.
         cfg.allow_private_targets = true;
         // amoCRM: an integration registered at the fake, with a Chats API channel whose

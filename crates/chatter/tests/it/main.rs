@@ -55,6 +55,7 @@ mod search;
 mod server_process;
 mod signup;
 mod sms;
+mod sms_gateways;
 mod storage;
 mod takeover;
 mod team;
