@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0025_auto_replies";
+    let newest = "m0029_crm_deal_attempts";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,7 +125,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE auto_reply_firings; DROP TABLE auto_replies;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE crm_deal_attempts;"
         ))
         .await
         .expect("undo the newest migration");
@@ -169,7 +169,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         .db
         .query_one(sea_orm::Statement::from_string(
             db.db.get_database_backend(),
-            "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'auto_replies'",
+            "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'crm_deal_attempts'",
         ))
         .await
         .expect("count the index")
