@@ -21,11 +21,7 @@ impl MigrationTrait for Migration {
                 .col(text("marker"))
                 .col(uuid("company_id"))
                 .col(ms("created_at"))
-                .primary_key(
-                    Index::create()
-                        .col(a("conversation_id"))
-                        .col(a("marker")),
-                )
+                .primary_key(Index::create().col(a("conversation_id")).col(a("marker")))
                 .foreign_key(
                     ForeignKey::create()
                         .from(a("crm_deal_attempts"), a("conversation_id"))

@@ -78,7 +78,11 @@ async fn a_batch_whose_answer_was_lost_is_retried_without_doubling_a_deal() {
         .iter()
         .filter_map(|l| marked_conversation(l, field))
         .collect();
-    assert_eq!(marked.len() as i64, customers, "each deal names its own conversation");
+    assert_eq!(
+        marked.len() as i64,
+        customers,
+        "each deal names its own conversation"
+    );
     // Each conversation's recorded deal is the one amoCRM made in the lost call or after it.
     let ids: HashSet<i64> = leads.iter().filter_map(|l| l["id"].as_i64()).collect();
     let recorded = count(
@@ -148,8 +152,8 @@ async fn a_whatsapp_failure_reported_after_the_send_reaches_amocrm() {
     .await;
 }
 
-/// One text value of a query.
-async fn text(app: &chatter_testkit::TestApp, sql: &str) -> Option<String> {
+/// The id a query returns.
+async fn id(app: &chatter_testkit::TestApp, sql: &str) -> String {
     use sea_orm::{ConnectionTrait, Statement};
     app.db
         .db
@@ -159,7 +163,10 @@ async fn text(app: &chatter_testkit::TestApp, sql: &str) -> Option<String> {
         ))
         .await
         .expect("query")
-        .and_then(|r| r.try_get_by_index::<Option<String>>(0).ok().flatten())
+        .expect("a row")
+        .try_get_by_index::<uuid::Uuid>(0)
+        .expect("an id")
+        .to_string()
 }
 
 /// Connected, with the owner (anna@example.ru) known to amoCRM under the same e-mail and the
@@ -167,14 +174,23 @@ async fn text(app: &chatter_testkit::TestApp, sql: &str) -> Option<String> {
 async fn one_responsible(
     app: &chatter_testkit::TestApp,
     lead: &str,
-) -> (chatter_testkit::Session, String, chatter_fakes::AccountId, i64) {
+) -> (
+    chatter_testkit::Session,
+    String,
+    chatter_fakes::AccountId,
+    i64,
+) {
     let (s, token, _source, account) = connected(app).await;
     let anna = app.amo.add_user(account, "Анна", "anna@example.ru");
     let r = s.post_from("/app/crm", "/app/crm/sync", &[]).await;
     assert_eq!(r.status(), 303);
     // Something that is no choice is refused with the field named, and nothing changes.
     let r = s
-        .post_from("/app/crm/settings", "/app/crm/responsible", &[("lead", "both")])
+        .post_from(
+            "/app/crm/settings",
+            "/app/crm/responsible",
+            &[("lead", "both")],
+        )
         .await;
     assert_eq!(r.status(), 422);
     assert!(r
@@ -183,7 +199,11 @@ async fn one_responsible(
         .unwrap_or_default()
         .contains("data-field=\"lead\""));
     let r = s
-        .post_from("/app/crm/settings", "/app/crm/responsible", &[("lead", lead)])
+        .post_from(
+            "/app/crm/settings",
+            "/app/crm/responsible",
+            &[("lead", lead)],
+        )
         .await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
     let page = s.html("/app/crm/settings").await;
@@ -216,12 +236,8 @@ async fn an_assignment_in_chatter_makes_the_same_person_responsible_in_amocrm() 
         anna,
         "amoCRM's default first"
     );
-    let conv = text(&app, "SELECT CAST(id AS TEXT) FROM conversations")
-        .await
-        .expect("conversation");
-    let me = text(&app, "SELECT CAST(id AS TEXT) FROM users WHERE email = 'anna@example.ru'")
-        .await
-        .expect("Anna");
+    let conv = id(&app, "SELECT id FROM conversations").await;
+    let me = id(&app, "SELECT id FROM users WHERE email = 'anna@example.ru'").await;
     let path = format!("/app/inbox/{conv}");
     let r = s
         .post_from(&path, &format!("{path}/assign"), &[("assignee", &me)])
@@ -318,5 +334,12 @@ async fn a_new_responsible_in_amocrm_becomes_the_assignee_in_chatter() {
     );
     // Nothing went back to amoCRM for it.
     assert_eq!(app.amo.leads(account)[0]["responsible_user_id"], anna);
-    assert_eq!(count(&app, "SELECT count(*) FROM crm_outbox WHERE kind = 'responsible'").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM crm_outbox WHERE kind = 'responsible'"
+        )
+        .await,
+        0
+    );
 }

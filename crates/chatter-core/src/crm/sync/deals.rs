@@ -572,7 +572,10 @@ pub(super) async fn create_deals(
         if let Some(field) = field {
             d.deal.fields.push(FieldValue {
                 field_id: field,
-                values: vec![FieldScalar::Text(marker_value(p.conversation.id.0, &marker))],
+                values: vec![FieldScalar::Text(marker_value(
+                    p.conversation.id.0,
+                    &marker,
+                ))],
             });
             marked.push(p.conversation.id.0);
         }

@@ -56,7 +56,10 @@ pub(super) async fn note_attempt(
     Ok(())
 }
 
-pub(super) async fn forget_attempts(conn: &impl ConnectionTrait, conversations: &[Uuid]) -> Result<()> {
+pub(super) async fn forget_attempts(
+    conn: &impl ConnectionTrait,
+    conversations: &[Uuid],
+) -> Result<()> {
     for chunk in conversations.chunks(200) {
         if chunk.is_empty() {
             continue;

@@ -64,19 +64,17 @@ pub async fn responsible_lead(
     conn: &impl ConnectionTrait,
     company_id: CompanyId,
 ) -> Result<ResponsibleLead> {
-    Ok(
-        crm_settings::load_raw(conn, company_id, RESPONSIBLE_SCOPE)
-            .await?
-            .and_then(|s| {
-                chatter_store::stored_json::read_opt::<Stored>(
-                    "crm_settings.settings",
-                    format_args!("{company_id}/{RESPONSIBLE_SCOPE}"),
-                    Some(&s),
-                )
-            })
-            .unwrap_or_default()
-            .lead,
-    )
+    Ok(crm_settings::load_raw(conn, company_id, RESPONSIBLE_SCOPE)
+        .await?
+        .and_then(|s| {
+            chatter_store::stored_json::read_opt::<Stored>(
+                "crm_settings.settings",
+                format_args!("{company_id}/{RESPONSIBLE_SCOPE}"),
+                Some(&s),
+            )
+        })
+        .unwrap_or_default()
+        .lead)
 }
 
 /// The setting, for the settings page and the API.
@@ -86,16 +84,12 @@ pub async fn get_responsible_lead(core: &Core, actor: &Actor) -> Result<Responsi
 }
 
 /// Stores the setting; turning it on looks at amoCRM at once.
-pub async fn set_responsible_lead(
-    core: &Core,
-    actor: &Actor,
-    lead: ResponsibleLead,
-) -> Result<()> {
+pub async fn set_responsible_lead(core: &Core, actor: &Actor, lead: ResponsibleLead) -> Result<()> {
     actor.require(Permission::Manage)?;
     crm::get(core, actor).await?.ok_or(CoreError::NotFound)?;
     let now = core.now();
-    let json = serde_json::to_string(&Stored { lead })
-        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let json =
+        serde_json::to_string(&Stored { lead }).map_err(|e| CoreError::Internal(e.to_string()))?;
     let txn = core.db.begin().await?;
     crm_settings::store_raw(&txn, actor.company_id, RESPONSIBLE_SCOPE, &json, now).await?;
     audit::record(
@@ -134,7 +128,12 @@ pub async fn pull_now(core: &Core, company_id: CompanyId) -> Result<()> {
     Ok(())
 }
 
-async fn queue_pull(conn: &impl ConnectionTrait, company_id: Uuid, now: i64, at: i64) -> Result<()> {
+async fn queue_pull(
+    conn: &impl ConnectionTrait,
+    company_id: Uuid,
+    now: i64,
+    at: i64,
+) -> Result<()> {
     CrmResponsiblePull { company_id }
         .enqueue(
             conn,
@@ -150,7 +149,11 @@ async fn queue_pull(conn: &impl ConnectionTrait, company_id: Uuid, now: i64, at:
 pub(super) fn crm_user_of(meta: &Metadata, email: &str) -> Option<i64> {
     meta.users
         .iter()
-        .find(|x| x.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+        .find(|x| {
+            x.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
         .map(|x| x.id)
 }
 

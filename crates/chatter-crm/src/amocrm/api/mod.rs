@@ -18,8 +18,8 @@ use super::{transport_error, STATUS_LOST, STATUS_WON};
 use crate::{
     normalize_phone, BatchItem, ChatMessage, ChatSent, ContactChange, ContactCreated, ContactQuery,
     Crm, CrmAccount, CrmContact, CrmDeal, CrmError, CrmId, CrmUser, CustomField, DealCreated,
-    DealDraft, DeliveryStatus, DraftContact, EntityKind, FieldEnum, MarkedDeal, NewContact, NewDeal, Pipeline,
-    Stage, StageKind,
+    DealDraft, DeliveryStatus, DraftContact, EntityKind, FieldEnum, MarkedDeal, NewContact,
+    NewDeal, Pipeline, Stage, StageKind,
 };
 
 /// `leads/complex` takes at most this many leads per request (§3.5).
