@@ -29,6 +29,7 @@ impl Registry {
             .register::<api_source::Deliver>()
             // The CRM sync.
             .register::<crm::sync::CrmDrain>()
+            .register::<crm::sync::CrmResponsiblePull>()
             // Automation: replies scheduled for later.
             .register::<scheduled::SendScheduled>()
             // Auto-replies: the check of a customer's message and the "no answer" timer.
@@ -59,6 +60,7 @@ mod tests {
                 "backup_daily",
                 "company_export",
                 "crm_drain",
+                "crm_responsible_pull",
                 "digest_daily",
                 "fetch_file",
                 "password_reset_mail",

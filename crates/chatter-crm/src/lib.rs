@@ -478,6 +478,16 @@ pub struct CrmReply {
     pub sent_at_ms: i64,
 }
 
+/// A deal found by the marker Chatter wrote into one of its fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkedDeal {
+    pub deal_id: CrmId,
+    /// Its main contact.
+    pub contact_id: Option<CrmId>,
+    /// The whole value of the field that holds the marker.
+    pub value: String,
+}
+
 /// What core needs from a CRM. One value talks to one account with one set of credentials;
 /// the caller refreshes tokens on `Unauthorized` and builds a new value.
 #[async_trait]
@@ -508,6 +518,13 @@ pub trait Crm: Send + Sync {
     /// Creates up to `max_batch()` deals with their contacts in one call. `Err` when the call as
     /// a whole failed (nothing was created); otherwise one `BatchItem` per request id.
     async fn create_deals(&self, drafts: &[DealDraft]) -> Result<Vec<BatchItem>, CrmError>;
+    /// The deals carrying `marker` in a custom field, found in one search (`query=`, a
+    /// substring search over the deals' fields): what a batch whose answer was lost may have
+    /// created. Each with the field value that holds the marker.
+    async fn find_marked_deals(&self, marker: &str) -> Result<Vec<MarkedDeal>, CrmError>;
+    /// The account's most recently changed deals, newest change first, at most `limit` (one
+    /// request): how a change made in the CRM (a new responsible, say) is seen.
+    async fn recently_changed_deals(&self, limit: usize) -> Result<Vec<CrmDeal>, CrmError>;
     /// Adds a text note to a deal; returns the note's id.
     async fn add_note(&self, deal_id: CrmId, text: &str) -> Result<CrmId, CrmError>;
     /// Adds up to `max_batch()` text notes in one call: `(deal_id, text)` each; the note ids in

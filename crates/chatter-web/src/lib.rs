@@ -12,6 +12,7 @@ pub mod i18n;
 mod i18n_auto_replies;
 mod i18n_automation;
 mod i18n_card;
+mod i18n_crm15;
 mod i18n_files;
 mod i18n_labels;
 mod i18n_notes;

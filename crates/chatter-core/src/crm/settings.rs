@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_SCOPE: &str = "default";
 /// The scope under which the Chats API connection is remembered.
 pub const CHATS_SCOPE: &str = "chats";
+/// The scope of the company's "one responsible person" setting (`sync::ResponsibleLead`).
+pub const RESPONSIBLE_SCOPE: &str = "responsible";
 
 /// Where and how a new conversation becomes a deal. `None` = inherit (a source inherits the
 /// company default; the default inherits amoCRM's own default).
@@ -53,6 +55,9 @@ pub struct FieldMapping {
     pub utm_source: Option<i64>,
     pub utm_medium: Option<i64>,
     pub utm_campaign: Option<i64>,
+    /// Deal field: Chatter's marker (the conversation id and the batch it was sent in), which
+    /// lets a batch whose answer was lost find the deals it made instead of making them twice.
+    pub marker: Option<i64>,
 }
 
 impl FieldMapping {
@@ -65,10 +70,11 @@ impl FieldMapping {
             utm_source: self.utm_source.or(base.utm_source),
             utm_medium: self.utm_medium.or(base.utm_medium),
             utm_campaign: self.utm_campaign.or(base.utm_campaign),
+            marker: self.marker.or(base.marker),
         }
     }
 
-    fn deal_fields(&self) -> [(&'static str, Option<i64>); 6] {
+    fn deal_fields(&self) -> [(&'static str, Option<i64>); 7] {
         [
             ("fields.source_name", self.source_name),
             ("fields.chat_link", self.chat_link),
@@ -76,6 +82,7 @@ impl FieldMapping {
             ("fields.utm_source", self.utm_source),
             ("fields.utm_medium", self.utm_medium),
             ("fields.utm_campaign", self.utm_campaign),
+            ("fields.marker", self.marker),
         ]
     }
 }

@@ -102,6 +102,14 @@ pub async fn bulk(
                 m.assignee_id = Set(who.map(|u| u.0));
                 m.updated_at = Set(now);
                 m.update(&txn).await?;
+                crate::crm::sync::outbox::on_assign(
+                    &txn,
+                    actor.company_id,
+                    c.id,
+                    who.map(|u| u.0),
+                    now,
+                )
+                .await?;
                 if let Some(u) = *who {
                     super::notify_assigned(&txn, &mut pending, actor, c.id, u, now).await?;
                 }

@@ -95,6 +95,8 @@ pub async fn assign(
     if n.rows_affected == 0 {
         return Err(CoreError::NotFound);
     }
+    crate::crm::sync::outbox::on_assign(&txn, actor.company_id, id, assignee.map(|u| u.0), now)
+        .await?;
     let mut pending = Pending::default();
     if let Some(u) = assignee {
         notify_assigned(&txn, &mut pending, actor, id, u, now).await?;

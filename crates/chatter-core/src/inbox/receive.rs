@@ -3,6 +3,7 @@
 //! replies forward (never back). Batches of events go through `batch` for a group commit.
 
 use super::*;
+use crate::crm::sync::outbox::LateStatus;
 
 /// Finds or creates the contact and conversation of an inbound message.
 pub(super) async fn upsert_chat(
@@ -246,6 +247,16 @@ pub(super) async fn apply_status(
         _ => return Ok(()),
     };
     let (id, conv_id) = (m.id, m.conversation_id);
+    // A manager's answer written in amoCRM: amoCRM shows a late failure (and the read mark)
+    // next to it too; queued in this transaction, so it cannot be lost between the two.
+    let late = match (status, &error) {
+        (MessageStatus::Failed, Some(e)) => Some(LateStatus::Failed(e.as_str())),
+        (MessageStatus::Read, _) => Some(LateStatus::Read),
+        _ => None,
+    };
+    if let Some(late) = late {
+        crate::crm::sync::outbox::on_late_status(conn, id, late, now).await?;
+    }
     let mut am = m.into_active_model();
     am.status = Set(status);
     am.error = Set(error);

@@ -98,6 +98,9 @@ struct Injected {
     prefix: String,
     status: u16,
     remaining: usize,
+    /// The request is carried out first and only its answer is lost (see
+    /// [`FakeAmo::lose_answer_next`]).
+    after_work: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -313,12 +316,20 @@ impl AmoState {
             .map(|a| a.id)
     }
 
-    /// Takes one injected failure whose prefix matches `path`.
+    /// Takes one injected failure whose prefix matches `path` (answered instead of the work).
     fn take_failure(&mut self, path: &str) -> Option<u16> {
-        let found = self
-            .failures
-            .iter_mut()
-            .find(|f| f.remaining > 0 && path.starts_with(&f.prefix))?;
+        self.take_injected(path, false)
+    }
+
+    /// Takes one injected "done, but the answer is lost" whose prefix matches `path`.
+    fn take_lost_answer(&mut self, path: &str) -> Option<u16> {
+        self.take_injected(path, true)
+    }
+
+    fn take_injected(&mut self, path: &str, after_work: bool) -> Option<u16> {
+        let found = self.failures.iter_mut().find(|f| {
+            f.remaining > 0 && f.after_work == after_work && path.starts_with(&f.prefix)
+        })?;
         found.remaining -= 1;
         let status = found.status;
         self.failures.retain(|f| f.remaining > 0);
@@ -683,6 +694,27 @@ impl FakeAmo {
             .unwrap_or_default()
     }
 
+    /// A person in amoCRM makes `user_id` responsible for a deal (the card's "responsible"
+    /// picker): the deal's `updated_at` moves to now, as any edit moves it. Returns whether the
+    /// deal exists.
+    pub fn set_lead_responsible(&self, account: AccountId, lead_id: i64, user_id: i64) -> bool {
+        let mut st = self.shared.lock();
+        let now = st.now();
+        let Some(lead) = st
+            .accounts
+            .get_mut(&account.0)
+            .and_then(|a| a.entities.get_mut(&Kind::Leads))
+            .and_then(|m| m.get_mut(&lead_id))
+        else {
+            return false;
+        };
+        lead["responsible_user_id"] = json!(user_id);
+        // A later second than any earlier change, so "newest first" sees it first.
+        let before = lead["updated_at"].as_i64().unwrap_or_default();
+        lead["updated_at"] = json!(now.max(before + 1));
+        true
+    }
+
     /// Stored notes (every entity type), oldest first.
     pub fn notes(&self, account: AccountId) -> Vec<Value> {
         let st = self.shared.lock();
@@ -741,6 +773,20 @@ impl FakeAmo {
             prefix: path_prefix.to_owned(),
             status,
             remaining: count,
+            after_work: false,
+        });
+    }
+
+    /// The next `count` REST requests whose path starts with `path_prefix` are carried out in
+    /// full (deals created, say), and then answered 504 Gateway Timeout, as amoCRM's front
+    /// answers when its back end finished after the front stopped waiting: the client cannot
+    /// tell whether anything happened.
+    pub fn lose_answer_next(&self, path_prefix: &str, count: usize) {
+        self.shared.lock().failures.push(Injected {
+            prefix: path_prefix.to_owned(),
+            status: 504,
+            remaining: count,
+            after_work: true,
         });
     }
 

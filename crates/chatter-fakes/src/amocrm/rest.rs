@@ -106,7 +106,11 @@ pub(super) fn handle(
                         .map(|(k, v)| (k.into_owned(), v.into_owned()))
                         .collect(),
                 };
-                route(&mut st, &mut acc, &ctx, method, path, body)
+                let done = route(&mut st, &mut acc, &ctx, method, path, body);
+                match st.take_lost_answer(path) {
+                    Some(status) if done.status().is_success() => injected(status),
+                    _ => done,
+                }
             }
         }
     };

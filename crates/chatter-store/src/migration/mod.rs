@@ -24,6 +24,7 @@ mod m0022_working_hours;
 mod m0023_reply_templates;
 mod m0024_scheduled_replies;
 mod m0025_auto_replies;
+mod m0029_crm_deal_attempts;
 mod m0030_automatic_messages;
 
 pub struct Migrator;
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0023_reply_templates::Migration),
             Box::new(m0024_scheduled_replies::Migration),
             Box::new(m0025_auto_replies::Migration),
+            Box::new(m0029_crm_deal_attempts::Migration),
             Box::new(m0030_automatic_messages::Migration),
         ]
     }

@@ -109,8 +109,13 @@ async fn sync(
     Extension(ctx): Extension<Ctx>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, AppError> {
-    match crm::sync(&st.core, &ctx.actor()?).await {
-        Ok(()) => Ok(Redirect::to("/app/crm?ok=saved").into_response()),
+    let actor = ctx.actor()?;
+    match crm::sync(&st.core, &actor).await {
+        Ok(()) => {
+            // "Sync now" also looks at who is responsible for the deals in amoCRM.
+            chatter_core::crm::sync::pull_now(&st.core, actor.company_id).await?;
+            Ok(Redirect::to("/app/crm?ok=saved").into_response())
+        }
         Err(e) => refused(&st, &ctx, e).await,
     }
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::crm::settings::{self as crm_settings, FieldMapping, SyncSettings};
-use chatter_core::crm::sync::{self as crm_sync, Health};
+use chatter_core::crm::sync::{self as crm_sync, Health, ResponsibleLead};
 use chatter_core::crm::{self, integration::Metadata};
 use chatter_core::CoreError;
 use chatter_domain::routing::Responsible;
@@ -23,6 +23,7 @@ use chatter_store::entity::source;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app/crm/settings", get(settings_page).post(save))
+        .route("/app/crm/responsible", post(save_responsible))
         .route("/app/crm/health", get(health_page))
         .route("/app/crm/health/retry", post(retry_one))
         .route("/app/crm/health/retry-all", post(retry_all))
@@ -45,6 +46,8 @@ struct SettingsTpl {
     scope: Option<SourceId>,
     scope_name: String,
     s: SyncSettings,
+    /// The company's "one responsible person" setting (shown with the defaults).
+    lead: ResponsibleLead,
 }
 
 impl SettingsTpl {
@@ -56,6 +59,18 @@ impl SettingsTpl {
         } else {
             self.p.t("crm.amo_default")
         }
+    }
+
+    /// `(value, label key, selected)` of the "which side leads" choices.
+    fn leads(&self) -> Vec<(&'static str, &'static str, bool)> {
+        [
+            (ResponsibleLead::Off, "crm.lead_off"),
+            (ResponsibleLead::Chatter, "crm.lead_chatter"),
+            (ResponsibleLead::Amocrm, "crm.lead_amocrm"),
+        ]
+        .into_iter()
+        .map(|(l, key)| (l.as_str(), key, l == self.lead))
+        .collect()
     }
 
     fn is_scope(&self, id: &SourceId) -> bool {
@@ -121,6 +136,7 @@ impl SettingsTpl {
                 f.utm_campaign,
                 "leads",
             ),
+            ("f_marker", "crm.f_marker", f.marker, "leads"),
         ]
     }
     /// Text-like fields of an entity, for a mapping select.
@@ -170,6 +186,7 @@ async fn settings_page(
         other => other?,
     };
     let s = crm_settings::get(&st.core, &ctx.actor()?, q.source).await?;
+    let lead = crm_sync::get_responsible_lead(&st.core, &ctx.actor()?).await?;
     Ok(render(SettingsTpl {
         p: Page::new(&ctx, "crm").flash(&Flash { ok: q.ok }),
         meta,
@@ -177,6 +194,7 @@ async fn settings_page(
         scope: q.source,
         scope_name,
         s,
+        lead,
     }))
 }
 
@@ -230,6 +248,7 @@ fn parse(form: &[(String, String)]) -> SyncSettings {
             utm_source: opt_i64(one("f_utm_source")),
             utm_medium: opt_i64(one("f_utm_medium")),
             utm_campaign: opt_i64(one("f_utm_campaign")),
+            marker: opt_i64(one("f_marker")),
         },
     }
 }
@@ -251,6 +270,7 @@ async fn save(
         }
         Err(CoreError::Invalid(errs)) => {
             let (meta, sources, scope_name) = load(&st, &ctx, q.source).await?;
+            let lead = crm_sync::get_responsible_lead(&st.core, &ctx.actor()?).await?;
             Ok(render_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 SettingsTpl {
@@ -260,11 +280,49 @@ async fn save(
                     scope: q.source,
                     scope_name,
                     s,
+                    lead,
                 },
             ))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct LeadForm {
+    #[serde(default)]
+    lead: String,
+}
+
+/// "One responsible person": which side leads, or off.
+async fn save_responsible(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(form): CsrfForm<LeadForm>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let Some(lead) = ResponsibleLead::parse(form.lead.trim()) else {
+        let (meta, sources, _) = load(&st, &ctx, None).await?;
+        let s = crm_settings::get(&st.core, &actor, None).await?;
+        let lead = crm_sync::get_responsible_lead(&st.core, &actor).await?;
+        return Ok(render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            SettingsTpl {
+                p: Page::new(&ctx, "crm").errors(vec![chatter_domain::FieldError::new(
+                    "lead",
+                    "err.crm_responsible_lead",
+                )]),
+                meta,
+                sources,
+                scope: None,
+                scope_name: String::new(),
+                s,
+                lead,
+            },
+        ));
+    };
+    crm_sync::set_responsible_lead(&st.core, &actor, lead).await?;
+    Ok(Redirect::to("/app/crm/settings?ok=saved").into_response())
 }
 
 #[derive(Template)]

@@ -21,6 +21,7 @@ mod cli;
 mod contacts;
 mod crawl;
 mod crm;
+mod crm_path;
 mod crm_signin;
 mod crm_sync;
 mod deploy;

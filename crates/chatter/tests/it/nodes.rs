@@ -169,14 +169,15 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         .db
         .query_one(sea_orm::Statement::from_string(
             db.db.get_database_backend(),
-            "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'auto_replies'",
+            "SELECT count(*) AS n FROM information_schema.columns \
+             WHERE table_name = 'messages' AND column_name = 'automatic'",
         ))
         .await
         .expect("count the index")
         .expect("a row")
         .try_get("", "n")
         .expect("n");
-    assert_eq!(back, 1, "the newest migration's table is back");
+    assert_eq!(back, 1, "the newest migration's column is back");
     let mut all_nodes = nodes;
     all_nodes.push(migrator);
     println!(

@@ -257,14 +257,33 @@ pub(super) async fn set_chat(
     Ok(())
 }
 
-pub(super) async fn status_back(s: &Session, item: &Item) -> std::result::Result<(), CrmError> {
+pub(super) async fn status_back(
+    core: &Core,
+    s: &Session,
+    item: &Item,
+) -> std::result::Result<(), CrmError> {
     let Some(msgid) = item.payload["msgid"].as_str() else {
         return Ok(());
     };
     if s.chats.is_none() {
         return Ok(());
     }
+    if item.payload["error"].is_null() && item.payload["read"].is_null() {
+        // "Sent" is queued after the send job's commit, so a failure the provider reported
+        // at once may be queued before it: a message that failed since is not "delivered".
+        if let Some(m) = item.message_id {
+            let failed = message::Entity::find_by_id(m)
+                .one(&core.db)
+                .await
+                .map_err(|e| CrmError::Transient(e.to_string()))?
+                .is_some_and(|m| m.status == chatter_domain::MessageStatus::Failed);
+            if failed {
+                return Ok(());
+            }
+        }
+    }
     let status = match item.payload["error"].as_str() {
+        None if item.payload["read"].as_bool() == Some(true) => DeliveryStatus::Read,
         None => DeliveryStatus::Delivered,
         Some(text) => DeliveryStatus::Failed {
             reason: if item.payload["blocked"].as_bool() == Some(true) {

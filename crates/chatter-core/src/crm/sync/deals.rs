@@ -521,19 +521,70 @@ pub(super) async fn create_deals(
         }
     }
     let now = core.now();
-    let mut drafts = Vec::new();
+    let mut fresh: Vec<&Prepared> = Vec::new();
     for p in &prepared {
         match (&p.draft, p.existing_deal) {
-            (_, Some(deal)) => record_conversation(&core.db, p, deal, p.contact_remote, now)
-                .await
-                .map_err(db_stop)?,
-            (Some(d), None) => drafts.push(d.clone()),
+            (_, Some(deal)) => {
+                record_conversation(&core.db, p, deal, p.contact_remote, now)
+                    .await
+                    .map_err(db_stop)?;
+                on_deal_linked(&core.db, &s.meta, &p.conversation, p.responsible, now)
+                    .await
+                    .map_err(db_stop)?;
+                forget_attempts(&core.db, &[p.conversation.id.0])
+                    .await
+                    .map_err(db_stop)?;
+            }
+            (Some(_), None) => fresh.push(p),
             (None, None) => {}
         }
     }
-    if drafts.is_empty() {
+    // A batch whose answer was lost may have made some of these deals: find them by their
+    // marker and make only the rest.
+    let fresh = match recover_lost(core, s, &fresh).await {
+        Ok(rest) => rest,
+        Err(e) => {
+            if let Some(stop) = stop_of(&e) {
+                return Err(stop);
+            }
+            for p in &fresh {
+                if let Some(i) = first_item(p.conversation.id.0) {
+                    settle(core, i, Err(e.clone())).await?;
+                }
+            }
+            return Ok(());
+        }
+    };
+    if fresh.is_empty() {
         return Ok(());
     }
+    let marker = new_marker();
+    let mut drafts = Vec::new();
+    let mut marked: Vec<Uuid> = Vec::new();
+    for p in &fresh {
+        let Some(mut d) = p.draft.clone() else {
+            continue;
+        };
+        let field = pre
+            .settings
+            .get(&p.conversation.source_id)
+            .and_then(|x| x.fields.marker);
+        if let Some(field) = field {
+            d.deal.fields.push(FieldValue {
+                field_id: field,
+                values: vec![FieldScalar::Text(marker_value(
+                    p.conversation.id.0,
+                    &marker,
+                ))],
+            });
+            marked.push(p.conversation.id.0);
+        }
+        drafts.push(d);
+    }
+    // Written before the call, so a crash or a lost answer leaves the marker to search for.
+    note_attempt(core, s.integration.company_id, &marked, &marker)
+        .await
+        .map_err(db_stop)?;
     let t0 = std::time::Instant::now();
     let answer = s.api.create_deals(&drafts).await;
     tracing::debug!(
@@ -565,7 +616,10 @@ pub(super) async fn create_deals(
                 let txn = core.db.begin().await?;
                 for (p, deal, contact) in &created {
                     record_conversation(&txn, p, *deal, *contact, now).await?;
+                    on_deal_linked(&txn, &s.meta, &p.conversation, p.responsible, now).await?;
                 }
+                // The answer is known: nothing of this batch is left to look for.
+                forget_attempts(&txn, &marked).await?;
                 txn.commit().await?;
                 Ok::<(), CoreError>(())
             };
@@ -579,10 +633,14 @@ pub(super) async fn create_deals(
             Ok(())
         }
         Err(e) => {
+            if matches!(e, CrmError::Permanent { .. }) {
+                // Refused as a whole: amoCRM made nothing.
+                forget_attempts(&core.db, &marked).await.map_err(db_stop)?;
+            }
             if let Some(stop) = stop_of(&e) {
                 return Err(stop);
             }
-            for p in &prepared {
+            for p in &fresh {
                 if let Some(i) = first_item(p.conversation.id.0) {
                     settle(core, i, Err(e.clone())).await?;
                 }

@@ -523,8 +523,9 @@ pub(super) async fn step(
                 }
                 None => Err(CrmError::permanent("a note item without its text")),
             },
-            K_STATUS => status_back(s, item).await,
+            K_STATUS => status_back(core, s, item).await,
             K_ASSIGN => assign_first(core, s, item, link).await,
+            K_RESPONSIBLE => set_responsible(core, s, item, link).await,
             K_STAGE => match item.payload["status_id"].as_i64() {
                 Some(status) => {
                     let pipeline = item.payload["pipeline_id"].as_i64();

@@ -51,14 +51,18 @@ mod chats;
 mod deals;
 mod drain;
 mod health;
+mod lost;
 pub mod outbox;
 mod people;
+mod responsible;
 pub use chats::*;
 pub use deals::*;
 pub use drain::*;
 pub use health::*;
+use lost::*;
 use outbox::*;
 pub use people::*;
+pub use responsible::*;
 
 /// Attempts of one item before it is parked as failed.
 const MAX_ATTEMPTS: i32 = 8;

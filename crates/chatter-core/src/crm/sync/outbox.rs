@@ -18,6 +18,8 @@ use uuid::Uuid;
 pub(super) const K_MESSAGE: &str = "message";
 pub(super) const K_STATUS: &str = "status";
 pub(super) const K_ASSIGN: &str = "assign";
+/// The deal's responsible follows the conversation's assignee (`responsible`).
+pub(super) const K_RESPONSIBLE: &str = "responsible";
 /// The team changed a person (name, phone, e-mail) or merged two: payload `{"contact_id",
 /// "link"}` (with `link`, the conversation's deal is moved onto the person's amoCRM contact).
 pub(super) const K_CONTACT: &str = "contact";
@@ -240,6 +242,18 @@ pub(crate) async fn on_reply(
     }
 }
 
+/// A conversation was assigned in Chatter (inside the caller's transaction): when the company
+/// keeps one responsible person, the deal's responsible follows (see `sync::responsible`).
+pub async fn on_assign(
+    conn: &impl ConnectionTrait,
+    company_id: CompanyId,
+    conversation_id: ConversationId,
+    assignee: Option<Uuid>,
+    now: i64,
+) -> Result<()> {
+    super::responsible::on_assign(conn, company_id, conversation_id, assignee, now).await
+}
+
 /// Who answered a customer.
 pub(crate) enum Answerer<'a> {
     /// A member, in Chatter's inbox (matched to an amoCRM user by email).
@@ -336,37 +350,75 @@ pub(crate) async fn on_delivery(
     error: Option<&str>,
     blocked: bool,
 ) -> Result<()> {
-    let row = core
-        .db
+    let payload = |msgid: String| match error {
+        None => serde_json::json!({ "msgid": msgid }),
+        Some(e) => serde_json::json!({ "msgid": msgid, "error": e, "blocked": blocked }),
+    };
+    if queue_status(&core.db, message_id, payload, core.now()).await? {
+        core.jobs_notify.notify_waiters();
+    }
+    Ok(())
+}
+
+/// What a provider reported about one of our messages after its send job had finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LateStatus<'a> {
+    /// Failed after all (WhatsApp's closed 24-hour window arrives this way), with the reason.
+    Failed(&'a str),
+    Read,
+}
+
+/// A late delivery report of a manager's answer written in amoCRM, queued for amoCRM in the
+/// transaction that stores the report (so it is not lost between the two).
+pub(crate) async fn on_late_status(
+    conn: &impl ConnectionTrait,
+    message_id: MessageId,
+    status: LateStatus<'_>,
+    now: i64,
+) -> Result<()> {
+    let payload = |msgid: String| match status {
+        LateStatus::Failed(e) => {
+            serde_json::json!({ "msgid": msgid, "error": e, "blocked": false, "late": true })
+        }
+        LateStatus::Read => serde_json::json!({ "msgid": msgid, "read": true }),
+    };
+    queue_status(conn, message_id, payload, now).await?;
+    Ok(())
+}
+
+/// Queues a delivery status for amoCRM when `message_id` is a manager's answer from amoCRM;
+/// whether it was one.
+async fn queue_status(
+    conn: &impl ConnectionTrait,
+    message_id: MessageId,
+    payload: impl FnOnce(String) -> serde_json::Value,
+    now: i64,
+) -> Result<bool> {
+    let row = conn
         .query_one(stmt(
-            core.db.get_database_backend(),
+            conn.get_database_backend(),
             "SELECT m.company_id AS company_id, m.conversation_id AS conversation_id, c.remote_id AS remote_id \
              FROM crm_messages c JOIN messages m ON m.id = c.message_id WHERE c.message_id = $1 AND c.kind = 'reply'",
             vec![message_id.into()],
         ))
         .await?;
     let Some(r) = row else {
-        return Ok(());
+        return Ok(false);
     };
     let company: CompanyId = r.try_get("", "company_id")?;
     let conv: ConversationId = r.try_get("", "conversation_id")?;
     let msgid: String = r.try_get("", "remote_id")?;
-    let payload = match error {
-        None => serde_json::json!({ "msgid": msgid }),
-        Some(e) => serde_json::json!({ "msgid": msgid, "error": e, "blocked": blocked }),
-    };
     enqueue_item(
-        &core.db,
+        conn,
         company,
         conv,
         Some(message_id),
         K_STATUS,
-        payload,
-        core.now(),
+        payload(msgid),
+        now,
     )
     .await?;
-    core.jobs_notify.notify_waiters();
-    Ok(())
+    Ok(true)
 }
 
 /// A person changed (`link = false`: their name, phone or e-mail) or merged (`link = true`):

@@ -18,8 +18,8 @@ use super::{transport_error, STATUS_LOST, STATUS_WON};
 use crate::{
     normalize_phone, BatchItem, ChatMessage, ChatSent, ContactChange, ContactCreated, ContactQuery,
     Crm, CrmAccount, CrmContact, CrmDeal, CrmError, CrmId, CrmUser, CustomField, DealCreated,
-    DealDraft, DeliveryStatus, DraftContact, EntityKind, FieldEnum, NewContact, NewDeal, Pipeline,
-    Stage, StageKind,
+    DealDraft, DeliveryStatus, DraftContact, EntityKind, FieldEnum, MarkedDeal, NewContact,
+    NewDeal, Pipeline, Stage, StageKind,
 };
 
 /// `leads/complex` takes at most this many leads per request (§3.5).
@@ -541,6 +541,54 @@ impl Crm for AmoCrm {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn find_marked_deals(&self, marker: &str) -> Result<Vec<MarkedDeal>, CrmError> {
+        let marker = marker.trim();
+        if marker.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One page: a marker belongs to one batch of at most `MAX_COMPLEX` deals.
+        let q = [
+            ("query", marker.to_owned()),
+            ("with", "contacts".to_owned()),
+            ("limit", "250".to_owned()),
+        ];
+        let page: Option<Value> = self.get("/api/v4/leads", &q).await?;
+        let leads = page
+            .map(|p| p["_embedded"]["leads"].clone())
+            .unwrap_or(Value::Null);
+        if leads.is_null() {
+            return Ok(Vec::new());
+        }
+        let leads: Vec<MarkedLeadRead> =
+            serde_json::from_value(leads).map_err(|e| unexpected("GET /api/v4/leads", e))?;
+        Ok(leads
+            .into_iter()
+            .filter(|l| !l.is_deleted)
+            .filter_map(|l| l.marked(marker))
+            .collect())
+    }
+
+    async fn recently_changed_deals(&self, limit: usize) -> Result<Vec<CrmDeal>, CrmError> {
+        let q = [
+            ("order[updated_at]", "desc".to_owned()),
+            ("limit", limit.clamp(1, 250).to_string()),
+        ];
+        let page: Option<Value> = self.get("/api/v4/leads", &q).await?;
+        let leads = page
+            .map(|p| p["_embedded"]["leads"].clone())
+            .unwrap_or(Value::Null);
+        if leads.is_null() {
+            return Ok(Vec::new());
+        }
+        let leads: Vec<LeadRead> =
+            serde_json::from_value(leads).map_err(|e| unexpected("GET /api/v4/leads", e))?;
+        Ok(leads
+            .into_iter()
+            .filter(|l| !l.is_deleted)
+            .map(LeadRead::into_deal)
+            .collect())
     }
 
     async fn add_note(&self, deal_id: CrmId, text: &str) -> Result<CrmId, CrmError> {

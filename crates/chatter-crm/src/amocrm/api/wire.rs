@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::super::{STATUS_LOST, STATUS_WON};
 use crate::{
     normalize_phone, BatchItem, ContactChange, CrmContact, CrmDeal, CrmError, CrmId, DealCreated,
-    DealDraft, FieldProblem, FieldScalar, FieldValue, NewContact, NewDeal,
+    DealDraft, FieldProblem, FieldScalar, FieldValue, MarkedDeal, NewContact, NewDeal,
 };
 
 #[derive(Deserialize)]
@@ -152,6 +152,55 @@ impl LeadRead {
             responsible_user_id: self.responsible_user_id,
             created_at: self.created_at,
         }
+    }
+}
+
+/// A lead as a search returns it, with its fields and contacts (`with=contacts`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct MarkedLeadRead {
+    pub(super) id: CrmId,
+    pub(super) is_deleted: bool,
+    pub(super) custom_fields_values: Option<Vec<FieldRead>>,
+    #[serde(rename = "_embedded")]
+    pub(super) embedded: LeadEmbedded,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct LeadEmbedded {
+    pub(super) contacts: Vec<LinkedContactRead>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct LinkedContactRead {
+    pub(super) id: CrmId,
+    pub(super) is_main: bool,
+}
+
+impl MarkedLeadRead {
+    /// The deal, when one of its field values holds `marker` (the search is by substring over
+    /// every field and the name, so candidates are checked here).
+    pub(super) fn marked(self, marker: &str) -> Option<MarkedDeal> {
+        let value = self
+            .custom_fields_values
+            .iter()
+            .flatten()
+            .flat_map(|f| f.values.iter())
+            .filter_map(|v| scalar_text(&v.value))
+            .find(|v| v.contains(marker))?;
+        let contacts = &self.embedded.contacts;
+        let contact_id = contacts
+            .iter()
+            .find(|c| c.is_main)
+            .or_else(|| contacts.first())
+            .map(|c| c.id);
+        Some(MarkedDeal {
+            deal_id: self.id,
+            contact_id,
+            value,
+        })
     }
 }
 
