@@ -107,6 +107,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_scheduled::ENTRIES,
     crate::i18n_files::ENTRIES,
     crate::i18n_templates::ENTRIES,
+    crate::i18n_auto14::ENTRIES,
 ];
 
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {

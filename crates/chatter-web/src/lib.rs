@@ -19,6 +19,7 @@ mod i18n_scheduled;
 mod i18n_sources;
 mod i18n_table;
 mod i18n_templates;
+mod i18n_auto14;
 pub mod ops;
 pub mod redirect;
 pub mod security;
