@@ -183,7 +183,8 @@ impl WaTemplate {
         for p in &self.params {
             if p.trim().is_empty() {
                 errs.push(FieldError::new("wa_params", "err.wa_template_params"));
-            } else if let Err(e) = crate::values::optional_text("wa_params", p, limits::TEMPLATE_PARAM)
+            } else if let Err(e) =
+                crate::values::optional_text("wa_params", p, limits::TEMPLATE_PARAM)
             {
                 errs.push(e);
             } else if let Err(e) = crate::template::parse(p) {
@@ -247,7 +248,9 @@ impl AutoReply {
 
     /// Whether the rule sends the customer something.
     pub fn replies(&self) -> bool {
-        self.actions.iter().any(|a| matches!(a, Action::Reply { .. }))
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::Reply { .. }))
     }
 
     /// Checks what needs no database: a name, at least one action, a delay of 1 minute to
@@ -536,10 +539,7 @@ mod tests {
 
     #[test]
     fn keywords_use_the_routing_matcher_with_stems_and_exclusions() {
-        let mut r = rule(
-            Trigger::Keywords,
-            vec![Action::reply("Цены на сайте")],
-        );
+        let mut r = rule(Trigger::Keywords, vec![Action::reply("Цены на сайте")]);
         assert_eq!(fields(&r), ["keywords"]);
         r.conditions.keywords = vec!["цена".into(), "доставка".into()];
         r.conditions.exclude = vec!["опт".into()];

@@ -206,7 +206,12 @@ impl IntoResponse for AppError {
                     StatusCode::CONFLICT,
                     "err.conflict_title",
                     in_use_key(what),
-                    Some(by.iter().map(|n| format!("«{n}»")).collect::<Vec<_>>().join(", ")),
+                    Some(
+                        by.iter()
+                            .map(|n| format!("«{n}»"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
                 ),
                 CoreError::Throttled(secs) => {
                     let mut r = page(

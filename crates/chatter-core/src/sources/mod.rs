@@ -278,9 +278,8 @@ pub async fn set_sms_part_price(
         ..settings_of(&s)
     };
     let mut am = s.into_active_model();
-    am.settings = Set(
-        serde_json::to_string(&settings).map_err(|e| CoreError::Internal(e.to_string()))?,
-    );
+    am.settings =
+        Set(serde_json::to_string(&settings).map_err(|e| CoreError::Internal(e.to_string()))?);
     am.updated_at = Set(now);
     am.update(&txn).await?;
     let details = serde_json::json!({ "sms_part_price_kopecks": price });

@@ -95,10 +95,20 @@ pub enum ActionIo {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct WaTemplateIo {
     /// Its name: lower-case letters, digits, `_`.
-    #[schema(example = "order_update", min_length = 1, max_length = 512, pattern = "^[a-z0-9_]+$")]
+    #[schema(
+        example = "order_update",
+        min_length = 1,
+        max_length = 512,
+        pattern = "^[a-z0-9_]+$"
+    )]
     pub name: String,
     /// Its language code.
-    #[schema(example = "ru", min_length = 2, max_length = 15, pattern = "^[A-Za-z_]+$")]
+    #[schema(
+        example = "ru",
+        min_length = 2,
+        max_length = 15,
+        pattern = "^[A-Za-z_]+$"
+    )]
     pub language: String,
     /// The body's `{{1}}`, `{{2}}`… in order, each a text that may name the conversation's
     /// values (`{client_name|клиент}`); at most 10.

@@ -434,9 +434,9 @@ async fn editor(
 ) -> Result<EditTpl, AppError> {
     let actor = ctx.actor()?;
     let all = chatter_core::sources::list(&st.core, &actor).await?;
-    let windowed = all.iter().any(|s| {
-        chatter_channels::kind_of(s.kind).is_some_and(|k| k.reply_window().is_some())
-    });
+    let windowed = all
+        .iter()
+        .any(|s| chatter_channels::kind_of(s.kind).is_some_and(|k| k.reply_window().is_some()));
     // The price of a part the SMS sources name (the highest, when they differ).
     let part_price = all
         .iter()

@@ -13,8 +13,8 @@ use chatter_domain::auto_reply::WaTemplate;
 use chatter_domain::{MessageId, Role};
 use chatter_store::entity::{contact, conversation, reply_template, source, user};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
-    IntoActiveModel, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter,
 };
 use uuid::Uuid;
 
