@@ -708,12 +708,13 @@ async fn two_chatter_companies_answering_each_other_stop_at_the_loop_guard() {
             == 1
     })
     .await;
-    // A greeted the visitor and answered B's three replies' first two; its fourth was held,
-    // so B got nothing more to answer: 3 automatic replies in each company's conversation.
-    checks_done(&app, 7).await;
+    // A greeted the visitor (its own conversation). B greeted A's greeting, and from then on
+    // A's conversation with B's bot and B's with A's bot answered each other: A's reached the
+    // cap of 3 first, B's fourth was held, and nothing more was sent.
+    checks_done(&app, 8).await;
     assert_eq!(
         count(&app, "SELECT count(*) FROM messages WHERE direction = 'in'").await,
-        7
+        8
     );
     assert_eq!(
         count(
@@ -721,18 +722,19 @@ async fn two_chatter_companies_answering_each_other_stop_at_the_loop_guard() {
             "SELECT count(*) FROM messages WHERE direction = 'out'"
         )
         .await,
-        6
+        7
     );
     assert_eq!(
         count(&app, "SELECT max(n) FROM (SELECT count(*) AS n FROM auto_reply_firings WHERE reply_message_id IS NOT NULL GROUP BY conversation_id) t").await,
-        3
+        3,
+        "at most the cap in any conversation"
     );
     assert_eq!(
         count(&app, "SELECT count(DISTINCT company_id) FROM auto_reply_firings WHERE reply_message_id IS NOT NULL").await,
         2
     );
-    let conv = conversation_with(&a, "Расскажите подробнее").await;
-    let thread = a.html(&format!("/app/inbox/{conv}")).await;
+    let conv = conversation_with(&b, "Расскажите подробнее").await;
+    let thread = b.html(&format!("/app/inbox/{conv}")).await;
     assert!(
         thread.contains("не отправлен: защита от зацикливания"),
         "{thread}"
