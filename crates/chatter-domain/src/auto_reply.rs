@@ -317,11 +317,13 @@ impl AutoReply {
                     text,
                     template_id: Some(_),
                     ..
-                } => {
-                    if !text.trim().is_empty() {
-                        errs.push(FieldError::new("reply", "err.auto_reply_text_or_template"));
-                    }
+                } if !text.trim().is_empty() => {
+                    errs.push(FieldError::new("reply", "err.auto_reply_text_or_template"));
                 }
+                Action::Reply {
+                    template_id: Some(_),
+                    ..
+                } => {}
                 Action::Reply { text, .. } if text.trim().is_empty() => {
                     errs.push(FieldError::new("reply", "err.auto_reply_empty"));
                 }

@@ -100,9 +100,13 @@ pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validat
 /// The most one part may be said to cost: 1000 roubles, in kopecks.
 pub const PART_PRICE_MAX_KOPECKS: u32 = 100_000;
 
+/// The refusal of a price that does not read.
+const BAD_PRICE: &str = "err.sms_part_price";
+
 /// A price of one part as typed, in roubles with up to two decimals after a point or a comma
-/// (`3,50`), as kopecks; empty: none. Refused: anything else, or over 1000 roubles.
-pub fn part_price(typed: &str) -> Result<Option<u32>, ()> {
+/// (`3,50`), as kopecks; empty: none. Refused (with the error's key): anything else, or over
+/// 1000 roubles.
+pub fn part_price(typed: &str) -> Result<Option<u32>, &'static str> {
     let typed = typed.trim();
     if typed.is_empty() {
         return Ok(None);
@@ -110,18 +114,18 @@ pub fn part_price(typed: &str) -> Result<Option<u32>, ()> {
     let (whole, frac) = typed.split_once(['.', ',']).unwrap_or((typed, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() || whole.len() > 4 || frac.len() > 2 || !digits(whole) || !digits(frac) {
-        return Err(());
+        return Err(BAD_PRICE);
     }
-    let whole: u32 = whole.parse().map_err(|_| ())?;
+    let whole: u32 = whole.parse().map_err(|_| BAD_PRICE)?;
     let frac: u32 = match frac.len() {
         0 => 0,
-        1 => frac.parse::<u32>().map_err(|_| ())? * 10,
-        _ => frac.parse().map_err(|_| ())?,
+        1 => frac.parse::<u32>().map_err(|_| BAD_PRICE)? * 10,
+        _ => frac.parse().map_err(|_| BAD_PRICE)?,
     };
     let k = whole * 100 + frac;
     match k <= PART_PRICE_MAX_KOPECKS {
         true => Ok(Some(k)),
-        false => Err(()),
+        false => Err(BAD_PRICE),
     }
 }
 
