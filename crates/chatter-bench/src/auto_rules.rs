@@ -85,9 +85,7 @@ fn rules(n: usize) -> Vec<AutoReply> {
                 sources: vec![],
                 trigger,
                 conditions,
-                actions: vec![Action::Reply {
-                    text: "Спасибо, ответим в течение 15 минут.".into(),
-                }],
+                actions: vec![Action::reply("Спасибо, ответим в течение 15 минут.")],
                 once_per_minutes: None,
                 once_ever: false,
             }

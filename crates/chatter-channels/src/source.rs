@@ -58,6 +58,9 @@ pub struct SourceSettings {
     /// SMS: the sender name SMS go out under (`None`: the gateway's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms_sender: Option<String>,
+    /// SMS: what one billed part costs, in kopecks (`None`: not said, no cost shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_part_price_kopecks: Option<u32>,
 }
 
 /// The installation's configuration of every kind: what is shared (where providers reach us,

@@ -22,6 +22,9 @@ pub enum CoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// `what` cannot go: these (rules, by name) use it.
+    #[error("{what} is in use by {by:?}")]
+    InUse { what: &'static str, by: Vec<String> },
     /// Too many attempts; try again after this many seconds.
     #[error("too many attempts, retry in {0} s")]
     Throttled(i64),

@@ -111,8 +111,17 @@ impl TextMatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
-    /// Sends this text to the customer (marked automatic).
-    Reply { text: String },
+    /// Sends this text, or the company's reply template `template_id` (with its file where the
+    /// kind takes files), to the customer, marked automatic; outside WhatsApp's 24-hour window
+    /// the approved `whatsapp_template` instead, when one is named.
+    Reply {
+        #[serde(default)]
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        whatsapp_template: Option<WaTemplate>,
+    },
     /// Assigns the conversation: to the one person, or to the next of several in turn.
     Assign { users: Vec<Uuid> },
     /// Puts these company labels on the conversation.
@@ -127,10 +136,76 @@ pub enum Action {
     Notify {
         #[serde(default)]
         users: Vec<Uuid>,
+        /// Also by e-mail (empty `users`: to the company's owners and admins).
+        #[serde(default)]
+        email: bool,
     },
 }
 
+/// An approved WhatsApp message template (created in Meta's WhatsApp Manager): the only message
+/// WhatsApp delivers once the customer's 24-hour window is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaTemplate {
+    /// Its name in the business account (lower-case letters, digits, `_`).
+    pub name: String,
+    /// Its language code (`ru`, `en_US`).
+    pub language: String,
+    /// The body's `{{1}}`, `{{2}}`… in order; each may name the conversation's values.
+    #[serde(default)]
+    pub params: Vec<String>,
+}
+
+/// The most body parameters a WhatsApp template takes here.
+pub const WA_PARAMS_MAX: usize = 10;
+
+impl WaTemplate {
+    fn check(&self, errs: &mut Vec<FieldError>) {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 512
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            errs.push(FieldError::new("wa_template", "err.auto_wa_name"));
+        }
+        let lang_ok = (2..=15).contains(&self.language.len())
+            && self
+                .language
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'_');
+        if !lang_ok {
+            errs.push(FieldError::new("wa_language", "err.auto_wa_language"));
+        }
+        if self.params.len() > WA_PARAMS_MAX {
+            errs.push(FieldError::too_many("wa_params", WA_PARAMS_MAX));
+        }
+        for p in &self.params {
+            if p.trim().is_empty() {
+                errs.push(FieldError::new("wa_params", "err.wa_template_params"));
+            } else if let Err(e) =
+                crate::values::optional_text("wa_params", p, limits::TEMPLATE_PARAM)
+            {
+                errs.push(e);
+            } else if let Err(e) = crate::template::parse(p) {
+                errs.push(e.field_error("wa_params"));
+            } else {
+                continue;
+            }
+            break;
+        }
+    }
+}
 impl Action {
+    /// A reply with this text.
+    pub fn reply(text: impl Into<String>) -> Action {
+        Action::Reply {
+            text: text.into(),
+            template_id: None,
+            whatsapp_template: None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Action::Reply { .. } => "reply",
@@ -155,12 +230,27 @@ impl AutoReply {
         }
     }
 
-    /// The reply text, when the rule sends one.
+    /// The reply text, when the rule sends text (not a saved template).
     pub fn reply_text(&self) -> Option<&str> {
         self.actions.iter().find_map(|a| match a {
-            Action::Reply { text } => Some(text.as_str()),
+            Action::Reply { text, .. } if !text.is_empty() => Some(text.as_str()),
             _ => None,
         })
+    }
+
+    /// The saved reply template the rule sends, if it sends one.
+    pub fn reply_template(&self) -> Option<Uuid> {
+        self.actions.iter().find_map(|a| match a {
+            Action::Reply { template_id, .. } => *template_id,
+            _ => None,
+        })
+    }
+
+    /// Whether the rule sends the customer something.
+    pub fn replies(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::Reply { .. }))
     }
 
     /// Checks what needs no database: a name, at least one action, a delay of 1 minute to
@@ -215,16 +305,34 @@ impl AutoReply {
             errs.push(FieldError::new("actions", "err.auto_action_required"));
         }
         for a in &self.actions {
+            if let Action::Reply {
+                whatsapp_template: Some(w),
+                ..
+            } = a
+            {
+                w.check(&mut errs);
+            }
             match a {
-                Action::Reply { text } if text.trim().is_empty() => {
+                Action::Reply {
+                    text,
+                    template_id: Some(_),
+                    ..
+                } if !text.trim().is_empty() => {
+                    errs.push(FieldError::new("reply", "err.auto_reply_text_or_template"));
+                }
+                Action::Reply {
+                    template_id: Some(_),
+                    ..
+                } => {}
+                Action::Reply { text, .. } if text.trim().is_empty() => {
                     errs.push(FieldError::new("reply", "err.auto_reply_empty"));
                 }
-                Action::Reply { text } if text.chars().count() > REPLY_MAX => {
+                Action::Reply { text, .. } if text.chars().count() > REPLY_MAX => {
                     errs.push(FieldError::too_long("reply", REPLY_MAX));
                 }
                 // What the customer gets: line breaks and tabs but no other control character,
                 // no bidi override; it may name the conversation's values, as a template does.
-                Action::Reply { text } => {
+                Action::Reply { text, .. } => {
                     if text
                         .chars()
                         .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
@@ -413,9 +521,7 @@ mod tests {
     #[test]
     fn a_rule_needs_an_action_and_a_delay_within_seven_days() {
         assert_eq!(fields(&rule(Trigger::OutOfHours, vec![])), ["actions"]);
-        let reply = vec![Action::Reply {
-            text: "Ответим утром".into(),
-        }];
+        let reply = vec![Action::reply("Ответим утром")];
         for (minutes, ok) in [
             (0, false),
             (1, true),
@@ -435,12 +541,7 @@ mod tests {
 
     #[test]
     fn keywords_use_the_routing_matcher_with_stems_and_exclusions() {
-        let mut r = rule(
-            Trigger::Keywords,
-            vec![Action::Reply {
-                text: "Цены на сайте".into(),
-            }],
-        );
+        let mut r = rule(Trigger::Keywords, vec![Action::reply("Цены на сайте")]);
         assert_eq!(fields(&r), ["keywords"]);
         r.conditions.keywords = vec!["цена".into(), "доставка".into()];
         r.conditions.exclude = vec!["опт".into()];
@@ -472,6 +573,58 @@ mod tests {
         };
         assert_eq!(got("Где доставку заказ 15?"), ["a", "b", "c"]);
         assert_eq!(got("привет"), ["c"]);
+    }
+
+    #[test]
+    fn a_reply_is_text_or_a_template_and_a_whatsapp_template_is_well_formed() {
+        let t = Uuid::now_v7();
+        let with = |text: &str, template_id, wa| {
+            rule(
+                Trigger::FirstMessage,
+                vec![Action::Reply {
+                    text: text.into(),
+                    template_id,
+                    whatsapp_template: wa,
+                }],
+            )
+        };
+        assert!(with("", Some(t), None).check().is_ok());
+        assert_eq!(fields(&with("Привет", Some(t), None)), ["reply"]);
+        assert_eq!(fields(&with("", None, None)), ["reply"]);
+        let wa = |name: &str, language: &str, params: &[&str]| WaTemplate {
+            name: name.into(),
+            language: language.into(),
+            params: params.iter().map(|p| p.to_string()).collect(),
+        };
+        let ok = wa("order_ready", "ru", &["{client_name|клиент}"]);
+        assert!(with("Привет", None, Some(ok)).check().is_ok());
+        assert_eq!(
+            fields(&with("Привет", None, Some(wa("Order Ready", "ru", &[])))),
+            ["wa_template"]
+        );
+        assert_eq!(
+            fields(&with("Привет", None, Some(wa("order", "русский", &[])))),
+            ["wa_language"]
+        );
+        assert_eq!(
+            fields(&with("Привет", None, Some(wa("order", "ru", &["{nope}"])))),
+            ["wa_params"]
+        );
+        assert_eq!(
+            fields(&with("Привет", None, Some(wa("order", "ru", &[" "])))),
+            ["wa_params"]
+        );
+        // Rules stored before templates read as text replies.
+        let old: Action = serde_json::from_str(r#"{"type":"reply","text":"Ок"}"#).expect("reads");
+        assert_eq!(old, Action::reply("Ок"));
+        let old: Action = serde_json::from_str(r#"{"type":"notify","users":[]}"#).expect("reads");
+        assert_eq!(
+            old,
+            Action::Notify {
+                users: vec![],
+                email: false
+            }
+        );
     }
 
     #[test]

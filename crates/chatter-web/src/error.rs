@@ -202,6 +202,17 @@ impl IntoResponse for AppError {
                     conflict_key(what),
                     None,
                 ),
+                CoreError::InUse { what, by } => page(
+                    StatusCode::CONFLICT,
+                    "err.conflict_title",
+                    in_use_key(what),
+                    Some(
+                        by.iter()
+                            .map(|n| format!("«{n}»"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                ),
                 CoreError::Throttled(secs) => {
                     let mut r = page(
                         StatusCode::TOO_MANY_REQUESTS,
@@ -248,6 +259,14 @@ pub fn conflict_key(what: &str) -> &'static str {
         "telegram_id" => "err.telegram_taken",
         "source_disabled" => "err.source_disabled",
         "scheduled_not_pending" => "err.scheduled_not_pending",
+        _ => "err.conflict",
+    }
+}
+
+/// The message of a refusal to delete something still in use (`CoreError::InUse`).
+pub fn in_use_key(what: &str) -> &'static str {
+    match what {
+        "template" => "err.template_in_use",
         _ => "err.conflict",
     }
 }

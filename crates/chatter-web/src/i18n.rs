@@ -109,6 +109,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_templates::ENTRIES,
     crate::i18n_sms15::ENTRIES,
     crate::i18n_crm15::ENTRIES,
+    crate::i18n_auto14::ENTRIES,
 ];
 
 static TABLE: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> = LazyLock::new(|| {

@@ -9,6 +9,7 @@ pub mod forms;
 pub mod front;
 pub mod hooks;
 pub mod i18n;
+mod i18n_auto14;
 mod i18n_auto_replies;
 mod i18n_automation;
 mod i18n_card;

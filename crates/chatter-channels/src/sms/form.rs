@@ -40,6 +40,12 @@ pub(super) const FIELDS: &[FormField] = &[
         placeholder: Some("Romashka"),
         ..FormField::new("sms_sender", "sources.sms_sender")
     },
+    FormField {
+        required: false,
+        max_len: 8,
+        placeholder: Some("3.50"),
+        ..FormField::new("sms_part_price", "sources.sms_part_price")
+    },
 ];
 
 /// Where wrong keys are reported.
@@ -129,6 +135,10 @@ pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validat
     if !sender_ok(sender) {
         errs.push(("sms_sender", "err.sms_sender_format"));
     }
+    let price = part_price(form.trimmed("sms_part_price"));
+    if price.is_err() {
+        errs.push(("sms_part_price", "err.sms_part_price"));
+    }
     FormRefusal::check(errs)?;
     let login = match gateway {
         SmsGateway::Smsc | SmsGateway::SmsAero => login,
@@ -174,6 +184,7 @@ pub(super) async fn validate(env: &KindEnv, form: &FormValues) -> Result<Validat
     let me = Identity { id, name, ..me };
     let mut v = Validated::new(credentials, me);
     v.settings.sms_sender = Some(sender.to_owned()).filter(|s| !s.is_empty());
+    v.settings.sms_part_price_kopecks = price.unwrap_or_default();
     Ok(v)
 }
 
@@ -186,6 +197,38 @@ fn key_fingerprint(key: &str) -> String {
     format!("{:08x}", h >> 32)
 }
 
+/// The most one part may be said to cost: 1000 roubles, in kopecks.
+pub const PART_PRICE_MAX_KOPECKS: u32 = 100_000;
+
+/// The refusal of a price that does not read.
+const BAD_PRICE: &str = "err.sms_part_price";
+
+/// A price of one part as typed, in roubles with up to two decimals after a point or a comma
+/// (`3,50`), as kopecks; empty: none. Refused (with the error's key): anything else, or over
+/// 1000 roubles.
+pub fn part_price(typed: &str) -> Result<Option<u32>, &'static str> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return Ok(None);
+    }
+    let (whole, frac) = typed.split_once(['.', ',']).unwrap_or((typed, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 4 || frac.len() > 2 || !digits(whole) || !digits(frac) {
+        return Err(BAD_PRICE);
+    }
+    let whole: u32 = whole.parse().map_err(|_| BAD_PRICE)?;
+    let frac: u32 = match frac.len() {
+        0 => 0,
+        1 => frac.parse::<u32>().map_err(|_| BAD_PRICE)? * 10,
+        _ => frac.parse().map_err(|_| BAD_PRICE)?,
+    };
+    let k = whole * 100 + frac;
+    match k <= PART_PRICE_MAX_KOPECKS {
+        true => Ok(Some(k)),
+        false => Err(BAD_PRICE),
+    }
+}
+
 /// How many SMS `text` is billed as.
 pub(super) fn text_parts(text: &str) -> usize {
     sms_parts(text).parts as usize
@@ -194,6 +237,18 @@ pub(super) fn text_parts(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_price_is_roubles_with_kopecks() {
+        assert_eq!(part_price(""), Ok(None));
+        assert_eq!(part_price("3,50"), Ok(Some(350)));
+        assert_eq!(part_price("3.5"), Ok(Some(350)));
+        assert_eq!(part_price("4"), Ok(Some(400)));
+        assert_eq!(part_price("1000"), Ok(Some(100_000)));
+        for bad in ["1000.01", "-1", "3,505", "три", ".5", "1e3", "3,5,0"] {
+            assert!(part_price(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sender_names_are_short_and_latin() {

@@ -22,6 +22,7 @@ mod gateway;
 mod kind;
 mod parts;
 
+pub use form::{part_price, PART_PRICE_MAX_KOPECKS};
 pub use kind::SmsKind;
 
 use std::fmt;

@@ -368,12 +368,46 @@ pub async fn update_template(
     Ok(t)
 }
 
-/// Deletes a template (its file stays in the blob store, which other messages may share).
+/// The names of the company's auto-reply rules that send template `id` (read from the stored
+/// rules: the inbox does not name the automation that keeps them).
+async fn rules_using(
+    conn: &impl ConnectionTrait,
+    company: chatter_domain::CompanyId,
+    id: Uuid,
+) -> Result<Vec<String>> {
+    use chatter_domain::auto_reply::AutoReply;
+    use chatter_store::entity::auto_reply;
+    let rows = auto_reply::Entity::find()
+        .filter(auto_reply::Column::CompanyId.eq(company))
+        .filter(auto_reply::Column::Rule.contains(id.to_string()))
+        .order_by_asc(auto_reply::Column::Position)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| {
+            serde_json::from_str::<AutoReply>(&r.rule)
+                .is_ok_and(|rule| rule.reply_template() == Some(id))
+        })
+        .map(|r| r.name)
+        .collect())
+}
+
+/// Deletes a template (its file stays in the blob store, which other messages may share); one
+/// an auto-reply rule sends is refused (`CoreError::InUse`, naming the rules), so no rule is
+/// left sending nothing.
 pub async fn delete_template(core: &Core, actor: &Actor, id: Uuid) -> Result<()> {
     let t = get_template(core, actor, id).await?;
     may_change(actor, &t)?;
     let now = core.now();
     let txn = core.db.begin().await?;
+    let users = rules_using(&txn, actor.company_id, id).await?;
+    if !users.is_empty() {
+        return Err(CoreError::InUse {
+            what: "template",
+            by: users,
+        });
+    }
     reply_template::Entity::delete_by_id(id).exec(&txn).await?;
     audit::record(
         &txn,

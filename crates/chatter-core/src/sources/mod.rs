@@ -247,3 +247,51 @@ pub async fn set_enabled(core: &Core, actor: &Actor, id: SourceId, enabled: bool
     core.jobs_notify.notify_waiters();
     Ok(())
 }
+
+/// Sets what one billed part of an SMS source costs (typed in roubles, `3,50`; empty: none),
+/// which the auto-reply editor multiplies by a reply's parts. Only a kind billed in parts (SMS)
+/// has one (`price` refused on another kind: `err.sms_part_price_kind`).
+pub async fn set_sms_part_price(
+    core: &Core,
+    actor: &Actor,
+    id: SourceId,
+    typed: &str,
+) -> Result<Option<u32>> {
+    actor.require(Permission::Manage)?;
+    let Ok(price) = chatter_channels::sms::part_price(typed) else {
+        return Err(CoreError::field("price", "err.sms_part_price"));
+    };
+    let now = core.now();
+    let txn = core.db.begin().await?;
+    let s = source::Entity::find_by_id(id)
+        .filter(source::Column::CompanyId.eq(actor.company_id))
+        .one(&txn)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    // Only a kind billed in parts (SMS) has a price of a part.
+    let billed = chatter_channels::kind_of(s.kind).is_some_and(|k| k.text_parts("").is_some());
+    if !billed {
+        return Err(CoreError::field("price", "err.sms_part_price_kind"));
+    }
+    let settings = SourceSettings {
+        sms_part_price_kopecks: price,
+        ..settings_of(&s)
+    };
+    let mut am = s.into_active_model();
+    am.settings =
+        Set(serde_json::to_string(&settings).map_err(|e| CoreError::Internal(e.to_string()))?);
+    am.updated_at = Set(now);
+    am.update(&txn).await?;
+    let details = serde_json::json!({ "sms_part_price_kopecks": price });
+    audit::record(
+        &txn,
+        actor,
+        now,
+        "source.sms_price",
+        &id.to_string(),
+        details,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(price)
+}

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatter_core::automation::replies::{self, dry_run, RuleView};
-use chatter_domain::auto_reply::{Action, AutoReply, TextMatch, Trigger};
+use chatter_domain::auto_reply::{Action, AutoReply, TextMatch, Trigger, WaTemplate};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -50,14 +50,23 @@ pub struct ConditionsIo {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActionIo {
-    /// Sends this text to the customer, marked automatic (skipped, with the reason recorded,
-    /// outside WhatsApp's 24-hour window). The text may name the conversation's values as a
-    /// reply template does: `{client_name}`, `{company_name}`, `{manager_name}` (the assignee),
+    /// Sends `text`, or the company-wide reply template `template_id` (one of the two), to the
+    /// customer, marked automatic. The text (a template's too) may name the conversation's
+    /// values: `{client_name}`, `{company_name}`, `{manager_name}` (the assignee),
     /// `{source_name}`, `{deal_id}`, each with an optional fallback (`{client_name|клиент}`);
-    /// an unclosed brace or an unknown name is a 422 on `reply`.
+    /// an unclosed brace or an unknown name is a 422 on `reply`. A template's file goes as the
+    /// reply's attachment where the kind takes files; on a kind that does not (SMS) the text
+    /// goes alone and the firing records `file_not_sent_kind`. Outside WhatsApp's 24-hour
+    /// window `whatsapp_template` goes instead (recorded `whatsapp_template`); without one the
+    /// reply is skipped (recorded `reply_window_closed`).
     Reply {
-        #[schema(min_length = 1, max_length = 4000)]
+        #[serde(default)]
+        #[schema(max_length = 4000)]
         text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        whatsapp_template: Option<WaTemplateIo>,
     },
     /// Assigns to the one person, or to several in turn (round robin); members who may reply.
     Assign { users: Vec<Uuid> },
@@ -70,11 +79,42 @@ pub enum ActionIo {
         pipeline_id: Option<i64>,
         status_id: i64,
     },
-    /// Notifies these members (empty: everyone who reads the inbox).
+    /// Notifies these members in the inbox (empty: everyone who reads the inbox); with `email`,
+    /// also by e-mail, in each person's language with a link to the conversation (empty
+    /// `users`: the company's owners and admins).
     Notify {
         #[serde(default)]
         users: Vec<Uuid>,
+        #[serde(default)]
+        email: bool,
     },
+}
+
+/// An approved WhatsApp message template (made in Meta's WhatsApp Manager), sent instead of the
+/// reply once the customer's 24-hour window is closed.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WaTemplateIo {
+    /// Its name: lower-case letters, digits, `_`.
+    #[schema(
+        example = "order_update",
+        min_length = 1,
+        max_length = 512,
+        pattern = "^[a-z0-9_]+$"
+    )]
+    pub name: String,
+    /// Its language code.
+    #[schema(
+        example = "ru",
+        min_length = 2,
+        max_length = 15,
+        pattern = "^[A-Za-z_]+$"
+    )]
+    pub language: String,
+    /// The body's `{{1}}`, `{{2}}`… in order, each a text that may name the conversation's
+    /// values (`{client_name|клиент}`); at most 10.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub params: Vec<String>,
 }
 
 /// An auto-reply rule.
@@ -143,7 +183,19 @@ impl From<AutoReplyIn> for AutoReply {
                 .actions
                 .into_iter()
                 .map(|a| match a {
-                    ActionIo::Reply { text } => Action::Reply { text },
+                    ActionIo::Reply {
+                        text,
+                        template_id,
+                        whatsapp_template,
+                    } => Action::Reply {
+                        text,
+                        template_id,
+                        whatsapp_template: whatsapp_template.map(|w| WaTemplate {
+                            name: w.name,
+                            language: w.language,
+                            params: w.params,
+                        }),
+                    },
                     ActionIo::Assign { users } => Action::Assign { users },
                     ActionIo::AddLabels { labels } => Action::AddLabels { labels },
                     ActionIo::MoveDeal {
@@ -153,7 +205,7 @@ impl From<AutoReplyIn> for AutoReply {
                         pipeline_id,
                         status_id,
                     },
-                    ActionIo::Notify { users } => Action::Notify { users },
+                    ActionIo::Notify { users, email } => Action::Notify { users, email },
                 })
                 .collect(),
             once_per_minutes: b.once_per_minutes,
@@ -192,7 +244,19 @@ fn out(v: RuleView) -> AutoReplyOut {
                 .actions
                 .into_iter()
                 .map(|a| match a {
-                    Action::Reply { text } => ActionIo::Reply { text },
+                    Action::Reply {
+                        text,
+                        template_id,
+                        whatsapp_template,
+                    } => ActionIo::Reply {
+                        text,
+                        template_id,
+                        whatsapp_template: whatsapp_template.map(|w| WaTemplateIo {
+                            name: w.name,
+                            language: w.language,
+                            params: w.params,
+                        }),
+                    },
                     Action::Assign { users } => ActionIo::Assign { users },
                     Action::AddLabels { labels } => ActionIo::AddLabels { labels },
                     Action::MoveDeal {
@@ -202,7 +266,7 @@ fn out(v: RuleView) -> AutoReplyOut {
                         pipeline_id,
                         status_id,
                     },
-                    Action::Notify { users } => ActionIo::Notify { users },
+                    Action::Notify { users, email } => ActionIo::Notify { users, email },
                 })
                 .collect(),
             once_per_minutes: r.once_per_minutes,
@@ -211,7 +275,7 @@ fn out(v: RuleView) -> AutoReplyOut {
     }
 }
 
-const RULE_422: &str = "the body is not JSON or does not match the schema, or a field is refused: `name` (`auto_name_required`, `too_long`), `actions` (`auto_action_required`: a rule needs an action), `delay` (`auto_delay_range`: 1 minute to 7 days), `keywords` (`auto_keywords_required`, `auto_no_words`), `regex` (`auto_regex`), `exclude` (`auto_no_words`), `reply` (`auto_reply_empty`, `too_long`), `sources` (`auto_source_unknown`), `assign` / `notify` (`auto_user_unknown`), `labels` (`label_unknown`), `stage` (`auto_stage_unknown`: not a stage of the connected amoCRM's pipelines)";
+const RULE_422: &str = "the body is not JSON or does not match the schema, or a field is refused: `name` (`auto_name_required`, `too_long`), `actions` (`auto_action_required`: a rule needs an action), `delay` (`auto_delay_range`: 1 minute to 7 days), `keywords` (`auto_keywords_required`, `auto_no_words`), `regex` (`auto_regex`), `exclude` (`auto_no_words`), `reply` (`auto_reply_empty`, `too_long`, `auto_reply_text_or_template`: both a text and a template), `template` (`auto_template_unknown`: not a company-wide template of this company), `wa_template` (`auto_wa_name`), `wa_language` (`auto_wa_language`), `wa_params` (`too_many`, `wa_template_params`: an empty one, or a variable refused as in `reply`), `sources` (`auto_source_unknown`), `assign` / `notify` (`auto_user_unknown`), `labels` (`label_unknown`), `stage` (`auto_stage_unknown`: not a stage of the connected amoCRM's pipelines)";
 
 /// The company's auto-reply rules, in order.
 #[utoipa::path(get, path = "/api/v1/auto-replies", tag = "automation",

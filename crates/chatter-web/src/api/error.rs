@@ -124,6 +124,18 @@ impl IntoResponse for ApiError {
                 vec![],
             ),
             CoreError::Conflict(w) => body(StatusCode::CONFLICT, "conflict", w, vec![]),
+            CoreError::InUse { what, by } => {
+                let names: Vec<String> = by.iter().map(|n| format!("«{n}»")).collect();
+                body(
+                    StatusCode::CONFLICT,
+                    "in_use",
+                    &format!(
+                        "the {what} is used by auto-reply rules {}; change or delete them first",
+                        names.join(", ")
+                    ),
+                    vec![],
+                )
+            }
             CoreError::Throttled(s) => body(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

@@ -199,10 +199,10 @@ pub async fn put_template(
     Ok(Json(template_out(t)))
 }
 
-/// Deletes a company template.
+/// Deletes a company template; one an auto-reply rule sends is refused (409), naming the rules.
 #[utoipa::path(delete, path = "/api/v1/templates/{id}", tag = "templates",
     params(("id" = Uuid, Path, description = "template id")),
-    responses((status = 204, description = "deleted"), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 403, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json", description = "no such template of this company")))]
+    responses((status = 204, description = "deleted"), (status = 400, body = ApiErrorBody, content_type = "application/problem+json", description = "`id` is not a UUID (`invalid_path`)"), (status = 401, body = ApiErrorBody, content_type = "application/problem+json"), (status = 403, body = ApiErrorBody, content_type = "application/problem+json"), (status = 404, body = ApiErrorBody, content_type = "application/problem+json", description = "no such template of this company"), (status = 409, body = ApiErrorBody, content_type = "application/problem+json", description = "auto-reply rules send this template (`in_use`; `detail` names them): change or delete them first")))]
 pub async fn delete_template(
     State(st): State<AppState>,
     ApiActor(a): ApiActor,

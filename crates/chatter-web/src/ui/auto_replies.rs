@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::automation::replies::{self, dry_run, RuleView};
 use chatter_core::CoreError;
-use chatter_domain::auto_reply::{Action, AutoReply, TextMatch, Trigger};
+use chatter_domain::auto_reply::{Action, AutoReply, TextMatch, Trigger, WaTemplate};
 use chatter_domain::{FieldError, Permission};
 use uuid::Uuid;
 
@@ -67,18 +67,27 @@ async fn list_page(
     let actor = ctx.actor()?;
     let rules = replies::list(&st.core, &actor).await?;
     let p = Page::new(&ctx, "automation").flash(&f);
+    let titles = company_templates(&st, &actor).await?;
     let rows = rules
         .into_iter()
         .map(|v| Row {
             id: v.id,
             trigger: trigger_text(&p, &v.rule.trigger),
-            reply: v
-                .rule
-                .reply_text()
-                .unwrap_or_default()
-                .chars()
-                .take(80)
-                .collect(),
+            reply: match v.rule.reply_template() {
+                Some(t) => format!(
+                    "{}: {}",
+                    p.t("auto.list_template"),
+                    titles
+                        .iter()
+                        .find(|(id, _)| *id == t)
+                        .map(|(_, n)| n.as_str())
+                        .unwrap_or_default()
+                ),
+                None => v.rule.reply_text().unwrap_or_default().to_owned(),
+            }
+            .chars()
+            .take(80)
+            .collect(),
             name: v.rule.name,
             enabled: v.rule.enabled,
         })
@@ -99,6 +108,15 @@ pub struct Typed {
     pub regex: String,
     pub exclude: String,
     pub reply: String,
+    /// `text` or `template`.
+    pub reply_kind: String,
+    /// The chosen template's id as typed.
+    pub template: String,
+    pub wa_name: String,
+    pub wa_language: String,
+    /// One parameter a line.
+    pub wa_params: String,
+    pub notify_email: bool,
     pub assign: Vec<Uuid>,
     pub labels: Vec<Uuid>,
     pub notify: bool,
@@ -125,6 +143,7 @@ impl Typed {
                 .unwrap_or_default(),
             once_ever: r.once_ever,
             days: "7".into(),
+            reply_kind: "text".into(),
             ..Typed::default()
         };
         if let Trigger::NoAnswer {
@@ -137,10 +156,28 @@ impl Typed {
         }
         for a in &r.actions {
             match a {
-                Action::Reply { text } => t.reply = text.clone(),
+                Action::Reply {
+                    text,
+                    template_id,
+                    whatsapp_template,
+                } => {
+                    t.reply = text.clone();
+                    if let Some(id) = template_id {
+                        t.reply_kind = "template".into();
+                        t.template = id.to_string();
+                    }
+                    if let Some(w) = whatsapp_template {
+                        t.wa_name = w.name.clone();
+                        t.wa_language = w.language.clone();
+                        t.wa_params = w.params.join("\n");
+                    }
+                }
                 Action::Assign { users } => t.assign = users.clone(),
                 Action::AddLabels { labels } => t.labels = labels.clone(),
-                Action::Notify { .. } => t.notify = true,
+                Action::Notify { email, .. } => {
+                    t.notify = true;
+                    t.notify_email = *email;
+                }
                 Action::MoveDeal {
                     pipeline_id,
                     status_id,
@@ -156,6 +193,7 @@ impl Typed {
             trigger: "out_of_hours".into(),
             delay: "5".into(),
             days: "7".into(),
+            reply_kind: "text".into(),
             ..Typed::default()
         }
     }
@@ -184,6 +222,12 @@ impl Typed {
             regex: one("regex"),
             exclude: one("exclude"),
             reply: one("reply"),
+            reply_kind: one("reply_kind"),
+            template: one("template"),
+            wa_name: one("wa_name"),
+            wa_language: one("wa_language"),
+            wa_params: one("wa_params"),
+            notify_email: !one("notify_email").is_empty(),
             assign: ids("assign"),
             labels: ids("labels"),
             notify: !one("notify").is_empty(),
@@ -242,9 +286,33 @@ impl Typed {
             },
         };
         let mut actions = Vec::new();
-        if !self.reply.is_empty() {
+        let template_id = match self.reply_kind.as_str() {
+            "template" => match self.template.parse::<Uuid>() {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    errs.push(FieldError::new("template", "err.auto_template_unknown"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let wa = [&self.wa_name, &self.wa_language, &self.wa_params]
+            .iter()
+            .any(|v| !v.is_empty())
+            .then(|| WaTemplate {
+                name: self.wa_name.clone(),
+                language: self.wa_language.clone(),
+                params: lines(&self.wa_params),
+            });
+        if template_id.is_some() || !self.reply.is_empty() || wa.is_some() {
             actions.push(Action::Reply {
-                text: self.reply.clone(),
+                // The text typed before switching to a template is not sent.
+                text: match template_id {
+                    Some(_) => String::new(),
+                    None => self.reply.clone(),
+                },
+                template_id,
+                whatsapp_template: wa,
             });
         }
         if !self.assign.is_empty() {
@@ -266,8 +334,11 @@ impl Typed {
                 _ => errs.push(FieldError::new("stage", "err.auto_stage_unknown")),
             }
         }
-        if self.notify {
-            actions.push(Action::Notify { users: vec![] });
+        if self.notify || self.notify_email {
+            actions.push(Action::Notify {
+                users: vec![],
+                email: self.notify_email,
+            });
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -292,6 +363,8 @@ impl Typed {
 /// A dry run's line as the editor shows it.
 pub struct HitRow {
     pub link: String,
+    /// What the customer would have got, with their values.
+    pub reply: String,
     pub customer: String,
     pub text: String,
     pub at: String,
@@ -316,6 +389,14 @@ struct EditTpl {
     triggers: Vec<(&'static str, String)>,
     /// The reply's SMS part count, when the company has an SMS source.
     sms_parts: String,
+    /// The reply's SMS cost by the SMS source's price of a part (empty: no price set).
+    sms_cost: String,
+    /// More than one part: a warning.
+    sms_many: bool,
+    /// (id, title) of the company's shared reply templates.
+    templates: Vec<(Uuid, String)>,
+    /// The company has a source with a reply window (WhatsApp).
+    windowed: bool,
     dry: Option<DryView>,
 }
 
@@ -329,6 +410,9 @@ impl EditTpl {
     /// The variables a reply's text may name, as a reply template's may.
     fn variables(&self) -> &'static [&'static str] {
         &chatter_domain::template::VARIABLES
+    }
+    fn picked(&self, id: &Uuid) -> bool {
+        self.t.template == id.to_string()
     }
     fn has_label(&self, id: &Uuid) -> bool {
         self.t.labels.contains(id)
@@ -349,8 +433,16 @@ async fn editor(
     p: Page,
 ) -> Result<EditTpl, AppError> {
     let actor = ctx.actor()?;
-    let sources: Vec<(Uuid, String, bool)> = chatter_core::sources::list(&st.core, &actor)
-        .await?
+    let all = chatter_core::sources::list(&st.core, &actor).await?;
+    let windowed = all
+        .iter()
+        .any(|s| chatter_channels::kind_of(s.kind).is_some_and(|k| k.reply_window().is_some()));
+    // The price of a part the SMS sources name (the highest, when they differ).
+    let part_price = all
+        .iter()
+        .filter_map(|s| chatter_core::connectors::model::settings_of(s).sms_part_price_kopecks)
+        .max();
+    let sources: Vec<(Uuid, String, bool)> = all
         .into_iter()
         .map(|s| {
             let billed =
@@ -378,11 +470,19 @@ async fn editor(
         .into_iter()
         .map(|k| (k, p.t(&format!("auto.trigger.{k}")).to_owned()))
         .collect();
-    let sms_parts = if sources.iter().any(|s| s.2) {
+    let billed = sources.iter().any(|s| s.2);
+    let sms_parts = if billed {
         super::inbox::sms_parts_label(p.tr, &t.reply)
     } else {
         String::new()
     };
+    let parts = chatter_channels::sms::sms_parts(&t.reply).parts;
+    let sms_cost = match part_price.filter(|_| billed && !t.reply.is_empty()) {
+        Some(k) => rubles(u64::from(k) * u64::from(parts)),
+        None => String::new(),
+    };
+    let sms_many = billed && parts > 1;
+    let templates = company_templates(st, &actor).await?;
     Ok(EditTpl {
         p,
         id,
@@ -393,8 +493,35 @@ async fn editor(
         stages,
         triggers,
         sms_parts,
+        sms_cost,
+        sms_many,
+        templates,
+        windowed,
         dry: None,
     })
+}
+
+/// Kopecks as roubles: `3,50 ₽`.
+fn rubles(kopecks: u64) -> String {
+    format!("{},{:02} ₽", kopecks / 100, kopecks % 100)
+}
+
+/// The company's shared reply templates (a rule may send only these), by category and title.
+async fn company_templates(
+    st: &AppState,
+    actor: &chatter_core::Actor,
+) -> Result<Vec<(Uuid, String)>, AppError> {
+    Ok(
+        chatter_core::inbox::templates::list_templates(&st.core, actor, None)
+            .await?
+            .into_iter()
+            .filter(|t| t.owner_id.is_none())
+            .map(|t| match t.category.is_empty() {
+                true => (t.id, t.title),
+                false => (t.id, format!("{} · {}", t.category, t.title)),
+            })
+            .collect(),
+    )
 }
 
 async fn new_page(
@@ -442,6 +569,7 @@ async fn submit(
                         .into_iter()
                         .map(|h| HitRow {
                             link: format!("/app/inbox/{}", h.conversation_id),
+                            reply: h.reply.unwrap_or_default(),
                             customer: h.customer,
                             text: h.text,
                             at: super::inbox::fmt_time(h.at),
@@ -561,6 +689,10 @@ impl AutoLineTpl {
             _ => "auto.line.fired".to_owned(),
         };
         let mut line = self.lang.t(&key).replace("{name}", &self.f.rule_name);
+        // Sent, but not quite as the rule says: as a WhatsApp template, or without its file.
+        if let (Some(r), Some(_)) = (self.f.reason.as_deref(), self.f.reply_message_id) {
+            line.push_str(&format!(" ({})", self.lang.t(&format!("auto.note.{r}"))));
+        }
         let done: Vec<String> = serde_json::from_str::<Vec<String>>(&self.f.actions)
             .unwrap_or_default()
             .into_iter()

@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/app/sources/{id}/disable", post(disable))
         .route("/app/sources/{id}/enable", post(enable))
         .route("/app/sources/{id}/check", post(enable))
+        .route("/app/sources/{id}/sms-price", post(sms_price))
 }
 
 pub fn kind_key(kind: SourceKind) -> &'static str {
@@ -306,6 +307,9 @@ struct ShowTpl {
     shows_account: bool,
     /// The source has a settings page of its own (the API source's).
     api_settings: bool,
+    /// Billed in parts (SMS): the page keeps the price of a part, as typed or stored.
+    billed: bool,
+    price: String,
 }
 
 /// The callback URLs (and WhatsApp's verify token) of a source whose provider is configured
@@ -326,7 +330,45 @@ async fn show_page(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<SourceId>,
+    Query(f): Query<Flash>,
 ) -> Result<Response, AppError> {
+    let p = Page::new(&ctx, "sources").flash(&f);
+    Ok(render(show(&st, &ctx, id, p, None).await?))
+}
+
+/// The price of one SMS part, typed on the source's page: saved, or the page again with the
+/// field's error and nothing saved.
+async fn sms_price(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<SourceId>,
+    CsrfForm(form): CsrfForm<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let typed = form
+        .iter()
+        .find(|(k, _)| k == "price")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    match sources::set_sms_part_price(&st.core, &ctx.actor()?, id, &typed).await {
+        Ok(_) => Ok(Redirect::to(&format!("/app/sources/{id}?ok=saved")).into_response()),
+        Err(CoreError::Invalid(e)) => {
+            let p = Page::new(&ctx, "sources").errors(e);
+            Ok(render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                show(&st, &ctx, id, p, Some(typed)).await?,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn show(
+    st: &AppState,
+    ctx: &Ctx,
+    id: SourceId,
+    p: Page,
+    typed_price: Option<String>,
+) -> Result<ShowTpl, AppError> {
     let actor = ctx.actor()?;
     let s = sources::get(&st.core, &actor, id).await?;
     let settings = sources::settings_of(&s);
@@ -349,21 +391,29 @@ async fn show_page(
     } else {
         None
     };
-    let setup = manual_setup(&st, &s, actor.role.can(Permission::Manage));
+    let setup = manual_setup(st, &s, actor.role.can(Permission::Manage));
     let kind = chatter_channels::kind_of(s.kind);
-    Ok(render(ShowTpl {
+    let price = typed_price.unwrap_or_else(|| {
+        settings
+            .sms_part_price_kopecks
+            .map(|k| format!("{}.{:02}", k / 100, k % 100))
+            .unwrap_or_default()
+    });
+    Ok(ShowTpl {
+        billed: kind.is_some_and(|k| k.text_parts("").is_some()),
+        price,
         setup,
         setup_help_key: kind.and_then(|k| k.setup_help_key()).unwrap_or(""),
         shows_account: kind.is_some_and(|k| k.shows_account()),
         api_settings: s.kind == SourceKind::Api,
-        p: Page::new(&ctx, "sources"),
+        p,
         kind_key: kind_key(s.kind),
         status_key: status_key(&s.status),
         fix_key: fix_key(&s),
         settings,
         webhook,
         s,
-    }))
+    })
 }
 
 #[derive(serde::Deserialize)]

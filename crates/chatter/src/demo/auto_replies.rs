@@ -14,7 +14,7 @@ fn rule(name: &str, trigger: Trigger, text: &str) -> AutoReply {
         sources: vec![],
         trigger,
         conditions: TextMatch::default(),
-        actions: vec![Action::Reply { text: text.into() }],
+        actions: vec![Action::reply(text)],
         once_per_minutes: None,
         once_ever: false,
     }

@@ -6,6 +6,7 @@ mod api;
 mod api_source;
 mod api_sources_create;
 mod auth;
+mod auto_actions;
 mod auto_replies;
 mod avito;
 mod browser;

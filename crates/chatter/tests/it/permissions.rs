@@ -237,6 +237,8 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/sources/{source}/disable", MANAGE, &[], &[303]),
     r(Post, "/app/sources/{source}/enable", MANAGE, &[], &[303]),
     r(Post, "/app/sources/{source}/check", MANAGE, &[], &[303]),
+    // `{source}` is no SMS source: it has no price of a part.
+    r(Post, "/app/sources/{source}/sms-price", MANAGE, &[("price", "3.50")], &[422]),
     // Every kind's hooks are two routes, `/hooks/{kind}/{source_id}` and
     // `/hooks/{kind}/{source_id}/{*tail}`; each kind's URLs are walked (`{telegram}` … are the
     // kinds' path segments, `{zero_status}` a token and its tail).
@@ -303,6 +305,7 @@ const ROUTES: &[Route] = &[
     r(Put,  "/api/v1/auto-replies/{no_label}", ApiKey, &[], &[404, 422]),
     r(Delete, "/api/v1/auto-replies/{no_label}", ApiKey, &[], &[404]),
     r(Post, "/api/v1/auto-replies/{no_label}/dry-run", ApiKey, &[], &[404, 422]),
+    r(Put,  "/api/v1/sources/{source}/sms-price", ApiKey, &[], &[422]),
     // Undelivered events (issue 9, item 2): `{source}` is no dead letter.
     r(Get,  "/app/settings/dead-letters", MANAGE, &[], &[200]),
     r(Post, "/app/settings/dead-letters/{source}/retry", MANAGE, &[], &[404]),

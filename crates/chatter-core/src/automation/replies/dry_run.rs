@@ -7,7 +7,7 @@ use super::run::{answered_between, due_at, first_message, out_of_hours};
 use crate::{Actor, Core, CoreError, Result};
 use chatter_domain::auto_reply::{AutoReply, Trigger};
 use chatter_domain::{ConversationId, Direction, FieldError, MessageId, Permission};
-use chatter_store::entity::{contact, conversation, message};
+use chatter_store::entity::{contact, conversation, message, reply_template};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,6 +65,15 @@ pub async fn dry_run(core: &Core, actor: &Actor, rule: &AutoReply, days: u32) ->
         .all(&core.db)
         .await?;
     msgs.reverse();
+    // A rule that sends a saved template shows the template's text with each customer's values.
+    let template_body = match rule.reply_template() {
+        Some(id) => reply_template::Entity::find_by_id(id)
+            .filter(reply_template::Column::CompanyId.eq(actor.company().uuid()))
+            .one(&core.db)
+            .await?
+            .map(|t| t.body),
+        None => None,
+    };
     let mut convs: HashMap<ConversationId, Option<conversation::Model>> = HashMap::new();
     let mut last_fired: HashMap<ConversationId, i64> = HashMap::new();
     let mut out = DryRun {
@@ -120,7 +129,7 @@ pub async fn dry_run(core: &Core, actor: &Actor, rule: &AutoReply, days: u32) ->
         }
         last_fired.insert(conv.id, at);
         // What this customer would have got: the rule's text with their values.
-        let reply = match rule.reply_text() {
+        let reply = match rule.reply_text().or(template_body.as_deref()) {
             Some(t) => Some(crate::inbox::templates::render_in(&core.db, conv, t).await?),
             None => None,
         };

@@ -5,13 +5,14 @@
 //! actions, the "no answer" timer) and the dry run against past conversations (`dry_run`).
 
 pub mod dry_run;
+mod outgoing;
 pub mod run;
 pub mod trigger;
 
 use crate::{audit, Actor, Core, CoreError, Result};
 use chatter_domain::auto_reply::{Action, AutoReply, Matcher};
 use chatter_domain::{CompanyId, Permission, Role};
-use chatter_store::entity::{auto_reply, label, membership, source};
+use chatter_store::entity::{auto_reply, label, membership, reply_template, source};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
@@ -103,7 +104,7 @@ pub async fn checked(
     }
     for a in &rule.actions {
         match a {
-            Action::Assign { users } | Action::Notify { users } => {
+            Action::Assign { users } | Action::Notify { users, .. } => {
                 let members = membership::Entity::find()
                     .filter(membership::Column::CompanyId.eq(company.0))
                     .filter(membership::Column::UserId.is_in(users.iter().copied()))
@@ -144,6 +145,21 @@ pub async fn checked(
                     errs.push(field("stage", "err.auto_stage_unknown"));
                 }
             }
+            Action::Reply {
+                template_id: Some(t),
+                ..
+            } => {
+                // Only a company-wide template: a member's own could vanish with the member.
+                let known = reply_template::Entity::find_by_id(*t)
+                    .filter(reply_template::Column::CompanyId.eq(company.0))
+                    .filter(reply_template::Column::OwnerId.is_null())
+                    .one(conn)
+                    .await?
+                    .is_some();
+                if !known {
+                    errs.push(field("template", "err.auto_template_unknown"));
+                }
+            }
             Action::Reply { .. } => {}
         }
     }
@@ -167,9 +183,22 @@ fn tidy(mut rule: AutoReply) -> AutoReply {
     rule.sources = dedup(&rule.sources);
     for a in &mut rule.actions {
         match a {
-            Action::Reply { text } => *text = text.trim().to_owned(),
+            Action::Reply {
+                text,
+                whatsapp_template,
+                ..
+            } => {
+                *text = text.trim().to_owned();
+                if let Some(w) = whatsapp_template {
+                    w.name = w.name.trim().to_owned();
+                    w.language = w.language.trim().to_owned();
+                    for p in &mut w.params {
+                        *p = p.trim().to_owned();
+                    }
+                }
+            }
             Action::AddLabels { labels } => *labels = dedup(labels),
-            Action::Notify { users } => *users = dedup(users),
+            Action::Notify { users, .. } => *users = dedup(users),
             Action::Assign { .. } | Action::MoveDeal { .. } => {}
         }
     }

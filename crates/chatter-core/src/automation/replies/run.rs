@@ -9,12 +9,13 @@
 //! Limits: once per conversation per the rule's period; the loop guard (at most
 //! [`LOOP_CAP`] auto-replies per conversation per hour, whatever the rules say; only customers'
 //! messages start rules, never an outgoing or automatic one); a kind's reply window (WhatsApp's
-//! 24 hours): outside it the reply is skipped and the reason recorded.
+//! 24 hours): outside it the rule's approved WhatsApp template goes instead, or the reply is
+//! skipped and the reason recorded (`outgoing`).
 
+use super::outgoing::{self, ReplyAction};
 use super::{company_rules, RuleView};
 use crate::automation::hours;
 use crate::events::{self, Pending};
-use crate::inbox::{insert_outgoing, Outgoing};
 use crate::jobs::{BackgroundJob, JobError, JobMeta, JobOptions};
 use crate::notifications::{self, New};
 use crate::{Core, CoreError, Result};
@@ -407,7 +408,7 @@ async fn fire(core: &Core, r: &RuleView, f: &Facts) -> Result<bool> {
     if held {
         return Ok(false);
     }
-    let replies = r.rule.reply_text().is_some();
+    let replies = r.rule.replies();
     let recent = auto_reply_firing::Entity::find()
         .filter(auto_reply_firing::Column::ConversationId.eq(conv.id))
         .filter(auto_reply_firing::Column::ReplyMessageId.is_not_null())
@@ -450,23 +451,23 @@ async fn fire(core: &Core, r: &RuleView, f: &Facts) -> Result<bool> {
     } else {
         for a in &r.rule.actions {
             match a {
-                Action::Reply { text } => {
-                    if !crate::inbox::reply_window_open(&txn, conv.id, now).await? {
-                        reason = Some(WINDOW_CLOSED);
-                        continue;
-                    }
-                    // The rule's text may name the conversation's values ({client_name|…}).
-                    let text = &crate::inbox::templates::render_in(&txn, conv, text).await?;
-                    let o = Outgoing {
+                Action::Reply {
+                    text,
+                    template_id,
+                    whatsapp_template,
+                } => {
+                    let a = ReplyAction {
+                        rule: &r.rule.name,
                         text,
-                        author_id: None,
-                        author_name: author_name(&r.rule.name),
-                        reply_to: None,
-                        automatic: true,
+                        template_id: *template_id,
+                        whatsapp_template: whatsapp_template.as_ref(),
                     };
-                    let m = insert_outgoing(&txn, &mut pending, conv, o, now).await?;
-                    crate::crm::sync::outbox::on_reply(&txn, conv, m.id, None, now).await?;
-                    reply_id = Some(m.id);
+                    let sent = outgoing::reply(core, &txn, &mut pending, conv, a, now).await?;
+                    reason = sent.reason.or(reason);
+                    let Some(m) = sent.message else {
+                        continue;
+                    };
+                    reply_id = Some(m);
                 }
                 Action::Assign { users } => {
                     let turn = assignee(&txn, r, users).await?;
@@ -492,7 +493,11 @@ async fn fire(core: &Core, r: &RuleView, f: &Facts) -> Result<bool> {
                         continue;
                     }
                 }
-                Action::Notify { users } => {
+                Action::Notify { users, email } => {
+                    if *email {
+                        let said = f.msg.text.as_deref().unwrap_or_default();
+                        outgoing::mail_team(core, &txn, conv, &r.rule.name, said, users).await?;
+                    }
                     let who = match users.is_empty() {
                         true => notifications::teammates(&txn, conv.company_id)
                             .await?
