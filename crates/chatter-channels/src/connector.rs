@@ -240,9 +240,25 @@ pub struct FileToSend {
     pub file_name: String,
     /// What the bytes are (checked by their first bytes for pictures).
     pub mime_type: String,
-    /// The bytes are a raster picture (PNG, JPEG, GIF, WebP) within the kind's
+    /// The bytes are a picture (by their first bytes) within the kind's
     /// `FileRules::max_image_bytes`: the kind sends it as a picture, otherwise as a document.
     pub as_image: bool,
+    /// Our id of the message, the same on every try: a provider that deduplicates sends keys
+    /// on it (VK's `random_id`).
+    pub key: String,
+    /// `Some` when an earlier try of this send may have reached the provider although its
+    /// answer was lost (a retry): kinds without a dedup key look for that message first.
+    pub retry: Option<EarlierTry>,
+}
+
+/// What a retried file send knows about its earlier tries (`FileToSend::retry`), to find the
+/// message the provider took although its answer was lost.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EarlierTry {
+    /// Unix milliseconds, a little before the first try: a message sent before it is not ours.
+    pub since_ms: i64,
+    /// Provider ids of the other messages Chatter sent in this chat since then: never ours.
+    pub known: Vec<String>,
 }
 
 #[cfg(test)]

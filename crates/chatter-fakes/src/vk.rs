@@ -219,6 +219,8 @@ struct Group {
     random_ids: HashMap<(i64, i64), i64>,
     sent: Vec<VkSentMessage>,
     failures: Vec<(String, VkFailure, usize)>,
+    /// Methods whose next answers are lost after the call took effect, with how many.
+    lose_answers: Vec<(String, usize)>,
     calls: Vec<String>,
 }
 
@@ -247,6 +249,7 @@ impl Group {
             random_ids: HashMap::new(),
             sent: Vec::new(),
             failures: Vec::new(),
+            lose_answers: Vec::new(),
             calls: Vec::new(),
         }
     }
@@ -506,6 +509,19 @@ impl FakeVk {
         });
     }
 
+    /// The next `count` calls of `method` take effect, but their answer is lost: a 504 from
+    /// the front after the call went through, as when the connection breaks or times out once
+    /// VK has taken it. A `messages.send` retried with the same `random_id` then sends nothing
+    /// new (§2.4).
+    pub fn lose_answer_next(&self, group_id: i64, method: &str, count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.with_group(group_id, |group| {
+            group.lose_answers.push((method.to_owned(), count));
+        });
+    }
+
     /// Methods called for this community (and `a_check` for polls), in order, failed ones too.
     pub fn calls(&self, group_id: i64) -> Vec<String> {
         self.with_group(group_id, |group| group.calls.clone())
@@ -599,12 +615,41 @@ async fn route(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         Ok(p) => p,
         Err(r) => return r,
     };
+    let token = params.text("access_token").map(str::to_owned).or(bearer.clone());
     let result = call_method(&shared, &method, bearer, &params).await;
+    if result.is_ok() && answer_lost(&shared, token.as_deref(), &method) {
+        let page = "<html><body><h1>504 Gateway Time-out</h1></body></html>";
+        return (
+            StatusCode::GATEWAY_TIMEOUT,
+            [(header::CONTENT_TYPE, "text/html")],
+            page,
+        )
+            .into_response();
+    }
     match result {
         Ok(value) => axum::Json(json!({ "response": value })).into_response(),
         Err(Reply::Error(code, message)) => error_response(code, &message, &method, &params),
         Err(Reply::Raw(response)) => *response,
     }
+}
+
+/// Whether the answer of this successful call is to be lost (`FakeVk::lose_answer_next`).
+fn answer_lost(shared: &Shared, token: Option<&str>, method: &str) -> bool {
+    let mut world = shared.lock();
+    let Some((group_id, _)) = token.and_then(|t| world.tokens.get(t).copied()) else {
+        return false;
+    };
+    let Some(group) = world.groups.get_mut(&group_id) else {
+        return false;
+    };
+    let Some(i) = group.lose_answers.iter().position(|(m, _)| m == method) else {
+        return false;
+    };
+    group.lose_answers[i].1 -= 1;
+    if group.lose_answers[i].1 == 0 {
+        group.lose_answers.remove(i);
+    }
+    true
 }
 
 enum Reply {
