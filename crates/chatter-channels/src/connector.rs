@@ -114,6 +114,16 @@ pub trait Connector: Channel {
         None
     }
 
+    /// The display names of senders whose events carry none (VK's `users.get`, the people of
+    /// an Avito chat), by the sender's external id, as far as the provider names them; asked
+    /// once for a whole batch. `None`: the kind's events name their senders themselves.
+    async fn sender_names(
+        &self,
+        _who: &[SenderRef],
+    ) -> Option<Result<std::collections::HashMap<String, String>, ChannelError>> {
+        None
+    }
+
     /// The provider's own view of our webhook, for the source's page, where the provider
     /// reports one (Telegram's `getWebhookInfo`); `None` elsewhere.
     async fn hook_status(&self) -> Option<Result<HookStatus, ChannelError>> {
@@ -230,6 +240,13 @@ pub struct OutgoingFile {
     pub link: String,
     /// The name shown with a document.
     pub file_name: Option<String>,
+}
+
+/// A sender to name (`Connector::sender_names`): their external id and the chat they wrote in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SenderRef {
+    pub sender: String,
+    pub chat: String,
 }
 
 /// A file a manager attached, going out as an upload (`Connector::send_file`).

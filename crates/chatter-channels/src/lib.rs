@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use connector::{
     Connector, EarlierTry, FileToSend, HookSite, HookStatus, OutgoingFile, Part, PollState, Polled,
-    SaveSettings,
+    SaveSettings, SenderRef,
 };
 pub use env::{BuildError, KindEnv, Sleeper, TokioSleeper};
 pub use form::{FormField, FormRefusal, FormValues, Validated};

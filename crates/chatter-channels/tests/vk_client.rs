@@ -579,3 +579,105 @@ async fn photos_and_documents_download_by_their_urls() {
     let e = client.download(&missing).await.expect_err("404");
     assert!(matches!(e, ChannelError::Permanent(_)), "{e:?}");
 }
+
+#[tokio::test]
+async fn users_get_names_people_and_skips_deleted_accounts() {
+    use chatter_channels::{Connector, SenderRef};
+    let vk = chatter_fakes::FakeVk::start().await.expect("fake starts");
+    let group = vk.create_group("Магазин", "shop_names");
+    vk.set_user_name(612_444_400, "Вера", "Иванова");
+    let client = chatter_channels::vk::VkClient::new(
+        reqwest::Client::new(),
+        &vk.base_url(),
+        &group.token,
+        group.id,
+    );
+    let who: Vec<SenderRef> = ["612444400", "612444401", "-5", "612444400"]
+        .iter()
+        .map(|s| SenderRef {
+            sender: (*s).into(),
+            chat: (*s).into(),
+        })
+        .collect();
+    let names = Connector::sender_names(&client, &who)
+        .await
+        .expect("VK names senders")
+        .expect("named");
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        [("612444400".to_string(), "Вера Иванова".to_string())],
+        "a deleted account and a community have no name"
+    );
+    let calls = vk.calls(group.id);
+    assert_eq!(
+        calls.iter().filter(|c| *c == "users.get").count(),
+        1,
+        "one call for the batch: {calls:?}"
+    );
+}
+
+struct NoSave;
+
+#[async_trait::async_trait]
+impl chatter_channels::SaveSettings for NoSave {
+    async fn save(
+        &self,
+        _settings: &chatter_channels::SourceSettings,
+    ) -> Result<(), chatter_channels::ChannelError> {
+        Ok(())
+    }
+}
+
+/// What a customer writes after the community is connected and before the first long poll is
+/// read by that poll, on this node and on another one building the client from the settings.
+#[tokio::test]
+async fn the_first_poll_starts_where_the_community_was_connected() {
+    use chatter_channels::{Connector, HookSite, PollState, SourceSettings};
+    let vk = chatter_fakes::FakeVk::start().await.expect("fake starts");
+    let group = vk.create_group("Магазин", "shop_catch_up");
+    let client = || {
+        chatter_channels::vk::VkClient::new(
+            reqwest::Client::new(),
+            &vk.base_url(),
+            &group.token,
+            group.id,
+        )
+    };
+    let here = client();
+    let mut settings = SourceSettings::default();
+    let site = HookSite {
+        source_id: uuid::Uuid::new_v4(),
+        webhook_base: None,
+        public_url: "http://127.0.0.1:9",
+        hook_secret: "s3cr3t",
+    };
+    Connector::setup(&here, &site, &mut settings, &NoSave)
+        .await
+        .expect("connected");
+    assert_eq!(settings.mode, "polling");
+    assert!(settings.vk_poll_ts.is_some(), "{settings:?}");
+    vk.customer_writes(
+        group.id,
+        VkCustomerMessage::text(612_444_500, "Пока вы подключались"),
+    );
+    let there = client().with_start_ts(settings.vk_poll_ts.clone());
+    for (which, c) in [("this node", &here), ("another node", &there)] {
+        let polled = Connector::poll(c, None, &mut PollState::default(), 0)
+            .await
+            .expect("polled");
+        let texts: Vec<String> = polled
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                chatter_channels::InboundEvent::Message(m) => m.text.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, ["Пока вы подключались"], "{which}");
+    }
+    // Without the connect-time position, a first poll starts after it: the message is missed.
+    let polled = Connector::poll(&client(), None, &mut PollState::default(), 0)
+        .await
+        .expect("polled");
+    assert!(polled.events.is_empty(), "{:?}", polled.events);
+}

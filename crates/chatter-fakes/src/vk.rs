@@ -178,6 +178,8 @@ struct World {
     uploads: HashMap<String, upload::Slot>,
     /// Photos and documents saved from uploads, by attachment name (`photo-1_2`).
     saved: HashMap<String, upload::Saved>,
+    /// VK users' names (`set_user_name`), by id; any other id is a deleted account.
+    users: HashMap<i64, (String, String)>,
 }
 
 struct Peer {
@@ -456,6 +458,14 @@ impl FakeVk {
             next: &mut world.next_file,
         };
         group.customer_message(m, &mut files)
+    }
+
+    /// Gives VK user `user_id` a name, as `users.get` answers it from then on.
+    pub fn set_user_name(&self, user_id: i64, first_name: &str, last_name: &str) {
+        self.shared
+            .lock()
+            .users
+            .insert(user_id, (first_name.to_owned(), last_name.to_owned()));
     }
 
     /// The customer edits their message `cmid` in `peer_id` (a `message_edit` event).
@@ -826,6 +836,7 @@ async fn call_method(
     }
     match method {
         "groups.getById" => get_by_id(shared, group_id, params),
+        "users.get" => users_get(shared, params),
         "groups.getLongPollServer" => {
             own_group(params)?;
             get_long_poll_server(shared, group_id)
@@ -895,6 +906,43 @@ fn group_json(group: &Group) -> Value {
     json!({"id": group.id, "name": group.name, "screen_name": group.screen_name,
            "is_closed": 0, "type": "group",
            "photo_50": "https://vk.com/images/community_50.png"})
+}
+
+/// `users.get {user_ids}` (dev.vk.com/method/users.get): up to 1000 comma-separated ids (or
+/// screen names `id<N>`), answered in the order asked with `id`, `first_name`, `last_name`,
+/// `can_access_closed`, `is_closed`. A user the fake was not told of is a deleted account:
+/// `first_name: "DELETED"`, `deactivated: "deleted"`, as VK answers for one. Not a number:
+/// error 113 "Invalid user id".
+fn users_get(shared: &Shared, params: &Params) -> Result<Value, Reply> {
+    let asked = params
+        .text("user_ids")
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| missing("user_ids"))?;
+    let ids: Vec<&str> = asked.split(',').map(str::trim).collect();
+    if ids.len() > 1000 {
+        return Err(Reply::Error(
+            100,
+            "One of the parameters specified was missing or invalid: too many user_ids".into(),
+        ));
+    }
+    let world = shared.lock();
+    let mut users = Vec::new();
+    for id in ids {
+        let id: i64 = id
+            .strip_prefix("id")
+            .unwrap_or(id)
+            .parse()
+            .ok()
+            .filter(|n: &i64| *n > 0)
+            .ok_or_else(|| Reply::Error(113, "Invalid user id".into()))?;
+        users.push(match world.users.get(&id) {
+            Some((first, last)) => json!({"id": id, "first_name": first, "last_name": last,
+                                          "can_access_closed": true, "is_closed": false}),
+            None => json!({"id": id, "first_name": "DELETED", "last_name": "",
+                           "deactivated": "deleted"}),
+        });
+    }
+    Ok(Value::Array(users))
 }
 
 fn get_by_id(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Reply> {

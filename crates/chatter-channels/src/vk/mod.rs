@@ -128,6 +128,21 @@ impl ReplyTo {
     }
 }
 
+/// Most ids one `users.get` takes.
+const USERS_PER_CALL: usize = 1000;
+
+/// One user of `users.get`.
+#[derive(Deserialize)]
+struct VkUser {
+    id: i64,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    /// `deleted` or `banned` for an account that is gone.
+    deactivated: Option<String>,
+}
+
 /// A VK API client for one community token.
 #[derive(Clone)]
 pub struct VkClient {
@@ -135,6 +150,9 @@ pub struct VkClient {
     api_base: String,
     token: String,
     group_id: i64,
+    /// Where a poller without a stored cursor starts (`SourceSettings::vk_poll_ts`, set by
+    /// `setup`): shared by the clones of this client.
+    start_ts: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl fmt::Debug for VkClient {
@@ -189,7 +207,25 @@ impl VkClient {
             api_base: api_base.trim_end_matches('/').to_owned(),
             token: group_token.trim().to_owned(),
             group_id,
+            start_ts: Default::default(),
         }
+    }
+
+    /// The same client whose poller, without a stored cursor, starts at `ts` (the position
+    /// taken when the community was connected, `SourceSettings::vk_poll_ts`).
+    pub fn with_start_ts(self, ts: Option<String>) -> Self {
+        self.set_start_ts(ts);
+        self
+    }
+
+    fn set_start_ts(&self, ts: Option<String>) {
+        if let Ok(mut start) = self.start_ts.lock() {
+            *start = ts.filter(|t| !t.is_empty());
+        }
+    }
+
+    fn start_ts(&self) -> Option<String> {
+        self.start_ts.lock().ok().and_then(|s| s.clone())
     }
 
     /// The community this client speaks for.
@@ -476,6 +512,35 @@ impl VkClient {
         }
         .await;
         result.map_err(|e| scrub(e, &[&self.token]))
+    }
+
+    /// `users.get {user_ids}` (dev.vk.com/method/users.get; at most 1000 ids a call): the
+    /// names of users, `"First Last"`, by id as a string. A deactivated (deleted or banned)
+    /// account has no name to show and is left out, as are ids that are not users'.
+    pub async fn user_names(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<String, String>, ChannelError> {
+        let mut names = std::collections::HashMap::new();
+        for chunk in ids.chunks(USERS_PER_CALL) {
+            let list = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let users: Vec<VkUser> = self.call("users.get", &[("user_ids", list)]).await?;
+            for u in users {
+                if u.deactivated.is_some() {
+                    continue;
+                }
+                let name = format!("{} {}", u.first_name.trim(), u.last_name.trim());
+                let name = name.trim();
+                if !name.is_empty() {
+                    names.insert(u.id.to_string(), name.to_owned());
+                }
+            }
+        }
+        Ok(names)
     }
 
     fn post(&self, method: &str) -> RequestBuilder {
