@@ -204,7 +204,7 @@ pub async fn name_senders(core: &Core, src: &source::Model, events: &mut [Inboun
         _ => None,
     };
     let wanted: Vec<SenderRef> = events.iter().filter_map(unnamed).collect();
-    if wanted.is_empty() {
+    if wanted.is_empty() || !kind_of(src.kind).is_some_and(|k| k.has_connector()) {
         return;
     }
     let now = core.now();

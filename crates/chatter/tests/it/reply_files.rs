@@ -1095,6 +1095,19 @@ async fn a_manager_is_told_avito_takes_no_pdf_and_sends_a_photo_at_phone_size() 
         .await
         .expect("read the preview");
     assert_eq!(previewed, Value::Bool(false), "the PDF is not attached");
+    // A PDF named and typed as a PNG is known by its first bytes, in the page too.
+    w.script(PICK, &pdf(), "диван.png", "image/png").await;
+    w.wait_text_in("#attach-error", "только фотографии").await;
+    let previewed = w
+        .browser
+        .client()
+        .execute(
+            "return !document.getElementById('attach-preview').hidden;",
+            vec![],
+        )
+        .await
+        .expect("read the preview");
+    assert_eq!(previewed, Value::Bool(false), "the disguised PDF is not attached");
     w.assert_no_sideways_scroll("the refusal at 360 px").await;
     w.shot("01-pdf-refused").await;
 
