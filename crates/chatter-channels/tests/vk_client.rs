@@ -224,8 +224,12 @@ async fn long_poll_failed_codes_are_reported_and_handled() {
     session.ts = ts;
     vk.customer_writes(group.id, VkCustomerMessage::text(CUSTOMER, "после сбоя"));
     let got = client.poll(&mut session, 1).await.expect("poll");
-    // The session was lost: the message written before the new session is not replayed.
-    assert!(messages(got).is_empty());
+    // The session was lost: what was written in the gap (and the history VK lost) is read
+    // again from the conversations.
+    let texts: Vec<_> = messages(got).into_iter().filter_map(|m| m.text).collect();
+    for lost in ["потеряно", "после сбоя"] {
+        assert!(texts.iter().any(|t| t == lost), "{lost}: {texts:?}");
+    }
     vk.expire_long_poll_key(group.id);
     vk.customer_writes(group.id, VkCustomerMessage::text(CUSTOMER, "снова"));
     let got = messages(client.poll(&mut session, 1).await.expect("poll"));
@@ -680,4 +684,58 @@ async fn the_first_poll_starts_where_the_community_was_connected() {
         .await
         .expect("polled");
     assert!(polled.events.is_empty(), "{:?}", polled.events);
+}
+
+/// VK loses the session (`failed: 3`, a new `ts`) or the history (`failed: 1`): what customers
+/// wrote in the gap is read again from the conversations, once, in order.
+#[tokio::test]
+async fn messages_written_while_vk_lost_the_session_are_read_again() {
+    let vk = chatter_fakes::FakeVk::start().await.expect("fake starts");
+    let group = vk.create_group("Магазин", "shop_gap");
+    let client = chatter_channels::vk::VkClient::new(
+        reqwest::Client::new(),
+        &vk.base_url(),
+        &group.token,
+        group.id,
+    );
+    let texts = |evs: &[chatter_channels::InboundEvent]| -> Vec<String> {
+        evs.iter()
+            .filter_map(|e| match e {
+                chatter_channels::InboundEvent::Message(m) => m.text.clone(),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut session = client.get_long_poll_server().await.expect("session");
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_600, "Первое"));
+    let evs = client.poll(&mut session, 0).await.expect("polled");
+    assert_eq!(texts(&evs), ["Первое"]);
+
+    // The session is lost, and two customers write before the next poll.
+    vk.lose_long_poll_session(group.id);
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_600, "Второе"));
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_601, "Третье"));
+    let evs = client.poll(&mut session, 0).await.expect("polled");
+    let got = texts(&evs);
+    for want in ["Второе", "Третье"] {
+        assert_eq!(got.iter().filter(|t| *t == want).count(), 1, "{want}: {got:?}");
+    }
+    let calls = vk.calls(group.id);
+    assert!(
+        calls.iter().any(|c| c == "messages.getHistory"),
+        "read from the conversations: {calls:?}"
+    );
+    // Nothing is read again after that.
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_601, "Четвёртое"));
+    let evs = client.poll(&mut session, 0).await.expect("polled");
+    assert_eq!(texts(&evs), ["Четвёртое"]);
+
+    // The history is lost (`failed: 1`): the same.
+    vk.lose_long_poll_history(group.id);
+    let before = session.clone();
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_602, "Пятое"));
+    let mut stale = before;
+    stale.ts = "1".into();
+    let evs = client.poll(&mut stale, 0).await.expect("polled");
+    assert!(texts(&evs).contains(&"Пятое".to_string()), "{:?}", texts(&evs));
 }

@@ -898,6 +898,14 @@ async fn call_method(
             Ok(json!(1))
         }
         "messages.send" => send_message(shared, group_id, params),
+        "messages.getConversations" => {
+            own_group(params)?;
+            get_conversations(shared, group_id, params)
+        }
+        "messages.getHistory" => {
+            own_group(params)?;
+            get_history(shared, group_id, params)
+        }
         _ => Err(Reply::Error(3, "Unknown method passed".into())),
     }
 }
@@ -906,6 +914,59 @@ fn group_json(group: &Group) -> Value {
     json!({"id": group.id, "name": group.name, "screen_name": group.screen_name,
            "is_closed": 0, "type": "group",
            "photo_50": "https://vk.com/images/community_50.png"})
+}
+
+/// `count` (1..=200, default 20) and `offset` of a list call.
+fn page(params: &Params) -> Result<(usize, usize), Reply> {
+    let count = match params.int("count")? {
+        None => 20,
+        Some(n) if (1..=200).contains(&n) => usize::try_from(n).unwrap_or(20),
+        Some(_) => return Err(invalid("count")),
+    };
+    let offset = usize::try_from(params.int("offset")?.unwrap_or(0)).map_err(|_| invalid("offset"))?;
+    Ok((count, offset))
+}
+
+/// `messages.getConversations {count, offset}` (dev.vk.com/method/messages.getConversations):
+/// `{count, items: [{conversation: {peer: {id, type, local_id}}, last_message}]}`, the
+/// conversations with the newest last message first.
+fn get_conversations(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Reply> {
+    let (count, offset) = page(params)?;
+    let world = shared.lock();
+    let group = world.groups.get(&group_id).ok_or_else(|| missing("group_id"))?;
+    let mut items: Vec<(i64, i64, Value)> = group
+        .peers
+        .iter()
+        .filter_map(|(peer_id, peer)| {
+            let last = peer.messages.values().next_back()?;
+            let kind = if *peer_id >= CHAT_PEER_OFFSET { "chat" } else { "user" };
+            let local = if *peer_id >= CHAT_PEER_OFFSET { peer_id - CHAT_PEER_OFFSET } else { *peer_id };
+            Some((
+                last["date"].as_i64().unwrap_or(0),
+                *peer_id,
+                json!({"conversation": {"peer": {"id": peer_id, "type": kind, "local_id": local}},
+                       "last_message": last}),
+            ))
+        })
+        .collect();
+    items.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    let total = items.len();
+    let items: Vec<Value> = items.into_iter().skip(offset).take(count).map(|(_, _, v)| v).collect();
+    Ok(json!({"count": total, "items": items}))
+}
+
+/// `messages.getHistory {peer_id, count, offset}` (dev.vk.com/method/messages.getHistory):
+/// `{count, items}`, the newest message first.
+fn get_history(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Reply> {
+    let (count, offset) = page(params)?;
+    let peer_id = params.int("peer_id")?.ok_or_else(|| missing("peer_id"))?;
+    let world = shared.lock();
+    let group = world.groups.get(&group_id).ok_or_else(|| missing("group_id"))?;
+    let Some(peer) = group.peers.get(&peer_id) else {
+        return Ok(json!({"count": 0, "items": []}));
+    };
+    let items: Vec<Value> = peer.messages.values().rev().skip(offset).take(count).cloned().collect();
+    Ok(json!({"count": peer.messages.len(), "items": items}))
 }
 
 /// `users.get {user_ids}` (dev.vk.com/method/users.get): up to 1000 comma-separated ids (or

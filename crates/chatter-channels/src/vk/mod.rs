@@ -71,6 +71,11 @@ pub struct LongPollServer {
     pub key: String,
     /// The position to poll from (opaque; VK sends it as a string).
     pub ts: String,
+    /// Unix seconds from which a message may not have been returned yet: the date of the
+    /// newest message returned, or (a minute before) when the session began. After VK loses
+    /// events (`failed: 1` or `3`) the customers' messages from here on are read again from the
+    /// conversations (`missed_since`).
+    pub since: i64,
 }
 
 impl fmt::Debug for LongPollServer {
@@ -141,6 +146,27 @@ struct VkUser {
     last_name: String,
     /// `deleted` or `banned` for an account that is gone.
     deactivated: Option<String>,
+}
+
+/// How far before a session began a message may be and still be read again after a gap.
+const CATCH_UP_SLACK_SECS: i64 = 60;
+
+/// Conversations, and messages per conversation, read after a gap (VK's most per call).
+const CATCH_UP_PAGE: usize = 200;
+
+/// `{count, items}`, as `messages.getConversations` and `messages.getHistory` answer.
+#[derive(Deserialize)]
+struct ItemList {
+    #[serde(default)]
+    items: Vec<Value>,
+}
+
+/// Whether two events are the same customer message.
+fn same_message(a: &InboundEvent, b: &InboundEvent) -> bool {
+    match (a, b) {
+        (InboundEvent::Message(a), InboundEvent::Message(b)) => a.external_id == b.external_id,
+        _ => false,
+    }
 }
 
 /// A VK API client for one community token.
@@ -390,12 +416,72 @@ impl VkClient {
                 &[("group_id", self.group_id.to_string())],
             )
             .await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         Ok(LongPollServer {
             server: raw.server,
             key: raw.key,
             ts: ts_string(&raw.ts)
                 .ok_or_else(|| ChannelError::Permanent("groups.getLongPollServer: no ts".into()))?,
+            since: now - CATCH_UP_SLACK_SECS,
         })
+    }
+
+    /// The customers' messages dated `since` or later, oldest first, read from the
+    /// conversations rather than the long poll: `messages.getConversations {count: 200}` (newest
+    /// first, each with its `last_message`), then `messages.getHistory {peer_id, count: 200}`
+    /// of each conversation whose last message is that new (dev.vk.com/method/messages.*).
+    /// What the long poll returned as well has the same `external_id`, so storing it again
+    /// changes nothing. At most 200 conversations and 200 messages each are read.
+    pub async fn missed_since(&self, since: i64) -> Result<Vec<InboundEvent>, ChannelError> {
+        let list: ItemList = self
+            .call(
+                "messages.getConversations",
+                &[
+                    ("count", CATCH_UP_PAGE.to_string()),
+                    ("group_id", self.group_id.to_string()),
+                ],
+            )
+            .await?;
+        let mut found: Vec<(i64, InboundEvent)> = Vec::new();
+        for item in list.items {
+            let fresh = item
+                .pointer("/last_message/date")
+                .and_then(Value::as_i64)
+                .is_some_and(|d| d >= since);
+            let Some(peer) = item.pointer("/conversation/peer/id").and_then(Value::as_i64) else {
+                continue;
+            };
+            if !fresh {
+                continue;
+            }
+            let history: ItemList = self
+                .call(
+                    "messages.getHistory",
+                    &[
+                        ("peer_id", peer.to_string()),
+                        ("count", CATCH_UP_PAGE.to_string()),
+                        ("group_id", self.group_id.to_string()),
+                    ],
+                )
+                .await?;
+            for m in history.items {
+                let date = m.get("date").and_then(Value::as_i64).unwrap_or(0);
+                if date < since {
+                    continue;
+                }
+                let ev = parse_event(
+                    &json!({"type": "message_new", "object": {"message": m}}),
+                    self.group_id,
+                );
+                if matches!(ev, InboundEvent::Message(_)) {
+                    found.push((date, ev));
+                }
+            }
+        }
+        found.sort_by_key(|(date, _)| *date);
+        Ok(found.into_iter().map(|(_, ev)| ev).collect())
     }
 
     /// One `a_check` (§2.3) waiting up to `wait_secs` (clamped to 1..=90) for events. The HTTP
@@ -450,17 +536,32 @@ impl VkClient {
         session: &mut LongPollServer,
         wait_secs: u32,
     ) -> Result<Vec<InboundEvent>, ChannelError> {
+        let mut gap_since = None;
         for _ in 0..3 {
             match self
                 .long_poll(&session.server, &session.key, &session.ts, wait_secs)
                 .await?
             {
-                LongPoll::Events { ts, events } => {
+                LongPoll::Events { ts, mut events } => {
+                    if let Some(since) = gap_since {
+                        // What VK lost, read again from the conversations, before what the
+                        // new session brought.
+                        let mut missed = self.missed_since(since).await?;
+                        missed.retain(|m| !events.iter().any(|e| same_message(e, m)));
+                        missed.append(&mut events);
+                        events = missed;
+                    }
                     session.ts = ts;
+                    let newest = events.iter().filter_map(|e| match e {
+                        InboundEvent::Message(m) => Some(m.sent_at / 1000),
+                        _ => None,
+                    });
+                    session.since = newest.fold(session.since, i64::max);
                     return Ok(events);
                 }
                 LongPoll::HistoryLost { ts } => {
-                    tracing::warn!("VK long poll history lost: continuing with a gap");
+                    tracing::warn!("VK long poll history lost: reading the gap from the conversations");
+                    gap_since.get_or_insert(session.since);
                     session.ts = ts;
                 }
                 LongPoll::KeyExpired => {
@@ -468,7 +569,12 @@ impl VkClient {
                     session.server = fresh.server;
                     session.key = fresh.key;
                 }
-                LongPoll::SessionLost => *session = self.get_long_poll_server().await?,
+                LongPoll::SessionLost => {
+                    gap_since.get_or_insert(session.since);
+                    let since = session.since;
+                    *session = self.get_long_poll_server().await?;
+                    session.since = since;
+                }
             }
         }
         Err(ChannelError::Transient(
@@ -657,6 +763,7 @@ mod tests {
             server: "https://lp.vk.com/whp/1".into(),
             key: "sessionkey123".into(),
             ts: "7".into(),
+            since: 0,
         };
         assert!(!format!("{s:?}").contains("sessionkey123"));
     }
