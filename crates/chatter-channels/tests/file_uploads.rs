@@ -232,7 +232,11 @@ async fn max_waits_out_an_attachment_not_ready_and_refuses_unknown_tokens() {
         )
         .await
         .expect("sent after the pause");
-    assert_eq!(pauses.taken(), [Duration::from_secs(1)], "paused, in no real time");
+    assert_eq!(
+        pauses.taken(),
+        [Duration::from_secs(1)],
+        "paused, in no real time"
+    );
     let sent = fake.sent(&token);
     let last = sent.last().expect("sent");
     assert_eq!(last.mid, mid);
@@ -400,9 +404,16 @@ async fn max_pauses_one_two_and_four_seconds_then_leaves_it_to_the_job() {
         .send_upload(&chat, &file("a.png", "image/png", PNG, true), None, None)
         .await
         .expect_err("still not ready after three pauses");
-    assert!(!matches!(e, ChannelError::Permanent(_)), "retried by the job: {e:?}");
+    assert!(
+        !matches!(e, ChannelError::Permanent(_)),
+        "retried by the job: {e:?}"
+    );
     let secs: Vec<u64> = pauses.taken().iter().map(Duration::as_secs).collect();
-    assert_eq!(secs, [1, 2, 4], "the official client's backoff, through the sleeper");
+    assert_eq!(
+        secs,
+        [1, 2, 4],
+        "the official client's backoff, through the sleeper"
+    );
     assert!(fake.sent(&token).is_empty(), "nothing went");
 }
 
@@ -458,7 +469,12 @@ async fn a_max_file_whose_answer_was_lost_goes_once_when_retried() {
         .expect_err("the answer was lost");
     assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
     let mid = client
-        .send_upload(&chat, &keyed(pdf.clone(), "m-1", since_a_minute(&[])), Some("Прайс"), None)
+        .send_upload(
+            &chat,
+            &keyed(pdf.clone(), "m-1", since_a_minute(&[])),
+            Some("Прайс"),
+            None,
+        )
         .await
         .expect("the retry finds it");
     let sent = fake.sent(&token);
@@ -467,12 +483,22 @@ async fn a_max_file_whose_answer_was_lost_goes_once_when_retried() {
     // A message Chatter recorded for another reply is not this one's earlier try; nor is one
     // with another caption.
     client
-        .send_upload(&chat, &keyed(pdf.clone(), "m-2", since_a_minute(&[&mid])), Some("Прайс"), None)
+        .send_upload(
+            &chat,
+            &keyed(pdf.clone(), "m-2", since_a_minute(&[&mid])),
+            Some("Прайс"),
+            None,
+        )
         .await
         .expect("sent anew");
     assert_eq!(fake.sent(&token).len(), 2);
     client
-        .send_upload(&chat, &keyed(pdf, "m-3", since_a_minute(&[])), Some("Другой"), None)
+        .send_upload(
+            &chat,
+            &keyed(pdf, "m-3", since_a_minute(&[])),
+            Some("Другой"),
+            None,
+        )
         .await
         .expect("sent anew");
     assert_eq!(fake.sent(&token).len(), 3);
@@ -500,19 +526,35 @@ async fn an_avito_picture_whose_answer_was_lost_goes_once_with_its_caption() {
         .await
         .expect_err("the answer was lost");
     assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
-    assert_eq!(fake.sent(&creds.client_id).len(), 1, "Avito took the picture");
+    assert_eq!(
+        fake.sent(&creds.client_id).len(),
+        1,
+        "Avito took the picture"
+    );
     let id = client
-        .send_image(&chat, &keyed(png.clone(), "m-1", since_a_minute(&[])), Some("Вот"))
+        .send_image(
+            &chat,
+            &keyed(png.clone(), "m-1", since_a_minute(&[])),
+            Some("Вот"),
+        )
         .await
         .expect("the retry finds it");
     let sent = fake.sent(&creds.client_id);
-    assert_eq!(sent.len(), 2, "the picture once, then its caption: {sent:?}");
+    assert_eq!(
+        sent.len(),
+        2,
+        "the picture once, then its caption: {sent:?}"
+    );
     assert_eq!(id, sent[0].id);
     assert!(sent[0].image.is_some());
     assert_eq!(sent[1].text, "Вот");
     // Retried again (the caption's answer lost too, say): nothing more goes.
     let again = client
-        .send_image(&chat, &keyed(png.clone(), "m-1", since_a_minute(&[])), Some("Вот"))
+        .send_image(
+            &chat,
+            &keyed(png.clone(), "m-1", since_a_minute(&[])),
+            Some("Вот"),
+        )
         .await
         .expect("found again");
     assert_eq!((again, fake.sent(&creds.client_id).len()), (id.clone(), 2));

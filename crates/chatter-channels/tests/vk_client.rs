@@ -718,7 +718,11 @@ async fn messages_written_while_vk_lost_the_session_are_read_again() {
     let evs = client.poll(&mut session, 0).await.expect("polled");
     let got = texts(&evs);
     for want in ["Второе", "Третье"] {
-        assert_eq!(got.iter().filter(|t| *t == want).count(), 1, "{want}: {got:?}");
+        assert_eq!(
+            got.iter().filter(|t| *t == want).count(),
+            1,
+            "{want}: {got:?}"
+        );
     }
     let calls = vk.calls(group.id);
     assert!(
@@ -737,5 +741,9 @@ async fn messages_written_while_vk_lost_the_session_are_read_again() {
     let mut stale = before;
     stale.ts = "1".into();
     let evs = client.poll(&mut stale, 0).await.expect("polled");
-    assert!(texts(&evs).contains(&"Пятое".to_string()), "{:?}", texts(&evs));
+    assert!(
+        texts(&evs).contains(&"Пятое".to_string()),
+        "{:?}",
+        texts(&evs)
+    );
 }

@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(raster_type(&bmp), None, "never shown inline");
         let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
         assert_eq!(picture_type(heic), Some("image/heic"));
-        assert_eq!(picture_type(b"\0\0\0\x18ftypmif1\0\0\0\0"), Some("image/heic"));
+        assert_eq!(
+            picture_type(b"\0\0\0\x18ftypmif1\0\0\0\0"),
+            Some("image/heic")
+        );
         assert_eq!(picture_type(b"\x89PNG\r\n\x1a\n\0"), Some("image/png"));
         for other in [
             &b"BMW price list, 2026"[..],

@@ -625,7 +625,10 @@ async fn route(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         Ok(p) => p,
         Err(r) => return r,
     };
-    let token = params.text("access_token").map(str::to_owned).or(bearer.clone());
+    let token = params
+        .text("access_token")
+        .map(str::to_owned)
+        .or(bearer.clone());
     let result = call_method(&shared, &method, bearer, &params).await;
     if result.is_ok() && answer_lost(&shared, token.as_deref(), &method) {
         let page = "<html><body><h1>504 Gateway Time-out</h1></body></html>";
@@ -923,7 +926,8 @@ fn page(params: &Params) -> Result<(usize, usize), Reply> {
         Some(n) if (1..=200).contains(&n) => usize::try_from(n).unwrap_or(20),
         Some(_) => return Err(invalid("count")),
     };
-    let offset = usize::try_from(params.int("offset")?.unwrap_or(0)).map_err(|_| invalid("offset"))?;
+    let offset =
+        usize::try_from(params.int("offset")?.unwrap_or(0)).map_err(|_| invalid("offset"))?;
     Ok((count, offset))
 }
 
@@ -933,14 +937,25 @@ fn page(params: &Params) -> Result<(usize, usize), Reply> {
 fn get_conversations(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Reply> {
     let (count, offset) = page(params)?;
     let world = shared.lock();
-    let group = world.groups.get(&group_id).ok_or_else(|| missing("group_id"))?;
+    let group = world
+        .groups
+        .get(&group_id)
+        .ok_or_else(|| missing("group_id"))?;
     let mut items: Vec<(i64, i64, Value)> = group
         .peers
         .iter()
         .filter_map(|(peer_id, peer)| {
             let last = peer.messages.values().next_back()?;
-            let kind = if *peer_id >= CHAT_PEER_OFFSET { "chat" } else { "user" };
-            let local = if *peer_id >= CHAT_PEER_OFFSET { peer_id - CHAT_PEER_OFFSET } else { *peer_id };
+            let kind = if *peer_id >= CHAT_PEER_OFFSET {
+                "chat"
+            } else {
+                "user"
+            };
+            let local = if *peer_id >= CHAT_PEER_OFFSET {
+                peer_id - CHAT_PEER_OFFSET
+            } else {
+                *peer_id
+            };
             Some((
                 last["date"].as_i64().unwrap_or(0),
                 *peer_id,
@@ -949,9 +964,14 @@ fn get_conversations(shared: &Shared, group_id: i64, params: &Params) -> Result<
             ))
         })
         .collect();
-    items.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    items.sort_by_key(|b| std::cmp::Reverse((b.0, b.1)));
     let total = items.len();
-    let items: Vec<Value> = items.into_iter().skip(offset).take(count).map(|(_, _, v)| v).collect();
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip(offset)
+        .take(count)
+        .map(|(_, _, v)| v)
+        .collect();
     Ok(json!({"count": total, "items": items}))
 }
 
@@ -961,11 +981,21 @@ fn get_history(shared: &Shared, group_id: i64, params: &Params) -> Result<Value,
     let (count, offset) = page(params)?;
     let peer_id = params.int("peer_id")?.ok_or_else(|| missing("peer_id"))?;
     let world = shared.lock();
-    let group = world.groups.get(&group_id).ok_or_else(|| missing("group_id"))?;
+    let group = world
+        .groups
+        .get(&group_id)
+        .ok_or_else(|| missing("group_id"))?;
     let Some(peer) = group.peers.get(&peer_id) else {
         return Ok(json!({"count": 0, "items": []}));
     };
-    let items: Vec<Value> = peer.messages.values().rev().skip(offset).take(count).cloned().collect();
+    let items: Vec<Value> = peer
+        .messages
+        .values()
+        .rev()
+        .skip(offset)
+        .take(count)
+        .cloned()
+        .collect();
     Ok(json!({"count": peer.messages.len(), "items": items}))
 }
 

@@ -89,7 +89,9 @@ impl AvitoClient {
         let uid = self.user_id().await?;
         let caption = caption.filter(|c| !c.trim().is_empty());
         if let Some(earlier) = &file.retry {
-            let path = format!("/messenger/v3/accounts/{uid}/chats/{chat}/messages/?limit={RECENT}&offset=0");
+            let path = format!(
+                "/messenger/v3/accounts/{uid}/chats/{chat}/messages/?limit={RECENT}&offset=0"
+            );
             let recent: Vec<Value> = self.call(Method::GET, &path, None).await?;
             if let Some((id, captioned)) = earlier_image(&recent, earlier, caption) {
                 if let (Some(text), false) = (caption, captioned) {

@@ -115,7 +115,10 @@ impl MaxClient {
         Ok(list.messages.iter().find_map(|m| {
             let ours = m.pointer("/sender/is_bot").and_then(Value::as_bool) == Some(true)
                 && m.get("timestamp").and_then(Value::as_i64) >= Some(earlier.since_ms)
-                && m.pointer("/body/text").and_then(Value::as_str).unwrap_or("") == text
+                && m.pointer("/body/text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    == text
                 && m.pointer("/body/attachments")
                     .and_then(Value::as_array)
                     .is_some_and(|a| a.iter().any(|a| a["type"] == kind));

@@ -450,7 +450,10 @@ impl VkClient {
                 .pointer("/last_message/date")
                 .and_then(Value::as_i64)
                 .is_some_and(|d| d >= since);
-            let Some(peer) = item.pointer("/conversation/peer/id").and_then(Value::as_i64) else {
+            let Some(peer) = item
+                .pointer("/conversation/peer/id")
+                .and_then(Value::as_i64)
+            else {
                 continue;
             };
             if !fresh {
@@ -560,7 +563,9 @@ impl VkClient {
                     return Ok(events);
                 }
                 LongPoll::HistoryLost { ts } => {
-                    tracing::warn!("VK long poll history lost: reading the gap from the conversations");
+                    tracing::warn!(
+                        "VK long poll history lost: reading the gap from the conversations"
+                    );
                     gap_since.get_or_insert(session.since);
                     session.ts = ts;
                 }

@@ -498,7 +498,10 @@ async fn a_new_customer_pops_a_browser_notification_and_a_chime_in_the_inbox() {
     let first = &notified[0];
     let body = first["body"].as_str().unwrap_or_default();
     assert!(body.contains("Вера"), "the customer is named: {notified}");
-    assert!(!first["title"].as_str().unwrap_or_default().is_empty(), "{notified}");
+    assert!(
+        !first["title"].as_str().unwrap_or_default().is_empty(),
+        "{notified}"
+    );
     let chimes = client
         .execute("return window.__chimes;", vec![])
         .await
@@ -537,7 +540,10 @@ async fn a_new_customer_pops_a_browser_notification_and_a_chime_in_the_inbox() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let n = client
-        .execute("return [window.__notified.length, window.__chimes.length];", vec![])
+        .execute(
+            "return [window.__notified.length, window.__chimes.length];",
+            vec![],
+        )
         .await
         .expect("read the stub");
     assert_eq!(n, json!([1, 1]), "nothing popped with the tab in front");

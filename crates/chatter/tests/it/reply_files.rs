@@ -997,7 +997,13 @@ async fn avito_gets_a_photo_and_a_pdf_is_refused_before_it_is_stored() {
         ("IMG_0001.jpg", "image/jpeg", heic, "image/heic"),
         ("скан", "application/octet-stream", bmp, "image/bmp"),
     ] {
-        let id = sent_ok(&app, &key, &conv, file_form(name, mime, bytes.clone(), None)).await;
+        let id = sent_ok(
+            &app,
+            &key,
+            &conv,
+            file_form(name, mime, bytes.clone(), None),
+        )
+        .await;
         within(20, "the buyer gets the picture", || async {
             avito_images(&app, &client).iter().any(|i| i.bytes == bytes)
         })
@@ -1107,7 +1113,11 @@ async fn a_manager_is_told_avito_takes_no_pdf_and_sends_a_photo_at_phone_size() 
         )
         .await
         .expect("read the preview");
-    assert_eq!(previewed, Value::Bool(false), "the disguised PDF is not attached");
+    assert_eq!(
+        previewed,
+        Value::Bool(false),
+        "the disguised PDF is not attached"
+    );
     w.assert_no_sideways_scroll("the refusal at 360 px").await;
     w.shot("01-pdf-refused").await;
 
