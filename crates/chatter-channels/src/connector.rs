@@ -114,6 +114,16 @@ pub trait Connector: Channel {
         None
     }
 
+    /// The display names of senders whose events carry none (VK's `users.get`, the people of
+    /// an Avito chat), by the sender's external id, as far as the provider names them; asked
+    /// once for a whole batch. `None`: the kind's events name their senders themselves.
+    async fn sender_names(
+        &self,
+        _who: &[SenderRef],
+    ) -> Option<Result<std::collections::HashMap<String, String>, ChannelError>> {
+        None
+    }
+
     /// The provider's own view of our webhook, for the source's page, where the provider
     /// reports one (Telegram's `getWebhookInfo`); `None` elsewhere.
     async fn hook_status(&self) -> Option<Result<HookStatus, ChannelError>> {
@@ -232,6 +242,13 @@ pub struct OutgoingFile {
     pub file_name: Option<String>,
 }
 
+/// A sender to name (`Connector::sender_names`): their external id and the chat they wrote in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SenderRef {
+    pub sender: String,
+    pub chat: String,
+}
+
 /// A file a manager attached, going out as an upload (`Connector::send_file`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileToSend {
@@ -240,9 +257,25 @@ pub struct FileToSend {
     pub file_name: String,
     /// What the bytes are (checked by their first bytes for pictures).
     pub mime_type: String,
-    /// The bytes are a raster picture (PNG, JPEG, GIF, WebP) within the kind's
+    /// The bytes are a picture (by their first bytes) within the kind's
     /// `FileRules::max_image_bytes`: the kind sends it as a picture, otherwise as a document.
     pub as_image: bool,
+    /// Our id of the message, the same on every try: a provider that deduplicates sends keys
+    /// on it (VK's `random_id`).
+    pub key: String,
+    /// `Some` when an earlier try of this send may have reached the provider although its
+    /// answer was lost (a retry): kinds without a dedup key look for that message first.
+    pub retry: Option<EarlierTry>,
+}
+
+/// What a retried file send knows about its earlier tries (`FileToSend::retry`), to find the
+/// message the provider took although its answer was lost.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EarlierTry {
+    /// Unix milliseconds, a little before the first try: a message sent before it is not ours.
+    pub since_ms: i64,
+    /// Provider ids of the other messages Chatter sent in this chat since then: never ours.
+    pub known: Vec<String>,
 }
 
 #[cfg(test)]

@@ -3,7 +3,26 @@
 //! state built once per process that a kind needs (Max's HTTP client trusting an extra root CA).
 
 use crate::KindConfig;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Pauses a client takes inside one call (Max's `attachment.not.ready` backoff), through this
+/// trait so tests pass one that returns at once and records what was asked.
+pub trait Sleeper: Send + Sync + 'static {
+    /// Waits `d`.
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+/// Real time: `tokio::time::sleep`.
+pub struct TokioSleeper;
+
+impl Sleeper for TokioSleeper {
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
 
 /// The process-wide things connectors are built from. Built once at start-up.
 pub struct KindEnv {
@@ -13,6 +32,8 @@ pub struct KindEnv {
     pub config: KindConfig,
     /// Max's HTTP client when `max.extra_ca_pem` is configured and usable.
     max_http: Option<reqwest::Client>,
+    /// How clients pause inside a call (`TokioSleeper` unless replaced by `with_sleeper`).
+    pub sleeper: Arc<dyn Sleeper>,
 }
 
 impl KindEnv {
@@ -37,7 +58,14 @@ impl KindEnv {
             http,
             config,
             max_http,
+            sleeper: Arc::new(TokioSleeper),
         }
+    }
+
+    /// The same with pauses taken by `sleeper` (tests: one that does not wait).
+    pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
     }
 
     /// The HTTP client for Max (with `max.extra_ca_pem` trusted when configured).

@@ -20,10 +20,10 @@ pub mod whatsapp;
 use serde::{Deserialize, Serialize};
 
 pub use connector::{
-    Connector, FileToSend, HookSite, HookStatus, OutgoingFile, Part, PollState, Polled,
-    SaveSettings,
+    Connector, EarlierTry, FileToSend, HookSite, HookStatus, OutgoingFile, Part, PollState, Polled,
+    SaveSettings, SenderRef,
 };
-pub use env::{BuildError, KindEnv};
+pub use env::{BuildError, KindEnv, Sleeper, TokioSleeper};
 pub use form::{FormField, FormRefusal, FormValues, Validated};
 pub use kind::{
     connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, FileRules, HookAck,

@@ -52,6 +52,10 @@ pub struct SourceSettings {
     /// VK: the string our callback server answers VK's `confirmation` request with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vk_confirmation: Option<String>,
+    /// VK: the Long Poll position (`ts`) taken when the community was connected for polling;
+    /// the first poll starts there, so what customers write before it is not missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vk_poll_ts: Option<String>,
     /// WhatsApp: the business account (WABA) whose message templates the inbox offers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waba_id: Option<String>,

@@ -328,3 +328,39 @@ async fn rate_limits_and_errors_are_classified() {
 
     client.identify().await.expect("healthy again");
 }
+
+#[tokio::test]
+async fn webhook_senders_are_named_from_their_chats() {
+    use chatter_channels::{Connector, SenderRef};
+    let (fake, creds, client) = setup().await;
+    let (chat, _) = fake.customer_writes(
+        &creds.client_id,
+        BuyerMessage::text(48_112_950, "Николай", 3_402_118_800, "Диван ещё продаётся?"),
+    );
+    let (other, _) = fake.customer_writes(
+        &creds.client_id,
+        BuyerMessage::text(48_112_951, "Ирина", 3_402_118_801, "Торг уместен?"),
+    );
+    let who = [
+        SenderRef {
+            sender: "48112950".into(),
+            chat: chat.clone(),
+        },
+        SenderRef {
+            sender: "48112951".into(),
+            chat: other,
+        },
+        // Not a person of that chat: no name for them.
+        SenderRef {
+            sender: "48112951".into(),
+            chat,
+        },
+    ];
+    let names = Connector::sender_names(&client, &who)
+        .await
+        .expect("Avito names senders")
+        .expect("named");
+    assert_eq!(names.get("48112950").map(String::as_str), Some("Николай"));
+    assert_eq!(names.get("48112951").map(String::as_str), Some("Ирина"));
+    assert_eq!(names.len(), 2);
+}

@@ -2,14 +2,19 @@
 //! goes as a photo and what as a document, the providers' refusals of an upload (an unknown
 //! upload URL, a token or image id nobody uploaded, a file that is not what it says) and how
 //! each is classified, Max's `attachment.not.ready` waited out, and Avito refusing anything but
-//! a picture before it calls.
+//! a picture before it calls. A file whose send was taken but whose answer was lost reaches
+//! the customer once when retried: VK by `random_id`, Max and Avito by finding the earlier
+//! message among the chat's newest.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chatter_channels::avito::AvitoClient;
 use chatter_channels::max::MaxClient;
 use chatter_channels::vk::VkClient;
-use chatter_channels::{ChannelError, FileToSend};
+use chatter_channels::{ChannelError, EarlierTry, FileToSend, Sleeper};
 use chatter_fakes::avito::BuyerMessage;
 use chatter_fakes::max::{CustomerMessage, Failure};
 use chatter_fakes::{FakeAvito, FakeMax, FakeVk, VkCustomerMessage, VkFailure};
@@ -33,6 +38,46 @@ fn file(name: &str, mime: &str, bytes: &[u8], as_image: bool) -> FileToSend {
         file_name: name.into(),
         mime_type: mime.into(),
         as_image,
+        key: String::new(),
+        retry: None,
+    }
+}
+
+/// `f` as our message `key`, and as a retry when `retry` names what the earlier try knows.
+fn keyed(f: FileToSend, key: &str, retry: Option<EarlierTry>) -> FileToSend {
+    FileToSend {
+        key: key.into(),
+        retry,
+        ..f
+    }
+}
+
+/// A retry's view: the first try began within the last minute, and `known` are other replies.
+fn since_a_minute(known: &[&str]) -> Option<EarlierTry> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    Some(EarlierTry {
+        since_ms: i64::try_from(now).expect("fits") - 60_000,
+        known: known.iter().map(|k| (*k).to_owned()).collect(),
+    })
+}
+
+/// Pauses asked of it, recorded; it returns at once.
+#[derive(Default)]
+struct Pauses(Mutex<Vec<Duration>>);
+
+impl Sleeper for Pauses {
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.0.lock().expect("lock").push(d);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl Pauses {
+    fn taken(&self) -> Vec<Duration> {
+        self.0.lock().expect("lock").clone()
     }
 }
 
@@ -174,7 +219,8 @@ async fn max_waits_out_an_attachment_not_ready_and_refuses_unknown_tokens() {
         .dialog_of(&token, 100_500)
         .expect("a dialog")
         .to_string();
-    let client = MaxClient::new(http(), &fake.base_url(), &token);
+    let pauses = Arc::new(Pauses::default());
+    let client = MaxClient::new(http(), &fake.base_url(), &token).with_sleeper(pauses.clone());
 
     fake.attachment_not_ready_next(&token, 1);
     let mid = client
@@ -186,6 +232,11 @@ async fn max_waits_out_an_attachment_not_ready_and_refuses_unknown_tokens() {
         )
         .await
         .expect("sent after the pause");
+    assert_eq!(
+        pauses.taken(),
+        [Duration::from_secs(1)],
+        "paused, in no real time"
+    );
     let sent = fake.sent(&token);
     let last = sent.last().expect("sent");
     assert_eq!(last.mid, mid);
@@ -335,4 +386,182 @@ async fn avito_sends_a_picture_with_its_caption_and_nothing_but_pictures() {
         .await
         .expect("post");
     assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn max_pauses_one_two_and_four_seconds_then_leaves_it_to_the_job() {
+    let fake = FakeMax::start().await.expect("fake starts");
+    let token = fake.add_bot("Shop bot", "shop_bot");
+    fake.customer_writes(&token, CustomerMessage::text(100_501, "Ольга", "Привет"));
+    let chat = fake
+        .dialog_of(&token, 100_501)
+        .expect("a dialog")
+        .to_string();
+    let pauses = Arc::new(Pauses::default());
+    let client = MaxClient::new(http(), &fake.base_url(), &token).with_sleeper(pauses.clone());
+    fake.attachment_not_ready_next(&token, 4);
+    let e = client
+        .send_upload(&chat, &file("a.png", "image/png", PNG, true), None, None)
+        .await
+        .expect_err("still not ready after three pauses");
+    assert!(
+        !matches!(e, ChannelError::Permanent(_)),
+        "retried by the job: {e:?}"
+    );
+    let secs: Vec<u64> = pauses.taken().iter().map(Duration::as_secs).collect();
+    assert_eq!(
+        secs,
+        [1, 2, 4],
+        "the official client's backoff, through the sleeper"
+    );
+    assert!(fake.sent(&token).is_empty(), "nothing went");
+}
+
+#[tokio::test]
+async fn a_vk_file_whose_answer_was_lost_goes_once_when_retried() {
+    let vk = FakeVk::start().await.expect("fake starts");
+    let group = vk.create_group("Магазин", "shop");
+    let customer = 612_444_320;
+    vk.customer_writes(group.id, VkCustomerMessage::text(customer, "Счёт?"));
+    let client = VkClient::new(http(), &vk.base_url(), &group.token, group.id);
+    let pdf = keyed(file("Счёт.pdf", "application/pdf", PDF, false), "m-1", None);
+
+    vk.lose_answer_next(group.id, "messages.send", 1);
+    let e = client
+        .send_upload(customer, &pdf, Some("Счёт"), None)
+        .await
+        .expect_err("the answer was lost");
+    assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
+    let first = vk.sent(group.id);
+    assert_eq!(first.len(), 1, "VK took it");
+    let again = keyed(pdf.clone(), "m-1", since_a_minute(&[]));
+    let id = client
+        .send_upload(customer, &again, Some("Счёт"), None)
+        .await
+        .expect("the retry is answered");
+    let sent = vk.sent(group.id);
+    assert_eq!(sent.len(), 1, "the customer got the file once: {sent:?}");
+    assert_eq!(id, first[0].message_id, "the first message's id");
+    // Another message (another key) is another file.
+    client
+        .send_upload(customer, &keyed(pdf, "m-2", None), None, None)
+        .await
+        .expect("sent");
+    assert_eq!(vk.sent(group.id).len(), 2);
+}
+
+#[tokio::test]
+async fn a_max_file_whose_answer_was_lost_goes_once_when_retried() {
+    let fake = FakeMax::start().await.expect("fake starts");
+    let token = fake.add_bot("Shop bot", "shop_bot");
+    fake.customer_writes(&token, CustomerMessage::text(100_502, "Ольга", "Прайс?"));
+    let chat = fake
+        .dialog_of(&token, 100_502)
+        .expect("a dialog")
+        .to_string();
+    let client = MaxClient::new(http(), &fake.base_url(), &token);
+    let pdf = file("Прайс.pdf", "application/pdf", PDF, false);
+
+    fake.lose_answer_next(&token, 1);
+    let e = client
+        .send_upload(&chat, &pdf, Some("Прайс"), None)
+        .await
+        .expect_err("the answer was lost");
+    assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
+    let mid = client
+        .send_upload(
+            &chat,
+            &keyed(pdf.clone(), "m-1", since_a_minute(&[])),
+            Some("Прайс"),
+            None,
+        )
+        .await
+        .expect("the retry finds it");
+    let sent = fake.sent(&token);
+    assert_eq!(sent.len(), 1, "the customer got the file once");
+    assert_eq!(mid, sent[0].mid);
+    // A message Chatter recorded for another reply is not this one's earlier try; nor is one
+    // with another caption.
+    client
+        .send_upload(
+            &chat,
+            &keyed(pdf.clone(), "m-2", since_a_minute(&[&mid])),
+            Some("Прайс"),
+            None,
+        )
+        .await
+        .expect("sent anew");
+    assert_eq!(fake.sent(&token).len(), 2);
+    client
+        .send_upload(
+            &chat,
+            &keyed(pdf, "m-3", since_a_minute(&[])),
+            Some("Другой"),
+            None,
+        )
+        .await
+        .expect("sent anew");
+    assert_eq!(fake.sent(&token).len(), 3);
+}
+
+#[tokio::test]
+async fn an_avito_picture_whose_answer_was_lost_goes_once_with_its_caption() {
+    let fake = FakeAvito::start().await.expect("fake starts");
+    let creds = fake.add_account("ООО Ромашка");
+    let (chat, _) = fake.customer_writes(
+        &creds.client_id,
+        BuyerMessage::text(48_112_908, "Николай", 3_402_118_776, "Фото?"),
+    );
+    let client = AvitoClient::new(
+        http(),
+        &fake.base_url(),
+        &creds.client_id,
+        &creds.client_secret,
+    );
+    let png = file("диван.png", "image/png", PNG, true);
+
+    fake.lose_answer_next(&creds.client_id, 1);
+    let e = client
+        .send_image(&chat, &png, Some("Вот"))
+        .await
+        .expect_err("the answer was lost");
+    assert!(matches!(e, ChannelError::Transient(_)), "{e:?}");
+    assert_eq!(
+        fake.sent(&creds.client_id).len(),
+        1,
+        "Avito took the picture"
+    );
+    let id = client
+        .send_image(
+            &chat,
+            &keyed(png.clone(), "m-1", since_a_minute(&[])),
+            Some("Вот"),
+        )
+        .await
+        .expect("the retry finds it");
+    let sent = fake.sent(&creds.client_id);
+    assert_eq!(
+        sent.len(),
+        2,
+        "the picture once, then its caption: {sent:?}"
+    );
+    assert_eq!(id, sent[0].id);
+    assert!(sent[0].image.is_some());
+    assert_eq!(sent[1].text, "Вот");
+    // Retried again (the caption's answer lost too, say): nothing more goes.
+    let again = client
+        .send_image(
+            &chat,
+            &keyed(png.clone(), "m-1", since_a_minute(&[])),
+            Some("Вот"),
+        )
+        .await
+        .expect("found again");
+    assert_eq!((again, fake.sent(&creds.client_id).len()), (id.clone(), 2));
+    // A picture recorded for another reply is not this one's.
+    client
+        .send_image(&chat, &keyed(png, "m-2", since_a_minute(&[&id])), None)
+        .await
+        .expect("sent anew");
+    assert_eq!(fake.sent(&creds.client_id).len(), 3);
 }

@@ -224,8 +224,12 @@ async fn long_poll_failed_codes_are_reported_and_handled() {
     session.ts = ts;
     vk.customer_writes(group.id, VkCustomerMessage::text(CUSTOMER, "после сбоя"));
     let got = client.poll(&mut session, 1).await.expect("poll");
-    // The session was lost: the message written before the new session is not replayed.
-    assert!(messages(got).is_empty());
+    // The session was lost: what was written in the gap (and the history VK lost) is read
+    // again from the conversations.
+    let texts: Vec<_> = messages(got).into_iter().filter_map(|m| m.text).collect();
+    for lost in ["потеряно", "после сбоя"] {
+        assert!(texts.iter().any(|t| t == lost), "{lost}: {texts:?}");
+    }
     vk.expire_long_poll_key(group.id);
     vk.customer_writes(group.id, VkCustomerMessage::text(CUSTOMER, "снова"));
     let got = messages(client.poll(&mut session, 1).await.expect("poll"));
@@ -578,4 +582,168 @@ async fn photos_and_documents_download_by_their_urls() {
     let missing = format!("{}/files/nope.jpg", vk.base_url());
     let e = client.download(&missing).await.expect_err("404");
     assert!(matches!(e, ChannelError::Permanent(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn users_get_names_people_and_skips_deleted_accounts() {
+    use chatter_channels::{Connector, SenderRef};
+    let vk = chatter_fakes::FakeVk::start().await.expect("fake starts");
+    let group = vk.create_group("Магазин", "shop_names");
+    vk.set_user_name(612_444_400, "Вера", "Иванова");
+    let client = chatter_channels::vk::VkClient::new(
+        reqwest::Client::new(),
+        &vk.base_url(),
+        &group.token,
+        group.id,
+    );
+    let who: Vec<SenderRef> = ["612444400", "612444401", "-5", "612444400"]
+        .iter()
+        .map(|s| SenderRef {
+            sender: (*s).into(),
+            chat: (*s).into(),
+        })
+        .collect();
+    let names = Connector::sender_names(&client, &who)
+        .await
+        .expect("VK names senders")
+        .expect("named");
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        [("612444400".to_string(), "Вера Иванова".to_string())],
+        "a deleted account and a community have no name"
+    );
+    let calls = vk.calls(group.id);
+    assert_eq!(
+        calls.iter().filter(|c| *c == "users.get").count(),
+        1,
+        "one call for the batch: {calls:?}"
+    );
+}
+
+struct NoSave;
+
+#[async_trait::async_trait]
+impl chatter_channels::SaveSettings for NoSave {
+    async fn save(
+        &self,
+        _settings: &chatter_channels::SourceSettings,
+    ) -> Result<(), chatter_channels::ChannelError> {
+        Ok(())
+    }
+}
+
+/// What a customer writes after the community is connected and before the first long poll is
+/// read by that poll, on this node and on another one building the client from the settings.
+#[tokio::test]
+async fn the_first_poll_starts_where_the_community_was_connected() {
+    use chatter_channels::{Connector, HookSite, PollState, SourceSettings};
+    let vk = chatter_fakes::FakeVk::start().await.expect("fake starts");
+    let group = vk.create_group("Магазин", "shop_catch_up");
+    let client = || {
+        chatter_channels::vk::VkClient::new(
+            reqwest::Client::new(),
+            &vk.base_url(),
+            &group.token,
+            group.id,
+        )
+    };
+    let here = client();
+    let mut settings = SourceSettings::default();
+    let site = HookSite {
+        source_id: uuid::Uuid::new_v4(),
+        webhook_base: None,
+        public_url: "http://127.0.0.1:9",
+        hook_secret: "s3cr3t",
+    };
+    Connector::setup(&here, &site, &mut settings, &NoSave)
+        .await
+        .expect("connected");
+    assert_eq!(settings.mode, "polling");
+    assert!(settings.vk_poll_ts.is_some(), "{settings:?}");
+    vk.customer_writes(
+        group.id,
+        VkCustomerMessage::text(612_444_500, "Пока вы подключались"),
+    );
+    let there = client().with_start_ts(settings.vk_poll_ts.clone());
+    for (which, c) in [("this node", &here), ("another node", &there)] {
+        let polled = Connector::poll(c, None, &mut PollState::default(), 0)
+            .await
+            .expect("polled");
+        let texts: Vec<String> = polled
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                chatter_channels::InboundEvent::Message(m) => m.text.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, ["Пока вы подключались"], "{which}");
+    }
+    // Without the connect-time position, a first poll starts after it: the message is missed.
+    let polled = Connector::poll(&client(), None, &mut PollState::default(), 0)
+        .await
+        .expect("polled");
+    assert!(polled.events.is_empty(), "{:?}", polled.events);
+}
+
+/// VK loses the session (`failed: 3`, a new `ts`) or the history (`failed: 1`): what customers
+/// wrote in the gap is read again from the conversations, once, in order.
+#[tokio::test]
+async fn messages_written_while_vk_lost_the_session_are_read_again() {
+    let vk = chatter_fakes::FakeVk::start().await.expect("fake starts");
+    let group = vk.create_group("Магазин", "shop_gap");
+    let client = chatter_channels::vk::VkClient::new(
+        reqwest::Client::new(),
+        &vk.base_url(),
+        &group.token,
+        group.id,
+    );
+    let texts = |evs: &[chatter_channels::InboundEvent]| -> Vec<String> {
+        evs.iter()
+            .filter_map(|e| match e {
+                chatter_channels::InboundEvent::Message(m) => m.text.clone(),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut session = client.get_long_poll_server().await.expect("session");
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_600, "Первое"));
+    let evs = client.poll(&mut session, 0).await.expect("polled");
+    assert_eq!(texts(&evs), ["Первое"]);
+
+    // The session is lost, and two customers write before the next poll.
+    vk.lose_long_poll_session(group.id);
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_600, "Второе"));
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_601, "Третье"));
+    let evs = client.poll(&mut session, 0).await.expect("polled");
+    let got = texts(&evs);
+    for want in ["Второе", "Третье"] {
+        assert_eq!(
+            got.iter().filter(|t| *t == want).count(),
+            1,
+            "{want}: {got:?}"
+        );
+    }
+    let calls = vk.calls(group.id);
+    assert!(
+        calls.iter().any(|c| c == "messages.getHistory"),
+        "read from the conversations: {calls:?}"
+    );
+    // Nothing is read again after that.
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_601, "Четвёртое"));
+    let evs = client.poll(&mut session, 0).await.expect("polled");
+    assert_eq!(texts(&evs), ["Четвёртое"]);
+
+    // The history is lost (`failed: 1`): the same.
+    vk.lose_long_poll_history(group.id);
+    let before = session.clone();
+    vk.customer_writes(group.id, VkCustomerMessage::text(612_444_602, "Пятое"));
+    let mut stale = before;
+    stale.ts = "1".into();
+    let evs = client.poll(&mut stale, 0).await.expect("polled");
+    assert!(
+        texts(&evs).contains(&"Пятое".to_string()),
+        "{:?}",
+        texts(&evs)
+    );
 }

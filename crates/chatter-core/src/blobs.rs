@@ -53,9 +53,64 @@ pub fn raster_type(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// The picture type of `bytes` by their magic bytes: what `raster_type` knows, and besides a
+/// BMP (`BM`, a zero reserved field and a known header size) or a HEIC/HEIF picture (an ISO
+/// box `ftyp` whose major brand is `heic`, `heix`, `heim`, `heis` or `mif1`). These two are
+/// never shown inline (browsers do not all show them); they are what a provider that takes
+/// only pictures may take beyond the common ones (Avito, §4.2). `None` for anything else,
+/// whatever its name or declared type says.
+pub fn picture_type(bytes: &[u8]) -> Option<&'static str> {
+    if let Some(t) = raster_type(bytes) {
+        return Some(t);
+    }
+    let u32_at = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+    };
+    let bmp = bytes.starts_with(b"BM")
+        && u32_at(6) == Some(0)
+        && matches!(u32_at(14), Some(12 | 40 | 52 | 56 | 64 | 108 | 124));
+    if bmp {
+        return Some("image/bmp");
+    }
+    let heic = bytes.get(4..8) == Some(b"ftyp")
+        && matches!(
+            bytes.get(8..12),
+            Some(b"heic" | b"heix" | b"heim" | b"heis" | b"mif1")
+        );
+    heic.then_some("image/heic")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::raster_type;
+    use super::{picture_type, raster_type};
+
+    #[test]
+    fn bmp_and_heic_are_pictures_by_their_bytes_only() {
+        let mut bmp = b"BM\x46\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0".to_vec();
+        bmp.extend_from_slice(&[0; 16]);
+        assert_eq!(picture_type(&bmp), Some("image/bmp"));
+        assert_eq!(raster_type(&bmp), None, "never shown inline");
+        let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+        assert_eq!(picture_type(heic), Some("image/heic"));
+        assert_eq!(
+            picture_type(b"\0\0\0\x18ftypmif1\0\0\0\0"),
+            Some("image/heic")
+        );
+        assert_eq!(picture_type(b"\x89PNG\r\n\x1a\n\0"), Some("image/png"));
+        for other in [
+            &b"BMW price list, 2026"[..],
+            b"BM\x46\0\0\0\x01\0\0\0\x36\0\0\0\x28\0\0\0",
+            b"\0\0\0\x18ftypisom\0\0\0\0",
+            b"\0\0\0\x18ftypavif\0\0\0\0",
+            b"%PDF-1.4",
+            b"",
+        ] {
+            assert_eq!(picture_type(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn only_real_raster_images_are_recognised() {

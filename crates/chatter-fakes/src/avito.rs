@@ -140,6 +140,8 @@ struct Account {
     hooks: Option<mpsc::UnboundedSender<Value>>,
     deliveries: Arc<Mutex<Vec<Delivery>>>,
     failures: VecDeque<Failure>,
+    /// Sends still to come whose answer is lost after the message went (`lose_answer_next`).
+    lose_answers: usize,
     rate_limit: Option<u32>,
     window: (Instant, u32),
     /// Pictures uploaded with `uploadImages`, by image id.
@@ -147,6 +149,13 @@ struct Account {
 }
 
 impl Account {
+    /// Whether this send's answer is to be lost (`FakeAvito::lose_answer_next`).
+    fn answer_lost(&mut self) -> bool {
+        let lost = self.lose_answers > 0;
+        self.lose_answers = self.lose_answers.saturating_sub(1);
+        lost
+    }
+
     /// Stores a message in its chat and queues its webhook delivery.
     fn add_message(&mut self, chat_id: &str, author_id: i64, kind: &str, content: Value) -> Value {
         let created = unix_secs();
@@ -283,6 +292,7 @@ impl FakeAvito {
                 hooks: None,
                 deliveries: Arc::new(Mutex::new(Vec::new())),
                 failures: VecDeque::new(),
+                lose_answers: 0,
                 rate_limit: None,
                 window: (Instant::now(), 0),
                 images: HashMap::new(),
@@ -380,6 +390,14 @@ impl FakeAvito {
         self.with_account(client_id, |a| {
             a.failures.extend(std::iter::repeat_n(f, count));
         });
+    }
+
+    /// The next `count` messages the account sends (text or picture) are sent, but their
+    /// answer is lost: a 504 from the front after the message went, as when the connection
+    /// breaks or times out once Avito has taken it. Avito has no idempotency key (§4.4): a
+    /// retry that sends again makes a second message.
+    pub fn lose_answer_next(&self, client_id: &str, count: usize) {
+        self.with_account(client_id, |a| a.lose_answers += count);
     }
 
     /// Everything the account sent, in order.
@@ -630,6 +648,9 @@ async fn send_message(
         text: text.clone(),
         image: None,
     });
+    if a.answer_lost() {
+        return error(504, "Gateway Time-out");
+    }
     axum::Json(
         json!({"id": id, "created": message["created"], "direction": "out",
                       "type": "text", "content": {"text": text}}),

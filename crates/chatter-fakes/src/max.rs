@@ -166,6 +166,8 @@ struct Bot {
     stopped_by: HashSet<i64>,
     sent: Vec<SentMessage>,
     failures: VecDeque<Failure>,
+    /// Sends still to come whose answer is lost after the message went (`lose_answer_next`).
+    lose_answers: usize,
     next_seq_mid: i64,
     uploads: upload::Uploads,
 }
@@ -218,7 +220,7 @@ impl FakeMax {
                     "/subscriptions",
                     get(list_subscriptions).post(subscribe).delete(unsubscribe),
                 )
-                .route("/messages", axum::routing::post(send_message))
+                .route("/messages", get(list_messages).post(send_message))
                 .route("/files/{id}", get(file))
                 .route("/uploads", axum::routing::post(upload::new_upload))
                 .route(
@@ -264,6 +266,7 @@ impl FakeMax {
             stopped_by: HashSet::new(),
             sent: Vec::new(),
             failures: VecDeque::new(),
+            lose_answers: 0,
             next_seq_mid: rng.gen_range(1_000_000..9_000_000),
             uploads: upload::Uploads::default(),
         };
@@ -416,6 +419,13 @@ impl FakeMax {
         self.with_bot(token, |bot| {
             bot.failures.extend(std::iter::repeat_n(f, count));
         });
+    }
+
+    /// The next `count` messages the bot sends are sent, but their answer is lost: a 504 from
+    /// the front after the message went, as when the connection breaks or times out once Max
+    /// has taken it. A retry that sends again makes a second message.
+    pub fn lose_answer_next(&self, token: &str, count: usize) {
+        self.with_bot(token, |bot| bot.lose_answers += count);
     }
 
     /// The next `count` messages with an attachment answer `attachment.not.ready` (§3.4), as a
@@ -807,7 +817,44 @@ async fn send_message(
         reply_to,
         attachments,
     });
+    if bot.lose_answers > 0 {
+        bot.lose_answers -= 1;
+        return error(504, "gateway.timeout", "Gateway Time-out");
+    }
     axum::Json(json!({"message": message})).into_response()
+}
+
+/// `GET /messages?chat_id=&count=` (§3.2): the chat's messages, newest first, at most `count`
+/// (1–100, default 50). `message_ids`, `from` and `to` are not modelled.
+async fn list_messages(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let token = gate!(shared, headers);
+    let Some(chat_id) = q.get("chat_id").and_then(|v| v.parse::<i64>().ok()) else {
+        return error(400, "proto.payload", "chat_id is required");
+    };
+    let count = match q.get("count").map(|c| c.parse::<usize>()) {
+        None => 50,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => return error(400, "proto.payload", "count: must be between 1 and 100"),
+    };
+    let bots = shared.lock();
+    let Some(bot) = bots.get(&token) else {
+        return unauthorized();
+    };
+    if !bot.chats.contains_key(&chat_id) {
+        return error(404, "chat.not.found", &format!("Chat {chat_id} not found"));
+    }
+    let mut messages: Vec<&Value> = bot
+        .messages
+        .values()
+        .filter(|m| m["recipient"]["chat_id"].as_i64() == Some(chat_id))
+        .collect();
+    messages.sort_by_key(|m| std::cmp::Reverse(m["body"]["seq"].as_i64()));
+    messages.truncate(count);
+    axum::Json(json!({ "messages": messages })).into_response()
 }
 
 async fn file(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {

@@ -178,6 +178,8 @@ struct World {
     uploads: HashMap<String, upload::Slot>,
     /// Photos and documents saved from uploads, by attachment name (`photo-1_2`).
     saved: HashMap<String, upload::Saved>,
+    /// VK users' names (`set_user_name`), by id; any other id is a deleted account.
+    users: HashMap<i64, (String, String)>,
 }
 
 struct Peer {
@@ -219,6 +221,8 @@ struct Group {
     random_ids: HashMap<(i64, i64), i64>,
     sent: Vec<VkSentMessage>,
     failures: Vec<(String, VkFailure, usize)>,
+    /// Methods whose next answers are lost after the call took effect, with how many.
+    lose_answers: Vec<(String, usize)>,
     calls: Vec<String>,
 }
 
@@ -247,6 +251,7 @@ impl Group {
             random_ids: HashMap::new(),
             sent: Vec::new(),
             failures: Vec::new(),
+            lose_answers: Vec::new(),
             calls: Vec::new(),
         }
     }
@@ -455,6 +460,14 @@ impl FakeVk {
         group.customer_message(m, &mut files)
     }
 
+    /// Gives VK user `user_id` a name, as `users.get` answers it from then on.
+    pub fn set_user_name(&self, user_id: i64, first_name: &str, last_name: &str) {
+        self.shared
+            .lock()
+            .users
+            .insert(user_id, (first_name.to_owned(), last_name.to_owned()));
+    }
+
     /// The customer edits their message `cmid` in `peer_id` (a `message_edit` event).
     pub fn customer_edits(&self, group_id: i64, peer_id: i64, cmid: i64, text: &str) {
         self.with_group(group_id, |group| {
@@ -503,6 +516,19 @@ impl FakeVk {
         }
         self.with_group(group_id, |group| {
             group.failures.push((method.to_owned(), f, count));
+        });
+    }
+
+    /// The next `count` calls of `method` take effect, but their answer is lost: a 504 from
+    /// the front after the call went through, as when the connection breaks or times out once
+    /// VK has taken it. A `messages.send` retried with the same `random_id` then sends nothing
+    /// new (§2.4).
+    pub fn lose_answer_next(&self, group_id: i64, method: &str, count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.with_group(group_id, |group| {
+            group.lose_answers.push((method.to_owned(), count));
         });
     }
 
@@ -599,12 +625,44 @@ async fn route(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         Ok(p) => p,
         Err(r) => return r,
     };
+    let token = params
+        .text("access_token")
+        .map(str::to_owned)
+        .or(bearer.clone());
     let result = call_method(&shared, &method, bearer, &params).await;
+    if result.is_ok() && answer_lost(&shared, token.as_deref(), &method) {
+        let page = "<html><body><h1>504 Gateway Time-out</h1></body></html>";
+        return (
+            StatusCode::GATEWAY_TIMEOUT,
+            [(header::CONTENT_TYPE, "text/html")],
+            page,
+        )
+            .into_response();
+    }
     match result {
         Ok(value) => axum::Json(json!({ "response": value })).into_response(),
         Err(Reply::Error(code, message)) => error_response(code, &message, &method, &params),
         Err(Reply::Raw(response)) => *response,
     }
+}
+
+/// Whether the answer of this successful call is to be lost (`FakeVk::lose_answer_next`).
+fn answer_lost(shared: &Shared, token: Option<&str>, method: &str) -> bool {
+    let mut world = shared.lock();
+    let Some((group_id, _)) = token.and_then(|t| world.tokens.get(t).copied()) else {
+        return false;
+    };
+    let Some(group) = world.groups.get_mut(&group_id) else {
+        return false;
+    };
+    let Some(i) = group.lose_answers.iter().position(|(m, _)| m == method) else {
+        return false;
+    };
+    group.lose_answers[i].1 -= 1;
+    if group.lose_answers[i].1 == 0 {
+        group.lose_answers.remove(i);
+    }
+    true
 }
 
 enum Reply {
@@ -781,6 +839,7 @@ async fn call_method(
     }
     match method {
         "groups.getById" => get_by_id(shared, group_id, params),
+        "users.get" => users_get(shared, params),
         "groups.getLongPollServer" => {
             own_group(params)?;
             get_long_poll_server(shared, group_id)
@@ -842,6 +901,14 @@ async fn call_method(
             Ok(json!(1))
         }
         "messages.send" => send_message(shared, group_id, params),
+        "messages.getConversations" => {
+            own_group(params)?;
+            get_conversations(shared, group_id, params)
+        }
+        "messages.getHistory" => {
+            own_group(params)?;
+            get_history(shared, group_id, params)
+        }
         _ => Err(Reply::Error(3, "Unknown method passed".into())),
     }
 }
@@ -850,6 +917,123 @@ fn group_json(group: &Group) -> Value {
     json!({"id": group.id, "name": group.name, "screen_name": group.screen_name,
            "is_closed": 0, "type": "group",
            "photo_50": "https://vk.com/images/community_50.png"})
+}
+
+/// `count` (1..=200, default 20) and `offset` of a list call.
+fn page(params: &Params) -> Result<(usize, usize), Reply> {
+    let count = match params.int("count")? {
+        None => 20,
+        Some(n) if (1..=200).contains(&n) => usize::try_from(n).unwrap_or(20),
+        Some(_) => return Err(invalid("count")),
+    };
+    let offset =
+        usize::try_from(params.int("offset")?.unwrap_or(0)).map_err(|_| invalid("offset"))?;
+    Ok((count, offset))
+}
+
+/// `messages.getConversations {count, offset}` (dev.vk.com/method/messages.getConversations):
+/// `{count, items: [{conversation: {peer: {id, type, local_id}}, last_message}]}`, the
+/// conversations with the newest last message first.
+fn get_conversations(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Reply> {
+    let (count, offset) = page(params)?;
+    let world = shared.lock();
+    let group = world
+        .groups
+        .get(&group_id)
+        .ok_or_else(|| missing("group_id"))?;
+    let mut items: Vec<(i64, i64, Value)> = group
+        .peers
+        .iter()
+        .filter_map(|(peer_id, peer)| {
+            let last = peer.messages.values().next_back()?;
+            let kind = if *peer_id >= CHAT_PEER_OFFSET {
+                "chat"
+            } else {
+                "user"
+            };
+            let local = if *peer_id >= CHAT_PEER_OFFSET {
+                peer_id - CHAT_PEER_OFFSET
+            } else {
+                *peer_id
+            };
+            Some((
+                last["date"].as_i64().unwrap_or(0),
+                *peer_id,
+                json!({"conversation": {"peer": {"id": peer_id, "type": kind, "local_id": local}},
+                       "last_message": last}),
+            ))
+        })
+        .collect();
+    items.sort_by_key(|b| std::cmp::Reverse((b.0, b.1)));
+    let total = items.len();
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip(offset)
+        .take(count)
+        .map(|(_, _, v)| v)
+        .collect();
+    Ok(json!({"count": total, "items": items}))
+}
+
+/// `messages.getHistory {peer_id, count, offset}` (dev.vk.com/method/messages.getHistory):
+/// `{count, items}`, the newest message first.
+fn get_history(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Reply> {
+    let (count, offset) = page(params)?;
+    let peer_id = params.int("peer_id")?.ok_or_else(|| missing("peer_id"))?;
+    let world = shared.lock();
+    let group = world
+        .groups
+        .get(&group_id)
+        .ok_or_else(|| missing("group_id"))?;
+    let Some(peer) = group.peers.get(&peer_id) else {
+        return Ok(json!({"count": 0, "items": []}));
+    };
+    let items: Vec<Value> = peer
+        .messages
+        .values()
+        .rev()
+        .skip(offset)
+        .take(count)
+        .cloned()
+        .collect();
+    Ok(json!({"count": peer.messages.len(), "items": items}))
+}
+
+/// `users.get {user_ids}` (dev.vk.com/method/users.get): up to 1000 comma-separated ids (or
+/// screen names `id<N>`), answered in the order asked with `id`, `first_name`, `last_name`,
+/// `can_access_closed`, `is_closed`. A user the fake was not told of is a deleted account:
+/// `first_name: "DELETED"`, `deactivated: "deleted"`, as VK answers for one. Not a number:
+/// error 113 "Invalid user id".
+fn users_get(shared: &Shared, params: &Params) -> Result<Value, Reply> {
+    let asked = params
+        .text("user_ids")
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| missing("user_ids"))?;
+    let ids: Vec<&str> = asked.split(',').map(str::trim).collect();
+    if ids.len() > 1000 {
+        return Err(Reply::Error(
+            100,
+            "One of the parameters specified was missing or invalid: too many user_ids".into(),
+        ));
+    }
+    let world = shared.lock();
+    let mut users = Vec::new();
+    for id in ids {
+        let id: i64 = id
+            .strip_prefix("id")
+            .unwrap_or(id)
+            .parse()
+            .ok()
+            .filter(|n: &i64| *n > 0)
+            .ok_or_else(|| Reply::Error(113, "Invalid user id".into()))?;
+        users.push(match world.users.get(&id) {
+            Some((first, last)) => json!({"id": id, "first_name": first, "last_name": last,
+                                          "can_access_closed": true, "is_closed": false}),
+            None => json!({"id": id, "first_name": "DELETED", "last_name": "",
+                           "deactivated": "deleted"}),
+        });
+    }
+    Ok(Value::Array(users))
 }
 
 fn get_by_id(shared: &Shared, group_id: i64, params: &Params) -> Result<Value, Reply> {

@@ -562,6 +562,17 @@ window.addEventListener("message", function (e) {
   var hint = document.getElementById("attach-hint");
   if (hint) hint.hidden = false;
   var say = function (msg) { error.textContent = msg || ""; error.hidden = !msg; };
+  // The picture type of a file's first bytes (PNG, JPEG, GIF, WebP, BMP, HEIC), "" otherwise.
+  var pictureType = function (b) {
+    var at = function (i, s) { for (var k = 0; k < s.length; k++) if (b[i + k] !== s.charCodeAt(k)) return false; return true; };
+    if (at(0, "\x89PNG\r\n\x1a\n")) return "image/png";
+    if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "image/jpeg";
+    if (at(0, "GIF87a") || at(0, "GIF89a")) return "image/gif";
+    if (at(0, "RIFF") && at(8, "WEBP")) return "image/webp";
+    if (at(0, "BM") && !b[6] && !b[7] && !b[8] && !b[9]) return "image/bmp";
+    if (at(4, "ftyp") && (at(8, "heic") || at(8, "heix") || at(8, "heim") || at(8, "heis") || at(8, "mif1"))) return "image/heic";
+    return "";
+  };
   var size = function (n) {
     return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : n >= 1024 ? Math.round(n / 1024) + " KB" : n + " B";
   };
@@ -577,7 +588,19 @@ window.addEventListener("message", function (e) {
     say("");
     if (f.size === 0) { clear(); say(fileForm.getAttribute("data-empty")); return; }
     if (max && f.size > max) { clear(); say(fileForm.getAttribute("data-too-large")); return; }
-    if (only.length && (only.indexOf(f.type) < 0 || (maxImage && f.size > maxImage))) { clear(); say(fileForm.getAttribute("data-only-refused")); return; }
+    if (only.length && maxImage && f.size > maxImage) { clear(); say(fileForm.getAttribute("data-only-refused")); return; }
+    if (only.length) {
+      // A kind that takes only pictures: what the file is by its first bytes, as the server
+      // decides, not by its name or the type the browser guessed from it.
+      f.slice(0, 16).arrayBuffer().then(function (buf) {
+        if (only.indexOf(pictureType(new Uint8Array(buf))) < 0) { clear(); say(fileForm.getAttribute("data-only-refused")); return; }
+        take(f);
+      }, function () { take(f); });
+      return;
+    }
+    take(f);
+  };
+  var take = function (f) {
     picked = f;
     text.required = false;
     preview.textContent = "";

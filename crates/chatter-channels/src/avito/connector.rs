@@ -6,7 +6,7 @@
 use super::{AvitoClient, PollCursor, MAX_TEXT};
 use crate::{
     BuildError, ChannelError, Connector, Credentials, FileToSend, HookSite, KindEnv, Part,
-    PollState, Polled, SaveSettings, SourceSettings,
+    PollState, Polled, SaveSettings, SenderRef, SourceSettings,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +56,32 @@ impl Connector for AvitoClient {
         _reply_to: Option<&str>,
     ) -> Option<Result<String, ChannelError>> {
         Some(self.send_image(chat, file, caption).await)
+    }
+
+    /// A webhook delivery names no buyer (§4.3): the people of each chat, one `GET` of the
+    /// chat (`chat`) per chat in the batch.
+    async fn sender_names(
+        &self,
+        who: &[SenderRef],
+    ) -> Option<Result<std::collections::HashMap<String, String>, ChannelError>> {
+        let mut chats: Vec<&str> = who.iter().map(|w| w.chat.as_str()).collect();
+        chats.sort_unstable();
+        chats.dedup();
+        let mut names = std::collections::HashMap::new();
+        for chat in chats {
+            let info = match self.chat(chat).await {
+                Ok(info) => info,
+                Err(e) => return Some(Err(e)),
+            };
+            for (id, name) in info.users {
+                let id = id.to_string();
+                let asked = who.iter().any(|w| w.chat == chat && w.sender == id);
+                if asked && !name.trim().is_empty() {
+                    names.insert(id, name.trim().to_owned());
+                }
+            }
+        }
+        Some(Ok(names))
     }
 
     /// Polling removes only our own subscriptions (the account may feed other systems).

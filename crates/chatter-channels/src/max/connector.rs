@@ -15,11 +15,10 @@ pub(super) fn build(
     creds: &Credentials,
     _settings: &SourceSettings,
 ) -> Result<Arc<dyn Connector>, BuildError> {
-    Ok(Arc::new(MaxClient::new(
-        env.max_http(),
-        &env.config.max.api_base,
-        &creds.token,
-    )))
+    Ok(Arc::new(
+        MaxClient::new(env.max_http(), &env.config.max.api_base, &creds.token)
+            .with_sleeper(env.sleeper.clone()),
+    ))
 }
 
 #[async_trait::async_trait]

@@ -89,6 +89,8 @@ pub struct MaxClient {
     http: reqwest::Client,
     base_url: String,
     token: String,
+    /// Pauses between tries of a message whose attachment is not ready (`upload`).
+    sleeper: std::sync::Arc<dyn crate::Sleeper>,
 }
 
 impl fmt::Debug for MaxClient {
@@ -163,7 +165,15 @@ impl MaxClient {
             http,
             base_url: api_base.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
+            sleeper: std::sync::Arc::new(crate::TokioSleeper),
         }
+    }
+
+    /// The same client pausing through `sleeper` (the `KindEnv`'s; tests: one that does not
+    /// wait).
+    pub fn with_sleeper(mut self, sleeper: std::sync::Arc<dyn crate::Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
     }
 
     /// `GET /me`: validates the token and names the bot (`name`, else first + last name).

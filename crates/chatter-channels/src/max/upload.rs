@@ -3,8 +3,14 @@
 //! go there as multipart field `data`, whose answer is the attachment's payload (the `photos`
 //! map of an image, the `token` of a file); then `POST /messages` carries
 //! `attachments: [{type, payload}]`. A fresh upload may answer `attachment.not.ready`: the
-//! message is tried again after 1, 2 and 4 s (the official client's backoff, §3.4), and is
-//! then left to the send job's own retries.
+//! message is tried again after 1, 2 and 4 s (the official client's backoff, §3.4, paused
+//! through the client's `Sleeper`), and is then left to the send job's own retries.
+//!
+//! Max has no idempotency key for `POST /messages`. A retry whose earlier try may have been
+//! taken (its answer lost: `FileToSend::retry`) first reads the chat's newest messages
+//! (`GET /messages?chat_id=&count=`, §3.2, newest first) and takes as its own a message of the
+//! bot carrying an attachment of the same type with the same text, sent since the first try and
+//! not one Chatter recorded for another reply; only when there is none does it upload and send.
 
 use std::time::Duration;
 
@@ -15,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::{decode, MaxClient, SentMessage};
 use crate::common::read_answer;
-use crate::{ChannelError, FileToSend};
+use crate::{ChannelError, EarlierTry, FileToSend};
 
 /// Pauses before the tries of a message whose attachment is not ready yet (§3.4).
 const NOT_READY_BACKOFF: [Duration; 3] = [
@@ -23,6 +29,15 @@ const NOT_READY_BACKOFF: [Duration; 3] = [
     Duration::from_secs(2),
     Duration::from_secs(4),
 ];
+
+/// How many of the chat's newest messages a retry reads looking for its earlier try.
+const RECENT: i64 = 50;
+
+#[derive(Deserialize)]
+struct MessageList {
+    #[serde(default)]
+    messages: Vec<Value>,
+}
 
 #[derive(Deserialize)]
 struct UploadSlot {
@@ -48,6 +63,14 @@ impl MaxClient {
             true => "image",
             false => "file",
         };
+        if let Some(earlier) = &file.retry {
+            if let Some(mid) = self
+                .find_sent(chat_id, kind, caption.unwrap_or_default(), earlier)
+                .await?
+            {
+                return Ok(mid);
+            }
+        }
         let payload = self.upload(kind, file).await?;
         let mut body = json!({
             "text": caption.unwrap_or_default(),
@@ -67,12 +90,41 @@ impl MaxClient {
             match decode::<SentMessage>(status, retry_after, &answer) {
                 Ok(sent) => return Ok(sent.message.body.mid),
                 Err(e) if not_ready(&answer) => match pauses.next() {
-                    Some(pause) => tokio::time::sleep(*pause).await,
+                    Some(pause) => self.sleeper.sleep(*pause).await,
                     None => return Err(self.scrub(e)),
                 },
                 Err(e) => return Err(self.scrub(e)),
             }
         }
+    }
+
+    /// The `mid` of a message an earlier try sent (see the module's note), if Max has one.
+    async fn find_sent(
+        &self,
+        chat_id: i64,
+        kind: &str,
+        text: &str,
+        earlier: &EarlierTry,
+    ) -> Result<Option<String>, ChannelError> {
+        let list: MessageList = self
+            .call(
+                self.request(Method::GET, "/messages")
+                    .query(&[("chat_id", chat_id), ("count", RECENT)]),
+            )
+            .await?;
+        Ok(list.messages.iter().find_map(|m| {
+            let ours = m.pointer("/sender/is_bot").and_then(Value::as_bool) == Some(true)
+                && m.get("timestamp").and_then(Value::as_i64) >= Some(earlier.since_ms)
+                && m.pointer("/body/text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    == text
+                && m.pointer("/body/attachments")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|a| a["type"] == kind));
+            let mid = m.pointer("/body/mid").and_then(Value::as_str)?;
+            (ours && !earlier.known.iter().any(|k| k == mid)).then(|| mid.to_owned())
+        }))
     }
 
     /// `POST /uploads?type=` and the multipart POST of the bytes (field `data`); returns the

@@ -1,11 +1,13 @@
 //! A VK community as a live source: our Callback API server when a base URL is configured
 //! (reused while VK still has it), the Bots Long Poll otherwise. The poller keeps its Long Poll
-//! session (whose key is never stored) in its `PollState`; the stored cursor is `ts`.
+//! session (whose key is never stored) in its `PollState`; the stored cursor is `ts`. Until a
+//! cursor is stored, the poller starts at the position taken when the community was connected
+//! (`SourceSettings::vk_poll_ts`), not at the one of its own first call.
 
 use super::{random_id_for, LongPollServer, ReplyTo, VkClient, MAX_TEXT};
 use crate::{
     BuildError, ChannelError, Connector, Credentials, FileToSend, HookSite, KindEnv, Part,
-    PollState, Polled, SaveSettings, SourceSettings,
+    PollState, Polled, SaveSettings, SenderRef, SourceSettings,
 };
 use std::sync::Arc;
 
@@ -19,12 +21,15 @@ pub(super) fn build(
         .bot_id
         .parse()
         .map_err(|_| BuildError::Settings("VK source without a community id"))?;
-    Ok(Arc::new(VkClient::new(
-        env.http.clone(),
-        &env.config.vk.api_base,
-        &creds.token,
-        group_id,
-    )))
+    Ok(Arc::new(
+        VkClient::new(
+            env.http.clone(),
+            &env.config.vk.api_base,
+            &creds.token,
+            group_id,
+        )
+        .with_start_ts(settings.vk_poll_ts.clone()),
+    ))
 }
 
 #[async_trait::async_trait]
@@ -67,6 +72,24 @@ impl Connector for VkClient {
         )
     }
 
+    /// `users.get` for the users among them (a community or a group chat is no user).
+    async fn sender_names(
+        &self,
+        who: &[SenderRef],
+    ) -> Option<Result<std::collections::HashMap<String, String>, ChannelError>> {
+        let mut ids: Vec<i64> = who
+            .iter()
+            .filter_map(|w| w.sender.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Some(Ok(Default::default()));
+        }
+        Some(self.user_names(&ids).await)
+    }
+
     async fn setup(
         &self,
         site: &HookSite<'_>,
@@ -75,6 +98,11 @@ impl Connector for VkClient {
     ) -> Result<(), ChannelError> {
         let Some(url) = site.hook_url("vk") else {
             self.set_long_poll_settings(true).await?;
+            // The position now: the first poll starts here, whenever and on whichever node it
+            // runs, so what customers write in between is not missed (a stored cursor wins).
+            let now = self.get_long_poll_server().await?;
+            settings.vk_poll_ts = Some(now.ts.clone());
+            self.set_start_ts(Some(now.ts));
             settings.mode = "polling".into();
             return Ok(());
         };
@@ -129,8 +157,12 @@ impl Connector for VkClient {
     ) -> Result<Polled, ChannelError> {
         if state.get_mut::<LongPollServer>().is_none() {
             let mut fresh = self.get_long_poll_server().await?;
-            if let Some(ts) = cursor.filter(|t| !t.is_empty()) {
-                fresh.ts = ts.to_string();
+            let from = cursor
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .or_else(|| self.start_ts());
+            if let Some(ts) = from {
+                fresh.ts = ts;
             }
             state.insert(fresh);
         }

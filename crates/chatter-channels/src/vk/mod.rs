@@ -8,6 +8,7 @@
 //! before it leaves this module; `Debug` shows neither.
 
 mod answer;
+mod catch_up;
 mod connector;
 mod event;
 mod form;
@@ -71,6 +72,11 @@ pub struct LongPollServer {
     pub key: String,
     /// The position to poll from (opaque; VK sends it as a string).
     pub ts: String,
+    /// Unix seconds from which a message may not have been returned yet: the date of the
+    /// newest message returned, or (a minute before) when the session began. After VK loses
+    /// events (`failed: 1` or `3`) the customers' messages from here on are read again from the
+    /// conversations (`missed_since`).
+    pub since: i64,
 }
 
 impl fmt::Debug for LongPollServer {
@@ -128,6 +134,17 @@ impl ReplyTo {
     }
 }
 
+/// How far before a session began a message may be and still be read again after a gap.
+const CATCH_UP_SLACK_SECS: i64 = 60;
+
+/// Whether two events are the same customer message.
+fn same_message(a: &InboundEvent, b: &InboundEvent) -> bool {
+    match (a, b) {
+        (InboundEvent::Message(a), InboundEvent::Message(b)) => a.external_id == b.external_id,
+        _ => false,
+    }
+}
+
 /// A VK API client for one community token.
 #[derive(Clone)]
 pub struct VkClient {
@@ -135,6 +152,9 @@ pub struct VkClient {
     api_base: String,
     token: String,
     group_id: i64,
+    /// Where a poller without a stored cursor starts (`SourceSettings::vk_poll_ts`, set by
+    /// `setup`): shared by the clones of this client.
+    start_ts: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl fmt::Debug for VkClient {
@@ -189,7 +209,25 @@ impl VkClient {
             api_base: api_base.trim_end_matches('/').to_owned(),
             token: group_token.trim().to_owned(),
             group_id,
+            start_ts: Default::default(),
         }
+    }
+
+    /// The same client whose poller, without a stored cursor, starts at `ts` (the position
+    /// taken when the community was connected, `SourceSettings::vk_poll_ts`).
+    pub fn with_start_ts(self, ts: Option<String>) -> Self {
+        self.set_start_ts(ts);
+        self
+    }
+
+    fn set_start_ts(&self, ts: Option<String>) {
+        if let Ok(mut start) = self.start_ts.lock() {
+            *start = ts.filter(|t| !t.is_empty());
+        }
+    }
+
+    fn start_ts(&self) -> Option<String> {
+        self.start_ts.lock().ok().and_then(|s| s.clone())
     }
 
     /// The community this client speaks for.
@@ -354,11 +392,15 @@ impl VkClient {
                 &[("group_id", self.group_id.to_string())],
             )
             .await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         Ok(LongPollServer {
             server: raw.server,
             key: raw.key,
             ts: ts_string(&raw.ts)
                 .ok_or_else(|| ChannelError::Permanent("groups.getLongPollServer: no ts".into()))?,
+            since: now - CATCH_UP_SLACK_SECS,
         })
     }
 
@@ -414,17 +456,34 @@ impl VkClient {
         session: &mut LongPollServer,
         wait_secs: u32,
     ) -> Result<Vec<InboundEvent>, ChannelError> {
+        let mut gap_since = None;
         for _ in 0..3 {
             match self
                 .long_poll(&session.server, &session.key, &session.ts, wait_secs)
                 .await?
             {
-                LongPoll::Events { ts, events } => {
+                LongPoll::Events { ts, mut events } => {
+                    if let Some(since) = gap_since {
+                        // What VK lost, read again from the conversations, before what the
+                        // new session brought.
+                        let mut missed = self.missed_since(since).await?;
+                        missed.retain(|m| !events.iter().any(|e| same_message(e, m)));
+                        missed.append(&mut events);
+                        events = missed;
+                    }
                     session.ts = ts;
+                    let newest = events.iter().filter_map(|e| match e {
+                        InboundEvent::Message(m) => Some(m.sent_at / 1000),
+                        _ => None,
+                    });
+                    session.since = newest.fold(session.since, i64::max);
                     return Ok(events);
                 }
                 LongPoll::HistoryLost { ts } => {
-                    tracing::warn!("VK long poll history lost: continuing with a gap");
+                    tracing::warn!(
+                        "VK long poll history lost: reading the gap from the conversations"
+                    );
+                    gap_since.get_or_insert(session.since);
                     session.ts = ts;
                 }
                 LongPoll::KeyExpired => {
@@ -432,7 +491,12 @@ impl VkClient {
                     session.server = fresh.server;
                     session.key = fresh.key;
                 }
-                LongPoll::SessionLost => *session = self.get_long_poll_server().await?,
+                LongPoll::SessionLost => {
+                    gap_since.get_or_insert(session.since);
+                    let since = session.since;
+                    *session = self.get_long_poll_server().await?;
+                    session.since = since;
+                }
             }
         }
         Err(ChannelError::Transient(
@@ -592,6 +656,7 @@ mod tests {
             server: "https://lp.vk.com/whp/1".into(),
             key: "sessionkey123".into(),
             ts: "7".into(),
+            since: 0,
         };
         assert!(!format!("{s:?}").contains("sessionkey123"));
     }

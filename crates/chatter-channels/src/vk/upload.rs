@@ -69,7 +69,9 @@ impl Saved {
 impl VkClient {
     /// Uploads `file` for `peer_id` (a photo when it is a picture VK shows as one, a document
     /// otherwise) and sends it with `caption`, answering `reply_to`; returns the message id.
-    /// VK's `random_id` dedup cannot help here (every try uploads anew), so it is fresh.
+    /// The `random_id` is `random_id_for(file.key, 0)`, the same on every try: a retry whose
+    /// earlier `messages.send` VK took (its answer lost) uploads again but sends nothing new, VK
+    /// answering with the first message's id (§2.4). Without a key it is fresh.
     pub async fn send_upload(
         &self,
         peer_id: i64,
@@ -82,7 +84,10 @@ impl VkClient {
             true => self.upload_photo(peer_id, file).await?,
             false => self.upload_doc(peer_id, file).await?,
         };
-        let random_id = rand::random::<i32>().checked_abs().unwrap_or(1).max(1);
+        let random_id = match file.key.is_empty() {
+            false => super::random_id_for(&file.key, 0),
+            true => rand::random::<i32>().checked_abs().unwrap_or(1).max(1),
+        };
         let mut params = vec![
             ("peer_id", peer_id.to_string()),
             ("random_id", random_id.to_string()),

@@ -9,7 +9,7 @@ pub mod model;
 use crate::{Core, CoreConfig, CoreError, Result};
 use chatter_channels::{
     kind_of, ChannelError, Connector, HookSite, InboundEvent, KindEnv, PollState, Polled,
-    SaveSettings,
+    SaveSettings, SenderRef,
 };
 use chatter_domain::{SourceId, SourceKind};
 use chatter_store::entity::source;
@@ -25,6 +25,9 @@ pub use chatter_channels::hook_url;
 pub struct ConnectorCache {
     env: KindEnv,
     by_source: Mutex<HashMap<SourceId, Cached>>,
+    /// Senders' names the provider gave (`name_senders`), with when (ms): asked again at most
+    /// once a day per sender.
+    names: Mutex<HashMap<(SourceId, String), (String, i64)>>,
 }
 
 /// A source's connector with the stored (encrypted) credentials it was built from.
@@ -35,6 +38,7 @@ impl ConnectorCache {
         ConnectorCache {
             env: KindEnv::new(http, cfg.kinds.clone()),
             by_source: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
         }
     }
 
@@ -177,6 +181,87 @@ pub async fn poll_once(
             core.config.kinds.poll_timeout_secs,
         )
         .await
+}
+
+/// How long a sender's name from the provider is used before it is asked for again.
+pub const NAME_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How long a batch waits for the provider to name its senders; past it they keep their
+/// username or id (`normalize`), and the next message asks again.
+const NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Names the senders of `events` that came without a name, for kinds whose events do not
+/// carry one (VK's user ids, Avito's webhook deliveries): from this node's cache when asked
+/// within the last day, else from the provider in one request for the whole batch
+/// (`Connector::sender_names`). Best effort: a provider that fails or is slow leaves the
+/// sender as `normalize` names them; nothing is refused for it.
+pub async fn name_senders(core: &Core, src: &source::Model, events: &mut [InboundEvent]) {
+    let unnamed = |ev: &InboundEvent| match ev {
+        InboundEvent::Message(m) if m.sender.name.trim().is_empty() => Some(SenderRef {
+            sender: m.sender.external_id.clone(),
+            chat: m.chat.external_id.clone(),
+        }),
+        _ => None,
+    };
+    let wanted: Vec<SenderRef> = events.iter().filter_map(unnamed).collect();
+    if wanted.is_empty() || !kind_of(src.kind).is_some_and(|k| k.has_connector()) {
+        return;
+    }
+    let now = core.now();
+    let cached = |who: &SenderRef| -> Option<String> {
+        let names = core.clients.names.lock().ok()?;
+        let (name, at) = names.get(&(src.id, who.sender.clone()))?;
+        (now - at < NAME_TTL_MS).then(|| name.clone())
+    };
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut ask: Vec<SenderRef> = Vec::new();
+    for who in wanted {
+        match cached(&who) {
+            // Asked today and the provider had no name (a deleted account): not again today.
+            Some(name) if name.is_empty() => {}
+            Some(name) => {
+                names.insert(who.sender, name);
+            }
+            None if !ask.contains(&who) => ask.push(who),
+            None => {}
+        }
+    }
+    if !ask.is_empty() {
+        let asked = match connector_for(core, src) {
+            Ok(c) => tokio::time::timeout(NAME_WAIT, c.sender_names(&ask))
+                .await
+                .unwrap_or_else(|_| {
+                    Some(Err(ChannelError::Transient(
+                        "the provider did not name the senders in time".into(),
+                    )))
+                }),
+            Err(e) => Some(Err(ChannelError::Transient(e.to_string()))),
+        };
+        match asked {
+            Some(Ok(fresh)) => {
+                if let Ok(mut cache) = core.clients.names.lock() {
+                    for who in &ask {
+                        let name = fresh.get(&who.sender).cloned().unwrap_or_default();
+                        cache.insert((src.id, who.sender.clone()), (name, now));
+                    }
+                }
+                names.extend(fresh);
+            }
+            Some(Err(e)) => {
+                tracing::info!(error = %e, source = %src.id, "could not name the senders; they keep their ids");
+            }
+            None => {}
+        }
+    }
+    for ev in events.iter_mut() {
+        if let InboundEvent::Message(m) = ev {
+            if m.sender.name.trim().is_empty() {
+                if let Some(name) = names.get(&m.sender.external_id) {
+                    m.sender.name = name.clone();
+                }
+            }
+        }
+    }
 }
 
 /// Makes every string of the event storable on both databases (a NUL from the provider would

@@ -96,7 +96,7 @@ fn clean_name(name: &str) -> String {
 /// The type a file is sent as: what its bytes are for pictures, else by its extension for the
 /// common office types, else what the sender declared when it is a plain `type/subtype`.
 fn mime_of(file_name: &str, declared: Option<&str>, bytes: &[u8]) -> String {
-    if let Some(t) = crate::blobs::raster_type(bytes) {
+    if let Some(t) = crate::blobs::picture_type(bytes) {
         return t.to_owned();
     }
     let ext = file_name
@@ -165,8 +165,10 @@ pub async fn reply_file(
     if is_executable(&name, &bytes) {
         return Err(CoreError::field("file", "err.file_executable"));
     }
+    // By the bytes: a HEIC named `.jpg` is a HEIC, a PDF named `.png` no picture.
+    let picture = crate::blobs::picture_type(&bytes);
     let raster = crate::blobs::raster_type(&bytes).map(str::to_owned);
-    if !rules.takes(raster.as_deref(), size) {
+    if !rules.takes(picture, size) {
         return Err(CoreError::Invalid(vec![FieldError {
             field: "file",
             key: "err.file_images_only",
@@ -176,7 +178,13 @@ pub async fn reply_file(
     let caption = optional_text("text", text, limits::CAPTION)
         .map_err(|e| CoreError::Invalid(vec![e]))?
         .unwrap_or_default();
-    let kind = match raster.is_some() && size <= rules.max_image_bytes {
+    // A picture browsers show goes as a picture; a BMP or HEIC only to a kind that takes it
+    // as one (Avito), as a document elsewhere.
+    let as_picture = raster.is_some()
+        || rules
+            .only_images
+            .is_some_and(|types| picture.is_some_and(|p| types.contains(&p)));
+    let kind = match as_picture && size <= rules.max_image_bytes {
         true => "image",
         false => "document",
     };

@@ -50,8 +50,15 @@ pub(super) async fn upsert_chat(
                 .ok_or(CoreError::Internal("contact vanished".into()))?
         }
     };
-    // A name the team set stays; the messenger's username is always the messenger's.
-    let rename = c.edited_at.is_none() && c.name != sender.name;
+    // A name the team set stays; the messenger's username is always the messenger's. A
+    // stand-in name (`connectors::normalize`: the provider could not name the sender this
+    // time) never replaces a real one.
+    let stand_in = |name: &str, username: Option<&str>| {
+        name == format!("#{}", sender.external_id) || Some(name) == username
+    };
+    let keeps_real = stand_in(&sender.name, sender.username.as_deref())
+        && !stand_in(&c.name, c.username.as_deref());
+    let rename = c.edited_at.is_none() && c.name != sender.name && !keeps_real;
     if rename || c.username != sender.username {
         let mut am = c.clone().into_active_model();
         if rename {

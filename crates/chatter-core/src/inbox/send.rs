@@ -11,7 +11,7 @@ use crate::jobs::{BackgroundJob, JobError, JobMeta};
 use crate::{blobs, Core};
 use async_trait::async_trait;
 use chatter_channels::common::split_text;
-use chatter_channels::{ChannelError, FileToSend, OutgoingFile, Part};
+use chatter_channels::{ChannelError, EarlierTry, FileToSend, OutgoingFile, Part};
 use chatter_domain::{Direction, MessageId, MessageStatus, SourceKind};
 use chatter_store::entity::{conversation, message, source};
 use sea_orm::sea_query::Expr;
@@ -321,6 +321,11 @@ async fn send_upload(
             .clone()
             .unwrap_or_else(|| "application/octet-stream".into()),
         as_image: a.kind == "image",
+        key: m.id.to_string(),
+        retry: match job.attempts > 1 || job.prev_locked_by.is_some() {
+            true => Some(earlier_try(core, m).await?),
+            false => None,
+        },
     };
     let caption = m.text.as_deref().filter(|t| !t.trim().is_empty());
     let reply_to = m.reply_to_external_id.as_deref();
@@ -348,6 +353,35 @@ async fn send_upload(
             .await
         }
     }
+}
+
+/// How far back the provider's clock may lag ours when a retry looks for what its earlier try
+/// sent (`EarlierTry::since_ms`).
+const CLOCK_SLACK_MS: i64 = 60_000;
+
+/// What a retried file send knows about its earlier tries: they began after the reply was
+/// written, and the provider ids Chatter recorded for the conversation's other replies since
+/// then are not theirs.
+async fn earlier_try(core: &Core, m: &message::Model) -> Result<EarlierTry, JobError> {
+    let since_ms = m.created_at - CLOCK_SLACK_MS;
+    let others = message::Entity::find()
+        .filter(message::Column::ConversationId.eq(m.conversation_id))
+        .filter(message::Column::Direction.eq(Direction::Out))
+        .filter(message::Column::Id.ne(m.id))
+        .filter(message::Column::CreatedAt.gte(since_ms - CLOCK_SLACK_MS))
+        .all(&core.db)
+        .await
+        .map_err(internal)?;
+    let mut known = Vec::new();
+    for o in others {
+        known.extend(o.external_id.clone());
+        known.extend(chatter_store::stored_json::read::<Vec<String>>(
+            "messages.sent_parts",
+            o.id,
+            &o.sent_parts,
+        ));
+    }
+    Ok(EarlierTry { since_ms, known })
 }
 
 /// Stores the provider ids of the parts sent so far.

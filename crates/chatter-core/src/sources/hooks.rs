@@ -168,6 +168,8 @@ async fn store(
     body: &[u8],
 ) -> Result<(), HookAnswer> {
     let id = src.id;
+    let mut events = events;
+    crate::connectors::name_senders(core, &src, &mut events).await;
     for ev in &events {
         if let InboundEvent::Status { external_id, .. } = ev {
             match crate::inbox::status_ready(core, &src, external_id).await {

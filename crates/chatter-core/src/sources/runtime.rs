@@ -214,6 +214,7 @@ async fn poll_loop(core: Core, id: SourceId, lease: String, mut stop: watch::Rec
                     let _ = sources::record_health(&core.db, id, CONNECTED, None, now).await;
                 }
                 if !evs.is_empty() || cursor.is_some() {
+                    connectors::name_senders(&core, &src, &mut evs).await;
                     evs.iter_mut().for_each(connectors::normalize);
                     // Unstorable events are parked and the cursor still moves on.
                     if let Err(e) =

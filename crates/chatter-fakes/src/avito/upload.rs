@@ -121,6 +121,9 @@ pub(super) async fn send_image(
         text: String::new(),
         image: Some(image),
     });
+    if a.answer_lost() {
+        return error(504, "Gateway Time-out");
+    }
     axum::Json(
         json!({"id": id, "created": message["created"], "direction": "out",
                       "type": "image", "content": content}),

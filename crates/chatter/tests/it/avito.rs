@@ -176,6 +176,12 @@ async fn avito_webhooks_need_the_path_token_and_store_each_message_once() {
     app.avito
         .customer_writes(&creds.client_id, sofa("Пишу через вебхук"));
     let conv = conversation_with(&s, "Пишу через вебхук").await;
+    // The delivery names no buyer: the name comes from the chat (`users[]`).
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM contacts WHERE name = 'Николай'").await,
+        1,
+        "the buyer is named from the chat"
+    );
     reply(&s, &conv, "Ответ покупателю").await;
     within(20, "Avito got the answer", || async {
         sent_texts(&app, &creds.client_id) == ["Ответ покупателю"]

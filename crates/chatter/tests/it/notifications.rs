@@ -428,3 +428,123 @@ async fn a_mention_rings_the_teammates_bell_live_and_leads_to_the_note_at_phone_
     boris.close().await;
     anna.close().await;
 }
+
+/// Stubs the browser's Notification API and `Audio`, recording what the page asks of them, and
+/// makes the tab count as in the background (the notification and chime are for hidden tabs).
+const STUB_NOTIFY: &str = "window.__notified = []; window.__chimes = [];
+function N(title, opts) { window.__notified.push({title: title, body: (opts && opts.body) || ''}); }
+N.permission = 'granted';
+N.requestPermission = function () { return Promise.resolve('granted'); };
+window.Notification = N;
+window.Audio = function (src) { this.src = src; this.play = function () { window.__chimes.push(src); return Promise.resolve(); }; };
+Object.defineProperty(document, 'visibilityState', {configurable: true, get: function () { return window.__visible ? 'visible' : 'hidden'; }});
+return true;";
+
+/// A manager with browser notifications on has the inbox open in a background tab: a new
+/// customer writes, and without a reload the page calls the Notification API with the
+/// customer's words, plays the chime and shows the bell's count and the notice in its panel.
+/// With the tab in front, the next new customer rings the bell only.
+#[tokio::test]
+async fn a_new_customer_pops_a_browser_notification_and_a_chime_in_the_inbox() {
+    if !Browser::available_or_skip() {
+        return;
+    }
+    let app = TestApp::new().await;
+    let token = app.telegram.create_bot("romashka_bot", "Ромашка");
+    let anna = Window::open(&app.url, "notify-anna", 1280, 900).await;
+    anna.sign_up_with_bot(&token).await;
+    let (anna_http, _) = Session::sign_in(&app, "anna@romashka.test", "ромашка-пароль-42").await;
+    let r = anna_http
+        .post_from(
+            "/app/profile",
+            "/app/profile/notifications",
+            &[("browser", "1")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+
+    anna.goto("/app/inbox").await;
+    let page = anna.where_am_i().await;
+    assert!(page.contains("/app/inbox"), "{page}");
+    let client = anna.browser.client();
+    let stubbed = client
+        .execute(STUB_NOTIFY, vec![])
+        .await
+        .expect("stub the Notification API");
+    assert_eq!(stubbed, json!(true));
+    anna.mark_page().await;
+
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(7001, "Вера", "Есть ли доставка сегодня?"),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let notified = loop {
+        let n = client
+            .execute("return window.__notified;", vec![])
+            .await
+            .expect("read the stub");
+        if n.as_array().is_some_and(|a| !a.is_empty()) {
+            break n;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no browser notification\n{}",
+            anna.where_am_i().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    anna.assert_same_page("the new customer").await;
+    let first = &notified[0];
+    let body = first["body"].as_str().unwrap_or_default();
+    assert!(body.contains("Вера"), "the customer is named: {notified}");
+    assert!(
+        !first["title"].as_str().unwrap_or_default().is_empty(),
+        "{notified}"
+    );
+    let chimes = client
+        .execute("return window.__chimes;", vec![])
+        .await
+        .expect("read the chimes");
+    assert_eq!(
+        chimes,
+        json!(["/static/notify.wav"]),
+        "the chime played once"
+    );
+    // The notice on the page: the bell counts it and its panel lists it.
+    let count: Vec<String> = anna.texts("#bell-count").await;
+    assert_eq!(count.first().map(|c| c.trim()), Some("1"), "{count:?}");
+    anna.click("#bell").await;
+    anna.wait_text_in("#panel-list li", "Вера").await;
+    anna.shot("01-notified").await;
+
+    // In front, a new customer rings the bell but pops nothing and plays nothing.
+    client
+        .execute("window.__visible = true; return true;", vec![])
+        .await
+        .expect("bring the tab to the front");
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(7002, "Глеб", "Сколько стоит букет?"),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = anna.texts("#bell-count").await;
+        if now.first().map(|t| t.trim()) == Some("2") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bell shows {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let n = client
+        .execute(
+            "return [window.__notified.length, window.__chimes.length];",
+            vec![],
+        )
+        .await
+        .expect("read the stub");
+    assert_eq!(n, json!([1, 1]), "nothing popped with the tab in front");
+}

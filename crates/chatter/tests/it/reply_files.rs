@@ -797,6 +797,69 @@ async fn the_api_sends_a_photo_and_a_document_to_a_vk_customer() {
     thread_shows(&s, &conv, "Счёт.pdf").await;
 }
 
+#[tokio::test]
+async fn a_file_whose_answer_was_lost_reaches_the_vk_customer_once() {
+    let app = TestApp::new().await;
+    let (s, group, _) = company_with_community(&app).await;
+    within(20, "the community is polled", || async {
+        app.vk.calls(group.id).iter().any(|c| c == "a_check")
+    })
+    .await;
+    app.vk
+        .customer_writes(group.id, VkCustomerMessage::text(612_444_321, "Счёт?"));
+    let (conv, key) = conversation_and_key(&s, "Счёт?").await;
+    // VK takes the send, and the answer never comes back: the job tries again.
+    app.vk.lose_answer_next(group.id, "messages.send", 1);
+    let id = sent_ok(
+        &app,
+        &key,
+        &conv,
+        file_form("Счёт.pdf", "application/pdf", pdf(), Some("Счёт")),
+    )
+    .await;
+    within(30, "the retry is answered", || async {
+        status_of(&app, &key, &conv, &id).await == "sent"
+    })
+    .await;
+    let sends = app.vk.calls(group.id);
+    assert!(
+        sends.iter().filter(|c| *c == "messages.send").count() >= 2,
+        "sent twice: {sends:?}"
+    );
+    let with_files: Vec<_> = app
+        .vk
+        .sent(group.id)
+        .into_iter()
+        .filter(|m| !m.attachments.is_empty())
+        .collect();
+    assert_eq!(with_files.len(), 1, "the customer got it once");
+}
+
+#[tokio::test]
+async fn a_file_whose_answer_was_lost_reaches_the_max_customer_once() {
+    let app = TestApp::new().await;
+    let (s, token, _) = company_with_max_bot(&app).await;
+    app.max.customer_writes(
+        &token,
+        chatter_fakes::max::CustomerMessage::text(100_503, "Ольга", "Прайс?"),
+    );
+    let (conv, key) = conversation_and_key(&s, "Прайс?").await;
+    app.max.lose_answer_next(&token, 1);
+    let id = sent_ok(
+        &app,
+        &key,
+        &conv,
+        file_form("Прайс.pdf", "application/pdf", pdf(), Some("Прайс")),
+    )
+    .await;
+    within(30, "the retry finds the message", || async {
+        status_of(&app, &key, &conv, &id).await == "sent"
+    })
+    .await;
+    let sent = app.max.sent(&token);
+    assert_eq!(sent.len(), 1, "the customer got it once: {sent:?}");
+}
+
 /// The file the bot sent last as `kind` (image | file), with its message's text.
 fn max_file(
     app: &TestApp,
@@ -898,10 +961,10 @@ async fn avito_gets_a_photo_and_a_pdf_is_refused_before_it_is_stored() {
     // The reply box says what Avito takes before anything is picked.
     let page = thread_shows(&s, &conv, "id=\"attach-images-only\"").await;
     assert!(
-        page.contains("только фотографии JPEG, PNG или GIF до 24 МБ"),
+        page.contains("только фотографии JPEG, PNG, GIF, BMP или HEIC до 24 МБ"),
         "{page}"
     );
-    assert!(page.contains("accept=\"image/jpeg,image/png,image/gif\""));
+    assert!(page.contains("accept=\"image/jpeg,image/png,image/gif,image/bmp,image/heic\""));
 
     let photo = sent_ok(
         &app,
@@ -926,13 +989,45 @@ async fn avito_gets_a_photo_and_a_pdf_is_refused_before_it_is_stored() {
     })
     .await;
 
-    // A PDF, and a picture Avito does not take (WebP), are refused before anything is stored.
+    // A HEIC and a BMP go too, known by their bytes whatever their name and declared type say.
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x08free".to_vec();
+    let mut bmp = b"BM\x46\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0".to_vec();
+    bmp.extend_from_slice(&[0; 24]);
+    for (name, mime, bytes, is) in [
+        ("IMG_0001.jpg", "image/jpeg", heic, "image/heic"),
+        ("скан", "application/octet-stream", bmp, "image/bmp"),
+    ] {
+        let id = sent_ok(
+            &app,
+            &key,
+            &conv,
+            file_form(name, mime, bytes.clone(), None),
+        )
+        .await;
+        within(20, "the buyer gets the picture", || async {
+            avito_images(&app, &client).iter().any(|i| i.bytes == bytes)
+        })
+        .await;
+        let image = avito_images(&app, &client)
+            .into_iter()
+            .find(|i| i.bytes == bytes)
+            .expect("sent");
+        assert_eq!(image.mime, is, "{name}: typed by its bytes");
+        within(20, "the picture's message is sent", || async {
+            status_of(&app, &key, &conv, &id).await == "sent"
+        })
+        .await;
+    }
+
+    // A PDF (named and declared a PNG too), and a picture Avito does not take (WebP), are
+    // refused before anything is stored.
     let before = messages(&app).await;
     let sent_before = app.avito.sent(&client).len();
     let webp = b"RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\x10\x07\x10\x11\x11\x88\x88\xfe\x07\0"
         .to_vec();
     for (name, mime, bytes) in [
         ("Договор.pdf", "application/pdf", pdf()),
+        ("Договор.png", "image/png", pdf()),
         ("диван.webp", "image/webp", webp),
     ] {
         let (st, body) = upload(&app, &key, &conv, file_form(name, mime, bytes, None)).await;
@@ -961,7 +1056,9 @@ async fn avito_gets_a_photo_and_a_pdf_is_refused_before_it_is_stored() {
         .expect("post the file form");
     let shown = r.text().await.expect("page");
     assert!(
-        shown.contains("Этот мессенджер принимает только фотографии JPEG, PNG или GIF до 24 МБ"),
+        shown.contains(
+            "Этот мессенджер принимает только фотографии JPEG, PNG, GIF, BMP или HEIC до 24 МБ"
+        ),
         "the reason is shown: {shown}"
     );
     assert_eq!(messages(&app).await, before, "nothing was stored");
@@ -1004,6 +1101,23 @@ async fn a_manager_is_told_avito_takes_no_pdf_and_sends_a_photo_at_phone_size() 
         .await
         .expect("read the preview");
     assert_eq!(previewed, Value::Bool(false), "the PDF is not attached");
+    // A PDF named and typed as a PNG is known by its first bytes, in the page too.
+    w.script(PICK, &pdf(), "диван.png", "image/png").await;
+    w.wait_text_in("#attach-error", "только фотографии").await;
+    let previewed = w
+        .browser
+        .client()
+        .execute(
+            "return !document.getElementById('attach-preview').hidden;",
+            vec![],
+        )
+        .await
+        .expect("read the preview");
+    assert_eq!(
+        previewed,
+        Value::Bool(false),
+        "the disguised PDF is not attached"
+    );
     w.assert_no_sideways_scroll("the refusal at 360 px").await;
     w.shot("01-pdf-refused").await;
 

@@ -285,3 +285,69 @@ async fn vk_callbacks_are_confirmed_checked_and_stored_once() {
     let page = s.html(&format!("/app/sources/{source_id}")).await;
     assert!(page.contains("вебхук"), "webhook mode shown: {page}");
 }
+
+/// VK events carry only a user id: the customer is named by `users.get`, asked once for the
+/// sender and kept for a day, so the conversation, the contact and the amoCRM deal carry the
+/// person's name; an account VK reports deleted keeps its `id…`.
+#[tokio::test]
+async fn vk_customers_are_named_by_users_get_once_and_so_is_their_deal() {
+    let app = TestApp::new().await;
+    let (s, group, _) = company_with_community(&app).await;
+    let account = app.amo.create_account("horns", "Рога и Копыта CRM");
+    let callback = crate::crm::consent(&app, &s, account).await;
+    let r = s.get(&callback).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    within(20, "the community is long-polled", || async {
+        app.vk.calls(group.id).iter().any(|c| c == "a_check")
+    })
+    .await;
+    app.vk.set_user_name(612_444_330, "Вера", "Иванова");
+    app.vk.customer_writes(
+        group.id,
+        VkCustomerMessage::text(612_444_330, "Есть доставка в Тверь?"),
+    );
+    let conv = conversation_with(&s, "Есть доставка в Тверь?").await;
+    thread_shows(&s, &conv, "Вера Иванова").await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM contacts WHERE name = 'Вера Иванова'"
+        )
+        .await,
+        1,
+        "the contact has her name"
+    );
+    within(30, "the deal is named after her", || async {
+        app.amo.leads(account).iter().any(|l| {
+            l["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("Вера Иванова"))
+        })
+    })
+    .await;
+
+    // Her next message is named from the cache: VK is not asked again.
+    app.vk.customer_writes(
+        group.id,
+        VkCustomerMessage::text(612_444_330, "И самовывоз есть?"),
+    );
+    thread_shows(&s, &conv, "И самовывоз есть?").await;
+    let asked = |app: &TestApp| {
+        app.vk
+            .calls(group.id)
+            .iter()
+            .filter(|c| *c == "users.get")
+            .count()
+    };
+    assert_eq!(asked(&app), 1, "asked once");
+
+    // A deleted account has no name to show: the id stays, and it is not asked again today.
+    app.vk
+        .customer_writes(group.id, VkCustomerMessage::text(612_444_331, "Алло"));
+    let other = conversation_with(&s, "Алло").await;
+    thread_shows(&s, &other, "id612444331").await;
+    app.vk
+        .customer_writes(group.id, VkCustomerMessage::text(612_444_331, "Алло?"));
+    thread_shows(&s, &other, "Алло?").await;
+    assert_eq!(asked(&app), 2, "the deleted account was asked once");
+}
