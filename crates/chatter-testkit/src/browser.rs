@@ -221,11 +221,20 @@ impl Browser {
 
     /// Clicks the element matched by `css`.
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
-        let element = self.wait_for(css, DEFAULT_WAIT).await?;
-        element
-            .click()
-            .await
-            .with_context(|| format!("click {css}"))
+        // The live inbox replaces rows as events arrive; an element replaced between finding
+        // and clicking it is found again (as a person clicks again), a few times at most.
+        let mut tries = 0;
+        loop {
+            let element = self.wait_for(css, DEFAULT_WAIT).await?;
+            match element.click().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 5 && e.to_string().contains("stale element") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("click {css}"))),
+            }
+        }
     }
 
     /// The rendered text of the element matched by `css`.

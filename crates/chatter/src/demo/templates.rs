@@ -16,6 +16,14 @@ trailer<</Root 1 0 R>>
 %%EOF
 ";
 
+/// A template to seed: category, title, text and its file (name, bytes).
+type Seed = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static [u8])>,
+);
+
 pub(super) async fn seed_templates(core: &Core, actor: &Actor) -> anyhow::Result<()> {
     if !templates::list_templates(core, actor, None)
         .await?
@@ -23,7 +31,7 @@ pub(super) async fn seed_templates(core: &Core, actor: &Actor) -> anyhow::Result
     {
         return Ok(());
     }
-    let items: [(&str, &str, &str, Option<(&str, &[u8])>); 3] = [
+    let items: [Seed; 3] = [
         (
             "Приветствие",
             "Здравствуйте",

@@ -120,6 +120,7 @@ const ROUTES: &[Route] = &[
     r(Get,  "/crm/amocrm/callback", MANAGE, &[], &[422]),
     r(Get,  "/app/crm/settings", READ, &[], &[303]),
     r(Post, "/app/crm/settings", MANAGE, &[("pipeline_id", "")], &[404]),
+    r(Post, "/app/crm/responsible", MANAGE, &[("lead", "off")], &[404]),
     r(Get,  "/app/crm/health", READ, &[], &[303]),
     r(Post, "/app/crm/health/retry", MANAGE, &[("id", "0")], &[404]),
     r(Post, "/app/crm/health/retry-all", MANAGE, &[], &[303]),
@@ -306,6 +307,8 @@ const ROUTES: &[Route] = &[
     r(Delete, "/api/v1/auto-replies/{no_label}", ApiKey, &[], &[404]),
     r(Post, "/api/v1/auto-replies/{no_label}/dry-run", ApiKey, &[], &[404, 422]),
     r(Put,  "/api/v1/sources/{source}/sms-price", ApiKey, &[], &[422]),
+    r(Get,  "/api/v1/crm/responsible-sync", ApiKey, &[], &[200]),
+    r(Put,  "/api/v1/crm/responsible-sync", ApiKey, &[], &[422]),
     // Undelivered events (issue 9, item 2): `{source}` is no dead letter.
     r(Get,  "/app/settings/dead-letters", MANAGE, &[], &[200]),
     r(Post, "/app/settings/dead-letters/{source}/retry", MANAGE, &[], &[404]),
