@@ -16,8 +16,8 @@ use chatter_testkit::{Session, TestApp};
 use serde_json::{json, Value};
 
 /// Monday 7 December 2026, 10:00 in Moscow (07:00 UTC).
-const MONDAY_10_MSK: i64 = 1_796_626_800_000;
-const MINUTE: i64 = 60_000;
+pub(crate) const MONDAY_10_MSK: i64 = 1_796_626_800_000;
+pub(crate) const MINUTE: i64 = 60_000;
 
 async fn send(
     app: &TestApp,
@@ -38,7 +38,7 @@ async fn send(
 }
 
 /// Creates a rule through the API; returns its id.
-async fn rule(app: &TestApp, key: &str, body: Value) -> String {
+pub(crate) async fn rule(app: &TestApp, key: &str, body: Value) -> String {
     let (status, out) = send(
         app,
         key,
@@ -51,12 +51,12 @@ async fn rule(app: &TestApp, key: &str, body: Value) -> String {
     out["id"].as_str().expect("id").to_string()
 }
 
-fn reply(name: &str, trigger: Value, text: &str) -> Value {
+pub(crate) fn reply(name: &str, trigger: Value, text: &str) -> Value {
     json!({"name": name, "trigger": trigger, "actions": [{"type": "reply", "text": text}]})
 }
 
 /// Mon–Fri 09:00–18:00 in Moscow.
-async fn office_hours(app: &TestApp, key: &str) {
+pub(crate) async fn office_hours(app: &TestApp, key: &str) {
     let day = json!([{"from": "09:00", "to": "18:00"}]);
     let hours = json!({"zone": "Europe/Moscow",
         "week": {"mon": day, "tue": day, "wed": day, "thu": day, "fri": day, "sat": [], "sun": []}, "days": []});

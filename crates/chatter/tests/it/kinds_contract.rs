@@ -833,3 +833,154 @@ async fn every_kind_greets_a_new_customer() {
         greeting(kind).await;
     }
 }
+
+/// Every trigger on one kind, on the manual clock: a new customer is greeted, a keyword is
+/// answered, a message after hours gets the out-of-hours reply, and an unanswered one the
+/// "no answer in 5 minutes" reply — each delivered through the kind's fake (the API source,
+/// which has none, is checked in the database).
+async fn every_trigger(kind: Kind) {
+    use crate::auto_replies::{office_hours, reply, rule, MINUTE, MONDAY_10_MSK};
+    use serde_json::json;
+    let app = match kind {
+        Kind::Telegram | Kind::Vk | Kind::Max | Kind::Avito => {
+            TestApp::builder()
+                .with_webhooks()
+                .with_manual_clock()
+                .start()
+                .await
+        }
+        Kind::WhatsApp | Kind::Sms | Kind::Api => {
+            TestApp::builder().with_manual_clock().start().await
+        }
+    };
+    let clock = app.clock.clone().expect("manual clock");
+    clock.set(MONDAY_10_MSK);
+    let row = Row::connect(kind, &app).await;
+    let key = create_key(&row.s, "triggers").await;
+    office_hours(&app, &key).await;
+    const GREET: &str = "Здравствуйте! Менеджер скоро ответит.";
+    const KEYWORD: &str = "Доставка по городу — 300 ₽.";
+    const CLOSED: &str = "Мы работаем с 9 до 18, ответим утром.";
+    const LATE: &str = "Извините за ожидание, уже зовём менеджера.";
+    rule(
+        &app,
+        &key,
+        reply("Приветствие", json!({"type": "first_message"}), GREET),
+    )
+    .await;
+    let mut kw = reply("Доставка", json!({"type": "keywords"}), KEYWORD);
+    kw["conditions"] = json!({"keywords": ["доставка"]});
+    rule(&app, &key, kw).await;
+    rule(
+        &app,
+        &key,
+        reply("Нерабочее время", json!({"type": "out_of_hours"}), CLOSED),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut n = 0;
+    let mut writes = |text: &'static str| {
+        n += 1;
+        let (row, app, http, n) = (&row, &app, &http, n);
+        async move {
+            if !row.customer_writes(app, text) {
+                let body = message_body(&format!("trigger-{n}"), "c-1", text);
+                let r = post_signed(
+                    http,
+                    app,
+                    &row.source_id,
+                    match &row.creds {
+                        Creds::Api { secret } => secret,
+                        _ => unreachable!("only the API source has no fake"),
+                    },
+                    now_secs(app),
+                    &body,
+                    None,
+                )
+                .await;
+                assert_eq!(r.status(), 200, "{kind:?}: message {n} accepted");
+            }
+        }
+    };
+    let arrived = |text: &'static str| {
+        let (row, app) = (&row, &app);
+        async move {
+            if let Creds::Api { .. } = &row.creds {
+                let sql = format!(
+                    "SELECT count(*) FROM messages WHERE direction = 'out' AND text = '{text}'"
+                );
+                return count(app, &sql).await == 1;
+            }
+            row.sent(app).iter().filter(|t| t.as_str() == text).count() == 1
+        }
+    };
+    let checks = |n: i64| {
+        let app = &app;
+        async move {
+            within(40, &format!("{kind:?}: {n} auto-reply checks"), || async {
+                count(
+                    app,
+                    "SELECT count(*) FROM jobs WHERE kind = 'auto_reply_check' AND status = 'done'",
+                )
+                .await
+                    >= n
+            })
+            .await;
+        }
+    };
+
+    // Monday 10:00, open: greeted, then a keyword answered.
+    writes("Добрый день").await;
+    within(40, &format!("{kind:?}: the greeting"), || arrived(GREET)).await;
+    writes("Сколько стоит доставка?").await;
+    within(40, &format!("{kind:?}: the keyword reply"), || {
+        arrived(KEYWORD)
+    })
+    .await;
+    // Monday 20:00, closed: the out-of-hours reply.
+    clock.set(MONDAY_10_MSK + 10 * 60 * MINUTE);
+    writes("Вы ещё работаете?").await;
+    within(40, &format!("{kind:?}: the out-of-hours reply"), || {
+        arrived(CLOSED)
+    })
+    .await;
+    // Then "no answer in 5 minutes" (always): set after the rest, so only the next message
+    // starts its timer; nothing before its time, the reply after it.
+    rule(
+        &app,
+        &key,
+        reply(
+            "Нет ответа",
+            json!({"type": "no_answer", "minutes": 5}),
+            LATE,
+        ),
+    )
+    .await;
+    writes("Ау?").await;
+    checks(4).await;
+    clock.advance(4 * MINUTE);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!arrived(LATE).await, "{kind:?}: not before its time");
+    clock.advance(2 * MINUTE);
+    within(40, &format!("{kind:?}: the no-answer reply"), || {
+        arrived(LATE)
+    })
+    .await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM auto_reply_firings WHERE outcome = 'fired'"
+        )
+        .await,
+        4,
+        "{kind:?}: four firings, one per trigger"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_kind_answers_every_trigger() {
+    for kind in Kind::ALL {
+        every_trigger(kind).await;
+    }
+}
