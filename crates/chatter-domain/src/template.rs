@@ -5,12 +5,19 @@
 //! without a fallback renders as nothing: raw braces never reach a customer.
 
 /// The variables a template may use, as written between braces.
-pub const VARIABLES: [&str; 5] = [
+pub const VARIABLES: [&str; 10] = [
     "client_name",
     "company_name",
     "manager_name",
     "source_name",
     "deal_id",
+    // Synced with amoCRM: the contact's phone and e-mail (edited on the card, sent to its
+    // amoCRM contact) and the deal's pipeline, stage and responsible (as the card shows them).
+    "client_phone",
+    "client_email",
+    "deal_pipeline",
+    "deal_stage",
+    "deal_responsible",
 ];
 
 /// The longest fallback, in characters.

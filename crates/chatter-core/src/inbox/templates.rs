@@ -52,6 +52,11 @@ pub struct Values {
     pub manager_name: Option<String>,
     pub source_name: Option<String>,
     pub deal_id: Option<String>,
+    pub client_phone: Option<String>,
+    pub client_email: Option<String>,
+    pub deal_pipeline: Option<String>,
+    pub deal_stage: Option<String>,
+    pub deal_responsible: Option<String>,
 }
 
 impl Values {
@@ -63,6 +68,11 @@ impl Values {
             "manager_name" => self.manager_name.clone(),
             "source_name" => self.source_name.clone(),
             "deal_id" => self.deal_id.clone(),
+            "client_phone" => self.client_phone.clone(),
+            "client_email" => self.client_email.clone(),
+            "deal_pipeline" => self.deal_pipeline.clone(),
+            "deal_stage" => self.deal_stage.clone(),
+            "deal_responsible" => self.deal_responsible.clone(),
             _ => None,
         }
     }
@@ -75,6 +85,11 @@ impl Values {
             manager_name: Some(manager.to_owned()).filter(|m| !m.is_empty()),
             source_name: Some("Telegram".into()),
             deal_id: Some("12345".into()),
+            client_phone: Some("+79991234567".into()),
+            client_email: Some("maria@example.ru".into()),
+            deal_pipeline: Some("Продажи".into()),
+            deal_stage: Some("Первичный контакт".into()),
+            deal_responsible: Some(manager.to_owned()).filter(|m| !m.is_empty()),
         }
     }
 
@@ -422,37 +437,19 @@ pub async fn delete_template(core: &Core, actor: &Actor, id: Uuid) -> Result<()>
     Ok(())
 }
 
-/// The values of a conversation's variables: its customer, the company, the manager (the
-/// acting member, else the conversation's assignee), the source and the CRM deal. Fields of
-/// the CRM deal beyond its id are not kept locally, so no variable names them.
+/// The values of a conversation's variables: its customer (name, phone, e-mail), the company,
+/// the manager (the acting member, else the conversation's assignee), the source and the CRM
+/// deal (its id, and the pipeline, stage and responsible the sync knows).
 pub async fn values_for(core: &Core, actor: &Actor, id: ConversationId) -> Result<Values> {
     let row = get_conversation(core, actor, id).await?;
-    let db = &core.db;
-    let company = company::Entity::find_by_id(actor.company_id)
-        .one(db)
-        .await?
-        .map(|c| c.name);
-    let manager = match actor
-        .user_id
-        .map(UserId::uuid)
-        .or(row.conversation.assignee_id)
-    {
-        Some(u) => user::Entity::find_by_id(u).one(db).await?.map(|u| u.name),
-        None => None,
-    };
-    let deal = crm_conversation::Entity::find_by_id(id.0)
-        .filter(crm_conversation::Column::CompanyId.eq(actor.company_id))
-        .one(db)
-        .await?
-        .and_then(|c| c.deal_id)
-        .map(|d| d.to_string());
-    Ok(Values {
-        client_name: Some(row.contact.name.clone()),
-        company_name: company,
-        manager_name: manager,
-        source_name: Some(row.source_name.clone()),
-        deal_id: deal,
-    })
+    let mut v = values_in(&core.db, &row.conversation).await?;
+    if let Some(me) = actor.user_id {
+        v.manager_name = user::Entity::find_by_id(me.uuid())
+            .one(&core.db)
+            .await?
+            .map(|u| u.name);
+    }
+    Ok(v)
 }
 
 /// The values of conversation `conv`'s variables inside the caller's transaction, for text
@@ -484,12 +481,21 @@ pub async fn values_in(conn: &impl ConnectionTrait, conv: &conversation::Model) 
         .await?
         .and_then(|c| c.deal_id)
         .map(|d| d.to_string());
+    let names = crate::crm::sync::outbox::deal_names(conn, conv).await?;
+    let (phone, email) = person
+        .as_ref()
+        .map_or((None, None), |c| (c.phone.clone(), c.email.clone()));
     Ok(Values {
         client_name: person.map(|c| c.name),
         company_name: company,
         manager_name: manager,
         source_name: source,
         deal_id: deal,
+        client_phone: phone,
+        client_email: email,
+        deal_pipeline: names.pipeline,
+        deal_stage: names.stage,
+        deal_responsible: names.responsible,
     })
 }
 

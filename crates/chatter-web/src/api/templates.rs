@@ -34,8 +34,9 @@ pub struct TemplateOut {
     pub category: String,
     pub title: String,
     /// The text with its variables: `{client_name}`, `{company_name}`, `{manager_name}`,
-    /// `{source_name}`, `{deal_id}`, each with an optional fallback (`{client_name|клиент}`);
-    /// `{{` and `}}` are literal braces.
+    /// `{source_name}`, `{deal_id}` and, synced with amoCRM, `{client_phone}`, `{client_email}`,
+    /// `{deal_pipeline}`, `{deal_stage}`, `{deal_responsible}`; each with an optional fallback
+    /// (`{client_name|клиент}`); `{{` and `}}` are literal braces.
     pub body: String,
     /// A member's own template (never listed to keys); false: the company's.
     pub personal: bool,

@@ -4,7 +4,8 @@
 //! ```text
 //! sources      (adding and running sources, hooks, pollers, the API source's inbound endpoint)
 //!   ↓
-//! inbox  ⇄  crm   (they meet only through the outbox: inbox → crm::sync::outbox, and
+//! inbox  ⇄  crm   (they meet only through the outbox: inbox → crm::sync::outbox (which also
+//!   ↓        ↓     names a deal's pipeline and stage for templates), and
 //!   ↓        ↓     crm → inbox::{insert_outgoing, Outgoing} for answers written in the CRM)
 //! api_source      (the API source's management, signing and outgoing webhooks)
 //!   ↓

@@ -810,3 +810,92 @@ async fn slash_inserts_a_template_with_the_keyboard_at_desktop_width() {
 async fn slash_inserts_a_template_with_the_keyboard_at_360_px() {
     slash_insert("phone", 360, 740).await;
 }
+
+/// The variables synced with amoCRM: the customer's phone and e-mail as edited on the card (and
+/// sent to the amoCRM contact), and the deal's pipeline, stage and responsible exactly as the
+/// customer card shows them; without values, the fallbacks.
+#[tokio::test]
+async fn the_amocrm_variables_are_what_the_customer_card_shows() {
+    let app = TestApp::new().await;
+    let (s, token, _, _account) = crate::crm_sync::connected(&app).await;
+    let key = create_key(&s, "templates").await;
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(5201, "Олег", "Нужен счёт на двоих"),
+    );
+    let conv = conversation_with(&s, "Нужен счёт на двоих").await;
+    let (st, t) = call(
+        &app,
+        &key,
+        reqwest::Method::POST,
+        "/api/v1/templates",
+        Some(json!({
+            "title": "Сделка",
+            "body": "{client_phone|без телефона}; {client_email|без почты}; {deal_pipeline|?} / {deal_stage|?}; {deal_responsible|никто}"
+        })),
+    )
+    .await;
+    assert_eq!(st, 201, "{t}");
+    let tid = t["id"].as_str().expect("id").to_owned();
+    let render = || async {
+        let (st, r) = call(
+            &app,
+            &key,
+            reqwest::Method::GET,
+            &format!("/api/v1/conversations/{conv}/templates/{tid}/render"),
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{r}");
+        r["text"].as_str().expect("text").to_owned()
+    };
+    within(30, "the deal is in amoCRM", || async {
+        count(
+            &app,
+            "SELECT count(*) FROM crm_conversations WHERE deal_id IS NOT NULL",
+        )
+        .await
+            == 1
+    })
+    .await;
+
+    // The card's contact: phone and e-mail set there.
+    let (st, list) = call(&app, &key, reqwest::Method::GET, "/api/v1/contacts", None).await;
+    assert_eq!(st, 200, "{list}");
+    let items = list
+        .as_array()
+        .cloned()
+        .or_else(|| list["items"].as_array().cloned());
+    let contact = items.expect("contacts")[0]["id"]
+        .as_str()
+        .expect("contact id")
+        .to_owned();
+    let (st, c) = call(
+        &app,
+        &key,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/contacts/{contact}"),
+        Some(json!({"phone": "8 999 111-22-33", "email": "oleg@example.ru"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{c}");
+    let (st, card) = call(
+        &app,
+        &key,
+        reqwest::Method::GET,
+        &format!("/api/v1/contacts/{contact}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{card}");
+    let deal = &card["conversations"][0]["deal"];
+    let pipeline = deal["pipeline"]
+        .as_str()
+        .expect("the card names the pipeline");
+    let stage = deal["stage"].as_str().expect("the card names the stage");
+    let responsible = deal["responsible"].as_str().unwrap_or("никто");
+    assert_eq!(
+        render().await,
+        format!("+79991112233; oleg@example.ru; {pipeline} / {stage}; {responsible}")
+    );
+}

@@ -2,6 +2,10 @@
 //! written in the caller's transaction (a stored message, a manager's answer, a delivery status)
 //! and a drain is queued for the company; nothing here calls amoCRM.
 
+/// What the inbox may read of a deal (its names, for reply templates' variables), here at
+/// the one seam between the inbox and the CRM.
+pub use super::people::{deal_names, DealNames};
+
 use super::drain::CrmDrain;
 use crate::crm::integration::{Metadata, CONNECTED, TOKEN_INVALID};
 use crate::jobs::{BackgroundJob, JobOptions};

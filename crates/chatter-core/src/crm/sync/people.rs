@@ -201,6 +201,56 @@ pub async fn person_crm(
     Ok(Some(out))
 }
 
+/// The names of a conversation's deal's pipeline, stage and responsible, as the card shows
+/// them (all `None` without amoCRM or before the sync placed the deal).
+#[derive(Clone, Debug, Default)]
+pub struct DealNames {
+    pub pipeline: Option<String>,
+    pub stage: Option<String>,
+    pub responsible: Option<String>,
+}
+
+/// [`DealNames`] of `conv`, read inside the caller's connection (the templates' variables).
+pub async fn deal_names(
+    conn: &impl ConnectionTrait,
+    conv: &chatter_store::entity::conversation::Model,
+) -> Result<DealNames> {
+    let Some(i) = crm_integration::Entity::find()
+        .filter(crm_integration::Column::CompanyId.eq(conv.company_id))
+        .one(conn)
+        .await?
+    else {
+        return Ok(DealNames::default());
+    };
+    let Some(r) = chatter_store::entity::crm_conversation::Entity::find_by_id(conv.id.0)
+        .one(conn)
+        .await?
+    else {
+        return Ok(DealNames::default());
+    };
+    let meta: Metadata =
+        chatter_store::stored_json::read("crm_integrations.metadata", i.company_id, &i.metadata);
+    let decision = r.decision.as_deref().and_then(|d| {
+        chatter_store::stored_json::read_opt::<Decision>(
+            "crm_conversations.decision",
+            r.conversation_id,
+            Some(d),
+        )
+    });
+    let (pipeline, stage) = placement(&meta, decision.as_ref());
+    let responsible = r.responsible_user_id.and_then(|u| {
+        meta.users
+            .iter()
+            .find(|x| x.id == u)
+            .map(|x| x.name.clone())
+    });
+    Ok(DealNames {
+        pipeline,
+        stage,
+        responsible,
+    })
+}
+
 /// The pipeline and stage a deal was placed in, named from the metadata: the routing
 /// decision's, else amoCRM's main pipeline and its first working stage (where amoCRM puts a
 /// deal given none).
