@@ -43,9 +43,36 @@ pub(super) async fn queue_drain(
     now: i64,
     at: i64,
 ) -> Result<()> {
-    CrmDrain { company_id }
+    let drain = CrmDrain { company_id };
+    let queued = drain
         .enqueue(conn, JobOptions::at(now).company(company_id).run_at(at))
         .await?;
+    if queued.is_none() {
+        // The key is taken. A drain that is running may have read the outbox before this
+        // transaction's items commit, and its `done` may look again before they do: queue one
+        // follow-up under a key of its own, so new work never waits for a wake-up that passed.
+        let key = drain.dedup_key().unwrap_or_default();
+        let running = conn
+            .query_one(chatter_store::stmt(
+                conn.get_database_backend(),
+                "SELECT count(*) AS n FROM jobs WHERE dedup_key = $1 AND status = 'running'",
+                vec![key.clone().into()],
+            ))
+            .await?
+            .and_then(|r| r.try_get::<i64>("", "n").ok())
+            .unwrap_or(0);
+        if running > 0 {
+            drain
+                .enqueue(
+                    conn,
+                    JobOptions::at(now)
+                        .company(company_id)
+                        .run_at(at)
+                        .dedup(format!("{key}:next")),
+                )
+                .await?;
+        }
+    }
     Ok(())
 }
 
