@@ -302,7 +302,7 @@ async fn send_upload(
     a: &StoredAttachment,
 ) -> Result<(), JobError> {
     let blob = a.blob.as_deref().unwrap_or_default();
-    let Some(bytes) = blobs::get(&core.config.data_dir, blob).await else {
+    let Some(bytes) = blobs::get(&core.blobs, blob).await else {
         return finish_message(
             core,
             m,
@@ -485,7 +485,7 @@ impl BackgroundJob for FetchFile {
         for a in atts.iter_mut().filter(|a| a.blob.is_none()) {
             let file = client.download(&a.file_ref).await.map_err(channel_to_job)?;
             a.blob = Some(
-                blobs::put(&core.config.data_dir, &file.bytes)
+                blobs::put(&core.blobs, &file.bytes)
                     .await
                     .map_err(internal)?,
             );
