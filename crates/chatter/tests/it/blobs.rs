@@ -167,7 +167,11 @@ async fn each_blob_store_gives_back_the_bytes_it_was_given() {
         "one row per distinct blob (the photo, the empty file)"
     );
     assert_eq!(
-        rows(&db, "SELECT CAST(coalesce(sum(size), 0) AS BIGINT) AS n FROM blobs").await,
+        rows(
+            &db,
+            "SELECT CAST(coalesce(sum(size), 0) AS BIGINT) AS n FROM blobs"
+        )
+        .await,
         300_004,
         "sizes recorded"
     );
