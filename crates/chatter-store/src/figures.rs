@@ -174,3 +174,152 @@ async fn backfill_with(
     .await?;
     Ok(())
 }
+
+/// A day is counted into `inbound_days` (m0036) once it ended this long ago: a message's
+/// `created_at` is taken before its transaction commits, and no transaction commits an hour
+/// late.
+pub const SETTLED_MS: i64 = 3_600_000;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Rows per multi-row insert into `inbound_days` (four values each).
+const DAYS_CHUNK: usize = 500;
+
+/// Customer messages of company `company` per source and day, for the `days` days from
+/// `since` (day `i` starts at `since + i` days): `(source, day, messages)`, only where there
+/// are some. Days that ended [`SETTLED_MS`] before `now` are read from `inbound_days`, counted
+/// there first when missing; the rest is counted from the messages. `write` is where missing
+/// days are stored (a failure there is logged: the figures are right either way).
+pub async fn inbound_per_day(
+    read: &impl ConnectionTrait,
+    write: &impl ConnectionTrait,
+    company: uuid::Uuid,
+    since: i64,
+    days: i64,
+    now: i64,
+) -> Result<Vec<(uuid::Uuid, i64, i64)>, DbErr> {
+    let b = read.get_database_backend();
+    let end = since + days * DAY_MS;
+    let settled = (now - SETTLED_MS - since).div_euclid(DAY_MS).clamp(0, days);
+    let settled_end = since + settled * DAY_MS;
+    let nil = uuid::Uuid::nil();
+    let mut out = Vec::new();
+    let mut counted = vec![false; settled as usize];
+    if settled > 0 {
+        let rows = read
+            .query_all(stmt(
+                b,
+                "SELECT day_start, source_id, messages FROM inbound_days \
+                 WHERE company_id = $1 AND day_start >= $2 AND day_start < $3",
+                vec![company.into(), since.into(), settled_end.into()],
+            ))
+            .await?;
+        for r in rows {
+            let start: i64 = r.try_get("", "day_start")?;
+            let source: uuid::Uuid = r.try_get("", "source_id")?;
+            let n: i64 = r.try_get("", "messages")?;
+            // Keys of another time zone's days are not this period's.
+            if (start - since) % DAY_MS != 0 {
+                continue;
+            }
+            let day = (start - since) / DAY_MS;
+            if source == nil {
+                counted[day as usize] = true;
+            } else {
+                out.push((source, day, n));
+            }
+        }
+    }
+    let missing: Vec<i64> = (0..settled).filter(|d| !counted[*d as usize]).collect();
+    if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
+        // Count the missing stretch in one statement and keep the missing days of it (days
+        // between them were read above).
+        let found = count_inbound(
+            read,
+            company,
+            since,
+            since + first * DAY_MS,
+            since + (last + 1) * DAY_MS,
+        )
+        .await?;
+        let is_missing = |d: i64| missing.binary_search(&d).is_ok();
+        let mut rows: Vec<(i64, uuid::Uuid, i64)> = Vec::new();
+        for &(source, day, n) in &found {
+            if is_missing(day) {
+                out.push((source, day, n));
+                rows.push((day, source, n));
+            }
+        }
+        rows.extend(missing.iter().map(|&d| (d, nil, 0)));
+        if let Err(e) = store_days(write, company, since, &rows).await {
+            tracing::warn!(error = %e, "the dashboard's finished days were not stored; counted again next time");
+        }
+    }
+    if settled < days {
+        out.extend(count_inbound(read, company, since, settled_end, end).await?);
+    }
+    Ok(out)
+}
+
+/// Customer messages per source and day (counted from `since`) stored in `[from, to)`.
+async fn count_inbound(
+    conn: &impl ConnectionTrait,
+    company: uuid::Uuid,
+    since: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(uuid::Uuid, i64, i64)>, DbErr> {
+    let rows = conn
+        .query_all(stmt(
+            conn.get_database_backend(),
+            "SELECT source_id, (created_at - $2) / $3 AS day, count(*) AS n FROM messages \
+             WHERE company_id = $1 AND direction = 'in' AND created_at >= $4 AND created_at < $5 \
+             GROUP BY source_id, 2",
+            vec![
+                company.into(),
+                since.into(),
+                DAY_MS.into(),
+                from.into(),
+                to.into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("", "source_id")?,
+                r.try_get("", "day")?,
+                r.try_get("", "n")?,
+            ))
+        })
+        .collect()
+}
+
+/// Stores counted days `(day, source, messages)` (the nil source marks a day counted).
+async fn store_days(
+    conn: &impl ConnectionTrait,
+    company: uuid::Uuid,
+    since: i64,
+    rows: &[(i64, uuid::Uuid, i64)],
+) -> Result<(), DbErr> {
+    let b = conn.get_database_backend();
+    for chunk in rows.chunks(DAYS_CHUNK) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (day, source, n) in chunk {
+            let k = values.len();
+            tuples.push(format!("(${}, ${}, ${}, ${})", k + 1, k + 2, k + 3, k + 4));
+            values.push(company.into());
+            values.push((since + day * DAY_MS).into());
+            values.push((*source).into());
+            values.push((*n).into());
+        }
+        let sql = format!(
+            "INSERT INTO inbound_days (company_id, day_start, source_id, messages) VALUES {} \
+             ON CONFLICT (company_id, day_start, source_id) DO NOTHING",
+            tuples.join(", ")
+        );
+        conn.execute(stmt(b, &sql, values)).await?;
+    }
+    Ok(())
+}

@@ -204,21 +204,12 @@ pub async fn dashboard(core: &Core, actor: &Actor) -> Result<Dashboard> {
         .collect();
     by_manager.sort_by(|a, b| a.name.cmp(&b.name));
 
-    // Inbound messages per source per company day.
-    let rows = db
-        .query_all(stmt(
-            b,
-            "SELECT source_id, (created_at - $2) / $3 AS day, count(*) AS n FROM messages \
-             WHERE company_id = $1 AND direction = 'in' AND created_at >= $2 \
-             GROUP BY source_id, 2",
-            vec![company.into(), since.into(), DAY_MS.into()],
-        ))
-        .await?;
+    // Inbound messages per source per company day: finished days kept in `inbound_days`, so
+    // at most a day of messages is counted per render.
     let mut lines: BTreeMap<Uuid, Vec<i64>> = BTreeMap::new();
-    for r in rows {
-        let day: i64 = r.try_get("", "day")?;
-        let n: i64 = r.try_get("", "n")?;
-        let source: Uuid = r.try_get("", "source_id")?;
+    for (source, day, n) in
+        chatter_store::figures::inbound_per_day(db, db, company.0, since, PERIOD_DAYS, now).await?
+    {
         if (0..PERIOD_DAYS).contains(&day) {
             lines
                 .entry(source)

@@ -283,3 +283,133 @@ async fn the_facts_kept_on_conversations_are_those_computed_from_their_messages(
     assert_eq!(figures(&s.html("/app").await), figures(&dashboard));
     app.stop().await;
 }
+
+/// The dashboard chart keeps the days that are over (`inbound_days`) and counts only the rest
+/// from the messages: its figures stay those of the messages as days pass, and a company that
+/// changes its time zone gets its days counted again in the new zone.
+#[tokio::test]
+async fn the_chart_keeps_finished_days_and_follows_the_company_day() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::builder().with_manual_clock().start().await;
+    let clock = app.clock.clone().expect("manual clock");
+    let (s, token, _) = company_with_bot(&app).await;
+    eventually("the bot is polled", || async {
+        app.telegram
+            .calls(token.as_str())
+            .iter()
+            .any(|c| c == "getUpdates")
+    })
+    .await;
+    let r = s
+        .post_from(
+            "/app/settings",
+            "/app/settings/api-keys",
+            &[("name", "chart")],
+        )
+        .await;
+    let page = r.text().await.expect("body");
+    let key = page
+        .split("chk_")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .map(|k| format!("chk_{k}"))
+        .expect("the new key");
+    let chart = || async {
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(app.at("/api/v1/dashboard"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        let mut days = vec![0i64; 30];
+        for line in v["series"].as_array().expect("series") {
+            for (d, n) in line["per_day"]
+                .as_array()
+                .expect("per_day")
+                .iter()
+                .enumerate()
+            {
+                days[d] += n.as_i64().expect("a count");
+            }
+        }
+        days
+    };
+    let hour = 3_600_000i64;
+    let day = 24 * hour;
+    let start = 1_767_225_600_000i64; // the manual clock's start
+    let mut written: Vec<i64> = Vec::new();
+    async fn write(app: &TestApp, s: &Session, token: &str, written: &mut Vec<i64>, at: i64) {
+        let before = written.len();
+        written.push(at);
+        app.telegram.customer_writes(
+            token,
+            CustomerMessage::text(6100 + before as i64, "Покупатель", "Есть в наличии?"),
+        );
+        eventually("the message arrives", || async {
+            s.html("/app/inbox").await.matches("<li id=\"conv-").count() > before
+        })
+        .await;
+    }
+    // Expected: each message in its company day, today the last of 30.
+    let expected = |written: &[i64], now: i64, offset: i64| {
+        let mut days = vec![0i64; 30];
+        let today = (now + offset).div_euclid(day);
+        for t in written {
+            let back = today - (t + offset).div_euclid(day);
+            if (0..30).contains(&back) {
+                days[29 - back as usize] += 1;
+            }
+        }
+        days
+    };
+    let moscow = 3 * hour;
+
+    write(&app, &s, &token, &mut written, start).await;
+    clock.advance(2 * day);
+    write(&app, &s, &token, &mut written, start + 2 * day).await;
+    let now = start + 2 * day;
+    assert_eq!(chart().await, expected(&written, now, moscow));
+    assert_eq!(
+        chart().await[27..],
+        [1, 0, 1],
+        "the finished days, read back"
+    );
+    let stored = app
+        .db
+        .db
+        .query_one(sea_orm::Statement::from_string(
+            app.db.db.get_database_backend(),
+            "SELECT count(*) AS n FROM inbound_days",
+        ))
+        .await
+        .expect("count")
+        .and_then(|r| r.try_get::<i64>("", "n").ok())
+        .unwrap_or_default();
+    assert!(stored >= 29, "29 finished days kept, each marked: {stored}");
+
+    // A day later, a third customer: the kept days move along, today is counted anew.
+    clock.advance(day);
+    write(&app, &s, &token, &mut written, start + 3 * day).await;
+    let now = start + 3 * day;
+    assert_eq!(chart().await[26..], [1, 0, 1, 1]);
+
+    // Another time zone: its days are other days, counted again.
+    app.db
+        .db
+        .execute(sea_orm::Statement::from_string(
+            app.db.db.get_database_backend(),
+            "UPDATE companies SET timezone = 'Asia/Vladivostok'",
+        ))
+        .await
+        .expect("time zone");
+    clock.advance(20 * hour);
+    let now = now + 20 * hour;
+    let vladivostok = 10 * hour;
+    let got = chart().await;
+    assert_eq!(got, expected(&written, now, vladivostok));
+    assert_eq!(got.iter().sum::<i64>(), 3, "{got:?}");
+    app.stop().await;
+}
