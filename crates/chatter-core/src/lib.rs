@@ -21,6 +21,7 @@ pub mod inbox;
 pub mod job_registry;
 pub mod jobs;
 pub mod mailer;
+pub mod media_links;
 pub mod nodes;
 pub mod notifications;
 pub mod reports;
@@ -61,6 +62,9 @@ pub struct CoreConfig {
     /// Let URLs people type (an API source's webhook) reach loopback and private addresses
     /// (`egress`): for tests, the demo and on-premise installs. Off by default.
     pub allow_private_targets: bool,
+    /// How long a signed link to a stored file (`media_links`: the files amoCRM downloads,
+    /// the links in deal notes) keeps working. Default 7 days.
+    pub media_link_ttl_ms: i64,
 }
 
 impl CoreConfig {
@@ -76,6 +80,7 @@ impl CoreConfig {
             amocrm: None,
             kinds: chatter_channels::KindConfig::default(),
             allow_private_targets: false,
+            media_link_ttl_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }
