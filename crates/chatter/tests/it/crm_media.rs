@@ -43,12 +43,13 @@ fn stranger() -> reqwest::Client {
         .expect("client")
 }
 
-/// The account's chat messages of `kind` (`picture`, `file`, `voice` …).
+/// The account's chat messages of `kind` (`picture`, `file`, `voice` …) whose file amoCRM
+/// has downloaded (the fake records that just after it stores the message).
 fn chat_messages_of(app: &TestApp, account: AccountId, kind: &str) -> Vec<Value> {
     app.amo
         .chat_messages(account)
         .into_iter()
-        .filter(|m| m["message"]["type"] == kind)
+        .filter(|m| m["message"]["type"] == kind && !m["media_fetch"].is_null())
         .collect()
 }
 
