@@ -6,6 +6,15 @@ use chatter_channels::Attachment;
 use chatter_store::entity::message;
 use serde::{Deserialize, Serialize};
 
+/// `file_ref` of an outgoing attachment still to be downloaded from the URL after the prefix
+/// before it is sent (a file a manager sent from amoCRM).
+pub const FETCH_PREFIX: &str = "fetch:";
+/// `file_ref` of such an attachment once downloaded, sent as a file.
+pub const FETCHED_PREFIX: &str = "fetched:";
+/// `file_ref` of such an attachment once downloaded, that the messenger cannot carry (SMS, or
+/// over its limits): the customer gets a signed link to it in the text instead.
+pub const LINKED_PREFIX: &str = "linked:";
+
 /// An attachment as stored with a message: the provider's reference and, once fetched, our blob.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredAttachment {

@@ -21,6 +21,7 @@ pub mod inbox;
 pub mod job_registry;
 pub mod jobs;
 pub mod mailer;
+pub mod media_links;
 pub mod nodes;
 pub mod notifications;
 pub mod reports;
@@ -63,6 +64,9 @@ pub struct CoreConfig {
     pub allow_private_targets: bool,
     /// Where the files customers send are kept (`blobs.*`).
     pub blobs: blobs::BlobsConfig,
+    /// How long a signed link to a stored file (`media_links`: the files amoCRM downloads,
+    /// the links in deal notes) keeps working. Default 7 days.
+    pub media_link_ttl_ms: i64,
 }
 
 impl CoreConfig {
@@ -79,6 +83,7 @@ impl CoreConfig {
             kinds: chatter_channels::KindConfig::default(),
             allow_private_targets: false,
             blobs: blobs::BlobsConfig::default(),
+            media_link_ttl_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }

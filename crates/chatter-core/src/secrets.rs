@@ -47,6 +47,9 @@ pub enum SecretsError {
 
 pub struct Secrets {
     cipher: XChaCha20Poly1305,
+    /// The key of signed links (`media_links`): derived from the master key, so links made by
+    /// one node open on every node, and a link key that leaked reveals nothing of the master.
+    link_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Secrets {
@@ -62,6 +65,7 @@ impl Secrets {
         let key: [u8; 32] = bytes.try_into().map_err(|_| SecretsError::BadKey)?;
         Ok(Self {
             cipher: XChaCha20Poly1305::new(&key.into()),
+            link_key: derive(&key, b"chatter/signed-links/v1"),
         })
     }
 
@@ -92,6 +96,22 @@ impl Secrets {
         }
     }
 
+    /// HMAC-SHA256 of `message` under the signed-links key.
+    pub fn link_mac(&self, message: &[u8]) -> [u8; 32] {
+        derive(&self.link_key, message)
+    }
+
+    /// Whether `mac` is `link_mac(message)`, compared in constant time.
+    pub fn link_mac_matches(&self, message: &[u8], mac: &[u8]) -> bool {
+        use hmac::Mac;
+        let Ok(mut m) = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.link_key)
+        else {
+            return false;
+        };
+        m.update(message);
+        m.verify_slice(mac).is_ok()
+    }
+
     pub fn encrypt(&self, plain: &str) -> String {
         let mut nonce = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut nonce);
@@ -120,6 +140,17 @@ impl Secrets {
             .map(Secret)
             .map_err(|_| SecretsError::Decrypt)
     }
+}
+
+/// HMAC-SHA256 of `message` keyed by `key` (a key derivation when `message` is a label).
+fn derive(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC takes a key of any length.
+    let Ok(mut m) = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    m.update(message);
+    m.finalize().into_bytes().into()
 }
 
 /// Writes a file readable by its owner only.
@@ -167,6 +198,12 @@ mod tests {
         }
         assert_eq!(format!("{:?}", Secret::new("x")), "Secret(***)");
         assert!(Secrets::from_hex("abc").is_err());
+        // Signed links: the same on every node with the key, refused under another key.
+        let mac = s.link_mac(b"media:1");
+        assert!(again.link_mac_matches(b"media:1", &mac));
+        assert!(!again.link_mac_matches(b"media:2", &mac));
+        let other = Secrets::from_hex(&"11".repeat(32)).expect("key");
+        assert!(!other.link_mac_matches(b"media:1", &mac));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

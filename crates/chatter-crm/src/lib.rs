@@ -414,6 +414,40 @@ pub struct ChatMessage {
     pub source_external_id: Option<String>,
     /// No notification and no unsorted deal (history import).
     pub silent: bool,
+    /// A file the message carries (its `text` is then the caption).
+    pub media: Option<ChatMedia>,
+}
+
+/// What kind of file a chat message carries, as the Chats API names it (§4.5 `message.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatMediaKind {
+    Picture,
+    File,
+    Voice,
+    Video,
+    Audio,
+}
+
+impl ChatMediaKind {
+    /// The Chats API's `message.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatMediaKind::Picture => "picture",
+            ChatMediaKind::File => "file",
+            ChatMediaKind::Voice => "voice",
+            ChatMediaKind::Video => "video",
+            ChatMediaKind::Audio => "audio",
+        }
+    }
+}
+
+/// A file in a chat message: a URL the CRM downloads it from without any session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMedia {
+    pub kind: ChatMediaKind,
+    pub url: String,
+    pub file_name: String,
+    pub file_size: i64,
 }
 
 /// The CRM's ids for a message it accepted.

@@ -811,6 +811,7 @@ async fn chats_requests_are_signed_and_shaped_per_spec() {
             sent_at_ms: 1_700_000_000_123,
             source_external_id: Some("tg-acme".into()),
             silent: false,
+            media: None,
         })
         .await
         .expect("accepted");

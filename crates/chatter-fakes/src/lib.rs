@@ -15,7 +15,7 @@ pub mod vk;
 pub mod website;
 pub mod whatsapp;
 
-pub use amocrm::{AccountId, FakeAmo, RecordedRequest};
+pub use amocrm::{AccountId, FakeAmo, ManagerFile, RecordedRequest};
 pub use avito::FakeAvito;
 pub use max::FakeMax;
 pub use sms::{FakeSms, SmsCallback, SmsFailure, SmsSent};

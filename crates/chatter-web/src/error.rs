@@ -97,6 +97,8 @@ pub fn instead_of_framework_text(ctx: &Ctx, path: &str, resp: &Response) -> Opti
     }
     let machine = [
         "/hooks/",
+        // Signed file links answer their refusals in plain words of both languages.
+        "/media/",
         "/static/",
         "/healthz",
         "/readyz",

@@ -22,6 +22,7 @@ mod i18n_sms15;
 mod i18n_sources;
 mod i18n_table;
 mod i18n_templates;
+pub mod media;
 pub mod ops;
 pub mod redirect;
 pub mod security;
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(ops::routes())
         .merge(hooks::routes())
+        .merge(media::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .merge(ui::upload_routes().merge(api::upload_routes()).layer(
             tower_http::limit::RequestBodyLimitLayer::new(upload::upload_limit().max(limit)),

@@ -49,6 +49,9 @@ pub struct Config {
     /// Let URLs people type (an API source's webhook) reach loopback and private-network
     /// addresses. Off: only internet addresses (the guard against request forgery).
     pub allow_private_targets: bool,
+    /// How many days a signed link to a stored file works (the files amoCRM downloads from
+    /// Chatter, the links in deal notes and in SMS). Default 7.
+    pub media_link_days: u32,
     /// HTTPS served by Chatter itself.
     #[serde(default)]
     pub tls: TlsSection,
@@ -194,6 +197,7 @@ struct Defaults {
     whatsapp: WhatsappSection,
     sms: SmsSection,
     allow_private_targets: bool,
+    media_link_days: u32,
 }
 
 impl Config {
@@ -244,6 +248,7 @@ impl Config {
                 smsaero_base: smsaero_base(),
             },
             allow_private_targets: false,
+            media_link_days: 7,
         };
         let path = file
             .map(Path::to_path_buf)

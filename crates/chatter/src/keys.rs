@@ -55,6 +55,7 @@ pub const KNOWN: &[&str] = &[
     "sms.smsru_base",
     "sms.smsaero_base",
     "allow_private_targets",
+    "media_link_days",
     "tls.cert",
     "tls.key",
     "tls.http_bind",

@@ -336,6 +336,7 @@ pub(crate) async fn build_core(
     core_cfg.kinds.sms.smsaero_base = cfg.sms.smsaero_base.clone();
     core_cfg.allow_private_targets = cfg.allow_private_targets;
     core_cfg.blobs = cfg.blobs.clone();
+    core_cfg.media_link_ttl_ms = i64::from(cfg.media_link_days.clamp(1, 365)) * 24 * 3600 * 1000;
     if let Some(t) = &cfg.telegram_login {
         core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());
         core_cfg.telegram_login_bot_username = Some(t.bot_username.clone());

@@ -74,7 +74,7 @@ pub fn is_executable(file_name: &str, bytes: &[u8]) -> bool {
 
 /// The name kept for a file: its last path segment without control characters, at most 200
 /// characters (the extension kept); `file` when nothing is left.
-fn clean_name(name: &str) -> String {
+pub(super) fn clean_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let clean: String = chatter_domain::text::strip_controls(last)
         .chars()
@@ -95,7 +95,7 @@ fn clean_name(name: &str) -> String {
 
 /// The type a file is sent as: what its bytes are for pictures, else by its extension for the
 /// common office types, else what the sender declared when it is a plain `type/subtype`.
-fn mime_of(file_name: &str, declared: Option<&str>, bytes: &[u8]) -> String {
+pub(super) fn mime_of(file_name: &str, declared: Option<&str>, bytes: &[u8]) -> String {
     if let Some(t) = crate::blobs::picture_type(bytes) {
         return t.to_owned();
     }

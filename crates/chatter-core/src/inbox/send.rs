@@ -3,7 +3,9 @@
 //! recorded as it goes so a retry sends nothing twice) and the `FetchFile` job (a message's
 //! attachments into the blob store). What differs by kind comes through `crate::connectors`.
 
-use crate::attachments::{attachments_of, StoredAttachment};
+use crate::attachments::{
+    attachments_of, StoredAttachment, FETCHED_PREFIX, FETCH_PREFIX, LINKED_PREFIX,
+};
 use crate::connectors;
 use crate::connectors::model::{self as sources, CONNECTED, DISABLED, TOKEN_REVOKED};
 use crate::events::{self, Pending};
@@ -203,10 +205,23 @@ impl BackgroundJob for SendMessage {
         let client = connectors::connector_for(core, &src)
             .map_err(|e| JobError::Permanent(e.to_string()))?;
         let client = client.as_ref();
+        // A file a manager sent from amoCRM: fetched first, then sent as the kind takes it.
+        let m = match fetch_linked(core, &m, src.kind).await {
+            Ok(m) => m,
+            Err(Fetch::Failed(why)) => {
+                return finish_message(core, &m, MessageStatus::Failed, Some(why), None, false)
+                    .await
+            }
+            Err(Fetch::Retry(e)) => return Err(e),
+        };
         let mut sent: Vec<String> =
             chatter_store::stored_json::read("messages.sent_parts", m.id, &m.sent_parts);
-        // Templates and media go out whole, as one provider message.
-        let atts = attachments_of(&m);
+        // Templates and media go out whole, as one provider message. A file the messenger
+        // cannot carry went into the text as a link (`fetch_linked`).
+        let atts: Vec<StoredAttachment> = attachments_of(&m)
+            .into_iter()
+            .filter(|a| !a.file_ref.starts_with(LINKED_PREFIX))
+            .collect();
         // A file a manager attached: uploaded from our blob store.
         let upload = atts.iter().find(|a| a.blob.is_some());
         if let (Some(a), true) = (upload, sent.is_empty()) {
@@ -289,6 +304,180 @@ impl BackgroundJob for SendMessage {
         )
         .await
     }
+}
+
+/// The largest file fetched for a messenger that takes none (it goes as a link).
+const LINKED_MAX_BYTES: u64 = 50 * chatter_channels::MB;
+
+/// Why an outgoing file could not be fetched.
+enum Fetch {
+    /// For good (a link amoCRM no longer serves, a file too large): the reply fails saying so.
+    Failed(String),
+    /// For now: the job retries.
+    Retry(JobError),
+}
+
+/// Downloads the outgoing attachments still to be fetched by link (`FETCH_PREFIX`: a file a
+/// manager sent from amoCRM) into the blob store, and decides how each goes: as a file (a
+/// picture as a picture where it fits the kind's limits) when the kind takes it, else as a
+/// signed link in the text (`LINKED_PREFIX`; SMS, or a file over the kind's limits), with a
+/// note in the conversation saying why — mirrored to the deal, so the manager in amoCRM
+/// learns it too. Done once: the result is stored before anything is sent.
+async fn fetch_linked(
+    core: &Core,
+    m: &message::Model,
+    kind: SourceKind,
+) -> Result<message::Model, Fetch> {
+    let mut atts = attachments_of(m);
+    if !atts.iter().any(|a| a.file_ref.starts_with(FETCH_PREFIX)) {
+        return Ok(m.clone());
+    }
+    let rules = chatter_channels::kind_of(kind).and_then(|k| k.files());
+    let limit = rules.map_or(LINKED_MAX_BYTES, |r| r.max_bytes.max(LINKED_MAX_BYTES));
+    let mut links: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for (i, a) in atts.iter_mut().enumerate() {
+        let Some(url) = a.file_ref.strip_prefix(FETCH_PREFIX).map(str::to_owned) else {
+            continue;
+        };
+        let file = chatter_channels::common::download_url(
+            &core.http,
+            &url,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        )
+        .await
+        .map_err(|e| match e {
+            ChannelError::Transient(_) | ChannelError::RateLimited { .. } => {
+                Fetch::Retry(channel_to_job(e))
+            }
+            e => Fetch::Failed(format!("cannot fetch the file from amoCRM: {e}")),
+        })?;
+        let bytes = file.bytes.to_vec();
+        if bytes.is_empty() {
+            return Err(Fetch::Failed(
+                "the file from amoCRM is empty; send it again".into(),
+            ));
+        }
+        let from_url = url::Url::parse(&url).ok().and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_owned))
+                .filter(|n| !n.is_empty())
+        });
+        let name = super::files::clean_name(
+            a.file_name
+                .as_deref()
+                .or(from_url.as_deref())
+                .unwrap_or("file"),
+        );
+        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let picture = blobs::picture_type(&bytes);
+        let raster = blobs::raster_type(&bytes).map(str::to_owned);
+        let blob = blobs::put(&core.blobs, &bytes)
+            .await
+            .map_err(|e| Fetch::Retry(internal(e)))?;
+        a.mime_type = Some(super::files::mime_of(
+            &name,
+            file.mime_type.as_deref(),
+            &bytes,
+        ));
+        a.size = Some(i64::try_from(size).unwrap_or(i64::MAX));
+        a.blob = Some(blob);
+        a.raster = raster.clone();
+        let takes =
+            rules.filter(|r| !super::files::is_executable(&name, &bytes) && r.takes(picture, size));
+        match takes {
+            Some(r) => {
+                let as_picture = raster.is_some()
+                    || r.only_images
+                        .is_some_and(|types| picture.is_some_and(|p| types.contains(&p)));
+                a.kind = match as_picture && size <= r.max_image_bytes {
+                    true => "image",
+                    false => "document",
+                }
+                .to_owned();
+                a.file_ref = format!("{FETCHED_PREFIX}{url}");
+            }
+            None => {
+                a.file_ref = format!("{LINKED_PREFIX}{url}");
+                let link = crate::media_links::link(core, m.id, i);
+                links.push(link.url);
+                let why = match rules {
+                    None => "этот канал не передаёт файлы / this channel carries no files",
+                    Some(_) => {
+                        "канал не принимает такой файл / the channel does not take this file"
+                    }
+                };
+                notes.push(format!(
+                    "Файл «{name}» из amoCRM отправлен клиенту ссылкой: {why}."
+                ));
+            }
+        }
+        a.file_name = Some(name);
+    }
+    let now = core.now();
+    let txn = core
+        .db
+        .begin()
+        .await
+        .map_err(|e| Fetch::Retry(internal(e)))?;
+    let mut am = m.clone().into_active_model();
+    am.attachments = Set(serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into()));
+    if !links.is_empty() {
+        let caption = m.text.clone().unwrap_or_default();
+        let mut text = caption.trim().to_owned();
+        for l in &links {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(l);
+        }
+        am.text = Set(Some(text));
+    }
+    let updated = am
+        .update(&txn)
+        .await
+        .map_err(|e| Fetch::Retry(internal(e)))?;
+    let mut pending = Pending::default();
+    for text in notes {
+        let id = uuid::Uuid::now_v7();
+        chatter_store::entity::note::Entity::insert(chatter_store::entity::note::ActiveModel {
+            id: Set(id),
+            company_id: Set(m.company_id.uuid()),
+            conversation_id: Set(m.conversation_id.0),
+            author_id: Set(None),
+            author_name: Set("Chatter".into()),
+            text: Set(text.clone()),
+            mentions: Set("[]".into()),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(|e| Fetch::Retry(internal(e)))?;
+        crate::crm::sync::outbox::enqueue_note(
+            &txn,
+            m.company_id,
+            m.conversation_id,
+            &format!("📝 Chatter: {text}"),
+            now,
+        )
+        .await
+        .map_err(|e| Fetch::Retry(internal(e)))?;
+        events::emit(
+            &txn,
+            &mut pending,
+            m.company_id,
+            "note",
+            serde_json::json!({"conversation_id": m.conversation_id, "note_id": id}),
+            now,
+        )
+        .await
+        .map_err(|e| Fetch::Retry(internal(e)))?;
+    }
+    commit_with_event(core, txn, &updated)
+        .await
+        .map_err(Fetch::Retry)?;
+    core.published(pending);
+    Ok(updated)
 }
 
 /// Sends a manager's file (`inbox::reply_file`) through the kind's `Connector::send_file`,

@@ -293,6 +293,17 @@ pub fn new_message_body(m: &ChatMessage) -> Value {
         "message": { "type": "text", "text": m.text },
         "silent": m.silent,
     });
+    // A file goes as its own type with the URL amoCRM downloads it from; `file_name` and
+    // `file_size` are required for files, videos and pictures (§4.5), sent for every kind.
+    if let Some(f) = &m.media {
+        payload["message"] = json!({
+            "type": f.kind.as_str(),
+            "text": m.text,
+            "media": f.url,
+            "file_name": f.file_name,
+            "file_size": f.file_size,
+        });
+    }
     if let Some(r) = &m.conversation_ref {
         payload["conversation_ref_id"] = json!(r);
     }
@@ -762,6 +773,7 @@ mod tests {
             sent_at_ms: 1_700_000_000_123,
             source_external_id: Some("tg-acme".into()),
             silent: false,
+            media: None,
         };
         assert_eq!(
             new_message_body(&m),
@@ -782,6 +794,19 @@ mod tests {
         assert_eq!(v["payload"]["receiver"]["id"], "tg-u-987654321");
         assert_eq!(v["payload"]["sender"]["ref_id"], "bot-amojo-id");
         assert_eq!(v["payload"]["conversation_ref_id"], "6cbab3d5");
+        m.media = Some(crate::ChatMedia {
+            kind: crate::ChatMediaKind::Picture,
+            url: "https://chatter.example/media/x/0?expires=1&sig=ab".into(),
+            file_name: "photo.jpg".into(),
+            file_size: 1234,
+        });
+        m.text = "Вот фото".into();
+        let v = new_message_body(&m);
+        assert_eq!(
+            v["payload"]["message"],
+            json!({"type":"picture","text":"Вот фото","media":"https://chatter.example/media/x/0?expires=1&sig=ab",
+                "file_name":"photo.jpg","file_size":1234})
+        );
     }
 
     #[test]

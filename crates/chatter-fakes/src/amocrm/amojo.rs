@@ -270,6 +270,9 @@ fn new_message(st: &mut AmoState, acc: &mut Account, scope: &str, p: &Value) -> 
     if !p["message"]["type"].is_string() {
         return bad_request("message.type is required");
     }
+    if let Err(e) = check_content(&p["message"]) {
+        return bad_request(&e);
+    }
     let incoming = p["receiver"].is_null();
     let client = if incoming {
         &p["sender"]
@@ -337,6 +340,9 @@ fn new_message(st: &mut AmoState, acc: &mut Account, scope: &str, p: &Value) -> 
         "delivery_status": null, "error_code": null, "error": null,
     });
     let chat_id = chat.id.clone();
+    if let Some(url) = p["message"]["media"].as_str().filter(|u| !u.is_empty()) {
+        st.to_fetch.push((acc.id, msg_id.clone(), url.to_owned()));
+    }
     acc.chats[index].messages.push(stored);
     if incoming && !p["silent"].as_bool().unwrap_or(false) {
         unsorted_side_effects(st, acc, index);
@@ -554,6 +560,137 @@ pub(super) async fn manager_replies(
     chat_ref: &str,
     text: &str,
 ) -> Result<u16, String> {
+    let content =
+        json!({"type": "text", "text": text, "media": "", "file_name": "", "file_size": 0});
+    manager_sends(shared, account, chat_ref, content).await
+}
+
+/// Keeps a manager's file where amojo serves chat files and POSTs the hook carrying its URL.
+pub(super) async fn manager_sends_file(
+    shared: &Arc<Shared>,
+    account: i64,
+    chat_ref: &str,
+    file: super::ManagerFile<'_>,
+) -> Result<u16, String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let url = {
+        let mut st = shared.lock();
+        st.files
+            .insert(id.clone(), (file.mime.to_owned(), file.bytes.to_vec()));
+        let name: String =
+            url::form_urlencoded::byte_serialize(file.file_name.as_bytes()).collect();
+        format!("{}/attachments/{id}/{name}", shared.base_url)
+    };
+    let content = json!({"type": file.kind, "text": file.caption, "media": url,
+                         "file_name": file.file_name, "file_size": file.bytes.len()});
+    check_content(&content)?;
+    manager_sends(shared, account, chat_ref, content).await
+}
+
+/// What §4.5 requires of a message's content: a known type, a text for `text`, a media URL
+/// for every file type, and `file_name` and `file_size` for files, videos and pictures.
+fn check_content(m: &Value) -> Result<(), String> {
+    let kind = m["type"].as_str().unwrap_or("");
+    let media = m["media"].as_str().unwrap_or("");
+    match kind {
+        "text" => {
+            if !m["text"].is_string() {
+                return Err("message.text is required for type text".into());
+            }
+        }
+        "contact" | "location" | "sticker" => {}
+        "file" | "video" | "picture" | "voice" | "audio" => {
+            let url = url::Url::parse(media)
+                .map_err(|_| format!("message.media must be a downloadable URL for type {kind}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(format!(
+                    "message.media must be an http(s) URL for type {kind}"
+                ));
+            }
+            if matches!(kind, "file" | "video" | "picture") {
+                if m["file_name"].as_str().is_none_or(str::is_empty) {
+                    return Err(format!("message.file_name is required for type {kind}"));
+                }
+                if !m["file_size"].is_i64() && !m["file_size"].is_u64() {
+                    return Err(format!("message.file_size is required for type {kind}"));
+                }
+            }
+        }
+        other => return Err(format!("unknown message.type {other}")),
+    }
+    Ok(())
+}
+
+/// `GET /attachments/{id}/{name}`: a file a manager sent, as amojo serves it (no session).
+pub(super) fn serve_file(shared: &Shared, method: &Method, rest: &str) -> Response {
+    if !is_method(method, "GET") {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let id = rest.split('/').next().unwrap_or("");
+    match shared.lock().files.get(id) {
+        Some((mime, bytes)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, mime.clone())],
+            bytes.clone(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Downloads the files of accepted messages as amoCRM does, without cookies or session, and
+/// records on each message `media_fetch`: `{status, content_type, content_disposition, size,
+/// sha256}` or `{error}`.
+pub(super) async fn fetch_media(shared: &Arc<Shared>) {
+    let queued = std::mem::take(&mut shared.lock().to_fetch);
+    for (account, msg_id, url) in queued {
+        // A client of its own: nothing of Chatter's (a cookie, a header) comes along.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .unwrap_or_default();
+        let got = match client.get(&url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let header_of = |n: header::HeaderName| {
+                    r.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let content_type = header_of(header::CONTENT_TYPE);
+                let disposition = header_of(header::CONTENT_DISPOSITION);
+                match r.bytes().await {
+                    Ok(b) => json!({"status": status, "content_type": content_type,
+                                   "content_disposition": disposition, "size": b.len(),
+                                   "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b))}),
+                    Err(e) => json!({"status": status, "error": e.to_string()}),
+                }
+            }
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        let mut st = shared.lock();
+        if let Some(m) = st
+            .accounts
+            .get_mut(&account)
+            .into_iter()
+            .flat_map(|a| a.chats.iter_mut())
+            .flat_map(|c| c.messages.iter_mut())
+            .find(|m| m["id"] == json!(msg_id))
+        {
+            m["media_fetch"] = got;
+        }
+    }
+}
+
+/// Stores a manager's message (`content`: the hook's `message.message` without its id) and
+/// POSTs the v2 hook (§4.6) to the channel's webhook URL.
+async fn manager_sends(
+    shared: &Arc<Shared>,
+    account: i64,
+    chat_ref: &str,
+    content: Value,
+) -> Result<u16, String> {
     let (url, secret, body) = {
         let mut st = shared.lock();
         let now = st.now();
@@ -599,15 +736,16 @@ pub(super) async fn manager_replies(
                 "conversation": {"id": chat.id, "client_id": chat.conversation_id},
                 "source": {"external_id": chat.source_external_id},
                 "timestamp": now, "msec_timestamp": msec,
-                "message": {"id": msg_id, "type": "text", "text": text, "tag": "", "markup": null,
-                            "media": "", "thumbnail": "", "file_name": "", "file_size": 0},
+                "message": {"id": msg_id, "type": content["type"], "text": content["text"], "tag": "", "markup": null,
+                            "media": content["media"], "thumbnail": "", "file_name": content["file_name"],
+                            "file_size": content["file_size"]},
             },
         });
         chat.messages.push(json!({
             "id": msg_id, "msgid": null, "chat_id": chat.id, "conversation_id": chat.conversation_id,
             "scope_id": scope, "direction": "outgoing", "sender": sender, "receiver": receiver,
             "sender_id": manager["amojo_id"], "receiver_id": chat.user["id"],
-            "message": {"type": "text", "text": text}, "timestamp": now, "msec_timestamp": msec,
+            "message": content, "timestamp": now, "msec_timestamp": msec,
             "silent": false, "source": {"external_id": chat.source_external_id},
             "delivery_status": null, "error_code": null, "error": null,
         }));

@@ -59,6 +59,17 @@ pub struct RecordedRequest {
     pub status: u16,
 }
 
+/// A file a manager sends from amoCRM's chat (see [`FakeAmo::manager_sends_file`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ManagerFile<'a> {
+    /// `picture`, `file`, `voice`, `video` or `audio`.
+    pub kind: &'a str,
+    pub caption: &'a str,
+    pub file_name: &'a str,
+    pub mime: &'a str,
+    pub bytes: &'a [u8],
+}
+
 /// Handle to a running fake. Clones share the server; it stops when the last handle drops or on
 /// [`FakeAmo::shutdown`].
 #[derive(Clone)]
@@ -293,6 +304,12 @@ pub(crate) struct AmoState {
     failures: Vec<Injected>,
     requests: Vec<RecordedRequest>,
     rate_limit: u32,
+    /// Files managers sent (`FakeAmo::manager_sends_file`), served at `/attachments/{id}/{name}`
+    /// as amojo serves a chat's files: id → (type, bytes).
+    files: HashMap<String, (String, Vec<u8>)>,
+    /// Media URLs of accepted chat messages, to download as amoCRM does: (account, amojo
+    /// message id, URL).
+    to_fetch: Vec<(i64, String, String)>,
 }
 
 impl AmoState {
@@ -354,6 +371,8 @@ impl FakeAmo {
                 failures: Vec::new(),
                 requests: Vec::new(),
                 rate_limit: DEFAULT_RATE_LIMIT,
+                files: HashMap::new(),
+                to_fetch: Vec::new(),
             },
             "fake amoCRM server stopped",
         );
@@ -765,6 +784,19 @@ impl FakeAmo {
         amojo::manager_replies(&self.shared, account.0, chat_id, text).await
     }
 
+    /// A manager sends a file in a chat (`kind`: `picture`, `file`, `voice`, `video` or
+    /// `audio`, with `caption`): amojo keeps it at `{base}/attachments/{id}/{file_name}` and the
+    /// v2 hook (§4.6) carries that URL in `message.media`, with `file_name` and `file_size`.
+    /// Returns the receiver's HTTP status.
+    pub async fn manager_sends_file(
+        &self,
+        account: AccountId,
+        chat_id: &str,
+        file: ManagerFile<'_>,
+    ) -> Result<u16, String> {
+        amojo::manager_sends_file(&self.shared, account.0, chat_id, file).await
+    }
+
     /// The next `count` requests whose path starts with `path_prefix` answer `status` with
     /// amoCRM's error body for it (problem+json on REST and OAuth, amojo's error object on the
     /// Chats API, nginx's HTML page for 403 on REST).
@@ -871,6 +903,8 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
             oauth::handle(&shared, &parts.method, &path, &parts.headers, &body),
             None,
         )
+    } else if let Some(rest) = path.strip_prefix("/attachments/") {
+        (amojo::serve_file(&shared, &parts.method, rest), None)
     } else {
         (problem(StatusCode::NOT_FOUND, "Route not found"), None)
     };
@@ -880,6 +914,9 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         account: account.map(AccountId),
         status: response.status().as_u16(),
     });
+    // amoCRM downloads a message's file from the integration's URL (no cookies, no session)
+    // and keeps it; the fake does so before answering, and records what it got.
+    amojo::fetch_media(&shared).await;
     response
 }
 

@@ -23,6 +23,7 @@ mod cli;
 mod contacts;
 mod crawl;
 mod crm;
+mod crm_media;
 mod crm_path;
 mod crm_signin;
 mod crm_sync;

@@ -257,6 +257,8 @@ const ROUTES: &[Route] = &[
     r(Post, "/hooks/{no_kind}/{source}", Public, &[], &[404]),
     r(Post, "/hooks/amojo/{zero}", Public, &[], &[401]),
     r(Get,  "/hooks/amocrm/disabled", Public, &[], &[400]),
+    // A signed file link without its signature.
+    r(Get,  "/media/{msg}/{zero}", Public, &[], &[403]),
     r(Get,  "/app/sources/new/api", MANAGE, &[], &[200]),
     r(Get,  "/app/api-sources", Public, &[], &[303]),
     r(Post, "/app/api-sources", MANAGE, &[("name", "")], &[422]),

@@ -3,6 +3,8 @@
 //! which managers answer from amoCRM.
 
 use super::*;
+use crate::attachments::StoredAttachment;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
 // The one door into the inbox: storing a manager's answer written in amoCRM.
 use crate::inbox::{insert_outgoing, Outgoing};
 
@@ -44,30 +46,140 @@ pub(super) async fn already_mirrored(
         .is_some())
 }
 
-/// A message's text for the CRM, attachments named.
-pub(super) fn body_of(m: &message::Model) -> String {
+/// How long a customer's file may take to arrive from the messenger before the message goes to
+/// amoCRM with the file named only.
+const FILE_WAIT_MS: i64 = 15 * 60_000;
+/// How soon a message whose file is still being fetched is looked at again.
+pub(super) const FILE_RETRY_MS: i64 = 2_000;
+
+/// An attachment's name in a text: «[Фото]», «[Файл договор.pdf]» ….
+fn label_of(a: &StoredAttachment) -> String {
+    match a.kind.as_str() {
+        "photo" | "image" => "[Фото]".to_string(),
+        "voice" => "[Голосовое сообщение]".to_string(),
+        "video" => "[Видео]".to_string(),
+        _ => format!("[Файл {}]", a.file_name.clone().unwrap_or_default()),
+    }
+}
+
+/// The contact or place a message carries, as text.
+fn extra_of(m: &message::Model) -> Option<String> {
+    let e = serde_json::from_str::<chatter_channels::Extra>(m.extra.as_deref()?).ok()?;
+    Some(match e {
+        chatter_channels::Extra::Contact { phone, name } => format!("[Контакт {name} {phone}]"),
+        chatter_channels::Extra::Location {
+            latitude,
+            longitude,
+        } => format!("[Геопозиция {latitude:.5}, {longitude:.5}]"),
+    })
+}
+
+/// Whether a customer's message still waits for its files from the messenger (the `FetchFile`
+/// job), and not yet for so long that it goes without them.
+pub(super) async fn waiting_for_files(core: &Core, item: &Item) -> Result<bool> {
+    let Some(id) = item.message_id else {
+        return Ok(false);
+    };
+    let Some(m) = message::Entity::find_by_id(id).one(&core.db).await? else {
+        return Ok(false);
+    };
+    Ok(m.direction.is_in()
+        && core.now().saturating_sub(m.created_at) < FILE_WAIT_MS
+        && crate::attachments::attachments_of(&m)
+            .iter()
+            .any(|a| a.blob.is_none()))
+}
+
+/// Looks at an item again in `ms`, without counting an attempt (waiting is not failing).
+pub(super) async fn postpone(core: &Core, item: &Item, ms: i64) -> Result<()> {
+    core.db
+        .execute(stmt(
+            core.db.get_database_backend(),
+            "UPDATE crm_outbox SET next_at = $1 WHERE id = $2",
+            vec![(core.now() + ms).into(), item.id.into()],
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The Chats API type a kept file goes as: pictures browsers show as `picture`, voice
+/// messages, videos and audio as theirs, anything else (a HEIC, a PDF) as `file`.
+fn media_kind(a: &StoredAttachment) -> ChatMediaKind {
+    match a.kind.as_str() {
+        "photo" | "image" | "sticker" if a.raster.is_some() => ChatMediaKind::Picture,
+        "voice" => ChatMediaKind::Voice,
+        "video" | "video_note" => ChatMediaKind::Video,
+        "audio" => ChatMediaKind::Audio,
+        _ => ChatMediaKind::File,
+    }
+}
+
+/// A kept file's name for amoCRM: its own, else one made from its kind and type.
+fn media_name(a: &StoredAttachment, index: usize) -> String {
+    if let Some(n) = a.file_name.as_deref().filter(|n| !n.trim().is_empty()) {
+        return n.to_owned();
+    }
+    let ext = match (a.raster.as_deref(), a.kind.as_str()) {
+        (Some("image/png"), _) => "png",
+        (Some("image/gif"), _) => "gif",
+        (Some("image/webp"), _) => "webp",
+        (Some(_), _) => "jpg",
+        (None, "voice") => "ogg",
+        (None, "video" | "video_note") => "mp4",
+        _ => "bin",
+    };
+    let stem = match a.kind.as_str() {
+        "photo" | "image" | "sticker" => "photo",
+        "voice" => "voice",
+        "video" | "video_note" => "video",
+        "audio" => "audio",
+        _ => "file",
+    };
+    format!("{stem}-{}.{ext}", index + 1)
+}
+
+/// A message for the CRM: its caption (files not kept are named in it, as are a contact or a
+/// place) and its kept files, each with a signed link amoCRM downloads it from.
+pub(super) fn media_of(core: &Core, m: &message::Model) -> (String, Vec<ChatMedia>) {
     let mut parts: Vec<String> = Vec::new();
-    for a in crate::attachments::attachments_of(m) {
-        parts.push(match a.kind.as_str() {
-            "photo" => "[Фото]".to_string(),
-            "voice" => "[Голосовое сообщение]".to_string(),
-            "video" => "[Видео]".to_string(),
-            _ => format!("[Файл {}]", a.file_name.unwrap_or_default()),
+    let mut media = Vec::new();
+    for (i, a) in crate::attachments::attachments_of(m).iter().enumerate() {
+        if a.blob.is_none() {
+            parts.push(label_of(a));
+            continue;
+        }
+        media.push(ChatMedia {
+            kind: media_kind(a),
+            url: crate::media_links::link(core, m.id, i).url,
+            file_name: media_name(a, i),
+            file_size: a.size.unwrap_or(0),
         });
     }
-    if let Some(extra) = &m.extra {
-        if let Ok(e) = serde_json::from_str::<chatter_channels::Extra>(extra) {
-            parts.push(match e {
-                chatter_channels::Extra::Contact { phone, name } => {
-                    format!("[Контакт {name} {phone}]")
-                }
-                chatter_channels::Extra::Location {
-                    latitude,
-                    longitude,
-                } => format!("[Геопозиция {latitude:.5}, {longitude:.5}]"),
-            });
-        }
+    parts.extend(extra_of(m));
+    if let Some(t) = &m.text {
+        parts.push(t.clone());
     }
+    (parts.join(" "), media)
+}
+
+/// A message's text for a deal note: kept files named and linked (signed links, with the day
+/// they stop working), the others named.
+pub(super) fn note_body(core: &Core, m: &message::Model) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut until = None;
+    for (i, a) in crate::attachments::attachments_of(m).iter().enumerate() {
+        if a.blob.is_none() {
+            parts.push(label_of(a));
+            continue;
+        }
+        let link = crate::media_links::link(core, m.id, i);
+        until = Some(link.expires_at_ms);
+        parts.push(format!("{} {}", label_of(a), link.url));
+    }
+    if let Some(at) = until.and_then(chrono::DateTime::from_timestamp_millis) {
+        parts.push(format!("(ссылки действуют до {})", at.format("%d.%m.%Y")));
+    }
+    parts.extend(extra_of(m));
     if let Some(t) = &m.text {
         parts.push(t.clone());
     }
@@ -85,9 +197,9 @@ pub(super) async fn note_text(core: &Core, item: &Item) -> Result<Option<String>
         return Ok(None);
     };
     Ok(Some(if m.direction.is_in() {
-        format!("💬 {}: {}", m.sender_name, body_of(&m))
+        format!("💬 {}: {}", m.sender_name, note_body(core, &m))
     } else {
-        format!("↩ {} (Chatter): {}", m.sender_name, body_of(&m))
+        format!("↩ {} (Chatter): {}", m.sender_name, note_body(core, &m))
     }))
 }
 
@@ -179,20 +291,37 @@ pub(super) async fn mirror_chat(
             ..ChatParty::default()
         }
     };
-    let sent = s
-        .api
-        .send_chat_message(&ChatMessage {
-            conversation_id: conv.id.to_string(),
-            conversation_ref: chat_ref,
-            msgid: m.id.to_string(),
-            sender,
-            direction,
-            text: body_of(&m),
-            sent_at_ms: m.sent_at.unwrap_or(m.created_at),
-            source_external_id: Some(source_ref),
-            silent: false,
-        })
-        .await?;
+    // One chat message per file (amoCRM's take one each), the first with the caption; the
+    // others keyed `<id>.<n>`, so a retry after a partial send repeats nothing (amojo dedupes
+    // on `msgid`).
+    let (text, media) = media_of(core, &m);
+    let mut first: Option<ChatSent> = None;
+    let count = media.len().max(1);
+    let mut media = media.into_iter();
+    for n in 0..count {
+        let sent = s
+            .api
+            .send_chat_message(&ChatMessage {
+                conversation_id: conv.id.to_string(),
+                conversation_ref: chat_ref.clone(),
+                msgid: match n {
+                    0 => m.id.to_string(),
+                    n => format!("{}.{n}", m.id),
+                },
+                sender: sender.clone(),
+                direction: direction.clone(),
+                text: if n == 0 { text.clone() } else { String::new() },
+                sent_at_ms: m.sent_at.unwrap_or(m.created_at),
+                source_external_id: Some(source_ref.clone()),
+                silent: false,
+                media: media.next(),
+            })
+            .await?;
+        first.get_or_insert(sent);
+    }
+    let Some(sent) = first else {
+        return Ok(());
+    };
     record_message(
         &core.db,
         conv.company_id,
@@ -403,12 +532,40 @@ pub async fn receive_chat_hook(
     if st.scope_id.as_deref() != Some(scope_id) {
         return Err(CoreError::Unauthenticated);
     }
-    let text = match (&reply.media, reply.text.trim()) {
-        (Some(url), "") => url.clone(),
-        (Some(url), t) => format!("{t}\n{url}"),
-        (None, t) => t.to_string(),
+    // A file a manager sent (picture, file, voice …) goes to the customer as a file: stored
+    // with its amoCRM link, fetched into the blob store by the send job (never inside this
+    // request: amoCRM waits 5 s at most), then sent as the messenger takes it.
+    let file = reply
+        .media
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| {
+            url::Url::parse(u)
+                .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
+        })
+        .map(|url| StoredAttachment {
+            kind: match reply.kind.as_str() {
+                "picture" => "image",
+                "voice" => "voice",
+                "video" => "video",
+                "audio" => "audio",
+                _ => "document",
+            }
+            .to_owned(),
+            file_ref: format!("{}{url}", crate::attachments::FETCH_PREFIX),
+            file_name: reply.file_name.clone().filter(|n| !n.trim().is_empty()),
+            ..StoredAttachment::default()
+        });
+    let caption = reply.text.trim().to_owned();
+    let text = match (&file, &reply.media) {
+        (Some(a), _) if caption.is_empty() => format!("[{}]", a.kind),
+        (Some(_), _) => caption.clone(),
+        // A link that is no URL we can fetch is passed on as text.
+        (None, Some(url)) if caption.is_empty() => url.clone(),
+        (None, Some(url)) => format!("{caption}\n{url}"),
+        (None, None) => caption.clone(),
     };
-    if text.is_empty() {
+    if text.trim().is_empty() {
         return Ok(HookOutcome::Ignored);
     }
     let now = core.now();
@@ -439,6 +596,16 @@ pub async fn receive_chat_hook(
         now,
     )
     .await?;
+    let m = match file {
+        // The send job (queued in this transaction, run after the commit) fetches the file.
+        Some(a) => {
+            let mut am = m.into_active_model();
+            am.text = Set(Some(caption).filter(|t| !t.is_empty()));
+            am.attachments = Set(serde_json::to_string(&[a]).unwrap_or_else(|_| "[]".into()));
+            am.update(&txn).await?
+        }
+        None => m,
+    };
     record_message(&txn, conv.company_id, m.id, "reply", &reply.msgid, now).await?;
     assign_first_answer(&txn, &conv, Answerer::CrmChatUser(&reply.manager_ref), now).await?;
     txn.commit().await?;

@@ -484,8 +484,10 @@ pub(super) async fn step(
     // 3. Then the rest, item by item in id order, notes batched.
     let mut notes: Vec<(&Item, i64, String)> = Vec::new();
     let mut seen_conv: HashSet<Uuid> = HashSet::new();
+    // Conversations whose message waits for its files: nothing of theirs overtakes it.
+    let mut held: HashSet<Uuid> = HashSet::new();
     for item in items {
-        if blocked.contains(&item.conversation_id) {
+        if blocked.contains(&item.conversation_id) || held.contains(&item.conversation_id) {
             continue;
         }
         // Strict order per conversation: one item per conversation per pass, unless notes.
@@ -493,6 +495,13 @@ pub(super) async fn step(
             continue;
         };
         let r = match item.kind.as_str() {
+            K_MESSAGE if waiting_for_files(core, item).await.map_err(db_stop)? => {
+                // The customer's file is still coming from the messenger: amoCRM gets it as a
+                // file a moment later rather than as its name now.
+                postpone(core, item, FILE_RETRY_MS).await.map_err(db_stop)?;
+                held.insert(item.conversation_id);
+                continue;
+            }
             K_MESSAGE => {
                 if s.chats.is_none() {
                     match note_text(core, item).await {

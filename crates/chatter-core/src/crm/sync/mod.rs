@@ -26,9 +26,9 @@ use async_trait::async_trait;
 use chatter_crm::amocrm::chats::ChatsClient;
 use chatter_crm::amocrm::AmoCrm;
 use chatter_crm::{
-    ChatDirection, ChatMessage, ChatParty, ContactQuery, Crm, CrmError, CrmReply, DealDraft,
-    DeliveryFailure, DeliveryStatus, DraftContact, FieldScalar, FieldValue, MessengerKey,
-    NewContact, NewDeal,
+    ChatDirection, ChatMedia, ChatMediaKind, ChatMessage, ChatParty, ChatSent, ContactQuery, Crm,
+    CrmError, CrmReply, DealDraft, DeliveryFailure, DeliveryStatus, DraftContact, FieldScalar,
+    FieldValue, MessengerKey, NewContact, NewDeal,
 };
 use chatter_domain::routing::{self, Actions, Decision, Responsible};
 use chatter_domain::{

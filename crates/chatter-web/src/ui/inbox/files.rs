@@ -67,7 +67,7 @@ pub(crate) fn served(
 /// `inline` or `attachment` with the file's name (RFC 6266): a plain-ASCII `filename=` for old
 /// clients and the exact name as UTF-8 in `filename*=`. Path separators, quotes and control
 /// characters never get through.
-fn content_disposition(kind: &str, name: &str) -> String {
+pub(crate) fn content_disposition(kind: &str, name: &str) -> String {
     let clean: String = name
         .chars()
         .map(|c| {
