@@ -11,7 +11,7 @@
 use crate::nodes::{postgres_db, MASTER_KEY};
 use crate::nodes_faults::{api_source, eventually, Load, CHATS};
 use crate::server_process::Server;
-use chatter_fakes::{AccountId, CustomerMessage, FakeAmo, FakeTelegram};
+use chatter_fakes::{AccountId, CustomerMessage, Failure, FakeAmo, FakeTelegram};
 use chatter_testkit::{csrf_of, Session};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -195,9 +195,7 @@ async fn start(test: &str) -> Option<(Cluster, String, String, String)> {
         .expect("state in the consent URL")
         .to_string();
     let back = amo.approve(account, CLIENT_ID, &state);
-    let r = session
-        .get(back.trim_start_matches(&nodes[0].url()))
-        .await;
+    let r = session.get(back.trim_start_matches(&nodes[0].url())).await;
     assert_eq!(r.status(), 303, "amoCRM connected");
     let (source, secret) = api_source(&session).await;
     Some((
@@ -265,27 +263,7 @@ async fn two_nodes_one_sigkilled_then_both_restarted_under_polling_webhook_and_c
         .await;
     assert_eq!(tg_convs.len() as i64, TG_CUSTOMERS);
 
-    // A's CRM drain is stuck in an amoCRM request when a new customer writes.
-    c.amo.hang_next("/api/v4/", 1);
-    let id = c.telegram.customer_writes(
-        &c.token,
-        CustomerMessage::text(TG_USER + TG_CUSTOMERS, &tg_name(TG_CUSTOMERS), "Я новенький"),
-    );
-    written
-        .lock()
-        .expect("lock")
-        .push(format!("{}:{id}", TG_USER + TG_CUSTOMERS));
-    eventually(30, "node A's CRM drain hangs in amoCRM", || async {
-        c.amo.hanging() == 1
-            && c
-                .lease(&crm_lease)
-                .await
-                .is_some_and(|(h, _)| h.starts_with(&a_id))
-    })
-    .await;
-
-    // B joins; the load starts.
-    c.nodes[1].spawn().await;
+    // The load starts on A alone (what is posted to B, not started yet, goes to A).
     let urls: Vec<String> = c.nodes.iter().map(Server::url).collect();
     let load = Load::over(urls.clone(), &source, &secret, api_body);
     let alive = load.alive.clone();
@@ -299,7 +277,9 @@ async fn two_nodes_one_sigkilled_then_both_restarted_under_polling_webhook_and_c
                     &token,
                     CustomerMessage::text(TG_USER + k, &tg_name(k), &format!("Вопрос {n}")),
                 );
-                w.lock().expect("lock").push(format!("{}:{id}", TG_USER + k));
+                w.lock()
+                    .expect("lock")
+                    .push(format!("{}:{id}", TG_USER + k));
             }
         })
     };
@@ -350,8 +330,52 @@ async fn two_nodes_one_sigkilled_then_both_restarted_under_polling_webhook_and_c
     })
     .await;
 
-    // SIGKILL A while it polls the bot and its CRM drain waits on amoCRM.
+    // A send of A's in flight at the kill: Telegram never answers it.
     let a_pid = c.nodes[0].pid().expect("A runs");
+    let stuck_on_a = format!(
+        "SELECT count(*) FROM jobs j JOIN messages m ON j.payload LIKE '%' || m.id::text || '%' \
+         WHERE j.status = 'running' AND j.kind = 'send_message' AND j.locked_by LIKE '%:{a_pid}/%' \
+         AND m.status = 'pending' \
+         AND m.created_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - 1000"
+    );
+    for attempt in 0.. {
+        assert!(attempt < 10, "no send of A's ever hung");
+        c.telegram
+            .fail_next(&c.token, "sendMessage", Failure::Hang, 1);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        if c.count(&stuck_on_a).await > 0 {
+            break;
+        }
+    }
+
+    // A's CRM drain is stuck in an amoCRM request when a new customer writes.
+    c.amo.hang_next("/api/v4/", 1);
+    let id = c.telegram.customer_writes(
+        &c.token,
+        CustomerMessage::text(
+            TG_USER + TG_CUSTOMERS,
+            &tg_name(TG_CUSTOMERS),
+            "Я новенький",
+        ),
+    );
+    written
+        .lock()
+        .expect("lock")
+        .push(format!("{}:{id}", TG_USER + TG_CUSTOMERS));
+    eventually(30, "node A's CRM drain hangs in amoCRM", || async {
+        c.amo.hanging() == 1
+            && c.lease(&crm_lease)
+                .await
+                .is_some_and(|(h, _)| h.starts_with(&a_id))
+    })
+    .await;
+
+    // B joins and takes its share.
+    c.nodes[1].spawn().await;
+    let n = load.acked();
+    load.wait_for_acks(n + 30, 60).await;
+
+    // SIGKILL A while it polls the bot, sends a reply and its CRM drain waits on amoCRM.
     c.nodes[0].kill9();
     alive.lock().expect("lock").retain(|u| *u != urls[0]);
     let killed_at = c.db_now().await;
@@ -368,16 +392,13 @@ async fn two_nodes_one_sigkilled_then_both_restarted_under_polling_webhook_and_c
         .await
         .into_iter()
         .collect();
+    assert!(!in_flight.is_empty(), "A had a send in flight");
     let seen_at_kill = Instant::now();
     let requests_at_kill = c.amo.requests().len();
     eventually(
         ((LEASE_MS + MARGIN_MS) / 1000 + 30) as u64,
         "B polls the bot",
-        || async {
-            c.lease(&poll_lease)
-                .await
-                .is_some_and(|(h, _)| h != a_id)
-        },
+        || async { c.lease(&poll_lease).await.is_some_and(|(h, _)| h != a_id) },
     )
     .await;
     let (_, poll_new) = c.lease(&poll_lease).await.expect("B polls");
@@ -409,7 +430,10 @@ async fn two_nodes_one_sigkilled_then_both_restarted_under_polling_webhook_and_c
         in_flight.len(),
         amo_first.map(|t| t.saturating_duration_since(seen_at_kill))
     );
-    for (what, after_renewal) in [("poller", poll_after_renewal), ("CRM drain", crm_after_renewal)] {
+    for (what, after_renewal) in [
+        ("poller", poll_after_renewal),
+        ("CRM drain", crm_after_renewal),
+    ] {
         assert!(
             (LEASE_MS..=LEASE_MS + MARGIN_MS).contains(&after_renewal),
             "the {what} was taken over {after_renewal} ms after A's last renewal (lease {LEASE_MS} ms)"
@@ -503,7 +527,10 @@ async fn two_nodes_one_sigkilled_then_both_restarted_under_polling_webhook_and_c
         *sends.entry(m.text.unwrap_or_default()).or_default() += 1;
     }
     let missing: Vec<_> = replies.iter().filter(|t| !sends.contains_key(*t)).collect();
-    assert!(missing.is_empty(), "stored as sent but not at Telegram: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "stored as sent but not at Telegram: {missing:?}"
+    );
     let repeated: Vec<(&String, &usize)> = sends.iter().filter(|(_, n)| **n > 1).collect();
     for (text, n) in &repeated {
         assert!(
@@ -528,11 +555,19 @@ async fn two_nodes_one_sigkilled_then_both_restarted_under_polling_webhook_and_c
     for name in &names {
         let n = leads
             .iter()
-            .filter(|l| l["name"].as_str().is_some_and(|x| x.ends_with(name.as_str())))
+            .filter(|l| {
+                l["name"]
+                    .as_str()
+                    .is_some_and(|x| x.ends_with(name.as_str()))
+            })
             .count();
         assert_eq!(n, 1, "deals of {name}: {leads:?}");
     }
-    assert_eq!(leads.len() as i64, conversations, "one deal per conversation");
+    assert_eq!(
+        leads.len() as i64,
+        conversations,
+        "one deal per conversation"
+    );
     println!(
         "nodes_die: {} webhooks acknowledged, {} customer messages polled, {} replies sent \
          ({} twice), {} deals for {conversations} conversations",
