@@ -1,8 +1,9 @@
 //! Two `chatter serve` nodes on one PostgreSQL database under steady load of every sort at
 //! once: signed API-source webhooks, customers of a Telegram bot read by long polling, managers'
-//! replies sent to Telegram, and amoCRM connected. One node is SIGKILLed while it polls the bot
-//! and drains the company's CRM outbox (its amoCRM request hanging); the other takes both over
-//! within their lease. Then both nodes restart one after another (SIGTERM, start). Throughout:
+//! replies sent to Telegram, and amoCRM connected. One node is SIGKILLed while it polls the bot,
+//! sends a reply Telegram leaves unanswered and drains the company's CRM outbox (its amoCRM
+//! request hanging); the other takes all three over, the poller and the drain within their
+//! lease plus a margin (read from the database's lease rows and the amoCRM fake's request log). Then both nodes restart one after another (SIGTERM, start). Throughout:
 //! every acknowledged webhook and every polled customer message is stored once, every reply is
 //! sent (a send in flight on the killed node at most once more, as docs/ARCHITECTURE.md says
 //! and nothing repeated over a graceful stop), and amoCRM has one deal per conversation.
