@@ -512,22 +512,53 @@ async fn two_nodes_one_sigkilled_then_both_restarted_under_polling_webhook_and_c
         .collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     let written = written.lock().expect("lock").clone();
-    eventually(90, "every polled customer message stored", || async {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
         let stored: HashSet<String> = c
             .strings("SELECT external_id FROM messages WHERE direction = 'in'")
             .await
             .into_iter()
             .collect();
-        written.iter().all(|id| stored.contains(id))
-    })
-    .await;
+        let missing: Vec<&String> = written.iter().filter(|id| !stored.contains(*id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "customer messages never stored: {missing:?}; the bot's lease: {:?}; {} updates \
+             pending at Telegram; calls: {:?}",
+            c.lease(&poll_lease).await,
+            c.telegram.pending_updates(&c.token),
+            c.telegram
+                .calls(&c.token)
+                .iter()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let replies = replies.lock().expect("lock").clone();
-    eventually(90, "every reply sent", || async {
-        c.count("SELECT count(*) FROM messages WHERE direction = 'out' AND status = 'sent'")
-            .await
-            == replies.len() as i64
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while c
+        .count("SELECT count(*) FROM messages WHERE direction = 'out' AND status = 'sent'")
+        .await
+        != replies.len() as i64
+    {
+        if Instant::now() >= deadline {
+            let unsent = c
+                .strings(
+                    "SELECT m.text || ' [' || m.status || '] job: ' || coalesce(j.status || ' ' \
+                     || j.attempts || ' ' || coalesce(j.locked_by, '') || ' ' \
+                     || coalesce(j.last_error, ''), 'none') FROM messages m \
+                     LEFT JOIN jobs j ON j.payload LIKE '%' || m.id::text || '%' \
+                     WHERE m.direction = 'out' AND m.status <> 'sent'",
+                )
+                .await;
+            panic!("replies never sent: {unsent:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         c.count("SELECT count(*) FROM messages WHERE direction = 'out'")
             .await,
