@@ -302,6 +302,10 @@ pub(crate) struct AmoState {
     access_tokens: HashMap<String, Grant>,
     refresh_tokens: HashMap<String, Grant>,
     failures: Vec<Injected>,
+    /// Path prefixes whose next requests hang unanswered, before any work, with how many.
+    hangs: Vec<(String, usize)>,
+    /// Requests left hanging so far.
+    hanging: usize,
     requests: Vec<RecordedRequest>,
     rate_limit: u32,
     /// Files managers sent (`FakeAmo::manager_sends_file`), served at `/attachments/{id}/{name}`
@@ -369,6 +373,8 @@ impl FakeAmo {
                 access_tokens: HashMap::new(),
                 refresh_tokens: HashMap::new(),
                 failures: Vec::new(),
+                hangs: Vec::new(),
+                hanging: 0,
                 requests: Vec::new(),
                 rate_limit: DEFAULT_RATE_LIMIT,
                 files: HashMap::new(),
@@ -822,6 +828,23 @@ impl FakeAmo {
         });
     }
 
+    /// The next `count` requests whose path starts with `path_prefix` are recorded and never
+    /// answered, and nothing of them is carried out: amoCRM stuck, so the client's request is
+    /// in flight until the client gives up or dies.
+    pub fn hang_next(&self, path_prefix: &str, count: usize) {
+        if count > 0 {
+            self.shared
+                .lock()
+                .hangs
+                .push((path_prefix.to_owned(), count));
+        }
+    }
+
+    /// How many requests have been left hanging so far (see [`FakeAmo::hang_next`]).
+    pub fn hanging(&self) -> usize {
+        self.shared.lock().hanging
+    }
+
     /// Disables the integration in the account: every access and refresh token issued for it
     /// stops working (API → 401, refresh → 400), as when an admin switches it off (§1.4).
     pub fn revoke_tokens(&self, account: AccountId) {
@@ -883,6 +906,22 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
     let query = parts.uri.query().unwrap_or("").to_owned();
     let line = format!("{} {}", parts.method, path);
     let at = Instant::now();
+    let hang = {
+        let mut st = shared.lock();
+        let found = st
+            .hangs
+            .iter_mut()
+            .find(|(prefix, n)| *n > 0 && path.starts_with(prefix.as_str()));
+        let hang = found.map(|(_, n)| *n -= 1).is_some();
+        st.hangs.retain(|(_, n)| *n > 0);
+        if hang {
+            st.hanging += 1;
+        }
+        hang
+    };
+    if hang {
+        return std::future::pending().await;
+    }
     let (response, account) = if path.starts_with("/api/v4/") || path.starts_with("/api/v2/") {
         rest::handle(
             &shared,

@@ -41,6 +41,7 @@ mod messages;
 mod nginx;
 mod nodes;
 mod nodes_browser;
+mod nodes_die;
 mod nodes_faults;
 mod notes;
 mod notifications;

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 /// The lease the nodes run with (`Server` sets `CHATTER_WORKER__LEASE_SECS=5`).
 const LEASE: Duration = Duration::from_secs(5);
 /// Customers writing in; one conversation each.
-const CHATS: usize = 10;
+pub(crate) const CHATS: usize = 10;
 /// Replies whose first delivery the receiver holds, so that they run when a node dies.
 const HELD: usize = 4;
 /// Concurrent posters of the webhook load, each pausing this long between messages.
@@ -171,22 +171,7 @@ impl Installation {
             )
             .await;
         assert_eq!(r.status(), 303, "signed up");
-        let r = session
-            .post_from(
-                "/app/sources/new/api",
-                "/app/api-sources",
-                &[("name", "Сайт")],
-            )
-            .await;
-        assert_eq!(r.status(), 200);
-        let page = r.text().await.expect("body");
-        let secret = attr_after(&page, "id=\"api-secret\"", "value").to_string();
-        let source = page
-            .split("/app/api-sources/")
-            .nth(1)
-            .and_then(|x| x.split('/').next())
-            .expect("source id in page")
-            .to_string();
+        let (source, secret) = api_source(&session).await;
         *rx.secret.lock().expect("lock") = secret.clone();
         let page = format!("/app/api-sources/{source}");
         let r = session
@@ -248,7 +233,28 @@ impl Installation {
     }
 }
 
-async fn post_signed(
+/// Adds an API source named «Сайт» through the UI; returns its id and signing secret.
+pub(crate) async fn api_source(session: &Session) -> (String, String) {
+    let r = session
+        .post_from(
+            "/app/sources/new/api",
+            "/app/api-sources",
+            &[("name", "Сайт")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.expect("body");
+    let secret = attr_after(&page, "id=\"api-secret\"", "value").to_string();
+    let source = page
+        .split("/app/api-sources/")
+        .nth(1)
+        .and_then(|x| x.split('/').next())
+        .expect("source id in page")
+        .to_string();
+    (source, secret)
+}
+
+pub(crate) async fn post_signed(
     http: &reqwest::Client,
     base: &str,
     source: &str,
@@ -265,7 +271,7 @@ async fn post_signed(
         .await
 }
 
-fn unix_secs() -> i64 {
+pub(crate) fn unix_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -274,26 +280,37 @@ fn unix_secs() -> i64 {
 /// Steady signed webhook load over the nodes still in `alive`: each message is posted until a
 /// node answers 200 (to the next node after a failure, as a balancer would), then counted as
 /// acknowledged.
-struct Load {
+pub(crate) struct Load {
     acked: Arc<Mutex<HashSet<String>>>,
-    alive: Arc<Mutex<Vec<String>>>,
+    /// The nodes posted to; a test takes a node out before stopping it.
+    pub(crate) alive: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Load {
     fn start(inst: &Installation) -> Load {
+        let urls = inst.nodes.iter().map(Server::url).collect();
+        Load::over(urls, &inst.source, &inst.secret, message_body)
+    }
+
+    /// `POSTERS` posters of signed messages to the API source `source` over the nodes at
+    /// `urls` (the messages' bodies made by `body(id, chat, text)`), chats `client-0…` in turn.
+    pub(crate) fn over(
+        urls: Vec<String>,
+        source: &str,
+        secret: &str,
+        body: fn(&str, &str, &str) -> String,
+    ) -> Load {
         let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let alive = Arc::new(Mutex::new(
-            inst.nodes.iter().map(Server::url).collect::<Vec<_>>(),
-        ));
+        let alive = Arc::new(Mutex::new(urls));
         let stop = Arc::new(AtomicBool::new(false));
         let next = Arc::new(AtomicUsize::new(0));
         let tasks = (0..POSTERS)
             .map(|_| {
                 let (acked, alive, stop, next) =
                     (acked.clone(), alive.clone(), stop.clone(), next.clone());
-                let (source, secret) = (inst.source.clone(), inst.secret.clone());
+                let (source, secret) = (source.to_string(), secret.to_string());
                 tokio::spawn(async move {
                     let http = reqwest::Client::builder()
                         .timeout(Duration::from_secs(10))
@@ -303,7 +320,7 @@ impl Load {
                         let n = next.fetch_add(1, Ordering::SeqCst);
                         let id = format!("load-{n}");
                         let chat = format!("client-{}", n % CHATS);
-                        let body = message_body(&id, &chat, &format!("Сообщение {n}"));
+                        let body = body(&id, &chat, &format!("Сообщение {n}"));
                         for attempt in 0.. {
                             let base = {
                                 let alive = alive.lock().expect("lock");
@@ -330,11 +347,11 @@ impl Load {
         }
     }
 
-    fn acked(&self) -> usize {
+    pub(crate) fn acked(&self) -> usize {
         self.acked.lock().expect("lock").len()
     }
 
-    async fn wait_for_acks(&self, n: usize, secs: u64) {
+    pub(crate) async fn wait_for_acks(&self, n: usize, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while self.acked() < n {
             assert!(
@@ -347,7 +364,7 @@ impl Load {
     }
 
     /// Stops posting; every message under way is still posted until acknowledged.
-    async fn stop(self) -> HashSet<String> {
+    pub(crate) async fn stop(self) -> HashSet<String> {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.tasks {
             t.await.expect("poster");
@@ -358,7 +375,7 @@ impl Load {
     }
 }
 
-async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
+pub(crate) async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

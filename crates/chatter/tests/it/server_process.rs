@@ -149,6 +149,39 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits (up to `secs`) for the program to finish its requests and jobs
+    /// and exit; panics with the log unless it exits cleanly in time.
+    pub async fn terminate(&mut self, secs: u64) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM not sent");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let status = loop {
+            if let Some(status) = c.try_wait().expect("wait for chatter") {
+                break status;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "chatter did not stop within {secs} s of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            status.success(),
+            "chatter exited with {status} after SIGTERM:\n{}",
+            self.log()
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
