@@ -144,7 +144,8 @@ key = "{key}"
 fn a_webhook_base_telegram_would_refuse_is_refused_by_check_and_serve() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let cases: [(&[(&str, &str)], Option<&str>); 5] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: [Case; 5] = [
         (
             &[("CHATTER_PUBLIC_WEBHOOK_BASE", "http://127.0.0.1:8080")],
             Some(

@@ -75,12 +75,12 @@ async fn writer(
         }
         if t % 13 == 5 {
             txn.rollback().await.expect("rollback");
-            log.lock().unwrap().rolled_back.extend(keys);
+            log.lock().expect("log").rolled_back.extend(keys);
         } else {
             txn.commit().await.expect("commit");
             let now = Instant::now();
             pending.flush(&hub, backend);
-            let mut l = log.lock().unwrap();
+            let mut l = log.lock().expect("log");
             for k in keys {
                 l.committed.insert(k, now);
             }
@@ -149,7 +149,7 @@ async fn the_live_stream_delivers_every_committed_event_once_in_commit_order() {
     loop {
         let finished = done.load(std::sync::atomic::Ordering::SeqCst);
         if finished {
-            let expected = log.lock().unwrap().committed.len();
+            let expected = log.lock().expect("log").committed.len();
             let got = seen.len();
             if got >= expected {
                 break;
@@ -165,7 +165,7 @@ async fn the_live_stream_delivers_every_committed_event_once_in_commit_order() {
         let batch = reader.read(&db.db).await.expect("read the log");
         reads += 1;
         let now = Instant::now();
-        let l = log.lock().unwrap();
+        let l = log.lock().expect("log");
         for (pos, e) in batch {
             assert!(pos > last, "positions only grow: {pos} after {last}");
             last = pos;
@@ -176,7 +176,7 @@ async fn the_live_stream_delivers_every_committed_event_once_in_commit_order() {
             }
         }
     }
-    let l = log.lock().unwrap();
+    let l = log.lock().expect("log");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     let ghosts: Vec<_> = seen
@@ -219,6 +219,7 @@ async fn the_live_stream_delivers_every_committed_event_once_in_commit_order() {
         pct(&delays, 0.99),
         delays.last().copied().unwrap_or_default(),
     );
+    drop(l);
     let _ = stop_tx.send(true);
     let _ = listener.await;
 }
