@@ -176,6 +176,8 @@ async fn the_live_stream_delivers_every_committed_event_once_in_commit_order() {
             }
         }
     }
+    let _ = stop_tx.send(true);
+    let _ = listener.await;
     let l = log.lock().expect("log");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
@@ -219,7 +221,4 @@ async fn the_live_stream_delivers_every_committed_event_once_in_commit_order() {
         pct(&delays, 0.99),
         delays.last().copied().unwrap_or_default(),
     );
-    drop(l);
-    let _ = stop_tx.send(true);
-    let _ = listener.await;
 }
