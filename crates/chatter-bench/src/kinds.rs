@@ -108,9 +108,13 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         };
         let port = server::free_port()?;
         let base = format!("http://127.0.0.1:{port}");
+        // Telegram is given an https address; its fake delivers it to the server's port, as a
+        // TLS-terminating proxy would.
+        let public = "https://chatter.example.test";
+        fakes.telegram.route(public, &base);
         let env = [
             ("CHATTER_TELEGRAM__API_BASE", fakes.telegram.base_url()),
-            ("CHATTER_TELEGRAM__WEBHOOK_BASE", base.clone()),
+            ("CHATTER_TELEGRAM__WEBHOOK_BASE", public.to_string()),
             ("CHATTER_PUBLIC_WEBHOOK_BASE", base.clone()),
             ("CHATTER_VK__API_BASE", fakes.vk.base_url()),
             ("CHATTER_MAX__API_BASE", fakes.max.base_url()),

@@ -34,6 +34,8 @@ pub struct Args {
 }
 
 struct Cluster {
+    /// Delivers each node's public https webhook address to its loopback port.
+    fake: FakeTelegram,
     binary: std::path::PathBuf,
     url: String,
     env: Vec<(&'static str, String)>,
@@ -42,10 +44,12 @@ struct Cluster {
 impl Cluster {
     async fn start(&self, port: u16) -> anyhow::Result<Server> {
         let mut env = self.env.clone();
-        env.push((
-            "CHATTER_TELEGRAM__WEBHOOK_BASE",
-            format!("http://127.0.0.1:{port}"),
-        ));
+        // Telegram is given an https address; the fake delivers it to the node's port, as a
+        // TLS-terminating proxy would.
+        let public = format!("https://node-{port}.chatter.test");
+        self.fake
+            .route(&public, &format!("http://127.0.0.1:{port}"));
+        env.push(("CHATTER_TELEGRAM__WEBHOOK_BASE", public));
         Server::start(&self.binary, Some(&self.url), port, &env).await
     }
 }
@@ -63,6 +67,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         .map(|i| format!("{:02x}", (i * 37 + 11) % 256))
         .collect();
     let cluster = Cluster {
+        fake: fake.clone(),
         binary: args.common.binary()?,
         url: url.clone(),
         env: vec![

@@ -20,6 +20,9 @@ pub struct WebhookSetup {
     pub secret: String,
 }
 
+/// The public webhook base the server gives Telegram.
+const PUBLIC: &str = "https://chatter.example.test";
+
 /// Starts the fake and `chatter serve` in webhook mode, signs up, adds a bot through the
 /// Sources form and waits until the server has set the bot's webhook on the fake.
 pub async fn webhook_setup(common: &Common) -> anyhow::Result<WebhookSetup> {
@@ -38,11 +41,11 @@ pub async fn webhook_setup_with(
     let port = server::free_port()?;
     let mut env = vec![
         ("CHATTER_TELEGRAM__API_BASE", fake.base_url()),
-        (
-            "CHATTER_TELEGRAM__WEBHOOK_BASE",
-            format!("http://127.0.0.1:{port}"),
-        ),
+        ("CHATTER_TELEGRAM__WEBHOOK_BASE", PUBLIC.to_string()),
     ];
+    // Telegram is given an https address; the fake delivers it to the server's port, as a
+    // TLS-terminating proxy would.
+    fake.route(PUBLIC, &format!("http://127.0.0.1:{port}"));
     env.extend(extra_env(port));
     let server = Server::start(&binary, common.database_url.as_deref(), port, &env).await?;
     eprintln!(
@@ -73,10 +76,15 @@ pub async fn webhook_setup_with(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let hook_url = format!("{}/hooks/telegram/{source_id}", server.base);
-    if webhook.url != hook_url {
-        bail!("the webhook points at {}, expected {hook_url}", webhook.url);
+    let public_url = format!("{PUBLIC}/hooks/telegram/{source_id}");
+    if webhook.url != public_url {
+        bail!(
+            "the webhook points at {}, expected {public_url}",
+            webhook.url
+        );
     }
+    // Updates are posted straight to the server, as the proxy would pass them on.
+    let hook_url = format!("{}/hooks/telegram/{source_id}", server.base);
     let secret = webhook
         .secret_token
         .context("the webhook was set without a secret_token")?;

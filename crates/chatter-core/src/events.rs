@@ -139,25 +139,187 @@ pub async fn emit_many(
     Ok(())
 }
 
-/// Events of a company after `after_id`, oldest first (catch-up).
+/// A live stream's position in the event log: the last event it has read. On PostgreSQL event
+/// ids are taken before commit, so with several writers a smaller id can commit after a larger
+/// one; there the log is read in the order of the writing transaction (`events.tx`, then `id`),
+/// and only up to the oldest transaction still running, so nothing can later appear behind a
+/// position. SQLite has one writer: ids are in commit order and `tx` is always 0.
+///
+/// Written as `<tx>_<id>` on PostgreSQL and as the plain id on SQLite (the SSE `id:`, given back
+/// as `Last-Event-ID` or `?after=`). A plain id from an older version is resolved to the
+/// position of that event (`resolve`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub tx: i64,
+    pub id: i64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tx == 0 {
+            write!(f, "{}", self.id)
+        } else {
+            write!(f, "{}_{}", self.tx, self.id)
+        }
+    }
+}
+
+/// A position as a browser gives it back: a full one, or a plain event id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Given {
+    At(Position),
+    PlainId(i64),
+}
+
+impl Given {
+    /// `None` when it is neither (the stream then starts at the newest position).
+    pub fn parse(s: &str) -> Option<Given> {
+        let s = s.trim();
+        match s.split_once('_') {
+            Some((tx, id)) => Some(Given::At(Position {
+                tx: tx.parse().ok().filter(|t: &i64| *t >= 0)?,
+                id: id.parse().ok()?,
+            })),
+            None => s.parse().ok().map(Given::PlainId),
+        }
+    }
+}
+
+/// The position a given one stands for. A plain id on PostgreSQL: right after that event in
+/// `(tx, id)` order (the event with the largest id not above it, when it is gone); a full
+/// position on SQLite: its id.
+pub async fn resolve(
+    conn: &impl ConnectionTrait,
+    company_id: Uuid,
+    given: Given,
+) -> Result<Position> {
+    let backend = conn.get_database_backend();
+    match (given, backend) {
+        (Given::At(p), DbBackend::Postgres) => Ok(p),
+        (Given::At(p), _) => Ok(Position { tx: 0, id: p.id }),
+        (Given::PlainId(id), DbBackend::Postgres) => {
+            let row = conn
+                .query_one(chatter_store::stmt(
+                    backend,
+                    "SELECT tx::text AS tx FROM events WHERE company_id = $1 AND id <= $2 \
+                     ORDER BY id DESC LIMIT 1",
+                    vec![company_id.into(), id.into()],
+                ))
+                .await?;
+            Ok(match row {
+                Some(r) => Position { tx: tx_of(&r)?, id },
+                None => Position::default(),
+            })
+        }
+        (Given::PlainId(id), _) => Ok(Position { tx: 0, id }),
+    }
+}
+
+fn tx_of(r: &sea_orm::QueryResult) -> Result<i64> {
+    let t: String = r.try_get("", "tx")?;
+    t.parse()
+        .map_err(|_| crate::CoreError::Internal(format!("events.tx {t:?} is not a number")))
+}
+
+/// Events of a company after a position, in commit order (see `Position`).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<(Position, event::Model)>,
+    /// The page was full: read again at once.
+    pub full: bool,
+    /// Committed events exist after the last one returned that are not final yet (an older
+    /// transaction is still running): look again shortly even without a notification.
+    pub held_back: bool,
+}
+
+/// Events of a company after `after`, oldest first (catch-up and the live stream).
 pub async fn since(
     conn: &impl ConnectionTrait,
     company_id: chatter_domain::CompanyId,
-    after_id: i64,
+    after: Position,
     limit: u64,
-) -> Result<Vec<event::Model>> {
-    Ok(event::Entity::find()
-        .filter(event::Column::CompanyId.eq(company_id))
-        .filter(event::Column::Id.gt(after_id))
-        .order_by_asc(event::Column::Id)
-        .limit(limit)
-        .all(conn)
-        .await?)
+) -> Result<Batch> {
+    use sea_orm::FromQueryResult;
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Postgres {
+        let events: Vec<(Position, event::Model)> = event::Entity::find()
+            .filter(event::Column::CompanyId.eq(company_id))
+            .filter(event::Column::Id.gt(after.id))
+            .order_by_asc(event::Column::Id)
+            .limit(limit)
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|e| (Position { tx: 0, id: e.id }, e))
+            .collect();
+        let full = events.len() as u64 >= limit;
+        return Ok(Batch {
+            events,
+            full,
+            held_back: false,
+        });
+    }
+    // One statement, so the horizon (`xmin`) is that of the very snapshot the rows are read
+    // in: every transaction below it has ended, so no event can appear below it later. One row
+    // more than the page is read, so a page that ends at the horizon is not taken for full.
+    let rows = conn
+        .query_all(chatter_store::stmt(
+            backend,
+            "SELECT e.id, e.company_id, e.kind, e.payload, e.created_at, e.tx::text AS tx, \
+             (e.tx < pg_snapshot_xmin(pg_current_snapshot())) AS final \
+             FROM events e WHERE e.company_id = $1 AND (e.tx, e.id) > ($2::text::xid8, $3) \
+             ORDER BY e.tx, e.id LIMIT $4",
+            vec![
+                company_id.0.into(),
+                after.tx.to_string().into(),
+                after.id.into(),
+                ((limit + 1) as i64).into(),
+            ],
+        ))
+        .await?;
+    let mut batch = Batch::default();
+    for r in rows {
+        let is_final: bool = r.try_get("", "final")?;
+        if !is_final {
+            batch.held_back = true;
+            break;
+        }
+        if batch.events.len() as u64 == limit {
+            batch.full = true;
+            break;
+        }
+        let pos = Position {
+            tx: tx_of(&r)?,
+            id: r.try_get("", "id")?,
+        };
+        batch
+            .events
+            .push((pos, event::Model::from_query_result(&r, "")?));
+    }
+    Ok(batch)
 }
 
-/// The company's newest event id (0: none yet): a live stream opened later starts after it.
-pub async fn newest(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<i64> {
-    Ok(event::Entity::find()
+/// Where a live stream opened now starts, so that it gets every event committed after this
+/// call (and, on PostgreSQL, possibly a few committed just before it: a page made after this
+/// call already shows them, and the browser replaces what it already has). SQLite: the newest
+/// id. PostgreSQL: before the oldest transaction still running.
+pub async fn newest(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<Position> {
+    let backend = conn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        let r = conn
+            .query_one(chatter_store::stmt(
+                backend,
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS tx",
+                vec![],
+            ))
+            .await?
+            .ok_or(crate::CoreError::Internal("no snapshot".into()))?;
+        return Ok(Position {
+            tx: tx_of(&r)?,
+            id: 0,
+        });
+    }
+    let id = event::Entity::find()
         .filter(event::Column::CompanyId.eq(company_id))
         .order_by_desc(event::Column::Id)
         .select_only()
@@ -165,7 +327,8 @@ pub async fn newest(conn: &impl ConnectionTrait, company_id: Uuid) -> Result<i64
         .into_tuple::<i64>()
         .one(conn)
         .await?
-        .unwrap_or(0))
+        .unwrap_or(0);
+    Ok(Position { tx: 0, id })
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: i64) -> Result<Option<event::Model>> {
@@ -221,109 +384,99 @@ pub async fn listen_postgres(
     }
 }
 
-/// A live stream's position in the event log. Event ids are handed out before commit, so on
-/// PostgreSQL (several writers) a smaller id can become visible after a larger one. The
-/// cursor remembers what it sent above its low-water mark and waits a little for the gaps to
-/// fill before moving past them (a gap that stays is a rolled-back transaction).
-#[derive(Debug, Default)]
-pub struct Cursor {
-    low: i64,
-    sent: std::collections::BTreeSet<i64>,
-    gaps: std::collections::BTreeMap<i64, i64>,
+/// One company's live stream: reads the log after its position whenever a committed event may
+/// be new to it (a notification for its company, a held-back event to look at again, a page
+/// that was full). The SSE endpoint and the tests use it alike.
+pub struct Reader {
+    company_id: CompanyId,
+    position: Position,
+    rx: broadcast::Receiver<Published>,
+    full: bool,
+    held_back: bool,
 }
 
-impl Cursor {
-    /// How long a missing id is waited for.
-    pub const GAP_WAIT_MS: i64 = 2_000;
+impl Reader {
+    /// How often a stream looks again while an event is held back behind a running transaction.
+    pub const RECHECK_MS: u64 = 50;
+    /// Events per read.
+    pub const PAGE: u64 = 1000;
 
-    pub fn new(start: i64) -> Self {
+    /// Subscribes first, so nothing committed after this falls between reading and listening.
+    pub fn new(hub: &EventHub, company_id: CompanyId, position: Position) -> Self {
         Self {
-            low: start,
-            ..Self::default()
+            company_id,
+            position,
+            rx: hub.subscribe(),
+            full: true,
+            held_back: false,
         }
     }
 
-    /// Read the log after this id.
-    pub fn after(&self) -> i64 {
-        self.low
+    pub fn position(&self) -> Position {
+        self.position
     }
 
-    /// Whether `id` is new to this stream (and now counts as sent).
-    pub fn fresh(&mut self, id: i64) -> bool {
-        if id <= self.low || !self.sent.insert(id) {
-            return false;
-        }
-        self.gaps.remove(&id);
-        true
-    }
-
-    /// Moves the low-water mark over what was sent and over gaps older than the wait.
-    pub fn settle(&mut self, now_ms: i64) {
-        let Some(&max) = self.sent.iter().next_back() else {
-            return;
-        };
-        if max - self.low > 50_000 {
-            // Far too many holes to track: start afresh from the newest.
-            self.low = max;
-            self.sent.clear();
-            self.gaps.clear();
-            return;
-        }
-        for id in self.low + 1..max {
-            if !self.sent.contains(&id) {
-                self.gaps.entry(id).or_insert(now_ms);
-            }
+    /// Waits until a read may find something new. Cancel-safe (for `select!`). `Err` when the
+    /// hub is gone.
+    pub async fn changed(&mut self) -> std::result::Result<(), broadcast::error::RecvError> {
+        if self.full {
+            return Ok(());
         }
         loop {
-            let next = self.low + 1;
-            if self.sent.remove(&next) {
-                self.low = next;
-            } else if self
-                .gaps
-                .get(&next)
-                .is_some_and(|t| now_ms - t >= Self::GAP_WAIT_MS)
-            {
-                self.gaps.remove(&next);
-                self.low = next;
+            let r = if self.held_back {
+                tokio::select! {
+                    r = self.rx.recv() => r,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(Self::RECHECK_MS)) => return Ok(()),
+                }
             } else {
-                break;
+                self.rx.recv().await
+            };
+            match r {
+                Ok(p) if p.company_id == self.company_id.0 => break,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(e) => return Err(e),
             }
         }
+        // Several notifications fold into one read.
+        while self.rx.try_recv().is_ok() {}
+        Ok(())
     }
 
-    /// Whether some ids below what was sent are still missing.
-    pub fn waiting(&self) -> bool {
-        !self.gaps.is_empty()
+    /// The events after the position, in commit order; moves the position past them.
+    pub async fn read(
+        &mut self,
+        conn: &impl ConnectionTrait,
+    ) -> Result<Vec<(Position, event::Model)>> {
+        let b = since(conn, self.company_id, self.position, Self::PAGE).await?;
+        self.full = b.full;
+        self.held_back = b.held_back;
+        if let Some((p, _)) = b.events.last() {
+            self.position = *p;
+        }
+        Ok(b.events)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Cursor;
+    use super::{Given, Position};
 
     #[test]
-    fn a_late_commit_with_a_smaller_id_is_still_delivered_once() {
-        let mut c = Cursor::new(10);
-        assert!(c.fresh(11));
-        assert!(c.fresh(13));
-        c.settle(0);
-        assert_eq!(c.after(), 11, "waits below the hole at 12");
-        assert!(c.waiting());
-        assert!(!c.fresh(13), "not sent twice");
-        assert!(c.fresh(12), "the late one is delivered");
-        c.settle(10);
-        assert_eq!(c.after(), 13);
-        assert!(!c.waiting());
-    }
-
-    #[test]
-    fn a_hole_that_never_fills_is_passed_after_the_wait() {
-        let mut c = Cursor::new(0);
-        assert!(c.fresh(2));
-        c.settle(1_000);
-        assert_eq!(c.after(), 0);
-        c.settle(1_000 + Cursor::GAP_WAIT_MS);
-        assert_eq!(c.after(), 2);
-        assert!(!c.fresh(1), "too late: below the mark");
+    fn positions_round_trip_and_plain_ids_still_parse() {
+        let p = Position {
+            tx: 7_000_123,
+            id: 42,
+        };
+        assert_eq!(p.to_string(), "7000123_42");
+        assert_eq!(Given::parse(&p.to_string()), Some(Given::At(p)));
+        assert_eq!(Position { tx: 0, id: 42 }.to_string(), "42");
+        assert_eq!(Given::parse("42"), Some(Given::PlainId(42)));
+        assert_eq!(Given::parse("x"), None);
+        assert_eq!(Given::parse("-1_2"), None);
+        assert!(
+            Position { tx: 1, id: 900 } < Position { tx: 2, id: 3 },
+            "transaction first"
+        );
     }
 }

@@ -188,7 +188,25 @@ pub struct FakeTelegram {
 }
 
 /// The fake's world behind its one lock, with what every fake shares (see [`server::Shared`]).
-type Shared = server::Shared<BTreeMap<String, Bot>>;
+type Shared = server::Shared<BTreeMap<String, Bot>, Routes>;
+
+/// Ports Telegram delivers webhooks to (Bot API `setWebhook`).
+pub const WEBHOOK_PORTS: [u16; 4] = [443, 80, 88, 8443];
+
+/// Where the fake's "internet" leads: a public `https://host[:port]` origin to the loopback
+/// address that answers for it, as a TLS-terminating proxy in front of Chatter would. The fake
+/// checks a webhook URL as Telegram does (https, an allowed port, a host it can resolve) and
+/// then delivers through this table.
+#[derive(Default)]
+pub struct Routes(std::sync::Mutex<BTreeMap<String, String>>);
+
+impl Routes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 struct Update {
     id: i64,
@@ -431,7 +449,8 @@ impl Bot {
 impl FakeTelegram {
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start() -> std::io::Result<FakeTelegram> {
-        let spec = server::Spec::new(BTreeMap::new(), "fake Telegram server stopped");
+        let spec = server::Spec::new(BTreeMap::new(), "fake Telegram server stopped")
+            .with_extra(Routes::default());
         let (shared, guard) = server::start(spec, |shared| {
             Router::new()
                 .route("/phone", get(phone_index))
@@ -454,6 +473,16 @@ impl FakeTelegram {
     /// `http://127.0.0.1:PORT`, the fake's stand-in for `https://api.telegram.org`.
     pub fn base_url(&self) -> String {
         self.shared.base_url.clone()
+    }
+
+    /// Makes the public origin `https://host[:port]` lead to `local` (e.g. `http://127.0.0.1:PORT`):
+    /// webhooks set on a URL under that origin are delivered there, the rest of the path kept.
+    pub fn route(&self, public_origin: &str, local: &str) {
+        let origin = origin_of(public_origin).unwrap_or_else(|| public_origin.to_owned());
+        self.shared
+            .extra
+            .lock()
+            .insert(origin, local.trim_end_matches('/').to_owned());
     }
 
     /// Registers a bot and returns its token `<bot_id>:<35 chars>`.
@@ -1047,11 +1076,7 @@ fn set_webhook(shared: &Arc<Shared>, token: &str, params: &Params) -> ApiResult 
     if url.is_empty() {
         return delete_webhook(shared, token, params);
     }
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(ApiError::bad_request(
-            "bad webhook: An HTTPS URL must be provided for webhook",
-        ));
-    }
+    check_webhook_url(shared, &url)?;
     let secret_token = params.text("secret_token").filter(|s| !s.is_empty());
     if let Some(secret) = secret_token {
         let allowed = secret
@@ -1192,6 +1217,62 @@ async fn dispatch(shared: Arc<Shared>, token: String, seq: u64, max: usize) {
     }
 }
 
+/// `scheme://host:port` of a URL, the port always written (the key of `Routes`).
+fn origin_of(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some(format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str()?,
+        u.port_or_known_default()?
+    ))
+}
+
+/// What Telegram answers to a webhook URL it will not call (texts as the Bot API gives them).
+fn check_webhook_url(shared: &Shared, url: &str) -> Result<(), ApiError> {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return Err(ApiError::bad_request(
+            "bad webhook: invalid webhook URL specified",
+        ));
+    };
+    if u.scheme() != "https" {
+        return Err(ApiError::bad_request(
+            "bad webhook: An HTTPS URL must be provided for webhook",
+        ));
+    }
+    let port = u.port_or_known_default().unwrap_or(443);
+    if !WEBHOOK_PORTS.contains(&port) {
+        return Err(ApiError::bad_request(
+            "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
+        ));
+    }
+    let known = origin_of(url).is_some_and(|o| shared.extra.lock().contains_key(&o));
+    if !known {
+        return Err(ApiError::bad_request(
+            "bad webhook: Failed to resolve host: Name or service not known",
+        ));
+    }
+    Ok(())
+}
+
+/// The loopback URL a public webhook URL leads to (`Routes`); the URL itself if none.
+fn routed(shared: &Shared, url: &str) -> String {
+    let Some(origin) = origin_of(url) else {
+        return url.to_owned();
+    };
+    let routes = shared.extra.lock();
+    let Some(local) = routes.get(&origin) else {
+        return url.to_owned();
+    };
+    let rest = reqwest::Url::parse(url)
+        .map(|u| {
+            let q = u.query().map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{}{q}", u.path())
+        })
+        .unwrap_or_default();
+    format!("{local}{rest}")
+}
+
 /// POSTs one update until a 2xx, retrying with backoff while the same webhook stays set.
 async fn deliver(
     shared: Arc<Shared>,
@@ -1204,7 +1285,7 @@ async fn deliver(
 ) {
     let mut backoff = Backoff::new(WEBHOOK_BACKOFF_START, WEBHOOK_BACKOFF_CAP);
     loop {
-        let mut request = shared.http.post(&webhook.url).json(&body);
+        let mut request = shared.http.post(routed(&shared, &webhook.url)).json(&body);
         if let Some(secret) = &webhook.secret_token {
             request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
         }

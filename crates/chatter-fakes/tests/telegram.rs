@@ -294,12 +294,13 @@ async fn a_second_poller_terminates_the_first_and_webhooks_forbid_polling() {
     let (status, _) = second.await.expect("second poll");
     assert_eq!(status, 200);
 
+    tg.route("https://hooks.example.test", "http://127.0.0.1:9");
     let (status, body) = call(
         &client,
         &tg,
         &token,
         "setWebhook",
-        json!({"url": "http://127.0.0.1:9/hook"}),
+        json!({"url": "https://hooks.example.test/hook"}),
     )
     .await;
     assert_eq!((status, &body["result"]), (200, &json!(true)));
@@ -314,6 +315,44 @@ async fn a_second_poller_terminates_the_first_and_webhooks_forbid_polling() {
     assert_eq!(body["result"], true);
     let (status, _) = call(&client, &tg, &token, "getUpdates", json!({})).await;
     assert_eq!(status, 200);
+}
+
+/// setWebhook refuses what Telegram refuses, with Telegram's texts, and keeps no webhook.
+#[tokio::test]
+async fn set_webhook_refuses_plain_http_other_ports_and_unknown_hosts() {
+    let (tg, token, client) = start().await;
+    tg.route("https://hooks.example.test:8443", "http://127.0.0.1:9");
+    tg.route("https://hooks.example.test:9443", "http://127.0.0.1:9");
+    for (url, description) in [
+        (
+            "http://127.0.0.1:8080/hook",
+            "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+        ),
+        (
+            "https://hooks.example.test:9443/hook",
+            "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
+        ),
+        (
+            "https://nowhere.example.test/hook",
+            "Bad Request: bad webhook: Failed to resolve host: Name or service not known",
+        ),
+    ] {
+        let (status, body) = call(&client, &tg, &token, "setWebhook", json!({"url": url})).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["ok"], false);
+        assert_eq!(body["error_code"], 400);
+        assert_eq!(body["description"], description, "{url}");
+        assert!(tg.webhook(&token).is_none(), "{url}: no webhook kept");
+    }
+    let (status, body) = call(
+        &client,
+        &tg,
+        &token,
+        "setWebhook",
+        json!({"url": "https://hooks.example.test:8443/hook"}),
+    )
+    .await;
+    assert_eq!((status, &body["result"]), (200, &json!(true)));
 }
 
 #[derive(Default)]
@@ -354,7 +393,13 @@ async fn webhook_delivers_with_the_secret_and_retries_after_a_500() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    // The public https address Telegram is given leads to the loopback server, as a
+    // TLS-terminating proxy would.
+    tg.route(
+        "https://bot-hooks.example.test:8443",
+        &format!("http://{}", listener.local_addr().expect("addr")),
+    );
+    let hook = "https://bot-hooks.example.test:8443/hook".to_string();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let (_, body) = form(

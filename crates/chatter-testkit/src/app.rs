@@ -21,6 +21,9 @@ pub struct TestApp {
     pub smtp: SmtpCapture,
     /// The Telegram Bot API the product talks to.
     pub telegram: FakeTelegram,
+    /// The public https address bots' webhooks are set on (`telegram.webhook_base`), as
+    /// Telegram requires; the fake delivers it to `url`, as a TLS-terminating proxy would.
+    pub telegram_hook_base: String,
     /// The VK API (community bots).
     pub vk: FakeVk,
     /// The Max Bot API.
@@ -111,8 +114,10 @@ impl TestAppBuilder {
         let mut cfg = CoreConfig::new(&url, db.data_dir().to_path_buf());
         cfg.kinds.telegram.api_base = telegram.base_url();
         cfg.kinds.telegram.poll_timeout_secs = 2;
-        if self.telegram_webhooks {
-            cfg.kinds.telegram.webhook_base = Some(url.clone());
+        let telegram_hook_base = TestApp::TELEGRAM_HOOK_BASE.to_string();
+        telegram.route(&telegram_hook_base, &url);
+        if self.telegram_webhooks || self.webhooks {
+            cfg.kinds.telegram.webhook_base = Some(telegram_hook_base.clone());
         }
         if self.webhooks {
             cfg.kinds.webhook_base = Some(url.clone());
@@ -208,6 +213,7 @@ impl TestAppBuilder {
             url,
             smtp,
             telegram,
+            telegram_hook_base,
             vk,
             max,
             avito,
@@ -223,6 +229,8 @@ impl TestAppBuilder {
 }
 
 impl TestApp {
+    /// The public webhook base Telegram is given in webhook mode (https on port 443).
+    pub const TELEGRAM_HOOK_BASE: &'static str = "https://chatter.example.test";
     pub const AMO_CLIENT_ID: &'static str = "chatter-test-integration";
     pub const AMO_CLIENT_SECRET: &'static str = "test-client-secret-0123456789";
     pub const AMO_CHANNEL_ID: &'static str = "f90ba33d-c9d9-44da-b76c-c349b0ecbe41";

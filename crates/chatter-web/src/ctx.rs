@@ -36,8 +36,8 @@ pub struct Ctx {
 #[derive(Clone, Debug, Default)]
 pub struct Bell {
     pub unread: u64,
-    /// The company's newest event id when the page was made (the live stream starts after it).
-    pub last_event: i64,
+    /// Where the page's live stream starts (`events::newest` when the page was made).
+    pub last_event: chatter_core::events::Position,
     /// Browser notifications and a sound while the tab is hidden (the person opted in).
     pub browser: bool,
 }

@@ -35,18 +35,20 @@ pub fn static_problems(cfg: &Config) -> Vec<String> {
             out.push(format!("trusted_proxies: {e}"));
         }
     }
-    // Telegram's own rules only matter when the bots talk to the real Telegram, and only for
-    // the base given to Telegram alone: `public_webhook_base` also serves VK, Max, Avito,
-    // WhatsApp and SMS, which accept what Telegram does not, so it cannot stop a start.
-    if cfg.telegram.api_base.contains("api.telegram.org") {
-        if let Some(b) = cfg.telegram.webhook_base.as_ref().filter(|b| !b.is_empty()) {
-            if let Some(why) = telegram_refuses(b) {
-                out.push(format!(
-                    "telegram.webhook_base = {b}: Telegram would refuse it as a webhook ({why}); \
-                     use the public https:// address on port 443, 80, 88 or 8443, or leave it \
-                     unset to poll"
-                ));
-            }
+    if let Some((key, base)) = telegram_webhook_base(cfg) {
+        if let Some(why) =
+            telegram_refuses(base, cfg.telegram.api_base.contains("api.telegram.org"))
+        {
+            out.push(format!(
+                "{key} = {base}: Telegram would refuse it as a webhook ({why}); use the public \
+                 https:// address on port 443, 80, 88 or 8443 (a TLS proxy in front of Chatter), \
+                 {}",
+                if key == "public_webhook_base" {
+                    "or set telegram.webhook_base to such an address for Telegram alone"
+                } else {
+                    "or leave it unset to poll"
+                }
+            ));
         }
     }
     out.extend(tls_problems(cfg));
@@ -61,8 +63,21 @@ pub fn static_problems(cfg: &Config) -> Vec<String> {
     out
 }
 
-/// Why Telegram's `setWebhook` would refuse `base`, if it would.
-fn telegram_refuses(base: &str) -> Option<String> {
+/// The webhook base Telegram's bots are given, with its configuration key:
+/// `telegram.webhook_base`, else `public_webhook_base` (unset or empty: bots are polled).
+fn telegram_webhook_base(cfg: &Config) -> Option<(&'static str, &str)> {
+    fn set(b: &Option<String>) -> Option<&str> {
+        b.as_deref().map(str::trim).filter(|b| !b.is_empty())
+    }
+    set(&cfg.telegram.webhook_base)
+        .map(|b| ("telegram.webhook_base", b))
+        .or_else(|| set(&cfg.public_webhook_base).map(|b| ("public_webhook_base", b)))
+}
+
+/// Why Telegram's `setWebhook` would refuse `base`, if it would: not https or a port other
+/// than 443, 80, 88 and 8443 always (the fakes refuse those too); a host the internet cannot
+/// reach only when the bots talk to the real Telegram (`real`).
+fn telegram_refuses(base: &str, real: bool) -> Option<String> {
     let u = match url::Url::parse(base) {
         Ok(u) => u,
         Err(e) => return Some(format!("not a URL: {e}")),
@@ -73,6 +88,9 @@ fn telegram_refuses(base: &str) -> Option<String> {
     let port = u.port_or_known_default().unwrap_or(443);
     if !TELEGRAM_PORTS.contains(&port) {
         return Some(format!("port {port} is not one of 443, 80, 88, 8443"));
+    }
+    if !real {
+        return None;
     }
     let host = u.host_str().unwrap_or_default();
     let private = match host.trim_matches(['[', ']']).parse::<IpAddr>() {

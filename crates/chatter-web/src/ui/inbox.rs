@@ -32,7 +32,7 @@ use chatter_core::accounts::team;
 use chatter_core::inbox::{self, ConversationRow, ListFilter};
 use chatter_core::Actor;
 use chatter_domain::{ConversationId, ConversationStatus, MessageId, Permission, SourceId};
-use chatter_store::entity::{event, label};
+use chatter_store::entity::label;
 use files::file;
 use fragments::row_html;
 use live::events;
@@ -95,7 +95,7 @@ struct ListTpl {
     bulk_done: Option<String>,
     f: ListFilter,
     thread: Option<ThreadView>,
-    last_event: i64,
+    last_event: chatter_core::events::Position,
 }
 
 struct ThreadView {
@@ -178,19 +178,15 @@ struct Refusal {
     note: bool,
 }
 
-async fn last_event_id(st: &AppState, company: chatter_domain::CompanyId) -> i64 {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-    event::Entity::find()
-        .filter(event::Column::CompanyId.eq(company))
-        .order_by_desc(event::Column::Id)
-        .select_only()
-        .column(event::Column::Id)
-        .into_tuple::<i64>()
-        .one(&st.core.db)
+/// Where a live stream opened now starts (`events::newest`); the start of the log if it
+/// cannot be read (the browser then gets a little more, never less).
+async fn last_event_id(
+    st: &AppState,
+    company: chatter_domain::CompanyId,
+) -> chatter_core::events::Position {
+    chatter_core::events::newest(&st.core.db, company.0)
         .await
-        .ok()
-        .flatten()
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 async fn page(

@@ -136,6 +136,95 @@ key = "{key}"
     assert!(stderr.contains("Telegram would refuse it"), "{stderr}");
 }
 
+/// A webhook base Telegram would refuse (plain http, a port other than 443, 80, 88, 8443) is
+/// refused at start even when the bots talk to a Bot API other than api.telegram.org (the fake,
+/// a local Bot API server): the key, the value and the fix are named, by `check-config` and by
+/// `serve`. `public_webhook_base` counts when Telegram has no base of its own.
+#[test]
+fn a_webhook_base_telegram_would_refuse_is_refused_by_check_and_serve() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: [Case; 5] = [
+        (
+            &[("CHATTER_PUBLIC_WEBHOOK_BASE", "http://127.0.0.1:8080")],
+            Some(
+                "public_webhook_base = http://127.0.0.1:8080: Telegram would refuse it as a \
+                 webhook (it only calls https:// URLs); use the public https:// address on port \
+                 443, 80, 88 or 8443 (a TLS proxy in front of Chatter), or set \
+                 telegram.webhook_base to such an address for Telegram alone",
+            ),
+        ),
+        (
+            &[(
+                "CHATTER_TELEGRAM__WEBHOOK_BASE",
+                "https://chatter.example.ru:9443",
+            )],
+            Some(
+                "telegram.webhook_base = https://chatter.example.ru:9443: Telegram would refuse \
+                 it as a webhook (port 9443 is not one of 443, 80, 88, 8443); use the public \
+                 https:// address on port 443, 80, 88 or 8443 (a TLS proxy in front of \
+                 Chatter), or leave it unset to poll",
+            ),
+        ),
+        (
+            // Telegram's own base wins: the general one is not given to Telegram.
+            &[
+                ("CHATTER_PUBLIC_WEBHOOK_BASE", "http://127.0.0.1:8080"),
+                (
+                    "CHATTER_TELEGRAM__WEBHOOK_BASE",
+                    "https://chatter.example.ru:8443",
+                ),
+            ],
+            None,
+        ),
+        (
+            &[("CHATTER_PUBLIC_WEBHOOK_BASE", "https://chatter.example.ru")],
+            None,
+        ),
+        (&[("CHATTER_PUBLIC_WEBHOOK_BASE", "")], None),
+    ];
+    for (env, refusal) in cases {
+        let mut check = chatter(tmp.path());
+        check
+            .env("CHATTER_TELEGRAM__API_BASE", "http://127.0.0.1:9")
+            .args(["check-config", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(&data);
+        for (k, v) in env {
+            check.env(k, v);
+        }
+        let out = run(&mut check);
+        let stdout = text(&out.stdout);
+        let telegram: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("error: ") && l.contains("Telegram would refuse"))
+            .collect();
+        match refusal {
+            Some(expected) => {
+                assert_eq!(
+                    telegram,
+                    [format!("error: {expected}")],
+                    "{env:?}:\n{stdout}"
+                );
+                let mut serve = chatter(tmp.path());
+                serve
+                    .env("CHATTER_TELEGRAM__API_BASE", "http://127.0.0.1:9")
+                    .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+                    .arg(&data);
+                for (k, v) in env {
+                    serve.env(k, v);
+                }
+                let out = run(&mut serve);
+                let stderr = text(&out.stderr);
+                assert!(!out.status.success(), "serve refuses {env:?}");
+                assert!(stderr.contains(expected), "{env:?}:\n{stderr}");
+            }
+            None => assert!(telegram.is_empty(), "{env:?} passes:\n{stdout}"),
+        }
+    }
+    assert!(!data.exists(), "nothing was created");
+}
+
 /// The program as an unprivileged user: itself when the tests do not run as root, else
 /// `nobody` with no capabilities (through util-linux's `setpriv`). The flag says whether it
 /// really runs unprivileged.

@@ -36,6 +36,7 @@ mod fuzz_corpus;
 mod kinds_contract;
 mod labels;
 mod layers;
+mod live_order;
 mod max;
 mod messages;
 mod nginx;

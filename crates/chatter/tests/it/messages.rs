@@ -140,7 +140,10 @@ async fn webhook_mode_checks_the_secret_and_stores_each_update_once() {
     })
     .await;
     let hook = app.telegram.webhook(&token).expect("webhook");
-    assert_eq!(hook.url, format!("{}/hooks/telegram/{source_id}", app.url));
+    assert_eq!(
+        hook.url,
+        format!("{}/hooks/telegram/{source_id}", app.telegram_hook_base)
+    );
     app.telegram.customer_writes(
         &token,
         CustomerMessage::text(7001, "Мария", "Есть ли самовывоз?"),

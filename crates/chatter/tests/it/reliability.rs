@@ -37,10 +37,14 @@ impl Node {
         let db = TestDb::new().await;
         let telegram = FakeTelegram::start().await.expect("Telegram fake starts");
         let api = telegram.base_url();
+        // Telegram is given a public https address; the fake delivers it to the node, as a
+        // TLS-terminating proxy would.
+        let public = "https://chatter.example.test";
         let server = Server::new(db, |url| {
+            telegram.route(public, url);
             vec![
                 ("CHATTER_TELEGRAM__API_BASE", api),
-                ("CHATTER_TELEGRAM__WEBHOOK_BASE", url.to_string()),
+                ("CHATTER_TELEGRAM__WEBHOOK_BASE", public.to_string()),
             ]
         });
         let mut node = Node { server, telegram };

@@ -57,6 +57,12 @@ impl Node {
         let server = Server::new(db, |url| {
             vec![
                 ("CHATTER_PUBLIC_WEBHOOK_BASE", url.to_string()),
+                // No Telegram bots here, but a plain-http general base would be given to them:
+                // Telegram gets a base of its own that it accepts.
+                (
+                    "CHATTER_TELEGRAM__WEBHOOK_BASE",
+                    "https://chatter.example.test".to_string(),
+                ),
                 ("CHATTER_VK__API_BASE", vk.base_url()),
                 ("CHATTER_WHATSAPP__API_BASE", whatsapp.base_url()),
                 ("CHATTER_SMS__API_BASE", sms.base_url()),

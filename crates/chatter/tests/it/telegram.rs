@@ -551,7 +551,9 @@ async fn replayed_webhooks_and_quick_first_messages_create_nothing_twice() {
 /// One server-sent event.
 #[derive(Debug, Clone)]
 struct SseEvent {
-    id: i64,
+    /// The stream position (`events::Position`): `<tx>_<id>` on PostgreSQL, the id on SQLite;
+    /// compared as (tx, id).
+    id: (i64, i64),
     kind: String,
     data: serde_json::Value,
 }
@@ -563,13 +565,28 @@ struct SseStream {
 }
 
 impl SseStream {
-    async fn open(s: &Session, last_event_id: Option<i64>) -> SseStream {
+    async fn open(s: &Session, last_event_id: Option<(i64, i64)>) -> SseStream {
+        Self::open_at(
+            s,
+            last_event_id.map(|(tx, id)| {
+                if tx == 0 {
+                    id.to_string()
+                } else {
+                    format!("{tx}_{id}")
+                }
+            }),
+        )
+        .await
+    }
+
+    /// Opens with `Last-Event-ID` exactly as given (a position, or an older version's plain id).
+    async fn open_at(s: &Session, last_event_id: Option<String>) -> SseStream {
         let mut req = s
             .http
             .get(format!("{}/app/events", s.base))
             .header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id.to_string());
+            req = req.header("Last-Event-ID", id);
         }
         let resp = req.send().await.expect("open the event stream");
         assert_eq!(resp.status(), 200);
@@ -594,7 +611,11 @@ impl SseStream {
                 let (mut id, mut kind, mut data) = (None, String::new(), String::new());
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse().ok();
+                        let v = v.trim();
+                        id = match v.split_once('_') {
+                            Some((tx, id)) => tx.parse().ok().zip(id.parse().ok()),
+                            None => v.parse().ok().map(|id| (0, id)),
+                        };
                     } else if let Some(v) = line.strip_prefix("event:") {
                         kind = v.trim().to_string();
                     } else if let Some(v) = line.strip_prefix("data:") {
@@ -674,6 +695,10 @@ async fn the_live_stream_shows_new_messages_and_replays_missed_ones() {
     let mut again = SseStream::open(&s, Some(second.id)).await;
     let e = again.next(20).await.expect("the missed event");
     assert!(e.id > second.id, "replay starts after Last-Event-ID");
+    // A page of an older version gives back the plain event id: it resumes right after it.
+    let mut plain = SseStream::open_at(&s, Some(second.id.1.to_string())).await;
+    let p = plain.next(20).await.expect("the event after the plain id");
+    assert_eq!(p.id, e.id, "a plain id resumes right after that event");
 }
 
 /// A second node over the same PostgreSQL database: its own pool, event hub, workers and pollers.
@@ -749,7 +774,10 @@ async fn a_browser_on_node_two_sees_a_message_ingested_by_node_one() {
     assert_eq!(on1.id, on2.id, "the same event on both nodes");
     assert_eq!(on1.data["conversation_id"], on2.data["conversation_id"]);
     let hook = app.telegram.webhook(&token).expect("webhook");
-    assert_eq!(hook.url, format!("{}/hooks/telegram/{source_id}", app.url));
+    assert_eq!(
+        hook.url,
+        format!("{}/hooks/telegram/{source_id}", app.telegram_hook_base)
+    );
     // A reply written on node 2 reaches the customer, and node 1's browser sees it sent.
     let conv = on2.data["conversation_id"]
         .as_str()

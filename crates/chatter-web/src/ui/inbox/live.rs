@@ -125,7 +125,6 @@ async fn render_events(
         }
         out.push((e.id, e.kind.clone(), data.to_string()));
     }
-    out.sort_by_key(|o| o.0);
     out
 }
 
@@ -194,7 +193,8 @@ async fn still_allowed(st: &AppState, token: &str, actor: &Actor) -> bool {
 
 #[derive(serde::Deserialize)]
 pub(super) struct After {
-    after: Option<i64>,
+    /// A position (`events::Position`) or, from an older page, a plain event id.
+    after: Option<String>,
 }
 
 /// Server-sent events for the actor's company. `Last-Event-ID` (or `?after=`) replays what the
@@ -207,16 +207,21 @@ pub(super) async fn events(
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     actor.require(Permission::Read)?;
-    let from_header = headers
+    let given = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok());
-    let start = match from_header.or(q.after) {
-        Some(id) => id,
+        .and_then(chatter_core::events::Given::parse)
+        .or_else(|| {
+            q.after
+                .as_deref()
+                .and_then(chatter_core::events::Given::parse)
+        });
+    let start = match given {
+        Some(g) => chatter_core::events::resolve(&st.core.db, actor.company_id.0, g).await?,
         None => last_event_id(&st, actor.company_id).await,
     };
     // Subscribe before reading the backlog, so nothing falls between the two.
-    let rx = st.core.events.subscribe();
+    let reader = chatter_core::events::Reader::new(&st.core.events, actor.company_id, start);
     let members = names(&st, &actor).await?;
     let token = ctx.session_token.clone().ok_or(AppError::SignIn)?;
     struct S {
@@ -229,9 +234,8 @@ pub(super) async fn events(
         token: String,
         next_check: tokio::time::Instant,
         members: Vec<(Uuid, String)>,
-        rx: tokio::sync::broadcast::Receiver<chatter_core::events::Published>,
-        cursor: chatter_core::events::Cursor,
-        backlog: Vec<event::Model>,
+        /// The log in commit order from the stream's position (`events::Reader`).
+        reader: chatter_core::events::Reader,
         ready: std::collections::VecDeque<Event>,
         /// The node's stop signal; `ended` once the final `reconnect` event went out.
         stop: tokio::sync::watch::Receiver<bool>,
@@ -248,7 +252,6 @@ pub(super) async fn events(
     st.live_streams
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let open = OpenStream(st.live_streams.clone());
-    let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000).await?;
     let stop = st.stop.clone();
     let state = S {
         stop,
@@ -260,9 +263,7 @@ pub(super) async fn events(
         token,
         next_check: tokio::time::Instant::now() + RECHECK,
         members,
-        rx,
-        cursor: chatter_core::events::Cursor::new(start),
-        backlog,
+        reader,
         ready: Default::default(),
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
@@ -283,35 +284,11 @@ pub(super) async fn events(
             if let Some(ev) = s.ready.pop_front() {
                 return Some((Ok::<Event, Infallible>(ev), s));
             }
-            if !s.backlog.is_empty() {
-                if !still_allowed(&s.st, &s.token, &s.actor).await {
-                    return None;
-                }
-                s.next_check = tokio::time::Instant::now() + RECHECK;
-                let evs: Vec<event::Model> = std::mem::take(&mut s.backlog)
-                    .into_iter()
-                    .filter(|e| s.cursor.fresh(e.id))
-                    .collect();
-                s.cursor.settle(s.st.core.now());
-                for (id, kind, data) in
-                    render_events(&s.st, &s.ctx, &s.actor, &evs, &s.members).await
-                {
-                    s.ready
-                        .push_back(Event::default().id(id.to_string()).event(kind).data(data));
-                }
-                if !s.ready.is_empty() {
-                    continue;
-                }
-            }
-            // With a hole below what was sent, look again shortly even without a notification.
-            let wake = if s.cursor.waiting() { 200 } else { 3_600_000 };
-            let catch_up = tokio::select! {
-                r = s.rx.recv() => match r {
-                    Ok(p) => p.company_id == s.actor.company_id,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+            let changed = tokio::select! {
+                r = s.reader.changed() => match r {
+                    Ok(()) => true,
                     Err(_) => return None,
                 },
-                _ = tokio::time::sleep(std::time::Duration::from_millis(wake)) => s.cursor.waiting(),
                 r = s.stop.changed() => {
                     // The server is gone without a stop: nothing more will come.
                     if r.is_err() {
@@ -327,24 +304,33 @@ pub(super) async fn events(
                     false
                 }
             };
-            if catch_up {
-                // Read everything after our position: covers events committed out of order
-                // and several notifications folded into one read.
-                while s.rx.try_recv().is_ok() {}
-                match chatter_core::events::since(
-                    &s.st.core.db,
-                    s.actor.company_id,
-                    s.cursor.after(),
-                    2000,
-                )
-                .await
-                {
-                    Ok(v) => {
-                        s.backlog = v;
-                        s.cursor.settle(s.st.core.now());
-                    }
-                    Err(_) => return None,
-                }
+            if !changed {
+                continue;
+            }
+            let evs = match s.reader.read(&s.st.core.db).await {
+                Ok(v) => v,
+                Err(_) => return None,
+            };
+            if evs.is_empty() {
+                continue;
+            }
+            if !still_allowed(&s.st, &s.token, &s.actor).await {
+                return None;
+            }
+            s.next_check = tokio::time::Instant::now() + RECHECK;
+            let at: std::collections::HashMap<i64, chatter_core::events::Position> =
+                evs.iter().map(|(p, e)| (e.id, *p)).collect();
+            let evs: Vec<event::Model> = evs.into_iter().map(|(_, e)| e).collect();
+            let mut out: Vec<(chatter_core::events::Position, String, String)> =
+                render_events(&s.st, &s.ctx, &s.actor, &evs, &s.members)
+                    .await
+                    .into_iter()
+                    .filter_map(|(id, kind, data)| Some((*at.get(&id)?, kind, data)))
+                    .collect();
+            out.sort_by_key(|o| o.0);
+            for (pos, kind, data) in out {
+                s.ready
+                    .push_back(Event::default().id(pos.to_string()).event(kind).data(data));
             }
         }
     });
