@@ -47,6 +47,7 @@ mod pages;
 mod permissions;
 mod poison;
 mod prod;
+mod read_pool;
 mod reliability;
 mod reliability_kinds;
 mod reply_files;

@@ -155,7 +155,7 @@ async fn notification_events(
         if !for_me {
             continue;
         }
-        let unread = chatter_core::notifications::unread_count(&st.core.db, actor.company_id, me)
+        let unread = chatter_core::notifications::unread_count(&st.core.read, actor.company_id, me)
             .await
             .unwrap_or(0);
         let read = p.get("read").and_then(|r| r.as_bool()).unwrap_or(false);
@@ -248,7 +248,7 @@ pub(super) async fn events(
     st.live_streams
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let open = OpenStream(st.live_streams.clone());
-    let backlog = chatter_core::events::since(&st.core.db, actor.company_id, start, 1000).await?;
+    let backlog = chatter_core::events::since(&st.core.read, actor.company_id, start, 1000).await?;
     let stop = st.stop.clone();
     let state = S {
         stop,
@@ -332,7 +332,7 @@ pub(super) async fn events(
                 // and several notifications folded into one read.
                 while s.rx.try_recv().is_ok() {}
                 match chatter_core::events::since(
-                    &s.st.core.db,
+                    &s.st.core.read,
                     s.actor.company_id,
                     s.cursor.after(),
                     2000,
