@@ -7,6 +7,8 @@
 //!   single-row commit rate of the same kind of database;
 //! - `sse`: latency from a webhook update to its event on a signed-in `/app/events` stream;
 //! - `kinds`: webhook ingest for every source kind with a webhook, one fresh server each;
+//! - `read-latency`: SQLite, dashboard and inbox p50/p99 while webhooks arrive at 5,000/s, with
+//!   the read pool off and on;
 //! - `pollers`: memory of one node long-polling 1,000 bots;
 //! - `search`: full-text search p50/p99 over 1,000,000 messages of many companies (in process);
 //! - `auto-rules`: µs per inbound message to look at 100 auto-reply rules (in process);
@@ -22,6 +24,7 @@
 //! target/release/chatter-bench --database-url postgres://postgres@127.0.0.1:5432/bench
 //! target/release/chatter-bench ingest --seconds 10 --connections 64
 //! target/release/chatter-bench sse --rate 1000 --seconds 10
+//! target/release/chatter-bench read-latency --rate 5000 --seconds 10
 //! target/release/chatter-bench pollers --bots 1000
 //! target/release/chatter-bench crm --rate 20 --seconds 10 --burst 1000
 //! target/release/chatter-bench kinds --seconds 5
@@ -39,6 +42,7 @@ mod ingest;
 mod kinds;
 mod nodes;
 mod pollers;
+mod read_latency;
 mod search;
 mod seed;
 mod server;
@@ -87,6 +91,9 @@ enum Bench {
     Sse(sse::Args),
     /// Memory of one node long-polling many bots.
     Pollers(pollers::Args),
+    /// SQLite: dashboard and inbox p50/p99 while ingesting at a steady rate, read pool off
+    /// against on, in one run.
+    ReadLatency(read_latency::Args),
     /// Conversations into amoCRM: inbound → deal latency, and a burst of new customers.
     Crm(crm::Args),
     /// Webhook ingest per source kind (Telegram, VK, Max, Avito, API source, WhatsApp, SMS):
@@ -116,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Ingest(a)) => ingest::run(a).await,
         Some(Bench::Sse(a)) => sse::run(a).await,
         Some(Bench::Pollers(a)) => pollers::run(a).await,
+        Some(Bench::ReadLatency(a)) => read_latency::run(a).await,
         Some(Bench::Crm(a)) => crm::run(a).await,
         Some(Bench::Kinds(a)) => kinds::run(a).await,
         Some(Bench::Nodes(a)) => nodes::run(a).await,

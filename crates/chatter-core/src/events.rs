@@ -1,6 +1,7 @@
 //! Live events. A change writes an `events` row in its own transaction; after the commit the
 //! event id reaches every node's subscribers: in-process on SQLite, and through PostgreSQL's
-//! `LISTEN/NOTIFY` (sent inside the transaction, so delivered exactly at commit) across nodes.
+//! `LISTEN/NOTIFY` across nodes: sent inside the transaction by [`emit`] (so delivered exactly
+//! at commit), and right after the commit for the ingester's batches ([`emit_many`], see there).
 //! Browsers that reconnect catch up from the table with `Last-Event-ID`.
 
 use crate::Result;
@@ -94,8 +95,14 @@ pub async fn emit(
     Ok(id)
 }
 
-/// Records several events of one company in one statement; subscribers are woken once, with
-/// the last id (they read everything after their position).
+/// Records several events of one company in one statement. Unlike [`emit`], it sends no
+/// NOTIFY inside the transaction: the caller commits, then calls
+/// `Core::published_after_commit`, which wakes every node's subscribers once per company.
+///
+/// Why: PostgreSQL serialises the commits of all transactions that NOTIFY (a database-wide
+/// lock held from just before commit until after its flush), so a NOTIFY in each ingest batch
+/// would let only one writer's commit reach the disk at a time. Sent after the commit, the
+/// notification needs no flush of its own and holds that lock only for an instant.
 pub async fn emit_many(
     conn: &impl ConnectionTrait,
     pending: &mut Pending,
@@ -124,19 +131,38 @@ pub async fn emit_many(
     let Some(id) = last else {
         return Ok(());
     };
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute(chatter_store::stmt(
-            DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            vec![CHANNEL.into(), format!("{company_id}:{id}").into()],
-        ))
-        .await?;
-    }
     pending.0.push(Published {
         company_id: company_id.0,
         id,
     });
     Ok(())
+}
+
+/// After the commit of a transaction whose events are `pending`: on PostgreSQL one NOTIFY per
+/// company (its newest event id) on `db`, outside any transaction; on SQLite nothing (the
+/// caller publishes in process). A lost notification delays a stream, it loses nothing: the
+/// next event of the company wakes it and it reads everything after its position.
+pub async fn notify_committed(db: &impl ConnectionTrait, pending: &Pending) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let mut newest: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    for p in &pending.0 {
+        let e = newest.entry(p.company_id).or_insert(p.id);
+        *e = (*e).max(p.id);
+    }
+    for (company, id) in newest {
+        let sent = db
+            .execute(chatter_store::stmt(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                vec![CHANNEL.into(), format!("{company}:{id}").into()],
+            ))
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, %company, "could not notify other nodes of new events");
+        }
+    }
 }
 
 /// A live stream's position in the event log: the last event it has read. On PostgreSQL event

@@ -91,7 +91,14 @@ impl CoreConfig {
 /// Everything a use case needs: the database and the seams to the outside.
 #[derive(Clone)]
 pub struct Core {
+    /// Writes, and reads that must see the caller's own transaction.
     pub db: DatabaseConnection,
+    /// Reads of pages and live streams that only read (the inbox list, a conversation, the
+    /// dashboard, search, event streams). On SQLite a pool of read-only connections beside the
+    /// single writer (`chatter_store::connect_read`), so they never queue behind the ingester;
+    /// elsewhere (PostgreSQL, tests that set none) the same pool as `db`. Every write commits
+    /// before its request reads again, so reads here see a page's own writes.
+    pub read: DatabaseConnection,
     pub clock: Arc<dyn Clock>,
     pub secrets: Arc<Secrets>,
     pub mailer: Arc<dyn Mailer>,
@@ -130,6 +137,7 @@ impl Core {
         let outbound = egress::client(config.allow_private_targets);
         let blobs = blobs::BlobStore::configured(&config.blobs, &config.data_dir, &db);
         Self {
+            read: db.clone(),
             db,
             clock,
             secrets: Arc::new(secrets),
@@ -145,12 +153,35 @@ impl Core {
         }
     }
 
+    /// Reads pages and streams through `read` (see the field).
+    pub fn with_read_pool(mut self, read: Option<DatabaseConnection>) -> Self {
+        if let Some(read) = read {
+            self.read = read;
+        }
+        self
+    }
+
+    /// This core with `db` = `read`: for a page that only reads, handed to code that takes a
+    /// `Core` (on SQLite a write through it is refused: the connections are read-only).
+    pub fn reader(&self) -> Core {
+        let mut c = self.clone();
+        c.db = self.read.clone();
+        c
+    }
+
     /// Publishes events of a committed transaction to this node (SQLite; PostgreSQL uses NOTIFY).
     pub fn published(&self, pending: events::Pending) {
         pending.flush(
             &self.events,
             sea_orm::ConnectionTrait::get_database_backend(&self.db),
         );
+    }
+
+    /// Publishes events of a committed transaction whose batched events were recorded with
+    /// `events::emit_many` (which leaves the PostgreSQL NOTIFY to this, after the commit).
+    pub async fn published_after_commit(&self, pending: events::Pending) {
+        events::notify_committed(&self.db, &pending).await;
+        self.published(pending);
     }
 
     pub fn now(&self) -> i64 {

@@ -315,7 +315,7 @@ pub async fn read_conversation(
         .select_only()
         .column(notification::Column::Id)
         .into_tuple()
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     if !ids.is_empty() {
         mark_read(core, actor, me, Some(&ids)).await?;

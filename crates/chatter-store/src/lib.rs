@@ -101,6 +101,42 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     Ok(db)
 }
 
+/// A pool of `readers` read-only connections beside the writer's single one, for pages and
+/// live streams that only read (SQLite only; `None` for PostgreSQL, whose one pool serves
+/// readers and writers alike, and for `readers == 0`, which turns it off).
+///
+/// In WAL mode readers do not wait for the writer nor it for them: each read sees the database
+/// as of its start, which includes every transaction committed before it, so a page that reads
+/// after its own write has committed sees it. Read-only connections cannot write by mistake.
+/// Open after [`connect`] (which sets WAL on the file) and after [`migrate`].
+pub async fn connect_read(url: &str, readers: u32) -> Result<Option<DatabaseConnection>> {
+    use sea_orm::sqlx;
+    use sea_orm::sqlx::ConnectOptions as _;
+    if !url.starts_with("sqlite:") || readers == 0 {
+        return Ok(None);
+    }
+    let opts = url
+        .parse::<sqlx::sqlite::SqliteConnectOptions>()
+        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?
+        .create_if_missing(false)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true)
+        .disable_statement_logging();
+    // No idle timeout nor lifetime, as in `connect` (sqlx issue 3645).
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(readers)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(opts)
+        .await
+        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+    Ok(Some(sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(
+        pool,
+    )))
+}
+
 /// The key of the PostgreSQL advisory lock that serialises migrations across nodes
 /// ("chatter migrate" as eight bytes).
 const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6d69_6772;

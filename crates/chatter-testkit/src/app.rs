@@ -189,7 +189,12 @@ impl TestAppBuilder {
             Some(c) => c.clone(),
             None => Arc::new(SystemClock),
         };
-        let core = Core::new(db.db.clone(), clock, secrets, Arc::new(mailer), cfg);
+        // As `chatter serve` does: on SQLite, pages read through read-only connections.
+        let read = chatter_store::connect_read(&db.url, 2)
+            .await
+            .expect("open the test database's read-only connections");
+        let core =
+            Core::new(db.db.clone(), clock, secrets, Arc::new(mailer), cfg).with_read_pool(read);
         let web = WebConfig {
             database_url: db.url.clone(),
             trust_proxy: self.trust_proxy,

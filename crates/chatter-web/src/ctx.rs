@@ -49,7 +49,7 @@ async fn bell_for(st: &AppState, session: Option<&SessionInfo>, page: bool) -> O
     }
     let s = session?;
     let (company, _) = s.company.as_ref()?;
-    let db = &st.core.db;
+    let db = &st.core.read;
     let unread = chatter_core::notifications::unread_count(db, company.id.into(), s.user.id)
         .await
         .ok()?;

@@ -30,6 +30,9 @@ pub struct Config {
     /// Address blocks of the proxies whose `X-Forwarded-For` entries are believed.
     pub trusted_proxies: Vec<String>,
     pub body_limit_bytes: usize,
+    /// SQLite only: read-only connections beside the writer for pages and live streams
+    /// (0: none, everything shares the writer's one connection).
+    pub sqlite_readers: u32,
     pub backup_keep: usize,
     pub pg_bin_dir: Option<PathBuf>,
     pub smtp: Option<SmtpConfig>,
@@ -188,6 +191,7 @@ struct Defaults {
     trust_proxy: bool,
     trusted_proxies: Vec<&'static str>,
     body_limit_bytes: usize,
+    sqlite_readers: u32,
     backup_keep: usize,
     worker: WorkerSection,
     telegram: TelegramSection,
@@ -215,6 +219,7 @@ impl Config {
             trust_proxy: false,
             trusted_proxies: vec!["127.0.0.0/8", "::1/128"],
             body_limit_bytes: 1024 * 1024,
+            sqlite_readers: 4,
             backup_keep: 7,
             worker: WorkerSection {
                 concurrency: 8,

@@ -17,6 +17,7 @@ pub const KNOWN: &[&str] = &[
     "trust_proxy",
     "trusted_proxies",
     "body_limit_bytes",
+    "sqlite_readers",
     "backup_keep",
     "pg_bin_dir",
     "smtp.host",

@@ -341,8 +341,11 @@ pub(crate) async fn build_core(
         core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());
         core_cfg.telegram_login_bot_username = Some(t.bot_username.clone());
     }
-    let _ = chatter_core::backup::DATABASE_URL.set(url);
-    let core = Core::new(db, Arc::new(SystemClock), secrets, mailer, core_cfg);
+    let _ = chatter_core::backup::DATABASE_URL.set(url.clone());
+    let read = chatter_store::connect_read(&url, cfg.sqlite_readers)
+        .await
+        .context("cannot open the database's read-only connections")?;
+    let core = Core::new(db, Arc::new(SystemClock), secrets, mailer, core_cfg).with_read_pool(read);
     if let Err(e) = chatter_core::nodes::check_master_key(&core).await {
         if created {
             // The key was generated just now, beside a database made with another one (a

@@ -241,7 +241,7 @@ pub(super) async fn use_recovery_code(
 pub async fn load_session(core: &Core, token: &str) -> Result<Option<SessionInfo>> {
     let now = core.now();
     let Some(s) = session::Entity::find_by_id(hash_token(token))
-        .one(&core.db)
+        .one(&core.read)
         .await?
     else {
         return Ok(None);
@@ -249,10 +249,10 @@ pub async fn load_session(core: &Core, token: &str) -> Result<Option<SessionInfo
     if s.expires_at <= now || s.pending_2fa {
         return Ok(None);
     }
-    let Some(user) = user::Entity::find_by_id(s.user_id).one(&core.db).await? else {
+    let Some(user) = user::Entity::find_by_id(s.user_id).one(&core.read).await? else {
         return Ok(None);
     };
-    let companies = companies_of(&core.db, user.id).await?;
+    let companies = companies_of(&core.read, user.id).await?;
     let company = s
         .company_id
         .and_then(|c| companies.iter().find(|(m, _)| m.id == c).cloned())
@@ -284,7 +284,7 @@ pub async fn session_still_member(
     role: Role,
 ) -> Result<bool> {
     let Some(s) = session::Entity::find_by_id(hash_token(token))
-        .one(&core.db)
+        .one(&core.read)
         .await?
     else {
         return Ok(false);
@@ -294,7 +294,7 @@ pub async fn session_still_member(
     }
     Ok(
         membership::Entity::find_by_id((company_id.uuid(), s.user_id))
-            .one(&core.db)
+            .one(&core.read)
             .await?
             .is_some_and(|m| Role::parse(&m.role) == Some(role)),
     )
@@ -303,7 +303,7 @@ pub async fn session_still_member(
 /// Whether `token` is a session waiting for its second factor.
 pub async fn pending_2fa(core: &Core, token: &str) -> Result<bool> {
     Ok(session::Entity::find_by_id(hash_token(token))
-        .one(&core.db)
+        .one(&core.read)
         .await?
         .is_some_and(|s| s.pending_2fa && s.expires_at > core.now()))
 }

@@ -22,12 +22,52 @@ use chatter_domain::{
 use chatter_store::entity::{contact, conversation, message, source};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait, Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryTrait, Value,
 };
 use std::collections::{HashMap, HashSet};
 
 /// Rows per multi-row statement (well under both databases' parameter limits).
 const CHUNK: usize = 200;
+
+// On PostgreSQL the batch's rows travel as ONE parameter, a JSON array unpacked with
+// `json_to_recordset`: one statement per table per batch whatever its size, and always the same
+// SQL text, so each connection prepares it once and reuses its plan (a `VALUES` list or an `IN`
+// list of the batch's length is a new statement for every new length). SQLite, in process,
+// keeps the multi-row statements.
+
+/// New customer messages; returns the ids of the rows inserted (not those stored before).
+const PG_INSERT_MESSAGES: &str = "INSERT INTO messages (id, company_id, conversation_id, \
+     source_id, direction, external_id, text, attachments, extra, sender_name, author_id, \
+     reply_to_id, reply_to_external_id, status, error, sent_parts, created_at, sent_at, edited_at) \
+     SELECT r.id, r.company_id, r.conversation_id, r.source_id, 'in', r.external_id, r.text, \
+     r.attachments, r.extra, r.sender_name, NULL, NULL, NULL, 'received', NULL, '[]', $2, \
+     r.sent_at, NULL FROM json_to_recordset($1::json) AS r(id uuid, company_id uuid, \
+     conversation_id uuid, source_id uuid, external_id text, text text, attachments text, \
+     extra text, sender_name text, sent_at bigint) \
+     ON CONFLICT (source_id, external_id) DO NOTHING RETURNING id";
+
+/// Contacts by (source, external id).
+const PG_FIND_CONTACTS: &str = "SELECT c.* FROM json_to_recordset($1::json) AS k(s uuid, e text) \
+     JOIN contacts c ON c.source_id = k.s AND c.external_id = k.e";
+
+/// Conversations by (source, external chat id).
+const PG_FIND_CONVERSATIONS: &str = "SELECT c.* FROM json_to_recordset($1::json) AS k(s uuid, \
+     e text) JOIN conversations c ON c.source_id = k.s AND c.external_chat_id = k.e";
+
+/// A JSON array as the one text parameter of a statement above.
+fn rows_json(rows: Vec<serde_json::Value>) -> Value {
+    serde_json::Value::Array(rows).to_string().into()
+}
+
+/// (source, external id) keys as a JSON array of `{"s", "e"}` for `PG_FIND_*`.
+fn keys_json(keys: &[(SourceId, &str)]) -> Value {
+    rows_json(
+        keys.iter()
+            .map(|(s, e)| serde_json::json!({"s": s, "e": e}))
+            .collect(),
+    )
+}
 
 /// Stores `items` (each with its source) inside the caller's transaction.
 pub async fn ingest_many(
@@ -77,7 +117,41 @@ async fn ingest_new(
     // Messages: only the rows the insert returns are new; the rest were stored before.
     let mut ids: Vec<MessageId> = Vec::with_capacity(fast.len());
     let mut new_ids: HashSet<MessageId> = HashSet::new();
-    for chunk in fast.chunks(CHUNK) {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let rows: Vec<serde_json::Value> = fast
+            .iter()
+            .map(|(_, src, m)| {
+                let id = MessageId::new();
+                ids.push(id);
+                let atts: Vec<StoredAttachment> =
+                    m.attachments.iter().map(StoredAttachment::from).collect();
+                serde_json::json!({
+                    "id": id,
+                    "company_id": src.company_id,
+                    "conversation_id": convs[&(src.id, m.chat.external_id.as_str())],
+                    "source_id": src.id,
+                    "external_id": m.external_id,
+                    "text": m.text,
+                    "attachments": serde_json::to_string(&atts).unwrap_or_else(|_| "[]".into()),
+                    "extra": m.extra.as_ref().and_then(|e| serde_json::to_string(e).ok()),
+                    "sender_name": m.sender.name,
+                    "sent_at": m.sent_at,
+                })
+            })
+            .collect();
+        let st = chatter_store::stmt(
+            DbBackend::Postgres,
+            PG_INSERT_MESSAGES,
+            vec![rows_json(rows), now.into()],
+        );
+        for r in conn.query_all(st).await? {
+            new_ids.insert(r.try_get::<MessageId>("", "id")?);
+        }
+    }
+    for chunk in fast
+        .chunks(CHUNK)
+        .filter(|_| conn.get_database_backend() != DbBackend::Postgres)
+    {
         let rows: Vec<message::ActiveModel> = chunk
             .iter()
             .map(|(_, src, m)| {
@@ -242,6 +316,13 @@ async fn find_contacts(
     keys: &[(SourceId, &str)],
 ) -> Result<HashMap<(SourceId, String), contact::Model>> {
     let mut out = HashMap::new();
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let st = chatter_store::stmt(DbBackend::Postgres, PG_FIND_CONTACTS, vec![keys_json(keys)]);
+        for r in contact::Entity::find().from_raw_sql(st).all(conn).await? {
+            out.insert((r.source_id, r.external_id.clone()), r);
+        }
+        return Ok(out);
+    }
     let sources: HashSet<SourceId> = keys.iter().map(|k| k.0).collect();
     for chunk in keys.chunks(CHUNK) {
         let ext: Vec<String> = chunk.iter().map(|k| k.1.to_string()).collect();
@@ -347,6 +428,21 @@ async fn find_conversations(
     keys: &[(SourceId, &str)],
 ) -> Result<HashMap<(SourceId, String), conversation::Model>> {
     let mut out = HashMap::new();
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let st = chatter_store::stmt(
+            DbBackend::Postgres,
+            PG_FIND_CONVERSATIONS,
+            vec![keys_json(keys)],
+        );
+        for r in conversation::Entity::find()
+            .from_raw_sql(st)
+            .all(conn)
+            .await?
+        {
+            out.insert((r.source_id, r.external_chat_id.clone()), r);
+        }
+        return Ok(out);
+    }
     let sources: HashSet<SourceId> = keys.iter().map(|k| k.0).collect();
     for chunk in keys.chunks(CHUNK) {
         let ext: Vec<String> = chunk.iter().map(|k| k.1.to_string()).collect();
@@ -369,7 +465,29 @@ async fn update_conversations(
     per_conv: &HashMap<ConversationId, (i32, String)>,
     now: i64,
 ) -> Result<()> {
-    let all: Vec<(&ConversationId, &(i32, String))> = per_conv.iter().collect();
+    let mut all: Vec<(&ConversationId, &(i32, String))> = per_conv.iter().collect();
+    // In id order, so concurrent writers lock conversation rows in the same order.
+    all.sort_by_key(|(id, _)| **id);
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let rows: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(id, (n, text))| serde_json::json!({"cid": id, "n": n, "t": text}))
+            .collect();
+        let sql = format!(
+            "UPDATE conversations SET unread = unread + r.n, last_text = r.t, \
+             last_message_at = $1, updated_at = $1, status = 'open', blocked = FALSE, {} \
+             FROM json_to_recordset($2::json) AS r(cid uuid, n int, t text) \
+             WHERE conversations.id = r.cid",
+            chatter_store::figures::inbound_set(),
+        );
+        conn.execute(chatter_store::stmt(
+            DbBackend::Postgres,
+            &sql,
+            vec![now.into(), rows_json(rows)],
+        ))
+        .await?;
+        return Ok(());
+    }
     for chunk in all.chunks(CHUNK) {
         let mut values: Vec<Value> = vec![now.into()];
         let mut unread = String::from("CASE id");

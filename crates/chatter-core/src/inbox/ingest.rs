@@ -75,27 +75,50 @@ impl ApiInboundRow {
 /// The handle webhook handlers submit to.
 #[derive(Clone)]
 pub struct Ingester {
-    tx: mpsc::Sender<Item>,
+    /// One queue per writer task; a chat's events always go to the same one.
+    tx: std::sync::Arc<[mpsc::Sender<Item>]>,
 }
 
+/// Writer tasks on PostgreSQL (SQLite has one writer, so one task writes there). Each writes
+/// its own batches in its own transaction; a commit's disk flush then serves several writers'
+/// batches at once (PostgreSQL's group commit). More writers than this only make smaller
+/// batches on the same cores (`chatter-bench ingest`).
+pub const POSTGRES_WRITERS: usize = 3;
+
 impl Ingester {
-    /// Starts the writer task.
+    /// Starts the writer tasks.
     ///
-    /// SQLite has one writer, so one task writes. PostgreSQL takes several transactions at
-    /// once, so several tasks write batches side by side (live streams cope with event ids
-    /// that commit out of order, see `events::Cursor`).
+    /// On PostgreSQL several tasks write batches side by side (live streams cope with event ids
+    /// that commit out of order, see `events::Cursor`). Events are dealt to them by chat, so two
+    /// writers never wait for each other's row locks on one conversation (nor deadlock on two),
+    /// and a chat's messages are stored in the order they came.
     pub fn start(core: Core) -> Ingester {
-        let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
-        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
         let writers = if core.database_url_is_postgres() {
-            4
+            POSTGRES_WRITERS
         } else {
             1
         };
+        let mut tx = Vec::with_capacity(writers);
         for _ in 0..writers {
-            tokio::spawn(run(core.clone(), rx.clone()));
+            let (t, rx) = mpsc::channel(MAX_BATCH * 8);
+            tx.push(t);
+            tokio::spawn(run(core.clone(), rx));
         }
-        Ingester { tx }
+        Ingester { tx: tx.into() }
+    }
+
+    /// The writer of `ev`'s chat.
+    fn queue_of(&self, src: &source::Model, ev: &InboundEvent) -> &mpsc::Sender<Item> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        src.id.hash(&mut h);
+        match ev {
+            InboundEvent::Message(m) => m.chat.external_id.hash(&mut h),
+            InboundEvent::Blocked { chat, .. } => chat.external_id.hash(&mut h),
+            InboundEvent::Status { external_id, .. } => external_id.hash(&mut h),
+            InboundEvent::Ignored { .. } => {}
+        }
+        &self.tx[(h.finish() % self.tx.len() as u64) as usize]
     }
 
     /// Stores `ev`; returns once it is committed (or failed).
@@ -133,7 +156,7 @@ impl Ingester {
     ) -> Result<Ingested> {
         crate::connectors::normalize(&mut ev);
         let (done, rx) = oneshot::channel();
-        self.tx
+        self.queue_of(&src, &ev)
             .send(Item {
                 src,
                 ev,
@@ -149,20 +172,17 @@ impl Ingester {
     }
 }
 
-async fn run(core: Core, rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>) {
+async fn run(core: Core, mut rx: mpsc::Receiver<Item>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
-        {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(i) => batch.push(i),
-                    Err(_) => break,
-                }
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(i) => batch.push(i),
+                Err(_) => break,
             }
         }
         match write(&core, &batch).await {
@@ -227,20 +247,47 @@ async fn write(core: &Core, items: &[Item]) -> Result<Vec<Ingested>> {
         }
     }
     if !touched.is_empty() {
-        use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
-        source::Entity::update_many()
-            .col_expr(source::Column::LastInboundAt, Expr::value(now))
-            .col_expr(source::Column::LastOkAt, Expr::value(now))
-            .filter(source::Column::Id.is_in(touched))
-            .exec(&txn)
-            .await?;
+        touch_sources(&txn, &touched, now).await?;
     }
     txn.commit().await?;
-    core.published(pending);
+    core.published_after_commit(pending).await;
     if out.iter().any(|i| matches!(i, Ingested::New(_))) {
         core.jobs_notify.notify_waiters();
     }
     Ok(out)
+}
+
+/// How stale a source's `last_inbound_at` / `last_ok_at` may be before a batch writes them.
+const TOUCH_EVERY_MS: i64 = 1000;
+
+/// Records that `sources` received messages at `now`. A source row is one hot row for every
+/// writer: updating it in each batch would make every transaction wait for the previous one's
+/// commit (the row lock is held until then) and forfeit PostgreSQL's group commit. So only a
+/// batch that finds the times older than [`TOUCH_EVERY_MS`] writes them: a source's times are
+/// at most that much behind, and other writers skip the row instead of queueing on it.
+async fn touch_sources(
+    txn: &impl sea_orm::ConnectionTrait,
+    sources: &[chatter_domain::SourceId],
+    now: i64,
+) -> Result<()> {
+    use sea_orm::{sea_query::Expr, ColumnTrait, Condition, EntityTrait, QueryFilter};
+    let stale = now - TOUCH_EVERY_MS;
+    source::Entity::update_many()
+        .col_expr(source::Column::LastInboundAt, Expr::value(now))
+        .col_expr(source::Column::LastOkAt, Expr::value(now))
+        .filter(source::Column::Id.is_in(sources.iter().copied()))
+        .filter(
+            Condition::any()
+                .add(source::Column::LastInboundAt.is_null())
+                .add(source::Column::LastInboundAt.lte(stale))
+                .add(source::Column::LastInboundAt.gt(now))
+                .add(source::Column::LastOkAt.is_null())
+                .add(source::Column::LastOkAt.lte(stale))
+                .add(source::Column::LastOkAt.gt(now)),
+        )
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// The sources among `items`' that are turned off.

@@ -17,7 +17,7 @@ pub const NAME_MAX: usize = 40;
 /// The company's labels, by name.
 pub async fn list_labels(core: &Core, actor: &Actor) -> Result<Vec<label::Model>> {
     actor.require(Permission::Read)?;
-    company_labels(&core.db, actor.company_id).await
+    company_labels(&core.read, actor.company_id).await
 }
 
 async fn company_labels(

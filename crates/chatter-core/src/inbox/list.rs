@@ -43,7 +43,7 @@ pub async fn list_conversations(
         // same from one page to the next.
         .order_by_desc(conversation::Column::Id)
         .limit(limit)
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     rows_for(core, convs).await
 }
@@ -74,7 +74,7 @@ pub async fn list_conversations_after(
         .order_by_desc(conversation::Column::CreatedAt)
         .order_by_desc(conversation::Column::Id)
         .limit(limit)
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     rows_for(core, convs).await
 }
@@ -121,7 +121,7 @@ async fn filtered(
             .select_only()
             .column(contact::Column::Id)
             .into_tuple::<Uuid>()
-            .all(&core.db)
+            .all(&core.read)
             .await?;
         // Message texts through the full-text index: any form of each word.
         let by_text =
@@ -182,14 +182,14 @@ pub(super) async fn rows_for(
     let source_ids: Vec<SourceId> = convs.iter().map(|c| c.source_id).collect();
     let contacts = contact::Entity::find()
         .filter(contact::Column::Id.is_in(contact_ids))
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     let sources = source::Entity::find()
         .filter(source::Column::Id.is_in(source_ids))
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     let conv_ids: Vec<ConversationId> = convs.iter().map(|c| c.id).collect();
-    let mut labels = super::labels::labels_of(&core.db, &conv_ids).await?;
+    let mut labels = super::labels::labels_of(&core.read, &conv_ids).await?;
     Ok(convs
         .into_iter()
         .filter_map(|c| {
@@ -216,7 +216,7 @@ pub async fn conversations_by_ids(
     let convs = conversation::Entity::find()
         .filter(conversation::Column::CompanyId.eq(actor.company_id))
         .filter(conversation::Column::Id.is_in(ids.iter().copied()))
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     rows_for(core, convs).await
 }
@@ -231,7 +231,7 @@ pub async fn messages_by_ids(
     Ok(message::Entity::find()
         .filter(message::Column::CompanyId.eq(actor.company_id))
         .filter(message::Column::Id.is_in(ids.iter().copied()))
-        .all(&core.db)
+        .all(&core.read)
         .await?)
 }
 
@@ -244,7 +244,7 @@ pub async fn get_conversation(
     actor.require(Permission::Read)?;
     let c = conversation::Entity::find_by_id(id)
         .filter(conversation::Column::CompanyId.eq(actor.company_id))
-        .one(&core.db)
+        .one(&core.read)
         .await?
         .ok_or(CoreError::NotFound)?;
     rows_for(core, vec![c])
@@ -266,7 +266,7 @@ pub async fn messages(
         .order_by_desc(message::Column::CreatedAt)
         .order_by_desc(message::Column::Id)
         .limit(limit)
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     ms.reverse();
     Ok(ms)
@@ -295,7 +295,7 @@ pub async fn messages_after(
     Ok(q.order_by_asc(message::Column::CreatedAt)
         .order_by_asc(message::Column::Id)
         .limit(limit)
-        .all(&core.db)
+        .all(&core.read)
         .await?)
 }
 
@@ -303,14 +303,18 @@ pub async fn get_message(core: &Core, actor: &Actor, id: MessageId) -> Result<me
     actor.require(Permission::Read)?;
     message::Entity::find_by_id(id)
         .filter(message::Column::CompanyId.eq(actor.company_id))
-        .one(&core.db)
+        .one(&core.read)
         .await?
         .ok_or(CoreError::NotFound)
 }
 
 /// Marks the conversation read (a manager opened it).
 pub async fn mark_read(core: &Core, actor: &Actor, id: ConversationId) -> Result<()> {
-    get_conversation(core, actor, id).await?;
+    // Nothing unread (as of the read pool's view, which has every committed message): no
+    // write, so opening a read conversation never waits for the writer.
+    if get_conversation(core, actor, id).await?.conversation.unread == 0 {
+        return Ok(());
+    }
     let n = conversation::Entity::update_many()
         .col_expr(conversation::Column::Unread, Expr::value(0))
         .filter(conversation::Column::Id.eq(id))

@@ -471,7 +471,7 @@ pub async fn ingest_batch(
     }
     q.filter(source::Column::Id.eq(src.id)).exec(&txn).await?;
     txn.commit().await?;
-    core.published(pending);
+    core.published_after_commit(pending).await;
     if out.iter().any(|i| matches!(i, Ingested::New(_))) {
         core.jobs_notify.notify_waiters();
     }

@@ -188,18 +188,19 @@ pub async fn search(core: &Core, actor: &Actor, q: &str, limit: u64) -> Result<S
         });
     }
     let mut hits = contact_hits(core, actor.company_id, &query).await?;
-    let ids = chatter_store::search::find_messages(&core.db, actor.company_id, &query.words, limit)
-        .await?;
+    let ids =
+        chatter_store::search::find_messages(&core.read, actor.company_id, &query.words, limit)
+            .await?;
     let mut messages = message::Entity::find()
         .filter(message::Column::CompanyId.eq(actor.company_id))
         .filter(message::Column::Id.is_in(ids))
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     messages.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     let convs = conversation::Entity::find()
         .filter(conversation::Column::CompanyId.eq(actor.company_id))
         .filter(conversation::Column::Id.is_in(messages.iter().map(|m| m.conversation_id)))
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     let rows = rows_for(core, convs).await?;
     for m in messages {
@@ -241,14 +242,14 @@ async fn contact_hits(
         .filter(contact::Column::CompanyId.eq(company))
         .filter(any)
         .limit(MAX_CONTACTS)
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     let convs = conversation::Entity::find()
         .filter(conversation::Column::CompanyId.eq(company))
         .filter(conversation::Column::ContactId.is_in(contacts.iter().map(|c| c.id)))
         .order_by_desc(conversation::Column::LastMessageAt)
         .limit(MAX_CONTACTS)
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     Ok(rows_for(core, convs)
         .await?
@@ -298,7 +299,8 @@ pub(super) async fn conversations_matching(
     let Ok(query) = SearchQuery::parse(text) else {
         return Ok(Vec::new());
     };
-    let ids = chatter_store::search::find_messages(&core.db, company, &query.words, limit).await?;
+    let ids =
+        chatter_store::search::find_messages(&core.read, company, &query.words, limit).await?;
     Ok(message::Entity::find()
         .filter(message::Column::CompanyId.eq(company))
         .filter(message::Column::Id.is_in(ids))
@@ -306,7 +308,7 @@ pub(super) async fn conversations_matching(
         .column(message::Column::ConversationId)
         .distinct()
         .into_tuple::<Uuid>()
-        .all(&core.db)
+        .all(&core.read)
         .await?)
 }
 
@@ -327,7 +329,7 @@ pub async fn messages_at(
     let Some(t) = message::Entity::find_by_id(target)
         .filter(message::Column::CompanyId.eq(actor.company_id))
         .filter(message::Column::ConversationId.eq(conversation_id))
-        .one(&core.db)
+        .one(&core.read)
         .await?
     else {
         return Ok(latest);
@@ -338,7 +340,7 @@ pub async fn messages_at(
         .order_by_desc(message::Column::CreatedAt)
         .order_by_desc(message::Column::Id)
         .limit(5)
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     before.reverse();
     let after = message::Entity::find()
@@ -347,7 +349,7 @@ pub async fn messages_at(
         .order_by_asc(message::Column::CreatedAt)
         .order_by_asc(message::Column::Id)
         .limit(limit.saturating_sub(before.len() as u64))
-        .all(&core.db)
+        .all(&core.read)
         .await?;
     before.extend(after);
     Ok(before)

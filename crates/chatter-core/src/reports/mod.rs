@@ -120,7 +120,7 @@ async fn user_names(
 
 pub async fn dashboard(core: &Core, actor: &Actor) -> Result<Dashboard> {
     actor.require(Permission::Read)?;
-    let db = &core.db;
+    let db = &core.read;
     let b = db.get_database_backend();
     let company = actor.company_id;
     let now = core.now();

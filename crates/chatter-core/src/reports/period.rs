@@ -139,7 +139,7 @@ pub async fn today(core: &Core, actor: &Actor) -> Result<NaiveDate> {
 
 async fn company_tz(core: &Core, actor: &Actor) -> Result<String> {
     Ok(company::Entity::find_by_id(actor.company_id)
-        .one(&core.db)
+        .one(&core.read)
         .await?
         .map(|c| c.timezone)
         .unwrap_or_default())
@@ -160,7 +160,7 @@ pub async fn report(core: &Core, actor: &Actor, from: &str, to: &str) -> Result<
     let start = start_utc - offset;
     let days = (last - first).num_days() + 1;
     let end = start + days * DAY_MS;
-    let db = &core.db;
+    let db = &core.read;
     let b = db.get_database_backend();
     let company = actor.company_id;
 

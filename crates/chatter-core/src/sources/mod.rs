@@ -218,7 +218,7 @@ pub async fn list(core: &Core, actor: &Actor) -> Result<Vec<source::Model>> {
     Ok(source::Entity::find()
         .filter(source::Column::CompanyId.eq(actor.company_id))
         .order_by_asc(source::Column::CreatedAt)
-        .all(&core.db)
+        .all(&core.read)
         .await?)
 }
 

@@ -84,7 +84,7 @@ async fn dashboard(
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     actor.require(Permission::Read).map_err(AppError::from)?;
-    let members = team::list_members(&st.core.db, &actor).await?.len();
+    let members = team::list_members(&st.core.read, &actor).await?.len();
     let d = chatter_core::reports::dashboard(&st.core, &actor).await?;
     let p = Page::new(&ctx, "dashboard").flash(&q);
     let role = p.role_name(&actor.role);

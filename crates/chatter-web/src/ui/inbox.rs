@@ -71,7 +71,7 @@ pub fn upload_routes() -> Router<AppState> {
 }
 
 async fn names(st: &AppState, actor: &Actor) -> Result<Vec<(Uuid, String)>, AppError> {
-    Ok(team::list_members(&st.core.db, actor)
+    Ok(team::list_members(&st.core.read, actor)
         .await?
         .into_iter()
         .filter(|m| m.role.can(Permission::Reply))
@@ -184,7 +184,7 @@ async fn last_event_id(
     st: &AppState,
     company: chatter_domain::CompanyId,
 ) -> chatter_core::events::Position {
-    chatter_core::events::newest(&st.core.db, company.0)
+    chatter_core::events::newest(&st.core.read, company.0)
         .await
         .unwrap_or_default()
 }
@@ -205,6 +205,13 @@ async fn page(
         template,
     } = at;
     let actor = ctx.actor()?;
+    // Everything below reads through the read pool, except marking the conversation read.
+    let writer = &st.core;
+    let reading = AppState {
+        core: st.core.reader(),
+        ..st.clone()
+    };
+    let st = &reading;
     let last_event = last_event_id(st, actor.company_id).await;
     let members = names(st, &actor).await?;
     let tr = crate::i18n::Tr(ctx.lang);
@@ -248,8 +255,8 @@ async fn page(
                 Some(mid) => inbox::search::messages_at(&st.core, &actor, id, mid, 300).await?,
                 None => inbox::messages(&st.core, &actor, id, 300).await?,
             };
-            inbox::mark_read(&st.core, &actor, id).await?;
-            chatter_core::notifications::read_conversation(&st.core, &actor, id).await?;
+            inbox::mark_read(writer, &actor, id).await?;
+            chatter_core::notifications::read_conversation(writer, &actor, id).await?;
             // Notes sit among the messages by time (within the window shown).
             let span = match (messages.first(), messages.last(), target) {
                 (Some(a), Some(b), Some(_)) => Some((a.created_at, b.created_at)),
@@ -294,11 +301,11 @@ async fn page(
             let facts = chatter_channels::kind_of(kind);
             // Replies outside the kind's window (WhatsApp's 24 h) go out as templates only.
             let window_closed = facts.and_then(|k| k.reply_window()).is_some()
-                && !inbox::reply_window_open(&st.core.db, id, st.core.now()).await?;
+                && !inbox::reply_window_open(&st.core.read, id, st.core.now()).await?;
             let wa_templates = if window_closed && can_reply {
                 let listed = tokio::time::timeout(
                     std::time::Duration::from_secs(5),
-                    inbox::message_templates(&st.core, &actor, id),
+                    inbox::message_templates(writer, &actor, id),
                 )
                 .await;
                 match listed {
@@ -327,14 +334,14 @@ async fn page(
             // conversation.
             let template = match template.filter(|_| draft.is_empty() && can_reply) {
                 Some(tid) => {
-                    let r = inbox::templates::render_for(&st.core, &actor, id, tid).await?;
+                    let r = inbox::templates::render_for(writer, &actor, id, tid).await?;
                     draft = r.text;
                     (Some(tid), r.template.file_name)
                 }
                 None => (None, None),
             };
             let note_mode = note_refused.is_some() || mode.as_deref() == Some("note");
-            let teammates = chatter_core::notifications::teammates(&st.core.db, actor.company_id)
+            let teammates = chatter_core::notifications::teammates(&st.core.read, actor.company_id)
                 .await?
                 .into_iter()
                 .filter(|t| Some(t.user_id) != actor.user_id.map(chatter_domain::UserId::uuid))

@@ -51,6 +51,7 @@ mod pages;
 mod permissions;
 mod poison;
 mod prod;
+mod read_pool;
 mod reliability;
 mod reliability_kinds;
 mod reply_files;

@@ -154,7 +154,7 @@ async fn notification_events(
         if !for_me {
             continue;
         }
-        let unread = chatter_core::notifications::unread_count(&st.core.db, actor.company_id, me)
+        let unread = chatter_core::notifications::unread_count(&st.core.read, actor.company_id, me)
             .await
             .unwrap_or(0);
         let read = p.get("read").and_then(|r| r.as_bool()).unwrap_or(false);
@@ -217,7 +217,7 @@ pub(super) async fn events(
                 .and_then(chatter_core::events::Given::parse)
         });
     let start = match given {
-        Some(g) => chatter_core::events::resolve(&st.core.db, actor.company_id.0, g).await?,
+        Some(g) => chatter_core::events::resolve(&st.core.read, actor.company_id.0, g).await?,
         None => last_event_id(&st, actor.company_id).await,
     };
     // Subscribe before reading the backlog, so nothing falls between the two.
@@ -307,7 +307,7 @@ pub(super) async fn events(
             if !changed {
                 continue;
             }
-            let evs = match s.reader.read(&s.st.core.db).await {
+            let evs = match s.reader.read(&s.st.core.read).await {
                 Ok(v) => v,
                 Err(_) => return None,
             };
