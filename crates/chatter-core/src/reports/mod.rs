@@ -208,7 +208,8 @@ pub async fn dashboard(core: &Core, actor: &Actor) -> Result<Dashboard> {
     // at most a day of messages is counted per render.
     let mut lines: BTreeMap<Uuid, Vec<i64>> = BTreeMap::new();
     for (source, day, n) in
-        chatter_store::figures::inbound_per_day(db, db, company.0, since, PERIOD_DAYS, now).await?
+        chatter_store::figures::inbound_per_day(db, &core.db, company.0, since, PERIOD_DAYS, now)
+            .await?
     {
         if (0..PERIOD_DAYS).contains(&day) {
             lines
