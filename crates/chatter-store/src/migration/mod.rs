@@ -27,7 +27,6 @@ mod m0025_auto_replies;
 mod m0029_crm_deal_attempts;
 mod m0030_automatic_messages;
 mod m0031_event_tx;
-mod m0033_blobs;
 mod m0036_inbound_days;
 
 pub struct Migrator;
@@ -60,7 +59,6 @@ impl MigratorTrait for Migrator {
             Box::new(m0029_crm_deal_attempts::Migration),
             Box::new(m0030_automatic_messages::Migration),
             Box::new(m0031_event_tx::Migration),
-            Box::new(m0033_blobs::Migration),
             Box::new(m0036_inbound_days::Migration),
         ]
     }

@@ -9,7 +9,6 @@ mod auth;
 mod auto_actions;
 mod auto_replies;
 mod avito;
-mod blobs;
 mod browser;
 mod browser_card;
 mod browser_crawl;
