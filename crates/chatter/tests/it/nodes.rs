@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0030_automatic_messages";
+    let newest = "m0036_inbound_days";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,7 +125,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; ALTER TABLE messages DROP COLUMN automatic;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE inbound_days;"
         ))
         .await
         .expect("undo the newest migration");
@@ -169,15 +169,15 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         .db
         .query_one(sea_orm::Statement::from_string(
             db.db.get_database_backend(),
-            "SELECT count(*) AS n FROM information_schema.columns \
-             WHERE table_name = 'messages' AND column_name = 'automatic'",
+            "SELECT count(*) AS n FROM information_schema.tables \
+             WHERE table_name = 'inbound_days'",
         ))
         .await
         .expect("count the index")
         .expect("a row")
         .try_get("", "n")
         .expect("n");
-    assert_eq!(back, 1, "the newest migration's column is back");
+    assert_eq!(back, 1, "the newest migration's table is back");
     let mut all_nodes = nodes;
     all_nodes.push(migrator);
     println!(
