@@ -259,7 +259,8 @@ impl Load {
     }
 }
 
-async fn collect(
+/// Joins load tasks that each return their latencies (µs) and error count into one `Run`.
+pub(crate) async fn collect(
     mut tasks: tokio::task::JoinSet<(Vec<u64>, u64)>,
     start: Instant,
 ) -> anyhow::Result<Run> {

@@ -3,10 +3,9 @@
 //! SQLite with the read pool off (`sqlite_readers = 0`: pages share the writer's one
 //! connection) and on (`sqlite_readers = 4`), one fresh server each, in the same run.
 
-use crate::ingest::Load;
+use crate::ingest::{collect, Load};
 use crate::server::{Common, Run};
 use crate::telegram;
-use anyhow::Context as _;
 use reqwest::header::{HeaderValue, COOKIE};
 use reqwest::StatusCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -194,23 +193,4 @@ async fn pages(
         errors,
         elapsed: start.elapsed(),
     })
-}
-
-async fn collect(
-    mut tasks: tokio::task::JoinSet<(Vec<u64>, u64)>,
-    start: Instant,
-) -> anyhow::Result<Run> {
-    let mut run = Run {
-        latencies_us: Vec::new(),
-        errors: 0,
-        elapsed: Duration::ZERO,
-    };
-    while let Some(done) = tasks.join_next().await {
-        let (latencies, errors) = done.context("a load task panicked")?;
-        run.latencies_us.extend(latencies);
-        run.errors += errors;
-    }
-    run.elapsed = start.elapsed();
-    run.latencies_us.sort_unstable();
-    Ok(run)
 }

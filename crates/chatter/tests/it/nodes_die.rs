@@ -10,7 +10,7 @@
 //! PostgreSQL only; on SQLite-only runs the test says it was skipped.
 
 use crate::nodes::{postgres_db, MASTER_KEY};
-use crate::nodes_faults::{api_source, eventually, Load, CHATS};
+use crate::nodes_faults::{api_source, eventually, signed_up_owner, Load, CHATS};
 use crate::server_process::Server;
 use chatter_fakes::{AccountId, CustomerMessage, Failure, FakeAmo, FakeTelegram};
 use chatter_testkit::{csrf_of, Session};
@@ -146,27 +146,7 @@ async fn start(test: &str) -> Option<(Cluster, String, String, String)> {
     amo.register_integration(CLIENT_ID, CLIENT_SECRET, &redirect);
     let mut nodes = vec![a, b];
     nodes[0].spawn().await;
-    let session = Session {
-        http: reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
-        base: nodes[0].url(),
-    };
-    let r = session
-        .post_from(
-            "/sign-up",
-            "/sign-up",
-            &[
-                ("company_name", "Рога и Копыта"),
-                ("name", "Анна"),
-                ("email", "anna@example.ru"),
-                ("password", "correct horse battery"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 303, "signed up");
+    let session = signed_up_owner(nodes[0].url()).await;
     let token = telegram.create_bot("horns_bot", "Рога и Копыта");
     let r = session
         .post_from(

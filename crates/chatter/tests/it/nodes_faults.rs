@@ -150,27 +150,7 @@ impl Installation {
         for n in &mut nodes {
             n.wait_for("/readyz", 120).await;
         }
-        let session = Session {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            base: nodes[0].url(),
-        };
-        let r = session
-            .post_from(
-                "/sign-up",
-                "/sign-up",
-                &[
-                    ("company_name", "Рога и Копыта"),
-                    ("name", "Анна"),
-                    ("email", "anna@example.ru"),
-                    ("password", "correct horse battery"),
-                ],
-            )
-            .await;
-        assert_eq!(r.status(), 303, "signed up");
+        let session = signed_up_owner(nodes[0].url()).await;
         let (source, secret) = api_source(&session).await;
         *rx.secret.lock().expect("lock") = secret.clone();
         let page = format!("/app/api-sources/{source}");
@@ -664,4 +644,30 @@ async fn nodes_survive_every_database_connection_being_cut_under_webhook_load() 
         assert!(node.exited().is_none(), "node {i} exited:\n{}", node.log());
     }
     assert_nothing_lost_or_doubled(&inst, &rx, &acked, replies).await;
+}
+
+/// The owner of a new company «Рога и Копыта», signed up through the node at `base`.
+pub(crate) async fn signed_up_owner(base: String) -> Session {
+    let session = Session {
+        http: reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        base,
+    };
+    let r = session
+        .post_from(
+            "/sign-up",
+            "/sign-up",
+            &[
+                ("company_name", "Рога и Копыта"),
+                ("name", "Анна"),
+                ("email", "anna@example.ru"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "signed up");
+    session
 }
