@@ -4,7 +4,7 @@
 
 use crate::jobs::Registry;
 use crate::{
-    accounts, api_source, automation, backup, crm, digest, exports, inbox, mailer, scheduled,
+    accounts, api_source, automation, backup, billing, crm, digest, exports, inbox, mailer, scheduled,
     sources,
 };
 
@@ -18,6 +18,7 @@ impl Registry {
             .register::<accounts::signup::SignUpMail>()
             // Operations and company data.
             .register::<backup::DailyBackup>()
+            .register::<billing::gate::BillingSweep>()
             .register::<digest::DailyDigest>()
             .register::<exports::ExportJob>()
             // Sources of every kind: setup, replies, files.
@@ -58,6 +59,7 @@ mod tests {
                 "auto_reply_check",
                 "auto_reply_no_answer",
                 "backup_daily",
+                "billing_sweep",
                 "company_export",
                 "crm_drain",
                 "crm_responsible_pull",

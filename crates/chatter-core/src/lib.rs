@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod audit;
 pub mod automation;
 pub mod backup;
+pub mod billing;
 pub mod blobs;
 pub mod clock;
 pub mod connectors;

@@ -18,5 +18,7 @@ pub use ids::*;
 pub use phone::normalize_phone;
 pub use role::{Permission, Role};
 pub use source::SourceKind;
-pub use states::{ConversationStatus, Direction, JobState, MessageStatus, UnknownState};
+pub use states::{
+    ConversationStatus, Direction, JobState, MessageStatus, SubscriptionState, UnknownState,
+};
 pub use values::{Email, FieldError, Password, Slug};

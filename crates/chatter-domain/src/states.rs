@@ -145,6 +145,23 @@ text_state! {
     }
 }
 
+text_state! {
+    /// Where a company's subscription is (issue 16): a trial, a plan being paid for, a payment
+    /// overdue, paused or cancelled. Only `Trial` (until its end) and `Active` let it send.
+    SubscriptionState, "subscription state" {
+        /// The 14-day trial with every feature, no card needed.
+        Trial = "trial",
+        /// A plan whose period runs.
+        Active = "active",
+        /// The period ended unpaid.
+        PastDue = "past_due",
+        /// Paused by the company: data kept, nothing sent.
+        Paused = "paused",
+        /// Cancelled: read-only.
+        Cancelled = "cancelled",
+    }
+}
+
 impl Direction {
     /// Whether the customer wrote the message.
     pub fn is_in(self) -> bool {

@@ -148,6 +148,7 @@ pub async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
     let (core, _) = build_core(&cfg, &public_url, demo_mailer).await?;
     chatter_core::backup::schedule_daily(&core).await?;
     chatter_core::digest::schedule(&core).await?;
+    chatter_core::billing::gate::schedule(&core).await?;
     let demo_run = match &demo_fakes {
         Some(fakes) => Some(demo::Demo::start(&core, fakes).await?),
         None => None,

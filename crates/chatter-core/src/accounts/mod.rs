@@ -122,6 +122,7 @@ pub async fn create_company_in(
     }
     .insert(conn)
     .await?;
+    crate::billing::start_trial(conn, id, now).await?;
     Ok(id)
 }
 

@@ -150,6 +150,15 @@ impl BackgroundJob for SendMessage {
         if m.status != MessageStatus::Pending {
             return Ok(());
         }
+        // Over the plan's limit (or after the trial) the reply waits, shown as paused; every
+        // later one of the company waits too, so they still go out in order once lifted.
+        if crate::billing::gate::check(core, m.company_id.uuid())
+            .await
+            .map_err(internal)?
+            .is_some()
+        {
+            return hold_reply(core, job, &m).await;
+        }
         // Per conversation, replies go out in the order they were written.
         let earlier = message::Entity::find()
             .filter(message::Column::ConversationId.eq(m.conversation_id))
@@ -304,6 +313,32 @@ impl BackgroundJob for SendMessage {
         )
         .await
     }
+}
+
+/// Holds a reply while its company may not send (`billing::gate`): it stays pending with the
+/// reason the thread shows, and its job waits to be woken.
+async fn hold_reply(core: &Core, job: &JobMeta, m: &message::Model) -> Result<(), JobError> {
+    crate::billing::gate::hold(core, m.company_id.uuid(), job.id)
+        .await
+        .map_err(internal)?;
+    if m.error.as_deref() != Some(crate::billing::gate::PAUSED) {
+        let txn = core.db.begin().await.map_err(internal)?;
+        message::Entity::update_many()
+            .col_expr(
+                message::Column::Error,
+                Expr::value(crate::billing::gate::PAUSED),
+            )
+            .filter(message::Column::Id.eq(m.id))
+            .filter(message::Column::Status.eq(MessageStatus::Pending))
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        commit_with_event(core, txn, m).await?;
+    }
+    Err(JobError::Wait {
+        retry_after_ms: crate::billing::gate::HOLD_RECHECK_MS,
+        message: crate::billing::gate::PAUSED.into(),
+    })
 }
 
 /// The largest file fetched for a messenger that takes none (it goes as a link).

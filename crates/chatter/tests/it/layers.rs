@@ -12,8 +12,10 @@
 //! connectors      (what a stored source is, and its kind's connector)
 //! ```
 //!
-//! `accounts`, `jobs`, `reports` and `automation` sit beside them: `jobs` names none of them,
-//! `accounts` only `jobs`, `reports` none. `automation` meets the inbox the way the CRM does,
+//! `accounts`, `jobs`, `reports`, `billing` and `automation` sit beside them: `jobs` names none
+//! of them, `billing` only `jobs` (the inbox's send job and the CRM drain ask `billing::gate`
+//! whether the company may send; `accounts` starts a new company's trial), `accounts` only
+//! `jobs`, `reports` none. `automation` meets the inbox the way the CRM does,
 //! at narrow seams: the inbox queues the auto-reply check through `automation::replies::trigger`
 //! in the storing transaction, and an auto-reply is sent through `inbox::insert_outgoing` (its
 //! variables filled by `inbox::templates::render_in`, mirrored through `crm::sync::outbox`). The check reads every `crate::…` path in a folder's files.
@@ -31,6 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "connectors",
             "api_source",
             "jobs",
+            "billing::gate",
             "crm::sync::outbox",
             "automation::replies::trigger",
         ],
@@ -41,12 +44,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "connectors",
             "jobs",
             "accounts",
+            "billing::gate",
             "inbox::insert_outgoing",
             "inbox::Outgoing",
         ],
     ),
     ("sources", &["connectors", "api_source", "inbox", "jobs"]),
-    ("accounts", &["jobs"]),
+    ("accounts", &["jobs", "billing::start_trial"]),
+    ("billing", &["jobs"]),
     ("jobs", &[]),
     ("reports", &[]),
     (

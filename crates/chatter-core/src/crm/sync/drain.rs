@@ -40,6 +40,21 @@ impl BackgroundJob for CrmDrain {
 
     async fn run(&self, core: &Core, job: &JobMeta) -> std::result::Result<(), JobError> {
         let company_id = self.company_id;
+        // Over the plan's limit (or after the trial) the CRM sync waits; its outbox keeps the
+        // order and is drained once the limit is lifted.
+        if crate::billing::gate::check(core, company_id)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?
+            .is_some()
+        {
+            crate::billing::gate::hold(core, company_id, job.id)
+                .await
+                .map_err(|e| JobError::Transient(e.to_string()))?;
+            return Err(JobError::Wait {
+                retry_after_ms: crate::billing::gate::HOLD_RECHECK_MS,
+                message: crate::billing::gate::PAUSED.into(),
+            });
+        }
         let lease = format!("crm:{company_id}");
         let holder = format!("{}:{}", core.node_id, job.id);
         if !leases::acquire(&core.db, &lease, &holder, core.now(), LEASE_TTL_MS)
