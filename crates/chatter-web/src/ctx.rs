@@ -40,6 +40,8 @@ pub struct Bell {
     pub last_event: chatter_core::events::Position,
     /// Browser notifications and a sound while the tab is hidden (the person opted in).
     pub browser: bool,
+    /// The plan's banner, if one is due: (translation key, the percent or days it names).
+    pub billing: Option<(&'static str, Option<i64>)>,
 }
 
 /// The bell of a signed-in person's page (pages only: not the live stream, files or posts).
@@ -58,10 +60,20 @@ async fn bell_for(st: &AppState, session: Option<&SessionInfo>, page: bool) -> O
         .await
         .ok()?
         .browser;
+    // A banner that cannot be worked out is left off rather than failing the page.
+    let billing = chatter_core::billing::banner(&st.core, company.id)
+        .await
+        .ok()
+        .flatten()
+        .map(|(key, n)| match key {
+            "billing.banner_trial_ends" | "billing.banner_80" => (key, Some(n)),
+            _ => (key, None),
+        });
     Some(Bell {
         unread,
         last_event,
         browser,
+        billing,
     })
 }
 

@@ -90,6 +90,8 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "hours_reset" => "flash.hours_reset",
         "label_deleted" => "flash.label_deleted",
         "template_deleted" => "flash.template_deleted",
+        "billing_changed" => "flash.billing_changed",
+        "plan_saved" => "flash.plan_saved",
         _ => return None,
     };
     Some(key)
@@ -105,6 +107,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_notes::ENTRIES,
     crate::i18n_labels::ENTRIES,
     crate::i18n_scheduled::ENTRIES,
+    crate::i18n_billing::ENTRIES,
     crate::i18n_files::ENTRIES,
     crate::i18n_templates::ENTRIES,
     crate::i18n_sms15::ENTRIES,

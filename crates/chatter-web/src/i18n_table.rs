@@ -16,7 +16,6 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("section.inbox", "Здесь появятся диалоги с клиентами из всех источников. Раздел заработает с подключением первого источника — Telegram-бота — в следующем выпуске.", "Conversations with customers from every source will appear here. This section starts working with the first source, a Telegram bot, in the next release."),
     ("section.sources", "Подключение Telegram-ботов, ВКонтакте, Max, Авито, WhatsApp, SMS и API появится в следующих выпусках.", "Connecting Telegram bots, VK, Max, Avito, WhatsApp, SMS and the API comes in the next releases."),
     ("section.crm", "Интеграция с amoCRM (контакты, сделки, воронки, ответы из CRM) появится в следующем выпуске.", "The amoCRM integration (contacts, deals, pipelines, answers from the CRM) comes in a next release."),
-    ("section.billing", "Тарифы и оплата появятся в следующих выпусках. Сейчас действует пробный период со всеми возможностями.", "Plans and payment come in the next releases. For now the trial with every feature applies."),
     // auth
     ("auth.sign_in", "Войти", "Sign in"),
     ("auth.sign_in_title", "Вход в Чаттер", "Sign in to Chatter"),

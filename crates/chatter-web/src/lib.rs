@@ -18,6 +18,7 @@ mod i18n_files;
 mod i18n_labels;
 mod i18n_notes;
 mod i18n_scheduled;
+mod i18n_billing;
 mod i18n_sms15;
 mod i18n_sources;
 mod i18n_table;

@@ -64,7 +64,7 @@ pub async fn apply(core: &Core, by: &By, company: Uuid, change: Change) -> Resul
         }
         Change::ExtendTrial(days) => {
             if !(1..=MAX_DAYS).contains(days) {
-                return Err(CoreError::field("days", "billing.err_days"));
+                return Err(CoreError::field("days", "err.billing_days"));
             }
             let from = if sub.state == SubscriptionState::Trial {
                 sub.period_end.max(now)
@@ -82,11 +82,11 @@ pub async fn apply(core: &Core, by: &By, company: Uuid, change: Change) -> Resul
         }
         Change::AddPacks(n) => {
             if !(1..=MAX_PACKS).contains(n) {
-                return Err(CoreError::field("packs", "billing.err_packs"));
+                return Err(CoreError::field("packs", "err.billing_packs"));
             }
             let p = match super::plan_of(&txn, &sub).await? {
                 Some(p) if p.pack_messages > 0 && sub.state == SubscriptionState::Active => p,
-                _ => return Err(CoreError::field("packs", "billing.err_no_packs")),
+                _ => return Err(CoreError::field("packs", "err.billing_no_packs")),
             };
             let added = p.pack_messages * n;
             am.extra_messages = Set(sub.extra_messages + added);
@@ -115,7 +115,7 @@ async fn plan_by_code(txn: &DatabaseTransaction, code: &str) -> Result<plan::Mod
         .filter(plan::Column::Code.eq(code.trim()))
         .one(txn)
         .await?
-        .ok_or_else(|| CoreError::field("plan", "billing.err_plan"))
+        .ok_or_else(|| CoreError::field("plan", "err.billing_plan"))
 }
 
 async fn record(
@@ -158,7 +158,7 @@ pub async fn update_plan(core: &Core, by: &By, id: Uuid, t: PlanTerms) -> Result
     let mut errs: Vec<(&'static str, &'static str)> = Vec::new();
     let name = t.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 60 {
-        errs.push(("name", "billing.err_plan_name"));
+        errs.push(("name", "err.billing_plan_name"));
     }
     for (field, v) in [
         ("messages_per_month", t.messages_per_month),
@@ -166,7 +166,7 @@ pub async fn update_plan(core: &Core, by: &By, id: Uuid, t: PlanTerms) -> Result
         ("sources", t.sources),
     ] {
         if v.is_some_and(|v| v < 1) {
-            errs.push((field, "billing.err_limit"));
+            errs.push((field, "err.billing_limit"));
         }
     }
     for (field, v) in [
@@ -176,7 +176,7 @@ pub async fn update_plan(core: &Core, by: &By, id: Uuid, t: PlanTerms) -> Result
         ("pack_price", t.pack_price),
     ] {
         if v < 0 {
-            errs.push((field, "billing.err_negative"));
+            errs.push((field, "err.billing_negative"));
         }
     }
     if !errs.is_empty() {

@@ -62,7 +62,8 @@ pub struct Standing {
     pub plan: Option<plan::Model>,
     /// Messages allowed this period (the plan's and the packs'); `None`: unlimited.
     pub limit: Option<i64>,
-    /// Messages used this period.
+    /// Messages used this period (counted only when there is a limit; `billing::overview`
+    /// always fills it).
     pub used: i64,
     /// Why it may not send, if it may not.
     pub blocked: Option<Block>,
@@ -98,7 +99,11 @@ pub async fn standing(core: &Core, company: Uuid) -> Result<Standing> {
         .as_ref()
         .and_then(|p| p.messages_per_month)
         .map(|m| m + sub.extra_messages);
-    let used = usage::total(&core.db, company, sub.period_start, sub.period_end).await?;
+    // Without a limit nothing depends on the count (the plan page counts for itself).
+    let used = match limit {
+        Some(_) => usage::total(&core.db, company, sub.period_start, sub.period_end).await?,
+        None => 0,
+    };
     let blocked = match sub.state {
         SubscriptionState::Trial if now >= sub.period_end => Some(Block::TrialEnded),
         SubscriptionState::Trial => None,

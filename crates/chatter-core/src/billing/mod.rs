@@ -112,9 +112,10 @@ pub async fn overview(core: &crate::Core, company: Uuid) -> Result<Overview> {
     use chatter_store::entity::source;
     use sea_orm::{ColumnTrait, QueryFilter};
     let now = core.now();
-    let standing = gate::standing(core, company).await?;
+    let mut standing = gate::standing(core, company).await?;
     let (start, end) = (standing.sub.period_start, standing.sub.period_end);
     let counted = usage::count(&core.db, company, start, end).await?;
+    standing.used = counted.total;
     let names: std::collections::HashMap<Uuid, String> = source::Entity::find()
         .filter(source::Column::CompanyId.eq(company))
         .all(&core.db)

@@ -1,5 +1,4 @@
-//! The signed-in shell: the dashboard, the sections later releases fill, and companies
-//! (create another, switch between them).
+//! The signed-in shell: the dashboard and companies (create another, switch between them).
 
 use super::{render, render_status, Flash, Page};
 use crate::ctx::Ctx;
@@ -20,7 +19,6 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app", get(dashboard))
-        .route("/app/billing", get(section))
         .route("/app/companies/new", get(new_company_page))
         .route("/app/companies", post(create_company))
         .route("/app/companies/{id}/switch", post(switch_company))
@@ -115,25 +113,6 @@ async fn dashboard(
         role,
         d,
         chart,
-    }))
-}
-
-#[derive(Template)]
-#[template(path = "app/section.html")]
-struct SectionTpl {
-    p: Page,
-    title: &'static str,
-    text: &'static str,
-}
-
-/// A section a later release fills (billing), saying what it will hold.
-async fn section(Extension(ctx): Extension<Ctx>) -> Result<Response, AppError> {
-    let actor = ctx.actor()?;
-    actor.require(Permission::Read).map_err(AppError::from)?;
-    Ok(render(SectionTpl {
-        p: Page::new(&ctx, "billing"),
-        title: "nav.billing",
-        text: "section.billing",
     }))
 }
 

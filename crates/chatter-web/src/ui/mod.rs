@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod auto_replies;
 mod automation;
+mod billing;
 mod chart;
 mod contacts;
 mod crm;
@@ -69,6 +70,7 @@ pub fn routes() -> Router<AppState> {
         .merge(api_sources::routes())
         .merge(dead_letters::routes())
         .merge(operator::routes())
+        .merge(billing::routes())
 }
 
 /// What every page's layout needs.

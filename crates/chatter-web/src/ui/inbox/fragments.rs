@@ -135,7 +135,9 @@ impl MessageTpl {
             return String::new();
         };
         let t = |k| self.lang.t(k).to_string();
-        if e.contains("blocked by the user") {
+        if e == chatter_core::billing::gate::PAUSED {
+            t("inbox.err_billing_paused")
+        } else if e.contains("blocked by the user") {
             t("inbox.err_blocked")
         } else if e.contains("token was revoked") || e.contains("Unauthorized") {
             t("inbox.err_revoked")
@@ -158,6 +160,9 @@ impl MessageTpl {
     /// Where the person fixes what made the reply fail, with the link's text.
     pub fn fix_link(&self) -> Option<(String, &'static str)> {
         let e = self.m.error.as_deref()?;
+        if e == chatter_core::billing::gate::PAUSED && self.m.status == MessageStatus::Pending {
+            return Some(("/app/billing".into(), self.lang.t("inbox.fix_billing")));
+        }
         if self.m.status != MessageStatus::Failed {
             return None;
         }
