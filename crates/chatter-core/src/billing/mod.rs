@@ -158,3 +158,23 @@ pub async fn banner(core: &crate::Core, company: Uuid) -> Result<Option<(&'stati
         },
     })
 }
+
+/// Every company with its standing, for the operator area (newest companies first).
+pub async fn companies(
+    core: &crate::Core,
+) -> Result<Vec<(chatter_store::entity::company::Model, gate::Standing)>> {
+    use chatter_store::entity::company;
+    let all = company::Entity::find()
+        .order_by_desc(company::Column::CreatedAt)
+        .all(&core.db)
+        .await?;
+    let mut out = Vec::with_capacity(all.len());
+    for c in all {
+        let mut s = gate::standing(core, c.id).await?;
+        if s.limit.is_none() {
+            s.used = usage::total(&core.db, c.id, s.sub.period_start, s.sub.period_end).await?;
+        }
+        out.push((c, s));
+    }
+    Ok(out)
+}

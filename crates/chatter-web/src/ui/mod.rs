@@ -17,6 +17,7 @@ pub mod inbox;
 mod labels;
 mod notifications;
 mod operator;
+mod operator_billing;
 mod profile;
 mod reports;
 pub mod rules;

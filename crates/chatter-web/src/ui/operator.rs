@@ -1,5 +1,6 @@
 //! The operator area (`/app/operator`): the instance's backups (list, next run, failures, back
-//! up now) and every company's failed jobs with a retry button. Only instance operators
+//! up now), every company's failed jobs with a retry button, and companies with their plans
+//! and the plans' prices (`operator_billing`). Only instance operators
 //! (`chatter admin operator add`) see it; everyone else, signed in or not, gets 404.
 
 use super::{render, Flash, Page};
@@ -22,10 +23,18 @@ pub fn routes() -> Router<AppState> {
         .route("/app/operator", get(operator_page))
         .route("/app/operator/backups", post(backup_now))
         .route("/app/operator/jobs/{id}/retry", post(retry_job))
+        .route(
+            "/app/operator/companies/{id}/billing",
+            post(super::operator_billing::change_company),
+        )
+        .route(
+            "/app/operator/plans/{id}",
+            post(super::operator_billing::save_plan),
+        )
 }
 
 /// The operator behind the request, or 404.
-async fn operator(st: &AppState, ctx: &Ctx) -> Result<Operator, AppError> {
+pub(super) async fn operator(st: &AppState, ctx: &Ctx) -> Result<Operator, AppError> {
     let s = ctx.session.as_ref().ok_or(CoreError::NotFound)?;
     Ok(operators::require(&st.core, &s.user, &ctx.meta).await?)
 }
@@ -41,6 +50,7 @@ struct OperatorTpl {
     database: &'static str,
     nodes: Vec<chatter_core::nodes::Node>,
     tls: TlsView,
+    billing: super::operator_billing::BillingView,
 }
 
 /// The HTTPS certificate as the operator sees it: this node's, and for ACME the shared order.
@@ -106,9 +116,11 @@ async fn operator_page(
     let o = operators::overview(&st.core, &op).await?;
     let nodes = chatter_core::nodes::list_alive(&st.core).await?;
     let tls = tls_view(&st).await?;
+    let billing = super::operator_billing::view(&st).await?;
     Ok(render(OperatorTpl {
         nodes,
         tls,
+        billing,
         p: Page::new(&ctx, "operator").flash(&q),
         backups: o.backups,
         next_backup: o.next_backup,
