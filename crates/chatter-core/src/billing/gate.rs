@@ -150,12 +150,25 @@ async fn roll(core: &Core, sub: subscription::Model, now: i64) -> Result<subscri
     subscription_of(&core.db, sub.company_id, now).await
 }
 
-/// Whether the company may send now: `None` if it may, else why not. Also mails the owners
-/// when a threshold was crossed.
-pub async fn check(core: &Core, company: Uuid) -> Result<Option<Block>> {
+/// What is about to happen, for [`check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A message to a customer: one more message, so it waits once the limit is reached.
+    Send,
+    /// The CRM sync of messages already counted: it waits only once the limit is exceeded
+    /// (the message that reached the limit still goes to the CRM).
+    Sync,
+}
+
+/// Whether the company may do `purpose` now: `None` if it may, else why not. Also mails the
+/// owners when a threshold was crossed.
+pub async fn check(core: &Core, company: Uuid, purpose: Purpose) -> Result<Option<Block>> {
     let s = standing(core, company).await?;
     notify(core, &s).await?;
-    Ok(s.blocked)
+    Ok(match (s.blocked, purpose, s.limit) {
+        (Some(Block::OverLimit), Purpose::Sync, Some(l)) if s.used <= l => None,
+        (b, _, _) => b,
+    })
 }
 
 /// Records that job `job` of `company` waits for the limit to be lifted.

@@ -152,7 +152,11 @@ impl BackgroundJob for SendMessage {
         }
         // Over the plan's limit (or after the trial) the reply waits, shown as paused; every
         // later one of the company waits too, so they still go out in order once lifted.
-        if crate::billing::gate::check(core, m.company_id.uuid())
+        if crate::billing::gate::check(
+            core,
+            m.company_id.uuid(),
+            crate::billing::gate::Purpose::Send,
+        )
             .await
             .map_err(internal)?
             .is_some()

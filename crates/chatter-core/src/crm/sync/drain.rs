@@ -42,7 +42,7 @@ impl BackgroundJob for CrmDrain {
         let company_id = self.company_id;
         // Over the plan's limit (or after the trial) the CRM sync waits; its outbox keeps the
         // order and is drained once the limit is lifted.
-        if crate::billing::gate::check(core, company_id)
+        if crate::billing::gate::check(core, company_id, crate::billing::gate::Purpose::Sync)
             .await
             .map_err(|e| JobError::Transient(e.to_string()))?
             .is_some()
