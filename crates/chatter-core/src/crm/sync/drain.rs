@@ -40,21 +40,6 @@ impl BackgroundJob for CrmDrain {
 
     async fn run(&self, core: &Core, job: &JobMeta) -> std::result::Result<(), JobError> {
         let company_id = self.company_id;
-        // Over the plan's limit (or after the trial) the CRM sync waits; its outbox keeps the
-        // order and is drained once the limit is lifted.
-        if crate::billing::gate::check(core, company_id, crate::billing::gate::Purpose::Sync)
-            .await
-            .map_err(|e| JobError::Transient(e.to_string()))?
-            .is_some()
-        {
-            crate::billing::gate::hold(core, company_id, job.id)
-                .await
-                .map_err(|e| JobError::Transient(e.to_string()))?;
-            return Err(JobError::Wait {
-                retry_after_ms: crate::billing::gate::HOLD_RECHECK_MS,
-                message: crate::billing::gate::PAUSED.into(),
-            });
-        }
         let lease = format!("crm:{company_id}");
         let holder = format!("{}:{}", core.node_id, job.id);
         if !leases::acquire(&core.db, &lease, &holder, core.now(), LEASE_TTL_MS)
@@ -66,7 +51,7 @@ impl BackgroundJob for CrmDrain {
                 message: "another node is syncing this company".into(),
             });
         }
-        let r = drain(core, company_id, &lease, &holder).await;
+        let r = drain(core, company_id, &lease, &holder, job.id).await;
         let _ = leases::release(&core.db, &lease, &holder).await;
         r
     }
@@ -271,11 +256,35 @@ pub async fn reconnect_chats(core: &Core, actor: &Actor) -> Result<()> {
     wake(core, actor.company_id).await
 }
 
+/// The wait of a drain while the company may not sync (`billing::gate`), with its hold
+/// recorded; `None` when it may.
+async fn billing_hold(
+    core: &Core,
+    company_id: Uuid,
+    job: Uuid,
+) -> std::result::Result<Option<JobError>, JobError> {
+    use crate::billing::gate;
+    let e = |e: crate::CoreError| JobError::Transient(e.to_string());
+    if gate::check(core, company_id, gate::Purpose::Sync)
+        .await
+        .map_err(e)?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    gate::hold(core, company_id, job).await.map_err(e)?;
+    Ok(Some(JobError::Wait {
+        retry_after_ms: gate::HOLD_RECHECK_MS,
+        message: gate::PAUSED.into(),
+    }))
+}
+
 pub(super) async fn drain(
     core: &Core,
     company_id: Uuid,
     lease: &str,
     holder: &str,
+    job: Uuid,
 ) -> std::result::Result<(), JobError> {
     let started = core.now();
     let mut session = match open_session(core, company_id, false).await? {
@@ -294,6 +303,11 @@ pub(super) async fn drain(
         leases::acquire(&core.db, lease, holder, now, LEASE_TTL_MS)
             .await
             .map_err(store_err)?;
+        // Over the plan's limit (or after the trial) the CRM sync waits, asked before every
+        // pass; the outbox keeps its order and is drained once the limit is lifted.
+        if let Some(held) = billing_hold(core, company_id, job).await? {
+            return Err(held);
+        }
         let items = due_items(&core.db, company_id, now)
             .await
             .map_err(store_err)?;
