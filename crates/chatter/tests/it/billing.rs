@@ -218,7 +218,11 @@ async fn after_the_trial_replies_wait_inbound_is_kept_and_a_plan_sends_them_in_o
         sent_to(&app, &token, 8101),
         ["Добрый день, Ольга", "Да, работаем", "Чем помочь?"]
     );
-    assert!(held_replies(&app).await.is_empty());
+    // Recorded as sent just after the messenger took them.
+    ticking(&app, "no reply is held any more", || async {
+        held_replies(&app).await.is_empty()
+    })
+    .await;
     let page = s.html("/app/billing").await;
     assert!(page.contains("data-state=\"active\""), "{page}");
     assert!(page.contains("id=\"plan-name\">Basic<"), "{page}");
@@ -398,6 +402,15 @@ async fn metering_counts_each_message_once_and_a_retried_send_once() {
     reply(&s, &conv, "Счёт отправлен").await;
     ticking(&app, "the reply goes out after the 5xx", || async {
         sent_to(&app, &token, 8301) == ["Счёт отправлен"]
+    })
+    .await;
+    ticking(&app, "the reply is recorded as sent", || async {
+        message::Entity::find()
+            .filter(message::Column::Text.eq("Счёт отправлен"))
+            .one(&app.core.db)
+            .await
+            .expect("lookup")
+            .is_some_and(|m| m.sent_at.is_some())
     })
     .await;
     let usage: Value = api(&app, "/api/v1/billing/usage", Some(&key))
