@@ -4,8 +4,8 @@
 
 use crate::jobs::Registry;
 use crate::{
-    accounts, api_source, automation, backup, billing, crm, digest, exports, inbox, mailer, scheduled,
-    sources,
+    accounts, api_source, automation, backup, billing, crm, digest, exports, inbox, mailer,
+    scheduled, sources,
 };
 
 impl Registry {

@@ -134,7 +134,9 @@ async fn record(
         &by.meta,
         now,
         action,
-        &company.map(|c| c.to_string()).unwrap_or_else(|| "plans".into()),
+        &company
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "plans".into()),
         details,
     )
     .await

@@ -258,8 +258,7 @@ async fn notify(core: &Core, s: &Standing) -> Result<()> {
         return Ok(());
     };
     let txn = core.db.begin().await?;
-    let update = subscription::Entity::update_many()
-        .filter(C::CompanyId.eq(s.sub.company_id));
+    let update = subscription::Entity::update_many().filter(C::CompanyId.eq(s.sub.company_id));
     // The update says the step was not mailed yet: only one transaction wins it.
     let update = match notice {
         Notice::TrialEnds(days) => update.col_expr(C::TrialNotice, Expr::value(days)).filter(
@@ -269,11 +268,9 @@ async fn notify(core: &Core, s: &Standing) -> Result<()> {
         ),
         Notice::Used(p, start) => {
             let column = if p >= 100 { C::Warned100 } else { C::Warned80 };
-            update.col_expr(column, Expr::value(start)).filter(
-                Condition::any()
-                    .add(column.is_null())
-                    .add(column.ne(start)),
-            )
+            update
+                .col_expr(column, Expr::value(start))
+                .filter(Condition::any().add(column.is_null()).add(column.ne(start)))
         }
     };
     if update.exec(&txn).await?.rows_affected != 1 {
@@ -375,9 +372,11 @@ pub async fn schedule(core: &Core) -> Result<()> {
     BillingSweep {}
         .enqueue(
             &core.db,
-            JobOptions::at(now)
-                .run_at(next)
-                .dedup(format!("{}:{}", BillingSweep::NAME, next / HOUR_MS)),
+            JobOptions::at(now).run_at(next).dedup(format!(
+                "{}:{}",
+                BillingSweep::NAME,
+                next / HOUR_MS
+            )),
         )
         .await?;
     Ok(())

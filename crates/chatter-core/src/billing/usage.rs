@@ -43,7 +43,12 @@ const TOTAL: &str = "SELECT \
       AND sent_at >= $2 AND sent_at < $3) AS n";
 
 /// The messages company `company` used in `[start, end)`.
-pub async fn total(conn: &impl ConnectionTrait, company: Uuid, start: i64, end: i64) -> Result<i64> {
+pub async fn total(
+    conn: &impl ConnectionTrait,
+    company: Uuid,
+    start: i64,
+    end: i64,
+) -> Result<i64> {
     let row = conn
         .query_one(stmt(
             conn.get_database_backend(),
@@ -89,7 +94,8 @@ pub async fn count(
             None => out.per_source.push((source, n)),
         }
     }
-    out.per_source.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.per_source
+        .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(out)
 }
 

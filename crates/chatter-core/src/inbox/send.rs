@@ -157,9 +157,9 @@ impl BackgroundJob for SendMessage {
             m.company_id.uuid(),
             crate::billing::gate::Purpose::Send,
         )
-            .await
-            .map_err(internal)?
-            .is_some()
+        .await
+        .map_err(internal)?
+        .is_some()
         {
             return hold_reply(core, job, &m).await;
         }

@@ -19,7 +19,12 @@ const TRIAL_DAYS: i64 = 14;
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let a = Alias::new;
-        let big = |n: &str| ColumnDef::new(Alias::new(n)).big_integer().not_null().to_owned();
+        let big = |n: &str| {
+            ColumnDef::new(Alias::new(n))
+                .big_integer()
+                .not_null()
+                .to_owned()
+        };
         m.create_table(
             Table::create()
                 .table(a("plans"))
@@ -110,9 +115,36 @@ impl MigrationTrait for Migration {
         let c = m.get_connection();
         let b = c.get_database_backend();
         // Prices in kopecks; a year costs ten months.
-        let plans: [(&str, &str, Option<i64>, Option<i64>, Option<i64>, i64, i64, i64); 3] = [
-            ("basic", "Basic", Some(1_000), Some(3), Some(2), 99_000, 500, 39_000),
-            ("professional", "Professional", Some(5_000), Some(10), Some(5), 199_000, 1_000, 59_000),
+        let plans: [(
+            &str,
+            &str,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            i64,
+            i64,
+        ); 3] = [
+            (
+                "basic",
+                "Basic",
+                Some(1_000),
+                Some(3),
+                Some(2),
+                99_000,
+                500,
+                39_000,
+            ),
+            (
+                "professional",
+                "Professional",
+                Some(5_000),
+                Some(10),
+                Some(5),
+                199_000,
+                1_000,
+                59_000,
+            ),
             ("enterprise", "Enterprise", None, None, None, 499_000, 0, 0),
         ];
         for (i, (code, name, messages, users, sources, month, pack, pack_price)) in
@@ -145,11 +177,7 @@ impl MigrationTrait for Migration {
             "INSERT INTO subscriptions (company_id, plan_id, state, period_start, period_end, \
              overage_allowed, extra_messages, updated_at) \
              SELECT id, NULL, 'trial', $1, $2, $3, 0, $1 FROM companies",
-            vec![
-                now.into(),
-                (now + TRIAL_DAYS * DAY_MS).into(),
-                false.into(),
-            ],
+            vec![now.into(), (now + TRIAL_DAYS * DAY_MS).into(), false.into()],
         ))
         .await?;
         Ok(())

@@ -84,7 +84,7 @@ pub(super) fn rub(kopecks: &i64) -> String {
     let r = (kopecks / 100).to_string();
     let mut out = String::new();
     for (i, c) in r.chars().enumerate() {
-        if i > 0 && (r.len() - i) % 3 == 0 && c.is_ascii_digit() {
+        if i > 0 && (r.len() - i).is_multiple_of(3) && c.is_ascii_digit() {
             out.push('\u{202f}');
         }
         out.push(c);
@@ -130,10 +130,5 @@ async fn billing_page(
         &day(end - 1),
         p.t("billing.cumulative"),
     );
-    Ok(render(BillingTpl {
-        p,
-        o,
-        plans,
-        chart,
-    }))
+    Ok(render(BillingTpl { p, o, plans, chart }))
 }

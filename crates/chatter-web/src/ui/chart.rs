@@ -208,7 +208,15 @@ mod tests {
 
     #[test]
     fn the_usage_chart_draws_the_days_so_far_the_forecast_and_the_limit() {
-        let svg = usage(&[3, 0, 5, 0, 0, 0], 3, 16, Some(10), "01.01", "06.01", "Сообщения");
+        let svg = usage(
+            &[3, 0, 5, 0, 0, 0],
+            3,
+            16,
+            Some(10),
+            "01.01",
+            "06.01",
+            "Сообщения",
+        );
         assert_eq!(svg.matches("<rect class=\"day\"").count(), 3);
         assert!(svg.contains("<title>8</title></polyline>"), "{svg}");
         assert!(svg.contains("class=\"forecast\""));

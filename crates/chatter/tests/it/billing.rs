@@ -144,7 +144,10 @@ async fn after_the_trial_replies_wait_inbound_is_kept_and_a_plan_sends_them_in_o
     assert_eq!(codes, ["basic", "professional", "enterprise"]);
     assert_eq!(plan["plans"][0]["price_month"], 99_000, "990 ₽ in kopecks");
     assert_eq!(plan["plans"][0]["messages_per_month"], 1_000);
-    assert!(plan["plans"][2]["messages_per_month"].is_null(), "unlimited");
+    assert!(
+        plan["plans"][2]["messages_per_month"].is_null(),
+        "unlimited"
+    );
 
     app.telegram
         .customer_writes(&token, CustomerMessage::text(8101, "Ольга", "Здравствуйте"));
@@ -292,8 +295,10 @@ async fn over_a_small_limit_replies_and_the_crm_wait_and_a_pack_sends_them_in_or
     assert_eq!(limit, Some(5));
 
     // 1: the customer; 2: the answer; 3: the customer again; 4: the answer (80 %).
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(8201, "Иван", "Есть доставка?"));
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(8201, "Иван", "Есть доставка?"),
+    );
     let conv = conversation_with(&s, "Иван").await;
     reply(&s, &conv, "Есть").await;
     ticking(&app, "the answer is sent", || async {
@@ -321,8 +326,10 @@ async fn over_a_small_limit_replies_and_the_crm_wait_and_a_pack_sends_them_in_or
     .await;
 
     // 5: the customer (100 %): still synced, it is within the limit. The answer waits.
-    app.telegram
-        .customer_writes(&token, CustomerMessage::text(8201, "Иван", "Сколько стоит?"));
+    app.telegram.customer_writes(
+        &token,
+        CustomerMessage::text(8201, "Иван", "Сколько стоит?"),
+    );
     thread_shows(&s, &conv, "Сколько стоит?").await;
     ticking(&app, "amoCRM has the fifth message", || async {
         in_amo(&app, account, "Сколько стоит?")
@@ -335,13 +342,14 @@ async fn over_a_small_limit_replies_and_the_crm_wait_and_a_pack_sends_them_in_or
     .await;
     thread_shows(&s, &conv, PAUSED_RU).await;
     let inbox = s.html("/app/inbox").await;
-    assert!(inbox.contains("data-key=\"billing.banner_over\""), "{inbox}");
+    assert!(
+        inbox.contains("data-key=\"billing.banner_over\""),
+        "{inbox}"
+    );
     assert!(inbox.contains("href=\"/app/billing\""), "{inbox}");
     // 6: over the limit: stored and shown, not synced.
-    app.telegram.customer_writes(
-        &token,
-        CustomerMessage::text(8201, "Иван", "Алло, вы тут?"),
-    );
+    app.telegram
+        .customer_writes(&token, CustomerMessage::text(8201, "Иван", "Алло, вы тут?"));
     thread_shows(&s, &conv, "Алло, вы тут?").await;
     for _ in 0..20 {
         chatter_core::billing::gate::sweep(&app.core)
@@ -349,7 +357,10 @@ async fn over_a_small_limit_replies_and_the_crm_wait_and_a_pack_sends_them_in_or
             .expect("sweep");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!in_amo(&app, account, "Алло, вы тут?"), "the CRM sync waits");
+    assert!(
+        !in_amo(&app, account, "Алло, вы тут?"),
+        "the CRM sync waits"
+    );
     assert_eq!(sent_to(&app, &token, 8201).len(), 2, "the answer waits");
     assert_eq!(mails_with(&app, "80%"), 1, "the 80% mail went once");
     assert_eq!(mails_with(&app, "100%"), 1, "the 100% mail went once");
