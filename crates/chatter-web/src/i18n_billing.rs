@@ -70,7 +70,6 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("err.billing_packs", "Добавить можно от 1 до 100 пакетов за раз.", "Add from 1 to 100 packs at a time."),
     ("err.billing_no_packs", "Пакеты докупаются к действующему тарифу, в котором они есть. Сначала назначьте такой тариф.", "Packs are added to an active plan that sells them. Set such a plan first."),
     ("err.billing_plan", "Такого тарифа нет. Выберите тариф из списка.", "No such plan. Pick one from the list."),
-    ("err.billing_plan_name", "Название тарифа — от 1 до 60 символов.", "A plan's name is 1 to 60 characters."),
     ("err.billing_limit", "Лимит — целое число больше нуля, или оставьте поле пустым (без ограничений).", "A limit is a whole number above zero, or leave it empty (unlimited)."),
     ("err.billing_negative", "Цены и размер пакета не могут быть отрицательными.", "Prices and the pack size cannot be negative."),
     ("err.billing_number", "Введите целое число.", "Enter a whole number."),

@@ -157,18 +157,23 @@ pub struct PlanTerms {
 
 /// Rewrites plan `id`'s terms. Companies on it see the new limit at once.
 pub async fn update_plan(core: &Core, by: &By, id: Uuid, t: PlanTerms) -> Result<()> {
-    let mut errs: Vec<(&'static str, &'static str)> = Vec::new();
-    let name = t.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 60 {
-        errs.push(("name", "err.billing_plan_name"));
-    }
+    use chatter_domain::values::{limits, required_text};
+    use chatter_domain::FieldError;
+    let mut errs: Vec<FieldError> = Vec::new();
+    let name = match required_text("name", &t.name, limits::SHORT_NAME) {
+        Ok(n) => n,
+        Err(e) => {
+            errs.push(e);
+            String::new()
+        }
+    };
     for (field, v) in [
         ("messages_per_month", t.messages_per_month),
         ("users", t.users),
         ("sources", t.sources),
     ] {
         if v.is_some_and(|v| v < 1) {
-            errs.push((field, "err.billing_limit"));
+            errs.push(FieldError::new(field, "err.billing_limit"));
         }
     }
     for (field, v) in [
@@ -178,11 +183,11 @@ pub async fn update_plan(core: &Core, by: &By, id: Uuid, t: PlanTerms) -> Result
         ("pack_price", t.pack_price),
     ] {
         if v < 0 {
-            errs.push((field, "err.billing_negative"));
+            errs.push(FieldError::new(field, "err.billing_negative"));
         }
     }
     if !errs.is_empty() {
-        return Err(CoreError::fields(&errs));
+        return Err(CoreError::Invalid(errs));
     }
     let now = core.now();
     let txn = core.db.begin().await?;
