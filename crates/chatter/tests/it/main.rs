@@ -22,6 +22,7 @@ mod cli;
 mod contacts;
 mod crawl;
 mod crm;
+mod crm_import;
 mod crm_media;
 mod crm_path;
 mod crm_signin;
