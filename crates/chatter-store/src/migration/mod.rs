@@ -27,6 +27,7 @@ mod m0025_auto_replies;
 mod m0029_crm_deal_attempts;
 mod m0030_automatic_messages;
 mod m0031_event_tx;
+mod m0033_blobs;
 mod m0036_inbound_days;
 mod m0043_crm_imports;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0029_crm_deal_attempts::Migration),
             Box::new(m0030_automatic_messages::Migration),
             Box::new(m0031_event_tx::Migration),
+            Box::new(m0033_blobs::Migration),
             Box::new(m0036_inbound_days::Migration),
             Box::new(m0043_crm_imports::Migration),
         ]

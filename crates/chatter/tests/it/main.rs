@@ -9,6 +9,7 @@ mod auth;
 mod auto_actions;
 mod auto_replies;
 mod avito;
+mod blobs;
 mod browser;
 mod browser_card;
 mod browser_crawl;
