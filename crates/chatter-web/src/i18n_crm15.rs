@@ -48,7 +48,8 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("crm.import.running", "Отправляем в amoCRM…", "Sending to amoCRM…"),
     ("crm.import.done", "Отправка в amoCRM закончена.", "Sending to amoCRM has finished."),
     ("crm.import.started", "Начата", "Started"),
-    ("crm.import.period", "дней", "days"),
+    ("crm.import.conversations_n", "Разговоров", "Conversations"),
+    ("crm.import.of", "из", "of"),
     ("crm.import.sent", "Сообщений принято amoCRM", "Messages accepted by amoCRM"),
     ("crm.import.failed", "Не приняты amoCRM", "Refused by amoCRM"),
     (

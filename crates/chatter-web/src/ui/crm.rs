@@ -46,6 +46,13 @@ struct ImportCard {
     days: String,
 }
 
+impl ImportCard {
+    /// An import is still sending (the offer waits until it is done).
+    fn running(&self) -> bool {
+        self.latest.as_ref().is_some_and(|l| !l.done())
+    }
+}
+
 #[derive(serde::Deserialize, Default)]
 struct CrmQuery {
     ok: Option<String>,
