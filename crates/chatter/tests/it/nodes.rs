@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0040_billing";
+    let newest = "m0043_crm_imports";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,8 +125,8 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE billing_holds; \
-             DROP TABLE subscriptions; DROP TABLE plans; DROP INDEX ix_messages_company_sent;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE crm_imports; \
+             DROP INDEX ix_crm_outbox_import; ALTER TABLE crm_outbox DROP COLUMN import_id;"
         ))
         .await
         .expect("undo the newest migration");
@@ -171,7 +171,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         .query_one(sea_orm::Statement::from_string(
             db.db.get_database_backend(),
             "SELECT count(*) AS n FROM information_schema.tables \
-             WHERE table_name = 'subscriptions'",
+             WHERE table_name = 'inbound_days'",
         ))
         .await
         .expect("count the index")
