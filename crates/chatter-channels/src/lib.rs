@@ -14,6 +14,7 @@ pub mod max;
 pub mod sms;
 mod source;
 pub mod telegram;
+pub mod telegram_personal;
 pub mod vk;
 pub mod whatsapp;
 
@@ -27,7 +28,8 @@ pub use env::{BuildError, KindEnv, Sleeper, TokioSleeper};
 pub use form::{FormField, FormRefusal, FormValues, Validated};
 pub use kind::{
     connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, FileRules, HookAck,
-    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KINDS, MB,
+    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, LoginFlow,
+    LoginPending, LoginProgress, KINDS, MB,
 };
 pub use source::{Credentials, KindConfig, SourceSettings};
 /// A message template an account may send (WhatsApp's), as `Connector::templates` lists them.

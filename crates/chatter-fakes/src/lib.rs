@@ -11,6 +11,7 @@ pub mod sms;
 pub mod sms_gateways;
 pub mod smtp;
 pub mod telegram;
+pub mod telegram_personal;
 pub mod vk;
 pub mod website;
 pub mod whatsapp;
@@ -27,6 +28,7 @@ pub use telegram::{
     CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentFile, SentMessage,
     WebhookConfig,
 };
+pub use telegram_personal::{FakeTelegramPersonal, TgpSent};
 pub use vk::{
     FakeVk, VkCallbackServer, VkCustomerMessage, VkDelivery, VkFailure, VkGroup, VkSentFile,
     VkSentMessage,

@@ -19,6 +19,7 @@ mod i18n_labels;
 mod i18n_notes;
 mod i18n_scheduled;
 mod i18n_sms15;
+mod i18n_tgp;
 mod i18n_sources;
 mod i18n_table;
 mod i18n_templates;

@@ -308,6 +308,12 @@ pub(crate) async fn build_core(
     core_cfg.kinds.sms.smsc_base = cfg.sms.smsc_base.clone();
     core_cfg.kinds.sms.smsru_base = cfg.sms.smsru_base.clone();
     core_cfg.kinds.sms.smsaero_base = cfg.sms.smsaero_base.clone();
+    core_cfg.kinds.telegram_personal.gateway_url = cfg
+        .telegram_personal
+        .gateway_url
+        .clone()
+        .filter(|u| !u.trim().is_empty());
+    core_cfg.kinds.telegram_personal.include_bots = cfg.telegram_personal.include_bots;
     core_cfg.allow_private_targets = cfg.allow_private_targets;
     core_cfg.media_link_ttl_ms = i64::from(cfg.media_link_days.clamp(1, 365)) * 24 * 3600 * 1000;
     if let Some(t) = &cfg.telegram_login {

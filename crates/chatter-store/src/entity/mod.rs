@@ -48,6 +48,7 @@ pub mod scheduled_reply;
 pub mod session;
 pub mod signup_confirmation;
 pub mod source;
+pub mod source_login;
 pub mod throttle;
 pub mod tls_certificate;
 pub mod user;

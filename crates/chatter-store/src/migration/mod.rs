@@ -28,6 +28,7 @@ mod m0029_crm_deal_attempts;
 mod m0030_automatic_messages;
 mod m0031_event_tx;
 mod m0036_inbound_days;
+mod m0037_source_logins;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0030_automatic_messages::Migration),
             Box::new(m0031_event_tx::Migration),
             Box::new(m0036_inbound_days::Migration),
+            Box::new(m0037_source_logins::Migration),
         ]
     }
 }

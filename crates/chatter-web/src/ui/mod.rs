@@ -2,6 +2,7 @@
 //! every state-changing form is a `CsrfForm`.
 
 mod api_sources;
+pub(crate) mod source_login;
 mod app;
 mod audit;
 mod auth;
@@ -67,6 +68,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crm_settings::routes())
         .merge(rules::routes())
         .merge(api_sources::routes())
+        .merge(source_login::routes())
         .merge(dead_letters::routes())
         .merge(operator::routes())
 }

@@ -66,6 +66,7 @@ mod storage;
 mod takeover;
 mod team;
 mod telegram;
+mod telegram_personal;
 mod templates;
 mod tls;
 mod tools;

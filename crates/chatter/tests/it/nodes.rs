@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0036_inbound_days";
+    let newest = "m0037_source_logins";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,7 +125,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE inbound_days;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE source_logins;"
         ))
         .await
         .expect("undo the newest migration");
@@ -170,7 +170,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         .query_one(sea_orm::Statement::from_string(
             db.db.get_database_backend(),
             "SELECT count(*) AS n FROM information_schema.tables \
-             WHERE table_name = 'inbound_days'",
+             WHERE table_name = 'source_logins'",
         ))
         .await
         .expect("count the index")
