@@ -129,7 +129,7 @@ pub enum LoginProgress {
     /// Another step, with what to keep until then.
     Next(LoginPending),
     /// Connected: what to store, as a validated form.
-    Done(Validated),
+    Done(Box<Validated>),
 }
 
 /// What a kind's provider takes as a file from the reply box (`KindFacts::files`).

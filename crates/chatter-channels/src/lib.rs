@@ -149,6 +149,10 @@ pub enum InboundEvent {
         error: Option<String>,
         at: i64,
     },
+    /// A message the account's own person sent to the customer from another device (a
+    /// personal account's phone), mirrored as an outgoing message already sent. `sender` is
+    /// the customer the chat is with; its `external_id` is unique per source like any message.
+    Mirrored(InboundMessage),
     /// Something we do not handle (kept only as a cursor position).
     Ignored { reason: String },
 }
@@ -174,7 +178,7 @@ impl InboundEvent {
             opt(&mut c.title, f);
         }
         match self {
-            InboundEvent::Message(m) => {
+            InboundEvent::Message(m) | InboundEvent::Mirrored(m) => {
                 f(&mut m.external_id);
                 chat(&mut m.chat, f);
                 sender(&mut m.sender, f);
@@ -210,7 +214,7 @@ impl InboundEvent {
     /// The provider identifiers the event would be stored under (they are indexed).
     pub fn ids(&self) -> Vec<&str> {
         match self {
-            InboundEvent::Message(m) => {
+            InboundEvent::Message(m) | InboundEvent::Mirrored(m) => {
                 let mut v = vec![
                     m.external_id.as_str(),
                     m.chat.external_id.as_str(),

@@ -65,6 +65,8 @@ struct World {
     codes: HashMap<String, (String, String, bool)>,
     /// The last code sent to each phone (what the person reads in their app).
     last_code: HashMap<String, String>,
+    /// Phones whose codes are always this one (the demo prints it).
+    fixed_code: HashMap<String, String>,
     password_tokens: HashMap<String, String>,
     sessions: HashMap<String, String>,
     media: HashMap<String, (Vec<u8>, String, String)>,
@@ -160,8 +162,22 @@ impl Account {
         id
     }
 
-    fn since(&self, pts: usize) -> Vec<Value> {
-        self.log.get(pts..).map(<[Value]>::to_vec).unwrap_or_default()
+    /// The log after `pts` as `session` sees it: what that session sent itself is left out
+    /// (an MTProto client knows its own sends by their `random_id`).
+    fn since(&self, pts: usize, session: &str) -> Vec<Value> {
+        self.log
+            .get(pts..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| m["sent_by"].as_str() != Some(session))
+            .map(|m| {
+                let mut m = m.clone();
+                if let Some(o) = m.as_object_mut() {
+                    o.remove("sent_by");
+                }
+                m
+            })
+            .collect()
     }
 }
 
@@ -188,7 +204,11 @@ async fn call(
                 return Err(rpc("PHONE_NUMBER_INVALID"));
             }
             w.trouble(&phone, &method)?;
-            let code = random_string(DIGITS, 5);
+            let code = w
+                .fixed_code
+                .get(&phone)
+                .cloned()
+                .unwrap_or_else(|| random_string(DIGITS, 5));
             let hash = random_string(crate::server::URL_SAFE, 18);
             w.codes
                 .insert(hash.clone(), (phone.clone(), code.clone(), false));
@@ -209,7 +229,10 @@ async fn call(
                 return Err(rpc("PHONE_CODE_INVALID"));
             }
             w.codes.remove(s(&body, "phone_code_hash"));
-            let acc = w.accounts.get(&phone).ok_or_else(|| rpc("PHONE_NUMBER_INVALID"))?;
+            let acc = w
+                .accounts
+                .get(&phone)
+                .ok_or_else(|| rpc("PHONE_NUMBER_INVALID"))?;
             if acc.banned {
                 return Err(rpc("PHONE_NUMBER_BANNED"));
             }
@@ -268,7 +291,10 @@ async fn call(
             let dialogs: Vec<Value> = peers
                 .iter()
                 .map(|p| {
-                    let title = acc.people.get(p).map_or(json!(""), |u| u["first_name"].clone());
+                    let title = acc
+                        .people
+                        .get(p)
+                        .map_or(json!(""), |u| u["first_name"].clone());
                     json!({"peer": {"id": p, "kind": "user"}, "title": title})
                 })
                 .collect();
@@ -293,17 +319,25 @@ async fn call(
             let peer = body["peer"].as_i64().unwrap_or(0);
             let random_id = body["random_id"].as_i64().unwrap_or(0);
             let file = if method == "messages.sendMedia" {
-                let bytes = hex::decode(s(&body, "bytes_hex")).map_err(|_| rpc("FILE_PARTS_INVALID"))?;
+                let bytes =
+                    hex::decode(s(&body, "bytes_hex")).map_err(|_| rpc("FILE_PARTS_INVALID"))?;
                 let r = random_string(crate::server::URL_SAFE, 20);
                 w.media.insert(
                     r.clone(),
-                    (bytes, s(&body, "mime_type").to_owned(), s(&body, "file_name").to_owned()),
+                    (
+                        bytes,
+                        s(&body, "mime_type").to_owned(),
+                        s(&body, "file_name").to_owned(),
+                    ),
                 );
                 Some((s(&body, "file_name").to_owned(), r))
             } else {
                 None
             };
-            let acc = w.accounts.get_mut(&phone).ok_or_else(|| rpc("AUTH_KEY_UNREGISTERED"))?;
+            let acc = w
+                .accounts
+                .get_mut(&phone)
+                .ok_or_else(|| rpc("AUTH_KEY_UNREGISTERED"))?;
             if let Some(id) = acc.by_random_id.get(&random_id) {
                 return Ok(Json(json!({"id": id})).into_response());
             }
@@ -317,6 +351,7 @@ async fn call(
             };
             let reply_to = body["reply_to"].as_i64();
             let id = acc.push(json!({
+                "sent_by": s(&body, "session"),
                 "peer": {"id": peer, "kind": "user"}, "out": true, "text": text,
                 "date": unix_secs(), "reply_to": reply_to,
                 "media": file.as_ref().map(|(n, r)| json!({"kind": "document", "media_ref": r, "file_name": n})),
@@ -333,7 +368,10 @@ async fn call(
         }
         "messages.readHistory" => {
             let phone = w.session(&body, &method)?;
-            let acc = w.accounts.get_mut(&phone).ok_or_else(|| rpc("AUTH_KEY_UNREGISTERED"))?;
+            let acc = w
+                .accounts
+                .get_mut(&phone)
+                .ok_or_else(|| rpc("AUTH_KEY_UNREGISTERED"))?;
             acc.read.insert(
                 body["peer"].as_i64().unwrap_or(0),
                 body["max_id"].as_i64().unwrap_or(0),
@@ -348,7 +386,10 @@ async fn call(
                 .cloned()
                 .ok_or_else(|| rpc("FILE_REFERENCE_EXPIRED"))?;
             return Ok((
-                [(header::CONTENT_TYPE, mime), (header::HeaderName::from_static("x-file-name"), name)],
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::HeaderName::from_static("x-file-name"), name),
+                ],
                 bytes,
             )
                 .into_response());
@@ -357,7 +398,7 @@ async fn call(
             let phone = w.session(&body, &method)?;
             let acc = &w.accounts[&phone];
             let pts = position(acc, &body);
-            json!({"messages": acc.since(pts), "state": acc.log.len().to_string()})
+            json!({"messages": acc.since(pts, s(&body, "session")), "state": acc.log.len().to_string()})
         }
         _ => return Err(Refusal(StatusCode::NOT_FOUND, "METHOD_INVALID".into())),
     };
@@ -385,13 +426,16 @@ async fn updates(st: Arc<Shared>, body: Value) -> Result<Response, Refusal> {
         let notify = {
             let mut w = st.lock();
             let phone = w.session(&body, "updates.get")?;
-            let acc = w.accounts.get_mut(&phone).ok_or_else(|| rpc("AUTH_KEY_UNREGISTERED"))?;
+            let acc = w
+                .accounts
+                .get_mut(&phone)
+                .ok_or_else(|| rpc("AUTH_KEY_UNREGISTERED"))?;
             let pts = position(acc, &body);
             if acc.gap_next && pts < acc.log.len() {
                 acc.gap_next = false;
                 return Ok(Json(json!({"gap": true})).into_response());
             }
-            let new = acc.since(pts);
+            let new = acc.since(pts, s(&body, "session"));
             if !new.is_empty() || tokio::time::Instant::now() >= deadline {
                 let state = acc.log.len().max(pts).to_string();
                 return Ok(Json(json!({"messages": new, "state": state})).into_response());
@@ -456,7 +500,8 @@ impl FakeTelegramPersonal {
                 user_id,
                 first_name: first_name.to_owned(),
                 username: username.map(str::to_owned),
-                password: password.map(|(p, h)| (p.to_owned(), Some(h.to_owned()).filter(|h| !h.is_empty()))),
+                password: password
+                    .map(|(p, h)| (p.to_owned(), Some(h.to_owned()).filter(|h| !h.is_empty()))),
                 next_id: 1000,
                 ..Account::default()
             },
@@ -467,6 +512,14 @@ impl FakeTelegramPersonal {
     /// The last login code sent to `phone`, as the person reads it in their Telegram app.
     pub fn last_code(&self, phone: &str) -> Option<String> {
         self.shared.lock().last_code.get(phone).cloned()
+    }
+
+    /// Every code sent to `phone` from now on is `code` (the demo prints it).
+    pub fn set_code(&self, phone: &str, code: &str) {
+        self.shared
+            .lock()
+            .fixed_code
+            .insert(phone.to_owned(), code.to_owned());
     }
 
     /// Makes every code sent so far to `phone` expire.
@@ -484,12 +537,19 @@ impl FakeTelegramPersonal {
     }
 
     /// A person sends a photo (`bytes`, JPEG) with an optional caption; returns its id.
-    pub fn customer_sends_photo(&self, phone: &str, user_id: i64, first_name: &str, bytes: &[u8], caption: &str) -> i64 {
+    pub fn customer_sends_photo(
+        &self,
+        phone: &str,
+        user_id: i64,
+        first_name: &str,
+        bytes: &[u8],
+        caption: &str,
+    ) -> i64 {
         let r = random_string(crate::server::URL_SAFE, 20);
-        self.shared
-            .lock()
-            .media
-            .insert(r.clone(), (bytes.to_vec(), "image/jpeg".into(), "photo.jpg".into()));
+        self.shared.lock().media.insert(
+            r.clone(),
+            (bytes.to_vec(), "image/jpeg".into(), "photo.jpg".into()),
+        );
         self.customer_message(
             phone,
             user_id,
@@ -504,7 +564,14 @@ impl FakeTelegramPersonal {
         self.customer_message(phone, group_id, "Group", "group", json!({"text": text}))
     }
 
-    fn customer_message(&self, phone: &str, user_id: i64, first_name: &str, kind: &str, mut m: Value) -> i64 {
+    fn customer_message(
+        &self,
+        phone: &str,
+        user_id: i64,
+        first_name: &str,
+        kind: &str,
+        mut m: Value,
+    ) -> i64 {
         let mut w = self.shared.lock();
         let Some(acc) = w.accounts.get_mut(phone) else {
             return 0;

@@ -3,11 +3,11 @@
 //! pull the account's updates from the stored position; the position advances only with the
 //! stored events, so a restart neither loses nor repeats a message. Private chats with people
 //! become conversations; groups, channels and (unless configured) other businesses' bots do
-//! not.
+//! not. What the person writes from their phone is mirrored as outgoing.
 
 use super::{
-    gateway, random_id, Account, ApiCredentials, Me, OutFile, PeerKind, Session,
-    TelegramGateway, TgMessage, MAX_TEXT,
+    gateway, random_id, Account, ApiCredentials, Me, OutFile, PeerKind, Session, TelegramGateway,
+    TgMessage, TgUser, MAX_TEXT,
 };
 use crate::common::send_in_parts;
 use crate::{
@@ -67,7 +67,7 @@ fn peer_of(chat: &str) -> Result<i64, ChannelError> {
 }
 
 /// What one message of the account's updates becomes: a customer's message in a private chat,
-/// or a position to skip.
+/// the person's own message from their phone (mirrored), or a position to skip.
 pub(super) fn event_of(m: &TgMessage, include_bots: bool) -> InboundEvent {
     let skip = |reason: &str| InboundEvent::Ignored {
         reason: reason.to_owned(),
@@ -79,15 +79,21 @@ pub(super) fn event_of(m: &TgMessage, include_bots: bool) -> InboundEvent {
         PeerKind::Bot if !include_bots => return skip("a chat with a bot (ignored by setting)"),
         _ => {}
     }
-    if m.out {
-        return skip("sent by the account itself");
-    }
-    let from = m.from.clone().unwrap_or_default();
+    // In a private chat the other side is the peer, whoever wrote; the person's own messages
+    // carry no name of the customer (core keeps the one it has).
+    let from = if m.out {
+        TgUser {
+            id: m.peer.id,
+            ..TgUser::default()
+        }
+    } else {
+        m.from.clone().unwrap_or_default()
+    };
     let name = match &from.last_name {
         Some(l) if !l.is_empty() => format!("{} {l}", from.first_name),
         _ => from.first_name.clone(),
     };
-    InboundEvent::Message(InboundMessage {
+    let message = InboundMessage {
         external_id: m.id.to_string(),
         chat: ChatRef {
             external_id: m.peer.id.to_string(),
@@ -117,7 +123,12 @@ pub(super) fn event_of(m: &TgMessage, include_bots: bool) -> InboundEvent {
         reply_to_external_id: m.reply_to.map(|r| r.to_string()),
         sent_at: m.date.saturating_mul(1000),
         edited: false,
-    })
+    };
+    if m.out {
+        InboundEvent::Mirrored(message)
+    } else {
+        InboundEvent::Message(message)
+    }
 }
 
 #[async_trait::async_trait]
@@ -131,10 +142,7 @@ impl crate::Channel for PersonalClient {
     }
 
     async fn download(&self, file_ref: &str) -> Result<Download, ChannelError> {
-        Ok(self
-            .gateway
-            .download_media(&self.account, file_ref)
-            .await?)
+        Ok(self.gateway.download_media(&self.account, file_ref).await?)
     }
 }
 
@@ -224,7 +232,7 @@ impl Connector for PersonalClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telegram_personal::{Media, Peer, TgUser};
+    use crate::telegram_personal::{Media, Peer};
 
     fn msg(kind: PeerKind, out: bool) -> TgMessage {
         TgMessage {
@@ -265,15 +273,27 @@ mod tests {
     }
 
     #[test]
-    fn groups_channels_bots_and_own_messages_are_skipped() {
+    fn the_persons_own_message_is_mirrored_in_the_customers_chat() {
+        let InboundEvent::Mirrored(m) = event_of(&msg(PeerKind::User, true), false) else {
+            panic!("mirrored");
+        };
+        assert_eq!(m.sender.external_id, "7");
+        assert_eq!(m.sender.name, "", "the customer's name is not the person's");
+        assert_eq!(m.text.as_deref(), Some("Здравствуйте"));
+    }
+
+    #[test]
+    fn groups_channels_and_bots_are_skipped() {
         for (kind, out, bots) in [
             (PeerKind::Group, false, true),
-            (PeerKind::Channel, false, true),
+            (PeerKind::Channel, true, true),
             (PeerKind::Bot, false, false),
-            (PeerKind::User, true, false),
         ] {
             assert!(
-                matches!(event_of(&msg(kind, out), bots), InboundEvent::Ignored { .. }),
+                matches!(
+                    event_of(&msg(kind, out), bots),
+                    InboundEvent::Ignored { .. }
+                ),
                 "{kind:?} {out}"
             );
         }

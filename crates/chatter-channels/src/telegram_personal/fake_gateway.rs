@@ -31,7 +31,11 @@ impl FakeGateway {
         }
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: &str, body: Value) -> Result<T, GatewayError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        body: Value,
+    ) -> Result<T, GatewayError> {
         let r = self.raw(method, body).await?;
         r.json::<T>()
             .await
@@ -45,7 +49,9 @@ impl FakeGateway {
             .json(&body)
             .send()
             .await
-            .map_err(|e| GatewayError::Network(format!("{method}: {}", error_chain(&e.without_url()))))?;
+            .map_err(|e| {
+                GatewayError::Network(format!("{method}: {}", error_chain(&e.without_url())))
+            })?;
         refusal(method, r).await
     }
 }
@@ -61,7 +67,9 @@ async fn refusal(method: &str, r: reqwest::Response) -> Result<reqwest::Response
         error: String,
     }
     if status >= 500 {
-        return Err(GatewayError::Network(format!("{method}: gateway answered {status}")));
+        return Err(GatewayError::Network(format!(
+            "{method}: gateway answered {status}"
+        )));
     }
     match r.json::<Refused>().await {
         Ok(e) => Err(GatewayError::from_rpc(&e.error)),

@@ -2,7 +2,9 @@
 //! core's poller (no webhooks: a hook for this kind is 404), answering through the account.
 
 use super::{connector, login};
-use crate::kind::{FileRules, HookCredentials, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts, MB};
+use crate::kind::{
+    FileRules, HookCredentials, HookOutcome, HookRefusal, HookRequest, Kind, KindFacts, MB,
+};
 use crate::Identity;
 use chatter_domain::SourceKind;
 
@@ -56,10 +58,8 @@ mod tests {
 
     #[test]
     fn hooks_are_not_taken() {
-        let r = TelegramPersonalKind.verify_and_parse(
-            &post("", &[], b"{}"),
-            &HookCredentials::default(),
-        );
+        let r = TelegramPersonalKind
+            .verify_and_parse(&post("", &[], b"{}"), &HookCredentials::default());
         assert_eq!(r, Err(HookRefusal::NotFound));
         assert_eq!(
             TelegramPersonalKind.lease_name(uuid::Uuid::nil()),

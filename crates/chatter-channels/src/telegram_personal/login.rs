@@ -199,14 +199,7 @@ async fn code(
         .map_err(|e| refused(CODE, e))?
     {
         SignIn::Done(me, session) => Ok(done(&kept.api, &me, session)),
-        SignIn::PasswordNeeded { hint, token } => next(
-            "password",
-            &Kept {
-                token,
-                ..kept
-            },
-            hint,
-        ),
+        SignIn::PasswordNeeded { hint, token } => next("password", &Kept { token, ..kept }, hint),
     }
 }
 
@@ -234,5 +227,5 @@ fn done(api: &ApiCredentials, me: &Me, session: Session) -> LoginProgress {
         client_id: Some(api.api_id.to_string()),
         app_secret: Some(api.api_hash.clone()),
     };
-    LoginProgress::Done(Validated::new(credentials, identity(me)))
+    LoginProgress::Done(Box::new(Validated::new(credentials, identity(me))))
 }

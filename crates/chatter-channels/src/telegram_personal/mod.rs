@@ -5,12 +5,14 @@
 //! (`Me`, `TgMessage`, `GatewayError` …), so the login steps (`login`), the live source
 //! (`connector`) and the kind's facts (`kind`) never name an MTProto library. One adapter
 //! implements the trait: `fake_gateway`, a small JSON protocol spoken by the loopback fake in
-//! `chatter-fakes` (selected by `[telegram_personal] gateway_url`). A real MTProto server
+//! `chatter-fakes` (selected by `[telegram_personal] gateway_url`), always wrapped in the
+//! account-health governor (`governor`: quotas, FLOOD_WAIT, PEER_FLOOD). A real MTProto server
 //! cannot run in tests; the grammers adapter that would be used when no gateway URL is set is
 //! not part of this build, and connecting then says so (`err.tgp_no_gateway`).
 
 mod connector;
 mod fake_gateway;
+mod governor;
 mod kind;
 mod login;
 
@@ -96,7 +98,10 @@ impl Me {
 pub enum SignIn {
     Done(Me, Session),
     /// The password is needed; `token` goes with it to `check_password`.
-    PasswordNeeded { hint: Option<String>, token: String },
+    PasswordNeeded {
+        hint: Option<String>,
+        token: String,
+    },
 }
 
 /// What kind of chat a peer is.
@@ -357,12 +362,18 @@ pub trait TelegramGateway: Send + Sync {
     ) -> Result<Download, GatewayError>;
 
     /// Marks chat `peer` read up to message `max_id`.
-    async fn mark_read(&self, account: &Account, peer: i64, max_id: i64)
-        -> Result<(), GatewayError>;
+    async fn mark_read(
+        &self,
+        account: &Account,
+        peer: i64,
+        max_id: i64,
+    ) -> Result<(), GatewayError>;
 
-    /// New messages after position `state` (`None`: from now), waiting up to `wait_secs` for
-    /// one. A gap in Telegram's sequence is filled (its difference fetched) before returning,
-    /// so nothing between two positions is skipped.
+    /// New messages after position `state` (`None`: since the session signed in), waiting up
+    /// to `wait_secs` for one. A gap in Telegram's sequence is filled (its difference fetched)
+    /// before returning, so nothing between two positions is skipped. What this client sent
+    /// itself (`send_text`, `send_file`, recognised by their `random_id` as MTProto clients
+    /// do) is not returned; what the person sent from other devices is, with `out` set.
     async fn updates(
         &self,
         account: &Account,
@@ -371,15 +382,17 @@ pub trait TelegramGateway: Send + Sync {
     ) -> Result<Updates, GatewayError>;
 }
 
-/// The gateway this installation talks to: the fake's protocol at `gateway_url`, or `None`
-/// when none is configured (MTProto itself is not in this build).
+/// The gateway this installation talks to, behind the account-health governor: the fake's
+/// protocol at `gateway_url`, or `None` when none is configured (MTProto itself is not in this
+/// build).
 pub fn gateway(env: &KindEnv) -> Option<Arc<dyn TelegramGateway>> {
     let url = env.config.telegram_personal.gateway_url.as_deref()?;
     let url = url.trim();
     if url.is_empty() {
         return None;
     }
-    Some(Arc::new(FakeGateway::new(env.http.clone(), url)))
+    let inner: Arc<dyn TelegramGateway> = Arc::new(FakeGateway::new(env.http.clone(), url));
+    Some(Arc::new(governor::Governed { inner }))
 }
 
 /// A `random_id` derived from our message key and part, the same on every retry.
@@ -397,12 +410,18 @@ mod tests {
 
     #[test]
     fn rpc_errors_become_what_callers_act_on() {
-        assert_eq!(GatewayError::from_rpc("FLOOD_WAIT_42"), GatewayError::FloodWait(42));
+        assert_eq!(
+            GatewayError::from_rpc("FLOOD_WAIT_42"),
+            GatewayError::FloodWait(42)
+        );
         assert_eq!(
             GatewayError::from_rpc("AUTH_KEY_UNREGISTERED"),
             GatewayError::SessionRevoked
         );
-        assert_eq!(GatewayError::from_rpc("USER_DEACTIVATED_BAN"), GatewayError::Banned);
+        assert_eq!(
+            GatewayError::from_rpc("USER_DEACTIVATED_BAN"),
+            GatewayError::Banned
+        );
         assert!(matches!(
             ChannelError::from(GatewayError::FloodWait(7)),
             ChannelError::RateLimited {
@@ -435,7 +454,13 @@ mod tests {
             api_id: 12345,
             api_hash: "0123456789abcdef0123456789abcdef".into(),
         };
-        let s = format!("{:?}", Account { api, session: Session("auth-key".into()) });
+        let s = format!(
+            "{:?}",
+            Account {
+                api,
+                session: Session("auth-key".into())
+            }
+        );
         assert!(s.contains("12345") && !s.contains("0123456789abcdef") && !s.contains("auth-key"));
     }
 

@@ -75,7 +75,10 @@ async fn pending(core: &Core, actor: &Actor, kind: SourceKind) -> Result<Option<
         .ok()
         .and_then(|s| serde_json::from_str::<LoginPending>(s.expose()).ok());
     if read.is_none() {
-        tracing::warn!(kind = kind.id(), "a stored login is unreadable; it starts again");
+        tracing::warn!(
+            kind = kind.id(),
+            "a stored login is unreadable; it starts again"
+        );
     }
     Ok(read)
 }
@@ -127,7 +130,7 @@ pub async fn step(
             // The login is over whatever storing the source says: a refusal (the account is
             // connected elsewhere) is final for this login.
             restart(core, actor, kind).await?;
-            let id = store_new(core, actor, k, "", v).await?;
+            let id = store_new(core, actor, k, "", *v).await?;
             Ok(LoginOutcome::Connected(id))
         }
         Err(FormRefusal::Fields(errs)) => Err(CoreError::fields(&errs)),
@@ -143,9 +146,9 @@ pub async fn step(
 
 async fn save(core: &Core, actor: &Actor, kind: SourceKind, p: &LoginPending) -> Result<()> {
     let now = core.now();
-    let state = core.secrets.encrypt(
-        &serde_json::to_string(p).map_err(|e| CoreError::Internal(e.to_string()))?,
-    );
+    let state = core
+        .secrets
+        .encrypt(&serde_json::to_string(p).map_err(|e| CoreError::Internal(e.to_string()))?);
     match source_login::Entity::find_by_id(key(actor, kind))
         .one(&core.db)
         .await?

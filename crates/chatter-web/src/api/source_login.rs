@@ -49,7 +49,11 @@ pub struct LoginOut {
 fn step_out(v: login::LoginView) -> LoginOut {
     LoginOut {
         status: "step".into(),
-        step: Some(if v.step.is_empty() { "start".into() } else { v.step }),
+        step: Some(if v.step.is_empty() {
+            "start".into()
+        } else {
+            v.step
+        }),
         fields: v.fields.iter().map(|f| f.name.to_owned()).collect(),
         hint: v.hint,
         source: None,

@@ -2,7 +2,6 @@
 //! every state-changing form is a `CsrfForm`.
 
 mod api_sources;
-pub(crate) mod source_login;
 mod app;
 mod audit;
 mod auth;
@@ -21,6 +20,7 @@ mod profile;
 mod reports;
 pub mod rules;
 mod settings;
+pub(crate) mod source_login;
 pub mod sources;
 mod team;
 mod templates;

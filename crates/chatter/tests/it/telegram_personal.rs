@@ -3,8 +3,8 @@
 //! hint) and through `/api/v1/sources/telegram-personal/login`; wrong values are field errors
 //! that connect nothing; the same account in a second company is refused; a customer's private
 //! message reaches the inbox (groups do not), the manager's reply goes out through the account,
-//! in order through FLOOD_WAIT; an update gap loses and repeats nothing; a session ended from
-//! the phone marks the source with the fix.
+//! in order through FLOOD_WAIT; what the person writes from the phone is mirrored; an update
+//! gap loses and repeats nothing; a session ended from the phone marks the source with the fix.
 
 use crate::api::create_key;
 use crate::messages::{count, location, PW};
@@ -73,7 +73,10 @@ async fn an_account_with_a_2fa_password_connects_on_the_pages_and_wrong_values_c
         "the chooser offers personal accounts: {chooser}"
     );
     let page = s.html(LOGIN).await;
-    assert!(page.contains("my.telegram.org"), "the how-to is shown: {page}");
+    assert!(
+        page.contains("my.telegram.org"),
+        "the how-to is shown: {page}"
+    );
 
     // Values that cannot be right: each field says what is wrong, nothing is kept.
     let r = step(
@@ -88,7 +91,10 @@ async fn an_account_with_a_2fa_password_connects_on_the_pages_and_wrong_values_c
     assert_eq!(r.status(), 422);
     let page = r.text().await.expect("body");
     for field in ["tgp_api_id", "tgp_api_hash", "tgp_phone"] {
-        assert!(field_error(&page, field).is_some(), "{field} is marked: {page}");
+        assert!(
+            field_error(&page, field).is_some(),
+            "{field} is marked: {page}"
+        );
     }
     // A pair Telegram does not know.
     let r = step(
@@ -118,7 +124,11 @@ async fn an_account_with_a_2fa_password_connects_on_the_pages_and_wrong_values_c
     let plain = format!(
         "SELECT count(*) FROM source_logins WHERE state LIKE '%{API_HASH}%' OR state LIKE '%79991112233%'"
     );
-    assert_eq!(count(&app, &plain).await, 0, "the login's state is encrypted");
+    assert_eq!(
+        count(&app, &plain).await,
+        0,
+        "the login's state is encrypted"
+    );
 
     let r = step(&s, &[("tgp_code", "00000")]).await;
     assert_eq!(r.status(), 422);
@@ -151,7 +161,12 @@ async fn an_account_with_a_2fa_password_connects_on_the_pages_and_wrong_values_c
     let stored = format!("SELECT count(*) FROM sources WHERE secret LIKE '%{API_HASH}%'");
     assert_eq!(count(&app, &stored).await, 0, "credentials are encrypted");
     within(10, "the source is connected", || async {
-        count(&app, "SELECT count(*) FROM sources WHERE status = 'connected'").await == 1
+        count(
+            &app,
+            "SELECT count(*) FROM sources WHERE status = 'connected'",
+        )
+        .await
+            == 1
     })
     .await;
 }
@@ -172,9 +187,7 @@ async fn an_expired_code_asks_to_start_again_and_the_same_account_elsewhere_is_r
         field_error(&page, "tgp_code").is_some_and(|e| e.contains("Срок действия кода истёк")),
         "{page}"
     );
-    let r = s
-        .post_from(LOGIN, &format!("{LOGIN}/restart"), &[])
-        .await;
+    let r = s.post_from(LOGIN, &format!("{LOGIN}/restart"), &[]).await;
     assert_eq!(r.status(), 303);
     assert!(s.html(LOGIN).await.contains("data-step=\"start\""));
     connect(&app, &s, "+79990001122", "+7 999 000 11 22").await;
@@ -203,14 +216,24 @@ async fn a_customer_writes_the_manager_answers_through_the_account_in_order_thro
     account(&app, phone, "Анна", "anna_shop");
     connect(&app, &s, phone, phone).await;
     within(10, "the runner is connected", || async {
-        count(&app, "SELECT count(*) FROM sources WHERE status = 'connected'").await == 1
+        count(
+            &app,
+            "SELECT count(*) FROM sources WHERE status = 'connected'",
+        )
+        .await
+            == 1
     })
     .await;
 
     // A group message is no conversation; the customer's private message is.
-    app.tgp.group_message(phone, -100_500, "Всем привет из чата соседей");
     app.tgp
-        .customer_writes(phone, 880_001, "Ольга", "Здравствуйте, диван ещё продаётся?");
+        .group_message(phone, -100_500, "Всем привет из чата соседей");
+    app.tgp.customer_writes(
+        phone,
+        880_001,
+        "Ольга",
+        "Здравствуйте, диван ещё продаётся?",
+    );
     let conv = conversation_with(&s, "диван ещё продаётся").await;
     let page = thread_shows(&s, &conv, "Здравствуйте, диван ещё продаётся?").await;
     assert!(page.contains("Ольга"), "the customer is named: {page}");
@@ -221,8 +244,10 @@ async fn a_customer_writes_the_manager_answers_through_the_account_in_order_thro
 
     // A gap in Telegram's updates: the difference brings both, each stored once.
     app.tgp.gap_next(phone);
-    app.tgp.customer_writes(phone, 880_001, "Ольга", "Первый вопрос");
-    app.tgp.customer_writes(phone, 880_001, "Ольга", "Второй вопрос");
+    app.tgp
+        .customer_writes(phone, 880_001, "Ольга", "Первый вопрос");
+    app.tgp
+        .customer_writes(phone, 880_001, "Ольга", "Второй вопрос");
     thread_shows(&s, &conv, "Второй вопрос").await;
     thread_shows(&s, &conv, "Первый вопрос").await;
     for text in ["Первый вопрос", "Второй вопрос"] {
@@ -243,6 +268,56 @@ async fn a_customer_writes_the_manager_answers_through_the_account_in_order_thro
     let texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["Да, продаётся", "Доставка завтра"]);
     assert!(sent.iter().all(|m| m.peer == 880_001), "{sent:?}");
+
+    // What the person writes from their phone is mirrored as outgoing; what Chatter sent
+    // through the account is not stored a second time.
+    app.tgp
+        .person_writes_from_phone(phone, 880_001, "Позвоню вам вечером");
+    let page = thread_shows(&s, &conv, "Позвоню вам вечером").await;
+    assert!(
+        page.contains("Ольга"),
+        "the customer keeps her name: {page}"
+    );
+    let out =
+        "SELECT count(*) FROM messages WHERE direction = 'out' AND text = 'Позвоню вам вечером'";
+    assert_eq!(count(&app, out).await, 1);
+    for text in ["Да, продаётся", "Доставка завтра"] {
+        let sql = format!("SELECT count(*) FROM messages WHERE text = '{text}'");
+        assert_eq!(count(&app, &sql).await, 1, "{text} stored once");
+    }
+}
+
+#[tokio::test]
+async fn peer_flood_stops_sending_with_the_reason_shown() {
+    let app = TestApp::new().await;
+    let s = Session::sign_up(&app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
+    let phone = "+79996667788";
+    account(&app, phone, "Анна", "anna_tg");
+    connect(&app, &s, phone, phone).await;
+    app.tgp
+        .customer_writes(phone, 880_002, "Павел", "Сколько стоит?");
+    let conv = conversation_with(&s, "Сколько стоит?").await;
+    app.tgp
+        .fail_next(phone, "messages.sendMessage", "PEER_FLOOD");
+    reply(&s, &conv, "Три тысячи").await;
+    within(20, "the reply failed with the reason", || async {
+        s.html(&format!("/app/inbox/{conv}"))
+            .await
+            .contains("PEER_FLOOD")
+    })
+    .await;
+    // The next reply is not even tried at Telegram: sends stop for a day.
+    reply(&s, &conv, "Скидка десять процентов").await;
+    within(20, "the second reply failed too", || async {
+        count(
+            &app,
+            "SELECT count(*) FROM messages WHERE direction = 'out' AND status = 'failed'",
+        )
+        .await
+            == 2
+    })
+    .await;
+    assert!(app.tgp.sent(phone).is_empty(), "{:?}", app.tgp.sent(phone));
 }
 
 #[tokio::test]
@@ -253,12 +328,22 @@ async fn a_session_ended_from_the_phone_marks_the_source_with_the_fix() {
     account(&app, phone, "Анна", "anna_tg");
     let source = connect(&app, &s, phone, phone).await;
     within(10, "the runner is connected", || async {
-        count(&app, "SELECT count(*) FROM sources WHERE status = 'connected'").await == 1
+        count(
+            &app,
+            "SELECT count(*) FROM sources WHERE status = 'connected'",
+        )
+        .await
+            == 1
     })
     .await;
     app.tgp.revoke_sessions(phone);
     within(20, "the source is marked", || async {
-        count(&app, "SELECT count(*) FROM sources WHERE status = 'token_revoked'").await == 1
+        count(
+            &app,
+            "SELECT count(*) FROM sources WHERE status = 'token_revoked'",
+        )
+        .await
+            == 1
     })
     .await;
     let page = s.html(&source).await;
@@ -299,12 +384,23 @@ async fn an_account_connects_through_the_api_in_the_same_steps() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!((body["step"].as_str(), body["fields"][0].as_str()), (Some("code"), Some("tgp_code")));
+    assert_eq!(
+        (body["step"].as_str(), body["fields"][0].as_str()),
+        (Some("code"), Some("tgp_code"))
+    );
     let (status, body) = api_step(&app, &key, json!({"tgp_code": "12345x"})).await;
-    assert_eq!((status, body["error"]["fields"][0]["code"].as_str()), (422, Some("tgp_code_format")), "{body}");
+    assert_eq!(
+        (status, body["error"]["fields"][0]["code"].as_str()),
+        (422, Some("tgp_code_format")),
+        "{body}"
+    );
     let code = app.tgp.last_code("+79997776655").expect("code sent");
     let (status, body) = api_step(&app, &key, json!({"tgp_code": code})).await;
-    assert_eq!((status, body["step"].as_str()), (200, Some("password")), "{body}");
+    assert_eq!(
+        (status, body["step"].as_str()),
+        (200, Some("password")),
+        "{body}"
+    );
     let (status, body) = api_step(&app, &key, json!({"tgp_password": "не тот"})).await;
     assert_eq!(
         (status, body["error"]["fields"][0]["code"].as_str()),
