@@ -602,10 +602,10 @@ mod tests {
 
     #[test]
     fn every_kind_with_a_hook_is_registered_once() {
-        // Kinds 2 and 10 (personal Telegram, parsing) are not connectable yet.
+        // Kind 10 (Telegram parsing) is not connectable yet.
         let expected: HashSet<SourceKind> = SourceKind::ALL
             .into_iter()
-            .filter(|k| !matches!(k, SourceKind::TelegramPrivate | SourceKind::TelegramParsing))
+            .filter(|k| !matches!(k, SourceKind::TelegramParsing))
             .collect();
         let registered: Vec<SourceKind> = KINDS.iter().map(|k| k.source_kind()).collect();
         assert_eq!(registered.len(), expected.len(), "{registered:?}");
@@ -673,6 +673,12 @@ mod tests {
             facts,
             [
                 ("telegram", "Telegram", None, lease("telegram")),
+                (
+                    "telegram-personal",
+                    "Telegram",
+                    Some("sources.revoked_fix_tgp"),
+                    lease("telegram-personal")
+                ),
                 ("vk", "VK", Some("sources.revoked_fix_vk"), lease("vk")),
                 ("max", "Max", Some("sources.revoked_fix_max"), lease("max")),
                 (
@@ -703,6 +709,13 @@ mod tests {
             .map(|k| k.source_kind().id())
             .collect();
         assert_eq!(with_form, [1, 3, 4, 5, 7, 8]);
+        // Personal Telegram accounts connect by a login in steps instead.
+        let with_login: Vec<i32> = KINDS
+            .iter()
+            .filter(|k| k.login().is_some())
+            .map(|k| k.source_kind().id())
+            .collect();
+        assert_eq!(with_login, [2]);
         for k in KINDS.iter().filter(|k| !k.fields().is_empty()) {
             let names: HashSet<&str> = k.fields().iter().map(|f| f.name).collect();
             assert_eq!(names.len(), k.fields().len(), "{}", k.slug());
@@ -715,7 +728,7 @@ mod tests {
             .filter(|k| k.shows_account())
             .map(|k| k.slug())
             .collect();
-        assert_eq!(accounts, ["whatsapp", "sms"]);
+        assert_eq!(accounts, ["telegram-personal", "whatsapp", "sms"]);
         let whatsapp = kind_by_slug("whatsapp").expect("whatsapp");
         assert_eq!(
             whatsapp.reply_window(),
@@ -731,7 +744,8 @@ mod tests {
         };
         let names: Vec<Option<String>> = KINDS.iter().map(|k| k.default_name(&me)).collect();
         let at = Some("@shop_bot".to_owned());
-        assert_eq!(names, [at.clone(), None, at, None, None, None, None]);
+        // A personal account is named after its person (the name is there).
+        assert_eq!(names, [at.clone(), None, None, at, None, None, None, None]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! that connect nothing; the same account in a second company is refused; a customer's private
 //! message reaches the inbox (groups do not), the manager's reply goes out through the account,
 //! in order through FLOOD_WAIT; what the person writes from the phone is mirrored; an update
-//! gap loses and repeats nothing; a session ended from the phone marks the source with the fix.
+//! gap loses and repeats nothing; PEER_FLOOD stops sending with the reason; a session ended
+//! from the phone marks the source with the fix. The login also runs in headless Chromium at
+//! desktop and phone widths.
 
 use crate::api::create_key;
 use crate::messages::{count, location, PW};
@@ -288,6 +290,44 @@ async fn a_customer_writes_the_manager_answers_through_the_account_in_order_thro
 }
 
 #[tokio::test]
+async fn the_runner_stopped_and_started_again_loses_and_repeats_nothing() {
+    let app = TestApp::new().await;
+    let s = Session::sign_up(&app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
+    let phone = "+79994443322";
+    account(&app, phone, "Анна", "anna_tg");
+    let source = connect(&app, &s, phone, phone).await;
+    app.tgp
+        .customer_writes(phone, 880_003, "Денис", "Сообщение до остановки");
+    let conv = conversation_with(&s, "Сообщение до остановки").await;
+    let r = s
+        .post_from(&source, &format!("{source}/disable"), &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    within(20, "the runner let go of its lease", || async {
+        count(
+            &app,
+            "SELECT count(*) FROM leases WHERE name LIKE 'telegram-personal-poll:%'",
+        )
+        .await
+            == 0
+    })
+    .await;
+    app.tgp
+        .customer_writes(phone, 880_003, "Денис", "Пока вас не было");
+    app.tgp
+        .customer_writes(phone, 880_003, "Денис", "И ещё одно");
+    let r = s.post_from(&source, &format!("{source}/enable"), &[]).await;
+    assert_eq!(r.status(), 303);
+    thread_shows(&s, &conv, "И ещё одно").await;
+    thread_shows(&s, &conv, "Пока вас не было").await;
+    for text in ["Сообщение до остановки", "Пока вас не было", "И ещё одно"]
+    {
+        let sql = format!("SELECT count(*) FROM messages WHERE text = '{text}'");
+        assert_eq!(count(&app, &sql).await, 1, "{text} stored once");
+    }
+}
+
+#[tokio::test]
 async fn peer_flood_stops_sending_with_the_reason_shown() {
     let app = TestApp::new().await;
     let s = Session::sign_up(&app, "Рога и Копыта", "Анна", "anna@example.ru", PW).await;
@@ -411,4 +451,97 @@ async fn an_account_connects_through_the_api_in_the_same_steps() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["source"]["kind"], "telegram_private", "{body}");
     assert_eq!(count(&app, "SELECT count(*) FROM sources").await, 1);
+}
+
+/// The login in headless Chromium at `width`×`height`: chooser, pair and phone, code, 2FA
+/// password with its hint, the connected account's page; no page scrolls sideways.
+async fn login_in_a_browser(size: &str, width: u32, height: u32) {
+    use chatter_testkit::Browser;
+    use std::time::Duration;
+    if !Browser::available_or_skip() {
+        return;
+    }
+    let wait = Duration::from_secs(20);
+    let app = TestApp::new().await;
+    app.tgp.register_app(API_ID, API_HASH);
+    app.tgp.add_account(
+        "+79991230000",
+        "Вера",
+        Some("vera_shop"),
+        Some(("пароль-Веры", "девичья фамилия")),
+    );
+    let b = Browser::start(width, height).await.expect("browser starts");
+    let at = |path: &str| format!("{}{path}", app.url);
+    let shot = |step: &str| format!("tgp-{size}-{step}");
+    b.goto(&at("/sign-up")).await.expect("sign-up page");
+    b.fill("input[name=company_name]", "Лавка Веры")
+        .await
+        .expect("fill");
+    b.fill("input[name=name]", "Вера").await.expect("fill");
+    b.fill("input[name=email]", "vera@lavka.test")
+        .await
+        .expect("fill");
+    b.fill("input[name=password]", PW).await.expect("fill");
+    b.click("#sign-up-submit").await.expect("sign up");
+    b.wait_path(|p| p == "/app", wait).await.expect("dashboard");
+    b.goto(&at("/app/sources/new")).await.expect("chooser");
+    b.click("#choose-2").await.expect("«Личный Telegram»");
+    b.wait_path(|p| p == LOGIN, wait)
+        .await
+        .expect("the login page");
+    b.fill("#field-tgp_api_id", &API_ID.to_string())
+        .await
+        .expect("fill");
+    b.fill("#field-tgp_api_hash", API_HASH).await.expect("fill");
+    b.fill("#field-tgp_phone", "+7 (999) 123-00-00")
+        .await
+        .expect("fill");
+    b.screenshot(&shot("1-start")).await.expect("shot");
+    let (scroll, inner) = b.widths().await.expect("widths");
+    assert!(
+        scroll <= inner,
+        "the login page scrolls sideways: {scroll} > {inner}"
+    );
+    b.click("#login-submit").await.expect("send the code");
+    b.wait_for("[data-step=code]", wait)
+        .await
+        .expect("the code step");
+    let code = app.tgp.last_code("+79991230000").expect("code sent");
+    b.fill("#field-tgp_code", &code).await.expect("fill");
+    b.click("#login-submit").await.expect("code");
+    b.wait_for("[data-step=password]", wait)
+        .await
+        .expect("the password step");
+    let hint = b.text("#login-hint").await.expect("hint");
+    assert!(hint.contains("девичья фамилия"), "{hint}");
+    b.screenshot(&shot("2-password")).await.expect("shot");
+    b.fill("#field-tgp_password", "пароль-Веры")
+        .await
+        .expect("fill");
+    b.click("#login-submit").await.expect("password");
+    b.wait_path(
+        |p| p.starts_with("/app/sources/") && !p.contains("/new"),
+        wait,
+    )
+    .await
+    .expect("the source's page");
+    let page = b.page_source().await.expect("page");
+    assert!(page.contains("vera_shop"), "{page}");
+    b.screenshot(&shot("3-connected")).await.expect("shot");
+    let (scroll, inner) = b.widths().await.expect("widths");
+    assert!(
+        scroll <= inner,
+        "the source's page scrolls sideways: {scroll} > {inner}"
+    );
+    b.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_works_in_a_browser_at_desktop_width() {
+    login_in_a_browser("desktop", 1280, 800).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_works_in_a_browser_at_phone_width() {
+    login_in_a_browser("phone", 390, 844).await;
 }
