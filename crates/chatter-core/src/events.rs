@@ -419,9 +419,18 @@ pub struct Reader {
     rx: broadcast::Receiver<Published>,
     full: bool,
     held_back: bool,
+    idle: std::time::Duration,
+    /// When the next read happens without a notification (set by each read, so a caller that
+    /// cancels `changed` every few seconds still gets it).
+    idle_at: tokio::time::Instant,
 }
 
 impl Reader {
+    /// How often an idle stream reads anyway. A notification can be lost (a node killed
+    /// between its commit and its NOTIFY, a listener reconnecting): the event is in the log,
+    /// and this read finds it.
+    pub const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
     /// How often a stream looks again while an event is held back behind a running transaction.
     pub const RECHECK_MS: u64 = 50;
     /// Events per read.
@@ -435,7 +444,16 @@ impl Reader {
             rx: hub.subscribe(),
             full: true,
             held_back: false,
+            idle: Self::IDLE_RECHECK,
+            idle_at: tokio::time::Instant::now() + Self::IDLE_RECHECK,
         }
+    }
+
+    /// Reads after `idle` without a notification (default `IDLE_RECHECK`).
+    pub fn idle_recheck(mut self, idle: std::time::Duration) -> Self {
+        self.idle = idle;
+        self.idle_at = tokio::time::Instant::now() + idle;
+        self
     }
 
     pub fn position(&self) -> Position {
@@ -455,7 +473,10 @@ impl Reader {
                     _ = tokio::time::sleep(std::time::Duration::from_millis(Self::RECHECK_MS)) => return Ok(()),
                 }
             } else {
-                self.rx.recv().await
+                tokio::select! {
+                    r = self.rx.recv() => r,
+                    _ = tokio::time::sleep_until(self.idle_at) => return Ok(()),
+                }
             };
             match r {
                 Ok(p) if p.company_id == self.company_id.0 => break,
@@ -475,6 +496,7 @@ impl Reader {
         conn: &impl ConnectionTrait,
     ) -> Result<Vec<(Position, event::Model)>> {
         let b = since(conn, self.company_id, self.position, Self::PAGE).await?;
+        self.idle_at = tokio::time::Instant::now() + self.idle;
         self.full = b.full;
         self.held_back = b.held_back;
         if let Some((p, _)) = b.events.last() {

@@ -62,6 +62,8 @@ pub struct CoreConfig {
     /// Let URLs people type (an API source's webhook) reach loopback and private addresses
     /// (`egress`): for tests, the demo and on-premise installs. Off by default.
     pub allow_private_targets: bool,
+    /// Where the files customers send are kept (`blobs.*`).
+    pub blobs: blobs::BlobsConfig,
     /// How long a signed link to a stored file (`media_links`: the files amoCRM downloads,
     /// the links in deal notes) keeps working. Default 7 days.
     pub media_link_ttl_ms: i64,
@@ -80,6 +82,7 @@ impl CoreConfig {
             amocrm: None,
             kinds: chatter_channels::KindConfig::default(),
             allow_private_targets: false,
+            blobs: blobs::BlobsConfig::default(),
             media_link_ttl_ms: 7 * 24 * 3600 * 1000,
         }
     }
@@ -112,6 +115,8 @@ pub struct Core {
     pub node_id: String,
     /// Sources' connectors, kept between calls (Avito's token cache), by source.
     pub(crate) clients: Arc<connectors::ConnectorCache>,
+    /// Where files are stored and read (`config.blobs`; shared by the nodes unless local).
+    pub blobs: blobs::BlobStore,
 }
 
 impl Core {
@@ -130,6 +135,7 @@ impl Core {
             .unwrap_or_default();
         let clients = Arc::new(connectors::ConnectorCache::new(http.clone(), &config));
         let outbound = egress::client(config.allow_private_targets);
+        let blobs = blobs::BlobStore::configured(&config.blobs, &config.data_dir, &db);
         Self {
             read: db.clone(),
             db,
@@ -143,6 +149,7 @@ impl Core {
             outbound,
             node_id: format!("node-{}", Uuid::new_v4().simple()),
             clients,
+            blobs,
         }
     }
 

@@ -113,7 +113,7 @@ pub async fn open(
         .nth(index)
         .ok_or(Refusal::Missing)?;
     let blob = a.blob.as_deref().ok_or(Refusal::Missing)?;
-    let bytes = crate::blobs::get(&core.config.data_dir, blob)
+    let bytes = crate::blobs::get(&core.blobs, blob)
         .await
         .ok_or(Refusal::Missing)?;
     let (content_type, inline) = served_type(a.mime_type.as_deref(), &bytes);

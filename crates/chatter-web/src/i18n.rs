@@ -82,6 +82,7 @@ pub fn flash_key(code: &str) -> Option<&'static str> {
         "telegram_linked" => "flash.telegram_linked",
         "job_retried" => "flash.job_retried",
         "crm_connected" => "flash.crm_connected",
+        "crm_import_started" => "flash.crm_import_started",
         "retrying" => "flash.retrying",
         "dead_retried" => "flash.dead_retried",
         "dead_still_refused" => "flash.dead_still_refused",

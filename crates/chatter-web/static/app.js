@@ -10,6 +10,21 @@
   });
 })();
 
+// A part of a page that shows work in progress (`data-refresh="<seconds>"`, e.g. sending
+// conversations to amoCRM) reloads the page while the work lasts, only while it is seen.
+(function () {
+  var el = document.querySelector("[data-refresh]");
+  if (!el) return;
+  var secs = parseInt(el.getAttribute("data-refresh"), 10) || 5;
+  setTimeout(function again() {
+    if (document.hidden) {
+      document.addEventListener("visibilitychange", again, { once: true });
+    } else {
+      location.reload();
+    }
+  }, secs * 1000);
+})();
+
 // The Telegram Login Widget (sign-in, profile) hands the signed user data to the page; it is
 // posted with our CSRF token. The widget's iframe posts it as a message, taken here rather
 // than through `data-onauth`, which the widget would `eval` (the CSP allows no eval).

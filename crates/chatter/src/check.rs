@@ -52,6 +52,9 @@ pub fn static_problems(cfg: &Config) -> Vec<String> {
         }
     }
     out.extend(tls_problems(cfg));
+    if let Some(p) = chatter_core::blobs::config_problem(&cfg.blobs, cfg.blob_store()) {
+        out.push(p);
+    }
     for (key, addr) in listeners(cfg) {
         if let Some(p) = low_port_problem(key, &addr) {
             out.push(p);
@@ -249,6 +252,28 @@ pub async fn database_problem(cfg: &Config) -> Option<String> {
             let _ = db.close().await;
             (!ok).then(|| format!("the database {shown} does not answer queries"))
         }
+    }
+}
+
+/// The S3 store's answer (`None` when it answers, or for the other stores: the local one
+/// is the data directory, the `postgres` one the database, both checked above). Reads only.
+pub async fn blob_store_problem(cfg: &Config) -> Option<String> {
+    use chatter_core::blobs::{BlobStore, StoreKind};
+    if cfg.blob_store() != StoreKind::S3 {
+        return None;
+    }
+    let store = BlobStore::s3(&cfg.blobs, &cfg.data_dir).ok()?;
+    let answer = store.probe();
+    match tokio::time::timeout(std::time::Duration::from_secs(30), answer).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!(
+            "the blob store {} does not answer: {e}; check blobs.s3 (endpoint, bucket, keys)",
+            store.describe()
+        )),
+        Err(_) => Some(format!(
+            "the blob store {} did not answer within 30 s (check blobs.s3.endpoint and the firewall)",
+            store.describe()
+        )),
     }
 }
 

@@ -61,6 +61,9 @@ pub struct Config {
     /// HTTPS served by Chatter itself.
     #[serde(default)]
     pub tls: TlsSection,
+    /// Where the files customers send are kept: `local`, `postgres` or `s3`.
+    #[serde(default)]
+    pub blobs: chatter_core::blobs::BlobsConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -295,6 +298,13 @@ impl Config {
             .clone()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| chatter_store::sqlite_url_in(&self.data_dir))
+    }
+
+    /// The blob store in use: `blobs.store`, else `postgres` with a PostgreSQL database (every
+    /// node reads it), else `local`.
+    pub fn blob_store(&self) -> chatter_core::blobs::StoreKind {
+        self.blobs
+            .effective(self.database_url().starts_with("postgres"))
     }
 
     /// The configured public URL, else the address served: `https://` with TLS (the first

@@ -67,6 +67,13 @@ pub const KNOWN: &[&str] = &[
     "tls.acme.directory",
     "tls.acme.ca_pem",
     "tls.acme.renew_before_days",
+    "blobs.store",
+    "blobs.s3.endpoint",
+    "blobs.s3.bucket",
+    "blobs.s3.region",
+    "blobs.s3.access_key_id",
+    "blobs.s3.secret_access_key",
+    "blobs.s3.path_style",
 ];
 
 /// Environment variables with the `CHATTER_` prefix that are not configuration keys.
@@ -79,6 +86,7 @@ const SECRET_LEAVES: &[&str] = &[
     "client_secret",
     "secret",
     "bot_token",
+    "secret_access_key",
 ];
 
 /// One warning per unknown key: where it came from and the nearest known key.

@@ -65,6 +65,13 @@ enum Command {
         #[command(flatten)]
         args: ServeArgs,
     },
+    /// The blob store (the files customers send).
+    Blobs {
+        #[command(subcommand)]
+        command: BlobsCommand,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
     /// Administration.
     Admin {
         #[command(subcommand)]
@@ -87,6 +94,17 @@ enum AdminCommand {
     Operator {
         #[command(subcommand)]
         command: OperatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BlobsCommand {
+    /// Copy the blobs of this node's data directory into a shared store (run it on every node
+    /// that kept files locally; running it again copies only what is missing).
+    Migrate {
+        /// The store to copy into: `s3` (configured in [blobs.s3]) or `postgres` (the database).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -141,7 +159,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Migrate(a)
         | Command::Backup(a)
         | Command::CheckConfig(a) => a.clone(),
-        Command::Restore { args, .. } | Command::Admin { args, .. } => args.clone(),
+        Command::Restore { args, .. }
+        | Command::Admin { args, .. }
+        | Command::Blobs { args, .. } => args.clone(),
         Command::Demo(a) => {
             let mut a = a.clone();
             if a.data_dir.is_none() {
@@ -209,6 +229,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command, .. } => admin(cfg, command).await,
+        Command::Blobs {
+            command: BlobsCommand::Migrate { to },
+            ..
+        } => migrate_blobs(&cfg, &to).await,
         Command::CheckConfig(_) => check_config(&cfg, &sources).await,
     }
 }
@@ -218,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn check_config(cfg: &Config, sources: &figment::Figment) -> anyhow::Result<()> {
     let mut problems = check::static_problems(cfg);
     problems.extend(check::database_problem(cfg).await);
+    problems.extend(check::blob_store_problem(cfg).await);
     for w in keys::unknown(sources) {
         println!("warning: {w}");
     }
@@ -229,6 +254,7 @@ async fn check_config(cfg: &Config, sources: &figment::Figment) -> anyhow::Resul
     let mut derived = vec![
         ("database_url", Value::from(cfg.database_url())),
         ("public_url", Value::from(cfg.public_url(&cfg.bind))),
+        ("blobs.store", Value::from(cfg.blob_store().name())),
     ];
     if let Some(a) = &cfg.tls.acme {
         derived.push(("tls.acme.directory", Value::from(a.directory.clone())));
@@ -315,6 +341,7 @@ pub(crate) async fn build_core(
         .filter(|u| !u.trim().is_empty());
     core_cfg.kinds.telegram_personal.include_bots = cfg.telegram_personal.include_bots;
     core_cfg.allow_private_targets = cfg.allow_private_targets;
+    core_cfg.blobs = cfg.blobs.clone();
     core_cfg.media_link_ttl_ms = i64::from(cfg.media_link_days.clamp(1, 365)) * 24 * 3600 * 1000;
     if let Some(t) = &cfg.telegram_login {
         core_cfg.telegram_login_bot_token = Some(t.bot_token.clone());
@@ -340,6 +367,45 @@ pub(crate) async fn build_core(
         bail!(e);
     }
     Ok((core, created))
+}
+
+/// `chatter blobs migrate --to …`: copies the local blobs into the shared store.
+async fn migrate_blobs(cfg: &Config, to: &str) -> anyhow::Result<()> {
+    use chatter_core::blobs::{BlobStore, StoreKind};
+    let kind: StoreKind = to.parse().map_err(anyhow::Error::msg)?;
+    if kind == StoreKind::Local {
+        bail!("--to local: blobs are already in the data directory; choose s3 or postgres");
+    }
+    if kind == StoreKind::Postgres && !cfg.database_url().starts_with("postgres") {
+        bail!(
+            "--to postgres needs a PostgreSQL database_url; this installation uses SQLite, \
+             whose blobs stay in the data directory"
+        );
+    }
+    let (core, _) = build_core(cfg, &cfg.public_url(&cfg.bind), None).await?;
+    let target =
+        BlobStore::open(kind, &cfg.blobs, &cfg.data_dir, &core.db).map_err(anyhow::Error::msg)?;
+    let r = chatter_core::blobs::copy_local(&cfg.data_dir, &target)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "blobs copied to {}: {} copied, {} already there, {} damaged",
+        target.describe(),
+        r.copied,
+        r.present,
+        r.damaged.len()
+    );
+    for d in &r.damaged {
+        println!("damaged (its bytes do not match its name; not copied): {d}");
+    }
+    if cfg.blob_store() != kind {
+        println!(
+            "note: blobs.store is {}; set blobs.store = \"{}\" for the nodes to use this store",
+            cfg.blob_store().name(),
+            kind.name()
+        );
+    }
+    Ok(())
 }
 
 async fn admin(cfg: Config, command: AdminCommand) -> anyhow::Result<()> {

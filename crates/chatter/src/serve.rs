@@ -205,7 +205,7 @@ pub async fn serve(cfg: Config, http: bool, demo: bool) -> anyhow::Result<()> {
     };
     if http {
         let scheme = if cfg.tls.enabled() { "https" } else { "http" };
-        tracing::info!(address = %bound, tls = cfg.tls.enabled(), redirect = ?redirect_bound, database = db_kind, data_dir = %cfg.data_dir.display(), "Chatter is listening");
+        tracing::info!(address = %bound, tls = cfg.tls.enabled(), redirect = ?redirect_bound, database = db_kind, data_dir = %cfg.data_dir.display(), blobs = %core.blobs.describe(), "Chatter is listening");
         let redirect = redirect_bound
             .map(|r| format!(", plain HTTP on {r} redirects to HTTPS"))
             .unwrap_or_default();

@@ -189,7 +189,7 @@ pub async fn reply_file(
         false => "document",
     };
     let mime = mime_of(&name, upload.mime_type.as_deref(), &bytes);
-    let blob = crate::blobs::put(&core.config.data_dir, &bytes)
+    let blob = crate::blobs::put(&core.blobs, &bytes)
         .await
         .map_err(|e| CoreError::Internal(format!("cannot store the file: {e}")))?;
     let a = StoredAttachment {

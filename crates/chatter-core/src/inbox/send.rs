@@ -372,7 +372,7 @@ async fn fetch_linked(
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         let picture = blobs::picture_type(&bytes);
         let raster = blobs::raster_type(&bytes).map(str::to_owned);
-        let blob = blobs::put(&core.config.data_dir, &bytes)
+        let blob = blobs::put(&core.blobs, &bytes)
             .await
             .map_err(|e| Fetch::Retry(internal(e)))?;
         a.mime_type = Some(super::files::mime_of(
@@ -491,7 +491,7 @@ async fn send_upload(
     a: &StoredAttachment,
 ) -> Result<(), JobError> {
     let blob = a.blob.as_deref().unwrap_or_default();
-    let Some(bytes) = blobs::get(&core.config.data_dir, blob).await else {
+    let Some(bytes) = blobs::get(&core.blobs, blob).await else {
         return finish_message(
             core,
             m,
@@ -674,7 +674,7 @@ impl BackgroundJob for FetchFile {
         for a in atts.iter_mut().filter(|a| a.blob.is_none()) {
             let file = client.download(&a.file_ref).await.map_err(channel_to_job)?;
             a.blob = Some(
-                blobs::put(&core.config.data_dir, &file.bytes)
+                blobs::put(&core.blobs, &file.bytes)
                     .await
                     .map_err(internal)?,
             );

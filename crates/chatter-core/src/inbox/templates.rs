@@ -258,7 +258,7 @@ async fn store_file(core: &Core, f: &Upload) -> Result<(String, String, String, 
         .map(str::to_owned)
         .or_else(|| f.mime_type.clone().filter(|m| m.contains('/')))
         .unwrap_or_else(|| "application/octet-stream".into());
-    let blob = crate::blobs::put(&core.config.data_dir, &f.bytes)
+    let blob = crate::blobs::put(&core.blobs, &f.bytes)
         .await
         .map_err(|e| CoreError::Internal(format!("cannot store the file: {e}")))?;
     Ok((
@@ -552,7 +552,7 @@ pub async fn reply_with_template(
     let Some(blob) = t.file_blob.as_deref() else {
         return reply(core, actor, id, text, reply_to).await;
     };
-    let bytes = crate::blobs::get(&core.config.data_dir, blob)
+    let bytes = crate::blobs::get(&core.blobs, blob)
         .await
         .ok_or_else(|| CoreError::field("file", "err.template_file_gone"))?;
     let upload = Upload {

@@ -18,6 +18,8 @@ pub struct Model {
     pub last_error: Option<String>,
     pub next_at: i64,
     pub created_at: i64,
+    /// The import (`crm_imports`) that queued it; `None` for everything else.
+    pub import_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,7 @@ pub mod conversation;
 pub mod conversation_label;
 pub mod crm_contact;
 pub mod crm_conversation;
+pub mod crm_import;
 pub mod crm_integration;
 pub mod crm_message;
 pub mod crm_outbox;

@@ -27,8 +27,10 @@ mod m0025_auto_replies;
 mod m0029_crm_deal_attempts;
 mod m0030_automatic_messages;
 mod m0031_event_tx;
+mod m0033_blobs;
 mod m0036_inbound_days;
 mod m0037_source_logins;
+mod m0043_crm_imports;
 
 pub struct Migrator;
 
@@ -60,8 +62,10 @@ impl MigratorTrait for Migrator {
             Box::new(m0029_crm_deal_attempts::Migration),
             Box::new(m0030_automatic_messages::Migration),
             Box::new(m0031_event_tx::Migration),
+            Box::new(m0033_blobs::Migration),
             Box::new(m0036_inbound_days::Migration),
             Box::new(m0037_source_logins::Migration),
+            Box::new(m0043_crm_imports::Migration),
         ]
     }
 }

@@ -168,7 +168,7 @@ pub async fn download_attachment(
     let atts = chatter_core::attachments::attachments_of(&m);
     let att = atts.get(index).ok_or(CoreError::NotFound)?;
     let blob = att.blob.as_deref().ok_or(CoreError::NotFound)?;
-    let bytes = chatter_core::blobs::get(&st.core.config.data_dir, blob)
+    let bytes = chatter_core::blobs::get(&st.core.blobs, blob)
         .await
         .ok_or(CoreError::NotFound)?;
     Ok(crate::ui::inbox::files::served(att, index, bytes, None))

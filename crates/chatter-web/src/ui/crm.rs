@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chatter_core::crm::signin::{self as crm_signin, Purpose};
+use chatter_core::crm::sync::import::{self as crm_import, ImportPreview, ImportProgress};
 use chatter_core::crm::{self, integration::Metadata};
 use chatter_core::CoreError;
 use chatter_store::entity::crm_integration;
@@ -22,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/app/crm/connect", post(connect))
         .route("/app/crm/sync", post(sync))
         .route("/app/crm/disconnect", post(disconnect))
+        .route("/app/crm/import", post(import))
         .route("/crm/amocrm/callback", get(callback))
 }
 
@@ -31,20 +33,112 @@ struct CrmTpl {
     p: Page,
     configured: bool,
     integration: Option<(crm_integration::Model, Metadata)>,
+    import: ImportCard,
+}
+
+/// Sending the conversations that were there before amoCRM (issue 15, item 11): the latest
+/// import's progress, and what an import of the chosen period would send now.
+#[derive(Default)]
+struct ImportCard {
+    latest: Option<ImportProgress>,
+    preview: Option<ImportPreview>,
+    /// The period in the form: the one asked for, else the default.
+    days: String,
+}
+
+impl ImportCard {
+    /// An import is still sending (the offer waits until it is done).
+    fn running(&self) -> bool {
+        self.latest.as_ref().is_some_and(|l| !l.done())
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct CrmQuery {
+    ok: Option<String>,
+    days: Option<String>,
+}
+
+async fn import_card(st: &AppState, ctx: &Ctx, days: Option<&str>) -> Result<ImportCard, AppError> {
+    let actor = ctx.actor()?;
+    let latest = crm_import::latest(&st.core, &actor).await?;
+    let asked = days.and_then(|d| d.trim().parse::<i64>().ok());
+    let n = asked
+        .filter(|d| (1..=crm_import::MAX_DAYS).contains(d))
+        .unwrap_or(crm_import::DEFAULT_DAYS);
+    let preview = crm_import::preview(&st.core, &actor, n).await?;
+    Ok(ImportCard {
+        latest,
+        preview,
+        days: days.map_or_else(|| n.to_string(), str::to_owned),
+    })
 }
 
 async fn crm_page(
     State(st): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Query(q): Query<Flash>,
+    Query(q): Query<CrmQuery>,
 ) -> Result<Response, AppError> {
     let actor = ctx.actor()?;
     let integration = crm::get(&st.core, &actor).await?;
+    let mut p = Page::new(&ctx, "crm").flash(&Flash { ok: q.ok.clone() });
+    let days = q.days.as_deref();
+    if let Some(d) = days {
+        if !d
+            .trim()
+            .parse::<i64>()
+            .is_ok_and(|d| (1..=crm_import::MAX_DAYS).contains(&d))
+        {
+            p = p.errors(vec![chatter_domain::FieldError::new(
+                "days",
+                "crm.import.days_range",
+            )]);
+        }
+    }
+    let import = import_card(&st, &ctx, days).await?;
     Ok(render(CrmTpl {
-        p: Page::new(&ctx, "crm").flash(&q),
+        p,
         configured: st.core.config.amocrm.is_some(),
         integration,
+        import,
     }))
+}
+
+#[derive(serde::Deserialize)]
+struct ImportForm {
+    #[serde(default)]
+    days: String,
+}
+
+/// Sends the open conversations of the chosen period with their history.
+async fn import(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CsrfForm(f): CsrfForm<ImportForm>,
+) -> Result<Response, AppError> {
+    let actor = ctx.actor()?;
+    let started = match f.days.trim().parse::<i64>() {
+        Ok(days) => crm_import::start(&st.core, &actor, days).await,
+        Err(_) => Err(CoreError::field("days", "crm.import.days_range")),
+    };
+    match started {
+        Ok(_) => Ok(Redirect::to("/app/crm?ok=crm_import_started#crm-import").into_response()),
+        Err(CoreError::Invalid(errs)) => {
+            let integration = crm::get(&st.core, &actor).await?;
+            let mut import = import_card(&st, &ctx, Some(f.days.as_str())).await?;
+            import.days = f.days;
+            Ok(render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                CrmTpl {
+                    p: Page::new(&ctx, "crm").errors(errs),
+                    configured: st.core.config.amocrm.is_some(),
+                    integration,
+                    import,
+                },
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -94,12 +188,14 @@ async fn refused(st: &AppState, ctx: &Ctx, e: CoreError) -> Result<Response, App
     let integration = crm::get(&st.core, &ctx.actor()?).await?;
     let p = Page::new(ctx, "crm").errors(errs);
     let configured = st.core.config.amocrm.is_some();
+    let import = import_card(st, ctx, None).await?;
     Ok(render_status(
         StatusCode::UNPROCESSABLE_ENTITY,
         CrmTpl {
             p,
             configured,
             integration,
+            import,
         },
     ))
 }

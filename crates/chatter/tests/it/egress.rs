@@ -4,7 +4,7 @@
 //! guard or while private targets were allowed); redirects are not followed; the delivery log
 //! keeps the status and timing, never the receiver's answer.
 
-use crate::api_source::{attr_after, company_with_api_source, message_body, now_secs, post_signed};
+use crate::api_source::{company_with_api_source, message_body, now_secs, post_signed};
 use crate::messages::eventually;
 use chatter_core::sources::api as api_source;
 use chatter_core::{Actor, CoreConfig, ReqMeta};
@@ -53,22 +53,8 @@ async fn stored_url(app: &TestApp, id: &str) -> Option<String> {
     api_source::settings_of(&s).webhook_url
 }
 
-/// A company API key made in Settings.
 async fn api_key(s: &Session) -> String {
-    let r = s
-        .post_from(
-            "/app/settings",
-            "/app/settings/api-keys",
-            &[("name", "ssrf")],
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    attr_after(
-        &r.text().await.expect("body"),
-        "id=\"new-api-key\"",
-        "value",
-    )
-    .to_string()
+    crate::api::create_key(s, "ssrf").await
 }
 
 #[tokio::test]

@@ -222,3 +222,52 @@ async fn the_live_stream_delivers_every_committed_event_once_in_commit_order() {
         delays.last().copied().unwrap_or_default(),
     );
 }
+
+/// A notification can be lost (a node killed between its commit and its NOTIFY, a listener
+/// reconnecting): the event is in the log, and an idle stream reads it anyway after its idle
+/// recheck (`Reader::IDLE_RECHECK`, shortened here), even when the caller cancels its wait
+/// more often than that (the SSE endpoint does, every 2 s, to check the session).
+#[tokio::test]
+async fn an_event_whose_notification_was_lost_still_reaches_the_stream() {
+    let db = TestDb::new().await;
+    let hub = Arc::new(EventHub::default());
+    let company = CompanyId(uuid::Uuid::now_v7());
+    let start = events::newest(&db.db, company.0).await.expect("newest");
+    let mut reader = Reader::new(&hub, company, start).idle_recheck(Duration::from_millis(600));
+    reader.changed().await.expect("hub");
+    assert!(reader.read(&db.db).await.expect("read").is_empty());
+
+    let txn = db.db.begin().await.expect("begin");
+    let mut pending = Pending::default();
+    events::emit(
+        &txn,
+        &mut pending,
+        company,
+        "test",
+        serde_json::json!({"lost": true}),
+        0,
+    )
+    .await
+    .expect("emit");
+    txn.commit().await.expect("commit");
+    // Nobody is told: no `pending.flush`, no NOTIFY.
+    drop(pending);
+
+    let woken = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            // Cancelled every 200 ms, as the SSE loop's other branches do.
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), reader.changed()).await
+            {
+                r.expect("hub");
+                let evs = reader.read(&db.db).await.expect("read");
+                if !evs.is_empty() {
+                    return evs;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the event was read without a notification");
+    assert_eq!(woken.len(), 1);
+    assert_eq!(woken[0].1.kind, "test");
+}

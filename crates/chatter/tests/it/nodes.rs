@@ -107,7 +107,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     };
     let (all, _) = migrations(&db).await;
     // The newest migration undone by hand, as a database of the previous release has it.
-    let newest = "m0037_source_logins";
+    let newest = "m0043_crm_imports";
     let last: String = db
         .db
         .query_one(sea_orm::Statement::from_string(
@@ -125,7 +125,8 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
     );
     db.db
         .execute_unprepared(&format!(
-            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE source_logins;"
+            "DELETE FROM seaql_migrations WHERE version = '{newest}'; DROP TABLE crm_imports; \
+             DROP INDEX ix_crm_outbox_import; ALTER TABLE crm_outbox DROP COLUMN import_id;"
         ))
         .await
         .expect("undo the newest migration");

@@ -117,6 +117,7 @@ const ROUTES: &[Route] = &[
     r(Post, "/app/crm/connect", MANAGE, &[], &[303]),
     r(Post, "/app/crm/sync", MANAGE, &[], &[404]),
     r(Post, "/app/crm/disconnect", MANAGE, &[], &[404]),
+    r(Post, "/app/crm/import", MANAGE, &[("days", "14")], &[404]),
     r(Get,  "/crm/amocrm/callback", MANAGE, &[], &[422]),
     r(Get,  "/app/crm/settings", READ, &[], &[303]),
     r(Post, "/app/crm/settings", MANAGE, &[("pipeline_id", "")], &[404]),
@@ -320,6 +321,8 @@ const ROUTES: &[Route] = &[
     r(Delete, "/api/v1/sources/{tgp}/login", ApiKey, &[], &[204]),
     r(Get,  "/api/v1/crm/responsible-sync", ApiKey, &[], &[200]),
     r(Put,  "/api/v1/crm/responsible-sync", ApiKey, &[], &[422]),
+    r(Get,  "/api/v1/crm/import", ApiKey, &[], &[404]),
+    r(Post, "/api/v1/crm/import", ApiKey, &[], &[422]),
     // Undelivered events (issue 9, item 2): `{source}` is no dead letter.
     r(Get,  "/app/settings/dead-letters", MANAGE, &[], &[200]),
     r(Post, "/app/settings/dead-letters/{source}/retry", MANAGE, &[], &[404]),

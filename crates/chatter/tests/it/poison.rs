@@ -11,23 +11,8 @@ use chatter_fakes::CustomerMessage;
 use chatter_testkit::{Session, TestApp};
 use serde_json::{json, Value};
 
-/// Creates an API key in Settings; returns it.
 async fn api_key(s: &Session) -> String {
-    let r = s
-        .post_from(
-            "/app/settings",
-            "/app/settings/api-keys",
-            &[("name", "poison")],
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let page = r.text().await.expect("body");
-    let at = page
-        .find("id=\"new-api-key\"")
-        .expect("the new key is shown");
-    let tag = &page[page[..at].rfind('<').expect("tag")..];
-    let v = &tag[tag.find("value=\"").expect("value") + 7..];
-    v[..v.find('"').expect("quote")].to_string()
+    crate::api::create_key(s, "poison").await
 }
 
 fn bearer(key: &str) -> String {

@@ -93,20 +93,7 @@ async fn reports_give_the_known_times_per_source_manager_and_day() {
     }
 
     // The same through the API, with an owner's key.
-    let r = s
-        .post_from(
-            "/app/settings",
-            "/app/settings/api-keys",
-            &[("name", "reports")],
-        )
-        .await;
-    let page = r.text().await.expect("body");
-    let key = page
-        .split("chk_")
-        .nth(1)
-        .and_then(|x| x.split('"').next())
-        .map(|k| format!("chk_{k}"))
-        .expect("the new key");
+    let key = crate::api::create_key(&s, "reports").await;
     let api = |path: &str| {
         reqwest::Client::new()
             .get(app.at(path))
@@ -300,20 +287,7 @@ async fn the_chart_keeps_finished_days_and_follows_the_company_day() {
             .any(|c| c == "getUpdates")
     })
     .await;
-    let r = s
-        .post_from(
-            "/app/settings",
-            "/app/settings/api-keys",
-            &[("name", "chart")],
-        )
-        .await;
-    let page = r.text().await.expect("body");
-    let key = page
-        .split("chk_")
-        .nth(1)
-        .and_then(|x| x.split('"').next())
-        .map(|k| format!("chk_{k}"))
-        .expect("the new key");
+    let key = crate::api::create_key(&s, "chart").await;
     let chart = || async {
         let v: serde_json::Value = reqwest::Client::new()
             .get(app.at("/api/v1/dashboard"))

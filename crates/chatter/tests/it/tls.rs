@@ -12,7 +12,10 @@ use chatter_testkit::{Session, TestDb};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-#[tokio::test]
+// Two threads: `server.stop()` blocks this one while the client's connection task must keep
+// answering the server's HTTP/2 GOAWAY/PING, as a browser does; on one thread the node would
+// wait for that answer until its shutdown deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_directly_with_a_certificate_reloaded_without_dropping_live_streams() {
     let db = TestDb::new().await;
     let telegram = FakeTelegram::start().await.expect("Telegram fake");
@@ -144,6 +147,8 @@ async fn https_directly_with_a_certificate_reloaded_without_dropping_live_stream
     let token = prod::company_with_bot(&s, &telegram).await;
     let mut stream = s.get("/app/events").await;
     assert_eq!(stream.status(), 200);
+    // Over HTTP/2, as every browser negotiates it by ALPN.
+    assert_eq!(stream.version(), reqwest::Version::HTTP_2);
     assert_eq!(served_der(&stream), first.der);
 
     // A renewed pair, written as deployment tools do: new connections get it.

@@ -520,20 +520,7 @@ async fn the_dashboard_shows_the_teams_figures() {
         1
     );
     // The same figures through the API.
-    let r = s
-        .post_from(
-            "/app/settings",
-            "/app/settings/api-keys",
-            &[("name", "reports")],
-        )
-        .await;
-    let page = r.text().await.expect("body");
-    let key = page
-        .split("chk_")
-        .nth(1)
-        .and_then(|x| x.split('"').next())
-        .map(|k| format!("chk_{k}"))
-        .expect("the new key");
+    let key = crate::api::create_key(&s, "reports").await;
     let v: serde_json::Value = reqwest::Client::new()
         .get(app.at("/api/v1/dashboard"))
         .bearer_auth(&key)

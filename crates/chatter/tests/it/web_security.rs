@@ -197,18 +197,8 @@ async fn customer_files_never_run_in_chatters_origin() {
     }
 }
 
-/// Creates an API key in Settings; returns it.
 async fn api_key(s: &Session) -> String {
-    let r = s
-        .post_from("/app/settings", "/app/settings/api-keys", &[("name", "k")])
-        .await;
-    let page = r.text().await.expect("body");
-    let at = page.find("id=\"new-api-key\"").expect("the new key");
-    let tag = &page[page[..at].rfind('<').expect("tag start")..at];
-    let v = &tag[tag.find("value=\"").expect("value") + 7..];
-    let key = v[..v.find('"').expect("quote")].to_string();
-    assert!(key.starts_with("chk_"), "{key}");
-    key
+    crate::api::create_key(s, "k").await
 }
 
 #[tokio::test]

@@ -156,7 +156,7 @@ async fn attachment(
     let Some(blob) = t.file_blob.clone() else {
         return Ok((None, None));
     };
-    let Some(bytes) = crate::blobs::get(&core.config.data_dir, &blob).await else {
+    let Some(bytes) = crate::blobs::get(&core.blobs, &blob).await else {
         return Ok((None, Some(FILE_UNFIT)));
     };
     let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);

@@ -51,6 +51,7 @@ mod chats;
 mod deals;
 mod drain;
 mod health;
+pub mod import;
 mod lost;
 pub mod outbox;
 mod people;

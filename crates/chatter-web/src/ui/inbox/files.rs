@@ -23,7 +23,7 @@ pub(super) async fn file(
     let atts = attachments_of(&m);
     let a = atts.get(index).ok_or(CoreError::NotFound)?;
     let blob = a.blob.as_deref().ok_or(CoreError::NotFound)?;
-    let bytes = chatter_core::blobs::get(&st.core.config.data_dir, blob)
+    let bytes = chatter_core::blobs::get(&st.core.blobs, blob)
         .await
         .ok_or(CoreError::NotFound)?;
     // Never trust the provider's type: only bytes that are a raster picture are shown inline
