@@ -34,6 +34,7 @@ mod form_fill;
 mod fuzz_corpus;
 mod kinds_contract;
 mod labels;
+mod leads_cli;
 mod layers;
 mod live_order;
 mod max;
