@@ -84,7 +84,13 @@ mod tests {
     #[test]
     fn precision_recall_and_f1_of_known_counts() {
         let mut m = Metrics::default();
-        for (p, a) in [(true, true), (true, true), (true, false), (false, true), (false, false)] {
+        for (p, a) in [
+            (true, true),
+            (true, true),
+            (true, false),
+            (false, true),
+            (false, false),
+        ] {
             m.add(p, a);
         }
         assert_eq!(m.total(), 5);

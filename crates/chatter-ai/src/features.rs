@@ -128,7 +128,11 @@ pub fn extract(text: &str, bits: u8) -> Extracted {
         });
     }
     for intent in intents(text, &folded, &words, &stems) {
-        push(fnv(b'i', &[&[intent.key()]]), INTENT_WEIGHT, Origin::Intent(intent));
+        push(
+            fnv(b'i', &[&[intent.key()]]),
+            INTENT_WEIGHT,
+            Origin::Intent(intent),
+        );
     }
     let norm = features
         .iter()
@@ -192,8 +196,28 @@ fn fnv(namespace: u8, parts: &[&[u8]]) -> u64 {
 }
 
 const FIRST_PERSON: &[&str] = &[
-    "я", "мне", "меня", "мы", "нам", "нас", "мой", "моя", "мою", "наш", "наша", "нашу", "ищу",
-    "ищем", "сниму", "куплю", "хочу", "хотим", "нужен", "нужна", "нужно", "нужны",
+    "я",
+    "мне",
+    "меня",
+    "мы",
+    "нам",
+    "нас",
+    "мой",
+    "моя",
+    "мою",
+    "наш",
+    "наша",
+    "нашу",
+    "ищу",
+    "ищем",
+    "сниму",
+    "куплю",
+    "хочу",
+    "хотим",
+    "нужен",
+    "нужна",
+    "нужно",
+    "нужны",
 ];
 const NEED: &[&str] = &["нужен", "нужна", "нужно", "нужны", "надо", "требуется"];
 const ADVICE: &[&str] = &[
@@ -207,14 +231,46 @@ const ADVICE: &[&str] = &[
 const BUDGET: &[&str] = &["бюджет", "сколько", "цена", "расценки", "стоит", "возьмете"];
 /// Stems of a seller's nouns and adverbs ("скидка", "гарантия", "недорого").
 const OFFER_STEMS: &[&str] = &[
-    "предлага", "звон", "скидк", "акц", "гарант", "недорог", "выезд", "портфол", "записыва",
-    "приглаша", "услуг", "бесплатн", "прайс", "отзыв", "договор", "качествен",
+    "предлага",
+    "звон",
+    "скидк",
+    "акц",
+    "гарант",
+    "недорог",
+    "выезд",
+    "портфол",
+    "записыва",
+    "приглаша",
+    "услуг",
+    "бесплатн",
+    "прайс",
+    "отзыв",
+    "договор",
+    "качествен",
 ];
 /// A seller's verbs in the first person: "сделаем", not the buyer's "кто сделает".
 const OFFER_WORDS: &[&str] = &[
-    "сделаем", "сделаю", "выполним", "выполню", "помогу", "поможем", "решу", "решим", "создаю",
-    "создаем", "делаем", "готовлю", "работаем", "приеду", "подъеду", "уберу", "взыщем",
-    "продаю", "сдам", "сдается", "сдаю",
+    "сделаем",
+    "сделаю",
+    "выполним",
+    "выполню",
+    "помогу",
+    "поможем",
+    "решу",
+    "решим",
+    "создаю",
+    "создаем",
+    "делаем",
+    "готовлю",
+    "работаем",
+    "приеду",
+    "подъеду",
+    "уберу",
+    "взыщем",
+    "продаю",
+    "сдам",
+    "сдается",
+    "сдаю",
 ];
 const VACANCY: &[&str] = &[
     "вакансия",
@@ -390,11 +446,21 @@ mod tests {
     #[test]
     fn requests_and_ads_show_their_intents() {
         let request = intents_of("Кто сделает лендинг за неделю? Бюджет 30к");
-        for i in [Intent::Question, Intent::WhoCan, Intent::Budget, Intent::Price] {
+        for i in [
+            Intent::Question,
+            Intent::WhoCan,
+            Intent::Budget,
+            Intent::Price,
+        ] {
             assert!(request.contains(&i), "{i:?} in {request:?}");
         }
         let ad = intents_of("Сантехник с опытом 10 лет. Звоните +7 916 204-18-33!");
-        for i in [Intent::Experience, Intent::Phone, Intent::Offer, Intent::Exclaim] {
+        for i in [
+            Intent::Experience,
+            Intent::Phone,
+            Intent::Offer,
+            Intent::Exclaim,
+        ] {
             assert!(ad.contains(&i), "{i:?} in {ad:?}");
         }
         assert!(!ad.contains(&Intent::Question));
@@ -410,7 +476,9 @@ mod tests {
         assert!((norm - 1.0).abs() < 1e-4, "{norm}");
         assert_eq!(e.words, ["нужен", "сантехник", "елки"]);
         let mut grams = Vec::new();
-        trigrams("кот", |g| grams.push(String::from_utf8_lossy(g).into_owned()));
+        trigrams("кот", |g| {
+            grams.push(String::from_utf8_lossy(g).into_owned())
+        });
         assert_eq!(grams, [" ко", "кот", "от "]);
         let empty = extract("", DEFAULT_BITS);
         assert_eq!(empty.features.len(), 1, "only the short-message intent");

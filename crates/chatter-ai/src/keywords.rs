@@ -54,10 +54,17 @@ pub struct KeywordError {
 pub enum KeywordVerdict {
     /// Passes on to the classifier; the entries that matched (keywords as written, regexes as
     /// `/pattern/`), empty when the rules have neither keywords nor regexes.
-    Candidate { matched: Vec<String> },
-    TooShort { length: usize, minimum: usize },
+    Candidate {
+        matched: Vec<String>,
+    },
+    TooShort {
+        length: usize,
+        minimum: usize,
+    },
     /// A stop-word matched (as written in the rules).
-    Stopped { stop_word: String },
+    Stopped {
+        stop_word: String,
+    },
     NoMatch,
 }
 
@@ -366,7 +373,10 @@ mod tests {
         let m = matcher(&["сантехник", "ёлка", "плитка"], &[], &[], 0);
         assert_eq!(matched(&m, "Ищу сантехника на завтра"), ["сантехник"]);
         assert_eq!(matched(&m, "Сантехнику позвонили?"), ["сантехник"]);
-        assert_eq!(matched(&m, "купили ЕЛКУ и плиткой обложили"), ["ёлка", "плитка"]);
+        assert_eq!(
+            matched(&m, "купили ЕЛКУ и плиткой обложили"),
+            ["ёлка", "плитка"]
+        );
         assert_eq!(m.check("Ищу электрика"), KeywordVerdict::NoMatch);
         // A word that starts like the stem but stems differently does not match.
         assert_eq!(m.check("сантехническая смесь"), KeywordVerdict::NoMatch);
@@ -419,7 +429,10 @@ mod tests {
             matched(&m, "Кто возьмётся перенести радиатор?"),
             [r"/кто\s+(сделает|возьм[её]тся)/"]
         );
-        assert_eq!(m.check("Кто знает, когда дадут воду?"), KeywordVerdict::NoMatch);
+        assert_eq!(
+            m.check("Кто знает, когда дадут воду?"),
+            KeywordVerdict::NoMatch
+        );
         let errors = KeywordMatcher::compile(&KeywordRules {
             keywords: vec!["сантехник".into()],
             regexes: vec!["ok".into(), "(ремонт|отделка".into()],
@@ -450,7 +463,12 @@ mod tests {
         let places: Vec<(&str, usize)> = errors.iter().map(|e| (e.field, e.index)).collect();
         assert_eq!(
             places,
-            [("keywords", 0), ("keywords", 1), ("keywords", 2), ("stop_words", 0)]
+            [
+                ("keywords", 0),
+                ("keywords", 1),
+                ("keywords", 2),
+                ("stop_words", 0)
+            ]
         );
     }
 

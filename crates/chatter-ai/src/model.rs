@@ -160,11 +160,9 @@ impl LeadModel {
             let label = match f.origin {
                 Origin::Intent(i) => i.label().to_owned(),
                 Origin::Word(n) => format!("«{}»", e.words[n as usize]),
-                Origin::Bigram(n) => format!(
-                    "«{} {}»",
-                    e.words[n as usize],
-                    e.words[n as usize + 1]
-                ),
+                Origin::Bigram(n) => {
+                    format!("«{} {}»", e.words[n as usize], e.words[n as usize + 1])
+                }
             };
             match parts.iter_mut().find(|(l, _)| *l == label) {
                 Some((_, sum)) => *sum += c,
@@ -229,7 +227,9 @@ impl LeadModel {
         };
         let marks = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
         let bias = f32_at(10);
-        let weights: Vec<f32> = (0..1usize << bits).map(|i| f32_at(HEADER + i * 4)).collect();
+        let weights: Vec<f32> = (0..1usize << bits)
+            .map(|i| f32_at(HEADER + i * 4))
+            .collect();
         if !bias.is_finite() || weights.iter().any(|w| !w.is_finite()) {
             return Err(ModelError::NotFinite);
         }

@@ -63,9 +63,8 @@ pub fn left_out_niche(niche: &str, marks: usize) -> Vec<crate::eval::Metrics> {
     let own: Vec<&Labelled> = rows.iter().filter(|r| r.niche == niche).collect();
     let (marked, later) = own.split_at(marks.min(own.len()));
     let mut model = train_on(&others);
-    let judge = |m: &LeadModel| {
-        crate::eval::evaluate(m, later.iter().map(|r| (r.text.as_str(), r.lead)))
-    };
+    let judge =
+        |m: &LeadModel| crate::eval::evaluate(m, later.iter().map(|r| (r.text.as_str(), r.lead)));
     let before = judge(&model);
     for r in marked {
         model.learn(&r.text, r.lead);
@@ -77,7 +76,10 @@ pub fn left_out_niche(niche: &str, marks: usize) -> Vec<crate::eval::Metrics> {
 pub fn every_niche_left_out(marks: usize) -> (crate::eval::Metrics, crate::eval::Metrics) {
     let niches: std::collections::BTreeSet<&str> =
         fixtures().iter().map(|r| r.niche.as_str()).collect();
-    let (mut before, mut after) = (crate::eval::Metrics::default(), crate::eval::Metrics::default());
+    let (mut before, mut after) = (
+        crate::eval::Metrics::default(),
+        crate::eval::Metrics::default(),
+    );
     for niche in niches {
         let m = left_out_niche(niche, marks);
         before.merge(&m[0]);
@@ -96,8 +98,8 @@ pub fn builtin() -> &'static LeadModel {
 mod tests {
     use super::*;
     use crate::eval::evaluate;
-    use crate::{LeadClassifier, Trainable};
     use crate::model::LeadModel;
+    use crate::{LeadClassifier, Trainable};
 
     #[test]
     fn the_fixture_set_has_what_its_readme_promises() {
@@ -120,7 +122,11 @@ mod tests {
         let model = train_on(train);
         let m = evaluate(&model, test.iter().map(|r| (r.text.as_str(), r.lead)));
         assert!(m.total() >= 180, "{m:?}");
-        assert!(m.precision() >= 0.9, "precision {:.3}: {m:?}", m.precision());
+        assert!(
+            m.precision() >= 0.9,
+            "precision {:.3}: {m:?}",
+            m.precision()
+        );
         assert!(m.recall() >= 0.9, "recall {:.3}: {m:?}", m.recall());
     }
 
@@ -131,7 +137,10 @@ mod tests {
         let (before, after) = every_niche_left_out(50);
         eprintln!("before {before:?} after {after:?}");
         assert!(before.total() >= 150, "{before:?}");
-        assert!(after.f1() >= before.f1(), "before {before:?} after {after:?}");
+        assert!(
+            after.f1() >= before.f1(),
+            "before {before:?} after {after:?}"
+        );
         assert!(after.f1() >= 0.85, "after {after:?}");
     }
 
@@ -144,7 +153,11 @@ mod tests {
         while model.classify(text).lead == first.lead {
             model.learn(text, !first.lead);
             marks += 1;
-            assert!(marks <= 10, "still {:?} after 10 marks", model.classify(text));
+            assert!(
+                marks <= 10,
+                "still {:?} after 10 marks",
+                model.classify(text)
+            );
         }
         assert_eq!(model.marks(), marks);
         eprintln!("flipped after {marks} marks");
@@ -157,12 +170,24 @@ mod tests {
         let model = builtin();
         let request = model.classify("Кто сделает лендинг за неделю? Бюджет 30 тысяч");
         assert!(request.lead, "{request:?}");
-        assert!(request.reason.contains("вопрос «кто сделает»"), "{request:?}");
-        assert!(request.reason.starts_with("похоже на запрос клиента: "), "{request:?}");
+        assert!(
+            request.reason.contains("вопрос «кто сделает»"),
+            "{request:?}"
+        );
+        assert!(
+            request.reason.starts_with("похоже на запрос клиента: "),
+            "{request:?}"
+        );
         let ad = model.classify("Создаю сайты на Тильде от 5000 ₽, звоните +7 916 204-18-33");
         assert!(!ad.lead && ad.score < 0.3, "{ad:?}");
-        assert!(ad.reason.starts_with("не похоже на запрос клиента: "), "{ad:?}");
-        assert!(ad.reason.contains("номер телефона") || ad.reason.contains("«звоните»"), "{ad:?}");
+        assert!(
+            ad.reason.starts_with("не похоже на запрос клиента: "),
+            "{ad:?}"
+        );
+        assert!(
+            ad.reason.contains("номер телефона") || ad.reason.contains("«звоните»"),
+            "{ad:?}"
+        );
     }
 
     #[test]

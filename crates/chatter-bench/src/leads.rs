@@ -55,7 +55,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let matcher = KeywordMatcher::compile(&plumbing_rules())
         .map_err(|e| anyhow::anyhow!("{e:?}"))
         .context("compile the bench's keyword rules")?;
-    let candidates = texts.iter().filter(|t| matcher.check(t).is_candidate()).count();
+    let candidates = texts
+        .iter()
+        .filter(|t| matcher.check(t).is_candidate())
+        .count();
     let model = chatter_ai::prior::builtin();
     let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
     println!(

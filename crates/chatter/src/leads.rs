@@ -182,8 +182,7 @@ fn labelled(file: &Path) -> anyhow::Result<(Vec<(String, bool)>, Skipped, usize)
     let mut lines = 0;
     for (number, object) in objects(reader) {
         lines += 1;
-        let usable =
-            object.and_then(|map| Ok((text_of(&map)?.to_owned(), label_of(&map)?)));
+        let usable = object.and_then(|map| Ok((text_of(&map)?.to_owned(), label_of(&map)?)));
         match usable {
             Ok(row) => rows.push(row),
             Err(what) => skipped.line(number, &what),

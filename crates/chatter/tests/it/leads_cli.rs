@@ -68,7 +68,10 @@ fn classify_answers_every_line_with_its_id_verdict_score_and_reason() {
         assert!(reason.contains("похоже на запрос клиента: "), "{l}");
     }
     assert!(
-        lines[1]["reason"].as_str().unwrap_or("").contains("номер телефона")
+        lines[1]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("номер телефона")
             || lines[1]["reason"].as_str().unwrap_or("").contains("опыт"),
         "the ad's reason names what gave it away: {}",
         lines[1]
@@ -85,10 +88,19 @@ fn eval_prints_precision_recall_and_f1_of_a_small_known_file() {
     let file = dir.path().join("labelled.jsonl");
     let rows = [
         (REQUEST, true),
-        ("Ищу репетитора по математике для сына, 8 класс, онлайн", true),
+        (
+            "Ищу репетитора по математике для сына, 8 класс, онлайн",
+            true,
+        ),
         (AD, false),
-        ("Грузоперевозки по городу и области! Газель, грузчики, 1200 ₽/час. Звоните", true),
-        ("Нужна газель с грузчиками завтра, переезд из однушки", false),
+        (
+            "Грузоперевозки по городу и области! Газель, грузчики, 1200 ₽/час. Звоните",
+            true,
+        ),
+        (
+            "Нужна газель с грузчиками завтра, переезд из однушки",
+            false,
+        ),
     ];
     let body: String = rows
         .iter()
@@ -120,7 +132,10 @@ fn bad_lines_are_named_by_number_and_the_rest_goes_on() {
         serde_json::json!({"id": 5, "text": AD}),
     );
     let out = leads(dir.path(), &["classify"], &input);
-    assert!(!out.status.success(), "bad lines make the exit status non-zero");
+    assert!(
+        !out.status.success(),
+        "bad lines make the exit status non-zero"
+    );
     let stderr = text(&out.stderr);
     for expected in [
         "line 2: is not JSON",
@@ -148,7 +163,11 @@ fn bad_lines_are_named_by_number_and_the_rest_goes_on() {
         "{}",
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("lines 1, leads 0"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("lines 1, leads 0"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -157,12 +176,21 @@ fn train_writes_a_model_that_classify_reads_and_a_bad_model_is_refused() {
     // A niche the built-in model knows nothing about: aquarium service. Requests and ads.
     let rows = [
         ("Нужен аквариумист почистить аквариум на 200 литров", true),
-        ("Кто обслуживает аквариумы? Рыбки болеют, нужен специалист", true),
+        (
+            "Кто обслуживает аквариумы? Рыбки болеют, нужен специалист",
+            true,
+        ),
         ("Ищу мастера запустить морской аквариум", true),
         ("Посоветуйте аквариумиста на регулярное обслуживание", true),
-        ("Обслуживание аквариумов! Чистка, запуск, лечение рыб. Звоните", false),
+        (
+            "Обслуживание аквариумов! Чистка, запуск, лечение рыб. Звоните",
+            false,
+        ),
         ("Продаю аквариум 100 литров с тумбой, недорого", false),
-        ("Аквариумист с опытом 10 лет, выезд по городу, скидки", false),
+        (
+            "Аквариумист с опытом 10 лет, выезд по городу, скидки",
+            false,
+        ),
         ("Какие рыбки уживаются с петушком? Просто интересно", false),
     ];
     let body: String = rows
@@ -215,5 +243,8 @@ fn train_writes_a_model_that_classify_reads_and_a_bad_model_is_refused() {
         stderr.contains("is not a usable model") && stderr.contains("not a Chatter lead model"),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty(), "nothing is classified with a bad model");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is classified with a bad model"
+    );
 }
