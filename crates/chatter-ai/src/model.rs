@@ -154,29 +154,51 @@ impl LeadModel {
     /// The features that pushed hardest towards the verdict, as a line of Russian: intents by
     /// their names, words and word pairs quoted as written.
     fn reason(&self, e: &Extracted, lead: bool) -> String {
-        let mut parts: Vec<(String, f32)> = Vec::new();
+        // Sum per word, word pair and intent first; only the winners are formatted.
+        let n = e.words.len();
+        let mut sums = vec![0.0f32; 2 * n];
+        let mut intents: Vec<(Origin, f32)> = Vec::new();
         for f in &e.features {
             let c = self.weights[f.index as usize] * f.value;
-            let label = match f.origin {
-                Origin::Intent(i) => i.label().to_owned(),
-                Origin::Word(n) => format!("«{}»", e.words[n as usize]),
-                Origin::Bigram(n) => {
-                    format!("«{} {}»", e.words[n as usize], e.words[n as usize + 1])
-                }
-            };
-            match parts.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, sum)) => *sum += c,
-                None => parts.push((label, c)),
+            match f.origin {
+                Origin::Word(i) => sums[i as usize] += c,
+                Origin::Bigram(i) => sums[n + i as usize] += c,
+                Origin::Intent(_) => intents.push((f.origin, c)),
             }
         }
         let sign = if lead { 1.0 } else { -1.0 };
-        parts.retain(|(_, c)| c * sign > 0.05);
-        parts.sort_by(|a, b| (b.1 * sign).total_cmp(&(a.1 * sign)));
-        let named: Vec<&str> = parts
+        let mut parts: Vec<(Origin, f32)> = sums
             .iter()
-            .take(REASON_PARTS)
-            .map(|(l, _)| l.as_str())
+            .enumerate()
+            .map(|(i, &c)| {
+                let at = (i % n.max(1)) as u16;
+                let origin = if i < n {
+                    Origin::Word(at)
+                } else {
+                    Origin::Bigram(at)
+                };
+                (origin, c)
+            })
+            .chain(intents)
+            .filter(|(_, c)| c * sign > 0.05)
             .collect();
+        parts.sort_by(|a, b| (b.1 * sign).total_cmp(&(a.1 * sign)));
+        let mut named: Vec<String> = Vec::with_capacity(REASON_PARTS);
+        for (origin, _) in parts {
+            let label = match origin {
+                Origin::Intent(i) => i.label().to_owned(),
+                Origin::Word(i) => format!("«{}»", e.words[i as usize]),
+                Origin::Bigram(i) => {
+                    format!("«{} {}»", e.words[i as usize], e.words[i as usize + 1])
+                }
+            };
+            if !named.contains(&label) {
+                named.push(label);
+                if named.len() == REASON_PARTS {
+                    break;
+                }
+            }
+        }
         let head = if lead {
             "похоже на запрос клиента"
         } else {

@@ -84,21 +84,25 @@ fn load(path: Option<&Path>) -> anyhow::Result<Cow<'static, LeadModel>> {
     Ok(Cow::Owned(model))
 }
 
-/// Problems with lines, counted and reported as they come.
+/// Lines read and the ones that could not be used, reported as they come.
 #[derive(Default)]
-struct Skipped(usize);
+struct Lines {
+    read: usize,
+    skipped: usize,
+}
 
-impl Skipped {
-    fn line(&mut self, number: usize, what: &str) {
-        self.0 += 1;
+impl Lines {
+    fn skip(&mut self, number: usize, what: &str) {
+        self.skipped += 1;
         eprintln!("line {number}: {what}; skipped");
     }
 
-    fn finish(self, lines: usize) -> anyhow::Result<()> {
-        if self.0 > 0 {
+    fn finish(self) -> anyhow::Result<()> {
+        if self.skipped > 0 {
             bail!(
-                "{} of {lines} lines were skipped (each is named above)",
-                self.0
+                "{} of {} lines were skipped (each is named above)",
+                self.skipped,
+                self.read
             );
         }
         Ok(())
@@ -146,10 +150,9 @@ fn label_of(map: &Map<String, Value>) -> Result<bool, String> {
 fn classify(model: &dyn LeadClassifier, input: impl BufRead) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut skipped = Skipped::default();
-    let mut lines = 0;
+    let mut lines = Lines::default();
     for (number, object) in objects(input) {
-        lines += 1;
+        lines.read += 1;
         let usable = object.and_then(|map| {
             let id = map.get("id").cloned().ok_or("has no \"id\"")?;
             let text = text_of(&map)?;
@@ -164,35 +167,34 @@ fn classify(model: &dyn LeadClassifier, input: impl BufRead) -> anyhow::Result<(
             Err(what) => {
                 // Keep stdout and stderr in order for someone watching both.
                 out.flush().context("write to standard output")?;
-                skipped.line(number, &what);
+                lines.skip(number, &what);
             }
         }
     }
     out.flush().context("write to standard output")?;
-    skipped.finish(lines)
+    lines.finish()
 }
 
 /// The labelled lines of a file; bad ones reported.
-fn labelled(file: &Path) -> anyhow::Result<(Vec<(String, bool)>, Skipped, usize)> {
+fn labelled(file: &Path) -> anyhow::Result<(Vec<(String, bool)>, Lines)> {
     let reader = std::io::BufReader::new(
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
     );
-    let mut skipped = Skipped::default();
+    let mut lines = Lines::default();
     let mut rows = Vec::new();
-    let mut lines = 0;
     for (number, object) in objects(reader) {
-        lines += 1;
+        lines.read += 1;
         let usable = object.and_then(|map| Ok((text_of(&map)?.to_owned(), label_of(&map)?)));
         match usable {
             Ok(row) => rows.push(row),
-            Err(what) => skipped.line(number, &what),
+            Err(what) => lines.skip(number, &what),
         }
     }
-    Ok((rows, skipped, lines))
+    Ok((rows, lines))
 }
 
 fn eval(model: &dyn LeadClassifier, file: &Path) -> anyhow::Result<()> {
-    let (rows, skipped, lines) = labelled(file)?;
+    let (rows, lines) = labelled(file)?;
     let mut m = Metrics::default();
     for (text, lead) in &rows {
         m.add(model.classify(text).lead, *lead);
@@ -206,11 +208,11 @@ fn eval(model: &dyn LeadClassifier, file: &Path) -> anyhow::Result<()> {
         "true positives {}, false positives {}, false negatives {}, true negatives {}",
         m.true_positive, m.false_positive, m.false_negative, m.true_negative
     );
-    skipped.finish(lines)
+    lines.finish()
 }
 
 fn train(file: &Path, out: &Path, epochs: usize, from_builtin: bool) -> anyhow::Result<()> {
-    let (rows, skipped, lines) = labelled(file)?;
+    let (rows, lines) = labelled(file)?;
     if rows.is_empty() {
         bail!(
             "{} has no usable labelled lines ({{\"text\": …, \"lead\": true|false}}); no model written",
@@ -234,5 +236,5 @@ fn train(file: &Path, out: &Path, epochs: usize, from_builtin: bool) -> anyhow::
         out.display(),
         bytes.len() / 1024
     );
-    skipped.finish(lines)
+    lines.finish()
 }
