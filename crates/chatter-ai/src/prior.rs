@@ -114,8 +114,8 @@ mod tests {
     }
 
     /// The time-ordered split the bench reports: train on the first 70%, test on the rest.
-    /// Measured 0.96 precision and 1.00 recall (69 of 69 requests, 3 false leads of 207
-    /// messages); the gate leaves a margin for feature tuning, and fails if the model breaks.
+    /// Measured 0.96 precision and 0.96 recall (204 messages); the gate leaves a margin for
+    /// feature tuning, and fails if the model breaks.
     #[test]
     fn quality_on_the_held_out_later_messages() {
         let (train, test) = time_split(fixtures(), 0.7);
@@ -144,14 +144,17 @@ mod tests {
         assert!(after.f1() >= 0.85, "after {after:?}");
     }
 
+    /// A real-estate agency wants owners who sell (their listings), which the prior calls ads:
+    /// a few marks turn a confident verdict, and the marks carry over to similar messages.
     #[test]
-    fn a_few_marks_flip_a_verdict() {
+    fn a_few_marks_flip_a_confident_verdict() {
         let mut model = builtin().clone();
-        let text = "Подскажите, нужно ли согласовывать перенос двери в ремонте?";
+        let text = "Продаю двушку без посредников, евроремонт, документы готовы";
         let first = model.classify(text);
+        assert!(!first.lead && first.score < 0.2, "{first:?}");
         let mut marks = 0;
-        while model.classify(text).lead == first.lead {
-            model.learn(text, !first.lead);
+        while !model.classify(text).lead {
+            model.learn(text, true);
             marks += 1;
             assert!(
                 marks <= 10,
@@ -159,10 +162,24 @@ mod tests {
                 model.classify(text)
             );
         }
+        assert!(
+            marks >= 2,
+            "one mark should not overturn a confident verdict"
+        );
         assert_eq!(model.marks(), marks);
-        eprintln!("flipped after {marks} marks");
-        // A related message moved too, an unrelated request did not.
+        let similar = "Продаю однушку без посредников, документы готовы";
+        assert!(
+            model.classify(similar).score > builtin().classify(similar).score + 0.2,
+            "{:?}",
+            model.classify(similar)
+        );
+        // Requests elsewhere are still requests, ads elsewhere still ads.
         assert!(model.classify("Нужен сантехник завтра, течёт кран").lead);
+        assert!(
+            !model
+                .classify("Грузоперевозки по городу! Газель, грузчики. Звоните")
+                .lead
+        );
     }
 
     #[test]

@@ -248,3 +248,22 @@ fn train_writes_a_model_that_classify_reads_and_a_bad_model_is_refused() {
         "nothing is classified with a bad model"
     );
 }
+
+#[test]
+fn help_lists_the_leads_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let help = crate::cli::run_ok(chatter(dir.path()).arg("--help"));
+    assert!(
+        help.lines().any(|l| l.trim_start().starts_with("leads ")),
+        "{help}"
+    );
+    let leads_help = crate::cli::run_ok(chatter(dir.path()).args(["leads", "--help"]));
+    for command in ["classify", "eval", "train"] {
+        assert!(
+            leads_help
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "{command} in:\n{leads_help}"
+        );
+    }
+}
