@@ -8,13 +8,16 @@
 //!   ([`features`]), trainable from marks and stored as bytes;
 //! - [`prior`]: the built-in model, trained on first use from the fixture set kept in this
 //!   crate (`fixtures/leads.jsonl`, labelling rules in `fixtures/README.md`);
-//! - [`eval`]: precision, recall and F1 of a classifier on labelled messages.
+//! - [`eval`]: precision, recall and F1 of a classifier on labelled messages;
+//! - [`llm`]: the optional OpenAI-compatible backend and the cascade that asks it only where
+//!   the embedded model is unsure.
 //!
-//! Pure computation: no database, no network, no clock.
+//! No database and no clock; the network only in [`llm`].
 
 pub mod eval;
 pub mod features;
 pub mod keywords;
+pub mod llm;
 pub mod model;
 pub mod prior;
 
