@@ -1,7 +1,8 @@
 //! The optional LLM backend (spec 2.2): any OpenAI-compatible chat-completions endpoint, and the
 //! [`Cascade`] that asks it only where the embedded model is unsure.
 //!
-//! - [`LlmClient`]: base URL, model, `Bearer` or `Api-Key` auth, a timeout; structured output
+//! - [`LlmClient`]: base URL, model, `Bearer` or `Api-Key` auth, extra headers, an extra root
+//!   CA, a timeout; structured output
 //!   asked as `json_schema`, falling back to `json_object` and then to a prompt-only request
 //!   when a server refuses the format with 400 (the fallback sticks for the client's life); the
 //!   answer parsed defensively (fenced or surrounded JSON, score clamped to 0..1); 429 and 5xx
@@ -62,6 +63,11 @@ pub struct LlmConfig {
     pub retries: u32,
     /// The longest `Retry-After` honoured; longer ones are given up on.
     pub max_retry_wait: Duration,
+    /// Sent with every request, e.g. Yandex's `x-folder-id` or `x-data-logging-enabled: false`.
+    pub extra_headers: Vec<(String, String)>,
+    /// A PEM root certificate trusted besides the usual ones (GigaChat's Russian Trusted Root
+    /// CA, a self-hosted server's own CA); verification stays on.
+    pub extra_root_ca_pem: Option<Vec<u8>>,
 }
 
 impl LlmConfig {
@@ -73,6 +79,8 @@ impl LlmConfig {
             timeout: Duration::from_secs(20),
             retries: 2,
             max_retry_wait: Duration::from_secs(10),
+            extra_headers: Vec::new(),
+            extra_root_ca_pem: None,
         }
     }
 }
@@ -112,8 +120,23 @@ pub struct LlmClient {
 
 impl LlmClient {
     pub fn new(config: LlmConfig) -> Result<LlmClient, LlmError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
+        let mut builder = reqwest::Client::builder().timeout(config.timeout);
+        if let Some(pem) = &config.extra_root_ca_pem {
+            let refused = |why: String| {
+                LlmError::Unreachable(format!("the extra root CA cannot be used: {why}"))
+            };
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| refused(e.to_string()))?;
+            if certificates.is_empty() {
+                return Err(refused(
+                    "no «-----BEGIN CERTIFICATE-----» block in it (give the CA in PEM)".into(),
+                ));
+            }
+            for ca in certificates {
+                builder = builder.add_root_certificate(ca);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| LlmError::Unreachable(e.to_string()))?;
         Ok(LlmClient {
@@ -182,20 +205,17 @@ impl LlmClient {
             LlmAuth::ApiKey(k) => format!("Api-Key {k}"),
         };
         let url = format!("{}/chat/completions", self.config.base_url);
-        let response = self
-            .http
-            .post(&url)
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| {
-                Failure::Final(if e.is_timeout() {
-                    LlmError::Timeout(self.config.timeout.as_millis() as u64)
-                } else {
-                    LlmError::Unreachable(e.to_string())
-                })
-            })?;
+        let mut request = self.http.post(&url).header("authorization", auth);
+        for (name, value) in &self.config.extra_headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request.json(&body).send().await.map_err(|e| {
+            Failure::Final(if e.is_timeout() {
+                LlmError::Timeout(self.config.timeout.as_millis() as u64)
+            } else {
+                LlmError::Unreachable(e.to_string())
+            })
+        })?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -42,9 +42,17 @@ async fn the_request_carries_the_model_the_schema_the_text_and_the_key() {
     assert_eq!(call.body["messages"][1]["role"], "user");
     assert_eq!(call.body["messages"][1]["content"], REQUEST);
 
-    let bearer = client(&fake, LlmAuth::Bearer("t-9".into()));
+    let mut config = LlmConfig::new(&fake.base_url(), "m", LlmAuth::Bearer("t-9".into()));
+    config.extra_headers = vec![("x-folder-id".into(), "b1g-folder".into())];
+    let bearer = LlmClient::new(config).expect("client");
     bearer.judge(REQUEST).await.expect("verdict");
     assert_eq!(fake.calls()[2].header("authorization"), Some("Bearer t-9"));
+    assert_eq!(fake.calls()[2].header("x-folder-id"), Some("b1g-folder"));
+
+    let mut bad_ca = LlmConfig::new(&fake.base_url(), "m", LlmAuth::Bearer("t".into()));
+    bad_ca.extra_root_ca_pem = Some(b"not a certificate".to_vec());
+    let refused = LlmClient::new(bad_ca).err().expect("a bad CA is refused");
+    assert!(refused.to_string().contains("extra root CA"), "{refused}");
 }
 
 #[tokio::test]
