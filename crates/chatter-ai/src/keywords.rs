@@ -92,12 +92,22 @@ impl Part {
             Part::Prefix(p) => word.starts_with(p.as_str()),
             Part::Stem(s) => {
                 let russian = word.chars().all(|c| matches!(c, 'а'..='я'));
-                // Russian stems are prefixes of their words (see the module header); other
-                // scripts are stemmed outright.
-                (!russian || word.starts_with(s.as_str())) && stem(word) == *s
+                // Russian stems are prefixes of their words (see the module header), and keep
+                // the word up to its first vowel (Snowball only cuts inside RV, the part after
+                // it): both are checked before stemming. Other scripts are stemmed outright.
+                let plausible = !russian
+                    || (word.starts_with(s.as_str()) && s.len() >= through_first_vowel(word));
+                plausible && stem(word) == *s
             }
         }
     }
+}
+
+/// Bytes of a Russian word up to and including its first vowel (all of it when it has none).
+fn through_first_vowel(word: &str) -> usize {
+    word.char_indices()
+        .find(|(_, c)| matches!(c, 'а' | 'е' | 'и' | 'о' | 'у' | 'ы' | 'э' | 'ю' | 'я'))
+        .map_or(word.len(), |(i, c)| i + c.len_utf8())
 }
 
 #[derive(Debug, Clone)]
@@ -106,11 +116,41 @@ struct Term {
     parts: Vec<Part>,
 }
 
-/// Terms indexed by the first letter of their first part.
+/// Terms indexed by the first letter of their first part: a direct table for Latin and
+/// Russian letters and digits (no hashing on the hot path), a map for anything else.
 #[derive(Debug, Clone, Default)]
 struct Terms {
     terms: Vec<Term>,
-    by_head: HashMap<char, Vec<usize>>,
+    by_slot: Vec<Vec<usize>>,
+    by_other: HashMap<char, Vec<usize>>,
+}
+
+/// Slots of the direct table: a–z, а–я, 0–9.
+const SLOTS: usize = 26 + 32 + 10;
+
+fn slot(c: char) -> Option<usize> {
+    match c {
+        'a'..='z' => Some(c as usize - 'a' as usize),
+        'а'..='я' => Some(26 + c as usize - 'а' as usize),
+        '0'..='9' => Some(58 + c as usize - '0' as usize),
+        _ => None,
+    }
+}
+
+/// The same folding as [`fold`] (lower case, ё → е), with a shortcut for ASCII and Russian
+/// letters, which are nearly all of a Russian chat message.
+fn fast_fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            'A'..='Z' => out.push(c.to_ascii_lowercase()),
+            'А'..='Я' => out.push(char::from_u32(c as u32 + 32).unwrap_or(c)),
+            'ё' | 'Ё' => out.push('е'),
+            c if c.is_ascii() || matches!(c, 'а'..='я') => out.push(c),
+            c => out.extend(c.to_lowercase().map(|l| if l == 'ё' { 'е' } else { l })),
+        }
+    }
+    out
 }
 
 impl Terms {
@@ -121,7 +161,14 @@ impl Terms {
             match parse_term(entry) {
                 Ok(term) => {
                     if let Some(head) = term.parts[0].head() {
-                        out.by_head.entry(head).or_default().push(out.terms.len());
+                        let at = out.terms.len();
+                        match slot(head) {
+                            Some(i) => {
+                                out.by_slot.resize(SLOTS, Vec::new());
+                                out.by_slot[i].push(at);
+                            }
+                            None => out.by_other.entry(head).or_default().push(at),
+                        }
                         out.terms.push(term);
                     }
                 }
@@ -153,7 +200,11 @@ impl Terms {
             let Some(head) = word.chars().next() else {
                 continue;
             };
-            let Some(candidates) = self.by_head.get(&head) else {
+            let candidates = match slot(head) {
+                Some(i) => self.by_slot.get(i),
+                None => self.by_other.get(&head),
+            };
+            let Some(candidates) = candidates else {
                 continue;
             };
             for &t in candidates {
@@ -269,7 +320,7 @@ impl KeywordMatcher {
                 };
             }
         }
-        let folded = fold(text);
+        let folded = fast_fold(text);
         let words: Vec<&str> = folded
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
@@ -470,6 +521,34 @@ mod tests {
                 ("stop_words", 0)
             ]
         );
+    }
+
+    /// The shortcut before stemming never rejects a word the stemmer would match.
+    #[test]
+    fn the_vowel_shortcut_agrees_with_the_stemmer() {
+        for r in crate::prior::fixtures() {
+            for w in fold(&r.text).split(|c: char| !c.is_alphanumeric()) {
+                if !w.is_empty() && w.chars().all(|c| matches!(c, 'а'..='я')) {
+                    let s = stem(w);
+                    assert!(
+                        w.starts_with(&s) && s.len() >= through_first_vowel(w),
+                        "{w} → {s}"
+                    );
+                }
+            }
+        }
+        let m = matcher(&["з/п"], &[], &[], 0);
+        assert!(m.check("з/п от 70 000").is_candidate());
+        assert_eq!(m.check("завтра заберу"), KeywordVerdict::NoMatch);
+    }
+
+    #[test]
+    fn the_fast_folding_is_the_domain_folding() {
+        for r in crate::prior::fixtures() {
+            assert_eq!(fast_fold(&r.text), fold(&r.text), "{}", r.text);
+        }
+        let odd = "ЁЛКА Straße İstanbul ΣΟΦΙΑ ǅ 💅 Ünïcödé";
+        assert_eq!(fast_fold(odd), fold(odd));
     }
 
     #[test]
