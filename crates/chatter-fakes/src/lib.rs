@@ -3,6 +3,7 @@
 
 pub mod amocrm;
 pub mod avito;
+pub mod llm;
 pub mod mail_page;
 pub mod max;
 pub mod phone_page;
@@ -18,6 +19,7 @@ pub mod whatsapp;
 
 pub use amocrm::{AccountId, FakeAmo, ManagerFile, RecordedRequest};
 pub use avito::FakeAvito;
+pub use llm::{FakeLlm, LlmCall, LlmFault};
 pub use max::FakeMax;
 pub use sms::{FakeSms, SmsCallback, SmsFailure, SmsSent};
 pub use sms_gateways::{

@@ -37,6 +37,7 @@ mod fuzz_corpus;
 mod kinds_contract;
 mod labels;
 mod layers;
+mod leads_cli;
 mod live_order;
 mod max;
 mod messages;
