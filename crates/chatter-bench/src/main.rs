@@ -12,6 +12,9 @@
 //! - `pollers`: memory of one node long-polling 1,000 bots;
 //! - `search`: full-text search p50/p99 over 1,000,000 messages of many companies (in process);
 //! - `auto-rules`: µs per inbound message to look at 100 auto-reply rules (in process);
+//! - `leads`: the Telegram parsing lead filter (chatter-ai) in process: keyword stage and
+//!   classifier messages/s on one core, precision/recall on a time-ordered held-out split and
+//!   on an unknown niche before and after 50 marks;
 //! - `stem`: nanoseconds per word of the routing rules' stemmer over the words of given texts;
 //! - `nodes`: two nodes on one PostgreSQL database: takeover after SIGKILL, SIGTERM with open
 //!   live streams, ingest on one node against two.
@@ -31,6 +34,7 @@
 //! target/release/chatter-bench search --messages 1000000
 //! target/release/chatter-bench search --database-url postgres://postgres@127.0.0.1:5432/search
 //! target/release/chatter-bench stem faq.ru.txt
+//! target/release/chatter-bench leads
 //! target/release/chatter-bench auto-rules --rules 100
 //! target/release/chatter-bench nodes --database-url postgres://postgres@127.0.0.1:5432/nodes
 //! ```
@@ -40,6 +44,7 @@ mod crm;
 mod figures;
 mod ingest;
 mod kinds;
+mod leads;
 mod nodes;
 mod pollers;
 mod read_latency;
@@ -108,6 +113,9 @@ enum Bench {
     /// Full-text search over 1,000,000 messages of many companies written into a fresh
     /// database: p50/p99 per kind of query.
     Search(search::Args),
+    /// The Telegram parsing lead filter: keyword stage and classifier msgs/s on one core,
+    /// quality on a held-out time-ordered split and on an unknown niche after 50 marks.
+    Leads(leads::Args),
     /// The routing rules' keyword stemmer: ns/word over the distinct words of given texts.
     Stem(stem::Args),
     /// Auto-reply rules: µs per inbound message to look at 100 rules, in process.
@@ -130,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Bench::Figures(a)) => figures::run(a).await,
         Some(Bench::Search(a)) => search::run(a).await,
         Some(Bench::Stem(a)) => stem::run(a),
+        Some(Bench::Leads(a)) => leads::run(a),
         Some(Bench::AutoRules(a)) => auto_rules::run(a),
         Some(Bench::Timers(a)) => timers::run(a).await,
         None => http(&args).await,

@@ -50,6 +50,9 @@ pub struct KindFacts {
     /// The translation key of the advice above the callback URLs a person pastes at the
     /// provider by hand (`Kind::manual_setup`); `None` when Chatter sets the provider up.
     pub setup_help_key: Option<&'static str>,
+    /// How an account is connected in steps (a code the provider sends, then a password)
+    /// rather than by one form; `None`: by its form, or not by people at all.
+    pub login: Option<LoginFlow>,
 }
 
 impl KindFacts {
@@ -69,8 +72,64 @@ impl KindFacts {
             offers_templates: false,
             shows_account: false,
             setup_help_key: None,
+            login: None,
         }
     }
+}
+
+/// A kind connected in steps (`KindFacts::login`): each step shows its fields, and what the
+/// person typed goes to `step` with what the earlier steps left (`LoginPending`, kept
+/// encrypted by the caller between requests and across restarts). The last step gives what to
+/// store, as a form would.
+pub struct LoginFlow {
+    /// The translation key of the help above step `step` (`""`: the first).
+    pub help_key: fn(&str) -> &'static str,
+    /// The fields of step `step` (`""`: the first).
+    pub fields: fn(&str) -> &'static [FormField],
+    /// The field errors about the whole login go to on step `step` (a provider that cannot be
+    /// reached, an account connected elsewhere).
+    pub main_field: fn(&str) -> &'static str,
+    /// Takes the values of the step `pending.step` and moves on.
+    pub step: LoginStep,
+}
+
+/// `LoginFlow::step`: a kind's login step, boxed so the flow can be a constant.
+pub type LoginStep = for<'a> fn(
+    &'a KindEnv,
+    &'a LoginPending,
+    &'a FormValues,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<LoginProgress, FormRefusal>> + Send + 'a>,
+>;
+
+/// Where a login in steps stands between two requests. `state` is the kind's own (the code's
+/// token, the application pair) and secret; `Debug` shows the step only.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoginPending {
+    /// The step to show next (`""`: the first).
+    pub step: String,
+    /// The kind's own memory of the earlier steps.
+    pub state: String,
+    /// Shown above the step's fields as is (the 2FA password's hint).
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Debug for LoginPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginPending")
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one login step led to.
+#[derive(Debug)]
+pub enum LoginProgress {
+    /// Another step, with what to keep until then.
+    Next(LoginPending),
+    /// Connected: what to store, as a validated form.
+    Done(Box<Validated>),
 }
 
 /// What a kind's provider takes as a file from the reply box (`KindFacts::files`).
@@ -238,6 +297,11 @@ pub trait Kind: Send + Sync {
         req: &HookRequest,
         creds: &HookCredentials,
     ) -> Result<HookOutcome, HookRefusal>;
+
+    /// How an account of this kind is connected in steps, if it is.
+    fn login(&self) -> Option<&'static LoginFlow> {
+        self.facts().login.as_ref()
+    }
 
     /// The fields of its add-source form, in order; empty when it has no such form.
     fn fields(&self) -> &'static [FormField] {
@@ -460,6 +524,7 @@ pub fn hook_url(base: &str, slug: &str, source_id: uuid::Uuid) -> String {
 /// Every kind Chatter connects, one line each.
 pub static KINDS: &[&dyn Kind] = &[
     &crate::telegram::TelegramKind,
+    &crate::telegram_personal::TelegramPersonalKind,
     &crate::vk::VkKind,
     &crate::max::MaxKind,
     &crate::avito::AvitoKind,
@@ -537,10 +602,10 @@ mod tests {
 
     #[test]
     fn every_kind_with_a_hook_is_registered_once() {
-        // Kinds 2 and 10 (personal Telegram, parsing) are not connectable yet.
+        // Kind 10 (Telegram parsing) is not connectable yet.
         let expected: HashSet<SourceKind> = SourceKind::ALL
             .into_iter()
-            .filter(|k| !matches!(k, SourceKind::TelegramPrivate | SourceKind::TelegramParsing))
+            .filter(|k| !matches!(k, SourceKind::TelegramParsing))
             .collect();
         let registered: Vec<SourceKind> = KINDS.iter().map(|k| k.source_kind()).collect();
         assert_eq!(registered.len(), expected.len(), "{registered:?}");
@@ -608,6 +673,12 @@ mod tests {
             facts,
             [
                 ("telegram", "Telegram", None, lease("telegram")),
+                (
+                    "telegram-personal",
+                    "Telegram",
+                    Some("sources.revoked_fix_tgp"),
+                    lease("telegram-personal")
+                ),
                 ("vk", "VK", Some("sources.revoked_fix_vk"), lease("vk")),
                 ("max", "Max", Some("sources.revoked_fix_max"), lease("max")),
                 (
@@ -638,6 +709,13 @@ mod tests {
             .map(|k| k.source_kind().id())
             .collect();
         assert_eq!(with_form, [1, 3, 4, 5, 7, 8]);
+        // Personal Telegram accounts connect by a login in steps instead.
+        let with_login: Vec<i32> = KINDS
+            .iter()
+            .filter(|k| k.login().is_some())
+            .map(|k| k.source_kind().id())
+            .collect();
+        assert_eq!(with_login, [2]);
         for k in KINDS.iter().filter(|k| !k.fields().is_empty()) {
             let names: HashSet<&str> = k.fields().iter().map(|f| f.name).collect();
             assert_eq!(names.len(), k.fields().len(), "{}", k.slug());
@@ -650,7 +728,7 @@ mod tests {
             .filter(|k| k.shows_account())
             .map(|k| k.slug())
             .collect();
-        assert_eq!(accounts, ["whatsapp", "sms"]);
+        assert_eq!(accounts, ["telegram-personal", "whatsapp", "sms"]);
         let whatsapp = kind_by_slug("whatsapp").expect("whatsapp");
         assert_eq!(
             whatsapp.reply_window(),
@@ -666,7 +744,8 @@ mod tests {
         };
         let names: Vec<Option<String>> = KINDS.iter().map(|k| k.default_name(&me)).collect();
         let at = Some("@shop_bot".to_owned());
-        assert_eq!(names, [at.clone(), None, at, None, None, None, None]);
+        // A personal account is named after its person (the name is there).
+        assert_eq!(names, [at.clone(), None, None, at, None, None, None, None]);
     }
 
     #[test]

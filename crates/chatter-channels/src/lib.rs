@@ -14,6 +14,7 @@ pub mod max;
 pub mod sms;
 mod source;
 pub mod telegram;
+pub mod telegram_personal;
 pub mod vk;
 pub mod whatsapp;
 
@@ -27,7 +28,8 @@ pub use env::{BuildError, KindEnv, Sleeper, TokioSleeper};
 pub use form::{FormField, FormRefusal, FormValues, Validated};
 pub use kind::{
     connected_kinds, hook_url, kind_by_slug, kind_of, kind_of_id, FileRules, HookAck,
-    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, KINDS, MB,
+    HookCredentials, HookMethod, HookOutcome, HookRefusal, HookRequest, Kind, LoginFlow,
+    LoginPending, LoginProgress, KINDS, MB,
 };
 pub use source::{Credentials, KindConfig, SourceSettings};
 /// A message template an account may send (WhatsApp's), as `Connector::templates` lists them.
@@ -147,6 +149,10 @@ pub enum InboundEvent {
         error: Option<String>,
         at: i64,
     },
+    /// A message the account's own person sent to the customer from another device (a
+    /// personal account's phone), mirrored as an outgoing message already sent. `sender` is
+    /// the customer the chat is with; its `external_id` is unique per source like any message.
+    Mirrored(InboundMessage),
     /// Something we do not handle (kept only as a cursor position).
     Ignored { reason: String },
 }
@@ -172,7 +178,7 @@ impl InboundEvent {
             opt(&mut c.title, f);
         }
         match self {
-            InboundEvent::Message(m) => {
+            InboundEvent::Message(m) | InboundEvent::Mirrored(m) => {
                 f(&mut m.external_id);
                 chat(&mut m.chat, f);
                 sender(&mut m.sender, f);
@@ -208,7 +214,7 @@ impl InboundEvent {
     /// The provider identifiers the event would be stored under (they are indexed).
     pub fn ids(&self) -> Vec<&str> {
         match self {
-            InboundEvent::Message(m) => {
+            InboundEvent::Message(m) | InboundEvent::Mirrored(m) => {
                 let mut v = vec![
                     m.external_id.as_str(),
                     m.chat.external_id.as_str(),

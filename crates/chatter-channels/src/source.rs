@@ -77,6 +77,7 @@ pub struct KindConfig {
     /// Long-poll wait in seconds for VK and Max.
     pub poll_timeout_secs: u32,
     pub telegram: crate::telegram::Config,
+    pub telegram_personal: crate::telegram_personal::Config,
     pub vk: crate::vk::Config,
     pub max: crate::max::Config,
     pub avito: crate::avito::Config,
@@ -90,6 +91,7 @@ impl Default for KindConfig {
             webhook_base: None,
             poll_timeout_secs: 25,
             telegram: crate::telegram::Config::default(),
+            telegram_personal: crate::telegram_personal::Config::default(),
             vk: crate::vk::Config::default(),
             max: crate::max::Config::default(),
             avito: crate::avito::Config::default(),

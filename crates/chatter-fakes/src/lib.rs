@@ -3,6 +3,7 @@
 
 pub mod amocrm;
 pub mod avito;
+pub mod llm;
 pub mod mail_page;
 pub mod max;
 pub mod phone_page;
@@ -11,12 +12,14 @@ pub mod sms;
 pub mod sms_gateways;
 pub mod smtp;
 pub mod telegram;
+pub mod telegram_personal;
 pub mod vk;
 pub mod website;
 pub mod whatsapp;
 
 pub use amocrm::{AccountId, FakeAmo, ManagerFile, RecordedRequest};
 pub use avito::FakeAvito;
+pub use llm::{FakeLlm, LlmCall, LlmFault};
 pub use max::FakeMax;
 pub use sms::{FakeSms, SmsCallback, SmsFailure, SmsSent};
 pub use sms_gateways::{
@@ -27,6 +30,7 @@ pub use telegram::{
     CustomerMessage, Delivery, Failure, FakeTelegram, GroupChat, SentFile, SentMessage,
     WebhookConfig,
 };
+pub use telegram_personal::{FakeTelegramPersonal, TgpSent};
 pub use vk::{
     FakeVk, VkCallbackServer, VkCustomerMessage, VkDelivery, VkFailure, VkGroup, VkSentFile,
     VkSentMessage,

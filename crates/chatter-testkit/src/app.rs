@@ -8,7 +8,8 @@ use chatter_core::jobs::BackgroundJob;
 use chatter_core::mailer::{SmtpConfig, SmtpMailer};
 use chatter_core::{Clock, Core, CoreConfig, ManualClock, Secret, Secrets, SystemClock};
 use chatter_fakes::{
-    FakeAmo, FakeAvito, FakeMax, FakeSms, FakeTelegram, FakeVk, FakeWhatsApp, SmtpCapture,
+    FakeAmo, FakeAvito, FakeMax, FakeSms, FakeTelegram, FakeTelegramPersonal, FakeVk, FakeWhatsApp,
+    SmtpCapture,
 };
 use chatter_web::server::{self, Server};
 use chatter_web::WebConfig;
@@ -28,6 +29,8 @@ pub struct TestApp {
     pub vk: FakeVk,
     /// The Max Bot API.
     pub max: FakeMax,
+    /// Telegram for personal accounts (the gateway's JSON protocol).
+    pub tgp: FakeTelegramPersonal,
     /// The Avito API.
     pub avito: FakeAvito,
     /// The WhatsApp Cloud API (Graph API).
@@ -127,6 +130,10 @@ impl TestAppBuilder {
         let avito = FakeAvito::start().await.expect("Avito fake starts");
         cfg.kinds.vk.api_base = vk.base_url();
         cfg.kinds.max.api_base = max.base_url();
+        let tgp = FakeTelegramPersonal::start()
+            .await
+            .expect("Telegram personal fake starts");
+        cfg.kinds.telegram_personal.gateway_url = Some(tgp.base_url());
         cfg.kinds.avito.api_base = avito.base_url();
         let whatsapp = FakeWhatsApp::start().await.expect("WhatsApp fake starts");
         let sms = FakeSms::start().await.expect("SMS fake starts");
@@ -221,6 +228,7 @@ impl TestAppBuilder {
             telegram_hook_base,
             vk,
             max,
+            tgp,
             avito,
             whatsapp,
             sms,

@@ -112,6 +112,7 @@ const TABLES: &[&[(&str, &str, &str)]] = &[
     crate::i18n_files::ENTRIES,
     crate::i18n_templates::ENTRIES,
     crate::i18n_sms15::ENTRIES,
+    crate::i18n_tgp::ENTRIES,
     crate::i18n_crm15::ENTRIES,
     crate::i18n_auto14::ENTRIES,
 ];

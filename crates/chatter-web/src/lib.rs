@@ -23,6 +23,7 @@ mod i18n_sms15;
 mod i18n_sources;
 mod i18n_table;
 mod i18n_templates;
+mod i18n_tgp;
 pub mod media;
 pub mod ops;
 pub mod redirect;

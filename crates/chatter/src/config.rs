@@ -49,6 +49,9 @@ pub struct Config {
     pub avito: AvitoSection,
     pub whatsapp: WhatsappSection,
     pub sms: SmsSection,
+    /// Telegram personal accounts (kind 2).
+    #[serde(default)]
+    pub telegram_personal: TelegramPersonalSection,
     /// Let URLs people type (an API source's webhook) reach loopback and private-network
     /// addresses. Off: only internet addresses (the guard against request forgery).
     pub allow_private_targets: bool,
@@ -108,6 +111,18 @@ pub struct WhatsappSection {
     pub api_base: String,
     /// The Graph API version every call names (`v23.0`).
     pub api_version: String,
+}
+
+/// `[telegram_personal]`: where personal accounts' Telegram is reached.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct TelegramPersonalSection {
+    /// The base URL of a gateway speaking the fake's JSON protocol (`chatter demo`, tests).
+    /// Unset: MTProto itself, which this build does not include, so accounts cannot connect.
+    #[serde(default)]
+    pub gateway_url: Option<String>,
+    /// Private chats with other businesses' bots become conversations too (default: ignored).
+    #[serde(default)]
+    pub include_bots: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

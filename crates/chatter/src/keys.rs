@@ -55,6 +55,8 @@ pub const KNOWN: &[&str] = &[
     "sms.smsc_base",
     "sms.smsru_base",
     "sms.smsaero_base",
+    "telegram_personal.gateway_url",
+    "telegram_personal.include_bots",
     "allow_private_targets",
     "media_link_days",
     "tls.cert",

@@ -5,6 +5,7 @@ mod check;
 mod config;
 mod demo;
 mod keys;
+mod leads;
 mod notify;
 mod serve;
 
@@ -71,6 +72,12 @@ enum Command {
         command: BlobsCommand,
         #[command(flatten)]
         args: ServeArgs,
+    },
+    /// The lead classifier of Telegram parsing on JSON lines: classify, eval, train (no
+    /// configuration or database needed).
+    Leads {
+        #[command(subcommand)]
+        command: leads::LeadsCommand,
     },
     /// Administration.
     Admin {
@@ -152,7 +159,11 @@ fn init_logs(format: &str) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let command = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        // Before the configuration is read: the classifier needs none.
+        Command::Leads { command } => return leads::run(command),
+        other => other,
+    };
     let args = match &command {
         Command::Serve(a)
         | Command::Worker(a)
@@ -162,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore { args, .. }
         | Command::Admin { args, .. }
         | Command::Blobs { args, .. } => args.clone(),
+        Command::Leads { .. } => unreachable!("`leads` returns before the configuration is read"),
         Command::Demo(a) => {
             let mut a = a.clone();
             if a.data_dir.is_none() {
@@ -234,6 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ..
         } => migrate_blobs(&cfg, &to).await,
         Command::CheckConfig(_) => check_config(&cfg, &sources).await,
+        Command::Leads { .. } => unreachable!("`leads` returns before the configuration is read"),
     }
 }
 
@@ -334,6 +347,12 @@ pub(crate) async fn build_core(
     core_cfg.kinds.sms.smsc_base = cfg.sms.smsc_base.clone();
     core_cfg.kinds.sms.smsru_base = cfg.sms.smsru_base.clone();
     core_cfg.kinds.sms.smsaero_base = cfg.sms.smsaero_base.clone();
+    core_cfg.kinds.telegram_personal.gateway_url = cfg
+        .telegram_personal
+        .gateway_url
+        .clone()
+        .filter(|u| !u.trim().is_empty());
+    core_cfg.kinds.telegram_personal.include_bots = cfg.telegram_personal.include_bots;
     core_cfg.allow_private_targets = cfg.allow_private_targets;
     core_cfg.blobs = cfg.blobs.clone();
     core_cfg.media_link_ttl_ms = i64::from(cfg.media_link_days.clamp(1, 365)) * 24 * 3600 * 1000;

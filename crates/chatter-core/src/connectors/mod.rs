@@ -271,7 +271,7 @@ pub async fn name_senders(core: &Core, src: &source::Model, events: &mut [Inboun
 pub fn normalize(ev: &mut InboundEvent) {
     ev.for_each_text_mut(&mut chatter_domain::text::clean_in_place);
     let sender = match ev {
-        InboundEvent::Message(m) => &mut m.sender,
+        InboundEvent::Message(m) | InboundEvent::Mirrored(m) => &mut m.sender,
         InboundEvent::Blocked { sender, .. } => sender,
         _ => return,
     };

@@ -113,7 +113,7 @@ impl Ingester {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         src.id.hash(&mut h);
         match ev {
-            InboundEvent::Message(m) => m.chat.external_id.hash(&mut h),
+            InboundEvent::Message(m) | InboundEvent::Mirrored(m) => m.chat.external_id.hash(&mut h),
             InboundEvent::Blocked { chat, .. } => chat.external_id.hash(&mut h),
             InboundEvent::Status { external_id, .. } => external_id.hash(&mut h),
             InboundEvent::Ignored { .. } => {}

@@ -124,6 +124,7 @@ pub async fn ingest_in(
 ) -> Result<Ingested> {
     match ev {
         InboundEvent::Message(m) => ingest_message(conn, pending, src, m, now).await,
+        InboundEvent::Mirrored(m) => ingest_mirrored(conn, pending, src, m, now).await,
         InboundEvent::Blocked {
             chat,
             sender,
@@ -436,6 +437,74 @@ pub(super) async fn ingest_message(
         .await?;
     }
     Ok(Ingested::New(id))
+}
+
+/// A message the account's own person sent from another device (`InboundEvent::Mirrored`):
+/// stored once as an outgoing message already sent, so the inbox and the CRM show the whole
+/// dialog. Nothing becomes unread, the conversation keeps its status, no automation fires.
+pub(super) async fn ingest_mirrored(
+    conn: &impl ConnectionTrait,
+    pending: &mut Pending,
+    src: &source::Model,
+    m: &InboundMessage,
+    now: i64,
+) -> Result<Ingested> {
+    let (_, conv, _) = upsert_chat(conn, src, &m.chat, &m.sender, now).await?;
+    let id = MessageId::new();
+    let account = crate::connectors::model::settings_of(src).bot_name;
+    let n = message::Entity::insert(message::ActiveModel {
+        id: Set(id),
+        company_id: Set(src.company_id),
+        conversation_id: Set(conv.id),
+        source_id: Set(src.id),
+        direction: Set(Direction::Out),
+        external_id: Set(Some(m.external_id.clone())),
+        text: Set(m.text.clone()),
+        attachments: Set("[]".into()),
+        extra: Set(None),
+        sender_name: Set(account),
+        author_id: Set(None),
+        reply_to_id: Set(None),
+        reply_to_external_id: Set(m.reply_to_external_id.clone()),
+        status: Set(MessageStatus::Sent),
+        error: Set(None),
+        sent_parts: Set(serde_json::to_string(&[&m.external_id]).unwrap_or_else(|_| "[]".into())),
+        created_at: Set(now),
+        sent_at: Set(Some(m.sent_at)),
+        edited_at: Set(None),
+    })
+    .on_conflict(
+        OnConflict::columns([message::Column::SourceId, message::Column::ExternalId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    if n == 0 {
+        return Ok(Ingested::Duplicate);
+    }
+    chatter_store::search::index_messages(conn, &[(id, src.company_id, m.text.as_deref())]).await?;
+    conversation::Entity::update_many()
+        .col_expr(
+            conversation::Column::LastText,
+            Expr::value(preview(m.text.as_deref(), &m.attachments, false)),
+        )
+        .col_expr(conversation::Column::LastMessageAt, Expr::value(now))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
+        .filter(conversation::Column::Id.eq(conv.id))
+        .exec(conn)
+        .await?;
+    events::emit(
+        conn,
+        pending,
+        src.company_id,
+        "message",
+        serde_json::json!({"conversation_id": conv.id, "message_id": id}),
+        now,
+    )
+    .await?;
+    crate::crm::sync::outbox::enqueue_messages(conn, &[(src.company_id, conv.id, id)], now).await?;
+    Ok(Ingested::Other)
 }
 
 /// Stores a batch of events from one source in one transaction, with the new polling cursor.

@@ -5,6 +5,7 @@
 pub mod api;
 pub use crate::connectors::model::*;
 pub mod hooks;
+pub mod login;
 pub mod runtime;
 
 use crate::jobs::{BackgroundJob, JobOptions};
@@ -100,6 +101,20 @@ pub async fn add_source(
 ) -> Result<SourceId> {
     actor.require(Permission::Manage)?;
     let (kind, v) = validate(core, &new).await?;
+    store_new(core, actor, kind, name, v).await
+}
+
+/// Stores a source whose credentials the provider accepted (a validated form, or a login in
+/// steps that ended): refused when the same account is already connected here, or — for kinds
+/// connected by a login, where one account is one person — in another company.
+async fn store_new(
+    core: &Core,
+    actor: &Actor,
+    kind: &'static dyn Kind,
+    name: &str,
+    v: Validated,
+) -> Result<SourceId> {
+    let source_kind = kind.source_kind();
     let me = &v.identity;
     let name = match name.trim() {
         "" => match kind.default_name(me) {
@@ -107,7 +122,7 @@ pub async fn add_source(
             None if !text::one_line_lossy(&me.name, limits::SHORT_NAME).is_empty() => {
                 text::one_line_lossy(&me.name, limits::SHORT_NAME)
             }
-            None => format!("{} {}", new.kind.as_str(), me.id),
+            None => format!("{} {}", source_kind.as_str(), me.id),
         },
         n => {
             required_text("name", n, limits::SHORT_NAME).map_err(|e| CoreError::Invalid(vec![e]))?
@@ -115,22 +130,28 @@ pub async fn add_source(
     };
     let now = core.now();
     let txn = core.db.begin().await?;
-    let dup = source::Entity::find()
-        .filter(source::Column::CompanyId.eq(actor.company_id))
-        .filter(source::Column::Kind.eq(new.kind))
+    let same: Vec<source::Model> = source::Entity::find()
+        .filter(source::Column::Kind.eq(source_kind))
         .all(&txn)
         .await?
         .into_iter()
-        .any(|s| settings_of(&s).bot_id == me.id && s.status != DISABLED);
-    if dup {
+        .filter(|s| settings_of(s).bot_id == me.id && s.status != DISABLED)
+        .collect();
+    if same.iter().any(|s| s.company_id == actor.company_id) {
         return Err(CoreError::field(kind.main_field(), "err.bot_already_added"));
+    }
+    if let (Some(login), false) = (kind.login(), same.is_empty()) {
+        return Err(CoreError::field(
+            (login.main_field)(""),
+            "err.account_in_other_company",
+        ));
     }
     let settings = settings_from(&v);
     let id = SourceId::new();
     source::ActiveModel {
         id: Set(id),
         company_id: Set(actor.company_id),
-        kind: Set(new.kind),
+        kind: Set(source_kind),
         name: Set(name.clone()),
         secret: Set(Some(
             core.secrets.encrypt(
@@ -150,7 +171,7 @@ pub async fn add_source(
     .insert(&txn)
     .await?;
     let details =
-        serde_json::json!({"kind": new.kind.as_str(), "bot": me.username, "account": me.id});
+        serde_json::json!({"kind": source_kind.as_str(), "bot": me.username, "account": me.id});
     commit_with_setup(txn, actor, id, "source.create", &name, details, now).await?;
     core.jobs_notify.notify_waiters();
     Ok(id)

@@ -51,6 +51,7 @@ pub mod scheduled_reply;
 pub mod session;
 pub mod signup_confirmation;
 pub mod source;
+pub mod source_login;
 pub mod subscription;
 pub mod throttle;
 pub mod tls_certificate;

@@ -29,6 +29,7 @@ mod m0030_automatic_messages;
 mod m0031_event_tx;
 mod m0033_blobs;
 mod m0036_inbound_days;
+mod m0037_source_logins;
 mod m0040_billing;
 mod m0043_crm_imports;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0031_event_tx::Migration),
             Box::new(m0033_blobs::Migration),
             Box::new(m0036_inbound_days::Migration),
+            Box::new(m0037_source_logins::Migration),
             Box::new(m0040_billing::Migration),
             Box::new(m0043_crm_imports::Migration),
         ]

@@ -22,6 +22,7 @@ mod profile;
 mod reports;
 pub mod rules;
 mod settings;
+pub(crate) mod source_login;
 pub mod sources;
 mod team;
 mod templates;
@@ -69,6 +70,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crm_settings::routes())
         .merge(rules::routes())
         .merge(api_sources::routes())
+        .merge(source_login::routes())
         .merge(dead_letters::routes())
         .merge(operator::routes())
         .merge(billing::routes())

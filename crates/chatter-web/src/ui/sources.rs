@@ -204,16 +204,20 @@ struct Choice {
     href: String,
 }
 
-/// The kinds that have a form on the add page, in the registry's order, then the API source,
-/// which is added on a page of its own.
+/// The kinds that have a form on the add page or connect by a login in steps (a page flow of
+/// their own), in the registry's order, then the API source, which is added on a page of its
+/// own.
 fn choices() -> Vec<Choice> {
     let mut v: Vec<Choice> = chatter_channels::KINDS
         .iter()
-        .filter(|k| !k.fields().is_empty())
+        .filter(|k| !k.fields().is_empty() || k.login().is_some())
         .map(|k| Choice {
             id: k.source_kind().id(),
             label_key: k.label_key(),
-            href: format!("/app/sources/new?kind={}", k.source_kind().id()),
+            href: match k.login() {
+                Some(_) => format!("/app/sources/new/login/{}", k.slug()),
+                None => format!("/app/sources/new?kind={}", k.source_kind().id()),
+            },
         })
         .collect();
     v.push(Choice {

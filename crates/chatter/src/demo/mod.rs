@@ -3,10 +3,11 @@
 //! write to that bot over time (and sometimes answer a manager's reply), so a newcomer sees
 //! messages arrive live and replies reach the "customer's phone" with no real messenger. VK,
 //! Max and Avito are faked too, each with one connected source and one customer writing a
-//! short dialogue.
+//! short dialogue; so is Telegram for personal accounts, with one account connected.
 
 mod auto_replies;
 mod others;
+mod personal;
 mod photo;
 mod templates;
 
@@ -49,6 +50,8 @@ pub struct Fakes {
     /// The company's website: receives the API source's outgoing webhooks (managers' answers
     /// to its visitors) and shows them on its page.
     pub website: chatter_fakes::website::FakeWebsite,
+    /// Telegram for personal accounts (the gateway's JSON protocol), with the demo's accounts.
+    pub tgp: chatter_fakes::FakeTelegramPersonal,
     /// amoCRM with the demo account «Рога и Копыта CRM», its Chats API channel, and a page
     /// (`/ui/demo`) listing its deals where you answer customers as a manager.
     pub amo: FakeAmo,
@@ -84,6 +87,9 @@ impl Fakes {
             sms_gateways: chatter_fakes::FakeSmsGateways::start()
                 .await
                 .context("cannot start the demo SMS gateways")?,
+            tgp: chatter_fakes::FakeTelegramPersonal::start()
+                .await
+                .context("cannot start the demo Telegram for personal accounts")?,
             website: chatter_fakes::website::FakeWebsite::start()
                 .await
                 .context("cannot start the demo website")?,
@@ -116,6 +122,7 @@ impl Fakes {
         cfg.sms.smsc_base = self.sms_gateways.smsc_base_url();
         cfg.sms.smsru_base = self.sms_gateways.smsru_base_url();
         cfg.sms.smsaero_base = self.sms_gateways.smsaero_base_url();
+        cfg.telegram_personal.gateway_url = Some(self.tgp.base_url());
         // The demo's customer systems (the website's webhook receiver) live on loopback.
         cfg.allow_private_targets = true;
         // amoCRM: an integration registered at the fake, with a Chats API channel whose
@@ -199,6 +206,7 @@ impl Demo {
         let (stop, stopped) = watch::channel(false);
         let phone_url = format!("{}/phone", fakes.telegram.base_url());
         let others = connect_others(core, &actor, fakes, &phone_url).await?;
+        personal::connect_personal(core, &actor, fakes).await?;
         let phones_page = chatter_fakes::phone_page::PhonePage::start(others.phones.clone())
             .await
             .context("cannot start the demo's customers' phones page")?;
@@ -233,6 +241,7 @@ impl Demo {
             "amoCRM (fake): {} (connect it in Chatter: CRM → «Подключить amoCRM» → «Разрешить»)",
             self.crm_url
         );
+        println!("{}", personal::how_to_connect());
         println!(
             "Company website (simulated; shows the answers sent to its visitors): {}",
             self.website_url

@@ -287,6 +287,41 @@ async fn answers_reach_the_demo_website(demo: &mut Running, url: &str, key: &str
     }
 }
 
+/// The demo connects a Telegram personal account (its customer's message reaches the inbox)
+/// and prints what to type to connect a second one.
+async fn the_demos_personal_account_is_connected(demo: &mut Running, url: &str, key: &str) {
+    let line = demo.line_with("Telegram personal account to connect");
+    assert!(line.contains("api_hash") && line.contains("code"), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http()
+            .get(format!("{url}/api/v1/conversations?q=торт"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET /api/v1/conversations");
+        let body = r.text().await.expect("body");
+        let sources = http()
+            .get(format!("{url}/api/v1/sources"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET /api/v1/sources")
+            .text()
+            .await
+            .expect("body");
+        let connected = sources.contains("\"kind\":\"telegram_private\"");
+        if connected && body.contains("Ирина") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the personal account's customer never reached the inbox: {sources} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// The demo's phones page lists a customer of every messenger; writing as the SMS customer
 /// there reaches the inbox like a real SMS, and the manager's answer shows in that dialogue.
 async fn every_messengers_customer_writes_from_the_phones_page(
@@ -735,6 +770,7 @@ async fn demo_gives_a_working_api_key_and_admin_manages_keys() {
     the_demos_templates_render(&url, &key, &olga).await;
     answers_reach_the_demo_website(&mut demo, &url, &key).await;
     every_messengers_customer_writes_from_the_phones_page(&mut demo, &url, &key).await;
+    the_demos_personal_account_is_connected(&mut demo, &url, &key).await;
     the_demos_mail_can_be_read(&mut demo, &url).await;
     demo.stop();
 

@@ -63,11 +63,15 @@ impl Kind {
 }
 
 /// The rows and the registry name the same kinds: a kind registered without a row here (or a
-/// row for a kind no longer registered) fails.
+/// row for a kind no longer registered) fails. Kinds connected by a login in steps (Telegram
+/// personal accounts) take no hooks, so steps 1–2 cannot apply; `telegram_personal.rs` runs
+/// the rest of the scenario (stored once through a gap, replies in order through FLOOD_WAIT)
+/// against their fake.
 #[test]
 fn every_registered_kind_has_a_contract_row() {
     let mut registered: Vec<&str> = chatter_channels::kind::KINDS
         .iter()
+        .filter(|k| k.login().is_none())
         .map(|k| k.slug())
         .collect();
     let mut rows: Vec<&str> = Kind::ALL.iter().map(|k| k.slug()).collect();

@@ -171,7 +171,7 @@ async fn two_nodes_and_a_migrate_on_a_database_one_migration_behind_all_start() 
         .query_one(sea_orm::Statement::from_string(
             db.db.get_database_backend(),
             "SELECT count(*) AS n FROM information_schema.tables \
-             WHERE table_name = 'inbound_days'",
+             WHERE table_name = 'source_logins'",
         ))
         .await
         .expect("count the index")

@@ -251,6 +251,8 @@ const ROUTES: &[Route] = &[
     // `{source}` is a Telegram bot: the other kinds' hooks do not know it.
     r(Post, "/hooks/{vk}/{source}", Public, &[], &[404]),
     r(Post, "/hooks/{max}/{source}", Public, &[], &[404]),
+    // Personal accounts take no hooks at all: their runner pulls updates.
+    r(Post, "/hooks/{tgp}/{source}", Public, &[], &[404]),
     r(Post, "/hooks/{avito}/{source}/{zero}", Public, &[], &[404]),
     r(Get,  "/hooks/{whatsapp}/{source}", Public, &[], &[404]),
     r(Post, "/hooks/{whatsapp}/{source}", Public, &[], &[404]),
@@ -263,6 +265,10 @@ const ROUTES: &[Route] = &[
     // A signed file link without its signature.
     r(Get,  "/media/{msg}/{zero}", Public, &[], &[403]),
     r(Get,  "/app/sources/new/api", MANAGE, &[], &[200]),
+    // A login in steps (Telegram personal accounts): a wrong api_id is refused, nothing kept.
+    r(Get,  "/app/sources/new/login/{tgp}", MANAGE, &[], &[200]),
+    r(Post, "/app/sources/new/login/{tgp}", MANAGE, &[("tgp_api_id", "x")], &[422]),
+    r(Post, "/app/sources/new/login/{tgp}/restart", MANAGE, &[], &[303]),
     r(Get,  "/app/api-sources", Public, &[], &[303]),
     r(Post, "/app/api-sources", MANAGE, &[("name", "")], &[422]),
     r(Get,  "/app/api-sources/{api_source}", READ, &[], &[200]),
@@ -314,6 +320,9 @@ const ROUTES: &[Route] = &[
     r(Delete, "/api/v1/auto-replies/{no_label}", ApiKey, &[], &[404]),
     r(Post, "/api/v1/auto-replies/{no_label}/dry-run", ApiKey, &[], &[404, 422]),
     r(Put,  "/api/v1/sources/{source}/sms-price", ApiKey, &[], &[422]),
+    r(Get,  "/api/v1/sources/{tgp}/login", ApiKey, &[], &[200]),
+    r(Post, "/api/v1/sources/{tgp}/login", ApiKey, &[], &[422]),
+    r(Delete, "/api/v1/sources/{tgp}/login", ApiKey, &[], &[204]),
     r(Get,  "/api/v1/crm/responsible-sync", ApiKey, &[], &[200]),
     r(Put,  "/api/v1/crm/responsible-sync", ApiKey, &[], &[422]),
     r(Get,  "/api/v1/crm/import", ApiKey, &[], &[404]),
@@ -697,6 +706,7 @@ impl Fixture {
             ("{avito}", "avito".to_string()),
             ("{whatsapp}", "whatsapp".to_string()),
             ("{sms}", "sms".to_string()),
+            ("{tgp}", "telegram-personal".to_string()),
             ("{no_kind}", "fax".to_string()),
             // No export exists: owners get 404, the others are refused first.
             ("{export}", Uuid::nil().to_string()),
