@@ -205,6 +205,7 @@ async fn the_hand_sql_tables_have_entities_matching_their_columns() {
             last_error: None,
             next_at: 16,
             created_at: 17,
+            import_id: Some(Uuid::now_v7()),
         },
     )
     .await;
