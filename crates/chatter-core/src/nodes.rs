@@ -77,12 +77,23 @@ async fn check_key(core: &Core) -> Result<std::result::Result<(), String>> {
     })
 }
 
-/// Keeps this node's row fresh until `stop` turns true, then removes it.
+/// How often a node refreshes SQLite's query statistics (`chatter_store::optimize`).
+const OPTIMIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Keeps this node's row fresh until `stop` turns true, then removes it; hourly it refreshes
+/// SQLite's query statistics.
 pub async fn heartbeat(core: Core, role: &'static str, mut stop: watch::Receiver<bool>) {
     let name = crate::jobs::worker::node_name();
     let version = env!("CARGO_PKG_VERSION");
     let started = core.now();
+    let mut optimized = tokio::time::Instant::now();
     loop {
+        if optimized.elapsed() >= OPTIMIZE_EVERY {
+            optimized = tokio::time::Instant::now();
+            if let Err(e) = chatter_store::optimize(&core.db).await {
+                tracing::warn!(error = %e, "cannot refresh the database's query statistics");
+            }
+        }
         let db = &core.db;
         let r = db
             .execute(stmt(

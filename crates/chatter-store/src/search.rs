@@ -232,6 +232,38 @@ mod tests {
         let _ = std::fs::remove_file(&file);
     }
 
+    /// `optimize` (run by `migrate` and hourly) leaves statistics for the planner.
+    #[tokio::test]
+    async fn optimize_gathers_the_planners_statistics() {
+        let file = std::env::temp_dir().join(format!("optimize-{}.db", Uuid::new_v4()));
+        let db = crate::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .expect("sqlite");
+        crate::migrate(&db).await.expect("migrate");
+        for i in 0..500 {
+            db.execute_unprepared(&format!(
+                "INSERT INTO nodes (name, version, role, started_at, heartbeat_at) \
+                 VALUES ('n{i}', '1', 'serve', {i}, {i})"
+            ))
+            .await
+            .expect("insert");
+        }
+        crate::optimize(&db).await.expect("optimize");
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT count(*) AS n FROM sqlite_stat1 WHERE tbl = 'nodes'".to_owned(),
+            ))
+            .await
+            .expect("stat1")
+            .expect("row");
+        assert!(row.try_get::<i64>("", "n").expect("n") > 0);
+        drop(db);
+        for f in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{f}", file.display()));
+        }
+    }
+
     #[test]
     fn terms_are_the_stems_in_order() {
         assert_eq!(terms_of("Доставку в МОСКВУ?"), "доставк в москв");

@@ -191,17 +191,24 @@ pub async fn search(core: &Core, actor: &Actor, q: &str, limit: u64) -> Result<S
     let ids =
         chatter_store::search::find_messages(&core.read, actor.company_id, &query.words, limit)
             .await?;
-    let mut messages = message::Entity::find()
-        .filter(message::Column::CompanyId.eq(actor.company_id))
+    // By key only, the company checked on each row here: with `company_id = …` in the query
+    // SQLite may walk the whole company instead of looking the hits up (see
+    // `chatter_store::optimize`).
+    let mut messages: Vec<message::Model> = message::Entity::find()
         .filter(message::Column::Id.is_in(ids))
         .all(&core.read)
-        .await?;
+        .await?
+        .into_iter()
+        .filter(|m| m.company_id == actor.company_id)
+        .collect();
     messages.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    let convs = conversation::Entity::find()
-        .filter(conversation::Column::CompanyId.eq(actor.company_id))
+    let convs: Vec<conversation::Model> = conversation::Entity::find()
         .filter(conversation::Column::Id.is_in(messages.iter().map(|m| m.conversation_id)))
         .all(&core.read)
-        .await?;
+        .await?
+        .into_iter()
+        .filter(|c| c.company_id == actor.company_id)
+        .collect();
     let rows = rows_for(core, convs).await?;
     for m in messages {
         let Some(row) = rows.iter().find(|r| r.conversation.id == m.conversation_id) else {
@@ -301,15 +308,21 @@ pub(super) async fn conversations_matching(
     };
     let ids =
         chatter_store::search::find_messages(&core.read, company, &query.words, limit).await?;
-    Ok(message::Entity::find()
-        .filter(message::Column::CompanyId.eq(company))
+    // By key, the company checked here (as in `search`).
+    let rows: Vec<(Uuid, Uuid)> = message::Entity::find()
         .filter(message::Column::Id.is_in(ids))
         .select_only()
         .column(message::Column::ConversationId)
+        .column(message::Column::CompanyId)
         .distinct()
-        .into_tuple::<Uuid>()
+        .into_tuple()
         .all(&core.read)
-        .await?)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, c)| *c == company.0)
+        .map(|(conv, _)| conv)
+        .collect())
 }
 
 /// The messages of a conversation to show when opening it at `target`: the last `limit`
