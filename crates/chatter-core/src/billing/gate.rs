@@ -104,6 +104,45 @@ pub async fn standing(core: &Core, company: Uuid) -> Result<Standing> {
         Some(_) => usage::total(&core.db, company, sub.period_start, sub.period_end).await?,
         None => 0,
     };
+    Ok(assess(now, sub, plan, limit, used))
+}
+
+/// The company's standing as the pages' banner needs it, read only on the read pool, so an
+/// app page never waits behind a write (SQLite's one writer): a period that ended is taken as
+/// rolled over without writing it (the next send or the hourly job writes it), and a company
+/// without a subscription row yet has none (`None`).
+pub async fn standing_read(core: &Core, company: Uuid) -> Result<Option<Standing>> {
+    let now = core.now();
+    let conn = &core.read;
+    let Some(mut sub) = subscription::Entity::find_by_id(company).one(conn).await? else {
+        return Ok(None);
+    };
+    if sub.state == SubscriptionState::Active && now >= sub.period_end {
+        while now >= sub.period_end {
+            sub.period_start = sub.period_end;
+            sub.period_end = month_after(sub.period_end);
+        }
+        sub.extra_messages = 0;
+    }
+    let plan = plan_of(conn, &sub).await?;
+    let limit = plan
+        .as_ref()
+        .and_then(|p| p.messages_per_month)
+        .map(|m| m + sub.extra_messages);
+    let used = match limit {
+        Some(_) => usage::total(conn, company, sub.period_start, sub.period_end).await?,
+        None => 0,
+    };
+    Ok(Some(assess(now, sub, plan, limit, used)))
+}
+
+fn assess(
+    now: i64,
+    sub: subscription::Model,
+    plan: Option<plan::Model>,
+    limit: Option<i64>,
+    used: i64,
+) -> Standing {
     let blocked = match sub.state {
         SubscriptionState::Trial if now >= sub.period_end => Some(Block::TrialEnded),
         SubscriptionState::Trial => None,
@@ -115,13 +154,13 @@ pub async fn standing(core: &Core, company: Uuid) -> Result<Standing> {
             Some(Block::Inactive)
         }
     };
-    Ok(Standing {
+    Standing {
         sub,
         plan,
         limit,
         used,
         blocked,
-    })
+    }
 }
 
 /// Starts the period `now` falls in (packs are per period) and wakes what was held.

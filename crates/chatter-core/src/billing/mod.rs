@@ -142,7 +142,9 @@ pub async fn overview(core: &crate::Core, company: Uuid) -> Result<Overview> {
 
 /// The banner app pages show, if any: (translation key, a number it names — percent or days).
 pub async fn banner(core: &crate::Core, company: Uuid) -> Result<Option<(&'static str, i64)>> {
-    let s = gate::standing(core, company).await?;
+    let Some(s) = gate::standing_read(core, company).await? else {
+        return Ok(None);
+    };
     let now = core.now();
     Ok(match s.blocked {
         Some(gate::Block::TrialEnded) => Some(("billing.banner_trial_ended", 0)),
