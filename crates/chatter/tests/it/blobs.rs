@@ -269,28 +269,7 @@ async fn photo_from_node_a_is_served_by_node_b(
     a.spawn().await;
 
     let s = session(&a.url());
-    let r = s
-        .post_from(
-            "/sign-up",
-            "/sign-up",
-            &[
-                ("company_name", "Диваны"),
-                ("name", "Анна"),
-                ("email", "anna@example.ru"),
-                ("password", PW),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 303, "signed up on node a");
-    let token = telegram.create_bot("sofa_bot", "Диваны");
-    let r = s
-        .post_from(
-            "/app/sources/new",
-            "/app/sources",
-            &[("kind", "1"), ("token", &token), ("name", "")],
-        )
-        .await;
-    assert_eq!(r.status(), 303, "the bot is connected");
+    let token = crate::prod::company_with_bot(&s, &telegram).await;
     let jpeg = photo(5, 40_000);
     telegram.customer_writes(
         &token,
@@ -319,7 +298,7 @@ async fn photo_from_node_a_is_served_by_node_b(
         .post_from(
             "/sign-in",
             "/sign-in",
-            &[("email", "anna@example.ru"), ("password", PW)],
+            &[("email", "anna@romashka.test"), ("password", PW)],
         )
         .await;
     assert_eq!(r.status(), 303, "signed in on node b");
